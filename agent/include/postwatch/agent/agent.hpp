@@ -1,0 +1,73 @@
+// One agent: validates events from local sources, holds them in an EventBacklog
+// and publishes them in batches (QoS 1) until the broker acknowledges them.
+#pragma once
+
+#include "postwatch/agent/agent_config.hpp"
+#include "postwatch/agent/event_backlog.hpp"
+#include "postwatch/catalogue.hpp"
+#include "postwatch/event.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace spdlog {
+class logger;
+}
+
+namespace postwatch::agent {
+
+struct AgentStats {
+  std::uint64_t accepted = 0;
+  std::uint64_t rejected = 0;  // refused by validation or a full backlog
+  std::uint64_t sent = 0;      // acknowledged by the broker
+  std::uint64_t batches_sent = 0;
+  std::uint64_t reconnects = 0;
+  bool connected = false;
+  BacklogStats backlog;
+  std::string last_error;
+};
+
+// Result of submitting one event: accepted (with its seq) or why not.
+struct SubmitResult {
+  bool accepted = false;
+  std::uint64_t seq = 0;
+  std::string error;
+};
+
+class Agent {
+ public:
+  Agent(AgentConfig config, std::shared_ptr<const IndicatorCatalogue> catalogue, std::unique_ptr<EventBacklog> backlog,
+        std::shared_ptr<spdlog::logger> log);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Connects in the background (with retries) and starts publishing.
+  void start();
+  // Stops publishing and disconnects; events not yet acknowledged stay in the backlog.
+  void stop();
+
+  // Thread-safe. Checks the event against the catalogue, then stores it.
+  // observed_at_ms 0 means "now".
+  SubmitResult submit(IndicatorEvent event);
+
+  // Waits until every accepted event was acknowledged by the broker.
+  bool wait_until_drained(std::chrono::milliseconds timeout);
+  bool wait_until_connected(std::chrono::milliseconds timeout);
+
+  AgentStats stats() const;
+  const AgentConfig& config() const;
+  // The topic this agent publishes its events on.
+  std::string events_topic() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The random-free part of validation, usable without an Agent: empty when ok.
+std::string validate_event(const IndicatorCatalogue& catalogue, const IndicatorEvent& event);
+
+}  // namespace postwatch::agent

@@ -1,0 +1,44 @@
+// Where accepted events wait until the broker acknowledged them. The agent
+// assigns sequence numbers here so they stay monotonic for the backlog's lifetime
+// (for the disk spool: across restarts).
+#pragma once
+
+#include "postwatch/event.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+namespace postwatch::agent {
+
+// Thrown by append when the backlog refuses an event (full, disk error).
+class BacklogRefused : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct BacklogStats {
+  std::uint64_t events = 0;  // held, not yet released
+  std::uint64_t bytes = 0;
+  std::uint64_t dropped = 0;  // removed by an overflow policy
+  std::int64_t oldest_observed_at_ms = 0;
+};
+
+class EventBacklog {
+ public:
+  virtual ~EventBacklog() = default;
+  // Stores `e` with the next sequence number, which it returns. Not thread-safe:
+  // the Agent serialises access.
+  virtual std::uint64_t append(IndicatorEvent e) = 0;
+  // Appends up to `max` events with seq >= from_seq, in seq order, to `out`.
+  virtual std::size_t read(std::uint64_t from_seq, std::size_t max, std::vector<IndicatorEvent>& out) = 0;
+  // The broker acknowledged every event up to and including `seq`.
+  virtual void release_through(std::uint64_t seq) = 0;
+  // Sequence number of the oldest held event, or next_seq() when empty.
+  virtual std::uint64_t first_seq() const = 0;
+  virtual std::uint64_t next_seq() const = 0;
+  virtual BacklogStats stats() const = 0;
+};
+
+}  // namespace postwatch::agent

@@ -1,0 +1,285 @@
+#include "postwatch/agent/agent.hpp"
+
+#include "postwatch/clock.hpp"
+#include "postwatch/topics.hpp"
+#include "postwatch/wire_codec.hpp"
+
+#include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+namespace postwatch::agent {
+
+std::string validate_event(const IndicatorCatalogue& catalogue, const IndicatorEvent& e) {
+  const Indicator* ind = catalogue.find_indicator(e.indicator);
+  if (!ind) return "unknown indicator '" + e.indicator + "'";
+  if (e.text.size() > WireLimits::max_text_bytes)
+    return "text longer than " + std::to_string(WireLimits::max_text_bytes) + " bytes";
+  if (e.note.size() > WireLimits::max_note_bytes)
+    return "note longer than " + std::to_string(WireLimits::max_note_bytes) + " bytes";
+  if (e.tags.size() > 16) return "more than 16 tags";
+  for (const auto& [k, v] : e.tags)
+    if (k.empty() || k.size() > 64 || v.size() > 64) return "tag keys must be 1-64 bytes and values at most 64 bytes";
+  return catalogue.check_value(*ind, e.kind, e.number, e.text);
+}
+
+namespace {
+
+struct InflightBatch {
+  mqtt::delivery_token_ptr token;
+  std::uint64_t last_seq = 0;
+  std::size_t count = 0;
+};
+
+std::string client_id_for(const AgentConfig& c) { return "pw-agent-" + c.post_id + "-" + c.agent_id; }
+
+}  // namespace
+
+struct Agent::Impl {
+  AgentConfig config;
+  std::shared_ptr<const IndicatorCatalogue> catalogue;
+  std::shared_ptr<spdlog::logger> log;
+  std::string region;
+  std::string topic;
+
+  mutable std::mutex mu;  // guards backlog, stats, the flags below
+  std::condition_variable cv;
+  std::unique_ptr<EventBacklog> backlog;
+  AgentStats counters;
+  bool stopping = false;
+  bool connected = false;
+
+  std::unique_ptr<mqtt::async_client> client;
+  std::thread publisher;
+
+  Impl(AgentConfig c, std::shared_ptr<const IndicatorCatalogue> cat, std::unique_ptr<EventBacklog> b,
+       std::shared_ptr<spdlog::logger> l)
+      : config(std::move(c)), catalogue(std::move(cat)), log(std::move(l)), backlog(std::move(b)) {
+    const Post* post = catalogue->find_post(config.post_id);
+    if (!post) throw ConfigError("post_id: '" + config.post_id + "' is not a post in the catalogue");
+    region = post->region;
+    topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Events);
+  }
+
+  mqtt::connect_options connect_options() const {
+    auto b = mqtt::connect_options_builder()
+                 .clean_session(true)  // the backlog, not the broker session, is what survives
+                 .keep_alive_interval(config.keep_alive)
+                 .connect_timeout(std::chrono::seconds(10))
+                 .max_inflight(static_cast<int>(config.max_inflight_batches * 2));
+    if (!config.username.empty()) b.user_name(config.username);
+    return b.finalize();
+  }
+
+  void run() {
+    std::mt19937_64 rng(std::random_device{}());
+    std::chrono::milliseconds backoff{250};
+    const std::chrono::milliseconds max_backoff{30000};
+    std::deque<InflightBatch> inflight;
+    std::vector<IndicatorEvent> events;
+    EventBatch batch;
+    batch.agent_id = config.agent_id;
+    batch.post_id = config.post_id;
+    std::uint64_t cursor = 0;
+
+    for (;;) {
+      {
+        std::unique_lock lk(mu);
+        if (stopping) break;
+      }
+      if (!client->is_connected()) {
+        if (!try_connect()) {
+          // Exponential backoff with full jitter so a fleet does not reconnect in lockstep.
+          auto wait =
+              std::chrono::milliseconds(std::uniform_int_distribution<long>(backoff.count() / 2, backoff.count())(rng));
+          backoff = std::min(backoff * 2, max_backoff);
+          std::unique_lock lk(mu);
+          cv.wait_for(lk, wait, [&] { return stopping; });
+          continue;
+        }
+        backoff = std::chrono::milliseconds(250);
+        inflight.clear();  // anything unacknowledged is sent again; the aggregator drops duplicates
+        std::lock_guard lk(mu);
+        cursor = backlog->first_seq();
+      }
+
+      // Fill the in-flight window with batches.
+      while (inflight.size() < config.max_inflight_batches) {
+        events.clear();
+        {
+          std::unique_lock lk(mu);
+          if (stopping) break;
+          std::size_t ready = backlog->next_seq() - cursor;
+          if (ready == 0) break;
+          if (ready < config.batch_max_events && inflight.empty() && config.batch_max_delay.count() > 0) {
+            // A partial batch waits up to batch_max_delay for more events.
+            cv.wait_for(lk, config.batch_max_delay,
+                        [&] { return stopping || backlog->next_seq() - cursor >= config.batch_max_events; });
+          }
+          backlog->read(cursor, config.batch_max_events, events);
+        }
+        if (events.empty()) break;
+        batch.sent_at_ms = now_utc_ms();
+        batch.events.swap(events);
+        auto payload = encode_batch(batch);
+        InflightBatch ib{nullptr, batch.events.back().seq, batch.events.size()};
+        batch.events.swap(events);
+        try {
+          ib.token = client->publish(topic, payload.data(), payload.size(), 1, false);
+        } catch (const mqtt::exception& e) {
+          note_error(std::string("publish failed: ") + e.what());
+          break;
+        }
+        cursor = ib.last_seq + 1;
+        inflight.push_back(std::move(ib));
+      }
+
+      if (inflight.empty()) {
+        std::unique_lock lk(mu);
+        cv.wait_for(lk, std::chrono::milliseconds(500),
+                    [&] { return stopping || backlog->next_seq() > cursor || !connected; });
+        continue;
+      }
+      // Release events once the oldest batch is acknowledged (PUBACK).
+      auto& front = inflight.front();
+      try {
+        if (!front.token->wait_for(std::chrono::milliseconds(100))) continue;
+      } catch (const mqtt::exception& e) {
+        note_error(std::string("delivery failed: ") + e.what());
+        inflight.clear();
+        std::lock_guard lk(mu);
+        cursor = backlog->first_seq();
+        continue;
+      }
+      {
+        std::lock_guard lk(mu);
+        backlog->release_through(front.last_seq);
+        counters.sent += front.count;
+        counters.batches_sent += 1;
+      }
+      inflight.pop_front();
+      cv.notify_all();
+    }
+  }
+
+  bool try_connect() {
+    try {
+      client->connect(connect_options())->wait();
+      {
+        std::lock_guard lk(mu);
+        if (counters.batches_sent > 0 || connected_once) counters.reconnects += 1;
+        connected = true;
+        connected_once = true;
+      }
+      cv.notify_all();
+      log->info("connected to {} as {}", config.broker_uri, client_id_for(config));
+      return true;
+    } catch (const mqtt::exception& e) {
+      note_error("cannot connect to " + config.broker_uri + ": " + e.what());
+      return false;
+    }
+  }
+
+  void note_error(const std::string& what) {
+    {
+      std::lock_guard lk(mu);
+      if (counters.last_error == what) return;  // log a repeating failure once
+      counters.last_error = what;
+    }
+    log->warn("{}", what);
+  }
+
+  bool connected_once = false;
+};
+
+Agent::Agent(AgentConfig config, std::shared_ptr<const IndicatorCatalogue> catalogue,
+             std::unique_ptr<EventBacklog> backlog, std::shared_ptr<spdlog::logger> log)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(catalogue), std::move(backlog), std::move(log))) {}
+
+Agent::~Agent() { stop(); }
+
+void Agent::start() {
+  auto& d = *impl_;
+  if (d.publisher.joinable()) return;
+  d.client = std::make_unique<mqtt::async_client>(d.config.broker_uri, client_id_for(d.config));
+  d.client->set_connection_lost_handler([this](const std::string& cause) {
+    {
+      std::lock_guard lk(impl_->mu);
+      impl_->connected = false;
+    }
+    impl_->cv.notify_all();
+    impl_->log->warn("connection to broker lost{}{}", cause.empty() ? "" : ": ", cause);
+  });
+  {
+    std::lock_guard lk(d.mu);
+    d.stopping = false;
+  }
+  d.publisher = std::thread([this] { impl_->run(); });
+}
+
+void Agent::stop() {
+  auto& d = *impl_;
+  {
+    std::lock_guard lk(d.mu);
+    d.stopping = true;
+  }
+  d.cv.notify_all();
+  if (d.publisher.joinable()) d.publisher.join();
+  if (d.client) {
+    try {
+      if (d.client->is_connected()) d.client->disconnect(std::chrono::milliseconds(500))->wait();
+    } catch (const mqtt::exception&) {
+    }
+    d.client.reset();
+  }
+}
+
+SubmitResult Agent::submit(IndicatorEvent event) {
+  auto& d = *impl_;
+  SubmitResult r;
+  r.error = validate_event(*d.catalogue, event);
+  if (event.observed_at_ms == 0) event.observed_at_ms = now_utc_ms();
+  std::unique_lock lk(d.mu);
+  if (r.error.empty()) {
+    try {
+      r.seq = d.backlog->append(std::move(event));
+      r.accepted = true;
+      d.counters.accepted += 1;
+    } catch (const BacklogRefused& e) {
+      r.error = e.what();
+    }
+  }
+  if (!r.accepted) d.counters.rejected += 1;
+  lk.unlock();
+  if (r.accepted) d.cv.notify_all();
+  return r;
+}
+
+bool Agent::wait_until_drained(std::chrono::milliseconds timeout) {
+  std::unique_lock lk(impl_->mu);
+  return impl_->cv.wait_for(lk, timeout, [&] { return impl_->backlog->stats().events == 0; });
+}
+
+bool Agent::wait_until_connected(std::chrono::milliseconds timeout) {
+  std::unique_lock lk(impl_->mu);
+  return impl_->cv.wait_for(lk, timeout, [&] { return impl_->connected; });
+}
+
+AgentStats Agent::stats() const {
+  std::lock_guard lk(impl_->mu);
+  AgentStats s = impl_->counters;
+  s.connected = impl_->connected;
+  s.backlog = impl_->backlog->stats();
+  return s;
+}
+
+const AgentConfig& Agent::config() const { return impl_->config; }
+std::string Agent::events_topic() const { return impl_->topic; }
+
+}  // namespace postwatch::agent

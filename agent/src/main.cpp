@@ -1,0 +1,249 @@
+// postwatch-agent: the command-line front of the agent library.
+#include "postwatch/agent/agent.hpp"
+#include "postwatch/agent/event_json.hpp"
+#include "postwatch/agent/memory_backlog.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#ifndef POSTWATCH_VERSION
+#define POSTWATCH_VERSION "dev"
+#endif
+
+namespace {
+using namespace postwatch;
+using namespace postwatch::agent;
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+constexpr const char* kUsage = R"(postwatch-agent — publishes indicator events from a post to the Postwatch aggregator
+
+usage:
+  postwatch-agent run   --config FILE [--input FILE|-] [--exit-on-eof]
+      Reads events as JSON lines (stdin by default) and publishes them until
+      SIGINT/SIGTERM; with --exit-on-eof it exits once input ends and every
+      event was acknowledged by the broker.
+  postwatch-agent emit  --config FILE --indicator ID --value V [--note TEXT]
+                        [--observed-at-ms MS] [--timeout-s N]
+      Publishes one event and waits for the broker's acknowledgement.
+  postwatch-agent --check-config FILE
+      Validates a config file and the catalogue it names; prints every problem.
+  postwatch-agent --version | --help
+
+An event line: {"indicator":"terror_threat_level","value":4,"note":"optional"}
+Exit status: 0 ok, 1 runtime failure (broker unreachable, events rejected), 2 usage or config error.
+)";
+
+struct Args {
+  std::string command;
+  std::map<std::string, std::string> opts;
+  bool flag(const std::string& k) const { return opts.count(k) > 0; }
+  std::string get(const std::string& k, const std::string& def = "") const {
+    auto it = opts.find(k);
+    return it == opts.end() ? def : it->second;
+  }
+};
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) == 0) {
+      std::string key = s.substr(2);
+      bool takes_value = key != "exit-on-eof" && key != "help" && key != "version";
+      if (takes_value) {
+        if (i + 1 >= argc) throw std::invalid_argument("option --" + key + " needs a value");
+        a.opts[key] = argv[++i];
+      } else {
+        a.opts[key] = "1";
+      }
+    } else if (a.command.empty()) {
+      a.command = s;
+    } else {
+      throw std::invalid_argument("unexpected argument '" + s + "'");
+    }
+  }
+  return a;
+}
+
+std::filesystem::path catalogue_path(const AgentConfig& config) {
+  if (!config.catalogue_file.empty()) return config.catalogue_file;
+  for (std::filesystem::path p : {"/usr/share/postwatch/gbvs.json", "/usr/local/share/postwatch/gbvs.json"})
+    if (std::filesystem::exists(p)) return p;
+  return POSTWATCH_DEFAULT_CATALOGUE;
+}
+
+struct Loaded {
+  AgentConfig config;
+  std::shared_ptr<const IndicatorCatalogue> catalogue;
+};
+
+Loaded load_config(const std::string& file) {
+  Loaded l;
+  l.config = AgentConfig::load(file);
+  l.catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_path(l.config)));
+  if (!l.catalogue->find_post(l.config.post_id))
+    throw ConfigError(file + ": post_id: '" + l.config.post_id + "' is not a post in the catalogue");
+  if (l.config.broker_uri.rfind("tcp://", 0) == 0 || l.config.broker_uri.rfind("mqtt://", 0) == 0) {
+    if (!l.config.allow_plaintext)
+      throw ConfigError(file + ": broker_uri: plaintext " + l.config.broker_uri +
+                        " needs \"allow_plaintext\": true (or use ssl:// with a tls section)");
+  }
+  return l;
+}
+
+std::unique_ptr<Agent> make_agent(const Loaded& l, std::shared_ptr<spdlog::logger> log) {
+  auto backlog = std::make_unique<MemoryBacklog>(l.config.queue_max_events);
+  return std::make_unique<Agent>(l.config, l.catalogue, std::move(backlog), std::move(log));
+}
+
+int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
+  auto loaded = load_config(args.get("config"));
+  if (loaded.config.broker_uri.rfind("tcp://", 0) == 0) log->warn("broker connection is plaintext (allow_plaintext)");
+  auto agent = make_agent(loaded, log);
+  agent->start();
+  log->info("agent {} for post {} publishing to {} on {}", loaded.config.agent_id, loaded.config.post_id,
+            agent->events_topic(), loaded.config.broker_uri);
+
+  std::string input = args.get("input", "-");
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (input != "-") {
+    file.open(input);
+    if (!file) throw ConfigError(input + ": cannot open input file");
+    in = &file;
+  }
+  std::atomic<bool> input_done{false};
+  std::atomic<std::uint64_t> rejected{0};
+  std::thread reader([&] {
+    std::string line;
+    std::uint64_t n = 0;
+    while (!g_stop && std::getline(*in, line)) {
+      ++n;
+      if (line.empty() || line[0] == '#') continue;
+      IndicatorEvent ev;
+      std::string err = parse_event_json(line, *loaded.catalogue, ev);
+      if (err.empty()) {
+        auto r = agent->submit(std::move(ev));
+        if (!r.accepted) err = r.error;
+      }
+      if (!err.empty()) {
+        ++rejected;
+        std::cerr << input << ":" << n << ": rejected: " << err << "\n";
+      }
+    }
+    input_done = true;
+  });
+  bool exit_on_eof = args.flag("exit-on-eof") || input != "-";
+  while (!g_stop && !(exit_on_eof && input_done)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (!g_stop) {
+    if (!agent->wait_until_drained(std::chrono::seconds(30))) {
+      log->error("timed out waiting for the broker to acknowledge {} event(s)", agent->stats().backlog.events);
+    }
+  }
+  auto s = agent->stats();
+  agent->stop();
+  if (reader.joinable()) {
+    if (input_done)
+      reader.join();
+    else
+      reader.detach();  // blocked on stdin; the process is exiting
+  }
+  log->info("accepted {} sent {} rejected {} unsent {}", s.accepted, s.sent, s.rejected, s.backlog.events);
+  return (s.backlog.events == 0 && rejected == 0) ? 0 : 1;
+}
+
+int cmd_emit(const Args& args, std::shared_ptr<spdlog::logger> log) {
+  auto loaded = load_config(args.get("config"));
+  if (!args.flag("indicator") || !args.flag("value")) throw std::invalid_argument("emit needs --indicator and --value");
+  nlohmann::json j;
+  j["indicator"] = args.get("indicator");
+  const Indicator* ind = loaded.catalogue->find_indicator(args.get("indicator"));
+  std::string value = args.get("value");
+  if (ind && ind->kind == ValueKind::Text)
+    j["value"] = value;
+  else if (value == "true" || value == "false")
+    j["value"] = value == "true";
+  else {
+    try {
+      std::size_t used = 0;
+      j["value"] = std::stod(value, &used);
+      if (used != value.size()) throw std::invalid_argument(value);
+    } catch (const std::exception&) {
+      std::cerr << "postwatch-agent: --value '" << value << "' is not a number\n";
+      return 2;
+    }
+  }
+  if (args.flag("note")) j["note"] = args.get("note");
+  if (args.flag("observed-at-ms")) j["observed_at_ms"] = std::stoll(args.get("observed-at-ms"));
+  IndicatorEvent ev;
+  if (auto err = parse_event_json(j.dump(), *loaded.catalogue, ev); !err.empty()) {
+    std::cerr << "postwatch-agent: rejected: " << err << "\n";
+    return 1;
+  }
+  auto agent = make_agent(loaded, log);
+  auto r = agent->submit(std::move(ev));
+  if (!r.accepted) {
+    std::cerr << "postwatch-agent: rejected: " << r.error << "\n";
+    return 1;
+  }
+  agent->start();
+  auto timeout = std::chrono::seconds(std::stoi(args.get("timeout-s", "15")));
+  if (!agent->wait_until_drained(timeout)) {
+    std::cerr << "postwatch-agent: broker " << loaded.config.broker_uri << " did not acknowledge within "
+              << timeout.count() << " s: " << agent->stats().last_error << "\n";
+    return 1;
+  }
+  std::cout << "sent seq " << r.seq << " to " << agent->events_topic() << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto log = spdlog::stderr_color_mt("agent");
+  log->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  try {
+    Args args = parse_args(argc, argv);
+    if (args.flag("help") || (args.command.empty() && args.opts.empty())) {
+      std::cout << kUsage;
+      return args.flag("help") ? 0 : 2;
+    }
+    if (args.flag("version")) {
+      std::cout << "postwatch-agent " << POSTWATCH_VERSION << " (wire schema v1)\n";
+      return 0;
+    }
+    if (args.flag("check-config")) {
+      auto loaded = load_config(args.get("check-config"));
+      std::cout << args.get("check-config") << ": ok (agent " << loaded.config.agent_id << ", post "
+                << loaded.config.post_id << ", catalogue " << loaded.catalogue->indicators().size() << " indicators)\n";
+      return 0;
+    }
+    if (!args.flag("config")) throw std::invalid_argument("--config FILE is required");
+    if (args.command == "run") return cmd_run(args, log);
+    if (args.command == "emit") return cmd_emit(args, log);
+    throw std::invalid_argument("unknown command '" + args.command + "'");
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "postwatch-agent: " << e.what() << "\n(see postwatch-agent --help)\n";
+    return 2;
+  } catch (const ConfigError& e) {
+    std::cerr << "postwatch-agent: config error: " << e.what() << "\n";
+    return 2;
+  } catch (const CatalogueError& e) {
+    std::cerr << "postwatch-agent: catalogue error: " << e.what() << "\n";
+    return 2;
+  }
+}

@@ -1,0 +1,69 @@
+// Verify → check → dedupe → apply: turns one MQTT message into updates of the
+// IndicatorState. Pure and single-threaded (it runs on the aggregator's
+// io_context), so it can be tested and benchmarked without a broker.
+#pragma once
+
+#include "ingest/seq_window.hpp"
+#include "postwatch/catalogue.hpp"
+#include "postwatch/wire_codec.hpp"
+#include "rollup/indicator_state.hpp"
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace spdlog {
+class logger;
+}
+
+namespace postwatch::aggregator {
+
+struct IngestCounters {
+  std::uint64_t batches_accepted = 0;
+  std::array<std::uint64_t, decode_error_count> batches_undecodable{};  // by DecodeError
+  std::uint64_t batches_bad_topic = 0;                                  // not an agent events topic
+  std::uint64_t batches_topic_mismatch = 0;                             // payload's post/agent differ from the topic's
+  std::uint64_t batches_unknown_post = 0;
+  std::uint64_t events_accepted = 0;
+  std::uint64_t events_duplicate = 0;
+  std::uint64_t events_unknown_indicator = 0;
+  std::uint64_t events_bad_value = 0;
+  std::uint64_t events_gaps = 0;  // seqs never received, given up on
+
+  std::uint64_t batches_rejected() const;
+};
+
+struct AgentTrack {
+  std::uint32_t post = 0;
+  SeqWindow seqs;
+  std::int64_t last_event_ms = 0;
+  std::uint64_t events = 0;
+};
+
+class BatchIngest {
+ public:
+  BatchIngest(const IndicatorCatalogue& catalogue, IndicatorState& state, std::shared_ptr<spdlog::logger> log);
+
+  // Returns how many events of the message were applied as new.
+  std::size_t on_message(std::string_view topic, std::span<const std::uint8_t> payload, std::int64_t now_ms);
+
+  const IngestCounters& counters() const { return counters_; }
+  const std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>>& agents() const { return agents_; }
+
+ private:
+  void reject(std::string_view topic, std::string_view why);
+
+  const IndicatorCatalogue& catalogue_;
+  IndicatorState& state_;
+  std::shared_ptr<spdlog::logger> log_;
+  IngestCounters counters_;
+  BatchView batch_;  // reused so steady-state decoding does not allocate
+  std::string key_;
+  std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>> agents_;  // "post/agent"
+  std::uint64_t rejections_logged_ = 0;
+};
+
+}  // namespace postwatch::aggregator

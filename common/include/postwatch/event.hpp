@@ -1,0 +1,55 @@
+// The project's own event types; the FlatBuffers code stays behind wire_codec.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace postwatch {
+
+enum class ValueKind : std::uint8_t { Level = 0, Count = 1, Gauge = 2, Boolean = 3, Share = 4, Text = 5 };
+
+std::string_view to_string(ValueKind kind);
+// Returns false when `name` is not a kind ("level", "count", ...).
+bool parse_value_kind(std::string_view name, ValueKind& out);
+
+struct IndicatorEvent {
+  std::uint64_t seq = 0;
+  std::int64_t observed_at_ms = 0;
+  std::string indicator;
+  ValueKind kind = ValueKind::Level;
+  double number = 0;
+  std::string text;
+  std::string note;
+  std::vector<std::pair<std::string, std::string>> tags;
+};
+
+struct EventBatch {
+  std::string agent_id;
+  std::string post_id;
+  std::int64_t sent_at_ms = 0;
+  std::vector<IndicatorEvent> events;
+};
+
+// Non-owning view of one event inside a received buffer: the aggregator's hot
+// path reads these without copying strings.
+struct EventView {
+  std::uint64_t seq = 0;
+  std::int64_t observed_at_ms = 0;
+  std::string_view indicator;
+  ValueKind kind = ValueKind::Level;
+  double number = 0;
+  std::string_view text;
+  std::string_view note;
+};
+
+struct BatchView {
+  std::string_view agent_id;
+  std::string_view post_id;
+  std::int64_t sent_at_ms = 0;
+  std::vector<EventView> events;
+};
+
+}  // namespace postwatch

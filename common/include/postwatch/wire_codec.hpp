@@ -1,0 +1,46 @@
+// Encode, verify and decode the FlatBuffers wire contract (schemas/*.fbs).
+#pragma once
+
+#include "postwatch/event.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace postwatch {
+
+struct WireLimits {
+  static constexpr std::size_t max_payload_bytes = 1024 * 1024;
+  static constexpr std::size_t max_events_per_batch = 10000;
+  static constexpr std::size_t max_id_bytes = 64;
+  static constexpr std::size_t max_text_bytes = 256;
+  static constexpr std::size_t max_note_bytes = 1024;
+  static constexpr std::uint16_t schema_version = 1;
+};
+
+// Why a payload was refused; each reason is its own counter in the aggregator.
+enum class DecodeError : std::uint8_t {
+  None = 0,
+  Oversized,        // larger than max_payload_bytes
+  WrongIdentifier,  // not an EventBatch (file identifier mismatch)
+  Malformed,        // the FlatBuffers verifier refused it
+  UnsupportedVersion,
+  TooManyEvents,
+  FieldTooLong,  // an id, text or note beyond its limit
+  BadValue,      // NaN/inf number or unknown kind
+};
+inline constexpr std::size_t decode_error_count = 8;
+std::string_view to_string(DecodeError error);
+
+std::vector<std::uint8_t> encode_batch(const EventBatch& batch);
+
+// Verifies `payload` and fills `out` with views into it. `out` is reused across
+// calls so steady-state decoding does not allocate.
+DecodeError decode_batch(std::span<const std::uint8_t> payload, BatchView& out);
+
+// Owning decode, for tests and tools.
+DecodeError decode_batch(std::span<const std::uint8_t> payload, EventBatch& out);
+
+}  // namespace postwatch

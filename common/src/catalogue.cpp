@@ -1,0 +1,343 @@
+#include "postwatch/catalogue.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace postwatch {
+using nlohmann::json;
+
+std::string_view to_string(Aggregation a) {
+  switch (a) {
+    case Aggregation::Max: return "max";
+    case Aggregation::Sum: return "sum";
+    case Aggregation::Mean: return "mean";
+    case Aggregation::Min: return "min";
+  }
+  return "max";
+}
+
+bool is_valid_node_id(std::string_view id) {
+  if (id.empty() || id.size() > 48) return false;
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    char c = id[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (i > 0 && c == '-');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+namespace {
+
+bool is_valid_indicator_id(std::string_view id) {
+  if (id.size() < 2 || id.size() > 48 || !(id[0] >= 'a' && id[0] <= 'z')) return false;
+  return std::all_of(id.begin(), id.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
+}
+
+// Builds error messages of the form "<file>: <entry>: <problem>".
+class Reader {
+ public:
+  explicit Reader(std::string origin) : origin_(std::move(origin)) {}
+
+  [[noreturn]] void fail(const std::string& entry, const std::string& problem) const {
+    throw CatalogueError(origin_ + ": " + entry + ": " + problem);
+  }
+
+  const json& member(const json& obj, const std::string& entry, const char* key) const {
+    if (!obj.is_object()) fail(entry, "expected an object");
+    auto it = obj.find(key);
+    if (it == obj.end()) fail(entry, std::string("missing field '") + key + "'");
+    return *it;
+  }
+  std::string str(const json& obj, const std::string& entry, const char* key, bool required = true) const {
+    if (!required && !obj.contains(key)) return {};
+    const auto& v = member(obj, entry, key);
+    if (!v.is_string()) fail(entry, std::string("field '") + key + "' must be a string");
+    return v.get<std::string>();
+  }
+  double num(const json& obj, const std::string& entry, const char* key) const {
+    const auto& v = member(obj, entry, key);
+    if (!v.is_number()) fail(entry, std::string("field '") + key + "' must be a number");
+    double d = v.get<double>();
+    if (!std::isfinite(d)) fail(entry, std::string("field '") + key + "' must be finite");
+    return d;
+  }
+  int integer(const json& v, const std::string& entry, const char* what) const {
+    if (!v.is_number_integer()) fail(entry, std::string(what) + " must be an integer");
+    return v.get<int>();
+  }
+  const json& array(const json& obj, const std::string& entry, const char* key) const {
+    const auto& v = member(obj, entry, key);
+    if (!v.is_array()) fail(entry, std::string("field '") + key + "' must be an array");
+    return v;
+  }
+
+ private:
+  std::string origin_;
+};
+
+std::string entry_name(const char* section, std::size_t i, const std::string& id) {
+  std::ostringstream os;
+  os << section << "[" << i << "]";
+  if (!id.empty()) os << " '" << id << "'";
+  return os.str();
+}
+
+std::string fnv1a_hex(std::string_view text) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+}  // namespace
+
+IndicatorCatalogue IndicatorCatalogue::load(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw CatalogueError(file.string() + ": cannot open catalogue file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), file.string());
+}
+
+IndicatorCatalogue IndicatorCatalogue::parse(std::string_view text, const std::string& origin) {
+  Reader r(origin);
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw CatalogueError(origin + ": not valid JSON: " + e.what());
+  }
+  if (!root.is_object()) r.fail("(top level)", "expected an object");
+  IndicatorCatalogue c;
+  c.fingerprint_ = fnv1a_hex(text);
+
+  const auto& goals = r.array(root, "(top level)", "goals");
+  std::set<int> goal_ids;
+  for (std::size_t i = 0; i < goals.size(); ++i) {
+    const auto& g = goals[i];
+    std::string entry = entry_name("goals", i, "");
+    Goal goal;
+    goal.id = r.integer(r.member(g, entry, "id"), entry, "field 'id'");
+    entry = entry_name("goals", i, std::to_string(goal.id));
+    goal.pillar = r.str(g, entry, "pillar");
+    goal.name = r.str(g, entry, "name");
+    goal.aims = r.str(g, entry, "aims", false);
+    if (goal.id < 1) r.fail(entry, "goal id must be 1 or more");
+    if (!goal_ids.insert(goal.id).second) r.fail(entry, "duplicate goal id");
+    c.goals_.push_back(std::move(goal));
+  }
+
+  const auto& pillars = r.array(root, "(top level)", "pillars");
+  std::set<int> goals_in_pillars;
+  for (std::size_t i = 0; i < pillars.size(); ++i) {
+    const auto& p = pillars[i];
+    Pillar pillar;
+    pillar.id = r.str(p, entry_name("pillars", i, ""), "id");
+    std::string entry = entry_name("pillars", i, pillar.id);
+    pillar.name = r.str(p, entry, "name");
+    pillar.name_nl = r.str(p, entry, "name_nl", false);
+    for (const auto& g : r.array(p, entry, "goals")) {
+      int id = r.integer(g, entry, "goal reference");
+      if (!goal_ids.count(id)) r.fail(entry, "unknown goal " + std::to_string(id));
+      if (!goals_in_pillars.insert(id).second)
+        r.fail(entry, "goal " + std::to_string(id) + " is in more than one pillar");
+      pillar.goals.push_back(id);
+    }
+    c.pillars_.push_back(std::move(pillar));
+  }
+  for (const auto& g : c.goals_) {
+    auto it = std::find_if(c.pillars_.begin(), c.pillars_.end(), [&](const Pillar& p) { return p.id == g.pillar; });
+    if (it == c.pillars_.end()) r.fail("goals '" + std::to_string(g.id) + "'", "unknown pillar '" + g.pillar + "'");
+    if (std::find(it->goals.begin(), it->goals.end(), g.id) == it->goals.end())
+      r.fail("goals '" + std::to_string(g.id) + "'", "pillar '" + g.pillar + "' does not list this goal");
+  }
+
+  std::set<std::string> threat_ids;
+  if (root.contains("threats")) {
+    const auto& threats = r.array(root, "(top level)", "threats");
+    for (std::size_t i = 0; i < threats.size(); ++i) {
+      Threat t;
+      t.id = r.str(threats[i], entry_name("threats", i, ""), "id");
+      std::string entry = entry_name("threats", i, t.id);
+      t.name = r.str(threats[i], entry, "name");
+      for (const auto& g : r.array(threats[i], entry, "goals")) {
+        int id = r.integer(g, entry, "goal reference");
+        if (!goal_ids.count(id)) r.fail(entry, "unknown goal " + std::to_string(id));
+        t.goals.push_back(id);
+      }
+      if (!threat_ids.insert(t.id).second) r.fail(entry, "duplicate threat id");
+      c.threats_.push_back(std::move(t));
+    }
+  }
+
+  const auto& regions = r.array(root, "(top level)", "regions");
+  for (std::size_t i = 0; i < regions.size(); ++i) {
+    Region reg;
+    reg.id = r.str(regions[i], entry_name("regions", i, ""), "id");
+    std::string entry = entry_name("regions", i, reg.id);
+    reg.name = r.str(regions[i], entry, "name");
+    if (!is_valid_node_id(reg.id)) r.fail(entry, "id must match ^[a-z0-9][a-z0-9-]{0,47}$");
+    if (!c.region_ix_.emplace(reg.id, static_cast<std::uint32_t>(c.regions_.size())).second)
+      r.fail(entry, "duplicate region id");
+    c.regions_.push_back(std::move(reg));
+  }
+
+  const auto& posts = r.array(root, "(top level)", "posts");
+  for (std::size_t i = 0; i < posts.size(); ++i) {
+    Post p;
+    p.id = r.str(posts[i], entry_name("posts", i, ""), "id");
+    std::string entry = entry_name("posts", i, p.id);
+    p.city = r.str(posts[i], entry, "city");
+    p.country = r.str(posts[i], entry, "country");
+    p.region = r.str(posts[i], entry, "region");
+    p.name_on_cover = r.str(posts[i], entry, "name_on_cover", false);
+    if (!is_valid_node_id(p.id)) r.fail(entry, "id must match ^[a-z0-9][a-z0-9-]{0,47}$");
+    if (!c.region_ix_.count(p.region)) r.fail(entry, "unknown region '" + p.region + "'");
+    if (!c.post_ix_.emplace(p.id, static_cast<std::uint32_t>(c.posts_.size())).second)
+      r.fail(entry, "duplicate post id");
+    c.posts_.push_back(std::move(p));
+  }
+
+  const auto& indicators = r.array(root, "(top level)", "indicators");
+  for (std::size_t i = 0; i < indicators.size(); ++i) {
+    const auto& j = indicators[i];
+    Indicator ind;
+    ind.id = r.str(j, entry_name("indicators", i, ""), "id");
+    std::string entry = entry_name("indicators", i, ind.id);
+    if (!is_valid_indicator_id(ind.id)) r.fail(entry, "id must match ^[a-z][a-z0-9_]{1,47}$");
+    ind.name = r.str(j, entry, "name");
+    ind.unit = r.str(j, entry, "unit", false);
+    ind.description = r.str(j, entry, "description", false);
+    std::string kind = r.str(j, entry, "kind");
+    if (!parse_value_kind(kind, ind.kind))
+      r.fail(entry, "kind '" + kind + "' is not one of level, count, gauge, boolean, share, text");
+    ind.min = r.num(j, entry, "min");
+    ind.max = r.num(j, entry, "max");
+    ind.baseline = r.num(j, entry, "baseline");
+    ind.amber = r.num(j, entry, "amber");
+    ind.red = r.num(j, entry, "red");
+    std::string dir = r.str(j, entry, "direction");
+    if (dir == "higher_is_worse")
+      ind.direction = Direction::HigherIsWorse;
+    else if (dir == "lower_is_worse")
+      ind.direction = Direction::LowerIsWorse;
+    else
+      r.fail(entry, "direction '" + dir + "' is not higher_is_worse or lower_is_worse");
+    std::string agg = r.str(j, entry, "aggregation");
+    if (agg == "max")
+      ind.aggregation = Aggregation::Max;
+    else if (agg == "sum")
+      ind.aggregation = Aggregation::Sum;
+    else if (agg == "mean")
+      ind.aggregation = Aggregation::Mean;
+    else if (agg == "min")
+      ind.aggregation = Aggregation::Min;
+    else
+      r.fail(entry, "aggregation '" + agg + "' is not max, sum, mean or min");
+    const auto& win = r.member(j, entry, "window_s");
+    if (!win.is_number_integer() || win.get<std::int64_t>() < 0) r.fail(entry, "window_s must be an integer >= 0");
+    ind.window_s = win.get<std::int64_t>();
+
+    if (ind.kind != ValueKind::Text) {
+      if (ind.min > ind.max) r.fail(entry, "min must not exceed max");
+      if (ind.baseline < ind.min || ind.baseline > ind.max) r.fail(entry, "baseline must lie within [min, max]");
+      if (ind.direction == Direction::HigherIsWorse) {
+        if (!(ind.baseline < ind.amber && ind.amber < ind.red))
+          r.fail(entry, "thresholds must satisfy baseline < amber < red for higher_is_worse (got baseline " +
+                            nlohmann::json(ind.baseline).dump() + ", amber " + nlohmann::json(ind.amber).dump() +
+                            ", red " + nlohmann::json(ind.red).dump() + ")");
+      } else if (!(ind.baseline > ind.amber && ind.amber > ind.red)) {
+        r.fail(entry, "thresholds must satisfy baseline > amber > red for lower_is_worse");
+      }
+    }
+    if (ind.kind == ValueKind::Count && ind.window_s == 0) r.fail(entry, "a count needs window_s > 0");
+
+    const auto& gw = r.array(j, entry, "goals");
+    if (gw.empty()) r.fail(entry, "must feed at least one goal");
+    for (const auto& g : gw) {
+      GoalWeight w;
+      w.goal = r.integer(r.member(g, entry, "goal"), entry, "goal reference");
+      w.weight = r.num(g, entry, "weight");
+      if (!goal_ids.count(w.goal)) r.fail(entry, "unknown goal " + std::to_string(w.goal));
+      if (!(w.weight > 0 && w.weight <= 1)) r.fail(entry, "goal weight must be in (0, 1]");
+      ind.goals.push_back(w);
+    }
+    if (j.contains("threats")) {
+      for (const auto& t : r.array(j, entry, "threats")) {
+        if (!t.is_string() || !threat_ids.count(t.get<std::string>())) r.fail(entry, "unknown threat " + t.dump());
+        ind.threats.push_back(t.get<std::string>());
+      }
+    }
+    if (!c.indicator_ix_.emplace(ind.id, static_cast<std::uint32_t>(c.indicators_.size())).second)
+      r.fail(entry, "duplicate indicator id");
+    c.indicators_.push_back(std::move(ind));
+  }
+  if (c.goals_.empty()) r.fail("goals", "the catalogue defines no goals");
+  if (c.posts_.empty()) r.fail("posts", "the catalogue defines no posts");
+  if (c.indicators_.empty()) r.fail("indicators", "the catalogue defines no indicators");
+  return c;
+}
+
+namespace {
+template <typename Map>
+std::optional<std::uint32_t> lookup(const Map& m, std::string_view id) {
+  auto it = m.find(id);
+  if (it == m.end()) return std::nullopt;
+  return it->second;
+}
+}  // namespace
+
+std::optional<std::uint32_t> IndicatorCatalogue::indicator_index(std::string_view id) const {
+  return lookup(indicator_ix_, id);
+}
+std::optional<std::uint32_t> IndicatorCatalogue::post_index(std::string_view id) const { return lookup(post_ix_, id); }
+std::optional<std::uint32_t> IndicatorCatalogue::region_index(std::string_view id) const {
+  return lookup(region_ix_, id);
+}
+
+const Indicator* IndicatorCatalogue::find_indicator(std::string_view id) const {
+  auto ix = indicator_index(id);
+  return ix ? &indicators_[*ix] : nullptr;
+}
+const Post* IndicatorCatalogue::find_post(std::string_view id) const {
+  auto ix = post_index(id);
+  return ix ? &posts_[*ix] : nullptr;
+}
+const Goal* IndicatorCatalogue::find_goal(int id) const {
+  for (const auto& g : goals_)
+    if (g.id == id) return &g;
+  return nullptr;
+}
+
+std::string IndicatorCatalogue::check_value(const Indicator& ind, ValueKind kind, double number,
+                                            std::string_view text) const {
+  if (kind != ind.kind)
+    return "indicator '" + ind.id + "' takes a " + std::string(to_string(ind.kind)) + " value, not a " +
+           std::string(to_string(kind));
+  if (kind == ValueKind::Text) {
+    if (text.empty()) return "indicator '" + ind.id + "' needs a non-empty text";
+    return {};
+  }
+  if (!std::isfinite(number)) return "value must be a finite number";
+  if (number < ind.min || number > ind.max) {
+    std::ostringstream os;
+    os << "value " << number << " is outside [" << ind.min << ", " << ind.max << "] for indicator '" << ind.id << "'";
+    return os.str();
+  }
+  if ((kind == ValueKind::Level || kind == ValueKind::Count || kind == ValueKind::Boolean) &&
+      number != std::floor(number))
+    return "indicator '" + ind.id + "' takes whole numbers";
+  return {};
+}
+
+}  // namespace postwatch

@@ -1,0 +1,143 @@
+#include "postwatch/wire_codec.hpp"
+
+#include "postwatch/wire/postwatch_events_generated.h"
+
+#include <cmath>
+
+namespace postwatch {
+namespace fbw = postwatch::wire::v1;
+
+std::string_view to_string(ValueKind kind) {
+  switch (kind) {
+    case ValueKind::Level: return "level";
+    case ValueKind::Count: return "count";
+    case ValueKind::Gauge: return "gauge";
+    case ValueKind::Boolean: return "boolean";
+    case ValueKind::Share: return "share";
+    case ValueKind::Text: return "text";
+  }
+  return "unknown";
+}
+
+bool parse_value_kind(std::string_view name, ValueKind& out) {
+  for (auto k :
+       {ValueKind::Level, ValueKind::Count, ValueKind::Gauge, ValueKind::Boolean, ValueKind::Share, ValueKind::Text}) {
+    if (to_string(k) == name) {
+      out = k;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string_view to_string(DecodeError error) {
+  switch (error) {
+    case DecodeError::None: return "ok";
+    case DecodeError::Oversized: return "oversized";
+    case DecodeError::WrongIdentifier: return "wrong_identifier";
+    case DecodeError::Malformed: return "malformed";
+    case DecodeError::UnsupportedVersion: return "unsupported_version";
+    case DecodeError::TooManyEvents: return "too_many_events";
+    case DecodeError::FieldTooLong: return "field_too_long";
+    case DecodeError::BadValue: return "bad_value";
+  }
+  return "unknown";
+}
+
+std::vector<std::uint8_t> encode_batch(const EventBatch& batch) {
+  flatbuffers::FlatBufferBuilder fbb(256 + batch.events.size() * 96);
+  std::vector<flatbuffers::Offset<fbw::Event>> events;
+  events.reserve(batch.events.size());
+  std::vector<flatbuffers::Offset<fbw::Tag>> tags;
+  for (const auto& e : batch.events) {
+    auto indicator = fbb.CreateString(e.indicator);
+    flatbuffers::Offset<flatbuffers::String> text, note;
+    if (!e.text.empty()) text = fbb.CreateString(e.text);
+    if (!e.note.empty()) note = fbb.CreateString(e.note);
+    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fbw::Tag>>> tag_vec;
+    if (!e.tags.empty()) {
+      tags.clear();
+      for (const auto& [k, v] : e.tags) tags.push_back(fbw::CreateTag(fbb, fbb.CreateString(k), fbb.CreateString(v)));
+      tag_vec = fbb.CreateVector(tags);
+    }
+    events.push_back(fbw::CreateEvent(fbb, e.seq, e.observed_at_ms, indicator, static_cast<fbw::ValueKind>(e.kind),
+                                      e.number, text, note, tag_vec));
+  }
+  auto agent = fbb.CreateString(batch.agent_id);
+  auto post = fbb.CreateString(batch.post_id);
+  auto ev = fbb.CreateVector(events);
+  auto root = fbw::CreateEventBatch(fbb, WireLimits::schema_version, agent, post, batch.sent_at_ms, ev);
+  fbw::FinishEventBatchBuffer(fbb, root);
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+
+namespace {
+
+std::string_view view(const flatbuffers::String* s) {
+  return s ? std::string_view(s->data(), s->size()) : std::string_view{};
+}
+
+}  // namespace
+
+DecodeError decode_batch(std::span<const std::uint8_t> payload, BatchView& out) {
+  out.events.clear();
+  if (payload.size() > WireLimits::max_payload_bytes) return DecodeError::Oversized;
+  if (payload.size() < 8 || !fbw::EventBatchBufferHasIdentifier(payload.data())) return DecodeError::WrongIdentifier;
+  flatbuffers::Verifier::Options opts;
+  opts.max_depth = 16;
+  opts.max_tables = 4 * WireLimits::max_events_per_batch + 16;  // event + a few tags each
+  flatbuffers::Verifier verifier(payload.data(), payload.size(), opts);
+  if (!fbw::VerifyEventBatchBuffer(verifier)) return DecodeError::Malformed;
+  const auto* batch = fbw::GetEventBatch(payload.data());
+  if (batch->schema_version() != WireLimits::schema_version) return DecodeError::UnsupportedVersion;
+  out.agent_id = view(batch->agent_id());
+  out.post_id = view(batch->post_id());
+  out.sent_at_ms = batch->sent_at_ms();
+  if (out.agent_id.size() > WireLimits::max_id_bytes || out.post_id.size() > WireLimits::max_id_bytes)
+    return DecodeError::FieldTooLong;
+  const auto* events = batch->events();
+  if (!events) return DecodeError::None;
+  if (events->size() > WireLimits::max_events_per_batch) return DecodeError::TooManyEvents;
+  out.events.reserve(events->size());
+  for (const auto* e : *events) {
+    EventView v;
+    v.seq = e->seq();
+    v.observed_at_ms = e->observed_at_ms();
+    v.indicator = view(e->indicator());
+    auto kind = static_cast<std::uint8_t>(e->kind());
+    if (kind > static_cast<std::uint8_t>(ValueKind::Text)) return DecodeError::BadValue;
+    v.kind = static_cast<ValueKind>(kind);
+    v.number = e->number();
+    if (!std::isfinite(v.number)) return DecodeError::BadValue;
+    v.text = view(e->text());
+    v.note = view(e->note());
+    if (v.indicator.size() > WireLimits::max_id_bytes || v.text.size() > WireLimits::max_text_bytes ||
+        v.note.size() > WireLimits::max_note_bytes)
+      return DecodeError::FieldTooLong;
+    out.events.push_back(v);
+  }
+  return DecodeError::None;
+}
+
+DecodeError decode_batch(std::span<const std::uint8_t> payload, EventBatch& out) {
+  BatchView v;
+  auto err = decode_batch(payload, v);
+  if (err != DecodeError::None) return err;
+  out.agent_id = std::string(v.agent_id);
+  out.post_id = std::string(v.post_id);
+  out.sent_at_ms = v.sent_at_ms;
+  out.events.clear();
+  const auto* batch = fbw::GetEventBatch(payload.data());
+  for (std::size_t i = 0; i < v.events.size(); ++i) {
+    const auto& ev = v.events[i];
+    IndicatorEvent e{ev.seq,    ev.observed_at_ms,    std::string(ev.indicator), ev.kind,
+                     ev.number, std::string(ev.text), std::string(ev.note),      {}};
+    if (const auto* tags = batch->events()->Get(static_cast<flatbuffers::uoffset_t>(i))->tags()) {
+      for (const auto* t : *tags) e.tags.emplace_back(std::string(view(t->key())), std::string(view(t->value())));
+    }
+    out.events.push_back(std::move(e));
+  }
+  return DecodeError::None;
+}
+
+}  // namespace postwatch
