@@ -22,7 +22,7 @@ struct AggregatorService::Impl {
         state(*catalogue),
         rollup(*catalogue),
         ingest(*catalogue, state, log),
-        routes(*catalogue, state, ingest, rollup),
+        routes(*catalogue, state, ingest, rollup, [this] { return mqtt.subscribed(); }),
         http(io, log, [this](const HttpRequest& req) { return routes.handle(req); }),
         mqtt(io, options.broker_uri, options.client_id, {std::string(topics::events_filter)}, log,
              [this](const std::string& topic, const std::string& payload) {

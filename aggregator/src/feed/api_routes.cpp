@@ -67,8 +67,8 @@ json goal_json(const IndicatorCatalogue& cat, const GoalRollupResult& g, bool de
 }  // namespace
 
 ApiRoutes::ApiRoutes(const IndicatorCatalogue& catalogue, const IndicatorState& state, const BatchIngest& ingest,
-                     const GoalRollup& rollup)
-    : catalogue_(catalogue), state_(state), ingest_(ingest), rollup_(rollup) {}
+                     const GoalRollup& rollup, std::function<bool()> ready)
+    : catalogue_(catalogue), state_(state), ingest_(ingest), rollup_(rollup), ready_(std::move(ready)) {}
 
 const RollupSnapshot& ApiRoutes::snapshot() {
   if (!have_snapshot_ || snapshot_.state_version != state_.version()) {
@@ -85,6 +85,11 @@ HttpResponse ApiRoutes::handle(const HttpRequest& req) {
     return error_response(http::status::method_not_allowed, "only GET is supported on " + std::string(target));
 
   if (target == "/healthz") return json_response(http::status::ok, {{"status", "ok"}});
+  if (target == "/readyz") {
+    bool ready = ready_ && ready_();
+    return json_response(ready ? http::status::ok : http::status::service_unavailable,
+                         {{"status", ready ? "ready" : "not ready"}, {"mqtt_subscribed", ready}});
+  }
 
   const auto& snap = snapshot();
   if (target == "/api/v1/goals" || target == "/api/v1/goals/") {

@@ -16,7 +16,7 @@ namespace postwatch::aggregator {
 class ApiRoutes {
  public:
   ApiRoutes(const IndicatorCatalogue& catalogue, const IndicatorState& state, const BatchIngest& ingest,
-            const GoalRollup& rollup);
+            const GoalRollup& rollup, std::function<bool()> ready);
   HttpResponse handle(const HttpRequest& req);
 
   // The current roll-up, recomputed only when the state changed.
@@ -27,6 +27,7 @@ class ApiRoutes {
   const IndicatorState& state_;
   const BatchIngest& ingest_;
   const GoalRollup& rollup_;
+  std::function<bool()> ready_;
   RollupSnapshot snapshot_;
   bool have_snapshot_ = false;
 };

@@ -30,6 +30,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   mqtt::async_client client;
   asio::steady_timer retry;
   std::atomic<bool> stopped{false};
+  std::atomic<bool> subscribed{false};
   std::chrono::milliseconds backoff{250};
 
   mqtt::connect_options options() const {
@@ -67,12 +68,26 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     });
   }
 
+  // Marks readiness once the broker granted the subscriptions.
+  struct SubscribeListener : mqtt::iaction_listener {
+    Impl* impl = nullptr;
+    void on_success(const mqtt::token&) override {
+      impl->subscribed = true;
+      impl->log->info("subscribed; ready");
+    }
+    void on_failure(const mqtt::token& tok) override {
+      impl->log->error("broker refused the subscription (rc {})", tok.get_return_code());
+    }
+  } subscribe_listener;
+
   void on_connected() {
+    subscribed = false;
+    subscribe_listener.impl = this;
     backoff = std::chrono::milliseconds(250);
     log->info("connected to broker {}; subscribing to {} filter(s)", uri, filters.size());
     try {
       std::vector<int> qos(filters.size(), 1);
-      client.subscribe(mqtt::string_collection::create(filters), qos);
+      client.subscribe(mqtt::string_collection::create(filters), qos, nullptr, subscribe_listener);
     } catch (const mqtt::exception& e) {
       log->error("subscribe failed: {}", e.what());
     }
@@ -92,7 +107,10 @@ void MqttIngest::start() {
     if (auto self = weak.lock()) self->on_connected();
   });
   impl_->client.set_connection_lost_handler([weak](const std::string& cause) {
-    if (auto self = weak.lock()) self->log->warn("connection to broker lost: {}", cause.empty() ? "(no cause)" : cause);
+    if (auto self = weak.lock()) {
+      self->subscribed = false;
+      self->log->warn("connection to broker lost: {}", cause.empty() ? "(no cause)" : cause);
+    }
   });
   // Hand each message to the io_context; the shared message pointer avoids copying the payload twice.
   impl_->client.set_message_callback([weak](mqtt::const_message_ptr msg) {
@@ -116,6 +134,7 @@ void MqttIngest::stop() {
 }
 
 bool MqttIngest::connected() const { return impl_->client.is_connected(); }
+bool MqttIngest::subscribed() const { return impl_->subscribed; }
 
 bool MqttIngest::publish(const std::string& topic, const std::string& payload, int qos, bool retained) {
   if (!impl_->client.is_connected()) return false;

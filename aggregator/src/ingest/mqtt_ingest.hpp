@@ -32,6 +32,8 @@ class MqttIngest {
   void start();
   void stop();
   bool connected() const;
+  // Connected and subscribed to every filter: messages published from now on reach us.
+  bool subscribed() const;
   // Publishes (e.g. goal snapshots); false when not connected.
   bool publish(const std::string& topic, const std::string& payload, int qos, bool retained);
 

@@ -1,0 +1,164 @@
+// The whole path over a real broker: agent code → Mosquitto → the real
+// aggregator binary → goal state over HTTP.
+#include "postwatch/agent/agent.hpp"
+#include "postwatch/agent/memory_backlog.hpp"
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+
+using namespace postwatch;
+using namespace postwatch::test;
+using nlohmann::json;
+
+namespace {
+
+class AggregatorProcess {
+ public:
+  AggregatorProcess(const MosquittoBroker& broker, const TempDir& dir)
+      : http_port_(free_port()),
+        proc_({(binary_dir() / "aggregator" / "postwatch-aggregator").string(), "--broker", broker.uri(), "--http-port",
+               std::to_string(http_port_), "--catalogue", catalogue_path().string(), "--client-id",
+               "agg-" + std::to_string(http_port_)},
+              dir.path() / "aggregator.log") {
+    bool ready = wait_until([&] { return http_get(http_port_, "/readyz").status == 200 || !proc_.running(); },
+                            std::chrono::seconds(15));
+    if (!ready || !proc_.running()) throw std::runtime_error("aggregator did not become ready:\n" + proc_.log());
+  }
+  unsigned short port() const { return http_port_; }
+  ChildProcess& process() { return proc_; }
+  json get(const std::string& target) {
+    auto r = http_get(http_port_, target);
+    if (r.status != 200) return json();
+    return json::parse(r.body);
+  }
+  std::string goal_status(int goal) {
+    auto j = get("/api/v1/goals/" + std::to_string(goal));
+    return j.is_null() ? "" : j["status"].get<std::string>();
+  }
+
+ private:
+  unsigned short http_port_;
+  ChildProcess proc_;
+};
+
+std::unique_ptr<agent::Agent> make_agent(const std::string& uri, const std::string& post, const std::string& id) {
+  agent::AgentConfig cfg;
+  cfg.broker_uri = uri;
+  cfg.agent_id = id;
+  cfg.post_id = post;
+  cfg.allow_plaintext = true;
+  cfg.batch_max_delay = std::chrono::milliseconds(10);
+  auto cat = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_path()));
+  auto a =
+      std::make_unique<agent::Agent>(cfg, cat, std::make_unique<agent::MemoryBacklog>(10000), spdlog::default_logger());
+  a->start();
+  return a;
+}
+
+IndicatorEvent level_event(double v, std::int64_t at = 0) {
+  return IndicatorEvent{0, at, "terrorism_threat_level", ValueKind::Level, v, "", "", {}};
+}
+
+}  // namespace
+
+class EndToEnd : public ::testing::Test {
+ protected:
+  TempDir dir;
+  MosquittoBroker broker;
+  AggregatorProcess aggregator{broker, dir};
+};
+
+TEST_F(EndToEnd, ServesThirteenGoalsInThreePillars) {
+  auto goals = aggregator.get("/api/v1/goals");
+  ASSERT_FALSE(goals.is_null());
+  EXPECT_EQ(goals["goals"].size(), 13u);
+  ASSERT_EQ(goals["pillars"].size(), 3u);
+  EXPECT_EQ(goals["pillars"][0]["id"], "prevent");
+  EXPECT_EQ(goals["pillars"][1]["goals"].size(), 6u);
+  for (const auto& g : goals["goals"]) EXPECT_EQ(g["status"], "unknown");  // nothing reported yet
+}
+
+TEST_F(EndToEnd, AgentEventsChangeGoalStatus) {
+  ASSERT_EQ(aggregator.goal_status(7), "unknown");
+  auto agent = make_agent(broker.uri(), "bamako", "e2e-1");
+  ASSERT_TRUE(agent->submit(level_event(5)).accepted);
+  ASSERT_TRUE(agent->wait_until_drained(std::chrono::seconds(10)));
+  EXPECT_TRUE(wait_until([&] { return aggregator.goal_status(7) == "red"; }, std::chrono::seconds(10)))
+      << aggregator.goal_status(7);
+  auto post = aggregator.get("/api/v1/posts/bamako");
+  ASSERT_EQ(post["indicators"].size(), 1u);
+  EXPECT_EQ(post["indicators"][0]["value"], 5.0);
+
+  // A later observation brings the goal back to green.
+  ASSERT_TRUE(agent->submit(level_event(1)).accepted);
+  EXPECT_TRUE(wait_until([&] { return aggregator.goal_status(7) == "green"; }, std::chrono::seconds(10)));
+  auto stats = aggregator.get("/api/v1/stats");
+  EXPECT_EQ(stats["events_accepted"], 2);
+  EXPECT_EQ(stats["events_duplicate"], 0);
+}
+
+TEST_F(EndToEnd, ManyEventsInBatchesAllArrive) {
+  auto agent = make_agent(broker.uri(), "kabul", "e2e-2");
+  const int n = 5000;
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(agent->submit(level_event(1 + i % 5, 1000 + i)).accepted);
+  ASSERT_TRUE(agent->wait_until_drained(std::chrono::seconds(30)));
+  EXPECT_LT(agent->stats().batches_sent, static_cast<std::uint64_t>(n) / 10);  // batched, not one per message
+  EXPECT_TRUE(
+      wait_until([&] { return aggregator.get("/api/v1/stats")["events_accepted"] == n; }, std::chrono::seconds(10)));
+}
+
+TEST_F(EndToEnd, AgentCommandLineEmitsOneEvent) {
+  auto cfg = dir.path() / "agent.json";
+  std::ofstream(cfg) << json{{"broker_uri", broker.uri()},
+                             {"allow_plaintext", true},
+                             {"agent_id", "cli-1"},
+                             {"post_id", "caracas"},
+                             {"catalogue_file", catalogue_path().string()}}
+                            .dump();
+  ChildProcess emit({(binary_dir() / "agent" / "postwatch-agent").string(), "emit", "--config", cfg.string(),
+                     "--indicator", "conflict_early_warning_level", "--value", "4"},
+                    dir.path() / "emit.log");
+  ASSERT_EQ(emit.wait(std::chrono::seconds(20)), 0) << emit.log();
+  EXPECT_TRUE(wait_until([&] { return aggregator.get("/api/v1/posts/caracas")["indicators"].size() == 1; },
+                         std::chrono::seconds(10)));
+
+  ChildProcess bad({(binary_dir() / "agent" / "postwatch-agent").string(), "emit", "--config", cfg.string(),
+                    "--indicator", "no_such_indicator", "--value", "4"},
+                   dir.path() / "bad.log");
+  EXPECT_EQ(bad.wait(std::chrono::seconds(20)), 1);
+  EXPECT_NE(bad.log().find("unknown indicator 'no_such_indicator'"), std::string::npos) << bad.log();
+}
+
+TEST_F(EndToEnd, MalformedPayloadIsCountedAndLoggedAndServiceKeepsRunning) {
+  mqtt::async_client raw(broker.uri(), "raw-publisher");
+  raw.connect()->wait();
+  const std::string topic = "postwatch/v1/sub-saharan-africa/bamako/evil/events";
+  raw.publish(topic, std::string("this is not a flatbuffer"), 1, false)->wait();
+  std::string almost = "xxxxPWE1 but not really a batch at all";
+  raw.publish(topic, almost, 1, false)->wait();
+  raw.disconnect()->wait();
+  EXPECT_TRUE(
+      wait_until([&] { return aggregator.get("/api/v1/stats")["batches_rejected"] == 2; }, std::chrono::seconds(10)));
+  auto stats = aggregator.get("/api/v1/stats");
+  EXPECT_EQ(stats["batches_undecodable"]["wrong_identifier"], 1);
+  EXPECT_EQ(stats["batches_undecodable"]["malformed"], 1);
+  EXPECT_TRUE(aggregator.process().running());
+  EXPECT_NE(aggregator.process().log().find("rejected message on '" + topic + "'"), std::string::npos);
+
+  // Still serving and still ingesting.
+  auto agent = make_agent(broker.uri(), "bamako", "e2e-3");
+  ASSERT_TRUE(agent->submit(level_event(4)).accepted);
+  EXPECT_TRUE(wait_until([&] { return aggregator.goal_status(7) == "red"; }, std::chrono::seconds(10)));
+}
+
+TEST_F(EndToEnd, StopsCleanlyOnSigterm) {
+  aggregator.process().signal(SIGTERM);
+  EXPECT_EQ(aggregator.process().wait(std::chrono::seconds(10)), 0) << aggregator.process().log();
+  EXPECT_NE(aggregator.process().log().find("stopped"), std::string::npos);
+}

@@ -1,0 +1,183 @@
+#include "support/test_support.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace postwatch::test {
+
+unsigned short free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    throw std::runtime_error("free_port: bind failed");
+  }
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool port_accepts(unsigned short port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds interval) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(interval);
+  }
+}
+
+TempDir::TempDir() {
+  std::random_device rd;
+  path_ = std::filesystem::temp_directory_path() /
+          ("postwatch-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+ChildProcess::ChildProcess(std::vector<std::string> argv, const std::filesystem::path& log_file) : log_(log_file) {
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+}
+
+ChildProcess::~ChildProcess() {
+  if (running()) {
+    ::kill(pid_, SIGKILL);
+    wait(std::chrono::seconds(5));
+  }
+}
+
+bool ChildProcess::running() {
+  if (status_ != -1) return false;
+  int st = 0;
+  if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return false;
+  }
+  return true;
+}
+
+void ChildProcess::signal(int sig) {
+  if (running()) ::kill(pid_, sig);
+}
+
+int ChildProcess::wait(std::chrono::milliseconds timeout) {
+  wait_until([this] { return !running(); }, timeout, std::chrono::milliseconds(5));
+  return status_;
+}
+
+std::string ChildProcess::log() const {
+  std::ifstream in(log_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+MosquittoBroker::MosquittoBroker(const std::string& extra_config) : port_(free_port()), extra_(extra_config) {
+  start();
+}
+
+MosquittoBroker::~MosquittoBroker() { stop(); }
+
+void MosquittoBroker::start() {
+  auto conf = dir_.path() / "mosquitto.conf";
+  {
+    std::ofstream out(conf);
+    out << "listener " << port_ << " 127.0.0.1\n";
+    if (extra_.find("allow_anonymous") == std::string::npos) out << "allow_anonymous true\n";
+    out << "persistence false\n" << extra_ << "\n";
+  }
+  proc_ = std::make_unique<ChildProcess>(std::vector<std::string>{"mosquitto", "-c", conf.string()},
+                                         dir_.path() / "mosquitto.log");
+  if (!wait_until([this] { return port_accepts(port_) || !proc_->running(); }, std::chrono::seconds(10)) ||
+      !proc_->running())
+    throw std::runtime_error("mosquitto did not start on port " + std::to_string(port_) + ": " + proc_->log());
+}
+
+void MosquittoBroker::stop() {
+  if (!proc_) return;
+  proc_->signal(SIGTERM);
+  if (proc_->wait(std::chrono::seconds(5)) == -1) proc_->signal(SIGKILL);
+  proc_->wait(std::chrono::seconds(5));
+  proc_.reset();
+}
+
+std::string MosquittoBroker::log() const { return proc_ ? proc_->log() : std::string(); }
+
+HttpResult http_get(unsigned short port, const std::string& target) {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  HttpResult result;
+  try {
+    boost::asio::io_context io;
+    beast::tcp_stream stream(io);
+    stream.expires_after(std::chrono::seconds(5));
+    stream.connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
+    http::request<http::string_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(stream, req);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    http::read(stream, buf, res);
+    result.status = static_cast<int>(res.result_int());
+    result.body = res.body();
+    beast::error_code ec;
+    stream.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+  } catch (const std::exception&) {
+    result.status = 0;
+  }
+  return result;
+}
+
+std::filesystem::path catalogue_path() { return POSTWATCH_TEST_CATALOGUE; }
+std::filesystem::path binary_dir() { return POSTWATCH_TEST_BINARY_DIR; }
+
+}  // namespace postwatch::test

@@ -1,0 +1,80 @@
+// Helpers for tests against real processes: a Mosquitto broker on a free
+// loopback port, child processes, deadline polling and a tiny HTTP client.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace postwatch::test {
+
+// A free TCP port on 127.0.0.1 (bound then released).
+unsigned short free_port();
+bool port_accepts(unsigned short port);
+
+// Polls `pred` until true or the deadline passes: the tests' only way to wait.
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds interval = std::chrono::milliseconds(20));
+
+// A fresh directory under the system temp dir, removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A child process; killed (SIGKILL) on destruction if still running.
+class ChildProcess {
+ public:
+  ChildProcess(std::vector<std::string> argv, const std::filesystem::path& log_file);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  int pid() const { return pid_; }
+  bool running();
+  void signal(int sig);
+  // Waits for exit; returns the exit status (128+signal when killed), -1 on timeout.
+  int wait(std::chrono::milliseconds timeout);
+  std::string log() const;
+
+ private:
+  int pid_ = -1;
+  int status_ = -1;
+  std::filesystem::path log_;
+};
+
+// Mosquitto on 127.0.0.1:<free port>, stopped on destruction.
+class MosquittoBroker {
+ public:
+  explicit MosquittoBroker(const std::string& extra_config = "");
+  ~MosquittoBroker();
+  unsigned short port() const { return port_; }
+  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  void stop();
+  void start();  // again, on the same port
+  std::string log() const;
+
+ private:
+  TempDir dir_;
+  unsigned short port_;
+  std::string extra_;
+  std::unique_ptr<ChildProcess> proc_;
+};
+
+struct HttpResult {
+  int status = 0;  // 0 when the request failed
+  std::string body;
+};
+HttpResult http_get(unsigned short port, const std::string& target);
+
+std::filesystem::path catalogue_path();
+std::filesystem::path binary_dir();
+
+}  // namespace postwatch::test

@@ -1,0 +1,120 @@
+#include "postwatch/agent/agent.hpp"
+#include "postwatch/agent/agent_config.hpp"
+#include "postwatch/agent/event_json.hpp"
+#include "postwatch/agent/memory_backlog.hpp"
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+
+using namespace postwatch;
+using namespace postwatch::agent;
+
+namespace {
+
+const IndicatorCatalogue& catalogue() {
+  static const IndicatorCatalogue c = IndicatorCatalogue::load(test::catalogue_path());
+  return c;
+}
+
+std::string config_error(const std::string& json) {
+  test::TempDir dir;
+  auto file = dir.path() / "agent.json";
+  std::ofstream(file) << json;
+  try {
+    AgentConfig::load(file);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(AgentConfig, LoadsAValidFile) {
+  test::TempDir dir;
+  auto file = dir.path() / "agent.json";
+  std::ofstream(file) << R"({"broker_uri": "tcp://127.0.0.1:1883", "allow_plaintext": true, "agent_id": "gw-1",
+    "post_id": "bamako", "spool_dir": "spool", "batch": {"max_events": 100, "max_delay_ms": 50},
+    "heartbeat_interval_s": 10})";
+  auto c = AgentConfig::load(file);
+  EXPECT_EQ(c.agent_id, "gw-1");
+  EXPECT_EQ(c.post_id, "bamako");
+  EXPECT_EQ(c.batch_max_events, 100u);
+  EXPECT_EQ(c.batch_max_delay.count(), 50);
+  EXPECT_EQ(c.heartbeat_interval.count(), 10);
+  EXPECT_EQ(c.spool_dir, dir.path() / "spool");  // relative to the config file
+  EXPECT_TRUE(c.allow_plaintext);
+}
+
+TEST(AgentConfig, ErrorsNameTheFieldAndProblem) {
+  EXPECT_NE(config_error(R"({"post_id": "bamako"})").find("agent_id: missing"), std::string::npos);
+  EXPECT_NE(config_error(R"({"agent_id": "A B", "post_id": "bamako"})").find("agent_id: must match"),
+            std::string::npos);
+  EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "colour": 1})").find("colour: unknown setting"),
+            std::string::npos);
+  EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "batch": {"max_events": 0}})")
+                .find("batch.max_events: must be between 1 and 10000"),
+            std::string::npos);
+  EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "broker_uri": "http://x"})").find("broker_uri"),
+            std::string::npos);
+  EXPECT_NE(config_error("{not json").find("not valid JSON"), std::string::npos);
+}
+
+TEST(EventJson, ParsesEachKind) {
+  IndicatorEvent e;
+  ASSERT_EQ(parse_event_json(R"({"indicator": "terrorism_threat_level", "value": 4, "note": "n",
+                                 "tags": {"src": "dsc"}, "observed_at_ms": 1700000000000})",
+                             catalogue(), e),
+            "");
+  EXPECT_EQ(e.kind, ValueKind::Level);
+  EXPECT_EQ(e.number, 4);
+  EXPECT_EQ(e.note, "n");
+  EXPECT_EQ(e.observed_at_ms, 1700000000000);
+  ASSERT_EQ(e.tags.size(), 1u);
+  ASSERT_EQ(parse_event_json(R"({"indicator": "situation_note", "value": "calm"})", catalogue(), e), "");
+  EXPECT_EQ(e.kind, ValueKind::Text);
+  EXPECT_EQ(e.text, "calm");
+}
+
+TEST(EventJson, RejectsBadInputWithAReason) {
+  IndicatorEvent e;
+  EXPECT_EQ(parse_event_json("{oops", catalogue(), e), "not valid JSON");
+  EXPECT_NE(parse_event_json(R"({"indicator": "nope", "value": 1})", catalogue(), e).find("unknown indicator 'nope'"),
+            std::string::npos);
+  EXPECT_NE(parse_event_json(R"({"indicator": "terrorism_threat_level"})", catalogue(), e).find("'value'"),
+            std::string::npos);
+  EXPECT_NE(parse_event_json(R"({"indicator": "terrorism_threat_level", "value": "high"})", catalogue(), e)
+                .find("must be a number"),
+            std::string::npos);
+  EXPECT_NE(parse_event_json(R"({"indicator": "terrorism_threat_level", "value": 1, "extra": 1})", catalogue(), e)
+                .find("unknown field 'extra'"),
+            std::string::npos);
+}
+
+TEST(AgentSubmit, ValidatesBeforeAccepting) {
+  AgentConfig cfg;
+  cfg.agent_id = "t1";
+  cfg.post_id = "bamako";
+  auto cat = std::make_shared<const IndicatorCatalogue>(catalogue());
+  Agent agent(cfg, cat, std::make_unique<MemoryBacklog>(2), spdlog::default_logger());
+  IndicatorEvent e{0, 0, "terrorism_threat_level", ValueKind::Level, 9, "", "", {}};
+  auto r = agent.submit(e);
+  EXPECT_FALSE(r.accepted);
+  EXPECT_NE(r.error.find("outside"), std::string::npos);
+  e.number = 3;
+  EXPECT_TRUE(agent.submit(e).accepted);
+  auto second = agent.submit(e);
+  EXPECT_TRUE(second.accepted);
+  EXPECT_EQ(second.seq, 2u);
+  auto full = agent.submit(e);  // backlog bound of 2 reached
+  EXPECT_FALSE(full.accepted);
+  EXPECT_NE(full.error.find("backlog full"), std::string::npos);
+  auto s = agent.stats();
+  EXPECT_EQ(s.accepted, 2u);
+  EXPECT_EQ(s.rejected, 2u);
+  EXPECT_EQ(s.backlog.events, 2u);
+}

@@ -1,0 +1,87 @@
+#include "ingest/batch_ingest.hpp"
+
+#include "postwatch/wire_codec.hpp"
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+using namespace postwatch;
+using namespace postwatch::aggregator;
+
+class BatchIngestTest : public ::testing::Test {
+ protected:
+  IndicatorCatalogue cat = IndicatorCatalogue::load(test::catalogue_path());
+  IndicatorState state{cat};
+  BatchIngest ingest{cat, state,
+                     std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>())};
+  const std::string topic = "postwatch/v1/sub-saharan-africa/bamako/a1/events";
+
+  EventBatch batch(std::vector<std::uint64_t> seqs, double value = 4) {
+    EventBatch b{"a1", "bamako", 1, {}};
+    for (auto s : seqs)
+      b.events.push_back(IndicatorEvent{
+          s, 1000 + static_cast<std::int64_t>(s), "terrorism_threat_level", ValueKind::Level, value, "", "", {}});
+    return b;
+  }
+  std::size_t feed(const std::string& t, const EventBatch& b) {
+    auto bytes = encode_batch(b);
+    return ingest.on_message(t, bytes, 5000);
+  }
+};
+
+TEST_F(BatchIngestTest, AppliesNewEventsAndDropsDuplicates) {
+  EXPECT_EQ(feed(topic, batch({1, 2, 3})), 3u);
+  EXPECT_EQ(feed(topic, batch({2, 3, 4})), 1u);
+  EXPECT_EQ(ingest.counters().events_accepted, 4u);
+  EXPECT_EQ(ingest.counters().events_duplicate, 2u);
+  auto post = *cat.post_index("bamako");
+  auto ind = *cat.indicator_index("terrorism_threat_level");
+  EXPECT_TRUE(state.at(post, ind).present);
+  EXPECT_EQ(state.at(post, ind).number, 4);
+}
+
+TEST_F(BatchIngestTest, RejectsPayloadThatDisagreesWithTopic) {
+  auto b = batch({1});
+  b.post_id = "kabul";
+  EXPECT_EQ(feed(topic, b), 0u);
+  EXPECT_EQ(ingest.counters().batches_topic_mismatch, 1u);
+  EXPECT_EQ(feed("postwatch/v1/europe/bamako/a1/events", batch({1})), 0u);  // wrong region
+  EXPECT_EQ(ingest.counters().batches_unknown_post, 1u);
+  EXPECT_EQ(feed("postwatch/v1/x/atlantis/a1/events", EventBatch{"a1", "atlantis", 1, {}}), 0u);
+  EXPECT_EQ(ingest.counters().batches_unknown_post, 2u);
+  EXPECT_EQ(feed("not/a/topic", batch({1})), 0u);
+  EXPECT_EQ(ingest.counters().batches_bad_topic, 1u);
+  EXPECT_EQ(ingest.counters().events_accepted, 0u);
+}
+
+TEST_F(BatchIngestTest, CountsMalformedPayloadsByReason) {
+  std::vector<std::uint8_t> garbage(64, 0xAB);
+  EXPECT_EQ(ingest.on_message(topic, garbage, 1), 0u);
+  auto good = encode_batch(batch({1, 2}));
+  good.resize(good.size() / 2);
+  EXPECT_EQ(ingest.on_message(topic, good, 1), 0u);
+  const auto& c = ingest.counters();
+  EXPECT_EQ(c.batches_undecodable[static_cast<std::size_t>(DecodeError::WrongIdentifier)], 1u);
+  EXPECT_EQ(c.batches_undecodable[static_cast<std::size_t>(DecodeError::Malformed)], 1u);
+  EXPECT_EQ(c.batches_rejected(), 2u);
+}
+
+TEST_F(BatchIngestTest, RejectsUnknownIndicatorAndBadValuesPerEvent) {
+  auto b = batch({1, 2, 3});
+  b.events[0].indicator = "made_up_indicator";
+  b.events[1].number = 99;  // outside 1..5
+  EXPECT_EQ(feed(topic, b), 1u);
+  EXPECT_EQ(ingest.counters().events_unknown_indicator, 1u);
+  EXPECT_EQ(ingest.counters().events_bad_value, 1u);
+  EXPECT_EQ(ingest.counters().events_accepted, 1u);
+}
+
+TEST_F(BatchIngestTest, RecordsGapsPerAgent) {
+  feed(topic, batch({1, 2}));
+  feed(topic, batch({3 + SeqWindow::kWindow + 10}));  // 3 .. kWindow+12 missing, 11 slide out
+  EXPECT_EQ(ingest.counters().events_gaps, 11u);
+  ASSERT_EQ(ingest.agents().size(), 1u);
+  EXPECT_EQ(ingest.agents().begin()->second.seqs.gaps(), 11u);
+}
