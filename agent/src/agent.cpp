@@ -7,9 +7,12 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -39,6 +42,17 @@ struct InflightBatch {
 
 std::string client_id_for(const AgentConfig& c) { return "pw-agent-" + c.post_id + "-" + c.agent_id; }
 
+std::uint64_t resident_set_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+#ifndef POSTWATCH_AGENT_VERSION
+#define POSTWATCH_AGENT_VERSION "0.1.0"
+#endif
+
 }  // namespace
 
 struct Agent::Impl {
@@ -47,6 +61,10 @@ struct Agent::Impl {
   std::shared_ptr<spdlog::logger> log;
   std::string region;
   std::string topic;
+  std::string state_topic;
+  std::string heartbeat_topic;
+  std::int64_t started_ms = now_utc_ms();
+  std::uint64_t reported_drops = 0;  // drops already reported as an agent_events_dropped event
 
   mutable std::mutex mu;  // guards backlog, stats, the flags below
   std::condition_variable cv;
@@ -65,6 +83,85 @@ struct Agent::Impl {
     if (!post) throw ConfigError("post_id: '" + config.post_id + "' is not a post in the catalogue");
     region = post->region;
     topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Events);
+    state_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::State);
+    heartbeat_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Heartbeat);
+    reported_drops = backlog->stats().dropped;
+  }
+
+  AgentState state_message(bool online) const {
+    AgentState st;
+    st.agent_id = config.agent_id;
+    st.post_id = config.post_id;
+    st.online = online;
+    st.at_ms = now_utc_ms();
+    st.agent_version = POSTWATCH_AGENT_VERSION;
+    st.config_hash = config.config_hash;
+    st.heartbeat_interval_s = static_cast<std::uint32_t>(config.heartbeat_interval.count());
+    return st;
+  }
+
+  // Caller holds mu.
+  AgentMetrics metrics_locked() const {
+    AgentMetrics m;
+    auto b = backlog->stats();
+    m.spool_events = b.events;
+    m.spool_bytes = b.bytes;
+    m.oldest_unsent_age_ms = b.oldest_appended_ms ? now_utc_ms() - b.oldest_appended_ms : 0;
+    m.events_accepted = counters.accepted;
+    m.events_sent = counters.sent;
+    m.events_dropped = b.dropped;
+    m.reconnects = counters.reconnects;
+    m.rss_bytes = resident_set_bytes();
+    m.uptime_s = static_cast<std::uint64_t>((now_utc_ms() - started_ms) / 1000);
+    return m;
+  }
+
+  void publish_heartbeat() {
+    AgentState st = state_message(true);
+    {
+      std::lock_guard lk(mu);
+      st.metrics = metrics_locked();
+      st.has_metrics = true;
+    }
+    auto payload = encode_agent_state(st);
+    try {
+      client->publish(heartbeat_topic, payload.data(), payload.size(), 0, false);
+      std::lock_guard lk(mu);
+      counters.heartbeats_sent += 1;
+    } catch (const mqtt::exception& e) {
+      note_error(std::string("heartbeat failed: ") + e.what());
+    }
+  }
+
+  // Upkeep once a second: the backlog's fsync/age bounds, and drops reported as an event.
+  void maintain() {
+    std::uint64_t new_drops = 0;
+    {
+      std::lock_guard lk(mu);
+      backlog->maintain(now_utc_ms());
+      auto dropped = backlog->stats().dropped;
+      new_drops = dropped - reported_drops;
+      reported_drops = dropped;
+    }
+    if (new_drops > 0 && catalogue->find_indicator("agent_events_dropped")) {
+      IndicatorEvent e;
+      e.indicator = "agent_events_dropped";
+      e.kind = ValueKind::Count;
+      e.number = static_cast<double>(new_drops);
+      e.note = "events dropped by the spool's overflow or age policy";
+      submit_internal(std::move(e));
+    }
+  }
+
+  void submit_internal(IndicatorEvent e) {
+    e.observed_at_ms = now_utc_ms();
+    std::lock_guard lk(mu);
+    try {
+      backlog->append(std::move(e));
+      counters.accepted += 1;
+    } catch (const BacklogRefused& ex) {
+      counters.rejected += 1;
+    }
   }
 
   mqtt::connect_options connect_options() const {
@@ -72,7 +169,14 @@ struct Agent::Impl {
                  .clean_session(true)  // the backlog, not the broker session, is what survives
                  .keep_alive_interval(config.keep_alive)
                  .connect_timeout(std::chrono::seconds(10))
-                 .max_inflight(static_cast<int>(config.max_inflight_batches * 2));
+                 .max_inflight(static_cast<int>(config.max_inflight_batches * 2))
+                 .will(mqtt::message(
+                     state_topic,
+                     [&] {
+                       auto p = encode_agent_state(state_message(false));
+                       return std::string(p.begin(), p.end());
+                     }(),
+                     1, true));
     if (!config.username.empty()) b.user_name(config.username);
     return b.finalize();
   }
@@ -87,11 +191,18 @@ struct Agent::Impl {
     batch.agent_id = config.agent_id;
     batch.post_id = config.post_id;
     std::uint64_t cursor = 0;
+    auto next_maintenance = std::chrono::steady_clock::now();
+    auto next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
 
     for (;;) {
       {
         std::unique_lock lk(mu);
         if (stopping) break;
+      }
+      auto now = std::chrono::steady_clock::now();
+      if (now >= next_maintenance) {
+        maintain();
+        next_maintenance = now + std::chrono::seconds(1);
       }
       if (!client->is_connected()) {
         if (!try_connect()) {
@@ -105,8 +216,16 @@ struct Agent::Impl {
         }
         backoff = std::chrono::milliseconds(250);
         inflight.clear();  // anything unacknowledged is sent again; the aggregator drops duplicates
-        std::lock_guard lk(mu);
-        cursor = backlog->first_seq();
+        {
+          std::lock_guard lk(mu);
+          cursor = backlog->first_seq();
+        }
+        publish_birth(cursor);
+        next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
+      }
+      if (std::chrono::steady_clock::now() >= next_heartbeat) {
+        publish_heartbeat();
+        next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
       }
 
       // Fill the in-flight window with batches.
@@ -165,6 +284,26 @@ struct Agent::Impl {
       }
       inflight.pop_front();
       cv.notify_all();
+    }
+  }
+
+  void publish_birth(std::uint64_t first_unacked) {
+    AgentState st = state_message(true);
+    st.first_unacked_seq = first_unacked;
+    auto payload = encode_agent_state(st);
+    try {
+      client->publish(state_topic, payload.data(), payload.size(), 1, true);
+    } catch (const mqtt::exception& e) {
+      note_error(std::string("birth message failed: ") + e.what());
+    }
+  }
+
+  // A clean stop says so itself: the broker sends the last will only on a lost connection.
+  void publish_death() {
+    auto payload = encode_agent_state(state_message(false));
+    try {
+      client->publish(state_topic, payload.data(), payload.size(), 1, true)->wait_for(std::chrono::seconds(1));
+    } catch (const mqtt::exception&) {
     }
   }
 
@@ -233,7 +372,10 @@ void Agent::stop() {
   if (d.publisher.joinable()) d.publisher.join();
   if (d.client) {
     try {
-      if (d.client->is_connected()) d.client->disconnect(std::chrono::milliseconds(500))->wait();
+      if (d.client->is_connected()) {
+        d.publish_death();
+        d.client->disconnect(std::chrono::milliseconds(500))->wait();
+      }
     } catch (const mqtt::exception&) {
     }
     d.client.reset();
@@ -275,11 +417,18 @@ AgentStats Agent::stats() const {
   std::lock_guard lk(impl_->mu);
   AgentStats s = impl_->counters;
   s.connected = impl_->connected;
+  s.started_at_ms = impl_->started_ms;
   s.backlog = impl_->backlog->stats();
   return s;
 }
 
+AgentMetrics Agent::metrics() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->metrics_locked();
+}
+
 const AgentConfig& Agent::config() const { return impl_->config; }
 std::string Agent::events_topic() const { return impl_->topic; }
+std::string Agent::state_topic() const { return impl_->state_topic; }
 
 }  // namespace postwatch::agent

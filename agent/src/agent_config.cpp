@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -60,22 +61,27 @@ class FieldReader {
 AgentConfig AgentConfig::load(const std::filesystem::path& file) {
   std::ifstream in(file);
   if (!in) throw ConfigError(file.string() + ": cannot open config file");
+  std::stringstream text;
+  text << in.rdbuf();
   json root;
   try {
-    root = json::parse(in);
+    root = json::parse(text.str());
   } catch (const json::parse_error& e) {
     throw ConfigError(file.string() + ": not valid JSON: " + e.what());
   }
   if (!root.is_object()) throw ConfigError(file.string() + ": expected a JSON object");
   FieldReader r(root, file.string());
   static const std::vector<std::string> known = {
-      "broker_uri",      "agent_id",       "post_id",   "username", "password_file",        "tls",
-      "allow_plaintext", "catalogue_file", "spool_dir", "batch",    "heartbeat_interval_s", "keep_alive_s",
+      "broker_uri",      "agent_id",       "post_id", "username", "password_file",        "tls",
+      "allow_plaintext", "catalogue_file", "spool",   "batch",    "heartbeat_interval_s", "keep_alive_s",
       "queue_max_events"};
   for (const auto& [key, _] : root.items())
     if (std::find(known.begin(), known.end(), key) == known.end()) r.fail(key, "unknown setting");
 
   AgentConfig c;
+  char hash[17];
+  std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(text.str()));
+  c.config_hash = hash;
   r.str(root, "", "broker_uri", c.broker_uri);
   r.str(root, "", "agent_id", c.agent_id, true);
   r.str(root, "", "post_id", c.post_id, true);
@@ -85,9 +91,43 @@ AgentConfig AgentConfig::load(const std::filesystem::path& file) {
   std::string path;
   r.str(root, "", "catalogue_file", path);
   if (!path.empty()) c.catalogue_file = file.parent_path() / path;
-  path.clear();
-  r.str(root, "", "spool_dir", path);
-  if (!path.empty()) c.spool_dir = file.parent_path() / path;
+  if (const json* spool = r.find(root, "spool")) {
+    if (!spool->is_object()) r.fail("spool", "must be an object");
+    static const std::vector<std::string> spool_keys = {"dir",   "max_bytes",         "max_age_s", "segment_bytes",
+                                                        "fsync", "fsync_interval_ms", "overflow"};
+    for (const auto& [key, _] : spool->items())
+      if (std::find(spool_keys.begin(), spool_keys.end(), key) == spool_keys.end())
+        r.fail("spool." + key, "unknown setting");
+    path.clear();
+    r.str(*spool, "spool.", "dir", path);
+    if (!path.empty()) c.spool.dir = file.parent_path() / path;
+    r.uint(*spool, "spool.", "max_bytes", c.spool.max_bytes, 64 * 1024, std::int64_t{1} << 42);
+    std::int64_t age = c.spool.max_age.count();
+    r.uint(*spool, "spool.", "max_age_s", age, 0, std::int64_t{10} * 365 * 86400);
+    c.spool.max_age = std::chrono::seconds(age);
+    r.uint(*spool, "spool.", "segment_bytes", c.spool.segment_bytes, 16 * 1024, std::int64_t{1} << 30);
+    std::string fsync;
+    r.str(*spool, "spool.", "fsync", fsync);
+    if (fsync == "every_record")
+      c.spool.fsync = FsyncPolicy::EveryRecord;
+    else if (fsync == "interval" || fsync.empty())
+      c.spool.fsync = FsyncPolicy::Interval;
+    else if (fsync == "never")
+      c.spool.fsync = FsyncPolicy::Never;
+    else
+      r.fail("spool.fsync", "must be every_record, interval or never");
+    std::int64_t interval = c.spool.fsync_interval.count();
+    r.uint(*spool, "spool.", "fsync_interval_ms", interval, 1, 60000);
+    c.spool.fsync_interval = std::chrono::milliseconds(interval);
+    std::string overflow;
+    r.str(*spool, "spool.", "overflow", overflow);
+    if (overflow == "refuse" || overflow.empty())
+      c.spool.overflow = OverflowPolicy::Refuse;
+    else if (overflow == "drop_oldest")
+      c.spool.overflow = OverflowPolicy::DropOldest;
+    else
+      r.fail("spool.overflow", "must be refuse or drop_oldest");
+  }
   if (!is_valid_node_id(c.agent_id)) r.fail("agent_id", "must match ^[a-z0-9][a-z0-9-]{0,47}$");
   if (!is_valid_node_id(c.post_id)) r.fail("post_id", "must match ^[a-z0-9][a-z0-9-]{0,47}$");
   if (c.broker_uri.rfind("tcp://", 0) != 0 && c.broker_uri.rfind("ssl://", 0) != 0 &&

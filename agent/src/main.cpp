@@ -1,10 +1,14 @@
 // postwatch-agent: the command-line front of the agent library.
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/event_json.hpp"
-#include "postwatch/agent/memory_backlog.hpp"
+#include "postwatch/agent/spool_store.hpp"
+#include "postwatch/clock.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
@@ -36,13 +40,17 @@ usage:
       event was acknowledged by the broker.
   postwatch-agent emit  --config FILE --indicator ID --value V [--note TEXT]
                         [--observed-at-ms MS] [--timeout-s N]
-      Publishes one event and waits for the broker's acknowledgement.
+      Spools one event and waits for the broker's acknowledgement; if the broker
+      does not answer in time the event stays in the spool (exit 3) for the next run.
+  postwatch-agent status --config FILE
+      Shows the running agent's connection state, spool depth and last error.
   postwatch-agent --check-config FILE
       Validates a config file and the catalogue it names; prints every problem.
   postwatch-agent --version | --help
 
 An event line: {"indicator":"terror_threat_level","value":4,"note":"optional"}
-Exit status: 0 ok, 1 runtime failure (broker unreachable, events rejected), 2 usage or config error.
+Exit status: 0 ok, 1 runtime failure or rejected events, 2 usage or config error,
+3 event spooled but not yet acknowledged (emit), 4 agent not running (status).
 )";
 
 struct Args {
@@ -104,8 +112,72 @@ Loaded load_config(const std::string& file) {
 }
 
 std::unique_ptr<Agent> make_agent(const Loaded& l, std::shared_ptr<spdlog::logger> log) {
-  auto backlog = std::make_unique<MemoryBacklog>(l.config.queue_max_events);
+  auto backlog = std::make_unique<SpoolStore>(l.config.spool, log);
   return std::make_unique<Agent>(l.config, l.catalogue, std::move(backlog), std::move(log));
+}
+
+std::filesystem::path status_file(const AgentConfig& c) { return c.spool.dir / "status.json"; }
+
+// The running agent's status, for `postwatch-agent status`; written atomically.
+void write_status(const Agent& agent) {
+  auto s = agent.stats();
+  auto m = agent.metrics();
+  nlohmann::json j{{"agent_id", agent.config().agent_id},
+                   {"post_id", agent.config().post_id},
+                   {"broker_uri", agent.config().broker_uri},
+                   {"connected", s.connected},
+                   {"pid", ::getpid()},
+                   {"updated_at_ms", now_utc_ms()},
+                   {"uptime_s", m.uptime_s},
+                   {"spool_events", m.spool_events},
+                   {"spool_bytes", m.spool_bytes},
+                   {"oldest_unsent_age_ms", m.oldest_unsent_age_ms},
+                   {"events_accepted", s.accepted},
+                   {"events_sent", s.sent},
+                   {"events_rejected", s.rejected},
+                   {"events_dropped", m.events_dropped},
+                   {"reconnects", s.reconnects},
+                   {"rss_bytes", m.rss_bytes},
+                   {"last_error", s.last_error}};
+  auto path = status_file(agent.config());
+  auto tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(2) << "\n";
+    if (!out) return;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+}
+
+int cmd_status(const Args& args) {
+  auto config = AgentConfig::load(args.get("config"));
+  std::ifstream in(status_file(config));
+  if (!in) {
+    std::cout << "agent " << config.agent_id << ": not running (no " << status_file(config).string() << ")\n";
+    return 4;
+  }
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded()) {
+    std::cout << "agent " << config.agent_id << ": status file unreadable\n";
+    return 4;
+  }
+  auto age_s = (now_utc_ms() - j.value("updated_at_ms", std::int64_t{0})) / 1000;
+  bool alive = age_s <= 5 && ::kill(j.value("pid", 0), 0) == 0;
+  std::cout << "agent      " << j.value("agent_id", "") << " (post " << j.value("post_id", "") << ")\n"
+            << "state      " << (alive ? "running" : "NOT RUNNING (status is " + std::to_string(age_s) + " s old)")
+            << ", pid " << j.value("pid", 0) << ", up " << j.value("uptime_s", 0) << " s\n"
+            << "broker     " << j.value("broker_uri", "") << " — "
+            << (j.value("connected", false) ? "connected" : "DISCONNECTED") << ", " << j.value("reconnects", 0)
+            << " reconnect(s)\n"
+            << "spool      " << j.value("spool_events", 0) << " unsent event(s), " << j.value("spool_bytes", 0)
+            << " bytes, oldest " << j.value("oldest_unsent_age_ms", 0) / 1000 << " s\n"
+            << "events     " << j.value("events_accepted", 0) << " accepted, " << j.value("events_sent", 0) << " sent, "
+            << j.value("events_rejected", 0) << " rejected, " << j.value("events_dropped", 0) << " dropped\n"
+            << "memory     " << j.value("rss_bytes", 0) / 1024 << " KiB resident\n"
+            << "last error " << (j.value("last_error", "").empty() ? "(none)" : j.value("last_error", "")) << "\n";
+  return alive ? 0 : 4;
 }
 
 int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
@@ -146,7 +218,14 @@ int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
     input_done = true;
   });
   bool exit_on_eof = args.flag("exit-on-eof") || input != "-";
-  while (!g_stop && !(exit_on_eof && input_done)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto next_status = std::chrono::steady_clock::now();
+  while (!g_stop && !(exit_on_eof && input_done)) {
+    if (std::chrono::steady_clock::now() >= next_status) {
+      write_status(*agent);
+      next_status += std::chrono::seconds(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   if (!g_stop) {
     if (!agent->wait_until_drained(std::chrono::seconds(30))) {
       log->error("timed out waiting for the broker to acknowledge {} event(s)", agent->stats().backlog.events);
@@ -154,6 +233,7 @@ int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
   }
   auto s = agent->stats();
   agent->stop();
+  write_status(*agent);
   if (reader.joinable()) {
     if (input_done)
       reader.join();
@@ -192,6 +272,7 @@ int cmd_emit(const Args& args, std::shared_ptr<spdlog::logger> log) {
     std::cerr << "postwatch-agent: rejected: " << err << "\n";
     return 1;
   }
+  loaded.config.batch_max_delay = std::chrono::milliseconds(0);  // one event: send at once
   auto agent = make_agent(loaded, log);
   auto r = agent->submit(std::move(ev));
   if (!r.accepted) {
@@ -202,8 +283,9 @@ int cmd_emit(const Args& args, std::shared_ptr<spdlog::logger> log) {
   auto timeout = std::chrono::seconds(std::stoi(args.get("timeout-s", "15")));
   if (!agent->wait_until_drained(timeout)) {
     std::cerr << "postwatch-agent: broker " << loaded.config.broker_uri << " did not acknowledge within "
-              << timeout.count() << " s: " << agent->stats().last_error << "\n";
-    return 1;
+              << timeout.count() << " s (" << agent->stats().last_error << "); seq " << r.seq << " stays in the spool "
+              << loaded.config.spool.dir.string() << " and is sent by the next run\n";
+    return 3;
   }
   std::cout << "sent seq " << r.seq << " to " << agent->events_topic() << "\n";
   return 0;
@@ -235,6 +317,7 @@ int main(int argc, char** argv) {
     if (!args.flag("config")) throw std::invalid_argument("--config FILE is required");
     if (args.command == "run") return cmd_run(args, log);
     if (args.command == "emit") return cmd_emit(args, log);
+    if (args.command == "status") return cmd_status(args);
     throw std::invalid_argument("unknown command '" + args.command + "'");
   } catch (const std::invalid_argument& e) {
     std::cerr << "postwatch-agent: " << e.what() << "\n(see postwatch-agent --help)\n";
@@ -245,5 +328,8 @@ int main(int argc, char** argv) {
   } catch (const CatalogueError& e) {
     std::cerr << "postwatch-agent: catalogue error: " << e.what() << "\n";
     return 2;
+  } catch (const BacklogRefused& e) {
+    std::cerr << "postwatch-agent: spool error: " << e.what() << "\n";
+    return 1;
   }
 }

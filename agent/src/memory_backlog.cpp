@@ -1,5 +1,7 @@
 #include "postwatch/agent/memory_backlog.hpp"
 
+#include "postwatch/clock.hpp"
+
 #include <algorithm>
 
 namespace postwatch::agent {
@@ -12,6 +14,7 @@ std::uint64_t MemoryBacklog::append(IndicatorEvent e) {
     throw BacklogRefused("backlog full (" + std::to_string(max_events_) + " events waiting for the broker)");
   e.seq = next_seq_++;
   events_.push_back(std::move(e));
+  appended_ms_.push_back(now_utc_ms());
   return events_.back().seq;
 }
 
@@ -24,7 +27,10 @@ std::size_t MemoryBacklog::read(std::uint64_t from_seq, std::size_t max, std::ve
 }
 
 void MemoryBacklog::release_through(std::uint64_t seq) {
-  while (!events_.empty() && events_.front().seq <= seq) events_.pop_front();
+  while (!events_.empty() && events_.front().seq <= seq) {
+    events_.pop_front();
+    appended_ms_.pop_front();
+  }
 }
 
 std::uint64_t MemoryBacklog::first_seq() const { return events_.empty() ? next_seq_ : events_.front().seq; }
@@ -33,7 +39,7 @@ BacklogStats MemoryBacklog::stats() const {
   BacklogStats s;
   s.events = events_.size();
   s.bytes = events_.size() * sizeof(IndicatorEvent);
-  if (!events_.empty()) s.oldest_observed_at_ms = events_.front().observed_at_ms;
+  if (!events_.empty()) s.oldest_appended_ms = appended_ms_.front();
   return s;
 }
 

@@ -1,5 +1,6 @@
 #include "postwatch/wire_codec.hpp"
 
+#include "postwatch/wire/postwatch_agent_state_generated.h"
 #include "postwatch/wire/postwatch_events_generated.h"
 
 #include <cmath>
@@ -136,6 +137,51 @@ DecodeError decode_batch(std::span<const std::uint8_t> payload, EventBatch& out)
       for (const auto* t : *tags) e.tags.emplace_back(std::string(view(t->key())), std::string(view(t->value())));
     }
     out.events.push_back(std::move(e));
+  }
+  return DecodeError::None;
+}
+
+std::vector<std::uint8_t> encode_agent_state(const AgentState& st) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  auto agent = fbb.CreateString(st.agent_id);
+  auto post = fbb.CreateString(st.post_id);
+  auto version = fbb.CreateString(st.agent_version);
+  auto hash = fbb.CreateString(st.config_hash);
+  flatbuffers::Offset<fbw::AgentMetrics> metrics;
+  if (st.has_metrics) {
+    const auto& m = st.metrics;
+    metrics = fbw::CreateAgentMetrics(fbb, m.spool_events, m.spool_bytes, m.oldest_unsent_age_ms, m.events_accepted,
+                                      m.events_sent, m.events_dropped, m.reconnects, m.rss_bytes, m.uptime_s);
+  }
+  auto root = fbw::CreateAgentState(fbb, WireLimits::schema_version, agent, post,
+                                    st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline, st.at_ms, version,
+                                    hash, st.first_unacked_seq, st.heartbeat_interval_s, metrics);
+  fbw::FinishAgentStateBuffer(fbb, root);
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+
+DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState& out) {
+  if (payload.size() > 64 * 1024) return DecodeError::Oversized;
+  if (payload.size() < 8 || !fbw::AgentStateBufferHasIdentifier(payload.data())) return DecodeError::WrongIdentifier;
+  flatbuffers::Verifier verifier(payload.data(), payload.size());
+  if (!fbw::VerifyAgentStateBuffer(verifier)) return DecodeError::Malformed;
+  const auto* st = fbw::GetAgentState(payload.data());
+  if (st->schema_version() != WireLimits::schema_version) return DecodeError::UnsupportedVersion;
+  out.agent_id = std::string(view(st->agent_id()));
+  out.post_id = std::string(view(st->post_id()));
+  if (out.agent_id.size() > WireLimits::max_id_bytes || out.post_id.size() > WireLimits::max_id_bytes)
+    return DecodeError::FieldTooLong;
+  out.online = st->status() == fbw::AgentStatus::Online;
+  out.at_ms = st->at_ms();
+  out.agent_version = std::string(view(st->agent_version()));
+  out.config_hash = std::string(view(st->config_hash()));
+  out.first_unacked_seq = st->first_unacked_seq();
+  out.heartbeat_interval_s = st->heartbeat_interval_s();
+  out.has_metrics = st->metrics() != nullptr;
+  if (const auto* m = st->metrics()) {
+    out.metrics = AgentMetrics{m->spool_events(),    m->spool_bytes(), m->oldest_unsent_age_ms(),
+                               m->events_accepted(), m->events_sent(), m->events_dropped(),
+                               m->reconnects(),      m->rss_bytes(),   m->uptime_s()};
   }
   return DecodeError::None;
 }

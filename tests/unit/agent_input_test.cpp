@@ -38,7 +38,7 @@ TEST(AgentConfig, LoadsAValidFile) {
   test::TempDir dir;
   auto file = dir.path() / "agent.json";
   std::ofstream(file) << R"({"broker_uri": "tcp://127.0.0.1:1883", "allow_plaintext": true, "agent_id": "gw-1",
-    "post_id": "bamako", "spool_dir": "spool", "batch": {"max_events": 100, "max_delay_ms": 50},
+    "post_id": "bamako", "spool": {"dir": "spool", "overflow": "drop_oldest", "fsync": "every_record"}, "batch": {"max_events": 100, "max_delay_ms": 50},
     "heartbeat_interval_s": 10})";
   auto c = AgentConfig::load(file);
   EXPECT_EQ(c.agent_id, "gw-1");
@@ -46,7 +46,10 @@ TEST(AgentConfig, LoadsAValidFile) {
   EXPECT_EQ(c.batch_max_events, 100u);
   EXPECT_EQ(c.batch_max_delay.count(), 50);
   EXPECT_EQ(c.heartbeat_interval.count(), 10);
-  EXPECT_EQ(c.spool_dir, dir.path() / "spool");  // relative to the config file
+  EXPECT_EQ(c.spool.dir, dir.path() / "spool");  // relative to the config file
+  EXPECT_EQ(c.spool.overflow, OverflowPolicy::DropOldest);
+  EXPECT_EQ(c.spool.fsync, FsyncPolicy::EveryRecord);
+  EXPECT_FALSE(c.config_hash.empty());
   EXPECT_TRUE(c.allow_plaintext);
 }
 

@@ -52,4 +52,25 @@ struct BatchView {
   std::vector<EventView> events;
 };
 
+// Birth, death (last will) and heartbeat of one agent (schemas/postwatch_agent_state.fbs).
+struct AgentMetrics {
+  std::uint64_t spool_events = 0, spool_bytes = 0;
+  std::int64_t oldest_unsent_age_ms = 0;
+  std::uint64_t events_accepted = 0, events_sent = 0, events_dropped = 0, reconnects = 0;
+  std::uint64_t rss_bytes = 0, uptime_s = 0;
+};
+
+struct AgentState {
+  std::string agent_id;
+  std::string post_id;
+  bool online = true;
+  std::int64_t at_ms = 0;
+  std::string agent_version;
+  std::string config_hash;
+  std::uint64_t first_unacked_seq = 0;
+  std::uint32_t heartbeat_interval_s = 0;
+  bool has_metrics = false;
+  AgentMetrics metrics;
+};
+
 }  // namespace postwatch

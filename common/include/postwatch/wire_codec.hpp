@@ -43,4 +43,8 @@ DecodeError decode_batch(std::span<const std::uint8_t> payload, BatchView& out);
 // Owning decode, for tests and tools.
 DecodeError decode_batch(std::span<const std::uint8_t> payload, EventBatch& out);
 
+std::vector<std::uint8_t> encode_agent_state(const AgentState& state);
+// WrongIdentifier / Malformed / FieldTooLong as for batches.
+DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState& out);
+
 }  // namespace postwatch

@@ -24,9 +24,11 @@ struct AgentStats {
   std::uint64_t sent = 0;      // acknowledged by the broker
   std::uint64_t batches_sent = 0;
   std::uint64_t reconnects = 0;
+  std::uint64_t heartbeats_sent = 0;
   bool connected = false;
   BacklogStats backlog;
   std::string last_error;
+  std::int64_t started_at_ms = 0;
 };
 
 // Result of submitting one event: accepted (with its seq) or why not.
@@ -58,9 +60,12 @@ class Agent {
   bool wait_until_connected(std::chrono::milliseconds timeout);
 
   AgentStats stats() const;
+  // The heartbeat's self-metrics, as published.
+  AgentMetrics metrics() const;
   const AgentConfig& config() const;
-  // The topic this agent publishes its events on.
+  // The topics this agent publishes on.
   std::string events_topic() const;
+  std::string state_topic() const;
 
  private:
   struct Impl;

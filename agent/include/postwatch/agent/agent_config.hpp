@@ -1,6 +1,8 @@
 // Agent configuration, read from a JSON file (firmware-config/*.json, docs/agent.md).
 #pragma once
 
+#include "postwatch/agent/spool_store.hpp"
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -33,15 +35,16 @@ struct AgentConfig {
   TlsConfig tls;
   bool allow_plaintext = false;  // tcp:// only when the config says so explicitly
   std::filesystem::path catalogue_file;
-  std::filesystem::path spool_dir = "/var/lib/postwatch-agent/spool";
+  SpoolOptions spool{.dir = "/var/lib/postwatch-agent/spool"};
   std::size_t batch_max_events = 500;
   std::chrono::milliseconds batch_max_delay{200};
   std::chrono::seconds heartbeat_interval{30};
   std::chrono::seconds keep_alive{20};
   std::size_t max_inflight_batches = 8;
-  std::size_t queue_max_events = 1'000'000;  // bound on accepted-but-unsent events
+  std::size_t queue_max_events = 1'000'000;  // in-memory backlog only (tests, simulator)
+  std::string config_hash;                   // of the file's text; reported in the birth message
 
-  // Problems found, each "<file>: <field>: <what>"; empty when valid.
+  // Throws ConfigError "<file>: <field>: <what>" for the first problem found.
   static AgentConfig load(const std::filesystem::path& file);
 };
 

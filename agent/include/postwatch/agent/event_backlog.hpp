@@ -21,8 +21,8 @@ class BacklogRefused : public std::runtime_error {
 struct BacklogStats {
   std::uint64_t events = 0;  // held, not yet released
   std::uint64_t bytes = 0;
-  std::uint64_t dropped = 0;  // removed by an overflow policy
-  std::int64_t oldest_observed_at_ms = 0;
+  std::uint64_t dropped = 0;            // removed by an overflow policy
+  std::int64_t oldest_appended_ms = 0;  // when the oldest held event was accepted (0: none)
 };
 
 class EventBacklog {
@@ -39,6 +39,8 @@ class EventBacklog {
   virtual std::uint64_t first_seq() const = 0;
   virtual std::uint64_t next_seq() const = 0;
   virtual BacklogStats stats() const = 0;
+  // Periodic upkeep (fsync, age bounds); called by the agent about once a second.
+  virtual void maintain(std::int64_t /*now_ms*/) {}
 };
 
 }  // namespace postwatch::agent

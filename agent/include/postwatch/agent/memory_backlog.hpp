@@ -22,6 +22,7 @@ class MemoryBacklog final : public EventBacklog {
   std::size_t max_events_;
   std::uint64_t next_seq_;
   std::deque<IndicatorEvent> events_;
+  std::deque<std::int64_t> appended_ms_;
 };
 
 }  // namespace postwatch::agent

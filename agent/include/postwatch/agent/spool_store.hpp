@@ -1,0 +1,101 @@
+// The disk spool: every accepted event is appended (length + CRC32C framed) to
+// segment files before the source hears "accepted", and removed only after the
+// broker acknowledged it. See docs/agent.md for the guarantees and settings.
+#pragma once
+
+#include "postwatch/agent/event_backlog.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace spdlog {
+class logger;
+}
+
+namespace postwatch::agent {
+
+enum class FsyncPolicy { EveryRecord, Interval, Never };
+enum class OverflowPolicy { Refuse, DropOldest };
+
+struct SpoolOptions {
+  std::filesystem::path dir;
+  std::uint64_t max_bytes = 256ull << 20;       // all segments together
+  std::chrono::seconds max_age{7 * 24 * 3600};  // unsent events older than this are dropped; 0 = keep forever
+  std::uint64_t segment_bytes = 4ull << 20;
+  FsyncPolicy fsync = FsyncPolicy::Interval;
+  std::chrono::milliseconds fsync_interval{200};
+  OverflowPolicy overflow = OverflowPolicy::Refuse;
+};
+
+// What start-up found on disk.
+struct SpoolRecovery {
+  std::uint64_t segments = 0;
+  std::uint64_t events = 0;         // intact, unacknowledged events recovered
+  std::uint64_t corrupt_tails = 0;  // segments cut at a torn or corrupt record
+  std::uint64_t bytes_discarded = 0;
+};
+
+class SpoolStore final : public EventBacklog {
+ public:
+  // Opens (creating if needed) the spool directory and recovers what it holds.
+  // Throws BacklogRefused when the directory cannot be used.
+  SpoolStore(SpoolOptions options, std::shared_ptr<spdlog::logger> log);
+  ~SpoolStore() override;
+
+  std::uint64_t append(IndicatorEvent e) override;
+  std::size_t read(std::uint64_t from_seq, std::size_t max, std::vector<IndicatorEvent>& out) override;
+  void release_through(std::uint64_t seq) override;
+  std::uint64_t first_seq() const override;
+  std::uint64_t next_seq() const override { return next_seq_; }
+  BacklogStats stats() const override;
+  // Periodic upkeep: interval fsync, the age bound, persisting the ack position.
+  void maintain(std::int64_t now_ms) override;
+
+  const SpoolRecovery& recovery() const { return recovery_; }
+
+ private:
+  struct Segment {
+    std::uint64_t first_seq = 0, last_seq = 0;  // contiguous: every seq in between is in the file
+    std::uint64_t bytes = 0;
+    std::int64_t created_ms = 0, last_append_ms = 0;  // wall clock, for the age bound
+    std::filesystem::path path;
+  };
+  void recover();
+  void scan_segment(Segment& seg);
+  void open_writer(std::uint64_t first_seq);
+  void close_writer();
+  void drop_front_segment(const char* why);
+  void remove_settled_segments();
+  void persist_position(bool force);
+  std::uint64_t held_in(const Segment& s) const;
+
+  SpoolOptions opt_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::deque<Segment> segments_;
+  int lock_fd_ = -1;  // flock on <dir>/lock: one process per spool
+  int write_fd_ = -1;
+  std::uint64_t next_seq_ = 1;
+  std::uint64_t floor_ = 0;  // every seq <= floor_ is acknowledged or dropped
+  std::uint64_t persisted_floor_ = 0;
+  std::uint64_t held_ = 0;
+  std::uint64_t bytes_ = 0;
+  std::uint64_t dropped_ = 0;
+  bool unsynced_ = false;
+  std::chrono::steady_clock::time_point last_sync_{};
+  std::chrono::steady_clock::time_point last_persist_{};
+  SpoolRecovery recovery_;
+
+  // Sequential reader state: where read() continues without a seek.
+  std::uint64_t reader_seq_ = 0;
+  std::uint64_t reader_offset_ = 0;
+  std::uint64_t reader_segment_first_ = 0;
+  int reader_fd_ = -1;
+  std::string reader_buf_;
+  std::uint64_t reader_buf_offset_ = 0;  // file offset of reader_buf_[0]
+};
+
+}  // namespace postwatch::agent

@@ -1,0 +1,119 @@
+#include "postwatch/agent/spool_record.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+namespace postwatch::agent {
+
+namespace {
+
+constexpr std::array<std::uint32_t, 256> make_crc_table() {
+  std::array<std::uint32_t, 256> t{};
+  for (std::uint32_t i = 0; i < 256; ++i) {
+    std::uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0x82F63B78u ^ (c >> 1) : c >> 1;  // Castagnoli
+    t[i] = c;
+  }
+  return t;
+}
+constexpr auto kCrcTable = make_crc_table();
+
+template <typename T>
+void put(std::string& out, T v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+void put_str(std::string& out, std::string_view s, std::size_t max) {
+  auto n = static_cast<std::uint16_t>(std::min(s.size(), max));
+  put(out, n);
+  out.append(s.data(), n);
+}
+
+struct Cursor {
+  std::string_view d;
+  bool ok = true;
+  template <typename T>
+  T get() {
+    T v{};
+    if (d.size() < sizeof v) {
+      ok = false;
+      return v;
+    }
+    std::memcpy(&v, d.data(), sizeof v);
+    d.remove_prefix(sizeof v);
+    return v;
+  }
+  std::string str() {
+    auto n = get<std::uint16_t>();
+    if (!ok || d.size() < n) {
+      ok = false;
+      return {};
+    }
+    std::string s(d.substr(0, n));
+    d.remove_prefix(n);
+    return s;
+  }
+};
+
+}  // namespace
+
+std::uint32_t crc32c(const void* data, std::size_t n) {
+  auto* p = static_cast<const unsigned char*>(data);
+  std::uint32_t c = 0xFFFFFFFFu;
+  for (std::size_t i = 0; i < n; ++i) c = kCrcTable[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+void encode_record(const IndicatorEvent& e, std::string& out) {
+  std::size_t start = out.size();
+  out.append(kRecordHeaderBytes, '\0');
+  put(out, e.seq);
+  put(out, e.observed_at_ms);
+  put(out, static_cast<std::uint8_t>(e.kind));
+  put(out, e.number);
+  put_str(out, e.indicator, 255);
+  put_str(out, e.text, 1024);
+  put_str(out, e.note, 2048);
+  auto ntags = static_cast<std::uint8_t>(std::min<std::size_t>(e.tags.size(), 32));
+  put(out, ntags);
+  for (std::size_t i = 0; i < ntags; ++i) {
+    put_str(out, e.tags[i].first, 255);
+    put_str(out, e.tags[i].second, 255);
+  }
+  auto body_len = static_cast<std::uint32_t>(out.size() - start - kRecordHeaderBytes);
+  std::uint32_t crc = crc32c(out.data() + start + kRecordHeaderBytes, body_len);
+  std::memcpy(out.data() + start, &body_len, 4);
+  std::memcpy(out.data() + start + 4, &crc, 4);
+}
+
+RecordStatus decode_record(std::string_view data, IndicatorEvent& e, std::size_t& consumed) {
+  if (data.size() < kRecordHeaderBytes) return RecordStatus::NeedMore;
+  std::uint32_t len = 0, crc = 0;
+  std::memcpy(&len, data.data(), 4);
+  std::memcpy(&crc, data.data() + 4, 4);
+  if (len == 0 || len > kMaxRecordBodyBytes) return RecordStatus::Corrupt;
+  if (data.size() < kRecordHeaderBytes + len) return RecordStatus::NeedMore;
+  std::string_view body = data.substr(kRecordHeaderBytes, len);
+  if (crc32c(body.data(), body.size()) != crc) return RecordStatus::Corrupt;
+  Cursor c{body};
+  e.seq = c.get<std::uint64_t>();
+  e.observed_at_ms = c.get<std::int64_t>();
+  auto kind = c.get<std::uint8_t>();
+  e.number = c.get<double>();
+  e.indicator = c.str();
+  e.text = c.str();
+  e.note = c.str();
+  auto ntags = c.get<std::uint8_t>();
+  e.tags.clear();
+  for (std::uint8_t i = 0; i < ntags && c.ok; ++i) {
+    auto k = c.str();
+    auto v = c.str();
+    e.tags.emplace_back(std::move(k), std::move(v));
+  }
+  if (!c.ok || !c.d.empty() || kind > static_cast<std::uint8_t>(ValueKind::Text)) return RecordStatus::Corrupt;
+  e.kind = static_cast<ValueKind>(kind);
+  consumed = kRecordHeaderBytes + len;
+  return RecordStatus::Ok;
+}
+
+}  // namespace postwatch::agent
