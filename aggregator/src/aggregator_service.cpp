@@ -2,6 +2,7 @@
 
 #include "feed/api_routes.hpp"
 #include "feed/http_server.hpp"
+#include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
 #include "ingest/mqtt_ingest.hpp"
 #include "postwatch/clock.hpp"
@@ -22,13 +23,22 @@ struct AggregatorService::Impl {
         state(*catalogue),
         rollup(*catalogue),
         ingest(*catalogue, state, log),
-        routes(*catalogue, state, ingest, rollup, [this] { return mqtt.subscribed(); }),
+        presence(*catalogue, log),
+        routes(FeedSources{*catalogue, state, ingest, presence, rollup, [this] { return mqtt.subscribed(); }}),
         http(io, log, [this](const HttpRequest& req) { return routes.handle(req); }),
-        mqtt(io, options.broker_uri, options.client_id, {std::string(topics::events_filter)}, log,
-             [this](const std::string& topic, const std::string& payload) {
-               ingest.on_message(topic, {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()},
-                                 now_utc_ms());
-             }) {}
+        mqtt(io, options.broker_uri, options.client_id,
+             {std::string(topics::events_filter), std::string(topics::state_filter),
+              std::string(topics::heartbeat_filter)},
+             log, [this](const std::string& topic, const std::string& payload) { dispatch(topic, payload); }) {}
+
+  void dispatch(const std::string& topic, const std::string& payload) {
+    std::span<const std::uint8_t> bytes{reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()};
+    auto now = now_utc_ms();
+    if (topic.ends_with("/events"))
+      ingest.on_message(topic, bytes, now);
+    else
+      presence.on_message(topic, bytes, now);
+  }
 
   AggregatorOptions options;
   std::shared_ptr<const IndicatorCatalogue> catalogue;
@@ -36,6 +46,7 @@ struct AggregatorService::Impl {
   IndicatorState state;
   GoalRollup rollup;
   BatchIngest ingest;
+  AgentPresence presence;
   ApiRoutes routes;
   HttpServer http;
   MqttIngest mqtt;

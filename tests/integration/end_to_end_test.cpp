@@ -2,7 +2,7 @@
 // aggregator binary → goal state over HTTP.
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/memory_backlog.hpp"
-#include "support/test_support.hpp"
+#include "support/aggregator_process.hpp"
 
 #include <gtest/gtest.h>
 #include <mqtt/async_client.h>
@@ -17,35 +17,6 @@ using namespace postwatch::test;
 using nlohmann::json;
 
 namespace {
-
-class AggregatorProcess {
- public:
-  AggregatorProcess(const MosquittoBroker& broker, const TempDir& dir)
-      : http_port_(free_port()),
-        proc_({(binary_dir() / "aggregator" / "postwatch-aggregator").string(), "--broker", broker.uri(), "--http-port",
-               std::to_string(http_port_), "--catalogue", catalogue_path().string(), "--client-id",
-               "agg-" + std::to_string(http_port_)},
-              dir.path() / "aggregator.log") {
-    bool ready = wait_until([&] { return http_get(http_port_, "/readyz").status == 200 || !proc_.running(); },
-                            std::chrono::seconds(15));
-    if (!ready || !proc_.running()) throw std::runtime_error("aggregator did not become ready:\n" + proc_.log());
-  }
-  unsigned short port() const { return http_port_; }
-  ChildProcess& process() { return proc_; }
-  json get(const std::string& target) {
-    auto r = http_get(http_port_, target);
-    if (r.status != 200) return json();
-    return json::parse(r.body);
-  }
-  std::string goal_status(int goal) {
-    auto j = get("/api/v1/goals/" + std::to_string(goal));
-    return j.is_null() ? "" : j["status"].get<std::string>();
-  }
-
- private:
-  unsigned short http_port_;
-  ChildProcess proc_;
-};
 
 std::unique_ptr<agent::Agent> make_agent(const std::string& uri, const std::string& post, const std::string& id) {
   agent::AgentConfig cfg;

@@ -13,6 +13,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <cerrno>
+#include <csignal>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -64,6 +66,8 @@ TempDir::TempDir() {
   path_ = std::filesystem::temp_directory_path() /
           ("postwatch-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
   std::filesystem::create_directories(path_);
+  // Mosquitto started as root drops to its own user and must still write its database here.
+  std::filesystem::permissions(path_, std::filesystem::perms::all);
 }
 
 TempDir::~TempDir() {
@@ -71,10 +75,15 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-ChildProcess::ChildProcess(std::vector<std::string> argv, const std::filesystem::path& log_file) : log_(log_file) {
+ChildProcess::ChildProcess(std::vector<std::string> argv, const std::filesystem::path& log_file, bool pipe_stdin)
+    : log_(log_file) {
+  int fds[2] = {-1, -1};
+  if (pipe_stdin && ::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  if (pipe_stdin) std::signal(SIGPIPE, SIG_IGN);  // a killed child must fail the write, not the test
   pid_ = ::fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
+    if (pipe_stdin) ::dup2(fds[0], 0);
     int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       ::dup2(fd, 1);
@@ -86,9 +95,34 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, const std::filesystem:
     ::execvp(args[0], args.data());
     ::_exit(127);
   }
+  if (pipe_stdin) {
+    ::close(fds[0]);
+    stdin_fd_ = fds[1];
+  }
+}
+
+bool ChildProcess::write_stdin(const std::string& text) {
+  const char* p = text.data();
+  std::size_t n = text.size();
+  while (n > 0) {
+    ssize_t w = ::write(stdin_fd_, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+void ChildProcess::close_stdin() {
+  if (stdin_fd_ >= 0) ::close(stdin_fd_);
+  stdin_fd_ = -1;
 }
 
 ChildProcess::~ChildProcess() {
+  close_stdin();
   if (running()) {
     ::kill(pid_, SIGKILL);
     wait(std::chrono::seconds(5));
@@ -121,7 +155,8 @@ std::string ChildProcess::log() const {
   return ss.str();
 }
 
-MosquittoBroker::MosquittoBroker(const std::string& extra_config) : port_(free_port()), extra_(extra_config) {
+MosquittoBroker::MosquittoBroker(const std::string& extra_config, bool persistent)
+    : port_(free_port()), extra_(extra_config), persistent_(persistent) {
   start();
 }
 
@@ -133,7 +168,13 @@ void MosquittoBroker::start() {
     std::ofstream out(conf);
     out << "listener " << port_ << " 127.0.0.1\n";
     if (extra_.find("allow_anonymous") == std::string::npos) out << "allow_anonymous true\n";
-    out << "persistence false\n" << extra_ << "\n";
+    // Queue without limit for offline persistent sessions (the default of 1000 would drop batches).
+    out << "max_queued_messages 0\n";
+    if (persistent_)
+      out << "persistence true\npersistence_location " << dir_.path().string() << "/\nautosave_interval 1\n";
+    else
+      out << "persistence false\n";
+    out << extra_ << "\n";
   }
   proc_ = std::make_unique<ChildProcess>(std::vector<std::string>{"mosquitto", "-c", conf.string()},
                                          dir_.path() / "mosquitto.log");

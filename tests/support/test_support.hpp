@@ -33,13 +33,16 @@ class TempDir {
 // A child process; killed (SIGKILL) on destruction if still running.
 class ChildProcess {
  public:
-  ChildProcess(std::vector<std::string> argv, const std::filesystem::path& log_file);
+  // With `pipe_stdin` the test writes the child's standard input.
+  ChildProcess(std::vector<std::string> argv, const std::filesystem::path& log_file, bool pipe_stdin = false);
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
   int pid() const { return pid_; }
   bool running();
   void signal(int sig);
+  bool write_stdin(const std::string& text);
+  void close_stdin();
   // Waits for exit; returns the exit status (128+signal when killed), -1 on timeout.
   int wait(std::chrono::milliseconds timeout);
   std::string log() const;
@@ -47,13 +50,15 @@ class ChildProcess {
  private:
   int pid_ = -1;
   int status_ = -1;
+  int stdin_fd_ = -1;
   std::filesystem::path log_;
 };
 
-// Mosquitto on 127.0.0.1:<free port>, stopped on destruction.
+// Mosquitto on 127.0.0.1:<free port>, stopped on destruction. With `persistent`
+// it keeps sessions and queued messages across stop()/start(), as production does.
 class MosquittoBroker {
  public:
-  explicit MosquittoBroker(const std::string& extra_config = "");
+  explicit MosquittoBroker(const std::string& extra_config = "", bool persistent = false);
   ~MosquittoBroker();
   unsigned short port() const { return port_; }
   std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
@@ -65,6 +70,7 @@ class MosquittoBroker {
   TempDir dir_;
   unsigned short port_;
   std::string extra_;
+  bool persistent_;
   std::unique_ptr<ChildProcess> proc_;
 };
 

@@ -66,13 +66,11 @@ json goal_json(const IndicatorCatalogue& cat, const GoalRollupResult& g, bool de
 
 }  // namespace
 
-ApiRoutes::ApiRoutes(const IndicatorCatalogue& catalogue, const IndicatorState& state, const BatchIngest& ingest,
-                     const GoalRollup& rollup, std::function<bool()> ready)
-    : catalogue_(catalogue), state_(state), ingest_(ingest), rollup_(rollup), ready_(std::move(ready)) {}
+ApiRoutes::ApiRoutes(FeedSources sources) : src_(std::move(sources)), catalogue_(src_.catalogue), state_(src_.state) {}
 
 const RollupSnapshot& ApiRoutes::snapshot() {
   if (!have_snapshot_ || snapshot_.state_version != state_.version()) {
-    snapshot_ = rollup_.compute(state_);
+    snapshot_ = src_.rollup.compute(state_);
     have_snapshot_ = true;
   }
   return snapshot_;
@@ -86,7 +84,7 @@ HttpResponse ApiRoutes::handle(const HttpRequest& req) {
 
   if (target == "/healthz") return json_response(http::status::ok, {{"status", "ok"}});
   if (target == "/readyz") {
-    bool ready = ready_ && ready_();
+    bool ready = src_.ready && src_.ready();
     return json_response(ready ? http::status::ok : http::status::service_unavailable,
                          {{"status", ready ? "ready" : "not ready"}, {"mqtt_subscribed", ready}});
   }
@@ -175,34 +173,77 @@ HttpResponse ApiRoutes::handle(const HttpRequest& req) {
                                             {"last_seen_ms", state_.post_last_seen_ms(*p)},
                                             {"indicators", std::move(inds)}});
   }
-  if (target == "/api/v1/stats") {
-    const auto& c = ingest_.counters();
-    json undecodable = json::object();
-    for (std::size_t i = 1; i < c.batches_undecodable.size(); ++i)
-      undecodable[std::string(to_string(static_cast<DecodeError>(i)))] = c.batches_undecodable[i];
-    json agents = json::array();
-    for (const auto& [key, a] : ingest_.agents())
-      agents.push_back({{"agent", key},
-                        {"events", a.events},
-                        {"highest_seq", a.seqs.highest()},
-                        {"gaps", a.seqs.gaps()},
-                        {"last_event_ms", a.last_event_ms}});
-    return json_response(http::status::ok, {{"batches_accepted", c.batches_accepted},
-                                            {"batches_rejected", c.batches_rejected()},
-                                            {"batches_undecodable", undecodable},
-                                            {"batches_bad_topic", c.batches_bad_topic},
-                                            {"batches_topic_mismatch", c.batches_topic_mismatch},
-                                            {"batches_unknown_post", c.batches_unknown_post},
-                                            {"events_accepted", c.events_accepted},
-                                            {"events_duplicate", c.events_duplicate},
-                                            {"events_unknown_indicator", c.events_unknown_indicator},
-                                            {"events_bad_value", c.events_bad_value},
-                                            {"events_gaps", c.events_gaps},
-                                            {"agents", std::move(agents)}});
-  }
+  if (target == "/api/v1/stats") return stats();
+  if (target == "/api/v1/agents") return agents();
   return error_response(http::status::not_found, "no such endpoint: " + std::string(target) +
                                                      " (try /api/v1/goals, /api/v1/goals/{id}, /api/v1/posts, "
-                                                     "/api/v1/posts/{id}, /api/v1/stats, /healthz)");
+                                                     "/api/v1/posts/{id}, /api/v1/agents, /api/v1/stats, /healthz)");
+}
+
+HttpResponse ApiRoutes::agents() {
+  json list = json::array();
+  const auto& tracks = src_.ingest.agents();
+  for (const auto& [key, a] : src_.presence.agents()) {
+    json j{{"id", key},
+           {"post", a.post},
+           {"agent", a.agent},
+           {"online", a.online},
+           {"births", a.births},
+           {"agent_version", a.agent_version},
+           {"config_hash", a.config_hash},
+           {"heartbeat_interval_s", a.heartbeat_interval_s},
+           {"last_heartbeat_ms", a.last_heartbeat_ms},
+           {"first_unacked_seq_at_birth", a.first_unacked_seq}};
+    if (a.has_metrics) {
+      const auto& m = a.metrics;
+      j["metrics"] = {{"spool_events", m.spool_events},
+                      {"spool_bytes", m.spool_bytes},
+                      {"oldest_unsent_age_ms", m.oldest_unsent_age_ms},
+                      {"events_accepted", m.events_accepted},
+                      {"events_sent", m.events_sent},
+                      {"events_dropped", m.events_dropped},
+                      {"reconnects", m.reconnects},
+                      {"rss_bytes", m.rss_bytes},
+                      {"uptime_s", m.uptime_s}};
+    }
+    if (auto it = tracks.find(key); it != tracks.end())
+      j["events"] = {{"received", it->second.events},
+                     {"highest_seq", it->second.seqs.highest()},
+                     {"gaps", it->second.seqs.gaps()},
+                     {"reordered", it->second.reordered}};
+    list.push_back(std::move(j));
+  }
+  return json_response(http::status::ok, {{"online", src_.presence.online_count()}, {"agents", std::move(list)}});
+}
+
+HttpResponse ApiRoutes::stats() {
+  const auto& c = src_.ingest.counters();
+  json undecodable = json::object();
+  for (std::size_t i = 1; i < c.batches_undecodable.size(); ++i)
+    undecodable[std::string(to_string(static_cast<DecodeError>(i)))] = c.batches_undecodable[i];
+  json agents = json::array();
+  for (const auto& [key, a] : src_.ingest.agents())
+    agents.push_back({{"agent", key},
+                      {"events", a.events},
+                      {"highest_seq", a.seqs.highest()},
+                      {"gaps", a.seqs.gaps()},
+                      {"reordered", a.reordered},
+                      {"last_event_ms", a.last_event_ms}});
+  return json_response(http::status::ok, {{"batches_accepted", c.batches_accepted},
+                                          {"batches_rejected", c.batches_rejected()},
+                                          {"batches_undecodable", undecodable},
+                                          {"batches_bad_topic", c.batches_bad_topic},
+                                          {"batches_topic_mismatch", c.batches_topic_mismatch},
+                                          {"batches_unknown_post", c.batches_unknown_post},
+                                          {"events_accepted", c.events_accepted},
+                                          {"events_duplicate", c.events_duplicate},
+                                          {"events_unknown_indicator", c.events_unknown_indicator},
+                                          {"events_bad_value", c.events_bad_value},
+                                          {"events_gaps", c.events_gaps},
+                                          {"events_reordered", c.events_reordered},
+                                          {"agent_states_rejected", src_.presence.rejected()},
+                                          {"agents_online", src_.presence.online_count()},
+                                          {"agents", std::move(agents)}});
 }
 
 }  // namespace postwatch::aggregator

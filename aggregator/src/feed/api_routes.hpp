@@ -3,6 +3,7 @@
 #pragma once
 
 #include "feed/http_server.hpp"
+#include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
 #include "postwatch/catalogue.hpp"
 #include "rollup/goal_rollup.hpp"
@@ -13,21 +14,31 @@
 
 namespace postwatch::aggregator {
 
+// What the API reads; all of it lives on the io_context thread.
+struct FeedSources {
+  const IndicatorCatalogue& catalogue;
+  const IndicatorState& state;
+  const BatchIngest& ingest;
+  const AgentPresence& presence;
+  const GoalRollup& rollup;
+  std::function<bool()> ready;
+};
+
 class ApiRoutes {
  public:
-  ApiRoutes(const IndicatorCatalogue& catalogue, const IndicatorState& state, const BatchIngest& ingest,
-            const GoalRollup& rollup, std::function<bool()> ready);
+  explicit ApiRoutes(FeedSources sources);
   HttpResponse handle(const HttpRequest& req);
 
   // The current roll-up, recomputed only when the state changed.
   const RollupSnapshot& snapshot();
 
  private:
+  HttpResponse agents();
+  HttpResponse stats();
+
+  FeedSources src_;
   const IndicatorCatalogue& catalogue_;
   const IndicatorState& state_;
-  const BatchIngest& ingest_;
-  const GoalRollup& rollup_;
-  std::function<bool()> ready_;
   RollupSnapshot snapshot_;
   bool have_snapshot_ = false;
 };

@@ -63,9 +63,15 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   std::size_t applied = 0;
   std::uint64_t gaps_before = agent.seqs.gaps();
   for (const EventView& e : batch_.events) {
+    bool had_any = agent.events > 0 || agent.seqs.highest() > 0;
+    std::uint64_t highest = agent.seqs.highest();
     if (agent.seqs.accept(e.seq) == SeqWindow::Verdict::Duplicate) {
       counters_.events_duplicate += 1;
       continue;
+    }
+    if (had_any && e.seq < highest) {
+      agent.reordered += 1;
+      counters_.events_reordered += 1;
     }
     auto ind = catalogue_.indicator_index(e.indicator);
     if (!ind) {

@@ -31,7 +31,8 @@ struct IngestCounters {
   std::uint64_t events_duplicate = 0;
   std::uint64_t events_unknown_indicator = 0;
   std::uint64_t events_bad_value = 0;
-  std::uint64_t events_gaps = 0;  // seqs never received, given up on
+  std::uint64_t events_gaps = 0;       // seqs never received, given up on
+  std::uint64_t events_reordered = 0;  // new, but below the agent's highest seq so far
 
   std::uint64_t batches_rejected() const;
 };
@@ -41,6 +42,7 @@ struct AgentTrack {
   SeqWindow seqs;
   std::int64_t last_event_ms = 0;
   std::uint64_t events = 0;
+  std::uint64_t reordered = 0;
 };
 
 class BatchIngest {

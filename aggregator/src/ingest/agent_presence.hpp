@@ -1,0 +1,54 @@
+// Which agents are online: birth and death (retained, last will) on the state
+// topic, self-metrics on the heartbeat topic.
+#pragma once
+
+#include "postwatch/catalogue.hpp"
+#include "postwatch/event.hpp"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace spdlog {
+class logger;
+}
+
+namespace postwatch::aggregator {
+
+struct AgentPresenceRecord {
+  std::string post, agent;
+  bool online = false;
+  std::int64_t last_state_ms = 0;      // birth or death, agent's clock
+  std::int64_t last_heartbeat_ms = 0;  // our clock
+  std::uint64_t births = 0;
+  // From the birth; informational only: duplicates are judged by our own SeqWindow, since
+  // the broker may still hold older queued events when a retained birth arrives.
+  std::uint64_t first_unacked_seq = 0;
+  std::string agent_version, config_hash;
+  std::uint32_t heartbeat_interval_s = 0;
+  bool has_metrics = false;
+  AgentMetrics metrics;
+};
+
+class AgentPresence {
+ public:
+  AgentPresence(const IndicatorCatalogue& catalogue, std::shared_ptr<spdlog::logger> log);
+
+  void on_message(std::string_view topic, std::span<const std::uint8_t> payload, std::int64_t now_ms);
+
+  // Keyed "post/agent", sorted for stable output.
+  const std::map<std::string, AgentPresenceRecord, std::less<>>& agents() const { return agents_; }
+  std::size_t online_count() const;
+  std::uint64_t rejected() const { return rejected_; }
+
+ private:
+  const IndicatorCatalogue& catalogue_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::map<std::string, AgentPresenceRecord, std::less<>> agents_;
+  std::uint64_t rejected_ = 0;
+};
+
+}  // namespace postwatch::aggregator

@@ -1,0 +1,276 @@
+// The agent's no-loss promise, with real processes and a real broker: broker
+// outages, agent SIGKILL, a full spool, a torn spool file, birth/death.
+#include "postwatch/agent/agent.hpp"
+#include "postwatch/agent/spool_store.hpp"
+#include "support/aggregator_process.hpp"
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+using namespace postwatch;
+using namespace postwatch::test;
+using nlohmann::json;
+
+namespace {
+
+std::shared_ptr<const IndicatorCatalogue> catalogue() {
+  static auto c = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_path()));
+  return c;
+}
+
+agent::AgentConfig agent_config(const std::string& uri, const std::string& post, const std::string& id,
+                                const std::filesystem::path& spool) {
+  agent::AgentConfig cfg;
+  cfg.broker_uri = uri;
+  cfg.agent_id = id;
+  cfg.post_id = post;
+  cfg.allow_plaintext = true;
+  cfg.batch_max_delay = std::chrono::milliseconds(10);
+  cfg.spool.dir = spool;
+  cfg.spool.fsync = agent::FsyncPolicy::Never;  // the page cache survives a process kill
+  cfg.spool.segment_bytes = 64 * 1024;
+  cfg.keep_alive = std::chrono::seconds(2);
+  return cfg;
+}
+
+IndicatorEvent level_event(int i) {
+  return IndicatorEvent{
+      0, 1700000000000 + i, "terrorism_threat_level", ValueKind::Level, static_cast<double>(1 + i % 5), "", "", {}};
+}
+
+std::string event_line(int i) {
+  return json{{"indicator", "terrorism_threat_level"}, {"value", 1 + i % 5}, {"observed_at_ms", 1700000000000 + i}}
+             .dump() +
+         "\n";
+}
+
+class AgentDelivery : public ::testing::Test {
+ protected:
+  TempDir dir;
+  MosquittoBroker broker{"", /*persistent=*/true};
+  AggregatorProcess aggregator{broker, dir};
+  std::ostringstream agent_log_text;
+  std::shared_ptr<spdlog::logger> agent_log =
+      std::make_shared<spdlog::logger>("agent", std::make_shared<spdlog::sinks::ostream_sink_mt>(agent_log_text));
+
+  std::unique_ptr<agent::Agent> make_agent(const agent::AgentConfig& cfg) {
+    return std::make_unique<agent::Agent>(cfg, catalogue(), std::make_unique<agent::SpoolStore>(cfg.spool, agent_log),
+                                          agent_log);
+  }
+  // Every event counted once, none missing, in order.
+  void expect_exactly_once(const std::string& key, std::uint64_t expected) {
+    ASSERT_TRUE(wait_until(
+        [&] {
+          auto t = aggregator.agent_track(key);
+          return t.is_object() && t["events"] == expected;
+        },
+        std::chrono::seconds(20)))
+        << aggregator.agent_track(key).dump() << "\n"
+        << aggregator.process().log() << "\nbroker:\n"
+        << broker.log();
+    auto t = aggregator.agent_track(key);
+    EXPECT_EQ(t["highest_seq"], expected);
+    EXPECT_EQ(t["gaps"], 0);
+    EXPECT_EQ(t["reordered"], 0);
+  }
+};
+
+}  // namespace
+
+TEST_F(AgentDelivery, BrokerOutageMidStreamLosesNothing) {
+  auto cfg = agent_config(broker.uri(), "bamako", "outage", dir.path() / "spool");
+  auto agent = make_agent(cfg);
+  agent->start();
+  ASSERT_TRUE(agent->wait_until_connected(std::chrono::seconds(10)));
+
+  const int total = 20000;
+  std::atomic<int> submitted{0};
+  std::thread producer([&] {
+    for (int i = 0; i < total; ++i) {
+      ASSERT_TRUE(agent->submit(level_event(i)).accepted);
+      submitted = i + 1;
+      if (i % 100 == 99) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a steady ~20k/s stream
+    }
+  });
+  ASSERT_TRUE(wait_until([&] { return aggregator.events_accepted() > 2000; }, std::chrono::seconds(20)));
+  broker.stop();
+  ASSERT_TRUE(wait_until([&] { return !agent->stats().connected; }, std::chrono::seconds(10)));
+  int at_outage = submitted;
+  // Events keep coming while the broker is away; they wait in the spool.
+  ASSERT_TRUE(wait_until([&] { return submitted >= std::min(total, at_outage + 3000); }, std::chrono::seconds(20)));
+  EXPECT_GT(agent->stats().backlog.events, 0u);
+  broker.start();
+  producer.join();
+  ASSERT_TRUE(agent->wait_until_drained(std::chrono::seconds(30))) << agent_log_text.str();
+  expect_exactly_once("bamako/outage", total);
+  EXPECT_GE(agent->stats().reconnects, 1u);
+  agent->stop();
+}
+
+TEST_F(AgentDelivery, AgentSigkillMidStreamLosesNothingAndSequenceContinues) {
+  auto cfg_file = dir.path() / "agent.json";
+  std::ofstream(cfg_file) << json{{"broker_uri", broker.uri()},
+                                  {"allow_plaintext", true},
+                                  {"agent_id", "killme"},
+                                  {"post_id", "kabul"},
+                                  {"catalogue_file", catalogue_path().string()},
+                                  {"keep_alive_s", 2},
+                                  {"batch", {{"max_delay_ms", 5}}},
+                                  {"spool", {{"dir", (dir.path() / "spool").string()}, {"fsync", "never"}}}}
+                                 .dump();
+  auto agent_bin = (binary_dir() / "agent" / "postwatch-agent").string();
+  std::uint64_t first_run_highest = 0;
+  {
+    ChildProcess first({agent_bin, "run", "--config", cfg_file.string(), "--exit-on-eof"}, dir.path() / "a1.log", true);
+    for (int i = 0; i < 4000; ++i) ASSERT_TRUE(first.write_stdin(event_line(i)));
+    ASSERT_TRUE(wait_until([&] { return aggregator.events_accepted() >= 1000; }, std::chrono::seconds(20)))
+        << first.log();
+    first.signal(SIGKILL);
+    first.wait(std::chrono::seconds(5));
+    auto t = aggregator.agent_track("kabul/killme");
+    ASSERT_TRUE(t.is_object());
+    first_run_highest = t["highest_seq"];
+  }
+  ChildProcess second({agent_bin, "run", "--config", cfg_file.string(), "--exit-on-eof"}, dir.path() / "a2.log", true);
+  for (int i = 0; i < 2000; ++i) ASSERT_TRUE(second.write_stdin(event_line(i)));
+  second.close_stdin();
+  ASSERT_EQ(second.wait(std::chrono::seconds(60)), 0) << second.log();
+
+  // The second run's 2000 events got seqs after everything the first run spooled.
+  auto t = aggregator.agent_track("kabul/killme");
+  std::uint64_t highest = t["highest_seq"];
+  EXPECT_GE(highest, first_run_highest + 2000);
+  expect_exactly_once("kabul/killme", highest);
+  auto stats = aggregator.get("/api/v1/stats");
+  EXPECT_EQ(stats["events_accepted"], highest);  // duplicates resent after the kill were not counted
+}
+
+TEST_F(AgentDelivery, FullSpoolRefusesAndCountsReconcile) {
+  broker.stop();  // the uplink is down from the start
+  auto cfg = agent_config(broker.uri(), "caracas", "full", dir.path() / "spool");
+  cfg.spool.max_bytes = 64 * 1024;
+  cfg.spool.segment_bytes = 16 * 1024;
+  auto agent = make_agent(cfg);
+  agent->start();
+  std::uint64_t accepted = 0, refused = 0;
+  for (int i = 0; i < 5000; ++i) {
+    auto r = agent->submit(level_event(i));
+    if (r.accepted)
+      ++accepted;
+    else {
+      ++refused;
+      EXPECT_NE(r.error.find("spool full"), std::string::npos) << r.error;
+    }
+  }
+  EXPECT_GT(accepted, 100u);
+  EXPECT_GT(refused, 0u);
+  EXPECT_EQ(agent->stats().backlog.dropped, 0u);
+  broker.start();
+  ASSERT_TRUE(agent->wait_until_drained(std::chrono::seconds(30)));
+  expect_exactly_once("caracas/full", accepted);  // accepted = delivered + 0 dropped
+  agent->stop();
+}
+
+TEST_F(AgentDelivery, DropOldestPolicyDropsAreCountedAndReported) {
+  broker.stop();
+  auto cfg = agent_config(broker.uri(), "tripoli", "drops", dir.path() / "spool");
+  cfg.spool.max_bytes = 64 * 1024;
+  cfg.spool.segment_bytes = 16 * 1024;
+  cfg.spool.overflow = agent::OverflowPolicy::DropOldest;
+  auto agent = make_agent(cfg);
+  agent->start();
+  for (int i = 0; i < 5000; ++i) ASSERT_TRUE(agent->submit(level_event(i)).accepted);
+  // The agent reports its own drops as an agent_events_dropped event (on its next upkeep).
+  ASSERT_TRUE(wait_until([&] { return agent->stats().accepted == 5001; }, std::chrono::seconds(5)));
+  broker.start();
+  ASSERT_TRUE(agent->wait_until_drained(std::chrono::seconds(30)));
+  auto s = agent->stats();
+  EXPECT_GT(s.backlog.dropped, 0u);
+  std::uint64_t delivered_expected = s.accepted - s.backlog.dropped;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto t = aggregator.agent_track("tripoli/drops");
+        return t.is_object() && t["events"] == delivered_expected;
+      },
+      std::chrono::seconds(20)));
+  // accepted = delivered + counted drops, exactly; the dropped seqs show as one gap run.
+  auto t = aggregator.agent_track("tripoli/drops");
+  EXPECT_EQ(t["events"].get<std::uint64_t>() + s.backlog.dropped, s.accepted);
+  auto post = aggregator.get("/api/v1/posts/tripoli");
+  bool reported = false;
+  for (const auto& ind : post["indicators"])
+    if (ind["id"] == "agent_events_dropped") reported = ind["value"] == static_cast<double>(s.backlog.dropped);
+  EXPECT_TRUE(reported) << post.dump();
+  agent->stop();
+}
+
+TEST_F(AgentDelivery, TornSpoolTailIsLoggedAndIntactRecordsDelivered) {
+  auto cfg = agent_config(broker.uri(), "kyiv", "torn", dir.path() / "spool");
+  {
+    agent::SpoolStore spool(cfg.spool, agent_log);
+    for (int i = 0; i < 100; ++i) spool.append(level_event(i));
+  }
+  std::filesystem::path last;
+  for (auto& e : std::filesystem::directory_iterator(cfg.spool.dir))
+    if (e.path().extension() == ".seg") last = std::max(last, e.path());
+  std::filesystem::resize_file(last, std::filesystem::file_size(last) - 3);  // power cut mid-record
+  auto agent = make_agent(cfg);
+  agent->start();
+  ASSERT_TRUE(agent->wait_until_drained(std::chrono::seconds(20)));
+  EXPECT_NE(agent_log_text.str().find("torn record"), std::string::npos) << agent_log_text.str();
+  expect_exactly_once("kyiv/torn", 99);
+  agent->stop();
+}
+
+TEST_F(AgentDelivery, BirthHeartbeatAndLastWillShowAgentState) {
+  auto cfg_file = dir.path() / "agent.json";
+  std::ofstream(cfg_file) << json{{"broker_uri", broker.uri()},
+                                  {"allow_plaintext", true},
+                                  {"agent_id", "gw-1"},
+                                  {"post_id", "moscow"},
+                                  {"catalogue_file", catalogue_path().string()},
+                                  {"keep_alive_s", 2},
+                                  {"heartbeat_interval_s", 1},
+                                  {"spool", {{"dir", (dir.path() / "spool").string()}}}}
+                                 .dump();
+  auto agent_bin = (binary_dir() / "agent" / "postwatch-agent").string();
+  ChildProcess agent({agent_bin, "run", "--config", cfg_file.string()}, dir.path() / "gw.log", true);
+  auto agent_entry = [&]() -> json {
+    auto agents = aggregator.get("/api/v1/agents");
+    if (!agents.is_object()) return nullptr;
+    for (const auto& a : agents["agents"])
+      if (a["id"] == "moscow/gw-1") return a;
+    return nullptr;
+  };
+  ASSERT_TRUE(wait_until([&] { return agent_entry().is_object() && agent_entry()["online"] == true; },
+                         std::chrono::seconds(10)))
+      << agent.log();
+  ASSERT_TRUE(wait_until([&] { return agent_entry().contains("metrics"); }, std::chrono::seconds(10)));
+  auto a = agent_entry();
+  EXPECT_GT(a["metrics"]["rss_bytes"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(a["heartbeat_interval_s"], 1);
+  EXPECT_FALSE(a["config_hash"].get<std::string>().empty());
+
+  // The status command reads what the running agent reports.
+  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(dir.path() / "spool" / "status.json"); },
+                         std::chrono::seconds(5)));
+  ChildProcess status({agent_bin, "status", "--config", cfg_file.string()}, dir.path() / "status.log");
+  EXPECT_EQ(status.wait(std::chrono::seconds(10)), 0) << status.log();
+  EXPECT_NE(status.log().find("connected"), std::string::npos) << status.log();
+
+  // A killed agent cannot say goodbye: the broker's last will marks it offline.
+  agent.signal(SIGKILL);
+  agent.wait(std::chrono::seconds(5));
+  EXPECT_TRUE(wait_until([&] { return agent_entry()["online"] == false; }, std::chrono::seconds(15)));
+  ChildProcess status2({agent_bin, "status", "--config", cfg_file.string()}, dir.path() / "status2.log");
+  EXPECT_EQ(status2.wait(std::chrono::seconds(10)), 4) << status2.log();
+  EXPECT_NE(status2.log().find("NOT RUNNING"), std::string::npos) << status2.log();
+}

@@ -1,0 +1,64 @@
+// The real postwatch-aggregator binary as a child process, with JSON helpers.
+#pragma once
+
+#include "support/test_support.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace postwatch::test {
+
+class AggregatorProcess {
+ public:
+  AggregatorProcess(const MosquittoBroker& broker, const TempDir& dir, std::vector<std::string> extra_args = {})
+      : http_port_(free_port()), proc_(make_args(broker, extra_args), dir.path() / "aggregator.log") {
+    bool ready = wait_until([&] { return http_get(http_port_, "/readyz").status == 200 || !proc_.running(); },
+                            std::chrono::seconds(15));
+    if (!ready || !proc_.running()) throw std::runtime_error("aggregator did not become ready:\n" + proc_.log());
+  }
+  unsigned short port() const { return http_port_; }
+  ChildProcess& process() { return proc_; }
+  nlohmann::json get(const std::string& target) {
+    auto r = http_get(http_port_, target);
+    if (r.status != 200) return nlohmann::json();
+    return nlohmann::json::parse(r.body, nullptr, false);
+  }
+  std::string goal_status(int goal) {
+    auto j = get("/api/v1/goals/" + std::to_string(goal));
+    return j.is_object() ? j["status"].get<std::string>() : "";
+  }
+  // The aggregator's counters for one agent ("post/agent"), or null.
+  nlohmann::json agent_track(const std::string& key) {
+    auto stats = get("/api/v1/stats");
+    if (!stats.is_object()) return nullptr;
+    for (const auto& a : stats["agents"])
+      if (a["agent"] == key) return a;
+    return nullptr;
+  }
+  std::uint64_t events_accepted() {
+    auto stats = get("/api/v1/stats");
+    return stats.is_object() ? stats["events_accepted"].get<std::uint64_t>() : 0;
+  }
+
+ private:
+  std::vector<std::string> make_args(const MosquittoBroker& broker, const std::vector<std::string>& extra) {
+    std::vector<std::string> a = {(binary_dir() / "aggregator" / "postwatch-aggregator").string(),
+                                  "--broker",
+                                  broker.uri(),
+                                  "--http-port",
+                                  std::to_string(http_port_),
+                                  "--catalogue",
+                                  catalogue_path().string(),
+                                  "--client-id",
+                                  "agg-" + std::to_string(http_port_)};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+  unsigned short http_port_;
+  ChildProcess proc_;
+};
+
+}  // namespace postwatch::test
