@@ -19,6 +19,9 @@ int main(int argc, char** argv) {
   aggregator::AggregatorOptions opts;
   std::string catalogue_file = POSTWATCH_DEFAULT_CATALOGUE;
   std::string log_level = "info";
+  std::string data_dir = opts.data_dir.string();
+  double min_duration_s = static_cast<double>(opts.min_duration_ms) / 1000.0;
+  double lateness_s = static_cast<double>(opts.allowed_lateness_ms) / 1000.0;
   po::options_description desc(
       "postwatch-aggregator — consumes Postwatch agents' events over MQTT and serves goal-level indicators\n\noptions");
   desc.add_options()("help,h", "show this help")("version", "print the version")(
@@ -28,6 +31,18 @@ int main(int argc, char** argv) {
       "http-address", po::value(&opts.http_address)->default_value(opts.http_address), "HTTP listen address")(
       "http-port", po::value(&opts.http_port)->default_value(opts.http_port), "HTTP port (0 = any free port)")(
       "catalogue", po::value(&catalogue_file)->default_value(catalogue_file), "indicator catalogue (JSON)")(
+      "data-dir", po::value(&data_dir)->default_value(data_dir), "where the SQLite store lives")(
+      "min-duration-s", po::value(&min_duration_s)->default_value(min_duration_s),
+      "a new goal status must hold this long before it shows")(
+      "allowed-lateness-s", po::value(&lateness_s)->default_value(lateness_s),
+      "events observed longer ago are stored but not rolled up")(
+      "hysteresis", po::value(&opts.hysteresis_band)->default_value(opts.hysteresis_band),
+      "share of |red - baseline| a value must fall back past a threshold to clear it")(
+      "min-coverage", po::value(&opts.min_coverage)->default_value(opts.min_coverage),
+      "below this share of a goal's posts reporting, green shows as unknown")(
+      "missed-heartbeats", po::value(&opts.missed_heartbeats)->default_value(opts.missed_heartbeats),
+      "a post is silent after this many heartbeat intervals without news")(
+      "tick-ms", po::value(&opts.tick_ms)->default_value(opts.tick_ms), "status evaluation interval")(
       "log-level", po::value(&log_level)->default_value(log_level), "trace, debug, info, warn, error");
   po::variables_map vm;
   try {
@@ -46,6 +61,16 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  opts.data_dir = data_dir;
+  opts.min_duration_ms = static_cast<std::int64_t>(min_duration_s * 1000);
+  opts.allowed_lateness_ms = static_cast<std::int64_t>(lateness_s * 1000);
+  if (opts.tick_ms < 10 || opts.min_coverage < 0 || opts.min_coverage > 1 || opts.hysteresis_band < 0 ||
+      opts.missed_heartbeats < 1) {
+    std::cerr << "postwatch-aggregator: --tick-ms >= 10, --min-coverage in [0,1], --hysteresis >= 0 and "
+                 "--missed-heartbeats >= 1\n";
+    return 2;
+  }
+
   auto log = spdlog::stderr_color_mt("aggregator");
   log->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
   log->set_level(spdlog::level::from_str(log_level));
@@ -61,19 +86,25 @@ int main(int argc, char** argv) {
             catalogue->posts().size(), catalogue->indicators().size());
 
   boost::asio::io_context io(1);
-  aggregator::AggregatorService service(io, opts, catalogue, log);
+  std::unique_ptr<aggregator::AggregatorService> service;
   try {
-    service.start();
+    service = std::make_unique<aggregator::AggregatorService>(io, opts, catalogue, log);
+  } catch (const std::exception& e) {
+    std::cerr << "postwatch-aggregator: " << e.what() << "\n";
+    return 1;
+  }
+  try {
+    service->start();
   } catch (const std::exception& e) {
     std::cerr << "postwatch-aggregator: cannot listen on " << opts.http_address << ":" << opts.http_port << ": "
               << e.what() << "\n";
     return 1;
   }
-  log->info("HTTP API at http://{}:{}/api/v1/goals", opts.http_address, service.http_port());
+  log->info("HTTP API at http://{}:{}/api/v1/goals", opts.http_address, service->http_port());
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     log->info("signal {}: shutting down", sig);
-    service.stop();
+    service->stop();
     io.stop();
   });
   io.run();

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -13,8 +14,10 @@ namespace postwatch::test {
 
 class AggregatorProcess {
  public:
-  AggregatorProcess(const MosquittoBroker& broker, const TempDir& dir, std::vector<std::string> extra_args = {})
-      : http_port_(free_port()), proc_(make_args(broker, extra_args), dir.path() / "aggregator.log") {
+  // Data lives in <dir>/aggregator-data, so a second process on the same dir resumes the first's store.
+  AggregatorProcess(const MosquittoBroker& broker, const TempDir& dir, std::vector<std::string> extra_args = {},
+                    const std::string& client_id = "")
+      : http_port_(free_port()), proc_(make_args(broker, dir, extra_args, client_id), dir.path() / "aggregator.log") {
     bool ready = wait_until([&] { return http_get(http_port_, "/readyz").status == 200 || !proc_.running(); },
                             std::chrono::seconds(15));
     if (!ready || !proc_.running()) throw std::runtime_error("aggregator did not become ready:\n" + proc_.log());
@@ -44,7 +47,8 @@ class AggregatorProcess {
   }
 
  private:
-  std::vector<std::string> make_args(const MosquittoBroker& broker, const std::vector<std::string>& extra) {
+  std::vector<std::string> make_args(const MosquittoBroker& broker, const TempDir& dir,
+                                     const std::vector<std::string>& extra, const std::string& client_id) {
     std::vector<std::string> a = {(binary_dir() / "aggregator" / "postwatch-aggregator").string(),
                                   "--broker",
                                   broker.uri(),
@@ -53,7 +57,13 @@ class AggregatorProcess {
                                   "--catalogue",
                                   catalogue_path().string(),
                                   "--client-id",
-                                  "agg-" + std::to_string(http_port_)};
+                                  client_id.empty() ? "agg-" + std::to_string(http_port_) : client_id,
+                                  "--data-dir",
+                                  (dir.path() / "aggregator-data").string()};
+    // Fast, undebounced defaults for tests, unless the test sets its own.
+    for (const auto& [flag, value] :
+         {std::pair<const char*, const char*>{"--min-duration-s", "0"}, {"--tick-ms", "50"}})
+      if (std::find(extra.begin(), extra.end(), flag) == extra.end()) a.insert(a.end(), {flag, value});
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }

@@ -43,7 +43,7 @@ class RollupTest : public ::testing::Test {
 };
 
 TEST_F(RollupTest, EmptyStateIsUnknown) {
-  auto s = rollup.compute(state);
+  auto s = rollup.compute(state, 100);
   ASSERT_EQ(s.goals.size(), 2u);
   EXPECT_EQ(s.goals[0].status, Status::Unknown);
   EXPECT_EQ(s.pillars[0].status, Status::Unknown);
@@ -73,7 +73,7 @@ TEST_F(RollupTest, AggregatesAcrossPostsAndWeighsGoals) {
   state.apply(2, 1, ev(10, 4), 10);  // cnt p2 = 4 (sev .4, green)
   state.apply(0, 2, ev(10, 90), 10);
   state.apply(1, 2, ev(10, 70), 10);  // shr mean 80; p1 sev .75 amber
-  auto s = rollup.compute(state);
+  auto s = rollup.compute(state, 100);
 
   const auto& lvl = s.indicators[0];
   EXPECT_EQ(lvl.value, 3);  // max
@@ -94,7 +94,7 @@ TEST_F(RollupTest, AggregatesAcrossPostsAndWeighsGoals) {
   EXPECT_EQ(s.pillars[0].status, Status::Amber);
 
   state.apply(2, 0, ev(11, 5), 11);  // one post red turns goal 1 and the pillar red
-  s = rollup.compute(state);
+  s = rollup.compute(state, 100);
   EXPECT_EQ(s.goals[0].status, Status::Red);
   EXPECT_EQ(s.goals[1].status, Status::Amber);
   EXPECT_EQ(s.pillars[0].status, Status::Red);

@@ -6,13 +6,16 @@
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
 #include "postwatch/catalogue.hpp"
-#include "rollup/goal_rollup.hpp"
 #include "rollup/indicator_state.hpp"
+#include "rollup/status_board.hpp"
 
-#include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
 
 namespace postwatch::aggregator {
+
+class EventStore;
 
 // What the API reads; all of it lives on the io_context thread.
 struct FeedSources {
@@ -20,8 +23,10 @@ struct FeedSources {
   const IndicatorState& state;
   const BatchIngest& ingest;
   const AgentPresence& presence;
-  const GoalRollup& rollup;
+  StatusBoard& board;  // acknowledging an alarm changes it
+  EventStore* store;   // history queries; may be null
   std::function<bool()> ready;
+  std::function<void(const Alarm&)> alarm_changed;
 };
 
 class ApiRoutes {
@@ -29,18 +34,19 @@ class ApiRoutes {
   explicit ApiRoutes(FeedSources sources);
   HttpResponse handle(const HttpRequest& req);
 
-  // The current roll-up, recomputed only when the state changed.
-  const RollupSnapshot& snapshot();
-
  private:
+  using Query = std::map<std::string, std::string, std::less<>>;
+  HttpResponse goals();
+  HttpResponse goal(std::string_view id);
+  HttpResponse posts();
+  HttpResponse post(std::string_view id);
   HttpResponse agents();
   HttpResponse stats();
+  HttpResponse alarms(const Query& q);
+  HttpResponse acknowledge(std::string_view id, const std::string& body);
+  HttpResponse history(const Query& q);
 
   FeedSources src_;
-  const IndicatorCatalogue& catalogue_;
-  const IndicatorState& state_;
-  RollupSnapshot snapshot_;
-  bool have_snapshot_ = false;
 };
 
 }  // namespace postwatch::aggregator

@@ -13,14 +13,75 @@ std::uint64_t IngestCounters::batches_rejected() const {
 }
 
 BatchIngest::BatchIngest(const IndicatorCatalogue& catalogue, IndicatorState& state,
-                         std::shared_ptr<spdlog::logger> log)
-    : catalogue_(catalogue), state_(state), log_(std::move(log)) {}
+                         std::shared_ptr<spdlog::logger> log, IngestPolicy policy, EventSink* sink)
+    : catalogue_(catalogue), state_(state), log_(std::move(log)), policy_(policy), sink_(sink) {}
 
 void BatchIngest::reject(std::string_view topic, std::string_view why) {
   // A flood of bad payloads must not flood the log: the first 100, then every 1000th.
   ++rejections_logged_;
   if (rejections_logged_ <= 100 || rejections_logged_ % 1000 == 0)
     log_->warn("rejected message on '{}': {} (rejections so far: {})", topic, why, rejections_logged_);
+}
+
+AgentTrack& BatchIngest::track(std::string_view post, std::string_view agent, std::uint32_t post_ix,
+                               std::uint64_t first_seq) {
+  key_.assign(post).append("/").append(agent);
+  auto it = agents_.find(key_);
+  if (it != agents_.end()) return it->second;
+  AgentTrack t;
+  t.id = static_cast<std::uint32_t>(agents_.size());
+  t.post = post_ix;
+  t.seqs = SeqWindow(first_seq);  // strict from the first seq seen: agents publish in order
+  if (sink_) sink_->register_agent(t.id, post, agent);
+  return agents_.emplace(key_, t).first->second;
+}
+
+bool BatchIngest::accept_event(AgentTrack& agent, std::uint32_t post, const EventView& e, std::int64_t received_at_ms,
+                               bool late, std::string_view topic) {
+  std::uint64_t highest = agent.seqs.highest();
+  bool had_any = agent.events > 0;
+  if (agent.seqs.accept(e.seq) == SeqWindow::Verdict::Duplicate) {
+    counters_.events_duplicate += 1;
+    return false;
+  }
+  auto ind = catalogue_.indicator_index(e.indicator);
+  if (!ind) {
+    counters_.events_unknown_indicator += 1;
+    reject(topic, "unknown indicator '" + std::string(e.indicator) + "'");
+    return false;
+  }
+  if (!catalogue_.check_value(catalogue_.indicators()[*ind], e.kind, e.number, e.text).empty()) {
+    counters_.events_bad_value += 1;
+    reject(topic, "bad value for '" + std::string(e.indicator) + "'");
+    return false;
+  }
+  if (had_any && e.seq < highest) {
+    agent.reordered += 1;
+    counters_.events_reordered += 1;
+  }
+  if (late) {
+    counters_.events_late += 1;
+  } else {
+    state_.apply(post, *ind, e, received_at_ms);
+  }
+  agent.last_event_ms = std::max(agent.last_event_ms, received_at_ms);
+  agent.events += 1;
+  counters_.events_accepted += 1;
+  if (sink_) {
+    PersistedEvent pe;
+    pe.agent = agent.id;
+    pe.post = post;
+    pe.indicator = *ind;
+    pe.seq = e.seq;
+    pe.observed_at_ms = e.observed_at_ms;
+    pe.received_at_ms = received_at_ms;
+    pe.number = e.number;
+    pe.kind = e.kind;
+    pe.late = late;
+    pe.text = e.text;
+    persist_buf_.push_back(pe);
+  }
+  return true;
 }
 
 std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std::uint8_t> payload,
@@ -49,49 +110,45 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
     reject(topic, post ? "post is not in region '" + std::string(t.region) + "'" : "unknown post");
     return 0;
   }
-  key_.assign(batch_.post_id).append("/").append(batch_.agent_id);
-  auto it = agents_.find(key_);
-  if (it == agents_.end()) {
-    AgentTrack track;
-    track.post = *post;
-    // Until a birth message says where the agent resumes, start at its first seq.
-    track.seqs = SeqWindow(batch_.events.empty() ? 0 : batch_.events.front().seq);
-    it = agents_.emplace(key_, track).first;
-  }
-  AgentTrack& agent = it->second;
+  AgentTrack& agent =
+      track(batch_.post_id, batch_.agent_id, *post, batch_.events.empty() ? 0 : batch_.events.front().seq);
   counters_.batches_accepted += 1;
+  if (batch_.sent_at_ms != 0) {
+    agent.clock_skew_ms = batch_.sent_at_ms - now_ms;
+    if (std::abs(agent.clock_skew_ms) > policy_.max_clock_skew_ms) {
+      counters_.batches_clock_skew += 1;
+      reject(topic, "agent clock is " + std::to_string(agent.clock_skew_ms / 1000) + " s off ours");
+    }
+  }
+  state_.touch(*post, now_ms);
+  persist_buf_.clear();
   std::size_t applied = 0;
   std::uint64_t gaps_before = agent.seqs.gaps();
   for (const EventView& e : batch_.events) {
-    bool had_any = agent.events > 0 || agent.seqs.highest() > 0;
-    std::uint64_t highest = agent.seqs.highest();
-    if (agent.seqs.accept(e.seq) == SeqWindow::Verdict::Duplicate) {
-      counters_.events_duplicate += 1;
+    if (e.observed_at_ms > now_ms + policy_.max_clock_skew_ms) {
+      counters_.events_future += 1;
+      reject(topic, "event observed in the future (seq " + std::to_string(e.seq) + ")");
       continue;
     }
-    if (had_any && e.seq < highest) {
-      agent.reordered += 1;
-      counters_.events_reordered += 1;
-    }
-    auto ind = catalogue_.indicator_index(e.indicator);
-    if (!ind) {
-      counters_.events_unknown_indicator += 1;
-      reject(topic, "unknown indicator '" + std::string(e.indicator) + "'");
-      continue;
-    }
-    if (!catalogue_.check_value(catalogue_.indicators()[*ind], e.kind, e.number, e.text).empty()) {
-      counters_.events_bad_value += 1;
-      reject(topic, "bad value for '" + std::string(e.indicator) + "'");
-      continue;
-    }
-    state_.apply(*post, *ind, e, now_ms);
-    agent.last_event_ms = now_ms;
-    agent.events += 1;
-    counters_.events_accepted += 1;
-    ++applied;
+    bool late = e.observed_at_ms < now_ms - policy_.allowed_lateness_ms;
+    if (accept_event(agent, *post, e, now_ms, late, topic)) ++applied;
   }
   counters_.events_gaps += agent.seqs.gaps() - gaps_before;
+  if (sink_ && !persist_buf_.empty()) sink_->persist(persist_buf_);
   return applied;
+}
+
+void BatchIngest::replay(std::string_view post, std::string_view agent, const EventView& e, std::int64_t received_at_ms,
+                         bool late) {
+  auto post_ix = catalogue_.post_index(post);
+  if (!post_ix) return;                                 // the post left the catalogue
+  AgentTrack& t = track(post, agent, *post_ix, e.seq);  // tells the store the agent's id
+  EventSink* sink = sink_;
+  sink_ = nullptr;  // the event is stored already
+  std::uint64_t gaps_before = t.seqs.gaps();
+  accept_event(t, *post_ix, e, received_at_ms, late, "(replay)");
+  counters_.events_gaps += t.seqs.gaps() - gaps_before;
+  sink_ = sink;
 }
 
 }  // namespace postwatch::aggregator

@@ -7,6 +7,7 @@
 #include "postwatch/catalogue.hpp"
 #include "postwatch/wire_codec.hpp"
 #include "rollup/indicator_state.hpp"
+#include "store/event_sink.hpp"
 
 #include <array>
 #include <cstdint>
@@ -31,14 +32,24 @@ struct IngestCounters {
   std::uint64_t events_duplicate = 0;
   std::uint64_t events_unknown_indicator = 0;
   std::uint64_t events_bad_value = 0;
-  std::uint64_t events_gaps = 0;       // seqs never received, given up on
-  std::uint64_t events_reordered = 0;  // new, but below the agent's highest seq so far
+  std::uint64_t events_gaps = 0;         // seqs never received, given up on
+  std::uint64_t events_reordered = 0;    // new, but below the agent's highest seq so far
+  std::uint64_t events_late = 0;         // observed before now - allowed lateness: stored, not rolled up
+  std::uint64_t events_future = 0;       // observed after now + max clock skew: refused
+  std::uint64_t batches_clock_skew = 0;  // sent_at differs from our clock by more than max skew
 
   std::uint64_t batches_rejected() const;
 };
 
+struct IngestPolicy {
+  std::int64_t allowed_lateness_ms = 10 * 60 * 1000;
+  std::int64_t max_clock_skew_ms = 5 * 60 * 1000;
+};
+
 struct AgentTrack {
+  std::uint32_t id = 0;
   std::uint32_t post = 0;
+  std::int64_t clock_skew_ms = 0;  // last batch: agent's sent_at minus our receive time
   SeqWindow seqs;
   std::int64_t last_event_ms = 0;
   std::uint64_t events = 0;
@@ -47,7 +58,12 @@ struct AgentTrack {
 
 class BatchIngest {
  public:
-  BatchIngest(const IndicatorCatalogue& catalogue, IndicatorState& state, std::shared_ptr<spdlog::logger> log);
+  BatchIngest(const IndicatorCatalogue& catalogue, IndicatorState& state, std::shared_ptr<spdlog::logger> log,
+              IngestPolicy policy = {}, EventSink* sink = nullptr);
+
+  // Re-applies one stored event at start-up: same dedupe and state as when it arrived.
+  void replay(std::string_view post, std::string_view agent, const EventView& e, std::int64_t received_at_ms,
+              bool late);
 
   // Returns how many events of the message were applied as new.
   std::size_t on_message(std::string_view topic, std::span<const std::uint8_t> payload, std::int64_t now_ms);
@@ -57,10 +73,17 @@ class BatchIngest {
 
  private:
   void reject(std::string_view topic, std::string_view why);
+  AgentTrack& track(std::string_view post, std::string_view agent, std::uint32_t post_ix, std::uint64_t first_seq);
+  // Dedupe, check, apply one event; false when it was not new or not valid.
+  bool accept_event(AgentTrack& agent, std::uint32_t post, const EventView& e, std::int64_t received_at_ms, bool late,
+                    std::string_view topic);
 
   const IndicatorCatalogue& catalogue_;
   IndicatorState& state_;
   std::shared_ptr<spdlog::logger> log_;
+  IngestPolicy policy_;
+  EventSink* sink_;
+  std::vector<PersistedEvent> persist_buf_;
   IngestCounters counters_;
   BatchView batch_;  // reused so steady-state decoding does not allocate
   std::string key_;

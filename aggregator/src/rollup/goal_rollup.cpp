@@ -1,7 +1,7 @@
 #include "rollup/goal_rollup.hpp"
 
 #include <algorithm>
-#include <set>
+#include <cmath>
 
 namespace postwatch::aggregator {
 
@@ -26,37 +26,57 @@ Status classify(const Indicator& ind, double v) {
   return Status::Green;
 }
 
+Status classify(const Indicator& ind, double v, Status previous, double band) {
+  Status raw = classify(ind, v);
+  if (raw >= previous || previous == Status::Unknown) return raw;
+  // Falling back: judge the value as if it were `band` worse; never above where it was.
+  double margin = band * std::abs(ind.red - ind.baseline);
+  double shifted = ind.direction == Direction::HigherIsWorse ? v + margin : v - margin;
+  return std::min(previous, std::max(raw, classify(ind, shifted)));
+}
+
 double severity(const Indicator& ind, double v) {
   double s = ind.direction == Direction::HigherIsWorse ? (v - ind.baseline) / (ind.red - ind.baseline)
                                                        : (ind.baseline - v) / (ind.baseline - ind.red);
   return std::clamp(s, 0.0, 1.0);
 }
 
-RollupSnapshot GoalRollup::compute(const IndicatorState& state) const {
+RollupSnapshot GoalRollup::compute(const IndicatorState& state, std::int64_t now_ms, const std::vector<bool>& silent,
+                                   const std::vector<Status>& previous_cells) const {
   RollupSnapshot snap;
   snap.state_version = state.version();
+  snap.computed_at_ms = now_ms;
   const auto& inds = catalogue_.indicators();
+  const std::uint32_t posts = state.post_count();
   snap.indicators.resize(inds.size());
+  snap.cells.assign(static_cast<std::size_t>(posts) * inds.size(), Status::Unknown);
+  snap.values.assign(snap.cells.size(), 0.0);
+  auto is_silent = [&](std::uint32_t p) { return p < silent.size() && silent[p]; };
+
   for (std::uint32_t i = 0; i < inds.size(); ++i) {
     const Indicator& ind = inds[i];
     IndicatorRollup& r = snap.indicators[i];
     r.indicator = i;
     if (ind.kind == ValueKind::Text) continue;  // shown, never rolled up
     double sum = 0;
-    for (std::uint32_t p = 0; p < state.post_count(); ++p) {
-      const Reading& rd = state.at(p, i);
-      if (!rd.present) continue;
-      Status st = classify(ind, rd.number);
+    for (std::uint32_t p = 0; p < posts; ++p) {
+      if (!state.at(p, i).present || is_silent(p)) continue;
+      double v = state.value(p, i, now_ms);
+      auto cell = static_cast<std::size_t>(p) * inds.size() + i;
+      Status prev = cell < previous_cells.size() ? previous_cells[cell] : Status::Unknown;
+      Status st = classify(ind, v, prev, policy_.hysteresis_band);
+      snap.cells[cell] = st;
+      snap.values[cell] = v;
       if (r.posts_reporting == 0)
-        r.value = rd.number;
+        r.value = v;
       else if (ind.aggregation == Aggregation::Max)
-        r.value = std::max(r.value, rd.number);
+        r.value = std::max(r.value, v);
       else if (ind.aggregation == Aggregation::Min)
-        r.value = std::min(r.value, rd.number);
-      sum += rd.number;
+        r.value = std::min(r.value, v);
+      sum += v;
       r.posts_reporting += 1;
       r.status = std::max(r.status, st);
-      r.severity = std::max(r.severity, severity(ind, rd.number));
+      r.severity = std::max(r.severity, severity(ind, v));
       r.posts_red += st == Status::Red;
       r.posts_amber += st == Status::Amber;
     }
@@ -64,27 +84,42 @@ RollupSnapshot GoalRollup::compute(const IndicatorState& state) const {
     if (r.posts_reporting > 0 && ind.aggregation == Aggregation::Mean) r.value = sum / r.posts_reporting;
   }
 
-  std::vector<std::set<std::uint32_t>> goal_posts(catalogue_.goals().size());
-  for (std::size_t g = 0; g < catalogue_.goals().size(); ++g) {
+  std::vector<char> expected(posts), reporting(posts);
+  for (const auto& goal : catalogue_.goals()) {
     GoalRollupResult gr;
-    gr.goal = catalogue_.goals()[g].id;
+    gr.goal = goal.id;
+    std::fill(expected.begin(), expected.end(), 0);
+    std::fill(reporting.begin(), reporting.end(), 0);
     double weighted = 0, weights = 0;
     for (std::uint32_t i = 0; i < inds.size(); ++i) {
       for (const auto& gw : inds[i].goals) {
         if (gw.goal != gr.goal) continue;
         const IndicatorRollup& r = snap.indicators[i];
         gr.indicators.push_back(r);
-        if (r.posts_reporting == 0 || inds[i].kind == ValueKind::Text) continue;
+        if (inds[i].kind == ValueKind::Text) continue;
+        for (std::uint32_t p = 0; p < posts; ++p) {
+          if (!state.at(p, i).present) continue;
+          expected[p] = 1;
+          if (!is_silent(p)) reporting[p] = 1;
+        }
+        if (r.posts_reporting == 0) continue;
         gr.indicators_reporting += 1;
         weighted += gw.weight * r.severity;
         weights += gw.weight;
         gr.status = std::max(gr.status, r.status);
-        for (std::uint32_t p = 0; p < state.post_count(); ++p)
-          if (state.at(p, i).present) goal_posts[g].insert(p);
       }
     }
-    gr.posts_reporting = static_cast<std::uint32_t>(goal_posts[g].size());
+    for (std::uint32_t p = 0; p < posts; ++p) {
+      gr.posts_expected += expected[p];
+      gr.posts_reporting += reporting[p];
+    }
+    gr.coverage = gr.posts_expected ? static_cast<double>(gr.posts_reporting) / gr.posts_expected : 0;
     gr.score = weights > 0 ? 100.0 * (1.0 - weighted / weights) : 0;
+    // Too few posts reporting: "all quiet" cannot be told from "no one is looking".
+    if (gr.posts_expected > 0 && gr.coverage < policy_.min_coverage) {
+      gr.low_coverage = true;
+      if (gr.status == Status::Green) gr.status = Status::Unknown;
+    }
     snap.goals.push_back(std::move(gr));
   }
 

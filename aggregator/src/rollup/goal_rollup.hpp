@@ -1,5 +1,6 @@
-// Rolls the per-post readings up to indicator, goal and pillar status
-// (rules in docs/aggregator.md).
+// Rolls the per-post values up to indicator, goal and pillar status: a pure
+// function of the IndicatorState, the time and the previous cell statuses
+// (for hysteresis). The rules are written out in docs/aggregator.md.
 #pragma once
 
 #include "postwatch/catalogue.hpp"
@@ -18,6 +19,14 @@ std::string_view to_string(Status s);
 // Status and severity (0 = baseline, 1 = at or beyond red) of one value.
 Status classify(const Indicator& ind, double value);
 double severity(const Indicator& ind, double value);
+// With hysteresis: escalation at the thresholds, de-escalation only once the value
+// is `band` (a fraction of |red - baseline|) clear of the threshold it crossed.
+Status classify(const Indicator& ind, double value, Status previous, double band);
+
+struct RollupPolicy {
+  double hysteresis_band = 0.1;
+  double min_coverage = 0.5;  // below this share of a goal's posts reporting, green becomes unknown
+};
 
 struct IndicatorRollup {
   std::uint32_t indicator = 0;
@@ -31,9 +40,12 @@ struct IndicatorRollup {
 struct GoalRollupResult {
   int goal = 0;
   Status status = Status::Unknown;
-  double score = 0;  // 100 = every indicator at baseline, 0 = every indicator red
+  double score = 0;  // 100 = every indicator at baseline, 0 = every indicator red; meaningless when unknown
   std::uint32_t indicators_reporting = 0;
-  std::uint32_t posts_reporting = 0;
+  std::uint32_t posts_reporting = 0;  // posts with data for the goal that are not silent
+  std::uint32_t posts_expected = 0;   // posts that ever reported data for the goal
+  double coverage = 0;                // posts_reporting / posts_expected
+  bool low_coverage = false;
   std::vector<IndicatorRollup> indicators;  // the goal's indicators (weights in the catalogue)
 };
 
@@ -46,18 +58,27 @@ struct PillarRollupResult {
 
 struct RollupSnapshot {
   std::uint64_t state_version = 0;
+  std::int64_t computed_at_ms = 0;
   std::vector<IndicatorRollup> indicators;  // one per catalogue indicator
   std::vector<GoalRollupResult> goals;      // catalogue order
   std::vector<PillarRollupResult> pillars;  // catalogue order
+  std::vector<Status> cells;                // [post][indicator] status after hysteresis
+  std::vector<double> values;               // [post][indicator] value used (window sum for counts)
 };
 
 class GoalRollup {
  public:
-  explicit GoalRollup(const IndicatorCatalogue& catalogue) : catalogue_(catalogue) {}
-  RollupSnapshot compute(const IndicatorState& state) const;
+  explicit GoalRollup(const IndicatorCatalogue& catalogue, RollupPolicy policy = {})
+      : catalogue_(catalogue), policy_(policy) {}
+  // `silent[p]` marks posts whose data no longer counts as current; `previous_cells`
+  // (may be empty) holds the last statuses for hysteresis.
+  RollupSnapshot compute(const IndicatorState& state, std::int64_t now_ms, const std::vector<bool>& silent = {},
+                         const std::vector<Status>& previous_cells = {}) const;
+  const RollupPolicy& policy() const { return policy_; }
 
  private:
   const IndicatorCatalogue& catalogue_;
+  RollupPolicy policy_;
 };
 
 }  // namespace postwatch::aggregator

@@ -1,0 +1,31 @@
+#include "rollup/post_liveness.hpp"
+
+#include <algorithm>
+
+namespace postwatch::aggregator {
+
+std::vector<bool> silent_posts(const IndicatorCatalogue& catalogue, const AgentPresence& presence,
+                               const IndicatorState& state, std::int64_t now_ms, const LivenessPolicy& policy) {
+  const std::size_t n = catalogue.posts().size();
+  std::vector<std::int64_t> last_heard(n, 0), interval(n, 0);
+  std::vector<int> agents(n, 0), online(n, 0);
+  for (std::uint32_t p = 0; p < n; ++p) last_heard[p] = state.post_last_seen_ms(p);
+  for (const auto& [_, a] : presence.agents()) {
+    auto p = catalogue.post_index(a.post);
+    if (!p) continue;
+    agents[*p] += 1;
+    online[*p] += a.online;
+    last_heard[*p] = std::max(last_heard[*p], a.last_heartbeat_ms);
+    interval[*p] = std::max<std::int64_t>(interval[*p], std::int64_t{a.heartbeat_interval_s} * 1000);
+  }
+  std::vector<bool> silent(n, false);
+  for (std::size_t p = 0; p < n; ++p) {
+    if (last_heard[p] == 0 && agents[p] == 0) continue;  // never reported: not expected, not silent
+    std::int64_t limit = policy.missed_heartbeats * (interval[p] ? interval[p] : policy.default_interval_ms);
+    bool all_offline = agents[p] > 0 && online[p] == 0;
+    silent[p] = all_offline || now_ms - last_heard[p] > limit;
+  }
+  return silent;
+}
+
+}  // namespace postwatch::aggregator

@@ -1,0 +1,156 @@
+#include "rollup/status_board.hpp"
+
+#include <algorithm>
+
+namespace postwatch::aggregator {
+
+StatusBoard::StatusBoard(const IndicatorCatalogue& catalogue, BoardPolicy policy)
+    : catalogue_(catalogue), policy_(policy), goals_(catalogue.goals().size()), pillars_(catalogue.pillars().size()) {}
+
+bool StatusBoard::debounce(ShownStatus& s, Status raw, double score, std::int64_t now_ms) {
+  s.score = score;
+  if (raw == s.shown) {
+    s.candidate = raw;
+    s.candidate_since_ms = 0;
+    return false;
+  }
+  if (s.candidate != raw || s.candidate_since_ms == 0) {
+    s.candidate = raw;
+    s.candidate_since_ms = now_ms;
+  }
+  // The first status after "unknown" shows at once: there is nothing to flap from.
+  if (s.shown != Status::Unknown && now_ms - s.candidate_since_ms < policy_.min_duration_ms) return false;
+  s.shown = raw;
+  s.since_ms = now_ms;
+  s.candidate_since_ms = 0;
+  return true;
+}
+
+Alarm* StatusBoard::open_alarm(const std::string& kind, int goal, const std::string& post) {
+  for (auto& a : alarms_)
+    if (a.open() && a.kind == kind && a.goal == goal && a.post == post) return &a;
+  return nullptr;
+}
+
+void StatusBoard::update_goal_alarm(std::size_t g, std::int64_t now_ms, BoardChanges& out) {
+  const ShownStatus& s = goals_[g];
+  const GoalRollupResult& raw = last_.goals[g];
+  Alarm* open = open_alarm("goal", raw.goal, "");
+  bool alarming = s.shown == Status::Amber || s.shown == Status::Red;
+  if (!alarming) {
+    if (open && s.shown == Status::Green) {  // unknown (no coverage) does not clear: nobody is looking
+      open->cleared_at_ms = now_ms;
+      out.alarms.push_back(open->id);
+    }
+    return;
+  }
+  if (open && open->level >= s.shown) return;
+  Alarm fresh;
+  Alarm& a = open ? *open : fresh;
+  a.level = s.shown;
+  a.causes.clear();
+  // The cause: every post/indicator of this goal at amber or red now.
+  const auto& inds = catalogue_.indicators();
+  for (const auto& ir : raw.indicators) {
+    for (std::uint32_t p = 0; p < catalogue_.posts().size(); ++p) {
+      auto cell = static_cast<std::size_t>(p) * inds.size() + ir.indicator;
+      Status st = last_.cells[cell];
+      if (st == Status::Amber || st == Status::Red)
+        a.causes.push_back({catalogue_.posts()[p].id, inds[ir.indicator].id, last_.values[cell], st});
+    }
+  }
+  if (!open) {
+    a.id = next_alarm_id_++;
+    a.kind = "goal";
+    a.goal = raw.goal;
+    a.raised_at_ms = now_ms;
+    alarms_.push_back(a);
+    out.alarms.push_back(a.id);
+  } else {
+    out.alarms.push_back(open->id);  // escalated
+  }
+}
+
+void StatusBoard::update_silent_alarms(const std::vector<bool>& silent, std::int64_t now_ms, BoardChanges& out) {
+  for (std::size_t p = 0; p < catalogue_.posts().size(); ++p) {
+    const std::string& post = catalogue_.posts()[p].id;
+    bool is_silent = p < silent.size() && silent[p];
+    Alarm* open = open_alarm("post_silent", 0, post);
+    if (is_silent && !open) {
+      Alarm a;
+      a.id = next_alarm_id_++;
+      a.kind = "post_silent";
+      a.post = post;
+      a.level = Status::Amber;
+      a.raised_at_ms = now_ms;
+      alarms_.push_back(a);
+      out.alarms.push_back(a.id);
+    } else if (!is_silent && open) {
+      open->cleared_at_ms = now_ms;
+      out.alarms.push_back(open->id);
+    }
+  }
+}
+
+BoardChanges StatusBoard::tick(const RollupSnapshot& raw, const std::vector<bool>& silent, std::int64_t now_ms) {
+  BoardChanges out;
+  last_ = raw;
+  for (std::size_t g = 0; g < goals_.size(); ++g) {
+    Status before = goals_[g].shown;
+    if (debounce(goals_[g], raw.goals[g].status, raw.goals[g].score, now_ms))
+      out.statuses.push_back(
+          {"goal", std::to_string(raw.goals[g].goal), before, goals_[g].shown, goals_[g].score, now_ms});
+    update_goal_alarm(g, now_ms, out);
+  }
+  // Pillars follow their goals' shown statuses, so they never flap faster than the goals.
+  for (std::size_t i = 0; i < pillars_.size(); ++i) {
+    const Pillar& pillar = catalogue_.pillars()[i];
+    Status worst = Status::Unknown;
+    double total = 0;
+    int known = 0;
+    for (std::size_t g = 0; g < goals_.size(); ++g) {
+      int id = catalogue_.goals()[g].id;
+      if (std::find(pillar.goals.begin(), pillar.goals.end(), id) == pillar.goals.end()) continue;
+      if (goals_[g].shown == Status::Unknown) continue;
+      worst = std::max(worst, goals_[g].shown);
+      total += goals_[g].score;
+      ++known;
+    }
+    Status before = pillars_[i].shown;
+    pillars_[i].score = known ? total / known : 0;
+    if (worst != pillars_[i].shown) {
+      pillars_[i].shown = worst;
+      pillars_[i].since_ms = now_ms;
+      out.statuses.push_back({"pillar", pillar.id, before, worst, pillars_[i].score, now_ms});
+    }
+  }
+  update_silent_alarms(silent, now_ms, out);
+  return out;
+}
+
+std::optional<Alarm> StatusBoard::acknowledge(std::uint64_t id, const std::string& by, const std::string& comment,
+                                              std::int64_t now_ms) {
+  for (auto& a : alarms_) {
+    if (a.id != id) continue;
+    a.acked_by = by;
+    a.ack_comment = comment;
+    a.acked_at_ms = now_ms;
+    return a;
+  }
+  return std::nullopt;
+}
+
+const Alarm* StatusBoard::find_alarm(std::uint64_t id) const {
+  for (const auto& a : alarms_)
+    if (a.id == id) return &a;
+  return nullptr;
+}
+
+void StatusBoard::restore(std::vector<ShownStatus> goals, std::vector<ShownStatus> pillars, std::vector<Alarm> alarms) {
+  if (goals.size() == goals_.size()) goals_ = std::move(goals);
+  if (pillars.size() == pillars_.size()) pillars_ = std::move(pillars);
+  alarms_ = std::move(alarms);
+  for (const auto& a : alarms_) next_alarm_id_ = std::max(next_alarm_id_, a.id + 1);
+}
+
+}  // namespace postwatch::aggregator

@@ -1,0 +1,95 @@
+// What the operations centre sees: goal and pillar statuses that change only
+// after holding for a minimum duration, and alarms raised and cleared from them.
+// Fed one RollupSnapshot per tick; everything here runs on the io_context.
+#pragma once
+
+#include "postwatch/catalogue.hpp"
+#include "rollup/goal_rollup.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace postwatch::aggregator {
+
+struct BoardPolicy {
+  std::int64_t min_duration_ms = 30'000;  // a new goal/pillar status must hold this long to show
+};
+
+struct ShownStatus {
+  Status shown = Status::Unknown;
+  std::int64_t since_ms = 0;
+  Status candidate = Status::Unknown;  // the differing raw status waiting out min_duration
+  std::int64_t candidate_since_ms = 0;
+  double score = 0;
+};
+
+struct AlarmCause {
+  std::string post, indicator;
+  double value = 0;
+  Status status = Status::Unknown;
+};
+
+struct Alarm {
+  std::uint64_t id = 0;
+  std::string kind;  // "goal" or "post_silent"
+  int goal = 0;      // kind goal
+  std::string post;  // kind post_silent
+  Status level = Status::Unknown;
+  std::int64_t raised_at_ms = 0;
+  std::int64_t cleared_at_ms = 0;  // 0 while open
+  std::vector<AlarmCause> causes;
+  std::string acked_by, ack_comment;
+  std::int64_t acked_at_ms = 0;
+  bool open() const { return cleared_at_ms == 0; }
+};
+
+struct StatusChange {
+  std::string scope;  // "goal" or "pillar"
+  std::string id;
+  Status from = Status::Unknown, to = Status::Unknown;
+  double score = 0;
+  std::int64_t at_ms = 0;
+};
+
+struct BoardChanges {
+  std::vector<StatusChange> statuses;
+  std::vector<std::uint64_t> alarms;  // ids raised, escalated, cleared or acknowledged
+  bool empty() const { return statuses.empty() && alarms.empty(); }
+};
+
+class StatusBoard {
+ public:
+  StatusBoard(const IndicatorCatalogue& catalogue, BoardPolicy policy = {});
+
+  BoardChanges tick(const RollupSnapshot& raw, const std::vector<bool>& silent, std::int64_t now_ms);
+
+  // Returns the alarm, or nullopt when there is no such id.
+  std::optional<Alarm> acknowledge(std::uint64_t id, const std::string& by, const std::string& comment,
+                                   std::int64_t now_ms);
+
+  const std::vector<ShownStatus>& goals() const { return goals_; }      // catalogue order
+  const std::vector<ShownStatus>& pillars() const { return pillars_; }  // catalogue order
+  const std::vector<Alarm>& alarms() const { return alarms_; }
+  const Alarm* find_alarm(std::uint64_t id) const;
+  const RollupSnapshot& last() const { return last_; }
+
+  // Restores what a store kept across a restart.
+  void restore(std::vector<ShownStatus> goals, std::vector<ShownStatus> pillars, std::vector<Alarm> alarms);
+
+ private:
+  bool debounce(ShownStatus& s, Status raw, double score, std::int64_t now_ms);
+  void update_goal_alarm(std::size_t goal_index, std::int64_t now_ms, BoardChanges& out);
+  void update_silent_alarms(const std::vector<bool>& silent, std::int64_t now_ms, BoardChanges& out);
+  Alarm* open_alarm(const std::string& kind, int goal, const std::string& post);
+
+  const IndicatorCatalogue& catalogue_;
+  BoardPolicy policy_;
+  std::vector<ShownStatus> goals_, pillars_;
+  std::vector<Alarm> alarms_;
+  std::uint64_t next_alarm_id_ = 1;
+  RollupSnapshot last_;
+};
+
+}  // namespace postwatch::aggregator

@@ -1,0 +1,363 @@
+#include "store/event_store.hpp"
+
+#include "postwatch/catalogue.hpp"
+#include "postwatch/clock.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+#include <nlohmann/json.hpp>
+
+#include <stdexcept>
+
+namespace postwatch::aggregator {
+using nlohmann::json;
+
+namespace {
+
+const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS events(
+  agent TEXT NOT NULL, seq INTEGER NOT NULL, post TEXT NOT NULL, indicator TEXT NOT NULL,
+  observed_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, kind INTEGER NOT NULL,
+  number REAL NOT NULL, text TEXT, late INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(agent, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_received ON events(received_at_ms);
+CREATE TABLE IF NOT EXISTS history(
+  at_ms INTEGER NOT NULL, scope TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, score REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS history_by_id ON history(scope, id, at_ms);
+CREATE TABLE IF NOT EXISTS alarms(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+)sql";
+
+// A prepared statement that finalizes itself.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
+      throw std::runtime_error(std::string("sqlite prepare failed: ") + sqlite3_errmsg(db));
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  sqlite3_stmt* get() { return stmt_; }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+void exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    throw std::runtime_error(msg);
+  }
+}
+
+sqlite3* open_db(const std::filesystem::path& file, bool read_only) {
+  sqlite3* db = nullptr;
+  int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (sqlite3_open_v2(file.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    throw std::runtime_error("cannot open store " + file.string() + ": " + msg);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  return db;
+}
+
+std::string text_col(sqlite3_stmt* s, int i) {
+  auto* p = sqlite3_column_text(s, i);
+  return p ? reinterpret_cast<const char*>(p) : "";
+}
+
+Status parse_status(const std::string& s) {
+  if (s == "green") return Status::Green;
+  if (s == "amber") return Status::Amber;
+  if (s == "red") return Status::Red;
+  return Status::Unknown;
+}
+
+json alarm_to_json(const Alarm& a) {
+  json causes = json::array();
+  for (const auto& c : a.causes)
+    causes.push_back(
+        {{"post", c.post}, {"indicator", c.indicator}, {"value", c.value}, {"status", to_string(c.status)}});
+  return {{"id", a.id},
+          {"kind", a.kind},
+          {"goal", a.goal},
+          {"post", a.post},
+          {"level", to_string(a.level)},
+          {"raised_at_ms", a.raised_at_ms},
+          {"cleared_at_ms", a.cleared_at_ms},
+          {"causes", causes},
+          {"acked_by", a.acked_by},
+          {"ack_comment", a.ack_comment},
+          {"acked_at_ms", a.acked_at_ms}};
+}
+
+Alarm alarm_from_json(const json& j) {
+  Alarm a;
+  a.id = j.value("id", std::uint64_t{0});
+  a.kind = j.value("kind", "");
+  a.goal = j.value("goal", 0);
+  a.post = j.value("post", "");
+  a.level = parse_status(j.value("level", ""));
+  a.raised_at_ms = j.value("raised_at_ms", std::int64_t{0});
+  a.cleared_at_ms = j.value("cleared_at_ms", std::int64_t{0});
+  for (const auto& c : j.value("causes", json::array()))
+    a.causes.push_back(
+        {c.value("post", ""), c.value("indicator", ""), c.value("value", 0.0), parse_status(c.value("status", ""))});
+  a.acked_by = j.value("acked_by", "");
+  a.ack_comment = j.value("ack_comment", "");
+  a.acked_at_ms = j.value("acked_at_ms", std::int64_t{0});
+  return a;
+}
+
+}  // namespace
+
+EventStore::EventStore(StoreOptions options, const IndicatorCatalogue& catalogue, std::shared_ptr<spdlog::logger> log)
+    : opt_(std::move(options)), catalogue_(catalogue), log_(std::move(log)) {
+  std::error_code ec;
+  if (opt_.file.has_parent_path()) std::filesystem::create_directories(opt_.file.parent_path(), ec);
+  write_db_ = open_db(opt_.file, false);
+  try {
+    exec(write_db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+    exec(write_db_, kSchema);
+  } catch (const std::exception& e) {
+    sqlite3_close(write_db_);
+    throw std::runtime_error("cannot initialise store " + opt_.file.string() + ": " + e.what());
+  }
+  read_db_ = open_db(opt_.file, true);
+}
+
+EventStore::~EventStore() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  if (!pending_.events.empty() || !pending_.history.empty() || !pending_.alarms.empty()) commit(pending_, agents_);
+  sqlite3_close(read_db_);
+  sqlite3_close(write_db_);
+}
+
+std::uint64_t EventStore::replay(const std::function<void(const StoredEventRow&)>& fn) {
+  Statement q(write_db_,
+              "SELECT post, agent, seq, indicator, observed_at_ms, received_at_ms, kind, number, text, late "
+              "FROM events ORDER BY post, agent, seq");
+  std::uint64_t n = 0;
+  StoredEventRow row;
+  while (sqlite3_step(q.get()) == SQLITE_ROW) {
+    row.post = text_col(q.get(), 0);
+    row.agent = text_col(q.get(), 1);
+    row.seq = static_cast<std::uint64_t>(sqlite3_column_int64(q.get(), 2));
+    row.indicator = text_col(q.get(), 3);
+    row.observed_at_ms = sqlite3_column_int64(q.get(), 4);
+    row.received_at_ms = sqlite3_column_int64(q.get(), 5);
+    row.kind = static_cast<ValueKind>(sqlite3_column_int(q.get(), 6));
+    row.number = sqlite3_column_double(q.get(), 7);
+    row.text = text_col(q.get(), 8);
+    row.late = sqlite3_column_int(q.get(), 9) != 0;
+    fn(row);
+    ++n;
+  }
+  committed_events_ = n;
+  return n;
+}
+
+std::vector<Alarm> EventStore::load_alarms() {
+  Statement q(write_db_, "SELECT body FROM alarms ORDER BY id");
+  std::vector<Alarm> out;
+  while (sqlite3_step(q.get()) == SQLITE_ROW) {
+    auto j = json::parse(text_col(q.get(), 0), nullptr, false);
+    if (!j.is_discarded()) out.push_back(alarm_from_json(j));
+  }
+  return out;
+}
+
+std::vector<HistoryPoint> EventStore::latest_history() {
+  Statement q(write_db_,
+              "SELECT h.at_ms, h.scope, h.id, h.status, h.score FROM history h "
+              "JOIN (SELECT scope, id, MAX(at_ms) AS at_ms FROM history GROUP BY scope, id) m "
+              "ON h.scope = m.scope AND h.id = m.id AND h.at_ms = m.at_ms");
+  std::vector<HistoryPoint> out;
+  while (sqlite3_step(q.get()) == SQLITE_ROW)
+    out.push_back({sqlite3_column_int64(q.get(), 0), text_col(q.get(), 1), text_col(q.get(), 2),
+                   parse_status(text_col(q.get(), 3)), sqlite3_column_double(q.get(), 4)});
+  return out;
+}
+
+void EventStore::start() {
+  if (!writer_.joinable()) writer_ = std::thread([this] { writer_loop(); });
+}
+
+void EventStore::register_agent(std::uint32_t id, std::string_view post, std::string_view agent) {
+  std::lock_guard lk(mu_);
+  if (agents_.size() <= id) agents_.resize(id + 1);
+  agents_[id] = {std::string(post), std::string(agent)};
+}
+
+void EventStore::persist(std::span<const PersistedEvent> events) {
+  std::lock_guard lk(mu_);
+  for (const auto& e : events) {
+    pending_.events.push_back({e, std::string(e.text)});
+    pending_.events.back().e.text = {};
+  }
+  handed_over_ += events.size();
+  ++handed_seqno_;
+}
+
+void EventStore::record_history(const HistoryPoint& p) {
+  std::lock_guard lk(mu_);
+  pending_.history.push_back(p);
+  ++handed_seqno_;
+}
+
+void EventStore::save_alarm(const Alarm& a) {
+  std::lock_guard lk(mu_);
+  pending_.alarms.emplace_back(a.id, alarm_to_json(a).dump());
+  ++handed_seqno_;
+}
+
+std::uint64_t EventStore::pending_events() const {
+  std::lock_guard lk(mu_);
+  return handed_over_ - committed_events_;
+}
+
+bool EventStore::flush(std::chrono::milliseconds timeout) {
+  std::unique_lock lk(mu_);
+  auto target = handed_seqno_;
+  cv_.notify_all();
+  return cv_.wait_for(lk, timeout, [&] { return committed_seqno_ >= target; });
+}
+
+void EventStore::writer_loop() {
+  auto next_prune = std::chrono::steady_clock::now();
+  std::unique_lock lk(mu_);
+  while (true) {
+    cv_.wait_for(lk, opt_.commit_interval, [&] { return stopping_ || handed_seqno_ > committed_seqno_ + 64; });
+    Pending batch;
+    std::swap(batch, pending_);
+    auto seqno = handed_seqno_;
+    if (writer_agents_.size() != agents_.size()) writer_agents_ = agents_;  // ids only grow
+    bool stop = stopping_;
+    lk.unlock();
+    bool ok = true;
+    if (!batch.events.empty() || !batch.history.empty() || !batch.alarms.empty()) ok = commit(batch, writer_agents_);
+    if (std::chrono::steady_clock::now() >= next_prune) {
+      prune(now_utc_ms());
+      next_prune = std::chrono::steady_clock::now() + std::chrono::hours(1);
+    }
+    lk.lock();
+    if (ok) {
+      committed_seqno_ = seqno;
+    } else {
+      // Keep the batch (disk full, I/O error): it goes first in the next commit.
+      batch.events.insert(batch.events.end(), std::make_move_iterator(pending_.events.begin()),
+                          std::make_move_iterator(pending_.events.end()));
+      batch.history.insert(batch.history.end(), pending_.history.begin(), pending_.history.end());
+      batch.alarms.insert(batch.alarms.end(), pending_.alarms.begin(), pending_.alarms.end());
+      pending_ = std::move(batch);
+    }
+    cv_.notify_all();
+    if (stop) break;
+    if (!ok) cv_.wait_for(lk, std::chrono::seconds(1), [&] { return stopping_; });
+  }
+}
+
+bool EventStore::commit(Pending& batch, const std::vector<std::pair<std::string, std::string>>& agents) {
+  try {
+    exec(write_db_, "BEGIN");
+    {
+      Statement ins(write_db_,
+                    "INSERT OR IGNORE INTO events(agent, seq, post, indicator, observed_at_ms, received_at_ms, kind, "
+                    "number, text, late) VALUES(?,?,?,?,?,?,?,?,?,?)");
+      for (const auto& pe : batch.events) {
+        const auto& e = pe.e;
+        if (e.agent >= agents.size()) continue;
+        const auto& [post, agent] = agents[e.agent];
+        const std::string& indicator = catalogue_.indicators()[e.indicator].id;
+        auto* st = ins.get();
+        sqlite3_bind_text(st, 1, agent.c_str(), static_cast<int>(agent.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, static_cast<sqlite3_int64>(e.seq));
+        sqlite3_bind_text(st, 3, post.c_str(), static_cast<int>(post.size()), SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, indicator.c_str(), static_cast<int>(indicator.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, e.observed_at_ms);
+        sqlite3_bind_int64(st, 6, e.received_at_ms);
+        sqlite3_bind_int(st, 7, static_cast<int>(e.kind));
+        sqlite3_bind_double(st, 8, e.number);
+        if (pe.text.empty())
+          sqlite3_bind_null(st, 9);
+        else
+          sqlite3_bind_text(st, 9, pe.text.c_str(), static_cast<int>(pe.text.size()), SQLITE_STATIC);
+        sqlite3_bind_int(st, 10, e.late ? 1 : 0);
+        if (sqlite3_step(st) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(write_db_));
+        sqlite3_reset(st);
+      }
+      Statement hist(write_db_, "INSERT INTO history(at_ms, scope, id, status, score) VALUES(?,?,?,?,?)");
+      for (const auto& h : batch.history) {
+        auto* st = hist.get();
+        auto status = to_string(h.status);
+        sqlite3_bind_int64(st, 1, h.at_ms);
+        sqlite3_bind_text(st, 2, h.scope.c_str(), static_cast<int>(h.scope.size()), SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, h.id.c_str(), static_cast<int>(h.id.size()), SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, status.data(), static_cast<int>(status.size()), SQLITE_STATIC);
+        sqlite3_bind_double(st, 5, h.score);
+        if (sqlite3_step(st) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(write_db_));
+        sqlite3_reset(st);
+      }
+      Statement alarm(write_db_, "INSERT OR REPLACE INTO alarms(id, body) VALUES(?,?)");
+      for (const auto& [id, body] : batch.alarms) {
+        auto* st = alarm.get();
+        sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(id));
+        sqlite3_bind_text(st, 2, body.c_str(), static_cast<int>(body.size()), SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(write_db_));
+        sqlite3_reset(st);
+      }
+    }
+    exec(write_db_, "COMMIT");
+    committed_events_ += batch.events.size();
+    return true;
+  } catch (const std::exception& e) {
+    sqlite3_exec(write_db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    write_errors_ += 1;
+    log_->error("store {}: commit of {} event(s) failed, kept in memory and retried: {}", opt_.file.string(),
+                batch.events.size(), e.what());
+    return false;
+  }
+}
+
+void EventStore::prune(std::int64_t now_ms) {
+  try {
+    Statement ev(write_db_, "DELETE FROM events WHERE received_at_ms < ?");
+    sqlite3_bind_int64(ev.get(), 1, now_ms - opt_.event_retention_ms);
+    sqlite3_step(ev.get());
+    Statement h(write_db_, "DELETE FROM history WHERE at_ms < ?");
+    sqlite3_bind_int64(h.get(), 1, now_ms - opt_.history_retention_ms);
+    sqlite3_step(h.get());
+    Statement al(write_db_, "DELETE FROM alarms WHERE json_extract(body, '$.cleared_at_ms') BETWEEN 1 AND ?");
+    sqlite3_bind_int64(al.get(), 1, now_ms - opt_.history_retention_ms);
+    sqlite3_step(al.get());
+  } catch (const std::exception& e) {
+    log_->warn("store {}: pruning failed: {}", opt_.file.string(), e.what());
+  }
+}
+
+std::vector<HistoryPoint> EventStore::query_history(const std::string& scope, const std::string& id,
+                                                    std::int64_t from_ms, std::int64_t to_ms, std::size_t limit) {
+  Statement q(read_db_,
+              "SELECT at_ms, status, score FROM history WHERE scope = ? AND id = ? AND at_ms >= ? AND at_ms <= ? "
+              "ORDER BY at_ms LIMIT ?");
+  sqlite3_bind_text(q.get(), 1, scope.c_str(), static_cast<int>(scope.size()), SQLITE_STATIC);
+  sqlite3_bind_text(q.get(), 2, id.c_str(), static_cast<int>(id.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(q.get(), 3, from_ms);
+  sqlite3_bind_int64(q.get(), 4, to_ms);
+  sqlite3_bind_int64(q.get(), 5, static_cast<sqlite3_int64>(limit));
+  std::vector<HistoryPoint> out;
+  while (sqlite3_step(q.get()) == SQLITE_ROW)
+    out.push_back({sqlite3_column_int64(q.get(), 0), scope, id, parse_status(text_col(q.get(), 1)),
+                   sqlite3_column_double(q.get(), 2)});
+  return out;
+}
+
+}  // namespace postwatch::aggregator
