@@ -19,23 +19,34 @@ SeqWindow::Verdict SeqWindow::accept(std::uint64_t seq) {
 }
 
 void SeqWindow::slide_to(std::uint64_t new_base) {
+  if (base_ < gap_floor_) {  // below the first seq seen: forget without counting gaps
+    std::uint64_t stop = std::min(new_base, gap_floor_);
+    if (stop - base_ >= kWindow) {
+      seen_.reset();
+      base_ = stop;
+    }
+    for (; base_ < stop; ++base_) seen_.reset(base_ % kWindow);
+  }
+  if (new_base <= base_) return;
   if (new_base - base_ >= kWindow) {
     gaps_ += kWindow - seen_.count() + (new_base - base_ - kWindow);
     seen_.reset();
     base_ = new_base;
     return;
   }
-  while (base_ < new_base) {
+  for (; base_ < new_base; ++base_) {
     if (!seen_.test(base_ % kWindow)) ++gaps_;
     seen_.reset(base_ % kWindow);
-    ++base_;
   }
 }
 
 std::uint64_t SeqWindow::pending_holes() const {
   if (!any_ || highest_ < base_) return 0;
-  std::uint64_t span = highest_ - base_ + 1;
-  return span - seen_.count();
+  std::uint64_t from = std::max(base_, gap_floor_);
+  if (highest_ < from) return 0;
+  std::uint64_t seen_from = 0;
+  for (std::uint64_t s = from; s <= highest_; ++s) seen_from += seen_.test(s % kWindow);
+  return highest_ - from + 1 - seen_from;
 }
 
 }  // namespace postwatch::aggregator

@@ -3,6 +3,7 @@
 // covers [base, base + kWindow).
 #pragma once
 
+#include <algorithm>
 #include <bitset>
 #include <cstdint>
 
@@ -14,8 +15,11 @@ class SeqWindow {
 
   enum class Verdict { New, Duplicate };
 
-  // Seqs below `first` count as settled: an agent's birth says where it resumes.
-  explicit SeqWindow(std::uint64_t first = 0) : base_(first) {}
+  // `first_seen` is the first seq we saw from the agent. Up to kWindow/2 older seqs may
+  // still arrive (e.g. resent after a reconnect); never-seen seqs below first_seen are
+  // not counted as gaps, since we cannot know whether they were ours to see.
+  explicit SeqWindow(std::uint64_t first_seen = 0)
+      : base_(first_seen - std::min(first_seen > 0 ? first_seen - 1 : 0, kWindow / 2)), gap_floor_(first_seen) {}
 
   Verdict accept(std::uint64_t seq);
 
@@ -28,6 +32,7 @@ class SeqWindow {
  private:
   void slide_to(std::uint64_t new_base);
   std::uint64_t base_ = 0;
+  std::uint64_t gap_floor_ = 0;
   std::uint64_t highest_ = 0;
   bool any_ = false;
   std::uint64_t gaps_ = 0;

@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS events(
   agent TEXT NOT NULL, seq INTEGER NOT NULL, post TEXT NOT NULL, indicator TEXT NOT NULL,
   observed_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, kind INTEGER NOT NULL,
   number REAL NOT NULL, text TEXT, late INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY(agent, seq)) WITHOUT ROWID;
+  PRIMARY KEY(post, agent, seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_received ON events(received_at_ms);
 CREATE TABLE IF NOT EXISTS history(
   at_ms INTEGER NOT NULL, scope TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, score REAL NOT NULL);
@@ -162,6 +162,7 @@ std::uint64_t EventStore::replay(const std::function<void(const StoredEventRow&)
     ++n;
   }
   committed_events_ = n;
+  handed_over_ = n;
   return n;
 }
 

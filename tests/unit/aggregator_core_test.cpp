@@ -1,0 +1,342 @@
+// Roll-up over time: windows, lateness, order independence, hysteresis,
+// minimum duration, alarms, silent posts and coverage, and the store.
+#include "ingest/agent_presence.hpp"
+#include "ingest/batch_ingest.hpp"
+#include "postwatch/clock.hpp"
+#include "postwatch/wire_codec.hpp"
+#include "rollup/goal_rollup.hpp"
+#include "rollup/post_liveness.hpp"
+#include "rollup/status_board.hpp"
+#include "store/event_store.hpp"
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+
+using namespace postwatch;
+using namespace postwatch::aggregator;
+
+namespace {
+
+std::shared_ptr<spdlog::logger> quiet() {
+  return std::make_shared<spdlog::logger>("q", std::make_shared<spdlog::sinks::null_sink_mt>());
+}
+
+const IndicatorCatalogue& catalogue() {
+  static const IndicatorCatalogue c = IndicatorCatalogue::load(test::catalogue_path());
+  return c;
+}
+
+struct Msg {
+  std::string topic;
+  std::vector<std::uint8_t> payload;
+  std::int64_t now_ms;
+};
+
+constexpr std::int64_t kT0 = 1'800'000'000'000;
+
+// A random stream: several agents at several posts, batches of events over one hour.
+std::vector<std::pair<std::string, EventBatch>> random_batches(std::mt19937& rng) {
+  const auto& cat = catalogue();
+  std::vector<std::string> posts = {"bamako", "kabul", "caracas", "kyiv", "tripoli"};
+  std::vector<std::string> indicators = {"terrorism_threat_level", "cyber_incidents", "displaced_people",
+                                         "sanctions_implementation_share", "conflict_early_warning_level"};
+  std::vector<std::pair<std::string, EventBatch>> out;
+  for (const auto& post : posts) {
+    const Post* p = cat.find_post(post);
+    for (int a = 0; a < 2; ++a) {
+      std::string agent = "ag" + std::to_string(a);
+      std::string topic = "postwatch/v1/" + p->region + "/" + post + "/" + agent + "/events";
+      std::uint64_t seq = 1;
+      std::int64_t t = kT0;
+      for (int b = 0; b < 20; ++b) {
+        EventBatch batch{agent, post, 0, {}};
+        int n = 1 + static_cast<int>(rng() % 30);
+        for (int i = 0; i < n; ++i) {
+          const auto& id = indicators[rng() % indicators.size()];
+          const Indicator* ind = cat.find_indicator(id);
+          t += static_cast<std::int64_t>(rng() % 2000);  // a batch spans at most a minute
+          double v = ind->kind == ValueKind::Count
+                         ? static_cast<double>(rng() % 3)
+                         : std::round(ind->min + (ind->max - ind->min) * (rng() % 1000) / 1000.0);
+          if (ind->kind == ValueKind::Share) v = 50 + static_cast<double>(rng() % 51);
+          batch.events.push_back(IndicatorEvent{seq++, t, id, ind->kind, v, "", "", {}});
+        }
+        out.emplace_back(topic, std::move(batch));
+      }
+    }
+  }
+  return out;
+}
+
+struct Pipeline {
+  IndicatorState state{catalogue()};
+  BatchIngest ingest{catalogue(), state, quiet()};
+  void feed(const Msg& m) { ingest.on_message(m.topic, m.payload, m.now_ms); }
+};
+
+void expect_same_state(const Pipeline& a, const Pipeline& b, std::int64_t now) {
+  const auto& cat = catalogue();
+  for (std::uint32_t p = 0; p < cat.posts().size(); ++p)
+    for (std::uint32_t i = 0; i < cat.indicators().size(); ++i) {
+      ASSERT_EQ(a.state.at(p, i).present, b.state.at(p, i).present) << p << "/" << i;
+      EXPECT_EQ(a.state.at(p, i).number, b.state.at(p, i).number) << p << "/" << i;
+      EXPECT_EQ(a.state.at(p, i).observed_at_ms, b.state.at(p, i).observed_at_ms);
+      EXPECT_EQ(a.state.value(p, i, now), b.state.value(p, i, now)) << p << "/" << i;
+    }
+  GoalRollup rollup(catalogue());
+  auto ra = rollup.compute(a.state, now), rb = rollup.compute(b.state, now);
+  for (std::size_t g = 0; g < ra.goals.size(); ++g) {
+    EXPECT_EQ(ra.goals[g].status, rb.goals[g].status);
+    EXPECT_DOUBLE_EQ(ra.goals[g].score, rb.goals[g].score);
+  }
+  EXPECT_EQ(a.ingest.counters().events_accepted, b.ingest.counters().events_accepted);
+  EXPECT_EQ(a.ingest.counters().events_gaps, b.ingest.counters().events_gaps);
+}
+
+}  // namespace
+
+TEST(AggregatorProperty, ShuffledWithinLatenessAndDuplicatedEqualsSortedDeduplicated) {
+  for (unsigned seed = 1; seed <= 20; ++seed) {
+    std::mt19937 rng(seed);
+    auto batches = random_batches(rng);
+    std::int64_t end = kT0;
+    for (const auto& [_, b] : batches) end = std::max(end, b.events.back().observed_at_ms);
+
+    // The reference: in order, each batch arriving right after its last observation.
+    std::vector<Msg> sorted;
+    for (const auto& [topic, b] : batches) sorted.push_back({topic, encode_batch(b), b.events.back().observed_at_ms});
+    // The same batches, each delayed by a random part of the allowed lateness (which
+    // reorders them), and a third of them delivered twice.
+    IngestPolicy policy;
+    std::vector<Msg> shuffled = sorted;
+    std::size_t n = shuffled.size();
+    for (std::size_t i = 0; i < n / 3; ++i) shuffled.push_back(shuffled[rng() % n]);
+    for (auto& m : shuffled) m.now_ms += static_cast<std::int64_t>(rng() % (policy.allowed_lateness_ms / 2));
+    std::stable_sort(shuffled.begin(), shuffled.end(), [](const Msg& x, const Msg& y) { return x.now_ms < y.now_ms; });
+    Pipeline a, b;
+    for (const auto& m : sorted) a.feed(m);
+    for (const auto& m : shuffled) b.feed(m);
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    ASSERT_EQ(b.ingest.counters().events_late, 0u);       // every delay stayed within the allowed lateness
+    EXPECT_GT(b.ingest.counters().events_reordered, 0u);  // the arrival order really differed
+    expect_same_state(a, b, end + 1000);
+    EXPECT_GT(b.ingest.counters().events_duplicate, 0u);
+    EXPECT_EQ(a.ingest.counters().events_duplicate, 0u);
+  }
+}
+
+TEST(CountWindowTest, SumsWithinTheWindowAndForgetsOlder) {
+  CountWindow w;
+  const std::int64_t hour = 3600 * 1000;
+  EXPECT_TRUE(w.add(kT0, 2, hour));
+  EXPECT_TRUE(w.add(kT0 + 10 * 60 * 1000, 3, hour));
+  EXPECT_DOUBLE_EQ(w.sum(kT0 + 20 * 60 * 1000, hour), 5);
+  EXPECT_DOUBLE_EQ(w.sum(kT0 + hour + 5 * 60 * 1000, hour), 3);  // the first slid out
+  EXPECT_DOUBLE_EQ(w.sum(kT0 + 3 * hour, hour), 0);
+  EXPECT_TRUE(w.add(kT0 + 3 * hour, 1, hour));
+  EXPECT_FALSE(w.add(kT0, 1, hour));  // far older than the window now holds
+}
+
+TEST(Lateness, LateEventsAreCountedNotRolledUp) {
+  Pipeline p;
+  const std::string topic = "postwatch/v1/sub-saharan-africa/bamako/a1/events";
+  EventBatch b{"a1", "bamako", 0, {IndicatorEvent{1, kT0, "terrorism_threat_level", ValueKind::Level, 5, "", "", {}}}};
+  IngestPolicy policy;
+  p.ingest.on_message(topic, encode_batch(b), kT0 + policy.allowed_lateness_ms + 1);
+  EXPECT_EQ(p.ingest.counters().events_late, 1u);
+  EXPECT_EQ(p.ingest.counters().events_accepted, 1u);  // accepted and kept (stored), not rolled up
+  auto post = *catalogue().post_index("bamako");
+  auto ind = *catalogue().indicator_index("terrorism_threat_level");
+  EXPECT_FALSE(p.state.at(post, ind).present);
+
+  b.events[0] = IndicatorEvent{2, kT0 + 3'600'000, "terrorism_threat_level", ValueKind::Level, 5, "", "", {}};
+  p.ingest.on_message(topic, encode_batch(b), kT0);  // an hour in the future
+  EXPECT_EQ(p.ingest.counters().events_future, 1u);
+}
+
+TEST(Hysteresis, ClearsOnlyOnceClearOfTheThreshold) {
+  const Indicator* ind = catalogue().find_indicator("terrorism_threat_level");  // baseline 1, amber 3, red 4
+  ASSERT_NE(ind, nullptr);
+  const double band = 0.5;                                           // half of |red - baseline| = 1.5 levels
+  EXPECT_EQ(classify(*ind, 3, Status::Green, band), Status::Amber);  // escalation is immediate
+  EXPECT_EQ(classify(*ind, 4, Status::Amber, band), Status::Red);
+  EXPECT_EQ(classify(*ind, 3, Status::Red, band), Status::Red);      // 3 + 1.5 still >= red
+  EXPECT_EQ(classify(*ind, 2, Status::Red, band), Status::Amber);    // 2 + 1.5 >= amber, not red
+  EXPECT_EQ(classify(*ind, 1, Status::Amber, band), Status::Green);  // 1 + 1.5 < amber
+  EXPECT_EQ(classify(*ind, 2, Status::Amber, band), Status::Amber);
+  EXPECT_EQ(classify(*ind, 2, Status::Unknown, band), Status::Green);
+}
+
+class BoardTest : public ::testing::Test {
+ protected:
+  IndicatorState state{catalogue()};
+  GoalRollup rollup{catalogue(), RollupPolicy{0.0, 0.5}};
+  StatusBoard board{catalogue(), BoardPolicy{30'000}};
+  std::uint32_t bamako = *catalogue().post_index("bamako");
+  std::uint32_t level = *catalogue().indicator_index("terrorism_threat_level");
+  std::size_t goal7 = 6;  // catalogue order
+
+  BoardChanges set_level(double v, std::int64_t at) {
+    EventView e;
+    e.observed_at_ms = at;
+    e.number = v;
+    state.apply(bamako, level, e, at);
+    return board.tick(rollup.compute(state, at, {}, board.last().cells), {}, at);
+  }
+};
+
+TEST_F(BoardTest, MinimumDurationStopsFlapping) {
+  ASSERT_EQ(catalogue().goals()[goal7].id, 7);
+  set_level(1, kT0);
+  EXPECT_EQ(board.goals()[goal7].shown, Status::Green);  // first status shows at once
+  // Flapping across the amber threshold every 10 s never holds for 30 s.
+  for (int i = 1; i <= 12; ++i) set_level(i % 2 ? 3 : 1, kT0 + i * 10'000);
+  EXPECT_EQ(board.goals()[goal7].shown, Status::Green);
+  // Held amber for 30 s: shown.
+  set_level(3, kT0 + 200'000);
+  set_level(3, kT0 + 215'000);
+  EXPECT_EQ(board.goals()[goal7].shown, Status::Green);
+  auto changes = set_level(3, kT0 + 230'000);
+  EXPECT_EQ(board.goals()[goal7].shown, Status::Amber);
+  ASSERT_FALSE(changes.statuses.empty());
+  EXPECT_EQ(changes.statuses[0].to, Status::Amber);
+}
+
+TEST_F(BoardTest, AlarmsAreRaisedWithCauseAcknowledgedAndCleared) {
+  StatusBoard fast(catalogue(), BoardPolicy{0});
+  auto tick = [&](double v, std::int64_t at) {
+    EventView e;
+    e.observed_at_ms = at;
+    e.number = v;
+    state.apply(bamako, level, e, at);
+    return fast.tick(rollup.compute(state, at, {}, fast.last().cells), {}, at);
+  };
+  tick(1, kT0);
+  EXPECT_TRUE(fast.alarms().empty());
+  auto raised = tick(4, kT0 + 1000);
+  ASSERT_EQ(fast.alarms().size(), 1u);
+  const Alarm& a = fast.alarms()[0];
+  EXPECT_EQ(a.kind, "goal");
+  EXPECT_EQ(a.goal, 7);
+  EXPECT_EQ(a.level, Status::Red);
+  EXPECT_EQ(a.raised_at_ms, kT0 + 1000);
+  ASSERT_FALSE(a.causes.empty());
+  EXPECT_EQ(a.causes[0].post, "bamako");
+  EXPECT_EQ(a.causes[0].indicator, "terrorism_threat_level");
+  EXPECT_EQ(a.causes[0].value, 4);
+  EXPECT_NE(std::find(raised.alarms.begin(), raised.alarms.end(), a.id), raised.alarms.end());
+
+  auto acked = fast.acknowledge(a.id, "duty officer", "called the post", kT0 + 2000);
+  ASSERT_TRUE(acked);
+  EXPECT_EQ(acked->acked_by, "duty officer");
+  EXPECT_FALSE(fast.acknowledge(999, "x", "", kT0));
+
+  tick(1, kT0 + 3000);
+  EXPECT_FALSE(fast.alarms()[0].open());
+  EXPECT_EQ(fast.alarms()[0].cleared_at_ms, kT0 + 3000);
+  EXPECT_EQ(fast.alarms()[0].acked_by, "duty officer");  // the acknowledgement stays on record
+}
+
+TEST(SilentPosts, MissedHeartbeatsMakeAPostSilentAndLowCoverageUnknown) {
+  const auto& cat = catalogue();
+  IndicatorState state(cat);
+  AgentPresence presence(cat, quiet());
+  auto heartbeat = [&](const std::string& post, std::int64_t now) {
+    AgentState st;
+    st.agent_id = "gw";
+    st.post_id = post;
+    st.heartbeat_interval_s = 1;
+    st.has_metrics = true;
+    auto bytes = encode_agent_state(st);
+    presence.on_message("postwatch/v1/" + cat.find_post(post)->region + "/" + post + "/gw/heartbeat", bytes, now);
+  };
+  auto level = *cat.indicator_index("terrorism_threat_level");
+  EventView e;
+  e.observed_at_ms = kT0;
+  e.number = 1;
+  std::vector<std::string> posts = {"bamako", "kabul", "caracas"};
+  for (const auto& p : posts) {
+    state.apply(*cat.post_index(p), level, e, kT0);
+    heartbeat(p, kT0);
+  }
+  LivenessPolicy policy{3, 30'000};
+  auto silent = silent_posts(cat, presence, state, kT0 + 2000, policy);
+  EXPECT_EQ(std::count(silent.begin(), silent.end(), true), 0);
+  // Only bamako keeps its heartbeat going: the other two go silent after 3 intervals.
+  heartbeat("bamako", kT0 + 3500);
+  silent = silent_posts(cat, presence, state, kT0 + 3600, policy);
+  EXPECT_FALSE(silent[*cat.post_index("bamako")]);
+  EXPECT_TRUE(silent[*cat.post_index("kabul")]);
+  EXPECT_TRUE(silent[*cat.post_index("caracas")]);
+  EXPECT_FALSE(silent[*cat.post_index("paris")]);  // never reported: not expected
+
+  GoalRollup rollup(cat, RollupPolicy{0.1, 0.5});
+  auto snap = rollup.compute(state, kT0 + 3600, silent);
+  const auto& g7 = snap.goals[6];
+  EXPECT_EQ(g7.posts_expected, 3u);
+  EXPECT_EQ(g7.posts_reporting, 1u);
+  EXPECT_TRUE(g7.low_coverage);
+  EXPECT_EQ(g7.status, Status::Unknown);  // all green, but a third of the posts: not "green"
+
+  StatusBoard board(cat, BoardPolicy{0});
+  board.tick(snap, silent, kT0 + 3600);
+  int silent_alarms = 0;
+  for (const auto& a : board.alarms()) silent_alarms += a.kind == "post_silent" && a.open();
+  EXPECT_EQ(silent_alarms, 2);
+}
+
+TEST(Store, PersistsEventsHistoryAndAlarmsAcrossReopen) {
+  test::TempDir dir;
+  StoreOptions opt{dir.path() / "store.sqlite"};
+  opt.commit_interval = std::chrono::milliseconds(5);
+  {
+    EventStore store(opt, catalogue(), quiet());
+    store.start();
+    store.register_agent(0, "bamako", "gw-1");
+    std::vector<PersistedEvent> events(3);
+    for (std::uint64_t i = 0; i < 3; ++i) {
+      events[i].agent = 0;
+      events[i].post = *catalogue().post_index("bamako");
+      events[i].indicator = *catalogue().indicator_index("terrorism_threat_level");
+      events[i].seq = i + 1;
+      events[i].observed_at_ms = kT0 + static_cast<std::int64_t>(i);
+      events[i].received_at_ms = now_utc_ms();  // older than the retention would be pruned
+      events[i].number = 2;
+    }
+    events[2].late = true;
+    store.persist(events);
+    store.persist(events);  // a duplicate hand-over is ignored by the primary key
+    store.record_history({kT0, "goal", "7", Status::Red, 12.5});
+    Alarm a;
+    a.id = 4;
+    a.kind = "goal";
+    a.goal = 7;
+    a.level = Status::Red;
+    a.raised_at_ms = kT0;
+    a.acked_by = "op";
+    store.save_alarm(a);
+    ASSERT_TRUE(store.flush(std::chrono::seconds(5)));
+    EXPECT_EQ(store.pending_events(), 0u);
+    auto h = store.query_history("goal", "7", kT0 - 1, kT0 + 1, 10);
+    ASSERT_EQ(h.size(), 1u);
+    EXPECT_EQ(h[0].status, Status::Red);
+  }
+  EventStore store(opt, catalogue(), quiet());
+  std::vector<StoredEventRow> rows;
+  EXPECT_EQ(store.replay([&](const StoredEventRow& r) { rows.push_back(r); }), 3u);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].agent, "gw-1");
+  EXPECT_EQ(rows[0].indicator, "terrorism_threat_level");
+  EXPECT_TRUE(rows[2].late);
+  auto alarms = store.load_alarms();
+  ASSERT_EQ(alarms.size(), 1u);
+  EXPECT_EQ(alarms[0].acked_by, "op");
+  auto latest = store.latest_history();
+  ASSERT_EQ(latest.size(), 1u);
+  EXPECT_DOUBLE_EQ(latest[0].score, 12.5);
+}
