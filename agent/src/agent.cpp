@@ -168,7 +168,7 @@ struct Agent::Impl {
     auto b = mqtt::connect_options_builder()
                  .clean_session(true)  // the backlog, not the broker session, is what survives
                  .keep_alive_interval(config.keep_alive)
-                 .connect_timeout(std::chrono::seconds(10))
+                 .connect_timeout(std::chrono::seconds(5))
                  .max_inflight(static_cast<int>(config.max_inflight_batches * 2))
                  .will(mqtt::message(
                      state_topic,
@@ -192,6 +192,7 @@ struct Agent::Impl {
     batch.post_id = config.post_id;
     std::uint64_t cursor = 0;
     auto next_maintenance = std::chrono::steady_clock::now();
+    auto next_connect = std::chrono::steady_clock::now();
     auto next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
 
     for (;;) {
@@ -205,13 +206,19 @@ struct Agent::Impl {
         next_maintenance = now + std::chrono::seconds(1);
       }
       if (!client->is_connected()) {
+        if (now < next_connect) {
+          // Waiting out the backoff in short slices keeps upkeep (fsync, age bound) running during an outage.
+          std::unique_lock lk(mu);
+          cv.wait_for(lk, std::min<std::chrono::steady_clock::duration>(next_connect - now, std::chrono::seconds(1)),
+                      [&] { return stopping; });
+          continue;
+        }
         if (!try_connect()) {
-          // Exponential backoff with full jitter so a fleet does not reconnect in lockstep.
+          // Exponential backoff with jitter (half to all of it) so a fleet does not reconnect in lockstep.
           auto wait =
               std::chrono::milliseconds(std::uniform_int_distribution<long>(backoff.count() / 2, backoff.count())(rng));
           backoff = std::min(backoff * 2, max_backoff);
-          std::unique_lock lk(mu);
-          cv.wait_for(lk, wait, [&] { return stopping; });
+          next_connect = std::chrono::steady_clock::now() + wait;
           continue;
         }
         backoff = std::chrono::milliseconds(250);
@@ -247,6 +254,10 @@ struct Agent::Impl {
         batch.sent_at_ms = now_utc_ms();
         batch.events.swap(events);
         auto payload = encode_batch(batch);
+        while (payload.size() > WireLimits::max_payload_bytes && batch.events.size() > 1) {
+          batch.events.resize(batch.events.size() / 2);  // long notes and tags: fewer events per message
+          payload = encode_batch(batch);
+        }
         InflightBatch ib{nullptr, batch.events.back().seq, batch.events.size()};
         batch.events.swap(events);
         try {
@@ -315,6 +326,7 @@ struct Agent::Impl {
         if (counters.batches_sent > 0 || connected_once) counters.reconnects += 1;
         connected = true;
         connected_once = true;
+        counters.last_error.clear();  // so the next failure is logged again
       }
       cv.notify_all();
       log->info("connected to {} as {}", config.broker_uri, client_id_for(config));

@@ -48,7 +48,7 @@ usage:
       Validates a config file and the catalogue it names; prints every problem.
   postwatch-agent --version | --help
 
-An event line: {"indicator":"terror_threat_level","value":4,"note":"optional"}
+An event line: {"indicator":"terrorism_threat_level","value":4,"note":"optional"}
 Exit status: 0 ok, 1 runtime failure or rejected events, 2 usage or config error,
 3 event spooled but not yet acknowledged (emit), 4 agent not running (status).
 )";
@@ -330,6 +330,9 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const BacklogRefused& e) {
     std::cerr << "postwatch-agent: spool error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "postwatch-agent: " << e.what() << "\n";
     return 1;
   }
 }

@@ -51,7 +51,7 @@ std::vector<std::uint8_t> encode_batch(const EventBatch& batch) {
   events.reserve(batch.events.size());
   std::vector<flatbuffers::Offset<fbw::Tag>> tags;
   for (const auto& e : batch.events) {
-    auto indicator = fbb.CreateString(e.indicator);
+    auto indicator = fbb.CreateSharedString(e.indicator);  // a batch repeats few indicator ids
     flatbuffers::Offset<flatbuffers::String> text, note;
     if (!e.text.empty()) text = fbb.CreateString(e.text);
     if (!e.note.empty()) note = fbb.CreateString(e.note);

@@ -162,14 +162,21 @@ TEST(Lateness, LateEventsAreCountedNotRolledUp) {
 TEST(Hysteresis, ClearsOnlyOnceClearOfTheThreshold) {
   const Indicator* ind = catalogue().find_indicator("terrorism_threat_level");  // baseline 1, amber 3, red 4
   ASSERT_NE(ind, nullptr);
-  const double band = 0.5;                                           // half of |red - baseline| = 1.5 levels
+  const double band = 0.5;  // red clears below 4 - 0.5 * 1 = 3.5, amber below 3 - 0.5 * 2 = 2
   EXPECT_EQ(classify(*ind, 3, Status::Green, band), Status::Amber);  // escalation is immediate
   EXPECT_EQ(classify(*ind, 4, Status::Amber, band), Status::Red);
-  EXPECT_EQ(classify(*ind, 3, Status::Red, band), Status::Red);      // 3 + 1.5 still >= red
-  EXPECT_EQ(classify(*ind, 2, Status::Red, band), Status::Amber);    // 2 + 1.5 >= amber, not red
-  EXPECT_EQ(classify(*ind, 1, Status::Amber, band), Status::Green);  // 1 + 1.5 < amber
-  EXPECT_EQ(classify(*ind, 2, Status::Amber, band), Status::Amber);
+  EXPECT_EQ(classify(*ind, 3, Status::Red, band), Status::Amber);    // 3 < 3.5: no longer red
+  EXPECT_EQ(classify(*ind, 3, Status::Red, 1.0), Status::Red);       // a wide band holds red down to amber
+  EXPECT_EQ(classify(*ind, 2, Status::Amber, band), Status::Amber);  // 2 >= 2: still amber
+  EXPECT_EQ(classify(*ind, 1, Status::Amber, band), Status::Green);
   EXPECT_EQ(classify(*ind, 2, Status::Unknown, band), Status::Green);
+  // Lower-is-worse mirrors it (baseline 100, amber 90, red 75).
+  const Indicator* share = catalogue().find_indicator("sanctions_implementation_share");
+  ASSERT_NE(share, nullptr);
+  EXPECT_EQ(classify(*share, 80, Status::Red, band), Status::Red);  // 80 <= 75 + 7.5
+  EXPECT_EQ(classify(*share, 84, Status::Red, band), Status::Amber);
+  EXPECT_EQ(classify(*share, 94, Status::Amber, band), Status::Amber);  // 94 <= 90 + 5
+  EXPECT_EQ(classify(*share, 96, Status::Amber, band), Status::Green);
 }
 
 class BoardTest : public ::testing::Test {

@@ -29,10 +29,14 @@ Status classify(const Indicator& ind, double v) {
 Status classify(const Indicator& ind, double v, Status previous, double band) {
   Status raw = classify(ind, v);
   if (raw >= previous || previous == Status::Unknown) return raw;
-  // Falling back: judge the value as if it were `band` worse; never above where it was.
-  double margin = band * std::abs(ind.red - ind.baseline);
-  double shifted = ind.direction == Direction::HigherIsWorse ? v + margin : v - margin;
-  return std::min(previous, std::max(raw, classify(ind, shifted)));
+  // Falling back: each threshold moves down by `band` of the step below it, so a value
+  // hovering at a threshold keeps its status until it is clearly below.
+  const bool up = ind.direction == Direction::HigherIsWorse;
+  auto worse_or_equal = [&](double value, double threshold) { return up ? value >= threshold : value <= threshold; };
+  double red = ind.red - band * (ind.red - ind.amber);
+  double amber = ind.amber - band * (ind.amber - ind.baseline);
+  Status held = worse_or_equal(v, red) ? Status::Red : worse_or_equal(v, amber) ? Status::Amber : Status::Green;
+  return std::min(previous, std::max(raw, held));
 }
 
 double severity(const Indicator& ind, double v) {

@@ -19,8 +19,8 @@ std::string_view to_string(Status s);
 // Status and severity (0 = baseline, 1 = at or beyond red) of one value.
 Status classify(const Indicator& ind, double value);
 double severity(const Indicator& ind, double value);
-// With hysteresis: escalation at the thresholds, de-escalation only once the value
-// is `band` (a fraction of |red - baseline|) clear of the threshold it crossed.
+// With hysteresis: escalation at the thresholds; de-escalation only once the value is
+// `band` (a fraction of the step below the threshold: red-amber, amber-baseline) clear of it.
 Status classify(const Indicator& ind, double value, Status previous, double band);
 
 struct RollupPolicy {

@@ -1,5 +1,5 @@
 // Parses one event written as JSON by a local source:
-//   {"indicator": "terror_threat_level", "value": 4, "observed_at_ms": 1700000000000,
+//   {"indicator": "terrorism_threat_level", "value": 4, "observed_at_ms": 1700000000000,
 //    "note": "...", "tags": {"source": "dsc"}}
 // "value" is a number, true/false, or a string for text indicators; the kind
 // comes from the catalogue. observed_at_ms may be omitted (then: now).

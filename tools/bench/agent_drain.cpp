@@ -1,0 +1,767 @@
+// postwatch-bench-agent: how fast the agent fills and drains its disk spool, what
+// it costs in memory and CPU, and how that compares with a bare Paho publisher
+// pushing the same payloads through the same broker. Prints figures (a table on
+// stdout, optionally JSON); it never asserts timing. See tools/bench/README.md.
+#include "postwatch/agent/agent.hpp"
+#include "postwatch/agent/spool_store.hpp"
+#include "postwatch/catalogue.hpp"
+#include "postwatch/clock.hpp"
+#include "postwatch/topics.hpp"
+#include "postwatch/wire_codec.hpp"
+#include "support/test_support.hpp"
+
+#include <mqtt/async_client.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifndef POSTWATCH_BENCH_AGENT_BINARY
+#define POSTWATCH_BENCH_AGENT_BINARY "postwatch-agent"
+#endif
+
+namespace {
+using namespace postwatch;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using ojson = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+constexpr const char* kPost = "bamako";
+constexpr const char* kAgentId = "bench";
+constexpr const char* kChildAgentId = "bench-child";
+constexpr const char* kIndicator = "terrorism_threat_level";
+constexpr std::int64_t kObservedBase = 1700000000000;
+constexpr auto kDrainTimeout = 120s;
+constexpr auto kBaselineTimeout = 60s;
+constexpr int kBaselineRounds = 3;
+constexpr auto kIdleWindow = 3s;
+constexpr auto kFeedWindow = 5s;
+constexpr int kFeedRate = 100;  // events per second into the child agent
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+void check_stop() {
+  if (g_stop) throw Interrupted();
+}
+
+constexpr const char* kUsage = R"(postwatch-bench-agent — spool fill, drain, agent RSS/CPU and a plain-Paho baseline
+
+usage: postwatch-bench-agent [--events N] [--batch N] [--inflight N] [--json FILE] [--quick]
+  --events N    events to spool and drain (default 1000000)
+  --batch N     the agent's batch max_events and the baseline's batch size (default 500)
+  --inflight N  in-flight batches, agent and baseline (default: AgentConfig's, 8)
+  --json FILE   also write the figures as one JSON object to FILE
+  --quick       100000 events, for smoke runs
+Starts its own Mosquitto and postwatch-agent on 127.0.0.1 and stops them again.
+)";
+
+struct Options {
+  std::uint64_t events = 1'000'000;
+  std::size_t batch = 500;
+  std::size_t inflight = agent::AgentConfig{}.max_inflight_batches;
+  std::string json_file;
+};
+
+std::uint64_t parse_count(const std::string& opt, const char* value, std::uint64_t lo, std::uint64_t hi) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(value, &end, 10);
+  if (errno != 0 || end == value || *end != '\0' || v < lo || v > hi)
+    throw std::invalid_argument(opt + " must be a whole number between " + std::to_string(lo) + " and " +
+                                std::to_string(hi));
+  return v;
+}
+
+// The options, or the exit code when the program should end right away.
+std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      exit_code = 0;
+      return std::nullopt;
+    } else if (a == "--events") {
+      o.events = parse_count(a, value(), 1, 100'000'000);
+    } else if (a == "--batch") {
+      o.batch = parse_count(a, value(), 1, WireLimits::max_events_per_batch);
+    } else if (a == "--inflight") {
+      o.inflight = parse_count(a, value(), 1, 1000);
+    } else if (a == "--json") {
+      o.json_file = value();
+    } else if (a == "--quick") {
+      o.events = 100'000;
+    } else {
+      throw std::invalid_argument("unknown argument '" + a + "'");
+    }
+  }
+  return o;
+}
+
+// The benchmark's events: what a post's level source sends, no note, no tags.
+IndicatorEvent make_event(std::uint64_t i) {
+  return IndicatorEvent{0,
+                        kObservedBase + static_cast<std::int64_t>(i),
+                        kIndicator,
+                        ValueKind::Level,
+                        static_cast<double>(1 + i % 5),
+                        "",
+                        "",
+                        {}};
+}
+
+std::string event_line(std::uint64_t i) {
+  return nlohmann::json{{"indicator", kIndicator}, {"value", 1 + i % 5}}.dump() + "\n";
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// ---------------------------------------------------------------- /proc readers
+
+// A "Vm...:  1234 kB" line of /proc/<pid>/status, in KiB; -1 when unreadable.
+long status_kb(const std::string& pid, const std::string& key) {
+  std::ifstream in("/proc/" + pid + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) return std::strtol(line.c_str() + key.size() + 1, nullptr, 10);
+  }
+  return -1;
+}
+
+struct ProcStat {
+  bool ok = false;
+  std::string comm;
+  long ppid = 0;
+  double cpu_s = 0;  // utime + stime
+};
+
+ProcStat proc_stat(const std::string& pid) {
+  ProcStat s;
+  std::ifstream in("/proc/" + pid + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto open = text.find('('), close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos) return s;
+  s.comm = text.substr(open + 1, close - open - 1);
+  std::istringstream rest(text.substr(close + 1));
+  std::vector<std::string> f;  // f[0] is field 3 (state)
+  for (std::string w; rest >> w && f.size() < 13;) f.push_back(w);
+  if (f.size() < 13) return s;
+  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  s.ppid = std::stol(f[1]);
+  s.cpu_s = (std::stod(f[11]) + std::stod(f[12])) / tick;  // fields 14 and 15
+  s.ok = true;
+  return s;
+}
+
+double self_cpu_s() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
+// Our own mosquitto child (MosquittoBroker does not expose its pid).
+std::string find_child(const std::string& comm) {
+  const long self = ::getpid();
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto s = proc_stat(name);
+    if (s.ok && s.ppid == self && s.comm == comm) return name;
+  }
+  return "";
+}
+
+double broker_cpu_s(const std::string& pid) { return pid.empty() ? 0 : proc_stat(pid).cpu_s; }
+
+// CPU seconds per thread of this process, keyed by tid ("name/tid").
+std::map<std::string, double> thread_cpu() {
+  std::map<std::string, double> out;
+  for (const auto& entry : fs::directory_iterator("/proc/self/task")) {
+    const std::string tid = entry.path().filename().string();
+    auto st = proc_stat("self/task/" + tid);
+    if (st.ok) out[st.comm + "/" + tid] = st.cpu_s;
+  }
+  return out;
+}
+
+// "name 0.41 s, name 0.20 s, ..." for threads that used at least 10 ms since `before`.
+std::string thread_cpu_delta(const std::map<std::string, double>& before) {
+  std::vector<std::pair<double, std::string>> d;
+  for (const auto& [k, v] : thread_cpu()) {
+    auto it = before.find(k);
+    double used = v - (it == before.end() ? 0 : it->second);
+    if (used >= 0.01) d.emplace_back(used, k);
+  }
+  std::sort(d.rbegin(), d.rend());
+  std::string s;
+  char buf[32];
+  for (const auto& [used, k] : d) {
+    std::snprintf(buf, sizeof buf, " %.2f s", used);
+    s += (s.empty() ? "" : ", ") + k + buf;
+  }
+  return s.empty() ? "(none)" : s;
+}
+
+std::uint64_t dir_bytes(const fs::path& dir, const std::string& ext) {
+  std::uint64_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && e.path().extension() == ext) n += e.file_size();
+  return n;
+}
+
+std::size_t dir_count(const fs::path& dir, const std::string& ext) {
+  std::size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && e.path().extension() == ext) ++n;
+  return n;
+}
+
+// ---------------------------------------------------------------- results
+
+class Report {
+ public:
+  void section(const std::string& key, const std::string& title) {
+    key_ = key;
+    rows_.push_back({title, "", ""});
+  }
+  void add(const std::string& key, const std::string& label, double v, const std::string& unit, int precision = 0) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", precision, v);
+    rows_.push_back({"  " + label, group(buf), unit});
+    j_[key_][key] = v;
+  }
+  void add_text(const std::string& key, const std::string& label, const std::string& v) {
+    rows_.push_back({"  " + label, v, ""});
+    j_[key_][key] = v;
+  }
+  void config(const std::string& key, const ojson& v) { j_["config"][key] = v; }
+  void print(std::ostream& out) const {
+    std::size_t w0 = 0, w1 = 0;
+    for (const auto& r : rows_) {
+      if (r.value.empty() && r.unit.empty()) continue;  // a section title
+      w0 = std::max(w0, r.label.size());
+      w1 = std::max(w1, r.value.size());
+    }
+    for (const auto& r : rows_) {
+      if (r.value.empty() && r.unit.empty()) {
+        out << r.label << "\n";
+        continue;
+      }
+      out << r.label << std::string(w0 - r.label.size() + 2, ' ') << std::string(w1 - r.value.size(), ' ') << r.value
+          << "  " << r.unit << "\n";
+    }
+  }
+  const ojson& json() const { return j_; }
+
+ private:
+  // 1234567.8 -> 1,234,567.8
+  static std::string group(std::string s) {
+    auto dot = s.find('.');
+    std::size_t end = dot == std::string::npos ? s.size() : dot;
+    std::size_t begin = (!s.empty() && s[0] == '-') ? 1 : 0;
+    for (std::size_t i = end; i > begin + 3; i -= 3) s.insert(i - 3, ",");
+    return s;
+  }
+  struct Row {
+    std::string label, value, unit;
+  };
+  std::vector<Row> rows_;
+  ojson j_ = ojson::object();
+  std::string key_;
+};
+
+// ---------------------------------------------------------------- subscriber
+
+// A plain Paho subscriber on the events topics: counts batches, events (each seq
+// once) and payload bytes.
+class Subscriber {
+ public:
+  struct Counts {
+    std::uint64_t messages = 0, events = 0, unique = 0, duplicates = 0, payload_bytes = 0, undecodable = 0;
+  };
+
+  explicit Subscriber(const std::string& uri) : client_(uri, "pw-bench-subscriber") {
+    client_.set_message_callback([this](mqtt::const_message_ptr m) { on_message(*m); });
+    auto opts = mqtt::connect_options_builder().clean_session(true).keep_alive_interval(20s).finalize();
+    client_.connect(opts)->wait();
+    client_.subscribe(std::string(topics::events_filter), 1)->wait();
+  }
+  ~Subscriber() {
+    try {
+      if (client_.is_connected()) client_.disconnect(500)->wait_for(1s);
+    } catch (const mqtt::exception&) {
+    }
+  }
+
+  // Starts counting afresh; seqs 1..expected are tracked for duplicates.
+  void reset(std::uint64_t expected) {
+    std::lock_guard lk(mu_);
+    counts_ = {};
+    seen_.assign(expected + 1, false);
+  }
+  Counts counts() const {
+    std::lock_guard lk(mu_);
+    return counts_;
+  }
+
+ private:
+  void on_message(const mqtt::message& m) {
+    const auto& p = m.get_payload();
+    auto err = decode_batch(std::span(reinterpret_cast<const std::uint8_t*>(p.data()), p.size()), view_);
+    std::lock_guard lk(mu_);
+    counts_.messages += 1;
+    counts_.payload_bytes += p.size();
+    if (err != DecodeError::None) {
+      counts_.undecodable += 1;
+      return;
+    }
+    counts_.events += view_.events.size();
+    for (const auto& e : view_.events) {
+      if (e.seq < seen_.size() && !seen_[e.seq]) {
+        seen_[e.seq] = true;
+        counts_.unique += 1;
+      } else {
+        counts_.duplicates += 1;
+      }
+    }
+  }
+
+  mqtt::async_client client_;
+  BatchView view_;  // only touched on Paho's callback thread
+  mutable std::mutex mu_;
+  Counts counts_;
+  std::vector<bool> seen_;
+};
+
+// Polls until `done`, printing progress about once a second; false on timeout.
+bool wait_progress(const char* what, const std::function<bool()>& done, const std::function<std::string()>& progress,
+                   std::chrono::seconds timeout) {
+  const auto t0 = Clock::now();
+  auto next = t0 + 1s;
+  while (!done()) {
+    check_stop();
+    if (Clock::now() - t0 > timeout) return false;
+    if (Clock::now() >= next) {
+      std::cerr << "  " << what << "... " << progress() << " after " << static_cast<int>(seconds_since(t0)) << " s\n";
+      next += 1s;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- phases
+
+struct Context {
+  Options opt;
+  test::TempDir work;
+  std::shared_ptr<const IndicatorCatalogue> catalogue;
+  std::shared_ptr<spdlog::logger> log;
+  Report report;
+  std::string events_topic;
+};
+
+agent::SpoolOptions spool_options(const Context& c) {
+  agent::SpoolOptions so{.dir = c.work.path() / "spool"};
+  so.fsync = agent::FsyncPolicy::Interval;  // the default; named because it matters here
+  // Room for every event (the default 256 MiB holds ~4M of these); nothing may be refused.
+  so.max_bytes = std::max<std::uint64_t>(so.max_bytes, c.opt.events * 256);
+  return so;
+}
+
+// 1. Append N events into a fresh spool, no broker; maintain() once a second as the agent does.
+void phase_fill(Context& c) {
+  auto so = spool_options(c);
+  std::cerr << "filling spool... " << std::flush;
+  const auto t0 = Clock::now();
+  std::uint64_t disk_bytes = 0;
+  {
+    agent::SpoolStore spool(so, c.log);
+    auto next_maintain = t0 + 1s;
+    for (std::uint64_t i = 0; i < c.opt.events; ++i) {
+      spool.append(make_event(i));
+      if ((i & 4095) == 0 && Clock::now() >= next_maintain) {
+        check_stop();
+        spool.maintain(now_utc_ms());
+        next_maintain += 1s;
+      }
+    }
+    const double fill_s = seconds_since(t0);
+    disk_bytes = dir_bytes(so.dir, ".seg");
+    std::cerr << c.opt.events << " events in " << fill_s << " s\n";
+    c.report.section("fill", "fill: append to a fresh SpoolStore (fsync interval, no broker)");
+    c.report.add("events_per_s", "events appended/s", static_cast<double>(c.opt.events) / fill_s, "events/s");
+    c.report.add("seconds", "time to append N", fill_s, "s", 2);
+    c.report.add("spool_bytes", "spool bytes on disk", static_cast<double>(disk_bytes), "bytes");
+    c.report.add("bytes_per_event", "bytes per event on disk", static_cast<double>(disk_bytes) / c.opt.events, "bytes",
+                 1);
+    c.report.add("segments", "segment files", static_cast<double>(dir_count(so.dir, ".seg")), "");
+  }
+}
+
+// 2. Mosquitto + subscriber, then an Agent over the full spool (re-opened: the
+// "agent restarts after an outage" case). Timed until every event arrived and the
+// backlog is empty.
+double phase_drain(Context& c, Subscriber& sub, const std::string& broker_uri, const std::string& broker_pid) {
+  auto so = spool_options(c);
+  std::cerr << "re-opening spool... " << std::flush;
+  auto t0 = Clock::now();
+  auto spool = std::make_unique<agent::SpoolStore>(so, c.log);
+  const double reopen_s = seconds_since(t0);
+  const auto recovered = spool->recovery().events;
+  std::cerr << recovered << " events recovered in " << reopen_s << " s\n";
+
+  // The agent's own per-event work, single-threaded and without a broker: reading
+  // events back from the spool (pread, CRC32C, decode) and encoding FlatBuffers batches.
+  std::cerr << "timing spool read and batch encoding... " << std::flush;
+  double read_s = 0, encode_s = 0;
+  std::uint64_t read_n = 0;
+  {
+    std::vector<IndicatorEvent> events;
+    EventBatch batch;
+    batch.agent_id = kAgentId;
+    batch.post_id = kPost;
+    std::uint64_t cursor = spool->first_seq();
+    while (cursor < spool->next_seq()) {
+      check_stop();
+      events.clear();
+      auto r0 = Clock::now();
+      spool->read(cursor, c.opt.batch, events);
+      read_s += seconds_since(r0);
+      if (events.empty()) break;
+      cursor = events.back().seq + 1;
+      read_n += events.size();
+      batch.sent_at_ms = now_utc_ms();
+      batch.events.swap(events);
+      auto e0 = Clock::now();
+      auto payload = encode_batch(batch);
+      encode_s += seconds_since(e0);
+      batch.events.swap(events);
+    }
+  }
+  std::cerr << read_n << " events read in " << read_s << " s, encoded in " << encode_s << " s\n";
+
+  agent::AgentConfig cfg;
+  cfg.broker_uri = broker_uri;
+  cfg.agent_id = kAgentId;
+  cfg.post_id = kPost;
+  cfg.allow_plaintext = true;
+  cfg.spool = so;
+  cfg.batch_max_events = c.opt.batch;
+  cfg.max_inflight_batches = c.opt.inflight;
+  sub.reset(c.opt.events);
+  agent::Agent agent(cfg, c.catalogue, std::move(spool), c.log);
+  c.events_topic = agent.events_topic();
+
+  std::cerr << "draining " << c.opt.events << " events (batch " << c.opt.batch << ", in-flight " << c.opt.inflight
+            << ")...\n";
+  t0 = Clock::now();
+  agent.start();
+  // Timed from the connection on: a second Paho client in one process connects ~1-2 s
+  // late (the library's shared threads wait out a timeout), which the real agent
+  // process, with one client, does not see.
+  const bool connected = agent.wait_until_connected(30s);
+  const double connect_s = seconds_since(t0);
+  const double cpu0 = self_cpu_s(), broker0 = broker_cpu_s(broker_pid);
+  const auto threads0 = thread_cpu();
+  t0 = Clock::now();
+  bool done = connected &&
+              wait_progress(
+                  "draining", [&] { return sub.counts().unique >= c.opt.events && agent.stats().backlog.events == 0; },
+                  [&] { return std::to_string(sub.counts().unique) + "/" + std::to_string(c.opt.events) + " events"; },
+                  kDrainTimeout);
+  const double drain_s = seconds_since(t0);
+  const double cpu_s = self_cpu_s() - cpu0, broker_s = broker_cpu_s(broker_pid) - broker0;
+  auto counts = sub.counts();
+  auto stats = agent.stats();
+  std::cerr << "  " << (done ? "drained " : "TIMED OUT after ") << counts.unique << " events in " << drain_s << " s\n"
+            << "  CPU by thread: " << thread_cpu_delta(threads0) << "; mosquitto " << broker_s << " s\n";
+
+  const double rss_kb = static_cast<double>(status_kb("self", "VmRSS"));
+  const double hwm_kb = static_cast<double>(status_kb("self", "VmHWM"));
+  agent.stop();
+
+  c.report.section("drain", "drain: Agent over the full spool -> Mosquitto -> Paho subscriber (QoS 1)");
+  c.report.add_text("completed", "completed", done ? "yes" : connected ? "NO (timed out)" : "NO (no connection)");
+  c.report.add("reopen_seconds", "spool re-open (recovery scan)", reopen_s, "s", 2);
+  c.report.add("read_us_per_event", "spool read+decode, 1 thread, no broker", read_n ? 1e6 * read_s / read_n : 0,
+               "us/event", 3);
+  c.report.add("encode_us_per_event", "batch encode, 1 thread, no broker", read_n ? 1e6 * encode_s / read_n : 0,
+               "us/event", 3);
+  c.report.add("connect_seconds", "connect (in-process, see README)", connect_s, "s", 2);
+  const double rate = static_cast<double>(counts.unique) / drain_s;
+  c.report.add("events_per_s", "events drained/s", rate, "events/s");
+  c.report.add("seconds", "time to drain N (after connect)", drain_s, "s", 2);
+  c.report.add("messages_sent", "MQTT messages sent (acked batches)", static_cast<double>(stats.batches_sent), "");
+  c.report.add("messages_received", "MQTT messages received", static_cast<double>(counts.messages), "");
+  c.report.add("wire_bytes_per_event", "payload bytes on the wire per event",
+               counts.events ? static_cast<double>(counts.payload_bytes) / counts.events : 0, "bytes", 1);
+  c.report.add("payload_bytes_per_message", "payload bytes per message",
+               counts.messages ? static_cast<double>(counts.payload_bytes) / counts.messages : 0, "bytes");
+  c.report.add("duplicates", "duplicate events received", static_cast<double>(counts.duplicates), "");
+  c.report.add("reconnects", "agent reconnects", static_cast<double>(stats.reconnects), "");
+  c.report.add("process_cpu_seconds", "bench process CPU (agent + subscriber)", cpu_s, "s", 2);
+  c.report.add("broker_cpu_seconds", "mosquitto CPU", broker_s, "s", 2);
+  c.report.section("rss_self", "memory: this benchmark process (agent + subscriber + bench), after the drain");
+  c.report.add("vm_rss_kib", "VmRSS", rss_kb, "KiB");
+  c.report.add("vm_hwm_kib", "VmHWM (peak)", hwm_kb, "KiB");
+  return rate;
+}
+
+// 3. The real postwatch-agent binary: idle RSS, then RSS and CPU while fed 100 events/s.
+void phase_child(Context& c, Subscriber& sub, const std::string& broker_uri) {
+  const std::string bin = POSTWATCH_BENCH_AGENT_BINARY;
+  c.report.section("agent_process", "memory/CPU: postwatch-agent run (child process, own spool)");
+  if (!fs::exists(bin)) {
+    c.report.add_text("error", "skipped", bin + " not found");
+    return;
+  }
+  auto cfg_file = c.work.path() / "agent.json";
+  std::ofstream(cfg_file) << nlohmann::json{{"broker_uri", broker_uri},
+                                            {"allow_plaintext", true},
+                                            {"agent_id", kChildAgentId},
+                                            {"post_id", kPost},
+                                            {"catalogue_file", test::catalogue_path().string()},
+                                            {"spool", {{"dir", (c.work.path() / "child-spool").string()}}}}
+                                 .dump(2);
+  const std::uint64_t feed_n = kFeedRate * static_cast<std::uint64_t>(kFeedWindow.count());
+  sub.reset(feed_n);
+  std::cerr << "starting " << bin << ", idle for " << kIdleWindow.count() << " s...\n";
+  test::ChildProcess child({bin, "run", "--config", cfg_file.string()}, c.work.path() / "agent.log", true);
+  const std::string pid = std::to_string(child.pid());
+  std::this_thread::sleep_for(300ms);  // exec, config, catalogue, connect
+  const double idle_cpu0 = proc_stat(pid).cpu_s;
+  auto t0 = Clock::now();
+  while (Clock::now() - t0 < kIdleWindow) {
+    check_stop();
+    std::this_thread::sleep_for(50ms);
+  }
+  const double idle_cpu = proc_stat(pid).cpu_s - idle_cpu0;
+  const double idle_wall = seconds_since(t0);
+  if (!child.running()) {
+    std::cerr << "postwatch-agent exited early:\n" << child.log() << "\n";
+    c.report.add_text("error", "skipped", "postwatch-agent exited early (see stderr)");
+    return;
+  }
+  const double idle_rss = static_cast<double>(status_kb(pid, "VmRSS"));
+
+  std::cerr << "feeding it " << kFeedRate << " events/s for " << kFeedWindow.count() << " s...\n";
+  const double cpu0 = proc_stat(pid).cpu_s;
+  t0 = Clock::now();
+  for (std::uint64_t i = 0; i < feed_n; ++i) {
+    check_stop();
+    std::this_thread::sleep_until(t0 + std::chrono::microseconds(1'000'000 / kFeedRate) * i);
+    if (!child.write_stdin(event_line(i))) break;
+  }
+  std::this_thread::sleep_until(t0 + kFeedWindow);
+  const double busy_cpu = proc_stat(pid).cpu_s - cpu0;
+  const double busy_wall = seconds_since(t0);
+  const double busy_rss = static_cast<double>(status_kb(pid, "VmRSS"));
+  const double busy_hwm = static_cast<double>(status_kb(pid, "VmHWM"));
+  test::wait_until([&] { return sub.counts().unique >= feed_n; }, 5s);
+  const auto delivered = sub.counts().unique;
+
+  child.close_stdin();
+  child.signal(SIGTERM);
+  if (child.wait(10s) == -1) child.signal(SIGKILL);
+  child.wait(5s);
+
+  c.report.add("idle_vm_rss_kib", "VmRSS idle (connected, empty spool)", idle_rss, "KiB");
+  c.report.add("idle_cpu_percent", "CPU idle", 100.0 * idle_cpu / idle_wall, "% of one core", 2);
+  c.report.add("busy_vm_rss_kib", "VmRSS after 5 s at 100 events/s", busy_rss, "KiB");
+  c.report.add("busy_vm_hwm_kib", "VmHWM (peak) so far", busy_hwm, "KiB");
+  c.report.add("busy_cpu_percent", "CPU at 100 events/s (utime+stime)", 100.0 * busy_cpu / busy_wall, "% of one core",
+               2);
+  c.report.add("delivered", "events delivered (of 500)", static_cast<double>(delivered), "");
+}
+
+// 4. The ceiling: a bare Paho publisher, same payload bytes, same QoS and window, no spool.
+double phase_baseline(Context& c, Subscriber& sub, const std::string& broker_uri, const std::string& broker_pid) {
+  std::cerr << "baseline: pre-encoding " << c.opt.events << " events in batches of " << c.opt.batch << "... "
+            << std::flush;
+  auto t0 = Clock::now();
+  std::vector<std::vector<std::uint8_t>> payloads;
+  {
+    EventBatch batch;
+    batch.agent_id = kAgentId;
+    batch.post_id = kPost;
+    for (std::uint64_t first = 0; first < c.opt.events; first += c.opt.batch) {
+      batch.events.clear();
+      for (std::uint64_t i = first; i < std::min<std::uint64_t>(first + c.opt.batch, c.opt.events); ++i) {
+        batch.events.push_back(make_event(i));
+        batch.events.back().seq = i + 1;
+      }
+      batch.sent_at_ms = now_utc_ms();
+      payloads.push_back(encode_batch(batch));
+    }
+  }
+  std::cerr << payloads.size() << " payloads in " << seconds_since(t0) << " s\n";
+
+  sub.reset(c.opt.events);
+  mqtt::async_client pub(broker_uri, "pw-bench-baseline");
+  auto opts = mqtt::connect_options_builder()
+                  .clean_session(true)
+                  .keep_alive_interval(20s)
+                  .max_inflight(static_cast<int>(c.opt.inflight * 2))  // as the agent sets it
+                  .finalize();
+  std::cerr << "baseline: publishing...\n";
+  t0 = Clock::now();
+  pub.connect(opts)->wait();
+  const double connect_s = seconds_since(t0);
+  // Several rounds over the one connection; the median is the ceiling (one round
+  // of ~1 s on a shared 2-core machine varies by up to 2x).
+  struct Round {
+    bool done = false;
+    double total_s = 0, publish_s = 0, cpu_s = 0, broker_s = 0;
+    Subscriber::Counts counts;
+  };
+  std::vector<Round> rounds;
+  for (int r = 1; r <= kBaselineRounds; ++r) {
+    sub.reset(c.opt.events);
+    Round rd;
+    const double cpu0 = self_cpu_s(), broker0 = broker_cpu_s(broker_pid);
+    const auto threads0 = thread_cpu();
+    t0 = Clock::now();
+    std::deque<mqtt::delivery_token_ptr> window;
+    for (const auto& p : payloads) {
+      if (window.size() >= c.opt.inflight) {
+        window.front()->wait();
+        window.pop_front();
+        check_stop();
+      }
+      window.push_back(pub.publish(c.events_topic, p.data(), p.size(), 1, false));
+    }
+    for (auto& t : window) t->wait();
+    rd.publish_s = seconds_since(t0);
+    rd.done = wait_progress(
+        "baseline", [&] { return sub.counts().unique >= c.opt.events; },
+        [&] { return std::to_string(sub.counts().unique) + "/" + std::to_string(c.opt.events) + " events"; },
+        kBaselineTimeout);
+    rd.total_s = seconds_since(t0);
+    rd.cpu_s = self_cpu_s() - cpu0;
+    rd.broker_s = broker_cpu_s(broker_pid) - broker0;
+    rd.counts = sub.counts();
+    std::cerr << "  round " << r << ": " << (rd.done ? "delivered " : "TIMED OUT after ") << rd.counts.unique
+              << " events in " << rd.total_s << " s\n  CPU by thread: " << thread_cpu_delta(threads0) << "; mosquitto "
+              << rd.broker_s << " s\n";
+    rounds.push_back(rd);
+    if (!rd.done) break;
+  }
+  try {
+    pub.disconnect(500)->wait_for(1s);
+  } catch (const mqtt::exception&) {
+  }
+  auto by_time = rounds;
+  std::sort(by_time.begin(), by_time.end(), [](const Round& a, const Round& b) { return a.total_s < b.total_s; });
+  const Round& med = by_time[by_time.size() / 2];
+  auto events_per_s = [](const Round& r) { return static_cast<double>(r.counts.unique) / r.total_s; };
+  const bool all_done = std::all_of(rounds.begin(), rounds.end(), [](const Round& r) { return r.done; });
+
+  c.report.section("baseline", "baseline: bare Paho publisher, same pre-encoded payloads, QoS 1, same window");
+  c.report.add_text("completed", "completed",
+                    all_done ? std::to_string(rounds.size()) + " rounds, median shown" : "NO (timed out)");
+  c.report.add("messages_per_s", "messages/s", static_cast<double>(med.counts.messages) / med.total_s, "msg/s");
+  const double rate = events_per_s(med);
+  c.report.add("events_per_s", "events/s", rate, "events/s");
+  c.report.add("events_per_s_fastest", "events/s, fastest round", events_per_s(by_time.front()), "events/s");
+  c.report.add("events_per_s_slowest", "events/s, slowest round", events_per_s(by_time.back()), "events/s");
+  c.report.add("connect_seconds", "connect (in-process, see README)", connect_s, "s", 2);
+  c.report.add("seconds", "time for N (after connect)", med.total_s, "s", 2);
+  c.report.add("publish_seconds", "of which until the last PUBACK", med.publish_s, "s", 2);
+  c.report.add("process_cpu_seconds", "bench process CPU (publisher + subscriber)", med.cpu_s, "s", 2);
+  c.report.add("broker_cpu_seconds", "mosquitto CPU", med.broker_s, "s", 2);
+  return rate;
+}
+
+int run(const Options& opt) {
+  Context c;
+  c.opt = opt;
+  c.catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(test::catalogue_path()));
+  c.log = std::make_shared<spdlog::logger>("agent", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  c.log->set_level(spdlog::level::warn);
+  c.report.config("events", opt.events);
+  c.report.config("batch_max_events", opt.batch);
+  c.report.config("max_inflight_batches", opt.inflight);
+  c.report.config("cpus", std::thread::hardware_concurrency());
+  c.report.config("started_at_ms", now_utc_ms());
+
+  phase_fill(c);
+
+  std::cerr << "starting mosquitto and the subscriber...\n";
+  test::MosquittoBroker broker("", /*persistent=*/false);
+  const std::string broker_pid = find_child("mosquitto");
+  Subscriber sub(broker.uri());
+  const double drain_rate = phase_drain(c, sub, broker.uri(), broker_pid);
+  phase_child(c, sub, broker.uri());
+  const double baseline_rate = phase_baseline(c, sub, broker.uri(), broker_pid);
+  c.report.section("summary", "summary");
+  c.report.add("drain_to_baseline", "agent drain rate / baseline rate",
+               baseline_rate > 0 ? drain_rate / baseline_rate : 0, "", 2);
+
+  std::cout << "postwatch-bench-agent: " << opt.events << " events, batch " << opt.batch << ", in-flight "
+            << opt.inflight << ", " << std::thread::hardware_concurrency() << " CPUs, broker " << broker.uri()
+            << "\n\n";
+  c.report.print(std::cout);
+  if (!opt.json_file.empty()) {
+    std::ofstream out(opt.json_file);
+    out << c.report.json().dump(2) << "\n";
+    if (!out) {
+      std::cerr << "postwatch-bench-agent: cannot write " << opt.json_file << "\n";
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  try {
+    int code = 2;
+    auto opt = parse_options(argc, argv, code);
+    if (!opt) return code;
+    return run(*opt);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "postwatch-bench-agent: " << e.what() << "\n" << kUsage;
+    return 2;
+  } catch (const Interrupted&) {
+    std::cerr << "postwatch-bench-agent: interrupted; stopped every process it started\n";
+    return 130;
+  } catch (const std::exception& e) {
+    std::cerr << "postwatch-bench-agent: " << e.what() << "\n";
+    return 1;
+  }
+}
