@@ -43,9 +43,10 @@ struct Cursor {
     d.remove_prefix(sizeof v);
     return v;
   }
-  std::string str() {
+  // Refuses lengths the encoder never writes: they can only be corruption.
+  std::string str(std::size_t max) {
     auto n = get<std::uint16_t>();
-    if (!ok || d.size() < n) {
+    if (!ok || d.size() < n || n > max) {
       ok = false;
       return {};
     }
@@ -100,14 +101,15 @@ RecordStatus decode_record(std::string_view data, IndicatorEvent& e, std::size_t
   e.observed_at_ms = c.get<std::int64_t>();
   auto kind = c.get<std::uint8_t>();
   e.number = c.get<double>();
-  e.indicator = c.str();
-  e.text = c.str();
-  e.note = c.str();
+  e.indicator = c.str(255);
+  e.text = c.str(1024);
+  e.note = c.str(2048);
   auto ntags = c.get<std::uint8_t>();
+  if (ntags > 32) return RecordStatus::Corrupt;
   e.tags.clear();
   for (std::uint8_t i = 0; i < ntags && c.ok; ++i) {
-    auto k = c.str();
-    auto v = c.str();
+    auto k = c.str(255);
+    auto v = c.str(255);
     e.tags.emplace_back(std::move(k), std::move(v));
   }
   if (!c.ok || !c.d.empty() || kind > static_cast<std::uint8_t>(ValueKind::Text)) return RecordStatus::Corrupt;

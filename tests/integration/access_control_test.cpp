@@ -1,0 +1,136 @@
+// The broker configuration postwatch-broker-config generates: an agent can publish
+// only on its own topics and read nothing; the aggregator reads agents and writes
+// the feed; wrong credentials are refused.
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <set>
+
+using namespace postwatch::test;
+
+namespace {
+
+std::string read_secret(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::string s;
+  std::getline(in, s);
+  return s;
+}
+
+class Client {
+ public:
+  Client(const std::string& uri, const std::string& id, const std::string& user, const std::string& password)
+      : client_(uri, id) {
+    client_.set_message_callback([this](mqtt::const_message_ptr m) {
+      std::lock_guard lk(mu_);
+      received_.insert(m->get_topic() + "|" + m->get_payload_str());
+    });
+    auto opts = mqtt::connect_options_builder().user_name(user).password(password).clean_session(true).finalize();
+    client_.connect(opts)->wait();
+  }
+  ~Client() {
+    try {
+      client_.disconnect()->wait();
+    } catch (...) {
+    }
+  }
+  mqtt::async_client& raw() { return client_; }
+  bool got(const std::string& topic, const std::string& payload) {
+    std::lock_guard lk(mu_);
+    return received_.count(topic + "|" + payload) > 0;
+  }
+
+ private:
+  mqtt::async_client client_;
+  std::mutex mu_;
+  std::set<std::string> received_;
+};
+
+}  // namespace
+
+class AccessControl : public ::testing::Test {
+ protected:
+  TempDir dir;
+  std::filesystem::path out = dir.path() / "broker";
+  std::unique_ptr<MosquittoBroker> broker;
+
+  void SetUp() override {
+    std::ofstream(dir.path() / "fleet.csv") << "# post,agent\nbamako,gw-1\nkabul,gw-1\n";
+    ChildProcess gen({(binary_dir() / "tools" / "broker_config" / "postwatch-broker-config").string(), "--fleet",
+                      (dir.path() / "fleet.csv").string(), "--out", out.string(), "--operator", "ops-1"},
+                     dir.path() / "gen.log");
+    ASSERT_EQ(gen.wait(std::chrono::seconds(30)), 0) << gen.log();
+    // Mosquitto started as root runs as its own user; in production the files belong to its group.
+    std::filesystem::permissions(out / "passwd", std::filesystem::perms::others_read,
+                                 std::filesystem::perm_options::add);
+    broker = std::make_unique<MosquittoBroker>("allow_anonymous false\npassword_file " + (out / "passwd").string() +
+                                               "\nacl_file " + (out / "acl").string());
+  }
+  std::string secret(const std::string& user) { return read_secret(out / "secrets" / (user + ".password")); }
+  void agent_publishes_only_its_own_topics();
+};
+
+TEST_F(AccessControl, AgentPublishesOnlyItsOwnTopicsAndReadsNothing) {
+  try {
+    agent_publishes_only_its_own_topics();
+  } catch (const std::exception& e) {
+    FAIL() << e.what() << "\nbroker log:\n" << broker->log();
+  }
+}
+
+void AccessControl::agent_publishes_only_its_own_topics() {
+  Client aggregator(broker->uri(), "agg", "postwatch-aggregator", secret("postwatch-aggregator"));
+  aggregator.raw().subscribe("postwatch/v1/+/+/+/events", 1)->wait();
+  const std::string own = "postwatch/v1/sub-saharan-africa/bamako/gw-1/events";
+  const std::string foreign = "postwatch/v1/asia/kabul/gw-1/events";
+  {
+    // Mosquitto 2.0 drops a denied publish and closes the offender's connection.
+    Client forger(broker->uri(), "forger", "agent.bamako.gw-1", secret("agent.bamako.gw-1"));
+    try {
+      forger.raw().publish(foreign, std::string("forged"), 1, false)->wait_for(std::chrono::seconds(5));
+    } catch (const mqtt::exception&) {
+    }
+  }
+  Client bamako(broker->uri(), "bamako", "agent.bamako.gw-1", secret("agent.bamako.gw-1"));
+  bamako.raw().publish(own, std::string("genuine"), 1, false)->wait();
+  ASSERT_TRUE(wait_until([&] { return aggregator.got(own, "genuine"); }, std::chrono::seconds(10)));
+  EXPECT_FALSE(aggregator.got(foreign, "forged"));
+
+  // The agent cannot read the goal feed (nor anything else). Mosquitto grants a v3.1.1
+  // SUBACK even where the ACL denies reading, and then delivers nothing on it.
+  bamako.raw().subscribe("postwatch/v1/feed/#", 1)->wait();
+  bamako.raw().subscribe("postwatch/v1/+/+/+/events", 1)->wait();
+  aggregator.raw().publish("postwatch/v1/feed/goals/7", std::string("{\"status\":\"red\"}"), 1, true)->wait();
+  Client ops(broker->uri(), "ops", "ops-1", secret("ops-1"));
+  ops.raw().subscribe("postwatch/v1/feed/#", 1)->wait();
+  ASSERT_TRUE(wait_until([&] { return ops.got("postwatch/v1/feed/goals/7", "{\"status\":\"red\"}"); },
+                         std::chrono::seconds(10)));  // operators do read it
+  // The broker wrote the live message to every permitted subscriber before acknowledging
+  // the publish, so by now the agent would have it if it were allowed to read.
+  EXPECT_FALSE(bamako.got("postwatch/v1/feed/goals/7", "{\"status\":\"red\"}"));
+}
+
+TEST_F(AccessControl, WrongOrMissingCredentialsAreRefused) {
+  EXPECT_THROW(Client(broker->uri(), "x1", "agent.bamako.gw-1", "not-the-password"), mqtt::exception);
+  EXPECT_THROW(Client(broker->uri(), "x2", "nobody", "whatever"), mqtt::exception);
+  mqtt::async_client anonymous(broker->uri(), "x3");
+  EXPECT_THROW(anonymous.connect()->wait(), mqtt::exception);
+  auto secrets = out / "secrets" / "agent.bamako.gw-1.password";
+  auto perms = std::filesystem::status(secrets).permissions();
+  EXPECT_EQ(perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+            std::filesystem::perms::none);
+}
+
+TEST_F(AccessControl, UnknownPostInTheFleetIsRefused) {
+  std::ofstream(dir.path() / "bad.csv") << "atlantis,gw-1\n";
+  ChildProcess gen({(binary_dir() / "tools" / "broker_config" / "postwatch-broker-config").string(), "--fleet",
+                    (dir.path() / "bad.csv").string(), "--out", (dir.path() / "bad").string()},
+                   dir.path() / "bad.log");
+  EXPECT_EQ(gen.wait(std::chrono::seconds(30)), 1);
+  EXPECT_NE(gen.log().find("bad.csv:1: post 'atlantis' is not in the catalogue"), std::string::npos) << gen.log();
+}
