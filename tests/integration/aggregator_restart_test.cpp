@@ -62,10 +62,13 @@ bool caught_up(AggregatorProcess& agg, int n) {
 // What an operator sees: goals (shown and raw), and every post's values.
 json board_view(AggregatorProcess& agg) {
   json view;
-  for (const auto& g : agg.get("/api/v1/goals")["goals"])
+  // Keep each response alive for its loop: a range-for over a temporary's member dangles.
+  const json goals = agg.get("/api/v1/goals");
+  for (const auto& g : goals["goals"])
     view["goals"].push_back({g["id"], g["status"], g["raw_status"], g["score"], g["posts_reporting"]});
   for (const char* post : {"bamako", "kabul", "caracas"})
-    for (const auto& ind : agg.get(std::string("/api/v1/posts/") + post)["indicators"])
+    const json detail = agg.get(std::string("/api/v1/posts/") + post);
+    for (const auto& ind : detail["indicators"])
       view["posts"][post][ind["id"].get<std::string>()] = {ind["value"], ind["status"], ind["observed_at_ms"]};
   auto s = agg.get("/api/v1/stats");
   view["counts"] = {s["events_accepted"], s["events_gaps"], s["events_late"]};
