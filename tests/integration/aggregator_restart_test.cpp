@@ -64,12 +64,13 @@ json board_view(AggregatorProcess& agg) {
   json view;
   // Keep each response alive for its loop: a range-for over a temporary's member dangles.
   const json goals = agg.get("/api/v1/goals");
-  for (const auto& g : goals["goals"])
+  for (const auto& g : goals.value("goals", json::array()))
     view["goals"].push_back({g["id"], g["status"], g["raw_status"], g["score"], g["posts_reporting"]});
-  for (const char* post : {"bamako", "kabul", "caracas"})
+  for (const char* post : {"bamako", "kabul", "caracas"}) {
     const json detail = agg.get(std::string("/api/v1/posts/") + post);
-    for (const auto& ind : detail["indicators"])
+    for (const auto& ind : detail.value("indicators", json::array()))
       view["posts"][post][ind["id"].get<std::string>()] = {ind["value"], ind["status"], ind["observed_at_ms"]};
+  }
   auto s = agg.get("/api/v1/stats");
   view["counts"] = {s["events_accepted"], s["events_gaps"], s["events_late"]};
   return view;
