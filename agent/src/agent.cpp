@@ -1,5 +1,7 @@
 #include "postwatch/agent/agent.hpp"
 
+#include "postwatch/agent/tls_diagnostics.hpp"
+
 #include "postwatch/clock.hpp"
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
@@ -76,6 +78,10 @@ struct Agent::Impl {
   std::unique_ptr<mqtt::async_client> client;
   std::thread publisher;
 
+  std::string password;  // from password_file; never logged
+  mutable std::mutex tls_mu;
+  mutable std::string tls_error;  // the last OpenSSL error Paho reported, for the next connect failure
+
   Impl(AgentConfig c, std::shared_ptr<const IndicatorCatalogue> cat, std::unique_ptr<EventBacklog> b,
        std::shared_ptr<spdlog::logger> l)
       : config(std::move(c)), catalogue(std::move(cat)), log(std::move(l)), backlog(std::move(b)) {
@@ -86,6 +92,9 @@ struct Agent::Impl {
     state_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::State);
     heartbeat_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Heartbeat);
     reported_drops = backlog->stats().dropped;
+    if (!config.password_file.empty()) password = read_secret_file(config.password_file);
+    if (config.uses_tls() && !config.tls.enabled)
+      throw ConfigError("tls: broker_uri " + config.broker_uri + " uses TLS and needs a tls section");
   }
 
   AgentState state_message(bool online) const {
@@ -178,7 +187,48 @@ struct Agent::Impl {
                      }(),
                      1, true));
     if (!config.username.empty()) b.user_name(config.username);
+    if (!password.empty()) b.password(password);
+    if (config.uses_tls()) {
+      auto ssl = mqtt::ssl_options_builder()
+                     .trust_store(config.tls.ca_file)  // empty: OpenSSL's default paths
+                     .key_store(config.tls.cert_file)
+                     .private_key(config.tls.key_file)
+                     .enable_server_cert_auth(true)
+                     .verify(config.tls.verify_hostname)
+                     .error_handler([this](const std::string& msg) {
+                       std::lock_guard lk(tls_mu);
+                       tls_error = msg;
+                     })
+                     .finalize();
+      b.ssl(std::move(ssl));
+    }
     return b.finalize();
+  }
+
+  // Paho says "TCP/TLS connect failure" or "CONNACK return code"; this says why, with a hint.
+  std::string explain_connect_failure(const mqtt::exception& e) {
+    std::string what = e.what();
+    int rc = e.get_return_code();
+    int reason = e.get_reason_code();
+    // MQTT 3.1.1 CONNACK 4/5, MQTT 5 reason codes 0x86/0x87.
+    if (rc == 4 || rc == 5 || reason == 0x86 || reason == 0x87) {
+      return what + ": not authorised by the broker: it refused the login" +
+             (config.username.empty() ? std::string(" (no username configured)")
+                                      : " of user '" + config.username + "'") +
+             "; hint: check username and the password in " +
+             (config.password_file.empty() ? std::string("password_file (not set)") : config.password_file) +
+             " against the broker's password file and ACL";
+    }
+    if (!config.uses_tls()) return what;
+    std::string openssl;
+    {
+      std::lock_guard lk(tls_mu);
+      openssl.swap(tls_error);
+    }
+    std::string diagnosis = diagnose_tls_handshake(config.broker_uri, config.tls, std::chrono::seconds(3));
+    if (!diagnosis.empty()) return what + ": " + diagnosis;
+    if (!openssl.empty()) return what + " (TLS: " + openssl + ")";
+    return what;
   }
 
   void run() {
@@ -332,7 +382,7 @@ struct Agent::Impl {
       log->info("connected to {} as {}", config.broker_uri, client_id_for(config));
       return true;
     } catch (const mqtt::exception& e) {
-      note_error("cannot connect to " + config.broker_uri + ": " + e.what());
+      note_error("cannot connect to " + config.broker_uri + ": " + explain_connect_failure(e));
       return false;
     }
   }

@@ -1,10 +1,16 @@
 #include "postwatch/agent/agent_config.hpp"
 
+#include "postwatch/agent/tls_diagnostics.hpp"
 #include "postwatch/catalogue.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -13,91 +19,204 @@ using nlohmann::json;
 
 namespace {
 
+// Reads fields and records every problem instead of stopping at the first one.
 class FieldReader {
  public:
-  FieldReader(const json& root, std::string origin) : root_(root), origin_(std::move(origin)) {}
+  explicit FieldReader(std::vector<ConfigProblem>& problems) : problems_(problems) {}
 
-  [[noreturn]] void fail(const std::string& field, const std::string& what) const {
-    throw ConfigError(origin_ + ": " + field + ": " + what);
-  }
-  const json* find(const json& obj, const char* key) const {
+  void fail(const std::string& field, const std::string& what) { problems_.push_back({field, what, false}); }
+  static const json* find(const json& obj, const char* key) {
     auto it = obj.find(key);
     return it == obj.end() ? nullptr : &*it;
   }
-  void str(const json& obj, const std::string& path, const char* key, std::string& out, bool required = false) const {
+  void str(const json& obj, const std::string& path, const char* key, std::string& out, bool required = false) {
     const json* v = find(obj, key);
     if (!v) {
       if (required) fail(path + key, "missing (required)");
       return;
     }
-    if (!v->is_string()) fail(path + key, "must be a string");
+    if (!v->is_string()) return fail(path + key, "must be a string");
     out = v->get<std::string>();
   }
   template <typename Int>
-  void uint(const json& obj, const std::string& path, const char* key, Int& out, std::int64_t lo,
-            std::int64_t hi) const {
+  void uint(const json& obj, const std::string& path, const char* key, Int& out, std::int64_t lo, std::int64_t hi) {
     const json* v = find(obj, key);
     if (!v) return;
-    if (!v->is_number_integer()) fail(path + key, "must be a whole number");
+    if (!v->is_number_integer()) return fail(path + key, "must be a whole number");
     auto n = v->get<std::int64_t>();
-    if (n < lo || n > hi) fail(path + key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    if (n < lo || n > hi)
+      return fail(path + key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
     out = static_cast<Int>(n);
   }
-  void boolean(const json& obj, const std::string& path, const char* key, bool& out) const {
+  void boolean(const json& obj, const std::string& path, const char* key, bool& out) {
     const json* v = find(obj, key);
     if (!v) return;
-    if (!v->is_boolean()) fail(path + key, "must be true or false");
+    if (!v->is_boolean()) return fail(path + key, "must be true or false");
     out = v->get<bool>();
   }
-  const json& root() const { return root_; }
+  // A section that must be an object and may only hold `known` keys; null if absent or not an object.
+  const json* section(const json& root, const char* key, const std::vector<std::string>& known) {
+    const json* s = find(root, key);
+    if (!s) return nullptr;
+    if (!s->is_object()) {
+      fail(key, "must be an object");
+      return nullptr;
+    }
+    unknown_keys(*s, std::string(key) + ".", known);
+    return s;
+  }
+  void unknown_keys(const json& obj, const std::string& path, const std::vector<std::string>& known) {
+    for (const auto& [k, _] : obj.items())
+      if (std::find(known.begin(), known.end(), k) == known.end()) {
+        std::string hint;
+        for (const auto& candidate : known) {
+          if (!hint.empty()) hint += ", ";
+          hint += candidate;
+        }
+        fail(path + k, "unknown setting (known here: " + hint + ")");
+      }
+  }
 
  private:
-  const json& root_;
-  std::string origin_;
+  std::vector<ConfigProblem>& problems_;
 };
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+// Paths in the file are relative to the file's directory.
+std::string resolve(const std::filesystem::path& file, const std::string& path) {
+  if (path.empty()) return path;
+  return (file.parent_path() / path).string();
+}
+
+std::string mode_octal(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+// Empty if `file` can be opened for reading, otherwise why not.
+std::string unreadable(const std::filesystem::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return "cannot read " + file.string() + ": " + std::strerror(errno);
+  if (!S_ISREG(st.st_mode)) return file.string() + " is not a regular file";
+  std::ifstream in(file);
+  if (!in) return "cannot read " + file.string() + ": " + std::strerror(errno);
+  return "";
+}
+
+// Empty if this user can create or write the spool directory, otherwise why not.
+std::string spool_dir_problem(const std::filesystem::path& dir) {
+  std::error_code ec;
+  auto p = std::filesystem::absolute(dir, ec);
+  if (ec) p = dir;
+  if (std::filesystem::exists(p, ec)) {
+    if (!std::filesystem::is_directory(p, ec)) return p.string() + " exists and is not a directory";
+    if (::access(p.c_str(), W_OK | X_OK) != 0)
+      return p.string() + " is not writable by uid " + std::to_string(::geteuid()) + ": " + std::strerror(errno);
+    return "";
+  }
+  // Missing: the agent creates it, so the nearest existing parent must be writable.
+  auto parent = p.parent_path();
+  while (!parent.empty() && !std::filesystem::exists(parent, ec) && parent != parent.parent_path())
+    parent = parent.parent_path();
+  if (!std::filesystem::is_directory(parent, ec))
+    return p.string() + " cannot be created: " + parent.string() + " is not a directory";
+  if (::access(parent.c_str(), W_OK | X_OK) != 0)
+    return p.string() + " does not exist and cannot be created: " + parent.string() + " is not writable by uid " +
+           std::to_string(::geteuid());
+  return "";
+}
 
 }  // namespace
 
-AgentConfig AgentConfig::load(const std::filesystem::path& file) {
+std::string secret_file_exposure(const std::filesystem::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return "";
+  bool group = st.st_mode & S_IRGRP, others = st.st_mode & S_IROTH;
+  if (!group && !others) return "";
+  return file.string() + " is readable by " +
+         (group && others ? "group and others"
+          : group         ? "group"
+                          : "others") +
+         " (mode " + mode_octal(st.st_mode) + "); a secret must be readable by its owner only: chmod 600 " +
+         file.string();
+}
+
+std::string read_secret_file(const std::filesystem::path& file) {
+  if (auto why = unreadable(file); !why.empty()) throw ConfigError("password_file: " + why);
+  if (auto why = secret_file_exposure(file); !why.empty()) throw ConfigError("password_file: " + why);
+  std::ifstream in(file, std::ios::binary);
+  std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!secret.empty() && secret.back() == '\n') secret.pop_back();
+  if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+  if (secret.empty()) throw ConfigError("password_file: " + file.string() + " is empty");
+  return secret;
+}
+
+bool AgentConfig::uses_tls() const { return starts_with(broker_uri, "ssl://") || starts_with(broker_uri, "mqtts://"); }
+
+std::vector<ConfigProblem> AgentConfig::check_consistency() const {
+  std::vector<ConfigProblem> out;
+  bool plaintext = starts_with(broker_uri, "tcp://") || starts_with(broker_uri, "mqtt://");
+  if (plaintext && !allow_plaintext)
+    out.push_back({"broker_uri",
+                   "plaintext " + broker_uri + " needs \"allow_plaintext\": true (or use ssl:// with a tls section)"});
+  if (plaintext && tls.enabled)
+    out.push_back({"tls", "a tls section is set but broker_uri " + broker_uri +
+                              " is plaintext; use ssl://host:8883 (or mqtts://) to connect with TLS"});
+  if (uses_tls() && !tls.enabled)
+    out.push_back({"tls", "broker_uri " + broker_uri +
+                              " uses TLS and needs a tls section (at least \"ca_file\", the CA of the broker)"});
+  if (tls.enabled && !tls.key_file.empty() && tls.cert_file.empty())
+    out.push_back({"tls.key_file", "is set without tls.cert_file (the client certificate it belongs to)"});
+  if (!password_file.empty() && username.empty())
+    out.push_back({"password_file", "is set without username (the broker login it belongs to)"});
+  return out;
+}
+
+AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<ConfigProblem>& problems) {
+  AgentConfig c;
+  FieldReader r(problems);
   std::ifstream in(file);
-  if (!in) throw ConfigError(file.string() + ": cannot open config file");
+  if (!in) {
+    r.fail("", std::string("cannot open config file: ") + std::strerror(errno));
+    return c;
+  }
   std::stringstream text;
   text << in.rdbuf();
   json root;
   try {
     root = json::parse(text.str());
   } catch (const json::parse_error& e) {
-    throw ConfigError(file.string() + ": not valid JSON: " + e.what());
+    r.fail("", std::string("not valid JSON: ") + e.what());
+    return c;
   }
-  if (!root.is_object()) throw ConfigError(file.string() + ": expected a JSON object");
-  FieldReader r(root, file.string());
-  static const std::vector<std::string> known = {
-      "broker_uri",      "agent_id",       "post_id", "username", "password_file",        "tls",
-      "allow_plaintext", "catalogue_file", "spool",   "batch",    "heartbeat_interval_s", "keep_alive_s",
-      "queue_max_events"};
-  for (const auto& [key, _] : root.items())
-    if (std::find(known.begin(), known.end(), key) == known.end()) r.fail(key, "unknown setting");
-
-  AgentConfig c;
+  if (!root.is_object()) {
+    r.fail("", "expected a JSON object");
+    return c;
+  }
   char hash[17];
   std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(text.str()));
   c.config_hash = hash;
+
+  r.unknown_keys(root, "",
+                 {"broker_uri", "agent_id", "post_id", "username", "password_file", "tls", "allow_plaintext",
+                  "catalogue_file", "spool", "batch", "heartbeat_interval_s", "keep_alive_s", "queue_max_events"});
   r.str(root, "", "broker_uri", c.broker_uri);
   r.str(root, "", "agent_id", c.agent_id, true);
   r.str(root, "", "post_id", c.post_id, true);
   r.str(root, "", "username", c.username);
   r.str(root, "", "password_file", c.password_file);
+  c.password_file = resolve(file, c.password_file);
   r.boolean(root, "", "allow_plaintext", c.allow_plaintext);
   std::string path;
   r.str(root, "", "catalogue_file", path);
   if (!path.empty()) c.catalogue_file = file.parent_path() / path;
-  if (const json* spool = r.find(root, "spool")) {
-    if (!spool->is_object()) r.fail("spool", "must be an object");
-    static const std::vector<std::string> spool_keys = {"dir",   "max_bytes",         "max_age_s", "segment_bytes",
-                                                        "fsync", "fsync_interval_ms", "overflow"};
-    for (const auto& [key, _] : spool->items())
-      if (std::find(spool_keys.begin(), spool_keys.end(), key) == spool_keys.end())
-        r.fail("spool." + key, "unknown setting");
+
+  if (const json* spool =
+          r.section(root, "spool",
+                    {"dir", "max_bytes", "max_age_s", "segment_bytes", "fsync", "fsync_interval_ms", "overflow"})) {
     path.clear();
     r.str(*spool, "spool.", "dir", path);
     if (!path.empty()) c.spool.dir = file.parent_path() / path;
@@ -128,22 +247,25 @@ AgentConfig AgentConfig::load(const std::filesystem::path& file) {
     else
       r.fail("spool.overflow", "must be refuse or drop_oldest");
   }
-  if (!is_valid_node_id(c.agent_id)) r.fail("agent_id", "must match ^[a-z0-9][a-z0-9-]{0,47}$");
-  if (!is_valid_node_id(c.post_id)) r.fail("post_id", "must match ^[a-z0-9][a-z0-9-]{0,47}$");
-  if (c.broker_uri.rfind("tcp://", 0) != 0 && c.broker_uri.rfind("ssl://", 0) != 0 &&
-      c.broker_uri.rfind("mqtt://", 0) != 0 && c.broker_uri.rfind("mqtts://", 0) != 0)
+  if (root.contains("agent_id") && root["agent_id"].is_string() && !is_valid_node_id(c.agent_id))
+    r.fail("agent_id", "must match ^[a-z0-9][a-z0-9-]{0,47}$");
+  if (root.contains("post_id") && root["post_id"].is_string() && !is_valid_node_id(c.post_id))
+    r.fail("post_id", "must match ^[a-z0-9][a-z0-9-]{0,47}$");
+  if (!starts_with(c.broker_uri, "tcp://") && !starts_with(c.broker_uri, "ssl://") &&
+      !starts_with(c.broker_uri, "mqtt://") && !starts_with(c.broker_uri, "mqtts://"))
     r.fail("broker_uri", "must start with tcp://, ssl://, mqtt:// or mqtts://");
-  if (const json* tls = r.find(root, "tls")) {
-    if (!tls->is_object()) r.fail("tls", "must be an object");
+  if (const json* tls = r.section(root, "tls", {"enabled", "ca_file", "cert_file", "key_file", "verify_hostname"})) {
     c.tls.enabled = true;
     r.boolean(*tls, "tls.", "enabled", c.tls.enabled);
     r.str(*tls, "tls.", "ca_file", c.tls.ca_file);
     r.str(*tls, "tls.", "cert_file", c.tls.cert_file);
     r.str(*tls, "tls.", "key_file", c.tls.key_file);
     r.boolean(*tls, "tls.", "verify_hostname", c.tls.verify_hostname);
+    c.tls.ca_file = resolve(file, c.tls.ca_file);
+    c.tls.cert_file = resolve(file, c.tls.cert_file);
+    c.tls.key_file = resolve(file, c.tls.key_file);
   }
-  if (const json* batch = r.find(root, "batch")) {
-    if (!batch->is_object()) r.fail("batch", "must be an object");
+  if (const json* batch = r.section(root, "batch", {"max_events", "max_delay_ms", "max_inflight"})) {
     r.uint(*batch, "batch.", "max_events", c.batch_max_events, 1, 10000);
     std::int64_t delay = c.batch_max_delay.count();
     r.uint(*batch, "batch.", "max_delay_ms", delay, 0, 60000);
@@ -157,6 +279,81 @@ AgentConfig AgentConfig::load(const std::filesystem::path& file) {
   c.keep_alive = std::chrono::seconds(ka);
   r.uint(root, "", "queue_max_events", c.queue_max_events, 1, 100'000'000);
   return c;
+}
+
+AgentConfig AgentConfig::load(const std::filesystem::path& file) {
+  std::vector<ConfigProblem> problems;
+  AgentConfig c = parse(file, problems);
+  if (!problems.empty()) {
+    ConfigCheck check;
+    check.file = file;
+    check.problems = std::move(problems);
+    throw ConfigError(check.describe_all());
+  }
+  return c;
+}
+
+ConfigCheck AgentConfig::validate(const std::filesystem::path& file, const std::filesystem::path& default_catalogue) {
+  ConfigCheck check;
+  check.file = file;
+  AgentConfig c = parse(file, check.problems);
+  if (c.config_hash.empty()) return check;  // not a JSON object: nothing else to look at
+  auto& problems = check.problems;
+  for (auto& p : c.check_consistency()) problems.push_back(std::move(p));
+
+  auto catalogue_file = c.catalogue_file.empty() ? default_catalogue : c.catalogue_file;
+  if (catalogue_file.empty()) {
+    problems.push_back({"catalogue_file", "not set and no default catalogue installed"});
+  } else {
+    try {
+      check.catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_file));
+      if (!c.post_id.empty() && !check.catalogue->find_post(c.post_id))
+        problems.push_back(
+            {"post_id", "'" + c.post_id + "' is not a post in the catalogue " + catalogue_file.string()});
+    } catch (const std::exception& e) {
+      problems.push_back({"catalogue_file", std::string("catalogue ") + catalogue_file.string() + ": " + e.what()});
+    }
+  }
+
+  if (!c.password_file.empty()) {
+    try {
+      read_secret_file(c.password_file);
+    } catch (const ConfigError& e) {
+      std::string what = e.what();
+      problems.push_back({"password_file", what.substr(std::strlen("password_file: "))});
+    }
+  }
+  if (c.tls.enabled)
+    for (auto& p : check_tls_files(c.tls)) problems.push_back(std::move(p));
+  if (auto why = spool_dir_problem(c.spool.dir); !why.empty()) problems.push_back({"spool.dir", why});
+
+  check.config = std::move(c);
+  return check;
+}
+
+bool ConfigCheck::ok() const { return errors() == 0; }
+
+std::size_t ConfigCheck::errors() const {
+  return static_cast<std::size_t>(
+      std::count_if(problems.begin(), problems.end(), [](const ConfigProblem& p) { return !p.warning; }));
+}
+
+std::string ConfigCheck::describe(const ConfigProblem& p) const {
+  std::string s = file.string() + ": ";
+  if (p.warning) s += "warning: ";
+  if (!p.field.empty()) s += p.field + ": ";
+  return s + p.message;
+}
+
+std::string ConfigCheck::describe_all() const {
+  std::string out;
+  for (bool warnings : {false, true})
+    for (const auto& p : problems)
+      if (p.warning == warnings) {
+        if (!out.empty()) out += '\n';
+        out += describe(p);
+      }
+  return out;
 }
 
 }  // namespace postwatch::agent

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -35,9 +37,13 @@ constexpr const char* kUsage = R"(postwatch-agent — publishes indicator events
 
 usage:
   postwatch-agent run   --config FILE [--input FILE|-] [--exit-on-eof]
+  postwatch-agent run   --config FILE --fifo PATH
       Reads events as JSON lines (stdin by default) and publishes them until
       SIGINT/SIGTERM; with --exit-on-eof it exits once input ends and every
-      event was acknowledged by the broker.
+      event was acknowledged by the broker. With --input FILE it exits at the
+      file's end. --fifo PATH (as the systemd unit runs it) creates the named
+      pipe PATH (mode 0620) if missing and reads it until SIGTERM; local
+      sources write one event per line into it.
   postwatch-agent emit  --config FILE --indicator ID --value V [--note TEXT]
                         [--observed-at-ms MS] [--timeout-s N]
       Spools one event and waits for the broker's acknowledgement; if the broker
@@ -45,7 +51,9 @@ usage:
   postwatch-agent status --config FILE
       Shows the running agent's connection state, spool depth and last error.
   postwatch-agent --check-config FILE
-      Validates a config file and the catalogue it names; prints every problem.
+      Validates a config file, the catalogue it names, the TLS and password
+      files and the spool directory (as the user running it); prints every
+      problem with its file and field. Exit 0 if all is well, 2 otherwise.
   postwatch-agent --version | --help
 
 An event line: {"indicator":"terrorism_threat_level","value":4,"note":"optional"}
@@ -85,8 +93,8 @@ Args parse_args(int argc, char** argv) {
   return a;
 }
 
-std::filesystem::path catalogue_path(const AgentConfig& config) {
-  if (!config.catalogue_file.empty()) return config.catalogue_file;
+// The catalogue used when the config names none: installed copies first, then the source tree's.
+std::filesystem::path default_catalogue() {
   for (std::filesystem::path p : {"/usr/share/postwatch/gbvs.json", "/usr/local/share/postwatch/gbvs.json"})
     if (std::filesystem::exists(p)) return p;
   return POSTWATCH_DEFAULT_CATALOGUE;
@@ -97,18 +105,46 @@ struct Loaded {
   std::shared_ptr<const IndicatorCatalogue> catalogue;
 };
 
-Loaded load_config(const std::string& file) {
-  Loaded l;
-  l.config = AgentConfig::load(file);
-  l.catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_path(l.config)));
-  if (!l.catalogue->find_post(l.config.post_id))
-    throw ConfigError(file + ": post_id: '" + l.config.post_id + "' is not a post in the catalogue");
-  if (l.config.broker_uri.rfind("tcp://", 0) == 0 || l.config.broker_uri.rfind("mqtt://", 0) == 0) {
-    if (!l.config.allow_plaintext)
-      throw ConfigError(file + ": broker_uri: plaintext " + l.config.broker_uri +
-                        " needs \"allow_plaintext\": true (or use ssl:// with a tls section)");
+// Everything --check-config checks; refuses on any error, logs warnings (the agent still runs:
+// e.g. a certificate not yet valid because the clock is not set yet).
+Loaded load_config(const std::string& file, spdlog::logger* log) {
+  ConfigCheck check = AgentConfig::validate(file, default_catalogue());
+  if (!check.ok()) throw ConfigError(check.describe_all());
+  for (const auto& p : check.problems)
+    if (log) log->warn("{}", check.describe(p));
+  return Loaded{std::move(*check.config), check.catalogue};
+}
+
+int cmd_check_config(const std::string& file) {
+  ConfigCheck check = AgentConfig::validate(file, default_catalogue());
+  if (check.problems.empty()) {
+    std::cout << file << ": ok (agent " << check.config->agent_id << ", post " << check.config->post_id
+              << ", catalogue " << check.catalogue->indicators().size() << " indicators, broker "
+              << check.config->broker_uri << (check.config->uses_tls() ? " with TLS" : " PLAINTEXT") << ")\n";
+    return 0;
   }
-  return l;
+  std::cout << check.describe_all() << "\n";
+  std::size_t warnings = check.problems.size() - check.errors();
+  std::cout << file << ": " << check.errors() << " error(s)";
+  if (warnings) std::cout << ", " << warnings << " warning(s)";
+  std::cout << "\n";
+  return 2;
+}
+
+// --fifo PATH: the named pipe local sources write event lines into; created (mode 0620) if missing.
+void ensure_fifo(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (!S_ISFIFO(st.st_mode)) throw ConfigError(path + ": exists and is not a FIFO (named pipe)");
+    return;
+  }
+  if (::mkfifo(path.c_str(), 0620) != 0) throw ConfigError(path + ": cannot create FIFO: " + std::strerror(errno));
+  ::chmod(path.c_str(), 0620);  // whatever the umask: the owner reads, the group's sources write
+}
+
+bool is_fifo(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISFIFO(st.st_mode);
 }
 
 std::unique_ptr<Agent> make_agent(const Loaded& l, std::shared_ptr<spdlog::logger> log) {
@@ -180,19 +216,37 @@ int cmd_status(const Args& args) {
   return alive ? 0 : 4;
 }
 
+void log_connection_security(const AgentConfig& c, spdlog::logger& log) {
+  if (!c.uses_tls()) {
+    log.warn("broker connection is plaintext (allow_plaintext)");
+    return;
+  }
+  log.info("TLS to {}: trust store {}, client certificate {}, host name check {}{}", c.broker_uri,
+           c.tls.ca_file.empty() ? "(system)" : c.tls.ca_file, c.tls.cert_file.empty() ? "(none)" : c.tls.cert_file,
+           c.tls.verify_hostname ? "on" : "OFF", c.username.empty() ? "" : ", login " + c.username);
+}
+
 int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
-  auto loaded = load_config(args.get("config"));
-  if (loaded.config.broker_uri.rfind("tcp://", 0) == 0) log->warn("broker connection is plaintext (allow_plaintext)");
+  auto loaded = load_config(args.get("config"), log.get());
+  std::string input = args.get("input", "-");
+  if (args.flag("fifo")) {
+    if (args.flag("input")) throw std::invalid_argument("give either --input or --fifo");
+    input = args.get("fifo");
+    ensure_fifo(input);
+  }
+  // A FIFO is opened for reading and writing, so it never reports end of input when a writer
+  // closes it: sources come and go, the agent runs until SIGTERM.
+  bool fifo = input != "-" && is_fifo(input);
+  log_connection_security(loaded.config, *log);
   auto agent = make_agent(loaded, log);
   agent->start();
   log->info("agent {} for post {} publishing to {} on {}", loaded.config.agent_id, loaded.config.post_id,
             agent->events_topic(), loaded.config.broker_uri);
 
-  std::string input = args.get("input", "-");
-  std::ifstream file;
+  std::fstream file;
   std::istream* in = &std::cin;
   if (input != "-") {
-    file.open(input);
+    file.open(input, fifo ? std::ios::in | std::ios::out : std::ios::in);
     if (!file) throw ConfigError(input + ": cannot open input file");
     in = &file;
   }
@@ -217,7 +271,7 @@ int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
     }
     input_done = true;
   });
-  bool exit_on_eof = args.flag("exit-on-eof") || input != "-";
+  bool exit_on_eof = args.flag("exit-on-eof") || (input != "-" && !fifo);
   auto next_status = std::chrono::steady_clock::now();
   while (!g_stop && !(exit_on_eof && input_done)) {
     if (std::chrono::steady_clock::now() >= next_status) {
@@ -241,11 +295,12 @@ int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
       reader.detach();  // blocked on stdin; the process is exiting
   }
   log->info("accepted {} sent {} rejected {} unsent {}", s.accepted, s.sent, s.rejected, s.backlog.events);
+  if (fifo) return 0;  // a service stopped by SIGTERM: unsent events wait in the spool, rejections were logged
   return (s.backlog.events == 0 && rejected == 0) ? 0 : 1;
 }
 
 int cmd_emit(const Args& args, std::shared_ptr<spdlog::logger> log) {
-  auto loaded = load_config(args.get("config"));
+  auto loaded = load_config(args.get("config"), log.get());
   if (!args.flag("indicator") || !args.flag("value")) throw std::invalid_argument("emit needs --indicator and --value");
   nlohmann::json j;
   j["indicator"] = args.get("indicator");
@@ -308,12 +363,7 @@ int main(int argc, char** argv) {
       std::cout << "postwatch-agent " << POSTWATCH_VERSION << " (wire schema v1)\n";
       return 0;
     }
-    if (args.flag("check-config")) {
-      auto loaded = load_config(args.get("check-config"));
-      std::cout << args.get("check-config") << ": ok (agent " << loaded.config.agent_id << ", post "
-                << loaded.config.post_id << ", catalogue " << loaded.catalogue->indicators().size() << " indicators)\n";
-      return 0;
-    }
+    if (args.flag("check-config")) return cmd_check_config(args.get("check-config"));
     if (!args.flag("config")) throw std::invalid_argument("--config FILE is required");
     if (args.command == "run") return cmd_run(args, log);
     if (args.command == "emit") return cmd_emit(args, log);
@@ -323,7 +373,8 @@ int main(int argc, char** argv) {
     std::cerr << "postwatch-agent: " << e.what() << "\n(see postwatch-agent --help)\n";
     return 2;
   } catch (const ConfigError& e) {
-    std::cerr << "postwatch-agent: config error: " << e.what() << "\n";
+    std::istringstream lines(e.what());  // one line per problem
+    for (std::string line; std::getline(lines, line);) std::cerr << "postwatch-agent: config error: " << line << "\n";
     return 2;
   } catch (const CatalogueError& e) {
     std::cerr << "postwatch-agent: catalogue error: " << e.what() << "\n";

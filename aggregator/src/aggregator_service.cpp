@@ -1,7 +1,10 @@
 #include "postwatch/aggregator/aggregator_service.hpp"
 
+#include "feed/access.hpp"
 #include "feed/api_routes.hpp"
 #include "feed/http_server.hpp"
+#include "feed/live_stream.hpp"
+#include "feed/metrics.hpp"
 #include "feed/snapshot_json.hpp"
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
@@ -15,9 +18,33 @@
 #include "store/event_store.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <stdexcept>
+
 namespace postwatch::aggregator {
+using nlohmann::json;
+
+namespace {
+
+AccessControl load_access(const AggregatorOptions& o) {
+  if (o.tokens_file.empty()) {
+    boost::system::error_code ec;
+    auto addr = boost::asio::ip::make_address(o.http_address, ec);
+    if (ec || !addr.is_loopback())
+      throw std::invalid_argument("refusing to serve the API without access control on " + o.http_address +
+                                  ", which is not a loopback address: give --tokens-file (see docs/operations.md)");
+    return {};
+  }
+  try {
+    return AccessControl::load(o.tokens_file);
+  } catch (const AccessError& e) {
+    throw std::invalid_argument(e.what());
+  }
+}
+
+}  // namespace
 
 struct AggregatorService::Impl {
   Impl(boost::asio::io_context& io, AggregatorOptions o, std::shared_ptr<const IndicatorCatalogue> c,
@@ -25,20 +52,40 @@ struct AggregatorService::Impl {
       : options(std::move(o)),
         catalogue(std::move(c)),
         log(std::move(l)),
+        access(load_access(options)),
         store(StoreOptions{options.data_dir / "postwatch.sqlite"}, *catalogue, log),
         state(*catalogue),
         rollup(*catalogue, RollupPolicy{options.hysteresis_band, options.min_coverage}),
         board(*catalogue, BoardPolicy{options.min_duration_ms}),
         ingest(*catalogue, state, log, IngestPolicy{options.allowed_lateness_ms}, &store),
         presence(*catalogue, log),
+        stream(std::make_shared<LiveStream>(
+            log,
+            LiveStreamOptions{options.stream_max_queue, options.stream_max_clients,
+                              std::chrono::milliseconds(options.stream_idle_timeout_ms)},
+            [this] { return dump_json(stream_snapshot_json(*catalogue, board, now_utc_ms())); })),
         routes(FeedSources{*catalogue, state, ingest, presence, board, &store, [this] { return mqtt.subscribed(); },
-                           [this](const Alarm& a) { on_alarm_changed(a); }}),
-        http(io, log, [this](const HttpRequest& req) { return routes.handle(req); }),
+                           [this](const Alarm& a) { on_alarm_changed(a); }, &silent, &access, &latency, stream.get()}),
+        http(io, log,
+             HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
+                           [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream}),
         mqtt(io, options.broker_uri, options.client_id,
              {std::string(topics::events_filter), std::string(topics::state_filter),
               std::string(topics::heartbeat_filter)},
              log, [this](const std::string& topic, const std::string& payload) { dispatch(topic, payload); }),
-        ticker(io) {}
+        ticker(io),
+        goal_sent(catalogue->goals().size()),
+        pillar_sent(catalogue->pillars().size()) {
+    if (options.tls_cert_file.empty() != options.tls_key_file.empty())
+      throw std::invalid_argument("HTTPS needs both --tls-cert and --tls-key");
+    if (!options.tls_cert_file.empty()) {
+      try {
+        http.use_tls(options.tls_cert_file, options.tls_key_file);
+      } catch (const std::runtime_error& e) {
+        throw std::invalid_argument(e.what());
+      }
+    }
+  }
 
   void dispatch(const std::string& topic, const std::string& payload) {
     std::span<const std::uint8_t> bytes{reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()};
@@ -81,6 +128,25 @@ struct AggregatorService::Impl {
   void on_alarm_changed(const Alarm& a) {
     store.save_alarm(a);
     publish_alarm(a);
+    json j = alarm_json(a);
+    j["type"] = "alarm";
+    stream->broadcast(dump_json(j));
+  }
+
+  // The live stream: a status change goes out at once; other changes of a goal's or
+  // pillar's snapshot (score, coverage, a pending status) at most every stream_update_ms.
+  struct Sent {
+    std::string body;
+    std::int64_t at_ms = 0;
+  };
+  void stream_update(const char* type, json snapshot, Sent& sent, bool status_changed, std::int64_t now) {
+    if (!status_changed && stream->clients() == 0) return;
+    std::string body = dump_json(snapshot);
+    if (!status_changed && (body == sent.body || now - sent.at_ms < options.stream_update_ms)) return;
+    sent = {std::move(body), now};
+    snapshot["type"] = type;
+    snapshot["change"] = status_changed ? "status" : "update";
+    stream->broadcast(dump_json(snapshot));
   }
 
   void publish_alarm(const Alarm& a) {
@@ -90,7 +156,7 @@ struct AggregatorService::Impl {
 
   void tick() {
     auto now = now_utc_ms();
-    auto silent = silent_posts(*catalogue, presence, state, now, LivenessPolicy{options.missed_heartbeats});
+    silent = silent_posts(*catalogue, presence, state, now, LivenessPolicy{options.missed_heartbeats});
     auto snap = rollup.compute(state, now, silent, board.last().cells);
     auto changes = board.tick(snap, silent, now);
     bool periodic = now - last_history_ms >= options.history_interval_ms;
@@ -103,6 +169,7 @@ struct AggregatorService::Impl {
       if (changed && options.publish_snapshots)
         mqtt.publish(topics::goal_feed(catalogue->goals()[g].id), goal_snapshot_json(*catalogue, board, g).dump(), 1,
                      true);
+      stream_update("goal", goal_snapshot_json(*catalogue, board, g), goal_sent[g], changed, now);
     }
     for (std::size_t p = 0; p < board.pillars().size(); ++p) {
       const auto& s = board.pillars()[p];
@@ -112,6 +179,7 @@ struct AggregatorService::Impl {
       if (changed || periodic) store.record_history({now, "pillar", id, s.shown, s.score});
       if (changed && options.publish_snapshots)
         mqtt.publish(topics::pillar_feed(id), pillar_snapshot_json(*catalogue, board, p).dump(), 1, true);
+      stream_update("pillar", pillar_snapshot_json(*catalogue, board, p), pillar_sent[p], changed, now);
     }
     if (periodic) last_history_ms = now;
     for (auto id : changes.alarms)
@@ -132,17 +200,22 @@ struct AggregatorService::Impl {
   AggregatorOptions options;
   std::shared_ptr<const IndicatorCatalogue> catalogue;
   std::shared_ptr<spdlog::logger> log;
+  AccessControl access;
   EventStore store;
   IndicatorState state;
   GoalRollup rollup;
   StatusBoard board;
   BatchIngest ingest;
   AgentPresence presence;
+  std::vector<bool> silent;  // per post, as of the last tick
+  LatencyHistogram latency;
+  std::shared_ptr<LiveStream> stream;
   ApiRoutes routes;
   HttpServer http;
   MqttIngest mqtt;
   boost::asio::steady_timer ticker;
   std::int64_t last_history_ms = 0;
+  std::vector<Sent> goal_sent, pillar_sent;
 };
 
 AggregatorService::AggregatorService(boost::asio::io_context& io, AggregatorOptions options,
@@ -154,9 +227,18 @@ AggregatorService::~AggregatorService() { stop(); }
 
 void AggregatorService::start() {
   impl_->recover();
+  // Only live messages feed the latency histogram (replayed events are old by nature).
+  impl_->ingest.on_applied_latency = [impl = impl_.get()](std::int64_t ms) { impl->latency.observe_ms(ms); };
   impl_->store.start();
   impl_->tick();  // statuses are right before the first request
   impl_->http.listen(impl_->options.http_address, impl_->options.http_port);
+  if (impl_->access.open())
+    impl_->log->warn(
+        "no --tokens-file: the API, the dashboard and the live stream are open to anyone who can "
+        "connect to {}:{}",
+        impl_->options.http_address, impl_->http.port());
+  else
+    impl_->log->info("access: {} token(s) from {}", impl_->access.size(), impl_->options.tokens_file.string());
   impl_->mqtt.start();
   impl_->schedule_tick();
 }
@@ -165,9 +247,12 @@ void AggregatorService::stop() {
   impl_->ticker.cancel();
   impl_->mqtt.stop();
   impl_->http.close();
+  impl_->stream->close_all();
   impl_->store.flush(std::chrono::seconds(5));
 }
 
 unsigned short AggregatorService::http_port() const { return impl_->http.port(); }
+bool AggregatorService::tls() const { return impl_->http.tls(); }
+std::size_t AggregatorService::stream_clients() const { return impl_->stream->clients(); }
 
 }  // namespace postwatch::aggregator

@@ -4,9 +4,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/program_options.hpp>
 
+#include <chrono>
+#include <functional>
 #include <iostream>
+#include <stdexcept>
 
 #ifndef POSTWATCH_VERSION
 #define POSTWATCH_VERSION "dev"
@@ -20,6 +24,7 @@ int main(int argc, char** argv) {
   std::string catalogue_file = POSTWATCH_DEFAULT_CATALOGUE;
   std::string log_level = "info";
   std::string data_dir = opts.data_dir.string();
+  std::string tokens_file;
   double min_duration_s = static_cast<double>(opts.min_duration_ms) / 1000.0;
   double lateness_s = static_cast<double>(opts.allowed_lateness_ms) / 1000.0;
   po::options_description desc(
@@ -30,6 +35,14 @@ int main(int argc, char** argv) {
       "MQTT client id (stable, so the broker keeps messages while the aggregator restarts)")(
       "http-address", po::value(&opts.http_address)->default_value(opts.http_address), "HTTP listen address")(
       "http-port", po::value(&opts.http_port)->default_value(opts.http_port), "HTTP port (0 = any free port)")(
+      "tokens-file", po::value(&tokens_file),
+      "API tokens (JSON, not readable by other users); without it the API is open, on loopback only")(
+      "tls-cert", po::value(&opts.tls_cert_file), "serve HTTPS with this PEM certificate chain (needs --tls-key)")(
+      "tls-key", po::value(&opts.tls_key_file), "PEM private key for --tls-cert")(
+      "stream-max-queue", po::value(&opts.stream_max_queue)->default_value(opts.stream_max_queue),
+      "live-stream messages a client may fall behind before it is dropped")(
+      "stream-max-clients", po::value(&opts.stream_max_clients)->default_value(opts.stream_max_clients),
+      "live-stream (WebSocket) clients at once; further upgrade requests are refused with 503")(
       "catalogue", po::value(&catalogue_file)->default_value(catalogue_file), "indicator catalogue (JSON)")(
       "data-dir", po::value(&data_dir)->default_value(data_dir), "where the SQLite store lives")(
       "min-duration-s", po::value(&min_duration_s)->default_value(min_duration_s),
@@ -62,12 +75,13 @@ int main(int argc, char** argv) {
   }
 
   opts.data_dir = data_dir;
+  opts.tokens_file = tokens_file;
   opts.min_duration_ms = static_cast<std::int64_t>(min_duration_s * 1000);
   opts.allowed_lateness_ms = static_cast<std::int64_t>(lateness_s * 1000);
   if (opts.tick_ms < 10 || opts.min_coverage < 0 || opts.min_coverage > 1 || opts.hysteresis_band < 0 ||
-      opts.missed_heartbeats < 1) {
-    std::cerr << "postwatch-aggregator: --tick-ms >= 10, --min-coverage in [0,1], --hysteresis >= 0 and "
-                 "--missed-heartbeats >= 1\n";
+      opts.missed_heartbeats < 1 || opts.stream_max_queue < 1 || opts.stream_max_clients < 1) {
+    std::cerr << "postwatch-aggregator: --tick-ms >= 10, --min-coverage in [0,1], --hysteresis >= 0, "
+                 "--missed-heartbeats >= 1 and --stream-max-queue, --stream-max-clients >= 1\n";
     return 2;
   }
 
@@ -89,6 +103,9 @@ int main(int argc, char** argv) {
   std::unique_ptr<aggregator::AggregatorService> service;
   try {
     service = std::make_unique<aggregator::AggregatorService>(io, opts, catalogue, log);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "postwatch-aggregator: " << e.what() << "\n";
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "postwatch-aggregator: " << e.what() << "\n";
     return 1;
@@ -100,12 +117,22 @@ int main(int argc, char** argv) {
               << e.what() << "\n";
     return 1;
   }
-  log->info("HTTP API at http://{}:{}/api/v1/goals", opts.http_address, service->http_port());
+  const std::string base =
+      (service->tls() ? "https://" : "http://") + opts.http_address + ":" + std::to_string(service->http_port());
+  log->info("HTTP API at {}/api/v1/goals, dashboard at {}/", base, base);
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  boost::asio::steady_timer drain(io);
+  std::function<void(std::chrono::steady_clock::time_point)> wait_for_streams =
+      [&](std::chrono::steady_clock::time_point deadline) {
+        if (service->stream_clients() == 0 || std::chrono::steady_clock::now() >= deadline) return io.stop();
+        drain.expires_after(std::chrono::milliseconds(10));
+        drain.async_wait([&, deadline](const boost::system::error_code&) { wait_for_streams(deadline); });
+      };
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     log->info("signal {}: shutting down", sig);
     service->stop();
-    io.stop();
+    // Live-stream clients got a close frame; give them a moment to answer it.
+    wait_for_streams(std::chrono::steady_clock::now() + std::chrono::seconds(2));
   });
   io.run();
   log->info("stopped");

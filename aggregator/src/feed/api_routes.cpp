@@ -1,29 +1,56 @@
 #include "feed/api_routes.hpp"
 
+#include "feed/assets.hpp"
+#include "feed/live_stream.hpp"
 #include "feed/snapshot_json.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/wire_codec.hpp"
 #include "store/event_store.hpp"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <charconv>
+#include <cmath>
+#include <ctime>
 
 namespace postwatch::aggregator {
 using nlohmann::json;
 
 namespace {
 
+constexpr std::string_view kApiPrefix = "/api/v1/";
+
+// Beast (1.74) takes boost::string_view.
+boost::beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
+
 HttpResponse json_response(http::status status, const json& body) {
   HttpResponse res{status, 11};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
-  res.body() = body.dump();
+  res.body() = dump_json(body);
   return res;
 }
 
 HttpResponse error_response(http::status status, const std::string& message) {
   return json_response(status, json{{"error", {{"status", static_cast<int>(status)}, {"message", message}}}});
+}
+
+HttpResponse csv_response(const std::string& filename, std::string body) {
+  HttpResponse res{http::status::ok, 11};
+  res.set(http::field::content_type, "text/csv; charset=utf-8");
+  res.set(http::field::content_disposition, "attachment; filename=\"" + filename + "\"");
+  res.set(http::field::cache_control, "no-store");
+  res.body() = std::move(body);
+  return res;
+}
+
+HttpResponse method_not_allowed(const HttpRequest& req, std::string_view target, std::string_view allow) {
+  auto res = error_response(http::status::method_not_allowed, std::string(req.method_string()) +
+                                                                  " is not supported on " + std::string(target) +
+                                                                  " (allowed: " + std::string(allow) + ")");
+  res.set(http::field::allow, bsv(allow));
+  return res;
 }
 
 template <typename Int>
@@ -32,63 +59,223 @@ bool parse_int(std::string_view text, Int& out) {
   return ec == std::errc() && ptr == text.data() + text.size() && !text.empty();
 }
 
-std::map<std::string, std::string, std::less<>> parse_query(std::string_view q) {
-  std::map<std::string, std::string, std::less<>> out;
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+double round2(double v) { return std::round(v * 100.0) / 100.0; }
+
+std::string iso_utc(std::int64_t ms) {
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000 + 1000) % 1000);
+}
+
+// "json" (default) or "csv"; nullopt for anything else.
+std::optional<bool> wants_csv(const ApiRoutes::Query& q) {
+  auto it = q.find("format");
+  if (it == q.end() || it->second == "json") return false;
+  if (it->second == "csv") return true;
+  return std::nullopt;
+}
+
+HttpResponse asset_response(const HttpRequest& req, const EmbeddedAsset& a) {
+  HttpResponse res{http::status::ok, 11};
+  res.set(http::field::content_type, bsv(a.content_type));
+  res.set(http::field::etag, bsv(a.etag));
+  res.set(http::field::cache_control, "no-cache");  // revalidate: a new build serves new files at once
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set("Referrer-Policy", "no-referrer");  // the dashboard's address may carry ?token=
+  if (a.content_type.starts_with("text/html"))
+    res.set("Content-Security-Policy",
+            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; "
+            "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+  auto inm = req.find(http::field::if_none_match);
+  if (inm != req.end() && std::string_view(inm->value().data(), inm->value().size()) == a.etag) {
+    res.result(http::status::not_modified);
+    return res;
+  }
+  res.body() = std::string(a.body);
+  return res;
+}
+
+}  // namespace
+
+ApiRoutes::Query parse_query(std::string_view q) {
+  auto decode = [](std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '+') {
+        out += ' ';
+      } else if (s[i] == '%' && i + 2 < s.size()) {
+        unsigned v = 0;
+        auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
+        if (ec == std::errc() && p == s.data() + i + 3) {
+          out += static_cast<char>(v);
+          i += 2;
+        } else {
+          out += '%';
+        }
+      } else {
+        out += s[i];
+      }
+    }
+    return out;
+  };
+  ApiRoutes::Query out;
   while (!q.empty()) {
     auto amp = q.find('&');
     auto pair = q.substr(0, amp);
-    auto eq = pair.find('=');
-    out[std::string(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+    if (!pair.empty()) {
+      auto eq = pair.find('=');
+      out[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
+    }
     if (amp == std::string_view::npos) break;
     q.remove_prefix(amp + 1);
   }
   return out;
 }
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-
-}  // namespace
+std::string csv_field(std::string_view text) {
+  if (text.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(text);
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
 
 ApiRoutes::ApiRoutes(FeedSources sources) : src_(std::move(sources)) {}
+
+std::optional<HttpResponse> ApiRoutes::authorize(const HttpRequest& req, const Query& q, bool allow_query_token,
+                                                 bool need_operator, const Principal*& who) const {
+  who = nullptr;
+  if (!src_.access || src_.access->open()) return std::nullopt;
+  std::optional<std::string_view> token = bearer_token(req);
+  if (!token && allow_query_token) {
+    if (auto it = q.find("token"); it != q.end() && !it->second.empty()) token = it->second;
+  }
+  if (!token) {
+    auto res = error_response(http::status::unauthorized,
+                              allow_query_token ? "a token is needed: Authorization: Bearer <token> or ?token=<token>"
+                                                : "a token is needed: Authorization: Bearer <token>");
+    res.set(http::field::www_authenticate, R"(Bearer realm="postwatch")");
+    return res;
+  }
+  who = src_.access->find(*token);
+  if (!who) {
+    auto res = error_response(http::status::unauthorized, "unknown token");
+    res.set(http::field::www_authenticate, R"(Bearer realm="postwatch", error="invalid_token")");
+    return res;
+  }
+  if (need_operator && who->role != Role::Operator)
+    return error_response(http::status::forbidden,
+                          "token '" + who->name + "' has role read; this needs an operator token");
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> ApiRoutes::check_upgrade(const HttpRequest& req) {
+  std::string_view target(req.target().data(), req.target().size());
+  std::string_view query;
+  if (auto p = target.find('?'); p != std::string_view::npos) {
+    query = target.substr(p + 1);
+    target = target.substr(0, p);
+  }
+  if (target != "/api/v1/stream")
+    return error_response(http::status::not_found,
+                          "no WebSocket endpoint at " + std::string(target) + " (the live stream is /api/v1/stream)");
+  // A browser says where the page came from: only the dashboard's own origin may connect,
+  // so another site open in the same browser cannot read the stream.
+  if (auto origin = req.find(http::field::origin); origin != req.end()) {
+    std::string_view o(origin->value().data(), origin->value().size());
+    if (auto s = o.find("://"); s != std::string_view::npos) o.remove_prefix(s + 3);
+    auto host = req.find(http::field::host);
+    if (host == req.end() || o != std::string_view(host->value().data(), host->value().size()))
+      return error_response(http::status::forbidden, "WebSocket from another origin refused");
+  }
+  const Principal* who = nullptr;
+  if (auto refusal = authorize(req, parse_query(query), true, false, who)) return refusal;
+  if (src_.stream && src_.stream->full())
+    return error_response(http::status::service_unavailable, "too many stream clients; try again later");
+  return std::nullopt;
+}
 
 HttpResponse ApiRoutes::handle(const HttpRequest& req) {
   std::string_view target(req.target().data(), req.target().size());
   std::string_view query;
-  if (auto q = target.find('?'); q != std::string_view::npos) {
-    query = target.substr(q + 1);
-    target = target.substr(0, q);
+  if (auto p = target.find('?'); p != std::string_view::npos) {
+    query = target.substr(p + 1);
+    target = target.substr(0, p);
   }
   const auto q = parse_query(query);
   const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
-  const bool is_post = req.method() == http::verb::post;
 
-  constexpr std::string_view alarms_prefix = "/api/v1/alarms/";
-  if (is_post && starts_with(target, alarms_prefix) && target.ends_with("/ack")) {
-    auto id = target.substr(alarms_prefix.size(), target.size() - alarms_prefix.size() - 4);
-    return acknowledge(id, req.body());
-  }
-  if (!get)
-    return error_response(http::status::method_not_allowed,
-                          std::string(req.method_string()) + " is not supported on " + std::string(target));
+  if (starts_with(target, kApiPrefix)) return route_api(req, target, q);
 
-  if (target == "/healthz") return json_response(http::status::ok, {{"status", "ok"}});
-  if (target == "/readyz") {
+  // Open: health checks, metrics and the dashboard's files (they hold no data).
+  if (target == "/healthz" || target == "/readyz" || target == "/metrics") {
+    if (!get) return method_not_allowed(req, target, "GET, HEAD");
+    if (target == "/metrics") return metrics();
+    if (target == "/healthz") return json_response(http::status::ok, {{"status", "ok"}});
     bool ready = src_.ready && src_.ready();
     return json_response(ready ? http::status::ok : http::status::service_unavailable,
                          {{"status", ready ? "ready" : "not ready"}, {"mqtt_subscribed", ready}});
   }
+  std::string_view asset_path = target;
+  if (target == "/dashboard" || target == "/dashboard/" || target == "/index.html") asset_path = "/";
+  if (const EmbeddedAsset* a = find_embedded_asset(asset_path); a && !starts_with(a->path, kApiPrefix)) {
+    if (!get) return method_not_allowed(req, target, "GET, HEAD");
+    return asset_response(req, *a);
+  }
+  return error_response(http::status::not_found,
+                        "no such endpoint: " + std::string(target) +
+                            " (the dashboard is at /, the API under /api/v1/, its description at "
+                            "/api/v1/openapi.json)");
+}
+
+HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view target, const Query& q) {
+  const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+  const bool is_post = req.method() == http::verb::post;
+  constexpr std::string_view alarms_prefix = "/api/v1/alarms/";
+  const bool ack_path = starts_with(target, alarms_prefix) && target.ends_with("/ack");
+
+  const Principal* who = nullptr;
+  if (auto refusal = authorize(req, q, false, ack_path && is_post, who)) return *refusal;
+
+  if (ack_path) {
+    if (!is_post) return method_not_allowed(req, target, "POST");
+    return acknowledge(req, target.substr(alarms_prefix.size(), target.size() - alarms_prefix.size() - 4), who);
+  }
+  if (!get) return method_not_allowed(req, target, "GET, HEAD");
+
   if (target == "/api/v1/goals" || target == "/api/v1/pillars") return goals();
   if (starts_with(target, "/api/v1/goals/")) return goal(target.substr(14));
-  if (target == "/api/v1/posts") return posts();
+  if (target == "/api/v1/threats") return threats();
+  if (target == "/api/v1/regions") return regions(q);
+  if (target == "/api/v1/posts") return posts(q);
   if (starts_with(target, "/api/v1/posts/")) return post(target.substr(14));
   if (target == "/api/v1/agents") return agents();
   if (target == "/api/v1/stats") return stats();
   if (target == "/api/v1/alarms") return alarms(q);
   if (target == "/api/v1/history") return history(q);
+  if (target == "/api/v1/whoami") return whoami(who);
+  if (target == "/api/v1/stream")
+    return error_response(http::status::upgrade_required,
+                          "/api/v1/stream is a WebSocket: connect with ws:// (Upgrade: websocket)");
+  if (const EmbeddedAsset* a = find_embedded_asset(target)) return asset_response(req, *a);  // openapi.json
   return error_response(http::status::not_found,
                         "no such endpoint: " + std::string(target) +
-                            " (try /api/v1/goals, /api/v1/goals/{id}, /api/v1/posts, /api/v1/posts/{id}, "
-                            "/api/v1/agents, /api/v1/alarms, /api/v1/history, /api/v1/stats, /healthz)");
+                            " (try /api/v1/goals, /api/v1/goals/{id}, /api/v1/threats, /api/v1/regions, "
+                            "/api/v1/posts, /api/v1/posts/{id}, /api/v1/agents, /api/v1/alarms, /api/v1/history, "
+                            "/api/v1/stats, /api/v1/whoami, /api/v1/openapi.json)");
+}
+
+HttpResponse ApiRoutes::whoami(const Principal* who) const {
+  if (!who) return json_response(http::status::ok, {{"auth", "none"}, {"name", nullptr}, {"role", "operator"}});
+  return json_response(http::status::ok, {{"auth", "token"}, {"name", who->name}, {"role", to_string(who->role)}});
 }
 
 HttpResponse ApiRoutes::goals() {
@@ -115,31 +302,157 @@ HttpResponse ApiRoutes::goal(std::string_view id_text) {
                         "no goal " + std::to_string(id) + " (goals are 1-" + std::to_string(goals.size()) + ")");
 }
 
-HttpResponse ApiRoutes::posts() {
+HttpResponse ApiRoutes::threats() {
   const auto& cat = src_.catalogue;
-  const auto& last = src_.board.last();
-  const std::size_t n_ind = cat.indicators().size();
-  json posts = json::array();
-  for (std::uint32_t p = 0; p < cat.posts().size(); ++p) {
-    const Post& post = cat.posts()[p];
+  json list = json::array();
+  for (const Threat& t : cat.threats()) {
     Status worst = Status::Unknown;
-    std::uint32_t reporting = 0;
-    for (std::uint32_t i = 0; i < n_ind; ++i) {
-      auto cell = static_cast<std::size_t>(p) * n_ind + i;
-      if (cell < last.cells.size() && last.cells[cell] != Status::Unknown) {
-        worst = std::max(worst, last.cells[cell]);
-        ++reporting;
+    json goals = json::array();
+    for (int id : t.goals) {
+      for (std::size_t g = 0; g < cat.goals().size(); ++g) {
+        if (cat.goals()[g].id != id) continue;
+        const ShownStatus& s = src_.board.goals()[g];
+        worst = std::max(worst, s.shown);
+        goals.push_back({{"id", id},
+                         {"name", cat.goals()[g].name},
+                         {"pillar", cat.goals()[g].pillar},
+                         {"status", to_string(s.shown)},
+                         {"score", s.shown == Status::Unknown ? json(nullptr) : json(round2(s.score))}});
       }
     }
-    posts.push_back({{"id", post.id},
-                     {"city", post.city},
-                     {"country", post.country},
-                     {"region", post.region},
-                     {"status", to_string(worst)},
-                     {"indicators_reporting", reporting},
-                     {"last_seen_ms", src_.state.post_last_seen_ms(p)}});
+    list.push_back({{"id", t.id}, {"name", t.name}, {"status", to_string(worst)}, {"goals", std::move(goals)}});
   }
-  return json_response(http::status::ok, {{"posts", std::move(posts)}});
+  return json_response(http::status::ok, {{"threats", std::move(list)}});
+}
+
+std::vector<bool> ApiRoutes::goal_mask(int goal) const {
+  const auto& inds = src_.catalogue.indicators();
+  std::vector<bool> mask(inds.size(), false);
+  for (std::size_t i = 0; i < inds.size(); ++i)
+    for (const auto& gw : inds[i].goals)
+      if (gw.goal == goal && inds[i].kind != ValueKind::Text) mask[i] = true;
+  return mask;
+}
+
+bool ApiRoutes::is_silent(std::uint32_t post) const {
+  return src_.silent && post < src_.silent->size() && (*src_.silent)[post];
+}
+
+namespace {
+
+struct PostRow {
+  Status worst = Status::Unknown;
+  std::uint32_t reporting = 0;  // indicators with a current status
+  std::uint32_t red = 0, amber = 0;
+};
+
+PostRow post_row(const RollupSnapshot& last, std::uint32_t post, std::size_t n_ind, const std::vector<bool>* mask) {
+  PostRow row;
+  for (std::uint32_t i = 0; i < n_ind; ++i) {
+    if (mask && !(*mask)[i]) continue;
+    auto cell = static_cast<std::size_t>(post) * n_ind + i;
+    if (cell >= last.cells.size() || last.cells[cell] == Status::Unknown) continue;
+    Status st = last.cells[cell];
+    row.worst = std::max(row.worst, st);
+    row.reporting += 1;
+    row.red += st == Status::Red;
+    row.amber += st == Status::Amber;
+  }
+  return row;
+}
+
+// The ?goal= filter: empty when absent; a response when it is bad.
+std::optional<HttpResponse> parse_goal_filter(const IndicatorCatalogue& cat, const ApiRoutes::Query& q, int& goal) {
+  goal = 0;
+  auto it = q.find("goal");
+  if (it == q.end()) return std::nullopt;
+  if (!parse_int(std::string_view(it->second), goal))
+    return error_response(http::status::bad_request, "goal must be a number, got '" + it->second + "'");
+  if (!cat.find_goal(goal)) return error_response(http::status::not_found, "no goal " + it->second);
+  return std::nullopt;
+}
+
+}  // namespace
+
+HttpResponse ApiRoutes::regions(const Query& q) {
+  const auto& cat = src_.catalogue;
+  int goal = 0;
+  if (auto bad = parse_goal_filter(cat, q, goal)) return *bad;
+  std::vector<bool> mask;
+  if (goal) mask = goal_mask(goal);
+  struct Acc {
+    Status worst = Status::Unknown;
+    std::uint32_t posts = 0, reporting = 0, silent = 0, red = 0, amber = 0;
+  };
+  std::vector<Acc> acc(cat.regions().size());
+  const std::size_t n_ind = cat.indicators().size();
+  for (std::uint32_t p = 0; p < cat.posts().size(); ++p) {
+    auto r = cat.region_index(cat.posts()[p].region);
+    if (!r) continue;
+    Acc& a = acc[*r];
+    PostRow row = post_row(src_.board.last(), p, n_ind, goal ? &mask : nullptr);
+    a.posts += 1;
+    a.reporting += row.reporting > 0;
+    a.silent += is_silent(p);
+    a.red += row.worst == Status::Red;
+    a.amber += row.worst == Status::Amber;
+    a.worst = std::max(a.worst, row.worst);
+  }
+  json list = json::array();
+  for (std::size_t r = 0; r < acc.size(); ++r)
+    list.push_back({{"id", cat.regions()[r].id},
+                    {"name", cat.regions()[r].name},
+                    {"status", to_string(acc[r].worst)},
+                    {"posts", acc[r].posts},
+                    {"posts_reporting", acc[r].reporting},
+                    {"posts_silent", acc[r].silent},
+                    {"posts_red", acc[r].red},
+                    {"posts_amber", acc[r].amber}});
+  json body{{"regions", std::move(list)}};
+  body["goal"] = goal ? json(goal) : json(nullptr);
+  return json_response(http::status::ok, body);
+}
+
+HttpResponse ApiRoutes::posts(const Query& q) {
+  const auto& cat = src_.catalogue;
+  auto csv = wants_csv(q);
+  if (!csv) return error_response(http::status::bad_request, "format must be json or csv");
+  int goal = 0;
+  if (auto bad = parse_goal_filter(cat, q, goal)) return *bad;
+  std::string region;
+  if (auto it = q.find("region"); it != q.end()) {
+    region = it->second;
+    if (!cat.region_index(region)) return error_response(http::status::not_found, "no region '" + region + "'");
+  }
+  std::vector<bool> mask;
+  if (goal) mask = goal_mask(goal);
+  const std::size_t n_ind = cat.indicators().size();
+  json list = json::array();
+  std::string out = "id,city,country,region,status,silent,indicators_reporting,last_seen_ms,last_seen_utc\r\n";
+  for (std::uint32_t p = 0; p < cat.posts().size(); ++p) {
+    const Post& post = cat.posts()[p];
+    if (!region.empty() && post.region != region) continue;
+    PostRow row = post_row(src_.board.last(), p, n_ind, goal ? &mask : nullptr);
+    const std::int64_t seen = src_.state.post_last_seen_ms(p);
+    if (*csv) {
+      out += fmt::format("{},{},{},{},{},{},{},{},{}\r\n", csv_field(post.id), csv_field(post.city),
+                         csv_field(post.country), csv_field(post.region), to_string(row.worst),
+                         is_silent(p) ? "true" : "false", row.reporting, seen, seen ? iso_utc(seen) : "");
+      continue;
+    }
+    list.push_back({{"id", post.id},
+                    {"city", post.city},
+                    {"country", post.country},
+                    {"region", post.region},
+                    {"status", to_string(row.worst)},
+                    {"silent", is_silent(p)},
+                    {"indicators_reporting", row.reporting},
+                    {"indicators_red", row.red},
+                    {"indicators_amber", row.amber},
+                    {"last_seen_ms", seen}});
+  }
+  if (*csv) return csv_response("posts.csv", std::move(out));
+  return json_response(http::status::ok, {{"posts", std::move(list)}});
 }
 
 HttpResponse ApiRoutes::post(std::string_view id) {
@@ -153,8 +466,15 @@ HttpResponse ApiRoutes::post(std::string_view id) {
     const Reading& r = src_.state.at(*p, i);
     if (!r.present) continue;
     const Indicator& ind = cat.indicators()[i];
-    json j{
-        {"id", ind.id}, {"name", ind.name}, {"observed_at_ms", r.observed_at_ms}, {"received_at_ms", r.received_at_ms}};
+    json goals = json::array();
+    for (const auto& gw : ind.goals) goals.push_back(gw.goal);
+    json j{{"id", ind.id},
+           {"name", ind.name},
+           {"kind", to_string(ind.kind)},
+           {"unit", ind.unit},
+           {"goals", std::move(goals)},
+           {"observed_at_ms", r.observed_at_ms},
+           {"received_at_ms", r.received_at_ms}};
     auto cell = static_cast<std::size_t>(*p) * cat.indicators().size() + i;
     if (ind.kind == ValueKind::Text) {
       j["text"] = src_.state.text_at(*p, i);
@@ -163,14 +483,19 @@ HttpResponse ApiRoutes::post(std::string_view id) {
       j["value"] = src_.state.value(*p, i, now_utc_ms());
       j["last_reading"] = r.number;
       j["status"] = cell < last.cells.size() ? to_string(last.cells[cell]) : "unknown";
+      j["amber"] = ind.amber;
+      j["red"] = ind.red;
       if (ind.kind == ValueKind::Count) j["window_s"] = ind.window_s;
     }
     inds.push_back(std::move(j));
   }
+  PostRow row = post_row(last, *p, cat.indicators().size(), nullptr);
   return json_response(http::status::ok, {{"id", post.id},
                                           {"city", post.city},
                                           {"country", post.country},
                                           {"region", post.region},
+                                          {"status", to_string(row.worst)},
+                                          {"silent", is_silent(*p)},
                                           {"last_seen_ms", src_.state.post_last_seen_ms(*p)},
                                           {"indicators", std::move(inds)}});
 }
@@ -226,6 +551,8 @@ HttpResponse ApiRoutes::stats() {
                       {"reordered", a.reordered},
                       {"clock_skew_ms", a.clock_skew_ms},
                       {"last_event_ms", a.last_event_ms}});
+  std::size_t silent = 0;
+  for (std::uint32_t p = 0; p < src_.catalogue.posts().size(); ++p) silent += is_silent(p);
   json j{{"batches_accepted", c.batches_accepted},
          {"batches_rejected", c.batches_rejected()},
          {"batches_undecodable", undecodable},
@@ -243,6 +570,8 @@ HttpResponse ApiRoutes::stats() {
          {"events_future", c.events_future},
          {"agent_states_rejected", src_.presence.rejected()},
          {"agents_online", src_.presence.online_count()},
+         {"posts_silent", silent},
+         {"stream_clients", src_.stream ? src_.stream->clients() : 0},
          {"agents", std::move(agents)}};
   if (src_.store) {
     j["events_persisted"] = src_.store->events_committed();
@@ -250,6 +579,115 @@ HttpResponse ApiRoutes::stats() {
     j["store_write_errors"] = src_.store->write_errors();
   }
   return json_response(http::status::ok, j);
+}
+
+HttpResponse ApiRoutes::metrics() {
+  const auto& c = src_.ingest.counters();
+  const auto& cat = src_.catalogue;
+  MetricsText m;
+  using L = MetricsText;
+
+  m.family("postwatch_batches_accepted_total", "counter", "Event batches accepted (decoded, topic and post checked).");
+  m.sample("postwatch_batches_accepted_total", "", c.batches_accepted);
+  m.family("postwatch_batches_rejected_total", "counter",
+           "Event batches refused as a whole, by reason (decode errors, bad_topic, topic_mismatch, unknown_post).");
+  for (std::size_t i = 1; i < c.batches_undecodable.size(); ++i)
+    m.sample("postwatch_batches_rejected_total", L::label("reason", to_string(static_cast<DecodeError>(i))),
+             c.batches_undecodable[i]);
+  m.sample("postwatch_batches_rejected_total", L::label("reason", "bad_topic"), c.batches_bad_topic);
+  m.sample("postwatch_batches_rejected_total", L::label("reason", "topic_mismatch"), c.batches_topic_mismatch);
+  m.sample("postwatch_batches_rejected_total", L::label("reason", "unknown_post"), c.batches_unknown_post);
+  m.family("postwatch_batches_clock_skew_total", "counter",
+           "Accepted batches whose sent_at differed from the aggregator's clock by more than the allowed skew.");
+  m.sample("postwatch_batches_clock_skew_total", "", c.batches_clock_skew);
+
+  m.family("postwatch_events_accepted_total", "counter", "Events accepted (new, known indicator, valid value).");
+  m.sample("postwatch_events_accepted_total", "", c.events_accepted);
+  m.family("postwatch_events_rejected_total", "counter", "Single events refused, by reason.");
+  m.sample("postwatch_events_rejected_total", L::label("reason", "unknown_indicator"), c.events_unknown_indicator);
+  m.sample("postwatch_events_rejected_total", L::label("reason", "bad_value"), c.events_bad_value);
+  m.sample("postwatch_events_rejected_total", L::label("reason", "future"), c.events_future);
+  m.family("postwatch_events_duplicate_total", "counter", "Events dropped as already seen (post, agent, seq).");
+  m.sample("postwatch_events_duplicate_total", "", c.events_duplicate);
+  m.family("postwatch_events_late_total", "counter",
+           "Events observed before now minus the allowed lateness: stored, not rolled up.");
+  m.sample("postwatch_events_late_total", "", c.events_late);
+  m.family("postwatch_events_gaps_total", "counter", "Sequence numbers given up on as never received.");
+  m.sample("postwatch_events_gaps_total", "", c.events_gaps);
+  m.family("postwatch_events_reordered_total", "counter", "New events that arrived below their agent's highest seq.");
+  m.sample("postwatch_events_reordered_total", "", c.events_reordered);
+  m.family("postwatch_agent_states_rejected_total", "counter", "Birth, death or heartbeat messages refused.");
+  m.sample("postwatch_agent_states_rejected_total", "", src_.presence.rejected());
+
+  if (src_.latency)
+    m.histogram("postwatch_ingest_latency_seconds",
+                "Time from an event's observed_at to its being applied to the state (agent clock to ours).",
+                *src_.latency);
+
+  if (src_.store) {
+    m.family("postwatch_store_pending_events", "gauge", "Events handed to the store and not yet committed.");
+    m.sample("postwatch_store_pending_events", "", src_.store->pending_events());
+    m.family("postwatch_store_committed_events_total", "counter", "Events committed to SQLite since start.");
+    m.sample("postwatch_store_committed_events_total", "", src_.store->events_committed());
+    m.family("postwatch_store_write_errors_total", "counter", "Failed store commits.");
+    m.sample("postwatch_store_write_errors_total", "", src_.store->write_errors());
+  }
+
+  m.family("postwatch_agents_online", "gauge", "Agents whose last state message was a birth.");
+  m.sample("postwatch_agents_online", "", static_cast<std::uint64_t>(src_.presence.online_count()));
+  m.family("postwatch_agents_known", "gauge", "Agents that announced themselves since the aggregator started.");
+  m.sample("postwatch_agents_known", "", static_cast<std::uint64_t>(src_.presence.agents().size()));
+  std::uint64_t silent = 0;
+  for (std::uint32_t p = 0; p < cat.posts().size(); ++p) silent += is_silent(p);
+  m.family("postwatch_posts_silent", "gauge", "Posts that reported before and have gone quiet.");
+  m.sample("postwatch_posts_silent", "", silent);
+  m.family("postwatch_mqtt_subscribed", "gauge", "1 when connected to the broker and subscribed.");
+  m.sample("postwatch_mqtt_subscribed", "", std::uint64_t{src_.ready && src_.ready() ? 1u : 0u});
+
+  if (src_.stream) {
+    auto s = src_.stream->stats();
+    m.family("postwatch_ws_clients", "gauge", "Connected live-stream (WebSocket) clients.");
+    m.sample("postwatch_ws_clients", "", static_cast<std::uint64_t>(s.clients));
+    m.family("postwatch_ws_connections_total", "counter", "Live-stream clients connected since start.");
+    m.sample("postwatch_ws_connections_total", "", s.connected_total);
+    m.family("postwatch_ws_clients_dropped_total", "counter", "Live-stream clients dropped for falling behind.");
+    m.sample("postwatch_ws_clients_dropped_total", "", s.dropped_slow_total);
+    m.family("postwatch_ws_messages_total", "counter", "Messages broadcast on the live stream.");
+    m.sample("postwatch_ws_messages_total", "", s.messages_total);
+  }
+
+  m.family("postwatch_goal_status", "gauge", "Shown goal status: 0 unknown, 1 green, 2 amber, 3 red.");
+  for (std::size_t g = 0; g < cat.goals().size(); ++g)
+    m.sample("postwatch_goal_status",
+             L::label("goal", std::to_string(cat.goals()[g].id)) + "," + L::label("pillar", cat.goals()[g].pillar),
+             static_cast<std::uint64_t>(src_.board.goals()[g].shown));
+  m.family("postwatch_goal_score", "gauge", "Goal score, 0 (every indicator red) to 100 (at baseline); known goals.");
+  for (std::size_t g = 0; g < cat.goals().size(); ++g)
+    if (src_.board.goals()[g].shown != Status::Unknown)
+      m.sample("postwatch_goal_score",
+               L::label("goal", std::to_string(cat.goals()[g].id)) + "," + L::label("pillar", cat.goals()[g].pillar),
+               round2(src_.board.goals()[g].score));
+  m.family("postwatch_pillar_status", "gauge", "Shown pillar status: 0 unknown, 1 green, 2 amber, 3 red.");
+  for (std::size_t p = 0; p < cat.pillars().size(); ++p)
+    m.sample("postwatch_pillar_status", L::label("pillar", cat.pillars()[p].id),
+             static_cast<std::uint64_t>(src_.board.pillars()[p].shown));
+  std::uint64_t open_goal = 0, open_silent = 0, unacked = 0;
+  for (const auto& a : src_.board.alarms()) {
+    if (!a.open()) continue;
+    (a.kind == "goal" ? open_goal : open_silent) += 1;
+    unacked += a.acked_at_ms == 0;
+  }
+  m.family("postwatch_alarms_open", "gauge", "Open alarms by kind.");
+  m.sample("postwatch_alarms_open", L::label("kind", "goal"), open_goal);
+  m.sample("postwatch_alarms_open", L::label("kind", "post_silent"), open_silent);
+  m.family("postwatch_alarms_unacknowledged", "gauge", "Open alarms nobody has acknowledged.");
+  m.sample("postwatch_alarms_unacknowledged", "", unacked);
+
+  HttpResponse res{http::status::ok, 11};
+  res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+  res.set(http::field::cache_control, "no-store");
+  res.body() = m.text();
+  return res;
 }
 
 HttpResponse ApiRoutes::alarms(const Query& q) {
@@ -266,19 +704,33 @@ HttpResponse ApiRoutes::alarms(const Query& q) {
   return json_response(http::status::ok, {{"alarms", std::move(list)}});
 }
 
-HttpResponse ApiRoutes::acknowledge(std::string_view id_text, const std::string& body) {
+HttpResponse ApiRoutes::acknowledge(const HttpRequest& req, std::string_view id_text, const Principal* who) {
   std::uint64_t id = 0;
   if (!parse_int(id_text, id))
     return error_response(http::status::bad_request, "alarm id must be a number, got '" + std::string(id_text) + "'");
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("by") || !j["by"].is_string() ||
-      j["by"].get<std::string>().empty())
-    return error_response(http::status::bad_request,
-                          R"(body must be JSON {"by": "<operator>", "comment": "<optional text>"})");
+  const std::string& body = req.body();
+  json j = json::object();
+  if (!body.empty()) {
+    // JSON only: a browser cannot send that cross-origin without a preflight we never answer.
+    auto ct = req.find(http::field::content_type);
+    std::string_view type =
+        ct == req.end() ? std::string_view() : std::string_view(ct->value().data(), ct->value().size());
+    if (!type.starts_with("application/json"))
+      return error_response(http::status::unsupported_media_type, "send the body as Content-Type: application/json");
+    j = json::parse(body, nullptr, false);
+  }
+  const char* usage =
+      who ? R"(body must be empty or JSON {"by": "<operator, default: the token's name>", "comment": "<optional>"})"
+          : R"(body must be JSON {"by": "<operator>", "comment": "<optional text>"})";
+  if (j.is_discarded() || !j.is_object()) return error_response(http::status::bad_request, usage);
+  if ((j.contains("by") && !j["by"].is_string()) || (j.contains("comment") && !j["comment"].is_string()))
+    return error_response(http::status::bad_request, usage);
+  std::string by = j.value("by", who ? who->name : std::string());
+  if (by.empty()) return error_response(http::status::bad_request, usage);
   std::string comment = j.value("comment", "");
-  if (comment.size() > 1024 || j["by"].get<std::string>().size() > 128)
+  if (comment.size() > 1024 || by.size() > 128)
     return error_response(http::status::bad_request, "by is limited to 128 bytes and comment to 1024");
-  auto alarm = src_.board.acknowledge(id, j["by"].get<std::string>(), comment, now_utc_ms());
+  auto alarm = src_.board.acknowledge(id, by, comment, now_utc_ms());
   if (!alarm) return error_response(http::status::not_found, "no alarm " + std::to_string(id));
   if (src_.alarm_changed) src_.alarm_changed(*alarm);
   return json_response(http::status::ok, alarm_json(*alarm));
@@ -286,6 +738,8 @@ HttpResponse ApiRoutes::acknowledge(std::string_view id_text, const std::string&
 
 HttpResponse ApiRoutes::history(const Query& q) {
   if (!src_.store) return error_response(http::status::service_unavailable, "history needs the store");
+  auto csv = wants_csv(q);
+  if (!csv) return error_response(http::status::bad_request, "format must be json or csv");
   auto scope = q.count("scope") ? q.at("scope") : "";
   auto id = q.count("id") ? q.at("id") : "";
   if (scope != "goal" && scope != "pillar")
@@ -303,12 +757,21 @@ HttpResponse ApiRoutes::history(const Query& q) {
     return error_response(http::status::bad_request, "from must be UTC milliseconds");
   if (q.count("to") && !parse_int(std::string_view(q.at("to")), to))
     return error_response(http::status::bad_request, "to must be UTC milliseconds");
+  if (from < 0 || to < 0) return error_response(http::status::bad_request, "from and to must not be negative");
   if (from > to) return error_response(http::status::bad_request, "from must not be after to");
-  json points = json::array();
-  for (const auto& h : src_.store->query_history(scope, id, from, to, 10000))
-    points.push_back({{"at_ms", h.at_ms}, {"status", to_string(h.status)}, {"score", std::round(h.score * 100) / 100}});
+  auto points = src_.store->query_history(scope, id, from, to, 10000);
+  if (*csv) {
+    std::string out = "at_ms,at_utc,scope,id,status,score\r\n";
+    for (const auto& h : points)
+      out += fmt::format("{},{},{},{},{},{}\r\n", h.at_ms, iso_utc(h.at_ms), scope, csv_field(id), to_string(h.status),
+                         round2(h.score));
+    return csv_response("history-" + scope + "-" + id + ".csv", std::move(out));
+  }
+  json list = json::array();
+  for (const auto& h : points)
+    list.push_back({{"at_ms", h.at_ms}, {"status", to_string(h.status)}, {"score", round2(h.score)}});
   return json_response(http::status::ok,
-                       {{"scope", scope}, {"id", id}, {"from_ms", from}, {"to_ms", to}, {"points", points}});
+                       {{"scope", scope}, {"id", id}, {"from_ms", from}, {"to_ms", to}, {"points", std::move(list)}});
 }
 
 }  // namespace postwatch::aggregator

@@ -1,8 +1,12 @@
-// The operations-centre JSON API (/api/v1/...), rendered from the aggregator's
-// state. Every response is JSON; errors carry {"error": {"status", "message"}}.
+// The operations-centre API (/api/v1/...), the dashboard's files, /metrics and the
+// health checks, rendered from the aggregator's state. API responses are JSON (CSV
+// on request for posts and history); errors carry {"error": {"status", "message"}}.
+// docs/operations.md lists every endpoint; src/feed/openapi.json describes them.
 #pragma once
 
-#include "feed/http_server.hpp"
+#include "feed/access.hpp"
+#include "feed/http_types.hpp"
+#include "feed/metrics.hpp"
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
 #include "postwatch/catalogue.hpp"
@@ -11,11 +15,14 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace postwatch::aggregator {
 
 class EventStore;
+class LiveStream;
 
 // What the API reads; all of it lives on the io_context thread.
 struct FeedSources {
@@ -27,26 +34,52 @@ struct FeedSources {
   EventStore* store;   // history queries; may be null
   std::function<bool()> ready;
   std::function<void(const Alarm&)> alarm_changed;
+  const std::vector<bool>* silent = nullptr;  // per catalogue post, as of the last tick; may be null
+  const AccessControl* access = nullptr;      // null or open(): no tokens needed
+  const LatencyHistogram* latency = nullptr;  // may be null
+  const LiveStream* stream = nullptr;         // may be null
 };
 
 class ApiRoutes {
  public:
   explicit ApiRoutes(FeedSources sources);
   HttpResponse handle(const HttpRequest& req);
+  // For a WebSocket upgrade request: nullopt accepts it (/api/v1/stream, authorised,
+  // same origin, room for another client); otherwise the refusal to send.
+  std::optional<HttpResponse> check_upgrade(const HttpRequest& req);
+
+  using Query = std::map<std::string, std::string, std::less<>>;
 
  private:
-  using Query = std::map<std::string, std::string, std::less<>>;
+  HttpResponse route_api(const HttpRequest& req, std::string_view target, const Query& q);
+  // Null when the request may go on (who = the caller, null when the API is open).
+  std::optional<HttpResponse> authorize(const HttpRequest& req, const Query& q, bool allow_query_token,
+                                        bool need_operator, const Principal*& who) const;
+
   HttpResponse goals();
   HttpResponse goal(std::string_view id);
-  HttpResponse posts();
+  HttpResponse threats();
+  HttpResponse regions(const Query& q);
+  HttpResponse posts(const Query& q);
   HttpResponse post(std::string_view id);
   HttpResponse agents();
   HttpResponse stats();
+  HttpResponse metrics();
   HttpResponse alarms(const Query& q);
-  HttpResponse acknowledge(std::string_view id, const std::string& body);
+  HttpResponse acknowledge(const HttpRequest& req, std::string_view id, const Principal* who);
   HttpResponse history(const Query& q);
+  HttpResponse whoami(const Principal* who) const;
+
+  // Which indicators feed goal `id` (numeric ones), for ?goal= filters.
+  std::vector<bool> goal_mask(int goal) const;
+  bool is_silent(std::uint32_t post) const;
 
   FeedSources src_;
 };
+
+// Percent-decodes a query string into key -> value (the last of repeated keys wins).
+ApiRoutes::Query parse_query(std::string_view query);
+// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
+std::string csv_field(std::string_view text);
 
 }  // namespace postwatch::aggregator

@@ -1,13 +1,16 @@
 // A small HTTP/1.1 server on the aggregator's io_context (Beast): it parses
 // requests and hands each to one handler, which runs on the io_context thread.
+// Optionally HTTPS (use_tls). WebSocket upgrade requests that the upgrade check
+// lets through are handed, connection and all, to a WebSocketAcceptor.
 #pragma once
 
+#include "feed/http_types.hpp"
+
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/http.hpp>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace spdlog {
@@ -16,15 +19,24 @@ class logger;
 
 namespace postwatch::aggregator {
 
-namespace http = boost::beast::http;
-using HttpRequest = http::request<http::string_body>;
-using HttpResponse = http::response<http::string_body>;
-using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+class WebSocketAcceptor;  // feed/live_stream.hpp
+
+struct HttpCallbacks {
+  HttpHandler handle;
+  // For WebSocket upgrade requests: a response refuses the upgrade (sent, then the connection
+  // closes); nullopt hands the connection to `websockets`. Unset: every upgrade is accepted.
+  std::function<std::optional<HttpResponse>(const HttpRequest&)> check_upgrade;
+  std::shared_ptr<WebSocketAcceptor> websockets;  // null: upgrade requests get 404
+};
 
 class HttpServer {
  public:
-  HttpServer(boost::asio::io_context& io, std::shared_ptr<spdlog::logger> log, HttpHandler handler);
+  HttpServer(boost::asio::io_context& io, std::shared_ptr<spdlog::logger> log, HttpCallbacks callbacks);
   ~HttpServer();
+  // Serve HTTPS only, with this PEM certificate chain and private key. Call before listen();
+  // throws std::runtime_error naming the file when it cannot be used.
+  void use_tls(const std::string& cert_chain_file, const std::string& key_file);
+  bool tls() const;
   // Binds and starts accepting; port 0 picks a free port. Throws on bind failure.
   void listen(const std::string& address, unsigned short port);
   void close();

@@ -91,4 +91,19 @@ json alarm_json(const Alarm& a) {
   return j;
 }
 
+json stream_snapshot_json(const IndicatorCatalogue& cat, const StatusBoard& board, std::int64_t now_ms) {
+  json goals = json::array(), pillars = json::array(), alarms = json::array();
+  for (std::size_t g = 0; g < cat.goals().size(); ++g) goals.push_back(goal_snapshot_json(cat, board, g));
+  for (std::size_t p = 0; p < cat.pillars().size(); ++p) pillars.push_back(pillar_snapshot_json(cat, board, p));
+  for (auto it = board.alarms().rbegin(); it != board.alarms().rend(); ++it)
+    if (it->open()) alarms.push_back(alarm_json(*it));
+  return {{"type", "snapshot"},
+          {"generated_at_ms", now_ms},
+          {"goals", std::move(goals)},
+          {"pillars", std::move(pillars)},
+          {"alarms", std::move(alarms)}};
+}
+
+std::string dump_json(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 }  // namespace postwatch::aggregator

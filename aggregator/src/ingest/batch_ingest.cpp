@@ -131,7 +131,10 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
       continue;
     }
     bool late = e.observed_at_ms < now_ms - policy_.allowed_lateness_ms;
-    if (accept_event(agent, *post, e, now_ms, late, topic)) ++applied;
+    if (accept_event(agent, *post, e, now_ms, late, topic)) {
+      ++applied;
+      if (!late && on_applied_latency) on_applied_latency(now_ms - e.observed_at_ms);
+    }
   }
   counters_.events_gaps += agent.seqs.gaps() - gaps_before;
   if (sink_ && !persist_buf_.empty()) sink_->persist(persist_buf_);

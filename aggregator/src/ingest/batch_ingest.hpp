@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -70,6 +71,10 @@ class BatchIngest {
 
   const IngestCounters& counters() const { return counters_; }
   const std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>>& agents() const { return agents_; }
+
+  // Optional: called once per event a live message applied to the state (not on replay,
+  // not for late events) with now - observed_at in ms; feeds the ingest latency metric.
+  std::function<void(std::int64_t latency_ms)> on_applied_latency;
 
  private:
   void reject(std::string_view topic, std::string_view why);

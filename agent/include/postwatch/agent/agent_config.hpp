@@ -7,9 +7,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+namespace postwatch {
+class IndicatorCatalogue;
+}
 
 namespace postwatch::agent {
 
@@ -20,18 +26,27 @@ class ConfigError : public std::runtime_error {
 
 struct TlsConfig {
   bool enabled = false;
-  std::string ca_file;
-  std::string cert_file;  // client certificate (mutual TLS), optional
-  std::string key_file;
+  std::string ca_file;    // trust store: the CA(s) that issued the broker's certificate; empty = system store
+  std::string cert_file;  // client certificate (mutual TLS), optional; may also hold the key
+  std::string key_file;   // the client certificate's private key, if not in cert_file
   bool verify_hostname = true;
 };
+
+// One problem found in a config file or around it (catalogue, files, spool directory).
+struct ConfigProblem {
+  std::string field;  // "tls.ca_file"; empty for the file as a whole
+  std::string message;
+  bool warning = false;  // reported, but the agent still starts (e.g. a certificate not valid yet)
+};
+
+struct ConfigCheck;
 
 struct AgentConfig {
   std::string broker_uri = "tcp://127.0.0.1:1883";
   std::string agent_id;
   std::string post_id;
   std::string username;
-  std::string password_file;  // secret read from a file, never logged
+  std::string password_file;  // secret read from a file at connect time, never logged
   TlsConfig tls;
   bool allow_plaintext = false;  // tcp:// only when the config says so explicitly
   std::filesystem::path catalogue_file;
@@ -44,8 +59,49 @@ struct AgentConfig {
   std::size_t queue_max_events = 1'000'000;  // in-memory backlog only (tests, simulator)
   std::string config_hash;                   // of the file's text; reported in the birth message
 
-  // Throws ConfigError "<file>: <field>: <what>" for the first problem found.
+  // Throws ConfigError listing every problem in the file itself, one per line as
+  // "<file>: <field>: <what>". Does not look at the catalogue or at the files the config names.
   static AgentConfig load(const std::filesystem::path& file);
+
+  // Reads the file and collects every problem instead of stopping at the first; `config` holds
+  // what could be read. Relative paths in the file are resolved against the file's directory.
+  static AgentConfig parse(const std::filesystem::path& file, std::vector<ConfigProblem>& problems);
+
+  // Everything `postwatch-agent --check-config` checks: the file (parse), the catalogue
+  // (`catalogue_file`, else `default_catalogue`) and that post_id is in it, the plaintext/TLS rules,
+  // the TLS and password files (readable, secrets not readable by group or others, certificates
+  // parse and are within their validity, key matches certificate), and that the spool directory is
+  // writable or can be created, as the user running the check.
+  static ConfigCheck validate(const std::filesystem::path& file, const std::filesystem::path& default_catalogue = {});
+
+  // Problems of this config that need no files: URI scheme vs. tls/allow_plaintext, tls fields
+  // that go together, password_file needs username. Empty when consistent.
+  std::vector<ConfigProblem> check_consistency() const;
+
+  bool uses_tls() const;  // ssl:// or mqtts://
 };
+
+// What AgentConfig::validate found: the config as far as it could be read, and every problem.
+struct ConfigCheck {
+  std::filesystem::path file;
+  std::optional<AgentConfig> config;                    // empty when the file is not a readable JSON object
+  std::shared_ptr<const IndicatorCatalogue> catalogue;  // null when it could not be loaded
+  std::vector<ConfigProblem> problems;
+
+  bool ok() const;  // no problem other than warnings
+  std::size_t errors() const;
+  // "<file>: <field>: <message>", with "warning: " before the field for warnings.
+  std::string describe(const ConfigProblem& p) const;
+  // Every problem, one per line (errors first).
+  std::string describe_all() const;
+};
+
+// Reads a secret (the broker password) from `file`: refuses a file that group or others may
+// read ("<file> is readable by group/others (mode 0644); chmod 600 <file>"), strips one trailing
+// newline (and a carriage return before it). Throws ConfigError; the message never holds the secret.
+std::string read_secret_file(const std::filesystem::path& file);
+
+// Whether group or others may read `file` (an error message naming the mode), empty if not.
+std::string secret_file_exposure(const std::filesystem::path& file);
 
 }  // namespace postwatch::agent

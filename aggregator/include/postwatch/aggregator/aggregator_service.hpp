@@ -31,18 +31,35 @@ struct AggregatorOptions {
   double min_coverage = 0.5;
   int missed_heartbeats = 3;
   bool publish_snapshots = true;  // retained goal/pillar JSON on postwatch/v1/feed/...
+
+  // Access (docs/operations.md). Without a tokens file the API is open, which is only
+  // allowed on a loopback address.
+  std::filesystem::path tokens_file;
+  std::string tls_cert_file, tls_key_file;  // both set: HTTPS (and wss://) only
+
+  // Live stream (/api/v1/stream).
+  std::size_t stream_max_queue = 256;  // a client further behind is dropped
+  std::size_t stream_max_clients = 64;
+  std::int64_t stream_idle_timeout_ms = 30'000;  // ping at half; drop a client silent for all of it
+  std::int64_t stream_update_ms = 1'000;         // score/coverage updates per goal at most this often
 };
 
 class AggregatorService {
  public:
+  // Throws std::invalid_argument for a configuration it refuses (tokens file, TLS files,
+  // an open API on a non-loopback address), std::runtime_error when the store cannot open.
   AggregatorService(boost::asio::io_context& io, AggregatorOptions options,
                     std::shared_ptr<const IndicatorCatalogue> catalogue, std::shared_ptr<spdlog::logger> log);
   ~AggregatorService();
 
   // Binds the HTTP port (throws if it cannot) and starts connecting to the broker.
   void start();
+  // Stops listening and ingesting, sends live-stream clients a close frame, flushes the store.
   void stop();
   unsigned short http_port() const;
+  bool tls() const;
+  // Live-stream clients still connected (they leave once they answer the close frame).
+  std::size_t stream_clients() const;
 
  private:
   struct Impl;

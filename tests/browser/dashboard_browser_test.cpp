@@ -1,0 +1,170 @@
+// The dashboard in a real browser: headless Chromium against the real aggregator
+// binary and a real Mosquitto. Chromium is driven with plain command-line flags
+// (--dump-dom, --screenshot); no driver, no npm. Without Chromium the tests fail and
+// say how to install it (tools/bootstrap), rather than skipping.
+#include "integration/feed_test_support.hpp"
+#include "postwatch/catalogue.hpp"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+using namespace postwatch;
+using namespace postwatch::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::filesystem::path find_chromium() {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');)
+    for (auto* name : {"chromium", "chromium-browser"}) {
+      auto p = std::filesystem::path(dir) / name;
+      if (::access(p.c_str(), X_OK) == 0) return p;
+    }
+  return {};
+}
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs Chromium headless on `url` with `mode_flags` (e.g. --dump-dom); stdout goes to
+// `out`. Returns the exit status.
+int run_chromium(const std::filesystem::path& chromium, const TempDir& dir, const std::string& url,
+                 const std::vector<std::string>& mode_flags, const std::filesystem::path& out) {
+  std::string cmd = "exec '" + chromium.string() +
+                    "' --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+                    "--disable-background-networking --disable-component-update --disable-sync "
+                    "--disable-dev-shm-usage --hide-scrollbars --user-data-dir='" +
+                    (dir.path() / "chromium-profile").string() + "' --virtual-time-budget=8000";
+  for (const auto& f : mode_flags) cmd += " '" + f + "'";
+  cmd += " '" + url + "' > '" + out.string() + "' 2>> '" + (dir.path() / "chromium.log").string() + "'";
+  ChildProcess p({"/bin/sh", "-c", cmd}, dir.path() / "chromium-sh.log");
+  return p.wait(90s);
+}
+
+// The opening tag of the element with this id, or "".
+std::string tag_with_id(const std::string& dom, const std::string& id) {
+  auto at = dom.find("id=\"" + id + "\"");
+  if (at == std::string::npos) return "";
+  auto open = dom.rfind('<', at);
+  auto close = dom.find('>', at);
+  return dom.substr(open, close - open + 1);
+}
+
+std::string class_of(const std::string& tag) {
+  std::smatch m;
+  return std::regex_search(tag, m, std::regex(R"(class="([^"]*)\")")) ? m[1].str() : "";
+}
+
+}  // namespace
+
+class DashboardBrowser : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    chromium = find_chromium();
+    ASSERT_FALSE(chromium.empty())
+        << "Chromium is not installed, so the dashboard cannot be tested in a browser. Install it with "
+           "tools/bootstrap (as root), or: apt-get install chromium";
+  }
+  std::string url(const std::string& suffix = "") {
+    return "http://127.0.0.1:" + std::to_string(aggregator.port()) + "/?token=" + TokensFile::kRead + suffix;
+  }
+  std::string goal_status(int g) {
+    auto r = http_call(aggregator.port(), boost::beast::http::verb::get, "/api/v1/goals/" + std::to_string(g),
+                       bearer(TokensFile::kRead));
+    auto j = r.json();
+    return j.is_object() ? j.value("status", "") : "";
+  }
+  // Goal 7 red (Bamako at the highest terrorism threat level), goal 13 amber, goal 1 green.
+  void publish_world() {
+    RawPublisher pub(broker.uri(), "browser-publisher");
+    pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+    pub.event("europe", "athens", "irregular_migration_pressure", 2000, ValueKind::Gauge);
+    pub.event("eastern-europe-central-asia", "kyiv", "conflict_early_warning_level", 1);
+    ASSERT_TRUE(wait_until([&] { return goal_status(7) == "red" && goal_status(13) == "amber"; }, 10s))
+        << goal_status(7) << " " << goal_status(13);
+  }
+
+  std::filesystem::path chromium;
+  TempDir dir;
+  MosquittoBroker broker;
+  TokensFile tokens{dir};
+  AggregatorProcess aggregator{broker, dir, {"--tokens-file", tokens.path.string()}};
+};
+
+TEST_F(DashboardBrowser, ShowsTheRedGoalLiveAndSavesAScreenshot) {
+  publish_world();
+  auto dom_file = dir.path() / "dom.html";
+  ASSERT_EQ(run_chromium(chromium, dir, url(), {"--dump-dom"}, dom_file), 0) << read_file(dir.path() / "chromium.log");
+  std::string dom = read_file(dom_file);
+  ASSERT_FALSE(dom.empty()) << read_file(dir.path() / "chromium.log");
+
+  std::string goal7 = tag_with_id(dom, "goal-7");
+  ASSERT_FALSE(goal7.empty()) << "no goal-7 element in:\n" << dom.substr(0, 3000);
+  EXPECT_NE((" " + class_of(goal7) + " ").find(" status-red "), std::string::npos) << goal7;
+  EXPECT_NE(class_of(tag_with_id(dom, "goal-13")).find("status-amber"), std::string::npos);
+  EXPECT_NE(class_of(tag_with_id(dom, "pillar-defend")).find("status-red"), std::string::npos);
+  EXPECT_NE(class_of(tag_with_id(dom, "threat-terrorism")).find("status-red"), std::string::npos);
+  // The page went live over the WebSocket (with the ?token= it was given) ...
+  EXPECT_NE(tag_with_id(dom, "conn").find("data-state=\"live\""), std::string::npos) << tag_with_id(dom, "conn");
+  // ... lists goal 7's alarm with an acknowledge button, and asked for no token.
+  EXPECT_NE(dom.find("Goal 7 · Counter-terrorism"), std::string::npos);
+  EXPECT_NE(dom.find(">Acknowledge</button>"), std::string::npos);
+  EXPECT_EQ(tag_with_id(dom, "token-dialog").find("open"), std::string::npos) << tag_with_id(dom, "token-dialog");
+
+  auto artifacts = std::filesystem::path(POSTWATCH_TEST_ARTIFACTS_DIR);
+  std::filesystem::create_directories(artifacts);
+  auto png = artifacts / "dashboard.png";
+  std::filesystem::remove(png);
+  ASSERT_EQ(run_chromium(chromium, dir, url(), {"--screenshot=" + png.string(), "--window-size=1600,1000"},
+                         dir.path() / "screenshot.out"),
+            0)
+      << read_file(dir.path() / "chromium.log");
+  std::string image = read_file(png);
+  ASSERT_GT(image.size(), 20'000u) << "screenshot missing or blank: " << png;
+  EXPECT_EQ(image.substr(1, 3), "PNG");
+}
+
+TEST_F(DashboardBrowser, DrillsDownFromGoalToRegionToPostToIndicators) {
+  publish_world();
+  auto dom_file = dir.path() / "goal.html";
+  ASSERT_EQ(run_chromium(chromium, dir, url("#/goal/7"), {"--dump-dom"}, dom_file), 0);
+  std::string dom = read_file(dom_file);
+  EXPECT_EQ(tag_with_id(dom, "drill").find("hidden"), std::string::npos) << tag_with_id(dom, "drill");
+  EXPECT_NE(class_of(tag_with_id(dom, "region-sub-saharan-africa")).find("status-red"), std::string::npos)
+      << dom.substr(dom.find("drill-body"), 2000);
+  EXPECT_NE(class_of(tag_with_id(dom, "region-europe")).find("status-unknown"), std::string::npos);
+
+  ASSERT_EQ(run_chromium(chromium, dir, url("#/goal/7/region/sub-saharan-africa"), {"--dump-dom"}, dom_file), 0);
+  dom = read_file(dom_file);
+  EXPECT_NE(class_of(tag_with_id(dom, "post-bamako")).find("status-red"), std::string::npos)
+      << tag_with_id(dom, "post-bamako");
+
+  ASSERT_EQ(
+      run_chromium(chromium, dir, url("#/goal/7/region/sub-saharan-africa/post/bamako"), {"--dump-dom"}, dom_file), 0);
+  dom = read_file(dom_file);
+  ASSERT_FALSE(tag_with_id(dom, "drill-indicators").empty()) << dom.substr(0, 2000);
+  const auto catalogue = IndicatorCatalogue::load(catalogue_path());
+  const Indicator* ind = catalogue.find_indicator("terrorism_threat_level");
+  ASSERT_NE(ind, nullptr);
+  EXPECT_NE(dom.find(ind->name), std::string::npos);
+}
+
+TEST_F(DashboardBrowser, AsksForATokenWhenItHasNone) {
+  auto dom_file = dir.path() / "dom.html";
+  ASSERT_EQ(run_chromium(chromium, dir, "http://127.0.0.1:" + std::to_string(aggregator.port()) + "/", {"--dump-dom"},
+                         dom_file),
+            0);
+  std::string dom = read_file(dom_file);
+  EXPECT_NE(tag_with_id(dom, "token-dialog").find("open"), std::string::npos) << tag_with_id(dom, "token-dialog");
+}
