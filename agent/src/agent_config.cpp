@@ -188,7 +188,7 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
   json root;
   try {
     root = json::parse(text.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e999
     r.fail("", std::string("not valid JSON: ") + e.what());
     return c;
   }

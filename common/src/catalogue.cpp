@@ -114,7 +114,8 @@ IndicatorCatalogue IndicatorCatalogue::parse(std::string_view text, const std::s
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error and out_of_range (a number too large for a double) both mean bad JSON.
     throw CatalogueError(origin + ": not valid JSON: " + e.what());
   }
   if (!root.is_object()) r.fail("(top level)", "expected an object");

@@ -65,6 +65,7 @@ TEST(AgentConfig, ErrorsNameTheFieldAndProblem) {
   EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "broker_uri": "http://x"})").find("broker_uri"),
             std::string::npos);
   EXPECT_NE(config_error("{not json").find("not valid JSON"), std::string::npos);
+  EXPECT_NE(config_error(R"({"agent_id": "a", "heartbeat_s": 1e999})").find("not valid JSON"), std::string::npos);
 }
 
 TEST(EventJson, ParsesEachKind) {

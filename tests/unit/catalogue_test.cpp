@@ -89,6 +89,14 @@ TEST(Catalogue, ErrorsNameFileEntryAndProblem) {
       EXPECT_NE(std::string(e.what()).find("bad.json: not valid JSON"), std::string::npos);
     }
   }
+  // Found by fuzz_catalogue: a number too large for a double is an out_of_range, not a
+  // parse_error, and used to escape as an uncaught nlohmann exception.
+  try {
+    IndicatorCatalogue::parse(R"({"goals": [9999999999900e0000795448]})", "huge.json");
+    FAIL();
+  } catch (const CatalogueError& e) {
+    EXPECT_NE(std::string(e.what()).find("huge.json: not valid JSON"), std::string::npos);
+  }
   json j = good;
   j["indicators"][0]["amber"] = j["indicators"][0]["red"].get<double>() + 1;
   expect_error(j, {"indicators[0]", good["indicators"][0]["id"].get<std::string>(), "amber"});
