@@ -151,7 +151,7 @@ struct AggregatorService::Impl {
 
   void publish_alarm(const Alarm& a) {
     if (options.publish_snapshots)
-      mqtt.publish(std::string(topics::prefix) + "/feed/alarms", alarm_json(a).dump(), 1, false);
+      mqtt.publish(std::string(topics::prefix) + "/feed/alarms", dump_json(alarm_json(a)), 1, false);
   }
 
   void tick() {
@@ -167,8 +167,8 @@ struct AggregatorService::Impl {
                                  [&](const StatusChange& c) { return c.scope == "goal" && c.id == id; });
       if (changed || periodic) store.record_history({now, "goal", id, s.shown, s.score});
       if (changed && options.publish_snapshots)
-        mqtt.publish(topics::goal_feed(catalogue->goals()[g].id), goal_snapshot_json(*catalogue, board, g).dump(), 1,
-                     true);
+        mqtt.publish(topics::goal_feed(catalogue->goals()[g].id), dump_json(goal_snapshot_json(*catalogue, board, g)),
+                     1, true);
       stream_update("goal", goal_snapshot_json(*catalogue, board, g), goal_sent[g], changed, now);
     }
     for (std::size_t p = 0; p < board.pillars().size(); ++p) {
@@ -178,7 +178,7 @@ struct AggregatorService::Impl {
                                  [&](const StatusChange& c) { return c.scope == "pillar" && c.id == id; });
       if (changed || periodic) store.record_history({now, "pillar", id, s.shown, s.score});
       if (changed && options.publish_snapshots)
-        mqtt.publish(topics::pillar_feed(id), pillar_snapshot_json(*catalogue, board, p).dump(), 1, true);
+        mqtt.publish(topics::pillar_feed(id), dump_json(pillar_snapshot_json(*catalogue, board, p)), 1, true);
       stream_update("pillar", pillar_snapshot_json(*catalogue, board, p), pillar_sent[p], changed, now);
     }
     if (periodic) last_history_ms = now;
