@@ -220,11 +220,6 @@ void EventStore::save_alarm(const Alarm& a) {
   ++handed_seqno_;
 }
 
-std::uint64_t EventStore::pending_events() const {
-  std::lock_guard lk(mu_);
-  return handed_over_ - committed_events_;
-}
-
 bool EventStore::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lk(mu_);
   auto target = handed_seqno_;
@@ -233,25 +228,34 @@ bool EventStore::flush(std::chrono::milliseconds timeout) {
 }
 
 void EventStore::writer_loop() {
+  // A spare that grew past this after a backlog is released rather than kept for good.
+  constexpr std::size_t kMaxKeptEvents = 1 << 18;
   auto next_prune = std::chrono::steady_clock::now();
   std::unique_lock lk(mu_);
   while (true) {
     cv_.wait_for(lk, opt_.commit_interval, [&] { return stopping_ || handed_seqno_ > committed_seqno_ + 64; });
     Pending batch;
     std::swap(batch, pending_);
+    std::swap(pending_, spare_);  // persist() keeps appending into the spare's capacity
     auto seqno = handed_seqno_;
     if (writer_agents_.size() != agents_.size()) writer_agents_ = agents_;  // ids only grow
     bool stop = stopping_;
     lk.unlock();
     bool ok = true;
-    if (!batch.events.empty() || !batch.history.empty() || !batch.alarms.empty()) ok = commit(batch, writer_agents_);
+    if (!batch.empty()) ok = commit(batch, writer_agents_);
     if (std::chrono::steady_clock::now() >= next_prune) {
       prune(now_utc_ms());
       next_prune = std::chrono::steady_clock::now() + std::chrono::hours(1);
     }
+    if (ok) {
+      // Destroying the rows (and freeing an oversized buffer) happens here, not under mu_.
+      batch.clear();
+      if (batch.events.capacity() > kMaxKeptEvents) batch = Pending{};
+    }
     lk.lock();
     if (ok) {
       committed_seqno_ = seqno;
+      if (spare_.events.capacity() < batch.events.capacity()) std::swap(spare_, batch);
     } else {
       // Keep the batch (disk full, I/O error): it goes first in the next commit.
       batch.events.insert(batch.events.end(), std::make_move_iterator(pending_.events.begin()),

@@ -81,7 +81,8 @@ class EventStore final : public EventSink {
   // Blocks until everything handed over so far is committed (tests, shutdown).
   bool flush(std::chrono::milliseconds timeout);
   std::uint64_t events_committed() const { return committed_events_; }
-  std::uint64_t pending_events() const;
+  // Handed over, not yet committed. Lock-free: MQTT ingest polls it from paho's thread.
+  std::uint64_t pending_events() const { return handed_over_ - committed_events_; }
   std::uint64_t write_errors() const { return write_errors_; }
 
  private:
@@ -93,6 +94,12 @@ class EventStore final : public EventSink {
     std::vector<PendingEvent> events;
     std::vector<HistoryPoint> history;
     std::vector<std::pair<std::uint64_t, std::string>> alarms;  // id, json
+    bool empty() const { return events.empty() && history.empty() && alarms.empty(); }
+    void clear() {
+      events.clear();
+      history.clear();
+      alarms.clear();
+    }
   };
   void writer_loop();
   bool commit(Pending& batch, const std::vector<std::pair<std::string, std::string>>& agents);
@@ -107,9 +114,12 @@ class EventStore final : public EventSink {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   Pending pending_;
+  // The last committed batch, cleared, handed back so persist() appends into memory
+  // that is already there instead of regrowing a vector from nothing every commit.
+  Pending spare_;
   std::vector<std::pair<std::string, std::string>> agents_;         // id -> (post, agent)
   std::vector<std::pair<std::string, std::string>> writer_agents_;  // the writer thread's copy
-  std::uint64_t handed_over_ = 0;                                   // events given to persist()
+  std::atomic<std::uint64_t> handed_over_{0};                       // events given to persist()
   std::atomic<std::uint64_t> committed_events_{0};
   std::atomic<std::uint64_t> write_errors_{0};
   std::uint64_t committed_seqno_ = 0, handed_seqno_ = 0;  // units of work, for flush()
