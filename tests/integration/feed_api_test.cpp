@@ -157,7 +157,7 @@ TEST_F(FeedApi, EveryReadEndpointAnswersJson) {
 TEST_F(FeedApi, UnknownIdsAre404) {
   for (auto* target : {"/api/v1/goals/99", "/api/v1/posts/atlantis", "/api/v1/regions?goal=99",
                        "/api/v1/posts?region=atlantis", "/api/v1/posts?goal=0", "/api/v1/history?scope=goal&id=99",
-                       "/api/v1/history?scope=pillar&id=nope", "/api/v1/nope", "/nope"}) {
+                       "/api/v1/history?scope=pillar&id=nope", "/api/v1/agents/atlantis/x", "/api/v1/nope", "/nope"}) {
     auto r = get(target);
     EXPECT_TRUE(is_json_error(r, 404)) << target << ": " << r.status << " " << r.body;
   }
@@ -345,16 +345,27 @@ TEST_F(FeedApi, OpenApiDescribesEveryEndpoint) {
       documented.insert(method + " " + path);
       EXPECT_TRUE(op.contains("responses")) << method << " " << path;
     }
-  const std::set<std::string> expected = {"get /healthz",        "get /readyz",
-                                          "get /metrics",        "get /",
-                                          "get /dashboard",      "get /api/v1/openapi.json",
-                                          "get /api/v1/whoami",  "get /api/v1/goals",
-                                          "get /api/v1/pillars", "get /api/v1/goals/{id}",
-                                          "get /api/v1/threats", "get /api/v1/regions",
-                                          "get /api/v1/posts",   "get /api/v1/posts/{id}",
-                                          "get /api/v1/agents",  "get /api/v1/stats",
-                                          "get /api/v1/alarms",  "post /api/v1/alarms/{id}/ack",
-                                          "get /api/v1/history", "get /api/v1/stream"};
+  const std::set<std::string> expected = {"get /healthz",
+                                          "get /readyz",
+                                          "get /metrics",
+                                          "get /",
+                                          "get /dashboard",
+                                          "get /api/v1/openapi.json",
+                                          "get /api/v1/whoami",
+                                          "get /api/v1/goals",
+                                          "get /api/v1/pillars",
+                                          "get /api/v1/goals/{id}",
+                                          "get /api/v1/threats",
+                                          "get /api/v1/regions",
+                                          "get /api/v1/posts",
+                                          "get /api/v1/posts/{id}",
+                                          "get /api/v1/agents",
+                                          "get /api/v1/agents/{post}/{agent}",
+                                          "get /api/v1/stats",
+                                          "get /api/v1/alarms",
+                                          "post /api/v1/alarms/{id}/ack",
+                                          "get /api/v1/history",
+                                          "get /api/v1/stream"};
   EXPECT_EQ(documented, expected);
   // Each documented GET answers (not "no such endpoint"), with example parameters filled in.
   for (const auto& op : documented) {
@@ -362,6 +373,10 @@ TEST_F(FeedApi, OpenApiDescribesEveryEndpoint) {
     std::string path = op.substr(4);
     path = std::regex_replace(path, std::regex(R"(/goals/\{id\})"), "/goals/7");
     path = std::regex_replace(path, std::regex(R"(/posts/\{id\})"), "/posts/bamako");
+    if (path == "/api/v1/agents/{post}/{agent}") {
+      make_goal7_red();  // an event from bamako/t1, so the agent is known
+      path = "/api/v1/agents/bamako/t1";
+    }
     if (path == "/api/v1/history") path += "?scope=goal&id=7";
     auto r = get(path);
     if (path == "/api/v1/stream")

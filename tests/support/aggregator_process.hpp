@@ -33,13 +33,14 @@ class AggregatorProcess {
     auto j = get("/api/v1/goals/" + std::to_string(goal));
     return j.is_object() ? j["status"].get<std::string>() : "";
   }
-  // The aggregator's counters for one agent ("post/agent"), or null.
+  // The aggregator's event counters for one agent ("post/agent"): events (received),
+  // highest_seq, gaps, reordered, ...; null before its first event.
   nlohmann::json agent_track(const std::string& key) {
-    auto stats = get("/api/v1/stats");
-    if (!stats.is_object()) return nullptr;
-    for (const auto& a : stats["agents"])
-      if (a["agent"] == key) return a;
-    return nullptr;
+    auto a = get("/api/v1/agents/" + key);
+    if (!a.is_object() || !a["events"].is_object()) return nullptr;
+    auto t = a["events"];
+    t["events"] = t["received"];
+    return t;
   }
   std::uint64_t events_accepted() {
     auto stats = get("/api/v1/stats");

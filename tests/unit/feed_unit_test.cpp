@@ -128,14 +128,16 @@ TEST(FeedHelpers, CsvFieldsAreQuotedWhenNeeded) {
 
 TEST(FeedMetrics, HistogramBucketsAreCumulativeAndInclusive) {
   LatencyHistogram h;
-  for (std::int64_t ms : {-20, 0, 5, 6, 999, 1000, 60000, 60001, 3'600'000}) h.observe_ms(ms);
-  EXPECT_EQ(h.count(), 9u);
-  EXPECT_EQ(h.cumulative(0), 3u);   // <= 5 ms: -20 (as 0), 0, 5
-  EXPECT_EQ(h.cumulative(1), 4u);   // <= 10 ms
-  EXPECT_EQ(h.cumulative(7), 6u);   // <= 1 s
-  EXPECT_EQ(h.cumulative(12), 7u);  // <= 60 s
-  EXPECT_EQ(h.cumulative(13), 9u);  // +Inf
-  EXPECT_DOUBLE_EQ(h.sum_seconds(), (0 + 0 + 5 + 6 + 999 + 1000 + 60000 + 60001 + 3'600'000) / 1000.0);
+  for (std::int64_t ms : {-20, 0, 1, 2, 5, 6, 999, 1000, 60000, 60001, 3'600'000}) h.observe_ms(ms);
+  EXPECT_EQ(h.count(), 11u);
+  EXPECT_EQ(h.cumulative(0), 3u);    // <= 1 ms: -20 (as 0), 0, 1
+  EXPECT_EQ(h.cumulative(1), 4u);    // <= 2.5 ms
+  EXPECT_EQ(h.cumulative(2), 5u);    // <= 5 ms
+  EXPECT_EQ(h.cumulative(3), 6u);    // <= 10 ms
+  EXPECT_EQ(h.cumulative(9), 8u);    // <= 1 s
+  EXPECT_EQ(h.cumulative(14), 9u);   // <= 60 s
+  EXPECT_EQ(h.cumulative(15), 11u);  // +Inf
+  EXPECT_DOUBLE_EQ(h.sum_seconds(), (0 + 0 + 1 + 2 + 5 + 6 + 999 + 1000 + 60000 + 60001 + 3'600'000) / 1000.0);
 }
 
 TEST(FeedMetrics, ExpositionTextFormat) {
@@ -150,6 +152,7 @@ TEST(FeedMetrics, ExpositionTextFormat) {
   EXPECT_NE(t.find("# HELP x_total Things.\n# TYPE x_total counter\n"), std::string::npos);
   EXPECT_NE(t.find("x_total{reason=\"a\\\"b\\\\c\\nd\"} 3\n"), std::string::npos) << t;
   EXPECT_NE(t.find("x_total 1.5\n"), std::string::npos);
+  EXPECT_NE(t.find("lat_seconds_bucket{le=\"0.001\"} 0\n"), std::string::npos) << t;
   EXPECT_NE(t.find("lat_seconds_bucket{le=\"0.005\"} 0\n"), std::string::npos) << t;
   EXPECT_NE(t.find("lat_seconds_bucket{le=\"0.01\"} 1\n"), std::string::npos) << t;
   EXPECT_NE(t.find("lat_seconds_bucket{le=\"60\"} 1\n"), std::string::npos) << t;

@@ -511,9 +511,7 @@ class InProcessAggregator {
     s.gaps = json_number(r.body, "events_gaps", found);
     s.rejected = json_number(r.body, "batches_rejected", found);
     s.body_bytes = r.body.size();
-    for (auto at = r.body.find("\"highest_seq\":"); at != std::string::npos;
-         at = r.body.find("\"highest_seq\":", at + 1))
-      ++s.agents;
+    s.agents = static_cast<std::size_t>(json_number(r.body, "agents_tracked", found));
     s.ok = found;
     return s;
   }

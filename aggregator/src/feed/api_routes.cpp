@@ -258,6 +258,7 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   if (target == "/api/v1/posts") return posts(q);
   if (starts_with(target, "/api/v1/posts/")) return post(target.substr(14));
   if (target == "/api/v1/agents") return agents();
+  if (starts_with(target, "/api/v1/agents/")) return agent(target.substr(15));
   if (target == "/api/v1/stats") return stats();
   if (target == "/api/v1/alarms") return alarms(q);
   if (target == "/api/v1/history") return history(q);
@@ -269,7 +270,8 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   return error_response(http::status::not_found,
                         "no such endpoint: " + std::string(target) +
                             " (try /api/v1/goals, /api/v1/goals/{id}, /api/v1/threats, /api/v1/regions, "
-                            "/api/v1/posts, /api/v1/posts/{id}, /api/v1/agents, /api/v1/alarms, /api/v1/history, "
+                            "/api/v1/posts, /api/v1/posts/{id}, /api/v1/agents, /api/v1/agents/{post}/{agent}, "
+                            "/api/v1/alarms, /api/v1/history, "
                             "/api/v1/stats, /api/v1/whoami, /api/v1/openapi.json)");
 }
 
@@ -500,22 +502,24 @@ HttpResponse ApiRoutes::post(std::string_view id) {
                                           {"indicators", std::move(inds)}});
 }
 
-HttpResponse ApiRoutes::agents() {
-  json list = json::array();
-  const auto& tracks = src_.ingest.agents();
-  for (const auto& [key, a] : src_.presence.agents()) {
-    json j{{"id", key},
-           {"post", a.post},
-           {"agent", a.agent},
-           {"online", a.online},
-           {"births", a.births},
-           {"agent_version", a.agent_version},
-           {"config_hash", a.config_hash},
-           {"heartbeat_interval_s", a.heartbeat_interval_s},
-           {"last_heartbeat_ms", a.last_heartbeat_ms},
-           {"first_unacked_seq_at_birth", a.first_unacked_seq}};
-    if (a.has_metrics) {
-      const auto& m = a.metrics;
+namespace {
+
+// One agent as /api/v1/agents shows it: what it announced (birth, heartbeat) and what
+// ingest counted of its events; either part may be missing.
+json agent_json(std::string_view key, const AgentPresenceRecord* a, const AgentTrack* track) {
+  json j{{"id", key}};
+  if (a) {
+    j.update({{"post", a->post},
+              {"agent", a->agent},
+              {"online", a->online},
+              {"births", a->births},
+              {"agent_version", a->agent_version},
+              {"config_hash", a->config_hash},
+              {"heartbeat_interval_s", a->heartbeat_interval_s},
+              {"last_heartbeat_ms", a->last_heartbeat_ms},
+              {"first_unacked_seq_at_birth", a->first_unacked_seq}});
+    if (a->has_metrics) {
+      const auto& m = a->metrics;
       j["metrics"] = {{"spool_events", m.spool_events},
                       {"spool_bytes", m.spool_bytes},
                       {"oldest_unsent_age_ms", m.oldest_unsent_age_ms},
@@ -526,15 +530,49 @@ HttpResponse ApiRoutes::agents() {
                       {"rss_bytes", m.rss_bytes},
                       {"uptime_s", m.uptime_s}};
     }
-    if (auto it = tracks.find(key); it != tracks.end())
-      j["events"] = {{"received", it->second.events},
-                     {"highest_seq", it->second.seqs.highest()},
-                     {"gaps", it->second.seqs.gaps()},
-                     {"reordered", it->second.reordered},
-                     {"clock_skew_ms", it->second.clock_skew_ms}};
-    list.push_back(std::move(j));
+  } else {
+    // Events, but never a birth (yet): say so rather than guess.
+    auto slash = key.find('/');
+    j.update({{"post", key.substr(0, slash)},
+              {"agent", slash == std::string_view::npos ? "" : key.substr(slash + 1)},
+              {"online", false},
+              {"births", 0}});
   }
+  if (track)
+    j["events"] = {{"received", track->events},
+                   {"highest_seq", track->seqs.highest()},
+                   {"gaps", track->seqs.gaps()},
+                   {"reordered", track->reordered},
+                   {"clock_skew_ms", track->clock_skew_ms},
+                   {"last_event_ms", track->last_event_ms}};
+  return j;
+}
+
+}  // namespace
+
+HttpResponse ApiRoutes::agents() {
+  json list = json::array();
+  const auto& tracks = src_.ingest.agents();
+  const auto& presence = src_.presence.agents();
+  for (const auto& [key, a] : presence) {
+    auto it = tracks.find(key);
+    list.push_back(agent_json(key, &a, it == tracks.end() ? nullptr : &it->second));
+  }
+  for (const auto& [key, t] : tracks)
+    if (!presence.contains(key)) list.push_back(agent_json(key, nullptr, &t));
   return json_response(http::status::ok, {{"online", src_.presence.online_count()}, {"agents", std::move(list)}});
+}
+
+HttpResponse ApiRoutes::agent(std::string_view key) {
+  const auto& tracks = src_.ingest.agents();
+  const auto& presence = src_.presence.agents();
+  auto t = tracks.find(key);
+  auto p = presence.find(key);
+  if (t == tracks.end() && p == presence.end())
+    return error_response(http::status::not_found, "unknown agent: " + std::string(key) +
+                                                       " (ids are <post>/<agent>; GET /api/v1/agents lists them)");
+  return json_response(http::status::ok, agent_json(key, p == presence.end() ? nullptr : &p->second,
+                                                    t == tracks.end() ? nullptr : &t->second));
 }
 
 HttpResponse ApiRoutes::stats() {
@@ -542,15 +580,8 @@ HttpResponse ApiRoutes::stats() {
   json undecodable = json::object();
   for (std::size_t i = 1; i < c.batches_undecodable.size(); ++i)
     undecodable[std::string(to_string(static_cast<DecodeError>(i)))] = c.batches_undecodable[i];
-  json agents = json::array();
-  for (const auto& [key, a] : src_.ingest.agents())
-    agents.push_back({{"agent", key},
-                      {"events", a.events},
-                      {"highest_seq", a.seqs.highest()},
-                      {"gaps", a.seqs.gaps()},
-                      {"reordered", a.reordered},
-                      {"clock_skew_ms", a.clock_skew_ms},
-                      {"last_event_ms", a.last_event_ms}});
+  // O(1) in the fleet's size: it runs on the io thread, between events. Per-agent
+  // counters are in /api/v1/agents and /api/v1/agents/{post}/{agent}.
   std::size_t silent = 0;
   for (std::uint32_t p = 0; p < src_.catalogue.posts().size(); ++p) silent += is_silent(p);
   json j{{"batches_accepted", c.batches_accepted},
@@ -572,7 +603,7 @@ HttpResponse ApiRoutes::stats() {
          {"agents_online", src_.presence.online_count()},
          {"posts_silent", silent},
          {"stream_clients", src_.stream ? src_.stream->clients() : 0},
-         {"agents", std::move(agents)}};
+         {"agents_tracked", src_.ingest.agents().size()}};
   if (src_.store) {
     j["events_persisted"] = src_.store->events_committed();
     j["store_pending_events"] = src_.store->pending_events();

@@ -63,6 +63,7 @@ class ApiRoutes {
   HttpResponse posts(const Query& q);
   HttpResponse post(std::string_view id);
   HttpResponse agents();
+  HttpResponse agent(std::string_view key);
   HttpResponse stats();
   HttpResponse metrics();
   HttpResponse alarms(const Query& q);

@@ -9,7 +9,7 @@ namespace postwatch::aggregator {
 void LatencyHistogram::observe_ms(std::int64_t ms) {
   if (ms < 0) ms = 0;
   std::size_t i = 0;
-  while (i < kBoundsMs.size() && ms > kBoundsMs[i]) ++i;
+  while (i < kBoundsUs.size() && ms * 1000 > kBoundsUs[i]) ++i;
   buckets_[i] += 1;
   count_ += 1;
   sum_ms_ += ms;
@@ -49,10 +49,10 @@ void MetricsText::sample(std::string_view name, std::string_view labels, std::ui
 void MetricsText::histogram(std::string_view name, std::string_view help, const LatencyHistogram& h) {
   family(name, "histogram", help);
   const std::string bucket = std::string(name) + "_bucket";
-  for (std::size_t i = 0; i < LatencyHistogram::kBoundsMs.size(); ++i)
-    sample(bucket, label("le", fmt::format("{}", static_cast<double>(LatencyHistogram::kBoundsMs[i]) / 1000.0)),
+  for (std::size_t i = 0; i < LatencyHistogram::kBoundsUs.size(); ++i)
+    sample(bucket, label("le", fmt::format("{}", static_cast<double>(LatencyHistogram::kBoundsUs[i]) / 1e6)),
            h.cumulative(i));
-  sample(bucket, label("le", "+Inf"), h.cumulative(LatencyHistogram::kBoundsMs.size()));
+  sample(bucket, label("le", "+Inf"), h.cumulative(LatencyHistogram::kBoundsUs.size()));
   sample(std::string(name) + "_sum", "", h.sum_seconds());
   sample(std::string(name) + "_count", "", h.count());
 }

@@ -9,20 +9,22 @@
 
 namespace postwatch::aggregator {
 
-// Event observed_at -> applied, in seconds; buckets from 5 ms to 60 s.
+// Event observed_at -> applied, in seconds; buckets from 1 ms to 60 s. Observed times
+// are whole milliseconds, so nothing finer than 1 ms can be told apart.
 class LatencyHistogram {
  public:
-  static constexpr std::array<std::int64_t, 13> kBoundsMs{5,    10,   25,   50,    100,   250,  500,
-                                                          1000, 2500, 5000, 10000, 30000, 60000};
+  static constexpr std::array<std::int64_t, 15> kBoundsUs{1'000,    2'500,    5'000,      10'000,     25'000,
+                                                          50'000,   100'000,  250'000,    500'000,    1000'000,
+                                                          2500'000, 5000'000, 10'000'000, 30'000'000, 60'000'000};
   // Negative latencies (an agent clock slightly ahead of ours) count as 0.
   void observe_ms(std::int64_t ms);
-  // Cumulative count of observations <= kBoundsMs[i]; i == kBoundsMs.size() is +Inf.
+  // Cumulative count of observations <= kBoundsUs[i]; i == kBoundsUs.size() is +Inf.
   std::uint64_t cumulative(std::size_t i) const;
   std::uint64_t count() const { return count_; }
   double sum_seconds() const { return static_cast<double>(sum_ms_) / 1000.0; }
 
  private:
-  std::array<std::uint64_t, kBoundsMs.size() + 1> buckets_{};  // per bucket, not cumulative
+  std::array<std::uint64_t, kBoundsUs.size() + 1> buckets_{};  // per bucket, not cumulative
   std::uint64_t count_ = 0;
   std::int64_t sum_ms_ = 0;
 };
