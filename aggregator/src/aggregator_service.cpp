@@ -229,6 +229,12 @@ void AggregatorService::start() {
   impl_->recover();
   // Only live messages feed the latency histogram (replayed events are old by nature).
   impl_->ingest.on_applied_latency = [impl = impl_.get()](std::int64_t ms) { impl->latency.observe_ms(ms); };
+  impl_->ingest.on_topic_mismatch = [impl = impl_.get()](std::string_view topic_post, std::string_view,
+                                                         std::string_view claimed_post,
+                                                         std::string_view claimed_agent) {
+    impl->board.record_topic_mismatch(std::string(topic_post),
+                                      std::string(claimed_post) + "/" + std::string(claimed_agent), now_utc_ms());
+  };
   impl_->store.start();
   impl_->tick();  // statuses are right before the first request
   impl_->http.listen(impl_->options.http_address, impl_->options.http_port);

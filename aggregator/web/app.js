@@ -320,7 +320,9 @@
       return `Goal ${a.goal}${g ? ` · ${g.name}` : ''}`;
     }
     const p = state.postsById.get(a.post);
-    return `Post ${p ? `${p.city} (${a.post})` : a.post} is silent`;
+    const where = p ? `${p.city} (${a.post})` : a.post;
+    if (a.kind === 'topic_mismatch') return `Post ${where}: events claiming another post's identity`;
+    return `Post ${where} is silent`;
   }
 
   function renderAlarms() {

@@ -154,6 +154,33 @@ TEST_F(FeedApi, EveryReadEndpointAnswersJson) {
   EXPECT_EQ(get("/api/v1/posts").json()["posts"].size(), 142u);
 }
 
+// An agent that keeps publishing on its own topic as if it were another post: each
+// batch is refused and counted, and the repeats raise a red alarm naming the post
+// whose credentials were used and the identity it claimed.
+TEST_F(FeedApi, RepeatedTopicMismatchRaisesAnAlarm) {
+  RawPublisher pub(broker.uri());
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+    EventBatch b{"gw-1", "bamako", now_utc_ms(), {}};
+    b.events.push_back(IndicatorEvent{seq, now_utc_ms(), "terrorism_threat_level", ValueKind::Level, 5, "", "", {}});
+    pub.raw("postwatch/v1/europe/paris/gw-1/events", encode_batch(b));
+  }
+  nlohmann::json alarm;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const auto& a : get("/api/v1/alarms?state=open").json_at("alarms"))
+          if (a["kind"] == "topic_mismatch") alarm = a;
+        return alarm.is_object();
+      },
+      std::chrono::seconds(10)))
+      << get("/api/v1/alarms").body;
+  EXPECT_EQ(alarm["post"], "paris");
+  EXPECT_EQ(alarm["level"], "red");
+  ASSERT_FALSE(alarm["causes"].empty());
+  EXPECT_EQ(alarm["causes"][0]["post"], "bamako/gw-1");
+  EXPECT_EQ(get("/api/v1/stats").json()["batches_topic_mismatch"], 3);
+  EXPECT_EQ(goal_status(7), "unknown") << "the refused events must not reach the board";
+}
+
 TEST_F(FeedApi, UnknownIdsAre404) {
   for (auto* target : {"/api/v1/goals/99", "/api/v1/posts/atlantis", "/api/v1/regions?goal=99",
                        "/api/v1/posts?region=atlantis", "/api/v1/posts?goal=0", "/api/v1/history?scope=goal&id=99",

@@ -297,6 +297,61 @@ TEST(SilentPosts, MissedHeartbeatsMakeAPostSilentAndLowCoverageUnknown) {
   EXPECT_EQ(silent_alarms, 2);
 }
 
+// Repeated attempts from one post's topic to pass as another post raise one alarm,
+// which names the claimed identities, reports further attempts and clears after a
+// quiet window. Single slips (a misconfigured agent once) do not.
+TEST(TopicMismatchAlarm, RepeatedAttemptsRaiseAndAQuietWindowClears) {
+  const auto& cat = catalogue();
+  BoardPolicy policy{0};
+  policy.mismatch_attempts = 3;
+  policy.mismatch_window_ms = 60'000;
+  StatusBoard board(cat, policy);
+  IndicatorState state(cat);
+  GoalRollup rollup(cat);
+  std::vector<bool> silent(cat.posts().size(), false);
+  auto tick = [&](std::int64_t now) { return board.tick(rollup.compute(state, now, silent), silent, now); };
+  auto open_mismatch = [&]() -> const Alarm* {
+    for (const auto& a : board.alarms())
+      if (a.kind == "topic_mismatch" && a.open()) return &a;
+    return nullptr;
+  };
+
+  board.record_topic_mismatch("kabul", "bamako/a1", kT0 + 65'000);
+  board.record_topic_mismatch("kabul", "bamako/a1", kT0 + 66'000);
+  tick(kT0 + 67'000);
+  EXPECT_EQ(open_mismatch(), nullptr) << "two attempts are below the threshold";
+
+  // Three within the window, but the first is long gone: still no alarm.
+  board.record_topic_mismatch("paris", "moscow/x", kT0);
+  board.record_topic_mismatch("paris", "moscow/x", kT0 + 70'000);
+  board.record_topic_mismatch("paris", "moscow/x", kT0 + 70'500);
+  board.record_topic_mismatch("kabul", "kyiv/a9", kT0 + 68'000);
+  auto changes = tick(kT0 + 71'000);
+  const Alarm* a = open_mismatch();
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->post, "kabul");
+  EXPECT_EQ(a->level, Status::Red);
+  ASSERT_EQ(a->causes.size(), 2u);  // distinct claimed identities
+  EXPECT_EQ(a->causes[0].post, "bamako/a1");
+  EXPECT_EQ(a->causes[1].post, "kyiv/a9");
+  EXPECT_EQ(a->causes[1].value, 3);  // attempts so far
+  EXPECT_EQ(changes.alarms.size(), 1u);
+  const auto id = a->id;
+
+  EXPECT_TRUE(tick(kT0 + 72'000).alarms.empty()) << "nothing new: nothing to report";
+  board.record_topic_mismatch("kabul", "kyiv/a9", kT0 + 73'000);
+  changes = tick(kT0 + 74'000);
+  ASSERT_EQ(changes.alarms.size(), 1u);
+  EXPECT_EQ(changes.alarms[0], id);
+  EXPECT_EQ(board.find_alarm(id)->causes[0].value, 4);
+
+  tick(kT0 + 73'000 + 60'000);
+  EXPECT_TRUE(board.find_alarm(id)->open()) << "not yet a whole quiet window";
+  changes = tick(kT0 + 73'000 + 60'001);
+  EXPECT_FALSE(board.find_alarm(id)->open());
+  ASSERT_EQ(changes.alarms.size(), 1u);
+}
+
 TEST(Store, PersistsEventsHistoryAndAlarmsAcrossReopen) {
   test::TempDir dir;
   StoreOptions opt{dir.path() / "store.sqlite"};

@@ -43,10 +43,15 @@ TEST_F(BatchIngestTest, AppliesNewEventsAndDropsDuplicates) {
 }
 
 TEST_F(BatchIngestTest, RejectsPayloadThatDisagreesWithTopic) {
+  std::string who;
+  ingest.on_topic_mismatch = [&](std::string_view tp, std::string_view ta, std::string_view cp, std::string_view ca) {
+    who = std::string(tp) + "/" + std::string(ta) + " claimed " + std::string(cp) + "/" + std::string(ca);
+  };
   auto b = batch({1});
   b.post_id = "kabul";
   EXPECT_EQ(feed(topic, b), 0u);
   EXPECT_EQ(ingest.counters().batches_topic_mismatch, 1u);
+  EXPECT_EQ(who, "bamako/a1 claimed kabul/a1");
   EXPECT_EQ(feed("postwatch/v1/europe/bamako/a1/events", batch({1})), 0u);  // wrong region
   EXPECT_EQ(ingest.counters().batches_unknown_post, 1u);
   EXPECT_EQ(feed("postwatch/v1/x/atlantis/a1/events", EventBatch{"a1", "atlantis", 1, {}}), 0u);

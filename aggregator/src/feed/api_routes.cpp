@@ -702,15 +702,16 @@ HttpResponse ApiRoutes::metrics() {
   for (std::size_t p = 0; p < cat.pillars().size(); ++p)
     m.sample("postwatch_pillar_status", L::label("pillar", cat.pillars()[p].id),
              static_cast<std::uint64_t>(src_.board.pillars()[p].shown));
-  std::uint64_t open_goal = 0, open_silent = 0, unacked = 0;
+  std::uint64_t open_goal = 0, open_silent = 0, open_mismatch = 0, unacked = 0;
   for (const auto& a : src_.board.alarms()) {
     if (!a.open()) continue;
-    (a.kind == "goal" ? open_goal : open_silent) += 1;
+    (a.kind == "goal" ? open_goal : a.kind == "post_silent" ? open_silent : open_mismatch) += 1;
     unacked += a.acked_at_ms == 0;
   }
   m.family("postwatch_alarms_open", "gauge", "Open alarms by kind.");
   m.sample("postwatch_alarms_open", L::label("kind", "goal"), open_goal);
   m.sample("postwatch_alarms_open", L::label("kind", "post_silent"), open_silent);
+  m.sample("postwatch_alarms_open", L::label("kind", "topic_mismatch"), open_mismatch);
   m.family("postwatch_alarms_unacknowledged", "gauge", "Open alarms nobody has acknowledged.");
   m.sample("postwatch_alarms_unacknowledged", "", unacked);
 

@@ -100,6 +100,7 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   }
   if (batch_.post_id != t.post || batch_.agent_id != t.agent) {
     counters_.batches_topic_mismatch += 1;
+    if (on_topic_mismatch) on_topic_mismatch(t.post, t.agent, batch_.post_id, batch_.agent_id);
     reject(topic, "payload is from post '" + std::string(batch_.post_id) + "' agent '" + std::string(batch_.agent_id) +
                       "', not the topic's");
     return 0;

@@ -75,6 +75,11 @@ class BatchIngest {
   // Optional: called once per event a live message applied to the state (not on replay,
   // not for late events) with now - observed_at in ms; feeds the ingest latency metric.
   std::function<void(std::int64_t latency_ms)> on_applied_latency;
+  // A batch whose payload names another post/agent than the topic it came on: the
+  // broker authenticated the topic's owner, so that is who tried (see StatusBoard).
+  std::function<void(std::string_view topic_post, std::string_view topic_agent, std::string_view claimed_post,
+                     std::string_view claimed_agent)>
+      on_topic_mismatch;
 
  private:
   void reject(std::string_view topic, std::string_view why);

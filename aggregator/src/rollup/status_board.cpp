@@ -92,6 +92,51 @@ void StatusBoard::update_silent_alarms(const std::vector<bool>& silent, std::int
   }
 }
 
+void StatusBoard::record_topic_mismatch(const std::string& topic_post, const std::string& claimed,
+                                        std::int64_t now_ms) {
+  auto& m = mismatches_[topic_post];
+  m.at_ms.push_back(now_ms);
+  while (m.at_ms.size() > std::max<std::size_t>(policy_.mismatch_attempts, 1)) m.at_ms.pop_front();
+  m.total += 1;
+  if (m.claimed.size() < 8 && std::find(m.claimed.begin(), m.claimed.end(), claimed) == m.claimed.end())
+    m.claimed.push_back(claimed);
+}
+
+void StatusBoard::update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out) {
+  for (auto it = mismatches_.begin(); it != mismatches_.end();) {
+    const std::string& post = it->first;
+    const MismatchAttempts& m = it->second;
+    Alarm* open = open_alarm("topic_mismatch", 0, post);
+    const bool quiet = now_ms - m.at_ms.back() > policy_.mismatch_window_ms;
+    const bool repeated = m.at_ms.size() >= policy_.mismatch_attempts &&
+                          m.at_ms.back() - m.at_ms.front() <= policy_.mismatch_window_ms && !quiet;
+    if (repeated && (!open || m.total != m.reported_total)) {
+      it->second.reported_total = m.total;
+      Alarm fresh;
+      Alarm& a = open ? *open : fresh;
+      a.causes.clear();
+      for (const auto& c : m.claimed)
+        a.causes.push_back({c, "topic_mismatch", static_cast<double>(m.total), Status::Red});
+      if (!open) {
+        a.id = next_alarm_id_++;
+        a.kind = "topic_mismatch";
+        a.post = post;
+        a.level = Status::Red;
+        a.raised_at_ms = now_ms;
+        alarms_.push_back(a);
+      }
+      out.alarms.push_back(a.id);  // raised, or more attempts since the last report
+    } else if (open && quiet) {
+      open->cleared_at_ms = now_ms;
+      out.alarms.push_back(open->id);
+    }
+    if (quiet && !open_alarm("topic_mismatch", 0, post))
+      it = mismatches_.erase(it);  // forgotten: a later attempt starts a new count
+    else
+      ++it;
+  }
+}
+
 BoardChanges StatusBoard::tick(const RollupSnapshot& raw, const std::vector<bool>& silent, std::int64_t now_ms) {
   BoardChanges out;
   last_ = raw;
@@ -125,6 +170,7 @@ BoardChanges StatusBoard::tick(const RollupSnapshot& raw, const std::vector<bool
     }
   }
   update_silent_alarms(silent, now_ms, out);
+  update_mismatch_alarms(now_ms, out);
   return out;
 }
 

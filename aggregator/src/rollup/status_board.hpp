@@ -7,6 +7,8 @@
 #include "rollup/goal_rollup.hpp"
 
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +17,10 @@ namespace postwatch::aggregator {
 
 struct BoardPolicy {
   std::int64_t min_duration_ms = 30'000;  // a new goal/pillar status must hold this long to show
+  // This many topic-mismatch attempts from one post within the window raise a
+  // "topic_mismatch" alarm; it clears once a whole window passes without one.
+  std::size_t mismatch_attempts = 3;
+  std::int64_t mismatch_window_ms = 10 * 60'000;
 };
 
 struct ShownStatus {
@@ -33,9 +39,9 @@ struct AlarmCause {
 
 struct Alarm {
   std::uint64_t id = 0;
-  std::string kind;  // "goal" or "post_silent"
+  std::string kind;  // "goal", "post_silent" or "topic_mismatch"
   int goal = 0;      // kind goal
-  std::string post;  // kind post_silent
+  std::string post;  // kind post_silent; topic_mismatch: the post whose topic was used
   Status level = Status::Unknown;
   std::int64_t raised_at_ms = 0;
   std::int64_t cleared_at_ms = 0;  // 0 while open
@@ -65,6 +71,10 @@ class StatusBoard {
 
   BoardChanges tick(const RollupSnapshot& raw, const std::vector<bool>& silent, std::int64_t now_ms);
 
+  // A batch on `topic_post`'s topic claimed to be from another post/agent (`claimed`,
+  // "post/agent"). Repeated attempts raise an alarm at the next tick.
+  void record_topic_mismatch(const std::string& topic_post, const std::string& claimed, std::int64_t now_ms);
+
   // Returns the alarm, or nullopt when there is no such id.
   std::optional<Alarm> acknowledge(std::uint64_t id, const std::string& by, const std::string& comment,
                                    std::int64_t now_ms);
@@ -82,6 +92,7 @@ class StatusBoard {
   bool debounce(ShownStatus& s, Status raw, double score, std::int64_t now_ms);
   void update_goal_alarm(std::size_t goal_index, std::int64_t now_ms, BoardChanges& out);
   void update_silent_alarms(const std::vector<bool>& silent, std::int64_t now_ms, BoardChanges& out);
+  void update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out);
   Alarm* open_alarm(const std::string& kind, int goal, const std::string& post);
 
   const IndicatorCatalogue& catalogue_;
@@ -90,6 +101,12 @@ class StatusBoard {
   std::vector<Alarm> alarms_;
   std::uint64_t next_alarm_id_ = 1;
   RollupSnapshot last_;
+  struct MismatchAttempts {
+    std::deque<std::int64_t> at_ms;               // the last policy_.mismatch_attempts attempts
+    std::vector<std::string> claimed;             // distinct claimed identities, at most 8
+    std::uint64_t total = 0, reported_total = 0;  // reported: in the alarm's causes
+  };
+  std::map<std::string, MismatchAttempts, std::less<>> mismatches_;  // by topic post
 };
 
 }  // namespace postwatch::aggregator
