@@ -56,6 +56,10 @@ int main(int argc, char** argv) {
       "missed-heartbeats", po::value(&opts.missed_heartbeats)->default_value(opts.missed_heartbeats),
       "a post is silent after this many heartbeat intervals without news")(
       "tick-ms", po::value(&opts.tick_ms)->default_value(opts.tick_ms), "status evaluation interval")(
+      "max-queued-messages", po::value(&opts.max_queued_messages)->default_value(opts.max_queued_messages),
+      "MQTT delivery pauses while this many messages wait for the io thread (back-pressure)")(
+      "max-store-backlog", po::value(&opts.max_store_backlog_events)->default_value(opts.max_store_backlog_events),
+      "MQTT delivery pauses while this many events wait to be written to the store")(
       "log-level", po::value(&log_level)->default_value(log_level), "trace, debug, info, warn, error");
   po::variables_map vm;
   try {

@@ -604,6 +604,13 @@ HttpResponse ApiRoutes::stats() {
          {"posts_silent", silent},
          {"stream_clients", src_.stream ? src_.stream->clients() : 0},
          {"agents_tracked", src_.ingest.agents().size()}};
+  if (src_.flow) {
+    auto f = src_.flow();
+    j["ingest_queued_messages"] = f.queued_messages;
+    j["ingest_pauses"] = f.pauses;
+    j["ingest_paused_ms"] = f.paused_ms;
+    j["ingest_pause_overrides"] = f.overrides;
+  }
   if (src_.store) {
     j["events_persisted"] = src_.store->events_committed();
     j["store_pending_events"] = src_.store->pending_events();
@@ -707,6 +714,19 @@ HttpResponse ApiRoutes::metrics() {
     if (!a.open()) continue;
     (a.kind == "goal" ? open_goal : a.kind == "post_silent" ? open_silent : open_mismatch) += 1;
     unacked += a.acked_at_ms == 0;
+  }
+  if (src_.flow) {
+    auto f = src_.flow();
+    m.family("postwatch_ingest_queued_messages", "gauge", "MQTT messages handed to the io thread, not yet handled.");
+    m.sample("postwatch_ingest_queued_messages", "", static_cast<std::uint64_t>(f.queued_messages));
+    m.family("postwatch_ingest_backpressure_pauses_total", "counter",
+             "Times MQTT delivery paused because the io thread or the store was behind.");
+    m.sample("postwatch_ingest_backpressure_pauses_total", "", f.pauses);
+    m.family("postwatch_ingest_backpressure_seconds_total", "counter", "Time MQTT delivery spent paused.");
+    m.sample("postwatch_ingest_backpressure_seconds_total", "", static_cast<double>(f.paused_ms) / 1000.0);
+    m.family("postwatch_ingest_backpressure_overrides_total", "counter",
+             "Pauses that reached the limit and let messages through anyway (memory grows instead).");
+    m.sample("postwatch_ingest_backpressure_overrides_total", "", f.overrides);
   }
   m.family("postwatch_alarms_open", "gauge", "Open alarms by kind.");
   m.sample("postwatch_alarms_open", L::label("kind", "goal"), open_goal);

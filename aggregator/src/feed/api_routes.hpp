@@ -9,6 +9,7 @@
 #include "feed/metrics.hpp"
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
+#include "ingest/mqtt_ingest.hpp"
 #include "postwatch/catalogue.hpp"
 #include "rollup/indicator_state.hpp"
 #include "rollup/status_board.hpp"
@@ -38,6 +39,7 @@ struct FeedSources {
   const AccessControl* access = nullptr;      // null or open(): no tokens needed
   const LatencyHistogram* latency = nullptr;  // may be null
   const LiveStream* stream = nullptr;         // may be null
+  std::function<IngestFlowStats()> flow;      // MQTT back-pressure; may be empty
 };
 
 class ApiRoutes {

@@ -6,14 +6,17 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 
 namespace postwatch::aggregator {
 namespace asio = boost::asio;
 
 struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::iaction_listener {
   Impl(asio::io_context& io_, std::string uri_, std::string id, std::vector<std::string> f,
-       std::shared_ptr<spdlog::logger> l, Handler h)
-      : io(io_),
+       std::shared_ptr<spdlog::logger> l, Handler h, IngestFlowControl fc)
+      : flow(std::move(fc)),
+        io(io_),
         uri(std::move(uri_)),
         client_id(std::move(id)),
         filters(std::move(f)),
@@ -21,6 +24,14 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
         handler(std::move(h)),
         client(uri, client_id),
         retry(io_) {}
+
+  IngestFlowControl flow;
+  std::atomic<std::size_t> queued{0};
+  std::atomic<bool> waiting{false};
+  std::atomic<std::uint64_t> pauses{0}, paused_ms{0}, overrides{0};
+  bool gate_overridden = false;  // paho's delivery thread only
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
 
   asio::io_context& io;
   std::string uri, client_id;
@@ -80,6 +91,43 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     }
   } subscribe_listener;
 
+  bool over() const { return queued.load() >= flow.max_queued_messages || (flow.behind && flow.behind()); }
+
+  // On paho's delivery thread, before each message is handed over: see IngestFlowControl.
+  void admit() {
+    if (!over()) {
+      gate_overridden = false;
+      return;
+    }
+    if (gate_overridden) return;
+    const auto start = std::chrono::steady_clock::now();
+    pauses += 1;
+    log->warn("back-pressure: {} message(s) queued, store {}; pausing MQTT delivery (the broker keeps the rest)",
+              queued.load(), flow.behind && flow.behind() ? "behind" : "keeping up");
+    {
+      std::unique_lock lk(gate_mu);
+      waiting = true;
+      while (!stopped && over()) {
+        if (std::chrono::steady_clock::now() - start >= flow.max_pause) {
+          gate_overridden = true;
+          overrides += 1;
+          log->warn("back-pressure: still behind after {} ms; taking messages anyway so the connection stays up",
+                    flow.max_pause.count());
+          break;
+        }
+        gate_cv.wait_for(lk, std::chrono::milliseconds(20));
+      }
+      waiting = false;
+    }
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    paused_ms += static_cast<std::uint64_t>(waited.count());
+    if (!gate_overridden) log->info("back-pressure: resumed after {} ms", waited.count());
+  }
+
+  void handled() {
+    if (queued.fetch_sub(1) <= flow.max_queued_messages && waiting.load()) gate_cv.notify_all();
+  }
+
   void on_connected() {
     subscribed = false;
     subscribe_listener.impl = this;
@@ -95,9 +143,10 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
 };
 
 MqttIngest::MqttIngest(asio::io_context& io, std::string broker_uri, std::string client_id,
-                       std::vector<std::string> filters, std::shared_ptr<spdlog::logger> log, Handler on_message)
+                       std::vector<std::string> filters, std::shared_ptr<spdlog::logger> log, Handler on_message,
+                       IngestFlowControl flow)
     : impl_(std::make_shared<Impl>(io, std::move(broker_uri), std::move(client_id), std::move(filters), std::move(log),
-                                   std::move(on_message))) {}
+                                   std::move(on_message), std::move(flow))) {}
 
 MqttIngest::~MqttIngest() { stop(); }
 
@@ -116,8 +165,11 @@ void MqttIngest::start() {
   impl_->client.set_message_callback([weak](mqtt::const_message_ptr msg) {
     auto self = weak.lock();
     if (!self || self->stopped) return;
+    self->admit();
+    self->queued += 1;
     asio::post(self->io, [self, msg = std::move(msg)] {
       if (!self->stopped) self->handler(msg->get_topic(), msg->get_payload_str());
+      self->handled();
     });
   });
   impl_->connect();
@@ -125,6 +177,7 @@ void MqttIngest::start() {
 
 void MqttIngest::stop() {
   if (impl_->stopped.exchange(true)) return;
+  impl_->gate_cv.notify_all();  // a paused delivery thread must not hold up the disconnect
   impl_->retry.cancel();
   try {
     if (impl_->client.is_connected()) impl_->client.disconnect(std::chrono::milliseconds(500))->wait();
@@ -135,6 +188,10 @@ void MqttIngest::stop() {
 
 bool MqttIngest::connected() const { return impl_->client.is_connected(); }
 bool MqttIngest::subscribed() const { return impl_->subscribed; }
+
+IngestFlowStats MqttIngest::flow() const {
+  return {impl_->queued.load(), impl_->pauses.load(), impl_->paused_ms.load(), impl_->overrides.load()};
+}
 
 bool MqttIngest::publish(const std::string& topic, const std::string& payload, int qos, bool retained) {
   if (!impl_->client.is_connected()) return false;

@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,12 +21,32 @@ struct MqttMessage {
   std::string payload;
 };
 
+// Back-pressure: while more than `max_queued_messages` wait for the io_context, or
+// `behind()` says a later stage (the store) is too far behind, paho's delivery thread
+// waits before handing over the next message. Paho then stops reading the socket and
+// the broker keeps the rest in our persistent session. A pause longer than `max_pause`
+// would starve paho's keep-alive and drop the connection, so after that the gate
+// stays open (memory grows instead, and the log says so) until the pressure ends.
+struct IngestFlowControl {
+  std::size_t max_queued_messages = 4096;
+  std::function<bool()> behind;  // called on paho's thread: must be thread-safe and cheap
+  std::chrono::milliseconds max_pause{10'000};
+};
+
+struct IngestFlowStats {
+  std::size_t queued_messages = 0;  // handed to the io_context, not yet handled
+  std::uint64_t pauses = 0;         // times the gate closed
+  std::uint64_t paused_ms = 0;      // total time paho's thread waited
+  std::uint64_t overrides = 0;      // pauses that hit max_pause and opened the gate anyway
+};
+
 class MqttIngest {
  public:
   using Handler = std::function<void(const std::string& topic, const std::string& payload)>;
 
   MqttIngest(boost::asio::io_context& io, std::string broker_uri, std::string client_id,
-             std::vector<std::string> filters, std::shared_ptr<spdlog::logger> log, Handler on_message);
+             std::vector<std::string> filters, std::shared_ptr<spdlog::logger> log, Handler on_message,
+             IngestFlowControl flow = {});
   ~MqttIngest();
 
   // Connects in the background, retrying until stop(); subscribes on every (re)connect.
@@ -34,6 +55,7 @@ class MqttIngest {
   bool connected() const;
   // Connected and subscribed to every filter: messages published from now on reach us.
   bool subscribed() const;
+  IngestFlowStats flow() const;
   // Publishes (e.g. goal snapshots); false when not connected.
   bool publish(const std::string& topic, const std::string& payload, int qos, bool retained);
 

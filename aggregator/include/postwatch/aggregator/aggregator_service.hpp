@@ -32,6 +32,11 @@ struct AggregatorOptions {
   int missed_heartbeats = 3;
   bool publish_snapshots = true;  // retained goal/pillar JSON on postwatch/v1/feed/...
 
+  // Back-pressure (docs/aggregator.md §7): MQTT delivery pauses while this many messages
+  // wait for the io thread, or while this many events wait for the store's writer.
+  std::size_t max_queued_messages = 4096;
+  std::uint64_t max_store_backlog_events = 250'000;
+
   // Access (docs/operations.md). Without a tokens file the API is open, which is only
   // allowed on a loopback address.
   std::filesystem::path tokens_file;
