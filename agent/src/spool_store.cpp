@@ -28,7 +28,7 @@ std::string errno_text() { return std::strerror(errno); }
 fs::path segment_path(const fs::path& dir, std::uint64_t first_seq) {
   char name[40];
   std::snprintf(name, sizeof name, "%020llu.seg", static_cast<unsigned long long>(first_seq));
-  return dir / name;
+  return dir / std::string(name);
 }
 
 bool write_all(int fd, const char* p, std::size_t n) {

@@ -126,8 +126,11 @@ TEST_F(FeedStream, ShutdownClosesTheStreamCleanly) {
   ASSERT_EQ(ws.connect(aggregator.port(), stream_target()), 101);
   ASSERT_TRUE(ws.next(5s));
   aggregator.process().signal(SIGTERM);
-  // The next read ends with the server's close frame: 1001, going away.
-  EXPECT_FALSE(ws.next(10s));
+  // Reads end with the server's close frame: 1001, going away. An update broadcast just
+  // before the signal may come first (seen on a loaded machine), so read past those.
+  int updates = 0;
+  while (ws.next(10s) && updates < 50) ++updates;
+  EXPECT_LT(updates, 50) << "the stream never closed";
   EXPECT_EQ(ws.error(), boost::beast::websocket::error::closed) << ws.error().message();
   EXPECT_EQ(ws.close_reason().code, boost::beast::websocket::close_code::going_away);
   EXPECT_EQ(aggregator.process().wait(10s), 0) << aggregator.process().log();

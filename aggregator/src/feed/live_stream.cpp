@@ -159,7 +159,8 @@ LiveStream::~LiveStream() = default;
 
 template <class Stream>
 void LiveStream::start_session(Stream stream, HttpRequest upgrade) {
-  std::make_shared<WsSession<Stream>>(std::move(stream), shared_from_this())->start(std::move(upgrade));
+  auto session = std::make_shared<WsSession<Stream>>(std::move(stream), shared_from_this());
+  session->start(std::move(upgrade));
 }
 
 void LiveStream::accept(PlainStream stream, HttpRequest upgrade) {

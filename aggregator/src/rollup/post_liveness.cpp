@@ -16,7 +16,8 @@ std::vector<bool> silent_posts(const IndicatorCatalogue& catalogue, const AgentP
     agents[*p] += 1;
     online[*p] += a.online;
     last_heard[*p] = std::max(last_heard[*p], a.last_heartbeat_ms);
-    interval[*p] = std::max<std::int64_t>(interval[*p], std::int64_t{a.heartbeat_interval_s} * 1000);
+    const std::int64_t agent_interval_ms = static_cast<std::int64_t>(a.heartbeat_interval_s) * 1000;
+    interval[*p] = std::max(interval[*p], agent_interval_ms);
   }
   std::vector<bool> silent(n, false);
   for (std::size_t p = 0; p < n; ++p) {

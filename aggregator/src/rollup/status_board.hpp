@@ -20,7 +20,7 @@ struct BoardPolicy {
   // This many topic-mismatch attempts from one post within the window raise a
   // "topic_mismatch" alarm; it clears once a whole window passes without one.
   std::size_t mismatch_attempts = 3;
-  std::int64_t mismatch_window_ms = 10 * 60'000;
+  std::int64_t mismatch_window_ms = std::int64_t{10} * 60'000;
 };
 
 struct ShownStatus {
