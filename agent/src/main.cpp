@@ -1,6 +1,10 @@
 // postwatch-agent: the command-line front of the agent library.
 #include "postwatch/agent/agent.hpp"
+#include "postwatch/agent/device_probes.hpp"
+#include "postwatch/agent/drop_directory.hpp"
 #include "postwatch/agent/event_json.hpp"
+#include "postwatch/agent/local_api.hpp"
+#include "postwatch/agent/script_probe.hpp"
 #include "postwatch/agent/spool_store.hpp"
 #include "postwatch/clock.hpp"
 
@@ -44,10 +48,19 @@ usage:
       file's end. --fifo PATH (as the systemd unit runs it) creates the named
       pipe PATH (mode 0620) if missing and reads it until SIGTERM; local
       sources write one event per line into it.
+      Alongside, `run` starts the inputs the config enables: local_api (a Unix
+      socket, see `send`), drop_dir (JSON-lines/CSV files ingested once),
+      probes (the board's health) and scripts (commands whose output is a value).
   postwatch-agent emit  --config FILE --indicator ID --value V [--note TEXT]
                         [--observed-at-ms MS] [--timeout-s N]
       Spools one event and waits for the broker's acknowledgement; if the broker
       does not answer in time the event stays in the spool (exit 3) for the next run.
+  postwatch-agent send  --config FILE [JSON]
+      Hands events to the running agent through its local API socket (the
+      config's local_api.socket): JSON is one event object or an array of them;
+      without it, each line of stdin is one request. Prints one answer line per
+      request: {"results":[{"accepted":true,"seq":N}|{"accepted":false,"error":"..."}]}.
+      Exit 0 all accepted, 1 any refused, 4 agent not reachable.
   postwatch-agent status --config FILE
       Shows the running agent's connection state, spool depth and last error.
   postwatch-agent --check-config FILE
@@ -58,11 +71,12 @@ usage:
 
 An event line: {"indicator":"terrorism_threat_level","value":4,"note":"optional"}
 Exit status: 0 ok, 1 runtime failure or rejected events, 2 usage or config error,
-3 event spooled but not yet acknowledged (emit), 4 agent not running (status).
+3 event spooled but not yet acknowledged (emit), 4 agent not running (status, send).
 )";
 
 struct Args {
   std::string command;
+  std::string positional;  // `send`'s JSON
   std::map<std::string, std::string> opts;
   bool flag(const std::string& k) const { return opts.count(k) > 0; }
   std::string get(const std::string& k, const std::string& def = "") const {
@@ -86,6 +100,8 @@ Args parse_args(int argc, char** argv) {
       }
     } else if (a.command.empty()) {
       a.command = s;
+    } else if (a.command == "send" && a.positional.empty()) {
+      a.positional = s;
     } else {
       throw std::invalid_argument("unexpected argument '" + s + "'");
     }
@@ -115,12 +131,41 @@ Loaded load_config(const std::string& file, spdlog::logger* log) {
   return Loaded{std::move(*check.config), check.catalogue};
 }
 
+// The inputs `run` starts besides stdin/--fifo, one per line, for --check-config.
+std::string describe_inputs(const AgentConfig& c) {
+  std::ostringstream out;
+  if (c.local_api.enabled) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", c.local_api.mode);
+    out << "  input local_api: socket " << c.local_api.socket.string() << " (mode " << mode << ")\n";
+  }
+  if (c.drop_dir.enabled)
+    out << "  input drop_dir: " << c.drop_dir.dir.string() << ", polled every " << c.drop_dir.poll_interval.count()
+        << " s\n";
+  if (c.probes.enabled) {
+    out << "  input probes: every " << c.probes.interval.count() << " s:";
+    for (auto [on, what] : {std::pair{c.probes.cpu, "cpu"},
+                            {c.probes.memory, "memory"},
+                            {c.probes.disk, "disk"},
+                            {c.probes.uptime, "uptime"},
+                            {c.probes.uplink, "uplink"},
+                            {c.probes.clock, "clock"}})
+      if (on) out << " " << what;
+    out << "\n";
+  }
+  for (const auto& s : c.scripts)
+    out << "  input script: " << s.indicator << " every " << s.interval.count() << " s (timeout " << s.timeout.count()
+        << " s): " << s.command[0] << "\n";
+  return out.str();
+}
+
 int cmd_check_config(const std::string& file) {
   ConfigCheck check = AgentConfig::validate(file, default_catalogue());
   if (check.problems.empty()) {
     std::cout << file << ": ok (agent " << check.config->agent_id << ", post " << check.config->post_id
               << ", catalogue " << check.catalogue->indicators().size() << " indicators, broker "
               << check.config->broker_uri << (check.config->uses_tls() ? " with TLS" : " PLAINTEXT") << ")\n";
+    std::cout << describe_inputs(*check.config);
     return 0;
   }
   std::cout << check.describe_all() << "\n";
@@ -226,6 +271,52 @@ void log_connection_security(const AgentConfig& c, spdlog::logger& log) {
            c.tls.verify_hostname ? "on" : "OFF", c.username.empty() ? "" : ", login " + c.username);
 }
 
+// The inputs the config enables, each on its own thread, all submitting to `agent`.
+std::vector<std::unique_ptr<EventSource>> make_sources(const Loaded& l, Agent& agent,
+                                                       std::shared_ptr<spdlog::logger> log) {
+  EventSink sink = [&agent](IndicatorEvent e) { return agent.submit(std::move(e)); };
+  const AgentConfig& c = l.config;
+  std::vector<std::unique_ptr<EventSource>> sources;
+  if (c.local_api.enabled) sources.push_back(std::make_unique<LocalApiServer>(c.local_api, l.catalogue, sink, log));
+  if (c.drop_dir.enabled) sources.push_back(std::make_unique<DropDirectoryWatcher>(c.drop_dir, l.catalogue, sink, log));
+  if (c.probes.enabled)
+    sources.push_back(std::make_unique<DeviceProbes>(c.probes, c.broker_uri, c.spool.dir, sink, log));
+  for (const auto& script : c.scripts) sources.push_back(std::make_unique<ScriptProbe>(script, l.catalogue, sink, log));
+  return sources;
+}
+
+int cmd_send(const Args& args) {
+  auto config = AgentConfig::load(args.get("config"));
+  if (!config.local_api.enabled) {
+    std::cerr << "postwatch-agent: " << args.get("config") << " has no local_api section: no socket to send to\n";
+    return 2;
+  }
+  std::vector<std::string> requests;
+  if (!args.positional.empty()) {
+    requests.push_back(args.positional);
+  } else {
+    for (std::string line; std::getline(std::cin, line);)
+      if (line.find_first_not_of(" \t\r") != std::string::npos) requests.push_back(line);
+  }
+  bool all_accepted = true;
+  for (const auto& request : requests) {
+    std::string answer;
+    try {
+      answer = local_api_request(config.local_api.socket, request, std::chrono::seconds(30));
+    } catch (const std::exception& e) {
+      std::cerr << "postwatch-agent: " << e.what() << "\n";
+      return 4;
+    }
+    std::cout << answer << "\n";
+    auto j = nlohmann::json::parse(answer, nullptr, false);
+    if (j.is_discarded() || j.contains("error")) all_accepted = false;
+    if (j.is_object() && j["results"].is_array())
+      for (const auto& r : j["results"])
+        if (!r.value("accepted", false)) all_accepted = false;
+  }
+  return all_accepted ? 0 : 1;
+}
+
 int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
   auto loaded = load_config(args.get("config"), log.get());
   std::string input = args.get("input", "-");
@@ -242,6 +333,8 @@ int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
   agent->start();
   log->info("agent {} for post {} publishing to {} on {}", loaded.config.agent_id, loaded.config.post_id,
             agent->events_topic(), loaded.config.broker_uri);
+  auto sources = make_sources(loaded, *agent, log);
+  for (auto& source : sources) source->start();
 
   std::fstream file;
   std::istream* in = &std::cin;
@@ -285,6 +378,7 @@ int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
       log->error("timed out waiting for the broker to acknowledge {} event(s)", agent->stats().backlog.events);
     }
   }
+  for (auto& source : sources) source->stop();
   auto s = agent->stats();
   agent->stop();
   write_status(*agent);
@@ -368,6 +462,7 @@ int main(int argc, char** argv) {
     if (args.command == "run") return cmd_run(args, log);
     if (args.command == "emit") return cmd_emit(args, log);
     if (args.command == "status") return cmd_status(args);
+    if (args.command == "send") return cmd_send(args);
     throw std::invalid_argument("unknown command '" + args.command + "'");
   } catch (const std::invalid_argument& e) {
     std::cerr << "postwatch-agent: " << e.what() << "\n(see postwatch-agent --help)\n";

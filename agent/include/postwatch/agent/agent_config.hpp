@@ -39,6 +39,39 @@ struct ConfigProblem {
   bool warning = false;  // reported, but the agent still starts (e.g. a certificate not valid yet)
 };
 
+// The local API: a Unix-domain socket taking events as JSON lines (docs/agent.md, "Local API").
+struct LocalApiConfig {
+  bool enabled = false;
+  std::filesystem::path socket = "/run/postwatch-agent/agent.sock";
+  unsigned mode = 0660;  // who may connect: the owner and the group (post staff, local apps)
+  std::size_t max_batch_events = 10000;
+};
+
+// The drop directory: JSON-lines or CSV files put there are ingested once (docs/agent.md, "Drop directory").
+struct DropDirConfig {
+  bool enabled = false;
+  std::filesystem::path dir = "/var/lib/postwatch-agent/drop";
+  std::chrono::seconds poll_interval{5};
+  std::chrono::seconds min_age{2};  // a file must be this old (mtime) before it is claimed: copies finish first
+  std::size_t max_file_bytes = 64 * 1024 * 1024;
+};
+
+// Built-in device probes reported as the agent's own health indicators (docs/agent.md, "Device probes").
+struct ProbesConfig {
+  bool enabled = false;
+  std::chrono::seconds interval{60};
+  bool cpu = true, memory = true, disk = true, uptime = true, uplink = true, clock = true;
+  std::chrono::milliseconds uplink_timeout{5000};
+};
+
+// One script probe: `command` runs every `interval`; its first output line is the indicator's value.
+struct ScriptProbeConfig {
+  std::string indicator;
+  std::vector<std::string> command;
+  std::chrono::seconds interval{60};
+  std::chrono::seconds timeout{10};
+};
+
 struct ConfigCheck;
 
 struct AgentConfig {
@@ -58,6 +91,10 @@ struct AgentConfig {
   std::size_t max_inflight_batches = 8;
   std::size_t queue_max_events = 1'000'000;  // in-memory backlog only (tests, simulator)
   std::string config_hash;                   // of the file's text; reported in the birth message
+  LocalApiConfig local_api;
+  DropDirConfig drop_dir;
+  ProbesConfig probes;
+  std::vector<ScriptProbeConfig> scripts;
 
   // Throws ConfigError listing every problem in the file itself, one per line as
   // "<file>: <field>: <what>". Does not look at the catalogue or at the files the config names.

@@ -1,0 +1,26 @@
+// What every local input of the agent has in common: it turns something outside (a socket, a
+// directory, a probe, a script) into IndicatorEvents and hands them to an EventSink.
+#pragma once
+
+#include "postwatch/agent/agent.hpp"
+#include "postwatch/event.hpp"
+
+#include <functional>
+#include <string_view>
+
+namespace postwatch::agent {
+
+// Where a source delivers events: Agent::submit in the agent, a recorder in tests. Thread-safe.
+using EventSink = std::function<SubmitResult(IndicatorEvent)>;
+
+// One input. start() returns at once (the source runs on its own thread); stop() joins it.
+// A source never blocks another one or the publisher.
+class EventSource {
+ public:
+  virtual ~EventSource() = default;
+  virtual std::string_view name() const = 0;
+  virtual void start() = 0;
+  virtual void stop() = 0;
+};
+
+}  // namespace postwatch::agent
