@@ -81,7 +81,7 @@ std::optional<HostPort> broker_host_port(const std::string& uri) {
   if (scheme_end == std::string::npos) return std::nullopt;
   std::string scheme = uri.substr(0, scheme_end);
   std::string rest = uri.substr(scheme_end + 3);
-  rest = rest.substr(0, rest.find('/'));
+  if (auto slash = rest.find('/'); slash != std::string::npos) rest.resize(slash);
   HostPort hp;
   hp.port = (scheme == "ssl" || scheme == "mqtts") ? 8883 : 1883;
   std::string port;
@@ -156,7 +156,7 @@ DeviceProbes::DeviceProbes(ProbesConfig config, std::string broker_uri, std::fil
       sink_(std::move(sink)),
       log_(std::move(log)) {}
 
-DeviceProbes::~DeviceProbes() { stop(); }
+DeviceProbes::~DeviceProbes() { DeviceProbes::stop(); }
 
 void DeviceProbes::report(const char* indicator, ValueKind kind, double value, std::string note) {
   IndicatorEvent e;

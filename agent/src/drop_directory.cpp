@@ -79,7 +79,7 @@ DropDirectoryWatcher::DropDirectoryWatcher(DropDirConfig config, std::shared_ptr
                                            EventSink sink, std::shared_ptr<spdlog::logger> log)
     : config_(std::move(config)), catalogue_(std::move(catalogue)), sink_(std::move(sink)), log_(std::move(log)) {}
 
-DropDirectoryWatcher::~DropDirectoryWatcher() { stop(); }
+DropDirectoryWatcher::~DropDirectoryWatcher() { DropDirectoryWatcher::stop(); }
 
 void DropDirectoryWatcher::start() {
   std::error_code exists_ec;

@@ -53,7 +53,7 @@ LocalApiServer::LocalApiServer(LocalApiConfig config, std::shared_ptr<const Indi
                                EventSink sink, std::shared_ptr<spdlog::logger> log)
     : config_(std::move(config)), catalogue_(std::move(catalogue)), sink_(std::move(sink)), log_(std::move(log)) {}
 
-LocalApiServer::~LocalApiServer() { stop(); }
+LocalApiServer::~LocalApiServer() { LocalApiServer::stop(); }
 
 std::string LocalApiServer::answer(std::string_view request) {
   json req = json::parse(request, nullptr, false);

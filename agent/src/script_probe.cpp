@@ -151,7 +151,7 @@ std::string script_event(const ScriptRun& run, const Indicator& indicator, Indic
   out = IndicatorEvent{};
   out.indicator = indicator.id;
   if (auto err = parse_value_text(indicator, value, out); !err.empty()) {
-    if (value.size() > 80) value = value.substr(0, 80) + "...";
+    if (value.size() > 80) value.replace(80, std::string::npos, "...");
     return "output '" + value + "' is not a valid value: " + err;
   }
   return {};
@@ -161,7 +161,7 @@ ScriptProbe::ScriptProbe(ScriptProbeConfig config, std::shared_ptr<const Indicat
                          std::shared_ptr<spdlog::logger> log)
     : config_(std::move(config)), catalogue_(std::move(catalogue)), sink_(std::move(sink)), log_(std::move(log)) {}
 
-ScriptProbe::~ScriptProbe() { stop(); }
+ScriptProbe::~ScriptProbe() { ScriptProbe::stop(); }
 
 void ScriptProbe::report_failure(const std::string& why) {
   ++failures_;
