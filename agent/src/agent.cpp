@@ -177,7 +177,8 @@ struct Agent::Impl {
     auto b = mqtt::connect_options_builder()
                  .clean_session(true)  // the backlog, not the broker session, is what survives
                  .keep_alive_interval(config.keep_alive)
-                 .connect_timeout(std::chrono::seconds(5))
+                 .connect_timeout(kConnectTimeout)
+                 .mqtt_version(MQTTVERSION_3_1_1)  // no 3.1.1-then-3.1 retry inside one connect
                  .max_inflight(static_cast<int>(config.max_inflight_batches * 2))
                  .will(mqtt::message(
                      state_topic,
@@ -368,9 +369,33 @@ struct Agent::Impl {
     }
   }
 
+  // Paho C can drop a connect issued while it still tears down the lost connection
+  // (eclipse-paho/paho.mqtt.c#1187); its token then never completes. Seen with 142 agents in
+  // one process losing the broker together: dozens stuck for good in an unbounded wait.
+  void make_client() {
+    client = std::make_unique<mqtt::async_client>(config.broker_uri, client_id_for(config));
+    client->set_connection_lost_handler([this](const std::string& cause) {
+      {
+        std::lock_guard lk(mu);
+        connected = false;
+      }
+      cv.notify_all();
+      log->warn("connection to broker lost{}{}", cause.empty() ? "" : ": ", cause);
+    });
+  }
+
   bool try_connect() {
     try {
-      client->connect(connect_options())->wait();
+      auto token = client->connect(connect_options());
+      if (!token->wait_for(kConnectTimeout + std::chrono::seconds(5))) {
+        note_error("connect to " + config.broker_uri + " did not complete; retrying with a fresh MQTT client");
+        // Destroying a client mid-connect can block in Paho, and in-flight tokens still point
+        // into it (they are dropped on the next connect; the backlog still has their events).
+        stale_clients.push_back(std::move(client));
+        if (stale_clients.size() > 4) stale_clients.erase(stale_clients.begin());
+        make_client();
+        return false;
+      }
       {
         std::lock_guard lk(mu);
         if (counters.batches_sent > 0 || connected_once) counters.reconnects += 1;
@@ -397,6 +422,8 @@ struct Agent::Impl {
   }
 
   bool connected_once = false;
+  std::vector<std::unique_ptr<mqtt::async_client>> stale_clients;  // abandoned stuck connects
+  static constexpr std::chrono::seconds kConnectTimeout{5};
 };
 
 Agent::Agent(AgentConfig config, std::shared_ptr<const IndicatorCatalogue> catalogue,
@@ -408,15 +435,7 @@ Agent::~Agent() { stop(); }
 void Agent::start() {
   auto& d = *impl_;
   if (d.publisher.joinable()) return;
-  d.client = std::make_unique<mqtt::async_client>(d.config.broker_uri, client_id_for(d.config));
-  d.client->set_connection_lost_handler([this](const std::string& cause) {
-    {
-      std::lock_guard lk(impl_->mu);
-      impl_->connected = false;
-    }
-    impl_->cv.notify_all();
-    impl_->log->warn("connection to broker lost{}{}", cause.empty() ? "" : ": ", cause);
-  });
+  d.make_client();
   {
     std::lock_guard lk(d.mu);
     d.stopping = false;
@@ -442,6 +461,7 @@ void Agent::stop() {
     }
     d.client.reset();
   }
+  d.stale_clients.clear();
 }
 
 SubmitResult Agent::submit(IndicatorEvent event) {
