@@ -1,32 +1,28 @@
-// The simulated posts' agents: the real postwatch::agent::Agent, one per post, each
-// with an in-memory backlog, all publishing to the same broker.
+// The simulated posts' agents, as the simulation sees them: one per (post, n), each
+// taking events and publishing them to the broker. Two kinds: the real
+// postwatch::agent::Agent in this process (InProcessFleet, for load), or one
+// postwatch-agent process each, fed through its FIFO (ProcessFleet, for realism).
 #pragma once
 
 #include "postwatch/agent/agent.hpp"
-#include "postwatch/catalogue.hpp"
+#include "postwatch/event.hpp"
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <filesystem>
-#include <memory>
 #include <string>
 #include <vector>
 
-namespace spdlog::sinks {
-class sink;
-}
-
 namespace postwatch::sim {
 
-struct FleetOptions {
-  std::string broker_uri;
-  // Part of every agent id. Seqs restart at 1 with each run (memory backlog), and the
-  // aggregator drops seqs it has seen from an agent id as duplicates: each run needs
-  // its own ids (docs/wire-format.md, "Sequence numbers and duplicates").
-  std::string run_tag;
-  std::filesystem::path catalogue_file;
-  bool quiet = false;  // agents log warnings only
+struct AgentSpec {
+  // Seqs restart at 1 with each run, and the aggregator drops seqs it has seen from an
+  // agent id as duplicates: each run needs its own ids (docs/wire-format.md,
+  // "Sequence numbers and duplicates"), hence a run tag in every id.
+  std::string agent_id;
+  std::string post_id;
+  std::string broker_uri;  // the broker, or this agent's uplink through the relay (uplink_relay.hpp)
+  std::string label;       // short, for log lines: "sim-3/bamako"
 };
 
 struct FleetTotals {
@@ -36,27 +32,24 @@ struct FleetTotals {
 
 class Fleet {
  public:
-  // One agent per post id; agent ids are "sim-1-<run tag>", "sim-2-<run tag>", ... in that order.
-  Fleet(std::shared_ptr<const IndicatorCatalogue> catalogue, const FleetOptions& options,
-        const std::vector<std::string>& post_ids, std::shared_ptr<spdlog::sinks::sink> log_sink);
+  virtual ~Fleet() = default;
 
-  void start();
+  virtual void start() = 0;
   // True once every agent is connected; false at the deadline or when `cancel` is set.
-  bool wait_connected(std::chrono::milliseconds timeout, const std::atomic<bool>& cancel);
-  // Waits up to `timeout` for every accepted event to be acknowledged, then disconnects.
-  bool drain_and_stop(std::chrono::milliseconds timeout);
+  virtual bool wait_connected(std::chrono::milliseconds timeout, const std::atomic<bool>& cancel) = 0;
+  // Waits up to `timeout` for every accepted event to be acknowledged, then stops the agents.
+  virtual bool drain_and_stop(std::chrono::milliseconds timeout) = 0;
 
-  agent::SubmitResult submit(std::size_t agent, IndicatorEvent event) {
-    return agents_[agent]->submit(std::move(event));
-  }
-  const agent::Agent& agent(std::size_t i) const { return *agents_[i]; }
-  std::size_t size() const { return agents_.size(); }
-  FleetTotals totals() const;
+  virtual agent::SubmitResult submit(std::size_t agent, IndicatorEvent event) = 0;
+  virtual std::size_t size() const = 0;
+  virtual const std::string& agent_id(std::size_t agent) const = 0;
+  // Events the agent holds that the broker has not acknowledged yet.
+  virtual std::uint64_t backlog_events(std::size_t agent) const = 0;
+  virtual FleetTotals totals() const = 0;
   // The first agent's last error that is not empty, for start-up diagnostics.
-  std::string last_error() const;
-
- private:
-  std::vector<std::unique_ptr<agent::Agent>> agents_;
+  virtual std::string last_error() const = 0;
+  // After drain_and_stop(): agents that did not stop in time (their threads still run).
+  virtual std::vector<std::string> stuck_agents() const { return {}; }
 };
 
 }  // namespace postwatch::sim

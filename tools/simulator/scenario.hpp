@@ -1,33 +1,74 @@
-// The demo's story (docs: /work/shared/domain/gbvs.md): which posts always take
-// part, which carry a standing concern from the interim assessment of April 2020,
-// and which kinds of episode flare up. Only ids the catalogue has are used.
+// A named scenario, read from a JSON file (tools/simulator/scenarios/, docs/simulator.md):
+// which posts take part, whether random episodes run, and a timeline of steps —
+// escalate indicators, silence a post, take the broker away, file a note.
 #pragma once
+
+#include "signal_model.hpp"
 
 #include "postwatch/catalogue.hpp"
 
 #include <cstdint>
-#include <random>
+#include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace postwatch::sim {
 
-// Catalogue positions of `n` posts: the featured posts first (the ring of instability,
-// Russia, China, Venezuela), then others drawn with `rng`. Requires n <= posts.
-std::vector<std::uint32_t> choose_posts(const IndicatorCatalogue& catalogue, std::size_t n, std::mt19937_64& rng);
-
-// Indicators that rest at amber at this post; empty for a calm post.
-std::vector<std::uint32_t> standing_concerns(const IndicatorCatalogue& catalogue, std::string_view post_id);
-
-struct EpisodeKind {
-  std::string name;
-  std::vector<std::uint32_t> indicators;  // related indicators; an episode drives 1-3 of them
-  std::string note;                       // the situation note the post files when it starts
+// what() names the file, the entry ("steps[3]", or a top-level field) and the problem.
+class ScenarioError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
-std::vector<EpisodeKind> episode_kinds(const IndicatorCatalogue& catalogue);
 
-// A situation note from a quiet day at a post.
-std::string calm_note(std::mt19937_64& rng);
+enum class StepAction : std::uint8_t { Escalate, Silence, BrokerOutage, Note };
+std::string_view to_string(StepAction action);  // as written in the file: "escalate", ...
+
+struct ScenarioStep {
+  std::size_t index = 0;  // position in the file's "steps", for messages
+  StepAction action = StepAction::Note;
+  double at_s = 0;                        // seconds after the timeline starts
+  double duration_s = 0;                  // 0 for notes
+  std::vector<std::uint32_t> posts;       // catalogue positions named by "posts"
+  std::vector<std::string> regions;       // region ids: every post of the fleet in them too
+  std::vector<std::uint32_t> indicators;  // escalate: catalogue positions
+  Alert level = Alert::Red;               // escalate
+  std::string text;                       // escalate: the note the posts file; note: the note
+  double end_s() const { return at_s + duration_s; }
+};
+
+struct Scenario {
+  std::string name;
+  std::string description;  // one line
+  std::string origin;       // the file, for messages
+  // The posts the fleet is drawn from (catalogue positions, catalogue order); empty: every post.
+  std::vector<std::uint32_t> posts;
+  bool background_episodes = true;  // a random episode somewhere every 20-40 s
+  bool standing_concerns = true;    // the interim assessment's concerns rest at amber
+  double repeat_every_s = 0;        // 0: the timeline runs once
+  std::vector<ScenarioStep> steps;  // ordered by at_s (file order among equal times)
+
+  // The posts the steps name, in order of first mention: the fleet always includes them.
+  std::vector<std::uint32_t> named_posts() const;
+  double length_s() const;  // when the last step ends
+  bool has(StepAction action) const;
+};
+
+// Reads and checks a scenario against the catalogue; throws ScenarioError naming
+// `origin` (parse) or the file (load).
+Scenario parse_scenario(std::string_view json_text, const std::string& origin, const IndicatorCatalogue& catalogue);
+Scenario load_scenario(const std::filesystem::path& file, const IndicatorCatalogue& catalogue);
+
+// `name_or_file` is a file when it holds a '/' or ends in ".json", else <dir>/<name>.json.
+std::filesystem::path scenario_file(const std::string& name_or_file, const std::filesystem::path& dir);
+
+struct ScenarioListing {
+  std::filesystem::path file;
+  std::string name, description;
+  std::string error;  // set when the file does not load
+};
+// Every *.json in `dir`, by file name.
+std::vector<ScenarioListing> list_scenarios(const std::filesystem::path& dir, const IndicatorCatalogue& catalogue);
 
 }  // namespace postwatch::sim

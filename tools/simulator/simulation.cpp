@@ -37,22 +37,34 @@ Simulation::Simulation(const IndicatorCatalogue& catalogue, const std::vector<st
     // Each post its own stream, so adding posts does not change the others' numbers.
     std::seed_seq seq{options.seed, static_cast<std::uint64_t>(p)};
     std::mt19937_64 post_rng(seq);
-    // A random start in the rate budget, so the posts do not all report on the same tick.
-    double budget = std::uniform_real_distribution<double>(0, 1)(post_rng);
-    SimPost sp{p, PostSignals(catalogue, post_rng()), budget, false};
-    for (auto ind : standing_concerns(catalogue, catalogue.posts()[p].id)) {
-      sp.signals.raise_posture(ind, Alert::Amber);
-      sp.troubled = true;
-    }
+    // A random start in the rate budget, so the agents do not all report on the same tick.
+    std::uniform_real_distribution<double> start_budget(0, 1);
+    agents_.push_back({posts_.size(), start_budget(post_rng)});
+    SimPost sp{p, PostSignals(catalogue, post_rng()), false};
+    for (std::size_t k = 1; k < options.agents_per_post; ++k)
+      agents_.push_back({posts_.size(), start_budget(post_rng)});
+    if (options.standing_concerns)
+      for (auto ind : standing_concerns(catalogue, catalogue.posts()[p].id)) {
+        sp.signals.raise_posture(ind, Alert::Amber);
+        sp.troubled = true;
+      }
     posts_.push_back(std::move(sp));
   }
+}
+
+std::vector<std::size_t> Simulation::agents_of(std::size_t post) const {
+  std::vector<std::size_t> out;
+  for (std::size_t k = 0; k < options_.agents_per_post; ++k) out.push_back(post * options_.agents_per_post + k);
+  return out;
 }
 
 std::string Simulation::describe(std::size_t i) const {
   const SimPost& sp = posts_[i];
   const Post& post = catalogue_.posts()[sp.post];
-  std::string line = fleet_.agent(i).config().agent_id + " " + post.id + " (" + post.city + ", " + post.country + "; " +
-                     post.region + "): " + std::to_string(sp.signals.numeric_indicators().size()) + " indicators";
+  std::string agents;
+  for (auto a : agents_of(i)) agents += (agents.empty() ? "" : ", ") + fleet_.agent_id(a);
+  std::string line = agents + " " + post.id + " (" + post.city + ", " + post.country + "; " + post.region +
+                     "): " + std::to_string(sp.signals.numeric_indicators().size()) + " indicators";
   auto raised = sp.signals.raised();
   line += raised.empty() ? ", calm" : ", standing concerns (amber): " + join_ids(catalogue_, raised);
   return line;
@@ -60,19 +72,31 @@ std::string Simulation::describe(std::size_t i) const {
 
 void Simulation::report_all(std::int64_t now_ms) {
   for (std::size_t i = 0; i < posts_.size(); ++i) {
-    update_measured(i);
-    for (auto ind : posts_[i].signals.numeric_indicators()) emit_value(i, ind, now_ms);
+    std::size_t first_agent = agents_of(i).front();
+    update_measured(first_agent);
+    for (auto ind : posts_[i].signals.numeric_indicators()) emit_value(first_agent, ind, now_ms);
   }
 }
 
 void Simulation::tick(double dt_s, std::int64_t now_ms) {
-  maybe_start_episode(now_ms);
-  for (std::size_t i = 0; i < posts_.size(); ++i) {
-    update_measured(i);
-    posts_[i].signals.advance(dt_s, now_ms);
-    emit_tick(i, dt_s, now_ms);
+  if (options_.background_episodes) maybe_start_episode(now_ms);
+  for (auto& sp : posts_) {
+    sp.signals.advance(dt_s, now_ms);
+    if (!sp.signals.note_pending() && std::bernoulli_distribution(kCalmNotesPerSecond * dt_s)(sp.signals.rng()))
+      sp.signals.queue_note(calm_note(sp.signals.rng()));
+  }
+  for (std::size_t a = 0; a < agents_.size(); ++a) emit_tick(a, dt_s, now_ms);
+}
+
+void Simulation::escalate(const std::vector<std::size_t>& posts, const std::vector<std::uint32_t>& indicators,
+                          Alert level, std::int64_t end_ms, const std::string& note) {
+  for (auto p : posts) {
+    for (auto ind : indicators) posts_[p].signals.start_episode(ind, level, end_ms);
+    if (!note.empty()) posts_[p].signals.queue_note(note);
   }
 }
+
+void Simulation::file_note(std::size_t post, std::string text) { posts_[post].signals.queue_note(std::move(text)); }
 
 void Simulation::maybe_start_episode(std::int64_t now_ms) {
   if (kinds_.empty()) return;
@@ -107,54 +131,53 @@ std::size_t Simulation::pick_episode_post() {
 }
 
 // The agent's spool depth comes from the real agent, not the model.
-void Simulation::update_measured(std::size_t i) {
+void Simulation::update_measured(std::size_t a) {
   if (spool_indicator_)
-    posts_[i].signals.set_measured(*spool_indicator_, static_cast<double>(fleet_.agent(i).stats().backlog.events));
+    posts_[agents_[a].post].signals.set_measured(*spool_indicator_, static_cast<double>(fleet_.backlog_events(a)));
 }
 
-void Simulation::emit_tick(std::size_t i, double dt_s, std::int64_t now_ms) {
-  SimPost& sp = posts_[i];
-  if (!sp.signals.note_pending() && std::bernoulli_distribution(kCalmNotesPerSecond * dt_s)(sp.signals.rng()))
-    sp.signals.queue_note(calm_note(sp.signals.rng()));
-  sp.budget += options_.rate * dt_s;
-  auto n = static_cast<std::size_t>(sp.budget);
-  sp.budget -= static_cast<double>(n);
-  if (n > 0) {
-    if (auto note = sp.signals.take_note()) {
-      emit_note(i, std::move(*note), now_ms);
-      --n;
-    }
+void Simulation::emit_tick(std::size_t a, double dt_s, std::int64_t now_ms) {
+  SimAgent& agent = agents_[a];
+  PostSignals& signals = posts_[agent.post].signals;
+  agent.budget += options_.rate * dt_s;
+  auto n = static_cast<std::size_t>(agent.budget);
+  agent.budget -= static_cast<double>(n);
+  if (n == 0) return;
+  if (auto note = signals.take_note()) {
+    emit_note(a, std::move(*note), now_ms);
+    --n;
   }
-  for (auto ind : sp.signals.pick(n)) emit_value(i, ind, now_ms);
+  update_measured(a);
+  for (auto ind : signals.pick(n)) emit_value(a, ind, now_ms);
 }
 
-void Simulation::emit_value(std::size_t i, std::uint32_t indicator, std::int64_t now_ms) {
+void Simulation::emit_value(std::size_t a, std::uint32_t indicator, std::int64_t now_ms) {
   const Indicator& ind = catalogue_.indicators()[indicator];
+  PostSignals& signals = posts_[agents_[a].post].signals;
   IndicatorEvent e;
   e.indicator = ind.id;
   e.kind = ind.kind;
-  e.number = posts_[i].signals.value(indicator);
+  e.number = signals.value(indicator);
   e.observed_at_ms = now_ms;
-  posts_[i].signals.mark_reported(indicator, e.number);
-  submit(i, std::move(e));
+  signals.mark_reported(indicator, e.number);
+  submit(a, std::move(e));
 }
 
-void Simulation::emit_note(std::size_t i, std::string text, std::int64_t now_ms) {
+void Simulation::emit_note(std::size_t a, std::string text, std::int64_t now_ms) {
   if (!note_indicator_) return;
   IndicatorEvent e;
   e.indicator = catalogue_.indicators()[*note_indicator_].id;
   e.kind = ValueKind::Text;
   e.text = std::move(text);
   e.observed_at_ms = now_ms;
-  submit(i, std::move(e));
+  submit(a, std::move(e));
 }
 
-void Simulation::submit(std::size_t i, IndicatorEvent e) {
+void Simulation::submit(std::size_t a, IndicatorEvent e) {
   e.tags = {{"source", "postwatch-sim"}};
-  auto r = fleet_.submit(i, std::move(e));
+  auto r = fleet_.submit(a, std::move(e));
   // A refused event is a simulator bug or a full backlog: say so, but not a thousand times.
-  if (!r.accepted && ++submit_errors_ <= 10)
-    log_->warn("{}: event refused: {}", fleet_.agent(i).config().agent_id, r.error);
+  if (!r.accepted && ++submit_errors_ <= 10) log_->warn("{}: event refused: {}", fleet_.agent_id(a), r.error);
 }
 
 }  // namespace postwatch::sim
