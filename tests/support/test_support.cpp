@@ -191,6 +191,13 @@ void MosquittoBroker::stop() {
   proc_.reset();
 }
 
+void MosquittoBroker::kill() {
+  if (!proc_) return;
+  proc_->signal(SIGKILL);
+  proc_->wait(std::chrono::seconds(5));
+  proc_.reset();
+}
+
 std::string MosquittoBroker::log() const { return proc_ ? proc_->log() : std::string(); }
 
 HttpResult http_get(unsigned short port, const std::string& target) {

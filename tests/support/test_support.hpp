@@ -62,7 +62,12 @@ class MosquittoBroker {
   ~MosquittoBroker();
   unsigned short port() const { return port_; }
   std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  // Where a persistent broker saves sessions and queued messages (written on each autosave).
+  std::filesystem::path persistence_file() const { return dir_.path() / "mosquitto.db"; }
   void stop();
+  // SIGKILL, as a crash or the OOM killer would: a persistent broker keeps only what its
+  // last autosave wrote (autosave_interval 1 here). start() brings it back on the same port.
+  void kill();
   void start();  // again, on the same port
   std::string log() const;
 
