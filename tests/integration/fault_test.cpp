@@ -748,32 +748,3 @@ TEST(Faults, AgentSpoolDiskFull) {
   EXPECT_EQ(floor, accepted);
   EXPECT_EQ(next, accepted + 1);
 }
-
-TEST(Scratch, InProcessBrokerKill) {
-  TempDir dir;
-  MosquittoBroker broker("", /*persistent=*/true);
-  AggregatorProcess aggregator(broker, dir, {}, "fault-broker-kill");
-  const auto subscribed_at = std::filesystem::file_time_type::clock::now();
-  InProcessAgent a(broker.uri(), "bamako", "k1", dir.path() / "spool-1");
-  InProcessAgent b(broker.uri(), "kabul", "k2", dir.path() / "spool-2");
-  a.agent->start();
-  b.agent->start();
-  ASSERT_TRUE(a.agent->wait_until_connected(10s) && b.agent->wait_until_connected(10s));
-  Stream sa(*a.agent, 10, 5ms), sb(*b.agent, 10, 5ms);
-  ASSERT_TRUE(wait_until([&] { return aggregator.events_accepted() >= 3000; }, 20s));
-  ASSERT_TRUE(wait_until([&] { return broker_saved_since(broker, subscribed_at); }, 10s));
-  broker.kill();
-  ASSERT_TRUE(wait_until([&] { return !a.agent->stats().connected && !b.agent->stats().connected; }, 10s));
-  const auto at_kill_a = sa.accepted(), at_kill_b = sb.accepted();
-  ASSERT_TRUE(wait_until([&] { return sa.accepted() >= at_kill_a + 2000 && sb.accepted() >= at_kill_b + 2000; }, 20s));
-  broker.start();
-  ASSERT_TRUE(a.agent->wait_until_connected(30s) && b.agent->wait_until_connected(30s))
-      << a.log_text.str() << "\n" << b.log_text.str();
-  sa.stop();
-  sb.stop();
-  ASSERT_TRUE(a.agent->wait_until_drained(30s) && b.agent->wait_until_drained(30s));
-  for (auto* x : {&a, &b}) {
-    auto s = x->agent->stats();
-    expect_reconciled(aggregator, x->post, x->id, s.accepted, s.backlog.dropped);
-  }
-}
