@@ -223,12 +223,16 @@ void write_status(const Agent& agent) {
   auto path = status_file(agent.config());
   auto tmp = path;
   tmp += ".tmp";
+  std::error_code ec;
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << j.dump(2) << "\n";
-    if (!out) return;
+    out.close();  // a full disk shows only once the buffer is written: check after closing
+    if (!out) {
+      std::filesystem::remove(tmp, ec);
+      return;
+    }
   }
-  std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
 }
 

@@ -78,17 +78,18 @@ SpoolStore::~SpoolStore() {
 void SpoolStore::persist_position(bool force) {
   if (!force && floor_ == persisted_floor_) return;
   auto tmp = opt_.dir / "position.tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << floor_ << " " << next_seq_ << "\n";
-    if (!out) return;  // disk full: the old position stays valid, only duplicates can follow
-  }
-  int fd = ::open(tmp.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
+  // write(2), not a stream: a stream's error shows only after its buffer is flushed, and an
+  // empty file renamed over `position` on a full disk would restart the seqs at 1.
+  const std::string text = std::to_string(floor_) + " " + std::to_string(next_seq_) + "\n";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  ok = ::close(fd) == 0 && ok;
   std::error_code ec;
+  if (!ok) {  // disk full: the old position stays valid, only duplicates can follow
+    fs::remove(tmp, ec);
+    return;
+  }
   fs::rename(tmp, opt_.dir / "position", ec);
   if (!ec) persisted_floor_ = floor_;
   last_persist_ = std::chrono::steady_clock::now();

@@ -729,6 +729,17 @@ TEST(Faults, AgentSpoolDiskFull) {
   EXPECT_EQ(s.rejected, refused);
   EXPECT_EQ(s.backlog.dropped, 0u);
   ASSERT_TRUE(a.agent->wait_until_drained(20s));  // what was accepted still goes out
+  // Keep the disk full past a position save (every second once acks move the floor): a save
+  // that cannot be written must leave the old position (or none yet), never an empty file that
+  // would restart the seqs at 1.
+  std::this_thread::sleep_for(1500ms);
+  if (std::filesystem::exists(spool.dir() / "position")) {
+    std::ifstream position(spool.dir() / "position");
+    std::uint64_t floor = 0, next = 0;
+    EXPECT_TRUE(position >> floor >> next) << "position file emptied on a full disk";
+    EXPECT_LE(next, accepted + 1);
+  }
+  EXPECT_FALSE(std::filesystem::exists(spool.dir() / "position.tmp"));
 
   std::filesystem::remove(filler);
   for (int i = 0; i < 500; ++i, ++accepted) {
