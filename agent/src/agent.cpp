@@ -386,8 +386,10 @@ struct Agent::Impl {
 
   bool try_connect() {
     try {
-      auto token = client->connect(connect_options());
-      if (!token->wait_for(kConnectTimeout + std::chrono::seconds(5))) {
+      // One full expression: Paho calls back into the options (the TLS error handler points at
+      // this very object, copies do not re-point it) while it connects, so they must live
+      // until the wait ends.
+      if (!client->connect(connect_options())->wait_for(kConnectTimeout + std::chrono::seconds(5))) {
         note_error("connect to " + config.broker_uri + " did not complete; retrying with a fresh MQTT client");
         // Destroying a client mid-connect can block in Paho, and in-flight tokens still point
         // into it (they are dropped on the next connect; the backlog still has their events).
