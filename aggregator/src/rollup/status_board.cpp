@@ -32,6 +32,17 @@ Alarm* StatusBoard::open_alarm(const std::string& kind, int goal, const std::str
   return nullptr;
 }
 
+std::uint64_t StatusBoard::raise_alarm(Alarm a, const std::string& kind, int goal, const std::string& post,
+                                       std::int64_t now_ms) {
+  a.id = next_alarm_id_++;
+  a.kind = kind;
+  a.goal = goal;
+  a.post = post;
+  a.raised_at_ms = now_ms;
+  alarms_.push_back(std::move(a));
+  return alarms_.back().id;
+}
+
 void StatusBoard::update_goal_alarm(std::size_t g, std::int64_t now_ms, BoardChanges& out) {
   const ShownStatus& s = goals_[g];
   const GoalRollupResult& raw = last_.goals[g];
@@ -60,12 +71,7 @@ void StatusBoard::update_goal_alarm(std::size_t g, std::int64_t now_ms, BoardCha
     }
   }
   if (!open) {
-    a.id = next_alarm_id_++;
-    a.kind = "goal";
-    a.goal = raw.goal;
-    a.raised_at_ms = now_ms;
-    alarms_.push_back(a);
-    out.alarms.push_back(a.id);
+    out.alarms.push_back(raise_alarm(std::move(fresh), "goal", raw.goal, "", now_ms));
   } else {
     out.alarms.push_back(open->id);  // escalated
   }
@@ -78,13 +84,8 @@ void StatusBoard::update_silent_alarms(const std::vector<bool>& silent, std::int
     Alarm* open = open_alarm("post_silent", 0, post);
     if (is_silent && !open) {
       Alarm a;
-      a.id = next_alarm_id_++;
-      a.kind = "post_silent";
-      a.post = post;
       a.level = Status::Amber;
-      a.raised_at_ms = now_ms;
-      alarms_.push_back(a);
-      out.alarms.push_back(a.id);
+      out.alarms.push_back(raise_alarm(std::move(a), "post_silent", 0, post, now_ms));
     } else if (!is_silent && open) {
       open->cleared_at_ms = now_ms;
       out.alarms.push_back(open->id);
@@ -118,14 +119,11 @@ void StatusBoard::update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out)
       for (const auto& c : m.claimed)
         a.causes.push_back({c, "topic_mismatch", static_cast<double>(m.total), Status::Red});
       if (!open) {
-        a.id = next_alarm_id_++;
-        a.kind = "topic_mismatch";
-        a.post = post;
         a.level = Status::Red;
-        a.raised_at_ms = now_ms;
-        alarms_.push_back(a);
+        out.alarms.push_back(raise_alarm(std::move(fresh), "topic_mismatch", 0, post, now_ms));
+      } else {
+        out.alarms.push_back(open->id);  // more attempts since the last report
       }
-      out.alarms.push_back(a.id);  // raised, or more attempts since the last report
     } else if (open && quiet) {
       open->cleared_at_ms = now_ms;
       out.alarms.push_back(open->id);

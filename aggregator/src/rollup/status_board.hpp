@@ -94,6 +94,8 @@ class StatusBoard {
   void update_silent_alarms(const std::vector<bool>& silent, std::int64_t now_ms, BoardChanges& out);
   void update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out);
   Alarm* open_alarm(const std::string& kind, int goal, const std::string& post);
+  // Files `a` as a new alarm (next id, what it is about, when); returns its id.
+  std::uint64_t raise_alarm(Alarm a, const std::string& kind, int goal, const std::string& post, std::int64_t now_ms);
 
   const IndicatorCatalogue& catalogue_;
   BoardPolicy policy_;
