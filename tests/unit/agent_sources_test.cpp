@@ -346,7 +346,10 @@ TEST_F(DropDirTest, WatcherThreadPicksUpFiles) {
   cfg.poll_interval = std::chrono::seconds(1);
   DropDirectoryWatcher w(cfg, catalogue(), sink.sink(), quiet_log());
   w.start();
-  write_file(cfg.dir / "late.jsonl", "{\"indicator\":\"cyber_incidents\",\"value\":1}\n");
+  // Written under a .part name and renamed, as docs/deploy.md tells droppers to: with min_age 0 the
+  // watcher may otherwise claim the file between its creation and its first write.
+  write_file(cfg.dir / "late.jsonl.part", "{\"indicator\":\"cyber_incidents\",\"value\":1}\n");
+  fs::rename(cfg.dir / "late.jsonl.part", cfg.dir / "late.jsonl");
   EXPECT_TRUE(wait_until([&] { return fs::exists(cfg.dir / "done" / "late.jsonl"); }, std::chrono::seconds(10)));
   w.stop();
   EXPECT_EQ(sink.size(), 1u);
