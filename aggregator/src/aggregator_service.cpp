@@ -1,5 +1,6 @@
 #include "postwatch/aggregator/aggregator_service.hpp"
 
+#include "cluster/cluster_member.hpp"
 #include "feed/access.hpp"
 #include "feed/api_routes.hpp"
 #include "feed/http_server.hpp"
@@ -44,6 +45,13 @@ AccessControl load_access(const AggregatorOptions& o) {
   }
 }
 
+std::vector<std::string> ingest_filters(const AggregatorOptions& o) {
+  std::vector<std::string> f = {std::string(topics::state_filter), std::string(topics::heartbeat_filter)};
+  // Clustered, each instance subscribes to the events of its posts only (ClusterMember).
+  if (o.cluster_group.empty()) f.insert(f.begin(), std::string(topics::events_filter));
+  return f;
+}
+
 }  // namespace
 
 struct AggregatorService::Impl {
@@ -64,22 +72,25 @@ struct AggregatorService::Impl {
             LiveStreamOptions{options.stream_max_queue, options.stream_max_clients,
                               std::chrono::milliseconds(options.stream_idle_timeout_ms)},
             [this] { return dump_json(stream_snapshot_json(*catalogue, board, now_utc_ms())); })),
-        routes(FeedSources{*catalogue, state, ingest, presence, board, &store, [this] { return mqtt.subscribed(); },
+        routes(FeedSources{*catalogue, state, ingest, presence, board, &store,
+                           [this] { return mqtt.subscribed() && (!cluster || cluster->ready()); },
                            [this](const Alarm& a) { on_alarm_changed(a); }, &silent, &access, &latency, stream.get(),
-                           [this] { return mqtt.flow(); }}),
+                           [this] { return mqtt.flow(); },
+                           [this] {
+                             return cluster ? cluster->status_json() : json{{"clustered", false}};
+                           }}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
                            [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream}),
         mqtt(
-            io, options.broker_uri, options.client_id,
-            {std::string(topics::events_filter), std::string(topics::state_filter),
-             std::string(topics::heartbeat_filter)},
-            log, [this](const std::string& topic, const std::string& payload) { dispatch(topic, payload); },
+            io, options.broker_uri, options.client_id, ingest_filters(options), log,
+            [this](const std::string& topic, const std::string& payload) { dispatch(topic, payload); },
             IngestFlowControl{options.max_queued_messages,
                               [this] { return store.pending_events() >= options.max_store_backlog_events; }}),
         ticker(io),
         goal_sent(catalogue->goals().size()),
         pillar_sent(catalogue->pillars().size()) {
+    if (!options.cluster_group.empty()) make_cluster();
     if (options.tls_cert_file.empty() != options.tls_key_file.empty())
       throw std::invalid_argument("HTTPS needs both --tls-cert and --tls-key");
     if (!options.tls_cert_file.empty()) {
@@ -91,28 +102,73 @@ struct AggregatorService::Impl {
     }
   }
 
+  void make_cluster() {
+    auto& c = options.cluster_group;
+    if (c.find_first_of("/+#") != std::string::npos || options.instance_id.find_first_of("/+#") != std::string::npos)
+      throw std::invalid_argument("--cluster-group and --instance-id may not contain '/', '+' or '#'");
+    ClusterHooks hooks;
+    hooks.change_filters = [this](const std::vector<std::string>& add, const std::vector<std::string>& remove,
+                                  std::function<void(bool)> done) {
+      mqtt.change_filters(add, remove, std::move(done));
+    };
+    hooks.publish_retained = [this](const std::string& topic, const std::string& payload) {
+      return mqtt.publish(topic, payload, 1, true);
+    };
+    hooks.apply = [this](const std::string& topic, const std::string& payload, std::int64_t received_ms) {
+      ingest.on_message(topic, as_bytes(payload), received_ms);
+    };
+    hooks.replay_local = [this](std::uint32_t post) {
+      if (!store.flush(std::chrono::seconds(2))) log->warn("cluster: store did not flush before a takeover replay");
+      store.replay_post(catalogue->posts()[post].id, [this](const StoredEventRow& r) { replay_row(r); });
+    };
+    cluster = std::make_unique<ClusterMember>(
+        *catalogue, state, ingest,
+        ClusterOptions{options.cluster_group, options.instance_id.empty() ? options.client_id : options.instance_id,
+                       options.partial_interval_ms},
+        std::move(hooks), log);
+    mqtt.set_will(cluster->member_topic(), cluster->offline_record());
+    mqtt.change_filters(cluster->cluster_filters(), {}, [](bool) {});
+    mqtt.set_on_subscribed([this] { cluster->on_subscribed(now_utc_ms()); });
+  }
+
+  static std::span<const std::uint8_t> as_bytes(const std::string& payload) {
+    return {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()};
+  }
+
   void dispatch(const std::string& topic, const std::string& payload) {
-    std::span<const std::uint8_t> bytes{reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()};
     auto now = now_utc_ms();
-    if (topic.ends_with("/events"))
-      ingest.on_message(topic, bytes, now);
-    else
-      presence.on_message(topic, bytes, now);
+    if (cluster && cluster->is_cluster_topic(topic)) {
+      cluster->on_cluster_message(topic, payload, now);
+      return;
+    }
+    if (!topic.ends_with("/events")) {
+      presence.on_message(topic, as_bytes(payload), now);
+      return;
+    }
+    topics::AgentTopic t;
+    if (cluster && topics::parse_agent_topic(topic, t))
+      if (auto post = catalogue->post_index(t.post)) {
+        cluster->on_events(*post, topic, payload, now);
+        return;
+      }
+    ingest.on_message(topic, as_bytes(payload), now);
+  }
+
+  void replay_row(const StoredEventRow& r) {
+    EventView e;
+    e.seq = r.seq;
+    e.observed_at_ms = r.observed_at_ms;
+    e.indicator = r.indicator;
+    e.kind = r.kind;
+    e.number = r.number;
+    e.text = r.text;
+    ingest.replay(r.post, r.agent, e, r.received_at_ms, r.late);
   }
 
   // Rebuilds the state a previous run had: the same events through the same ingest.
   void recover() {
     auto started = std::chrono::steady_clock::now();
-    std::uint64_t n = store.replay([&](const StoredEventRow& r) {
-      EventView e;
-      e.seq = r.seq;
-      e.observed_at_ms = r.observed_at_ms;
-      e.indicator = r.indicator;
-      e.kind = r.kind;
-      e.number = r.number;
-      e.text = r.text;
-      ingest.replay(r.post, r.agent, e, r.received_at_ms, r.late);
-    });
+    std::uint64_t n = store.replay([&](const StoredEventRow& r) { replay_row(r); });
     std::vector<ShownStatus> goals(catalogue->goals().size()), pillars(catalogue->pillars().size());
     for (const auto& h : store.latest_history()) {
       ShownStatus s{h.status, h.at_ms, h.status, 0, h.score};
@@ -153,13 +209,17 @@ struct AggregatorService::Impl {
     stream->broadcast(dump_json(snapshot));
   }
 
+  // The goal feed over MQTT comes from one instance of a cluster.
+  bool feed_publisher() const { return options.publish_snapshots && (!cluster || cluster->leader()); }
+
   void publish_alarm(const Alarm& a) {
-    if (options.publish_snapshots)
+    if (feed_publisher())
       mqtt.publish(std::string(topics::prefix) + "/feed/alarms", dump_json(alarm_json(a)), 1, false);
   }
 
   void tick() {
     auto now = now_utc_ms();
+    if (cluster) cluster->tick(now);
     silent = silent_posts(*catalogue, presence, state, now, LivenessPolicy{options.missed_heartbeats});
     auto snap = rollup.compute(state, now, silent, board.last().cells);
     auto changes = board.tick(snap, silent, now);
@@ -170,7 +230,7 @@ struct AggregatorService::Impl {
       bool changed = std::any_of(changes.statuses.begin(), changes.statuses.end(),
                                  [&](const StatusChange& c) { return c.scope == "goal" && c.id == id; });
       if (changed || periodic) store.record_history({now, "goal", id, s.shown, s.score});
-      if (changed && options.publish_snapshots)
+      if (changed && feed_publisher())
         mqtt.publish(topics::goal_feed(catalogue->goals()[g].id), dump_json(goal_snapshot_json(*catalogue, board, g)),
                      1, true);
       stream_update("goal", goal_snapshot_json(*catalogue, board, g), goal_sent[g], changed, now);
@@ -181,7 +241,7 @@ struct AggregatorService::Impl {
       bool changed = std::any_of(changes.statuses.begin(), changes.statuses.end(),
                                  [&](const StatusChange& c) { return c.scope == "pillar" && c.id == id; });
       if (changed || periodic) store.record_history({now, "pillar", id, s.shown, s.score});
-      if (changed && options.publish_snapshots)
+      if (changed && feed_publisher())
         mqtt.publish(topics::pillar_feed(id), dump_json(pillar_snapshot_json(*catalogue, board, p)), 1, true);
       stream_update("pillar", pillar_snapshot_json(*catalogue, board, p), pillar_sent[p], changed, now);
     }
@@ -217,8 +277,10 @@ struct AggregatorService::Impl {
   ApiRoutes routes;
   HttpServer http;
   MqttIngest mqtt;
+  std::unique_ptr<ClusterMember> cluster;  // null unless --cluster-group
   boost::asio::steady_timer ticker;
   std::int64_t last_history_ms = 0;
+  bool stopped = false;
   std::vector<Sent> goal_sent, pillar_sent;
 };
 
@@ -255,6 +317,8 @@ void AggregatorService::start() {
 
 void AggregatorService::stop() {
   impl_->ticker.cancel();
+  if (impl_->cluster && !impl_->stopped) impl_->cluster->leave(now_utc_ms());
+  impl_->stopped = true;
   impl_->mqtt.stop();
   impl_->http.close();
   impl_->stream->close_all();

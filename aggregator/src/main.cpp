@@ -60,6 +60,12 @@ int main(int argc, char** argv) {
       "MQTT delivery pauses while this many messages wait for the io thread (back-pressure)")(
       "max-store-backlog", po::value(&opts.max_store_backlog_events)->default_value(opts.max_store_backlog_events),
       "MQTT delivery pauses while this many events wait to be written to the store")(
+      "cluster-group", po::value(&opts.cluster_group),
+      "share the posts with every instance of this group (docs/scale-out.md); each instance needs its own "
+      "--client-id and --data-dir")("instance-id", po::value(&opts.instance_id),
+                                    "this instance's name in the cluster (default: --client-id)")(
+      "partial-interval-ms", po::value(&opts.partial_interval_ms)->default_value(opts.partial_interval_ms),
+      "clustered: how often a changed post's state goes out to the other instances")(
       "log-level", po::value(&log_level)->default_value(log_level), "trace, debug, info, warn, error");
   po::variables_map vm;
   try {

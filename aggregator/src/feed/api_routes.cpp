@@ -260,6 +260,8 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   if (target == "/api/v1/agents") return agents();
   if (starts_with(target, "/api/v1/agents/")) return agent(target.substr(15));
   if (target == "/api/v1/stats") return stats();
+  if (target == "/api/v1/cluster")
+    return json_response(http::status::ok, src_.cluster ? src_.cluster() : json{{"clustered", false}});
   if (target == "/api/v1/alarms") return alarms(q);
   if (target == "/api/v1/history") return history(q);
   if (target == "/api/v1/whoami") return whoami(who);
@@ -272,7 +274,7 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
                             " (try /api/v1/goals, /api/v1/goals/{id}, /api/v1/threats, /api/v1/regions, "
                             "/api/v1/posts, /api/v1/posts/{id}, /api/v1/agents, /api/v1/agents/{post}/{agent}, "
                             "/api/v1/alarms, /api/v1/history, "
-                            "/api/v1/stats, /api/v1/whoami, /api/v1/openapi.json)");
+                            "/api/v1/stats, /api/v1/cluster, /api/v1/whoami, /api/v1/openapi.json)");
 }
 
 HttpResponse ApiRoutes::whoami(const Principal* who) const {

@@ -14,6 +14,8 @@
 #include "rollup/indicator_state.hpp"
 #include "rollup/status_board.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <functional>
 #include <map>
 #include <optional>
@@ -40,6 +42,7 @@ struct FeedSources {
   const LatencyHistogram* latency = nullptr;  // may be null
   const LiveStream* stream = nullptr;         // may be null
   std::function<IngestFlowStats()> flow;      // MQTT back-pressure; may be empty
+  std::function<nlohmann::json()> cluster;    // /api/v1/cluster; may be empty
 };
 
 class ApiRoutes {

@@ -33,11 +33,44 @@ AgentTrack& BatchIngest::track(std::string_view post, std::string_view agent, st
   t.post = post_ix;
   t.seqs = SeqWindow(first_seq);  // strict from the first seq seen: agents publish in order
   if (sink_) sink_->register_agent(t.id, post, agent);
+  if (post_agents_.size() <= post_ix) post_agents_.resize(catalogue_.posts().size());
+  post_agents_[post_ix].push_back(key_);
   return agents_.emplace(key_, t).first->second;
+}
+
+std::vector<AgentTrackSnapshot> BatchIngest::export_agents(std::uint32_t post) const {
+  std::vector<AgentTrackSnapshot> out;
+  if (post >= post_agents_.size()) return out;
+  for (const auto& key : post_agents_[post]) {
+    const AgentTrack& t = agents_.at(key);
+    out.push_back(
+        {key.substr(key.find('/') + 1), t.seqs.snapshot(), t.clock_skew_ms, t.last_event_ms, t.events, t.reordered});
+  }
+  return out;
+}
+
+void BatchIngest::import_agents(std::uint32_t post, const std::vector<AgentTrackSnapshot>& agents) {
+  const std::string& post_id = catalogue_.posts()[post].id;
+  if (post < post_agents_.size())
+    for (const auto& key : post_agents_[post]) {
+      AgentTrack& t = agents_.at(key);
+      t.seqs = SeqWindow();
+      t.clock_skew_ms = t.last_event_ms = 0;
+      t.events = t.reordered = 0;
+    }
+  for (const auto& a : agents) {
+    AgentTrack& t = track(post_id, a.agent, post, a.seqs.base);
+    t.seqs = SeqWindow::restore(a.seqs);
+    t.clock_skew_ms = a.clock_skew_ms;
+    t.last_event_ms = a.last_event_ms;
+    t.events = a.events;
+    t.reordered = a.reordered;
+  }
 }
 
 bool BatchIngest::accept_event(AgentTrack& agent, std::uint32_t post, const EventView& e, std::int64_t received_at_ms,
                                bool late, std::string_view topic) {
+  if (!agent.seqs.any()) agent.seqs = SeqWindow(e.seq);  // a track reset by import_agents starts here
   std::uint64_t highest = agent.seqs.highest();
   bool had_any = agent.events > 0;
   if (agent.seqs.accept(e.seq) == SeqWindow::Verdict::Duplicate) {

@@ -57,6 +57,16 @@ struct AgentTrack {
   std::uint64_t reordered = 0;
 };
 
+// One agent's dedupe window and counters, as handed between aggregator instances.
+struct AgentTrackSnapshot {
+  std::string agent;
+  SeqWindow::Snapshot seqs;
+  std::int64_t clock_skew_ms = 0;
+  std::int64_t last_event_ms = 0;
+  std::uint64_t events = 0;
+  std::uint64_t reordered = 0;
+};
+
 class BatchIngest {
  public:
   BatchIngest(const IndicatorCatalogue& catalogue, IndicatorState& state, std::shared_ptr<spdlog::logger> log,
@@ -68,6 +78,12 @@ class BatchIngest {
 
   // Returns how many events of the message were applied as new.
   std::size_t on_message(std::string_view topic, std::span<const std::uint8_t> payload, std::int64_t now_ms);
+
+  // A post's agents, for another instance to take the post over (docs/scale-out.md).
+  std::vector<AgentTrackSnapshot> export_agents(std::uint32_t post) const;
+  // Replaces the post's agents' windows and counters with `agents`; agents of the post that
+  // `agents` does not name start afresh.
+  void import_agents(std::uint32_t post, const std::vector<AgentTrackSnapshot>& agents);
 
   const IngestCounters& counters() const { return counters_; }
   const std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>>& agents() const { return agents_; }
@@ -98,6 +114,7 @@ class BatchIngest {
   BatchView batch_;  // reused so steady-state decoding does not allocate
   std::string key_;
   std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>> agents_;  // "post/agent"
+  std::vector<std::vector<std::string>> post_agents_;  // per catalogue post: its agents' keys
   std::uint64_t rejections_logged_ = 0;
 };
 

@@ -5,9 +5,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 
 namespace postwatch::aggregator {
 namespace asio = boost::asio;
@@ -35,7 +37,23 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
 
   asio::io_context& io;
   std::string uri, client_id;
+  std::mutex filters_mu;  // the io_context changes them, paho's thread resubscribes them
   std::vector<std::string> filters;
+  std::optional<mqtt::message> will;
+  std::function<void()> on_subscribed;
+
+  // A subscribe whose answer someone waits for; kept until stop() since paho holds a
+  // pointer to the listener while the token is pending.
+  struct GrantListener : mqtt::iaction_listener {
+    std::weak_ptr<Impl> impl;
+    std::function<void(bool)> done;
+    void finish(bool ok) {
+      if (auto self = impl.lock()) asio::post(self->io, [f = std::move(done), ok] { f(ok); });
+    }
+    void on_success(const mqtt::token&) override { finish(true); }
+    void on_failure(const mqtt::token&) override { finish(false); }
+  };
+  std::vector<std::unique_ptr<GrantListener>> grants;  // io_context only
   std::shared_ptr<spdlog::logger> log;
   Handler handler;
   mqtt::async_client client;
@@ -45,12 +63,13 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   std::chrono::milliseconds backoff{250};
 
   mqtt::connect_options options() const {
-    return mqtt::connect_options_builder()
-        .clean_session(false)  // the broker keeps our QoS 1 messages while we restart
-        .keep_alive_interval(std::chrono::seconds(20))
-        .automatic_reconnect(std::chrono::milliseconds(250), std::chrono::seconds(10))
-        .max_inflight(1024)
-        .finalize();
+    auto b = mqtt::connect_options_builder()
+                 .clean_session(false)  // the broker keeps our QoS 1 messages while we restart
+                 .keep_alive_interval(std::chrono::seconds(20))
+                 .automatic_reconnect(std::chrono::milliseconds(250), std::chrono::seconds(10))
+                 .max_inflight(1024);
+    if (will) b.will(*will);
+    return b.finalize();
   }
 
   void connect() {
@@ -85,6 +104,10 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     void on_success(const mqtt::token&) override {
       impl->subscribed = true;
       impl->log->info("subscribed; ready");
+      if (impl->on_subscribed)
+        asio::post(impl->io, [self = impl->shared_from_this()] {
+          if (!self->stopped) self->on_subscribed();
+        });
     }
     void on_failure(const mqtt::token& tok) override {
       impl->log->error("broker refused the subscription (rc {})", tok.get_return_code());
@@ -132,10 +155,15 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     subscribed = false;
     subscribe_listener.impl = this;
     backoff = std::chrono::milliseconds(250);
-    log->info("connected to broker {}; subscribing to {} filter(s)", uri, filters.size());
+    std::vector<std::string> current;
+    {
+      std::lock_guard lk(filters_mu);
+      current = filters;
+    }
+    log->info("connected to broker {}; subscribing to {} filter(s)", uri, current.size());
     try {
-      std::vector<int> qos(filters.size(), 1);
-      client.subscribe(mqtt::string_collection::create(filters), qos, nullptr, subscribe_listener);
+      std::vector<int> qos(current.size(), 1);
+      client.subscribe(mqtt::string_collection::create(current), qos, nullptr, subscribe_listener);
     } catch (const mqtt::exception& e) {
       log->error("subscribe failed: {}", e.what());
     }
@@ -173,6 +201,45 @@ void MqttIngest::start() {
     });
   });
   impl_->connect();
+}
+
+void MqttIngest::set_will(std::string topic, std::string payload) {
+  impl_->will = mqtt::message(std::move(topic), std::move(payload), 1, true);
+}
+
+void MqttIngest::set_on_subscribed(std::function<void()> fn) { impl_->on_subscribed = std::move(fn); }
+
+void MqttIngest::change_filters(const std::vector<std::string>& add, const std::vector<std::string>& remove,
+                                std::function<void(bool)> granted) {
+  {
+    std::lock_guard lk(impl_->filters_mu);
+    auto& f = impl_->filters;
+    for (const auto& r : remove) f.erase(std::remove(f.begin(), f.end(), r), f.end());
+    for (const auto& a : add)
+      if (std::find(f.begin(), f.end(), a) == f.end()) f.push_back(a);
+  }
+  try {
+    if (!remove.empty() && impl_->client.is_connected())
+      impl_->client.unsubscribe(mqtt::string_collection::create(remove));
+  } catch (const mqtt::exception& e) {
+    impl_->log->warn("unsubscribe failed: {}", e.what());
+  }
+  if (add.empty()) {
+    asio::post(impl_->io, [g = std::move(granted)] { g(true); });
+    return;
+  }
+  // Not connected: the next connect subscribes the whole set and on_subscribed follows.
+  if (!impl_->client.is_connected()) return;
+  auto& listener = impl_->grants.emplace_back(std::make_unique<Impl::GrantListener>());
+  listener->impl = impl_;
+  listener->done = std::move(granted);
+  try {
+    std::vector<int> qos(add.size(), 1);
+    impl_->client.subscribe(mqtt::string_collection::create(add), qos, nullptr, *listener);
+  } catch (const mqtt::exception& e) {
+    impl_->log->warn("subscribe failed: {}", e.what());
+    listener->finish(false);
+  }
 }
 
 void MqttIngest::stop() {

@@ -49,8 +49,18 @@ class MqttIngest {
              IngestFlowControl flow = {});
   ~MqttIngest();
 
+  // Before start(): a retained QoS 1 last will the broker publishes if we vanish.
+  void set_will(std::string topic, std::string payload);
+  // Before start(): runs on the io_context after every (re)connect, once subscribed.
+  void set_on_subscribed(std::function<void()> fn);
+
   // Connects in the background, retrying until stop(); subscribes on every (re)connect.
   void start();
+  // Adds and removes filters at run time (on the io_context). `granted` runs on the
+  // io_context once the broker granted the added filters (true) or refused them (false);
+  // at once if nothing was added. Reconnects subscribe the current set.
+  void change_filters(const std::vector<std::string>& add, const std::vector<std::string>& remove,
+                      std::function<void(bool)> granted);
   void stop();
   bool connected() const;
   // Connected and subscribed to every filter: messages published from now on reach us.

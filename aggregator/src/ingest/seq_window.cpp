@@ -49,4 +49,23 @@ std::uint64_t SeqWindow::pending_holes() const {
   return highest_ - from + 1 - seen_from;
 }
 
+SeqWindow::Snapshot SeqWindow::snapshot() const {
+  Snapshot s{base_, gap_floor_, highest_, gaps_, any_, {}};
+  for (std::uint64_t off = 0; off < kWindow; ++off)
+    if (seen_.test((base_ + off) % kWindow)) s.seen.push_back(base_ + off);
+  return s;
+}
+
+SeqWindow SeqWindow::restore(const Snapshot& s) {
+  SeqWindow w;
+  w.base_ = s.base;
+  w.gap_floor_ = s.gap_floor;
+  w.highest_ = s.highest;
+  w.gaps_ = s.gaps;
+  w.any_ = s.any;
+  for (auto seq : s.seen)
+    if (seq >= s.base && seq < s.base + kWindow) w.seen_.set(seq % kWindow);
+  return w;
+}
+
 }  // namespace postwatch::aggregator

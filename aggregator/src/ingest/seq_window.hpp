@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bitset>
 #include <cstdint>
+#include <vector>
 
 namespace postwatch::aggregator {
 
@@ -25,9 +26,20 @@ class SeqWindow {
 
   std::uint64_t base() const { return base_; }
   std::uint64_t highest() const { return highest_; }
+  bool any() const { return any_; }
   std::uint64_t gaps() const { return gaps_; }  // seqs given up on as never received
   // Seqs in the window not seen yet, below the highest seen: in-flight or lost.
   std::uint64_t pending_holes() const;
+
+  // The whole window as plain values, so another aggregator instance can take over the
+  // agent's dedupe exactly (docs/scale-out.md). `seen` lists the seqs seen at or above base.
+  struct Snapshot {
+    std::uint64_t base = 0, gap_floor = 0, highest = 0, gaps = 0;
+    bool any = false;
+    std::vector<std::uint64_t> seen;
+  };
+  Snapshot snapshot() const;
+  static SeqWindow restore(const Snapshot& s);
 
  private:
   void slide_to(std::uint64_t new_base);

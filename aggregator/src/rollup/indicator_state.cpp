@@ -81,4 +81,58 @@ const std::string& IndicatorState::text_at(std::uint32_t post, std::uint32_t ind
   return texts_[index(post, indicator)];
 }
 
+std::vector<std::pair<std::int64_t, double>> CountWindow::buckets() const {
+  std::vector<std::pair<std::int64_t, double>> out;
+  for (int i = 0; i < kBuckets; ++i)
+    if (bucket_id_[i] != 0) out.emplace_back(bucket_id_[i], sums_[i]);
+  return out;
+}
+
+void CountWindow::restore(const std::vector<std::pair<std::int64_t, double>>& buckets) {
+  bucket_id_.fill(0);
+  sums_.fill(0);
+  for (const auto& [id, sum] : buckets) {
+    if (id <= 0) continue;
+    auto slot = static_cast<std::size_t>(id % kBuckets);
+    if (bucket_id_[slot] > id) continue;
+    bucket_id_[slot] = id;
+    sums_[slot] = sum;
+  }
+}
+
+PostRows IndicatorState::export_post(std::uint32_t post) const {
+  PostRows rows;
+  rows.last_seen_ms = last_seen_[post];
+  for (std::uint32_t i = 0; i < indicators_; ++i) {
+    const Reading& r = cells_[index(post, i)];
+    if (r.present) rows.cells.push_back({i, r, texts_[index(post, i)]});
+    if (auto w = window_ix_[i]; w >= 0) {
+      auto b = windows_[static_cast<std::size_t>(post) * count_indicators_ + static_cast<std::size_t>(w)].buckets();
+      if (!b.empty()) rows.windows.push_back({i, std::move(b)});
+    }
+  }
+  return rows;
+}
+
+void IndicatorState::import_post(std::uint32_t post, const PostRows& rows) {
+  last_seen_[post] = rows.last_seen_ms;
+  for (std::uint32_t i = 0; i < indicators_; ++i) {
+    cells_[index(post, i)] = Reading{};
+    texts_[index(post, i)].clear();
+    if (auto w = window_ix_[i]; w >= 0)
+      windows_[static_cast<std::size_t>(post) * count_indicators_ + static_cast<std::size_t>(w)].restore({});
+  }
+  for (const auto& c : rows.cells) {
+    if (c.indicator >= indicators_) continue;
+    cells_[index(post, c.indicator)] = c.reading;
+    cells_[index(post, c.indicator)].present = true;
+    texts_[index(post, c.indicator)] = c.text;
+  }
+  for (const auto& w : rows.windows)
+    if (w.indicator < indicators_ && window_ix_[w.indicator] >= 0)
+      windows_[static_cast<std::size_t>(post) * count_indicators_ + static_cast<std::size_t>(window_ix_[w.indicator])]
+          .restore(w.buckets);
+  ++version_;
+}
+
 }  // namespace postwatch::aggregator

@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace postwatch::aggregator {
@@ -29,10 +30,30 @@ class CountWindow {
   // Returns false when the event is older than the window can hold.
   bool add(std::int64_t observed_at_ms, double count, std::int64_t window_ms);
   double sum(std::int64_t now_ms, std::int64_t window_ms) const;
+  // Non-empty buckets as (bucket id, sum), to hand a post's state to another instance.
+  std::vector<std::pair<std::int64_t, double>> buckets() const;
+  void restore(const std::vector<std::pair<std::int64_t, double>>& buckets);
 
  private:
   std::array<std::int64_t, kBuckets> bucket_id_{};  // id = observed_at / bucket width; 0 = empty
   std::array<double, kBuckets> sums_{};
+};
+
+// Everything IndicatorState knows about one post: what an aggregator instance hands to
+// the instance that takes the post over (cluster/post_partial.hpp).
+struct PostRows {
+  struct Cell {
+    std::uint32_t indicator = 0;
+    Reading reading;
+    std::string text;
+  };
+  struct Window {
+    std::uint32_t indicator = 0;
+    std::vector<std::pair<std::int64_t, double>> buckets;
+  };
+  std::int64_t last_seen_ms = 0;
+  std::vector<Cell> cells;  // present readings only
+  std::vector<Window> windows;
 };
 
 class IndicatorState {
@@ -52,6 +73,9 @@ class IndicatorState {
   const std::string& text_at(std::uint32_t post, std::uint32_t indicator) const;
   std::int64_t post_last_seen_ms(std::uint32_t post) const { return last_seen_[post]; }
   std::uint64_t version() const { return version_; }
+  PostRows export_post(std::uint32_t post) const;
+  // Replaces everything held for the post with `rows`.
+  void import_post(std::uint32_t post, const PostRows& rows);
   std::uint32_t post_count() const { return posts_; }
   std::uint32_t indicator_count() const { return indicators_; }
 

@@ -141,10 +141,8 @@ EventStore::~EventStore() {
   sqlite3_close(write_db_);
 }
 
-std::uint64_t EventStore::replay(const std::function<void(const StoredEventRow&)>& fn) {
-  Statement q(write_db_,
-              "SELECT post, agent, seq, indicator, observed_at_ms, received_at_ms, kind, number, text, late "
-              "FROM events ORDER BY post, agent, seq");
+namespace {
+std::uint64_t read_events(Statement& q, const std::function<void(const StoredEventRow&)>& fn) {
   std::uint64_t n = 0;
   StoredEventRow row;
   while (sqlite3_step(q.get()) == SQLITE_ROW) {
@@ -161,9 +159,24 @@ std::uint64_t EventStore::replay(const std::function<void(const StoredEventRow&)
     fn(row);
     ++n;
   }
+  return n;
+}
+constexpr const char* kEventColumns =
+    "SELECT post, agent, seq, indicator, observed_at_ms, received_at_ms, kind, number, text, late FROM events ";
+}  // namespace
+
+std::uint64_t EventStore::replay(const std::function<void(const StoredEventRow&)>& fn) {
+  Statement q(write_db_, (std::string(kEventColumns) + "ORDER BY post, agent, seq").c_str());
+  std::uint64_t n = read_events(q, fn);
   committed_events_ = n;
   handed_over_ = n;
   return n;
+}
+
+std::uint64_t EventStore::replay_post(const std::string& post, const std::function<void(const StoredEventRow&)>& fn) {
+  Statement q(read_db_, (std::string(kEventColumns) + "WHERE post = ? ORDER BY agent, seq").c_str());
+  sqlite3_bind_text(q.get(), 1, post.c_str(), static_cast<int>(post.size()), SQLITE_STATIC);
+  return read_events(q, fn);
 }
 
 std::vector<Alarm> EventStore::load_alarms() {

@@ -61,6 +61,9 @@ class EventStore final : public EventSink {
 
   // Start-up, before start(): every stored event in (agent, seq) order.
   std::uint64_t replay(const std::function<void(const StoredEventRow&)>& fn);
+  // While running (io_context thread): the committed events of one post, in (agent, seq)
+  // order, for an instance that takes the post over (docs/scale-out.md). flush() first.
+  std::uint64_t replay_post(const std::string& post, const std::function<void(const StoredEventRow&)>& fn);
   std::vector<Alarm> load_alarms();
   // The newest history point of every scope/id, to restore the board.
   std::vector<HistoryPoint> latest_history();

@@ -37,6 +37,12 @@ struct AggregatorOptions {
   std::size_t max_queued_messages = 4096;
   std::uint64_t max_store_backlog_events = 250'000;
 
+  // Scale-out (docs/scale-out.md): instances with the same group share the posts. Empty:
+  // one instance takes every event.
+  std::string cluster_group;
+  std::string instance_id;                 // default: client_id
+  std::int64_t partial_interval_ms = 500;  // how often an owned post's partial goes out
+
   // Access (docs/operations.md). Without a tokens file the API is open, which is only
   // allowed on a loopback address.
   std::filesystem::path tokens_file;

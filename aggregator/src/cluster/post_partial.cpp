@@ -1,0 +1,104 @@
+#include "cluster/post_partial.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace postwatch::aggregator {
+using nlohmann::json;
+
+std::uint64_t PostPartial::highest_seq(std::string_view agent) const {
+  for (const auto& a : agents)
+    if (a.agent == agent) return a.seqs.any ? a.seqs.highest : 0;
+  return 0;
+}
+
+std::string encode_partial(const PostPartial& p, const IndicatorCatalogue& catalogue) {
+  const auto& inds = catalogue.indicators();
+  json cells = json::array();
+  for (const auto& c : p.rows.cells) {
+    json cell = {inds[c.indicator].id, c.reading.number, c.reading.observed_at_ms, c.reading.received_at_ms};
+    if (!c.text.empty()) cell.push_back(c.text);
+    cells.push_back(std::move(cell));
+  }
+  json windows = json::object();
+  for (const auto& w : p.rows.windows) windows[inds[w.indicator].id] = w.buckets;
+  json agents = json::array();
+  for (const auto& a : p.agents)
+    agents.push_back({{"agent", a.agent},
+                      {"base", a.seqs.base},
+                      {"gap_floor", a.seqs.gap_floor},
+                      {"highest", a.seqs.highest},
+                      {"gaps", a.seqs.gaps},
+                      {"any", a.seqs.any},
+                      {"seen", a.seqs.seen},
+                      {"clock_skew_ms", a.clock_skew_ms},
+                      {"last_event_ms", a.last_event_ms},
+                      {"events", a.events},
+                      {"reordered", a.reordered}});
+  json j = {{"format", PostPartial::kFormat},
+            {"post", p.post},
+            {"owner", p.owner},
+            {"incarnation", p.incarnation},
+            {"version", p.version},
+            {"released_for", p.released_for},
+            {"published_at_ms", p.published_at_ms},
+            {"last_seen_ms", p.rows.last_seen_ms},
+            {"cells", std::move(cells)},
+            {"windows", std::move(windows)},
+            {"agents", std::move(agents)}};
+  return j.dump();
+}
+
+std::string decode_partial(std::string_view payload, const IndicatorCatalogue& catalogue, PostPartial& out) {
+  json j = json::parse(payload, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return "not a JSON object";
+  try {
+    if (j.at("format").get<int>() != PostPartial::kFormat)
+      return "format " + j.at("format").dump() + ", this build reads " + std::to_string(PostPartial::kFormat);
+    out = PostPartial{};
+    out.post = j.at("post").get<std::string>();
+    out.owner = j.at("owner").get<std::string>();
+    out.incarnation = j.at("incarnation").get<std::string>();
+    out.version = j.at("version").get<std::uint64_t>();
+    out.released_for = j.at("released_for").get<std::string>();
+    out.published_at_ms = j.at("published_at_ms").get<std::int64_t>();
+    out.rows.last_seen_ms = j.at("last_seen_ms").get<std::int64_t>();
+    for (const auto& c : j.at("cells")) {
+      auto ix = catalogue.indicator_index(c.at(0).get<std::string>());
+      if (!ix) continue;
+      PostRows::Cell cell;
+      cell.indicator = *ix;
+      cell.reading.number = c.at(1).get<double>();
+      cell.reading.observed_at_ms = c.at(2).get<std::int64_t>();
+      cell.reading.received_at_ms = c.at(3).get<std::int64_t>();
+      cell.reading.present = true;
+      if (c.size() > 4) cell.text = c.at(4).get<std::string>();
+      out.rows.cells.push_back(std::move(cell));
+    }
+    for (const auto& [id, buckets] : j.at("windows").items()) {
+      auto ix = catalogue.indicator_index(id);
+      if (!ix) continue;
+      out.rows.windows.push_back({*ix, buckets.get<std::vector<std::pair<std::int64_t, double>>>()});
+    }
+    for (const auto& a : j.at("agents")) {
+      AgentTrackSnapshot t;
+      t.agent = a.at("agent").get<std::string>();
+      t.seqs.base = a.at("base").get<std::uint64_t>();
+      t.seqs.gap_floor = a.at("gap_floor").get<std::uint64_t>();
+      t.seqs.highest = a.at("highest").get<std::uint64_t>();
+      t.seqs.gaps = a.at("gaps").get<std::uint64_t>();
+      t.seqs.any = a.at("any").get<bool>();
+      t.seqs.seen = a.at("seen").get<std::vector<std::uint64_t>>();
+      t.clock_skew_ms = a.at("clock_skew_ms").get<std::int64_t>();
+      t.last_event_ms = a.at("last_event_ms").get<std::int64_t>();
+      t.events = a.at("events").get<std::uint64_t>();
+      t.reordered = a.at("reordered").get<std::uint64_t>();
+      out.agents.push_back(std::move(t));
+    }
+  } catch (const json::exception& e) {
+    return std::string("malformed partial: ") + e.what();
+  }
+  if (!catalogue.post_index(out.post)) return "unknown post '" + out.post + "'";
+  return "";
+}
+
+}  // namespace postwatch::aggregator
