@@ -2,6 +2,7 @@
 
 #include "postwatch/agent/tls_diagnostics.hpp"
 #include "postwatch/catalogue.hpp"
+#include "postwatch/secret_file.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -87,22 +88,6 @@ bool starts_with(const std::string& s, const char* prefix) { return s.rfind(pref
 std::string resolve(const std::filesystem::path& file, const std::string& path) {
   if (path.empty()) return path;
   return (file.parent_path() / path).string();
-}
-
-std::string mode_octal(mode_t mode) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
-  return buf;
-}
-
-// Empty if `file` can be opened for reading, otherwise why not.
-std::string unreadable(const std::filesystem::path& file) {
-  struct stat st {};
-  if (::stat(file.c_str(), &st) != 0) return "cannot read " + file.string() + ": " + std::strerror(errno);
-  if (!S_ISREG(st.st_mode)) return file.string() + " is not a regular file";
-  std::ifstream in(file);
-  if (!in) return "cannot read " + file.string() + ": " + std::strerror(errno);
-  return "";
 }
 
 // Empty if this user can create or write the spool directory, otherwise why not.
@@ -238,28 +223,14 @@ void check_inputs(const AgentConfig& c, const IndicatorCatalogue* catalogue, std
 
 }  // namespace
 
-std::string secret_file_exposure(const std::filesystem::path& file) {
-  struct stat st {};
-  if (::stat(file.c_str(), &st) != 0) return "";
-  bool group = st.st_mode & S_IRGRP, others = st.st_mode & S_IROTH;
-  if (!group && !others) return "";
-  return file.string() + " is readable by " +
-         (group && others ? "group and others"
-          : group         ? "group"
-                          : "others") +
-         " (mode " + mode_octal(st.st_mode) + "); a secret must be readable by its owner only: chmod 600 " +
-         file.string();
-}
+std::string secret_file_exposure(const std::filesystem::path& file) { return postwatch::secret_file_exposure(file); }
 
 std::string read_secret_file(const std::filesystem::path& file) {
-  if (auto why = unreadable(file); !why.empty()) throw ConfigError("password_file: " + why);
-  if (auto why = secret_file_exposure(file); !why.empty()) throw ConfigError("password_file: " + why);
-  std::ifstream in(file, std::ios::binary);
-  std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!secret.empty() && secret.back() == '\n') secret.pop_back();
-  if (!secret.empty() && secret.back() == '\r') secret.pop_back();
-  if (secret.empty()) throw ConfigError("password_file: " + file.string() + " is empty");
-  return secret;
+  try {
+    return postwatch::read_secret_file(file);
+  } catch (const std::runtime_error& e) {
+    throw ConfigError(std::string("password_file: ") + e.what());
+  }
 }
 
 bool AgentConfig::uses_tls() const { return starts_with(broker_uri, "ssl://") || starts_with(broker_uri, "mqtts://"); }

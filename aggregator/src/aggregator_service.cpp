@@ -90,6 +90,8 @@ struct AggregatorService::Impl {
         ticker(io),
         goal_sent(catalogue->goals().size()),
         pillar_sent(catalogue->pillars().size()) {
+    mqtt.set_login({options.broker_username, options.broker_password, options.broker_ca_file,
+                    options.broker_cert_file, options.broker_key_file});
     if (!options.cluster_group.empty()) make_cluster();
     if (options.tls_cert_file.empty() != options.tls_key_file.empty())
       throw std::invalid_argument("HTTPS needs both --tls-cert and --tls-key");

@@ -1,5 +1,6 @@
 // postwatch-aggregator: consumes agents' events and serves goal-level indicators.
 #include "postwatch/aggregator/aggregator_service.hpp"
+#include "postwatch/secret_file.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::string data_dir = opts.data_dir.string();
   std::string tokens_file;
+  std::string broker_password_file;
   double min_duration_s = static_cast<double>(opts.min_duration_ms) / 1000.0;
   double lateness_s = static_cast<double>(opts.allowed_lateness_ms) / 1000.0;
   po::options_description desc(
@@ -33,6 +35,14 @@ int main(int argc, char** argv) {
       "broker", po::value(&opts.broker_uri)->default_value(opts.broker_uri), "MQTT broker URI")(
       "client-id", po::value(&opts.client_id)->default_value(opts.client_id),
       "MQTT client id (stable, so the broker keeps messages while the aggregator restarts)")(
+      "broker-username", po::value(&opts.broker_username),
+      "MQTT user name (postwatch-broker-config makes 'postwatch-aggregator')")(
+      "broker-password-file", po::value(&broker_password_file),
+      "file holding the MQTT password (readable by its owner only)")(
+      "broker-ca", po::value(&opts.broker_ca_file),
+      "CA certificate that signed the broker's certificate (ssl:// URIs; default: the system's CAs)")(
+      "broker-cert", po::value(&opts.broker_cert_file), "client certificate for mutual TLS (ssl:// URIs)")(
+      "broker-key", po::value(&opts.broker_key_file), "private key for --broker-cert")(
       "http-address", po::value(&opts.http_address)->default_value(opts.http_address), "HTTP listen address")(
       "http-port", po::value(&opts.http_port)->default_value(opts.http_port), "HTTP port (0 = any free port)")(
       "tokens-file", po::value(&tokens_file),
@@ -95,6 +105,24 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (!broker_password_file.empty()) {
+    try {
+      opts.broker_password = postwatch::read_secret_file(broker_password_file);
+    } catch (const std::runtime_error& e) {
+      std::cerr << "postwatch-aggregator: --broker-password-file: " << e.what() << "\n";
+      return 2;
+    }
+  }
+  bool tls = opts.broker_uri.starts_with("ssl://") || opts.broker_uri.starts_with("mqtts://");
+  if (!tls && (!opts.broker_ca_file.empty() || !opts.broker_cert_file.empty() || !opts.broker_key_file.empty())) {
+    std::cerr << "postwatch-aggregator: --broker-ca/--broker-cert/--broker-key need an ssl:// --broker URI\n";
+    return 2;
+  }
+  if (opts.broker_cert_file.empty() != opts.broker_key_file.empty()) {
+    std::cerr << "postwatch-aggregator: --broker-cert and --broker-key go together\n";
+    return 2;
+  }
+
   auto log = spdlog::stderr_color_mt("aggregator");
   log->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
   log->set_level(spdlog::level::from_str(log_level));
@@ -106,6 +134,10 @@ int main(int argc, char** argv) {
     std::cerr << "postwatch-aggregator: catalogue error: " << e.what() << "\n";
     return 2;
   }
+  if (!tls && opts.broker_uri.find("127.0.0.1") == std::string::npos &&
+      opts.broker_uri.find("localhost") == std::string::npos)
+    log->warn("plaintext MQTT to {}: events and passwords cross the network unencrypted; use ssl:// with --broker-ca",
+              opts.broker_uri);
   log->info("catalogue {}: {} goals, {} posts, {} indicators", catalogue_file, catalogue->goals().size(),
             catalogue->posts().size(), catalogue->indicators().size());
 

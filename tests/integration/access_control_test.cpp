@@ -1,6 +1,7 @@
 // The broker configuration postwatch-broker-config generates: an agent can publish
 // only on its own topics and read nothing; the aggregator reads agents and writes
 // the feed; wrong credentials are refused.
+#include "support/aggregator_process.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -134,4 +135,35 @@ TEST_F(AccessControl, UnknownPostInTheFleetIsRefused) {
                    dir.path() / "bad.log");
   EXPECT_EQ(gen.wait(std::chrono::seconds(30)), 1);
   EXPECT_NE(gen.log().find("bad.csv:1: post 'atlantis' is not in the catalogue"), std::string::npos) << gen.log();
+}
+
+// The real aggregator logs in as its own user and, clustered, may use the cluster topics;
+// a wrong password keeps it out with an error that says what to check.
+TEST_F(AccessControl, TheAggregatorLogsInWithItsOwnUserAndMayRunAsACluster) {
+  auto password = out / "secrets" / "postwatch-aggregator.password";
+  AggregatorProcess agg(*broker, dir,
+                        {"--broker-username", "postwatch-aggregator", "--broker-password-file", password.string(),
+                         "--cluster-group", "acl"});
+  auto cluster = agg.get("/api/v1/cluster");
+  ASSERT_TRUE(cluster.is_object());
+  EXPECT_TRUE(cluster["ready"].get<bool>());
+  EXPECT_EQ(cluster["posts"]["owned"].get<int>(), 142);
+
+  std::ofstream(dir.path() / "wrong.password") << "not-the-password\n";
+  std::filesystem::permissions(dir.path() / "wrong.password", std::filesystem::perms::owner_read);
+  TempDir other;
+  try {
+    AggregatorProcess refused(*broker, other,
+                              {"--broker-username", "postwatch-aggregator", "--broker-password-file",
+                               (dir.path() / "wrong.password").string()});
+    ADD_FAILURE() << "an aggregator with a wrong password became ready";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("refused the login as 'postwatch-aggregator'"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("not-the-password"), std::string::npos) << "the log shows the password";
+  }
+  ChildProcess exposed({(binary_dir() / "aggregator" / "postwatch-aggregator").string(), "--broker", broker->uri(),
+                        "--broker-password-file", (out / "passwd").string()},
+                       other.path() / "exposed.log");
+  EXPECT_EQ(exposed.wait(std::chrono::seconds(10)), 2);
+  EXPECT_NE(exposed.log().find("chmod 600"), std::string::npos) << exposed.log();
 }

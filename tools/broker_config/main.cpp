@@ -110,7 +110,9 @@ int main(int argc, char** argv) {
         << "topic read " << topics::events_filter << "\n"
         << "topic read " << topics::state_filter << "\n"
         << "topic read " << topics::heartbeat_filter << "\n"
-        << "topic write " << topics::prefix << "/feed/#\n\n";
+        << "topic write " << topics::prefix << "/feed/#\n"
+        // Scale-out (docs/scale-out.md): members, partials and hand-overs between instances.
+        << "topic readwrite " << topics::prefix << "/cluster/#\n\n";
     for (const auto& op : operators) {
       if (!is_valid_node_id(op)) throw std::runtime_error("operator name '" + op + "' is not a valid id");
       add_user(op);

@@ -40,6 +40,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   std::mutex filters_mu;  // the io_context changes them, paho's thread resubscribes them
   std::vector<std::string> filters;
   std::optional<mqtt::message> will;
+  BrokerLogin login;
   std::function<void()> on_subscribed;
 
   // A subscribe whose answer someone waits for; kept until stop() since paho holds a
@@ -69,6 +70,16 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
                  .automatic_reconnect(std::chrono::milliseconds(250), std::chrono::seconds(10))
                  .max_inflight(1024);
     if (will) b.will(*will);
+    if (!login.username.empty()) b.user_name(login.username);
+    if (!login.password.empty()) b.password(login.password);
+    if (uri.starts_with("ssl://") || uri.starts_with("mqtts://"))
+      b.ssl(mqtt::ssl_options_builder()
+                .trust_store(login.ca_file)
+                .key_store(login.cert_file)
+                .private_key(login.key_file)
+                .enable_server_cert_auth(true)
+                .verify(true)
+                .finalize());
     return b.finalize();
   }
 
@@ -84,7 +95,15 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
 
   // iaction_listener for the initial connect (paho's automatic reconnect covers later losses).
   void on_failure(const mqtt::token& tok) override {
-    log->warn("cannot reach broker {} (rc {}); retrying", uri, tok.get_return_code());
+    int rc = tok.get_return_code();
+    // CONNACK 4/5: the broker refused our user name or password, or we are not authorised.
+    if (rc == 4 || rc == 5)
+      log->error(
+          "broker {} refused the login{} (CONNACK {}): check --broker-username and --broker-password-file; "
+          "retrying",
+          uri, login.username.empty() ? " (no --broker-username given)" : " as '" + login.username + "'", rc);
+    else
+      log->warn("cannot reach broker {} (rc {}); retrying", uri, rc);
     asio::post(io, [self = shared_from_this()] { self->schedule_retry(); });
   }
   void on_success(const mqtt::token&) override {}
@@ -202,6 +221,8 @@ void MqttIngest::start() {
   });
   impl_->connect();
 }
+
+void MqttIngest::set_login(BrokerLogin login) { impl_->login = std::move(login); }
 
 void MqttIngest::set_will(std::string topic, std::string payload) {
   impl_->will = mqtt::message(std::move(topic), std::move(payload), 1, true);

@@ -40,6 +40,13 @@ struct IngestFlowStats {
   std::uint64_t overrides = 0;      // pauses that hit max_pause and opened the gate anyway
 };
 
+// How the aggregator logs in to the broker (docs/operations.md): its own user, and TLS
+// with CA verification (and an optional client certificate) for ssl:// URIs.
+struct BrokerLogin {
+  std::string username, password;
+  std::string ca_file, cert_file, key_file;  // ca empty: OpenSSL's default paths
+};
+
 class MqttIngest {
  public:
   using Handler = std::function<void(const std::string& topic, const std::string& payload)>;
@@ -49,6 +56,8 @@ class MqttIngest {
              IngestFlowControl flow = {});
   ~MqttIngest();
 
+  // Before start().
+  void set_login(BrokerLogin login);
   // Before start(): a retained QoS 1 last will the broker publishes if we vanish.
   void set_will(std::string topic, std::string payload);
   // Before start(): runs on the io_context after every (re)connect, once subscribed.

@@ -20,6 +20,10 @@ namespace postwatch::aggregator {
 struct AggregatorOptions {
   std::string broker_uri = "tcp://127.0.0.1:1883";
   std::string client_id = "postwatch-aggregator";
+  // The broker login (tools/broker_config makes the user "postwatch-aggregator"); TLS
+  // files apply to ssl:// URIs. The password is read by main() from a 0600 file.
+  std::string broker_username, broker_password;
+  std::string broker_ca_file, broker_cert_file, broker_key_file;
   std::string http_address = "127.0.0.1";
   unsigned short http_port = 8080;                    // 0 picks a free port
   std::filesystem::path data_dir = "postwatch-data";  // SQLite store; survives restarts
