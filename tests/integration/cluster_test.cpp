@@ -192,21 +192,24 @@ class Cluster : public ::testing::Test {
 
 }  // namespace
 
-TEST_F(Cluster, InstancesJoiningMidStreamShowTheSingleInstanceState) {
+TEST_F(Cluster, TwoThenThreeInstancesJoiningMidStreamShowTheSingleInstanceState) {
   AggregatorProcess ref(broker, ref_dir, {}, "reference");
   AggregatorProcess one(broker, dir1, cluster_args("g", "one"), "one");
   StreamPublisher pub(broker, stream);
   pub.publish(0, 10);
 
   // Two more instances join while the stream runs: posts move to them by release and
-  // takeover, under load.
-  std::thread load([&] { pub.publish(10, 40, std::chrono::milliseconds(40)); });
+  // takeover, under load. The state is compared with two instances, then with three.
+  std::thread load([&] { pub.publish(10, 25, std::chrono::milliseconds(40)); });
   ASSERT_TRUE(wait_until([&] { return pub.rounds_done >= 14; }, std::chrono::seconds(20)));
   AggregatorProcess two(broker, dir2, cluster_args("g", "two"), "two");
-  ASSERT_TRUE(wait_until([&] { return pub.rounds_done >= 24; }, std::chrono::seconds(20)));
+  load.join();
+  for (auto* agg : {&one, &two}) EXPECT_TRUE(converges(ref, *agg, 25)) << agg->process().log();
+
+  load = std::thread([&] { pub.publish(25, 40, std::chrono::milliseconds(40)); });
+  ASSERT_TRUE(wait_until([&] { return pub.rounds_done >= 28; }, std::chrono::seconds(20)));
   AggregatorProcess three(broker, dir3, cluster_args("g", "three"), "three");
   load.join();
-
   for (auto* agg : {&one, &two, &three}) EXPECT_TRUE(converges(ref, *agg, 40)) << agg->process().log();
 
   // Each post has one owner: the owned counts add up to the catalogue, spread over all three.
