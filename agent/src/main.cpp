@@ -11,11 +11,14 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <fstream>
@@ -321,6 +324,43 @@ int cmd_send(const Args& args) {
   return all_accepted ? 0 : 1;
 }
 
+// Lines from a file descriptor, waiting at most 100 ms at a time so that `stop` is seen.
+class PollingLineReader {
+ public:
+  explicit PollingLineReader(int fd) : fd_(fd) {}
+  // The next line without its newline; false at the end of input or once `stop` is set.
+  bool next(std::string& line, const std::atomic<bool>& stop) {
+    for (;;) {
+      if (auto nl = buf_.find('\n'); nl != std::string::npos) {
+        line.assign(buf_, 0, nl);
+        buf_.erase(0, nl + 1);
+        return true;
+      }
+      if (eof_) {
+        if (buf_.empty()) return false;
+        line.swap(buf_);
+        buf_.clear();
+        return true;
+      }
+      if (stop) return false;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;  // timeout or EINTR: look at `stop` again
+      char chunk[16384];
+      ssize_t k = ::read(fd_, chunk, sizeof chunk);
+      if (k < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (k <= 0)
+        eof_ = true;
+      else
+        buf_.append(chunk, static_cast<std::size_t>(k));
+    }
+  }
+
+ private:
+  int fd_;
+  std::string buf_;
+  bool eof_ = false;
+};
+
 int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
   auto loaded = load_config(args.get("config"), log.get());
   std::string input = args.get("input", "-");
@@ -340,19 +380,20 @@ int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
   auto sources = make_sources(loaded, *agent, log);
   for (auto& source : sources) source->start();
 
-  std::fstream file;
-  std::istream* in = &std::cin;
+  int fd = STDIN_FILENO;
   if (input != "-") {
-    file.open(input, fifo ? std::ios::in | std::ios::out : std::ios::in);
-    if (!file) throw ConfigError(input + ": cannot open input file");
-    in = &file;
+    fd = ::open(input.c_str(), (fifo ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) throw ConfigError(input + ": cannot open input file: " + std::strerror(errno));
   }
   std::atomic<bool> input_done{false};
   std::atomic<std::uint64_t> rejected{0};
+  // Polls, so it sees a stop within 100 ms even while no writer writes (a FIFO opened for
+  // reading and writing never reports end of input) and can always be joined.
   std::thread reader([&] {
+    PollingLineReader lines(fd);
     std::string line;
     std::uint64_t n = 0;
-    while (!g_stop && std::getline(*in, line)) {
+    while (lines.next(line, g_stop)) {
       ++n;
       if (line.empty() || line[0] == '#') continue;
       IndicatorEvent ev;
@@ -386,12 +427,9 @@ int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
   auto s = agent->stats();
   agent->stop();
   write_status(*agent);
-  if (reader.joinable()) {
-    if (input_done)
-      reader.join();
-    else
-      reader.detach();  // blocked on stdin; the process is exiting
-  }
+  g_stop = true;  // the reader, if still reading, stops within one poll
+  reader.join();
+  if (fd != STDIN_FILENO) ::close(fd);
   log->info("accepted {} sent {} rejected {} unsent {}", s.accepted, s.sent, s.rejected, s.backlog.events);
   if (fifo) return 0;  // a service stopped by SIGTERM: unsent events wait in the spool, rejections were logged
   return (s.backlog.events == 0 && rejected == 0) ? 0 : 1;

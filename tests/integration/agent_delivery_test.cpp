@@ -3,9 +3,9 @@
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/spool_store.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/captured_log.hpp"
 
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -57,9 +57,9 @@ class AgentDelivery : public ::testing::Test {
   TempDir dir;
   MosquittoBroker broker{"", /*persistent=*/true};
   AggregatorProcess aggregator{broker, dir};
-  std::ostringstream agent_log_text;
-  std::shared_ptr<spdlog::logger> agent_log =
-      std::make_shared<spdlog::logger>("agent", std::make_shared<spdlog::sinks::ostream_sink_mt>(agent_log_text));
+  std::shared_ptr<postwatch::test::CapturedLog> agent_log_text_sink = std::make_shared<postwatch::test::CapturedLog>();
+  postwatch::test::CapturedLog& agent_log_text = *agent_log_text_sink;
+  std::shared_ptr<spdlog::logger> agent_log = std::make_shared<spdlog::logger>("agent", agent_log_text_sink);
 
   std::unique_ptr<agent::Agent> make_agent(const agent::AgentConfig& cfg) {
     return std::make_unique<agent::Agent>(cfg, catalogue(), std::make_unique<agent::SpoolStore>(cfg.spool, agent_log),

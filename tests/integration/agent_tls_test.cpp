@@ -6,11 +6,11 @@
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/spool_store.hpp"
 #include "postwatch/wire_codec.hpp"
+#include "support/captured_log.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
 #include <mqtt/async_client.h>
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -149,9 +149,9 @@ class AgentTls : public ::testing::Test {
                          std::to_string(expired_port) + " 127.0.0.1\ncafile " + (certs() / "ca.pem").string() +
                          "\ncertfile " + (certs() / "expired.pem").string() + "\nkeyfile " +
                          (certs() / "server.key").string() + "\n"};
-  std::ostringstream log_text;
-  std::shared_ptr<spdlog::logger> log =
-      std::make_shared<spdlog::logger>("agent", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+  std::shared_ptr<postwatch::test::CapturedLog> log_text_sink = std::make_shared<postwatch::test::CapturedLog>();
+  postwatch::test::CapturedLog& log_text = *log_text_sink;
+  std::shared_ptr<spdlog::logger> log = std::make_shared<spdlog::logger>("agent", log_text_sink);
 
   void SetUp() override {
     ASSERT_TRUE(

@@ -14,9 +14,9 @@
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/spool_store.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/captured_log.hpp"
 
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -56,9 +56,9 @@ std::string tail(const std::string& s, std::size_t n = 6000) { return s.size() <
 // An in-process agent with a disk spool (the production backlog) and its log in memory.
 struct InProcessAgent {
   std::string post, id;
-  std::ostringstream log_text;
-  std::shared_ptr<spdlog::logger> log =
-      std::make_shared<spdlog::logger>("agent", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+  std::shared_ptr<postwatch::test::CapturedLog> log_text_sink = std::make_shared<postwatch::test::CapturedLog>();
+  postwatch::test::CapturedLog& log_text = *log_text_sink;
+  std::shared_ptr<spdlog::logger> log = std::make_shared<spdlog::logger>("agent", log_text_sink);
   std::unique_ptr<agent::Agent> agent;
 
   InProcessAgent(const std::string& uri, std::string post_id, std::string agent_id, const std::filesystem::path& spool,

@@ -389,11 +389,13 @@ TEST_F(FeedApi, OpenApiDescribesEveryEndpoint) {
                                           "get /api/v1/agents",
                                           "get /api/v1/agents/{post}/{agent}",
                                           "get /api/v1/stats",
+                                          "get /api/v1/cluster",
                                           "get /api/v1/alarms",
                                           "post /api/v1/alarms/{id}/ack",
                                           "get /api/v1/history",
                                           "get /api/v1/stream"};
   EXPECT_EQ(documented, expected);
+  EXPECT_EQ(get("/api/v1/cluster").json(), nlohmann::json({{"clustered", false}}));  // one instance
   // Each documented GET answers (not "no such endpoint"), with example parameters filled in.
   for (const auto& op : documented) {
     if (op.rfind("get ", 0) != 0) continue;

@@ -2,10 +2,10 @@
 // is behind, paho's delivery thread waits, the broker keeps the rest in the session,
 // and nothing is lost when the consumer catches up.
 #include "ingest/mqtt_ingest.hpp"
+#include "support/captured_log.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
 
@@ -25,9 +25,9 @@ class IngestFlow : public ::testing::Test {
   TempDir dir;
   MosquittoBroker broker;
   boost::asio::io_context io;
-  std::ostringstream log_text;
-  std::shared_ptr<spdlog::logger> log =
-      std::make_shared<spdlog::logger>("flow", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+  std::shared_ptr<postwatch::test::CapturedLog> log_text_sink = std::make_shared<postwatch::test::CapturedLog>();
+  postwatch::test::CapturedLog& log_text = *log_text_sink;
+  std::shared_ptr<spdlog::logger> log = std::make_shared<spdlog::logger>("flow", log_text_sink);
   std::atomic<int> handled{0};
   std::unique_ptr<MqttIngest> ingest;
   std::thread io_thread;

@@ -1,11 +1,11 @@
 #include "postwatch/agent/spool_store.hpp"
 #include "postwatch/agent/spool_record.hpp"
+#include "support/captured_log.hpp"
 #include "support/test_support.hpp"
 
 #include <sys/resource.h>
 
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -32,9 +32,9 @@ IndicatorEvent event(int i) {
 class SpoolTest : public ::testing::Test {
  protected:
   test::TempDir dir;
-  std::ostringstream log_text;
-  std::shared_ptr<spdlog::logger> log =
-      std::make_shared<spdlog::logger>("spool", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+  std::shared_ptr<postwatch::test::CapturedLog> log_text_sink = std::make_shared<postwatch::test::CapturedLog>();
+  postwatch::test::CapturedLog& log_text = *log_text_sink;
+  std::shared_ptr<spdlog::logger> log = std::make_shared<spdlog::logger>("spool", log_text_sink);
 
   SpoolOptions options() {
     SpoolOptions o;
