@@ -300,11 +300,11 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
     path.clear();
     r.str(*spool, "spool.", "dir", path);
     if (!path.empty()) c.spool.dir = file.parent_path() / path;
-    r.uint(*spool, "spool.", "max_bytes", c.spool.max_bytes, 64 * 1024, std::int64_t{1} << 42);
+    r.uint(*spool, "spool.", "max_bytes", c.spool.max_bytes, std::int64_t{64} * 1024, std::int64_t{1} << 42);
     std::int64_t age = c.spool.max_age.count();
     r.uint(*spool, "spool.", "max_age_s", age, 0, std::int64_t{10} * 365 * 86400);
     c.spool.max_age = std::chrono::seconds(age);
-    r.uint(*spool, "spool.", "segment_bytes", c.spool.segment_bytes, 16 * 1024, std::int64_t{1} << 30);
+    r.uint(*spool, "spool.", "segment_bytes", c.spool.segment_bytes, std::int64_t{16} * 1024, std::int64_t{1} << 30);
     std::string fsync;
     r.str(*spool, "spool.", "fsync", fsync);
     if (fsync == "every_record")

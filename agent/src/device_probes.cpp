@@ -150,7 +150,7 @@ UplinkSample measure_uplink(const HostPort& broker, std::chrono::milliseconds ti
 
 DeviceProbes::DeviceProbes(ProbesConfig config, std::string broker_uri, std::filesystem::path spool_dir, EventSink sink,
                            std::shared_ptr<spdlog::logger> log)
-    : config_(std::move(config)),
+    : config_(config),
       broker_uri_(std::move(broker_uri)),
       spool_dir_(std::move(spool_dir)),
       sink_(std::move(sink)),

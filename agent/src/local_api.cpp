@@ -22,7 +22,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::size_t kMaxRequestBytes = 16 * 1024 * 1024;
+constexpr std::size_t kMaxRequestBytes = std::size_t{16} * 1024 * 1024;
 constexpr std::size_t kMaxClients = 64;
 
 sockaddr_un socket_address(const std::filesystem::path& path) {

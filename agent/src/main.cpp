@@ -280,7 +280,7 @@ void log_connection_security(const AgentConfig& c, spdlog::logger& log) {
 
 // The inputs the config enables, each on its own thread, all submitting to `agent`.
 std::vector<std::unique_ptr<EventSource>> make_sources(const Loaded& l, Agent& agent,
-                                                       std::shared_ptr<spdlog::logger> log) {
+                                                       const std::shared_ptr<spdlog::logger>& log) {
   EventSink sink = [&agent](IndicatorEvent e) { return agent.submit(std::move(e)); };
   const AgentConfig& c = l.config;
   std::vector<std::unique_ptr<EventSource>> sources;
@@ -361,7 +361,7 @@ class PollingLineReader {
   bool eof_ = false;
 };
 
-int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
+int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   auto loaded = load_config(args.get("config"), log.get());
   std::string input = args.get("input", "-");
   if (args.flag("fifo")) {
@@ -435,7 +435,7 @@ int cmd_run(const Args& args, std::shared_ptr<spdlog::logger> log) {
   return (s.backlog.events == 0 && rejected == 0) ? 0 : 1;
 }
 
-int cmd_emit(const Args& args, std::shared_ptr<spdlog::logger> log) {
+int cmd_emit(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   auto loaded = load_config(args.get("config"), log.get());
   if (!args.flag("indicator") || !args.flag("value")) throw std::invalid_argument("emit needs --indicator and --value");
   nlohmann::json j;

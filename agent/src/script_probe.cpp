@@ -18,7 +18,7 @@ namespace postwatch::agent {
 
 namespace {
 
-constexpr std::size_t kMaxOutputBytes = 64 * 1024;
+constexpr std::size_t kMaxOutputBytes = std::size_t{64} * 1024;
 
 std::string first_line(const std::string& s) {
   auto start = s.find_first_not_of(" \t\r\n");
@@ -47,6 +47,7 @@ ScriptRun run_command(const std::vector<std::string>& command, std::chrono::mill
   }
   // Everything the child needs is prepared before fork(): after it only async-signal-safe calls.
   std::vector<char*> argv;
+  argv.reserve(command.size() + 1);
   for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   int out[2], err[2], exec_err[2];
@@ -143,7 +144,7 @@ ScriptRun run_command(const std::vector<std::string>& command, std::chrono::mill
 std::string script_event(const ScriptRun& run, const Indicator& indicator, IndicatorEvent& out) {
   if (!run.started) return run.error;
   if (run.timed_out) return "timed out";
-  auto with_stderr = [&](std::string s) { return run.error_output.empty() ? s : s + ": " + run.error_output; };
+  auto with_stderr = [&](const std::string& s) { return run.error_output.empty() ? s : s + ": " + run.error_output; };
   if (run.signal) return with_stderr("killed by signal " + std::to_string(run.signal));
   if (run.exit_code != 0) return with_stderr("exit status " + std::to_string(run.exit_code));
   std::string value = first_line(run.output);

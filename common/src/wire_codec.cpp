@@ -161,7 +161,7 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st) {
 }
 
 DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState& out) {
-  if (payload.size() > 64 * 1024) return DecodeError::Oversized;
+  if (payload.size() > std::size_t{64} * 1024) return DecodeError::Oversized;
   if (payload.size() < 8 || !fbw::AgentStateBufferHasIdentifier(payload.data())) return DecodeError::WrongIdentifier;
   flatbuffers::Verifier verifier(payload.data(), payload.size());
   if (!fbw::VerifyAgentStateBuffer(verifier)) return DecodeError::Malformed;

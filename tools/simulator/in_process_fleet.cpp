@@ -31,9 +31,9 @@ agent::AgentConfig agent_config(const AgentSpec& spec, const std::filesystem::pa
 
 }  // namespace
 
-InProcessFleet::InProcessFleet(std::shared_ptr<const IndicatorCatalogue> catalogue,
+InProcessFleet::InProcessFleet(const std::shared_ptr<const IndicatorCatalogue>& catalogue,
                                const std::filesystem::path& catalogue_file, const std::vector<AgentSpec>& agents,
-                               bool quiet, std::shared_ptr<spdlog::sinks::sink> log_sink) {
+                               bool quiet, const std::shared_ptr<spdlog::sinks::sink>& log_sink) {
   for (const auto& spec : agents) {
     auto config = agent_config(spec, catalogue_file);
     // Unregistered loggers: one per agent, named after it, all on the same sink.

@@ -19,8 +19,9 @@ namespace postwatch::sim {
 class InProcessFleet : public Fleet {
  public:
   // `quiet`: agents log warnings only.
-  InProcessFleet(std::shared_ptr<const IndicatorCatalogue> catalogue, const std::filesystem::path& catalogue_file,
-                 const std::vector<AgentSpec>& agents, bool quiet, std::shared_ptr<spdlog::sinks::sink> log_sink);
+  InProcessFleet(const std::shared_ptr<const IndicatorCatalogue>& catalogue,
+                 const std::filesystem::path& catalogue_file, const std::vector<AgentSpec>& agents, bool quiet,
+                 const std::shared_ptr<spdlog::sinks::sink>& log_sink);
   ~InProcessFleet() override;
 
   void start() override;

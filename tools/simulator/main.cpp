@@ -234,7 +234,8 @@ std::variant<std::vector<std::uint32_t>, std::string> fleet_posts(const Options&
   return sim::choose_posts(catalogue, scenario.posts, required, n, rng);
 }
 
-int run(const Options& o, std::shared_ptr<spdlog::sinks::sink> sink, std::shared_ptr<spdlog::logger> log) {
+int run(const Options& o, const std::shared_ptr<spdlog::sinks::sink>& sink,
+        const std::shared_ptr<spdlog::logger>& log) {
   std::shared_ptr<const IndicatorCatalogue> catalogue;
   try {
     catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(o.catalogue));
@@ -286,6 +287,7 @@ int run(const Options& o, std::shared_ptr<spdlog::sinks::sink> sink, std::shared
     for (std::size_t k = 0; k < o.agents_per_post; ++k) {
       auto n = std::to_string(specs.size() + 1);
       const auto& post_id = catalogue->posts()[p].id;
+      // NOLINTNEXTLINE(performance-inefficient-string-concatenation): once per agent at start
       specs.push_back(
           {"sim-" + n + "-" + tag, post_id, relay ? relay->uri(specs.size()) : o.broker, "sim-" + n + "/" + post_id});
     }

@@ -143,6 +143,7 @@ void ProcessFleet::spawn(Child& c) {
   std::vector<std::string> args = {
       options_.agent_binary.string(), "run", "--config", c.config.string(), "--fifo", c.fifo.string()};
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::string log_path = c.log.string();

@@ -58,6 +58,7 @@ std::vector<const ClusterMemberInfo*> PartitionMap::ranked(std::string_view post
     return a.first != b.first ? a.first > b.first : a.second->instance < b.second->instance;
   });
   std::vector<const ClusterMemberInfo*> out;
+  out.reserve(w.size());
   for (const auto& [weight, m] : w) out.push_back(m);
   return out;
 }

@@ -47,7 +47,9 @@ AccessControl AccessControl::parse(std::string_view text, const std::string& ori
     const std::string where = origin + ": tokens[" + std::to_string(i) + "]";
     if (!t.is_object()) throw AccessError(where + ": not an object");
     for (const auto& [key, _] : t.items())
-      if (key != "token" && key != "role" && key != "name") throw AccessError(where + ": unknown field '" + key + "'");
+      if (key != "token" && key != "role" && key != "name")
+        // NOLINTNEXTLINE(performance-inefficient-string-concatenation): an error path, once
+        throw AccessError(where + ": unknown field '" + key + "'");
     if (!t.contains("token") || !t["token"].is_string()) throw AccessError(where + ": missing string field 'token'");
     if (!t.contains("name") || !t["name"].is_string() || t["name"].get<std::string>().empty())
       throw AccessError(where + ": missing non-empty string field 'name'");

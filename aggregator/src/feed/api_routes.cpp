@@ -806,7 +806,7 @@ HttpResponse ApiRoutes::history(const Query& q) {
     for (const auto& p : src_.catalogue.pillars()) known = known || p.id == id;
   }
   if (!known) return error_response(http::status::not_found, "no " + scope + " '" + id + "'");
-  std::int64_t now = now_utc_ms(), from = now - 24 * 3600 * 1000, to = now;
+  std::int64_t now = now_utc_ms(), from = now - 24LL * 3600 * 1000, to = now;
   if (q.count("from") && !parse_int(std::string_view(q.at("from")), from))
     return error_response(http::status::bad_request, "from must be UTC milliseconds");
   if (q.count("to") && !parse_int(std::string_view(q.at("to")), to))

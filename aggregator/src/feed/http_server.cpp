@@ -64,7 +64,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   void do_read() {
     request_ = {};
     parser_.emplace();
-    parser_->body_limit(64 * 1024);  // the API takes small bodies only
+    parser_->body_limit(std::uint64_t{64} * 1024);  // the API takes small bodies only
     parser_->header_limit(16 * 1024);
     beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(30));
     http::async_read(stream_, buffer_, *parser_,

@@ -43,8 +43,8 @@ struct IngestCounters {
 };
 
 struct IngestPolicy {
-  std::int64_t allowed_lateness_ms = 10 * 60 * 1000;
-  std::int64_t max_clock_skew_ms = 5 * 60 * 1000;
+  std::int64_t allowed_lateness_ms = 10LL * 60 * 1000;
+  std::int64_t max_clock_skew_ms = 5LL * 60 * 1000;
 };
 
 struct AgentTrack {

@@ -12,7 +12,7 @@
 namespace postwatch {
 
 struct WireLimits {
-  static constexpr std::size_t max_payload_bytes = 1024 * 1024;
+  static constexpr std::size_t max_payload_bytes = std::size_t{1024} * 1024;
   static constexpr std::size_t max_events_per_batch = 10000;
   static constexpr std::size_t max_id_bytes = 64;
   static constexpr std::size_t max_text_bytes = 256;

@@ -53,7 +53,7 @@ struct DropDirConfig {
   std::filesystem::path dir = "/var/lib/postwatch-agent/drop";
   std::chrono::seconds poll_interval{5};
   std::chrono::seconds min_age{2};  // a file must be this old (mtime) before it is claimed: copies finish first
-  std::size_t max_file_bytes = 64 * 1024 * 1024;
+  std::size_t max_file_bytes = std::size_t{64} * 1024 * 1024;
 };
 
 // Built-in device probes reported as the agent's own health indicators (docs/agent.md, "Device probes").
