@@ -8,6 +8,7 @@
 #include "postwatch/clock.hpp"
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
+#include "proc_stats.hpp"
 #include "support/test_support.hpp"
 
 #include <mqtt/async_client.h>
@@ -43,6 +44,9 @@
 
 namespace {
 using namespace postwatch;
+using bench::find_child;
+using bench::proc_stat;
+using bench::status_kb;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using ojson = nlohmann::ordered_json;
@@ -148,58 +152,11 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 // ---------------------------------------------------------------- /proc readers
 
-// A "Vm...:  1234 kB" line of /proc/<pid>/status, in KiB; -1 when unreadable.
-long status_kb(const std::string& pid, const std::string& key) {
-  std::ifstream in("/proc/" + pid + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) return std::strtol(line.c_str() + key.size() + 1, nullptr, 10);
-  }
-  return -1;
-}
-
-struct ProcStat {
-  bool ok = false;
-  std::string comm;
-  long ppid = 0;
-  double cpu_s = 0;  // utime + stime
-};
-
-ProcStat proc_stat(const std::string& pid) {
-  ProcStat s;
-  std::ifstream in("/proc/" + pid + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto open = text.find('('), close = text.rfind(')');
-  if (open == std::string::npos || close == std::string::npos) return s;
-  s.comm = text.substr(open + 1, close - open - 1);
-  std::istringstream rest(text.substr(close + 1));
-  std::vector<std::string> f;  // f[0] is field 3 (state)
-  for (std::string w; rest >> w && f.size() < 13;) f.push_back(w);
-  if (f.size() < 13) return s;
-  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  s.ppid = std::stol(f[1]);
-  s.cpu_s = (std::stod(f[11]) + std::stod(f[12])) / tick;  // fields 14 and 15
-  s.ok = true;
-  return s;
-}
-
 double self_cpu_s() {
   rusage ru{};
   ::getrusage(RUSAGE_SELF, &ru);
   auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
   return sec(ru.ru_utime) + sec(ru.ru_stime);
-}
-
-// Our own mosquitto child (MosquittoBroker does not expose its pid).
-std::string find_child(const std::string& comm) {
-  const long self = ::getpid();
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    auto s = proc_stat(name);
-    if (s.ok && s.ppid == self && s.comm == comm) return name;
-  }
-  return "";
 }
 
 double broker_cpu_s(const std::string& pid) { return pid.empty() ? 0 : proc_stat(pid).cpu_s; }

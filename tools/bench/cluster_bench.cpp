@@ -8,6 +8,7 @@
 #include "bench_events.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
+#include "proc_stats.hpp"
 #include "support/test_support.hpp"
 
 #include <mqtt/async_client.h>
@@ -47,20 +48,7 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 
 // ---------------------------------------------------------------- /proc readers
 
-double cpu_seconds(const std::string& pid) {  // utime + stime
-  std::ifstream in("/proc/" + pid + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = text.rfind(')');  // comm may contain spaces
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(text.substr(close + 2));
-  std::string field;
-  double utime = 0, stime = 0;
-  for (int i = 3; rest >> field && i <= 15; ++i) {
-    if (i == 14) utime = std::stod(field);
-    if (i == 15) stime = std::stod(field);
-  }
-  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
+double cpu_seconds(const std::string& pid) { return bench::proc_stat(pid).cpu_s; }
 
 // Busy CPU seconds of the whole machine (every core, every process), from /proc/stat.
 double machine_busy_seconds() {
@@ -73,27 +61,14 @@ double machine_busy_seconds() {
 }
 
 double rss_mib(const std::string& pid) {
-  std::ifstream in("/proc/" + pid + "/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024;
-  return 0;
+  long kb = bench::status_kb(pid, "VmRSS");
+  return kb < 0 ? 0 : static_cast<double>(kb) / 1024;
 }
 
-// MosquittoBroker does not expose its pid: it is our only child named "mosquitto".
 std::string broker_pid() {
-  const std::string self = std::to_string(::getpid());
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string pid = entry.path().filename().string();
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "stat");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto close = text.rfind(')');
-    if (close == std::string::npos || text.find("(mosquitto)") == std::string::npos) continue;
-    std::istringstream rest(text.substr(close + 2));
-    std::string state, ppid;
-    if (rest >> state >> ppid && ppid == self) return pid;
-  }
-  throw std::runtime_error("cannot find the mosquitto child process in /proc");
+  auto pid = bench::find_child("mosquitto");
+  if (pid.empty()) throw std::runtime_error("cannot find the mosquitto child process in /proc");
+  return pid;
 }
 
 std::string log_tail(const fs::path& file, std::size_t bytes = 2000) {

@@ -18,6 +18,7 @@
 #include "postwatch/aggregator/aggregator_service.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
+#include "proc_stats.hpp"
 #include "support/test_support.hpp"
 
 #include <mqtt/async_client.h>
@@ -72,6 +73,9 @@
 
 namespace {
 using namespace postwatch;
+using bench::find_child;
+using bench::proc_stat;
+using bench::status_kb;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
@@ -104,51 +108,7 @@ void sleep_checked(std::chrono::milliseconds d) {
 
 // ---------------------------------------------------------------- /proc readers
 
-long status_kb(const std::string& pid, const std::string& key) {
-  std::ifstream in("/proc/" + pid + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + ":", 0) == 0) return std::strtol(line.c_str() + key.size() + 1, nullptr, 10);
-  return -1;
-}
-
-struct ProcStat {
-  bool ok = false;
-  std::string comm;
-  long ppid = 0;
-  double cpu_s = 0;  // utime + stime
-};
-
-ProcStat proc_stat(const std::string& pid) {
-  ProcStat s;
-  std::ifstream in("/proc/" + pid + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto open = text.find('('), close = text.rfind(')');
-  if (open == std::string::npos || close == std::string::npos) return s;
-  s.comm = text.substr(open + 1, close - open - 1);
-  std::istringstream rest(text.substr(close + 1));
-  std::vector<std::string> f;
-  for (std::string w; rest >> w && f.size() < 13;) f.push_back(w);
-  if (f.size() < 13) return s;
-  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  s.ppid = std::stol(f[1]);
-  s.cpu_s = (std::stod(f[11]) + std::stod(f[12])) / tick;
-  s.ok = true;
-  return s;
-}
-
 double cpu_of(const std::string& pid) { return pid.empty() ? 0 : proc_stat(pid).cpu_s; }
-
-std::string find_child(const std::string& comm) {
-  const long self = ::getpid();
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    auto s = proc_stat(name);
-    if (s.ok && s.ppid == self && s.comm == comm) return name;
-  }
-  return "";
-}
 
 // CPU seconds per thread of this process, by tid.
 std::map<std::string, std::pair<std::string, double>> thread_cpu() {
