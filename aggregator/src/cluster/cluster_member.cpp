@@ -1,5 +1,6 @@
 #include "cluster/cluster_member.hpp"
 
+#include "postwatch/clock.hpp"
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
 
@@ -33,9 +34,7 @@ ClusterMember::ClusterMember(const IndicatorCatalogue& catalogue, IndicatorState
       hooks_(std::move(hooks)),
       log_(std::move(log)),
       incarnation_(new_incarnation()),
-      started_at_ms_(
-          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-              .count()),
+      started_at_ms_(now_utc_ms()),
       prefix_(std::string(topics::prefix) + "/cluster/" + options_.group + "/"),
       slots_(catalogue.posts().size()) {}
 
@@ -221,9 +220,7 @@ void ClusterMember::sync_filters() {
     log_->info("cluster {}: subscribed for view {}: {} post(s) to own, {} to back up", options_.group, view,
                std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.role >= Role::Pending; }),
                std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.role == Role::Backup; }));
-    auto now =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
+    auto now = now_utc_ms();
     for (std::uint32_t p = 0; p < slots_.size(); ++p) try_take_over(p, now);
   });
 }
@@ -354,11 +351,6 @@ bool ClusterMember::ready() const {
 bool ClusterMember::leader() const {
   const auto* l = view_.leader();
   return l && l->instance == options_.instance && self_member();
-}
-
-std::size_t ClusterMember::owned_posts() const {
-  return static_cast<std::size_t>(
-      std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.role == Role::Owner; }));
 }
 
 json ClusterMember::status_json() const {

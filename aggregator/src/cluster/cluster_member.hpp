@@ -74,7 +74,6 @@ class ClusterMember {
   bool ready() const;
   // Publishes the global goal feed over MQTT (one instance does).
   bool leader() const;
-  std::size_t owned_posts() const;
   const ClusterCounters& counters() const { return counters_; }
   nlohmann::json status_json() const;
 
