@@ -14,7 +14,12 @@ std::uint64_t IngestCounters::batches_rejected() const {
 
 BatchIngest::BatchIngest(const IndicatorCatalogue& catalogue, IndicatorState& state,
                          std::shared_ptr<spdlog::logger> log, IngestPolicy policy, EventSink* sink)
-    : catalogue_(catalogue), state_(state), log_(std::move(log)), policy_(policy), sink_(sink) {}
+    : catalogue_(catalogue),
+      state_(state),
+      log_(std::move(log)),
+      policy_(policy),
+      sink_(sink),
+      post_agents_(catalogue.posts().size()) {}
 
 void BatchIngest::reject(std::string_view topic, std::string_view why) {
   // A flood of bad payloads must not flood the log: the first 100, then every 1000th.
@@ -33,14 +38,12 @@ AgentTrack& BatchIngest::track(std::string_view post, std::string_view agent, st
   t.post = post_ix;
   t.seqs = SeqWindow(first_seq);  // strict from the first seq seen: agents publish in order
   if (sink_) sink_->register_agent(t.id, post, agent);
-  if (post_agents_.size() <= post_ix) post_agents_.resize(catalogue_.posts().size());
   post_agents_[post_ix].push_back(key_);
   return agents_.emplace(key_, t).first->second;
 }
 
 std::vector<AgentTrackSnapshot> BatchIngest::export_agents(std::uint32_t post) const {
   std::vector<AgentTrackSnapshot> out;
-  if (post >= post_agents_.size()) return out;
   for (const auto& key : post_agents_[post]) {
     const AgentTrack& t = agents_.at(key);
     out.push_back(
@@ -51,13 +54,12 @@ std::vector<AgentTrackSnapshot> BatchIngest::export_agents(std::uint32_t post) c
 
 void BatchIngest::import_agents(std::uint32_t post, const std::vector<AgentTrackSnapshot>& agents) {
   const std::string& post_id = catalogue_.posts()[post].id;
-  if (post < post_agents_.size())
-    for (const auto& key : post_agents_[post]) {
-      AgentTrack& t = agents_.at(key);
-      t.seqs = SeqWindow();
-      t.clock_skew_ms = t.last_event_ms = 0;
-      t.events = t.reordered = 0;
-    }
+  for (const auto& key : post_agents_[post]) {
+    AgentTrack& t = agents_.at(key);
+    t.seqs = SeqWindow();
+    t.clock_skew_ms = t.last_event_ms = 0;
+    t.events = t.reordered = 0;
+  }
   for (const auto& a : agents) {
     AgentTrack& t = track(post_id, a.agent, post, a.seqs.base);
     t.seqs = SeqWindow::restore(a.seqs);
