@@ -10,6 +10,7 @@ std::string_view channel_name(Channel c) {
     case Channel::Events: return "events";
     case Channel::State: return "state";
     case Channel::Heartbeat: return "heartbeat";
+    case Channel::Confirm: return "confirm";
   }
   return "events";
 }
@@ -50,6 +51,8 @@ bool parse_agent_topic(std::string_view topic, AgentTopic& out) {
     out.channel = Channel::State;
   else if (parts[3] == "heartbeat")
     out.channel = Channel::Heartbeat;
+  else if (parts[3] == "confirm")
+    out.channel = Channel::Confirm;
   else
     return false;
   out.region = parts[0];

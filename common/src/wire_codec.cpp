@@ -1,6 +1,7 @@
 #include "postwatch/wire_codec.hpp"
 
 #include "postwatch/wire/postwatch_agent_state_generated.h"
+#include "postwatch/wire/postwatch_delivery_generated.h"
 #include "postwatch/wire/postwatch_events_generated.h"
 
 #include <cmath>
@@ -151,7 +152,8 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st) {
   if (st.has_metrics) {
     const auto& m = st.metrics;
     metrics = fbw::CreateAgentMetrics(fbb, m.spool_events, m.spool_bytes, m.oldest_unsent_age_ms, m.events_accepted,
-                                      m.events_sent, m.events_dropped, m.reconnects, m.rss_bytes, m.uptime_s);
+                                      m.events_sent, m.events_dropped, m.reconnects, m.rss_bytes, m.uptime_s,
+                                      m.sent_through_seq);
   }
   auto root = fbw::CreateAgentState(fbb, WireLimits::schema_version, agent, post,
                                     st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline, st.at_ms, version,
@@ -181,8 +183,37 @@ DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState
   if (const auto* m = st->metrics()) {
     out.metrics = AgentMetrics{m->spool_events(),    m->spool_bytes(), m->oldest_unsent_age_ms(),
                                m->events_accepted(), m->events_sent(), m->events_dropped(),
-                               m->reconnects(),      m->rss_bytes(),   m->uptime_s()};
+                               m->reconnects(),      m->rss_bytes(),   m->uptime_s(),
+                               m->sent_through_seq()};
   }
+  return DecodeError::None;
+}
+
+std::vector<std::uint8_t> encode_delivery_confirm(const DeliveryConfirm& c) {
+  flatbuffers::FlatBufferBuilder fbb(128);
+  auto agent = fbb.CreateString(c.agent_id);
+  auto post = fbb.CreateString(c.post_id);
+  auto root = fbw::CreateDeliveryConfirm(fbb, WireLimits::schema_version, agent, post, c.through_seq, c.at_ms,
+                                         c.resend_from);
+  fbw::FinishDeliveryConfirmBuffer(fbb, root);
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+
+DecodeError decode_delivery_confirm(std::span<const std::uint8_t> payload, DeliveryConfirm& out) {
+  if (payload.size() > std::size_t{4} * 1024) return DecodeError::Oversized;
+  if (payload.size() < 8 || !fbw::DeliveryConfirmBufferHasIdentifier(payload.data()))
+    return DecodeError::WrongIdentifier;
+  flatbuffers::Verifier verifier(payload.data(), payload.size());
+  if (!fbw::VerifyDeliveryConfirmBuffer(verifier)) return DecodeError::Malformed;
+  const auto* c = fbw::GetDeliveryConfirm(payload.data());
+  if (c->schema_version() != WireLimits::schema_version) return DecodeError::UnsupportedVersion;
+  out.agent_id = std::string(view(c->agent_id()));
+  out.post_id = std::string(view(c->post_id()));
+  if (out.agent_id.size() > WireLimits::max_id_bytes || out.post_id.size() > WireLimits::max_id_bytes)
+    return DecodeError::FieldTooLong;
+  out.through_seq = c->through_seq();
+  out.at_ms = c->at_ms();
+  out.resend_from = c->resend_from();
   return DecodeError::None;
 }
 

@@ -58,6 +58,16 @@ struct AgentMetrics {
   std::int64_t oldest_unsent_age_ms = 0;
   std::uint64_t events_accepted = 0, events_sent = 0, events_dropped = 0, reconnects = 0;
   std::uint64_t rss_bytes = 0, uptime_s = 0;
+  std::uint64_t sent_through_seq = 0;  // highest seq the broker acknowledged
+};
+
+// The aggregator's answer to one agent (schemas/postwatch_delivery.fbs).
+struct DeliveryConfirm {
+  std::string agent_id;
+  std::string post_id;
+  std::uint64_t through_seq = 0;  // every seq <= this is durable at the aggregator
+  std::int64_t at_ms = 0;
+  std::uint64_t resend_from = 0;  // non-zero: a resend request from this seq
 };
 
 struct AgentState {

@@ -47,4 +47,7 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& state);
 // WrongIdentifier / Malformed / FieldTooLong as for batches.
 DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState& out);
 
+std::vector<std::uint8_t> encode_delivery_confirm(const DeliveryConfirm& confirm);
+DecodeError decode_delivery_confirm(std::span<const std::uint8_t> payload, DeliveryConfirm& out);
+
 }  // namespace postwatch
