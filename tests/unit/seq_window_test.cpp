@@ -51,3 +51,37 @@ TEST(SeqWindow, MemoryIsBoundedWhateverTheSeqs) {
   EXPECT_EQ(w.accept(5), V::Duplicate);
   EXPECT_EQ(sizeof(SeqWindow) < 1024, true);
 }
+
+TEST(SeqWindow, SettledThroughStopsAtTheFirstHoleUntilItIsFilledOrGivenUp) {
+  SeqWindow w(1);
+  EXPECT_EQ(w.settled_through(), 0u);  // nothing seen
+  for (std::uint64_t s = 1; s <= 10; ++s) w.accept(s);
+  EXPECT_EQ(w.settled_through(), 10u);
+  w.accept(12);
+  w.accept(13);
+  EXPECT_EQ(w.settled_through(), 10u) << "11 is missing: 12 and 13 may not be confirmed yet";
+  w.accept(11);
+  EXPECT_EQ(w.settled_through(), 13u);
+  w.accept(15);
+  w.accept(15 + SeqWindow::kWindow);  // 14 given up as a gap (counted), so it no longer holds back
+  EXPECT_EQ(w.gaps(), 1u);
+  EXPECT_EQ(w.settled_through(), 15u);
+}
+
+TEST(SeqWindow, SettledThroughRunsFromTheFirstSeqSeenNotFromOne) {
+  // An agent first seen at 5000 (its earlier seqs went to another aggregator, or were pruned):
+  // the window keeps room below 5000 for older resends, but confirmation follows 5000 on.
+  SeqWindow w(5000);
+  w.accept(5000);
+  w.accept(5001);
+  EXPECT_LT(w.base(), 5000u);
+  EXPECT_EQ(w.settled_through(), 5001u);
+  w.accept(5003);
+  EXPECT_EQ(w.settled_through(), 5001u);
+  w.accept(4000);  // an older resend is still new, and does not move the confirmation back
+  EXPECT_EQ(w.settled_through(), 5001u);
+  w.accept(5002);
+  EXPECT_EQ(w.settled_through(), 5003u);
+  // The same after a snapshot round trip (another instance taking the agent over).
+  EXPECT_EQ(SeqWindow::restore(w.snapshot()).settled_through(), 5003u);
+}

@@ -170,7 +170,9 @@ TEST(WireCodec, DeliveryConfirmRoundTripsAndRefusesOtherMessages) {
   for (std::size_t cut = 0; cut < bytes.size(); ++cut) {
     std::vector<std::uint8_t> part(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(cut));
     DeliveryConfirm got;
-    if (decode_delivery_confirm(part, got) == DecodeError::None) EXPECT_EQ(got.through_seq, 41'234u) << cut;
+    if (decode_delivery_confirm(part, got) == DecodeError::None) {
+      EXPECT_EQ(got.through_seq, 41'234u) << cut;
+    }
   }
   EXPECT_EQ(decode_delivery_confirm(std::span(bytes.data(), 7), back), DecodeError::WrongIdentifier);
   c.agent_id.assign(WireLimits::max_id_bytes + 1, 'a');

@@ -49,6 +49,16 @@ std::uint64_t SeqWindow::pending_holes() const {
   return highest_ - from + 1 - seen_from;
 }
 
+std::uint64_t SeqWindow::settled_through() const {
+  if (!any_) return 0;
+  if (base_ >= gap_floor_) return base_ - 1;  // accept() keeps base just past the contiguous prefix
+  // Still keeping room below the first seq seen for older resends: what counts is the run of
+  // seen seqs from the first one on.
+  std::uint64_t s = gap_floor_;
+  while (s < base_ + kWindow && seen_.test(s % kWindow)) ++s;
+  return s - 1;
+}
+
 SeqWindow::Snapshot SeqWindow::snapshot() const {
   Snapshot s{base_, gap_floor_, highest_, gaps_, any_, {}};
   for (std::uint64_t off = 0; off < kWindow; ++off)

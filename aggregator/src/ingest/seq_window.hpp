@@ -30,6 +30,10 @@ class SeqWindow {
   std::uint64_t gaps() const { return gaps_; }  // seqs given up on as never received
   // Seqs in the window not seen yet, below the highest seen: in-flight or lost.
   std::uint64_t pending_holes() const;
+  // The highest seq s such that every seq <= s is settled: seen, given up as a gap, or older
+  // than the first seq seen. 0 before anything was seen. What the aggregator confirms to the
+  // agent (DeliveryConfirmer), so a hole in the middle holds it back until it is filled or given up.
+  std::uint64_t settled_through() const;
 
   // The whole window as plain values, so another aggregator instance can take over the
   // agent's dedupe exactly (docs/scale-out.md). `seen` lists the seqs seen at or above base.
