@@ -153,7 +153,7 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st) {
     const auto& m = st.metrics;
     metrics = fbw::CreateAgentMetrics(fbb, m.spool_events, m.spool_bytes, m.oldest_unsent_age_ms, m.events_accepted,
                                       m.events_sent, m.events_dropped, m.reconnects, m.rss_bytes, m.uptime_s,
-                                      m.sent_through_seq);
+                                      m.sent_through_seq, m.confirmed_through_seq);
   }
   auto root = fbw::CreateAgentState(fbb, WireLimits::schema_version, agent, post,
                                     st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline, st.at_ms, version,
@@ -184,7 +184,7 @@ DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState
     out.metrics = AgentMetrics{m->spool_events(),    m->spool_bytes(), m->oldest_unsent_age_ms(),
                                m->events_accepted(), m->events_sent(), m->events_dropped(),
                                m->reconnects(),      m->rss_bytes(),   m->uptime_s(),
-                               m->sent_through_seq()};
+                               m->sent_through_seq(), m->confirmed_through_seq()};
   }
   return DecodeError::None;
 }

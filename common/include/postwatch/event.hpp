@@ -58,7 +58,8 @@ struct AgentMetrics {
   std::int64_t oldest_unsent_age_ms = 0;
   std::uint64_t events_accepted = 0, events_sent = 0, events_dropped = 0, reconnects = 0;
   std::uint64_t rss_bytes = 0, uptime_s = 0;
-  std::uint64_t sent_through_seq = 0;  // highest seq the broker acknowledged
+  std::uint64_t sent_through_seq = 0;       // highest seq the broker acknowledged
+  std::uint64_t confirmed_through_seq = 0;  // highest aggregator confirmation applied (0: broker mode)
 };
 
 // The aggregator's answer to one agent (schemas/postwatch_delivery.fbs).
