@@ -9,6 +9,7 @@
 #include "feed/snapshot_json.hpp"
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
+#include "ingest/delivery_confirmer.hpp"
 #include "ingest/mqtt_ingest.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/topics.hpp"
@@ -78,7 +79,8 @@ struct AggregatorService::Impl {
                            [this] { return mqtt.flow(); },
                            [this] {
                              return cluster ? cluster->status_json() : json{{"clustered", false}};
-                           }}),
+                           },
+                           options.confirm_interval_ms > 0 ? &confirmer.counters() : nullptr}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
                            [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream}),
@@ -87,11 +89,18 @@ struct AggregatorService::Impl {
             [this](const std::string& topic, const std::string& payload) { dispatch(topic, payload); },
             IngestFlowControl{options.max_queued_messages,
                               [this] { return store.pending_events() >= options.max_store_backlog_events; }}),
+        confirmer(
+            *catalogue,
+            [this](const std::string& topic, std::span<const std::uint8_t> payload, bool retained) {
+              return mqtt.publish(topic, std::string(payload.begin(), payload.end()), 1, retained);
+            },
+            [this](std::uint32_t post) { return !cluster || cluster->owns(post); }),
         ticker(io),
+        confirm_ticker(io),
         goal_sent(catalogue->goals().size()),
         pillar_sent(catalogue->pillars().size()) {
-    mqtt.set_login({options.broker_username, options.broker_password, options.broker_ca_file,
-                    options.broker_cert_file, options.broker_key_file});
+    mqtt.set_login({options.broker_username, options.broker_password, options.broker_ca_file, options.broker_cert_file,
+                    options.broker_key_file});
     if (!options.cluster_group.empty()) make_cluster();
     if (options.tls_cert_file.empty() != options.tls_key_file.empty())
       throw std::invalid_argument("HTTPS needs both --tls-cert and --tls-key");
@@ -254,6 +263,21 @@ struct AggregatorService::Impl {
       log->info("{} {}: {} -> {} (score {:.1f})", c.scope, c.id, to_string(c.from), to_string(c.to), c.score);
   }
 
+  // Agents release their spool on these (DeliveryConfirmer): only what the store committed.
+  void confirm_tick() {
+    bool caught_up = mqtt.flow().queued_messages == 0;
+    confirmer.tick(ingest, presence, {store.events_handed_over(), store.events_committed()}, caught_up, now_utc_ms());
+  }
+
+  void schedule_confirm_tick() {
+    confirm_ticker.expires_after(std::chrono::milliseconds(options.confirm_interval_ms));
+    confirm_ticker.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      confirm_tick();
+      schedule_confirm_tick();
+    });
+  }
+
   void schedule_tick() {
     ticker.expires_after(std::chrono::milliseconds(options.tick_ms));
     ticker.async_wait([this](boost::system::error_code ec) {
@@ -280,7 +304,8 @@ struct AggregatorService::Impl {
   HttpServer http;
   MqttIngest mqtt;
   std::unique_ptr<ClusterMember> cluster;  // null unless --cluster-group
-  boost::asio::steady_timer ticker;
+  DeliveryConfirmer confirmer;
+  boost::asio::steady_timer ticker, confirm_ticker;
   std::int64_t last_history_ms = 0;
   bool stopped = false;
   std::vector<Sent> goal_sent, pillar_sent;
@@ -315,10 +340,12 @@ void AggregatorService::start() {
     impl_->log->info("access: {} token(s) from {}", impl_->access.size(), impl_->options.tokens_file.string());
   impl_->mqtt.start();
   impl_->schedule_tick();
+  if (impl_->options.confirm_interval_ms > 0) impl_->schedule_confirm_tick();
 }
 
 void AggregatorService::stop() {
   impl_->ticker.cancel();
+  impl_->confirm_ticker.cancel();
   if (impl_->cluster && !impl_->stopped) impl_->cluster->leave(now_utc_ms());
   impl_->stopped = true;
   impl_->mqtt.stop();

@@ -115,6 +115,17 @@ void AccessControl::agent_publishes_only_its_own_topics() {
   // The broker wrote the live message to every permitted subscriber before acknowledging
   // the publish, so by now the agent would have it if it were allowed to read.
   EXPECT_FALSE(bamako.got("postwatch/v1/feed/goals/7", "{\"status\":\"red\"}"));
+
+  // Its own delivery confirmations it does read; another agent's it does not. The aggregator
+  // publishes the other one first, so once its own has arrived the other would have too.
+  const std::string own_confirm = "postwatch/v1/sub-saharan-africa/bamako/gw-1/confirm";
+  const std::string kabul_confirm = "postwatch/v1/asia/kabul/gw-1/confirm";
+  bamako.raw().subscribe(own_confirm, 1)->wait();
+  bamako.raw().subscribe(kabul_confirm, 1)->wait();
+  aggregator.raw().publish(kabul_confirm, std::string("to-kabul"), 1, false)->wait();
+  aggregator.raw().publish(own_confirm, std::string("to-bamako"), 1, false)->wait();
+  ASSERT_TRUE(wait_until([&] { return bamako.got(own_confirm, "to-bamako"); }, std::chrono::seconds(10)));
+  EXPECT_FALSE(bamako.got(kabul_confirm, "to-kabul"));
 }
 
 TEST_F(AccessControl, WrongOrMissingCredentialsAreRefused) {

@@ -85,3 +85,19 @@ TEST(SeqWindow, SettledThroughRunsFromTheFirstSeqSeenNotFromOne) {
   // The same after a snapshot round trip (another instance taking the agent over).
   EXPECT_EQ(SeqWindow::restore(w.snapshot()).settled_through(), 5003u);
 }
+
+TEST(SeqWindow, SettleThroughForgetsHolesTheAgentNoLongerHoldsWithoutCountingGaps) {
+  SeqWindow w(1);
+  for (std::uint64_t s : {1, 2, 4, 5, 8}) w.accept(s);  // 3, 6, 7 were refused by an earlier run
+  EXPECT_EQ(w.settled_through(), 2u);
+  w.settle_through(6);
+  EXPECT_EQ(w.settled_through(), 6u);
+  EXPECT_EQ(w.gaps(), 0u);
+  EXPECT_EQ(w.accept(3), V::Duplicate);
+  EXPECT_EQ(w.accept(7), V::New);  // still one the agent may hold
+  EXPECT_EQ(w.settled_through(), 8u);
+  w.settle_through(4);  // behind: nothing changes
+  EXPECT_EQ(w.settled_through(), 8u);
+  EXPECT_EQ(w.accept(9), V::New);
+  EXPECT_EQ(w.gaps(), 0u);
+}

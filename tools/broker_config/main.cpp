@@ -110,7 +110,11 @@ int main(int argc, char** argv) {
         << "topic read " << topics::events_filter << "\n"
         << "topic read " << topics::state_filter << "\n"
         << "topic read " << topics::heartbeat_filter << "\n"
-        << "topic write " << topics::prefix << "/feed/#\n"
+        << "topic write " << topics::prefix
+        << "/feed/#\n"
+        // Delivery confirmations and resend requests to each agent (docs/wire-format.md).
+        << "topic write " << topics::prefix
+        << "/+/+/+/confirm\n"
         // Scale-out (docs/scale-out.md): members, partials and hand-overs between instances.
         << "topic readwrite " << topics::prefix << "/cluster/#\n\n";
     for (const auto& op : operators) {
@@ -125,7 +129,8 @@ int main(int argc, char** argv) {
       acl << "user " << user << "\n";
       for (auto ch : {topics::Channel::Events, topics::Channel::State, topics::Channel::Heartbeat})
         acl << "topic write " << topics::agent_topic(region, a.post, a.agent, ch) << "\n";
-      acl << "\n";
+      // Its own confirmations from the aggregator, and nothing else.
+      acl << "topic read " << topics::agent_topic(region, a.post, a.agent, topics::Channel::Confirm) << "\n\n";
     }
     std::ofstream(out / "acl") << acl.str();
     std::ofstream(out / "passwd") << passwd.str();

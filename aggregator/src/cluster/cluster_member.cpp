@@ -353,6 +353,8 @@ bool ClusterMember::leader() const {
   return l && l->instance == options_.instance && self_member();
 }
 
+bool ClusterMember::owns(std::uint32_t post) const { return post < slots_.size() && slots_[post].role == Role::Owner; }
+
 json ClusterMember::status_json() const {
   json members = json::array();
   for (const auto& m : view_.members())

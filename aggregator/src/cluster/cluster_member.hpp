@@ -74,6 +74,8 @@ class ClusterMember {
   bool ready() const;
   // Publishes the global goal feed over MQTT (one instance does).
   bool leader() const;
+  // Whether this instance applies the post's events now (its owner).
+  bool owns(std::uint32_t post) const;
   const ClusterCounters& counters() const { return counters_; }
   nlohmann::json status_json() const;
 

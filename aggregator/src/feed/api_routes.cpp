@@ -544,6 +544,7 @@ json agent_json(std::string_view key, const AgentPresenceRecord* a, const AgentT
     j["events"] = {{"received", track->events},
                    {"highest_seq", track->seqs.highest()},
                    {"gaps", track->seqs.gaps()},
+                   {"settled_through", track->seqs.settled_through()},
                    {"reordered", track->reordered},
                    {"clock_skew_ms", track->clock_skew_ms},
                    {"last_event_ms", track->last_event_ms}};
@@ -612,6 +613,13 @@ HttpResponse ApiRoutes::stats() {
     j["ingest_pauses"] = f.pauses;
     j["ingest_paused_ms"] = f.paused_ms;
     j["ingest_pause_overrides"] = f.overrides;
+  }
+  if (src_.confirm) {
+    j["confirms_published"] = src_.confirm->confirms_published;
+    j["confirm_resend_requests"] = src_.confirm->resend_requests;
+    j["confirm_settled_by_agent"] = src_.confirm->settled_by_agent;
+    j["confirm_publish_failures"] = src_.confirm->publish_failures;
+    j["confirm_waiting_for_store"] = src_.confirm->waiting_for_store;
   }
   if (src_.store) {
     j["events_persisted"] = src_.store->events_committed();
@@ -729,6 +737,14 @@ HttpResponse ApiRoutes::metrics() {
     m.family("postwatch_ingest_backpressure_overrides_total", "counter",
              "Pauses that reached the limit and let messages through anyway (memory grows instead).");
     m.sample("postwatch_ingest_backpressure_overrides_total", "", f.overrides);
+  }
+  if (src_.confirm) {
+    m.family("postwatch_delivery_confirms_total", "counter",
+             "Confirmations published to agents (they release their spool on them).");
+    m.sample("postwatch_delivery_confirms_total", "", src_.confirm->confirms_published);
+    m.family("postwatch_delivery_resend_requests_total", "counter",
+             "Agents asked to resend seqs the broker acknowledged but that never arrived.");
+    m.sample("postwatch_delivery_resend_requests_total", "", src_.confirm->resend_requests);
   }
   m.family("postwatch_alarms_open", "gauge", "Open alarms by kind.");
   m.sample("postwatch_alarms_open", L::label("kind", "goal"), open_goal);

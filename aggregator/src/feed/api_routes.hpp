@@ -9,6 +9,7 @@
 #include "feed/metrics.hpp"
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
+#include "ingest/delivery_confirmer.hpp"
 #include "ingest/mqtt_ingest.hpp"
 #include "postwatch/catalogue.hpp"
 #include "rollup/indicator_state.hpp"
@@ -43,6 +44,7 @@ struct FeedSources {
   const LiveStream* stream = nullptr;         // may be null
   std::function<IngestFlowStats()> flow;      // MQTT back-pressure; may be empty
   std::function<nlohmann::json()> cluster;    // /api/v1/cluster; may be empty
+  const ConfirmCounters* confirm = nullptr;   // delivery confirmation; null when switched off
 };
 
 class ApiRoutes {

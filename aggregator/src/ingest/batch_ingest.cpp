@@ -162,6 +162,13 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   std::uint64_t gaps_before = agent.seqs.gaps();
   for (const EventView& e : batch_.events) {
     if (e.observed_at_ms > now_ms + policy_.max_clock_skew_ms) {
+      // Refused once and settled, so it holds back neither the agent's confirmation nor,
+      // resent, the counter (it is a duplicate then).
+      if (!agent.seqs.any()) agent.seqs = SeqWindow(e.seq);
+      if (agent.seqs.accept(e.seq) == SeqWindow::Verdict::Duplicate) {
+        counters_.events_duplicate += 1;
+        continue;
+      }
       counters_.events_future += 1;
       reject(topic, "event observed in the future (seq " + std::to_string(e.seq) + ")");
       continue;
@@ -175,6 +182,13 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   counters_.events_gaps += agent.seqs.gaps() - gaps_before;
   if (sink_ && !persist_buf_.empty()) sink_->persist(persist_buf_);
   return applied;
+}
+
+bool BatchIngest::settle_agent(std::string_view key, std::uint64_t seq) {
+  auto it = agents_.find(key);
+  if (it == agents_.end()) return false;
+  it->second.seqs.settle_through(seq);
+  return true;
 }
 
 void BatchIngest::replay(std::string_view post, std::string_view agent, const EventView& e, std::int64_t received_at_ms,

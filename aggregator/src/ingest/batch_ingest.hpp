@@ -85,6 +85,10 @@ class BatchIngest {
   // `agents` does not name start afresh.
   void import_agents(std::uint32_t post, const std::vector<AgentTrackSnapshot>& agents);
 
+  // The agent "post/agent" no longer holds any seq <= `seq` (DeliveryConfirmer): its
+  // window stops waiting for them. False for an unknown agent.
+  bool settle_agent(std::string_view key, std::uint64_t seq);
+
   const IngestCounters& counters() const { return counters_; }
   const std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>>& agents() const { return agents_; }
 

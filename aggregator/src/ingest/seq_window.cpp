@@ -59,6 +59,18 @@ std::uint64_t SeqWindow::settled_through() const {
   return s - 1;
 }
 
+void SeqWindow::settle_through(std::uint64_t seq) {
+  if (seq + 1 <= base_) return;
+  gap_floor_ = std::max(gap_floor_, seq + 1);  // below the floor, slide_to forgets without counting
+  slide_to(seq + 1);
+  while (seen_.test(base_ % kWindow)) {  // and on over what is already seen
+    seen_.reset(base_ % kWindow);
+    ++base_;
+  }
+  if (!any_ || highest_ < seq) highest_ = seq;
+  any_ = true;
+}
+
 SeqWindow::Snapshot SeqWindow::snapshot() const {
   Snapshot s{base_, gap_floor_, highest_, gaps_, any_, {}};
   for (std::uint64_t off = 0; off < kWindow; ++off)

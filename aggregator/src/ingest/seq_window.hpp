@@ -34,6 +34,10 @@ class SeqWindow {
   // than the first seq seen. 0 before anything was seen. What the aggregator confirms to the
   // agent (DeliveryConfirmer), so a hole in the middle holds it back until it is filled or given up.
   std::uint64_t settled_through() const;
+  // The agent no longer holds any seq <= `seq` (it was confirmed to it before, e.g. by an
+  // earlier run whose refused events left holes in the store): stop waiting for those, without
+  // counting them as gaps. A seq <= `seq` arriving later is a duplicate.
+  void settle_through(std::uint64_t seq);
 
   // The whole window as plain values, so another aggregator instance can take over the
   // agent's dedupe exactly (docs/scale-out.md). `seen` lists the seqs seen at or above base.

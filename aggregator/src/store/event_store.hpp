@@ -84,6 +84,8 @@ class EventStore final : public EventSink {
   // Blocks until everything handed over so far is committed (tests, shutdown).
   bool flush(std::chrono::milliseconds timeout);
   std::uint64_t events_committed() const { return committed_events_; }
+  // Given to persist() so far; everything handed over before a commit is in it (FIFO).
+  std::uint64_t events_handed_over() const { return handed_over_; }
   // Handed over, not yet committed. Lock-free: MQTT ingest polls it from paho's thread.
   std::uint64_t pending_events() const { return handed_over_ - committed_events_; }
   std::uint64_t write_errors() const { return write_errors_; }

@@ -35,6 +35,9 @@ struct AggregatorOptions {
   double min_coverage = 0.5;
   int missed_heartbeats = 3;
   bool publish_snapshots = true;  // retained goal/pillar JSON on postwatch/v1/feed/...
+  // Delivery confirmation to agents (docs/wire-format.md): how often the committed watermarks
+  // go out; 0 switches it off (agents configured with delivery.confirm "broker" need none).
+  std::int64_t confirm_interval_ms = 1000;
 
   // Back-pressure (docs/aggregator.md §7): MQTT delivery pauses while this many messages
   // wait for the io thread, or while this many events wait for the store's writer.

@@ -1,0 +1,135 @@
+#include "ingest/delivery_confirmer.hpp"
+
+#include "ingest/agent_presence.hpp"
+#include "ingest/batch_ingest.hpp"
+#include "postwatch/topics.hpp"
+#include "postwatch/wire_codec.hpp"
+
+namespace postwatch::aggregator {
+
+DeliveryConfirmer::DeliveryConfirmer(const IndicatorCatalogue& catalogue, Publish publish, Owns owns)
+    : catalogue_(catalogue), publish_(std::move(publish)), owns_(std::move(owns)) {}
+
+DeliveryConfirmer::AgentConfirm& DeliveryConfirmer::entry(const std::string& key, std::uint32_t post,
+                                                          std::string_view agent) {
+  auto [it, fresh] = agents_.try_emplace(key);
+  if (fresh) {
+    const auto& p = catalogue_.posts()[post];
+    it->second.post = post;
+    it->second.agent = std::string(agent);
+    it->second.topic = topics::agent_topic(p.region, p.id, agent, topics::Channel::Confirm);
+  }
+  return it->second;
+}
+
+bool DeliveryConfirmer::send(AgentConfirm& a, std::uint64_t through, std::uint64_t resend_from, std::int64_t now_ms) {
+  DeliveryConfirm c{a.agent, catalogue_.posts()[a.post].id, through, now_ms, resend_from};
+  auto payload = encode_delivery_confirm(c);
+  // The confirmation is retained (a reconnecting agent hears the latest at once); a resend
+  // request is not (it would be replayed to the agent on every reconnect).
+  if (!publish_(a.topic, payload, resend_from == 0)) {
+    counters_.publish_failures += 1;
+    return false;
+  }
+  return true;
+}
+
+namespace {
+// Whether the agent's last heartbeat says it released seqs beyond `through` (then it cannot
+// resend them, and step 3 settles the window instead).
+bool released_beyond(const AgentPresence& presence, const std::string& key, std::uint64_t through) {
+  auto it = presence.agents().find(key);
+  return it != presence.agents().end() && it->second.has_metrics && it->second.metrics.confirmed_through_seq > through;
+}
+}  // namespace
+
+void DeliveryConfirmer::request_resend(AgentConfirm& a, std::uint64_t from, std::int64_t now_ms) {
+  // One request per agent per few seconds: the resend takes a moment to arrive.
+  constexpr std::int64_t kMinRequestGapMs = 3000;
+  if (a.last_request_ms != 0 && now_ms - a.last_request_ms < kMinRequestGapMs) return;
+  if (send(a, a.published, from, now_ms)) {
+    counters_.resend_requests += 1;
+    a.last_request_ms = now_ms;
+  }
+}
+
+void DeliveryConfirmer::tick(BatchIngest& ingest, const AgentPresence& presence, StoreProgress store, bool caught_up,
+                             std::int64_t now_ms) {
+  // 1. Take the watermarks that moved, tagged with what the store had been handed by now.
+  Mark mark{store.handed_over, {}};
+  for (const auto& [key, track] : ingest.agents()) {
+    if (owns_ && !owns_(track.post)) continue;
+    std::uint64_t through = track.seqs.settled_through();
+    if (through == 0) continue;
+    auto slash = key.find('/');
+    AgentConfirm& a = entry(key, track.post, std::string_view(key).substr(slash + 1));
+    if (through > a.marked) {
+      a.marked = through;
+      mark.through.emplace_back(&a, through);
+    }
+    // A hole below later seqs: one publisher, one topic, QoS 1 keeps the order, so a hole
+    // still there a tick later is a loss, not a message on its way.
+    bool hole = track.seqs.highest() > through && caught_up;
+    if (hole && a.hole_at == through && !released_beyond(presence, key, through))
+      request_resend(a, through + 1, now_ms);
+    a.hole_at = hole ? through : ~std::uint64_t{0};
+  }
+  if (!mark.through.empty()) marks_.push_back(std::move(mark));
+
+  // 2. Publish what the store has made durable, oldest first.
+  while (!marks_.empty() && marks_.front().handed_over <= store.committed) {
+    auto& front = marks_.front();
+    bool failed = false;
+    for (auto& [a, through] : front.through) {
+      if (through <= a->published) continue;  // a later mark already went out
+      if (!send(*a, through, 0, now_ms)) {
+        failed = true;
+        break;
+      }
+      a->published = through;
+      counters_.confirms_published += 1;
+    }
+    if (failed) break;  // keep the mark; the next tick tries again
+    marks_.pop_front();
+  }
+  counters_.waiting_for_store = 0;
+  for (const auto& m : marks_) counters_.waiting_for_store += m.through.size();
+
+  // 3. Compare with what the agents' heartbeats say (only when nothing is queued in front of
+  // ingest, and only once two heartbeats in a row agree while our watermark stood still):
+  //  - the agent already released seqs we miss (confirmed by an earlier run whose refused
+  //    events left holes in the store): stop waiting for them;
+  //  - the broker acknowledged seqs we miss and the agent still holds them: ask for a resend.
+  for (const auto& [key, rec] : presence.agents()) {
+    if (!rec.has_metrics) continue;
+    const auto sent = rec.metrics.sent_through_seq, released = rec.metrics.confirmed_through_seq;
+    auto post = catalogue_.post_index(rec.post);
+    if (!post || (owns_ && !owns_(*post))) continue;
+    auto track = ingest.agents().find(key);
+    std::uint64_t have = track == ingest.agents().end() ? 0 : track->second.seqs.settled_through();
+    if (!caught_up || (sent <= have && released <= have)) {
+      if (auto it = agents_.find(key); it != agents_.end()) it->second.stall_heartbeat_ms = 0;
+      continue;
+    }
+    AgentConfirm& a = entry(key, *post, rec.agent);
+    if (a.stall_heartbeat_ms == 0 || a.stall_through != have) {
+      a.stall_through = have;
+      a.stall_heartbeat_ms = rec.last_heartbeat_ms;
+      continue;
+    }
+    if (rec.last_heartbeat_ms <= a.stall_heartbeat_ms) continue;  // wait for the next heartbeat
+    a.stall_heartbeat_ms = rec.last_heartbeat_ms;                 // at most one action per heartbeat
+    if (released > have) {
+      if (ingest.settle_agent(key, released)) counters_.settled_by_agent += 1;
+    } else {
+      request_resend(a, have + 1, now_ms);
+    }
+  }
+}
+
+std::uint64_t DeliveryConfirmer::confirmed_through(const std::string& key) const {
+  auto it = agents_.find(key);
+  return it == agents_.end() ? 0 : it->second.published;
+}
+
+}  // namespace postwatch::aggregator

@@ -1,0 +1,209 @@
+// DeliveryConfirmer without a broker: what it publishes, when, and what it asks agents for.
+#include "ingest/delivery_confirmer.hpp"
+
+#include "ingest/agent_presence.hpp"
+#include "ingest/batch_ingest.hpp"
+#include "postwatch/wire_codec.hpp"
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+using namespace postwatch;
+using namespace postwatch::aggregator;
+
+namespace {
+
+struct Published {
+  std::string topic;
+  DeliveryConfirm confirm;
+  bool retained = false;
+};
+
+class DeliveryConfirmerTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<spdlog::logger> log =
+      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
+  IndicatorCatalogue cat = IndicatorCatalogue::load(test::catalogue_path());
+  IndicatorState state{cat};
+  BatchIngest ingest{cat, state, log};
+  AgentPresence presence{cat, log};
+  std::vector<Published> published;
+  bool connected = true;
+  bool owned = true;
+  DeliveryConfirmer confirmer{cat,
+                              [this](const std::string& topic, std::span<const std::uint8_t> payload, bool retained) {
+                                if (!connected) return false;
+                                Published p{topic, {}, retained};
+                                EXPECT_EQ(decode_delivery_confirm(payload, p.confirm), DecodeError::None);
+                                published.push_back(p);
+                                return true;
+                              },
+                              [this](std::uint32_t) { return owned; }};
+  const std::string events_topic = "postwatch/v1/sub-saharan-africa/bamako/a1/events";
+  const std::string confirm_topic = "postwatch/v1/sub-saharan-africa/bamako/a1/confirm";
+  std::int64_t now = 1'000'000;
+
+  void feed(std::vector<std::uint64_t> seqs, std::int64_t observed_offset_ms = 0) {
+    EventBatch b{"a1", "bamako", now, {}};
+    for (auto s : seqs)
+      b.events.push_back(
+          IndicatorEvent{s, now + observed_offset_ms, "terrorism_threat_level", ValueKind::Level, 3, "", "", {}});
+    ingest.on_message(events_topic, encode_batch(b), now);
+  }
+  void heartbeat(std::uint64_t sent_through, std::uint64_t confirmed_through) {
+    AgentState st;
+    st.agent_id = "a1";
+    st.post_id = "bamako";
+    st.at_ms = now;
+    st.has_metrics = true;
+    st.metrics.sent_through_seq = sent_through;
+    st.metrics.confirmed_through_seq = confirmed_through;
+    presence.on_message("postwatch/v1/sub-saharan-africa/bamako/a1/heartbeat", encode_agent_state(st), now);
+  }
+  void tick(std::uint64_t handed, std::uint64_t committed, bool caught_up = true) {
+    now += 1000;
+    confirmer.tick(ingest, presence, {handed, committed}, caught_up, now);
+  }
+};
+
+}  // namespace
+
+TEST_F(DeliveryConfirmerTest, ConfirmsOnlyWhatTheStoreHasCommitted) {
+  feed({1, 2, 3, 4, 5});
+  tick(5, 0);  // handed to the store, not committed
+  EXPECT_TRUE(published.empty());
+  EXPECT_EQ(confirmer.counters().waiting_for_store, 1u);
+  tick(5, 4);
+  EXPECT_TRUE(published.empty()) << "one event of that mark is not on disk yet";
+  tick(5, 5);
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_EQ(published[0].topic, confirm_topic);
+  EXPECT_TRUE(published[0].retained);
+  EXPECT_EQ(published[0].confirm.through_seq, 5u);
+  EXPECT_EQ(published[0].confirm.resend_from, 0u);
+  EXPECT_EQ(published[0].confirm.post_id, "bamako");
+  EXPECT_EQ(published[0].confirm.agent_id, "a1");
+  EXPECT_EQ(confirmer.counters().waiting_for_store, 0u);
+
+  tick(5, 5);  // nothing new: nothing sent again
+  EXPECT_EQ(published.size(), 1u);
+}
+
+TEST_F(DeliveryConfirmerTest, AHoleHoldsTheConfirmationBack) {
+  feed({1, 2, 4, 5});
+  tick(4, 4);
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_EQ(published.back().confirm.through_seq, 2u);
+  feed({3});
+  tick(5, 5);
+  ASSERT_EQ(published.size(), 2u);
+  EXPECT_EQ(published.back().confirm.through_seq, 5u);
+}
+
+TEST_F(DeliveryConfirmerTest, APublishThatFailsIsRetriedOnTheNextTick) {
+  feed({1, 2});
+  connected = false;
+  tick(2, 2);
+  EXPECT_TRUE(published.empty());
+  EXPECT_EQ(confirmer.counters().publish_failures, 1u);
+  connected = true;
+  tick(2, 2);
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_EQ(published[0].confirm.through_seq, 2u);
+  EXPECT_EQ(confirmer.confirmed_through("bamako/a1"), 2u);
+}
+
+TEST_F(DeliveryConfirmerTest, PostsOfAnotherInstanceAreNotConfirmedHere) {
+  owned = false;
+  feed({1, 2});
+  heartbeat(9, 0);
+  tick(2, 2);
+  heartbeat(9, 0);
+  tick(2, 2);
+  EXPECT_TRUE(published.empty());
+}
+
+TEST_F(DeliveryConfirmerTest, AsksForAResendWhenTwoHeartbeatsReportMoreThanItHas) {
+  feed({1, 2, 3});
+  tick(3, 3);
+  ASSERT_EQ(published.size(), 1u);
+  heartbeat(10, 3);  // the broker acknowledged 4..10, which never arrived
+  tick(3, 3);
+  EXPECT_EQ(published.size(), 1u) << "one heartbeat is not enough: 4..10 may still be on their way";
+  tick(3, 3);
+  EXPECT_EQ(published.size(), 1u) << "no new heartbeat: no new evidence";
+  heartbeat(10, 3);
+  tick(3, 3, /*caught_up=*/false);
+  EXPECT_EQ(published.size(), 1u) << "a backlog in front of ingest may hold them";
+  heartbeat(10, 3);
+  tick(3, 3);
+  heartbeat(10, 3);
+  tick(3, 3);
+  ASSERT_EQ(published.size(), 2u);
+  EXPECT_FALSE(published[1].retained);
+  EXPECT_EQ(published[1].confirm.resend_from, 4u);
+  EXPECT_EQ(published[1].confirm.through_seq, 3u);
+  EXPECT_EQ(confirmer.counters().resend_requests, 1u);
+
+  feed({4, 5, 6, 7, 8, 9, 10});  // the resend arrives
+  heartbeat(10, 3);
+  tick(10, 10);
+  heartbeat(10, 10);
+  tick(10, 10);
+  EXPECT_EQ(confirmer.counters().resend_requests, 1u);
+  EXPECT_EQ(published.back().confirm.through_seq, 10u);
+}
+
+TEST_F(DeliveryConfirmerTest, StopsWaitingForSeqsTheAgentAlreadyReleased) {
+  // seq 3 was refused by an earlier run and confirmed then; the store holds no trace of it.
+  feed({1, 2, 4, 5});
+  tick(4, 4);
+  EXPECT_EQ(published.back().confirm.through_seq, 2u);
+  heartbeat(5, 5);
+  tick(4, 4);
+  heartbeat(5, 5);
+  tick(4, 4);
+  EXPECT_EQ(confirmer.counters().settled_by_agent, 1u);
+  EXPECT_EQ(confirmer.counters().resend_requests, 0u);
+  tick(4, 4);
+  EXPECT_EQ(published.back().confirm.through_seq, 5u);
+  EXPECT_EQ(ingest.counters().events_gaps, 0u);
+}
+
+TEST_F(DeliveryConfirmerTest, AnEventFromTheFutureIsRefusedOnceAndDoesNotHoldTheConfirmationBack) {
+  feed({1});
+  feed({2}, /*observed_offset_ms=*/24LL * 3600 * 1000);
+  feed({3});
+  EXPECT_EQ(ingest.counters().events_future, 1u);
+  feed({2}, 24LL * 3600 * 1000);  // resent: a duplicate, not counted again
+  EXPECT_EQ(ingest.counters().events_future, 1u);
+  tick(2, 2);
+  EXPECT_EQ(published.back().confirm.through_seq, 3u);
+}
+
+TEST_F(DeliveryConfirmerTest, AHoleThatOutlivesATickIsAskedForAgain) {
+  feed({1, 2, 3});
+  tick(3, 3);
+  feed({6, 7});  // 4 and 5 lost on the way (later seqs arrived)
+  tick(5, 5);
+  EXPECT_EQ(confirmer.counters().resend_requests, 0u) << "a hole seen once may be a message on its way";
+  tick(5, 5, /*caught_up=*/false);
+  EXPECT_EQ(confirmer.counters().resend_requests, 0u) << "with a backlog in front of ingest, it may be queued";
+  tick(5, 5);
+  EXPECT_EQ(confirmer.counters().resend_requests, 0u);
+  tick(5, 5);
+  ASSERT_EQ(confirmer.counters().resend_requests, 1u);
+  EXPECT_EQ(published.back().confirm.resend_from, 4u);
+  EXPECT_FALSE(published.back().retained);
+  tick(5, 5);
+  EXPECT_EQ(confirmer.counters().resend_requests, 1u) << "the resend gets a few seconds to arrive";
+  feed({4, 5, 6, 7});
+  tick(7, 7);
+  EXPECT_EQ(published.back().confirm.through_seq, 7u);
+  tick(7, 7);
+  tick(7, 7);
+  tick(7, 7);
+  EXPECT_EQ(confirmer.counters().resend_requests, 1u);
+}
