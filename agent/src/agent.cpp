@@ -17,6 +17,7 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 namespace postwatch::agent {
@@ -65,6 +66,8 @@ struct Agent::Impl {
   std::string topic;
   std::string state_topic;
   std::string heartbeat_topic;
+  std::string confirm_topic;
+  bool aggregator_confirms = true;  // config.confirm == Aggregator
   std::int64_t started_ms = now_utc_ms();
   std::uint64_t reported_drops = 0;  // drops already reported as an agent_events_dropped event
 
@@ -74,6 +77,13 @@ struct Agent::Impl {
   AgentStats counters;
   bool stopping = false;
   bool connected = false;
+  // From the aggregator's confirm topic (Paho's thread), applied by run().
+  std::uint64_t confirmed_through = 0;  // highest seq the aggregator confirmed that this backlog issued
+  std::uint64_t resend_from = 0;        // a pending resend request (0: none)
+  // A confirmation of seqs this backlog never issued (the spool was reset); refused again when
+  // it comes back (retained, on every reconnect) after the backlog has issued that many.
+  std::uint64_t stale_confirm = 0;
+  std::set<std::string> confirm_problems_logged;
 
   std::unique_ptr<mqtt::async_client> client;
   std::thread publisher;
@@ -91,6 +101,8 @@ struct Agent::Impl {
     topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Events);
     state_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::State);
     heartbeat_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Heartbeat);
+    confirm_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Confirm);
+    aggregator_confirms = config.confirm == DeliveryConfirmMode::Aggregator;
     reported_drops = backlog->stats().dropped;
     if (!config.password_file.empty()) password = read_secret_file(config.password_file);
     if (config.uses_tls() && !config.tls.enabled)
@@ -122,6 +134,9 @@ struct Agent::Impl {
     m.reconnects = counters.reconnects;
     m.rss_bytes = resident_set_bytes();
     m.uptime_s = static_cast<std::uint64_t>((now_utc_ms() - started_ms) / 1000);
+    m.sent_through_seq = counters.sent_through_seq;
+    // Tells the aggregator what this agent no longer holds (0 in broker mode: never confirmed).
+    m.confirmed_through_seq = counters.confirmed_through_seq;
     return m;
   }
 
@@ -256,6 +271,7 @@ struct Agent::Impl {
         maintain();
         next_maintenance = now + std::chrono::seconds(1);
       }
+      if (aggregator_confirms) apply_confirmations(cursor, inflight);
       if (!client->is_connected()) {
         if (now < next_connect) {
           // Waiting out the backoff in short slices keeps upkeep (fsync, age bound) running during an outage.
@@ -273,10 +289,14 @@ struct Agent::Impl {
           continue;
         }
         backoff = std::chrono::milliseconds(250);
-        inflight.clear();  // anything unacknowledged is sent again; the aggregator drops duplicates
+        // Before the birth: the retained confirmation arrives with the subscription and releases
+        // what the aggregator already holds.
+        if (aggregator_confirms) subscribe_confirmations();
+        inflight.clear();  // anything unconfirmed is sent again; the aggregator drops duplicates
         {
           std::lock_guard lk(mu);
           cursor = backlog->first_seq();
+          resend_from = 0;  // the cursor is at the first unconfirmed seq already
         }
         publish_birth(cursor);
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
@@ -323,11 +343,13 @@ struct Agent::Impl {
 
       if (inflight.empty()) {
         std::unique_lock lk(mu);
-        cv.wait_for(lk, std::chrono::milliseconds(500),
-                    [&] { return stopping || backlog->next_seq() > cursor || !connected; });
+        cv.wait_for(lk, std::chrono::milliseconds(500), [&] {
+          return stopping || backlog->next_seq() > cursor || !connected || confirmation_pending_locked();
+        });
         continue;
       }
-      // Release events once the oldest batch is acknowledged (PUBACK).
+      // The oldest batch's PUBACK: the broker has it. In Broker mode that releases its events;
+      // in Aggregator mode they wait for the aggregator's confirmation (apply_confirmations).
       auto& front = inflight.front();
       try {
         if (!front.token->wait_for(std::chrono::milliseconds(100))) continue;
@@ -340,12 +362,122 @@ struct Agent::Impl {
       }
       {
         std::lock_guard lk(mu);
-        backlog->release_through(front.last_seq);
+        if (!aggregator_confirms) backlog->release_through(front.last_seq);
         counters.sent += front.count;
         counters.batches_sent += 1;
+        counters.sent_through_seq = std::max(counters.sent_through_seq, front.last_seq);
       }
       inflight.pop_front();
       cv.notify_all();
+    }
+  }
+
+  // Caller holds mu. A confirmation that releases events, or a resend request, waits for run().
+  bool confirmation_pending_locked() const {
+    return (confirmed_through >= backlog->first_seq() && confirmed_through < backlog->next_seq()) || resend_from != 0;
+  }
+
+  // Releases what the aggregator confirmed and acts on its resend request (Aggregator mode).
+  void apply_confirmations(std::uint64_t& cursor, std::deque<InflightBatch>& inflight) {
+    std::uint64_t released = 0, through = 0, resend = 0, resend_events = 0;
+    {
+      std::lock_guard lk(mu);
+      // on_confirm keeps confirmed_through below next_seq: never a seq this backlog did not issue.
+      if (confirmed_through >= backlog->first_seq() && confirmed_through < backlog->next_seq()) {
+        auto before = backlog->stats().events;
+        backlog->release_through(confirmed_through);
+        released = before - backlog->stats().events;
+        through = confirmed_through;
+        counters.confirmed += released;
+        // Nothing confirmed needs sending (again).
+        cursor = std::max(cursor, backlog->first_seq());
+      }
+      if (resend_from != 0) {
+        resend = resend_from;
+        resend_from = 0;
+        if (resend < cursor) {
+          inflight.clear();  // their PUBACKs no longer matter: everything from the new cursor is sent again
+          cursor = std::max(resend, backlog->first_seq());
+          resend_events = backlog->next_seq() - cursor;
+        } else {
+          resend = 0;  // not sent yet: nothing to do
+        }
+      }
+    }
+    if (released > 0) {
+      cv.notify_all();
+      log->debug("aggregator confirmed through seq {}: released {} event(s)", through, released);
+    }
+    if (resend != 0) log->info("aggregator asked to resend from seq {} ({} events)", resend, resend_events);
+  }
+
+  // Logs a problem with the confirmations once (a retained or repeated message would flood the log).
+  void note_confirm_problem(const std::string& what) {
+    {
+      std::lock_guard lk(mu);
+      if (confirm_problems_logged.size() >= 32 || !confirm_problems_logged.insert(what).second) return;
+    }
+    log->warn("{}", what);
+  }
+
+  // Paho's thread: a DeliveryConfirm on our confirm topic.
+  void on_confirm(const mqtt::const_message_ptr& msg) {
+    if (msg->get_topic() != confirm_topic) return;
+    const auto& p = msg->get_payload();
+    DeliveryConfirm c;
+    auto err = decode_delivery_confirm({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, c);
+    std::string problem;
+    if (err != DecodeError::None)
+      problem = std::string("ignored a delivery confirmation on ") + confirm_topic + ": " + std::string(to_string(err));
+    else if (c.agent_id != config.agent_id || c.post_id != config.post_id)
+      problem = "ignored a delivery confirmation on " + confirm_topic + " for agent " + c.post_id + "/" + c.agent_id +
+                ", not this one (" + config.post_id + "/" + config.agent_id + ")";
+    if (!problem.empty()) {
+      {
+        std::lock_guard lk(mu);
+        counters.confirm_rejected += 1;
+      }
+      note_confirm_problem(problem);
+      return;
+    }
+    std::uint64_t issued_through = 0;
+    bool unknown = false, warn = false;
+    {
+      std::lock_guard lk(mu);
+      issued_through = backlog->next_seq() - 1;
+      if (c.through_seq > issued_through || (stale_confirm != 0 && c.through_seq == stale_confirm)) {
+        // Seqs this backlog never issued: a wiped or replaced spool starting at 1 again. Its
+        // events must not be released on the old spool's confirmation.
+        unknown = true;
+        counters.confirm_rejected += 1;
+        warn = stale_confirm == 0;
+        if (c.through_seq > issued_through) stale_confirm = c.through_seq;
+      } else if (c.through_seq > confirmed_through) {
+        confirmed_through = c.through_seq;
+        counters.confirmed_through_seq = confirmed_through;
+      }
+      if (!unknown && c.resend_from != 0) {
+        counters.resend_requests += 1;
+        if (resend_from == 0 || c.resend_from < resend_from) resend_from = c.resend_from;
+      }
+    }
+    if (warn)
+      log->warn(
+          "the aggregator confirms seq {} but this spool has only issued up to {}; was the spool reset? Nothing is "
+          "released on this confirmation. A spool that starts over needs a new agent_id (docs/agent.md, \"Sequence "
+          "numbers\")",
+          c.through_seq, issued_through);
+    if (!unknown) cv.notify_all();
+  }
+
+  void subscribe_confirmations() {
+    try {
+      if (!client->subscribe(confirm_topic, 1)->wait_for(kConnectTimeout))
+        note_error("subscribing to " + confirm_topic + " did not complete; events stay in the spool until it does");
+    } catch (const mqtt::exception& e) {
+      note_error("cannot subscribe to " + confirm_topic + " (the aggregator's delivery confirmations): " + e.what() +
+                 "; hint: the broker's ACL must let this agent read its confirm topic. Events stay in the spool "
+                 "until they are confirmed");
     }
   }
 
@@ -374,6 +506,7 @@ struct Agent::Impl {
   // one process losing the broker together: dozens stuck for good in an unbounded wait.
   void make_client() {
     client = std::make_unique<mqtt::async_client>(config.broker_uri, client_id_for(config));
+    if (aggregator_confirms) client->set_message_callback([this](mqtt::const_message_ptr m) { on_confirm(m); });
     client->set_connection_lost_handler([this](const std::string& cause) {
       {
         std::lock_guard lk(mu);
@@ -514,5 +647,6 @@ AgentMetrics Agent::metrics() const {
 const AgentConfig& Agent::config() const { return impl_->config; }
 std::string Agent::events_topic() const { return impl_->topic; }
 std::string Agent::state_topic() const { return impl_->state_topic; }
+std::string Agent::confirm_topic() const { return impl_->confirm_topic; }
 
 }  // namespace postwatch::agent

@@ -282,7 +282,7 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
   r.unknown_keys(root, "",
                  {"broker_uri", "agent_id", "post_id", "username", "password_file", "tls", "allow_plaintext",
                   "catalogue_file", "spool", "batch", "heartbeat_interval_s", "keep_alive_s", "queue_max_events",
-                  "local_api", "drop_dir", "probes", "scripts"});
+                  "delivery", "local_api", "drop_dir", "probes", "scripts"});
   r.str(root, "", "broker_uri", c.broker_uri);
   r.str(root, "", "agent_id", c.agent_id, true);
   r.str(root, "", "post_id", c.post_id, true);
@@ -351,6 +351,16 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
     r.uint(*batch, "batch.", "max_delay_ms", delay, 0, 60000);
     c.batch_max_delay = std::chrono::milliseconds(delay);
     r.uint(*batch, "batch.", "max_inflight", c.max_inflight_batches, 1, 1000);
+  }
+  if (const json* delivery = r.section(root, "delivery", {"confirm"})) {
+    std::string confirm;
+    r.str(*delivery, "delivery.", "confirm", confirm);
+    if (confirm == "aggregator" || confirm.empty())
+      c.confirm = DeliveryConfirmMode::Aggregator;
+    else if (confirm == "broker")
+      c.confirm = DeliveryConfirmMode::Broker;
+    else
+      r.fail("delivery.confirm", "must be aggregator or broker");
   }
   std::int64_t hb = c.heartbeat_interval.count(), ka = c.keep_alive.count();
   r.uint(root, "", "heartbeat_interval_s", hb, 1, 3600);

@@ -47,7 +47,8 @@ usage:
   postwatch-agent run   --config FILE --fifo PATH
       Reads events as JSON lines (stdin by default) and publishes them until
       SIGINT/SIGTERM; with --exit-on-eof it exits once input ends and every
-      event was acknowledged by the broker. With --input FILE it exits at the
+      event was confirmed by the aggregator (by the broker with "delivery":
+      {"confirm": "broker"}). With --input FILE it exits at the
       file's end. --fifo PATH (as the systemd unit runs it) creates the named
       pipe PATH (mode 0620) if missing and reads it until SIGTERM; local
       sources write one event per line into it.
@@ -56,8 +57,9 @@ usage:
       probes (the board's health) and scripts (commands whose output is a value).
   postwatch-agent emit  --config FILE --indicator ID --value V [--note TEXT]
                         [--observed-at-ms MS] [--timeout-s N]
-      Spools one event and waits for the broker's acknowledgement; if the broker
-      does not answer in time the event stays in the spool (exit 3) for the next run.
+      Spools one event and waits for the aggregator's confirmation (the broker's
+      acknowledgement with "delivery": {"confirm": "broker"}); if it does not come
+      in time the event stays in the spool (exit 3) for the next run.
   postwatch-agent send  --config FILE [JSON]
       Hands events to the running agent through its local API socket (the
       config's local_api.socket): JSON is one event object or an array of them;
@@ -74,7 +76,7 @@ usage:
 
 An event line: {"indicator":"terrorism_threat_level","value":4,"note":"optional"}
 Exit status: 0 ok, 1 runtime failure or rejected events, 2 usage or config error,
-3 event spooled but not yet acknowledged (emit), 4 agent not running (status, send).
+3 event spooled but not yet confirmed (emit), 4 agent not running (status, send).
 )";
 
 struct Args {
@@ -202,6 +204,9 @@ std::unique_ptr<Agent> make_agent(const Loaded& l, std::shared_ptr<spdlog::logge
 
 std::filesystem::path status_file(const AgentConfig& c) { return c.spool.dir / "status.json"; }
 
+bool aggregator_confirms(const AgentConfig& c) { return c.confirm == DeliveryConfirmMode::Aggregator; }
+const char* confirmer(const AgentConfig& c) { return aggregator_confirms(c) ? "aggregator" : "broker"; }
+
 // The running agent's status, for `postwatch-agent status`; written atomically.
 void write_status(const Agent& agent) {
   auto s = agent.stats();
@@ -218,8 +223,14 @@ void write_status(const Agent& agent) {
                    {"oldest_unsent_age_ms", m.oldest_unsent_age_ms},
                    {"events_accepted", s.accepted},
                    {"events_sent", s.sent},
+                   {"events_confirmed", s.confirmed},
                    {"events_rejected", s.rejected},
                    {"events_dropped", m.events_dropped},
+                   {"delivery_confirm", confirmer(agent.config())},
+                   {"sent_through_seq", s.sent_through_seq},
+                   {"confirmed_through_seq", s.confirmed_through_seq},
+                   {"resend_requests", s.resend_requests},
+                   {"confirm_rejected", s.confirm_rejected},
                    {"reconnects", s.reconnects},
                    {"rss_bytes", m.rss_bytes},
                    {"last_error", s.last_error}};
@@ -259,10 +270,15 @@ int cmd_status(const Args& args) {
             << "broker     " << j.value("broker_uri", "") << " — "
             << (j.value("connected", false) ? "connected" : "DISCONNECTED") << ", " << j.value("reconnects", 0)
             << " reconnect(s)\n"
-            << "spool      " << j.value("spool_events", 0) << " unsent event(s), " << j.value("spool_bytes", 0)
+            << "spool      " << j.value("spool_events", 0) << " unconfirmed event(s), " << j.value("spool_bytes", 0)
             << " bytes, oldest " << j.value("oldest_unsent_age_ms", 0) / 1000 << " s\n"
             << "events     " << j.value("events_accepted", 0) << " accepted, " << j.value("events_sent", 0) << " sent, "
-            << j.value("events_rejected", 0) << " rejected, " << j.value("events_dropped", 0) << " dropped\n"
+            << j.value("events_confirmed", 0) << " confirmed, " << j.value("events_rejected", 0) << " rejected, "
+            << j.value("events_dropped", 0) << " dropped\n"
+            << "delivery   confirmed by the " << j.value("delivery_confirm", "broker") << "; sent through seq "
+            << j.value("sent_through_seq", 0) << ", confirmed through seq " << j.value("confirmed_through_seq", 0)
+            << ", " << j.value("resend_requests", 0) << " resend request(s), " << j.value("confirm_rejected", 0)
+            << " confirmation(s) ignored\n"
             << "memory     " << j.value("rss_bytes", 0) / 1024 << " KiB resident\n"
             << "last error " << (j.value("last_error", "").empty() ? "(none)" : j.value("last_error", "")) << "\n";
   return alive ? 0 : 4;
@@ -420,7 +436,8 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   }
   if (!g_stop) {
     if (!agent->wait_until_drained(std::chrono::seconds(30))) {
-      log->error("timed out waiting for the broker to acknowledge {} event(s)", agent->stats().backlog.events);
+      log->error("timed out waiting for the {} to {} {} event(s)", confirmer(loaded.config),
+                 aggregator_confirms(loaded.config) ? "confirm" : "acknowledge", agent->stats().backlog.events);
     }
   }
   for (auto& source : sources) source->stop();
@@ -430,7 +447,8 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   g_stop = true;  // the reader, if still reading, stops within one poll
   reader.join();
   if (fd != STDIN_FILENO) ::close(fd);
-  log->info("accepted {} sent {} rejected {} unsent {}", s.accepted, s.sent, s.rejected, s.backlog.events);
+  log->info("accepted {} sent {} confirmed {} rejected {} unconfirmed {}", s.accepted, s.sent, s.confirmed, s.rejected,
+            s.backlog.events);
   if (fifo) return 0;  // a service stopped by SIGTERM: unsent events wait in the spool, rejections were logged
   return (s.backlog.events == 0 && rejected == 0) ? 0 : 1;
 }
@@ -473,12 +491,21 @@ int cmd_emit(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   agent->start();
   auto timeout = std::chrono::seconds(std::stoi(args.get("timeout-s", "15")));
   if (!agent->wait_until_drained(timeout)) {
-    std::cerr << "postwatch-agent: broker " << loaded.config.broker_uri << " did not acknowledge within "
-              << timeout.count() << " s (" << agent->stats().last_error << "); seq " << r.seq << " stays in the spool "
-              << loaded.config.spool.dir.string() << " and is sent by the next run\n";
+    auto s = agent->stats();
+    std::cerr << "postwatch-agent: ";
+    if (aggregator_confirms(loaded.config) && s.sent_through_seq >= r.seq)
+      std::cerr << "broker " << loaded.config.broker_uri << " acknowledged seq " << r.seq
+                << " but the aggregator did not confirm it within " << timeout.count() << " s";
+    else
+      std::cerr << "broker " << loaded.config.broker_uri << " did not acknowledge within " << timeout.count() << " s ("
+                << s.last_error << ")";
+    std::cerr << "; seq " << r.seq << " stays in the spool " << loaded.config.spool.dir.string()
+              << " and is sent by the next run\n";
     return 3;
   }
-  std::cout << "sent seq " << r.seq << " to " << agent->events_topic() << "\n";
+  std::cout << "sent seq " << r.seq << " to " << agent->events_topic()
+            << (aggregator_confirms(loaded.config) ? ", confirmed by the aggregator" : ", acknowledged by the broker")
+            << "\n";
   return 0;
 }
 

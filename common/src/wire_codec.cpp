@@ -181,10 +181,10 @@ DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState
   out.heartbeat_interval_s = st->heartbeat_interval_s();
   out.has_metrics = st->metrics() != nullptr;
   if (const auto* m = st->metrics()) {
-    out.metrics = AgentMetrics{m->spool_events(),    m->spool_bytes(), m->oldest_unsent_age_ms(),
-                               m->events_accepted(), m->events_sent(), m->events_dropped(),
-                               m->reconnects(),      m->rss_bytes(),   m->uptime_s(),
-                               m->sent_through_seq(), m->confirmed_through_seq()};
+    out.metrics =
+        AgentMetrics{m->spool_events(), m->spool_bytes(),      m->oldest_unsent_age_ms(), m->events_accepted(),
+                     m->events_sent(),  m->events_dropped(),   m->reconnects(),           m->rss_bytes(),
+                     m->uptime_s(),     m->sent_through_seq(), m->confirmed_through_seq()};
   }
   return DecodeError::None;
 }
@@ -193,8 +193,8 @@ std::vector<std::uint8_t> encode_delivery_confirm(const DeliveryConfirm& c) {
   flatbuffers::FlatBufferBuilder fbb(128);
   auto agent = fbb.CreateString(c.agent_id);
   auto post = fbb.CreateString(c.post_id);
-  auto root = fbw::CreateDeliveryConfirm(fbb, WireLimits::schema_version, agent, post, c.through_seq, c.at_ms,
-                                         c.resend_from);
+  auto root =
+      fbw::CreateDeliveryConfirm(fbb, WireLimits::schema_version, agent, post, c.through_seq, c.at_ms, c.resend_from);
   fbw::FinishDeliveryConfirmBuffer(fbb, root);
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }

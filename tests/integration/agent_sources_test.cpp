@@ -85,7 +85,8 @@ class AgentSources : public ::testing::Test {
                 {"allow_plaintext", true},
                 {"catalogue_file", catalogue_path().string()},
                 {"spool", {{"dir", (dir.path() / "spool").string()}, {"fsync", "never"}}},
-                {"batch", {{"max_delay_ms", 10}}}};
+                {"batch", {{"max_delay_ms", 10}}},
+                {"delivery", {{"confirm", "broker"}}}};  // no aggregator here: the broker's PUBACK releases
   }
   void start_agent(const json& config) {
     std::ofstream(config_file) << config.dump(2);

@@ -175,6 +175,7 @@ class AgentTls : public ::testing::Test {
            {"catalogue_file", catalogue_path().string()},
            {"spool", {{"dir", (dir.path() / "spool").string()}, {"fsync", "never"}}},
            {"batch", {{"max_delay_ms", 10}}},
+           {"delivery", {{"confirm", "broker"}}},  // no aggregator here: the broker's PUBACK releases
            {"keep_alive_s", 5}};
     if (edit) edit(j);
     auto file = dir.path() / "agent.json";

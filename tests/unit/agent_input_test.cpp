@@ -68,6 +68,30 @@ TEST(AgentConfig, ErrorsNameTheFieldAndProblem) {
   EXPECT_NE(config_error(R"({"agent_id": "a", "heartbeat_s": 1e999})").find("not valid JSON"), std::string::npos);
 }
 
+TEST(AgentConfig, DeliveryConfirmDefaultsToTheAggregator) {
+  test::TempDir dir;
+  auto file = dir.path() / "agent.json";
+  std::ofstream(file) << R"({"agent_id": "gw-1", "post_id": "bamako"})";
+  EXPECT_EQ(AgentConfig::load(file).confirm, DeliveryConfirmMode::Aggregator);
+  std::ofstream(file) << R"({"agent_id": "gw-1", "post_id": "bamako", "delivery": {"confirm": "broker"}})";
+  EXPECT_EQ(AgentConfig::load(file).confirm, DeliveryConfirmMode::Broker);
+  std::ofstream(file) << R"({"agent_id": "gw-1", "post_id": "bamako", "delivery": {"confirm": "aggregator"}})";
+  EXPECT_EQ(AgentConfig::load(file).confirm, DeliveryConfirmMode::Aggregator);
+
+  EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "delivery": {"confirm": "puback"}})")
+                .find("delivery.confirm: must be aggregator or broker"),
+            std::string::npos);
+  EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "delivery": {"confirm": true}})")
+                .find("delivery.confirm: must be a string"),
+            std::string::npos);
+  EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "delivery": {"timeout_s": 5}})")
+                .find("delivery.timeout_s: unknown setting (known here: confirm)"),
+            std::string::npos);
+  EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "delivery": "broker"})")
+                .find("delivery: must be an object"),
+            std::string::npos);
+}
+
 TEST(EventJson, ParsesEachKind) {
   IndicatorEvent e;
   ASSERT_EQ(parse_event_json(R"({"indicator": "terrorism_threat_level", "value": 4, "note": "n",

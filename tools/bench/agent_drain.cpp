@@ -437,6 +437,7 @@ double phase_drain(Context& c, Subscriber& sub, const std::string& broker_uri, c
   cfg.spool = so;
   cfg.batch_max_events = c.opt.batch;
   cfg.max_inflight_batches = c.opt.inflight;
+  cfg.confirm = agent::DeliveryConfirmMode::Broker;  // a plain subscriber, no aggregator to confirm
   sub.reset(c.opt.events);
   agent::Agent agent(cfg, c.catalogue, std::move(spool), c.log);
   c.events_topic = agent.events_topic();

@@ -26,7 +26,7 @@ struct AgentSpec {
 };
 
 struct FleetTotals {
-  std::uint64_t accepted = 0, sent = 0, rejected = 0, backlog = 0;
+  std::uint64_t accepted = 0, sent = 0, confirmed = 0, rejected = 0, backlog = 0;
   std::size_t connected = 0, agents = 0;
 };
 

@@ -111,6 +111,7 @@ FleetTotals InProcessFleet::totals() const {
     auto s = a->stats();
     t.accepted += s.accepted;
     t.sent += s.sent;
+    t.confirmed += s.confirmed;
     t.rejected += s.rejected;
     t.backlog += s.backlog.events;
     t.connected += s.connected ? 1 : 0;

@@ -172,8 +172,8 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 void log_progress(spdlog::logger& log, const sim::Fleet& fleet, double elapsed_s) {
   auto t = fleet.totals();
-  log.info("{:.0f} s: events accepted {} sent {} rejected {} | agents connected {}/{} | backlog {}", elapsed_s,
-           t.accepted, t.sent, t.rejected, t.connected, t.agents, t.backlog);
+  log.info("{:.0f} s: events accepted {} sent {} confirmed {} rejected {} | agents connected {}/{} | backlog {}",
+           elapsed_s, t.accepted, t.sent, t.confirmed, t.rejected, t.connected, t.agents, t.backlog);
 }
 
 // Ticks the world and plays the timeline until the duration is up or a signal arrives.
@@ -340,11 +340,12 @@ int run(const Options& o, const std::shared_ptr<spdlog::sinks::sink>& sink,
   auto start = Clock::now();
   run_loop(world, timeline, *fleet, *log, o.duration_s);
   timeline.finish();
-  log->info("stopping: waiting up to {} s for the broker to acknowledge the backlog", kDrainTimeout.count());
+  log->info("stopping: waiting up to {} s for the backlog to be confirmed", kDrainTimeout.count());
   bool drained = fleet->drain_and_stop(kDrainTimeout);
   auto t = fleet->totals();
-  log->info("done after {:.1f} s: events accepted {} sent {} rejected {}{}", seconds_since(start), t.accepted, t.sent,
-            t.rejected, drained ? "" : fmt::format(", {} never acknowledged", t.backlog));
+  // sent counts every PUBACK, resends after a reconnect included; confirmed is what left the spools.
+  log->info("done after {:.1f} s: events accepted {} sent {} confirmed {} rejected {}{}", seconds_since(start),
+            t.accepted, t.sent, t.confirmed, t.rejected, drained ? "" : fmt::format(", {} never confirmed", t.backlog));
   if (auto stuck = fleet->stuck_agents(); !stuck.empty()) {
     std::string ids;
     for (std::size_t i = 0; i < stuck.size() && i < 5; ++i) ids += (i ? ", " : "") + stuck[i];

@@ -195,6 +195,7 @@ void ProcessFleet::refresh(std::chrono::milliseconds min_age) const {
     s.connected = j.value("connected", false) && c.exit_status == -1;
     s.accepted = j.value("events_accepted", std::uint64_t{0});
     s.sent = j.value("events_sent", std::uint64_t{0});
+    s.confirmed = j.value("events_confirmed", std::uint64_t{0});
     s.rejected = j.value("events_rejected", std::uint64_t{0});
     s.spool_events = j.value("spool_events", std::uint64_t{0});
     s.updated_at_ms = j.value("updated_at_ms", std::int64_t{0});
@@ -257,6 +258,7 @@ FleetTotals ProcessFleet::totals() const {
     const Status& s = c.status;
     t.accepted += s.accepted;
     t.sent += s.sent;
+    t.confirmed += s.confirmed;
     t.rejected += s.rejected + c.lines_refused;
     // Unacknowledged: in the spool, or still in the FIFO.
     std::uint64_t read = s.accepted + s.rejected;

@@ -55,7 +55,7 @@ class ProcessFleet : public Fleet {
   struct Status {
     bool fresh = false;  // written by this run's process
     bool connected = false;
-    std::uint64_t accepted = 0, sent = 0, rejected = 0, spool_events = 0;
+    std::uint64_t accepted = 0, sent = 0, confirmed = 0, rejected = 0, spool_events = 0;
     std::int64_t updated_at_ms = 0;
     std::string last_error;
   };

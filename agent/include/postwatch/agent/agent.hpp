@@ -1,5 +1,6 @@
 // One agent: validates events from local sources, holds them in an EventBacklog
-// and publishes them in batches (QoS 1) until the broker acknowledges them.
+// and publishes them in batches (QoS 1) until the aggregator confirms them (or, with
+// DeliveryConfirmMode::Broker, until the broker acknowledges them).
 #pragma once
 
 #include "postwatch/agent/agent_config.hpp"
@@ -23,6 +24,11 @@ struct AgentStats {
   std::uint64_t rejected = 0;  // refused by validation or a full backlog
   std::uint64_t sent = 0;      // acknowledged by the broker
   std::uint64_t batches_sent = 0;
+  std::uint64_t confirmed = 0;              // released from the backlog on the aggregator's confirmation
+  std::uint64_t confirmed_through_seq = 0;  // highest seq the aggregator confirmed (and this backlog issued)
+  std::uint64_t sent_through_seq = 0;       // highest seq the broker acknowledged
+  std::uint64_t resend_requests = 0;        // the aggregator asked to send again from a seq
+  std::uint64_t confirm_rejected = 0;       // confirmations ignored: malformed, another agent's, unknown seqs
   std::uint64_t reconnects = 0;
   std::uint64_t heartbeats_sent = 0;
   bool connected = false;
@@ -48,14 +54,15 @@ class Agent {
 
   // Connects in the background (with retries) and starts publishing.
   void start();
-  // Stops publishing and disconnects; events not yet acknowledged stay in the backlog.
+  // Stops publishing and disconnects; events not yet confirmed stay in the backlog.
   void stop();
 
   // Thread-safe. Checks the event against the catalogue, then stores it.
   // observed_at_ms 0 means "now".
   SubmitResult submit(IndicatorEvent event);
 
-  // Waits until every accepted event was acknowledged by the broker.
+  // Waits until the backlog is empty: every accepted event was confirmed by the aggregator
+  // (DeliveryConfirmMode::Aggregator) or acknowledged by the broker (Broker).
   bool wait_until_drained(std::chrono::milliseconds timeout);
   bool wait_until_connected(std::chrono::milliseconds timeout);
 
@@ -66,6 +73,7 @@ class Agent {
   // The topics this agent publishes on.
   std::string events_topic() const;
   std::string state_topic() const;
+  std::string confirm_topic() const;  // where the aggregator confirms (subscribed in Aggregator mode)
 
  private:
   struct Impl;

@@ -72,6 +72,12 @@ struct ScriptProbeConfig {
   std::chrono::seconds timeout{10};
 };
 
+// Who tells the agent it may delete events from its spool (docs/agent.md, "Release and resend").
+enum class DeliveryConfirmMode {
+  Aggregator,  // the aggregator's confirmation on the agent's confirm topic: survives a broker crash
+  Broker,      // the broker's PUBACK: events the broker held only in memory can be lost
+};
+
 struct ConfigCheck;
 
 struct AgentConfig {
@@ -90,7 +96,8 @@ struct AgentConfig {
   std::chrono::seconds keep_alive{20};
   std::size_t max_inflight_batches = 8;
   std::size_t queue_max_events = 1'000'000;  // in-memory backlog only (tests, simulator)
-  std::string config_hash;                   // of the file's text; reported in the birth message
+  DeliveryConfirmMode confirm = DeliveryConfirmMode::Aggregator;
+  std::string config_hash;  // of the file's text; reported in the birth message
   LocalApiConfig local_api;
   DropDirConfig drop_dir;
   ProbesConfig probes;
