@@ -511,6 +511,7 @@ void phase_child(Context& c, Subscriber& sub, const std::string& broker_uri) {
                                             {"agent_id", kChildAgentId},
                                             {"post_id", kPost},
                                             {"catalogue_file", test::catalogue_path().string()},
+                                            {"delivery", {{"confirm", "broker"}}},  // no aggregator here
                                             {"spool", {{"dir", (c.work.path() / "child-spool").string()}}}}
                                  .dump(2);
   const std::uint64_t feed_n = kFeedRate * static_cast<std::uint64_t>(kFeedWindow.count());

@@ -1237,6 +1237,8 @@ int collectd_main(int argc, char** argv) {
                                {"agent_id", "bench-agent"},
                                {"post_id", "bamako"},
                                {"catalogue_file", POSTWATCH_BENCH_CATALOGUE},
+                               // collectd has no aggregator either: release on PUBACK as it does
+                               {"delivery", {{"confirm", "broker"}}},
                                {"spool", {{"dir", (work.path() / "spool").string()}}}}
                               .dump(2);
     TopicCounter counter(broker.uri(), std::string(topics::events_filter));
