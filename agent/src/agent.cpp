@@ -506,7 +506,7 @@ struct Agent::Impl {
   // one process losing the broker together: dozens stuck for good in an unbounded wait.
   void make_client() {
     client = std::make_unique<mqtt::async_client>(config.broker_uri, client_id_for(config));
-    if (aggregator_confirms) client->set_message_callback([this](mqtt::const_message_ptr m) { on_confirm(m); });
+    if (aggregator_confirms) client->set_message_callback([this](const mqtt::const_message_ptr& m) { on_confirm(m); });
     client->set_connection_lost_handler([this](const std::string& cause) {
       {
         std::lock_guard lk(mu);
