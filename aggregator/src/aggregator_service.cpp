@@ -269,21 +269,13 @@ struct AggregatorService::Impl {
     confirmer.tick(ingest, presence, {store.events_handed_over(), store.events_committed()}, caught_up, now_utc_ms());
   }
 
-  void schedule_confirm_tick() {
-    confirm_ticker.expires_after(std::chrono::milliseconds(options.confirm_interval_ms));
-    confirm_ticker.async_wait([this](boost::system::error_code ec) {
+  // Runs `fn` every `interval_ms` on the io_context until the timer is cancelled.
+  void repeat(boost::asio::steady_timer& timer, std::int64_t interval_ms, void (Impl::*fn)()) {
+    timer.expires_after(std::chrono::milliseconds(interval_ms));
+    timer.async_wait([this, &timer, interval_ms, fn](boost::system::error_code ec) {
       if (ec) return;
-      confirm_tick();
-      schedule_confirm_tick();
-    });
-  }
-
-  void schedule_tick() {
-    ticker.expires_after(std::chrono::milliseconds(options.tick_ms));
-    ticker.async_wait([this](boost::system::error_code ec) {
-      if (ec) return;
-      tick();
-      schedule_tick();
+      (this->*fn)();
+      repeat(timer, interval_ms, fn);
     });
   }
 
@@ -339,8 +331,9 @@ void AggregatorService::start() {
   else
     impl_->log->info("access: {} token(s) from {}", impl_->access.size(), impl_->options.tokens_file.string());
   impl_->mqtt.start();
-  impl_->schedule_tick();
-  if (impl_->options.confirm_interval_ms > 0) impl_->schedule_confirm_tick();
+  impl_->repeat(impl_->ticker, impl_->options.tick_ms, &Impl::tick);
+  if (impl_->options.confirm_interval_ms > 0)
+    impl_->repeat(impl_->confirm_ticker, impl_->options.confirm_interval_ms, &Impl::confirm_tick);
 }
 
 void AggregatorService::stop() {

@@ -79,6 +79,13 @@ bool BatchIngest::accept_event(AgentTrack& agent, std::uint32_t post, const Even
     counters_.events_duplicate += 1;
     return false;
   }
+  // Refusals come after the seq check, so a refused event settles its seq (it holds back
+  // neither the agent's confirmation nor, resent, a counter: it is a duplicate then).
+  if (e.observed_at_ms > received_at_ms + policy_.max_clock_skew_ms) {
+    counters_.events_future += 1;
+    reject(topic, "event observed in the future (seq " + std::to_string(e.seq) + ")");
+    return false;
+  }
   auto ind = catalogue_.indicator_index(e.indicator);
   if (!ind) {
     counters_.events_unknown_indicator += 1;
@@ -161,18 +168,6 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   std::size_t applied = 0;
   std::uint64_t gaps_before = agent.seqs.gaps();
   for (const EventView& e : batch_.events) {
-    if (e.observed_at_ms > now_ms + policy_.max_clock_skew_ms) {
-      // Refused once and settled, so it holds back neither the agent's confirmation nor,
-      // resent, the counter (it is a duplicate then).
-      if (!agent.seqs.any()) agent.seqs = SeqWindow(e.seq);
-      if (agent.seqs.accept(e.seq) == SeqWindow::Verdict::Duplicate) {
-        counters_.events_duplicate += 1;
-        continue;
-      }
-      counters_.events_future += 1;
-      reject(topic, "event observed in the future (seq " + std::to_string(e.seq) + ")");
-      continue;
-    }
     bool late = e.observed_at_ms < now_ms - policy_.allowed_lateness_ms;
     if (accept_event(agent, *post, e, now_ms, late, topic)) {
       ++applied;

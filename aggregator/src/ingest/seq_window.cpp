@@ -10,12 +10,16 @@ SeqWindow::Verdict SeqWindow::accept(std::uint64_t seq) {
   seen_.set(bit);
   if (!any_ || seq > highest_) highest_ = seq;
   any_ = true;
-  // Advance base over the contiguous prefix so settled seqs leave the bitmap.
+  advance_over_seen();
+  return Verdict::New;
+}
+
+// Moves base over the contiguous prefix of seen seqs, so settled seqs leave the bitmap.
+void SeqWindow::advance_over_seen() {
   while (seen_.test(base_ % kWindow)) {
     seen_.reset(base_ % kWindow);
     ++base_;
   }
-  return Verdict::New;
 }
 
 void SeqWindow::slide_to(std::uint64_t new_base) {
@@ -63,10 +67,7 @@ void SeqWindow::settle_through(std::uint64_t seq) {
   if (seq + 1 <= base_) return;
   gap_floor_ = std::max(gap_floor_, seq + 1);  // below the floor, slide_to forgets without counting
   slide_to(seq + 1);
-  while (seen_.test(base_ % kWindow)) {  // and on over what is already seen
-    seen_.reset(base_ % kWindow);
-    ++base_;
-  }
+  advance_over_seen();
   if (!any_ || highest_ < seq) highest_ = seq;
   any_ = true;
 }

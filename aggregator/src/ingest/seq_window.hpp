@@ -51,6 +51,7 @@ class SeqWindow {
 
  private:
   void slide_to(std::uint64_t new_base);
+  void advance_over_seen();
   std::uint64_t base_ = 0;
   std::uint64_t gap_floor_ = 0;
   std::uint64_t highest_ = 0;
