@@ -67,7 +67,6 @@ struct Agent::Impl {
   std::string state_topic;
   std::string heartbeat_topic;
   std::string confirm_topic;
-  bool aggregator_confirms = true;  // config.confirm == Aggregator
   std::int64_t started_ms = now_utc_ms();
   std::uint64_t reported_drops = 0;  // drops already reported as an agent_events_dropped event
 
@@ -102,7 +101,6 @@ struct Agent::Impl {
     state_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::State);
     heartbeat_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Heartbeat);
     confirm_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Confirm);
-    aggregator_confirms = config.confirm == DeliveryConfirmMode::Aggregator;
     reported_drops = backlog->stats().dropped;
     if (!config.password_file.empty()) password = read_secret_file(config.password_file);
     if (config.uses_tls() && !config.tls.enabled)
@@ -271,7 +269,7 @@ struct Agent::Impl {
         maintain();
         next_maintenance = now + std::chrono::seconds(1);
       }
-      if (aggregator_confirms) apply_confirmations(cursor, inflight);
+      if (config.aggregator_confirms()) apply_confirmations(cursor, inflight);
       if (!client->is_connected()) {
         if (now < next_connect) {
           // Waiting out the backoff in short slices keeps upkeep (fsync, age bound) running during an outage.
@@ -291,7 +289,7 @@ struct Agent::Impl {
         backoff = std::chrono::milliseconds(250);
         // Before the birth: the retained confirmation arrives with the subscription and releases
         // what the aggregator already holds.
-        if (aggregator_confirms) subscribe_confirmations();
+        if (config.aggregator_confirms()) subscribe_confirmations();
         inflight.clear();  // anything unconfirmed is sent again; the aggregator drops duplicates
         {
           std::lock_guard lk(mu);
@@ -362,7 +360,7 @@ struct Agent::Impl {
       }
       {
         std::lock_guard lk(mu);
-        if (!aggregator_confirms) backlog->release_through(front.last_seq);
+        if (!config.aggregator_confirms()) backlog->release_through(front.last_seq);
         counters.sent += front.count;
         counters.batches_sent += 1;
         counters.sent_through_seq = std::max(counters.sent_through_seq, front.last_seq);
@@ -506,7 +504,8 @@ struct Agent::Impl {
   // one process losing the broker together: dozens stuck for good in an unbounded wait.
   void make_client() {
     client = std::make_unique<mqtt::async_client>(config.broker_uri, client_id_for(config));
-    if (aggregator_confirms) client->set_message_callback([this](const mqtt::const_message_ptr& m) { on_confirm(m); });
+    if (config.aggregator_confirms())
+      client->set_message_callback([this](const mqtt::const_message_ptr& m) { on_confirm(m); });
     client->set_connection_lost_handler([this](const std::string& cause) {
       {
         std::lock_guard lk(mu);

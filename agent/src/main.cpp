@@ -204,8 +204,7 @@ std::unique_ptr<Agent> make_agent(const Loaded& l, std::shared_ptr<spdlog::logge
 
 std::filesystem::path status_file(const AgentConfig& c) { return c.spool.dir / "status.json"; }
 
-bool aggregator_confirms(const AgentConfig& c) { return c.confirm == DeliveryConfirmMode::Aggregator; }
-const char* confirmer(const AgentConfig& c) { return aggregator_confirms(c) ? "aggregator" : "broker"; }
+const char* confirmer(const AgentConfig& c) { return c.aggregator_confirms() ? "aggregator" : "broker"; }
 
 // The running agent's status, for `postwatch-agent status`; written atomically.
 void write_status(const Agent& agent) {
@@ -437,7 +436,7 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   if (!g_stop) {
     if (!agent->wait_until_drained(std::chrono::seconds(30))) {
       log->error("timed out waiting for the {} to {} {} event(s)", confirmer(loaded.config),
-                 aggregator_confirms(loaded.config) ? "confirm" : "acknowledge", agent->stats().backlog.events);
+                 loaded.config.aggregator_confirms() ? "confirm" : "acknowledge", agent->stats().backlog.events);
     }
   }
   for (auto& source : sources) source->stop();
@@ -493,7 +492,7 @@ int cmd_emit(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   if (!agent->wait_until_drained(timeout)) {
     auto s = agent->stats();
     std::cerr << "postwatch-agent: ";
-    if (aggregator_confirms(loaded.config) && s.sent_through_seq >= r.seq)
+    if (loaded.config.aggregator_confirms() && s.sent_through_seq >= r.seq)
       std::cerr << "broker " << loaded.config.broker_uri << " acknowledged seq " << r.seq
                 << " but the aggregator did not confirm it within " << timeout.count() << " s";
     else
@@ -504,7 +503,7 @@ int cmd_emit(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
     return 3;
   }
   std::cout << "sent seq " << r.seq << " to " << agent->events_topic()
-            << (aggregator_confirms(loaded.config) ? ", confirmed by the aggregator" : ", acknowledged by the broker")
+            << (loaded.config.aggregator_confirms() ? ", confirmed by the aggregator" : ", acknowledged by the broker")
             << "\n";
   return 0;
 }

@@ -123,6 +123,7 @@ struct AgentConfig {
   std::vector<ConfigProblem> check_consistency() const;
 
   bool uses_tls() const;  // ssl:// or mqtts://
+  bool aggregator_confirms() const { return confirm == DeliveryConfirmMode::Aggregator; }
 };
 
 // What AgentConfig::validate found: the config as far as it could be read, and every problem.
