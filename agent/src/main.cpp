@@ -188,8 +188,15 @@ void ensure_fifo(const std::string& path) {
     if (!S_ISFIFO(st.st_mode)) throw ConfigError(path + ": exists and is not a FIFO (named pipe)");
     return;
   }
-  if (::mkfifo(path.c_str(), 0620) != 0) throw ConfigError(path + ": cannot create FIFO: " + std::strerror(errno));
-  ::chmod(path.c_str(), 0620);  // whatever the umask: the owner reads, the group's sources write
+  // Made under a temporary name and renamed once its mode is right, whatever the umask, so
+  // no source ever sees the FIFO with the umask's mode (the owner reads, the group's sources write).
+  auto tmp = path + ".tmp" + std::to_string(::getpid());
+  if (::mkfifo(tmp.c_str(), 0620) != 0) throw ConfigError(path + ": cannot create FIFO: " + std::strerror(errno));
+  if (::chmod(tmp.c_str(), 0620) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    auto err = errno;
+    ::unlink(tmp.c_str());
+    throw ConfigError(path + ": cannot create FIFO: " + std::strerror(err));
+  }
 }
 
 bool is_fifo(const std::string& path) {
