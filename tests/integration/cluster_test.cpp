@@ -162,16 +162,26 @@ class Cluster : public ::testing::Test {
   // whole stream: every agent at its last seq).
   ::testing::AssertionResult converges(AggregatorProcess& ref, AggregatorProcess& agg, std::uint64_t rounds) {
     json want;
+    std::string short_of;  // why the reference is not there yet, for the failure message
     bool settled = wait_until(
         [&] {
           want = global_view(ref, stream);
-          if (want.is_null()) return false;
+          if (want.is_null()) {
+            short_of = "no answer from its API";
+            return false;
+          }
           for (const auto& [key, t] : want["agents"].items())
-            if (!t.is_array() || t[1] != rounds * 5) return false;
+            if (!t.is_array() || t[1] != rounds * 5) {
+              short_of = "agent " + key + " at " + t.dump() + ", want highest seq " + std::to_string(rounds * 5);
+              return false;
+            }
           return true;
         },
         std::chrono::seconds(20), std::chrono::milliseconds(100));
-    if (!settled) return ::testing::AssertionFailure() << "the reference did not receive the whole stream";
+    if (!settled)
+      return ::testing::AssertionFailure() << "the reference did not receive the whole stream (" << short_of
+                                           << (ref.process().running() ? "" : "; it has exited") << "); its log:\n"
+                                           << ref.process().log();
     std::string diff;
     bool same = wait_until(
         [&] {
