@@ -138,8 +138,8 @@ void expect_reconciled(AggregatorProcess& agg, const std::string& post, const st
       << context << "\nAGGREGATOR LOG (tail)\n"
       << tail(agg.process().log());
   auto t = agg.agent_track(key);
-  EXPECT_EQ(t["highest_seq"], accepted) << key;        // no seq beyond what the agent accepted
-  EXPECT_EQ(t["gaps"], dropped) << key;                // none missing
+  EXPECT_EQ(t["highest_seq"], accepted) << key;  // no seq beyond what the agent accepted
+  EXPECT_EQ(t["gaps"], dropped) << key;          // none missing
   if (!refilled) {
     EXPECT_EQ(t["reordered"], 0) << key;  // per-agent order kept
   }
@@ -378,8 +378,8 @@ class AgentProcess {
     a.exit_status = proc_->wait(timeout);
     std::smatch m;
     const std::string text = log();
-    if (std::regex_search(text, m,
-                          std::regex(R"(accepted (\d+) sent (\d+) confirmed (\d+) rejected (\d+) unconfirmed (\d+))"))) {
+    if (std::regex_search(
+            text, m, std::regex(R"(accepted (\d+) sent (\d+) confirmed (\d+) rejected (\d+) unconfirmed (\d+))"))) {
       a.accepted = std::stoull(m[1]);
       a.sent = std::stoull(m[2]);
       a.confirmed = std::stoull(m[3]);
@@ -527,6 +527,39 @@ TEST(Faults, AggregatorSigkillMidStreamLosesNothingUncommitted) {
   expect_reconciled(*aggregator, a.post(), a.id(), account.accepted, account.dropped, "AGENT LOG\n" + tail(a.log()),
                     /*refilled=*/true);
   EXPECT_EQ(stat_of(*aggregator, "events_gaps"), 0u);
+}
+
+// An aggregator that first sees an agent mid-stream (started after the agents, a rebuilt host
+// with an empty store, a broker that kept only the later part of its queue) must not confirm
+// across the seqs below the first one it saw: the agent may still hold them. Here nobody
+// subscribes while the agent streams its first ~1500 events, so the broker drops them and only
+// the agent's spool has them. The aggregator's first event is far past seq 1; the agent's
+// retained birth says its spool starts at 1, so the aggregator asks for the rest and confirms
+// nothing across the hole meanwhile. (Before the window was anchored this way, it confirmed from
+// its first seq seen on, and the agent deleted 1..N unseen.)
+TEST(Faults, AggregatorFirstSeeingAnAgentMidStreamGetsWhatTheAgentStillHolds) {
+  TempDir dir;
+  MosquittoBroker broker("", /*persistent=*/true);
+  AgentProcess a(dir, broker.uri(), "kigali", "late");
+  a.start_stream(5, 10ms);  // ~500 events/s
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto st = a.status();
+        return st.is_object() && st.value("events_sent", std::uint64_t{0}) >= 1500;
+      },
+      20s, 100ms))
+      << tail(a.log());
+  AggregatorProcess aggregator(broker, dir, {}, "fault-late");
+  ASSERT_TRUE(wait_until([&] { return aggregator.events_accepted() >= a.written(); }, 30s)) << tail(a.log());
+  auto account = a.finish(60s);
+  ASSERT_EQ(account.exit_status, 0) << tail(a.log());
+  EXPECT_EQ(account.unsent, 0u);
+  EXPECT_EQ(account.confirmed, account.accepted);
+  expect_reconciled(aggregator, a.post(), a.id(), account.accepted, account.dropped, "AGENT LOG\n" + tail(a.log()),
+                    /*refilled=*/true);
+  EXPECT_EQ(stat_of(aggregator, "confirm_anchored"), 1u);
+  EXPECT_GE(stat_of(aggregator, "confirm_resend_requests"), 1u);
+  EXPECT_EQ(stat_of(aggregator, "events_gaps"), 0u);
 }
 
 // The agent (the real binary, inside a network namespace) loses its link to the broker for longer

@@ -62,6 +62,15 @@ class DeliveryConfirmerTest : public ::testing::Test {
     st.metrics.confirmed_through_seq = confirmed_through;
     presence.on_message("postwatch/v1/sub-saharan-africa/bamako/a1/heartbeat", encode_agent_state(st), now);
   }
+  void birth(std::uint64_t first_unacked) {
+    AgentState st;
+    st.agent_id = "a1";
+    st.post_id = "bamako";
+    st.at_ms = now;
+    st.online = true;
+    st.first_unacked_seq = first_unacked;
+    presence.on_message("postwatch/v1/sub-saharan-africa/bamako/a1/state", encode_agent_state(st), now);
+  }
   void tick(std::uint64_t handed, std::uint64_t committed, bool caught_up = true) {
     now += 1000;
     confirmer.tick(ingest, presence, {handed, committed}, caught_up, now);
@@ -206,4 +215,36 @@ TEST_F(DeliveryConfirmerTest, AHoleThatOutlivesATickIsAskedForAgain) {
   tick(7, 7);
   tick(7, 7);
   EXPECT_EQ(confirmer.counters().resend_requests, 1u);
+}
+
+TEST_F(DeliveryConfirmerTest, AnAgentFirstSeenMidStreamIsConfirmedOnlyOnceItsBirthPlacesIt) {
+  // A fresh store and a broker that kept only the later part of the queue: 5000.. come first.
+  feed({5000, 5001, 5002});
+  tick(3, 3);
+  tick(3, 3);
+  EXPECT_TRUE(published.empty()) << "seqs below 5000 may still be in the agent's spool";
+  birth(4990);  // the agent's spool started at 4990 when it connected
+  tick(3, 3);
+  EXPECT_EQ(confirmer.counters().anchored, 1u);
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_EQ(published.back().confirm.through_seq, 4989u) << "4990..4999 are still to come";
+  tick(3, 3);
+  ASSERT_EQ(confirmer.counters().resend_requests, 1u);
+  EXPECT_EQ(published.back().confirm.resend_from, 4990u);
+  std::vector<std::uint64_t> resent;
+  for (std::uint64_t s = 4990; s < 5000; ++s) resent.push_back(s);
+  feed(resent);
+  tick(13, 13);
+  EXPECT_EQ(published.back().confirm.through_seq, 5002u);
+  EXPECT_EQ(ingest.counters().events_gaps, 0u);
+  EXPECT_EQ(confirmer.counters().anchored, 1u);
+}
+
+TEST_F(DeliveryConfirmerTest, AHeartbeatsConfirmationPlacesAnAgentFirstSeenMidStream) {
+  feed({700, 701});
+  heartbeat(701, 699);  // an earlier run confirmed through 699
+  tick(2, 2);
+  EXPECT_EQ(confirmer.counters().anchored, 1u);
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_EQ(published.back().confirm.through_seq, 701u);
 }

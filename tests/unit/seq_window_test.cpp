@@ -68,22 +68,71 @@ TEST(SeqWindow, SettledThroughStopsAtTheFirstHoleUntilItIsFilledOrGivenUp) {
   EXPECT_EQ(w.settled_through(), 15u);
 }
 
-TEST(SeqWindow, SettledThroughRunsFromTheFirstSeqSeenNotFromOne) {
-  // An agent first seen at 5000 (its earlier seqs went to another aggregator, or were pruned):
-  // the window keeps room below 5000 for older resends, but confirmation follows 5000 on.
+TEST(SeqWindow, FirstSeenMidStreamConfirmsNothingUntilAnchored) {
+  // An agent first seen at 5000 (a fresh store, a broker that lost the start of its queue):
+  // the seqs below may be ones it still holds, so nothing is confirmed across them.
   SeqWindow w(5000);
   w.accept(5000);
   w.accept(5001);
-  EXPECT_LT(w.base(), 5000u);
-  EXPECT_EQ(w.settled_through(), 5001u);
-  w.accept(5003);
-  EXPECT_EQ(w.settled_through(), 5001u);
-  w.accept(4000);  // an older resend is still new, and does not move the confirmation back
-  EXPECT_EQ(w.settled_through(), 5001u);
-  w.accept(5002);
-  EXPECT_EQ(w.settled_through(), 5003u);
-  // The same after a snapshot round trip (another instance taking the agent over).
-  EXPECT_EQ(SeqWindow::restore(w.snapshot()).settled_through(), 5003u);
+  EXPECT_FALSE(w.anchored());
+  EXPECT_EQ(w.settled_through(), 0u);
+  EXPECT_EQ(w.pending_holes(), 0u) << "below the first seq seen is not known to be missing";
+  // Older seqs are new however far below, and counted once.
+  EXPECT_EQ(w.accept(1), V::New);
+  EXPECT_EQ(w.accept(4000), V::New);
+  EXPECT_EQ(w.accept(4000), V::Duplicate);
+  // A long run on does not give the unknown seqs up as gaps.
+  for (std::uint64_t s = 5002; s <= 5000 + 3 * SeqWindow::kWindow; ++s) ASSERT_EQ(w.accept(s), V::New);
+  EXPECT_EQ(w.gaps(), 0u);
+  EXPECT_EQ(w.settled_through(), 0u);
+
+  // The agent's birth: its spool starts at 3000, so 3000..4999 (not 4000) are still to come.
+  w.settle_through(2999);
+  EXPECT_TRUE(w.anchored());
+  EXPECT_EQ(w.settled_through(), 2999u);
+  EXPECT_EQ(w.pending_holes(), 1999u);
+  EXPECT_EQ(w.accept(2000), V::Duplicate) << "released by the agent: settled";
+  // The holes anchoring revealed get a whole window of later seqs to arrive in.
+  const std::uint64_t top = 5000 + 3 * SeqWindow::kWindow;
+  for (std::uint64_t s = top + 1; s < top + SeqWindow::kWindow; ++s) ASSERT_EQ(w.accept(s), V::New);
+  EXPECT_EQ(w.gaps(), 0u);
+  for (std::uint64_t s = 3000; s < 5000; ++s) EXPECT_EQ(w.accept(s), s == 4000 ? V::Duplicate : V::New) << s;
+  EXPECT_EQ(w.settled_through(), top + SeqWindow::kWindow - 1);
+  EXPECT_EQ(w.gaps(), 0u);
+}
+
+TEST(SeqWindow, HolesAnchoringRevealsAreGivenUpAWindowLater) {
+  SeqWindow w(100);
+  for (std::uint64_t s = 100; s <= 200; ++s) w.accept(s);
+  w.settle_through(49);  // 50..99 still to come
+  EXPECT_EQ(w.settled_through(), 49u);
+  w.accept(200 + SeqWindow::kWindow);
+  EXPECT_EQ(w.gaps(), 50u) << "a window past the highest seq at anchoring, they are given up";
+  EXPECT_EQ(w.settled_through(), 200u);
+}
+
+TEST(SeqWindow, RunsStayBoundedWhateverTheOrder) {
+  SeqWindow w(1);
+  // Every other seq: each one a separate run, until the lowest holes are given up.
+  for (std::uint64_t s = 2; s <= 2 * (SeqWindow::kMaxRuns + 10); s += 2) w.accept(s);
+  EXPECT_EQ(w.gaps(), 10u) << "1, 3, 5, ... given up once the runs exceed the bound";
+  EXPECT_EQ(w.pending_holes(), SeqWindow::kMaxRuns) << "one hole below each run";
+  EXPECT_EQ(w.snapshot().seen.size(), SeqWindow::kMaxRuns);
+}
+
+TEST(SeqWindow, SnapshotRoundTripKeepsEverything) {
+  SeqWindow w(5000);
+  for (std::uint64_t s : {5000, 5001, 5003, 4000, 7}) w.accept(s);
+  auto r = SeqWindow::restore(w.snapshot());
+  EXPECT_FALSE(r.anchored());
+  EXPECT_EQ(r.accept(4000), V::Duplicate);
+  EXPECT_EQ(r.accept(5002), V::New);
+  r.settle_through(3999);
+  EXPECT_EQ(r.settled_through(), 4000u) << "4001..4999 are still to come";
+  r.settle_through(4999);
+  EXPECT_EQ(r.settled_through(), 5003u);
+  EXPECT_EQ(r.gaps(), 0u);
+  EXPECT_EQ(r.snapshot().seen, std::vector<SeqWindow::Run>{});
 }
 
 TEST(SeqWindow, SettleThroughForgetsHolesTheAgentNoLongerHoldsWithoutCountingGaps) {

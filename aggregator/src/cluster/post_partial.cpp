@@ -22,18 +22,23 @@ std::string encode_partial(const PostPartial& p, const IndicatorCatalogue& catal
   json windows = json::object();
   for (const auto& w : p.rows.windows) windows[inds[w.indicator].id] = w.buckets;
   json agents = json::array();
-  for (const auto& a : p.agents)
+  for (const auto& a : p.agents) {
+    json runs = json::array();
+    for (const auto& r : a.seqs.seen) runs.push_back({r.lo, r.hi});
     agents.push_back({{"agent", a.agent},
                       {"base", a.seqs.base},
-                      {"gap_floor", a.seqs.gap_floor},
+                      {"first_seen", a.seqs.first_seen},
+                      {"anchored", a.seqs.anchored},
+                      {"hold_until", a.seqs.hold_until},
                       {"highest", a.seqs.highest},
                       {"gaps", a.seqs.gaps},
                       {"any", a.seqs.any},
-                      {"seen", a.seqs.seen},
+                      {"runs", std::move(runs)},
                       {"clock_skew_ms", a.clock_skew_ms},
                       {"last_event_ms", a.last_event_ms},
                       {"events", a.events},
                       {"reordered", a.reordered}});
+  }
   json j = {{"format", PostPartial::kFormat},
             {"post", p.post},
             {"owner", p.owner},
@@ -83,11 +88,19 @@ std::string decode_partial(std::string_view payload, const IndicatorCatalogue& c
       AgentTrackSnapshot t;
       t.agent = a.at("agent").get<std::string>();
       t.seqs.base = a.at("base").get<std::uint64_t>();
-      t.seqs.gap_floor = a.at("gap_floor").get<std::uint64_t>();
       t.seqs.highest = a.at("highest").get<std::uint64_t>();
       t.seqs.gaps = a.at("gaps").get<std::uint64_t>();
       t.seqs.any = a.at("any").get<bool>();
-      t.seqs.seen = a.at("seen").get<std::vector<std::uint64_t>>();
+      if (a.contains("runs")) {
+        t.seqs.first_seen = a.at("first_seen").get<std::uint64_t>();
+        t.seqs.anchored = a.at("anchored").get<bool>();
+        t.seqs.hold_until = a.at("hold_until").get<std::uint64_t>();
+        for (const auto& r : a.at("runs"))
+          t.seqs.seen.push_back({r.at(0).get<std::uint64_t>(), r.at(1).get<std::uint64_t>()});
+      } else {  // from an instance before the runs: single seen seqs, anchored at its first seq seen
+        t.seqs.first_seen = a.at("gap_floor").get<std::uint64_t>();
+        for (auto seq : a.at("seen").get<std::vector<std::uint64_t>>()) t.seqs.seen.push_back({seq, seq});
+      }
       t.clock_skew_ms = a.at("clock_skew_ms").get<std::int64_t>();
       t.last_event_ms = a.at("last_event_ms").get<std::int64_t>();
       t.events = a.at("events").get<std::uint64_t>();

@@ -545,6 +545,7 @@ json agent_json(std::string_view key, const AgentPresenceRecord* a, const AgentT
                    {"highest_seq", track->seqs.highest()},
                    {"gaps", track->seqs.gaps()},
                    {"settled_through", track->seqs.settled_through()},
+                   {"anchored", track->seqs.anchored()},
                    {"reordered", track->reordered},
                    {"clock_skew_ms", track->clock_skew_ms},
                    {"last_event_ms", track->last_event_ms}};
@@ -618,6 +619,7 @@ HttpResponse ApiRoutes::stats() {
     j["confirms_published"] = src_.confirm->confirms_published;
     j["confirm_resend_requests"] = src_.confirm->resend_requests;
     j["confirm_settled_by_agent"] = src_.confirm->settled_by_agent;
+    j["confirm_anchored"] = src_.confirm->anchored;
     j["confirm_publish_failures"] = src_.confirm->publish_failures;
     j["confirm_waiting_for_store"] = src_.confirm->waiting_for_store;
   }

@@ -43,6 +43,26 @@ bool released_beyond(const AgentPresence& presence, const std::string& key, std:
 }
 }  // namespace
 
+void DeliveryConfirmer::anchor(BatchIngest& ingest, const AgentPresence& presence, const std::string& key) {
+  // The agent's birth says where its spool started at connect (it holds nothing below), and
+  // a heartbeat what was confirmed to it: either tells which unseen seqs below the first one
+  // we saw are still to come. Without them, nothing is confirmed (SeqWindow, top of file).
+  auto it = presence.agents().find(key);
+  if (it == presence.agents().end()) return;
+  const auto& rec = it->second;
+  bool known = false;
+  std::uint64_t released = 0;
+  if (rec.births > 0 && rec.first_unacked_seq > 0) {
+    released = rec.first_unacked_seq - 1;
+    known = true;
+  }
+  if (rec.has_metrics && rec.metrics.confirmed_through_seq > 0) {
+    released = std::max(released, rec.metrics.confirmed_through_seq);
+    known = true;
+  }
+  if (known && ingest.settle_agent(key, released)) counters_.anchored += 1;
+}
+
 void DeliveryConfirmer::request_resend(AgentConfirm& a, std::uint64_t from, std::int64_t now_ms) {
   // One request per agent per few seconds: the resend takes a moment to arrive.
   constexpr std::int64_t kMinRequestGapMs = 3000;
@@ -59,6 +79,7 @@ void DeliveryConfirmer::tick(BatchIngest& ingest, const AgentPresence& presence,
   Mark mark{store.handed_over, {}};
   for (const auto& [key, track] : ingest.agents()) {
     if (owns_ && !owns_(track.post)) continue;
+    if (!track.seqs.anchored()) anchor(ingest, presence, key);
     std::uint64_t through = track.seqs.settled_through();
     if (through == 0) continue;
     auto slash = key.find('/');

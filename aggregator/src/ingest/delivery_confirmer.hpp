@@ -33,6 +33,7 @@ struct ConfirmCounters {
   std::uint64_t confirms_published = 0;
   std::uint64_t resend_requests = 0;
   std::uint64_t settled_by_agent = 0;   // windows moved on because the agent had released the seqs
+  std::uint64_t anchored = 0;           // agents first seen mid-stream, placed by their birth or heartbeat
   std::uint64_t publish_failures = 0;   // not connected: retried on the next tick
   std::uint64_t waiting_for_store = 0;  // confirmations held back until the store commits (gauge)
 };
@@ -82,6 +83,7 @@ class DeliveryConfirmer {
   AgentConfirm& entry(const std::string& key, std::uint32_t post, std::string_view agent);
   bool send(AgentConfirm& a, std::uint64_t through, std::uint64_t resend_from, std::int64_t now_ms);
   void request_resend(AgentConfirm& a, std::uint64_t from, std::int64_t now_ms);
+  void anchor(BatchIngest& ingest, const AgentPresence& presence, const std::string& key);
 
   const IndicatorCatalogue& catalogue_;
   Publish publish_;

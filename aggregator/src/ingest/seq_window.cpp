@@ -1,93 +1,117 @@
 #include "ingest/seq_window.hpp"
 
+#include <algorithm>
+#include <iterator>
+
 namespace postwatch::aggregator {
 
 SeqWindow::Verdict SeqWindow::accept(std::uint64_t seq) {
   if (seq < base_) return Verdict::Duplicate;
-  if (seq >= base_ + kWindow) slide_to(seq - kWindow + 1);
-  auto bit = seq % kWindow;
-  if (seen_.test(bit)) return Verdict::Duplicate;
-  seen_.set(bit);
+  if (seq == base_ && runs_.empty()) {
+    ++base_;  // in order: the common case, no runs at all
+  } else {
+    if (run_holding(seq)) return Verdict::Duplicate;
+    mark_seen(seq, seq, false);
+  }
   if (!any_ || seq > highest_) highest_ = seq;
   any_ = true;
-  advance_over_seen();
+  give_up_far_holes();
+  if (runs_.size() > kMaxRuns) {
+    // The lowest hole: a known one is a gap; one below the first seq seen (unanchored) is not.
+    mark_seen(base_, runs_.front().lo - 1, anchored_ || runs_.front().lo > first_seen_);
+  }
   return Verdict::New;
 }
 
-// Moves base over the contiguous prefix of seen seqs, so settled seqs leave the bitmap.
-void SeqWindow::advance_over_seen() {
-  while (seen_.test(base_ % kWindow)) {
-    seen_.reset(base_ % kWindow);
-    ++base_;
+const SeqWindow::Run* SeqWindow::run_holding(std::uint64_t seq) const {
+  auto after =
+      std::upper_bound(runs_.begin(), runs_.end(), seq, [](std::uint64_t v, const Run& r) { return v < r.lo; });
+  return after != runs_.begin() && std::prev(after)->hi >= seq ? &*std::prev(after) : nullptr;
+}
+
+void SeqWindow::mark_seen(std::uint64_t lo, std::uint64_t hi, bool count_gaps) {
+  lo = std::max(lo, base_);
+  if (lo > hi) return;
+  // The runs that overlap [lo, hi] or touch it merge into one.
+  auto first =
+      std::lower_bound(runs_.begin(), runs_.end(), lo, [](const Run& r, std::uint64_t v) { return r.hi + 1 < v; });
+  auto last = first;
+  Run merged{lo, hi};
+  std::uint64_t seen = 0;
+  for (; last != runs_.end() && last->lo <= hi + 1; ++last) {
+    std::uint64_t a = std::max(last->lo, lo), b = std::min(last->hi, hi);
+    if (a <= b) seen += b - a + 1;
+    merged.lo = std::min(merged.lo, last->lo);
+    merged.hi = std::max(merged.hi, last->hi);
+  }
+  if (count_gaps) gaps_ += (hi - lo + 1) - seen;
+  runs_.insert(runs_.erase(first, last), merged);
+  if (runs_.front().lo == base_) {  // the prefix is complete: base moves past it
+    base_ = runs_.front().hi + 1;
+    runs_.erase(runs_.begin());
   }
 }
 
-void SeqWindow::slide_to(std::uint64_t new_base) {
-  if (base_ < gap_floor_) {  // below the first seq seen: forget without counting gaps
-    std::uint64_t stop = std::min(new_base, gap_floor_);
-    if (stop - base_ >= kWindow) {
-      seen_.reset();
-      base_ = stop;
-    }
-    for (; base_ < stop; ++base_) seen_.reset(base_ % kWindow);
+void SeqWindow::give_up_far_holes() {
+  if (highest_ < kWindow || highest_ < hold_until_) return;
+  const std::uint64_t limit = highest_ - kWindow;  // known holes at or below are given up
+  std::uint64_t from = anchored_ ? base_ : std::max(base_, first_seen_);
+  if (from > limit) return;
+  if (from == first_seen_ && !anchored_) {  // start after the run holding the first seq seen
+    if (const Run* r = run_holding(from)) from = r->hi + 1;
+    if (from > limit) return;
   }
-  if (new_base <= base_) return;
-  if (new_base - base_ >= kWindow) {
-    gaps_ += kWindow - seen_.count() + (new_base - base_ - kWindow);
-    seen_.reset();
-    base_ = new_base;
-    return;
-  }
-  for (; base_ < new_base; ++base_) {
-    if (!seen_.test(base_ % kWindow)) ++gaps_;
-    seen_.reset(base_ % kWindow);
-  }
+  mark_seen(from, limit, true);
 }
 
 std::uint64_t SeqWindow::pending_holes() const {
-  if (!any_ || highest_ < base_) return 0;
-  std::uint64_t from = std::max(base_, gap_floor_);
+  if (!any_) return 0;
+  const std::uint64_t from = anchored_ ? base_ : std::max(base_, first_seen_);
   if (highest_ < from) return 0;
-  std::uint64_t seen_from = 0;
-  for (std::uint64_t s = from; s <= highest_; ++s) seen_from += seen_.test(s % kWindow);
-  return highest_ - from + 1 - seen_from;
+  std::uint64_t seen = 0;
+  for (const Run& r : runs_) {
+    std::uint64_t a = std::max(r.lo, from), b = std::min(r.hi, highest_);
+    if (a <= b) seen += b - a + 1;
+  }
+  return highest_ - from + 1 - seen;
 }
 
 std::uint64_t SeqWindow::settled_through() const {
-  if (!any_) return 0;
-  if (base_ >= gap_floor_) return base_ - 1;  // accept() keeps base just past the contiguous prefix
-  // Still keeping room below the first seq seen for older resends: what counts is the run of
-  // seen seqs from the first one on.
-  std::uint64_t s = gap_floor_;
-  while (s < base_ + kWindow && seen_.test(s % kWindow)) ++s;
-  return s - 1;
+  if (!any_ || !anchored_ || base_ == 0) return 0;
+  return base_ - 1;  // base is the first seq not settled
 }
 
 void SeqWindow::settle_through(std::uint64_t seq) {
-  if (seq + 1 <= base_) return;
-  gap_floor_ = std::max(gap_floor_, seq + 1);  // below the floor, slide_to forgets without counting
-  slide_to(seq + 1);
-  advance_over_seen();
+  // Holes that anchoring makes known get a whole window of later seqs to be resent in,
+  // however far ahead the highest seq already is.
+  if (!anchored_) hold_until_ = highest_ + kWindow;
+  anchored_ = true;
+  if (seq < base_) return;
+  auto kept = std::find_if(runs_.begin(), runs_.end(), [seq](const Run& r) { return r.hi > seq; });
+  runs_.erase(runs_.begin(), kept);
+  base_ = seq + 1;
+  if (!runs_.empty() && runs_.front().lo <= base_) {  // on over what is already seen
+    base_ = runs_.front().hi + 1;
+    runs_.erase(runs_.begin());
+  }
   if (!any_ || highest_ < seq) highest_ = seq;
   any_ = true;
 }
 
 SeqWindow::Snapshot SeqWindow::snapshot() const {
-  Snapshot s{base_, gap_floor_, highest_, gaps_, any_, {}};
-  for (std::uint64_t off = 0; off < kWindow; ++off)
-    if (seen_.test((base_ + off) % kWindow)) s.seen.push_back(base_ + off);
-  return s;
+  return Snapshot{base_, first_seen_, highest_, gaps_, hold_until_, any_, anchored_, runs_};
 }
 
 SeqWindow SeqWindow::restore(const Snapshot& s) {
   SeqWindow w;
   w.base_ = s.base;
-  w.gap_floor_ = s.gap_floor;
+  w.first_seen_ = s.first_seen;
   w.highest_ = s.highest;
   w.gaps_ = s.gaps;
+  w.hold_until_ = s.hold_until;
   w.any_ = s.any;
-  for (auto seq : s.seen)
-    if (seq >= s.base && seq < s.base + kWindow) w.seen_.set(seq % kWindow);
+  w.anchored_ = s.anchored;
+  for (const Run& r : s.seen) w.mark_seen(r.lo, r.hi, false);  // sorts and merges whatever came
   return w;
 }
 

@@ -1,10 +1,16 @@
-// Duplicate and gap detection for one agent's sequence numbers in bounded memory:
-// every seq below `base` is settled (seen, or given up as a gap); a fixed bitmap
-// covers [base, base + kWindow).
+// Duplicate and gap detection for one agent's sequence numbers in bounded memory: every
+// seq below `base` is settled (seen, given up as a gap, or released by the agent); above
+// it, the seen seqs are kept as a few runs. In order, there are none: base is the next seq.
+//
+// An agent first seen at seq N > 1 (a fresh store, a pruned one, events that went
+// elsewhere) leaves the seqs below N unknown: they may be ones the agent still holds and
+// will resend, or ones it released long ago. Until the window is anchored (the agent's
+// birth or heartbeat says which seqs it no longer holds, settle_through), those seqs are
+// accepted if they come, never counted as gaps, and nothing is confirmed: a confirmation
+// across them would let the agent delete events the aggregator never had.
 #pragma once
 
-#include <algorithm>
-#include <bitset>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -12,52 +18,68 @@ namespace postwatch::aggregator {
 
 class SeqWindow {
  public:
+  // A known hole is given up (counted as a gap) once a seq this far past it is seen: a
+  // drop policy on the agent leaves holes that never fill, and they must not hold the
+  // agent's confirmation back for ever.
   static constexpr std::uint64_t kWindow = 4096;
+  // Memory bound: beyond this many separate runs of seen seqs, the lowest hole is given up.
+  static constexpr std::size_t kMaxRuns = 1024;
 
   enum class Verdict { New, Duplicate };
 
-  // `first_seen` is the first seq we saw from the agent. Up to kWindow/2 older seqs may
-  // still arrive (e.g. resent after a reconnect); never-seen seqs below first_seen are
-  // not counted as gaps, since we cannot know whether they were ours to see.
+  // `first_seen` is the first seq we saw from the agent; above 1, the window starts unanchored.
   explicit SeqWindow(std::uint64_t first_seen = 0)
-      : base_(first_seen - std::min(first_seen > 0 ? first_seen - 1 : 0, kWindow / 2)), gap_floor_(first_seen) {}
+      : base_(first_seen > 1 ? 1 : first_seen), first_seen_(first_seen), anchored_(first_seen <= 1) {}
 
   Verdict accept(std::uint64_t seq);
 
   std::uint64_t base() const { return base_; }
   std::uint64_t highest() const { return highest_; }
   bool any() const { return any_; }
+  // Whether the seqs below the first one seen are resolved (see the top of the file).
+  bool anchored() const { return anchored_; }
   std::uint64_t gaps() const { return gaps_; }  // seqs given up on as never received
-  // Seqs in the window not seen yet, below the highest seen: in-flight or lost.
+  // Known seqs not seen yet, below the highest seen: in flight or lost.
   std::uint64_t pending_holes() const;
-  // The highest seq s such that every seq <= s is settled: seen, given up as a gap, or older
-  // than the first seq seen. 0 before anything was seen. What the aggregator confirms to the
-  // agent (DeliveryConfirmer), so a hole in the middle holds it back until it is filled or given up.
+  // The highest seq s such that every seq <= s is settled: seen, given up as a gap, or
+  // released by the agent. 0 before anything was seen, and while unanchored. What the
+  // aggregator confirms to the agent (DeliveryConfirmer), so a hole holds it back until it
+  // is filled or given up.
   std::uint64_t settled_through() const;
-  // The agent no longer holds any seq <= `seq` (it was confirmed to it before, e.g. by an
-  // earlier run whose refused events left holes in the store): stop waiting for those, without
-  // counting them as gaps. A seq <= `seq` arriving later is a duplicate.
+  // The agent no longer holds any seq <= `seq` (its birth's first unacknowledged seq - 1,
+  // or the confirmation its heartbeat reports): stop waiting for those, without counting
+  // them as gaps, and expect every later seq. Anchors the window. A seq <= `seq` arriving
+  // later is a duplicate.
   void settle_through(std::uint64_t seq);
 
   // The whole window as plain values, so another aggregator instance can take over the
-  // agent's dedupe exactly (docs/scale-out.md). `seen` lists the seqs seen at or above base.
+  // agent's dedupe exactly (docs/scale-out.md).
+  struct Run {
+    std::uint64_t lo = 0, hi = 0;
+    bool operator==(const Run&) const = default;
+  };
   struct Snapshot {
-    std::uint64_t base = 0, gap_floor = 0, highest = 0, gaps = 0;
-    bool any = false;
-    std::vector<std::uint64_t> seen;
+    std::uint64_t base = 0, first_seen = 0, highest = 0, gaps = 0, hold_until = 0;
+    bool any = false, anchored = true;
+    std::vector<Run> seen;  // the runs of seen seqs above base
   };
   Snapshot snapshot() const;
   static SeqWindow restore(const Snapshot& s);
 
  private:
-  void slide_to(std::uint64_t new_base);
-  void advance_over_seen();
+  // Marks [lo, hi] seen (clamped to base), counting the seqs not seen before as gaps if asked.
+  void mark_seen(std::uint64_t lo, std::uint64_t hi, bool count_gaps);
+  void give_up_far_holes();
+  const Run* run_holding(std::uint64_t seq) const;  // the run that holds `seq`, or null
+
   std::uint64_t base_ = 0;
-  std::uint64_t gap_floor_ = 0;
+  std::uint64_t first_seen_ = 0;  // unanchored: seqs in [base, first_seen) are neither expected nor gaps
   std::uint64_t highest_ = 0;
-  bool any_ = false;
   std::uint64_t gaps_ = 0;
-  std::bitset<kWindow> seen_;  // bit (seq % kWindow) for seq in [base, base + kWindow)
+  std::uint64_t hold_until_ = 0;  // anchored with holes: none is given up before the highest seq reaches this
+  bool any_ = false;
+  bool anchored_ = true;
+  std::vector<Run> runs_;  // sorted, disjoint, not touching each other or base
 };
 
 }  // namespace postwatch::aggregator
