@@ -116,6 +116,7 @@ struct Agent::Impl {
     st.agent_version = POSTWATCH_AGENT_VERSION;
     st.config_hash = config.config_hash;
     st.heartbeat_interval_s = static_cast<std::uint32_t>(config.heartbeat_interval.count());
+    st.awaits_confirmation = config.aggregator_confirms();
     return st;
   }
 

@@ -155,9 +155,9 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st) {
                                       m.events_sent, m.events_dropped, m.reconnects, m.rss_bytes, m.uptime_s,
                                       m.sent_through_seq, m.confirmed_through_seq);
   }
-  auto root = fbw::CreateAgentState(fbb, WireLimits::schema_version, agent, post,
-                                    st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline, st.at_ms, version,
-                                    hash, st.first_unacked_seq, st.heartbeat_interval_s, metrics);
+  auto root = fbw::CreateAgentState(
+      fbb, WireLimits::schema_version, agent, post, st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline,
+      st.at_ms, version, hash, st.first_unacked_seq, st.heartbeat_interval_s, metrics, st.awaits_confirmation);
   fbw::FinishAgentStateBuffer(fbb, root);
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
@@ -179,6 +179,7 @@ DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState
   out.config_hash = std::string(view(st->config_hash()));
   out.first_unacked_seq = st->first_unacked_seq();
   out.heartbeat_interval_s = st->heartbeat_interval_s();
+  out.awaits_confirmation = st->awaits_confirmation();
   out.has_metrics = st->metrics() != nullptr;
   if (const auto* m = st->metrics()) {
     out.metrics =

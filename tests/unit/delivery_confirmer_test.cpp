@@ -62,8 +62,9 @@ class DeliveryConfirmerTest : public ::testing::Test {
     st.metrics.confirmed_through_seq = confirmed_through;
     presence.on_message("postwatch/v1/sub-saharan-africa/bamako/a1/heartbeat", encode_agent_state(st), now);
   }
-  void birth(std::uint64_t first_unacked) {
+  void birth(std::uint64_t first_unacked, bool awaits_confirmation = true) {
     AgentState st;
+    st.awaits_confirmation = awaits_confirmation;
     st.agent_id = "a1";
     st.post_id = "bamako";
     st.at_ms = now;
@@ -247,4 +248,19 @@ TEST_F(DeliveryConfirmerTest, AHeartbeatsConfirmationPlacesAnAgentFirstSeenMidSt
   EXPECT_EQ(confirmer.counters().anchored, 1u);
   ASSERT_EQ(published.size(), 1u);
   EXPECT_EQ(published.back().confirm.through_seq, 701u);
+}
+
+TEST_F(DeliveryConfirmerTest, TheBirthOfAnAgentThatReleasesOnPubackPlacesNothing) {
+  // It holds nothing to resend: seqs below the first one seen stay unknown, never gaps.
+  feed({5000, 5001});
+  birth(1, /*awaits_confirmation=*/false);
+  tick(2, 2);
+  tick(2, 2);
+  EXPECT_EQ(confirmer.counters().anchored, 0u);
+  EXPECT_EQ(confirmer.counters().resend_requests, 0u);
+  EXPECT_TRUE(published.empty());
+  std::vector<std::uint64_t> later;
+  for (std::uint64_t s = 5002; s < 5002 + 2 * SeqWindow::kWindow; ++s) later.push_back(s);
+  feed(later);
+  EXPECT_EQ(ingest.counters().events_gaps, 0u);
 }

@@ -192,3 +192,17 @@ TEST(WireCodec, HeartbeatCarriesTheSentThroughSeq) {
   EXPECT_EQ(back.metrics.sent_through_seq, 987'654u);
   EXPECT_EQ(back.metrics.confirmed_through_seq, 987'000u);
 }
+
+TEST(WireCodec, BirthSaysWhetherTheAgentAwaitsConfirmation) {
+  AgentState st;
+  st.agent_id = "gw-1";
+  st.post_id = "bamako";
+  st.first_unacked_seq = 77;
+  AgentState back;
+  for (bool awaits : {true, false}) {
+    st.awaits_confirmation = awaits;
+    ASSERT_EQ(decode_agent_state(encode_agent_state(st), back), DecodeError::None);
+    EXPECT_EQ(back.awaits_confirmation, awaits);
+    EXPECT_EQ(back.first_unacked_seq, 77u);
+  }
+}

@@ -519,7 +519,8 @@ json agent_json(std::string_view key, const AgentPresenceRecord* a, const AgentT
               {"config_hash", a->config_hash},
               {"heartbeat_interval_s", a->heartbeat_interval_s},
               {"last_heartbeat_ms", a->last_heartbeat_ms},
-              {"first_unacked_seq_at_birth", a->first_unacked_seq}});
+              {"first_unacked_seq_at_birth", a->first_unacked_seq},
+              {"awaits_confirmation", a->awaits_confirmation}});
     if (a->has_metrics) {
       const auto& m = a->metrics;
       j["metrics"] = {{"spool_events", m.spool_events},

@@ -41,6 +41,7 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
       rec.config_hash = st.config_hash;
       rec.heartbeat_interval_s = st.heartbeat_interval_s;
       rec.first_unacked_seq = st.first_unacked_seq;
+      rec.awaits_confirmation = st.awaits_confirmation;
     }
     if (was_online != st.online)
       log_->info("agent {} is {}", key, st.online ? "online (birth)" : "offline (death / last will)");

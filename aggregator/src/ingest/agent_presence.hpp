@@ -27,6 +27,7 @@ struct AgentPresenceRecord {
   // From the birth; informational only: duplicates are judged by our own SeqWindow, since
   // the broker may still hold older queued events when a retained birth arrives.
   std::uint64_t first_unacked_seq = 0;
+  bool awaits_confirmation = false;  // birth: it keeps events until confirmed, so it can resend them
   std::string agent_version, config_hash;
   std::uint32_t heartbeat_interval_s = 0;
   bool has_metrics = false;

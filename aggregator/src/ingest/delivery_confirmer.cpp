@@ -44,15 +44,17 @@ bool released_beyond(const AgentPresence& presence, const std::string& key, std:
 }  // namespace
 
 void DeliveryConfirmer::anchor(BatchIngest& ingest, const AgentPresence& presence, const std::string& key) {
-  // The agent's birth says where its spool started at connect (it holds nothing below), and
-  // a heartbeat what was confirmed to it: either tells which unseen seqs below the first one
-  // we saw are still to come. Without them, nothing is confirmed (SeqWindow, top of file).
+  // The birth of an agent that keeps events until confirmed says where its spool started at
+  // connect (it holds nothing below), and a heartbeat what was confirmed to it: either tells
+  // which unseen seqs below the first one we saw are still to come. Without them, nothing is
+  // confirmed (SeqWindow, top of file). An agent that releases on PUBACK holds nothing to
+  // resend: its window stays unanchored, and seqs below the first one seen are not gaps.
   auto it = presence.agents().find(key);
   if (it == presence.agents().end()) return;
   const auto& rec = it->second;
   bool known = false;
   std::uint64_t released = 0;
-  if (rec.births > 0 && rec.first_unacked_seq > 0) {
+  if (rec.births > 0 && rec.awaits_confirmation && rec.first_unacked_seq > 0) {
     released = rec.first_unacked_seq - 1;
     known = true;
   }

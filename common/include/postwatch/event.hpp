@@ -82,6 +82,7 @@ struct AgentState {
   std::uint32_t heartbeat_interval_s = 0;
   bool has_metrics = false;
   AgentMetrics metrics;
+  bool awaits_confirmation = false;  // keeps events until the aggregator confirms them
 };
 
 }  // namespace postwatch
