@@ -17,8 +17,10 @@ SeqWindow::Verdict SeqWindow::accept(std::uint64_t seq) {
   any_ = true;
   give_up_far_holes();
   if (runs_.size() > kMaxRuns) {
-    // The lowest hole: a known one is a gap; one below the first seq seen (unanchored) is not.
-    mark_seen(base_, runs_.front().lo - 1, anchored_ || runs_.front().lo > first_seen_);
+    // The lowest hole is given up and counted as a gap, even one below the first seq seen
+    // while unanchored: once anchored, the window confirms across it, and an agent may still
+    // hold those seqs, so giving them up must never be silent.
+    mark_seen(base_, runs_.front().lo - 1, true);
   }
   return Verdict::New;
 }

@@ -38,7 +38,8 @@ class SeqWindow {
   bool any() const { return any_; }
   // Whether the seqs below the first one seen are resolved (see the top of the file).
   bool anchored() const { return anchored_; }
-  std::uint64_t gaps() const { return gaps_; }  // seqs given up on as never received
+  std::uint64_t gaps() const { return gaps_; }       // seqs given up on as never received
+  std::size_t runs() const { return runs_.size(); }  // separate runs of seen seqs above base
   // Known seqs not seen yet, below the highest seen: in flight or lost.
   std::uint64_t pending_holes() const;
   // The highest seq s such that every seq <= s is settled: seen, given up as a gap, or
