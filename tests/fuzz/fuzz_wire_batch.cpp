@@ -1,4 +1,5 @@
-// libFuzzer: the aggregator's payload decoding and verification, and the agent-state decoder.
+// libFuzzer: the aggregator's payload decoding and verification, the agent-state decoder, and
+// the delivery-confirmation decoder the agent runs on what arrives on its confirm topic.
 #include "postwatch/wire_codec.hpp"
 
 #include <cstddef>
@@ -16,5 +17,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   postwatch::AgentState state;
   postwatch::decode_agent_state({data, size}, state);
+  postwatch::DeliveryConfirm confirm;
+  if (postwatch::decode_delivery_confirm({data, size}, confirm) == postwatch::DecodeError::None &&
+      confirm.agent_id.size() + confirm.post_id.size() == static_cast<std::size_t>(-1))
+    return 1;
   return 0;
 }

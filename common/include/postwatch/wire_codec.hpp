@@ -36,6 +36,10 @@ std::string_view to_string(DecodeError error);
 
 std::vector<std::uint8_t> encode_batch(const EventBatch& batch);
 
+// Every decoder reads FlatBuffers scalars in place, so `payload` must start 8-byte aligned,
+// as any heap buffer does (a Paho message, a std::vector); an offset into a larger buffer may
+// not be (misaligned reads are undefined, and fault on some ARM cores).
+
 // Verifies `payload` and fills `out` with views into it. `out` is reused across
 // calls so steady-state decoding does not allocate.
 DecodeError decode_batch(std::span<const std::uint8_t> payload, BatchView& out);
