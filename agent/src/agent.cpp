@@ -136,6 +136,8 @@ struct Agent::Impl {
     m.sent_through_seq = counters.sent_through_seq;
     // Tells the aggregator what this agent no longer holds (0 in broker mode: never confirmed).
     m.confirmed_through_seq = counters.confirmed_through_seq;
+    // Below this, nothing can be resent: confirmed, or dropped by the overflow policy.
+    if (config.aggregator_confirms()) m.held_from_seq = backlog->first_seq();
     return m;
   }
 

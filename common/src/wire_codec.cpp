@@ -153,7 +153,7 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st) {
     const auto& m = st.metrics;
     metrics = fbw::CreateAgentMetrics(fbb, m.spool_events, m.spool_bytes, m.oldest_unsent_age_ms, m.events_accepted,
                                       m.events_sent, m.events_dropped, m.reconnects, m.rss_bytes, m.uptime_s,
-                                      m.sent_through_seq, m.confirmed_through_seq);
+                                      m.sent_through_seq, m.confirmed_through_seq, m.held_from_seq);
   }
   auto root = fbw::CreateAgentState(
       fbb, WireLimits::schema_version, agent, post, st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline,
@@ -182,10 +182,18 @@ DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState
   out.awaits_confirmation = st->awaits_confirmation();
   out.has_metrics = st->metrics() != nullptr;
   if (const auto* m = st->metrics()) {
-    out.metrics =
-        AgentMetrics{m->spool_events(), m->spool_bytes(),      m->oldest_unsent_age_ms(), m->events_accepted(),
-                     m->events_sent(),  m->events_dropped(),   m->reconnects(),           m->rss_bytes(),
-                     m->uptime_s(),     m->sent_through_seq(), m->confirmed_through_seq()};
+    out.metrics = AgentMetrics{m->spool_events(),
+                               m->spool_bytes(),
+                               m->oldest_unsent_age_ms(),
+                               m->events_accepted(),
+                               m->events_sent(),
+                               m->events_dropped(),
+                               m->reconnects(),
+                               m->rss_bytes(),
+                               m->uptime_s(),
+                               m->sent_through_seq(),
+                               m->confirmed_through_seq(),
+                               m->held_from_seq()};
   }
   return DecodeError::None;
 }

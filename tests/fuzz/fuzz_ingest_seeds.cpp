@@ -39,7 +39,7 @@ std::vector<std::uint8_t> state(bool online, std::uint64_t first_unacked, bool a
   return encode_agent_state(st);
 }
 
-std::vector<std::uint8_t> heartbeat(std::uint64_t sent, std::uint64_t confirmed) {
+std::vector<std::uint8_t> heartbeat(std::uint64_t sent, std::uint64_t confirmed, std::uint64_t held_from = 0) {
   AgentState st;
   st.agent_id = "a1";
   st.post_id = "bamako";
@@ -47,6 +47,7 @@ std::vector<std::uint8_t> heartbeat(std::uint64_t sent, std::uint64_t confirmed)
   st.has_metrics = true;
   st.metrics.sent_through_seq = sent;
   st.metrics.confirmed_through_seq = confirmed;
+  st.metrics.held_from_seq = held_from;
   return encode_agent_state(st);
 }
 
@@ -102,6 +103,17 @@ int main(int argc, char** argv) {
   append_record(puback, FuzzChannel::HeartbeatA1, heartbeat(501, 0));
   append_record(puback, FuzzChannel::Tick, caught_up_all);
   write("releases-on-puback", puback);
+
+  std::vector<std::uint8_t> dropped;  // the agent's overflow policy dropped 4..7 it never sent
+  append_record(dropped, FuzzChannel::StateA1, state(true, 1));
+  append_record(dropped, FuzzChannel::EventsA1, batch("a1", {1, 2, 3}));
+  append_record(dropped, FuzzChannel::EventsA1, batch("a1", {8, 9, 10}));
+  append_record(dropped, FuzzChannel::Tick, caught_up_all);
+  append_record(dropped, FuzzChannel::HeartbeatA1, heartbeat(10, 3, 8));
+  append_record(dropped, FuzzChannel::Tick, caught_up_all);         // 4..7 given up as gaps, 1..10 confirmed
+  append_record(dropped, FuzzChannel::EventsA1, batch("a1", {5}));  // late: a duplicate now
+  append_record(dropped, FuzzChannel::Tick, caught_up_all);
+  write("dropped-by-the-agent", dropped);
 
   std::vector<std::uint8_t> forged;
   append_record(forged, FuzzChannel::EventsOtherPost, batch("a1", {1, 2}));  // bamako's payload on kabul's topic

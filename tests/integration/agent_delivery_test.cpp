@@ -212,6 +212,45 @@ TEST_F(AgentDelivery, DropOldestPolicyDropsAreCountedAndReported) {
   agent->stop();
 }
 
+// Drops in the middle of the stream: 1..100 delivered and confirmed, then the broker goes away
+// and drop_oldest removes thousands of unsent events. After the outage the aggregator sees a
+// hole far larger than what follows it; the agent cannot resend it. Its heartbeat's
+// held_from_seq says so, and the hole is given up as gaps at once (without it, the hole would
+// hold every later confirmation back and the spool would never drain).
+TEST_F(AgentDelivery, DropsMidStreamAreGivenUpFromTheHeartbeatAndTheRestIsConfirmed) {
+  auto cfg = agent_config(broker.uri(), "tripoli", "mid-drops", dir.path() / "spool");
+  cfg.spool.max_bytes = 64 * 1024;
+  cfg.spool.segment_bytes = 16 * 1024;
+  cfg.spool.overflow = agent::OverflowPolicy::DropOldest;
+  cfg.heartbeat_interval = std::chrono::seconds(1);
+  auto agent = make_agent(cfg);
+  agent->start();
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(agent->submit(level_event(i)).accepted);
+  ASSERT_TRUE(agent->wait_until_drained(std::chrono::seconds(20))) << agent_log_text.str();
+  expect_exactly_once("tripoli/mid-drops", 100);
+  broker.stop();
+  ASSERT_TRUE(wait_until([&] { return !agent->stats().connected; }, std::chrono::seconds(10)));
+  for (int i = 100; i < 5100; ++i) ASSERT_TRUE(agent->submit(level_event(i)).accepted);
+  // The agent reports its drops as an agent_events_dropped event on its next upkeep.
+  ASSERT_TRUE(wait_until([&] { return agent->stats().accepted > 5100; }, std::chrono::seconds(5)));
+  auto s = agent->stats();
+  ASSERT_GT(s.backlog.dropped, 0u);
+  // Fewer later seqs than the 4096 after which a hole of an agent releasing on PUBACK is given up.
+  ASSERT_LT(s.backlog.events, 4096u);
+  broker.start();
+  ASSERT_TRUE(agent->wait_until_drained(std::chrono::seconds(30)))
+      << "the confirmation never passed the dropped seqs\n"
+      << aggregator.agent_track("tripoli/mid-drops").dump() << "\n"
+      << agent_log_text.str();
+  s = agent->stats();
+  auto t = aggregator.agent_track("tripoli/mid-drops");
+  EXPECT_EQ(t["events"].get<std::uint64_t>() + s.backlog.dropped, s.accepted) << t.dump();  // applied + dropped
+  EXPECT_EQ(t["gaps"], s.backlog.dropped) << t.dump();
+  EXPECT_EQ(t["highest_seq"], s.accepted);
+  EXPECT_GE(aggregator.get("/api/v1/stats").value("confirm_dropped_given_up", std::uint64_t{0}), s.backlog.dropped);
+  agent->stop();
+}
+
 TEST_F(AgentDelivery, TornSpoolTailIsLoggedAndIntactRecordsDelivered) {
   auto cfg = agent_config(broker.uri(), "kyiv", "torn", dir.path() / "spool");
   {

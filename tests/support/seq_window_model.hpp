@@ -2,7 +2,8 @@
 // the properties delivery rests on. Shared by the randomised unit test and fuzz_seq_window.
 //
 //  - never counted twice: a seq seen before is a duplicate;
-//  - never refused unseen: a new seq is a duplicate only once settled or given up as a gap;
+//  - never refused unseen: a new seq is a duplicate only once settled or given up as a gap
+//    (give_up_after later seqs seen, the runs full, or give_up_through);
 //  - never confirmed unseen: every seq up to settled_through() was seen, released by the
 //    agent (settle_through) or counted as a gap; nothing while unanchored;
 //  - bounded: at most kMaxRuns runs;
@@ -24,6 +25,9 @@ class SeqWindowModelCheck {
  public:
   using SeqWindow = aggregator::SeqWindow;
 
+  // `give_up_after`: what BatchIngest passes for the agent (kWindow, or kKeptWindow).
+  explicit SeqWindowModelCheck(std::uint64_t give_up_after = SeqWindow::kWindow) : give_up_after_(give_up_after) {}
+
   // Empty when every property holds; otherwise the first one broken.
   std::string accept(std::uint64_t seq) {
     if (!started_) {  // as BatchIngest does: the window starts at the first seq seen
@@ -33,13 +37,14 @@ class SeqWindowModelCheck {
     const bool seen_before = seen_.count(seq) > 0;
     const std::uint64_t base_before = window_.base(), highest_before = window_.highest();
     if (window_.runs() >= SeqWindow::kMaxRuns) runs_were_full_ = true;
-    auto verdict = window_.accept(seq);
+    auto verdict = window_.accept(seq, give_up_after_);
     if (verdict == SeqWindow::Verdict::New) {
       if (seen_before) return "seq " + std::to_string(seq) + " counted twice";
       seen_.insert(seq);
-    } else if (!seen_before && seq >= base_before && seq + SeqWindow::kWindow > highest_before && !runs_were_full_) {
-      // Refusing it is right only once it is settled, or given up: kWindow later seqs seen,
-      // or the lowest hole when the runs were full.
+    } else if (!seen_before && seq >= base_before && seq + give_up_after_ > highest_before && !runs_were_full_ &&
+               seq > given_up_through_) {
+      // Refusing it is right only once it is settled, or given up: give_up_after later seqs
+      // seen, the lowest hole when the runs were full, or dropped by the agent.
       return "unseen seq " + std::to_string(seq) + " refused above base " + std::to_string(base_before);
     }
     return check();
@@ -52,23 +57,28 @@ class SeqWindowModelCheck {
     return check();
   }
 
+  // The agent dropped what it held through `seq`: the unseen ones must be counted as gaps.
+  std::string give_up_through(std::uint64_t seq) {
+    if (!started_) return "";
+    const std::uint64_t gaps_before = window_.gaps();
+    const std::uint64_t counted = window_.give_up_through(seq);
+    if (window_.gaps() - gaps_before != counted) return "give_up_through returned another count than it added";
+    if (window_.anchored()) given_up_through_ = std::max(given_up_through_, seq);
+    return check();
+  }
+
   // Replaces the window by its restored snapshot (a hand-over), which must change nothing.
   std::string round_trip() {
     auto before = window_.snapshot();
     window_ = SeqWindow::restore(before);
     auto after = window_.snapshot();
-    if (!same(before, after)) return "snapshot does not restore to the same window";
+    if (!(before == after)) return "snapshot does not restore to the same window";
     return check();
   }
 
   const SeqWindow& window() const { return window_; }
 
  private:
-  static bool same(const SeqWindow::Snapshot& a, const SeqWindow::Snapshot& b) {
-    return a.base == b.base && a.first_seen == b.first_seen && a.highest == b.highest && a.gaps == b.gaps &&
-           a.hold_until == b.hold_until && a.any == b.any && a.anchored == b.anchored && a.seen == b.seen;
-  }
-
   // How many seen seqs are <= x, for an x that only grows; new seqs always arrive above it
   // (a new seq is at or above base, and base is past both settled_through and every release).
   struct SeenBelow {
@@ -100,6 +110,8 @@ class SeqWindowModelCheck {
   }
 
   SeqWindow window_;
+  std::uint64_t give_up_after_;
+  std::uint64_t given_up_through_ = 0;  // the highest give_up_through on an anchored window
   bool started_ = false;
   std::set<std::uint64_t> seen_;
   std::uint64_t released_through_ = 0;  // the highest settle_through so far
@@ -109,10 +121,12 @@ class SeqWindowModelCheck {
 
 // Reads operations from bytes (three per operation) and applies them to a SeqWindowModelCheck:
 // in-order seqs with small skips, resends of older seqs, jumps ahead, bursts that push the
-// window on, releases by the agent, and hand-over round trips. Empty, or the first property
-// broken with the operation that broke it.
+// window on, releases and drops by the agent, and hand-over round trips; as for an agent that
+// releases on PUBACK, or (the first byte's bit 6) one that keeps its events until confirmed.
+// Empty, or the first property broken with the operation that broke it.
 inline std::string run_seq_window_ops(const std::uint8_t* data, std::size_t size) {
-  SeqWindowModelCheck model;
+  using aggregator::SeqWindow;
+  SeqWindowModelCheck model(size > 0 && (data[0] & 0x40) ? SeqWindow::kKeptWindow : SeqWindow::kWindow);
   std::uint64_t next = 0;  // the agent's next seq
   for (std::size_t i = 0; i + 3 <= size; i += 3) {
     const unsigned op = data[i] % 8;
@@ -146,8 +160,14 @@ inline std::string run_seq_window_ops(const std::uint8_t* data, std::size_t size
         break;
       }
       case 6:
-        what = "round trip";
-        broken = model.round_trip();
+        if (arg & 1) {
+          what = "round trip";
+          broken = model.round_trip();
+        } else {  // the agent's heartbeat: it dropped everything it held up to here
+          const std::uint64_t seq = next - 1 - (arg >> 1) % next;
+          what = "give up through " + std::to_string(seq);
+          broken = model.give_up_through(seq);
+        }
         break;
       default: {  // a burst long enough to push the window past older holes; every other seq
                   // (a hole each) fills the runs up to their bound

@@ -84,9 +84,39 @@ TEST_F(BatchIngestTest, RejectsUnknownIndicatorAndBadValuesPerEvent) {
 }
 
 TEST_F(BatchIngestTest, RecordsGapsPerAgent) {
+  ingest.set_agent_keeps_events("bamako/a1", false);  // its birth: it releases on PUBACK, so holes never fill
   feed(topic, batch({1, 2}));
   feed(topic, batch({3 + SeqWindow::kWindow + 10}));  // 3 .. kWindow+12 missing, 11 slide out
   EXPECT_EQ(ingest.counters().events_gaps, 11u);
   ASSERT_EQ(ingest.agents().size(), 1u);
   EXPECT_EQ(ingest.agents().begin()->second.seqs.gaps(), 11u);
+}
+
+TEST_F(BatchIngestTest, AnAgentThatKeepsItsEventsHasItsHolesWaitForTheResend) {
+  // No birth yet: assumed to keep them (a late gap costs nothing, an early one an event).
+  feed(topic, batch({1, 2}));
+  feed(topic, batch({3 + SeqWindow::kWindow + 10}));
+  EXPECT_EQ(ingest.counters().events_gaps, 0u);
+  EXPECT_TRUE(ingest.agents().at("bamako/a1").keeps_events);
+  ingest.set_agent_keeps_events("bamako/a1", false);  // a birth says otherwise
+  EXPECT_FALSE(ingest.agents().at("bamako/a1").keeps_events);
+  feed(topic, batch({3 + SeqWindow::kWindow + 11}));
+  EXPECT_EQ(ingest.counters().events_gaps, 12u) << "3 .. 14 given up, now 4096 later seqs passed them";
+  // A birth before the first event is remembered for the track made later.
+  ingest.set_agent_keeps_events("bamako/a2", false);
+  feed("postwatch/v1/sub-saharan-africa/bamako/a2/events", [&] {
+    auto b = batch({1});
+    b.agent_id = "a2";
+    return b;
+  }());
+  EXPECT_FALSE(ingest.agents().at("bamako/a2").keeps_events);
+}
+
+TEST_F(BatchIngestTest, GivingUpWhatTheAgentDroppedCountsGaps) {
+  feed(topic, batch({1, 2, 6}));
+  EXPECT_EQ(ingest.give_up_agent("bamako/a1", 5), 3u);  // 3, 4, 5
+  EXPECT_EQ(ingest.counters().events_gaps, 3u);
+  EXPECT_EQ(ingest.agents().at("bamako/a1").seqs.settled_through(), 6u);
+  EXPECT_EQ(feed(topic, batch({4})), 0u);
+  EXPECT_EQ(ingest.give_up_agent("kabul/nobody", 5), 0u);
 }

@@ -52,7 +52,14 @@ class DeliveryConfirmerTest : public ::testing::Test {
           IndicatorEvent{s, now + observed_offset_ms, "terrorism_threat_level", ValueKind::Level, 3, "", "", {}});
     ingest.on_message(events_topic, encode_batch(b), now);
   }
-  void heartbeat(std::uint64_t sent_through, std::uint64_t confirmed_through) {
+  DeliveryConfirmerTest() {
+    // As the service wires it: a birth tells ingest whether the agent keeps its events.
+    presence.on_birth = [this](const std::string& key, const AgentPresenceRecord& rec) {
+      ingest.set_agent_keeps_events(key, rec.awaits_confirmation);
+    };
+  }
+
+  void heartbeat(std::uint64_t sent_through, std::uint64_t confirmed_through, std::uint64_t held_from = 0) {
     AgentState st;
     st.agent_id = "a1";
     st.post_id = "bamako";
@@ -60,6 +67,7 @@ class DeliveryConfirmerTest : public ::testing::Test {
     st.has_metrics = true;
     st.metrics.sent_through_seq = sent_through;
     st.metrics.confirmed_through_seq = confirmed_through;
+    st.metrics.held_from_seq = held_from;
     presence.on_message("postwatch/v1/sub-saharan-africa/bamako/a1/heartbeat", encode_agent_state(st), now);
   }
   void birth(std::uint64_t first_unacked, bool awaits_confirmation = true) {
@@ -263,4 +271,63 @@ TEST_F(DeliveryConfirmerTest, TheBirthOfAnAgentThatReleasesOnPubackPlacesNothing
   for (std::uint64_t s = 5002; s < 5002 + 2 * SeqWindow::kWindow; ++s) later.push_back(s);
   feed(later);
   EXPECT_EQ(ingest.counters().events_gaps, 0u);
+}
+
+TEST_F(DeliveryConfirmerTest, HolesBelowWhatTheAgentStillHoldsAreGivenUpAsGaps) {
+  // drop_oldest removed 4..7 from the agent's spool before it sent them: no resend can come.
+  birth(1);
+  feed({1, 2, 3, 8, 9, 10});
+  tick(6, 6);
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_EQ(published.back().confirm.through_seq, 3u);
+  heartbeat(10, 3, /*held_from=*/8);
+  tick(6, 6);
+  EXPECT_EQ(confirmer.counters().dropped_given_up, 4u);
+  EXPECT_EQ(ingest.counters().events_gaps, 4u);
+  tick(6, 6);
+  ASSERT_FALSE(published.empty());
+  EXPECT_EQ(published.back().confirm.through_seq, 10u);
+  EXPECT_EQ(confirmer.counters().resend_requests, 0u) << "nothing asked for that the agent no longer has";
+  feed({5});  // sent before it was dropped, late: counted once, as the gap the agent reported
+  EXPECT_EQ(ingest.counters().events_duplicate, 1u);
+  heartbeat(10, 10, 11);
+  tick(6, 6);
+  EXPECT_EQ(confirmer.counters().dropped_given_up, 4u) << "held_from past everything seen gives up nothing more";
+}
+
+TEST_F(DeliveryConfirmerTest, WhatTheAgentWasConfirmedSettlesBeforeHeldFromGivesUp) {
+  // An earlier run confirmed through 5 (the agent released 1..5); held_from 8 then says only
+  // 6 and 7 were dropped. Seqs it was confirmed are not gaps.
+  birth(1);
+  feed({1, 8});
+  tick(2, 2);
+  heartbeat(8, 5, 8);
+  tick(2, 2);
+  EXPECT_EQ(confirmer.counters().dropped_given_up, 0u) << "waits for the settle of 2..5 first";
+  heartbeat(8, 5, 8);  // the second heartbeat in a row that says so: settle 2..5
+  tick(2, 2);
+  tick(2, 2);
+  EXPECT_EQ(confirmer.counters().settled_by_agent, 1u);
+  EXPECT_EQ(confirmer.counters().dropped_given_up, 2u);
+  EXPECT_EQ(ingest.counters().events_gaps, 2u);
+}
+
+TEST_F(DeliveryConfirmerTest, AHoleOfAnAgentThatKeepsItsEventsWaitsForTheResendPastTheShortWindow) {
+  birth(1);  // it keeps its events until confirmed
+  feed({1});
+  std::vector<std::uint64_t> later;
+  for (std::uint64_t s = 3; s < 3 + 2 * SeqWindow::kWindow; ++s) {
+    later.push_back(s);
+    if (later.size() % 256 == 0) feed({later.end() - 256, later.end()});
+  }
+  tick(later.size() + 1, later.size() + 1);
+  tick(later.size() + 1, later.size() + 1);
+  EXPECT_EQ(ingest.counters().events_gaps, 0u);
+  EXPECT_EQ(published.back().confirm.through_seq, 1u);
+  EXPECT_EQ(confirmer.counters().resend_requests, 1u);
+  EXPECT_EQ(published.back().confirm.resend_from, 2u);
+  feed({2});
+  tick(later.size() + 2, later.size() + 2);
+  tick(later.size() + 2, later.size() + 2);
+  EXPECT_EQ(published.back().confirm.through_seq, 2 + 2 * SeqWindow::kWindow);
 }

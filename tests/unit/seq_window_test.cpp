@@ -46,6 +46,50 @@ TEST(SeqWindow, HolesBecomeGapsWhenTheWindowMovesOn) {
   EXPECT_EQ(w.accept(6), V::New);
 }
 
+TEST(SeqWindow, AHoleOfAnAgentThatKeepsItsEventsWaitsPastTheShortWindow) {
+  // BatchIngest passes kKeptWindow for an agent that holds every event until confirmed:
+  // a broker that lost a message while 2000 events/s went on must not cost the hole.
+  SeqWindow w(1);
+  EXPECT_EQ(w.accept(1, SeqWindow::kKeptWindow), V::New);
+  for (std::uint64_t s = 3; s <= 2 + 3 * SeqWindow::kWindow; ++s)
+    ASSERT_EQ(w.accept(s, SeqWindow::kKeptWindow), V::New);
+  EXPECT_EQ(w.gaps(), 0u);
+  EXPECT_EQ(w.settled_through(), 1u) << "2 may still be resent";
+  EXPECT_EQ(w.accept(2, SeqWindow::kKeptWindow), V::New);  // the resend
+  EXPECT_EQ(w.settled_through(), 2 + 3 * SeqWindow::kWindow);
+  // The backstop still frees a hole nobody can fill.
+  w.accept(w.highest() + 2, SeqWindow::kKeptWindow);
+  const std::uint64_t hole = w.highest() - 1;
+  w.accept(hole + 1 + SeqWindow::kKeptWindow, SeqWindow::kKeptWindow);
+  EXPECT_EQ(w.gaps(), 1u);
+  EXPECT_GT(w.settled_through(), hole);
+}
+
+TEST(SeqWindow, GiveUpThroughCountsWhatTheAgentDroppedAsGaps) {
+  SeqWindow w(1);
+  for (std::uint64_t s : {1, 2, 3, 5, 8, 9, 10}) w.accept(s, SeqWindow::kKeptWindow);
+  EXPECT_EQ(w.settled_through(), 3u);
+  EXPECT_EQ(w.give_up_through(7), 3u);  // 4, 6, 7 dropped by the agent; 5 was seen
+  EXPECT_EQ(w.gaps(), 3u);
+  EXPECT_EQ(w.settled_through(), 10u);  // on over 8..10, seen already
+  EXPECT_EQ(w.accept(6), V::Duplicate) << "a dropped seq arriving late is not applied twice over a gap";
+  EXPECT_EQ(w.give_up_through(7), 0u) << "nothing is counted twice";
+  EXPECT_EQ(w.give_up_through(12), 2u);  // beyond the highest: 11 and 12 dropped unsent
+  EXPECT_EQ(w.highest(), 12u);
+  EXPECT_EQ(w.settled_through(), 12u);
+  EXPECT_EQ(w.accept(13), V::New);
+}
+
+TEST(SeqWindow, GiveUpThroughDoesNothingWhileUnanchored) {
+  SeqWindow w(5000);  // seqs below 5000 unknown: dropped, or released long ago?
+  w.accept(5000);
+  w.accept(5002);
+  EXPECT_EQ(w.give_up_through(5001), 0u);
+  EXPECT_EQ(w.gaps(), 0u);
+  EXPECT_EQ(w.accept(5001), V::New);
+  EXPECT_EQ(SeqWindow().give_up_through(10), 0u) << "nothing seen, nothing to give up";
+}
+
 TEST(SeqWindow, MemoryIsBoundedWhateverTheSeqs) {
   SeqWindow w(0);
   EXPECT_EQ(w.accept(1'000'000'000'000ULL), V::New);

@@ -186,11 +186,13 @@ TEST(WireCodec, HeartbeatCarriesTheSentThroughSeq) {
   st.has_metrics = true;
   st.metrics.sent_through_seq = 987'654;
   st.metrics.confirmed_through_seq = 987'000;
+  st.metrics.held_from_seq = 987'001;
   AgentState back;
   ASSERT_EQ(decode_agent_state(encode_agent_state(st), back), DecodeError::None);
   ASSERT_TRUE(back.has_metrics);
   EXPECT_EQ(back.metrics.sent_through_seq, 987'654u);
   EXPECT_EQ(back.metrics.confirmed_through_seq, 987'000u);
+  EXPECT_EQ(back.metrics.held_from_seq, 987'001u);
 }
 
 TEST(WireCodec, BirthSaysWhetherTheAgentAwaitsConfirmation) {

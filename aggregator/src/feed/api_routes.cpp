@@ -621,6 +621,7 @@ HttpResponse ApiRoutes::stats() {
     j["confirm_resend_requests"] = src_.confirm->resend_requests;
     j["confirm_settled_by_agent"] = src_.confirm->settled_by_agent;
     j["confirm_anchored"] = src_.confirm->anchored;
+    j["confirm_dropped_given_up"] = src_.confirm->dropped_given_up;
     j["confirm_publish_failures"] = src_.confirm->publish_failures;
     j["confirm_waiting_for_store"] = src_.confirm->waiting_for_store;
   }

@@ -42,6 +42,7 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
       rec.heartbeat_interval_s = st.heartbeat_interval_s;
       rec.first_unacked_seq = st.first_unacked_seq;
       rec.awaits_confirmation = st.awaits_confirmation;
+      if (on_birth) on_birth(key, rec);
     }
     if (was_online != st.online)
       log_->info("agent {} is {}", key, st.online ? "online (birth)" : "offline (death / last will)");

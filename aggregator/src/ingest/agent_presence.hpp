@@ -6,6 +6,7 @@
 #include "postwatch/event.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -44,6 +45,10 @@ class AgentPresence {
   const std::map<std::string, AgentPresenceRecord, std::less<>>& agents() const { return agents_; }
   std::size_t online_count() const;
   std::uint64_t rejected() const { return rejected_; }
+
+  // Called on every birth, after the record took it in ("post/agent", the record): ingest
+  // learns whether the agent keeps its events until confirmed.
+  std::function<void(const std::string& key, const AgentPresenceRecord& rec)> on_birth;
 
  private:
   const IndicatorCatalogue& catalogue_;

@@ -37,6 +37,7 @@ AgentTrack& BatchIngest::track(std::string_view post, std::string_view agent, st
   t.id = static_cast<std::uint32_t>(agents_.size());
   t.post = post_ix;
   t.seqs = SeqWindow(first_seq);  // strict from the first seq seen: agents publish in order
+  if (auto k = keeps_events_.find(key_); k != keeps_events_.end()) t.keeps_events = k->second;
   if (sink_) sink_->register_agent(t.id, post, agent);
   post_agents_[post_ix].push_back(key_);
   return agents_.emplace(key_, t).first->second;
@@ -75,7 +76,8 @@ bool BatchIngest::accept_event(AgentTrack& agent, std::uint32_t post, const Even
   if (!agent.seqs.any()) agent.seqs = SeqWindow(e.seq);  // a track reset by import_agents starts here
   std::uint64_t highest = agent.seqs.highest();
   bool had_any = agent.events > 0;
-  if (agent.seqs.accept(e.seq) == SeqWindow::Verdict::Duplicate) {
+  if (agent.seqs.accept(e.seq, agent.keeps_events ? SeqWindow::kKeptWindow : SeqWindow::kWindow) ==
+      SeqWindow::Verdict::Duplicate) {
     counters_.events_duplicate += 1;
     return false;
   }
@@ -184,6 +186,19 @@ bool BatchIngest::settle_agent(std::string_view key, std::uint64_t seq) {
   if (it == agents_.end()) return false;
   it->second.seqs.settle_through(seq);
   return true;
+}
+
+std::uint64_t BatchIngest::give_up_agent(std::string_view key, std::uint64_t seq) {
+  auto it = agents_.find(key);
+  if (it == agents_.end()) return 0;
+  const std::uint64_t gaps = it->second.seqs.give_up_through(seq);
+  counters_.events_gaps += gaps;
+  return gaps;
+}
+
+void BatchIngest::set_agent_keeps_events(std::string_view key, bool keeps) {
+  keeps_events_[std::string(key)] = keeps;
+  if (auto it = agents_.find(key); it != agents_.end()) it->second.keeps_events = keeps;
 }
 
 void BatchIngest::replay(std::string_view post, std::string_view agent, const EventView& e, std::int64_t received_at_ms,

@@ -55,6 +55,10 @@ struct AgentTrack {
   std::int64_t last_event_ms = 0;
   std::uint64_t events = 0;
   std::uint64_t reordered = 0;
+  // Whether the agent keeps its events until confirmed (its birth says so), so a hole can
+  // wait for a resend however many later seqs pass it. Until a birth says otherwise, assume
+  // it does: waiting too long only counts a gap late, giving up too early loses events.
+  bool keeps_events = true;
 };
 
 // One agent's dedupe window and counters, as handed between aggregator instances.
@@ -88,6 +92,12 @@ class BatchIngest {
   // The agent "post/agent" no longer holds any seq <= `seq` (DeliveryConfirmer): its
   // window stops waiting for them. False for an unknown agent.
   bool settle_agent(std::string_view key, std::uint64_t seq);
+  // The agent "post/agent" dropped every seq <= `seq` it had not been confirmed (its heartbeat
+  // says where its spool starts): the unseen ones become gaps. Returns the gaps counted.
+  std::uint64_t give_up_agent(std::string_view key, std::uint64_t seq);
+  // From the agent's birth: whether it keeps events until confirmed (AgentTrack::keeps_events).
+  // Remembered for an agent not seen yet.
+  void set_agent_keeps_events(std::string_view key, bool keeps);
 
   const IngestCounters& counters() const { return counters_; }
   const std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>>& agents() const { return agents_; }
@@ -119,6 +129,7 @@ class BatchIngest {
   std::string key_;
   std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>> agents_;  // "post/agent"
   std::vector<std::vector<std::string>> post_agents_;  // per catalogue post: its agents' keys
+  std::unordered_map<std::string, bool, StringHash, std::equal_to<>> keeps_events_;  // from births
   std::uint64_t rejections_logged_ = 0;
 };
 

@@ -65,6 +65,19 @@ void DeliveryConfirmer::anchor(BatchIngest& ingest, const AgentPresence& presenc
   if (known && ingest.settle_agent(key, released)) counters_.anchored += 1;
 }
 
+void DeliveryConfirmer::give_up_dropped(BatchIngest& ingest, const AgentPresence& presence, const std::string& key,
+                                        const AgentTrack& track) {
+  // The agent holds nothing below held_from: what we miss there it dropped (its overflow
+  // policy counted it), so no resend can come. What it was confirmed (by an earlier run) is
+  // not a gap: step 3 settles that first.
+  auto it = presence.agents().find(key);
+  if (it == presence.agents().end() || !it->second.has_metrics || !track.seqs.anchored()) return;
+  const auto& m = it->second.metrics;
+  const std::uint64_t have = track.seqs.settled_through();
+  if (m.held_from_seq > have + 1 && m.confirmed_through_seq <= have)
+    counters_.dropped_given_up += ingest.give_up_agent(key, m.held_from_seq - 1);
+}
+
 void DeliveryConfirmer::request_resend(AgentConfirm& a, std::uint64_t from, std::int64_t now_ms) {
   // One request per agent per few seconds: the resend takes a moment to arrive.
   constexpr std::int64_t kMinRequestGapMs = 3000;
@@ -82,6 +95,7 @@ void DeliveryConfirmer::tick(BatchIngest& ingest, const AgentPresence& presence,
   for (const auto& [key, track] : ingest.agents()) {
     if (owns_ && !owns_(track.post)) continue;
     if (!track.seqs.anchored()) anchor(ingest, presence, key);
+    give_up_dropped(ingest, presence, key, track);
     std::uint64_t through = track.seqs.settled_through();
     if (through == 0) continue;
     auto slash = key.find('/');

@@ -9,8 +9,10 @@
 // messages, an aggregator that crashed before committing them): when a hole below later seqs
 // outlives a tick, or two heartbeats in a row say the broker acknowledged seqs we never got
 // while the watermark stood still. And it stops waiting for seqs an agent says it no longer
-// holds. A hole must be refilled before the window gives it up (SeqWindow::kWindow later
-// seqs), which the first rule does in about two ticks.
+// holds: below the confirmation it reports, the window settles; below the oldest seq it still
+// holds (held_from_seq), what never came is given up as gaps, since the agent dropped it.
+// Otherwise a hole of an agent that keeps its events waits for the resend
+// (SeqWindow::kKeptWindow is only a backstop).
 #pragma once
 
 #include "postwatch/catalogue.hpp"
@@ -28,12 +30,14 @@ namespace postwatch::aggregator {
 
 class BatchIngest;
 class AgentPresence;
+struct AgentTrack;
 
 struct ConfirmCounters {
   std::uint64_t confirms_published = 0;
   std::uint64_t resend_requests = 0;
   std::uint64_t settled_by_agent = 0;   // windows moved on because the agent had released the seqs
   std::uint64_t anchored = 0;           // agents first seen mid-stream, placed by their birth or heartbeat
+  std::uint64_t dropped_given_up = 0;   // seqs given up at once: the agent's heartbeat says it dropped them
   std::uint64_t publish_failures = 0;   // not connected: retried on the next tick
   std::uint64_t waiting_for_store = 0;  // confirmations held back until the store commits (gauge)
 };
@@ -84,6 +88,8 @@ class DeliveryConfirmer {
   bool send(AgentConfirm& a, std::uint64_t through, std::uint64_t resend_from, std::int64_t now_ms);
   void request_resend(AgentConfirm& a, std::uint64_t from, std::int64_t now_ms);
   void anchor(BatchIngest& ingest, const AgentPresence& presence, const std::string& key);
+  void give_up_dropped(BatchIngest& ingest, const AgentPresence& presence, const std::string& key,
+                       const AgentTrack& track);
 
   const IndicatorCatalogue& catalogue_;
   Publish publish_;

@@ -5,7 +5,7 @@
 
 namespace postwatch::aggregator {
 
-SeqWindow::Verdict SeqWindow::accept(std::uint64_t seq) {
+SeqWindow::Verdict SeqWindow::accept(std::uint64_t seq, std::uint64_t give_up_after) {
   if (seq < base_) return Verdict::Duplicate;
   if (seq == base_ && runs_.empty()) {
     ++base_;  // in order: the common case, no runs at all
@@ -15,7 +15,7 @@ SeqWindow::Verdict SeqWindow::accept(std::uint64_t seq) {
   }
   if (!any_ || seq > highest_) highest_ = seq;
   any_ = true;
-  give_up_far_holes();
+  give_up_far_holes(give_up_after);
   if (runs_.size() > kMaxRuns) {
     // The lowest hole is given up and counted as a gap, even one below the first seq seen
     // while unanchored: once anchored, the window confirms across it, and an agent may still
@@ -54,9 +54,9 @@ void SeqWindow::mark_seen(std::uint64_t lo, std::uint64_t hi, bool count_gaps) {
   }
 }
 
-void SeqWindow::give_up_far_holes() {
-  if (highest_ < kWindow || highest_ < hold_until_) return;
-  const std::uint64_t limit = highest_ - kWindow;  // known holes at or below are given up
+void SeqWindow::give_up_far_holes(std::uint64_t distance) {
+  if (highest_ < distance || highest_ < hold_until_) return;
+  const std::uint64_t limit = highest_ - distance;  // known holes at or below are given up
   std::uint64_t from = anchored_ ? base_ : std::max(base_, first_seen_);
   if (from > limit) return;
   if (from == first_seen_ && !anchored_) {  // start after the run holding the first seq seen
@@ -98,6 +98,15 @@ void SeqWindow::settle_through(std::uint64_t seq) {
   }
   if (!any_ || highest_ < seq) highest_ = seq;
   any_ = true;
+}
+
+std::uint64_t SeqWindow::give_up_through(std::uint64_t seq) {
+  if (!any_ || !anchored_ || seq < base_) return 0;
+  const std::uint64_t before = gaps_;
+  mark_seen(base_, seq, true);
+  if (!any_ || highest_ < seq) highest_ = seq;
+  any_ = true;
+  return gaps_ - before;
 }
 
 SeqWindow::Snapshot SeqWindow::snapshot() const {

@@ -22,6 +22,12 @@ class SeqWindow {
   // drop policy on the agent leaves holes that never fill, and they must not hold the
   // agent's confirmation back for ever.
   static constexpr std::uint64_t kWindow = 4096;
+  // The same for an agent that keeps its events until the aggregator confirms them: it can
+  // resend every hole, however many later seqs passed it (a broker that died, a backlog
+  // drained at 100 000 events/s), and it says in its heartbeat which seqs it dropped
+  // (DeliveryConfirmer gives those up at once). This backstop only frees a hole nobody can
+  // fill, such as a record lost to a spool corrupted mid-file.
+  static constexpr std::uint64_t kKeptWindow = std::uint64_t{1} << 20;
   // Memory bound: beyond this many separate runs of seen seqs, the lowest hole is given up.
   static constexpr std::size_t kMaxRuns = 1024;
 
@@ -31,7 +37,8 @@ class SeqWindow {
   explicit SeqWindow(std::uint64_t first_seen = 0)
       : base_(first_seen > 1 ? 1 : first_seen), first_seen_(first_seen), anchored_(first_seen <= 1) {}
 
-  Verdict accept(std::uint64_t seq);
+  // `give_up_after`: how many later seqs a known hole may wait (kWindow or kKeptWindow).
+  Verdict accept(std::uint64_t seq, std::uint64_t give_up_after = kWindow);
 
   std::uint64_t base() const { return base_; }
   std::uint64_t highest() const { return highest_; }
@@ -52,6 +59,11 @@ class SeqWindow {
   // them as gaps, and expect every later seq. Anchors the window. A seq <= `seq` arriving
   // later is a duplicate.
   void settle_through(std::uint64_t seq);
+  // The agent dropped every seq <= `seq` it still held (its overflow policy): what is not
+  // seen is given up and counted as gaps, and a seq <= `seq` arriving later is a duplicate.
+  // Only an anchored window that has seen something knows which unseen seqs were expected;
+  // otherwise it does nothing. Returns how many gaps it counted.
+  std::uint64_t give_up_through(std::uint64_t seq);
 
   // The whole window as plain values, so another aggregator instance can take over the
   // agent's dedupe exactly (docs/scale-out.md).
@@ -63,6 +75,7 @@ class SeqWindow {
     std::uint64_t base = 0, first_seen = 0, highest = 0, gaps = 0, hold_until = 0;
     bool any = false, anchored = true;
     std::vector<Run> seen;  // the runs of seen seqs above base
+    bool operator==(const Snapshot&) const = default;
   };
   Snapshot snapshot() const;
   static SeqWindow restore(const Snapshot& s);
@@ -70,7 +83,7 @@ class SeqWindow {
  private:
   // Marks [lo, hi] seen (clamped to base), counting the seqs not seen before as gaps if asked.
   void mark_seen(std::uint64_t lo, std::uint64_t hi, bool count_gaps);
-  void give_up_far_holes();
+  void give_up_far_holes(std::uint64_t distance);
   const Run* run_holding(std::uint64_t seq) const;  // the run that holds `seq`, or null
 
   std::uint64_t base_ = 0;

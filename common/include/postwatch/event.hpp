@@ -60,6 +60,7 @@ struct AgentMetrics {
   std::uint64_t rss_bytes = 0, uptime_s = 0;
   std::uint64_t sent_through_seq = 0;       // highest seq the broker acknowledged
   std::uint64_t confirmed_through_seq = 0;  // highest aggregator confirmation applied (0: broker mode)
+  std::uint64_t held_from_seq = 0;          // oldest seq still held, awaiting confirmation (0: broker mode)
 };
 
 // The aggregator's answer to one agent (schemas/postwatch_delivery.fbs).
