@@ -312,9 +312,7 @@ AggregatorService::~AggregatorService() { stop(); }
 
 void AggregatorService::start() {
   impl_->recover();
-  impl_->presence.on_birth = [impl = impl_.get()](const std::string& key, const AgentPresenceRecord& rec) {
-    impl->ingest.set_agent_keeps_events(key, rec.awaits_confirmation);
-  };
+  follow_births(impl_->presence, impl_->ingest);
   // Only live messages feed the latency histogram (replayed events are old by nature).
   impl_->ingest.on_applied_latency = [impl = impl_.get()](std::int64_t ms) { impl->latency.observe_ms(ms); };
   impl_->ingest.on_topic_mismatch = [impl = impl_.get()](std::string_view topic_post, std::string_view,

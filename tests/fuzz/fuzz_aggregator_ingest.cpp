@@ -61,9 +61,7 @@ class Harness : public EventSink {
       truth_[key];
       confirm_topics_[topic_of(post, agent, topics::Channel::Confirm)] = key;
     }
-    presence_.on_birth = [this](const std::string& key, const AgentPresenceRecord& rec) {
-      ingest_.set_agent_keeps_events(key, rec.awaits_confirmation);
-    };
+    follow_births(presence_, ingest_);
   }
 
   void register_agent(std::uint32_t id, std::string_view post, std::string_view agent) override {

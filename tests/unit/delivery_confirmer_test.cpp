@@ -52,12 +52,7 @@ class DeliveryConfirmerTest : public ::testing::Test {
           IndicatorEvent{s, now + observed_offset_ms, "terrorism_threat_level", ValueKind::Level, 3, "", "", {}});
     ingest.on_message(events_topic, encode_batch(b), now);
   }
-  DeliveryConfirmerTest() {
-    // As the service wires it: a birth tells ingest whether the agent keeps its events.
-    presence.on_birth = [this](const std::string& key, const AgentPresenceRecord& rec) {
-      ingest.set_agent_keeps_events(key, rec.awaits_confirmation);
-    };
-  }
+  DeliveryConfirmerTest() { follow_births(presence, ingest); }  // as the service wires them
 
   void heartbeat(std::uint64_t sent_through, std::uint64_t confirmed_through, std::uint64_t held_from = 0) {
     AgentState st;

@@ -1,5 +1,6 @@
 #include "ingest/batch_ingest.hpp"
 
+#include "ingest/agent_presence.hpp"
 #include "postwatch/topics.hpp"
 
 #include <spdlog/spdlog.h>
@@ -199,6 +200,12 @@ std::uint64_t BatchIngest::give_up_agent(std::string_view key, std::uint64_t seq
 void BatchIngest::set_agent_keeps_events(std::string_view key, bool keeps) {
   keeps_events_[std::string(key)] = keeps;
   if (auto it = agents_.find(key); it != agents_.end()) it->second.keeps_events = keeps;
+}
+
+void follow_births(AgentPresence& presence, BatchIngest& ingest) {
+  presence.on_birth = [&ingest](const std::string& key, const AgentPresenceRecord& rec) {
+    ingest.set_agent_keeps_events(key, rec.awaits_confirmation);
+  };
 }
 
 void BatchIngest::replay(std::string_view post, std::string_view agent, const EventView& e, std::int64_t received_at_ms,

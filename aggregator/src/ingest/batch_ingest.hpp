@@ -23,6 +23,8 @@ class logger;
 
 namespace postwatch::aggregator {
 
+class AgentPresence;
+
 struct IngestCounters {
   std::uint64_t batches_accepted = 0;
   std::array<std::uint64_t, decode_error_count> batches_undecodable{};  // by DecodeError
@@ -132,5 +134,10 @@ class BatchIngest {
   std::unordered_map<std::string, bool, StringHash, std::equal_to<>> keeps_events_;  // from births
   std::uint64_t rejections_logged_ = 0;
 };
+
+// Wires presence to ingest: on every birth, ingest learns whether the agent keeps its events
+// until confirmed (BatchIngest::set_agent_keeps_events). The service and the tests that drive
+// ingest with presence both use this, so they follow the same rule.
+void follow_births(AgentPresence& presence, BatchIngest& ingest);
 
 }  // namespace postwatch::aggregator

@@ -104,8 +104,7 @@ std::uint64_t SeqWindow::give_up_through(std::uint64_t seq) {
   if (!any_ || !anchored_ || seq < base_) return 0;
   const std::uint64_t before = gaps_;
   mark_seen(base_, seq, true);
-  if (!any_ || highest_ < seq) highest_ = seq;
-  any_ = true;
+  highest_ = std::max(highest_, seq);
   return gaps_ - before;
 }
 
