@@ -241,7 +241,8 @@ TEST_F(AgentDelivery, DropsMidStreamAreGivenUpFromTheHeartbeatAndTheRestIsConfir
   ASSERT_TRUE(agent->wait_until_drained(std::chrono::seconds(30)))
       << "the confirmation never passed the dropped seqs\n"
       << aggregator.agent_track("tripoli/mid-drops").dump() << "\n"
-      << agent_log_text.str();
+      << agent_log_text.str() << "\nAGGREGATOR LOG\n"
+      << aggregator.process().log();
   s = agent->stats();
   auto t = aggregator.agent_track("tripoli/mid-drops");
   EXPECT_EQ(t["events"].get<std::uint64_t>() + s.backlog.dropped, s.accepted) << t.dump();  // applied + dropped
