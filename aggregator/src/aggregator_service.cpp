@@ -11,6 +11,7 @@
 #include "ingest/batch_ingest.hpp"
 #include "ingest/delivery_confirmer.hpp"
 #include "ingest/mqtt_ingest.hpp"
+#include "outbound/mqtt_outbox.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/topics.hpp"
 #include "rollup/goal_rollup.hpp"
@@ -80,7 +81,7 @@ struct AggregatorService::Impl {
                            [this] {
                              return cluster ? cluster->status_json() : json{{"clustered", false}};
                            },
-                           options.confirm_interval_ms > 0 ? &confirmer.counters() : nullptr}),
+                           options.confirm_interval_ms > 0 ? &confirmer.counters() : nullptr, &outbox.queue()}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
                            [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream}),
@@ -89,10 +90,23 @@ struct AggregatorService::Impl {
             [this](const std::string& topic, const std::string& payload) { dispatch(topic, payload); },
             IngestFlowControl{options.max_queued_messages,
                               [this] { return store.pending_events() >= options.max_store_backlog_events; }}),
+        outbox(io,
+               OutboxClient{[this](std::uint64_t id, const OutboundMessage& m) {
+                              return mqtt.publish_tracked(id, m.topic, m.payload, m.retained);
+                            },
+                            [this] { return mqtt.connected(); },
+                            [this](const OutboundMessage& m, std::chrono::milliseconds timeout) {
+                              return mqtt.publish_and_wait(m.topic, m.payload, m.retained, timeout);
+                            }},
+               log, OutboxOptions{OutboundLimits{options.outbound_window}}),
+        // A confirmation is retained (a reconnecting agent hears the latest at once) and only
+        // its newest value waits; a resend request is a notice, sent before confirmations.
         confirmer(
             *catalogue,
             [this](const std::string& topic, std::span<const std::uint8_t> payload, bool retained) {
-              return mqtt.publish(topic, std::string(payload.begin(), payload.end()), 1, retained);
+              outbox.publish(topic, std::string(payload.begin(), payload.end()), retained,
+                             retained ? OutboundPriority::Confirm : OutboundPriority::Urgent);
+              return true;
             },
             [this](std::uint32_t post) { return !cluster || cluster->owns(post); }),
         ticker(io),
@@ -122,8 +136,11 @@ struct AggregatorService::Impl {
                                   std::function<void(bool)> done) {
       mqtt.change_filters(add, remove, std::move(done));
     };
+    // Member records decide who owns what: they go before confirmations; partials after.
     hooks.publish_retained = [this](const std::string& topic, const std::string& payload) {
-      return mqtt.publish(topic, payload, 1, true);
+      outbox.publish(topic, payload, true,
+                     topic == cluster->member_topic() ? OutboundPriority::Urgent : OutboundPriority::Snapshot);
+      return true;
     };
     hooks.apply = [this](const std::string& topic, const std::string& payload, std::int64_t received_ms) {
       ingest.on_message(topic, as_bytes(payload), received_ms);
@@ -225,7 +242,8 @@ struct AggregatorService::Impl {
 
   void publish_alarm(const Alarm& a) {
     if (feed_publisher())
-      mqtt.publish(std::string(topics::prefix) + "/feed/alarms", dump_json(alarm_json(a)), 1, false);
+      outbox.publish(std::string(topics::prefix) + "/feed/alarms", dump_json(alarm_json(a)), false,
+                     OutboundPriority::Urgent);
   }
 
   void tick() {
@@ -242,8 +260,8 @@ struct AggregatorService::Impl {
                                  [&](const StatusChange& c) { return c.scope == "goal" && c.id == id; });
       if (changed || periodic) store.record_history({now, "goal", id, s.shown, s.score});
       if (changed && feed_publisher())
-        mqtt.publish(topics::goal_feed(catalogue->goals()[g].id), dump_json(goal_snapshot_json(*catalogue, board, g)),
-                     1, true);
+        outbox.publish(topics::goal_feed(catalogue->goals()[g].id), dump_json(goal_snapshot_json(*catalogue, board, g)),
+                       true, OutboundPriority::Snapshot);
       stream_update("goal", goal_snapshot_json(*catalogue, board, g), goal_sent[g], changed, now);
     }
     for (std::size_t p = 0; p < board.pillars().size(); ++p) {
@@ -253,7 +271,8 @@ struct AggregatorService::Impl {
                                  [&](const StatusChange& c) { return c.scope == "pillar" && c.id == id; });
       if (changed || periodic) store.record_history({now, "pillar", id, s.shown, s.score});
       if (changed && feed_publisher())
-        mqtt.publish(topics::pillar_feed(id), dump_json(pillar_snapshot_json(*catalogue, board, p)), 1, true);
+        outbox.publish(topics::pillar_feed(id), dump_json(pillar_snapshot_json(*catalogue, board, p)), true,
+                       OutboundPriority::Snapshot);
       stream_update("pillar", pillar_snapshot_json(*catalogue, board, p), pillar_sent[p], changed, now);
     }
     if (periodic) last_history_ms = now;
@@ -296,6 +315,7 @@ struct AggregatorService::Impl {
   HttpServer http;
   MqttIngest mqtt;
   std::unique_ptr<ClusterMember> cluster;  // null unless --cluster-group
+  MqttOutbox outbox;
   DeliveryConfirmer confirmer;
   boost::asio::steady_timer ticker, confirm_ticker;
   std::int64_t last_history_ms = 0;
@@ -331,7 +351,9 @@ void AggregatorService::start() {
         impl_->options.http_address, impl_->http.port());
   else
     impl_->log->info("access: {} token(s) from {}", impl_->access.size(), impl_->options.tokens_file.string());
+  impl_->mqtt.set_on_published([impl = impl_.get()](std::uint64_t id, bool ok) { impl->outbox.on_published(id, ok); });
   impl_->mqtt.start();
+  impl_->outbox.start();
   impl_->repeat(impl_->ticker, impl_->options.tick_ms, &Impl::tick);
   if (impl_->options.confirm_interval_ms > 0)
     impl_->repeat(impl_->confirm_ticker, impl_->options.confirm_interval_ms, &Impl::confirm_tick);
@@ -342,6 +364,8 @@ void AggregatorService::stop() {
   impl_->confirm_ticker.cancel();
   if (impl_->cluster && !impl_->stopped) impl_->cluster->leave(now_utc_ms());
   impl_->stopped = true;
+  // Alarms first, then the last confirmations: agents release what the store holds.
+  impl_->outbox.stop(std::chrono::seconds(2));
   impl_->mqtt.stop();
   impl_->http.close();
   impl_->stream->close_all();

@@ -2,6 +2,7 @@
 
 #include "feed/assets.hpp"
 #include "feed/live_stream.hpp"
+#include "feed/outbound_stats.hpp"
 #include "feed/snapshot_json.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/wire_codec.hpp"
@@ -622,9 +623,9 @@ HttpResponse ApiRoutes::stats() {
     j["confirm_settled_by_agent"] = src_.confirm->settled_by_agent;
     j["confirm_anchored"] = src_.confirm->anchored;
     j["confirm_dropped_given_up"] = src_.confirm->dropped_given_up;
-    j["confirm_publish_failures"] = src_.confirm->publish_failures;
     j["confirm_waiting_for_store"] = src_.confirm->waiting_for_store;
   }
+  if (src_.outbound) add_outbound_stats(j, *src_.outbound);
   if (src_.store) {
     j["events_persisted"] = src_.store->events_committed();
     j["store_pending_events"] = src_.store->pending_events();
@@ -750,6 +751,7 @@ HttpResponse ApiRoutes::metrics() {
              "Agents asked to resend seqs the broker acknowledged but that never arrived.");
     m.sample("postwatch_delivery_resend_requests_total", "", src_.confirm->resend_requests);
   }
+  if (src_.outbound) add_outbound_metrics(m, *src_.outbound);
   m.family("postwatch_alarms_open", "gauge", "Open alarms by kind.");
   m.sample("postwatch_alarms_open", L::label("kind", "goal"), open_goal);
   m.sample("postwatch_alarms_open", L::label("kind", "post_silent"), open_silent);

@@ -11,6 +11,7 @@
 #include "ingest/batch_ingest.hpp"
 #include "ingest/delivery_confirmer.hpp"
 #include "ingest/mqtt_ingest.hpp"
+#include "outbound/outbound_queue.hpp"
 #include "postwatch/catalogue.hpp"
 #include "rollup/indicator_state.hpp"
 #include "rollup/status_board.hpp"
@@ -45,6 +46,7 @@ struct FeedSources {
   std::function<IngestFlowStats()> flow;      // MQTT back-pressure; may be empty
   std::function<nlohmann::json()> cluster;    // /api/v1/cluster; may be empty
   const ConfirmCounters* confirm = nullptr;   // delivery confirmation; null when switched off
+  const OutboundQueue* outbound = nullptr;    // what the aggregator publishes; may be null
 };
 
 class ApiRoutes {

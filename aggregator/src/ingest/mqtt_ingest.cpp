@@ -24,7 +24,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
         filters(std::move(f)),
         log(std::move(l)),
         handler(std::move(h)),
-        client(uri, client_id),
+        client(uri, client_id, mqtt::create_options_builder().max_buffered_messages(kMaxBuffered).finalize()),
         retry(io_) {}
 
   IngestFlowControl flow;
@@ -55,6 +55,21 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     void on_failure(const mqtt::token&) override { finish(false); }
   };
   std::vector<std::unique_ptr<GrantListener>> grants;  // io_context only
+
+  // Outcomes of publish_tracked(): the ticket id rides in the token's user context.
+  struct PublishListener : mqtt::iaction_listener {
+    Impl* impl = nullptr;
+    void finish(const mqtt::token& tok, bool ok) {
+      auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(tok.get_user_context()));
+      if (impl->stopped || !impl->on_published) return;
+      asio::post(impl->io, [self = impl->shared_from_this(), id, ok] {
+        if (self->on_published) self->on_published(id, ok);
+      });
+    }
+    void on_success(const mqtt::token& tok) override { finish(tok, true); }
+    void on_failure(const mqtt::token& tok) override { finish(tok, false); }
+  } publish_listener;
+  std::function<void(std::uint64_t, bool)> on_published;
   std::shared_ptr<spdlog::logger> log;
   Handler handler;
   mqtt::async_client client;
@@ -68,7 +83,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
                  .clean_session(false)  // the broker keeps our QoS 1 messages while we restart
                  .keep_alive_interval(std::chrono::seconds(20))
                  .automatic_reconnect(std::chrono::milliseconds(250), std::chrono::seconds(10))
-                 .max_inflight(1024);
+                 .max_inflight(kMaxInflight);
     if (will) b.will(*will);
     if (!login.username.empty()) b.user_name(login.username);
     if (!login.password.empty()) b.password(login.password);
@@ -281,11 +296,30 @@ IngestFlowStats MqttIngest::flow() const {
   return {impl_->queued.load(), impl_->pauses.load(), impl_->paused_ms.load(), impl_->overrides.load()};
 }
 
-bool MqttIngest::publish(const std::string& topic, const std::string& payload, int qos, bool retained) {
+void MqttIngest::set_on_published(std::function<void(std::uint64_t, bool)> fn) {
+  impl_->publish_listener.impl = impl_.get();
+  impl_->on_published = std::move(fn);
+}
+
+bool MqttIngest::publish_tracked(std::uint64_t id, const std::string& topic, const std::string& payload,
+                                 bool retained) {
+  if (impl_->stopped || !impl_->client.is_connected()) return false;
+  try {
+    auto msg = mqtt::make_message(topic, payload.data(), payload.size(), 1, retained);
+    impl_->client.publish(msg, reinterpret_cast<void*>(static_cast<std::uintptr_t>(id)), impl_->publish_listener);
+    return true;
+  } catch (const mqtt::exception& e) {
+    // Lost the connection between the check and the call: MqttOutbox tries again later.
+    impl_->log->debug("publish to {} refused: {}", topic, e.what());
+    return false;
+  }
+}
+
+bool MqttIngest::publish_and_wait(const std::string& topic, const std::string& payload, bool retained,
+                                  std::chrono::milliseconds timeout) {
   if (!impl_->client.is_connected()) return false;
   try {
-    impl_->client.publish(topic, payload.data(), payload.size(), qos, retained);
-    return true;
+    return impl_->client.publish(topic, payload.data(), payload.size(), 1, retained)->wait_for(timeout);
   } catch (const mqtt::exception& e) {
     impl_->log->warn("publish to {} failed: {}", topic, e.what());
     return false;

@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -75,8 +76,21 @@ class MqttIngest {
   // Connected and subscribed to every filter: messages published from now on reach us.
   bool subscribed() const;
   IngestFlowStats flow() const;
-  // Publishes (e.g. goal snapshots); false when not connected.
-  bool publish(const std::string& topic, const std::string& payload, int qos, bool retained);
+  // Hands one QoS 1 message to Paho (MqttOutbox is the only caller): `on_published(id, ok)`
+  // runs on the io_context once the broker acknowledged it or Paho gave up on it. False when
+  // Paho refused it at once (not connected); on_published is not called then.
+  bool publish_tracked(std::uint64_t id, const std::string& topic, const std::string& payload, bool retained);
+  // Before start(): where publish_tracked's outcomes go.
+  void set_on_published(std::function<void(std::uint64_t id, bool ok)> fn);
+  // Publishes one QoS 1 message and waits up to `timeout` for the broker's PUBACK (shutdown only).
+  bool publish_and_wait(const std::string& topic, const std::string& payload, bool retained,
+                        std::chrono::milliseconds timeout);
+
+  // Paho's limits, set deliberately (MqttOutbox keeps its window below both): how many QoS 1
+  // messages may await their PUBACK, and how many may wait in Paho's own queue before it
+  // answers -12 ("No more messages can be buffered").
+  static constexpr int kMaxInflight = 1024;
+  static constexpr int kMaxBuffered = 1024;
 
  private:
   struct Impl;

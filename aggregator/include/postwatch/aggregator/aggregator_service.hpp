@@ -38,6 +38,9 @@ struct AggregatorOptions {
   // Delivery confirmation to agents (docs/wire-format.md): how often the committed watermarks
   // go out; 0 switches it off (agents configured with delivery.confirm "broker" need none).
   std::int64_t confirm_interval_ms = 1000;
+  // Messages the aggregator has handed to the MQTT client and not yet had acknowledged
+  // (docs/aggregator.md, "What the aggregator publishes"); at most MqttIngest::kMaxInflight.
+  std::size_t outbound_window = 256;
 
   // Back-pressure (docs/aggregator.md §7): MQTT delivery pauses while this many messages
   // wait for the io thread, or while this many events wait for the store's writer.
