@@ -1,0 +1,425 @@
+// postwatch-bench-fleet: the number of live agents as a measured dimension. N agents (the real
+// agent code, delivery confirmation on) in child processes of this binary, one real Mosquitto,
+// one real postwatch-aggregator process; a fixed total event rate spread over the fleet. Prints,
+// per N: accept -> confirm latency p50/p99 (as the agents see it), events never confirmed after
+// the drain, the agents' backlog at the end, confirmations per second and per received batch,
+// broker messages per second in and out, the aggregator's CPU and RSS (and bytes per agent).
+// Never asserts timing (README.md); the command and figures go in docs/performance.md.
+#include "bench_events.hpp"
+#include "postwatch/agent/agent.hpp"
+#include "postwatch/agent/memory_backlog.hpp"
+#include "postwatch/catalogue.hpp"
+#include "proc_stats.hpp"
+#include "support/test_support.hpp"
+
+#include <mqtt/async_client.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <csignal>
+#include <deque>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+namespace {
+using namespace postwatch;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+void raise_file_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+std::string arg(int argc, char** argv, const std::string& name, const std::string& dflt) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (argv[i] == name) return argv[i + 1];
+  return dflt;
+}
+bool flag(int argc, char** argv, const std::string& name) {
+  for (int i = 1; i < argc; ++i)
+    if (argv[i] == name) return true;
+  return false;
+}
+
+// ================================================================ agents (child)
+
+struct Pending {
+  std::uint64_t seq;
+  Clock::time_point at;
+};
+
+int agents_main(int argc, char** argv) {
+  raise_file_limit();
+  // In production the agents run at the posts, not on the aggregator's machine. Here they
+  // share its two cores, so they yield to the broker and the aggregator (nice 19): otherwise
+  // thousands of agent threads starve those two processes and the figures measure the harness.
+  errno = 0;
+  if (::nice(19) == -1 && errno != 0) std::cerr << "agents: cannot lower priority\n";
+  const std::string broker = arg(argc, argv, "--broker", ""), dir = arg(argc, argv, "--dir", "");
+  const std::size_t first = std::stoul(arg(argc, argv, "--first", "0"));
+  const std::size_t count = std::stoul(arg(argc, argv, "--count", "1"));
+  const double rate = std::stod(arg(argc, argv, "--rate", "100"));
+  const double seconds = std::stod(arg(argc, argv, "--seconds", "30"));
+  const double drain_s = std::stod(arg(argc, argv, "--drain", "10"));
+  const std::string index = arg(argc, argv, "--index", "0");
+  auto catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(test::catalogue_path()));
+  bench::EventMaker maker(*catalogue);
+
+  auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  std::vector<std::unique_ptr<agent::Agent>> agents;
+  for (std::size_t i = first; i < first + count; ++i) {
+    agent::AgentConfig c;
+    c.broker_uri = broker;
+    c.agent_id = "fleet-" + std::to_string(i);
+    c.post_id = catalogue->posts()[i % catalogue->posts().size()].id;
+    c.allow_plaintext = true;
+    c.catalogue_file = test::catalogue_path();
+    c.batch_max_delay = 100ms;  // as the simulator: the board moves within a tick or two
+    c.queue_max_events = 200'000;
+    auto log = std::make_shared<spdlog::logger>(c.agent_id, sink);
+    log->set_level(spdlog::level::warn);
+    agents.push_back(
+        std::make_unique<agent::Agent>(std::move(c), catalogue, std::make_unique<agent::MemoryBacklog>(200'000), log));
+  }
+  for (auto& a : agents) a->start();
+  const auto connect_deadline = Clock::now() + 300s;
+  for (auto& a : agents)
+    while (!a->wait_until_connected(100ms))
+      if (Clock::now() > connect_deadline) {
+        std::cerr << "agents " << index << ": not all connected within 300 s\n";
+        std::_Exit(3);
+      }
+  std::ofstream(fs::path(dir) / ("agents-" + index + ".ready")) << "ready\n";
+  std::string go;
+  if (!std::getline(std::cin, go)) std::_Exit(4);
+
+  // Emit at `rate` round-robin over the agents; every 100 ms, see what was confirmed.
+  std::vector<std::deque<Pending>> pending(agents.size());
+  std::vector<double> latency_ms;
+  std::uint64_t emitted = 0, accepted = 0, rejected = 0;
+  const auto sweep = [&] {
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < agents.size(); ++i) {
+      if (pending[i].empty()) continue;
+      const auto through = agents[i]->stats().confirmed_through_seq;
+      while (!pending[i].empty() && pending[i].front().seq <= through) {
+        latency_ms.push_back(std::chrono::duration<double, std::milli>(now - pending[i].front().at).count());
+        pending[i].pop_front();
+      }
+    }
+  };
+  const auto start = Clock::now();
+  auto next_sweep = start;
+  for (;;) {
+    const auto now = Clock::now();
+    const double elapsed = std::chrono::duration<double>(now - start).count();
+    if (elapsed >= seconds) break;
+    const auto target = static_cast<std::uint64_t>(rate * elapsed);
+    for (; emitted < target; ++emitted) {
+      const std::size_t i = emitted % agents.size();
+      auto r = agents[i]->submit(maker.make(emitted, 0, 0));
+      if (!r.accepted) {
+        ++rejected;
+        continue;
+      }
+      ++accepted;
+      pending[i].push_back({r.seq, Clock::now()});
+    }
+    if (now >= next_sweep) {
+      sweep();
+      next_sweep = now + 100ms;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  const auto drain_deadline = Clock::now() + std::chrono::duration<double>(drain_s);
+  while (Clock::now() < drain_deadline &&
+         std::any_of(pending.begin(), pending.end(), [](const auto& d) { return !d.empty(); })) {
+    std::this_thread::sleep_for(100ms);
+    sweep();
+  }
+  // The last confirmations are applied by each agent's own thread: wait for its backlog too.
+  for (auto& a : agents) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(drain_deadline - Clock::now());
+    a->wait_until_drained(std::max(left, std::chrono::milliseconds(1)));
+  }
+  json out;
+  std::uint64_t confirmed = 0, backlog = 0, resend_requests = 0;
+  for (auto& a : agents) {
+    auto s = a->stats();
+    confirmed += s.confirmed;
+    backlog += s.backlog.events;
+    resend_requests += s.resend_requests;
+  }
+  out["accepted"] = accepted;
+  out["rejected"] = rejected;
+  out["confirmed"] = confirmed;
+  out["backlog"] = backlog;
+  out["resend_requests"] = resend_requests;
+  out["rss_kib"] = bench::status_kb("self", "VmRSS");
+  out["latency_ms"] = latency_ms;
+  {
+    std::ofstream f(fs::path(dir) / ("agents-" + index + ".json.tmp"));
+    f << out.dump();
+  }
+  fs::rename(fs::path(dir) / ("agents-" + index + ".json.tmp"), fs::path(dir) / ("agents-" + index + ".json"));
+  // Disconnecting takes a round trip per agent: the parent does not wait for it.
+  std::_Exit(0);
+}
+
+// ================================================================ parent
+
+std::atomic<bool> g_stop{false};
+
+double percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+  return v[k];
+}
+
+// Mosquitto's own message counters ($SYS, every second with sys_interval 1).
+class BrokerCounters {
+ public:
+  explicit BrokerCounters(const std::string& uri) : client_(uri, "fleet-bench-sys") {
+    client_.set_message_callback([this](mqtt::const_message_ptr m) {
+      auto v = std::strtoull(m->get_payload_str().c_str(), nullptr, 10);
+      (m->get_topic().ends_with("received") ? received_ : sent_) = v;
+    });
+    client_.connect()->wait();
+    client_.subscribe("$SYS/broker/messages/+", 0)->wait();
+  }
+  ~BrokerCounters() {
+    try {
+      client_.disconnect()->wait_for(1s);
+    } catch (const mqtt::exception&) {
+    }
+  }
+  std::uint64_t received() const { return received_; }
+  std::uint64_t sent() const { return sent_; }
+
+ private:
+  mqtt::async_client client_;
+  std::atomic<std::uint64_t> received_{0}, sent_{0};
+};
+
+json stats(unsigned short port) {
+  auto r = test::http_get(port, "/api/v1/stats");
+  return r.status == 200 ? json::parse(r.body, nullptr, false) : json();
+}
+
+json run_fleet(std::size_t n, double rate, double seconds, double drain, std::size_t per_process) {
+  test::TempDir dir;
+  test::MosquittoBroker broker("sys_interval 1\n");
+  const auto agg_binary = test::binary_dir() / "aggregator" / "postwatch-aggregator";
+  const unsigned short http_port = test::free_port();
+  test::ChildProcess agg({agg_binary.string(), "--broker", broker.uri(), "--client-id", "fleet-aggregator",
+                          "--data-dir", (dir.path() / "store").string(), "--catalogue", test::catalogue_path().string(),
+                          "--http-port", std::to_string(http_port)},
+                         dir.path() / "aggregator.log");
+  if (!test::wait_until([&] { return test::http_get(http_port, "/readyz").status == 200 || !agg.running(); }, 30s) ||
+      !agg.running())
+    throw std::runtime_error("aggregator not ready:\n" + agg.log());
+  const std::string agg_pid = std::to_string(agg.pid()), broker_pid = bench::find_child("mosquitto");
+  const long rss_idle = bench::status_kb(agg_pid, "VmRSS");
+  BrokerCounters sys(broker.uri());
+
+  const std::size_t processes = (n + per_process - 1) / per_process;
+  std::vector<std::unique_ptr<test::ChildProcess>> children;
+  const auto self = fs::read_symlink("/proc/self/exe").string();
+  for (std::size_t k = 0; k < processes; ++k) {
+    const std::size_t first = k * n / processes, last = (k + 1) * n / processes;
+    const double share = rate * static_cast<double>(last - first) / static_cast<double>(n);
+    children.push_back(std::make_unique<test::ChildProcess>(
+        std::vector<std::string>{self, "agents", "--broker", broker.uri(), "--dir", dir.path().string(), "--index",
+                                 std::to_string(k), "--first", std::to_string(first), "--count",
+                                 std::to_string(last - first), "--rate", std::to_string(share), "--seconds",
+                                 std::to_string(seconds), "--drain", std::to_string(drain)},
+        dir.path() / ("agents-" + std::to_string(k) + ".log"), true));
+  }
+  const auto connect_started = Clock::now();
+  bool ready = test::wait_until(
+      [&] {
+        for (std::size_t k = 0; k < processes; ++k) {
+          if (!children[k]->running()) throw std::runtime_error("agents process exited:\n" + children[k]->log());
+          if (!fs::exists(dir.path() / ("agents-" + std::to_string(k) + ".ready"))) return false;
+        }
+        return !g_stop;
+      },
+      330s, 100ms);
+  if (!ready) throw std::runtime_error("agents did not connect");
+  const double connect_s = std::chrono::duration<double>(Clock::now() - connect_started).count();
+  std::this_thread::sleep_for(2s);  // births and first heartbeats settle
+  const long rss_connected = bench::status_kb(agg_pid, "VmRSS");
+
+  const json s0 = stats(http_port);
+  const auto rx0 = sys.received(), tx0 = sys.sent();
+  const double cpu0 = bench::proc_stat(agg_pid).cpu_s, bcpu0 = bench::proc_stat(broker_pid).cpu_s;
+  const auto t0 = Clock::now();
+  for (auto& c : children) c->write_stdin("go\n");
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  const double window = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double cpu1 = bench::proc_stat(agg_pid).cpu_s, bcpu1 = bench::proc_stat(broker_pid).cpu_s;
+  const auto rx1 = sys.received(), tx1 = sys.sent();
+  const json s1 = stats(http_port);
+  const long rss_loaded = bench::status_kb(agg_pid, "VmRSS");
+
+  json merged{{"accepted", 0}, {"rejected", 0}, {"confirmed", 0}, {"backlog", 0}, {"resend_requests", 0}};
+  std::vector<double> latency;
+  long agents_rss_kib = 0;
+  for (std::size_t k = 0; k < processes; ++k) {
+    const auto file = dir.path() / ("agents-" + std::to_string(k) + ".json");
+    if (!test::wait_until([&] { return fs::exists(file) || !children[k]->running(); },
+                          std::chrono::milliseconds(static_cast<long>((drain + 60) * 1000)), 100ms) ||
+        !fs::exists(file))
+      throw std::runtime_error("agents process " + std::to_string(k) + " gave no result:\n" + children[k]->log());
+    std::ifstream in(file);
+    json r = json::parse(in);
+    for (const char* key : {"accepted", "rejected", "confirmed", "backlog", "resend_requests"})
+      merged[key] = merged[key].get<std::uint64_t>() + r[key].get<std::uint64_t>();
+    for (double l : r["latency_ms"]) latency.push_back(l);
+    agents_rss_kib += r.value("rss_kib", 0L);
+  }
+  const std::string log = agg.log();
+  std::size_t warnings = 0, buffer_full = 0;
+  for (std::size_t p = 0; (p = log.find(" warning ", p)) != std::string::npos; ++p) ++warnings;
+  for (std::size_t p = 0; (p = log.find("No more messages can be buffered", p)) != std::string::npos; ++p)
+    ++buffer_full;
+
+  auto delta = [&](const char* a, const char* b = nullptr) {
+    auto get = [&](const json& s) {
+      const json& v = b ? s.at(a).at(b) : s.at(a);
+      return v.get<double>();
+    };
+    return s1.is_object() && s0.is_object() ? get(s1) - get(s0) : -1.0;
+  };
+  const double confirms = delta("outbound_published", "confirm"), batches = delta("batches_accepted");
+  json row = merged;
+  row["agents"] = n;
+  row["agent_processes"] = processes;
+  row["rate_target"] = rate;
+  row["seconds"] = window;
+  row["connect_s"] = connect_s;
+  row["never_confirmed"] = merged["accepted"].get<std::uint64_t>() - merged["confirmed"].get<std::uint64_t>();
+  row["latency_p50_ms"] = percentile(latency, 0.50);
+  row["latency_p99_ms"] = percentile(latency, 0.99);
+  row["latency_max_ms"] = latency.empty() ? 0 : *std::max_element(latency.begin(), latency.end());
+  row["events_per_s"] = merged["accepted"].get<double>() / window;
+  row["batches_per_s"] = batches / window;
+  row["confirms_per_s"] = confirms / window;
+  row["confirms_per_batch"] = batches > 0 ? confirms / batches : 0;
+  row["broker_in_per_s"] = static_cast<double>(rx1 - rx0) / window;
+  row["broker_out_per_s"] = static_cast<double>(tx1 - tx0) / window;
+  row["aggregator_cpu_percent"] = 100 * (cpu1 - cpu0) / window;
+  row["broker_cpu_percent"] = 100 * (bcpu1 - bcpu0) / window;
+  row["aggregator_rss_mib"] = static_cast<double>(rss_loaded) / 1024;
+  row["aggregator_bytes_per_agent"] = static_cast<double>(rss_connected - rss_idle) * 1024 / static_cast<double>(n);
+  row["agents_rss_bytes_per_agent"] = static_cast<double>(agents_rss_kib) * 1024 / static_cast<double>(n);
+  row["aggregator_log_warnings"] = warnings;
+  row["aggregator_log_buffer_full"] = buffer_full;
+  for (const char* key : {"outbound_dropped", "outbound_waiting", "outbound_in_flight", "confirm_waiting_for_store",
+                          "store_pending_events", "ingest_queued_messages", "confirm_resend_requests"})
+    row[key] = s1.is_object() ? s1.value(key, json()) : json();
+  std::vector<std::string> warning_lines;
+  for (std::size_t p = 0; (p = log.find(" warning ", p)) != std::string::npos && warning_lines.size() < 5; ++p) {
+    auto b = log.rfind('\n', p), e = log.find('\n', p);
+    warning_lines.push_back(log.substr(b == std::string::npos ? 0 : b + 1, e == std::string::npos ? e : e - b - 1));
+  }
+  row["aggregator_log_first_warnings"] = warning_lines;
+  row["outbound_coalesced"] = s1.is_object() ? s1["outbound_coalesced"] : json();
+  agg.signal(SIGTERM);
+  agg.wait(10s);
+  return row;
+}
+
+int parent_main(int argc, char** argv) {
+  raise_file_limit();
+  std::signal(SIGINT, [](int) { g_stop = true; });
+  const bool quick = flag(argc, argv, "--quick");
+  const double rate = std::stod(arg(argc, argv, "--rate", "2000"));
+  const double seconds = std::stod(arg(argc, argv, "--seconds", quick ? "15" : "60"));
+  const double drain = std::stod(arg(argc, argv, "--drain", "10"));
+  const std::size_t per_process = std::stoul(arg(argc, argv, "--per-process", "1000"));
+  std::vector<std::size_t> fleets;
+  std::stringstream list(arg(argc, argv, "--agents", quick ? "142,1000" : "142,1000,10000"));
+  for (std::string x; std::getline(list, x, ',');) fleets.push_back(std::stoul(x));
+
+  json rows = json::array();
+  std::size_t largest_ok = 0;
+  for (auto n : fleets) {
+    std::cerr << "fleet: " << n << " agents, " << rate << " events/s in all, " << seconds << " s, drain " << drain
+              << " s ...\n";
+    json r = run_fleet(n, rate, seconds, drain, per_process);
+    rows.push_back(r);
+    std::printf(
+        "%6zu agents (%zu proc, connected in %.0f s): %7.0f events/s accepted, p50 %6.0f ms p99 %6.0f ms max %6.0f "
+        "ms | never confirmed %llu, backlog %llu, rejected %llu | confirms %6.0f/s (%.2f per batch) | broker in "
+        "%6.0f/s out %6.0f/s, CPU %3.0f%% | aggregator CPU %3.0f%%, RSS %.0f MiB, %.0f B/agent | agents %.0f KiB/agent "
+        "| log warnings %zu, -12: %zu\n",
+        n, r["agent_processes"].get<std::size_t>(), r["connect_s"].get<double>(), r["events_per_s"].get<double>(),
+        r["latency_p50_ms"].get<double>(), r["latency_p99_ms"].get<double>(), r["latency_max_ms"].get<double>(),
+        static_cast<unsigned long long>(r["never_confirmed"].get<std::uint64_t>()),
+        static_cast<unsigned long long>(r["backlog"].get<std::uint64_t>()),
+        static_cast<unsigned long long>(r["rejected"].get<std::uint64_t>()), r["confirms_per_s"].get<double>(),
+        r["confirms_per_batch"].get<double>(), r["broker_in_per_s"].get<double>(), r["broker_out_per_s"].get<double>(),
+        r["broker_cpu_percent"].get<double>(), r["aggregator_cpu_percent"].get<double>(),
+        r["aggregator_rss_mib"].get<double>(), r["aggregator_bytes_per_agent"].get<double>(),
+        r["agents_rss_bytes_per_agent"].get<double>() / 1024, r["aggregator_log_warnings"].get<std::size_t>(),
+        r["aggregator_log_buffer_full"].get<std::size_t>());
+    std::printf("        at the end of the window: %s\n",
+                json{{"outbound_waiting", r["outbound_waiting"]},
+                     {"outbound_in_flight", r["outbound_in_flight"]},
+                     {"confirm_waiting_for_store", r["confirm_waiting_for_store"]},
+                     {"store_pending_events", r["store_pending_events"]},
+                     {"ingest_queued_messages", r["ingest_queued_messages"]},
+                     {"resend_requests", r["confirm_resend_requests"]},
+                     {"outbound_dropped", r["outbound_dropped"]}}
+                    .dump()
+                    .c_str());
+    for (const auto& w : r["aggregator_log_first_warnings"])
+      std::printf("        log: %s\n", w.get<std::string>().c_str());
+    std::fflush(stdout);
+    if (r["never_confirmed"].get<std::uint64_t>() == 0 && r["latency_p99_ms"].get<double>() <= 5000)
+      largest_ok = std::max(largest_ok, n);
+    if (g_stop) break;
+  }
+  std::printf("largest fleet run here with every event confirmed and p99 accept->confirm <= 5 s: %zu agents\n",
+              largest_ok);
+  if (auto file = arg(argc, argv, "--json", ""); !file.empty())
+    std::ofstream(file) << json{{"fleets", rows}, {"largest_ok", largest_ok}}.dump(1) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc > 1 && std::string(argv[1]) == "agents") return agents_main(argc, argv);
+    if (flag(argc, argv, "--help")) {
+      std::cout << "postwatch-bench-fleet [--agents 142,1000,10000] [--rate 2000] [--seconds 60] [--drain 10]\n"
+                   "                      [--per-process 1000] [--quick] [--json FILE]\n"
+                   "N live agents (real agent code, delivery confirmation on) in processes of --per-process agents,\n"
+                   "a real Mosquitto and postwatch-aggregator; --rate events/s in all. See tools/bench/README.md.\n";
+      return 0;
+    }
+    return parent_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "postwatch-bench-fleet: " << e.what() << "\n";
+    return 1;
+  }
+}
