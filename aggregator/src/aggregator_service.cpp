@@ -111,6 +111,7 @@ struct AggregatorService::Impl {
             [this](std::uint32_t post) { return !cluster || cluster->owns(post); }),
         ticker(io),
         confirm_ticker(io),
+        commit_ticker(io),
         goal_sent(catalogue->goals().size()),
         pillar_sent(catalogue->pillars().size()) {
     mqtt.set_login({options.broker_username, options.broker_password, options.broker_ca_file, options.broker_cert_file,
@@ -287,6 +288,10 @@ struct AggregatorService::Impl {
     bool caught_up = mqtt.flow().queued_messages == 0;
     confirmer.tick(ingest, presence, {store.events_handed_over(), store.events_committed()}, caught_up, now_utc_ms());
   }
+  // Between ticks: a watermark goes out as soon as the store committed what it covers.
+  void confirm_committed() {
+    confirmer.publish_committed({store.events_handed_over(), store.events_committed()}, now_utc_ms());
+  }
 
   // Runs `fn` every `interval_ms` on the io_context until the timer is cancelled.
   void repeat(boost::asio::steady_timer& timer, std::int64_t interval_ms, void (Impl::*fn)()) {
@@ -317,7 +322,7 @@ struct AggregatorService::Impl {
   std::unique_ptr<ClusterMember> cluster;  // null unless --cluster-group
   MqttOutbox outbox;
   DeliveryConfirmer confirmer;
-  boost::asio::steady_timer ticker, confirm_ticker;
+  boost::asio::steady_timer ticker, confirm_ticker, commit_ticker;
   std::int64_t last_history_ms = 0;
   bool stopped = false;
   std::vector<Sent> goal_sent, pillar_sent;
@@ -355,13 +360,17 @@ void AggregatorService::start() {
   impl_->mqtt.start();
   impl_->outbox.start();
   impl_->repeat(impl_->ticker, impl_->options.tick_ms, &Impl::tick);
-  if (impl_->options.confirm_interval_ms > 0)
+  if (impl_->options.confirm_interval_ms > 0) {
     impl_->repeat(impl_->confirm_ticker, impl_->options.confirm_interval_ms, &Impl::confirm_tick);
+    impl_->repeat(impl_->commit_ticker, std::min<std::int64_t>(impl_->options.confirm_interval_ms, 50),
+                  &Impl::confirm_committed);
+  }
 }
 
 void AggregatorService::stop() {
   impl_->ticker.cancel();
   impl_->confirm_ticker.cancel();
+  impl_->commit_ticker.cancel();
   if (impl_->cluster && !impl_->stopped) impl_->cluster->leave(now_utc_ms());
   impl_->stopped = true;
   // Alarms first, then the last confirmations: agents release what the store holds.

@@ -354,7 +354,7 @@ int parent_main(int argc, char** argv) {
   const double rate = std::stod(arg(argc, argv, "--rate", "2000"));
   const double seconds = std::stod(arg(argc, argv, "--seconds", quick ? "15" : "60"));
   const double drain = std::stod(arg(argc, argv, "--drain", "10"));
-  const std::size_t per_process = std::stoul(arg(argc, argv, "--per-process", "1000"));
+  const std::size_t per_process = std::stoul(arg(argc, argv, "--per-process", "250"));
   std::vector<std::size_t> fleets;
   std::stringstream list(arg(argc, argv, "--agents", quick ? "142,1000" : "142,1000,10000"));
   for (std::string x; std::getline(list, x, ',');) fleets.push_back(std::stoul(x));
@@ -412,7 +412,7 @@ int main(int argc, char** argv) {
     if (argc > 1 && std::string(argv[1]) == "agents") return agents_main(argc, argv);
     if (flag(argc, argv, "--help")) {
       std::cout << "postwatch-bench-fleet [--agents 142,1000,10000] [--rate 2000] [--seconds 60] [--drain 10]\n"
-                   "                      [--per-process 1000] [--quick] [--json FILE]\n"
+                   "                      [--per-process 250] [--quick] [--json FILE]\n"
                    "N live agents (real agent code, delivery confirmation on) in processes of --per-process agents,\n"
                    "a real Mosquitto and postwatch-aggregator; --rate events/s in all. See tools/bench/README.md.\n";
       return 0;

@@ -26,7 +26,12 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
     return;
   }
   std::string key = st.post_id + "/" + st.agent_id;
-  auto& rec = agents_[key];
+  auto& entry = *agents_.try_emplace(key).first;
+  auto& rec = entry.second;
+  if (!rec.heard) {
+    rec.heard = true;
+    heard_.push_back(&entry);
+  }
   rec.post = st.post_id;
   rec.agent = st.agent_id;
   if (t.channel == topics::Channel::State) {
@@ -53,6 +58,17 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
     rec.metrics = st.metrics;
     if (st.heartbeat_interval_s) rec.heartbeat_interval_s = st.heartbeat_interval_s;
   }
+}
+
+std::vector<const std::string*> AgentPresence::take_heard() {
+  std::vector<const std::string*> keys;
+  keys.reserve(heard_.size());
+  for (auto* e : heard_) {
+    e->second.heard = false;
+    keys.push_back(&e->first);
+  }
+  heard_.clear();
+  return keys;
 }
 
 std::size_t AgentPresence::online_count() const {

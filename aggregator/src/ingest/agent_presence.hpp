@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace spdlog {
 class logger;
@@ -33,6 +34,7 @@ struct AgentPresenceRecord {
   std::uint32_t heartbeat_interval_s = 0;
   bool has_metrics = false;
   AgentMetrics metrics;
+  bool heard = false;  // in AgentPresence's heard list (take_heard)
 };
 
 class AgentPresence {
@@ -44,6 +46,9 @@ class AgentPresence {
   // Keyed "post/agent", sorted for stable output.
   const std::map<std::string, AgentPresenceRecord, std::less<>>& agents() const { return agents_; }
   std::size_t online_count() const;
+  // The agents ("post/agent" keys, valid as long as this object) with a birth or heartbeat
+  // since the last call, each once: DeliveryConfirmer compares only those.
+  std::vector<const std::string*> take_heard();
   std::uint64_t rejected() const { return rejected_; }
 
   // Called on every birth, after the record took it in ("post/agent", the record): ingest
@@ -54,6 +59,7 @@ class AgentPresence {
   const IndicatorCatalogue& catalogue_;
   std::shared_ptr<spdlog::logger> log_;
   std::map<std::string, AgentPresenceRecord, std::less<>> agents_;
+  std::vector<std::pair<const std::string, AgentPresenceRecord>*> heard_;
   std::uint64_t rejected_ = 0;
 };
 

@@ -41,7 +41,26 @@ AgentTrack& BatchIngest::track(std::string_view post, std::string_view agent, st
   if (auto k = keeps_events_.find(key_); k != keeps_events_.end()) t.keeps_events = k->second;
   if (sink_) sink_->register_agent(t.id, post, agent);
   post_agents_[post_ix].push_back(key_);
-  return agents_.emplace(key_, t).first->second;
+  auto& entry = *agents_.emplace(key_, t).first;
+  by_id_.push_back(&entry);
+  return entry.second;
+}
+
+void BatchIngest::mark_moved(AgentTrack& t) {
+  if (t.moved) return;
+  t.moved = true;
+  moved_.push_back(t.id);
+}
+
+std::vector<const std::string*> BatchIngest::take_moved() {
+  std::vector<const std::string*> keys;
+  keys.reserve(moved_.size());
+  for (auto id : moved_) {
+    by_id_[id]->second.moved = false;
+    keys.push_back(&by_id_[id]->first);
+  }
+  moved_.clear();
+  return keys;
 }
 
 std::vector<AgentTrackSnapshot> BatchIngest::export_agents(std::uint32_t post) const {
@@ -61,6 +80,7 @@ void BatchIngest::import_agents(std::uint32_t post, const std::vector<AgentTrack
     t.seqs = SeqWindow();
     t.clock_skew_ms = t.last_event_ms = 0;
     t.events = t.reordered = 0;
+    mark_moved(t);
   }
   for (const auto& a : agents) {
     AgentTrack& t = track(post_id, a.agent, post, a.seqs.base);
@@ -69,6 +89,7 @@ void BatchIngest::import_agents(std::uint32_t post, const std::vector<AgentTrack
     t.last_event_ms = a.last_event_ms;
     t.events = a.events;
     t.reordered = a.reordered;
+    mark_moved(t);
   }
 }
 
@@ -82,6 +103,7 @@ bool BatchIngest::accept_event(AgentTrack& agent, std::uint32_t post, const Even
     counters_.events_duplicate += 1;
     return false;
   }
+  mark_moved(agent);
   // Refusals come after the seq check, so a refused event settles its seq (it holds back
   // neither the agent's confirmation nor, resent, a counter: it is a duplicate then).
   if (e.observed_at_ms > received_at_ms + policy_.max_clock_skew_ms) {
@@ -186,6 +208,7 @@ bool BatchIngest::settle_agent(std::string_view key, std::uint64_t seq) {
   auto it = agents_.find(key);
   if (it == agents_.end()) return false;
   it->second.seqs.settle_through(seq);
+  mark_moved(it->second);
   return true;
 }
 
@@ -194,6 +217,7 @@ std::uint64_t BatchIngest::give_up_agent(std::string_view key, std::uint64_t seq
   if (it == agents_.end()) return 0;
   const std::uint64_t gaps = it->second.seqs.give_up_through(seq);
   counters_.events_gaps += gaps;
+  mark_moved(it->second);
   return gaps;
 }
 

@@ -61,6 +61,7 @@ struct AgentTrack {
   // wait for a resend however many later seqs pass it. Until a birth says otherwise, assume
   // it does: waiting too long only counts a gap late, giving up too early loses events.
   bool keeps_events = true;
+  bool moved = false;  // in BatchIngest's moved list (take_moved)
 };
 
 // One agent's dedupe window and counters, as handed between aggregator instances.
@@ -101,6 +102,10 @@ class BatchIngest {
   // Remembered for an agent not seen yet.
   void set_agent_keeps_events(std::string_view key, bool keeps);
 
+  // The agents ("post/agent" keys, valid as long as this object) whose seq window changed
+  // since the last call, each once: DeliveryConfirmer looks at those, not at every agent.
+  std::vector<const std::string*> take_moved();
+
   const IngestCounters& counters() const { return counters_; }
   const std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>>& agents() const { return agents_; }
 
@@ -116,6 +121,7 @@ class BatchIngest {
  private:
   void reject(std::string_view topic, std::string_view why);
   AgentTrack& track(std::string_view post, std::string_view agent, std::uint32_t post_ix, std::uint64_t first_seq);
+  void mark_moved(AgentTrack& t);
   // Dedupe, check, apply one event; false when it was not new or not valid.
   bool accept_event(AgentTrack& agent, std::uint32_t post, const EventView& e, std::int64_t received_at_ms, bool late,
                     std::string_view topic);
@@ -131,6 +137,8 @@ class BatchIngest {
   std::string key_;
   std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>> agents_;  // "post/agent"
   std::vector<std::vector<std::string>> post_agents_;  // per catalogue post: its agents' keys
+  std::vector<std::pair<const std::string, AgentTrack>*> by_id_;  // AgentTrack::id -> its entry (nodes stay put)
+  std::vector<std::uint32_t> moved_;                              // ids, see take_moved()
   std::unordered_map<std::string, bool, StringHash, std::equal_to<>> keeps_events_;  // from births
   std::uint64_t rejections_logged_ = 0;
 };

@@ -31,6 +31,7 @@ namespace postwatch::aggregator {
 class BatchIngest;
 class AgentPresence;
 struct AgentTrack;
+struct AgentPresenceRecord;
 
 struct ConfirmCounters {
   std::uint64_t confirms_published = 0;
@@ -58,9 +59,14 @@ class DeliveryConfirmer {
   DeliveryConfirmer(const IndicatorCatalogue& catalogue, Publish publish, Owns owns = {});
 
   // Every confirm interval, on the io_context. `caught_up`: no backlog in front of ingest,
-  // so a missing seq is really missing and not queued.
-  void tick(BatchIngest& ingest, const AgentPresence& presence, StoreProgress store, bool caught_up,
-            std::int64_t now_ms);
+  // so a missing seq is really missing and not queued. Costs O(agents whose window moved,
+  // that were heard from, or that have a hole or a disagreement with their heartbeat), not
+  // O(agents): a quiet agent costs nothing. Ends with publish_committed().
+  void tick(BatchIngest& ingest, AgentPresence& presence, StoreProgress store, bool caught_up, std::int64_t now_ms);
+  // Publishes the watermarks the store has made durable since they were taken. Cheap (the
+  // oldest marks only): the service calls it more often than tick(), so a confirmation goes
+  // out soon after the commit rather than a whole interval later.
+  void publish_committed(StoreProgress store, std::int64_t now_ms);
 
   const ConfirmCounters& counters() const { return counters_; }
   // The last confirmation published to "post/agent" (0 if none).
@@ -90,12 +96,20 @@ class DeliveryConfirmer {
   void anchor(BatchIngest& ingest, const AgentPresence& presence, const std::string& key);
   void give_up_dropped(BatchIngest& ingest, const AgentPresence& presence, const std::string& key,
                        const AgentTrack& track);
+  // Step 1 of tick() for one agent; returns whether it must be looked at again next tick.
+  bool take_watermark(BatchIngest& ingest, const AgentPresence& presence, const std::string& key, Mark& mark,
+                      bool caught_up, std::int64_t now_ms);
+  // Step 3 of tick() for one agent; returns whether it must be looked at again next tick.
+  bool compare_heartbeat(BatchIngest& ingest, const AgentPresenceRecord& rec, const std::string& key, bool caught_up,
+                         std::int64_t now_ms);
 
   const IndicatorCatalogue& catalogue_;
   Publish publish_;
   Owns owns_;
   std::unordered_map<std::string, AgentConfirm> agents_;  // "post/agent"; nodes stay put for Mark
   std::deque<Mark> marks_;
+  std::vector<std::string> holes_;      // agents with a hole below later seqs: step 1 again next tick
+  std::vector<std::string> disagrees_;  // agents whose heartbeat says more than we have: step 3 again
   ConfirmCounters counters_;
 };
 
