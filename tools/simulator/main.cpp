@@ -39,7 +39,9 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kTick = std::chrono::milliseconds(100);
 constexpr auto kProgressEvery = std::chrono::seconds(5);
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
-constexpr auto kDrainTimeout = std::chrono::seconds(3);
+// A confirmation takes about a second (the aggregator confirms what its store committed, every
+// --confirm-interval-ms); 10 s covers a loaded machine and a sanitizer build.
+constexpr auto kDrainTimeout = std::chrono::seconds(10);
 constexpr std::size_t kMaxAgentsPerPost = 20;
 
 std::atomic<bool> g_stop{false};

@@ -136,7 +136,7 @@ class BatchIngest {
   BatchView batch_;  // reused so steady-state decoding does not allocate
   std::string key_;
   std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>> agents_;  // "post/agent"
-  std::vector<std::vector<std::string>> post_agents_;  // per catalogue post: its agents' keys
+  std::vector<std::vector<std::string>> post_agents_;             // per catalogue post: its agents' keys
   std::vector<std::pair<const std::string, AgentTrack>*> by_id_;  // AgentTrack::id -> its entry (nodes stay put)
   std::vector<std::uint32_t> moved_;                              // ids, see take_moved()
   std::unordered_map<std::string, bool, StringHash, std::equal_to<>> keeps_events_;  // from births

@@ -140,7 +140,7 @@ bool DeliveryConfirmer::compare_heartbeat(BatchIngest& ingest, const AgentPresen
     return true;
   }
   if (rec.last_heartbeat_ms <= a.stall_heartbeat_ms) return true;  // wait for the next heartbeat
-  a.stall_heartbeat_ms = rec.last_heartbeat_ms;                     // at most one action per heartbeat
+  a.stall_heartbeat_ms = rec.last_heartbeat_ms;                    // at most one action per heartbeat
   if (released > have) {
     if (ingest.settle_agent(key, released)) counters_.settled_by_agent += 1;
   } else {
