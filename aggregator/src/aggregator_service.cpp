@@ -67,14 +67,15 @@ struct AggregatorService::Impl {
         state(*catalogue),
         rollup(*catalogue, RollupPolicy{options.hysteresis_band, options.min_coverage}),
         board(*catalogue, BoardPolicy{options.min_duration_ms}),
-        ingest(*catalogue, state, log, IngestPolicy{options.allowed_lateness_ms}, &store),
-        presence(*catalogue, log),
+        agents(*catalogue),
+        ingest(*catalogue, agents, state, log, IngestPolicy{options.allowed_lateness_ms}, &store),
+        presence(*catalogue, agents, log),
         stream(std::make_shared<LiveStream>(
             log,
             LiveStreamOptions{options.stream_max_queue, options.stream_max_clients,
                               std::chrono::milliseconds(options.stream_idle_timeout_ms)},
             [this] { return dump_json(stream_snapshot_json(*catalogue, board, now_utc_ms())); })),
-        routes(FeedSources{*catalogue, state, ingest, presence, board, &store,
+        routes(FeedSources{*catalogue, state, ingest, presence, agents, board, &store,
                            [this] { return mqtt.subscribed() && (!cluster || cluster->ready()); },
                            [this](const Alarm& a) { on_alarm_changed(a); }, &silent, &access, &latency, stream.get(),
                            [this] { return mqtt.flow(); },
@@ -102,7 +103,7 @@ struct AggregatorService::Impl {
         // A confirmation is retained (a reconnecting agent hears the latest at once) and only
         // its newest value waits; a resend request is a notice, sent before confirmations.
         confirmer(
-            *catalogue,
+            *catalogue, agents, ingest,
             [this](const std::string& topic, std::span<const std::uint8_t> payload, bool retained) {
               outbox.publish(topic, std::string(payload.begin(), payload.end()), retained,
                              retained ? OutboundPriority::Confirm : OutboundPriority::Urgent);
@@ -250,7 +251,7 @@ struct AggregatorService::Impl {
   void tick() {
     auto now = now_utc_ms();
     if (cluster) cluster->tick(now);
-    silent = silent_posts(*catalogue, presence, state, now, LivenessPolicy{options.missed_heartbeats});
+    silent = silent_posts(*catalogue, agents, state, now, LivenessPolicy{options.missed_heartbeats});
     auto snap = rollup.compute(state, now, silent, board.last().cells);
     auto changes = board.tick(snap, silent, now);
     bool periodic = now - last_history_ms >= options.history_interval_ms;
@@ -286,7 +287,7 @@ struct AggregatorService::Impl {
   // Agents release their spool on these (DeliveryConfirmer): only what the store committed.
   void confirm_tick() {
     bool caught_up = mqtt.flow().queued_messages == 0;
-    confirmer.tick(ingest, presence, {store.events_handed_over(), store.events_committed()}, caught_up, now_utc_ms());
+    confirmer.tick({store.events_handed_over(), store.events_committed()}, caught_up, now_utc_ms());
   }
   // Between ticks: a watermark goes out as soon as the store committed what it covers.
   void confirm_committed() {
@@ -311,6 +312,7 @@ struct AggregatorService::Impl {
   IndicatorState state;
   GoalRollup rollup;
   StatusBoard board;
+  AgentTable agents;
   BatchIngest ingest;
   AgentPresence presence;
   std::vector<bool> silent;  // per post, as of the last tick
@@ -337,7 +339,6 @@ AggregatorService::~AggregatorService() { stop(); }
 
 void AggregatorService::start() {
   impl_->recover();
-  follow_births(impl_->presence, impl_->ingest);
   // Only live messages feed the latency histogram (replayed events are old by nature).
   impl_->ingest.on_applied_latency = [impl = impl_.get()](std::int64_t ms) { impl->latency.observe_ms(ms); };
   impl_->ingest.on_topic_mismatch = [impl = impl_.get()](std::string_view topic_post, std::string_view,

@@ -61,7 +61,6 @@ class Harness : public EventSink {
       truth_[key];
       confirm_topics_[topic_of(post, agent, topics::Channel::Confirm)] = key;
     }
-    follow_births(presence_, ingest_);
   }
 
   void register_agent(std::uint32_t id, std::string_view post, std::string_view agent) override {
@@ -108,8 +107,10 @@ class Harness : public EventSink {
 
   void presence(const std::string& topic, std::span<const std::uint8_t> bytes) {
     presence_.on_message(topic, bytes, now_);
-    for (const auto& [key, rec] : presence_.agents()) {
-      auto& t = truth_[key];
+    for (const auto& r : agents_) {
+      if (!r.has_presence) continue;
+      const auto& rec = r.presence;
+      auto& t = truth_[agents_.key(r)];
       if (rec.births > 0 && rec.awaits_confirmation && rec.first_unacked_seq > 0)
         t.released = std::max(t.released, rec.first_unacked_seq - 1);
       if (rec.has_metrics) t.released = std::max(t.released, rec.metrics.confirmed_through_seq);
@@ -121,7 +122,7 @@ class Harness : public EventSink {
     const bool caught_up = bytes.empty() || (bytes[0] & 1);
     const std::uint64_t share = bytes.size() > 1 ? bytes[1] : 255;
     committed_ = std::max(committed_, handed_over_ * share / 255);  // a store only moves forward
-    confirmer_.tick(ingest_, presence_, {handed_over_, committed_}, caught_up, now_);
+    confirmer_.tick({handed_over_, committed_}, caught_up, now_);
   }
 
   bool publish(const std::string& topic, std::span<const std::uint8_t> payload) {
@@ -131,8 +132,8 @@ class Harness : public EventSink {
     if (decode_delivery_confirm(payload, c) != DecodeError::None) broken("a confirmation that does not decode");
     if (c.post_id + "/" + c.agent_id != it->second) broken("a confirmation naming another agent than its topic");
     const AgentTruth& t = truth_[it->second];
-    const auto track = ingest_.agents().find(it->second);
-    const std::uint64_t gaps = track == ingest_.agents().end() ? 0 : track->second.seqs.gaps();
+    const auto* rec = agents_.find(it->second);
+    const std::uint64_t gaps = rec && rec->has_events ? rec->events.seqs.gaps() : 0;
     if (c.through_seq > t.released) {
       const auto arrived = static_cast<std::uint64_t>(
           std::distance(t.arrived.upper_bound(t.released), t.arrived.upper_bound(c.through_seq)));
@@ -156,11 +157,12 @@ class Harness : public EventSink {
     static IndicatorState s{catalogue()};
     return s;
   }
-  BatchIngest ingest_{catalogue(), state(), log_, {}, this};
-  AgentPresence presence_{catalogue(), log_};
-  DeliveryConfirmer confirmer_{catalogue(), [this](const std::string& topic, std::span<const std::uint8_t> p, bool) {
-                                 return publish(topic, p);
-                               }};
+  AgentTable agents_{catalogue()};
+  BatchIngest ingest_{catalogue(), agents_, state(), log_, {}, this};
+  AgentPresence presence_{catalogue(), agents_, log_};
+  DeliveryConfirmer confirmer_{
+      catalogue(), agents_, ingest_,
+      [this](const std::string& topic, std::span<const std::uint8_t> p, bool) { return publish(topic, p); }};
   std::map<std::string, AgentTruth> truth_;
   std::map<std::uint32_t, std::string> names_;
   std::map<std::string, std::string> confirm_topics_;

@@ -75,7 +75,8 @@ std::vector<std::pair<std::string, EventBatch>> random_batches(std::mt19937& rng
 
 struct Pipeline {
   IndicatorState state{catalogue()};
-  BatchIngest ingest{catalogue(), state, quiet()};
+  AgentTable agents{catalogue()};
+  BatchIngest ingest{catalogue(), agents, state, quiet()};
   void feed(const Msg& m) { ingest.on_message(m.topic, m.payload, m.now_ms); }
 };
 
@@ -252,7 +253,8 @@ TEST_F(BoardTest, AlarmsAreRaisedWithCauseAcknowledgedAndCleared) {
 TEST(SilentPosts, MissedHeartbeatsMakeAPostSilentAndLowCoverageUnknown) {
   const auto& cat = catalogue();
   IndicatorState state(cat);
-  AgentPresence presence(cat, quiet());
+  AgentTable agents(cat);
+  AgentPresence presence(cat, agents, quiet());
   auto heartbeat = [&](const std::string& post, std::int64_t now) {
     AgentState st;
     st.agent_id = "gw";
@@ -272,11 +274,11 @@ TEST(SilentPosts, MissedHeartbeatsMakeAPostSilentAndLowCoverageUnknown) {
     heartbeat(p, kT0);
   }
   LivenessPolicy policy{3, 30'000};
-  auto silent = silent_posts(cat, presence, state, kT0 + 2000, policy);
+  auto silent = silent_posts(cat, agents, state, kT0 + 2000, policy);
   EXPECT_EQ(std::count(silent.begin(), silent.end(), true), 0);
   // Only bamako keeps its heartbeat going: the other two go silent after 3 intervals.
   heartbeat("bamako", kT0 + 3500);
-  silent = silent_posts(cat, presence, state, kT0 + 3600, policy);
+  silent = silent_posts(cat, agents, state, kT0 + 3600, policy);
   EXPECT_FALSE(silent[*cat.post_index("bamako")]);
   EXPECT_TRUE(silent[*cat.post_index("kabul")]);
   EXPECT_TRUE(silent[*cat.post_index("caracas")]);

@@ -14,7 +14,8 @@ class BatchIngestTest : public ::testing::Test {
  protected:
   IndicatorCatalogue cat = IndicatorCatalogue::load(test::catalogue_path());
   IndicatorState state{cat};
-  BatchIngest ingest{cat, state,
+  AgentTable agents{cat};
+  BatchIngest ingest{cat, agents, state,
                      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>())};
   const std::string topic = "postwatch/v1/sub-saharan-africa/bamako/a1/events";
 
@@ -25,6 +26,13 @@ class BatchIngestTest : public ::testing::Test {
           s, 1000 + static_cast<std::int64_t>(s), "terrorism_threat_level", ValueKind::Level, value, "", "", {}});
     return b;
   }
+  // What an agent's birth tells ingest: whether it keeps its events until confirmed.
+  void birth(const std::string& agent, bool awaits_confirmation) {
+    auto& r = agents.get(*cat.post_index("bamako"), agent);
+    r.presence.births += 1;
+    r.presence.awaits_confirmation = awaits_confirmation;
+  }
+  const AgentRecord& agent(const std::string& key) { return *agents.find(key); }
   std::size_t feed(const std::string& t, const EventBatch& b) {
     auto bytes = encode_batch(b);
     return ingest.on_message(t, bytes, 5000);
@@ -84,12 +92,12 @@ TEST_F(BatchIngestTest, RejectsUnknownIndicatorAndBadValuesPerEvent) {
 }
 
 TEST_F(BatchIngestTest, RecordsGapsPerAgent) {
-  ingest.set_agent_keeps_events("bamako/a1", false);  // its birth: it releases on PUBACK, so holes never fill
+  birth("a1", false);  // it releases on PUBACK, so holes never fill
   feed(topic, batch({1, 2}));
   feed(topic, batch({3 + SeqWindow::kWindow + 10}));  // 3 .. kWindow+12 missing, 11 slide out
   EXPECT_EQ(ingest.counters().events_gaps, 11u);
-  ASSERT_EQ(ingest.agents().size(), 1u);
-  EXPECT_EQ(ingest.agents().begin()->second.seqs.gaps(), 11u);
+  ASSERT_EQ(ingest.agents_tracked(), 1u);
+  EXPECT_EQ(agent("bamako/a1").events.seqs.gaps(), 11u);
 }
 
 TEST_F(BatchIngestTest, AnAgentThatKeepsItsEventsHasItsHolesWaitForTheResend) {
@@ -97,26 +105,26 @@ TEST_F(BatchIngestTest, AnAgentThatKeepsItsEventsHasItsHolesWaitForTheResend) {
   feed(topic, batch({1, 2}));
   feed(topic, batch({3 + SeqWindow::kWindow + 10}));
   EXPECT_EQ(ingest.counters().events_gaps, 0u);
-  EXPECT_TRUE(ingest.agents().at("bamako/a1").keeps_events);
-  ingest.set_agent_keeps_events("bamako/a1", false);  // a birth says otherwise
-  EXPECT_FALSE(ingest.agents().at("bamako/a1").keeps_events);
+  EXPECT_TRUE(agent("bamako/a1").keeps_events());
+  birth("a1", false);  // a birth says otherwise
+  EXPECT_FALSE(agent("bamako/a1").keeps_events());
   feed(topic, batch({3 + SeqWindow::kWindow + 11}));
   EXPECT_EQ(ingest.counters().events_gaps, 12u) << "3 .. 14 given up, now 4096 later seqs passed them";
   // A birth before the first event is remembered for the track made later.
-  ingest.set_agent_keeps_events("bamako/a2", false);
+  birth("a2", false);
   feed("postwatch/v1/sub-saharan-africa/bamako/a2/events", [&] {
     auto b = batch({1});
     b.agent_id = "a2";
     return b;
   }());
-  EXPECT_FALSE(ingest.agents().at("bamako/a2").keeps_events);
+  EXPECT_FALSE(agent("bamako/a2").keeps_events());
 }
 
 TEST_F(BatchIngestTest, GivingUpWhatTheAgentDroppedCountsGaps) {
   feed(topic, batch({1, 2, 6}));
-  EXPECT_EQ(ingest.give_up_agent("bamako/a1", 5), 3u);  // 3, 4, 5
+  EXPECT_EQ(ingest.give_up(*agents.find("bamako/a1"), 5), 3u);  // 3, 4, 5
   EXPECT_EQ(ingest.counters().events_gaps, 3u);
-  EXPECT_EQ(ingest.agents().at("bamako/a1").seqs.settled_through(), 6u);
+  EXPECT_EQ(agent("bamako/a1").events.seqs.settled_through(), 6u);
   EXPECT_EQ(feed(topic, batch({4})), 0u);
-  EXPECT_EQ(ingest.give_up_agent("kabul/nobody", 5), 0u);
+  EXPECT_EQ(agents.find("kabul/nobody"), nullptr);
 }

@@ -100,8 +100,9 @@ class PostPartialTest : public ::testing::Test {
 
   struct Instance {
     IndicatorState state;
+    AgentTable agents;
     BatchIngest ingest;
-    explicit Instance(const IndicatorCatalogue& c) : state(c), ingest(c, state, quiet()) {}
+    explicit Instance(const IndicatorCatalogue& c) : state(c), agents(c), ingest(c, agents, state, quiet()) {}
   };
 
   static EventBatch batch(std::initializer_list<std::uint64_t> seqs) {
@@ -154,7 +155,7 @@ TEST_F(PostPartialTest, TheNextOwnerContinuesExactlyWhereThePartialEnds) {
   auto cyber = *cat.indicator_index("cyber_incidents");
   EXPECT_EQ(b.state.value(post, cyber, 1'100'000), 2.0 * 6);
   EXPECT_EQ(b.state.value(post, cyber, 1'100'000), a.state.value(post, cyber, 1'100'000));
-  EXPECT_EQ(b.ingest.agents().at("bamako/a1").events, a.ingest.agents().at("bamako/a1").events);
+  EXPECT_EQ(b.agents.find("bamako/a1")->events.events, a.agents.find("bamako/a1")->events.events);
 }
 
 TEST_F(PostPartialTest, ImportReplacesWhatTheInstanceHeldForThePost) {

@@ -27,12 +27,13 @@ class DeliveryConfirmerTest : public ::testing::Test {
       std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
   IndicatorCatalogue cat = IndicatorCatalogue::load(test::catalogue_path());
   IndicatorState state{cat};
-  BatchIngest ingest{cat, state, log};
-  AgentPresence presence{cat, log};
+  AgentTable agents{cat};
+  BatchIngest ingest{cat, agents, state, log};
+  AgentPresence presence{cat, agents, log};
   std::vector<Published> published;
   bool connected = true;
   bool owned = true;
-  DeliveryConfirmer confirmer{cat,
+  DeliveryConfirmer confirmer{cat, agents, ingest,
                               [this](const std::string& topic, std::span<const std::uint8_t> payload, bool retained) {
                                 if (!connected) return false;
                                 Published p{topic, {}, retained};
@@ -52,7 +53,6 @@ class DeliveryConfirmerTest : public ::testing::Test {
           IndicatorEvent{s, now + observed_offset_ms, "terrorism_threat_level", ValueKind::Level, 3, "", "", {}});
     ingest.on_message(events_topic, encode_batch(b), now);
   }
-  DeliveryConfirmerTest() { follow_births(presence, ingest); }  // as the service wires them
 
   void heartbeat(std::uint64_t sent_through, std::uint64_t confirmed_through, std::uint64_t held_from = 0) {
     AgentState st;
@@ -77,7 +77,7 @@ class DeliveryConfirmerTest : public ::testing::Test {
   }
   void tick(std::uint64_t handed, std::uint64_t committed, bool caught_up = true) {
     now += 1000;
-    confirmer.tick(ingest, presence, {handed, committed}, caught_up, now);
+    confirmer.tick({handed, committed}, caught_up, now);
   }
 };
 
@@ -125,7 +125,7 @@ TEST_F(DeliveryConfirmerTest, APublishThatFailsIsRetriedOnTheNextTick) {
   tick(2, 2);
   ASSERT_EQ(published.size(), 1u);
   EXPECT_EQ(published[0].confirm.through_seq, 2u);
-  EXPECT_EQ(confirmer.confirmed_through("bamako/a1"), 2u);
+  EXPECT_EQ(agents.find("bamako/a1")->confirm.published, 2u);
 }
 
 TEST_F(DeliveryConfirmerTest, PostsOfAnotherInstanceAreNotConfirmedHere) {

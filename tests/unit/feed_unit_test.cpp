@@ -166,7 +166,8 @@ TEST(FeedMetrics, ExpositionTextFormat) {
 TEST(FeedIngestLatency, CalledOncePerAppliedLiveEvent) {
   IndicatorCatalogue cat = IndicatorCatalogue::load(test::catalogue_path());
   IndicatorState state{cat};
-  BatchIngest ingest{cat, state, quiet()};
+  AgentTable agents{cat};
+  BatchIngest ingest{cat, agents, state, quiet()};
   std::vector<std::int64_t> seen;
   ingest.on_applied_latency = [&](std::int64_t ms) { seen.push_back(ms); };
   const std::string topic = "postwatch/v1/sub-saharan-africa/bamako/a1/events";

@@ -200,12 +200,14 @@ void run_ingest(benchmark::State& state, std::size_t batch, SinkKind sink_kind) 
     sink = store.get();
   }
   std::unique_ptr<IndicatorState> st;
+  std::unique_ptr<AgentTable> agents;
   std::unique_ptr<BatchIngest> ingest;
   std::uint64_t hook_calls = 0;
   auto reset = [&] {
     ingest.reset();
     st = std::make_unique<IndicatorState>(cat);
-    ingest = std::make_unique<BatchIngest>(cat, *st, null_log(), IngestPolicy{}, sink);
+    agents = std::make_unique<AgentTable>(cat);
+    ingest = std::make_unique<BatchIngest>(cat, *agents, *st, null_log(), IngestPolicy{}, sink);
     if constexpr (kHook) set_latency_hook(*ingest, hook_calls);
   };
   reset();

@@ -509,11 +509,13 @@ namespace {
 
 // One agent as /api/v1/agents shows it: what it announced (birth, heartbeat) and what
 // ingest counted of its events; either part may be missing.
-json agent_json(std::string_view key, const AgentPresenceRecord* a, const AgentTrack* track) {
+json agent_json(const std::string& key, const std::string& post, const AgentRecord& r) {
   json j{{"id", key}};
+  const AgentPresenceRecord* a = r.has_presence ? &r.presence : nullptr;
+  const AgentTrack* track = r.has_events ? &r.events : nullptr;
   if (a) {
-    j.update({{"post", a->post},
-              {"agent", a->agent},
+    j.update({{"post", post},
+              {"agent", r.name},
               {"online", a->online},
               {"births", a->births},
               {"agent_version", a->agent_version},
@@ -536,11 +538,7 @@ json agent_json(std::string_view key, const AgentPresenceRecord* a, const AgentT
     }
   } else {
     // Events, but never a birth (yet): say so rather than guess.
-    auto slash = key.find('/');
-    j.update({{"post", key.substr(0, slash)},
-              {"agent", slash == std::string_view::npos ? "" : key.substr(slash + 1)},
-              {"online", false},
-              {"births", 0}});
+    j.update({{"post", post}, {"agent", r.name}, {"online", false}, {"births", 0}});
   }
   if (track)
     j["events"] = {{"received", track->events},
@@ -557,28 +555,22 @@ json agent_json(std::string_view key, const AgentPresenceRecord* a, const AgentT
 }  // namespace
 
 HttpResponse ApiRoutes::agents() {
+  // Sorted by "post/agent", for stable output.
+  std::vector<std::pair<std::string, const AgentRecord*>> sorted;
+  sorted.reserve(src_.agents.size());
+  for (const auto& r : src_.agents) sorted.emplace_back(src_.agents.key(r), &r);
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   json list = json::array();
-  const auto& tracks = src_.ingest.agents();
-  const auto& presence = src_.presence.agents();
-  for (const auto& [key, a] : presence) {
-    auto it = tracks.find(key);
-    list.push_back(agent_json(key, &a, it == tracks.end() ? nullptr : &it->second));
-  }
-  for (const auto& [key, t] : tracks)
-    if (!presence.contains(key)) list.push_back(agent_json(key, nullptr, &t));
+  for (const auto& [key, r] : sorted) list.push_back(agent_json(key, src_.catalogue.posts()[r->post].id, *r));
   return json_response(http::status::ok, {{"online", src_.presence.online_count()}, {"agents", std::move(list)}});
 }
 
 HttpResponse ApiRoutes::agent(std::string_view key) {
-  const auto& tracks = src_.ingest.agents();
-  const auto& presence = src_.presence.agents();
-  auto t = tracks.find(key);
-  auto p = presence.find(key);
-  if (t == tracks.end() && p == presence.end())
+  const AgentRecord* r = src_.agents.find(key);
+  if (!r)
     return error_response(http::status::not_found, "unknown agent: " + std::string(key) +
                                                        " (ids are <post>/<agent>; GET /api/v1/agents lists them)");
-  return json_response(http::status::ok, agent_json(key, p == presence.end() ? nullptr : &p->second,
-                                                    t == tracks.end() ? nullptr : &t->second));
+  return json_response(http::status::ok, agent_json(std::string(key), src_.catalogue.posts()[r->post].id, *r));
 }
 
 HttpResponse ApiRoutes::stats() {
@@ -609,7 +601,7 @@ HttpResponse ApiRoutes::stats() {
          {"agents_online", src_.presence.online_count()},
          {"posts_silent", silent},
          {"stream_clients", src_.stream ? src_.stream->clients() : 0},
-         {"agents_tracked", src_.ingest.agents().size()}};
+         {"agents_tracked", src_.ingest.agents_tracked()}};
   if (src_.flow) {
     auto f = src_.flow();
     j["ingest_queued_messages"] = f.queued_messages;
@@ -689,7 +681,7 @@ HttpResponse ApiRoutes::metrics() {
   m.family("postwatch_agents_online", "gauge", "Agents whose last state message was a birth.");
   m.sample("postwatch_agents_online", "", static_cast<std::uint64_t>(src_.presence.online_count()));
   m.family("postwatch_agents_known", "gauge", "Agents that announced themselves since the aggregator started.");
-  m.sample("postwatch_agents_known", "", static_cast<std::uint64_t>(src_.presence.agents().size()));
+  m.sample("postwatch_agents_known", "", static_cast<std::uint64_t>(src_.presence.known_count()));
   std::uint64_t silent = 0;
   for (std::uint32_t p = 0; p < cat.posts().size(); ++p) silent += is_silent(p);
   m.family("postwatch_posts_silent", "gauge", "Posts that reported before and have gone quiet.");

@@ -35,8 +35,9 @@ struct FeedSources {
   const IndicatorState& state;
   const BatchIngest& ingest;
   const AgentPresence& presence;
-  StatusBoard& board;  // acknowledging an alarm changes it
-  EventStore* store;   // history queries; may be null
+  const AgentTable& agents;  // one record per agent: presence, events, confirmations
+  StatusBoard& board;        // acknowledging an alarm changes it
+  EventStore* store;         // history queries; may be null
   std::function<bool()> ready;
   std::function<void(const Alarm&)> alarm_changed;
   const std::vector<bool>* silent = nullptr;  // per catalogue post, as of the last tick; may be null

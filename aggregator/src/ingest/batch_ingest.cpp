@@ -1,6 +1,5 @@
 #include "ingest/batch_ingest.hpp"
 
-#include "ingest/agent_presence.hpp"
 #include "postwatch/topics.hpp"
 
 #include <spdlog/spdlog.h>
@@ -13,14 +12,9 @@ std::uint64_t IngestCounters::batches_rejected() const {
   return n;
 }
 
-BatchIngest::BatchIngest(const IndicatorCatalogue& catalogue, IndicatorState& state,
+BatchIngest::BatchIngest(const IndicatorCatalogue& catalogue, AgentTable& agents, IndicatorState& state,
                          std::shared_ptr<spdlog::logger> log, IngestPolicy policy, EventSink* sink)
-    : catalogue_(catalogue),
-      state_(state),
-      log_(std::move(log)),
-      policy_(policy),
-      sink_(sink),
-      post_agents_(catalogue.posts().size()) {}
+    : catalogue_(catalogue), state_(state), log_(std::move(log)), policy_(policy), sink_(sink), agents_(agents) {}
 
 void BatchIngest::reject(std::string_view topic, std::string_view why) {
   // A flood of bad payloads must not flood the log: the first 100, then every 1000th.
@@ -29,81 +23,60 @@ void BatchIngest::reject(std::string_view topic, std::string_view why) {
     log_->warn("rejected message on '{}': {} (rejections so far: {})", topic, why, rejections_logged_);
 }
 
-AgentTrack& BatchIngest::track(std::string_view post, std::string_view agent, std::uint32_t post_ix,
-                               std::uint64_t first_seq) {
-  key_.assign(post).append("/").append(agent);
-  auto it = agents_.find(key_);
-  if (it != agents_.end()) return it->second;
-  AgentTrack t;
-  t.id = static_cast<std::uint32_t>(agents_.size());
-  t.post = post_ix;
-  t.seqs = SeqWindow(first_seq);  // strict from the first seq seen: agents publish in order
-  if (auto k = keeps_events_.find(key_); k != keeps_events_.end()) t.keeps_events = k->second;
-  if (sink_) sink_->register_agent(t.id, post, agent);
-  post_agents_[post_ix].push_back(key_);
-  auto& entry = *agents_.emplace(key_, t).first;
-  by_id_.push_back(&entry);
-  return entry.second;
-}
-
-void BatchIngest::mark_moved(AgentTrack& t) {
-  if (t.moved) return;
-  t.moved = true;
-  moved_.push_back(t.id);
-}
-
-std::vector<const std::string*> BatchIngest::take_moved() {
-  std::vector<const std::string*> keys;
-  keys.reserve(moved_.size());
-  for (auto id : moved_) {
-    by_id_[id]->second.moved = false;
-    keys.push_back(&by_id_[id]->first);
+AgentRecord& BatchIngest::track(std::uint32_t post, std::string_view agent, std::uint64_t first_seq) {
+  AgentRecord& r = agents_.get(post, agent);
+  if (!r.has_events) {
+    r.has_events = true;
+    tracked_ += 1;
+    r.events.seqs = SeqWindow(first_seq);  // strict from the first seq seen: agents publish in order
+    if (sink_) sink_->register_agent(r.id, catalogue_.posts()[post].id, agent);
   }
-  moved_.clear();
-  return keys;
+  return r;
 }
 
 std::vector<AgentTrackSnapshot> BatchIngest::export_agents(std::uint32_t post) const {
   std::vector<AgentTrackSnapshot> out;
-  for (const auto& key : post_agents_[post]) {
-    const AgentTrack& t = agents_.at(key);
-    out.push_back(
-        {key.substr(key.find('/') + 1), t.seqs.snapshot(), t.clock_skew_ms, t.last_event_ms, t.events, t.reordered});
+  for (auto id : agents_.at_post(post)) {
+    const AgentRecord& r = agents_[id];
+    if (!r.has_events) continue;
+    const AgentTrack& t = r.events;
+    out.push_back({r.name, t.seqs.snapshot(), t.clock_skew_ms, t.last_event_ms, t.events, t.reordered});
   }
   return out;
 }
 
 void BatchIngest::import_agents(std::uint32_t post, const std::vector<AgentTrackSnapshot>& agents) {
-  const std::string& post_id = catalogue_.posts()[post].id;
-  for (const auto& key : post_agents_[post]) {
-    AgentTrack& t = agents_.at(key);
-    t.seqs = SeqWindow();
-    t.clock_skew_ms = t.last_event_ms = 0;
-    t.events = t.reordered = 0;
-    mark_moved(t);
+  for (auto id : agents_.at_post(post)) {
+    AgentRecord& r = agents_[id];
+    if (!r.has_events) continue;
+    r.events = AgentTrack();
+    agents_.mark_moved(r);
   }
   for (const auto& a : agents) {
-    AgentTrack& t = track(post_id, a.agent, post, a.seqs.base);
+    AgentRecord& r = track(post, a.agent, a.seqs.base);
+    AgentTrack& t = r.events;
     t.seqs = SeqWindow::restore(a.seqs);
     t.clock_skew_ms = a.clock_skew_ms;
     t.last_event_ms = a.last_event_ms;
     t.events = a.events;
     t.reordered = a.reordered;
-    mark_moved(t);
+    agents_.mark_moved(r);
   }
 }
 
-bool BatchIngest::accept_event(AgentTrack& agent, std::uint32_t post, const EventView& e, std::int64_t received_at_ms,
-                               bool late, std::string_view topic) {
+bool BatchIngest::accept_event(AgentRecord& rec, const EventView& e, std::int64_t received_at_ms, bool late,
+                               std::string_view topic) {
+  AgentTrack& agent = rec.events;
+  const std::uint32_t post = rec.post;
   if (!agent.seqs.any()) agent.seqs = SeqWindow(e.seq);  // a track reset by import_agents starts here
   std::uint64_t highest = agent.seqs.highest();
   bool had_any = agent.events > 0;
-  if (agent.seqs.accept(e.seq, agent.keeps_events ? SeqWindow::kKeptWindow : SeqWindow::kWindow) ==
+  if (agent.seqs.accept(e.seq, rec.keeps_events() ? SeqWindow::kKeptWindow : SeqWindow::kWindow) ==
       SeqWindow::Verdict::Duplicate) {
     counters_.events_duplicate += 1;
     return false;
   }
-  mark_moved(agent);
+  agents_.mark_moved(rec);
   // Refusals come after the seq check, so a refused event settles its seq (it holds back
   // neither the agent's confirmation nor, resent, a counter: it is a duplicate then).
   if (e.observed_at_ms > received_at_ms + policy_.max_clock_skew_ms) {
@@ -136,7 +109,7 @@ bool BatchIngest::accept_event(AgentTrack& agent, std::uint32_t post, const Even
   counters_.events_accepted += 1;
   if (sink_) {
     PersistedEvent pe;
-    pe.agent = agent.id;
+    pe.agent = rec.id;
     pe.post = post;
     pe.indicator = *ind;
     pe.seq = e.seq;
@@ -178,8 +151,8 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
     reject(topic, post ? "post is not in region '" + std::string(t.region) + "'" : "unknown post");
     return 0;
   }
-  AgentTrack& agent =
-      track(batch_.post_id, batch_.agent_id, *post, batch_.events.empty() ? 0 : batch_.events.front().seq);
+  AgentRecord& rec = track(*post, batch_.agent_id, batch_.events.empty() ? 0 : batch_.events.front().seq);
+  AgentTrack& agent = rec.events;
   counters_.batches_accepted += 1;
   if (batch_.sent_at_ms != 0) {
     agent.clock_skew_ms = batch_.sent_at_ms - now_ms;
@@ -194,7 +167,7 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   std::uint64_t gaps_before = agent.seqs.gaps();
   for (const EventView& e : batch_.events) {
     bool late = e.observed_at_ms < now_ms - policy_.allowed_lateness_ms;
-    if (accept_event(agent, *post, e, now_ms, late, topic)) {
+    if (accept_event(rec, e, now_ms, late, topic)) {
       ++applied;
       if (!late && on_applied_latency) on_applied_latency(now_ms - e.observed_at_ms);
     }
@@ -204,44 +177,28 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   return applied;
 }
 
-bool BatchIngest::settle_agent(std::string_view key, std::uint64_t seq) {
-  auto it = agents_.find(key);
-  if (it == agents_.end()) return false;
-  it->second.seqs.settle_through(seq);
-  mark_moved(it->second);
-  return true;
+void BatchIngest::settle(AgentRecord& agent, std::uint64_t seq) {
+  agent.events.seqs.settle_through(seq);
+  agents_.mark_moved(agent);
 }
 
-std::uint64_t BatchIngest::give_up_agent(std::string_view key, std::uint64_t seq) {
-  auto it = agents_.find(key);
-  if (it == agents_.end()) return 0;
-  const std::uint64_t gaps = it->second.seqs.give_up_through(seq);
+std::uint64_t BatchIngest::give_up(AgentRecord& agent, std::uint64_t seq) {
+  const std::uint64_t gaps = agent.events.seqs.give_up_through(seq);
   counters_.events_gaps += gaps;
-  mark_moved(it->second);
+  agents_.mark_moved(agent);
   return gaps;
-}
-
-void BatchIngest::set_agent_keeps_events(std::string_view key, bool keeps) {
-  keeps_events_[std::string(key)] = keeps;
-  if (auto it = agents_.find(key); it != agents_.end()) it->second.keeps_events = keeps;
-}
-
-void follow_births(AgentPresence& presence, BatchIngest& ingest) {
-  presence.on_birth = [&ingest](const std::string& key, const AgentPresenceRecord& rec) {
-    ingest.set_agent_keeps_events(key, rec.awaits_confirmation);
-  };
 }
 
 void BatchIngest::replay(std::string_view post, std::string_view agent, const EventView& e, std::int64_t received_at_ms,
                          bool late) {
   auto post_ix = catalogue_.post_index(post);
-  if (!post_ix) return;                                 // the post left the catalogue
-  AgentTrack& t = track(post, agent, *post_ix, e.seq);  // tells the store the agent's id
+  if (!post_ix) return;                            // the post left the catalogue
+  AgentRecord& r = track(*post_ix, agent, e.seq);  // tells the store the agent's id
   EventSink* sink = sink_;
   sink_ = nullptr;  // the event is stored already
-  std::uint64_t gaps_before = t.seqs.gaps();
-  accept_event(t, *post_ix, e, received_at_ms, late, "(replay)");
-  counters_.events_gaps += t.seqs.gaps() - gaps_before;
+  std::uint64_t gaps_before = r.events.seqs.gaps();
+  accept_event(r, e, received_at_ms, late, "(replay)");
+  counters_.events_gaps += r.events.seqs.gaps() - gaps_before;
   sink_ = sink;
 }
 

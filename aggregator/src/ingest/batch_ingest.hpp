@@ -3,6 +3,7 @@
 // io_context), so it can be tested and benchmarked without a broker.
 #pragma once
 
+#include "ingest/agent_table.hpp"
 #include "ingest/seq_window.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/wire_codec.hpp"
@@ -22,8 +23,6 @@ class logger;
 }
 
 namespace postwatch::aggregator {
-
-class AgentPresence;
 
 struct IngestCounters {
   std::uint64_t batches_accepted = 0;
@@ -49,21 +48,6 @@ struct IngestPolicy {
   std::int64_t max_clock_skew_ms = 5LL * 60 * 1000;
 };
 
-struct AgentTrack {
-  std::uint32_t id = 0;
-  std::uint32_t post = 0;
-  std::int64_t clock_skew_ms = 0;  // last batch: agent's sent_at minus our receive time
-  SeqWindow seqs;
-  std::int64_t last_event_ms = 0;
-  std::uint64_t events = 0;
-  std::uint64_t reordered = 0;
-  // Whether the agent keeps its events until confirmed (its birth says so), so a hole can
-  // wait for a resend however many later seqs pass it. Until a birth says otherwise, assume
-  // it does: waiting too long only counts a gap late, giving up too early loses events.
-  bool keeps_events = true;
-  bool moved = false;  // in BatchIngest's moved list (take_moved)
-};
-
 // One agent's dedupe window and counters, as handed between aggregator instances.
 struct AgentTrackSnapshot {
   std::string agent;
@@ -76,8 +60,8 @@ struct AgentTrackSnapshot {
 
 class BatchIngest {
  public:
-  BatchIngest(const IndicatorCatalogue& catalogue, IndicatorState& state, std::shared_ptr<spdlog::logger> log,
-              IngestPolicy policy = {}, EventSink* sink = nullptr);
+  BatchIngest(const IndicatorCatalogue& catalogue, AgentTable& agents, IndicatorState& state,
+              std::shared_ptr<spdlog::logger> log, IngestPolicy policy = {}, EventSink* sink = nullptr);
 
   // Re-applies one stored event at start-up: same dedupe and state as when it arrived.
   void replay(std::string_view post, std::string_view agent, const EventView& e, std::int64_t received_at_ms,
@@ -92,22 +76,16 @@ class BatchIngest {
   // `agents` does not name start afresh.
   void import_agents(std::uint32_t post, const std::vector<AgentTrackSnapshot>& agents);
 
-  // The agent "post/agent" no longer holds any seq <= `seq` (DeliveryConfirmer): its
-  // window stops waiting for them. False for an unknown agent.
-  bool settle_agent(std::string_view key, std::uint64_t seq);
-  // The agent "post/agent" dropped every seq <= `seq` it had not been confirmed (its heartbeat
-  // says where its spool starts): the unseen ones become gaps. Returns the gaps counted.
-  std::uint64_t give_up_agent(std::string_view key, std::uint64_t seq);
-  // From the agent's birth: whether it keeps events until confirmed (AgentTrack::keeps_events).
-  // Remembered for an agent not seen yet.
-  void set_agent_keeps_events(std::string_view key, bool keeps);
-
-  // The agents ("post/agent" keys, valid as long as this object) whose seq window changed
-  // since the last call, each once: DeliveryConfirmer looks at those, not at every agent.
-  std::vector<const std::string*> take_moved();
+  // The agent no longer holds any seq <= `seq` (DeliveryConfirmer): its window stops
+  // waiting for them.
+  void settle(AgentRecord& agent, std::uint64_t seq);
+  // The agent dropped every seq <= `seq` it had not been confirmed (its heartbeat says where
+  // its spool starts): the unseen ones become gaps. Returns the gaps counted.
+  std::uint64_t give_up(AgentRecord& agent, std::uint64_t seq);
 
   const IngestCounters& counters() const { return counters_; }
-  const std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>>& agents() const { return agents_; }
+  const AgentTable& agents() const { return agents_; }
+  std::size_t agents_tracked() const { return tracked_; }  // agents whose events it has seen
 
   // Optional: called once per event a live message applied to the state (not on replay,
   // not for late events) with now - observed_at in ms; feeds the ingest latency metric.
@@ -120,10 +98,10 @@ class BatchIngest {
 
  private:
   void reject(std::string_view topic, std::string_view why);
-  AgentTrack& track(std::string_view post, std::string_view agent, std::uint32_t post_ix, std::uint64_t first_seq);
-  void mark_moved(AgentTrack& t);
+  // The agent's record, with its seq window started at `first_seq` if this is its first event.
+  AgentRecord& track(std::uint32_t post, std::string_view agent, std::uint64_t first_seq);
   // Dedupe, check, apply one event; false when it was not new or not valid.
-  bool accept_event(AgentTrack& agent, std::uint32_t post, const EventView& e, std::int64_t received_at_ms, bool late,
+  bool accept_event(AgentRecord& agent, const EventView& e, std::int64_t received_at_ms, bool late,
                     std::string_view topic);
 
   const IndicatorCatalogue& catalogue_;
@@ -134,18 +112,9 @@ class BatchIngest {
   std::vector<PersistedEvent> persist_buf_;
   IngestCounters counters_;
   BatchView batch_;  // reused so steady-state decoding does not allocate
-  std::string key_;
-  std::unordered_map<std::string, AgentTrack, StringHash, std::equal_to<>> agents_;  // "post/agent"
-  std::vector<std::vector<std::string>> post_agents_;             // per catalogue post: its agents' keys
-  std::vector<std::pair<const std::string, AgentTrack>*> by_id_;  // AgentTrack::id -> its entry (nodes stay put)
-  std::vector<std::uint32_t> moved_;                              // ids, see take_moved()
-  std::unordered_map<std::string, bool, StringHash, std::equal_to<>> keeps_events_;  // from births
+  AgentTable& agents_;
+  std::size_t tracked_ = 0;
   std::uint64_t rejections_logged_ = 0;
 };
-
-// Wires presence to ingest: on every birth, ingest learns whether the agent keeps its events
-// until confirmed (BatchIngest::set_agent_keeps_events). The service and the tests that drive
-// ingest with presence both use this, so they follow the same rule.
-void follow_births(AgentPresence& presence, BatchIngest& ingest);
 
 }  // namespace postwatch::aggregator

@@ -4,20 +4,20 @@
 
 namespace postwatch::aggregator {
 
-std::vector<bool> silent_posts(const IndicatorCatalogue& catalogue, const AgentPresence& presence,
+std::vector<bool> silent_posts(const IndicatorCatalogue& catalogue, const AgentTable& agent_table,
                                const IndicatorState& state, std::int64_t now_ms, const LivenessPolicy& policy) {
   const std::size_t n = catalogue.posts().size();
   std::vector<std::int64_t> last_heard(n, 0), interval(n, 0);
   std::vector<int> agents(n, 0), online(n, 0);
   for (std::uint32_t p = 0; p < n; ++p) last_heard[p] = state.post_last_seen_ms(p);
-  for (const auto& [_, a] : presence.agents()) {
-    auto p = catalogue.post_index(a.post);
-    if (!p) continue;
-    agents[*p] += 1;
-    online[*p] += a.online;
-    last_heard[*p] = std::max(last_heard[*p], a.last_heartbeat_ms);
+  for (const auto& r : agent_table) {
+    if (!r.has_presence) continue;
+    const auto& a = r.presence;
+    agents[r.post] += 1;
+    online[r.post] += a.online;
+    last_heard[r.post] = std::max(last_heard[r.post], a.last_heartbeat_ms);
     const std::int64_t agent_interval_ms = static_cast<std::int64_t>(a.heartbeat_interval_s) * 1000;
-    interval[*p] = std::max(interval[*p], agent_interval_ms);
+    interval[r.post] = std::max(interval[r.post], agent_interval_ms);
   }
   std::vector<bool> silent(n, false);
   for (std::size_t p = 0; p < n; ++p) {

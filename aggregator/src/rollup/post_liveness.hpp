@@ -3,7 +3,7 @@
 // all offline, no longer counts as reporting.
 #pragma once
 
-#include "ingest/agent_presence.hpp"
+#include "ingest/agent_table.hpp"
 #include "postwatch/catalogue.hpp"
 #include "rollup/indicator_state.hpp"
 
@@ -17,7 +17,7 @@ struct LivenessPolicy {
   std::int64_t default_interval_ms = 30'000;  // when no birth told us the agent's interval
 };
 
-std::vector<bool> silent_posts(const IndicatorCatalogue& catalogue, const AgentPresence& presence,
+std::vector<bool> silent_posts(const IndicatorCatalogue& catalogue, const AgentTable& agents,
                                const IndicatorState& state, std::int64_t now_ms, const LivenessPolicy& policy);
 
 }  // namespace postwatch::aggregator
