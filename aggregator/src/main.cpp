@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
       "confirm-interval-ms", po::value(&opts.confirm_interval_ms)->default_value(opts.confirm_interval_ms),
       "how often agents hear which of their events are committed (they release their spool on it); 0 = never")(
       "outbound-window", po::value(&opts.outbound_window)->default_value(opts.outbound_window),
-      "messages published and not yet acknowledged by the broker, at most; the rest wait, by priority (1-1024)")(
+      "messages published and not yet acknowledged by the broker, at most; the rest wait, by priority (1-2048)")(
       "max-queued-messages", po::value(&opts.max_queued_messages)->default_value(opts.max_queued_messages),
       "MQTT delivery pauses while this many messages wait for the io thread (back-pressure)")(
       "max-store-backlog", po::value(&opts.max_store_backlog_events)->default_value(opts.max_store_backlog_events),
@@ -104,11 +104,11 @@ int main(int argc, char** argv) {
   opts.allowed_lateness_ms = static_cast<std::int64_t>(lateness_s * 1000);
   if (opts.tick_ms < 10 || opts.confirm_interval_ms < 0 || opts.min_coverage < 0 || opts.min_coverage > 1 ||
       opts.hysteresis_band < 0 || opts.missed_heartbeats < 1 || opts.stream_max_queue < 1 ||
-      opts.stream_max_clients < 1 || opts.outbound_window < 1 || opts.outbound_window > 1024) {
+      opts.stream_max_clients < 1 || opts.outbound_window < 1 || opts.outbound_window > 2048) {
     std::cerr << "postwatch-aggregator: --tick-ms >= 10, --confirm-interval-ms >= 0, --min-coverage in [0,1], "
                  "--hysteresis >= 0, "
                  "--missed-heartbeats >= 1, --stream-max-queue, --stream-max-clients >= 1 and --outbound-window in "
-                 "[1,1024]\n";
+                 "[1,2048]\n";
     return 2;
   }
 

@@ -223,14 +223,15 @@ json stats(unsigned short port) {
   return r.status == 200 ? json::parse(r.body, nullptr, false) : json();
 }
 
-json run_fleet(std::size_t n, double rate, double seconds, double drain, std::size_t per_process) {
+json run_fleet(std::size_t n, double rate, double seconds, double drain, std::size_t per_process,
+               const std::string& outbound_window) {
   test::TempDir dir;
   test::MosquittoBroker broker("sys_interval 1\n");
   const auto agg_binary = test::binary_dir() / "aggregator" / "postwatch-aggregator";
   const unsigned short http_port = test::free_port();
   test::ChildProcess agg({agg_binary.string(), "--broker", broker.uri(), "--client-id", "fleet-aggregator",
                           "--data-dir", (dir.path() / "store").string(), "--catalogue", test::catalogue_path().string(),
-                          "--http-port", std::to_string(http_port)},
+                          "--http-port", std::to_string(http_port), "--outbound-window", outbound_window},
                          dir.path() / "aggregator.log");
   if (!test::wait_until([&] { return test::http_get(http_port, "/readyz").status == 200 || !agg.running(); }, 30s) ||
       !agg.running())
@@ -355,6 +356,7 @@ int parent_main(int argc, char** argv) {
   const double seconds = std::stod(arg(argc, argv, "--seconds", quick ? "15" : "60"));
   const double drain = std::stod(arg(argc, argv, "--drain", "10"));
   const std::size_t per_process = std::stoul(arg(argc, argv, "--per-process", "250"));
+  const std::string outbound_window = arg(argc, argv, "--outbound-window", "256");
   std::vector<std::size_t> fleets;
   std::stringstream list(arg(argc, argv, "--agents", quick ? "142,1000" : "142,1000,10000"));
   for (std::string x; std::getline(list, x, ',');) fleets.push_back(std::stoul(x));
@@ -364,7 +366,7 @@ int parent_main(int argc, char** argv) {
   for (auto n : fleets) {
     std::cerr << "fleet: " << n << " agents, " << rate << " events/s in all, " << seconds << " s, drain " << drain
               << " s ...\n";
-    json r = run_fleet(n, rate, seconds, drain, per_process);
+    json r = run_fleet(n, rate, seconds, drain, per_process, outbound_window);
     rows.push_back(r);
     std::printf(
         "%6zu agents (%zu proc, connected in %.0f s): %7.0f events/s accepted, p50 %6.0f ms p99 %6.0f ms max %6.0f "
@@ -412,7 +414,7 @@ int main(int argc, char** argv) {
     if (argc > 1 && std::string(argv[1]) == "agents") return agents_main(argc, argv);
     if (flag(argc, argv, "--help")) {
       std::cout << "postwatch-bench-fleet [--agents 142,1000,10000] [--rate 2000] [--seconds 60] [--drain 10]\n"
-                   "                      [--per-process 250] [--quick] [--json FILE]\n"
+                   "                      [--per-process 250] [--outbound-window 256] [--quick] [--json FILE]\n"
                    "N live agents (real agent code, delivery confirmation on) in processes of --per-process agents,\n"
                    "a real Mosquitto and postwatch-aggregator; --rate events/s in all. See tools/bench/README.md.\n";
       return 0;

@@ -89,8 +89,8 @@ class MqttIngest {
   // Paho's limits, set deliberately (MqttOutbox keeps its window below both): how many QoS 1
   // messages may await their PUBACK, and how many may wait in Paho's own queue before it
   // answers -12 ("No more messages can be buffered").
-  static constexpr int kMaxInflight = 1024;
-  static constexpr int kMaxBuffered = 1024;
+  static constexpr int kMaxInflight = 2048;
+  static constexpr int kMaxBuffered = 2048;
 
  private:
   struct Impl;
