@@ -14,7 +14,9 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/resource.h>
+
 #include <unistd.h>
+#include <csignal>
 
 #include <condition_variable>
 #include <mutex>
@@ -198,6 +200,18 @@ TEST(Fleet, FiveHundredLiveAgentsHaveEveryEventConfirmed) {
       10s))
       << agg.get("/api/v1/stats").dump(1);
   expect_nothing_dropped(agg);
+
+  // What was confirmed is in the store under the right agent: a restarted aggregator replays
+  // exactly four events of each agent.
+  agg.process().signal(SIGTERM);
+  ASSERT_EQ(agg.process().wait(15s), 0) << agg.process().log();
+  AggregatorProcess again(broker, dir);
+  EXPECT_EQ(again.events_accepted(), 500u * kRounds);
+  auto listed = again.get("/api/v1/agents");
+  std::size_t with_four = 0;
+  for (const auto& a : listed["agents"])
+    if (a["events"].is_object() && a["events"]["received"] == kRounds) ++with_four;
+  EXPECT_EQ(with_four, 500u) << listed.dump().substr(0, 2000);
 }
 
 TEST(Fleet, AnOutboundWindowOfOneStillDeliversConfirmationsAlarmsAndSnapshots) {

@@ -11,8 +11,10 @@
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
+
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
+#include <map>
 
 #include <algorithm>
 #include <random>
@@ -403,4 +405,42 @@ TEST(Store, PersistsEventsHistoryAndAlarmsAcrossReopen) {
   auto latest = store.latest_history();
   ASSERT_EQ(latest.size(), 1u);
   EXPECT_DOUBLE_EQ(latest[0].score, 12.5);
+}
+
+// Agent ids come from the AgentTable, which also holds agents that only sent a birth, so the
+// store sees them registered out of order: a lower id registered after a higher one must
+// still reach the writer (it once kept a stale copy and stored such events under no name,
+// where the primary key swallowed them).
+TEST(Store, AgentsRegisteredOutOfOrderKeepTheirEvents) {
+  test::TempDir dir;
+  StoreOptions opt{dir.path() / "store.sqlite"};
+  opt.commit_interval = std::chrono::milliseconds(5);
+  auto event = [](std::uint32_t agent, std::uint64_t seq) {
+    PersistedEvent e;
+    e.agent = agent;
+    e.post = *catalogue().post_index("bamako");
+    e.indicator = *catalogue().indicator_index("terrorism_threat_level");
+    e.seq = seq;
+    e.observed_at_ms = e.received_at_ms = now_utc_ms();
+    e.number = 2;
+    return e;
+  };
+  {
+    EventStore store(opt, catalogue(), quiet());
+    store.start();
+    store.register_agent(5, "bamako", "gw-5");
+    std::vector<PersistedEvent> first{event(5, 1)};
+    store.persist(first);
+    ASSERT_TRUE(store.flush(std::chrono::seconds(5)));  // the writer has seen ids up to 5
+    store.register_agent(2, "bamako", "gw-2");
+    std::vector<PersistedEvent> second{event(2, 1), event(2, 2), event(5, 2)};
+    store.persist(second);
+    ASSERT_TRUE(store.flush(std::chrono::seconds(5)));
+    EXPECT_EQ(store.write_errors(), 0u);
+  }
+  EventStore store(opt, catalogue(), quiet());
+  std::map<std::string, int> per_agent;
+  EXPECT_EQ(store.replay([&](const StoredEventRow& r) { per_agent[r.post + "/" + r.agent] += 1; }), 4u);
+  EXPECT_EQ(per_agent["bamako/gw-2"], 2);
+  EXPECT_EQ(per_agent["bamako/gw-5"], 2);
 }

@@ -209,6 +209,7 @@ void EventStore::register_agent(std::uint32_t id, std::string_view post, std::st
   std::lock_guard lk(mu_);
   if (agents_.size() <= id) agents_.resize(id + 1);
   agents_[id] = {std::string(post), std::string(agent)};
+  ++agents_version_;
 }
 
 void EventStore::persist(std::span<const PersistedEvent> events) {
@@ -251,7 +252,10 @@ void EventStore::writer_loop() {
     std::swap(batch, pending_);
     std::swap(pending_, spare_);  // persist() keeps appending into the spare's capacity
     auto seqno = handed_seqno_;
-    if (writer_agents_.size() != agents_.size()) writer_agents_ = agents_;  // ids only grow
+    if (writer_agents_version_ != agents_version_) {
+      writer_agents_ = agents_;
+      writer_agents_version_ = agents_version_;
+    }
     bool stop = stopping_;
     lk.unlock();
     bool ok = true;
@@ -292,7 +296,11 @@ bool EventStore::commit(Pending& batch, const std::vector<std::pair<std::string,
                     "number, text, late) VALUES(?,?,?,?,?,?,?,?,?,?)");
       for (const auto& pe : batch.events) {
         const auto& e = pe.e;
-        if (e.agent >= agents.size()) continue;
+        if (e.agent >= agents.size() || agents[e.agent].first.empty()) {
+          // Ingest registers every agent before handing over its events: this is a bug, and
+          // it must not pass as a commit.
+          throw std::logic_error("event of agent id " + std::to_string(e.agent) + " that was never registered");
+        }
         const auto& [post, agent] = agents[e.agent];
         const std::string& indicator = catalogue_.indicators()[e.indicator].id;
         auto* st = ins.get();

@@ -124,7 +124,11 @@ class EventStore final : public EventSink {
   Pending spare_;
   std::vector<std::pair<std::string, std::string>> agents_;         // id -> (post, agent)
   std::vector<std::pair<std::string, std::string>> writer_agents_;  // the writer thread's copy
-  std::atomic<std::uint64_t> handed_over_{0};                       // events given to persist()
+  // Bumped by every register_agent(): ids are not registered in order (an agent's id comes
+  // from the AgentTable, which also holds agents that sent only a birth), so the size alone
+  // does not say the copy is stale.
+  std::uint64_t agents_version_ = 0, writer_agents_version_ = 0;
+  std::atomic<std::uint64_t> handed_over_{0};  // events given to persist()
   std::atomic<std::uint64_t> committed_events_{0};
   std::atomic<std::uint64_t> write_errors_{0};
   std::uint64_t committed_seqno_ = 0, handed_seqno_ = 0;  // units of work, for flush()
