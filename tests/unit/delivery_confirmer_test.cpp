@@ -221,6 +221,24 @@ TEST_F(DeliveryConfirmerTest, AHoleThatOutlivesATickIsAskedForAgain) {
   EXPECT_EQ(confirmer.counters().resend_requests, 1u);
 }
 
+TEST_F(DeliveryConfirmerTest, AHoleAtTheFirstSeqIsAskedForToo) {
+  // The aggregator crashed before committing seq 1; the restarted one sees 2.. first, and the
+  // agent's birth says its spool starts at 1. Nothing is confirmed (0 is the watermark), but
+  // the hole below 2 is a loss like any other.
+  feed({2, 3});
+  birth(1);
+  tick(2, 2);
+  tick(2, 2);
+  EXPECT_TRUE(published.empty() || published.back().confirm.resend_from != 0);
+  tick(2, 2);
+  ASSERT_EQ(confirmer.counters().resend_requests, 1u);
+  EXPECT_EQ(published.back().confirm.resend_from, 1u);
+  feed({1, 2, 3});
+  tick(3, 3);
+  EXPECT_EQ(published.back().confirm.through_seq, 3u);
+  EXPECT_EQ(ingest.counters().events_gaps, 0u);
+}
+
 TEST_F(DeliveryConfirmerTest, AnAgentFirstSeenMidStreamIsConfirmedOnlyOnceItsBirthPlacesIt) {
   // A fresh store and a broker that kept only the later part of the queue: 5000.. come first.
   feed({5000, 5001, 5002});

@@ -82,15 +82,15 @@ bool DeliveryConfirmer::take_watermark(AgentRecord& r, Mark& mark, bool caught_u
   if (!r.events.seqs.anchored()) anchor(r);
   give_up_dropped(r);
   const auto& seqs = r.events.seqs;
-  std::uint64_t through = seqs.settled_through();
-  if (through == 0) return false;
+  if (!seqs.anchored()) return false;  // nothing is confirmed or asked for until then
+  const std::uint64_t through = seqs.settled_through();
   auto& c = r.confirm;
   if (through > c.marked) {
     c.marked = through;
     mark.through.emplace_back(r.id, through);
   }
-  // A hole below later seqs: one publisher, one topic, QoS 1 keeps the order, so a hole
-  // still there a tick later is a loss, not a message on its way.
+  // A hole below later seqs (seq 1 included: through is 0 then): one publisher, one topic,
+  // QoS 1 keeps the order, so a hole still there a tick later is a loss, not a message on its way.
   const bool hole_below = seqs.highest() > through;
   const bool hole = hole_below && caught_up;
   if (hole && c.hole_at == through && !released_beyond(r, through)) request_resend(r, through + 1, now_ms);
