@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
       "a new goal status must hold this long before it shows")(
       "allowed-lateness-s", po::value(&lateness_s)->default_value(lateness_s),
       "events observed longer ago are stored but not rolled up")(
-      "hysteresis", po::value(&opts.hysteresis_band)->default_value(opts.hysteresis_band),
+      "hysteresis", po::value(&opts.hysteresis_band)->default_value(opts.hysteresis_band, "0.1"),
       "share of |red - baseline| a value must fall back past a threshold to clear it")(
       "min-coverage", po::value(&opts.min_coverage)->default_value(opts.min_coverage),
       "below this share of a goal's posts reporting, green shows as unknown")(

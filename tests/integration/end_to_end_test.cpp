@@ -11,6 +11,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <regex>
 
 using namespace postwatch;
 using namespace postwatch::test;
@@ -132,4 +133,18 @@ TEST_F(EndToEnd, StopsCleanlyOnSigterm) {
   aggregator.process().signal(SIGTERM);
   EXPECT_EQ(aggregator.process().wait(std::chrono::seconds(10)), 0) << aggregator.process().log();
   EXPECT_NE(aggregator.process().log().find("stopped"), std::string::npos);
+}
+
+// --help shows defaults as an operator would write them (it once printed 0.10000000000000001).
+TEST(AggregatorCli, HelpShowsDefaultsAsWritten) {
+  TempDir dir;
+  ChildProcess help({(binary_dir() / "aggregator" / "postwatch-aggregator").string(), "--help"},
+                    dir.path() / "help.log");
+  ASSERT_EQ(help.wait(std::chrono::seconds(10)), 0) << help.log();
+  const std::string text = help.log();
+  EXPECT_NE(text.find("--hysteresis arg (=0.1)"), std::string::npos) << text;
+  EXPECT_NE(text.find("--outbound-window arg (=256)"), std::string::npos) << text;
+  std::smatch noisy;
+  EXPECT_FALSE(std::regex_search(text, noisy, std::regex(R"(\(=-?[0-9]+\.[0-9]{6,}\))")))
+      << "a default printed with float noise: " << noisy.str(0);
 }
