@@ -221,6 +221,23 @@ TEST_F(DeliveryConfirmerTest, AHoleThatOutlivesATickIsAskedForAgain) {
   EXPECT_EQ(confirmer.counters().resend_requests, 1u);
 }
 
+TEST_F(DeliveryConfirmerTest, AStoreThatStallsDoesNotPileUpMarks) {
+  // A full disk: nothing commits for 200 ticks while the agent keeps sending. What waits stays
+  // bounded (one entry per agent in at most kMaxMarks marks), and once the store catches up
+  // the newest watermark goes out.
+  std::uint64_t seq = 0;
+  for (int i = 0; i < 200; ++i) {
+    feed({++seq});
+    tick(seq, 0);
+  }
+  EXPECT_TRUE(published.empty());
+  EXPECT_LE(confirmer.counters().waiting_for_store, 16u);
+  tick(seq, seq);
+  ASSERT_FALSE(published.empty());
+  EXPECT_EQ(published.back().confirm.through_seq, seq);
+  EXPECT_EQ(confirmer.counters().waiting_for_store, 0u);
+}
+
 TEST_F(DeliveryConfirmerTest, AHoleAtTheFirstSeqIsAskedForToo) {
   // The aggregator crashed before committing seq 1; the restarted one sees 2.. first, and the
   // agent's birth says its spool starts at 1. Nothing is confirmed (0 is the watermark), but

@@ -49,8 +49,10 @@ struct AgentPresenceRecord {
 
 // The confirmer's part (DeliveryConfirmer).
 struct AgentConfirmState {
-  std::string topic;            // the agent's confirm topic, built once
-  std::uint64_t marked = 0;     // highest watermark taken into a mark
+  std::string topic;           // the agent's confirm topic, built once
+  std::uint64_t marked = 0;    // highest watermark taken into a mark
+  std::uint64_t mark_seq = 0;  // the mark holding it (DeliveryConfirmer), and where in it
+  std::uint32_t mark_index = 0;
   std::uint64_t published = 0;  // highest watermark published
   // Resend detection: the watermark and heartbeat time when a heartbeat first said more was sent.
   std::uint64_t stall_through = 0;

@@ -87,7 +87,14 @@ bool DeliveryConfirmer::take_watermark(AgentRecord& r, Mark& mark, bool caught_u
   auto& c = r.confirm;
   if (through > c.marked) {
     c.marked = through;
-    mark.through.emplace_back(r.id, through);
+    if (c.mark_seq == mark.seq) {
+      mark.through[c.mark_index].second = through;  // merged into the newest mark: one entry each
+    } else {
+      c.mark_seq = mark.seq;
+      c.mark_index = static_cast<std::uint32_t>(mark.through.size());
+      mark.through.emplace_back(r.id, through);
+      counters_.waiting_for_store += 1;
+    }
   }
   // A hole below later seqs (seq 1 included: through is 0 then): one publisher, one topic,
   // QoS 1 keeps the order, so a hole still there a tick later is a loss, not a message on its way.
@@ -141,7 +148,11 @@ void DeliveryConfirmer::tick(StoreProgress store, bool caught_up, std::int64_t n
   holes.swap(holes_);
   disagrees.swap(disagrees_);
   // 1. Take the watermarks that moved, tagged with what the store had been handed by now.
-  Mark mark{store.handed_over, {}};
+  if (marks_.size() < kMaxMarks)
+    marks_.push_back(Mark{store.handed_over, {}, ++mark_seq_});
+  else
+    marks_.back().handed_over = store.handed_over;  // covers what it had, and what joins it now
+  Mark& mark = marks_.back();
   // Each agent at most once per step: the lists overlap.
   std::vector<AgentId> todo;
   todo.reserve(moved.size() + heard.size() + holes.size());
@@ -152,10 +163,7 @@ void DeliveryConfirmer::tick(StoreProgress store, bool caught_up, std::int64_t n
   todo.erase(std::unique(todo.begin(), todo.end()), todo.end());
   for (auto id : todo)
     if (take_watermark(agents_[id], mark, caught_up, now_ms)) holes_.push_back(id);
-  if (!mark.through.empty()) {
-    counters_.waiting_for_store += mark.through.size();
-    marks_.push_back(std::move(mark));
-  }
+  if (mark.through.empty()) marks_.pop_back();
 
   // 2. Publish what the store has made durable, oldest first.
   publish_committed(store, now_ms);

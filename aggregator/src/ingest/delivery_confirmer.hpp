@@ -73,8 +73,13 @@ class DeliveryConfirmer {
   // Watermarks taken at one tick, publishable once the store committed `handed_over` events.
   struct Mark {
     std::uint64_t handed_over = 0;
-    std::vector<std::pair<AgentId, std::uint64_t>> through;
+    std::vector<std::pair<AgentId, std::uint64_t>> through;  // at most one entry per agent
+    std::uint64_t seq = 0;
   };
+  // While the store lags (a full disk), ticks do not pile up marks: past this many, a tick's
+  // watermarks join the newest mark, which then waits for the store's later count. So the
+  // marks hold at most kMaxMarks entries per agent, whatever the length of the stall.
+  static constexpr std::size_t kMaxMarks = 16;
   bool send(const AgentRecord& r, std::uint64_t through, std::uint64_t resend_from, std::int64_t now_ms);
   void request_resend(AgentRecord& r, std::uint64_t from, std::int64_t now_ms);
   void anchor(AgentRecord& r);
@@ -90,6 +95,7 @@ class DeliveryConfirmer {
   Publish publish_;
   Owns owns_;
   std::deque<Mark> marks_;
+  std::uint64_t mark_seq_ = 0;
   std::vector<AgentId> holes_;      // agents with a hole below later seqs: step 1 again next tick
   std::vector<AgentId> disagrees_;  // agents whose heartbeat says more than we have: step 3 again
   ConfirmCounters counters_;
