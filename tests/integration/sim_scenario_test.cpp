@@ -172,7 +172,7 @@ TEST(SimDemo, DefaultFleetEndsWithEveryEventConfirmed) {
       << log;
   const auto accepted = std::stoull(m[1]), confirmed = std::stoull(m[3]);
   EXPECT_GT(accepted, 142u * 2 * 15) << log;  // the whole fleet ran
-  EXPECT_EQ(confirmed, accepted) << log;
+  EXPECT_EQ(confirmed, accepted) << log << "\naggregator:\n" << agg.process().log();
   EXPECT_EQ(m[4], "0") << log;
   EXPECT_EQ(log.find("never confirmed"), std::string::npos) << log;
   EXPECT_EQ(agg.events_accepted(), accepted);
