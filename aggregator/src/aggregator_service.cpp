@@ -68,8 +68,11 @@ struct AggregatorService::Impl {
         rollup(*catalogue, RollupPolicy{options.hysteresis_band, options.min_coverage}),
         board(*catalogue, BoardPolicy{options.min_duration_ms}),
         agents(*catalogue),
-        ingest(*catalogue, agents, state, log, IngestPolicy{options.allowed_lateness_ms}, &store),
-        presence(*catalogue, agents, log),
+        ingest(*catalogue, agents, state, log,
+               IngestPolicy{options.allowed_lateness_ms, IngestPolicy{}.max_clock_skew_ms,
+                            ClockPolicy{options.clock_correct_beyond_ms}},
+               &store),
+        presence(*catalogue, agents, log, ClockPolicy{options.clock_correct_beyond_ms}),
         stream(std::make_shared<LiveStream>(
             log,
             LiveStreamOptions{options.stream_max_queue, options.stream_max_clients,
@@ -145,7 +148,7 @@ struct AggregatorService::Impl {
       return true;
     };
     hooks.apply = [this](const std::string& topic, const std::string& payload, std::int64_t received_ms) {
-      ingest.on_message(topic, as_bytes(payload), received_ms);
+      ingest.on_message(topic, as_bytes(payload), received_ms, !mqtt.may_be_backlog(received_ms));
     };
     hooks.replay_local = [this](std::uint32_t post) {
       if (!store.flush(std::chrono::seconds(2))) log->warn("cluster: store did not flush before a takeover replay");
@@ -181,7 +184,7 @@ struct AggregatorService::Impl {
         cluster->on_events(*post, topic, payload, now);
         return;
       }
-    ingest.on_message(topic, as_bytes(payload), now);
+    ingest.on_message(topic, as_bytes(payload), now, !mqtt.may_be_backlog(now));
   }
 
   void replay_row(const StoredEventRow& r) {
@@ -192,7 +195,7 @@ struct AggregatorService::Impl {
     e.kind = r.kind;
     e.number = r.number;
     e.text = r.text;
-    ingest.replay(r.post, r.agent, e, r.received_at_ms, r.late);
+    ingest.replay(r.post, r.agent, e, r.received_at_ms, r.clock_correction_ms);
   }
 
   // Rebuilds the state a previous run had: the same events through the same ingest.

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   std::string broker_password_file;
   double min_duration_s = static_cast<double>(opts.min_duration_ms) / 1000.0;
   double lateness_s = static_cast<double>(opts.allowed_lateness_ms) / 1000.0;
+  std::int64_t clock_beyond_s = opts.clock_correct_beyond_ms / 1000;
   po::options_description desc(
       "postwatch-aggregator — consumes Postwatch agents' events over MQTT and serves goal-level indicators\n\noptions");
   desc.add_options()("help,h", "show this help")("version", "print the version")(
@@ -58,7 +59,9 @@ int main(int argc, char** argv) {
       "min-duration-s", po::value(&min_duration_s)->default_value(min_duration_s),
       "a new goal status must hold this long before it shows")(
       "allowed-lateness-s", po::value(&lateness_s)->default_value(lateness_s),
-      "events observed longer ago are stored but not rolled up")(
+      "events observed longer ago count only where they are the newest reading")(
+      "clock-correct-beyond-s", po::value(&clock_beyond_s)->default_value(clock_beyond_s),
+      "an agent clock further off than this gets its event times corrected, and its post a warning alarm")(
       "hysteresis", po::value(&opts.hysteresis_band)->default_value(opts.hysteresis_band, "0.1"),
       "share of |red - baseline| a value must fall back past a threshold to clear it")(
       "min-coverage", po::value(&opts.min_coverage)->default_value(opts.min_coverage),
@@ -102,6 +105,11 @@ int main(int argc, char** argv) {
   opts.tokens_file = tokens_file;
   opts.min_duration_ms = static_cast<std::int64_t>(min_duration_s * 1000);
   opts.allowed_lateness_ms = static_cast<std::int64_t>(lateness_s * 1000);
+  opts.clock_correct_beyond_ms = clock_beyond_s * 1000;
+  if (clock_beyond_s < 1) {
+    std::cerr << "postwatch-aggregator: --clock-correct-beyond-s must be at least 1\n";
+    return 2;
+  }
   if (opts.tick_ms < 10 || opts.confirm_interval_ms < 0 || opts.min_coverage < 0 || opts.min_coverage > 1 ||
       opts.hysteresis_band < 0 || opts.missed_heartbeats < 1 || opts.stream_max_queue < 1 ||
       opts.stream_max_clients < 1 || opts.outbound_window < 1 || opts.outbound_window > 2048) {

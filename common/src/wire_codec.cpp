@@ -21,6 +21,15 @@ std::string_view to_string(ValueKind kind) {
   return "unknown";
 }
 
+std::string_view to_string(ClockSync sync) {
+  switch (sync) {
+    case ClockSync::Unknown: return "unknown";
+    case ClockSync::Synchronised: return "synchronised";
+    case ClockSync::Unsynchronised: return "unsynchronised";
+  }
+  return "unknown";
+}
+
 bool parse_value_kind(std::string_view name, ValueKind& out) {
   for (auto k :
        {ValueKind::Level, ValueKind::Count, ValueKind::Gauge, ValueKind::Boolean, ValueKind::Share, ValueKind::Text}) {
@@ -68,7 +77,8 @@ std::vector<std::uint8_t> encode_batch(const EventBatch& batch) {
   auto agent = fbb.CreateString(batch.agent_id);
   auto post = fbb.CreateString(batch.post_id);
   auto ev = fbb.CreateVector(events);
-  auto root = fbw::CreateEventBatch(fbb, WireLimits::schema_version, agent, post, batch.sent_at_ms, ev);
+  auto root =
+      fbw::CreateEventBatch(fbb, WireLimits::schema_version, agent, post, batch.sent_at_ms, ev, batch.clock_epoch);
   fbw::FinishEventBatchBuffer(fbb, root);
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
@@ -95,6 +105,7 @@ DecodeError decode_batch(std::span<const std::uint8_t> payload, BatchView& out) 
   out.agent_id = view(batch->agent_id());
   out.post_id = view(batch->post_id());
   out.sent_at_ms = batch->sent_at_ms();
+  out.clock_epoch = batch->clock_epoch();
   if (out.agent_id.size() > WireLimits::max_id_bytes || out.post_id.size() > WireLimits::max_id_bytes)
     return DecodeError::FieldTooLong;
   const auto* events = batch->events();
@@ -128,6 +139,7 @@ DecodeError decode_batch(std::span<const std::uint8_t> payload, EventBatch& out)
   out.agent_id = std::string(v.agent_id);
   out.post_id = std::string(v.post_id);
   out.sent_at_ms = v.sent_at_ms;
+  out.clock_epoch = v.clock_epoch;
   out.events.clear();
   const auto* batch = fbw::GetEventBatch(payload.data());
   for (std::size_t i = 0; i < v.events.size(); ++i) {
@@ -157,7 +169,8 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st) {
   }
   auto root = fbw::CreateAgentState(
       fbb, WireLimits::schema_version, agent, post, st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline,
-      st.at_ms, version, hash, st.first_unacked_seq, st.heartbeat_interval_s, metrics, st.awaits_confirmation);
+      st.at_ms, version, hash, st.first_unacked_seq, st.heartbeat_interval_s, metrics, st.awaits_confirmation,
+      static_cast<fbw::ClockSync>(st.clock_sync), st.clock_jumps, st.last_clock_jump_ms, st.last_clock_jump_at_ms);
   fbw::FinishAgentStateBuffer(fbb, root);
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
@@ -180,6 +193,13 @@ DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState
   out.first_unacked_seq = st->first_unacked_seq();
   out.heartbeat_interval_s = st->heartbeat_interval_s();
   out.awaits_confirmation = st->awaits_confirmation();
+  auto sync = static_cast<std::uint8_t>(st->clock_sync());
+  out.clock_sync = sync <= static_cast<std::uint8_t>(ClockSync::Unsynchronised)
+                       ? static_cast<ClockSync>(sync)
+                       : ClockSync::Unknown;  // a newer agent's value
+  out.clock_jumps = st->clock_jumps();
+  out.last_clock_jump_ms = st->last_clock_jump_ms();
+  out.last_clock_jump_at_ms = st->last_clock_jump_at_ms();
   out.has_metrics = st->metrics() != nullptr;
   if (const auto* m = st->metrics()) {
     out.metrics = AgentMetrics{m->spool_events(),

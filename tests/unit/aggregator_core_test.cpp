@@ -145,21 +145,23 @@ TEST(CountWindowTest, SumsWithinTheWindowAndForgetsOlder) {
   EXPECT_FALSE(w.add(kT0, 1, hour));  // far older than the window now holds
 }
 
-TEST(Lateness, LateEventsAreCountedNotRolledUp) {
+TEST(Lateness, LateEventsCountAndShowWhereTheyAreTheNewestReading) {
   Pipeline p;
   const std::string topic = "postwatch/v1/sub-saharan-africa/bamako/a1/events";
   EventBatch b{"a1", "bamako", 0, {IndicatorEvent{1, kT0, "terrorism_threat_level", ValueKind::Level, 5, "", "", {}}}};
   IngestPolicy policy;
   p.ingest.on_message(topic, encode_batch(b), kT0 + policy.allowed_lateness_ms + 1);
   EXPECT_EQ(p.ingest.counters().events_late, 1u);
-  EXPECT_EQ(p.ingest.counters().events_accepted, 1u);  // accepted and kept (stored), not rolled up
+  EXPECT_EQ(p.ingest.counters().events_accepted, 1u);
   auto post = *catalogue().post_index("bamako");
   auto ind = *catalogue().indicator_index("terrorism_threat_level");
-  EXPECT_FALSE(p.state.at(post, ind).present);
+  ASSERT_TRUE(p.state.at(post, ind).present) << "the only reading of its indicator";
+  EXPECT_EQ(p.state.at(post, ind).observed_at_ms, kT0);
 
-  b.events[0] = IndicatorEvent{2, kT0 + 3'600'000, "terrorism_threat_level", ValueKind::Level, 5, "", "", {}};
+  b.events[0] = IndicatorEvent{2, kT0 + 3'600'000, "terrorism_threat_level", ValueKind::Level, 1, "", "", {}};
   p.ingest.on_message(topic, encode_batch(b), kT0);  // an hour in the future
   EXPECT_EQ(p.ingest.counters().events_future, 1u);
+  EXPECT_EQ(p.state.at(post, ind).number, 5) << "a future event is stored, not applied";
 }
 
 TEST(Hysteresis, ClearsOnlyOnceClearOfTheThreshold) {

@@ -192,7 +192,7 @@ TEST(FeedIngestLatency, CalledOncePerAppliedLiveEvent) {
   e.observed_at_ms = now;
   e.indicator = "terrorism_threat_level";
   e.number = 2;
-  ingest.replay("bamako", "a1", e, now, false);
+  ingest.replay("bamako", "a1", e, now);
   EXPECT_EQ(seen.size(), 2u);
   // Unset: nothing breaks.
   ingest.on_applied_latency = nullptr;

@@ -14,10 +14,12 @@ std::uint64_t PostPartial::highest_seq(std::string_view agent) const {
 std::string encode_partial(const PostPartial& p, const IndicatorCatalogue& catalogue) {
   const auto& inds = catalogue.indicators();
   json cells = json::array();
+  json corrections = json::object();  // beside the cells: older instances read cells positionally
   for (const auto& c : p.rows.cells) {
     json cell = {inds[c.indicator].id, c.reading.number, c.reading.observed_at_ms, c.reading.received_at_ms};
     if (!c.text.empty()) cell.push_back(c.text);
     cells.push_back(std::move(cell));
+    if (c.reading.clock_correction_ms != 0) corrections[inds[c.indicator].id] = c.reading.clock_correction_ms;
   }
   json windows = json::object();
   for (const auto& w : p.rows.windows) windows[inds[w.indicator].id] = w.buckets;
@@ -48,6 +50,7 @@ std::string encode_partial(const PostPartial& p, const IndicatorCatalogue& catal
             {"published_at_ms", p.published_at_ms},
             {"last_seen_ms", p.rows.last_seen_ms},
             {"cells", std::move(cells)},
+            {"clock_corrections", std::move(corrections)},
             {"windows", std::move(windows)},
             {"agents", std::move(agents)}};
   return j.dump();
@@ -77,6 +80,9 @@ std::string decode_partial(std::string_view payload, const IndicatorCatalogue& c
       cell.reading.received_at_ms = c.at(3).get<std::int64_t>();
       cell.reading.present = true;
       if (c.size() > 4) cell.text = c.at(4).get<std::string>();
+      if (auto k = j.find("clock_corrections"); k != j.end())
+        if (auto v = k->find(c.at(0).get<std::string>()); v != k->end())
+          cell.reading.clock_correction_ms = v->get<std::int64_t>();
       out.rows.cells.push_back(std::move(cell));
     }
     for (const auto& [id, buckets] : j.at("windows").items()) {

@@ -8,8 +8,8 @@
 namespace postwatch::aggregator {
 
 AgentPresence::AgentPresence(const IndicatorCatalogue& catalogue, AgentTable& agents,
-                             std::shared_ptr<spdlog::logger> log)
-    : catalogue_(catalogue), agents_(agents), log_(std::move(log)) {}
+                             std::shared_ptr<spdlog::logger> log, ClockPolicy clock)
+    : catalogue_(catalogue), agents_(agents), log_(std::move(log)), clock_(clock) {}
 
 void AgentPresence::on_message(std::string_view topic, std::span<const std::uint8_t> payload, std::int64_t now_ms) {
   topics::AgentTopic t;
@@ -35,12 +35,28 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
   agents_.mark_heard(r);
   auto& rec = r.presence;
   const bool was_online = rec.online;
+  AgentClockRecord& clock = r.clock;
+  if (st.online) {
+    clock.sync = st.clock_sync;
+    clock.last_jump_ms = st.last_clock_jump_ms;
+    clock.last_jump_at_ms = st.last_clock_jump_at_ms;
+    if (st.clock_jumps != clock.jumps) {
+      if (st.clock_jumps > clock.jumps && t.channel == topics::Channel::Heartbeat)
+        log_->warn("agent {}/{} reports its clock jumped {:+} s (jump {}); its offset is measured again", st.post_id,
+                   st.agent_id, st.last_clock_jump_ms / 1000, st.clock_jumps);
+      clock.jumps = st.clock_jumps;
+    }
+  }
   if (t.channel == topics::Channel::State) {
     // Arrival order is the truth here: MQTT keeps one publisher's order per topic, and the
     // broker sends the last will (stamped at connect time) only after that connection is gone.
     rec.last_state_ms = st.at_ms;
     rec.online = st.online;
     if (st.online) {
+      // A new agent process, perhaps after a reboot that reset an RTC-less clock: what was
+      // measured of the old one no longer holds. A retained birth at our start changes nothing.
+      clock.offset.restart();
+      clock.epoch = st.clock_jumps;
       rec.births += 1;
       rec.agent_version = st.agent_version;
       rec.config_hash = st.config_hash;
@@ -54,6 +70,12 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
   } else {
     rec.online = true;
     rec.last_heartbeat_ms = now_ms;
+    // QoS 0, never queued for an absent subscriber: a prompt sample of the agent's clock.
+    if (st.clock_jumps != clock.epoch) {
+      clock.epoch = st.clock_jumps;
+      clock.offset.restart();
+    }
+    if (st.at_ms != 0) clock.offset.observe({st.at_ms - now_ms, now_ms, true}, clock_);
     rec.has_metrics = st.has_metrics;
     rec.metrics = st.metrics;
     if (st.heartbeat_interval_s) rec.heartbeat_interval_s = st.heartbeat_interval_s;

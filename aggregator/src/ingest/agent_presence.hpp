@@ -18,7 +18,8 @@ namespace postwatch::aggregator {
 
 class AgentPresence {
  public:
-  AgentPresence(const IndicatorCatalogue& catalogue, AgentTable& agents, std::shared_ptr<spdlog::logger> log);
+  AgentPresence(const IndicatorCatalogue& catalogue, AgentTable& agents, std::shared_ptr<spdlog::logger> log,
+                ClockPolicy clock = {});
 
   void on_message(std::string_view topic, std::span<const std::uint8_t> payload, std::int64_t now_ms);
 
@@ -30,6 +31,7 @@ class AgentPresence {
   const IndicatorCatalogue& catalogue_;
   AgentTable& agents_;
   std::shared_ptr<spdlog::logger> log_;
+  ClockPolicy clock_;
   std::size_t online_ = 0, known_ = 0;
   std::uint64_t rejected_ = 0;
 };

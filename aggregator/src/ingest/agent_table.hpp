@@ -6,6 +6,7 @@
 // confirmer last looked, so a tick costs O(agents that changed), not O(agents).
 #pragma once
 
+#include "ingest/clock_offset.hpp"
 #include "ingest/seq_window.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/event.hpp"
@@ -47,6 +48,18 @@ struct AgentPresenceRecord {
   AgentMetrics metrics;
 };
 
+// The agent's clock: our estimate of its offset, and what it says of itself.
+struct AgentClockRecord {
+  ClockOffset offset;
+  std::uint32_t epoch = 0;  // the batches' clock_epoch last seen
+  bool epoch_seen = false;
+  // Its own report (birth, heartbeat).
+  ClockSync sync = ClockSync::Unknown;
+  std::uint32_t jumps = 0;
+  std::int64_t last_jump_ms = 0, last_jump_at_ms = 0;
+  std::uint64_t events_corrected = 0;  // events whose times got a correction
+};
+
 // The confirmer's part (DeliveryConfirmer).
 struct AgentConfirmState {
   std::string topic;           // the agent's confirm topic, built once
@@ -71,6 +84,7 @@ struct AgentRecord {
   AgentTrack events;
   AgentPresenceRecord presence;
   AgentConfirmState confirm;
+  AgentClockRecord clock;
   bool moved = false, heard = false;  // in the table's change lists
 
   // Whether it keeps its events until confirmed, so a hole can wait for a resend however many

@@ -6,6 +6,22 @@
 
 namespace postwatch::aggregator {
 
+std::string_view to_string(EventRefusal r) {
+  switch (r) {
+    case EventRefusal::None: return "";
+    case EventRefusal::Future: return "future";
+    case EventRefusal::UnknownIndicator: return "unknown_indicator";
+    case EventRefusal::BadValue: return "bad_value";
+  }
+  return "";
+}
+
+std::optional<EventRefusal> parse_event_refusal(std::string_view s) {
+  for (auto r : {EventRefusal::None, EventRefusal::Future, EventRefusal::UnknownIndicator, EventRefusal::BadValue})
+    if (to_string(r) == s) return r;
+  return std::nullopt;
+}
+
 std::uint64_t IngestCounters::batches_rejected() const {
   std::uint64_t n = batches_bad_topic + batches_topic_mismatch + batches_unknown_post;
   for (std::size_t i = 1; i < batches_undecodable.size(); ++i) n += batches_undecodable[i];
@@ -64,8 +80,8 @@ void BatchIngest::import_agents(std::uint32_t post, const std::vector<AgentTrack
   }
 }
 
-bool BatchIngest::accept_event(AgentRecord& rec, const EventView& e, std::int64_t received_at_ms, bool late,
-                               std::string_view topic) {
+bool BatchIngest::accept_event(AgentRecord& rec, const EventView& e, std::int64_t received_at_ms,
+                               std::int64_t clock_correction_ms, std::string_view topic) {
   AgentTrack& agent = rec.events;
   const std::uint32_t post = rec.post;
   if (!agent.seqs.any()) agent.seqs = SeqWindow(e.seq);  // a track reset by import_agents starts here
@@ -78,54 +94,91 @@ bool BatchIngest::accept_event(AgentRecord& rec, const EventView& e, std::int64_
   }
   agents_.mark_moved(rec);
   // Refusals come after the seq check, so a refused event settles its seq (it holds back
-  // neither the agent's confirmation nor, resent, a counter: it is a duplicate then).
+  // neither the agent's confirmation nor, resent, a counter: it is a duplicate then). It is
+  // stored all the same, with the reason: nothing is confirmed that is not in the store.
+  EventRefusal refused = EventRefusal::None;
+  std::optional<std::uint32_t> ind;
   if (e.observed_at_ms > received_at_ms + policy_.max_clock_skew_ms) {
+    refused = EventRefusal::Future;
     counters_.events_future += 1;
-    reject(topic, "event observed in the future (seq " + std::to_string(e.seq) + ")");
-    return false;
-  }
-  auto ind = catalogue_.indicator_index(e.indicator);
-  if (!ind) {
+    reject(topic, "event observed " + std::to_string((e.observed_at_ms - received_at_ms) / 1000) +
+                      " s in the future (seq " + std::to_string(e.seq) + "); stored, not applied");
+  } else if (ind = catalogue_.indicator_index(e.indicator); !ind) {
+    refused = EventRefusal::UnknownIndicator;
     counters_.events_unknown_indicator += 1;
     reject(topic, "unknown indicator '" + std::string(e.indicator) + "'");
-    return false;
-  }
-  if (!catalogue_.check_value(catalogue_.indicators()[*ind], e.kind, e.number, e.text).empty()) {
+  } else if (!catalogue_.check_value(catalogue_.indicators()[*ind], e.kind, e.number, e.text).empty()) {
+    refused = EventRefusal::BadValue;
     counters_.events_bad_value += 1;
     reject(topic, "bad value for '" + std::string(e.indicator) + "'");
-    return false;
   }
-  if (had_any && e.seq < highest) {
-    agent.reordered += 1;
-    counters_.events_reordered += 1;
+  const bool late = e.observed_at_ms < received_at_ms - policy_.allowed_lateness_ms;
+  if (refused == EventRefusal::None) {
+    if (had_any && e.seq < highest) {
+      agent.reordered += 1;
+      counters_.events_reordered += 1;
+    }
+    if (late) counters_.events_late += 1;
+    if (clock_correction_ms != 0) {
+      counters_.events_time_corrected += 1;
+      rec.clock.events_corrected += 1;
+    }
+    // A late reading still counts where it is the newest of its indicator: the state keeps
+    // the reading with the latest observed_at, and a count window drops what it cannot hold.
+    state_.apply(post, *ind, e, received_at_ms, clock_correction_ms);
+    agent.last_event_ms = std::max(agent.last_event_ms, received_at_ms);
+    agent.events += 1;
+    counters_.events_accepted += 1;
   }
-  if (late) {
-    counters_.events_late += 1;
-  } else {
-    state_.apply(post, *ind, e, received_at_ms);
-  }
-  agent.last_event_ms = std::max(agent.last_event_ms, received_at_ms);
-  agent.events += 1;
-  counters_.events_accepted += 1;
   if (sink_) {
     PersistedEvent pe;
     pe.agent = rec.id;
     pe.post = post;
-    pe.indicator = *ind;
+    pe.indicator = ind.value_or(0);
     pe.seq = e.seq;
     pe.observed_at_ms = e.observed_at_ms;
+    pe.clock_correction_ms = clock_correction_ms;
     pe.received_at_ms = received_at_ms;
     pe.number = e.number;
     pe.kind = e.kind;
     pe.late = late;
+    pe.refused = refused;
     pe.text = e.text;
+    if (!ind) pe.unknown_indicator = e.indicator;
     persist_buf_.push_back(pe);
   }
-  return true;
+  return refused == EventRefusal::None;
 }
 
-std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std::uint8_t> payload,
-                                    std::int64_t now_ms) {
+std::int64_t BatchIngest::measure_clock(AgentRecord& rec, std::string_view topic, std::int64_t now_ms, bool prompt) {
+  AgentClockRecord& clock = rec.clock;
+  if (batch_.clock_epoch != clock.epoch) {
+    clock.epoch = batch_.clock_epoch;  // the agent saw its clock jump: start the estimate again
+    clock.offset.restart();
+  }
+  clock.epoch_seen = true;
+  const std::int64_t before = clock.offset.correction_ms();
+  if (batch_.sent_at_ms != 0) {
+    rec.events.clock_skew_ms = batch_.sent_at_ms - now_ms;
+    clock.offset.observe({rec.events.clock_skew_ms, now_ms, prompt}, policy_.clock);
+    if (std::abs(rec.events.clock_skew_ms) > policy_.max_clock_skew_ms) counters_.batches_clock_skew += 1;
+  }
+  const std::int64_t after = clock.offset.correction_ms();
+  if ((before == 0) != (after == 0)) {
+    if (after != 0)
+      log_->warn(
+          "agent on '{}': its clock is {} s {} ours; its event times are corrected by that until it is "
+          "back within {} s (fix the board's NTP)",
+          topic, std::abs(after) / 1000, after > 0 ? "ahead of" : "behind", policy_.clock.correct_beyond_ms / 1000);
+    else
+      log_->info("agent on '{}': its clock is back within {} s of ours; its event times are no longer corrected", topic,
+                 policy_.clock.correct_beyond_ms / 1000);
+  }
+  return after;
+}
+
+std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std::uint8_t> payload, std::int64_t now_ms,
+                                    bool prompt) {
   topics::AgentTopic t;
   if (!topics::parse_agent_topic(topic, t) || t.channel != topics::Channel::Events) {
     counters_.batches_bad_topic += 1;
@@ -154,22 +207,17 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   AgentRecord& rec = track(*post, batch_.agent_id, batch_.events.empty() ? 0 : batch_.events.front().seq);
   AgentTrack& agent = rec.events;
   counters_.batches_accepted += 1;
-  if (batch_.sent_at_ms != 0) {
-    agent.clock_skew_ms = batch_.sent_at_ms - now_ms;
-    if (std::abs(agent.clock_skew_ms) > policy_.max_clock_skew_ms) {
-      counters_.batches_clock_skew += 1;
-      reject(topic, "agent clock is " + std::to_string(agent.clock_skew_ms / 1000) + " s off ours");
-    }
-  }
+  const std::int64_t correction = measure_clock(rec, topic, now_ms, prompt);
   state_.touch(*post, now_ms);
   persist_buf_.clear();
   std::size_t applied = 0;
   std::uint64_t gaps_before = agent.seqs.gaps();
-  for (const EventView& e : batch_.events) {
-    bool late = e.observed_at_ms < now_ms - policy_.allowed_lateness_ms;
-    if (accept_event(rec, e, now_ms, late, topic)) {
+  for (EventView e : batch_.events) {
+    e.observed_at_ms -= correction;
+    if (accept_event(rec, e, now_ms, correction, topic)) {
       ++applied;
-      if (!late && on_applied_latency) on_applied_latency(now_ms - e.observed_at_ms);
+      if (e.observed_at_ms >= now_ms - policy_.allowed_lateness_ms && on_applied_latency)
+        on_applied_latency(now_ms - e.observed_at_ms);
     }
   }
   counters_.events_gaps += agent.seqs.gaps() - gaps_before;
@@ -190,14 +238,14 @@ std::uint64_t BatchIngest::give_up(AgentRecord& agent, std::uint64_t seq) {
 }
 
 void BatchIngest::replay(std::string_view post, std::string_view agent, const EventView& e, std::int64_t received_at_ms,
-                         bool late) {
+                         std::int64_t clock_correction_ms) {
   auto post_ix = catalogue_.post_index(post);
   if (!post_ix) return;                            // the post left the catalogue
   AgentRecord& r = track(*post_ix, agent, e.seq);  // tells the store the agent's id
   EventSink* sink = sink_;
   sink_ = nullptr;  // the event is stored already
   std::uint64_t gaps_before = r.events.seqs.gaps();
-  accept_event(r, e, received_at_ms, late, "(replay)");
+  accept_event(r, e, received_at_ms, clock_correction_ms, "(replay)");
   counters_.events_gaps += r.events.seqs.gaps() - gaps_before;
   sink_ = sink;
 }

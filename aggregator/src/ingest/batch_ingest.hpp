@@ -34,18 +34,20 @@ struct IngestCounters {
   std::uint64_t events_duplicate = 0;
   std::uint64_t events_unknown_indicator = 0;
   std::uint64_t events_bad_value = 0;
-  std::uint64_t events_gaps = 0;         // seqs never received, given up on
-  std::uint64_t events_reordered = 0;    // new, but below the agent's highest seq so far
-  std::uint64_t events_late = 0;         // observed before now - allowed lateness: stored, not rolled up
-  std::uint64_t events_future = 0;       // observed after now + max clock skew: refused
-  std::uint64_t batches_clock_skew = 0;  // sent_at differs from our clock by more than max skew
+  std::uint64_t events_gaps = 0;            // seqs never received, given up on
+  std::uint64_t events_reordered = 0;       // new, but below the agent's highest seq so far
+  std::uint64_t events_late = 0;            // observed before now - allowed lateness: applied only if newest
+  std::uint64_t events_future = 0;          // observed after now + max clock skew: stored, not applied
+  std::uint64_t events_time_corrected = 0;  // observed_at corrected by the agent's measured clock offset
+  std::uint64_t batches_clock_skew = 0;     // sent_at differs from our clock by more than max skew
 
   std::uint64_t batches_rejected() const;
 };
 
 struct IngestPolicy {
   std::int64_t allowed_lateness_ms = 10LL * 60 * 1000;
-  std::int64_t max_clock_skew_ms = 5LL * 60 * 1000;
+  std::int64_t max_clock_skew_ms = 5LL * 60 * 1000;  // an event further ahead, after correction, is "future"
+  ClockPolicy clock;
 };
 
 // One agent's dedupe window and counters, as handed between aggregator instances.
@@ -64,11 +66,14 @@ class BatchIngest {
               std::shared_ptr<spdlog::logger> log, IngestPolicy policy = {}, EventSink* sink = nullptr);
 
   // Re-applies one stored event at start-up: same dedupe and state as when it arrived.
+  // `e.observed_at_ms` is the stored (corrected) time.
   void replay(std::string_view post, std::string_view agent, const EventView& e, std::int64_t received_at_ms,
-              bool late);
+              std::int64_t clock_correction_ms = 0);
 
-  // Returns how many events of the message were applied as new.
-  std::size_t on_message(std::string_view topic, std::span<const std::uint8_t> payload, std::int64_t now_ms);
+  // Returns how many events of the message were applied as new. `prompt`: the message cannot
+  // have waited long in the broker (see ClockOffset), so a slow clock it shows is believed.
+  std::size_t on_message(std::string_view topic, std::span<const std::uint8_t> payload, std::int64_t now_ms,
+                         bool prompt = true);
 
   // A post's agents, for another instance to take the post over (docs/scale-out.md).
   std::vector<AgentTrackSnapshot> export_agents(std::uint32_t post) const;
@@ -100,9 +105,12 @@ class BatchIngest {
   void reject(std::string_view topic, std::string_view why);
   // The agent's record, with its seq window started at `first_seq` if this is its first event.
   AgentRecord& track(std::uint32_t post, std::string_view agent, std::uint64_t first_seq);
-  // Dedupe, check, apply one event; false when it was not new or not valid.
-  bool accept_event(AgentRecord& agent, const EventView& e, std::int64_t received_at_ms, bool late,
-                    std::string_view topic);
+  // Dedupe, check, apply and store one event (`e` with its corrected time); false when it
+  // was not new, or new but refused (then stored with the reason).
+  bool accept_event(AgentRecord& agent, const EventView& e, std::int64_t received_at_ms,
+                    std::int64_t clock_correction_ms, std::string_view topic);
+  // Updates the agent's clock estimate from one batch; returns the correction for its events.
+  std::int64_t measure_clock(AgentRecord& agent, std::string_view topic, std::int64_t now_ms, bool prompt);
 
   const IndicatorCatalogue& catalogue_;
   IndicatorState& state_;

@@ -1,5 +1,7 @@
 #include "ingest/mqtt_ingest.hpp"
 
+#include "postwatch/clock.hpp"
+
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
@@ -76,6 +78,11 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   asio::steady_timer retry;
   std::atomic<bool> stopped{false};
   std::atomic<bool> subscribed{false};
+  // For may_be_backlog(): the broker's CONNACK says whether it kept our session (and so
+  // perhaps queued messages for us); only the first connect's token tells, so a reconnect
+  // counts as "kept".
+  std::atomic<int> session_present{1};
+  std::atomic<std::int64_t> connected_at_ms{0};
   std::chrono::milliseconds backoff{250};
 
   mqtt::connect_options options() const {
@@ -121,7 +128,9 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
       log->warn("cannot reach broker {} (rc {}); retrying", uri, rc);
     asio::post(io, [self = shared_from_this()] { self->schedule_retry(); });
   }
-  void on_success(const mqtt::token&) override {}
+  void on_success(const mqtt::token& tok) override {
+    session_present = tok.get_connect_response().is_session_present() ? 1 : 0;
+  }
 
   void schedule_retry() {
     if (stopped) return;
@@ -186,6 +195,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   }
 
   void on_connected() {
+    connected_at_ms = now_utc_ms();
     subscribed = false;
     subscribe_listener.impl = this;
     backoff = std::chrono::milliseconds(250);
@@ -220,6 +230,7 @@ void MqttIngest::start() {
   impl_->client.set_connection_lost_handler([weak](const std::string& cause) {
     if (auto self = weak.lock()) {
       self->subscribed = false;
+      self->session_present = 1;  // Paho reconnects on its own; assume the broker kept our queue
       self->log->warn("connection to broker lost: {}", cause.empty() ? "(no cause)" : cause);
     }
   });
@@ -291,6 +302,10 @@ void MqttIngest::stop() {
 
 bool MqttIngest::connected() const { return impl_->client.is_connected(); }
 bool MqttIngest::subscribed() const { return impl_->subscribed; }
+
+bool MqttIngest::may_be_backlog(std::int64_t now_ms) const {
+  return impl_->session_present.load() != 0 && now_ms - impl_->connected_at_ms.load() < kBacklogSettleMs;
+}
 
 IngestFlowStats MqttIngest::flow() const {
   return {impl_->queued.load(), impl_->pauses.load(), impl_->paused_ms.load(), impl_->overrides.load()};

@@ -75,6 +75,10 @@ class MqttIngest {
   bool connected() const;
   // Connected and subscribed to every filter: messages published from now on reach us.
   bool subscribed() const;
+  // Whether a message arriving now may have waited in the broker: within kBacklogSettle of a
+  // (re)connect to a session the broker kept for us. Thread-safe.
+  bool may_be_backlog(std::int64_t now_ms) const;
+  static constexpr std::int64_t kBacklogSettleMs = 60'000;
   IngestFlowStats flow() const;
   // Hands one QoS 1 message to Paho (MqttOutbox is the only caller): `on_published(id, ok)`
   // runs on the io_context once the broker acknowledged it or Paho gave up on it. False when

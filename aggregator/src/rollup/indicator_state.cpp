@@ -47,7 +47,7 @@ void IndicatorState::touch(std::uint32_t post, std::int64_t received_at_ms) {
 }
 
 bool IndicatorState::apply(std::uint32_t post, std::uint32_t indicator, const EventView& e,
-                           std::int64_t received_at_ms) {
+                           std::int64_t received_at_ms, std::int64_t clock_correction_ms) {
   touch(post, received_at_ms);
   bool changed = false;
   if (auto w = window_ix_[indicator]; w >= 0) {
@@ -62,6 +62,7 @@ bool IndicatorState::apply(std::uint32_t post, std::uint32_t indicator, const Ev
     r.number = e.number;
     r.observed_at_ms = e.observed_at_ms;
     r.received_at_ms = received_at_ms;
+    r.clock_correction_ms = clock_correction_ms;
     r.present = true;
     if (e.kind == ValueKind::Text) texts_[ix].assign(e.text);
     changed = true;

@@ -19,6 +19,9 @@ struct Reading {
   double number = 0;
   std::int64_t observed_at_ms = 0;
   std::int64_t received_at_ms = 0;
+  // Subtracted from the agent's observed_at because its clock was off (docs/aggregator.md,
+  // "Time"); 0 when the time is as the agent sent it.
+  std::int64_t clock_correction_ms = 0;
   bool present = false;
 };
 
@@ -62,8 +65,10 @@ class IndicatorState {
 
   // Keeps the reading with the latest observed_at (ties: the larger value), so the
   // result does not depend on arrival order; counts also go into their window.
-  // Returns true when the state changed.
-  bool apply(std::uint32_t post, std::uint32_t indicator, const EventView& e, std::int64_t received_at_ms);
+  // Returns true when the state changed. `e.observed_at_ms` is already corrected by
+  // `clock_correction_ms`, which the reading keeps to show.
+  bool apply(std::uint32_t post, std::uint32_t indicator, const EventView& e, std::int64_t received_at_ms,
+             std::int64_t clock_correction_ms = 0);
   // Marks a post as heard from (events or heartbeats) without changing readings.
   void touch(std::uint32_t post, std::int64_t received_at_ms);
 

@@ -2,6 +2,7 @@
 
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
+#include "store/sqlite_statement.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
@@ -13,12 +14,17 @@ namespace postwatch::aggregator {
 using nlohmann::json;
 
 namespace {
+using sqlite::exec;
+using sqlite::parse_status;
+using sqlite::Statement;
+using sqlite::text_col;
 
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS events(
   agent TEXT NOT NULL, seq INTEGER NOT NULL, post TEXT NOT NULL, indicator TEXT NOT NULL,
   observed_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, kind INTEGER NOT NULL,
   number REAL NOT NULL, text TEXT, late INTEGER NOT NULL DEFAULT 0,
+  clock_correction_ms INTEGER NOT NULL DEFAULT 0, refused TEXT,
   PRIMARY KEY(post, agent, seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_received ON events(received_at_ms);
 CREATE TABLE IF NOT EXISTS history(
@@ -26,31 +32,6 @@ CREATE TABLE IF NOT EXISTS history(
 CREATE INDEX IF NOT EXISTS history_by_id ON history(scope, id, at_ms);
 CREATE TABLE IF NOT EXISTS alarms(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
 )sql";
-
-// A prepared statement that finalizes itself.
-class Statement {
- public:
-  Statement(sqlite3* db, const char* sql) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
-      throw std::runtime_error(std::string("sqlite prepare failed: ") + sqlite3_errmsg(db));
-  }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  sqlite3_stmt* get() { return stmt_; }
-
- private:
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-void exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
-    sqlite3_free(err);
-    throw std::runtime_error(msg);
-  }
-}
 
 sqlite3* open_db(const std::filesystem::path& file, bool read_only) {
   sqlite3* db = nullptr;
@@ -64,16 +45,16 @@ sqlite3* open_db(const std::filesystem::path& file, bool read_only) {
   return db;
 }
 
-std::string text_col(sqlite3_stmt* s, int i) {
-  auto* p = sqlite3_column_text(s, i);
-  return p ? reinterpret_cast<const char*>(p) : "";
+bool has_column(sqlite3* db, const char* table, const char* column) {
+  Statement q(db, (std::string("PRAGMA table_info(") + table + ")").c_str());
+  while (sqlite3_step(q.get()) == SQLITE_ROW)
+    if (std::string_view(reinterpret_cast<const char*>(sqlite3_column_text(q.get(), 1))) == column) return true;
+  return false;
 }
 
-Status parse_status(const std::string& s) {
-  if (s == "green") return Status::Green;
-  if (s == "amber") return Status::Amber;
-  if (s == "red") return Status::Red;
-  return Status::Unknown;
+void add_column_if_missing(sqlite3* db, const char* table, const char* column, const char* type) {
+  if (!has_column(db, table, column))
+    exec(db, (std::string("ALTER TABLE ") + table + " ADD COLUMN " + column + " " + type).c_str());
 }
 
 json alarm_to_json(const Alarm& a) {
@@ -122,6 +103,9 @@ EventStore::EventStore(StoreOptions options, const IndicatorCatalogue& catalogue
   try {
     exec(write_db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
     exec(write_db_, kSchema);
+    // Stores from before time correction: the columns it added (docs/aggregator.md, "Time").
+    add_column_if_missing(write_db_, "events", "clock_correction_ms", "INTEGER NOT NULL DEFAULT 0");
+    add_column_if_missing(write_db_, "events", "refused", "TEXT");
   } catch (const std::exception& e) {
     sqlite3_close(write_db_);
     throw std::runtime_error("cannot initialise store " + opt_.file.string() + ": " + e.what());
@@ -141,44 +125,6 @@ EventStore::~EventStore() {
   sqlite3_close(write_db_);
 }
 
-namespace {
-std::uint64_t read_events(Statement& q, const std::function<void(const StoredEventRow&)>& fn) {
-  std::uint64_t n = 0;
-  StoredEventRow row;
-  while (sqlite3_step(q.get()) == SQLITE_ROW) {
-    row.post = text_col(q.get(), 0);
-    row.agent = text_col(q.get(), 1);
-    row.seq = static_cast<std::uint64_t>(sqlite3_column_int64(q.get(), 2));
-    row.indicator = text_col(q.get(), 3);
-    row.observed_at_ms = sqlite3_column_int64(q.get(), 4);
-    row.received_at_ms = sqlite3_column_int64(q.get(), 5);
-    row.kind = static_cast<ValueKind>(sqlite3_column_int(q.get(), 6));
-    row.number = sqlite3_column_double(q.get(), 7);
-    row.text = text_col(q.get(), 8);
-    row.late = sqlite3_column_int(q.get(), 9) != 0;
-    fn(row);
-    ++n;
-  }
-  return n;
-}
-constexpr const char* kEventColumns =
-    "SELECT post, agent, seq, indicator, observed_at_ms, received_at_ms, kind, number, text, late FROM events ";
-}  // namespace
-
-std::uint64_t EventStore::replay(const std::function<void(const StoredEventRow&)>& fn) {
-  Statement q(write_db_, (std::string(kEventColumns) + "ORDER BY post, agent, seq").c_str());
-  std::uint64_t n = read_events(q, fn);
-  committed_events_ = n;
-  handed_over_ = n;
-  return n;
-}
-
-std::uint64_t EventStore::replay_post(const std::string& post, const std::function<void(const StoredEventRow&)>& fn) {
-  Statement q(read_db_, (std::string(kEventColumns) + "WHERE post = ? ORDER BY agent, seq").c_str());
-  sqlite3_bind_text(q.get(), 1, post.c_str(), static_cast<int>(post.size()), SQLITE_STATIC);
-  return read_events(q, fn);
-}
-
 std::vector<Alarm> EventStore::load_alarms() {
   Statement q(write_db_, "SELECT body FROM alarms ORDER BY id");
   std::vector<Alarm> out;
@@ -186,18 +132,6 @@ std::vector<Alarm> EventStore::load_alarms() {
     auto j = json::parse(text_col(q.get(), 0), nullptr, false);
     if (!j.is_discarded()) out.push_back(alarm_from_json(j));
   }
-  return out;
-}
-
-std::vector<HistoryPoint> EventStore::latest_history() {
-  Statement q(write_db_,
-              "SELECT h.at_ms, h.scope, h.id, h.status, h.score FROM history h "
-              "JOIN (SELECT scope, id, MAX(at_ms) AS at_ms FROM history GROUP BY scope, id) m "
-              "ON h.scope = m.scope AND h.id = m.id AND h.at_ms = m.at_ms");
-  std::vector<HistoryPoint> out;
-  while (sqlite3_step(q.get()) == SQLITE_ROW)
-    out.push_back({sqlite3_column_int64(q.get(), 0), text_col(q.get(), 1), text_col(q.get(), 2),
-                   parse_status(text_col(q.get(), 3)), sqlite3_column_double(q.get(), 4)});
   return out;
 }
 
@@ -215,8 +149,9 @@ void EventStore::register_agent(std::uint32_t id, std::string_view post, std::st
 void EventStore::persist(std::span<const PersistedEvent> events) {
   std::lock_guard lk(mu_);
   for (const auto& e : events) {
-    pending_.events.push_back({e, std::string(e.text)});
+    pending_.events.push_back({e, std::string(e.text), std::string(e.unknown_indicator)});
     pending_.events.back().e.text = {};
+    pending_.events.back().e.unknown_indicator = {};
   }
   handed_over_ += events.size();
   ++handed_seqno_;
@@ -293,7 +228,7 @@ bool EventStore::commit(Pending& batch, const std::vector<std::pair<std::string,
     {
       Statement ins(write_db_,
                     "INSERT OR IGNORE INTO events(agent, seq, post, indicator, observed_at_ms, received_at_ms, kind, "
-                    "number, text, late) VALUES(?,?,?,?,?,?,?,?,?,?)");
+                    "number, text, late, clock_correction_ms, refused) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
       for (const auto& pe : batch.events) {
         const auto& e = pe.e;
         if (e.agent >= agents.size() || agents[e.agent].first.empty()) {
@@ -302,7 +237,9 @@ bool EventStore::commit(Pending& batch, const std::vector<std::pair<std::string,
           throw std::logic_error("event of agent id " + std::to_string(e.agent) + " that was never registered");
         }
         const auto& [post, agent] = agents[e.agent];
-        const std::string& indicator = catalogue_.indicators()[e.indicator].id;
+        const std::string& indicator = e.refused == EventRefusal::UnknownIndicator
+                                           ? pe.unknown_indicator
+                                           : catalogue_.indicators()[e.indicator].id;
         auto* st = ins.get();
         sqlite3_bind_text(st, 1, agent.c_str(), static_cast<int>(agent.size()), SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, static_cast<sqlite3_int64>(e.seq));
@@ -317,6 +254,13 @@ bool EventStore::commit(Pending& batch, const std::vector<std::pair<std::string,
         else
           sqlite3_bind_text(st, 9, pe.text.c_str(), static_cast<int>(pe.text.size()), SQLITE_STATIC);
         sqlite3_bind_int(st, 10, e.late ? 1 : 0);
+        sqlite3_bind_int64(st, 11, e.clock_correction_ms);
+        if (e.refused == EventRefusal::None) {
+          sqlite3_bind_null(st, 12);
+        } else {
+          auto why = to_string(e.refused);
+          sqlite3_bind_text(st, 12, why.data(), static_cast<int>(why.size()), SQLITE_STATIC);
+        }
         if (sqlite3_step(st) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(write_db_));
         sqlite3_reset(st);
       }
@@ -367,23 +311,6 @@ void EventStore::prune(std::int64_t now_ms) {
   } catch (const std::exception& e) {
     log_->warn("store {}: pruning failed: {}", opt_.file.string(), e.what());
   }
-}
-
-std::vector<HistoryPoint> EventStore::query_history(const std::string& scope, const std::string& id,
-                                                    std::int64_t from_ms, std::int64_t to_ms, std::size_t limit) {
-  Statement q(read_db_,
-              "SELECT at_ms, status, score FROM history WHERE scope = ? AND id = ? AND at_ms >= ? AND at_ms <= ? "
-              "ORDER BY at_ms LIMIT ?");
-  sqlite3_bind_text(q.get(), 1, scope.c_str(), static_cast<int>(scope.size()), SQLITE_STATIC);
-  sqlite3_bind_text(q.get(), 2, id.c_str(), static_cast<int>(id.size()), SQLITE_STATIC);
-  sqlite3_bind_int64(q.get(), 3, from_ms);
-  sqlite3_bind_int64(q.get(), 4, to_ms);
-  sqlite3_bind_int64(q.get(), 5, static_cast<sqlite3_int64>(limit));
-  std::vector<HistoryPoint> out;
-  while (sqlite3_step(q.get()) == SQLITE_ROW)
-    out.push_back({sqlite3_column_int64(q.get(), 0), scope, id, parse_status(text_col(q.get(), 1)),
-                   sqlite3_column_double(q.get(), 2)});
-  return out;
 }
 
 }  // namespace postwatch::aggregator

@@ -51,6 +51,16 @@ struct StoredEventRow {
   ValueKind kind = ValueKind::Level;
   double number = 0;
   bool late = false;
+  std::int64_t clock_correction_ms = 0;  // observed_at_ms is the agent's time minus this
+  EventRefusal refused = EventRefusal::None;
+};
+
+// Which stored events GET /api/v1/posts/{id}/events asks for.
+struct EventQuery {
+  std::string post;
+  std::string indicator;                // empty: all
+  std::int64_t from_ms = 0, to_ms = 0;  // by (corrected) observed_at, inclusive
+  std::size_t limit = 1000;
 };
 
 class EventStore final : public EventSink {
@@ -80,6 +90,8 @@ class EventStore final : public EventSink {
   // Reads (io_context thread, own connection; WAL lets them run beside the writer).
   std::vector<HistoryPoint> query_history(const std::string& scope, const std::string& id, std::int64_t from_ms,
                                           std::int64_t to_ms, std::size_t limit);
+  // Committed events, newest observed first.
+  std::vector<StoredEventRow> query_events(const EventQuery& q);
 
   // Blocks until everything handed over so far is committed (tests, shutdown).
   bool flush(std::chrono::milliseconds timeout);
@@ -94,6 +106,7 @@ class EventStore final : public EventSink {
   struct PendingEvent {
     PersistedEvent e;
     std::string text;
+    std::string unknown_indicator;
   };
   struct Pending {
     std::vector<PendingEvent> events;

@@ -31,6 +31,7 @@ struct EventBatch {
   std::string post_id;
   std::int64_t sent_at_ms = 0;
   std::vector<IndicatorEvent> events;
+  std::uint32_t clock_epoch = 0;  // clock jumps the agent has seen since it started
 };
 
 // Non-owning view of one event inside a received buffer: the aggregator's hot
@@ -50,6 +51,7 @@ struct BatchView {
   std::string_view post_id;
   std::int64_t sent_at_ms = 0;
   std::vector<EventView> events;
+  std::uint32_t clock_epoch = 0;
 };
 
 // Birth, death (last will) and heartbeat of one agent (schemas/postwatch_agent_state.fbs).
@@ -72,6 +74,9 @@ struct DeliveryConfirm {
   std::uint64_t resend_from = 0;  // non-zero: a resend request from this seq
 };
 
+enum class ClockSync : std::uint8_t { Unknown = 0, Synchronised = 1, Unsynchronised = 2 };
+std::string_view to_string(ClockSync sync);  // "unknown", "synchronised", "unsynchronised"
+
 struct AgentState {
   std::string agent_id;
   std::string post_id;
@@ -84,6 +89,10 @@ struct AgentState {
   bool has_metrics = false;
   AgentMetrics metrics;
   bool awaits_confirmation = false;  // keeps events until the aggregator confirms them
+  ClockSync clock_sync = ClockSync::Unknown;
+  std::uint32_t clock_jumps = 0;           // wall-clock jumps seen since the agent started
+  std::int64_t last_clock_jump_ms = 0;     // size of the last one, + forwards
+  std::int64_t last_clock_jump_at_ms = 0;  // when, agent clock after the jump
 };
 
 }  // namespace postwatch

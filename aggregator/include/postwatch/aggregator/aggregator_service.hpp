@@ -30,6 +30,9 @@ struct AggregatorOptions {
   std::int64_t tick_ms = 250;                         // how often statuses and alarms are re-evaluated
   std::int64_t min_duration_ms = 30'000;              // a new goal status must hold this long
   std::int64_t allowed_lateness_ms = 10LL * 60 * 1000;
+  // An agent clock further off than this has its event times corrected and raises a warning
+  // alarm for its post (docs/aggregator.md, "Time").
+  std::int64_t clock_correct_beyond_ms = 60'000;
   std::int64_t history_interval_ms = 60'000;  // a history point per goal/pillar at least this often
   double hysteresis_band = 0.1;
   double min_coverage = 0.5;
