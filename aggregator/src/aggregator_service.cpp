@@ -256,6 +256,11 @@ struct AggregatorService::Impl {
     if (cluster) cluster->tick(now);
     silent = silent_posts(*catalogue, agents, state, now, LivenessPolicy{options.missed_heartbeats});
     auto snap = rollup.compute(state, now, silent, board.last().cells);
+    std::vector<StatusBoard::ClockOff> clock_off;
+    for (const auto& a : agents)
+      if (a.clock.offset.correction_ms() != 0 && (!cluster || cluster->owns(a.post)))
+        clock_off.push_back({a.post, a.name, static_cast<double>(a.clock.offset.correction_ms()) / 1000.0});
+    board.set_clock_offsets(std::move(clock_off));
     auto changes = board.tick(snap, silent, now);
     bool periodic = now - last_history_ms >= options.history_interval_ms;
     for (std::size_t g = 0; g < board.goals().size(); ++g) {

@@ -314,6 +314,25 @@
     $('n-silent').textContent = String(state.posts.filter((p) => p.silent).length);
   }
 
+  // Seconds as "+1 h 0 min", "-2 d 0 h", "95 s".
+  function fmtOffset(s) {
+    const a = Math.abs(s);
+    const sign = s < 0 ? '-' : '';
+    if (a >= 86400) return `${sign}${Math.floor(a / 86400)} d ${Math.floor((a % 86400) / 3600)} h`;
+    if (a >= 3600) return `${sign}${Math.floor(a / 3600)} h ${Math.floor((a % 3600) / 60)} min`;
+    return `${sign}${Math.round(a)} s`;
+  }
+
+  function clockText(c) {
+    if (!c) return '–';
+    const parts = [];
+    parts.push(c.offset_ms === null ? 'offset not measured' : `offset ${fmtOffset(c.offset_ms / 1000)}`);
+    if (c.time_corrected) parts.push('times corrected');
+    if (c.sync === 'unsynchronised') parts.push('not synchronised (NTP)');
+    if (c.jumps > 0) parts.push(`${c.jumps} jump(s)`);
+    return parts.join(' · ');
+  }
+
   function alarmTitle(a) {
     if (a.kind === 'goal') {
       const g = state.goals.get(a.goal);
@@ -322,6 +341,10 @@
     const p = state.postsById.get(a.post);
     const where = p ? `${p.city} (${a.post})` : a.post;
     if (a.kind === 'topic_mismatch') return `Post ${where}: events claiming another post's identity`;
+    if (a.kind === 'clock_offset') {
+      const agents = (a.causes || []).map((c) => `${c.indicator} ${c.value > 0 ? '+' : ''}${fmtOffset(c.value)}`);
+      return `Post ${where}: agent clock off (${agents.join(', ')}); times corrected, fix its NTP`;
+    }
     return `Post ${where} is silent`;
   }
 
@@ -581,7 +604,8 @@
       return (bg - ag) || (RANK[b.status] - RANK[a.status]) || a.name.localeCompare(b.name);
     });
     $('drill-body').replaceChildren(
-      facts([['post', p.id], ['region', p.region], ['silent', p.silent ? 'yes' : 'no'], ['last heard', fmtAgo(p.last_seen_ms)]]),
+      facts([['post', p.id], ['region', p.region], ['silent', p.silent ? 'yes' : 'no'], ['last heard', fmtAgo(p.last_seen_ms)],
+        ...(p.agents || []).map((a) => [`agent ${a.agent} clock`, clockText(a.clock)])]),
       h('h3', null, r.goal ? `Indicators (goal ${r.goal} first)` : 'Indicators'),
       inds.length === 0 ? h('p', null, 'This post has not reported anything yet.') :
       h('table', { class: 'grid', id: 'drill-indicators' },
@@ -592,7 +616,8 @@
           h('td', { class: 'num' }, i.kind === 'text' ? i.text : fmtValue(i.value, i.unit)),
           h('td', { class: 'num' }, i.kind === 'text' ? '–' : `${i.amber} / ${i.red}`),
           h('td', null, i.goals.join(', ')),
-          h('td', null, fmtAgo(i.observed_at_ms)))))));
+          h('td', { title: i.time_corrected ? `the agent said ${new Date(i.agent_observed_at_ms).toISOString()}` : '' },
+            i.time_corrected ? `${fmtAgo(i.observed_at_ms)} (time corrected)` : fmtAgo(i.observed_at_ms)))))));
   }
 
   async function refreshDrill() {

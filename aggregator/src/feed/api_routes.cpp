@@ -1,6 +1,7 @@
 #include "feed/api_routes.hpp"
 
 #include "feed/assets.hpp"
+#include "feed/http_helpers.hpp"
 #include "feed/live_stream.hpp"
 #include "feed/outbound_stats.hpp"
 #include "feed/snapshot_json.hpp"
@@ -21,64 +22,6 @@ using nlohmann::json;
 namespace {
 
 constexpr std::string_view kApiPrefix = "/api/v1/";
-
-// Beast (1.74) takes boost::string_view.
-boost::beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
-
-HttpResponse json_response(http::status status, const json& body) {
-  HttpResponse res{status, 11};
-  res.set(http::field::content_type, "application/json");
-  res.set(http::field::cache_control, "no-store");
-  res.body() = dump_json(body);
-  return res;
-}
-
-HttpResponse error_response(http::status status, const std::string& message) {
-  return json_response(status, json{{"error", {{"status", static_cast<int>(status)}, {"message", message}}}});
-}
-
-HttpResponse csv_response(const std::string& filename, std::string body) {
-  HttpResponse res{http::status::ok, 11};
-  res.set(http::field::content_type, "text/csv; charset=utf-8");
-  res.set(http::field::content_disposition, "attachment; filename=\"" + filename + "\"");
-  res.set(http::field::cache_control, "no-store");
-  res.body() = std::move(body);
-  return res;
-}
-
-HttpResponse method_not_allowed(const HttpRequest& req, std::string_view target, std::string_view allow) {
-  auto res = error_response(http::status::method_not_allowed, std::string(req.method_string()) +
-                                                                  " is not supported on " + std::string(target) +
-                                                                  " (allowed: " + std::string(allow) + ")");
-  res.set(http::field::allow, bsv(allow));
-  return res;
-}
-
-template <typename Int>
-bool parse_int(std::string_view text, Int& out) {
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc() && ptr == text.data() + text.size() && !text.empty();
-}
-
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-
-double round2(double v) { return std::round(v * 100.0) / 100.0; }
-
-std::string iso_utc(std::int64_t ms) {
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000 + 1000) % 1000);
-}
-
-// "json" (default) or "csv"; nullopt for anything else.
-std::optional<bool> wants_csv(const ApiRoutes::Query& q) {
-  auto it = q.find("format");
-  if (it == q.end() || it->second == "json") return false;
-  if (it->second == "csv") return true;
-  return std::nullopt;
-}
 
 HttpResponse asset_response(const HttpRequest& req, const EmbeddedAsset& a) {
   HttpResponse res{http::status::ok, 11};
@@ -135,17 +78,6 @@ ApiRoutes::Query parse_query(std::string_view q) {
     if (amp == std::string_view::npos) break;
     q.remove_prefix(amp + 1);
   }
-  return out;
-}
-
-std::string csv_field(std::string_view text) {
-  if (text.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(text);
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  out += '"';
   return out;
 }
 
@@ -257,6 +189,8 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   if (target == "/api/v1/threats") return threats();
   if (target == "/api/v1/regions") return regions(q);
   if (target == "/api/v1/posts") return posts(q);
+  if (starts_with(target, "/api/v1/posts/") && target.ends_with("/events"))
+    return post_events(target.substr(14, target.size() - 14 - 7), q);
   if (starts_with(target, "/api/v1/posts/")) return post(target.substr(14));
   if (target == "/api/v1/agents") return agents();
   if (starts_with(target, "/api/v1/agents/")) return agent(target.substr(15));
@@ -273,7 +207,8 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   return error_response(http::status::not_found,
                         "no such endpoint: " + std::string(target) +
                             " (try /api/v1/goals, /api/v1/goals/{id}, /api/v1/threats, /api/v1/regions, "
-                            "/api/v1/posts, /api/v1/posts/{id}, /api/v1/agents, /api/v1/agents/{post}/{agent}, "
+                            "/api/v1/posts, /api/v1/posts/{id}, /api/v1/posts/{id}/events, /api/v1/agents, "
+                            "/api/v1/agents/{post}/{agent}, "
                             "/api/v1/alarms, /api/v1/history, "
                             "/api/v1/stats, /api/v1/cluster, /api/v1/whoami, /api/v1/openapi.json)");
 }
@@ -479,7 +414,12 @@ HttpResponse ApiRoutes::post(std::string_view id) {
            {"unit", ind.unit},
            {"goals", std::move(goals)},
            {"observed_at_ms", r.observed_at_ms},
-           {"received_at_ms", r.received_at_ms}};
+           {"received_at_ms", r.received_at_ms},
+           {"time_corrected", r.clock_correction_ms != 0}};
+    if (r.clock_correction_ms != 0) {
+      j["agent_observed_at_ms"] = r.observed_at_ms + r.clock_correction_ms;
+      j["clock_correction_ms"] = r.clock_correction_ms;
+    }
     auto cell = static_cast<std::size_t>(*p) * cat.indicators().size() + i;
     if (ind.kind == ValueKind::Text) {
       j["text"] = src_.state.text_at(*p, i);
@@ -495,6 +435,12 @@ HttpResponse ApiRoutes::post(std::string_view id) {
     inds.push_back(std::move(j));
   }
   PostRow row = post_row(last, *p, cat.indicators().size(), nullptr);
+  json agents = json::array();
+  for (auto aid : src_.agents.at_post(*p)) {
+    const AgentRecord& a = src_.agents[aid];
+    agents.push_back(
+        {{"agent", a.name}, {"online", a.has_presence && a.presence.online}, {"clock", agent_clock_json(a)}});
+  }
   return json_response(http::status::ok, {{"id", post.id},
                                           {"city", post.city},
                                           {"country", post.country},
@@ -502,6 +448,7 @@ HttpResponse ApiRoutes::post(std::string_view id) {
                                           {"status", to_string(row.worst)},
                                           {"silent", is_silent(*p)},
                                           {"last_seen_ms", src_.state.post_last_seen_ms(*p)},
+                                          {"agents", std::move(agents)},
                                           {"indicators", std::move(inds)}});
 }
 
@@ -540,6 +487,7 @@ json agent_json(const std::string& key, const std::string& post, const AgentReco
     // Events, but never a birth (yet): say so rather than guess.
     j.update({{"post", post}, {"agent", r.name}, {"online", false}, {"births", 0}});
   }
+  j["clock"] = agent_clock_json(r);
   if (track)
     j["events"] = {{"received", track->events},
                    {"highest_seq", track->seqs.highest()},
@@ -597,6 +545,7 @@ HttpResponse ApiRoutes::stats() {
          {"events_reordered", c.events_reordered},
          {"events_late", c.events_late},
          {"events_future", c.events_future},
+         {"events_time_corrected", c.events_time_corrected},
          {"agent_states_rejected", src_.presence.rejected()},
          {"agents_online", src_.presence.online_count()},
          {"posts_silent", silent},
@@ -648,15 +597,24 @@ HttpResponse ApiRoutes::metrics() {
 
   m.family("postwatch_events_accepted_total", "counter", "Events accepted (new, known indicator, valid value).");
   m.sample("postwatch_events_accepted_total", "", c.events_accepted);
-  m.family("postwatch_events_rejected_total", "counter", "Single events refused, by reason.");
+  m.family("postwatch_events_rejected_total", "counter",
+           "Single events refused (stored with the reason, not applied), by reason.");
   m.sample("postwatch_events_rejected_total", L::label("reason", "unknown_indicator"), c.events_unknown_indicator);
   m.sample("postwatch_events_rejected_total", L::label("reason", "bad_value"), c.events_bad_value);
   m.sample("postwatch_events_rejected_total", L::label("reason", "future"), c.events_future);
   m.family("postwatch_events_duplicate_total", "counter", "Events dropped as already seen (post, agent, seq).");
   m.sample("postwatch_events_duplicate_total", "", c.events_duplicate);
   m.family("postwatch_events_late_total", "counter",
-           "Events observed before now minus the allowed lateness: stored, not rolled up.");
+           "Events observed before now minus the allowed lateness: stored, shown only where newest.");
   m.sample("postwatch_events_late_total", "", c.events_late);
+  m.family("postwatch_events_time_corrected_total", "counter",
+           "Events whose observed_at was corrected by their agent's measured clock offset.");
+  m.sample("postwatch_events_time_corrected_total", "", c.events_time_corrected);
+  std::size_t corrected_agents = 0;
+  for (const auto& a : src_.agents) corrected_agents += a.clock.offset.correction_ms() != 0 ? 1 : 0;
+  m.family("postwatch_agents_clock_corrected", "gauge",
+           "Agents whose clock is off by more than --clock-correct-beyond-s, so their times are corrected.");
+  m.sample("postwatch_agents_clock_corrected", "", corrected_agents);
   m.family("postwatch_events_gaps_total", "counter", "Sequence numbers given up on as never received.");
   m.sample("postwatch_events_gaps_total", "", c.events_gaps);
   m.family("postwatch_events_reordered_total", "counter", "New events that arrived below their agent's highest seq.");

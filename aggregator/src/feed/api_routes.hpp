@@ -5,6 +5,7 @@
 #pragma once
 
 #include "feed/access.hpp"
+#include "feed/http_helpers.hpp"
 #include "feed/http_types.hpp"
 #include "feed/metrics.hpp"
 #include "ingest/agent_presence.hpp"
@@ -58,7 +59,7 @@ class ApiRoutes {
   // same origin, room for another client); otherwise the refusal to send.
   std::optional<HttpResponse> check_upgrade(const HttpRequest& req);
 
-  using Query = std::map<std::string, std::string, std::less<>>;
+  using Query = HttpQuery;
 
  private:
   HttpResponse route_api(const HttpRequest& req, std::string_view target, const Query& q);
@@ -72,6 +73,7 @@ class ApiRoutes {
   HttpResponse regions(const Query& q);
   HttpResponse posts(const Query& q);
   HttpResponse post(std::string_view id);
+  HttpResponse post_events(std::string_view id, const Query& q);  // feed/post_events.cpp
   HttpResponse agents();
   HttpResponse agent(std::string_view key);
   HttpResponse stats();
@@ -88,9 +90,10 @@ class ApiRoutes {
   FeedSources src_;
 };
 
+// The agent's clock as the API shows it: sync status, offset, correction, jumps.
+nlohmann::json agent_clock_json(const AgentRecord& r);
+
 // Percent-decodes a query string into key -> value (the last of repeated keys wins).
 ApiRoutes::Query parse_query(std::string_view query);
-// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
-std::string csv_field(std::string_view text);
 
 }  // namespace postwatch::aggregator

@@ -1,5 +1,7 @@
 #include "rollup/status_board.hpp"
 
+#include <cmath>
+
 #include <algorithm>
 
 namespace postwatch::aggregator {
@@ -93,6 +95,40 @@ void StatusBoard::update_silent_alarms(const std::vector<bool>& silent, std::int
   }
 }
 
+void StatusBoard::update_clock_alarms(std::int64_t now_ms, BoardChanges& out) {
+  std::vector<std::vector<const ClockOff*>> by_post(catalogue_.posts().size());
+  for (const auto& c : clock_off_)
+    if (c.post < by_post.size()) by_post[c.post].push_back(&c);
+  for (std::size_t p = 0; p < by_post.size(); ++p) {
+    const std::string& post = catalogue_.posts()[p].id;
+    Alarm* open = open_alarm("clock_offset", 0, post);
+    if (by_post[p].empty()) {
+      if (open) {
+        open->cleared_at_ms = now_ms;
+        out.alarms.push_back(open->id);
+      }
+      continue;
+    }
+    std::vector<AlarmCause> causes;
+    for (const ClockOff* c : by_post[p]) causes.push_back({post, c->agent, std::round(c->offset_s), Status::Amber});
+    auto same = [&](const std::vector<AlarmCause>& a) {
+      if (a.size() != causes.size()) return false;
+      for (std::size_t i = 0; i < a.size(); ++i)
+        if (a[i].indicator != causes[i].indicator || std::abs(a[i].value - causes[i].value) > 60) return false;
+      return true;
+    };
+    if (!open) {
+      Alarm a;
+      a.level = Status::Amber;
+      a.causes = std::move(causes);
+      out.alarms.push_back(raise_alarm(std::move(a), "clock_offset", 0, post, now_ms));
+    } else if (!same(open->causes)) {  // another agent, or the offset moved by more than a minute
+      open->causes = std::move(causes);
+      out.alarms.push_back(open->id);
+    }
+  }
+}
+
 void StatusBoard::record_topic_mismatch(const std::string& topic_post, const std::string& claimed,
                                         std::int64_t now_ms) {
   auto& m = mismatches_[topic_post];
@@ -168,6 +204,7 @@ BoardChanges StatusBoard::tick(const RollupSnapshot& raw, const std::vector<bool
     }
   }
   update_silent_alarms(silent, now_ms, out);
+  update_clock_alarms(now_ms, out);
   update_mismatch_alarms(now_ms, out);
   return out;
 }

@@ -39,7 +39,7 @@ struct AlarmCause {
 
 struct Alarm {
   std::uint64_t id = 0;
-  std::string kind;  // "goal", "post_silent" or "topic_mismatch"
+  std::string kind;  // "goal", "post_silent", "topic_mismatch" or "clock_offset"
   int goal = 0;      // kind goal
   std::string post;  // kind post_silent; topic_mismatch: the post whose topic was used
   Status level = Status::Unknown;
@@ -71,6 +71,16 @@ class StatusBoard {
 
   BoardChanges tick(const RollupSnapshot& raw, const std::vector<bool>& silent, std::int64_t now_ms);
 
+  // An agent whose clock is off enough that its times are corrected: a warning (amber) alarm
+  // for its post until the next tick() that does not name it, so someone fixes its NTP.
+  // The cause's indicator is the agent, its value the offset in seconds.
+  struct ClockOff {
+    std::uint32_t post = 0;  // catalogue index
+    std::string agent;
+    double offset_s = 0;
+  };
+  void set_clock_offsets(std::vector<ClockOff> off) { clock_off_ = std::move(off); }
+
   // A batch on `topic_post`'s topic claimed to be from another post/agent (`claimed`,
   // "post/agent"). Repeated attempts raise an alarm at the next tick.
   void record_topic_mismatch(const std::string& topic_post, const std::string& claimed, std::int64_t now_ms);
@@ -93,6 +103,7 @@ class StatusBoard {
   void update_goal_alarm(std::size_t goal_index, std::int64_t now_ms, BoardChanges& out);
   void update_silent_alarms(const std::vector<bool>& silent, std::int64_t now_ms, BoardChanges& out);
   void update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out);
+  void update_clock_alarms(std::int64_t now_ms, BoardChanges& out);
   Alarm* open_alarm(const std::string& kind, int goal, const std::string& post);
   // Files `a` as a new alarm (next id, what it is about, when); returns its id.
   std::uint64_t raise_alarm(Alarm a, const std::string& kind, int goal, const std::string& post, std::int64_t now_ms);
@@ -103,6 +114,7 @@ class StatusBoard {
   std::vector<Alarm> alarms_;
   std::uint64_t next_alarm_id_ = 1;
   RollupSnapshot last_;
+  std::vector<ClockOff> clock_off_;
   struct MismatchAttempts {
     std::deque<std::int64_t> at_ms;               // the last policy_.mismatch_attempts attempts
     std::vector<std::string> claimed;             // distinct claimed identities, at most 8

@@ -1,0 +1,71 @@
+#include "feed/http_helpers.hpp"
+
+#include "feed/snapshot_json.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <ctime>
+
+namespace postwatch::aggregator {
+using nlohmann::json;
+
+HttpResponse json_response(http::status status, const json& body) {
+  HttpResponse res{status, 11};
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  res.body() = dump_json(body);
+  return res;
+}
+
+HttpResponse error_response(http::status status, const std::string& message) {
+  return json_response(status, json{{"error", {{"status", static_cast<int>(status)}, {"message", message}}}});
+}
+
+HttpResponse csv_response(const std::string& filename, std::string body) {
+  HttpResponse res{http::status::ok, 11};
+  res.set(http::field::content_type, "text/csv; charset=utf-8");
+  res.set(http::field::content_disposition, "attachment; filename=\"" + filename + "\"");
+  res.set(http::field::cache_control, "no-store");
+  res.body() = std::move(body);
+  return res;
+}
+
+HttpResponse method_not_allowed(const HttpRequest& req, std::string_view target, std::string_view allow) {
+  auto res = error_response(http::status::method_not_allowed, std::string(req.method_string()) +
+                                                                  " is not supported on " + std::string(target) +
+                                                                  " (allowed: " + std::string(allow) + ")");
+  res.set(http::field::allow, bsv(allow));
+  return res;
+}
+
+double round2(double v) { return std::round(v * 100.0) / 100.0; }
+
+std::string iso_utc(std::int64_t ms) {
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000 + 1000) % 1000);
+}
+
+std::optional<bool> wants_csv(const HttpQuery& q) {
+  auto it = q.find("format");
+  if (it == q.end() || it->second == "json") return false;
+  if (it->second == "csv") return true;
+  return std::nullopt;
+}
+
+std::string csv_field(std::string_view text) {
+  if (text.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(text);
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+}  // namespace postwatch::aggregator
