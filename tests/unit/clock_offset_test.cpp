@@ -4,12 +4,16 @@
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
 #include "postwatch/wire_codec.hpp"
+#include "store/event_store.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
 
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
+#include <sqlite3.h>
+
+#include <map>
 
 using namespace postwatch;
 using namespace postwatch::aggregator;
@@ -224,4 +228,66 @@ TEST(ClockTimes, ARightClockIsNeverCorrected) {
     in.send(static_cast<std::int64_t>(i % 7) * 900 - 3000, kNow + i * 1000, 3, 5 + i * 37 % 400);
   EXPECT_EQ(in.ingest.counters().events_time_corrected, 0u);
   for (const auto& s : in.sink.stored) EXPECT_EQ(s.e.clock_correction_ms, 0);
+}
+
+// The store keeps both times and the refusal reason, replays them, and serves them to the
+// event history; a store from before these columns is upgraded in place.
+TEST(ClockStore, CorrectedAndRefusedEventsAreStoredQueriedAndReplayed) {
+  test::TempDir dir;
+  StoreOptions opt{dir.path() / "store.sqlite"};
+  opt.commit_interval = std::chrono::milliseconds(5);
+  {
+    // A database as the store made it before time correction.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(opt.file.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(
+            db,
+            "CREATE TABLE events(agent TEXT NOT NULL, seq INTEGER NOT NULL, post TEXT NOT NULL, "
+            "indicator TEXT NOT NULL, observed_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, "
+            "kind INTEGER NOT NULL, number REAL NOT NULL, text TEXT, late INTEGER NOT NULL DEFAULT 0, "
+            "PRIMARY KEY(post, agent, seq)) WITHOUT ROWID;"
+            "INSERT INTO events VALUES('old', 1, 'bamako', 'terrorism_threat_level', 5, 1800000000000, 0, 2, NULL, 0);",
+            nullptr, nullptr, nullptr),
+        SQLITE_OK);
+    sqlite3_close(db);
+  }
+  const auto post = *catalogue().post_index("bamako");
+  const auto ind = *catalogue().indicator_index("terrorism_threat_level");
+  {
+    EventStore store(opt, catalogue(), quiet());
+    store.start();
+    store.register_agent(0, "bamako", "a1");
+    std::vector<PersistedEvent> events(2);
+    events[0] = {0, post, ind, 1, kNow - 500, kHour, kNow, 4, ValueKind::Level, false, EventRefusal::None, {}, {}};
+    events[1] = {0, post, 0, 2, kNow, 0, kNow, 3, ValueKind::Level, false, EventRefusal::UnknownIndicator, {}, "nope"};
+    store.persist(events);
+    ASSERT_TRUE(store.flush(std::chrono::seconds(5)));
+    auto rows = store.query_events({"bamako", "", kNow - kDay, kNow + kDay, 10});
+    ASSERT_EQ(rows.size(), 2u);  // the old row (observed at 5 ms) is outside the range
+    auto only = store.query_events({"bamako", "terrorism_threat_level", kNow - kDay, kNow + kDay, 10});
+    ASSERT_EQ(only.size(), 1u);
+    EXPECT_EQ(only[0].clock_correction_ms, kHour);
+  }
+  EventStore store(opt, catalogue(), quiet());
+  std::map<std::string, StoredEventRow> rows;
+  EXPECT_EQ(store.replay([&](const StoredEventRow& r) { rows[r.agent + "/" + std::to_string(r.seq)] = r; }), 3u);
+  EXPECT_EQ(rows["old/1"].clock_correction_ms, 0);
+  EXPECT_EQ(rows["old/1"].refused, EventRefusal::None);
+  EXPECT_EQ(rows["a1/1"].clock_correction_ms, kHour);
+  EXPECT_EQ(rows["a1/1"].observed_at_ms, kNow - 500);
+  EXPECT_EQ(rows["a1/2"].refused, EventRefusal::UnknownIndicator);
+  EXPECT_EQ(rows["a1/2"].indicator, "nope");
+
+  // Replayed, the corrected reading shows with its flag and the refused event settles its seq.
+  IndicatorState state{catalogue()};
+  AgentTable agents{catalogue()};
+  BatchIngest ingest{catalogue(), agents, state, quiet()};
+  for (const auto& [key, r] : rows) {
+    EventView e{r.seq, r.observed_at_ms, r.indicator, r.kind, r.number, r.text, {}};
+    ingest.replay(r.post, r.agent, e, r.received_at_ms, r.clock_correction_ms);
+  }
+  EXPECT_EQ(state.at(post, ind).clock_correction_ms, kHour);
+  EXPECT_EQ(state.at(post, ind).observed_at_ms, kNow - 500);
+  EXPECT_EQ(agents.find("bamako/a1")->events.seqs.highest(), 2u);
 }
