@@ -126,6 +126,8 @@ TEST_F(FeedApi, EveryReadEndpointAnswersJson) {
       {"/api/v1/posts", "posts"},
       {"/api/v1/posts?region=europe&goal=3", "posts"},
       {"/api/v1/posts/bamako", "indicators"},
+      {"/api/v1/posts/bamako/events", "events"},
+      {"/api/v1/posts/bamako/events?indicator=terrorism_threat_level&limit=5", "events"},
       {"/api/v1/agents", "agents"},
       {"/api/v1/alarms", "alarms"},
       {"/api/v1/alarms?state=open", "alarms"},
@@ -184,7 +186,8 @@ TEST_F(FeedApi, RepeatedTopicMismatchRaisesAnAlarm) {
 TEST_F(FeedApi, UnknownIdsAre404) {
   for (auto* target : {"/api/v1/goals/99", "/api/v1/posts/atlantis", "/api/v1/regions?goal=99",
                        "/api/v1/posts?region=atlantis", "/api/v1/posts?goal=0", "/api/v1/history?scope=goal&id=99",
-                       "/api/v1/history?scope=pillar&id=nope", "/api/v1/agents/atlantis/x", "/api/v1/nope", "/nope"}) {
+                       "/api/v1/history?scope=pillar&id=nope", "/api/v1/agents/atlantis/x", "/api/v1/nope", "/nope",
+                       "/api/v1/posts/atlantis/events", "/api/v1/posts/bamako/events?indicator=nope"}) {
     auto r = get(target);
     EXPECT_TRUE(is_json_error(r, 404)) << target << ": " << r.status << " " << r.body;
   }
@@ -196,7 +199,9 @@ TEST_F(FeedApi, BadInputIs400) {
                        "/api/v1/posts?format=xml", "/api/v1/alarms?state=bogus", "/api/v1/history?scope=post&id=bamako",
                        "/api/v1/history?scope=goal&id=7&from=abc", "/api/v1/history?scope=goal&id=7&to=1e3",
                        "/api/v1/history?scope=goal&id=7&from=2000&to=1000", "/api/v1/history?scope=goal&id=7&from=-5",
-                       "/api/v1/history?scope=goal&id=7&format=xml"}) {
+                       "/api/v1/history?scope=goal&id=7&format=xml", "/api/v1/posts/bamako/events?from=x",
+                       "/api/v1/posts/bamako/events?from=2000&to=1000", "/api/v1/posts/bamako/events?limit=0",
+                       "/api/v1/posts/bamako/events?limit=10001", "/api/v1/posts/bamako/events?format=xml"}) {
     auto r = get(target);
     EXPECT_TRUE(is_json_error(r, 400)) << target << ": " << r.status << " " << r.body;
   }
@@ -309,6 +314,22 @@ TEST_F(FeedApi, CsvExportsForPostsAndHistory) {
   auto json_hist = get("/api/v1/history?scope=goal&id=7").json();
   ASSERT_FALSE(json_hist["points"].empty());
   EXPECT_EQ(json_hist["points"].back()["status"], "red");
+
+  // The readings behind it, as stored: the agent's time, the corrected one, the flags.
+  auto events = get("/api/v1/posts/bamako/events?format=csv");
+  ASSERT_EQ(events.status, 200);
+  EXPECT_NE(events.header("content-disposition").find("events-bamako.csv"), std::string::npos);
+  EXPECT_EQ(events.body.rfind("observed_at_ms,observed_at_utc,agent_observed_at_ms,time_corrected,clock_correction_ms,"
+                              "received_at_ms,agent,seq,indicator,value,text,late,refused\r\n",
+                              0),
+            0u)
+      << events.body;
+  std::regex event_row(
+      R"((\d+),\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z,\1,false,0,\d+,[^,]+,\d+,terrorism_threat_level,5,,false,\r)");
+  bool found = false;
+  std::istringstream ein(events.body);
+  for (std::string line; std::getline(ein, line);) found = found || std::regex_match(line, event_row);
+  EXPECT_TRUE(found) << events.body;
 }
 
 TEST_F(FeedApi, MetricsCountEventsRejectionsLatencyAndGoalStatus) {
@@ -386,6 +407,7 @@ TEST_F(FeedApi, OpenApiDescribesEveryEndpoint) {
                                           "get /api/v1/regions",
                                           "get /api/v1/posts",
                                           "get /api/v1/posts/{id}",
+                                          "get /api/v1/posts/{id}/events",
                                           "get /api/v1/agents",
                                           "get /api/v1/agents/{post}/{agent}",
                                           "get /api/v1/stats",
