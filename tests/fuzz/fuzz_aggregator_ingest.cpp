@@ -3,11 +3,12 @@
 // heartbeats) and DeliveryConfirmer (what it tells agents they may delete). Input format:
 // ingest_fuzz_input.hpp. Beyond not crashing, it checks the promise an agent relies on when
 // it deletes events:
-//  - a confirmation never covers a seq that did not arrive, unless the agent said it no
-//    longer holds it (birth, heartbeat) or the window counted it as a gap;
+//  - a confirmation never covers a seq whose event is not in the store — refused ones
+//    (future, unknown indicator, bad value) included — unless the agent said it no longer
+//    holds it (birth, heartbeat) or the window counted it as a gap;
 //  - a confirmation never covers an event the store has not committed yet;
 //  - every confirmation decodes, on the agent's own confirm topic;
-//  - the events counted as accepted are the ones handed to the store.
+//  - every new event is handed to the store: the accepted ones and the refused ones.
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
 #include "ingest/delivery_confirmer.hpp"
@@ -48,7 +49,6 @@ std::string topic_of(std::string_view post, std::string_view agent, topics::Chan
 
 // What the harness knows of one agent, from outside the code under test.
 struct AgentTruth {
-  std::set<std::uint64_t> arrived;                // seqs of events in batches ingest took in
   std::map<std::uint64_t, std::uint64_t> stored;  // seq -> its position in the store's queue
   std::uint64_t released = 0;                     // highest seq the agent said it no longer holds
 };
@@ -92,17 +92,15 @@ class Harness : public EventSink {
 
  private:
   void events(const std::string& topic, std::span<const std::uint8_t> bytes) {
-    const auto accepted_before = ingest_.counters().events_accepted;
-    const auto batches_before = ingest_.counters().batches_accepted;
+    const auto& c = ingest_.counters();
+    auto refused = [&] { return c.events_future + c.events_unknown_indicator + c.events_bad_value; };
+    const auto accepted_before = c.events_accepted, refused_before = refused();
     const auto handed_before = handed_over_;
-    const std::size_t applied = ingest_.on_message(topic, bytes, now_);
-    if (ingest_.counters().events_accepted - accepted_before != applied) broken("applied != events_accepted");
-    if (handed_over_ - handed_before != applied) broken("accepted events not handed to the store");
-    if (ingest_.counters().batches_accepted == batches_before) return;
-    BatchView view;  // taken in: every seq in it has arrived (refused events settle their seq)
-    if (decode_batch(bytes, view) != DecodeError::None) broken("ingest took a batch that does not decode");
-    auto& t = truth_[std::string(view.post_id) + "/" + std::string(view.agent_id)];
-    for (const auto& e : view.events) t.arrived.insert(e.seq);
+    // Alternate prompt and possibly-delayed messages, so both clock paths run.
+    const std::size_t applied = ingest_.on_message(topic, bytes, now_, (now_ / 50) % 2 == 0);
+    if (c.events_accepted - accepted_before != applied) broken("applied != events_accepted");
+    if (handed_over_ - handed_before != applied + (refused() - refused_before))
+      broken("a new event, accepted or refused, was not handed to the store");
   }
 
   void presence(const std::string& topic, std::span<const std::uint8_t> bytes) {
@@ -135,12 +133,12 @@ class Harness : public EventSink {
     const auto* rec = agents_.find(it->second);
     const std::uint64_t gaps = rec && rec->has_events ? rec->events.seqs.gaps() : 0;
     if (c.through_seq > t.released) {
-      const auto arrived = static_cast<std::uint64_t>(
-          std::distance(t.arrived.upper_bound(t.released), t.arrived.upper_bound(c.through_seq)));
-      const std::uint64_t unseen = c.through_seq - t.released - arrived;
-      if (unseen > gaps)
-        broken("confirmed through " + std::to_string(c.through_seq) + " with " + std::to_string(unseen) +
-               " seq(s) that never arrived and were not released by the agent, but only " + std::to_string(gaps) +
+      const auto stored = static_cast<std::uint64_t>(
+          std::distance(t.stored.upper_bound(t.released), t.stored.upper_bound(c.through_seq)));
+      const std::uint64_t unstored = c.through_seq - t.released - stored;
+      if (unstored > gaps)
+        broken("confirmed through " + std::to_string(c.through_seq) + " with " + std::to_string(unstored) +
+               " seq(s) not in the store and not released by the agent, but only " + std::to_string(gaps) +
                " counted as gaps");
     }
     for (auto s = t.stored.begin(); s != t.stored.end() && s->first <= c.through_seq; ++s)

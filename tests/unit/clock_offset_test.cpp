@@ -291,3 +291,18 @@ TEST(ClockStore, CorrectedAndRefusedEventsAreStoredQueriedAndReplayed) {
   EXPECT_EQ(state.at(post, ind).observed_at_ms, kNow - 500);
   EXPECT_EQ(agents.find("bamako/a1")->events.seqs.highest(), 2u);
 }
+
+// Found by fuzz_aggregator_ingest (UBSan: signed overflow): agent times are any int64.
+TEST(ClockTimes, ExtremeAgentTimesNeitherOverflowNorLoseTheEvent) {
+  for (std::int64_t sent : {INT64_MIN, INT64_MAX, std::int64_t{-1}})
+    for (std::int64_t observed : {INT64_MIN, INT64_MAX, kNow}) {
+      Ingest in;
+      EventBatch b{"a1",
+                   "bamako",
+                   sent,
+                   {IndicatorEvent{1, observed, "terrorism_threat_level", ValueKind::Level, 3, "", "", {}}}};
+      in.ingest.on_message(in.topic, encode_batch(b), kNow);
+      EXPECT_EQ(in.sink.stored.size(), 1u) << sent << " " << observed;
+      EXPECT_EQ(in.agent().events.seqs.highest(), 1u);
+    }
+}

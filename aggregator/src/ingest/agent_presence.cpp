@@ -75,7 +75,7 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
       clock.epoch = st.clock_jumps;
       clock.offset.restart();
     }
-    if (st.at_ms != 0) clock.offset.observe({st.at_ms - now_ms, now_ms, true}, clock_);
+    if (st.at_ms != 0) clock.offset.observe({saturating_sub(st.at_ms, now_ms), now_ms, true}, clock_);
     rec.has_metrics = st.has_metrics;
     rec.metrics = st.metrics;
     if (st.heartbeat_interval_s) rec.heartbeat_interval_s = st.heartbeat_interval_s;

@@ -101,7 +101,7 @@ bool BatchIngest::accept_event(AgentRecord& rec, const EventView& e, std::int64_
   if (e.observed_at_ms > received_at_ms + policy_.max_clock_skew_ms) {
     refused = EventRefusal::Future;
     counters_.events_future += 1;
-    reject(topic, "event observed " + std::to_string((e.observed_at_ms - received_at_ms) / 1000) +
+    reject(topic, "event observed " + std::to_string(saturating_sub(e.observed_at_ms, received_at_ms) / 1000) +
                       " s in the future (seq " + std::to_string(e.seq) + "); stored, not applied");
   } else if (ind = catalogue_.indicator_index(e.indicator); !ind) {
     refused = EventRefusal::UnknownIndicator;
@@ -159,9 +159,10 @@ std::int64_t BatchIngest::measure_clock(AgentRecord& rec, std::string_view topic
   clock.epoch_seen = true;
   const std::int64_t before = clock.offset.correction_ms();
   if (batch_.sent_at_ms != 0) {
-    rec.events.clock_skew_ms = batch_.sent_at_ms - now_ms;
+    rec.events.clock_skew_ms = saturating_sub(batch_.sent_at_ms, now_ms);
     clock.offset.observe({rec.events.clock_skew_ms, now_ms, prompt}, policy_.clock);
-    if (std::abs(rec.events.clock_skew_ms) > policy_.max_clock_skew_ms) counters_.batches_clock_skew += 1;
+    if (rec.events.clock_skew_ms > policy_.max_clock_skew_ms || rec.events.clock_skew_ms < -policy_.max_clock_skew_ms)
+      counters_.batches_clock_skew += 1;
   }
   const std::int64_t after = clock.offset.correction_ms();
   if ((before == 0) != (after == 0)) {
@@ -213,7 +214,7 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   std::size_t applied = 0;
   std::uint64_t gaps_before = agent.seqs.gaps();
   for (EventView e : batch_.events) {
-    e.observed_at_ms -= correction;
+    e.observed_at_ms = saturating_sub(e.observed_at_ms, correction);
     if (accept_event(rec, e, now_ms, correction, topic)) {
       ++applied;
       if (e.observed_at_ms >= now_ms - policy_.allowed_lateness_ms && on_applied_latency)

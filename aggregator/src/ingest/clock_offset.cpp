@@ -12,6 +12,7 @@ void ClockOffset::restart() {
 }
 
 void ClockOffset::observe(ClockSample s, const ClockPolicy& policy) {
+  s.offset_ms = std::clamp(s.offset_ms, -kMaxOffsetMs, kMaxOffsetMs);
   // Forget what the window no longer covers (oldest first, so the ring stays contiguous).
   while (count_ > 0) {
     const ClockSample& oldest = samples_[(next_ + kSamples - count_) % kSamples];

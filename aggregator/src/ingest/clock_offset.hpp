@@ -14,6 +14,7 @@
 #pragma once
 
 #include <array>
+#include <climits>
 #include <cstdint>
 
 namespace postwatch::aggregator {
@@ -24,6 +25,13 @@ struct ClockPolicy {
   std::int64_t correct_beyond_ms = 60'000;
   std::int64_t window_ms = 5LL * 60'000;  // samples older than this (our clock) are forgotten
 };
+
+// a - b, saturated: agent times are whatever the wire carried, any int64.
+inline std::int64_t saturating_sub(std::int64_t a, std::int64_t b) {
+  std::int64_t r = 0;
+  if (!__builtin_sub_overflow(a, b, &r)) return r;
+  return b < 0 ? INT64_MAX : INT64_MIN;
+}
 
 struct ClockSample {
   std::int64_t offset_ms = 0;  // agent clock minus ours
@@ -49,6 +57,8 @@ class ClockOffset {
 
  private:
   void decide(const ClockPolicy& policy);
+  // Samples are clamped to this (about 3 million years), so the arithmetic on them cannot overflow.
+  static constexpr std::int64_t kMaxOffsetMs = std::int64_t{1} << 56;
 
   std::array<ClockSample, kSamples> samples_{};  // ring, newest at (next_ - 1)
   std::size_t count_ = 0, next_ = 0;
