@@ -1,5 +1,6 @@
 #include "postwatch/agent/agent.hpp"
 
+#include "postwatch/agent/clock_watch.hpp"
 #include "postwatch/agent/tls_diagnostics.hpp"
 
 #include "postwatch/clock.hpp"
@@ -16,6 +17,7 @@
 #include <deque>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -68,6 +70,7 @@ struct Agent::Impl {
   std::string heartbeat_topic;
   std::string confirm_topic;
   std::int64_t started_ms = now_utc_ms();
+  std::chrono::steady_clock::time_point started_steady = std::chrono::steady_clock::now();  // uptime, jump-proof
   std::uint64_t reported_drops = 0;  // drops already reported as an agent_events_dropped event
 
   mutable std::mutex mu;  // guards backlog, stats, the flags below
@@ -83,6 +86,18 @@ struct Agent::Impl {
   // it comes back (retained, on every reconnect) after the backlog has issued that many.
   std::uint64_t stale_confirm = 0;
   std::set<std::string> confirm_problems_logged;
+  // The board's wall clock (docs/agent.md, "Time"). Checked on every submit and batch so the
+  // seq where a jump happened is known to within the events accepted in between.
+  ClockWatch clock_watch;
+  ClockSync clock_sync = ClockSync::Unknown;
+  // Events with seq < first_after were stamped on a clock delta_ms behind today's; a batch
+  // sends them shifted so all its times are on the clock its sent_at is measured on.
+  struct ClockShift {
+    std::uint64_t first_after = 0;
+    std::int64_t delta_ms = 0;
+  };
+  std::vector<ClockShift> clock_shifts;
+  std::optional<ClockJump> unlogged_jump;  // logged, and told by heartbeat, outside the lock
 
   std::unique_ptr<mqtt::async_client> client;
   std::thread publisher;
@@ -105,6 +120,31 @@ struct Agent::Impl {
     if (!config.password_file.empty()) password = read_secret_file(config.password_file);
     if (config.uses_tls() && !config.tls.enabled)
       throw ConfigError("tls: broker_uri " + config.broker_uri + " uses TLS and needs a tls section");
+    clock_sync = read_clock_sync(now_utc_ms());
+  }
+
+  // Caller holds mu. A jump moves the backlog's age bound with it and marks the seqs stamped before it.
+  void check_clock_locked() {
+    auto jump = clock_watch.check();
+    if (!jump) return;
+    backlog->clock_jumped(jump->delta_ms);
+    started_ms += jump->delta_ms;
+    if (backlog->next_seq() > backlog->first_seq()) clock_shifts.push_back({backlog->next_seq(), jump->delta_ms});
+    unlogged_jump = jump;
+    clock_sync = read_clock_sync(jump->at_ms);
+  }
+
+  // Caller holds mu. Puts events read from the backlog on today's clock.
+  void shift_to_current_clock_locked(std::vector<IndicatorEvent>& events) {
+    while (!clock_shifts.empty() && clock_shifts.front().first_after <= backlog->first_seq())
+      clock_shifts.erase(clock_shifts.begin());  // everything stamped before it is released
+    if (clock_shifts.empty()) return;
+    for (auto& e : events) {
+      std::int64_t shift = 0;
+      for (const auto& c : clock_shifts)
+        if (e.seq < c.first_after) shift += c.delta_ms;
+      e.observed_at_ms += shift;
+    }
   }
 
   AgentState state_message(bool online) const {
@@ -117,6 +157,13 @@ struct Agent::Impl {
     st.config_hash = config.config_hash;
     st.heartbeat_interval_s = static_cast<std::uint32_t>(config.heartbeat_interval.count());
     st.awaits_confirmation = config.aggregator_confirms();
+    std::lock_guard lk(mu);
+    st.clock_sync = clock_sync;
+    st.clock_jumps = clock_watch.jumps();
+    if (const auto& j = clock_watch.last_jump()) {
+      st.last_clock_jump_ms = j->delta_ms;
+      st.last_clock_jump_at_ms = j->at_ms;
+    }
     return st;
   }
 
@@ -132,7 +179,8 @@ struct Agent::Impl {
     m.events_dropped = b.dropped;
     m.reconnects = counters.reconnects;
     m.rss_bytes = resident_set_bytes();
-    m.uptime_s = static_cast<std::uint64_t>((now_utc_ms() - started_ms) / 1000);
+    m.uptime_s = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_steady).count());
     m.sent_through_seq = counters.sent_through_seq;
     // Tells the aggregator what this agent no longer holds (0 in broker mode: never confirmed).
     m.confirmed_through_seq = counters.confirmed_through_seq;
@@ -163,6 +211,8 @@ struct Agent::Impl {
     std::uint64_t new_drops = 0;
     {
       std::lock_guard lk(mu);
+      check_clock_locked();
+      if (++maintenance_ticks % 60 == 0) clock_sync = read_clock_sync(now_utc_ms());  // NTP may sync later
       backlog->maintain(now_utc_ms());
       auto dropped = backlog->stats().dropped;
       new_drops = dropped - reported_drops;
@@ -179,8 +229,9 @@ struct Agent::Impl {
   }
 
   void submit_internal(IndicatorEvent e) {
-    e.observed_at_ms = now_utc_ms();
     std::lock_guard lk(mu);
+    check_clock_locked();
+    e.observed_at_ms = now_utc_ms();
     try {
       backlog->append(std::move(e));
       counters.accepted += 1;
@@ -272,6 +323,10 @@ struct Agent::Impl {
         maintain();
         next_maintenance = now + std::chrono::seconds(1);
       }
+      if (report_clock_jump() && client->is_connected()) {
+        publish_heartbeat();  // the aggregator measures the new offset from it at once
+        next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
+      }
       if (config.aggregator_confirms()) apply_confirmations(cursor, inflight);
       if (!client->is_connected()) {
         if (now < next_connect) {
@@ -320,10 +375,13 @@ struct Agent::Impl {
             cv.wait_for(lk, config.batch_max_delay,
                         [&] { return stopping || backlog->next_seq() - cursor >= config.batch_max_events; });
           }
+          check_clock_locked();
           backlog->read(cursor, config.batch_max_events, events);
+          shift_to_current_clock_locked(events);
+          batch.clock_epoch = clock_watch.jumps();
+          batch.sent_at_ms = now_utc_ms();
         }
         if (events.empty()) break;
-        batch.sent_at_ms = now_utc_ms();
         batch.events.swap(events);
         auto payload = encode_batch(batch);
         while (payload.size() > WireLimits::max_payload_bytes && batch.events.size() > 1) {
@@ -558,6 +616,25 @@ struct Agent::Impl {
     log->warn("{}", what);
   }
 
+  // Logs a jump seen since the last call; true if there was one.
+  bool report_clock_jump() {
+    std::optional<ClockJump> jump;
+    std::uint32_t n = 0;
+    {
+      std::lock_guard lk(mu);
+      jump.swap(unlogged_jump);
+      n = clock_watch.jumps();
+    }
+    if (!jump) return false;
+    log->warn(
+        "the board's clock jumped {:+.3f} s (jump {} since start); events accepted before it are sent on the new "
+        "clock, "
+        "the spool's age bound follows it. Repeated jumps: check the board's NTP (docs/agent.md, \"Time\")",
+        static_cast<double>(jump->delta_ms) / 1000.0, n);
+    return true;
+  }
+
+  std::uint64_t maintenance_ticks = 0;
   bool connected_once = false;
   std::vector<std::unique_ptr<mqtt::async_client>> stale_clients;  // abandoned stuck connects
   static constexpr std::chrono::seconds kConnectTimeout{5};
@@ -608,8 +685,9 @@ SubmitResult Agent::submit(IndicatorEvent event) {
   auto& d = *impl_;
   SubmitResult r;
   r.error = validate_event(*d.catalogue, event);
-  if (event.observed_at_ms == 0) event.observed_at_ms = now_utc_ms();
   std::unique_lock lk(d.mu);
+  d.check_clock_locked();  // before the stamp: an event stamped after a jump is on the new clock
+  if (event.observed_at_ms == 0) event.observed_at_ms = now_utc_ms();
   if (r.error.empty()) {
     try {
       r.seq = d.backlog->append(std::move(event));
@@ -641,6 +719,9 @@ AgentStats Agent::stats() const {
   s.connected = impl_->connected;
   s.started_at_ms = impl_->started_ms;
   s.backlog = impl_->backlog->stats();
+  s.clock_sync = impl_->clock_sync;
+  s.clock_jumps = impl_->clock_watch.jumps();
+  if (const auto& j = impl_->clock_watch.last_jump()) s.last_clock_jump_ms = j->delta_ms;
   return s;
 }
 

@@ -43,4 +43,8 @@ BacklogStats MemoryBacklog::stats() const {
   return s;
 }
 
+void MemoryBacklog::clock_jumped(std::int64_t delta_ms) {
+  for (auto& t : appended_ms_) t += delta_ms;
+}
+
 }  // namespace postwatch::agent

@@ -369,6 +369,14 @@ BacklogStats SpoolStore::stats() const {
   return s;
 }
 
+void SpoolStore::clock_jumped(std::int64_t delta_ms) {
+  // In memory only: after a restart the segments' file times are on whatever clock wrote them.
+  for (auto& seg : segments_) {
+    seg.created_ms += delta_ms;
+    seg.last_append_ms += delta_ms;
+  }
+}
+
 void SpoolStore::maintain(std::int64_t now_ms) {
   auto now = std::chrono::steady_clock::now();
   if (unsynced_ && write_fd_ >= 0 && opt_.fsync == FsyncPolicy::Interval && now - last_sync_ >= opt_.fsync_interval) {

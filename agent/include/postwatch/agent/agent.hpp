@@ -35,6 +35,9 @@ struct AgentStats {
   BacklogStats backlog;
   std::string last_error;
   std::int64_t started_at_ms = 0;
+  ClockSync clock_sync = ClockSync::Unknown;  // what the kernel says of the board's clock
+  std::uint32_t clock_jumps = 0;              // wall-clock jumps seen while running
+  std::int64_t last_clock_jump_ms = 0;        // + forwards
 };
 
 // Result of submitting one event: accepted (with its seq) or why not.

@@ -41,6 +41,9 @@ class EventBacklog {
   virtual BacklogStats stats() const = 0;
   // Periodic upkeep (fsync, age bounds); called by the agent about once a second.
   virtual void maintain(std::int64_t /*now_ms*/) {}
+  // The wall clock jumped by delta_ms: the times kept for the age bound move with it, so a
+  // clock set forwards by years does not make every held event "too old" (docs/agent.md, "Time").
+  virtual void clock_jumped(std::int64_t /*delta_ms*/) {}
 };
 
 }  // namespace postwatch::agent

@@ -17,6 +17,7 @@ class MemoryBacklog final : public EventBacklog {
   std::uint64_t first_seq() const override;
   std::uint64_t next_seq() const override { return next_seq_; }
   BacklogStats stats() const override;
+  void clock_jumped(std::int64_t delta_ms) override;
 
  private:
   std::size_t max_events_;

@@ -54,6 +54,7 @@ class SpoolStore final : public EventBacklog {
   BacklogStats stats() const override;
   // Periodic upkeep: interval fsync, the age bound, persisting the ack position.
   void maintain(std::int64_t now_ms) override;
+  void clock_jumped(std::int64_t delta_ms) override;
 
   const SpoolRecovery& recovery() const { return recovery_; }
 
