@@ -238,6 +238,9 @@ void write_status(const Agent& agent) {
                    {"resend_requests", s.resend_requests},
                    {"confirm_rejected", s.confirm_rejected},
                    {"reconnects", s.reconnects},
+                   {"clock_sync", std::string(to_string(s.clock_sync))},
+                   {"clock_jumps", s.clock_jumps},
+                   {"last_clock_jump_ms", s.last_clock_jump_ms},
                    {"rss_bytes", m.rss_bytes},
                    {"last_error", s.last_error}};
   auto path = status_file(agent.config());
@@ -285,6 +288,12 @@ int cmd_status(const Args& args) {
             << j.value("sent_through_seq", 0) << ", confirmed through seq " << j.value("confirmed_through_seq", 0)
             << ", " << j.value("resend_requests", 0) << " resend request(s), " << j.value("confirm_rejected", 0)
             << " confirmation(s) ignored\n"
+            << "clock      " << j.value("clock_sync", "unknown") << ", " << j.value("clock_jumps", 0)
+            << " jump(s) while running"
+            << (j.value("clock_jumps", 0) > 0
+                    ? ", the last " + std::to_string(j.value("last_clock_jump_ms", std::int64_t{0}) / 1000) + " s"
+                    : std::string())
+            << "\n"
             << "memory     " << j.value("rss_bytes", 0) / 1024 << " KiB resident\n"
             << "last error " << (j.value("last_error", "").empty() ? "(none)" : j.value("last_error", "")) << "\n";
   return alive ? 0 : 4;
@@ -399,6 +408,12 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   agent->start();
   log->info("agent {} for post {} publishing to {} on {}", loaded.config.agent_id, loaded.config.post_id,
             agent->events_topic(), loaded.config.broker_uri);
+  if (agent->stats().clock_sync == ClockSync::Unsynchronised)
+    log->warn(
+        "the board's clock is not synchronised (the kernel says so, or it is before this agent was built: {} UTC ms); "
+        "the aggregator corrects event times by the offset it measures and flags them. Fix NTP on this board "
+        "(docs/agent.md, \"Time\")",
+        now_utc_ms());
   auto sources = make_sources(loaded, *agent, log);
   for (auto& source : sources) source->start();
 
