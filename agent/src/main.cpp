@@ -114,12 +114,7 @@ Args parse_args(int argc, char** argv) {
   return a;
 }
 
-// The catalogue used when the config names none: installed copies first, then the source tree's.
-std::filesystem::path default_catalogue() {
-  for (std::filesystem::path p : {"/usr/share/postwatch/gbvs.json", "/usr/local/share/postwatch/gbvs.json"})
-    if (std::filesystem::exists(p)) return p;
-  return POSTWATCH_DEFAULT_CATALOGUE;
-}
+std::filesystem::path default_catalogue() { return default_catalogue_path(); }
 
 struct Loaded {
   AgentConfig config;

@@ -22,7 +22,7 @@ using namespace postwatch;
 
 int main(int argc, char** argv) {
   aggregator::AggregatorOptions opts;
-  std::string catalogue_file = POSTWATCH_DEFAULT_CATALOGUE;
+  std::string catalogue_file;  // empty: default_catalogue_path()
   std::string log_level = "info";
   std::string data_dir = opts.data_dir.string();
   std::string tokens_file;
@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
       "live-stream messages a client may fall behind before it is dropped")(
       "stream-max-clients", po::value(&opts.stream_max_clients)->default_value(opts.stream_max_clients),
       "live-stream (WebSocket) clients at once; further upgrade requests are refused with 503")(
-      "catalogue", po::value(&catalogue_file)->default_value(catalogue_file), "indicator catalogue (JSON)")(
+      "catalogue", po::value(&catalogue_file)->value_name("FILE"),
+      (std::string("indicator catalogue (JSON); default: ") + kDefaultCatalogueHelp).c_str())(
       "data-dir", po::value(&data_dir)->default_value(data_dir), "where the SQLite store lives")(
       "min-duration-s", po::value(&min_duration_s)->default_value(min_duration_s),
       "a new goal status must hold this long before it shows")(
@@ -143,6 +144,7 @@ int main(int argc, char** argv) {
   log->set_level(spdlog::level::from_str(log_level));
 
   std::shared_ptr<const IndicatorCatalogue> catalogue;
+  if (catalogue_file.empty()) catalogue_file = default_catalogue_path().string();
   try {
     catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_file));
   } catch (const CatalogueError& e) {

@@ -9,6 +9,16 @@
 #include <sstream>
 
 namespace postwatch {
+
+std::filesystem::path default_catalogue_path() {
+  for (std::filesystem::path p : {"/usr/share/postwatch/gbvs.json", "/usr/local/share/postwatch/gbvs.json"})
+    if (std::filesystem::exists(p)) return p;
+#ifdef POSTWATCH_SOURCE_CATALOGUE
+  if (std::filesystem::path p = POSTWATCH_SOURCE_CATALOGUE; std::filesystem::exists(p)) return p;
+#endif
+  return "/usr/share/postwatch/gbvs.json";
+}
+
 using nlohmann::json;
 
 std::string_view to_string(Aggregation a) {

@@ -147,4 +147,8 @@ TEST(AggregatorCli, HelpShowsDefaultsAsWritten) {
   std::smatch noisy;
   EXPECT_FALSE(std::regex_search(text, noisy, std::regex(R"(\(=-?[0-9]+\.[0-9]{6,}\))")))
       << "a default printed with float noise: " << noisy.str(0);
+  // The default catalogue is where a package puts it, not a path into someone's checkout.
+  EXPECT_NE(text.find("--catalogue FILE"), std::string::npos) << text;
+  EXPECT_NE(text.find("/usr/share/postwatch/"), std::string::npos) << text;
+  EXPECT_EQ(text.find(catalogue_path().parent_path().string()), std::string::npos) << text;
 }

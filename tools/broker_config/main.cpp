@@ -61,15 +61,16 @@ std::vector<FleetEntry> read_fleet(const fs::path& file, const IndicatorCatalogu
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string catalogue = POSTWATCH_DEFAULT_CATALOGUE, fleet, out_dir = "broker", ca, cert, key;
+  std::string catalogue = default_catalogue_path().string(), fleet, out_dir = "broker", ca, cert, key;
   std::vector<std::string> operators;
   unsigned short tls_port = 8883, plain_port = 0;
   po::options_description desc(
       "postwatch-broker-config — Mosquitto configuration, credentials and ACL for a Postwatch fleet\n\n"
       "The fleet file has one 'post,agent' line per agent. Output: mosquitto.conf, acl, passwd (hashed),\n"
       "and secrets/<user>.password (mode 0600) to hand to each agent, the aggregator and operators.\n\noptions");
-  desc.add_options()("help,h", "show this help")("catalogue", po::value(&catalogue)->default_value(catalogue),
-                                                 "post registry (catalogue JSON)")(
+  desc.add_options()("help,h", "show this help")(
+      "catalogue", po::value(&catalogue)->value_name("FILE"),
+      (std::string("post registry (catalogue JSON); default: ") + kDefaultCatalogueHelp).c_str())(
       "fleet", po::value(&fleet)->required(), "fleet file: post,agent per line")(
       "out", po::value(&out_dir)->default_value(out_dir), "output directory")(
       "operator", po::value(&operators)->multitoken(), "operator user names (read the feed)")(

@@ -64,7 +64,7 @@ fs::path default_agent_binary() {
 
 struct Options {
   std::string broker = "tcp://127.0.0.1:1883";
-  std::string catalogue = POSTWATCH_DEFAULT_CATALOGUE;
+  std::string catalogue = default_catalogue_path().string();
   std::string scenario = "baseline";
   std::string scenario_dir = default_scenario_dir().string();
   bool list_scenarios = false;
@@ -87,7 +87,8 @@ std::variant<Options, int> parse_options(int argc, char** argv) {
       "postwatch-sim — simulated posts publishing indicator events through the real agent code\n\noptions");
   desc.add_options()("help,h", "show this help")("version", "print the version")(
       "broker", po::value(&o.broker)->default_value(o.broker), "MQTT broker URI")(
-      "catalogue", po::value(&o.catalogue)->default_value(o.catalogue), "indicator catalogue (JSON)")(
+      "catalogue", po::value(&o.catalogue)->value_name("FILE"),
+      (std::string("indicator catalogue (JSON); default: ") + kDefaultCatalogueHelp).c_str())(
       "scenario", po::value(&o.scenario)->default_value(o.scenario),
       "scenario: a name from --scenario-dir, or a JSON file (docs/simulator.md)")(
       "scenario-dir", po::value(&o.scenario_dir)->default_value(o.scenario_dir), "where scenario names are looked up")(

@@ -15,6 +15,15 @@
 
 namespace postwatch {
 
+// The catalogue every program uses when told none: the installed copy
+// (/usr/share/postwatch/gbvs.json, then /usr/local/share/…), else the source tree's
+// catalogue/gbvs.json (a developer's build). When none exists, the installed path, so that
+// loading it fails naming where it should be.
+std::filesystem::path default_catalogue_path();
+// How --help describes it.
+inline constexpr const char* kDefaultCatalogueHelp =
+    "the installed /usr/share/postwatch/gbvs.json (or /usr/local/share/…), else the source tree's catalogue/gbvs.json";
+
 // Thrown by IndicatorCatalogue::load; what() names the file, the entry and the problem.
 class CatalogueError : public std::runtime_error {
  public:
