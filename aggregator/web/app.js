@@ -362,7 +362,8 @@
                        all.length > 2 ? `${all.slice(0, 2).join(' · ')} · +${all.length - 2} more` : all.join(' · '))
                    : null,
         h('div', { class: 'alarm-foot' },
-          h('span', { class: 'alarm-meta' }, `#${a.id} · raised ${fmtAgo(a.raised_at_ms)} (${fmtTime(a.raised_at_ms)})`),
+          h('span', { class: 'alarm-meta' }, `#${a.id} · raised ${fmtAgo(a.raised_at_ms)} (${fmtTime(a.raised_at_ms)})` +
+            (a.worst_level && a.worst_level !== a.level ? ` · was ${a.worst_level}` : '')),
           a.acknowledged ? null
                          : h('button', { type: 'button', class: 'ack', onclick: () => openAck(a) }, 'Acknowledge')),
         a.acknowledged

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <fstream>
+#include <iterator>
 #include <regex>
 #include <set>
 
@@ -330,6 +332,29 @@ TEST_F(FeedApi, CsvExportsForPostsAndHistory) {
   std::istringstream ein(events.body);
   for (std::string line; std::getline(ein, line);) found = found || std::regex_match(line, event_row);
   EXPECT_TRUE(found) << events.body;
+}
+
+// docs/operations.md's metrics table is the operator's reference: every family /metrics
+// exposes must be in it, with its type (two were missing once, unnoticed).
+TEST_F(FeedApi, EveryExposedMetricIsInTheOperationsTable) {
+  const std::string m = get("/metrics", "").body;
+  std::ifstream doc_file(catalogue_path().parent_path().parent_path() / "docs" / "operations.md");
+  ASSERT_TRUE(doc_file) << "docs/operations.md not found from the catalogue's path";
+  const std::string doc((std::istreambuf_iterator<char>(doc_file)), std::istreambuf_iterator<char>());
+  std::regex type_line(R"(^# TYPE (\S+) (\S+)$)");
+  std::istringstream in(m);
+  int families = 0;
+  for (std::string line; std::getline(in, line);) {
+    std::smatch t;
+    if (!std::regex_match(line, t, type_line)) continue;
+    ++families;
+    EXPECT_NE(doc.find("| `" + t[1].str() + "` | " + t[2].str() + " |"), std::string::npos)
+        << t[1] << " (" << t[2] << ") is exposed but not in docs/operations.md's metrics table";
+  }
+  EXPECT_GT(families, 30) << m;
+  // Each alarm kind has its own series, 0 included.
+  for (auto* kind : {"goal", "post_silent", "topic_mismatch", "clock_offset"})
+    EXPECT_EQ(metric(m, std::string(R"(postwatch_alarms_open{kind=")") + kind + "\"}"), 0) << kind;
 }
 
 TEST_F(FeedApi, MetricsCountEventsRejectionsLatencyAndGoalStatus) {

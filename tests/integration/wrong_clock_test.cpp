@@ -126,6 +126,10 @@ class WrongClock : public ::testing::Test {
         << aggregator.get("/api/v1/alarms").dump();
     auto stats = aggregator.get("/api/v1/stats");
     EXPECT_EQ(stats["events_future"], 0);
+    const auto metrics = http_get(aggregator.port(), "/metrics").body;
+    EXPECT_NE(metrics.find("postwatch_alarms_open{kind=\"clock_offset\"} 1\n"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("postwatch_alarms_open{kind=\"topic_mismatch\"} 0\n"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("postwatch_agents_clock_corrected 1\n"), std::string::npos) << metrics;
   }
 
   fs::path lib;

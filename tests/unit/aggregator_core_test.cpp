@@ -202,6 +202,41 @@ class BoardTest : public ::testing::Test {
   }
 };
 
+// A goal alarm says what it is now and what it was at worst: red, then amber, then red
+// again is one alarm whose level follows the goal and whose worst_level stays red.
+TEST_F(BoardTest, AGoalAlarmFollowsItsGoalDownAndKeepsItsWorstLevel) {
+  StatusBoard fast(catalogue(), BoardPolicy{0});
+  auto tick = [&](double v, std::int64_t at) {
+    EventView e;
+    e.observed_at_ms = at;
+    e.number = v;
+    state.apply(bamako, level, e, at);
+    return fast.tick(rollup.compute(state, at, {}, fast.last().cells), {}, at);
+  };
+  tick(1, kT0);
+  tick(4, kT0 + 1000);
+  ASSERT_EQ(fast.alarms().size(), 1u);
+  EXPECT_EQ(fast.alarms()[0].level, Status::Red);
+  EXPECT_EQ(fast.alarms()[0].worst_level, Status::Red);
+
+  auto down = tick(3, kT0 + 2000);
+  ASSERT_EQ(fast.alarms().size(), 1u) << "the same alarm, not a new one";
+  const Alarm& a = fast.alarms()[0];
+  EXPECT_TRUE(a.open());
+  EXPECT_EQ(a.level, Status::Amber);
+  EXPECT_EQ(a.worst_level, Status::Red);
+  ASSERT_EQ(a.causes.size(), 1u);
+  EXPECT_EQ(a.causes[0].status, Status::Amber) << "the causes are those of the moment";
+  EXPECT_NE(std::find(down.alarms.begin(), down.alarms.end(), a.id), down.alarms.end()) << "the change is published";
+
+  EXPECT_TRUE(tick(3, kT0 + 3000).alarms.empty()) << "no change, nothing published";
+  tick(4, kT0 + 4000);
+  EXPECT_EQ(fast.alarms()[0].level, Status::Red);
+  tick(1, kT0 + 5000);
+  EXPECT_FALSE(fast.alarms()[0].open());
+  EXPECT_EQ(fast.alarms()[0].worst_level, Status::Red);
+}
+
 TEST_F(BoardTest, MinimumDurationStopsFlapping) {
   ASSERT_EQ(catalogue().goals()[goal7].id, 7);
   set_level(1, kT0);
@@ -301,6 +336,46 @@ TEST(SilentPosts, MissedHeartbeatsMakeAPostSilentAndLowCoverageUnknown) {
   int silent_alarms = 0;
   for (const auto& a : board.alarms()) silent_alarms += a.kind == "post_silent" && a.open();
   EXPECT_EQ(silent_alarms, 2);
+}
+
+// A newly born agent's post is not silent before its first heartbeat is due (it once was at
+// once, "unheard since the epoch", paging once per post at a fleet restart); missing its
+// heartbeats makes it silent, and so does its death, at once.
+TEST(SilentPosts, ABirthCountsAsHeardUntilTheHeartbeatsAreMissed) {
+  const auto& cat = catalogue();
+  IndicatorState state(cat);
+  AgentTable agents(cat);
+  AgentPresence presence(cat, agents, quiet());
+  auto state_message = [&](const std::string& post, bool online, std::int64_t now) {
+    AgentState st;
+    st.agent_id = "gw";
+    st.post_id = post;
+    st.online = online;
+    st.at_ms = now;
+    st.heartbeat_interval_s = 10;
+    auto bytes = encode_agent_state(st);
+    presence.on_message("postwatch/v1/" + cat.find_post(post)->region + "/" + post + "/gw/state", bytes, now);
+  };
+  const auto kabul = *cat.post_index("kabul"), bamako = *cat.post_index("bamako");
+  state_message("kabul", true, kT0);
+  state_message("bamako", true, kT0);
+  LivenessPolicy policy{3, 30'000};
+  auto silent = silent_posts(cat, agents, state, kT0 + 1, policy);
+  EXPECT_FALSE(silent[kabul]) << "born, first heartbeat not yet due";
+  EXPECT_FALSE(silent[bamako]);
+  StatusBoard board(cat, BoardPolicy{0});
+  GoalRollup rollup(cat);
+  board.tick(rollup.compute(state, kT0 + 1, silent), silent, kT0 + 1);
+  for (const auto& a : board.alarms()) EXPECT_NE(a.kind, "post_silent") << a.post;
+
+  silent = silent_posts(cat, agents, state, kT0 + 29'000, policy);
+  EXPECT_FALSE(silent[kabul]);
+  silent = silent_posts(cat, agents, state, kT0 + 30'001, policy);
+  EXPECT_TRUE(silent[kabul]) << "three 10 s heartbeats missed";
+
+  state_message("bamako", false, kT0 + 1000);  // death
+  silent = silent_posts(cat, agents, state, kT0 + 1001, policy);
+  EXPECT_TRUE(silent[bamako]) << "all its agents are offline";
 }
 
 // Repeated attempts from one post's topic to pass as another post raise one alarm,

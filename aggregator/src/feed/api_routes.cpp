@@ -15,6 +15,7 @@
 #include <charconv>
 #include <cmath>
 #include <ctime>
+#include <map>
 
 namespace postwatch::aggregator {
 using nlohmann::json;
@@ -674,10 +675,13 @@ HttpResponse ApiRoutes::metrics() {
   for (std::size_t p = 0; p < cat.pillars().size(); ++p)
     m.sample("postwatch_pillar_status", L::label("pillar", cat.pillars()[p].id),
              static_cast<std::uint64_t>(src_.board.pillars()[p].shown));
-  std::uint64_t open_goal = 0, open_silent = 0, open_mismatch = 0, unacked = 0;
+  // Every kind shows, 0 included, so an alert rule never sees the series vanish.
+  std::map<std::string, std::uint64_t> open_by_kind{
+      {"goal", 0}, {"post_silent", 0}, {"topic_mismatch", 0}, {"clock_offset", 0}};
+  std::uint64_t unacked = 0;
   for (const auto& a : src_.board.alarms()) {
     if (!a.open()) continue;
-    (a.kind == "goal" ? open_goal : a.kind == "post_silent" ? open_silent : open_mismatch) += 1;
+    open_by_kind[a.kind] += 1;
     unacked += a.acked_at_ms == 0;
   }
   if (src_.flow) {
@@ -703,9 +707,7 @@ HttpResponse ApiRoutes::metrics() {
   }
   if (src_.outbound) add_outbound_metrics(m, *src_.outbound);
   m.family("postwatch_alarms_open", "gauge", "Open alarms by kind.");
-  m.sample("postwatch_alarms_open", L::label("kind", "goal"), open_goal);
-  m.sample("postwatch_alarms_open", L::label("kind", "post_silent"), open_silent);
-  m.sample("postwatch_alarms_open", L::label("kind", "topic_mismatch"), open_mismatch);
+  for (const auto& [kind, n] : open_by_kind) m.sample("postwatch_alarms_open", L::label("kind", kind), n);
   m.family("postwatch_alarms_unacknowledged", "gauge", "Open alarms nobody has acknowledged.");
   m.sample("postwatch_alarms_unacknowledged", "", unacked);
 

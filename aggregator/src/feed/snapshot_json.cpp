@@ -78,6 +78,7 @@ json alarm_json(const Alarm& a) {
   json j{{"id", a.id},
          {"kind", a.kind},
          {"level", to_string(a.level)},
+         {"worst_level", to_string(a.worst_level)},
          {"state", a.open() ? "open" : "cleared"},
          {"raised_at_ms", a.raised_at_ms},
          {"cleared_at_ms", a.cleared_at_ms ? json(a.cleared_at_ms) : json(nullptr)},

@@ -57,6 +57,7 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
       // measured of the old one no longer holds. A retained birth at our start changes nothing.
       clock.offset.restart();
       clock.epoch = st.clock_jumps;
+      rec.born_at_ms = now_ms;
       rec.births += 1;
       rec.agent_version = st.agent_version;
       rec.config_hash = st.config_hash;

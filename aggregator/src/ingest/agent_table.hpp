@@ -37,6 +37,7 @@ struct AgentPresenceRecord {
   bool online = false;
   std::int64_t last_state_ms = 0;      // birth or death, agent's clock
   std::int64_t last_heartbeat_ms = 0;  // our clock
+  std::int64_t born_at_ms = 0;         // when its last birth reached us, our clock: it counts as heard
   std::uint64_t births = 0;
   // From the birth; informational only: duplicates are judged by our own SeqWindow, since
   // the broker may still hold older queued events when a retained birth arrives.

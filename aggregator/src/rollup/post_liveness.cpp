@@ -15,7 +15,8 @@ std::vector<bool> silent_posts(const IndicatorCatalogue& catalogue, const AgentT
     const auto& a = r.presence;
     agents[r.post] += 1;
     online[r.post] += a.online;
-    last_heard[r.post] = std::max(last_heard[r.post], a.last_heartbeat_ms);
+    // A birth is hearing from the agent: a new agent is not silent before its first heartbeat is due.
+    last_heard[r.post] = std::max({last_heard[r.post], a.last_heartbeat_ms, a.born_at_ms});
     const std::int64_t agent_interval_ms = static_cast<std::int64_t>(a.heartbeat_interval_s) * 1000;
     interval[r.post] = std::max(interval[r.post], agent_interval_ms);
   }

@@ -38,6 +38,7 @@ std::uint64_t StatusBoard::raise_alarm(Alarm a, const std::string& kind, int goa
                                        std::int64_t now_ms) {
   a.id = next_alarm_id_++;
   a.kind = kind;
+  a.worst_level = std::max(a.worst_level, a.level);
   a.goal = goal;
   a.post = post;
   a.raised_at_ms = now_ms;
@@ -57,10 +58,13 @@ void StatusBoard::update_goal_alarm(std::size_t g, std::int64_t now_ms, BoardCha
     }
     return;
   }
-  if (open && open->level >= s.shown) return;
+  if (open && open->level == s.shown) return;
+  // Raised, escalated, or de-escalated (red to amber): the level says what it is now, worst_level
+  // what it was at worst, and the causes are today's.
   Alarm fresh;
   Alarm& a = open ? *open : fresh;
   a.level = s.shown;
+  a.worst_level = std::max(a.worst_level, s.shown);
   a.causes.clear();
   // The cause: every post/indicator of this goal at amber or red now.
   const auto& inds = catalogue_.indicators();
@@ -75,7 +79,7 @@ void StatusBoard::update_goal_alarm(std::size_t g, std::int64_t now_ms, BoardCha
   if (!open) {
     out.alarms.push_back(raise_alarm(std::move(fresh), "goal", raw.goal, "", now_ms));
   } else {
-    out.alarms.push_back(open->id);  // escalated
+    out.alarms.push_back(open->id);  // escalated or de-escalated
   }
 }
 

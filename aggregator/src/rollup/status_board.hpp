@@ -39,10 +39,11 @@ struct AlarmCause {
 
 struct Alarm {
   std::uint64_t id = 0;
-  std::string kind;  // "goal", "post_silent", "topic_mismatch" or "clock_offset"
-  int goal = 0;      // kind goal
-  std::string post;  // kind post_silent; topic_mismatch: the post whose topic was used
-  Status level = Status::Unknown;
+  std::string kind;                      // "goal", "post_silent", "topic_mismatch" or "clock_offset"
+  int goal = 0;                          // kind goal
+  std::string post;                      // kind post_silent; topic_mismatch: the post whose topic was used
+  Status level = Status::Unknown;        // what it is now: a goal alarm follows its goal down to amber
+  Status worst_level = Status::Unknown;  // the highest level it reached while open
   std::int64_t raised_at_ms = 0;
   std::int64_t cleared_at_ms = 0;  // 0 while open
   std::vector<AlarmCause> causes;

@@ -67,6 +67,7 @@ json alarm_to_json(const Alarm& a) {
           {"goal", a.goal},
           {"post", a.post},
           {"level", to_string(a.level)},
+          {"worst_level", to_string(a.worst_level)},
           {"raised_at_ms", a.raised_at_ms},
           {"cleared_at_ms", a.cleared_at_ms},
           {"causes", causes},
@@ -82,6 +83,7 @@ Alarm alarm_from_json(const json& j) {
   a.goal = j.value("goal", 0);
   a.post = j.value("post", "");
   a.level = parse_status(j.value("level", ""));
+  a.worst_level = j.contains("worst_level") ? parse_status(j.value("worst_level", "")) : a.level;  // older stores
   a.raised_at_ms = j.value("raised_at_ms", std::int64_t{0});
   a.cleared_at_ms = j.value("cleared_at_ms", std::int64_t{0});
   for (const auto& c : j.value("causes", json::array()))
