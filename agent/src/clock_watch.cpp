@@ -52,12 +52,17 @@ ClockSync clock_sync_from(std::optional<std::pair<int, int>> adjtimex_state, std
   return ClockSync::Synchronised;
 }
 
-ClockSync read_clock_sync(std::int64_t wall_now_ms) {
+std::optional<KernelClockState> read_kernel_clock() {
   timex tx{};
   tx.modes = 0;  // read only
   const int rc = ::adjtimex(&tx);
+  if (rc < 0) return std::nullopt;
+  return KernelClockState{rc, tx.status, tx.maxerror};
+}
+
+ClockSync read_clock_sync(std::int64_t wall_now_ms) {
   std::optional<std::pair<int, int>> state;
-  if (rc >= 0) state = std::pair{rc, tx.status};
+  if (auto k = read_kernel_clock()) state = std::pair{k->rc, k->status};
   return clock_sync_from(state, wall_now_ms, agent_built_at_ms());
 }
 

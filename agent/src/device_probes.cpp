@@ -1,5 +1,7 @@
 #include "postwatch/agent/device_probes.hpp"
 
+#include "postwatch/agent/clock_watch.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
@@ -7,7 +9,6 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
-#include <sys/timex.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -70,10 +71,9 @@ std::optional<double> read_host_uptime_s(const std::filesystem::path& proc_uptim
 }
 
 std::optional<double> read_clock_error_ms() {
-  timex tx{};
-  tx.modes = 0;  // read only
-  if (::adjtimex(&tx) < 0) return std::nullopt;
-  return static_cast<double>(tx.maxerror) / 1000.0;  // microseconds
+  auto k = read_kernel_clock();
+  if (!k) return std::nullopt;
+  return static_cast<double>(k->maxerror_us) / 1000.0;
 }
 
 std::optional<HostPort> broker_host_port(const std::string& uri) {

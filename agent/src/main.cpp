@@ -114,8 +114,6 @@ Args parse_args(int argc, char** argv) {
   return a;
 }
 
-std::filesystem::path default_catalogue() { return default_catalogue_path(); }
-
 struct Loaded {
   AgentConfig config;
   std::shared_ptr<const IndicatorCatalogue> catalogue;
@@ -124,7 +122,7 @@ struct Loaded {
 // Everything --check-config checks; refuses on any error, logs warnings (the agent still runs:
 // e.g. a certificate not yet valid because the clock is not set yet).
 Loaded load_config(const std::string& file, spdlog::logger* log) {
-  ConfigCheck check = AgentConfig::validate(file, default_catalogue());
+  ConfigCheck check = AgentConfig::validate(file, default_catalogue_path());
   if (!check.ok()) throw ConfigError(check.describe_all());
   for (const auto& p : check.problems)
     if (log) log->warn("{}", check.describe(p));
@@ -160,7 +158,7 @@ std::string describe_inputs(const AgentConfig& c) {
 }
 
 int cmd_check_config(const std::string& file) {
-  ConfigCheck check = AgentConfig::validate(file, default_catalogue());
+  ConfigCheck check = AgentConfig::validate(file, default_catalogue_path());
   if (check.problems.empty()) {
     std::cout << file << ": ok (agent " << check.config->agent_id << ", post " << check.config->post_id
               << ", catalogue " << check.catalogue->indicators().size() << " indicators, broker "

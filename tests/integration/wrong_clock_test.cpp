@@ -132,6 +132,38 @@ class WrongClock : public ::testing::Test {
     EXPECT_NE(metrics.find("postwatch_agents_clock_corrected 1\n"), std::string::npos) << metrics;
   }
 
+  // A running agent whose wall clock the test sets (libfaketime re-reads the spec file each
+  // second); it starts right. Events go in on its stdin.
+  std::vector<std::string> agent_with_settable_clock(const std::string& post, const std::string& agent) {
+    set_clock("+0");
+    return under_faketime("",
+                          {(binary_dir() / "agent" / "postwatch-agent").string(), "run", "--exit-on-eof", "--config",
+                           agent_config(post, agent, 1).string()},
+                          {"FAKETIME_TIMESTAMP_FILE=" + clock_spec().string(), "FAKETIME_CACHE_DURATION=1"});
+  }
+  fs::path clock_spec() const { return dir.path() / "faketime.spec"; }
+  void set_clock(const std::string& spec) { std::ofstream(clock_spec(), std::ios::trunc) << spec << "\n"; }
+
+  // n terrorism_threat_level events as JSON lines, values cycling from 1 + offset.
+  static std::string level_lines(int n, int offset = 0) {
+    std::string lines;
+    for (int i = 0; i < n; ++i)
+      lines += json{{"indicator", "terrorism_threat_level"}, {"value", 1 + (i + offset) % 5}}.dump() + "\n";
+    return lines;
+  }
+
+  // The post's stored events (all of them, corrected times up to two hours ahead included);
+  // each must be at about its true time, [start, end] give or take a minute.
+  json stored_events_near(const std::string& post, std::int64_t start, std::int64_t end) {
+    json events = aggregator.get("/api/v1/posts/" + post + "/events?from=0&to=" + std::to_string(end + 2 * kHour) +
+                                 "&limit=10000");
+    for (const auto& e : events["events"]) {
+      EXPECT_GE(e["observed_at_ms"].get<std::int64_t>(), start - 60'000) << e.dump();
+      EXPECT_LE(e["observed_at_ms"].get<std::int64_t>(), end + 60'000) << e.dump();
+    }
+    return events;
+  }
+
   fs::path lib;
   TempDir dir;
   MosquittoBroker broker;
@@ -178,22 +210,10 @@ TEST_F(WrongClock, ARightClockIsNeverFlagged) {
 // bad time source corrected), while it streams: every event is stored once, at about its
 // true time, heartbeats go on and both jumps are reported.
 TEST_F(WrongClock, JumpsForwardAndBackWhileRunningLoseAndDuplicateNothing) {
-  const fs::path spec = dir.path() / "faketime.spec";
-  auto set_clock = [&](const std::string& s) { std::ofstream(spec, std::ios::trunc) << s << "\n"; };
-  set_clock("+0");
   const auto start = now_ms();
-  auto argv = under_faketime("",
-                             {(binary_dir() / "agent" / "postwatch-agent").string(), "run", "--exit-on-eof", "--config",
-                              agent_config("niamey", "jumpy-1", 1).string()},
-                             {"FAKETIME_TIMESTAMP_FILE=" + spec.string(), "FAKETIME_CACHE_DURATION=1"});
-  ChildProcess agent(argv, dir.path() / "jumpy.log", /*pipe_stdin=*/true);
+  ChildProcess agent(agent_with_settable_clock("niamey", "jumpy-1"), dir.path() / "jumpy.log", /*pipe_stdin=*/true);
   const int per_phase = 1000;
-  auto write_phase = [&](int phase) {
-    std::string lines;
-    for (int i = 0; i < per_phase; ++i)
-      lines += json{{"indicator", "terrorism_threat_level"}, {"value", 1 + (i + phase) % 5}}.dump() + "\n";
-    ASSERT_TRUE(agent.write_stdin(lines));
-  };
+  auto write_phase = [&](int phase) { ASSERT_TRUE(agent.write_stdin(level_lines(per_phase, phase))); };
   auto accepted = [&] { return aggregator.events_accepted(); };
   auto jumps = [&] {
     const json a = aggregator.get("/api/v1/agents/niamey/jumpy-1");
@@ -220,16 +240,13 @@ TEST_F(WrongClock, JumpsForwardAndBackWhileRunningLoseAndDuplicateNothing) {
   ASSERT_EQ(agent.wait(std::chrono::seconds(60)), 0) << agent.log();
   const auto end = now_ms();
 
-  const json events =
-      aggregator.get("/api/v1/posts/niamey/events?from=0&to=" + std::to_string(end + 2 * kHour) + "&limit=10000");
+  // At about its true time whatever the board's clock said.
+  const json events = stored_events_near("niamey", start, end);
   ASSERT_EQ(events["count"], 3 * per_phase);
   std::set<std::uint64_t> seqs;
   for (const auto& e : events["events"]) {
     seqs.insert(e["seq"].get<std::uint64_t>());
     EXPECT_FALSE(e.contains("refused")) << e.dump();
-    // At about its true time whatever the board's clock said.
-    EXPECT_GE(e["observed_at_ms"].get<std::int64_t>(), start - 60'000) << e.dump();
-    EXPECT_LE(e["observed_at_ms"].get<std::int64_t>(), end + 60'000) << e.dump();
   }
   EXPECT_EQ(seqs.size(), static_cast<std::size_t>(3 * per_phase)) << "each seq stored once";
   EXPECT_EQ(aggregator.get("/api/v1/stats")["events_accepted"], 3 * per_phase);
@@ -241,21 +258,12 @@ TEST_F(WrongClock, JumpsForwardAndBackWhileRunningLoseAndDuplicateNothing) {
 // they are sent: they go out on the new clock (shifted by the jump), so the aggregator's
 // correction puts them back at their true time, not an hour before it.
 TEST_F(WrongClock, EventsHeldAcrossAJumpAreSentOnTheNewClock) {
-  const fs::path spec = dir.path() / "faketime.spec";
-  auto set_clock = [&](const std::string& s) { std::ofstream(spec, std::ios::trunc) << s << "\n"; };
-  set_clock("+0");
   const auto start = now_ms();
-  auto argv = under_faketime("",
-                             {(binary_dir() / "agent" / "postwatch-agent").string(), "run", "--exit-on-eof", "--config",
-                              agent_config("dakar", "held-1", 1).string()},
-                             {"FAKETIME_TIMESTAMP_FILE=" + spec.string(), "FAKETIME_CACHE_DURATION=1"});
+  auto argv = agent_with_settable_clock("dakar", "held-1");
   broker.stop();
   ChildProcess agent(argv, dir.path() / "held.log", /*pipe_stdin=*/true);
   const int n = 500;
-  std::string lines;
-  for (int i = 0; i < n; ++i)
-    lines += json{{"indicator", "terrorism_threat_level"}, {"value", 1 + i % 5}}.dump() + "\n";
-  ASSERT_TRUE(agent.write_stdin(lines));
+  ASSERT_TRUE(agent.write_stdin(level_lines(n)));
   ASSERT_TRUE(
       wait_until([&] { return agent.log().find("cannot connect") != std::string::npos; }, std::chrono::seconds(15)))
       << agent.log();
@@ -269,12 +277,7 @@ TEST_F(WrongClock, EventsHeldAcrossAJumpAreSentOnTheNewClock) {
   ASSERT_EQ(agent.wait(std::chrono::seconds(60)), 0) << agent.log();
   const auto end = now_ms();
 
-  const json events =
-      aggregator.get("/api/v1/posts/dakar/events?from=0&to=" + std::to_string(end + 2 * kHour) + "&limit=10000");
+  const json events = stored_events_near("dakar", start, end);
   ASSERT_EQ(events["count"], n);
-  for (const auto& e : events["events"]) {
-    EXPECT_EQ(e["time_corrected"], true) << e.dump();
-    EXPECT_GE(e["observed_at_ms"].get<std::int64_t>(), start - 60'000) << e.dump();
-    EXPECT_LE(e["observed_at_ms"].get<std::int64_t>(), end + 60'000) << e.dump();
-  }
+  for (const auto& e : events["events"]) EXPECT_EQ(e["time_corrected"], true) << e.dump();
 }

@@ -193,12 +193,14 @@ class BoardTest : public ::testing::Test {
   std::uint32_t level = *catalogue().indicator_index("terrorism_threat_level");
   std::size_t goal7 = 6;  // catalogue order
 
-  BoardChanges set_level(double v, std::int64_t at) {
+  BoardChanges set_level(double v, std::int64_t at) { return set_level_on(board, v, at); }
+  // The same on another board (e.g. one without a minimum duration).
+  BoardChanges set_level_on(StatusBoard& b, double v, std::int64_t at) {
     EventView e;
     e.observed_at_ms = at;
     e.number = v;
     state.apply(bamako, level, e, at);
-    return board.tick(rollup.compute(state, at, {}, board.last().cells), {}, at);
+    return b.tick(rollup.compute(state, at, {}, b.last().cells), {}, at);
   }
 };
 
@@ -206,13 +208,7 @@ class BoardTest : public ::testing::Test {
 // again is one alarm whose level follows the goal and whose worst_level stays red.
 TEST_F(BoardTest, AGoalAlarmFollowsItsGoalDownAndKeepsItsWorstLevel) {
   StatusBoard fast(catalogue(), BoardPolicy{0});
-  auto tick = [&](double v, std::int64_t at) {
-    EventView e;
-    e.observed_at_ms = at;
-    e.number = v;
-    state.apply(bamako, level, e, at);
-    return fast.tick(rollup.compute(state, at, {}, fast.last().cells), {}, at);
-  };
+  auto tick = [&](double v, std::int64_t at) { return set_level_on(fast, v, at); };
   tick(1, kT0);
   tick(4, kT0 + 1000);
   ASSERT_EQ(fast.alarms().size(), 1u);
@@ -256,13 +252,7 @@ TEST_F(BoardTest, MinimumDurationStopsFlapping) {
 
 TEST_F(BoardTest, AlarmsAreRaisedWithCauseAcknowledgedAndCleared) {
   StatusBoard fast(catalogue(), BoardPolicy{0});
-  auto tick = [&](double v, std::int64_t at) {
-    EventView e;
-    e.observed_at_ms = at;
-    e.number = v;
-    state.apply(bamako, level, e, at);
-    return fast.tick(rollup.compute(state, at, {}, fast.last().cells), {}, at);
-  };
+  auto tick = [&](double v, std::int64_t at) { return set_level_on(fast, v, at); };
   tick(1, kT0);
   EXPECT_TRUE(fast.alarms().empty());
   auto raised = tick(4, kT0 + 1000);

@@ -42,6 +42,15 @@ class ClockWatch {
   std::optional<ClockJump> last_;
 };
 
+// The kernel's view of the wall clock (adjtimex, read only): its return code (TIME_OK …
+// TIME_ERROR), status bits and error bound. nullopt when adjtimex is refused (some sandboxes).
+struct KernelClockState {
+  int rc = 0;
+  int status = 0;
+  long maxerror_us = 0;
+};
+std::optional<KernelClockState> read_kernel_clock();
+
 // What the kernel says of the wall clock (adjtimex: TIME_ERROR or STA_UNSYNC mean not
 // synchronised), overruled by a clock before this agent was built, which cannot be right.
 // Unknown when adjtimex is refused (some sandboxes).
