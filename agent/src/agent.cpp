@@ -21,6 +21,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <utility>
 
 namespace postwatch::agent {
 
@@ -79,6 +80,7 @@ struct Agent::Impl {
   AgentStats counters;
   bool stopping = false;
   bool connected = false;
+  bool connection_lost = false;  // the client lost a connection it had; run() replaces it before reconnecting
   // From the aggregator's confirm topic (Paho's thread), applied by run().
   std::uint64_t confirmed_through = 0;  // highest seq the aggregator confirmed that this backlog issued
   std::uint64_t resend_from = 0;        // a pending resend request (0: none)
@@ -336,6 +338,14 @@ struct Agent::Impl {
                       [&] { return stopping; });
           continue;
         }
+        if (take_connection_lost()) {
+          // Paho keeps the publishes it had not yet written when the connection dropped and writes
+          // them first after a reconnect, ahead of the resend from the first unconfirmed seq: the
+          // aggregator would get a later batch before earlier ones (seen as `reordered` in CI).
+          // A fresh client starts with an empty queue; the backlog still holds those events.
+          inflight.clear();
+          retire_client();
+        }
         if (!try_connect()) {
           // Exponential backoff with jitter (half to all of it) so a fleet does not reconnect in lockstep.
           auto wait =
@@ -571,10 +581,25 @@ struct Agent::Impl {
       {
         std::lock_guard lk(mu);
         connected = false;
+        connection_lost = true;
       }
       cv.notify_all();
       log->warn("connection to broker lost{}{}", cause.empty() ? "" : ": ", cause);
     });
+  }
+
+  bool take_connection_lost() {
+    std::lock_guard lk(mu);
+    return std::exchange(connection_lost, false);
+  }
+
+  // Destroying a client mid-connect can block in Paho, and in-flight tokens still point into it
+  // (they are dropped on the next connect; the backlog still has their events): the last few
+  // retired clients are kept and destroyed later.
+  void retire_client() {
+    stale_clients.push_back(std::move(client));
+    if (stale_clients.size() > 4) stale_clients.erase(stale_clients.begin());
+    make_client();
   }
 
   bool try_connect() {
@@ -584,11 +609,7 @@ struct Agent::Impl {
       // until the wait ends.
       if (!client->connect(connect_options())->wait_for(kConnectTimeout + std::chrono::seconds(5))) {
         note_error("connect to " + config.broker_uri + " did not complete; retrying with a fresh MQTT client");
-        // Destroying a client mid-connect can block in Paho, and in-flight tokens still point
-        // into it (they are dropped on the next connect; the backlog still has their events).
-        stale_clients.push_back(std::move(client));
-        if (stale_clients.size() > 4) stale_clients.erase(stale_clients.begin());
-        make_client();
+        retire_client();
         return false;
       }
       {
@@ -636,7 +657,7 @@ struct Agent::Impl {
 
   std::uint64_t maintenance_ticks = 0;
   bool connected_once = false;
-  std::vector<std::unique_ptr<mqtt::async_client>> stale_clients;  // abandoned stuck connects
+  std::vector<std::unique_ptr<mqtt::async_client>> stale_clients;  // retired: stuck connects, lost connections
   static constexpr std::chrono::seconds kConnectTimeout{5};
 };
 
