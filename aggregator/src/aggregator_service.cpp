@@ -204,7 +204,7 @@ struct AggregatorService::Impl {
     std::uint64_t n = store.replay([&](const StoredEventRow& r) { replay_row(r); });
     std::vector<ShownStatus> goals(catalogue->goals().size()), pillars(catalogue->pillars().size());
     for (const auto& h : store.latest_history()) {
-      ShownStatus s{h.status, h.at_ms, h.status, 0, h.score};
+      ShownStatus s{h.status, h.at_ms, h.status, 0, health_from_score(h.status, h.score), h.score};
       if (h.scope == "goal") {
         for (std::size_t i = 0; i < goals.size(); ++i)
           if (std::to_string(catalogue->goals()[i].id) == h.id) goals[i] = s;

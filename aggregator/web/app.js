@@ -182,7 +182,7 @@
                                   id: `pillar-${p.id}`, 'data-status': p.status },
         h('header', { class: 'pillar-head' },
           h('h2', { class: 'pillar-name' }, p.name, h('small', null, pillarLine(p))),
-          h('span', { class: 'pillar-score', title: 'mean score of its known goals' }, fmtScore(p.score))),
+          h('span', { class: 'pillar-score', title: 'score in the band of its status (red 0–30, amber 35–65, green 70–100): the mean health of its known goals' }, fmtScore(p.score))),
         goals));
     }
     state.boardBuilt = true;
@@ -196,7 +196,7 @@
     const el = h('article', { class: 'goal', id: `goal-${g.id}`, tabindex: '0', role: 'button',
                               'aria-label': `Goal ${g.id}: ${g.name}` },
       h('div', { class: 'goal-head' }, h('span', { class: 'goal-id' }, `GOAL ${g.id}`), h('span', { class: 'pill' })),
-      h('div', { class: 'goal-score', title: 'score: 100 = every indicator at baseline, 0 = all at red' },
+      h('div', { class: 'goal-score', title: 'score in the band of the status (red 0–30, amber 35–65, green 70–100); within it, 100 = every indicator at baseline' },
         h('span', { class: 'score-value' })),
       h('h3', { class: 'goal-name' }, g.name),
       h('div', { class: 'goal-pending' }),

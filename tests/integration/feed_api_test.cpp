@@ -316,6 +316,25 @@ TEST_F(FeedApi, CsvExportsForPostsAndHistory) {
   auto json_hist = get("/api/v1/history?scope=goal&id=7").json();
   ASSERT_FALSE(json_hist["points"].empty());
   EXPECT_EQ(json_hist["points"].back()["status"], "red");
+  for (const auto& pt : json_hist["points"]) {
+    if (pt["status"] == "unknown") {
+      EXPECT_TRUE(pt["score"].is_null()) << pt.dump();
+    } else {
+      ASSERT_EQ(pt["status"], "red");
+      ASSERT_TRUE(pt["score"].is_number()) << pt.dump();
+      EXPECT_LE(pt["score"].get<double>(), 30.0) << "a red goal scores in the red band";
+    }
+  }
+  // Goal 3 has no data: its points (written at start) are unknown, with no score.
+  auto unknown_hist = get("/api/v1/history?scope=goal&id=3").json();
+  ASSERT_FALSE(unknown_hist["points"].empty());
+  for (const auto& pt : unknown_hist["points"]) {
+    EXPECT_EQ(pt["status"], "unknown");
+    EXPECT_TRUE(pt["score"].is_null()) << pt.dump();
+  }
+  auto unknown_csv = get("/api/v1/history?scope=goal&id=3&format=csv").body;
+  EXPECT_NE(unknown_csv.find(",goal,3,unknown,\r\n"), std::string::npos) << unknown_csv;
+  EXPECT_EQ(unknown_csv.find(",goal,3,unknown,0"), std::string::npos) << unknown_csv;
 
   // The readings behind it, as stored: the agent's time, the corrected one, the flags.
   auto events = get("/api/v1/posts/bamako/events?format=csv");

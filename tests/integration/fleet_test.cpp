@@ -254,6 +254,11 @@ TEST(Fleet, AnOutboundWindowOfOneStillDeliversConfirmationsAlarmsAndSnapshots) {
       },
       30s))
       << agg.process().log();
+  {
+    auto red = feed.on("postwatch/v1/feed/goals/7").back();
+    ASSERT_TRUE(red["score"].is_number()) << red.dump();
+    EXPECT_LE(red["score"].get<double>(), 30.0) << "red scores in the red band: " << red.dump();
+  }
   auto stats = agg.get("/api/v1/stats");
   EXPECT_EQ(stats["outbound_window"], 1) << stats.dump(1);
   EXPECT_GE(stats["outbound_published"]["urgent"].get<std::uint64_t>(), 1u) << stats.dump(1);

@@ -95,7 +95,7 @@ void expect_same_state(const Pipeline& a, const Pipeline& b, std::int64_t now) {
   auto ra = rollup.compute(a.state, now), rb = rollup.compute(b.state, now);
   for (std::size_t g = 0; g < ra.goals.size(); ++g) {
     EXPECT_EQ(ra.goals[g].status, rb.goals[g].status);
-    EXPECT_DOUBLE_EQ(ra.goals[g].score, rb.goals[g].score);
+    EXPECT_DOUBLE_EQ(ra.goals[g].health, rb.goals[g].health);
   }
   EXPECT_EQ(a.ingest.counters().events_accepted, b.ingest.counters().events_accepted);
   EXPECT_EQ(a.ingest.counters().events_gaps, b.ingest.counters().events_gaps);
@@ -248,6 +248,40 @@ TEST_F(BoardTest, MinimumDurationStopsFlapping) {
   EXPECT_EQ(board.goals()[goal7].shown, Status::Amber);
   ASSERT_FALSE(changes.statuses.empty());
   EXPECT_EQ(changes.statuses[0].to, Status::Amber);
+}
+
+// The score follows the status the board shows, not the raw one still waiting out the
+// minimum duration; while the data is away (post silent) it keeps its last health.
+TEST_F(BoardTest, TheScoreAgreesWithTheShownStatus) {
+  auto band = [](double score) {
+    return score >= 70 ? Status::Green : score >= 35 ? Status::Amber : score <= 30 ? Status::Red : Status::Unknown;
+  };
+  const auto& ind = catalogue().indicators()[level];
+  set_level(1, kT0);
+  ASSERT_EQ(board.goals()[goal7].shown, Status::Green);
+  EXPECT_NEAR(board.goals()[goal7].score, 100, 1e-9) << "the only indicator with data is at baseline";
+
+  set_level(3, kT0 + 10'000);  // raw amber, pending
+  ASSERT_EQ(board.last().goals[goal7].status, Status::Amber);
+  ASSERT_EQ(board.goals()[goal7].shown, Status::Green);
+  EXPECT_EQ(band(board.goals()[goal7].score), Status::Green);
+  EXPECT_NEAR(board.goals()[goal7].health, 1 - severity(ind, 3), 1e-9);
+
+  set_level(3, kT0 + 45'000);
+  ASSERT_EQ(board.goals()[goal7].shown, Status::Amber);
+  EXPECT_NEAR(board.goals()[goal7].score, score_in_band(Status::Amber, 1 - severity(ind, 3)), 1e-9);
+  EXPECT_EQ(band(board.pillars()[1].score), Status::Amber) << "defend shows amber";
+
+  // The only post goes silent: raw unknown, the board keeps amber for the minimum duration.
+  std::vector<bool> silent(catalogue().posts().size(), false);
+  silent[bamako] = true;
+  board.tick(rollup.compute(state, kT0 + 50'000, silent, board.last().cells), silent, kT0 + 50'000);
+  ASSERT_EQ(board.last().goals[goal7].status, Status::Unknown);
+  ASSERT_EQ(board.goals()[goal7].shown, Status::Amber);
+  EXPECT_NEAR(board.goals()[goal7].score, score_in_band(Status::Amber, 1 - severity(ind, 3)), 1e-9);
+  board.tick(rollup.compute(state, kT0 + 90'000, silent, board.last().cells), silent, kT0 + 90'000);
+  EXPECT_EQ(board.goals()[goal7].shown, Status::Unknown);
+  EXPECT_EQ(board.goals()[goal7].score, 0) << "unknown has no score (null in the API)";
 }
 
 TEST_F(BoardTest, AlarmsAreRaisedWithCauseAcknowledgedAndCleared) {

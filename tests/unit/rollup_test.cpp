@@ -84,13 +84,13 @@ TEST_F(RollupTest, AggregatesAcrossPostsAndWeighsGoals) {
   EXPECT_EQ(s.indicators[2].value, 80);  // mean
   EXPECT_DOUBLE_EQ(s.indicators[2].severity, 0.75);
 
-  // Goal 1: lvl (w 1, sev .5) and cnt (w .5, sev .4): score = 100 * (1 - (.5 + .2) / 1.5)
-  EXPECT_NEAR(s.goals[0].score, 100.0 * (1 - 0.7 / 1.5), 1e-9);
+  // Goal 1: lvl (w 1, sev .5) and cnt (w .5, sev .4): health = 1 - (.5 + .2) / 1.5
+  EXPECT_NEAR(s.goals[0].health, 1 - 0.7 / 1.5, 1e-9);
   EXPECT_EQ(s.goals[0].status, Status::Amber);
   EXPECT_EQ(s.goals[0].posts_reporting, 3u);
-  // Goal 2: cnt (w 1, sev .4), shr (w 1, sev .75): score = 100 * (1 - 1.15 / 2)
-  EXPECT_NEAR(s.goals[1].score, 100.0 * (1 - 1.15 / 2), 1e-9);
-  EXPECT_NEAR(s.pillars[0].score, (s.goals[0].score + s.goals[1].score) / 2, 1e-9);
+  // Goal 2: cnt (w 1, sev .4), shr (w 1, sev .75): health = 1 - 1.15 / 2
+  EXPECT_NEAR(s.goals[1].health, 1 - 1.15 / 2, 1e-9);
+  EXPECT_NEAR(s.pillars[0].health, (s.goals[0].health + s.goals[1].health) / 2, 1e-9);
   EXPECT_EQ(s.pillars[0].status, Status::Amber);
 
   state.apply(2, 0, ev(11, 5), 11);  // one post red turns goal 1 and the pillar red
@@ -107,4 +107,28 @@ TEST_F(RollupTest, LatestObservationWinsWhateverTheArrivalOrder) {
   EXPECT_TRUE(state.apply(0, 0, ev(300, 2), 3));
   EXPECT_EQ(state.at(0, 0).number, 2);
   EXPECT_EQ(state.post_last_seen_ms(0), 3);
+}
+
+// Hand-computed: the score lies in its status's band (red 0-30, amber 35-65, green 70-100),
+// placed by the weighted mean health. A score alone says the status.
+TEST(GoalScore, LiesInTheBandOfItsStatus) {
+  struct Case {
+    Status status;
+    double health, score;
+  };
+  const Case cases[] = {
+      {Status::Green, 1.0, 100}, {Status::Green, 0.8, 94},  {Status::Green, 0.0, 70},  {Status::Amber, 1.0, 65},
+      {Status::Amber, 0.5, 50},  {Status::Amber, 0.0, 35},  {Status::Red, 0.9, 27},    {Status::Red, 0.0, 0},
+      {Status::Red, 1.0, 30},    {Status::Unknown, 0.7, 0}, {Status::Green, 1.7, 100}, {Status::Red, -0.2, 0},
+  };
+  for (const auto& c : cases) {
+    double score = score_in_band(c.status, c.health);
+    EXPECT_NEAR(score, c.score, 1e-9) << to_string(c.status) << " health " << c.health;
+    if (c.status != Status::Unknown && c.health >= 0 && c.health <= 1) {
+      EXPECT_NEAR(health_from_score(c.status, score), c.health, 1e-9);
+    }
+  }
+  // The case: a green goal at health .5 against amber goals at health .95.
+  EXPECT_GT(score_in_band(Status::Green, 0.5), score_in_band(Status::Amber, 0.95));
+  EXPECT_GT(score_in_band(Status::Amber, 0.0), score_in_band(Status::Red, 1.0));
 }

@@ -790,14 +790,16 @@ HttpResponse ApiRoutes::history(const Query& q) {
   auto points = src_.store->query_history(scope, id, from, to, 10000);
   if (*csv) {
     std::string out = "at_ms,at_utc,scope,id,status,score\r\n";
-    for (const auto& h : points)
+    for (const auto& h : points)  // an unknown point has no score: an empty field, as JSON's null
       out += fmt::format("{},{},{},{},{},{}\r\n", h.at_ms, iso_utc(h.at_ms), scope, csv_field(id), to_string(h.status),
-                         round2(h.score));
+                         h.status == Status::Unknown ? std::string() : fmt::format("{}", round2(h.score)));
     return csv_response("history-" + scope + "-" + id + ".csv", std::move(out));
   }
   json list = json::array();
   for (const auto& h : points)
-    list.push_back({{"at_ms", h.at_ms}, {"status", to_string(h.status)}, {"score", round2(h.score)}});
+    list.push_back({{"at_ms", h.at_ms},
+                    {"status", to_string(h.status)},
+                    {"score", h.status == Status::Unknown ? json(nullptr) : json(round2(h.score))}});
   return json_response(http::status::ok,
                        {{"scope", scope}, {"id", id}, {"from_ms", from}, {"to_ms", to}, {"points", std::move(list)}});
 }

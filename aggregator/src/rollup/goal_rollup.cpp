@@ -45,6 +45,21 @@ double severity(const Indicator& ind, double v) {
   return std::clamp(s, 0.0, 1.0);
 }
 
+namespace {
+double band_floor(Status s) { return s == Status::Red ? 0 : s == Status::Amber ? 35 : 70; }
+constexpr double kBandWidth = 30;
+}  // namespace
+
+double score_in_band(Status status, double health) {
+  if (status == Status::Unknown) return 0;
+  return band_floor(status) + kBandWidth * std::clamp(health, 0.0, 1.0);
+}
+
+double health_from_score(Status status, double score) {
+  if (status == Status::Unknown) return 0;
+  return std::clamp((score - band_floor(status)) / kBandWidth, 0.0, 1.0);
+}
+
 RollupSnapshot GoalRollup::compute(const IndicatorState& state, std::int64_t now_ms, const std::vector<bool>& silent,
                                    const std::vector<Status>& previous_cells) const {
   RollupSnapshot snap;
@@ -118,7 +133,7 @@ RollupSnapshot GoalRollup::compute(const IndicatorState& state, std::int64_t now
       gr.posts_reporting += reporting[p];
     }
     gr.coverage = gr.posts_expected ? static_cast<double>(gr.posts_reporting) / gr.posts_expected : 0;
-    gr.score = weights > 0 ? 100.0 * (1.0 - weighted / weights) : 0;
+    gr.health = weights > 0 ? 1.0 - weighted / weights : 0;
     // Too few posts reporting: "all quiet" cannot be told from "no one is looking".
     if (gr.posts_expected > 0 && gr.coverage < policy_.min_coverage) {
       gr.low_coverage = true;
@@ -135,10 +150,10 @@ RollupSnapshot GoalRollup::compute(const IndicatorState& state, std::int64_t now
       if (std::find(pillar.goals.begin(), pillar.goals.end(), gr.goal) == pillar.goals.end()) continue;
       if (gr.status == Status::Unknown) continue;
       pr.status = std::max(pr.status, gr.status);
-      total += gr.score;
+      total += gr.health;
       pr.goals_known += 1;
     }
-    pr.score = pr.goals_known ? total / pr.goals_known : 0;
+    pr.health = pr.goals_known ? total / pr.goals_known : 0;
     snap.pillars.push_back(std::move(pr));
   }
   return snap;

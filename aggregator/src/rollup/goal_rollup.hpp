@@ -23,6 +23,12 @@ double severity(const Indicator& ind, double value);
 // `band` (a fraction of the step below the threshold: red-amber, amber-baseline) clear of it.
 Status classify(const Indicator& ind, double value, Status previous, double band);
 
+// The score says the status on its own: red 0-30, amber 35-65, green 70-100. Within its band
+// it is the weighted mean health (1 - severity) of the indicators with data, so a red goal
+// with one bad indicator among good ones still scores below every amber goal.
+double score_in_band(Status status, double health);     // 0 when unknown (never shown)
+double health_from_score(Status status, double score);  // the inverse, for a restored board
+
 struct RollupPolicy {
   double hysteresis_band = 0.1;
   double min_coverage = 0.5;  // below this share of a goal's posts reporting, green becomes unknown
@@ -40,7 +46,7 @@ struct IndicatorRollup {
 struct GoalRollupResult {
   int goal = 0;
   Status status = Status::Unknown;
-  double score = 0;  // 100 = every indicator at baseline, 0 = every indicator red; meaningless when unknown
+  double health = 0;  // weighted mean of 1 - severity over the indicators with data (0..1)
   std::uint32_t indicators_reporting = 0;
   std::uint32_t posts_reporting = 0;  // posts with data for the goal that are not silent
   std::uint32_t posts_expected = 0;   // posts that ever reported data for the goal
@@ -52,7 +58,7 @@ struct GoalRollupResult {
 struct PillarRollupResult {
   std::string pillar;
   Status status = Status::Unknown;
-  double score = 0;
+  double health = 0;  // mean of its known goals' health
   std::uint32_t goals_known = 0;
 };
 

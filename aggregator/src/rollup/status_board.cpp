@@ -9,8 +9,7 @@ namespace postwatch::aggregator {
 StatusBoard::StatusBoard(const IndicatorCatalogue& catalogue, BoardPolicy policy)
     : catalogue_(catalogue), policy_(policy), goals_(catalogue.goals().size()), pillars_(catalogue.pillars().size()) {}
 
-bool StatusBoard::debounce(ShownStatus& s, Status raw, double score, std::int64_t now_ms) {
-  s.score = score;
+bool StatusBoard::debounce(ShownStatus& s, Status raw, std::int64_t now_ms) {
   if (raw == s.shown) {
     s.candidate = raw;
     s.candidate_since_ms = 0;
@@ -179,10 +178,15 @@ BoardChanges StatusBoard::tick(const RollupSnapshot& raw, const std::vector<bool
   BoardChanges out;
   last_ = raw;
   for (std::size_t g = 0; g < goals_.size(); ++g) {
-    Status before = goals_[g].shown;
-    if (debounce(goals_[g], raw.goals[g].status, raw.goals[g].score, now_ms))
-      out.statuses.push_back(
-          {"goal", std::to_string(raw.goals[g].goal), before, goals_[g].shown, goals_[g].score, now_ms});
+    ShownStatus& s = goals_[g];
+    const GoalRollupResult& r = raw.goals[g];
+    Status before = s.shown;
+    // A goal whose data went away keeps its last health while its shown status waits out
+    // min_duration, so its score stays in the band of what the board still shows.
+    if (r.indicators_reporting > 0) s.health = r.health;
+    bool changed = debounce(s, r.status, now_ms);
+    s.score = score_in_band(s.shown, s.health);
+    if (changed) out.statuses.push_back({"goal", std::to_string(r.goal), before, s.shown, s.score, now_ms});
     update_goal_alarm(g, now_ms, out);
   }
   // Pillars follow their goals' shown statuses, so they never flap faster than the goals.
@@ -196,11 +200,12 @@ BoardChanges StatusBoard::tick(const RollupSnapshot& raw, const std::vector<bool
       if (std::find(pillar.goals.begin(), pillar.goals.end(), id) == pillar.goals.end()) continue;
       if (goals_[g].shown == Status::Unknown) continue;
       worst = std::max(worst, goals_[g].shown);
-      total += goals_[g].score;
+      total += goals_[g].health;
       ++known;
     }
     Status before = pillars_[i].shown;
-    pillars_[i].score = known ? total / known : 0;
+    pillars_[i].health = known ? total / known : 0;
+    pillars_[i].score = score_in_band(worst, pillars_[i].health);
     if (worst != pillars_[i].shown) {
       pillars_[i].shown = worst;
       pillars_[i].since_ms = now_ms;

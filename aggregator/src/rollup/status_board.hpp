@@ -28,7 +28,8 @@ struct ShownStatus {
   std::int64_t since_ms = 0;
   Status candidate = Status::Unknown;  // the differing raw status waiting out min_duration
   std::int64_t candidate_since_ms = 0;
-  double score = 0;
+  double health = 0;  // last known weighted mean health (0..1); kept while the data is away
+  double score = 0;   // score_in_band(shown, health): agrees with `shown` (0 and null when unknown)
 };
 
 struct AlarmCause {
@@ -100,7 +101,7 @@ class StatusBoard {
   void restore(std::vector<ShownStatus> goals, std::vector<ShownStatus> pillars, std::vector<Alarm> alarms);
 
  private:
-  bool debounce(ShownStatus& s, Status raw, double score, std::int64_t now_ms);
+  bool debounce(ShownStatus& s, Status raw, std::int64_t now_ms);
   void update_goal_alarm(std::size_t goal_index, std::int64_t now_ms, BoardChanges& out);
   void update_silent_alarms(const std::vector<bool>& silent, std::int64_t now_ms, BoardChanges& out);
   void update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out);
