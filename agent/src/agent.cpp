@@ -157,7 +157,9 @@ struct Agent::Impl {
     st.at_ms = now_utc_ms();
     st.agent_version = POSTWATCH_AGENT_VERSION;
     st.config_hash = config.config_hash;
-    st.heartbeat_interval_s = static_cast<std::uint32_t>(config.heartbeat_interval.count());
+    st.one_shot = config.one_shot;
+    st.heartbeat_interval_s =
+        static_cast<std::uint32_t>((config.one_shot ? config.expect_every : config.heartbeat_interval).count());
     st.awaits_confirmation = config.aggregator_confirms();
     std::lock_guard lk(mu);
     st.clock_sync = clock_sync;

@@ -56,10 +56,13 @@ usage:
       socket, see `send`), drop_dir (JSON-lines/CSV files ingested once),
       probes (the board's health) and scripts (commands whose output is a value).
   postwatch-agent emit  --config FILE --indicator ID --value V [--note TEXT]
-                        [--observed-at-ms MS] [--timeout-s N]
+                        [--observed-at-ms MS] [--timeout-s N] [--expect-every-s N]
       Spools one event and waits for the aggregator's confirmation (the broker's
       acknowledgement with "delivery": {"confirm": "broker"}); if it does not come
-      in time the event stays in the spool (exit 3) for the next run.
+      in time the event stays in the spool (exit 3) for the next run. A one-shot
+      sender: leaving does not make its post silent. --expect-every-s N (a cron
+      job's period) lets the aggregator mark the post silent when no emit came
+      for 3 x N s; without it, only a resident agent (run) watches for silence.
   postwatch-agent send  --config FILE [JSON]
       Hands events to the running agent through its local API socket (the
       config's local_api.socket): JSON is one event object or an array of them;
@@ -496,6 +499,12 @@ int cmd_emit(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
     return 1;
   }
   loaded.config.batch_max_delay = std::chrono::milliseconds(0);  // one event: send at once
+  loaded.config.one_shot = true;
+  if (args.flag("expect-every-s")) {
+    int every = std::stoi(args.get("expect-every-s"));
+    if (every < 0 || every > 31 * 24 * 3600) throw std::invalid_argument("--expect-every-s must be 0 to 2678400");
+    loaded.config.expect_every = std::chrono::seconds(every);
+  }
   auto agent = make_agent(loaded, log);
   auto r = agent->submit(std::move(ev));
   if (!r.accepted) {

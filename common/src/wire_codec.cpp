@@ -167,10 +167,11 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st) {
                                       m.events_sent, m.events_dropped, m.reconnects, m.rss_bytes, m.uptime_s,
                                       m.sent_through_seq, m.confirmed_through_seq, m.held_from_seq);
   }
-  auto root = fbw::CreateAgentState(
-      fbb, WireLimits::schema_version, agent, post, st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline,
-      st.at_ms, version, hash, st.first_unacked_seq, st.heartbeat_interval_s, metrics, st.awaits_confirmation,
-      static_cast<fbw::ClockSync>(st.clock_sync), st.clock_jumps, st.last_clock_jump_ms, st.last_clock_jump_at_ms);
+  auto root = fbw::CreateAgentState(fbb, WireLimits::schema_version, agent, post,
+                                    st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline, st.at_ms, version,
+                                    hash, st.first_unacked_seq, st.heartbeat_interval_s, metrics,
+                                    st.awaits_confirmation, static_cast<fbw::ClockSync>(st.clock_sync), st.clock_jumps,
+                                    st.last_clock_jump_ms, st.last_clock_jump_at_ms, st.one_shot);
   fbw::FinishAgentStateBuffer(fbb, root);
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
@@ -198,6 +199,7 @@ DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState
                        ? static_cast<ClockSync>(sync)
                        : ClockSync::Unknown;  // a newer agent's value
   out.clock_jumps = st->clock_jumps();
+  out.one_shot = st->one_shot();
   out.last_clock_jump_ms = st->last_clock_jump_ms();
   out.last_clock_jump_at_ms = st->last_clock_jump_at_ms();
   out.has_metrics = st->metrics() != nullptr;

@@ -99,6 +99,26 @@ TEST_F(EndToEnd, AgentCommandLineEmitsOneEvent) {
   ASSERT_EQ(emit.wait(std::chrono::seconds(20)), 0) << emit.log();
   EXPECT_TRUE(wait_until([&] { return aggregator.get("/api/v1/posts/caracas")["indicators"].size() == 1; },
                          std::chrono::seconds(10)));
+  // A one-shot sender: it has left (death), and its post is not silent for it.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto a = aggregator.get("/api/v1/agents/caracas/cli-1");
+        return a.is_object() && a.value("one_shot", false) && !a.value("online", true);
+      },
+      std::chrono::seconds(10)))
+      << aggregator.get("/api/v1/agents/caracas/cli-1").dump();
+  EXPECT_EQ(aggregator.get("/api/v1/posts/caracas")["silent"], false);
+  for (const auto& a : aggregator.get("/api/v1/alarms")["alarms"])
+    EXPECT_FALSE(a["kind"] == "post_silent" && a["post"] == "caracas") << a.dump();
+
+  // One that promised to come back every second: its post goes silent once three are missed.
+  ChildProcess cron({(binary_dir() / "agent" / "postwatch-agent").string(), "emit", "--config", cfg.string(),
+                     "--indicator", "conflict_early_warning_level", "--value", "3", "--expect-every-s", "1"},
+                    dir.path() / "cron.log");
+  ASSERT_EQ(cron.wait(std::chrono::seconds(20)), 0) << cron.log();
+  EXPECT_TRUE(
+      wait_until([&] { return aggregator.get("/api/v1/posts/caracas")["silent"] == true; }, std::chrono::seconds(15)))
+      << aggregator.get("/api/v1/posts/caracas").dump();
 
   ChildProcess bad({(binary_dir() / "agent" / "postwatch-agent").string(), "emit", "--config", cfg.string(),
                     "--indicator", "no_such_indicator", "--value", "4"},

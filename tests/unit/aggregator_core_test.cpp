@@ -402,6 +402,51 @@ TEST(SilentPosts, ABirthCountsAsHeardUntilTheHeartbeatsAreMissed) {
   EXPECT_TRUE(silent[bamako]) << "all its agents are offline";
 }
 
+// A one-shot sender (emit) sends and leaves: its death does not make its post silent. Only an
+// interval it promised (--expect-every-s) does, after the missed-heartbeat count of them; a
+// resident agent at the same post still decides for that post.
+TEST(SilentPosts, AOneShotSendersDeathIsNotSilence) {
+  const auto& cat = catalogue();
+  IndicatorState state(cat);
+  AgentTable agents(cat);
+  AgentPresence presence(cat, agents, quiet());
+  auto state_message = [&](const std::string& post, const std::string& agent, bool online, bool one_shot,
+                           std::uint32_t interval_s, std::int64_t now) {
+    AgentState st;
+    st.agent_id = agent;
+    st.post_id = post;
+    st.online = online;
+    st.at_ms = now;
+    st.heartbeat_interval_s = interval_s;
+    st.one_shot = one_shot;
+    presence.on_message("postwatch/v1/" + cat.find_post(post)->region + "/" + post + "/" + agent + "/state",
+                        encode_agent_state(st), now);
+  };
+  const auto caracas = *cat.post_index("caracas"), kabul = *cat.post_index("kabul"), bamako = *cat.post_index("bamako");
+  state_message("caracas", "cron", true, true, 0, kT0);  // no promise
+  state_message("caracas", "cron", false, true, 0, kT0 + 500);
+  state_message("kabul", "cron", true, true, 60, kT0);  // every minute
+  state_message("kabul", "cron", false, true, 60, kT0 + 500);
+  state_message("bamako", "gw", true, false, 10, kT0);  // a resident agent ...
+  state_message("bamako", "cron", true, true, 0, kT0);  // ... and a one-shot sender
+  state_message("bamako", "cron", false, true, 0, kT0 + 500);
+  LivenessPolicy policy{3, 30'000};
+
+  auto silent = silent_posts(cat, agents, state, kT0 + 1000, policy);
+  EXPECT_FALSE(silent[caracas]) << "left by design";
+  EXPECT_FALSE(silent[kabul]);
+  EXPECT_FALSE(silent[bamako]) << "its resident agent is online";
+  silent = silent_posts(cat, agents, state, kT0 + 180'000, policy);
+  EXPECT_FALSE(silent[kabul]) << "3 promised minutes not yet missed";
+  EXPECT_FALSE(silent[caracas]) << "no promise: never silent from a one-shot sender's absence";
+  EXPECT_TRUE(silent[bamako]) << "the resident agent missed its heartbeats";
+  silent = silent_posts(cat, agents, state, kT0 + 180'001, policy);
+  EXPECT_TRUE(silent[kabul]) << "three promised sends missed";
+  state_message("kabul", "cron", true, true, 60, kT0 + 190'000);  // the next cron run
+  silent = silent_posts(cat, agents, state, kT0 + 190'001, policy);
+  EXPECT_FALSE(silent[kabul]);
+}
+
 // Repeated attempts from one post's topic to pass as another post raise one alarm,
 // which names the claimed identities, reports further attempts and clears after a
 // quiet window. Single slips (a misconfigured agent once) do not.

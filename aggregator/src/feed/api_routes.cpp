@@ -469,6 +469,7 @@ json agent_json(const std::string& key, const std::string& post, const AgentReco
               {"agent_version", a->agent_version},
               {"config_hash", a->config_hash},
               {"heartbeat_interval_s", a->heartbeat_interval_s},
+              {"one_shot", a->one_shot},
               {"last_heartbeat_ms", a->last_heartbeat_ms},
               {"first_unacked_seq_at_birth", a->first_unacked_seq},
               {"awaits_confirmation", a->awaits_confirmation}});

@@ -52,6 +52,7 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
     // broker sends the last will (stamped at connect time) only after that connection is gone.
     rec.last_state_ms = st.at_ms;
     rec.online = st.online;
+    rec.one_shot = st.one_shot;
     if (st.online) {
       // A new agent process, perhaps after a reboot that reset an RTC-less clock: what was
       // measured of the old one no longer holds. A retained birth at our start changes nothing.

@@ -44,7 +44,8 @@ struct AgentPresenceRecord {
   std::uint64_t first_unacked_seq = 0;
   bool awaits_confirmation = false;  // birth: it keeps events until confirmed, so it can resend them
   std::string agent_version, config_hash;
-  std::uint32_t heartbeat_interval_s = 0;
+  std::uint32_t heartbeat_interval_s = 0;  // one-shot: how often it promised to send again (0: none)
+  bool one_shot = false;                   // sends and leaves (emit): its death is not silence
   bool has_metrics = false;
   AgentMetrics metrics;
 };

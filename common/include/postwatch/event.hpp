@@ -93,6 +93,9 @@ struct AgentState {
   std::uint32_t clock_jumps = 0;           // wall-clock jumps seen since the agent started
   std::int64_t last_clock_jump_ms = 0;     // size of the last one, + forwards
   std::int64_t last_clock_jump_at_ms = 0;  // when, agent clock after the jump
+  // Sends and leaves (emit): its death is not its post going quiet; heartbeat_interval_s is
+  // then how often it promises to send again (0: none).
+  bool one_shot = false;
 };
 
 }  // namespace postwatch

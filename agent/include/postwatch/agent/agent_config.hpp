@@ -93,6 +93,10 @@ struct AgentConfig {
   std::size_t batch_max_events = 500;
   std::chrono::milliseconds batch_max_delay{200};
   std::chrono::seconds heartbeat_interval{30};
+  // A one-shot sender (emit): says so in its birth and death, so its leaving does not make its
+  // post silent; `expect_every` is how often it promises to send again (0: no promise).
+  bool one_shot = false;
+  std::chrono::seconds expect_every{0};
   std::chrono::seconds keep_alive{20};
   std::size_t max_inflight_batches = 8;
   std::size_t queue_max_events = 1'000'000;  // in-memory backlog only (tests, simulator)
