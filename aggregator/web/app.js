@@ -13,6 +13,7 @@
   const POLL_SIDE_MS = 15000;      // posts (silent), stats (agents online), threats
   const POLL_HISTORY_MS = 60000;   // sparklines
   const RANK = { unknown: 0, green: 1, amber: 2, red: 3 };
+  const DENSE_ALARMS = 6;          // more open alarms than this: one line each
 
   const state = {
     token: null,
@@ -353,11 +354,16 @@
     const open = [...state.alarms.values()].filter((a) => a.state === 'open')
       .sort((x, y) => (RANK[y.level] - RANK[x.level]) || (Number(x.acknowledged) - Number(y.acknowledged)) ||
                       (y.raised_at_ms - x.raised_at_ms));
+    // Many open alarms (a bad day on a wall screen): one line each, causes in the tooltip and
+    // the drill-down, so every alarm stays on screen.
+    const dense = open.length > DENSE_ALARMS;
+    list.classList.toggle('dense', dense);
     list.replaceChildren(...open.map((a) => {
       const all = (a.causes || []).map((c) => `${c.post}: ${c.indicator} ${fmtValue(c.value)}`);
       return h('li', { class: `alarm status-${a.level}${a.acknowledged ? ' acked' : ''}`, id: `alarm-${a.id}` },
         h('div', { class: 'alarm-head' }, pill(a.level),
-          h('span', { class: 'alarm-title', title: alarmTitle(a) }, alarmTitle(a))),
+          h('span', { class: 'alarm-title', title: [alarmTitle(a), ...all].join('\n') }, alarmTitle(a)),
+          h('span', { class: 'alarm-age', title: fmtTime(a.raised_at_ms) }, fmtAgo(a.raised_at_ms))),
         all.length ? h('div', { class: 'alarm-causes', title: all.join('\n') },
                        all.length > 2 ? `${all.slice(0, 2).join(' · ')} · +${all.length - 2} more` : all.join(' · '))
                    : null,
@@ -365,7 +371,8 @@
           h('span', { class: 'alarm-meta' }, `#${a.id} · raised ${fmtAgo(a.raised_at_ms)} (${fmtTime(a.raised_at_ms)})` +
             (a.worst_level && a.worst_level !== a.level ? ` · was ${a.worst_level}` : '')),
           a.acknowledged ? null
-                         : h('button', { type: 'button', class: 'ack', onclick: () => openAck(a) }, 'Acknowledge')),
+                         : h('button', { type: 'button', class: 'ack', title: 'Acknowledge', 'aria-label': 'Acknowledge',
+                                         onclick: () => openAck(a) }, dense ? 'Ack' : 'Acknowledge')),
         a.acknowledged
           ? h('div', { class: 'alarm-acked' },
               `✓ acknowledged by ${a.ack.by} ${fmtAgo(a.ack.at_ms)}${a.ack.comment ? ` — “${a.ack.comment}”` : ''}`)
@@ -401,8 +408,8 @@
         if (RANK[st] > RANK[worst]) worst = st;
       }
       return h('li', { class: `status-${worst}`, id: `threat-${t.id}` },
-        h('span', { class: 'threat-name' }, t.name, h('br'), h('span', { class: 'threat-goals' }, `goals ${t.goals.map((g) => g.id).join(', ')}`)),
-        pill(worst));
+        pill(worst), h('span', { class: 'threat-name' }, t.name),
+        h('span', { class: 'threat-goals' }, `goals ${t.goals.map((g) => g.id).join(', ')}`));
     }));
   }
 

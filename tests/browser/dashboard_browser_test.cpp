@@ -135,6 +135,87 @@ TEST_F(DashboardBrowser, ShowsTheRedGoalLiveAndSavesAScreenshot) {
   EXPECT_EQ(image.substr(1, 3), "PNG");
 }
 
+// What a wall screen shows on a bad day, as the demo has it: every goal alarmed (one post's
+// security posture at 5 feeds all 13), goals amber and red, three posts gone silent. At
+// 1920x1080 everything shows with no text cut and no scrolling; at 1366x768 no text is cut
+// and nothing runs off sideways (the page may scroll down). The page's own ?check=layout
+// report compares every element's scroll size with its client size. Screenshots are kept.
+TEST_F(DashboardBrowser, WallScreenShowsEverythingUncut) {
+  using nlohmann::json;
+  const std::string kGoal13 = "Robust and balanced integrated border management and control";
+  RawPublisher pub(broker.uri(), "layout-publisher");
+  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  pub.event("europe", "athens", "irregular_migration_pressure", 2000, ValueKind::Gauge);
+  pub.event("asia", "kuala-lumpur", "post_security_posture", 5);
+  for (auto [region, post] :
+       {std::pair{"europe", "sofia"}, {"middle-east-north-africa", "tunis"}, {"latin-america-caribbean", "caracas"}}) {
+    pub.event(region, post, "conflict_early_warning_level", 2);
+    AgentState death;
+    death.agent_id = "t1";
+    death.post_id = post;
+    death.online = false;
+    death.at_ms = now_utc_ms();
+    pub.raw(std::string("postwatch/v1/") + region + "/" + post + "/t1/state", encode_agent_state(death));
+  }
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = http_call(aggregator.port(), boost::beast::http::verb::get, "/api/v1/alarms?state=open",
+                           bearer(TokensFile::kRead));
+        auto j = r.json();
+        return j.is_object() && j["alarms"].size() >= 16u;  // 13 goals + 3 silent posts
+      },
+      15s));
+
+  auto artifacts = std::filesystem::path(POSTWATCH_TEST_ARTIFACTS_DIR);
+  std::filesystem::create_directories(artifacts);
+  struct Screen {
+    int w, h;
+    bool must_fit;  // the whole board without scrolling
+  };
+  // Headless Chromium's --window-size includes window furniture: the page's viewport is
+  // smaller by an amount that varies. Measure it once and size the window so the viewport
+  // is exactly the screen.
+  auto layout_report = [&](int w, int h, const std::string& size) {
+    auto dom_file = dir.path() / ("layout-" + size + ".html");
+    const std::string window = "--window-size=" + std::to_string(w) + "," + std::to_string(h);
+    if (run_chromium(chromium, dir, url() + "&check=layout", {"--dump-dom", window}, dom_file) != 0) return json();
+    std::string dom = read_file(dom_file);
+    std::smatch m;
+    if (!std::regex_search(dom, m, std::regex(R"(<pre id="layout-report"[^>]*>([^<]*)</pre>)"))) return json();
+    std::string text = std::regex_replace(m[1].str(), std::regex("&quot;"), "\"");
+    text = std::regex_replace(text, std::regex("&amp;"), "&");
+    auto report = json::parse(text, nullptr, false);
+    if (report.is_object()) report["dom_has_goal_13_name"] = dom.find(kGoal13) != std::string::npos;
+    return report;
+  };
+  for (auto screen : {Screen{1920, 1080, true}, Screen{1366, 768, false}}) {
+    const std::string size = std::to_string(screen.w) + "x" + std::to_string(screen.h);
+    auto report = layout_report(screen.w, screen.h, size);
+    ASSERT_TRUE(report.is_object()) << "no layout report at " << size << "; " << read_file(dir.path() / "chromium.log");
+    int vw = 0, vh = 0;
+    ASSERT_EQ(std::sscanf(report["viewport"].get<std::string>().c_str(), "%dx%d", &vw, &vh), 2);
+    const int win_w = 2 * screen.w - vw, win_h = 2 * screen.h - vh;
+    if (vw != screen.w || vh != screen.h) report = layout_report(win_w, win_h, size);
+    ASSERT_TRUE(report.is_object());
+    ASSERT_EQ(report["viewport"], size) << "could not size the viewport";
+    EXPECT_TRUE(report["problems"].empty()) << size << ": " << report["problems"].dump(1);
+    if (screen.must_fit) {
+      EXPECT_FALSE(report["page_scrolls"].get<bool>()) << size << ": page is " << report["page_height"] << " px high";
+    }
+    EXPECT_TRUE(report["dom_has_goal_13_name"].get<bool>());
+
+    auto png = artifacts / ("dashboard-" + size + ".png");
+    std::filesystem::remove(png);
+    // --screenshot renders at the window size itself: the picture is the screen as checked.
+    ASSERT_EQ(run_chromium(chromium, dir, url(),
+                           {"--screenshot=" + png.string(),
+                            "--window-size=" + std::to_string(screen.w) + "," + std::to_string(screen.h)},
+                           dir.path() / ("screenshot-" + size + ".out")),
+              0);
+    EXPECT_GT(std::filesystem::file_size(png), 20'000u) << png;
+  }
+}
+
 TEST_F(DashboardBrowser, DrillsDownFromGoalToRegionToPostToIndicators) {
   publish_world();
   auto dom_file = dir.path() / "goal.html";
