@@ -108,8 +108,8 @@ TEST_F(EndToEnd, AgentCommandLineEmitsOneEvent) {
       std::chrono::seconds(10)))
       << aggregator.get("/api/v1/agents/caracas/cli-1").dump();
   EXPECT_EQ(aggregator.get("/api/v1/posts/caracas")["silent"], false);
-  for (const auto& a : aggregator.get("/api/v1/alarms")["alarms"])
-    EXPECT_FALSE(a["kind"] == "post_silent" && a["post"] == "caracas") << a.dump();
+  const auto alarms = aggregator.get("/api/v1/alarms");  // kept: a range-for over a temporary's member dangles
+  for (const auto& a : alarms["alarms"]) EXPECT_FALSE(a["kind"] == "post_silent" && a["post"] == "caracas") << a.dump();
 
   // One that promised to come back every second: its post goes silent once three are missed.
   ChildProcess cron({(binary_dir() / "agent" / "postwatch-agent").string(), "emit", "--config", cfg.string(),
