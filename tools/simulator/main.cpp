@@ -39,9 +39,6 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kTick = std::chrono::milliseconds(100);
 constexpr auto kProgressEvery = std::chrono::seconds(5);
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
-// A confirmation takes about a second (the aggregator confirms what its store committed, every
-// --confirm-interval-ms); 10 s covers a loaded machine and a sanitizer build.
-constexpr auto kDrainTimeout = std::chrono::seconds(10);
 constexpr std::size_t kMaxAgentsPerPost = 20;
 
 std::atomic<bool> g_stop{false};
@@ -72,6 +69,9 @@ struct Options {
   std::size_t agents_per_post = 1;
   double rate = 2;
   double duration_s = 0;
+  // A confirmation takes about a second (the aggregator confirms what its store committed, every
+  // --confirm-interval-ms); 10 s covers a loaded machine.
+  double drain_s = 10;
   std::uint64_t seed = 1;
   bool quiet = false;
   std::string broker_stop_cmd, broker_start_cmd;
@@ -100,7 +100,10 @@ std::variant<Options, int> parse_options(int argc, char** argv) {
       "agents at each post, each reporting the post's signals at --rate")(
       "rate", po::value(&o.rate)->default_value(o.rate), "events per second per agent")(
       "duration", po::value(&o.duration_s)->default_value(o.duration_s), "seconds to run; 0 = until SIGINT/SIGTERM")(
-      "seed", po::value(&o.seed)->default_value(o.seed), "random seed: same seed, same posts and episodes")(
+      "drain", po::value(&o.drain_s)->default_value(o.drain_s),
+      "at the end, seconds to wait for the aggregator to confirm what the agents still hold; what is left is "
+      "reported as never confirmed")("seed", po::value(&o.seed)->default_value(o.seed),
+                                     "random seed: same seed, same posts and episodes")(
       "quiet", po::bool_switch(&o.quiet), "no per-post lines, episode announcements or agent info logs")(
       "broker-stop-cmd", po::value(&o.broker_stop_cmd),
       "shell command that stops the broker, for broker_outage steps (with --broker-start-cmd); without both, an "
@@ -127,8 +130,8 @@ std::variant<Options, int> parse_options(int argc, char** argv) {
     std::cout << "postwatch-sim " << POSTWATCH_VERSION << "\n";
     return 0;
   }
-  if (!(o.rate > 0 && o.rate <= 100000) || !(o.duration_s >= 0)) {
-    std::cerr << "postwatch-sim: need 0 < --rate <= 100000 and --duration >= 0\n";
+  if (!(o.rate > 0 && o.rate <= 100000) || !(o.duration_s >= 0) || !(o.drain_s >= 0 && o.drain_s <= 86400)) {
+    std::cerr << "postwatch-sim: need 0 < --rate <= 100000, --duration >= 0 and 0 <= --drain <= 86400\n";
     return 2;
   }
   if (o.agents_per_post < 1 || o.agents_per_post > kMaxAgentsPerPost) {
@@ -343,8 +346,9 @@ int run(const Options& o, const std::shared_ptr<spdlog::sinks::sink>& sink,
   auto start = Clock::now();
   run_loop(world, timeline, *fleet, *log, o.duration_s);
   timeline.finish();
-  log->info("stopping: waiting up to {} s for the backlog to be confirmed", kDrainTimeout.count());
-  bool drained = fleet->drain_and_stop(kDrainTimeout);
+  log->info("stopping: waiting up to {} s for the backlog to be confirmed", o.drain_s);
+  bool drained =
+      fleet->drain_and_stop(std::chrono::milliseconds(static_cast<std::int64_t>(std::max(0.0, o.drain_s) * 1000)));
   auto t = fleet->totals();
   // sent counts every PUBACK, resends after a reconnect included; confirmed is what left the spools.
   log->info("done after {:.1f} s: events accepted {} sent {} confirmed {} rejected {}{}", seconds_since(start),
