@@ -4,6 +4,9 @@
     openapi_check.py --spec-only --spec FILE_OR_URL
     openapi_check.py --base-url URL [--token TOKEN] [--spec FILE_OR_URL] --cases FILE
     openapi_check.py --base-url URL [--token TOKEN] --get STATUS PATH [--get STATUS PATH ...]
+    openapi_check.py --base-url URL --validate SCHEMA|PATH FILE
+        a JSON document (e.g. a doc example) against #/components/schemas/SCHEMA, or against the
+        200 answer of GET PATH; no requests besides fetching the description
 
 The spec check: every operation has a unique camelCase operationId, a 2xx (or 101) and a 4xx
 response; every $ref resolves; path templates and path parameters agree; every schema converts.
@@ -479,6 +482,36 @@ def run_case(spec, base, default_token, case, timeout):
     return not details, label, details
 
 
+def validate_document(spec, name, path):
+    """0 when the JSON in `path` is valid, 1 otherwise. `name` is a component schema (Alarm), or a
+    path (/api/v1/alarms) whose GET's 200 application/json answer it must be."""
+    try:
+        if name.startswith("/"):
+            template, op = spec.match("get", name)
+            if op is None:
+                raise SpecError("no documented GET operation matches %s" % name)
+            response = spec.deref(op.get("responses", {}).get("200", {}))
+            schema = response.get("content", {}).get("application/json", {}).get("schema")
+            if schema is None:
+                raise SpecError("GET %s documents no 200 application/json answer" % template)
+            ref = "#/paths/%s/get/responses/200/content/application~1json/schema" % pointer_escape(template)
+        else:
+            ref = "#/components/schemas/" + name
+            schema = spec.resolve(ref)
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except (OSError, ValueError, SpecError) as e:
+        print("FAIL %s: %s" % (name, e))
+        return 1
+    validator = jsonschema.Draft7Validator(spec.json_schema(schema, ref))
+    lines = describe_errors(validator, document)
+    for line in lines:
+        print("FAIL " + line)
+    if not lines:
+        print("ok   %s: valid against %s" % (path, ref))
+    return 1 if lines else 0
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -489,6 +522,8 @@ def main(argv):
     ap.add_argument("--cases", help="JSON file: an array of {path, status, token?, headers?, revalidate?, websocket?}")
     ap.add_argument("--get", nargs=2, action="append", default=[], metavar=("STATUS", "PATH"),
                     help="one request and its expected status (repeatable)")
+    ap.add_argument("--validate", nargs=2, metavar=("SCHEMA", "FILE"),
+                    help="validate the JSON in FILE against #/components/schemas/SCHEMA, make no requests")
     ap.add_argument("--timeout", type=float, default=10.0)
     args = ap.parse_args(argv)
     if not args.spec_only and not args.base_url:
@@ -500,6 +535,9 @@ def main(argv):
     except (OSError, ValueError, SpecError, http.client.HTTPException) as e:
         print("openapi_check: cannot load the description: %s" % e, file=sys.stderr)
         return 2
+
+    if args.validate:
+        return validate_document(spec, *args.validate)
 
     failures = 0
     n_ops, problems = check_spec(spec)
