@@ -5,6 +5,7 @@
 #include "postwatch/wire/postwatch_events_generated.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace postwatch {
 namespace fbw = postwatch::wire::v1;
@@ -89,6 +90,20 @@ std::string_view view(const flatbuffers::String* s) {
   return s ? std::string_view(s->data(), s->size()) : std::string_view{};
 }
 
+// The owning decoders take any payload: one that does not start 8-byte aligned is decoded from
+// an aligned copy (they copy its contents anyway). FlatBuffers reads scalars in place, and an
+// ARM core faults on a misaligned 64-bit read (armhf under qemu: SIGBUS; TargetArch.* tests it).
+template <typename Decode>
+DecodeError decode_aligned(std::span<const std::uint8_t> payload, Decode&& decode) {
+  if (reinterpret_cast<std::uintptr_t>(payload.data()) % alignof(std::uint64_t) == 0) return decode(payload);
+  std::vector<std::uint64_t> copy((payload.size() + 7) / 8);
+  std::memcpy(copy.data(), payload.data(), payload.size());
+  return decode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(copy.data()), payload.size()));
+}
+
+DecodeError decode_agent_state_aligned(std::span<const std::uint8_t> payload, AgentState& out);
+DecodeError decode_delivery_confirm_aligned(std::span<const std::uint8_t> payload, DeliveryConfirm& out);
+
 }  // namespace
 
 DecodeError decode_batch(std::span<const std::uint8_t> payload, BatchView& out) {
@@ -132,7 +147,9 @@ DecodeError decode_batch(std::span<const std::uint8_t> payload, BatchView& out) 
   return DecodeError::None;
 }
 
-DecodeError decode_batch(std::span<const std::uint8_t> payload, EventBatch& out) {
+namespace {
+
+DecodeError decode_owned_batch(std::span<const std::uint8_t> payload, EventBatch& out) {
   BatchView v;
   auto err = decode_batch(payload, v);
   if (err != DecodeError::None) return err;
@@ -152,6 +169,12 @@ DecodeError decode_batch(std::span<const std::uint8_t> payload, EventBatch& out)
     out.events.push_back(std::move(e));
   }
   return DecodeError::None;
+}
+
+}  // namespace
+
+DecodeError decode_batch(std::span<const std::uint8_t> payload, EventBatch& out) {
+  return decode_aligned(payload, [&](std::span<const std::uint8_t> p) { return decode_owned_batch(p, out); });
 }
 
 std::vector<std::uint8_t> encode_agent_state(const AgentState& st) {
@@ -177,6 +200,12 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st) {
 }
 
 DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState& out) {
+  return decode_aligned(payload, [&](std::span<const std::uint8_t> p) { return decode_agent_state_aligned(p, out); });
+}
+
+namespace {
+
+DecodeError decode_agent_state_aligned(std::span<const std::uint8_t> payload, AgentState& out) {
   if (payload.size() > std::size_t{64} * 1024) return DecodeError::Oversized;
   if (payload.size() < 8 || !fbw::AgentStateBufferHasIdentifier(payload.data())) return DecodeError::WrongIdentifier;
   flatbuffers::Verifier verifier(payload.data(), payload.size());
@@ -220,6 +249,8 @@ DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState
   return DecodeError::None;
 }
 
+}  // namespace
+
 std::vector<std::uint8_t> encode_delivery_confirm(const DeliveryConfirm& c) {
   flatbuffers::FlatBufferBuilder fbb(128);
   auto agent = fbb.CreateString(c.agent_id);
@@ -231,6 +262,13 @@ std::vector<std::uint8_t> encode_delivery_confirm(const DeliveryConfirm& c) {
 }
 
 DecodeError decode_delivery_confirm(std::span<const std::uint8_t> payload, DeliveryConfirm& out) {
+  return decode_aligned(payload,
+                        [&](std::span<const std::uint8_t> p) { return decode_delivery_confirm_aligned(p, out); });
+}
+
+namespace {
+
+DecodeError decode_delivery_confirm_aligned(std::span<const std::uint8_t> payload, DeliveryConfirm& out) {
   if (payload.size() > std::size_t{4} * 1024) return DecodeError::Oversized;
   if (payload.size() < 8 || !fbw::DeliveryConfirmBufferHasIdentifier(payload.data()))
     return DecodeError::WrongIdentifier;
@@ -247,5 +285,7 @@ DecodeError decode_delivery_confirm(std::span<const std::uint8_t> payload, Deliv
   out.resend_from = c->resend_from();
   return DecodeError::None;
 }
+
+}  // namespace
 
 }  // namespace postwatch

@@ -89,22 +89,52 @@ TEST(TargetArch, TheSpoolKeepsEventsPast2038AndAgesThemWithA2100Clock) {
   EXPECT_EQ(reopened.stats().events, 1u);
 }
 
-TEST(TargetArch, WireBatchesCarryTimesPast2038FromAnyAlignment) {
+TEST(TargetArch, WireMessagesCarryTimesPast2038FromAnyAlignment) {
   EventBatch batch{"board-1", "bamako", k2100Ms + 500, {event_at(7, k2100Ms), event_at(8, k2100Ms + 1)}, 2};
-  auto payload = encode_batch(batch);
-  // Paho hands the aggregator a payload wherever its buffer is; FlatBuffers' verifier wants its
-  // scalars aligned, so a copy at an odd address must still decode (the codec aligns it).
+  AgentState state;
+  state.agent_id = "board-1";
+  state.post_id = "bamako";
+  state.online = true;
+  state.at_ms = k2100Ms;
+  state.last_clock_jump_at_ms = k2100Ms - 1;
+  DeliveryConfirm confirm{"board-1", "bamako", 8, k2100Ms + 2, 0};
+  const auto batch_bytes = encode_batch(batch);
+  const auto state_bytes = encode_agent_state(state);
+  const auto confirm_bytes = encode_delivery_confirm(confirm);
+  // A payload at an odd address (an offset into a larger buffer): the owning decoders must not
+  // read it in place. Before they copied it, armhf died here with SIGBUS.
+  auto at_offset = [](const std::vector<std::uint8_t>& bytes, std::size_t offset) {
+    std::vector<std::uint8_t> shifted(offset + bytes.size());
+    std::memcpy(shifted.data() + offset, bytes.data(), bytes.size());
+    return shifted;
+  };
   for (std::size_t offset = 0; offset < 8; ++offset) {
-    std::vector<std::uint8_t> shifted(offset + payload.size());
-    std::memcpy(shifted.data() + offset, payload.data(), payload.size());
+    auto b = at_offset(batch_bytes, offset);
     EventBatch out;
-    ASSERT_EQ(decode_batch(std::span<const std::uint8_t>(shifted).subspan(offset), out), DecodeError::None)
-        << "offset " << offset;
+    ASSERT_EQ(decode_batch(std::span<const std::uint8_t>(b).subspan(offset), out), DecodeError::None) << offset;
     EXPECT_EQ(out.sent_at_ms, k2100Ms + 500);
     ASSERT_EQ(out.events.size(), 2u);
     EXPECT_EQ(out.events[1].observed_at_ms, k2100Ms + 1);
+    EXPECT_EQ(out.events[0].tags.size(), 1u);
     EXPECT_EQ(out.clock_epoch, 2u);
+
+    auto s = at_offset(state_bytes, offset);
+    AgentState state_out;
+    ASSERT_EQ(decode_agent_state(std::span<const std::uint8_t>(s).subspan(offset), state_out), DecodeError::None);
+    EXPECT_EQ(state_out.at_ms, k2100Ms);
+    EXPECT_EQ(state_out.last_clock_jump_at_ms, k2100Ms - 1);
+
+    auto c = at_offset(confirm_bytes, offset);
+    DeliveryConfirm confirm_out;
+    ASSERT_EQ(decode_delivery_confirm(std::span<const std::uint8_t>(c).subspan(offset), confirm_out),
+              DecodeError::None);
+    EXPECT_EQ(confirm_out.through_seq, 8u);
+    EXPECT_EQ(confirm_out.at_ms, k2100Ms + 2);
   }
+  // The view decoder reads in place: from an aligned buffer (every heap buffer is) it sees the same.
+  BatchView view;
+  ASSERT_EQ(decode_batch(batch_bytes, view), DecodeError::None);
+  EXPECT_EQ(view.events[0].observed_at_ms, k2100Ms);
 }
 
 TEST(TargetArch, TheWallClockIsReadInSixtyFourBits) {

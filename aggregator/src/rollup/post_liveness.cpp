@@ -18,7 +18,7 @@ std::vector<bool> silent_posts(const IndicatorCatalogue& catalogue, const AgentT
       // silence. Without a promise it never makes its post silent.
       one_shots[r.post] += 1;
       last_heard[r.post] = std::max(last_heard[r.post], a.born_at_ms);
-      promised[r.post] = std::max<std::int64_t>(promised[r.post], std::int64_t{a.heartbeat_interval_s} * 1000);
+      promised[r.post] = std::max(promised[r.post], std::int64_t{a.heartbeat_interval_s} * 1000);
       continue;
     }
     agents[r.post] += 1;

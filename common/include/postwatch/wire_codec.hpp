@@ -36,9 +36,10 @@ std::string_view to_string(DecodeError error);
 
 std::vector<std::uint8_t> encode_batch(const EventBatch& batch);
 
-// Every decoder reads FlatBuffers scalars in place, so `payload` must start 8-byte aligned,
-// as any heap buffer does (a Paho message, a std::vector); an offset into a larger buffer may
-// not be (misaligned reads are undefined, and fault on some ARM cores).
+// The view decoder reads FlatBuffers scalars in place, so its `payload` must start 8-byte
+// aligned, as any heap buffer does (a Paho message, a std::vector); an offset into a larger
+// buffer may not be (misaligned reads are undefined, and fault on ARM: armhf gets SIGBUS). The
+// owning decoders take any payload: they decode a misaligned one from an aligned copy.
 
 // Verifies `payload` and fills `out` with views into it. `out` is reused across
 // calls so steady-state decoding does not allocate.
