@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -522,8 +523,8 @@ int cmd_emit(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
     else
       std::cerr << "broker " << loaded.config.broker_uri << " did not acknowledge within " << timeout.count() << " s ("
                 << s.last_error << ")";
-    std::cerr << "; seq " << r.seq << " stays in the spool " << loaded.config.spool.dir.string()
-              << " and is sent by the next run\n";
+    std::cerr << "; seq " << r.seq << " stays in the spool directory "
+              << std::filesystem::absolute(loaded.config.spool.dir).string() << " and is sent by the next run\n";
     return 3;
   }
   std::cout << "sent seq " << r.seq << " to " << agent->events_topic()

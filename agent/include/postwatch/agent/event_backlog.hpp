@@ -1,4 +1,4 @@
-// Where accepted events wait until the broker acknowledged them. The agent
+// Where accepted events wait until they are confirmed (by the aggregator, or the broker). The agent
 // assigns sequence numbers here so they stay monotonic for the backlog's lifetime
 // (for the disk spool: across restarts).
 #pragma once
