@@ -31,32 +31,10 @@ namespace {
 
 const std::filesystem::path kSourceDir = POSTWATCH_TEST_SOURCE_DIR;
 
-struct CommandResult {
-  int status = -1;     // exit status, 128 + signal when killed
-  std::string output;  // stdout and stderr together
-};
-
-CommandResult run_command(const std::string& command) {
-  CommandResult r;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
-
 // The checker made all `requests` and found nothing wrong, in the spec or in the answers.
 bool all_passed(const CommandResult& r, std::size_t requests) {
   return r.status == 0 &&
          r.output.find(std::to_string(requests) + " requests, 0 spec problems, 0 failed") != std::string::npos;
-}
-
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string(R"('\'')") : std::string(1, c);
-  return out + "'";
 }
 
 // `name` found on PATH, or empty.
@@ -174,8 +152,8 @@ bool template_matches(const std::string& tmpl, const std::string& target) {
 CommandResult run_checker(unsigned short port, const std::vector<json>& cases, const std::filesystem::path& file,
                           const std::string& extra = "") {
   std::ofstream(file) << json(cases).dump(1);
-  return run_command(python() + " " + quoted(kChecker) + " --base-url http://127.0.0.1:" + std::to_string(port) +
-                     " --token " + TokensFile::kRead + " --cases " + quoted(file.string()) + extra);
+  return run_shell(python() + " " + shell_quoted(kChecker) + " --base-url http://127.0.0.1:" + std::to_string(port) +
+                   " --token " + TokensFile::kRead + " --cases " + shell_quoted(file.string()) + extra);
 }
 
 }  // namespace
@@ -359,7 +337,7 @@ TEST_F(ApiContract, TheCheckerFailsOnDrift) {
   std::ofstream(drifted) << spec.dump();
 
   auto r = check({get_case("/api/v1/stats", 200), get_case("/api/v1/goals", 404)}, "drift",
-                 " --spec " + quoted(drifted.string()));
+                 " --spec " + shell_quoted(drifted.string()));
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("$.ingest_paused_ms: not in the spec (additionalProperties: false; the object is "
                           "#/components/schemas/Stats)"),
@@ -368,10 +346,11 @@ TEST_F(ApiContract, TheCheckerFailsOnDrift) {
   EXPECT_NE(r.output.find("FAIL spec: GET /api/v1/stats: no operationId"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("status 200, expected 404"), std::string::npos) << r.output;
 
-  auto spec_only = run_command(python() + " " + quoted(kChecker) + " --spec-only --spec " + quoted(drifted.string()));
+  auto spec_only =
+      run_shell(python() + " " + shell_quoted(kChecker) + " --spec-only --spec " + shell_quoted(drifted.string()));
   EXPECT_EQ(spec_only.status, 1) << spec_only.output;
-  auto served = run_command(python() + " " + quoted(kChecker) + " --spec-only --spec " +
-                            quoted((kSourceDir / "aggregator" / "src" / "feed" / "openapi.json").string()));
+  auto served = run_shell(python() + " " + shell_quoted(kChecker) + " --spec-only --spec " +
+                          shell_quoted((kSourceDir / "aggregator" / "src" / "feed" / "openapi.json").string()));
   EXPECT_EQ(served.status, 0) << served.output;
 }
 
@@ -387,7 +366,7 @@ TEST_F(ApiContract, MetricsPassPromtoolCheck) {
   ASSERT_NE(metrics.body.find("postwatch_ingest_latency_seconds_count "), std::string::npos) << metrics.body;
   const auto file = dir.path() / "metrics.txt";
   std::ofstream(file) << metrics.body;
-  auto r = run_command(quoted(promtool) + " check metrics < " + quoted(file.string()));
+  auto r = run_shell(shell_quoted(promtool) + " check metrics < " + shell_quoted(file.string()));
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(r.output, "") << "promtool check metrics found problems";
 }

@@ -7,10 +7,8 @@
 
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -23,28 +21,6 @@ using namespace postwatch::test;
 namespace {
 
 const std::filesystem::path kSourceDir = POSTWATCH_TEST_SOURCE_DIR;
-
-struct CommandResult {
-  int status = -1;
-  std::string output;
-};
-
-CommandResult run_command(const std::string& command) {
-  CommandResult r;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
-
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string(R"('\'')") : std::string(1, c);
-  return out + "'";
-}
 
 // Every Markdown file whose examples a reader would run: the README, docs/, firmware-config/.
 std::vector<std::filesystem::path> documentation() {
@@ -59,10 +35,10 @@ std::string checker_command(const std::string& api, const std::string& broker,
                             const std::vector<std::filesystem::path>& files) {
   // Debian's interpreter, whose jsonschema module tools/bootstrap installs.
   const std::string python = ::access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-  std::string cmd = python + " " + quoted((kSourceDir / "tests" / "tools" / "doc_examples.py").string()) + " --src " +
-                    quoted(kSourceDir.string()) + " --bin " + quoted(binary_dir().string()) + " --api " + quoted(api) +
-                    " --broker " + quoted(broker);
-  for (const auto& f : files) cmd += " " + quoted(f.string());
+  std::string cmd = python + " " + shell_quoted((kSourceDir / "tests" / "tools" / "doc_examples.py").string()) +
+                    " --src " + shell_quoted(kSourceDir.string()) + " --bin " + shell_quoted(binary_dir().string()) +
+                    " --api " + shell_quoted(api) + " --broker " + shell_quoted(broker);
+  for (const auto& f : files) cmd += " " + shell_quoted(f.string());
   return cmd;
 }
 
@@ -100,7 +76,7 @@ class DocExamples : public ::testing::Test {
 }  // namespace
 
 TEST_F(DocExamples, EveryBlockIsMarkedAndEveryRunnableOneRunsAsWritten) {
-  const auto r = run_command(checker_command(api(), broker.uri(), documentation()));
+  const auto r = run_shell(checker_command(api(), broker.uri(), documentation()));
   const Summary s = summary_of(r.output);
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(s.failed, 0) << r.output;
@@ -166,7 +142,7 @@ echo "a line this file does not hold"
 )";
   auto path = dir.path() / "drift.md";
   std::ofstream(path) << drift;
-  const auto r = run_command(checker_command(api(), broker.uri(), {path}));
+  const auto r = run_shell(checker_command(api(), broker.uri(), {path}));
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_EQ(summary_of(r.output).failed, 9) << r.output;
   for (const char* expected :

@@ -145,12 +145,6 @@ void expect_reconciled(AggregatorProcess& agg, const std::string& post, const st
   }
 }
 
-// A command's exit status (-1 if it did not end in time) and its stdout+stderr.
-struct CommandResult {
-  int status = -1;
-  std::string output;
-};
-
 CommandResult run_command(const std::vector<std::string>& argv) {
   static std::atomic<int> counter{0};
   auto log = std::filesystem::temp_directory_path() /

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -194,6 +195,23 @@ void MosquittoBroker::kill() {
 }
 
 std::string MosquittoBroker::log() const { return proc_ ? proc_->log() : std::string(); }
+
+CommandResult run_shell(const std::string& command) {
+  CommandResult r;
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+std::string shell_quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string(R"('\'')") : std::string(1, c);
+  return out + "'";
+}
 
 std::filesystem::path catalogue_path() { return POSTWATCH_TEST_CATALOGUE; }
 std::filesystem::path binary_dir() { return POSTWATCH_TEST_BINARY_DIR; }

@@ -85,6 +85,17 @@ struct HttpResult {
 };
 HttpResult http_get(unsigned short port, const std::string& target);
 
+// A command's exit status (128 + signal when killed, -1 when it did not run or end in time) and
+// its stdout and stderr together.
+struct CommandResult {
+  int status = -1;
+  std::string output;
+};
+// Runs `command` through /bin/sh and waits for it.
+CommandResult run_shell(const std::string& command);
+// `s` single-quoted for /bin/sh.
+std::string shell_quoted(const std::string& s);
+
 std::filesystem::path catalogue_path();
 std::filesystem::path binary_dir();
 

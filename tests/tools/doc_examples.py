@@ -304,27 +304,32 @@ def check_generated(b, ctx):
     return None
 
 
+def run_on_file(name, text, argv, ctx, timeout=30):
+    """Writes `text` as `name` in a fresh temporary directory and runs argv(path) there."""
+    with tempfile.TemporaryDirectory(prefix="doc-example-") as d:
+        path = os.path.join(d, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return subprocess.run(argv(path, d), cwd=d, env=ctx.env(), capture_output=True, text=True, timeout=timeout)
+
+
 def check_agent_config(b, ctx, config=None):
     if config is None:
         try:
             config = json.loads(b.text)
         except ValueError as e:
             return f"not JSON: {e}"
-    d = tempfile.mkdtemp(prefix="doc-config-")
-    try:
-        catalogue = config.get("catalogue_file", "gbvs.json")
+    catalogue = config.get("catalogue_file", "gbvs.json")
+
+    def argv(path, d):
         if not os.path.isabs(catalogue):
             shutil.copy(os.path.join(ctx.src, "catalogue", "gbvs.json"), os.path.join(d, catalogue))
-        path = os.path.join(d, "agent.json")
-        with open(path, "w") as f:
-            json.dump(config, f)
-        p = subprocess.run(["postwatch-agent", "--check-config", path], cwd=d, env=ctx.env(), capture_output=True,
-                           text=True, timeout=30)
-        if p.returncode != 0:
-            return f"postwatch-agent --check-config refused it (exit {p.returncode}): {p.stdout}{p.stderr}"
-        return None
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+        return ["postwatch-agent", "--check-config", path]
+
+    p = run_on_file("agent.json", json.dumps(config), argv, ctx)
+    if p.returncode != 0:
+        return f"postwatch-agent --check-config refused it (exit {p.returncode}): {p.stdout}{p.stderr}"
+    return None
 
 
 def check_agent_config_fragment(b, ctx):
@@ -355,17 +360,11 @@ def check_agent_config_fragment(b, ctx):
 
 
 def check_scenario(b, ctx):
-    d = tempfile.mkdtemp(prefix="doc-scenario-")
-    try:
-        with open(os.path.join(d, "example.json"), "w") as f:
-            f.write(b.text)
-        p = subprocess.run(["postwatch-sim", "--list-scenarios", "--scenario-dir", d], env=ctx.env(),
-                           capture_output=True, text=True, timeout=30)
-        if p.returncode != 0 or "example.json" in p.stderr:
-            return f"postwatch-sim refused it (exit {p.returncode}): {p.stderr.strip()}"
-        return None
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    p = run_on_file("example.json", b.text, lambda path, d: ["postwatch-sim", "--list-scenarios", "--scenario-dir", d],
+                    ctx)
+    if p.returncode != 0 or "example.json" in p.stderr:
+        return f"postwatch-sim refused it (exit {p.returncode}): {p.stderr.strip()}"
+    return None
 
 
 def python_with_jsonschema():
@@ -377,18 +376,12 @@ def check_response(b, ctx):
     if not ctx.opts.api:
         return "needs --api (the OpenAPI description comes from the running aggregator)"
     checker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi_check.py")
-    d = tempfile.mkdtemp(prefix="doc-response-")
-    try:
-        path = os.path.join(d, "response.json")
-        with open(path, "w") as f:
-            f.write(b.text)
-        p = subprocess.run([python_with_jsonschema(), checker, "--base-url", ctx.opts.api, "--validate", b.words[0], path],
-                           capture_output=True, text=True, timeout=60)
-        if p.returncode != 0:
-            return f"does not match the spec's {b.words[0]}:\n{p.stdout}{p.stderr}"
-        return None
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    p = run_on_file("response.json", b.text, lambda path, d: [python_with_jsonschema(), checker, "--base-url",
+                                                                ctx.opts.api, "--validate", b.words[0], path],
+                    ctx, timeout=60)
+    if p.returncode != 0:
+        return f"does not match the spec's {b.words[0]}:\n{p.stdout}{p.stderr}"
+    return None
 
 
 def help_text(program, ctx):
