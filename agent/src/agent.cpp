@@ -316,6 +316,11 @@ struct Agent::Impl {
     auto next_maintenance = std::chrono::steady_clock::now();
     auto next_connect = std::chrono::steady_clock::now();
     auto next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
+    // A refused confirm subscription (a busy broker's SUBACK failure) is tried again while
+    // connected, with backoff: without it nothing would leave the spool until a reconnect.
+    bool confirm_subscribed = false;
+    std::chrono::milliseconds confirm_backoff{1000};
+    auto confirm_retry_at = std::chrono::steady_clock::time_point{};
 
     for (;;) {
       {
@@ -359,7 +364,11 @@ struct Agent::Impl {
         backoff = std::chrono::milliseconds(250);
         // Before the birth: the retained confirmation arrives with the subscription and releases
         // what the aggregator already holds.
-        if (config.aggregator_confirms()) subscribe_confirmations();
+        if (config.aggregator_confirms()) {
+          confirm_subscribed = subscribe_confirmations();
+          confirm_backoff = std::chrono::milliseconds(1000);
+          confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
+        }
         inflight.clear();  // anything unconfirmed is sent again; the aggregator drops duplicates
         {
           std::lock_guard lk(mu);
@@ -368,6 +377,12 @@ struct Agent::Impl {
         }
         publish_birth(cursor);
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
+      }
+      if (config.aggregator_confirms() && !confirm_subscribed && std::chrono::steady_clock::now() >= confirm_retry_at) {
+        confirm_subscribed = subscribe_confirmations();
+        if (confirm_subscribed) log->info("subscribed to {} on a later attempt", confirm_topic);
+        confirm_backoff = std::min(confirm_backoff * 2, std::chrono::milliseconds(30000));
+        confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
       }
       if (std::chrono::steady_clock::now() >= next_heartbeat) {
         publish_heartbeat();
@@ -541,15 +556,16 @@ struct Agent::Impl {
     if (!unknown) cv.notify_all();
   }
 
-  void subscribe_confirmations() {
+  bool subscribe_confirmations() {
     try {
-      if (!client->subscribe(confirm_topic, 1)->wait_for(kConnectTimeout))
-        note_error("subscribing to " + confirm_topic + " did not complete; events stay in the spool until it does");
+      if (client->subscribe(confirm_topic, 1)->wait_for(kConnectTimeout)) return true;
+      note_error("subscribing to " + confirm_topic + " did not complete; events stay in the spool until it does");
     } catch (const mqtt::exception& e) {
       note_error("cannot subscribe to " + confirm_topic + " (the aggregator's delivery confirmations): " + e.what() +
                  "; hint: the broker's ACL must let this agent read its confirm topic. Events stay in the spool "
-                 "until they are confirmed");
+                 "until they are confirmed; trying again");
     }
+    return false;
   }
 
   void publish_birth(std::uint64_t first_unacked) {

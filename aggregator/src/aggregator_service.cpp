@@ -1,6 +1,6 @@
 #include "postwatch/aggregator/aggregator_service.hpp"
 
-#include "cluster/cluster_member.hpp"
+#include "cluster/jetstream_cluster.hpp"
 #include "feed/access.hpp"
 #include "feed/api_routes.hpp"
 #include "feed/http_server.hpp"
@@ -13,6 +13,7 @@
 #include "ingest/mqtt_ingest.hpp"
 #include "outbound/mqtt_outbox.hpp"
 #include "postwatch/clock.hpp"
+#include "postwatch/secret_file.hpp"
 #include "postwatch/topics.hpp"
 #include "rollup/goal_rollup.hpp"
 #include "rollup/indicator_state.hpp"
@@ -49,7 +50,7 @@ AccessControl load_access(const AggregatorOptions& o) {
 
 std::vector<std::string> ingest_filters(const AggregatorOptions& o) {
   std::vector<std::string> f = {std::string(topics::state_filter), std::string(topics::heartbeat_filter)};
-  // Clustered, each instance subscribes to the events of its posts only (ClusterMember).
+  // Clustered, events reach the instances through JetStream partitions (JetStreamCluster).
   if (o.cluster_group.empty()) f.insert(f.begin(), std::string(topics::events_filter));
   return f;
 }
@@ -59,7 +60,8 @@ std::vector<std::string> ingest_filters(const AggregatorOptions& o) {
 struct AggregatorService::Impl {
   Impl(boost::asio::io_context& io, AggregatorOptions o, std::shared_ptr<const IndicatorCatalogue> c,
        std::shared_ptr<spdlog::logger> l)
-      : options(std::move(o)),
+      : io_context(io),
+        options(std::move(o)),
         catalogue(std::move(c)),
         log(std::move(l)),
         access(load_access(options)),
@@ -79,11 +81,11 @@ struct AggregatorService::Impl {
                               std::chrono::milliseconds(options.stream_idle_timeout_ms)},
             [this] { return dump_json(stream_snapshot_json(*catalogue, board, now_utc_ms())); })),
         routes(FeedSources{*catalogue, state, ingest, presence, agents, board, &store,
-                           [this] { return mqtt.subscribed() && (!cluster || cluster->ready()); },
+                           [this] { return mqtt.subscribed() && cluster_ready(); },
                            [this](const Alarm& a) { on_alarm_changed(a); }, &silent, &access, &latency, stream.get(),
                            [this] { return mqtt.flow(); },
                            [this] {
-                             return cluster ? cluster->status_json() : json{{"clustered", false}};
+                             return jet ? jet->status_json() : json{{"clustered", false}};
                            },
                            options.confirm_interval_ms > 0 ? &confirmer.counters() : nullptr, &outbox.queue()}),
         http(io, log,
@@ -112,7 +114,7 @@ struct AggregatorService::Impl {
                              retained ? OutboundPriority::Confirm : OutboundPriority::Urgent);
               return true;
             },
-            [this](std::uint32_t post) { return !cluster || cluster->owns(post); }),
+            [this](std::uint32_t post) { return owns(post); }),
         ticker(io),
         confirm_ticker(io),
         commit_ticker(io),
@@ -120,7 +122,7 @@ struct AggregatorService::Impl {
         pillar_sent(catalogue->pillars().size()) {
     mqtt.set_login({options.broker_username, options.broker_password, options.broker_ca_file, options.broker_cert_file,
                     options.broker_key_file});
-    if (!options.cluster_group.empty()) make_cluster();
+    if (!options.cluster_group.empty()) make_jetstream_cluster();
     if (options.tls_cert_file.empty() != options.tls_key_file.empty())
       throw std::invalid_argument("HTTPS needs both --tls-cert and --tls-key");
     if (!options.tls_cert_file.empty()) {
@@ -132,37 +134,54 @@ struct AggregatorService::Impl {
     }
   }
 
-  void make_cluster() {
-    auto& c = options.cluster_group;
-    if (c.find_first_of("/+#") != std::string::npos || options.instance_id.find_first_of("/+#") != std::string::npos)
-      throw std::invalid_argument("--cluster-group and --instance-id may not contain '/', '+' or '#'");
-    ClusterHooks hooks;
-    hooks.change_filters = [this](const std::vector<std::string>& add, const std::vector<std::string>& remove,
-                                  std::function<void(bool)> done) {
-      mqtt.change_filters(add, remove, std::move(done));
+  void make_jetstream_cluster() {
+    const auto& g = options.cluster_group;
+    if (options.nats_servers.empty())
+      throw std::invalid_argument("--cluster-group needs --nats: a cluster runs on NATS JetStream (docs/scale-out.md)");
+    auto name_ok = [](const std::string& s) {
+      return !s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+                               std::string::npos;
     };
-    // Member records decide who owns what: they go before confirmations; partials after.
-    hooks.publish_retained = [this](const std::string& topic, const std::string& payload) {
-      outbox.publish(topic, payload, true,
-                     topic == cluster->member_topic() ? OutboundPriority::Urgent : OutboundPriority::Snapshot);
-      return true;
+    std::string instance = options.instance_id.empty() ? options.client_id : options.instance_id;
+    if (!name_ok(g) || !name_ok(instance))
+      throw std::invalid_argument(
+          "--cluster-group and --instance-id may hold only letters, digits, '-' and '_' "
+          "on NATS (they name its buckets and consumers)");
+    if (options.nats_partitions < 1 || options.nats_partitions > 1024)
+      throw std::invalid_argument("--nats-partitions must be 1 to 1024");
+    JetStreamClusterOptions o;
+    o.group = g;
+    o.instance = instance;
+    for (std::size_t at = 0; at <= options.nats_servers.size();) {
+      auto comma = std::min(options.nats_servers.find(',', at), options.nats_servers.size());
+      if (comma > at) o.servers.push_back(options.nats_servers.substr(at, comma - at));
+      at = comma + 1;
+    }
+    o.user = options.nats_user;
+    if (!options.nats_password_file.empty()) {
+      try {
+        o.password = read_secret_file(options.nats_password_file);
+      } catch (const std::runtime_error& e) {
+        throw std::invalid_argument(std::string("--nats-password-file: ") + e.what());
+      }
+    }
+    o.partitions = options.nats_partitions;
+    o.replicas = options.nats_replicas;
+    o.lease_ms = options.lease_ms;
+    o.snapshot_interval_ms = options.snapshot_interval_ms;
+    JetStreamClusterHooks hooks;
+    hooks.apply = [this](const std::string& topic, std::string_view payload, std::int64_t received_ms) {
+      ingest.on_message(topic, {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()}, received_ms,
+                        true);
     };
-    hooks.apply = [this](const std::string& topic, const std::string& payload, std::int64_t received_ms) {
-      ingest.on_message(topic, as_bytes(payload), received_ms, !mqtt.may_be_backlog(received_ms));
-    };
-    hooks.replay_local = [this](std::uint32_t post) {
-      if (!store.flush(std::chrono::seconds(2))) log->warn("cluster: store did not flush before a takeover replay");
-      store.replay_post(catalogue->posts()[post].id, [this](const StoredEventRow& r) { replay_row(r); });
-    };
-    cluster = std::make_unique<ClusterMember>(
-        *catalogue, state, ingest,
-        ClusterOptions{options.cluster_group, options.instance_id.empty() ? options.client_id : options.instance_id,
-                       options.partial_interval_ms},
-        std::move(hooks), log);
-    mqtt.set_will(cluster->member_topic(), cluster->offline_record());
-    mqtt.change_filters(cluster->cluster_filters(), {}, [](bool) {});
-    mqtt.set_on_subscribed([this] { cluster->on_subscribed(now_utc_ms()); });
+    hooks.handed_over = [this] { return store.events_handed_over(); };
+    hooks.flush = [this](std::chrono::milliseconds timeout) { return store.flush(timeout); };
+    jet =
+        std::make_unique<JetStreamCluster>(io_context, *catalogue, state, ingest, std::move(o), std::move(hooks), log);
   }
+
+  bool owns(std::uint32_t post) const { return !jet || jet->owns(post); }
+  bool cluster_ready() const { return !jet || jet->ready(); }
 
   static std::span<const std::uint8_t> as_bytes(const std::string& payload) {
     return {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()};
@@ -170,20 +189,11 @@ struct AggregatorService::Impl {
 
   void dispatch(const std::string& topic, const std::string& payload) {
     auto now = now_utc_ms();
-    if (cluster && cluster->is_cluster_topic(topic)) {
-      cluster->on_cluster_message(topic, payload, now);
-      return;
-    }
     if (!topic.ends_with("/events")) {
       presence.on_message(topic, as_bytes(payload), now);
       return;
     }
-    topics::AgentTopic t;
-    if (cluster && topics::parse_agent_topic(topic, t))
-      if (auto post = catalogue->post_index(t.post)) {
-        cluster->on_events(*post, topic, payload, now);
-        return;
-      }
+    // Clustered, events come from JetStream (JetStreamCluster), not from this subscription.
     ingest.on_message(topic, as_bytes(payload), now, !mqtt.may_be_backlog(now));
   }
 
@@ -243,7 +253,7 @@ struct AggregatorService::Impl {
   }
 
   // The goal feed over MQTT comes from one instance of a cluster.
-  bool feed_publisher() const { return options.publish_snapshots && (!cluster || cluster->leader()); }
+  bool feed_publisher() const { return options.publish_snapshots && (!jet || jet->leader()); }
 
   void publish_alarm(const Alarm& a) {
     if (feed_publisher())
@@ -253,12 +263,12 @@ struct AggregatorService::Impl {
 
   void tick() {
     auto now = now_utc_ms();
-    if (cluster) cluster->tick(now);
+    if (jet) jet->tick(now);
     silent = silent_posts(*catalogue, agents, state, now, LivenessPolicy{options.missed_heartbeats});
     auto snap = rollup.compute(state, now, silent, board.last().cells);
     std::vector<StatusBoard::ClockOff> clock_off;
     for (const auto& a : agents)
-      if (a.clock.offset.correction_ms() != 0 && (!cluster || cluster->owns(a.post)))
+      if (a.clock.offset.correction_ms() != 0 && owns(a.post))
         clock_off.push_back({a.post, a.name, static_cast<double>(a.clock.offset.correction_ms()) / 1000.0});
     board.set_clock_offsets(std::move(clock_off));
     auto changes = board.tick(snap, silent, now);
@@ -312,6 +322,7 @@ struct AggregatorService::Impl {
     });
   }
 
+  boost::asio::io_context& io_context;
   AggregatorOptions options;
   std::shared_ptr<const IndicatorCatalogue> catalogue;
   std::shared_ptr<spdlog::logger> log;
@@ -329,7 +340,7 @@ struct AggregatorService::Impl {
   ApiRoutes routes;
   HttpServer http;
   MqttIngest mqtt;
-  std::unique_ptr<ClusterMember> cluster;  // null unless --cluster-group
+  std::unique_ptr<JetStreamCluster> jet;  // --cluster-group (on NATS JetStream)
   MqttOutbox outbox;
   DeliveryConfirmer confirmer;
   boost::asio::steady_timer ticker, confirm_ticker, commit_ticker;
@@ -368,6 +379,7 @@ void AggregatorService::start() {
   impl_->mqtt.set_on_published([impl = impl_.get()](std::uint64_t id, bool ok) { impl->outbox.on_published(id, ok); });
   impl_->mqtt.start();
   impl_->outbox.start();
+  if (impl_->jet) impl_->jet->start();
   impl_->repeat(impl_->ticker, impl_->options.tick_ms, &Impl::tick);
   if (impl_->options.confirm_interval_ms > 0) {
     impl_->repeat(impl_->confirm_ticker, impl_->options.confirm_interval_ms, &Impl::confirm_tick);
@@ -380,7 +392,7 @@ void AggregatorService::stop() {
   impl_->ticker.cancel();
   impl_->confirm_ticker.cancel();
   impl_->commit_ticker.cancel();
-  if (impl_->cluster && !impl_->stopped) impl_->cluster->leave(now_utc_ms());
+  if (impl_->jet && !impl_->stopped) impl_->jet->stop(std::chrono::seconds(5));
   impl_->stopped = true;
   // Alarms first, then the last confirmations: agents release what the store holds.
   impl_->outbox.stop(std::chrono::seconds(2));

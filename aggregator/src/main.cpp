@@ -79,11 +79,21 @@ int main(int argc, char** argv) {
       "max-store-backlog", po::value(&opts.max_store_backlog_events)->default_value(opts.max_store_backlog_events),
       "MQTT delivery pauses while this many events wait to be written to the store")(
       "cluster-group", po::value(&opts.cluster_group),
-      "share the posts with every instance of this group (docs/scale-out.md); each instance needs its own "
-      "--client-id and --data-dir")("instance-id", po::value(&opts.instance_id),
-                                    "this instance's name in the cluster (default: --client-id)")(
-      "partial-interval-ms", po::value(&opts.partial_interval_ms)->default_value(opts.partial_interval_ms),
-      "clustered: how often a changed post's state goes out to the other instances")(
+      "share the event partitions with every instance of this group, on NATS JetStream (docs/scale-out.md); needs "
+      "--nats, and each instance its own --client-id and --data-dir")(
+      "instance-id", po::value(&opts.instance_id), "this instance's name in the cluster (default: --client-id)")(
+      "nats", po::value(&opts.nats_servers),
+      "the NATS cluster's servers, comma separated (nats://host:4222,...); --broker is then one of its MQTT listeners")(
+      "nats-user", po::value(&opts.nats_user), "NATS user of the aggregators")(
+      "nats-password-file", po::value(&opts.nats_password_file), "file holding that user's password")(
+      "nats-partitions", po::value(&opts.nats_partitions)->default_value(opts.nats_partitions),
+      "event partitions; must equal the broker's mapping (postwatch-broker-config --nats)")(
+      "nats-replicas", po::value(&opts.nats_replicas)->default_value(opts.nats_replicas),
+      "replicas of the events stream and the key-value buckets (1 on a single node)")(
+      "lease-ms", po::value(&opts.lease_ms)->default_value(opts.lease_ms),
+      "a partition whose holder stops renewing its lease is taken over after this")(
+      "snapshot-interval-ms", po::value(&opts.snapshot_interval_ms)->default_value(opts.snapshot_interval_ms),
+      "how often a held partition's changed posts are written to the shared bucket (and its messages acknowledged)")(
       "log-level", po::value(&log_level)->default_value(log_level), "trace, debug, info, warn, error");
   po::variables_map vm;
   try {

@@ -5,6 +5,7 @@
 // tools/bootstrap installs both; when either is missing the tests fail and say so.
 #include "integration/feed_test_support.hpp"
 #include "postwatch/topics.hpp"
+#include "support/nats_cluster.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -376,12 +377,12 @@ TEST_F(ApiContract, MetricsPassPromtoolCheck) {
 // (its "pending").
 TEST(ApiContractModes, AClusterMemberAndAPendingStatusAnswerAsDocumented) {
   TempDir dir;
-  MosquittoBroker broker;
+  NatsCluster nats(1);  // a one-node cluster: the member holds every partition
   TokensFile tokens(dir);
-  AggregatorProcess member(broker, dir,
+  AggregatorProcess member(nats.mqtt_uri(), dir,
                            {"--tokens-file", tokens.path.string(), "--cluster-group", "contract", "--instance-id",
-                            "one", "--min-duration-s", "3600"});
-  RawPublisher pub(broker.uri(), "contract-publisher");
+                            "one", "--nats", nats.servers(), "--nats-replicas", "1", "--min-duration-s", "3600"});
+  RawPublisher pub(nats.mqtt_uri(), "contract-publisher");
   pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   auto get = [&](const std::string& target) {
     auto j = http_call(member.port(), verb::get, target, bearer(TokensFile::kRead)).json();

@@ -17,7 +17,12 @@ class AggregatorProcess {
   // Data lives in <dir>/aggregator-data, so a second process on the same dir resumes the first's store.
   AggregatorProcess(const MosquittoBroker& broker, const TempDir& dir, std::vector<std::string> extra_args = {},
                     const std::string& client_id = "")
-      : http_port_(free_port()), proc_(make_args(broker, dir, extra_args, client_id), dir.path() / "aggregator.log") {
+      : AggregatorProcess(broker.uri(), dir, std::move(extra_args), client_id) {}
+  // Against any MQTT broker (a NATS cluster's MQTT listener, say).
+  AggregatorProcess(const std::string& broker_uri, const TempDir& dir, std::vector<std::string> extra_args = {},
+                    const std::string& client_id = "")
+      : http_port_(free_port()),
+        proc_(make_args(broker_uri, dir, extra_args, client_id), dir.path() / "aggregator.log") {
     bool ready = wait_until([&] { return http_get(http_port_, "/readyz").status == 200 || !proc_.running(); },
                             std::chrono::seconds(15));
     if (!ready || !proc_.running()) throw std::runtime_error("aggregator did not become ready:\n" + proc_.log());
@@ -48,11 +53,11 @@ class AggregatorProcess {
   }
 
  private:
-  std::vector<std::string> make_args(const MosquittoBroker& broker, const TempDir& dir,
+  std::vector<std::string> make_args(const std::string& broker_uri, const TempDir& dir,
                                      const std::vector<std::string>& extra, const std::string& client_id) {
     std::vector<std::string> a = {(binary_dir() / "aggregator" / "postwatch-aggregator").string(),
                                   "--broker",
-                                  broker.uri(),
+                                  broker_uri,
                                   "--http-port",
                                   std::to_string(http_port_),
                                   "--catalogue",

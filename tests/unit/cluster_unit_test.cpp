@@ -1,8 +1,10 @@
-// Scale-out building blocks without a broker: who owns which post, and the per-post
-// partial that one instance hands to another (docs/scale-out.md).
-#include "cluster/partition_map.hpp"
+// Scale-out building blocks without a broker: which instance holds which event partition,
+// which partition a post is on, and the per-post snapshot one holder hands to the next
+// (docs/scale-out.md).
+#include "cluster/partition_rendezvous.hpp"
 #include "cluster/post_partial.hpp"
 #include "ingest/batch_ingest.hpp"
+#include "postwatch/event_partitions.hpp"
 #include "postwatch/wire_codec.hpp"
 #include "support/test_support.hpp"
 
@@ -17,79 +19,69 @@ using namespace postwatch::aggregator;
 
 namespace {
 
-std::vector<ClusterMemberInfo> members(std::initializer_list<const char*> names) {
-  std::vector<ClusterMemberInfo> out;
-  for (const char* n : names) out.push_back({n, std::string(n) + "-inc", "", 0});
-  return out;
-}
-
 std::shared_ptr<spdlog::logger> quiet() {
   return std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
 }
 
+// partition -> the member that wins it.
+std::map<std::uint32_t, std::string> winners(const std::vector<std::string>& members, std::uint32_t count) {
+  std::map<std::uint32_t, std::string> out;
+  for (const auto& m : members)
+    for (auto p : partitions_won(members, m, count)) {
+      EXPECT_FALSE(out.count(p)) << "partition " << p << " won twice";
+      out[p] = m;
+    }
+  return out;
+}
+
 }  // namespace
 
-class PartitionMapTest : public ::testing::Test {
- protected:
-  IndicatorCatalogue cat = IndicatorCatalogue::load(test::catalogue_path());
-  std::map<std::string, std::string> owners(const PartitionMap& m) {
-    std::map<std::string, std::string> out;
-    for (const auto& p : cat.posts()) out[p.id] = m.owner(p.id)->instance;
-    return out;
-  }
-};
-
-TEST_F(PartitionMapTest, EveryMemberComputesTheSameOwnersWhateverOrderItHeardOfTheOthers) {
-  PartitionMap a(members({"agg-1", "agg-2", "agg-3"})), b(members({"agg-3", "agg-1", "agg-2"}));
-  EXPECT_EQ(a.view(), b.view());
-  EXPECT_EQ(owners(a), owners(b));
-  EXPECT_EQ(a.leader()->instance, "agg-1");
-  for (const auto& p : cat.posts()) EXPECT_NE(a.owner(p.id)->instance, a.backup(p.id)->instance) << p.id;
+TEST(PartitionRendezvous, EveryPartitionHasOneWinnerWhateverOrderTheMembersAreListedIn) {
+  auto a = winners({"agg-1", "agg-2", "agg-3"}, 16);
+  auto b = winners({"agg-3", "agg-1", "agg-2"}, 16);
+  EXPECT_EQ(a.size(), 16u);
+  EXPECT_EQ(a, b);
 }
 
-TEST_F(PartitionMapTest, PostsSpreadOverTheMembers) {
-  PartitionMap m(members({"agg-1", "agg-2", "agg-3"}));
-  std::map<std::string, std::size_t> load;
-  for (const auto& [post, owner] : owners(m)) load[owner] += 1;
-  ASSERT_EQ(load.size(), 3u);
-  for (const auto& [owner, n] : load) {
-    EXPECT_GT(n, cat.posts().size() / 5) << owner;  // a fair share is a third
-    EXPECT_LT(n, cat.posts().size() / 2) << owner;
-  }
+TEST(PartitionRendezvous, PartitionsSpreadOverTheMembers) {
+  std::map<std::string, int> per;
+  for (const auto& [p, m] : winners({"agg-1", "agg-2", "agg-3"}, 64)) per[m] += 1;
+  ASSERT_EQ(per.size(), 3u);
+  for (const auto& [m, n] : per) EXPECT_GT(n, 10) << m;  // 64/3 each, give or take
 }
 
-TEST_F(PartitionMapTest, AJoinMovesOnlyThePostsTheNewcomerWins) {
-  auto before = owners(PartitionMap(members({"agg-1", "agg-2", "agg-3"})));
-  auto after = owners(PartitionMap(members({"agg-1", "agg-2", "agg-3", "agg-4"})));
-  std::size_t moved = 0;
-  for (const auto& [post, owner] : after)
-    if (owner != before[post]) {
-      EXPECT_EQ(owner, "agg-4") << post;
+TEST(PartitionRendezvous, AJoinMovesOnlyThePartitionsTheNewcomerWinsAndALeaveOnlyItsOwn) {
+  auto two = winners({"agg-1", "agg-2"}, 32);
+  auto three = winners({"agg-1", "agg-2", "agg-3"}, 32);
+  int moved = 0;
+  for (const auto& [p, m] : three) {
+    if (m == "agg-3")
       ++moved;
-    }
-  EXPECT_GT(moved, 0u);
-}
-
-TEST_F(PartitionMapTest, ALeavingMembersPostsGoToTheirBackups) {
-  PartitionMap three(members({"agg-1", "agg-2", "agg-3"}));
-  PartitionMap two(members({"agg-1", "agg-3"}));
-  EXPECT_NE(three.view(), two.view());
-  for (const auto& p : cat.posts()) {
-    if (three.owner(p.id)->instance == "agg-2")
-      EXPECT_EQ(two.owner(p.id)->instance, three.backup(p.id)->instance) << p.id;
     else
-      EXPECT_EQ(two.owner(p.id)->instance, three.owner(p.id)->instance) << p.id;
+      EXPECT_EQ(two.at(p), m) << "partition " << p << " moved between the members that stayed";
   }
+  EXPECT_GT(moved, 0);
+  // agg-3 leaving again gives exactly its partitions back.
+  EXPECT_EQ(winners({"agg-1", "agg-2"}, 32), two);
 }
 
-TEST_F(PartitionMapTest, ARestartedMemberIsANewView) {
-  auto m = members({"agg-1", "agg-2"});
-  PartitionMap before(m);
-  m[1].incarnation = "new";
-  EXPECT_NE(PartitionMap(m).view(), before.view());
-  auto ready = members({"agg-1", "agg-2"});
-  ready[1].ready_view = "whatever";  // readiness is not membership
-  EXPECT_EQ(PartitionMap(ready).view(), PartitionMap(members({"agg-1", "agg-2"})).view());
+TEST(EventPartitions, ThePartitionOfAPostIsTheOneNatsMapsItTo) {
+  // nats-server 2.9.10 put postwatch/v1/africa/bamako/board-1/events on partition 8 of 16
+  // ({{partition(16,2)}}: FNV-1a of the post token); every agent of a post shares it.
+  EXPECT_EQ(partitions::partition_of("bamako", 16), 8u);
+  EXPECT_EQ(partitions::partition_of("bamako", 1), 0u);
+  EXPECT_EQ(partitions::mapping_destination(16),
+            "postwatch-events.{{partition(16,2)}}.{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}");
+  EXPECT_EQ(partitions::partition_subjects(8), "postwatch-events.8.>");
+}
+
+TEST(EventPartitions, APartitionSubjectGivesBackTheAgentsTopic) {
+  std::string topic;
+  ASSERT_TRUE(partitions::events_topic("postwatch-events.8.africa.bamako.board-1", topic));
+  EXPECT_EQ(topic, "postwatch/v1/africa/bamako/board-1/events");
+  for (const char* bad : {"postwatch-events.8.africa.bamako", "postwatch-events.8.africa.bamako.board-1.x",
+                          "postwatch-events.8..bamako.board-1", "other.8.africa.bamako.board-1", ""})
+    EXPECT_FALSE(partitions::events_topic(bad, topic)) << bad;
 }
 
 class PostPartialTest : public ::testing::Test {
@@ -125,7 +117,6 @@ class PostPartialTest : public ::testing::Test {
     p.post = "bamako";
     p.owner = "agg-1";
     p.incarnation = "x";
-    p.version = 7;
     p.rows = i.state.export_post(post);
     p.agents = i.ingest.export_agents(post);
     return p;
@@ -138,7 +129,6 @@ TEST_F(PostPartialTest, TheNextOwnerContinuesExactlyWhereThePartialEnds) {
   PostPartial sent = partial_of(a);
   PostPartial got;
   ASSERT_EQ(decode_partial(encode_partial(sent, cat), cat, got), "");
-  EXPECT_EQ(got.version, 7u);
   EXPECT_EQ(got.highest_seq("a1"), 2005u);
   b.state.import_post(post, got.rows);
   b.ingest.import_agents(post, got.agents);
@@ -177,7 +167,8 @@ TEST_F(PostPartialTest, BadPartialsAreRefusedWithAReason) {
   PostPartial out;
   EXPECT_EQ(decode_partial("not json", cat, out), "not a JSON object");
   EXPECT_NE(decode_partial(R"({"format":99})", cat, out).find("format 99"), std::string::npos);
-  EXPECT_NE(decode_partial(R"({"format":1,"post":"bamako"})", cat, out).find("malformed partial"), std::string::npos);
+  EXPECT_NE(decode_partial(R"({"format":1})", cat, out).find("format 1, this build reads 2"), std::string::npos);
+  EXPECT_NE(decode_partial(R"({"format":2,"post":"bamako"})", cat, out).find("malformed partial"), std::string::npos);
   Instance a(cat);
   auto p = partial_of(a);
   p.post = "atlantis";

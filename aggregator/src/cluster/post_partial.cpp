@@ -45,8 +45,6 @@ std::string encode_partial(const PostPartial& p, const IndicatorCatalogue& catal
             {"post", p.post},
             {"owner", p.owner},
             {"incarnation", p.incarnation},
-            {"version", p.version},
-            {"released_for", p.released_for},
             {"published_at_ms", p.published_at_ms},
             {"last_seen_ms", p.rows.last_seen_ms},
             {"cells", std::move(cells)},
@@ -66,8 +64,6 @@ std::string decode_partial(std::string_view payload, const IndicatorCatalogue& c
     out.post = j.at("post").get<std::string>();
     out.owner = j.at("owner").get<std::string>();
     out.incarnation = j.at("incarnation").get<std::string>();
-    out.version = j.at("version").get<std::uint64_t>();
-    out.released_for = j.at("released_for").get<std::string>();
     out.published_at_ms = j.at("published_at_ms").get<std::int64_t>();
     out.rows.last_seen_ms = j.at("last_seen_ms").get<std::int64_t>();
     for (const auto& c : j.at("cells")) {

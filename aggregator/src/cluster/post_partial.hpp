@@ -1,8 +1,8 @@
-// A post's whole aggregate state as one aggregator instance publishes it (retained, on
-// postwatch/v1/cluster/<group>/partials/<post>) for every other instance to merge into its
-// global view and for the next owner to take the post over from. Per-post partials merge
-// by replacement: one instance owns a post at a time, so the owner's latest partial is the
-// post's state. JSON, since a partial goes out at most every partial interval per post.
+// A post's whole aggregate state as the holder of its partition writes it to the posts
+// bucket (docs/scale-out.md), for every other instance to merge into its global view and for
+// the next holder to take the post over from. Snapshots merge by replacement: one instance
+// holds a partition at a time, so the holder's latest snapshot is the post's state. JSON:
+// a post is written at most every snapshot interval, and a person can read it.
 #pragma once
 
 #include "ingest/batch_ingest.hpp"
@@ -17,11 +17,9 @@
 namespace postwatch::aggregator {
 
 struct PostPartial {
-  static constexpr int kFormat = 1;
+  static constexpr int kFormat = 2;  // 2: on NATS (no version or released_for)
   std::string post;
-  std::string owner, incarnation;  // the publishing instance
-  std::uint64_t version = 0;       // rises with every publish of one incarnation
-  std::string released_for;        // set when the owner hands the post over in this view
+  std::string owner, incarnation;  // the writing instance
   std::int64_t published_at_ms = 0;
   PostRows rows;
   std::vector<AgentTrackSnapshot> agents;

@@ -50,11 +50,16 @@ struct AggregatorOptions {
   std::size_t max_queued_messages = 4096;
   std::uint64_t max_store_backlog_events = 250'000;
 
-  // Scale-out (docs/scale-out.md): instances with the same group share the posts. Empty:
-  // one instance takes every event.
+  // Scale-out on NATS JetStream (docs/scale-out.md): instances with the same group share the
+  // event partitions. Empty: one instance takes every event from the MQTT broker.
   std::string cluster_group;
-  std::string instance_id;                 // default: client_id
-  std::int64_t partial_interval_ms = 500;  // how often an owned post's partial goes out
+  std::string instance_id;                  // default: client_id
+  std::int64_t snapshot_interval_ms = 200;  // how often a held partition's changed posts are written
+  std::string nats_servers;                 // nats://host:port, comma separated
+  std::string nats_user, nats_password_file;
+  std::uint32_t nats_partitions = 16;  // as the broker's subject mapping
+  int nats_replicas = 3;
+  std::int64_t lease_ms = 3'000;
 
   // Access (docs/operations.md). Without a tokens file the API is open, which is only
   // allowed on a loopback address.

@@ -1,0 +1,157 @@
+// The two halves of JetStreamCluster and what passes between them. The Core lives on the
+// aggregator's io_context and owns everything the state touches; the Worker lives on a
+// thread of its own and makes every blocking libnats call. They talk only by posting these
+// messages to each other's executor.
+#pragma once
+
+#include "cluster/jetstream_cluster.hpp"
+#include "cluster/nats_link.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+namespace postwatch::aggregator {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// The Core's snapshot of some held partitions: every changed post's encoded state and the
+// messages it covers, acknowledged once the store and the posts bucket hold it.
+struct SnapshotJob {
+  struct Part {
+    std::uint32_t partition = 0;
+    std::uint64_t generation = 0;
+    bool final = false;  // the last one before the lease is released
+    struct Post {
+      std::uint32_t index = 0;
+      std::string id, encoded;     // a PostPartial
+      std::uint64_t revision = 0;  // the last this holder wrote or read: the compare-and-set
+    };
+    std::vector<Post> posts;
+    std::vector<NatsMessagePtr> messages;
+  };
+  std::uint64_t store_mark = 0;  // the store's hand-over count when the job was made
+  std::vector<Part> parts;
+};
+
+// What the Worker last saw of the group, for the Core's status and readiness.
+struct GroupView {
+  bool connected = false;
+  std::string problem;  // the last setup or engine error, "" when none
+  std::vector<std::string> members;
+  std::vector<std::uint32_t> won;  // the partitions this instance wins by rendezvous
+  bool leader = false;
+};
+
+struct JetStreamCluster::Core : std::enable_shared_from_this<JetStreamCluster::Core> {
+  Core(boost::asio::io_context& io, const IndicatorCatalogue& catalogue, IndicatorState& state, BatchIngest& ingest,
+       JetStreamClusterOptions options, JetStreamClusterHooks hooks, std::shared_ptr<spdlog::logger> log);
+
+  struct Partition {
+    bool held = false, releasing = false, in_flight = false, final_sent = false;
+    std::uint64_t generation = 0;
+    SteadyTime valid_until{};
+    std::vector<NatsMessagePtr> pending;
+    std::vector<std::uint32_t> dirty;                 // posts changed since the last snapshot
+    std::map<std::uint32_t, std::uint64_t> revision;  // post -> its snapshot's revision
+    std::int64_t last_snapshot_ms = 0;
+  };
+  using Revisions = std::vector<std::pair<std::uint32_t, std::uint64_t>>;
+
+  // From the Worker.
+  void on_taken(std::uint32_t p, std::uint64_t generation, SteadyTime valid_until, std::vector<KvEntry> snapshots,
+                Revisions revisions);
+  void on_renewed(std::uint32_t p, std::uint64_t generation, SteadyTime valid_until);
+  void on_lost(std::uint32_t p, std::uint64_t generation, const std::string& why);
+  void on_release_asked(std::uint32_t p, std::uint64_t generation);
+  void on_released(std::uint32_t p, std::uint64_t generation);
+  void on_snapshot_done(std::uint32_t p, std::uint64_t generation, bool ok, std::size_t acked, Revisions written);
+  void on_message(std::uint32_t p, std::uint64_t generation, NatsMessagePtr msg);
+  void on_post_snapshot(const KvEntry& e);  // another holder's post, from the watch
+  void on_view(GroupView v) { view = std::move(v); }
+
+  // Snapshots of the held partitions that are due (or all of them, `force`).
+  SnapshotJob make_job(std::int64_t now_ms, bool force, bool final);
+  SnapshotJob::Part make_part(std::uint32_t p, std::int64_t now_ms, bool final);
+  std::string encode_post(std::uint32_t post, std::int64_t now_ms) const;
+  bool holds(std::uint32_t p) const { return p < parts.size() && parts[p].held && !parts[p].releasing; }
+
+  boost::asio::io_context& io;
+  const IndicatorCatalogue& catalogue;
+  IndicatorState& state;
+  BatchIngest& ingest;
+  JetStreamClusterOptions options;
+  JetStreamClusterHooks hooks;
+  std::shared_ptr<spdlog::logger> log;
+  std::string incarnation;
+  std::vector<Partition> parts;
+  std::vector<std::uint32_t> post_partition;
+  std::vector<std::vector<std::uint32_t>> partition_posts;
+  GroupView view;
+  JetStreamCounters counters;
+  std::function<void(SnapshotJob)> submit;  // to the Worker
+};
+
+struct JetStreamCluster::Worker {
+  Worker(std::shared_ptr<Core> core);
+  ~Worker();
+  void start();
+  void submit(SnapshotJob job);
+  // Last snapshots, acknowledgements, leases and member key released; then the thread ends.
+  void stop(SnapshotJob last, std::chrono::milliseconds timeout);
+
+ private:
+  struct Held {
+    std::uint64_t generation = 0, lease_revision = 0;
+    SteadyTime renewed_at{}, consumer_checked_at{};
+    bool release_asked = false;
+    std::unique_ptr<NatsSubscription> subscription;
+  };
+  template <class Fn>
+  void to_core(Fn&& fn);
+  void cycle();
+  bool setup();
+  void refresh_members();
+  void renew_due();  // member key, leases and leadership whose renewal is due
+  void hold(std::uint32_t p);
+  std::unique_ptr<NatsSubscription> subscribe(std::uint32_t p, std::uint64_t generation, std::string& error);
+  void check_consumers();
+  void renew(std::uint32_t p, Held& h);
+  void lose(std::uint32_t p, std::uint64_t generation, const std::string& why);
+  void release(std::uint32_t p, std::uint64_t generation);
+  void run_job(SnapshotJob& job);  // on the writer thread
+  void keep_leadership();
+  std::string lease_value() const;
+
+  std::weak_ptr<Core> core_;
+  // Copies of what the Core owns that the Worker reads (immutable after construction).
+  JetStreamClusterOptions options_;
+  const IndicatorCatalogue& catalogue_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::string incarnation_;
+  std::vector<std::vector<std::uint32_t>> partition_posts_;
+  boost::asio::io_context& core_io_;
+  JetStreamClusterHooks hooks_;
+
+  // Leases, membership and takeovers on one thread; snapshot writes on another, so a slow
+  // store commit or write never delays a renewal.
+  boost::asio::io_context io_, writer_io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_, writer_guard_;
+  boost::asio::steady_timer timer_;
+  std::thread thread_, writer_thread_;
+  std::unique_ptr<NatsLink> link_;
+  std::unique_ptr<KvBucket> members_, leases_, posts_;
+  std::unique_ptr<KvBucket::Watch> watch_;
+  std::map<std::uint32_t, Held> held_;
+  std::atomic<bool> set_up_{false};  // the buckets exist (the writer reads it)
+  std::uint64_t next_generation_ = 0;
+  std::uint64_t leader_revision_ = 0;
+  SteadyTime leader_renewed_at_{}, member_put_at_{};
+  GroupView view_;
+  std::string last_logged_problem_;
+};
+
+}  // namespace postwatch::aggregator

@@ -1,0 +1,390 @@
+// The libnats side of JetStreamCluster: membership, leases, takeovers, snapshot writes and
+// acknowledgements, on a thread of its own (every call here may wait for the engine).
+#include "cluster/jetstream_internal.hpp"
+#include "cluster/partition_rendezvous.hpp"
+#include "cluster/post_partial.hpp"
+#include "postwatch/clock.hpp"
+#include "postwatch/event_partitions.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <future>
+
+namespace postwatch::aggregator {
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+namespace {
+std::string lease_key(std::uint32_t p) { return "p" + std::to_string(p); }
+constexpr const char* kLeaderKey = "leader";
+}  // namespace
+
+JetStreamCluster::Worker::Worker(std::shared_ptr<Core> core)
+    : core_(core),
+      options_(core->options),
+      catalogue_(core->catalogue),
+      log_(core->log),
+      incarnation_(core->incarnation),
+      partition_posts_(core->partition_posts),
+      core_io_(core->io),
+      hooks_(core->hooks),
+      guard_(io_.get_executor()),
+      writer_guard_(writer_io_.get_executor()),
+      timer_(io_) {}
+
+JetStreamCluster::Worker::~Worker() {
+  guard_.reset();
+  writer_guard_.reset();
+  io_.stop();
+  writer_io_.stop();
+  if (thread_.joinable()) thread_.join();
+  if (writer_thread_.joinable()) writer_thread_.join();
+  watch_.reset();
+  held_.clear();  // drains the subscriptions
+}
+
+template <class Fn>
+void JetStreamCluster::Worker::to_core(Fn&& fn) {
+  boost::asio::post(core_io_, [core = core_, fn = std::forward<Fn>(fn)]() mutable {
+    if (auto c = core.lock()) fn(*c);
+  });
+}
+
+void JetStreamCluster::Worker::start() {
+  thread_ = std::thread([this] { io_.run(); });
+  writer_thread_ = std::thread([this] { writer_io_.run(); });
+  boost::asio::post(io_, [this] { cycle(); });
+}
+
+void JetStreamCluster::Worker::submit(SnapshotJob job) {
+  boost::asio::post(writer_io_, [this, job = std::move(job)]() mutable { run_job(job); });
+}
+
+std::string JetStreamCluster::Worker::lease_value() const {
+  return json{{"instance", options_.instance}, {"incarnation", incarnation_}, {"at_ms", now_utc_ms()}}.dump();
+}
+
+bool JetStreamCluster::Worker::setup() {
+  try {
+    if (!link_)
+      link_ = std::make_unique<NatsLink>(NatsLinkOptions{options_.servers, "postwatch-aggregator " + options_.instance,
+                                                         options_.user, options_.password, 2'000});
+  } catch (const std::runtime_error& e) {
+    view_.problem = e.what();
+    return false;
+  }
+  if (!link_->connected()) {
+    view_.problem = "no NATS server answers yet";
+    return false;
+  }
+  std::string error =
+      link_->ensure_stream({std::string(partitions::events_stream), {partitions::all_subjects()}, options_.replicas});
+  std::string prefix = "postwatch-" + options_.group + "-";
+  if (error.empty() && !members_)
+    members_ = link_->bucket(prefix + "members", options_.lease_ms, options_.replicas, error);
+  if (error.empty() && !leases_)
+    leases_ = link_->bucket(prefix + "leases", options_.lease_ms, options_.replicas, error);
+  if (error.empty() && !posts_) posts_ = link_->bucket(prefix + "posts", 0, options_.replicas, error);
+  if (error.empty() && !watch_)
+    watch_ = posts_->watch_all([this](KvEntry e) { to_core([e = std::move(e)](Core& c) { c.on_post_snapshot(e); }); },
+                               &error);
+  if (!error.empty()) {
+    view_.problem = error;
+    return false;
+  }
+  set_up_ = true;
+  log_->info("cluster {}: on NATS JetStream as {} ({} partitions, lease {} ms)", options_.group, options_.instance,
+             options_.partitions, options_.lease_ms);
+  return true;
+}
+
+void JetStreamCluster::Worker::cycle() {
+  auto poll = milliseconds(std::clamp<std::int64_t>(options_.lease_ms / 6, 50, 1'000));
+  if (!watch_ && !setup()) {
+    view_.connected = false;
+  } else {
+    view_.connected = link_->connected();
+    view_.problem.clear();
+    refresh_members();
+    renew_due();
+    // A takeover costs a few round trips per post: renewals go between them, so taking
+    // several partitions never lets the ones already held lapse.
+    for (auto p : view_.won)
+      if (!held_.count(p)) {
+        hold(p);
+        renew_due();
+      }
+    check_consumers();
+  }
+  if (!view_.problem.empty() && view_.problem != last_logged_problem_)
+    log_->error("cluster {}: {}", options_.group, view_.problem);
+  last_logged_problem_ = view_.problem;
+  to_core([v = view_](Core& c) { c.on_view(v); });
+  timer_.expires_after(poll);
+  timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) cycle();
+  });
+}
+
+void JetStreamCluster::Worker::renew_due() {
+  auto now = std::chrono::steady_clock::now();
+  auto third = milliseconds(options_.lease_ms / 3);
+  if (now - member_put_at_ >= third) {
+    auto w = members_->put(options_.instance, lease_value());
+    if (w)
+      member_put_at_ = now;
+    else
+      view_.problem = "could not renew the member key: " + w.error;
+  }
+  std::vector<std::uint32_t> held;
+  for (const auto& [p, h] : held_) held.push_back(p);
+  for (auto p : held) {
+    auto it = held_.find(p);
+    if (it == held_.end()) continue;
+    auto& h = it->second;
+    bool won = std::find(view_.won.begin(), view_.won.end(), p) != view_.won.end();
+    if (!won && !h.release_asked) {
+      h.release_asked = true;  // the Core sends the final snapshot; release() follows it
+      to_core([p, g = h.generation](Core& c) { c.on_release_asked(p, g); });
+    }
+    if (now - h.renewed_at >= third) renew(p, h);
+  }
+  keep_leadership();
+}
+
+void JetStreamCluster::Worker::check_consumers() {
+  auto now = std::chrono::steady_clock::now();
+  for (auto& [p, h] : held_) {
+    if (now - h.consumer_checked_at < milliseconds(options_.lease_ms)) continue;
+    h.consumer_checked_at = now;
+    auto durable = "postwatch-" + options_.group + "-p" + std::to_string(p);
+    if (link_->consumer_exists(std::string(partitions::events_stream), durable)) continue;
+    // Gone because a successor took the partition and made its own? Only a holder whose
+    // lease still renews makes it again.
+    auto generation = h.generation;
+    renew(p, h);
+    if (!held_.count(p) || held_.at(p).generation != generation) return;  // lost: h is gone
+    // Its node went away: a new one delivers everything not yet acknowledged, through dedupe.
+    log_->warn("cluster: the consumer of partition {} is gone (its NATS node?); making it again", p);
+    std::string error;
+    h.subscription.reset();
+    h.subscription = subscribe(p, h.generation, error);
+    if (!h.subscription) view_.problem = error;
+  }
+}
+
+void JetStreamCluster::Worker::refresh_members() {
+  if (member_put_at_ == SteadyTime{}) renew_due();  // our own key first
+  std::string error;
+  auto names = members_->keys(&error);
+  if (!error.empty()) {
+    view_.problem = "could not list the members: " + error;
+    return;  // keep the last view
+  }
+  std::sort(names.begin(), names.end());
+  if (names != view_.members)
+    log_->info("cluster {}: {} member(s): {}", options_.group, names.size(), fmt::join(names, ", "));
+  view_.members = names;
+  bool member = std::find(names.begin(), names.end(), options_.instance) != names.end();
+  view_.won = member ? partitions_won(names, options_.instance, options_.partitions) : std::vector<std::uint32_t>{};
+}
+
+void JetStreamCluster::Worker::hold(std::uint32_t p) {
+  auto sent = std::chrono::steady_clock::now();
+  auto lease = leases_->create(lease_key(p), lease_value());
+  if (!lease) {
+    if (!lease.conflict)
+      view_.problem = "could not take the lease of partition " + std::to_string(p) + ": " + lease.error;
+    return;  // still held by another instance: it releases it, or its lease runs out
+  }
+  Held h;
+  h.generation = ++next_generation_;
+  h.lease_revision = lease.revision;
+  h.renewed_at = sent;
+  // Load each post's last snapshot and write it back under our name: the new revision
+  // fences a late write of the last holder (its compare-and-set then fails).
+  std::vector<KvEntry> snapshots;
+  Core::Revisions revisions;
+  for (auto post : partition_posts_[p]) {
+    const std::string& id = catalogue_.posts()[post].id;
+    std::string error;
+    auto e = posts_->get(id, &error);
+    KvWrite w;
+    if (error.empty()) {
+      if (e) {
+        w = posts_->update(id, e->value, e->revision);
+        snapshots.push_back(std::move(*e));
+      } else {
+        PostPartial empty;
+        empty.post = id;
+        empty.owner = options_.instance;
+        empty.incarnation = incarnation_;
+        KvEntry fresh{id, encode_partial(empty, catalogue_), 0, false};
+        w = posts_->create(id, fresh.value);
+        snapshots.push_back(std::move(fresh));
+      }
+      error = w.error;
+    }
+    if (!w) {
+      view_.problem = "taking partition " + std::to_string(p) + " over: post " + id + ": " + error;
+      leases_->remove(lease_key(p));
+      return;
+    }
+    revisions.emplace_back(post, w.revision);
+  }
+  auto generation = h.generation;
+  auto valid_until = sent + milliseconds(options_.lease_ms * 3 / 4);
+  to_core([p, generation, valid_until, s = std::move(snapshots), r = std::move(revisions)](Core& c) mutable {
+    c.on_taken(p, generation, valid_until, std::move(s), std::move(r));
+  });
+  std::string error;
+  h.subscription = subscribe(p, generation, error);
+  h.consumer_checked_at = std::chrono::steady_clock::now();
+  if (!h.subscription) {
+    to_core([p, generation, error](Core& c) { c.on_lost(p, generation, error); });
+    leases_->remove(lease_key(p));
+    return;
+  }
+  held_.emplace(p, std::move(h));
+}
+
+std::unique_ptr<NatsSubscription> JetStreamCluster::Worker::subscribe(std::uint32_t p, std::uint64_t generation,
+                                                                      std::string& error) {
+  return link_->subscribe_fresh(
+      {std::string(partitions::events_stream), "postwatch-" + options_.group + "-p" + std::to_string(p),
+       partitions::partition_subjects(p)},
+      [core = core_, &io = core_io_, p, generation](NatsMessagePtr m) {
+        boost::asio::post(io, [core, p, generation, m = std::move(m)]() mutable {
+          if (auto c = core.lock()) c->on_message(p, generation, std::move(m));
+        });
+      },
+      error);
+}
+
+void JetStreamCluster::Worker::renew(std::uint32_t p, Held& h) {
+  auto sent = std::chrono::steady_clock::now();
+  auto w = leases_->update(lease_key(p), lease_value(), h.lease_revision);
+  if (w) {
+    h.lease_revision = w.revision;
+    h.renewed_at = sent;
+    to_core([p, g = h.generation, until = sent + milliseconds(options_.lease_ms * 3 / 4)](Core& c) {
+      c.on_renewed(p, g, until);
+    });
+  } else if (w.conflict) {
+    lose(p, h.generation, "another instance holds its lease");
+  } else if (sent - h.renewed_at >= milliseconds(options_.lease_ms * 3 / 4)) {
+    lose(p, h.generation, "its lease could not be renewed in time (" + w.error + ")");
+  }
+}
+
+void JetStreamCluster::Worker::lose(std::uint32_t p, std::uint64_t generation, const std::string& why) {
+  auto it = held_.find(p);
+  if (it == held_.end() || it->second.generation != generation) return;
+  held_.erase(it);  // drains the subscription; what was not acknowledged goes to the next holder
+  to_core([p, generation, why](Core& c) { c.on_lost(p, generation, why); });
+}
+
+void JetStreamCluster::Worker::release(std::uint32_t p, std::uint64_t generation) {
+  auto it = held_.find(p);
+  if (it == held_.end() || it->second.generation != generation) return;
+  held_.erase(it);
+  leases_->remove(lease_key(p));  // the winner takes it on its next poll
+  to_core([p, generation](Core& c) { c.on_released(p, generation); });
+}
+
+void JetStreamCluster::Worker::run_job(SnapshotJob& job) {
+  // Acknowledged means durable twice: in this instance's store and in the posts bucket.
+  bool stored = hooks_.flush(milliseconds(10'000));
+  if (!stored) log_->warn("cluster: the store did not commit within 10 s; snapshot postponed");
+  for (auto& part : job.parts) {
+    auto p = part.partition;
+    auto g = part.generation;
+    bool ok = stored, conflict = false;
+    std::string why;
+    Core::Revisions written;
+    for (const auto& post : part.posts) {
+      if (!ok) break;
+      auto w = posts_->update(post.id, post.encoded, post.revision);
+      if (w) {
+        written.emplace_back(post.index, w.revision);
+        continue;
+      }
+      ok = false;
+      conflict = w.conflict;
+      why = w.conflict ? "post " + post.id + " was written by another instance"
+                       : "writing post " + post.id + ": " + w.error;
+    }
+    std::size_t acked = 0;
+    if (ok)
+      for (auto& m : part.messages) acked += m->ack() ? 1 : 0;
+    part.messages.clear();  // not acknowledged unless ok: redelivered after the ack wait, deduped
+    if (!ok && !why.empty() && !conflict) log_->warn("cluster: snapshot of partition {} not written: {}", p, why);
+    to_core([p, g, ok, acked, conflict, w = std::move(written)](Core& c) mutable {
+      if (conflict) c.counters.snapshot_conflicts += 1;
+      c.on_snapshot_done(p, g, ok, acked, std::move(w));
+    });
+    // Leases are the other thread's: it loses or releases the partition.
+    if (conflict)
+      boost::asio::post(io_, [this, p, g, why] { lose(p, g, why); });
+    else if (part.final)
+      boost::asio::post(io_, [this, p, g] { release(p, g); });
+  }
+}
+
+void JetStreamCluster::Worker::keep_leadership() {
+  auto now = std::chrono::steady_clock::now();
+  if (leader_revision_ == 0) {
+    if (auto w = leases_->create(kLeaderKey, lease_value())) {
+      leader_revision_ = w.revision;
+      leader_renewed_at_ = now;
+      log_->info("cluster {}: {} publishes the goal feed", options_.group, options_.instance);
+    }
+  } else if (now - leader_renewed_at_ >= milliseconds(options_.lease_ms / 3)) {
+    auto w = leases_->update(kLeaderKey, lease_value(), leader_revision_);
+    if (w) {
+      leader_revision_ = w.revision;
+      leader_renewed_at_ = now;
+    } else if (w.conflict || now - leader_renewed_at_ >= milliseconds(options_.lease_ms * 3 / 4)) {
+      leader_revision_ = 0;
+    }
+  }
+  view_.leader = leader_revision_ != 0;
+}
+
+void JetStreamCluster::Worker::stop(SnapshotJob last, std::chrono::milliseconds timeout) {
+  if (!thread_.joinable()) return;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::promise<void> written, released;
+  auto written_f = written.get_future(), released_f = released.get_future();
+  // The last snapshots first (they queue the releases of their partitions), then whatever
+  // else is held goes without one: the stream redelivers it to the next holder.
+  boost::asio::post(writer_io_, [this, &last, &written] {
+    if (set_up_) run_job(last);
+    written.set_value();
+  });
+  written_f.wait_until(deadline);
+  boost::asio::post(io_, [this, &released] {
+    timer_.cancel();
+    if (watch_) {
+      std::vector<std::pair<std::uint32_t, std::uint64_t>> rest;
+      for (const auto& [p, h] : held_) rest.emplace_back(p, h.generation);
+      for (auto [p, g] : rest) release(p, g);
+      if (leader_revision_ != 0) leases_->remove(kLeaderKey);
+      members_->remove(options_.instance);
+    }
+    released.set_value();
+  });
+  if (released_f.wait_until(deadline) != std::future_status::ready)
+    log_->warn("cluster: stopping took longer than {} ms; the others take over when the leases run out",
+               timeout.count());
+  guard_.reset();
+  writer_guard_.reset();
+  io_.stop();
+  writer_io_.stop();
+  thread_.join();
+  writer_thread_.join();
+}
+
+}  // namespace postwatch::aggregator

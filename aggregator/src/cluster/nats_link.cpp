@@ -1,0 +1,290 @@
+#include "cluster/nats_link.hpp"
+
+#include <nats/nats.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+
+namespace postwatch::aggregator {
+
+namespace {
+
+std::string last_error(natsStatus s) {
+  const char* text = nats_GetLastError(nullptr);
+  return text && *text ? std::string(text) : std::string(natsStatus_GetText(s));
+}
+
+// The engine refuses a compare-and-set with "wrong last sequence" (the key moved on, or
+// already exists for a create).
+KvWrite write_result(natsStatus s, std::uint64_t rev) {
+  KvWrite w;
+  if (s == NATS_OK) {
+    w.revision = rev;
+    return w;
+  }
+  w.error = last_error(s);
+  w.conflict = s == NATS_ERR && w.error.find("wrong last sequence") != std::string::npos;
+  return w;
+}
+
+KvEntry to_entry(kvEntry* e) {
+  KvEntry out;
+  out.key = kvEntry_Key(e);
+  out.value.assign(static_cast<const char*>(kvEntry_Value(e)), static_cast<std::size_t>(kvEntry_ValueLen(e)));
+  out.revision = kvEntry_Revision(e);
+  out.deleted = kvEntry_Operation(e) != kvOp_Put;
+  return out;
+}
+
+}  // namespace
+
+NatsMessage::~NatsMessage() { natsMsg_Destroy(msg_); }
+std::string_view NatsMessage::subject() const { return natsMsg_GetSubject(msg_); }
+std::string_view NatsMessage::data() const {
+  return {natsMsg_GetData(msg_), static_cast<std::size_t>(natsMsg_GetDataLength(msg_))};
+}
+bool NatsMessage::ack() { return natsMsg_Ack(msg_, nullptr) == NATS_OK; }
+
+KvBucket::~KvBucket() { kvStore_Destroy(kv_); }
+
+KvWrite KvBucket::create(const std::string& key, std::string_view value) {
+  std::uint64_t rev = 0;
+  auto s = kvStore_Create(&rev, kv_, key.c_str(), value.data(), static_cast<int>(value.size()));
+  return write_result(s, rev);
+}
+
+KvWrite KvBucket::update(const std::string& key, std::string_view value, std::uint64_t last_revision) {
+  std::uint64_t rev = 0;
+  auto s = kvStore_Update(&rev, kv_, key.c_str(), value.data(), static_cast<int>(value.size()), last_revision);
+  return write_result(s, rev);
+}
+
+KvWrite KvBucket::put(const std::string& key, std::string_view value) {
+  std::uint64_t rev = 0;
+  auto s = kvStore_Put(&rev, kv_, key.c_str(), value.data(), static_cast<int>(value.size()));
+  return write_result(s, rev);
+}
+
+std::optional<KvEntry> KvBucket::get(const std::string& key, std::string* error) {
+  kvEntry* e = nullptr;
+  auto s = kvStore_Get(&e, kv_, key.c_str());
+  if (s == NATS_NOT_FOUND) return std::nullopt;  // absent or deleted
+  if (s != NATS_OK) {
+    if (error) *error = last_error(s);
+    return std::nullopt;
+  }
+  auto out = to_entry(e);
+  kvEntry_Destroy(e);
+  return out;
+}
+
+bool KvBucket::remove(const std::string& key) { return kvStore_Delete(kv_, key.c_str()) == NATS_OK; }
+
+std::vector<std::string> KvBucket::keys(std::string* error) {
+  kvKeysList list{};
+  std::vector<std::string> out;
+  auto s = kvStore_Keys(&list, kv_, nullptr);
+  if (s == NATS_OK) {
+    for (int i = 0; i < list.Count; ++i) out.emplace_back(list.Keys[i]);
+    kvKeysList_Destroy(&list);
+  } else if (s != NATS_NOT_FOUND && error) {  // NOT_FOUND: no keys
+    *error = last_error(s);
+  }
+  return out;
+}
+
+struct KvBucket::Watch::State {
+  kvWatcher* watcher = nullptr;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+};
+
+KvBucket::Watch::Watch(kvWatcher* w, std::function<void(KvEntry)> fn) : state_(std::make_unique<State>()) {
+  state_->watcher = w;
+  state_->thread = std::thread([s = state_.get(), fn = std::move(fn)] {
+    while (!s->stop) {
+      kvEntry* e = nullptr;
+      auto st = kvWatcher_Next(&e, s->watcher, 200);
+      if (st == NATS_OK && e) {  // a null entry marks the end of the initial values
+        fn(to_entry(e));
+        kvEntry_Destroy(e);
+      } else if (st == NATS_ILLEGAL_STATE) {
+        break;  // stopped
+      }
+    }
+  });
+}
+
+KvBucket::Watch::~Watch() {
+  state_->stop = true;
+  kvWatcher_Stop(state_->watcher);
+  if (state_->thread.joinable()) state_->thread.join();
+  kvWatcher_Destroy(state_->watcher);
+}
+
+std::unique_ptr<KvBucket::Watch> KvBucket::watch_all(std::function<void(KvEntry)> fn, std::string* error) {
+  kvWatcher* w = nullptr;
+  auto s = kvStore_WatchAll(&w, kv_, nullptr);
+  if (s != NATS_OK) {
+    if (error) *error = last_error(s);
+    return nullptr;
+  }
+  return std::make_unique<Watch>(w, std::move(fn));
+}
+
+NatsSubscription::~NatsSubscription() {
+  if (!sub_) return;
+  // Drain: libnats stops delivery and waits until no handler call is running.
+  if (natsSubscription_Drain(sub_) == NATS_OK) natsSubscription_WaitForDrainCompletion(sub_, 5'000);
+  natsSubscription_Destroy(sub_);
+}
+
+NatsLink::NatsLink(const NatsLinkOptions& options) : timeout_ms_(options.request_timeout_ms) {
+  natsOptions* o = nullptr;
+  if (natsOptions_Create(&o) != NATS_OK) throw std::runtime_error("nats: out of memory");
+  std::vector<const char*> urls;
+  for (const auto& s : options.servers) urls.push_back(s.c_str());
+  natsStatus s = natsOptions_SetServers(o, urls.data(), static_cast<int>(urls.size()));
+  if (s == NATS_OK && !options.name.empty()) s = natsOptions_SetName(o, options.name.c_str());
+  if (s == NATS_OK && !options.user.empty())
+    s = natsOptions_SetUserInfo(o, options.user.c_str(), options.password.c_str());
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);  // a cluster node comes back, or another answers
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
+  if (s == NATS_OK) s = natsOptions_SetTimeout(o, options.request_timeout_ms);
+  if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, nullptr, nullptr);
+  if (s == NATS_OK) s = natsConnection_Connect(&nc_, o);
+  natsOptions_Destroy(o);
+  if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) throw std::runtime_error("nats: " + last_error(s));
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = options.request_timeout_ms;
+  if ((s = natsConnection_JetStream(&js_, nc_, &jo)) != NATS_OK) {
+    natsConnection_Destroy(nc_);
+    throw std::runtime_error("nats: JetStream: " + last_error(s));
+  }
+}
+
+NatsLink::~NatsLink() {
+  jsCtx_Destroy(js_);
+  natsConnection_Close(nc_);
+  natsConnection_Destroy(nc_);
+}
+
+bool NatsLink::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
+
+std::string NatsLink::ensure_stream(const StreamSpec& spec) {
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  auto s = js_GetStreamInfo(&si, js_, spec.name.c_str(), nullptr, &jerr);
+  if (s == NATS_OK) {
+    std::string problem;
+    for (const auto& want : spec.subjects) {
+      bool found = false;
+      for (int i = 0; i < si->Config->SubjectsLen; ++i) found = found || want == si->Config->Subjects[i];
+      if (!found) problem = "stream " + spec.name + " exists but does not capture " + want;
+    }
+    jsStreamInfo_Destroy(si);
+    return problem;
+  }
+  if (s != NATS_NOT_FOUND) return "stream " + spec.name + ": " + last_error(s);
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  std::vector<const char*> subjects;
+  for (const auto& x : spec.subjects) subjects.push_back(x.c_str());
+  cfg.Name = spec.name.c_str();
+  cfg.Subjects = subjects.data();
+  cfg.SubjectsLen = static_cast<int>(subjects.size());
+  cfg.Replicas = spec.replicas;
+  // A message leaves the stream when its partition's holder acknowledges it, which it does
+  // only once a snapshot and its own store cover it (docs/scale-out.md).
+  cfg.Retention = js_WorkQueuePolicy;
+  cfg.Storage = js_FileStorage;
+  s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
+  if (s != NATS_OK) return "creating stream " + spec.name + ": " + last_error(s);
+  jsStreamInfo_Destroy(si);
+  return "";
+}
+
+std::unique_ptr<KvBucket> NatsLink::bucket(const std::string& name, std::int64_t ttl_ms, int replicas,
+                                           std::string& error) {
+  kvStore* kv = nullptr;
+  auto s = js_KeyValue(&kv, js_, name.c_str());
+  if (s == NATS_NOT_FOUND) {
+    kvConfig cfg;
+    kvConfig_Init(&cfg);
+    cfg.Bucket = name.c_str();
+    cfg.History = 1;
+    cfg.TTL = ttl_ms * 1'000'000;  // nanoseconds
+    cfg.Replicas = replicas;
+    s = js_CreateKeyValue(&kv, js_, &cfg);
+  }
+  if (s != NATS_OK) {
+    error = "key-value bucket " + name + ": " + last_error(s);
+    return nullptr;
+  }
+  return std::make_unique<KvBucket>(kv, name);
+}
+
+namespace {
+void on_nats_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  auto* handler = static_cast<NatsSubscription::Handler*>(closure);
+  (*handler)(std::make_shared<NatsMessage>(msg));
+}
+}  // namespace
+
+std::unique_ptr<NatsSubscription> NatsLink::subscribe_fresh(const ConsumerSpec& spec,
+                                                            NatsSubscription::Handler on_message, std::string& error) {
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  auto s = js_DeleteConsumer(js_, spec.stream.c_str(), spec.durable.c_str(), nullptr, &jerr);
+  if (s != NATS_OK && s != NATS_NOT_FOUND) {
+    error = "deleting consumer " + spec.durable + ": " + last_error(s);
+    return nullptr;
+  }
+  natsInbox* inbox = nullptr;
+  natsInbox_Create(&inbox);
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = spec.durable.c_str();
+  cc.FilterSubject = spec.filter_subject.c_str();
+  cc.DeliverSubject = inbox;
+  cc.DeliverPolicy = js_DeliverAll;
+  cc.AckPolicy = js_AckExplicit;
+  cc.AckWait = spec.ack_wait_ms * 1'000'000;
+  cc.MaxAckPending = spec.max_ack_pending;
+  cc.MaxDeliver = -1;
+  cc.Replicas = 1;
+  cc.MemoryStorage = true;
+  jsConsumerInfo* ci = nullptr;
+  s = js_AddConsumer(&ci, js_, spec.stream.c_str(), &cc, nullptr, &jerr);
+  natsInbox_Destroy(inbox);
+  if (s != NATS_OK) {
+    error = "creating consumer " + spec.durable + ": " + last_error(s);
+    return nullptr;
+  }
+  jsConsumerInfo_Destroy(ci);
+  auto sub = std::make_unique<NatsSubscription>(std::move(on_message));
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = spec.stream.c_str();
+  so.Consumer = spec.durable.c_str();
+  so.ManualAck = true;
+  so.Config.MemoryStorage = true;  // libnats checks the bound consumer against these
+  so.Config.Replicas = 1;
+  s = js_Subscribe(&sub->sub_, js_, spec.filter_subject.c_str(), on_nats_message, &sub->handler_, nullptr, &so, &jerr);
+  if (s != NATS_OK) {
+    error = "subscribing to consumer " + spec.durable + ": " + last_error(s);
+    return nullptr;
+  }
+  return sub;
+}
+
+bool NatsLink::consumer_exists(const std::string& stream, const std::string& durable) {
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  auto s = js_GetConsumerInfo(&ci, js_, stream.c_str(), durable.c_str(), nullptr, &jerr);
+  if (s == NATS_OK) jsConsumerInfo_Destroy(ci);
+  return s != NATS_NOT_FOUND;
+}
+
+}  // namespace postwatch::aggregator

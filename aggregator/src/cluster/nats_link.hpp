@@ -1,0 +1,155 @@
+// A thin, blocking wrapper over libnats (the C client of NATS): one connection with its
+// JetStream context, key-value buckets and bound push consumers. Every call may wait for a
+// server round trip, so the cluster calls them from its own worker thread, never from the
+// aggregator's io_context (docs/scale-out.md).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct __natsConnection;
+struct __jsCtx;
+struct __kvStore;
+struct __natsMsg;
+struct __natsSubscription;
+struct __kvWatcher;
+
+namespace postwatch::aggregator {
+
+// Why a key-value write was not done: `conflict` is the engine's own compare-and-set refusal
+// (the key moved on, or exists); anything else is an error to retry.
+struct KvWrite {
+  std::uint64_t revision = 0;  // the new revision; 0 when not written
+  bool conflict = false;
+  std::string error;
+  explicit operator bool() const { return revision != 0; }
+};
+
+struct KvEntry {
+  std::string key, value;
+  std::uint64_t revision = 0;
+  bool deleted = false;  // a delete or purge marker
+};
+
+// A JetStream message held until it is acknowledged; destroyed (not acknowledged) otherwise.
+class NatsMessage {
+ public:
+  explicit NatsMessage(__natsMsg* m) : msg_(m) {}
+  ~NatsMessage();
+  NatsMessage(const NatsMessage&) = delete;
+  NatsMessage& operator=(const NatsMessage&) = delete;
+  std::string_view subject() const;
+  std::string_view data() const;
+  bool ack();  // false when the server could not be told (it redelivers then)
+
+ private:
+  __natsMsg* msg_;
+};
+using NatsMessagePtr = std::shared_ptr<NatsMessage>;
+
+class KvBucket {
+ public:
+  KvBucket(__kvStore* kv, std::string name) : kv_(kv), name_(std::move(name)) {}
+  ~KvBucket();
+  KvBucket(const KvBucket&) = delete;
+  KvBucket& operator=(const KvBucket&) = delete;
+  const std::string& name() const { return name_; }
+
+  KvWrite create(const std::string& key, std::string_view value);  // only if absent
+  KvWrite update(const std::string& key, std::string_view value, std::uint64_t last_revision);
+  KvWrite put(const std::string& key, std::string_view value);
+  std::optional<KvEntry> get(const std::string& key, std::string* error = nullptr);
+  bool remove(const std::string& key);
+  std::vector<std::string> keys(std::string* error = nullptr);
+
+  // Every key's latest value, then every change, until stop() or destruction. Runs `fn` on a
+  // thread of its own.
+  class Watch {
+   public:
+    Watch(__kvWatcher* w, std::function<void(KvEntry)> fn);
+    ~Watch();
+    Watch(const Watch&) = delete;
+    Watch& operator=(const Watch&) = delete;
+
+   private:
+    struct State;
+    std::unique_ptr<State> state_;
+  };
+  std::unique_ptr<Watch> watch_all(std::function<void(KvEntry)> fn, std::string* error = nullptr);
+
+ private:
+  __kvStore* kv_;
+  std::string name_;
+};
+
+struct StreamSpec {
+  std::string name;
+  std::vector<std::string> subjects;
+  int replicas = 1;
+};
+
+struct ConsumerSpec {
+  std::string stream, durable, filter_subject;
+  std::int64_t ack_wait_ms = 30'000;
+  std::int64_t max_ack_pending = 20'000;
+};
+
+// A push subscription on a durable consumer; messages go to the handler on libnats' thread.
+// Destruction drains it: no handler call runs or starts after the destructor returns.
+class NatsSubscription {
+ public:
+  using Handler = std::function<void(NatsMessagePtr)>;
+  explicit NatsSubscription(Handler h) : handler_(std::move(h)) {}
+  ~NatsSubscription();
+  NatsSubscription(const NatsSubscription&) = delete;
+  NatsSubscription& operator=(const NatsSubscription&) = delete;
+
+ private:
+  friend class NatsLink;
+  __natsSubscription* sub_ = nullptr;
+  Handler handler_;
+};
+
+struct NatsLinkOptions {
+  std::vector<std::string> servers;  // nats://host:port
+  std::string name;                  // shown in the server's connection list
+  std::string user, password;
+  std::int64_t request_timeout_ms = 2'000;
+};
+
+class NatsLink {
+ public:
+  // Connects (retrying in the background if no server answers yet); throws std::runtime_error
+  // with libnats' text when the options are unusable.
+  explicit NatsLink(const NatsLinkOptions& options);
+  ~NatsLink();
+  NatsLink(const NatsLink&) = delete;
+  NatsLink& operator=(const NatsLink&) = delete;
+
+  bool connected() const;
+  // Creates the stream, or checks an existing one captures the same subjects. "" on success.
+  std::string ensure_stream(const StreamSpec& spec);
+  // Creates the bucket if absent (ttl_ms 0: keys never expire). Null with `error` set otherwise.
+  std::unique_ptr<KvBucket> bucket(const std::string& name, std::int64_t ttl_ms, int replicas, std::string& error);
+  // Deletes the durable (if any) and creates it afresh, delivering every message still in
+  // the stream for its filter, to a new inbox only this subscription reads. The consumer is
+  // a single in-memory replica: it is made anew at every takeover anyway (2 ms here, against
+  // 130-670 ms for a replicated one), the stream holds the messages, and a consumer lost with
+  // its node is found by consumer_exists() and made again.
+  std::unique_ptr<NatsSubscription> subscribe_fresh(const ConsumerSpec& spec, NatsSubscription::Handler on_message,
+                                                    std::string& error);
+  // False only when the server says the consumer is gone (an error is not an answer).
+  bool consumer_exists(const std::string& stream, const std::string& durable);
+
+ private:
+  __natsConnection* nc_ = nullptr;
+  __jsCtx* js_ = nullptr;
+  std::int64_t timeout_ms_;
+};
+
+}  // namespace postwatch::aggregator

@@ -1,0 +1,43 @@
+// A NATS cluster with JetStream and its MQTT listener, on free loopback ports, stopped on
+// destruction: the broker of a clustered deployment (docs/scale-out.md). Every node maps the
+// agents' events topics onto the partition subjects, as postwatch-broker-config --nats does.
+#pragma once
+
+#include "support/test_support.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace postwatch::test {
+
+class NatsCluster {
+ public:
+  explicit NatsCluster(int nodes = 3, unsigned partitions = 16);
+  ~NatsCluster();
+  NatsCluster(const NatsCluster&) = delete;
+  NatsCluster& operator=(const NatsCluster&) = delete;
+
+  int size() const { return static_cast<int>(nodes_.size()); }
+  // nats://127.0.0.1:<port>,... for --nats.
+  std::string servers() const;
+  // tcp://127.0.0.1:<mqtt port> of node `i`, for agents and --broker.
+  std::string mqtt_uri(int i = 0) const;
+  unsigned short mqtt_port(int i = 0) const { return nodes_[static_cast<std::size_t>(i)].mqtt; }
+  void kill(int i);   // SIGKILL
+  void start(int i);  // again, on the same ports and store
+  // Waits until every running node reports JetStream healthy.
+  bool healthy(std::chrono::milliseconds timeout);
+  std::string log(int i) const;
+
+ private:
+  struct Node {
+    unsigned short client = 0, route = 0, mqtt = 0, monitor = 0;
+    std::unique_ptr<ChildProcess> proc;
+  };
+  TempDir dir_;
+  unsigned partitions_;
+  std::vector<Node> nodes_;
+};
+
+}  // namespace postwatch::test
