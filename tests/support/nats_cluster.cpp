@@ -2,6 +2,8 @@
 
 #include "postwatch/event_partitions.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <csignal>
 #include <fstream>
 #include <stdexcept>
@@ -44,9 +46,9 @@ void NatsCluster::start(int i) {
     out << "server_name: " << name << "\nlisten: 127.0.0.1:" << n.client << "\nhttp: 127.0.0.1:" << n.monitor
         << "\njetstream { store_dir: \"" << (dir_.path() / name).string()
         << "\" }\n"
-        // One in-memory replica per MQTT subscription's consumer: a replicated one costs
-        // 130-670 ms of the cluster's meta layer per agent subscribing (docs/scale-out.md).
-        << "mqtt { listen: 127.0.0.1:" << n.mqtt << ", consumer_replicas: 1, consumer_memory_storage: true }\n"
+        // One replica per MQTT subscription's consumer: a replicated one costs 130-670 ms of
+        // the cluster's meta layer per agent subscribing (docs/scale-out.md).
+        << "mqtt { listen: 127.0.0.1:" << n.mqtt << ", consumer_replicas: 1 }\n"
         << "mappings = { \"" << partitions::mapping_source << "\": \"" << partitions::mapping_destination(partitions_)
         << "\" }\n";
     if (nodes_.size() > 1) {
@@ -83,6 +85,42 @@ bool NatsCluster::healthy(std::chrono::milliseconds timeout) {
 std::string NatsCluster::log(int i) const {
   const auto& n = nodes_[static_cast<std::size_t>(i)];
   return n.proc ? n.proc->log() : "(not running)";
+}
+
+namespace {
+// The stream's entry in a running node's /jsz, or null.
+nlohmann::json stream_detail(const std::vector<unsigned short>& monitors, const std::string& stream) {
+  for (auto port : monitors) {
+    auto r = http_get(port, "/jsz?streams=true");
+    if (r.status != 200) continue;
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    if (!j.is_object() || !j.contains("account_details")) continue;
+    for (const auto& a : j["account_details"])
+      for (const auto& s : a.value("stream_detail", nlohmann::json::array()))
+        if (s.value("name", "") == stream) return s;
+  }
+  return nullptr;
+}
+}  // namespace
+
+int NatsCluster::stream_leader(const std::string& stream) {
+  std::vector<unsigned short> monitors;
+  for (const auto& n : nodes_)
+    if (n.proc) monitors.push_back(n.monitor);
+  auto s = stream_detail(monitors, stream);
+  if (!s.is_object() || !s.contains("cluster")) return -1;
+  auto leader = s["cluster"].value("leader", "");
+  for (int i = 0; i < size(); ++i)
+    if (leader == "n" + std::to_string(i + 1)) return i;
+  return -1;
+}
+
+long long NatsCluster::stream_messages(const std::string& stream) {
+  std::vector<unsigned short> monitors;
+  for (const auto& n : nodes_)
+    if (n.proc) monitors.push_back(n.monitor);
+  auto s = stream_detail(monitors, stream);
+  return s.is_object() && s.contains("state") ? s["state"].value("messages", -1LL) : -1;
 }
 
 }  // namespace postwatch::test

@@ -29,6 +29,10 @@ class NatsCluster {
   // Waits until every running node reports JetStream healthy.
   bool healthy(std::chrono::milliseconds timeout);
   std::string log(int i) const;
+  // From a running node's monitoring endpoint: which node leads `stream` (-1: none known),
+  // and how many messages it holds (-1: unknown).
+  int stream_leader(const std::string& stream);
+  long long stream_messages(const std::string& stream);
 
  private:
   struct Node {

@@ -5,9 +5,9 @@
 // bucket (create-if-absent, renewed by revision). Holding it, it reads the partition through
 // a durable consumer, applies its messages, writes each changed post's state to the posts
 // bucket by compare-and-set, and acknowledges a message only once that snapshot and its own
-// store cover it. A successor loads the snapshots and the stream redelivers everything not
-// acknowledged, through the same dedupe. Every instance watches the posts bucket, so each
-// serves the global state.
+// store cover it. A successor loads the snapshots, and the consumer delivers it everything
+// not acknowledged (after the ack wait, which equals the lease), through the same dedupe. Every instance watches the
+// posts bucket, so each serves the global state.
 //
 // Runs on the io_context; every blocking libnats call runs on a worker thread of its own.
 #pragma once

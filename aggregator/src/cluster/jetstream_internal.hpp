@@ -117,6 +117,7 @@ struct JetStreamCluster::Worker {
   void refresh_members();
   void renew_due();  // member key, leases and leadership whose renewal is due
   void hold(std::uint32_t p);
+  ConsumerSpec consumer_spec(std::uint32_t p) const;
   std::unique_ptr<NatsSubscription> subscribe(std::uint32_t p, std::uint64_t generation, std::string& error);
   void check_consumers();
   void renew(std::uint32_t p, Held& h);

@@ -157,21 +157,11 @@ void JetStreamCluster::Worker::renew_due() {
 void JetStreamCluster::Worker::check_consumers() {
   auto now = std::chrono::steady_clock::now();
   for (auto& [p, h] : held_) {
-    if (now - h.consumer_checked_at < milliseconds(options_.lease_ms)) continue;
+    if (now - h.consumer_checked_at < milliseconds(options_.lease_ms * 3)) continue;
     h.consumer_checked_at = now;
-    auto durable = "postwatch-" + options_.group + "-p" + std::to_string(p);
-    if (link_->consumer_exists(std::string(partitions::events_stream), durable)) continue;
-    // Gone because a successor took the partition and made its own? Only a holder whose
-    // lease still renews makes it again.
-    auto generation = h.generation;
-    renew(p, h);
-    if (!held_.count(p) || held_.at(p).generation != generation) return;  // lost: h is gone
-    // Its node went away: a new one delivers everything not yet acknowledged, through dedupe.
-    log_->warn("cluster: the consumer of partition {} is gone (its NATS node?); making it again", p);
-    std::string error;
-    h.subscription.reset();
-    h.subscription = subscribe(p, h.generation, error);
-    if (!h.subscription) view_.problem = error;
+    // Replicated, it survives a node; this makes it again if it was lost all the same (a
+    // purged stream, an operator's delete). Our subscription on its deliver subject stays.
+    if (auto error = link_->ensure_consumer(consumer_spec(p)); !error.empty()) view_.problem = error;
   }
 }
 
@@ -250,11 +240,26 @@ void JetStreamCluster::Worker::hold(std::uint32_t p) {
   held_.emplace(p, std::move(h));
 }
 
+ConsumerSpec JetStreamCluster::Worker::consumer_spec(std::uint32_t p) const {
+  auto name = "postwatch-" + options_.group + "-p" + std::to_string(p);
+  ConsumerSpec c;
+  c.stream = std::string(partitions::events_stream);
+  c.durable = name;
+  c.filter_subject = partitions::partition_subjects(p);
+  c.deliver_subject = "postwatch-deliver." + options_.group + ".p" + std::to_string(p);
+  c.replicas = options_.replicas;
+  // What a dead holder received and had not acknowledged comes again after this: about when
+  // its lease runs out and a successor subscribes.
+  c.ack_wait_ms = options_.lease_ms;
+  return c;
+}
+
 std::unique_ptr<NatsSubscription> JetStreamCluster::Worker::subscribe(std::uint32_t p, std::uint64_t generation,
                                                                       std::string& error) {
-  return link_->subscribe_fresh(
-      {std::string(partitions::events_stream), "postwatch-" + options_.group + "-p" + std::to_string(p),
-       partitions::partition_subjects(p)},
+  auto spec = consumer_spec(p);
+  if (error = link_->ensure_consumer(spec); !error.empty()) return nullptr;
+  return link_->subscribe(
+      spec.deliver_subject,
       [core = core_, &io = core_io_, p, generation](NatsMessagePtr m) {
         boost::asio::post(io, [core, p, generation, m = std::move(m)]() mutable {
           if (auto c = core.lock()) c->on_message(p, generation, std::move(m));

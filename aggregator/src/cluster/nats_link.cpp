@@ -44,7 +44,11 @@ std::string_view NatsMessage::subject() const { return natsMsg_GetSubject(msg_);
 std::string_view NatsMessage::data() const {
   return {natsMsg_GetData(msg_), static_cast<std::size_t>(natsMsg_GetDataLength(msg_))};
 }
-bool NatsMessage::ack() { return natsMsg_Ack(msg_, nullptr) == NATS_OK; }
+// A plain subscription's message: the acknowledgement is "+ACK" to its reply subject.
+bool NatsMessage::ack() {
+  const char* reply = natsMsg_GetReply(msg_);
+  return reply && natsConnection_PublishString(nc_, reply, "+ACK") == NATS_OK;
+}
 
 KvBucket::~KvBucket() { kvStore_Destroy(kv_); }
 
@@ -227,53 +231,39 @@ std::unique_ptr<KvBucket> NatsLink::bucket(const std::string& name, std::int64_t
 }
 
 namespace {
-void on_nats_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+void on_nats_message(natsConnection* nc, natsSubscription*, natsMsg* msg, void* closure) {
   auto* handler = static_cast<NatsSubscription::Handler*>(closure);
-  (*handler)(std::make_shared<NatsMessage>(msg));
+  (*handler)(std::make_shared<NatsMessage>(nc, msg));
 }
 }  // namespace
 
-std::unique_ptr<NatsSubscription> NatsLink::subscribe_fresh(const ConsumerSpec& spec,
-                                                            NatsSubscription::Handler on_message, std::string& error) {
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  auto s = js_DeleteConsumer(js_, spec.stream.c_str(), spec.durable.c_str(), nullptr, &jerr);
-  if (s != NATS_OK && s != NATS_NOT_FOUND) {
-    error = "deleting consumer " + spec.durable + ": " + last_error(s);
-    return nullptr;
-  }
-  natsInbox* inbox = nullptr;
-  natsInbox_Create(&inbox);
+std::string NatsLink::ensure_consumer(const ConsumerSpec& spec) {
+  if (consumer_exists(spec.stream, spec.durable)) return "";
   jsConsumerConfig cc;
   jsConsumerConfig_Init(&cc);
   cc.Durable = spec.durable.c_str();
   cc.FilterSubject = spec.filter_subject.c_str();
-  cc.DeliverSubject = inbox;
+  cc.DeliverSubject = spec.deliver_subject.c_str();
   cc.DeliverPolicy = js_DeliverAll;
   cc.AckPolicy = js_AckExplicit;
   cc.AckWait = spec.ack_wait_ms * 1'000'000;
   cc.MaxAckPending = spec.max_ack_pending;
   cc.MaxDeliver = -1;
-  cc.Replicas = 1;
-  cc.MemoryStorage = true;
+  cc.Replicas = spec.replicas;
   jsConsumerInfo* ci = nullptr;
-  s = js_AddConsumer(&ci, js_, spec.stream.c_str(), &cc, nullptr, &jerr);
-  natsInbox_Destroy(inbox);
-  if (s != NATS_OK) {
-    error = "creating consumer " + spec.durable + ": " + last_error(s);
-    return nullptr;
-  }
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  auto s = js_AddConsumer(&ci, js_, spec.stream.c_str(), &cc, nullptr, &jerr);
+  if (s != NATS_OK) return "creating consumer " + spec.durable + ": " + last_error(s);
   jsConsumerInfo_Destroy(ci);
+  return "";
+}
+
+std::unique_ptr<NatsSubscription> NatsLink::subscribe(const std::string& subject, NatsSubscription::Handler on_message,
+                                                      std::string& error) {
   auto sub = std::make_unique<NatsSubscription>(std::move(on_message));
-  jsSubOptions so;
-  jsSubOptions_Init(&so);
-  so.Stream = spec.stream.c_str();
-  so.Consumer = spec.durable.c_str();
-  so.ManualAck = true;
-  so.Config.MemoryStorage = true;  // libnats checks the bound consumer against these
-  so.Config.Replicas = 1;
-  s = js_Subscribe(&sub->sub_, js_, spec.filter_subject.c_str(), on_nats_message, &sub->handler_, nullptr, &so, &jerr);
+  auto s = natsConnection_Subscribe(&sub->sub_, nc_, subject.c_str(), on_nats_message, &sub->handler_);
   if (s != NATS_OK) {
-    error = "subscribing to consumer " + spec.durable + ": " + last_error(s);
+    error = "subscribing to " + subject + ": " + last_error(s);
     return nullptr;
   }
   return sub;

@@ -39,7 +39,7 @@ struct KvEntry {
 // A JetStream message held until it is acknowledged; destroyed (not acknowledged) otherwise.
 class NatsMessage {
  public:
-  explicit NatsMessage(__natsMsg* m) : msg_(m) {}
+  NatsMessage(__natsConnection* nc, __natsMsg* m) : nc_(nc), msg_(m) {}
   ~NatsMessage();
   NatsMessage(const NatsMessage&) = delete;
   NatsMessage& operator=(const NatsMessage&) = delete;
@@ -48,6 +48,7 @@ class NatsMessage {
   bool ack();  // false when the server could not be told (it redelivers then)
 
  private:
+  __natsConnection* nc_;
   __natsMsg* msg_;
 };
 using NatsMessagePtr = std::shared_ptr<NatsMessage>;
@@ -93,14 +94,18 @@ struct StreamSpec {
   int replicas = 1;
 };
 
+// A durable push consumer. Its deliver subject is fixed, so whoever holds the partition reads
+// it with a plain subscription; what a holder received and did not acknowledge comes again
+// after the ack wait, to whoever reads then.
 struct ConsumerSpec {
-  std::string stream, durable, filter_subject;
+  std::string stream, durable, filter_subject, deliver_subject;
+  int replicas = 1;
   std::int64_t ack_wait_ms = 30'000;
   std::int64_t max_ack_pending = 20'000;
 };
 
-// A push subscription on a durable consumer; messages go to the handler on libnats' thread.
-// Destruction drains it: no handler call runs or starts after the destructor returns.
+// A subscription; messages go to the handler on libnats' thread. Destruction drains it: no
+// handler call runs or starts after the destructor returns.
 class NatsSubscription {
  public:
   using Handler = std::function<void(NatsMessagePtr)>;
@@ -136,13 +141,12 @@ class NatsLink {
   std::string ensure_stream(const StreamSpec& spec);
   // Creates the bucket if absent (ttl_ms 0: keys never expire). Null with `error` set otherwise.
   std::unique_ptr<KvBucket> bucket(const std::string& name, std::int64_t ttl_ms, int replicas, std::string& error);
-  // Deletes the durable (if any) and creates it afresh, delivering every message still in
-  // the stream for its filter, to a new inbox only this subscription reads. The consumer is
-  // a single in-memory replica: it is made anew at every takeover anyway (2 ms here, against
-  // 130-670 ms for a replicated one), the stream holds the messages, and a consumer lost with
-  // its node is found by consumer_exists() and made again.
-  std::unique_ptr<NatsSubscription> subscribe_fresh(const ConsumerSpec& spec, NatsSubscription::Handler on_message,
-                                                    std::string& error);
+  // Creates the consumer unless it exists. "" on success. Replicated like the stream: 2.9.10
+  // never removes acknowledged messages from a work-queue stream for a single-replica
+  // consumer that is not on the stream's leader (or for an in-memory one).
+  std::string ensure_consumer(const ConsumerSpec& spec);
+  std::unique_ptr<NatsSubscription> subscribe(const std::string& subject, NatsSubscription::Handler on_message,
+                                              std::string& error);
   // False only when the server says the consumer is gone (an error is not an answer).
   bool consumer_exists(const std::string& stream, const std::string& durable);
 
