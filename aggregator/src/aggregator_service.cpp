@@ -15,6 +15,7 @@
 #include "postwatch/clock.hpp"
 #include "postwatch/secret_file.hpp"
 #include "postwatch/topics.hpp"
+#include "rollup/board_image.hpp"
 #include "rollup/goal_rollup.hpp"
 #include "rollup/indicator_state.hpp"
 #include "rollup/post_liveness.hpp"
@@ -82,8 +83,12 @@ struct AggregatorService::Impl {
             [this] { return dump_json(stream_snapshot_json(*catalogue, board, now_utc_ms())); })),
         routes(FeedSources{*catalogue, state, ingest, presence, agents, board, &store,
                            [this] { return mqtt.subscribed() && cluster_ready(); },
-                           [this](const Alarm& a) { on_alarm_changed(a); }, &silent, &access, &latency, stream.get(),
-                           [this] { return mqtt.flow(); },
+                           [this](const Alarm& a) {
+                             // An acknowledgement: in a cluster the leader applies it for every instance.
+                             if (jet) jet->share_ack({a.id, a.acked_by, a.ack_comment, a.acked_at_ms});
+                             on_alarm_changed(a);
+                           },
+                           &silent, &access, &latency, stream.get(), [this] { return mqtt.flow(); },
                            [this] {
                              return jet ? jet->status_json() : json{{"clustered", false}};
                            },
@@ -267,11 +272,11 @@ struct AggregatorService::Impl {
     silent = silent_posts(*catalogue, agents, state, now, LivenessPolicy{options.missed_heartbeats});
     auto snap = rollup.compute(state, now, silent, board.last().cells);
     std::vector<StatusBoard::ClockOff> clock_off;
-    for (const auto& a : agents)
-      if (a.clock.offset.correction_ms() != 0 && owns(a.post))
+    for (const auto& a : agents)  // every instance hears every heartbeat
+      if (a.clock.offset.correction_ms() != 0)
         clock_off.push_back({a.post, a.name, static_cast<double>(a.clock.offset.correction_ms()) / 1000.0});
     board.set_clock_offsets(std::move(clock_off));
-    auto changes = board.tick(snap, silent, now);
+    auto changes = jet ? board_tick_clustered(snap, now) : board.tick(snap, silent, now);
     bool periodic = now - last_history_ms >= options.history_interval_ms;
     for (std::size_t g = 0; g < board.goals().size(); ++g) {
       const auto& s = board.goals()[g];
@@ -300,6 +305,43 @@ struct AggregatorService::Impl {
       if (const Alarm* a = board.find_alarm(id)) on_alarm_changed(*a);
     for (const auto& c : changes.statuses)
       log->info("{} {}: {} -> {} (score {:.1f})", c.scope, c.id, to_string(c.from), to_string(c.to), c.score);
+  }
+
+  // Clustered, one board (docs/scale-out.md): the leader debounces and raises alarms,
+  // applying acknowledgements taken on any instance, and writes its image; the others show
+  // the leader's latest image. Every instance then records and streams the changes alike.
+  BoardChanges board_tick_clustered(const RollupSnapshot& snap, std::int64_t now) {
+    if (!jet->leader()) {
+      was_leader = false;
+      board.observe(snap);
+      jet->take_acks();  // the leader applies them
+      auto image = jet->take_board();
+      if (!image) return {};
+      BoardImage b;
+      if (auto err = decode_board_image(*image, *catalogue, b); !err.empty()) {
+        log->error("cluster: the leader's board is unreadable ({}); showing the last one", err);
+        return {};
+      }
+      return board.adopt(std::move(b.goals), std::move(b.pillars), std::move(b.alarms));
+    }
+    // A new leader starts from the last image (it showed it until now).
+    if (auto image = jet->take_board(); image && !was_leader) {
+      BoardImage b;
+      if (decode_board_image(*image, *catalogue, b).empty())
+        board.adopt(std::move(b.goals), std::move(b.pillars), std::move(b.alarms));
+    }
+    was_leader = true;
+    auto changes = board.tick(snap, silent, now);
+    for (const auto& ack : jet->take_acks()) {
+      const Alarm* a = board.find_alarm(ack.alarm);
+      if (!a || a->acked_at_ms != 0) continue;
+      if (board.acknowledge(ack.alarm, ack.by, ack.comment, ack.at_ms)) changes.alarms.push_back(ack.alarm);
+    }
+    if (!changes.empty() || now - board_published_ms >= 1000) {
+      jet->publish_board(encode_board_image(board));
+      board_published_ms = now;
+    }
+    return changes;
   }
 
   // Agents release their spool on these (DeliveryConfirmer): only what the store committed.
@@ -345,6 +387,8 @@ struct AggregatorService::Impl {
   DeliveryConfirmer confirmer;
   boost::asio::steady_timer ticker, confirm_ticker, commit_ticker;
   std::int64_t last_history_ms = 0;
+  bool was_leader = false;  // clustered: led at the last tick
+  std::int64_t board_published_ms = 0;
   bool stopped = false;
   std::vector<Sent> goal_sent, pillar_sent;
 };

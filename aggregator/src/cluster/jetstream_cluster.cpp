@@ -167,6 +167,33 @@ void JetStreamCluster::Core::on_post_snapshot(const KvEntry& e) {
   counters.snapshots_merged += 1;
 }
 
+void JetStreamCluster::Core::on_board_entry(const KvEntry& e) {
+  if (e.deleted) return;
+  if (e.key == "board") {
+    board_latest = e.value;
+    return;
+  }
+  if (!e.key.starts_with("ack.")) return;
+  json j = json::parse(e.value, nullptr, false);
+  std::uint64_t id = 0;
+  try {
+    id = std::stoull(e.key.substr(4));
+  } catch (const std::exception&) {
+    return;
+  }
+  if (!j.is_object()) return;
+  acks_new.push_back({id, j.value("by", ""), j.value("comment", ""), j.value("at_ms", std::int64_t{0})});
+}
+
+void JetStreamCluster::Core::on_board_written() {
+  board_in_flight = false;
+  if (board_waiting) {
+    board_in_flight = true;
+    write_board(std::move(*board_waiting));
+    board_waiting.reset();
+  }
+}
+
 std::string JetStreamCluster::Core::encode_post(std::uint32_t post, std::int64_t now) const {
   PostPartial partial;
   partial.post = catalogue.posts()[post].id;
@@ -210,6 +237,8 @@ JetStreamCluster::JetStreamCluster(boost::asio::io_context& io, const IndicatorC
     : core_(std::make_shared<Core>(io, catalogue, state, ingest, std::move(options), std::move(hooks), std::move(log))),
       worker_(std::make_unique<Worker>(core_)) {
   core_->submit = [w = worker_.get()](SnapshotJob job) { w->submit(std::move(job)); };
+  core_->write_board = [w = worker_.get()](std::string image) { w->write_board(std::move(image)); };
+  core_->write_ack = [w = worker_.get()](std::string k, std::string v) { w->write_ack(std::move(k), std::move(v)); };
 }
 
 JetStreamCluster::~JetStreamCluster() { worker_.reset(); }
@@ -223,6 +252,33 @@ void JetStreamCluster::tick(std::int64_t now_ms) {
 
 void JetStreamCluster::stop(std::chrono::milliseconds timeout) {
   worker_->stop(core_->make_job(now_utc_ms(), true, true), timeout);
+}
+
+void JetStreamCluster::publish_board(std::string image) {
+  auto& c = *core_;
+  if (c.board_in_flight) {
+    c.board_waiting = std::move(image);  // only the newest goes next
+    return;
+  }
+  c.board_in_flight = true;
+  c.write_board(std::move(image));
+}
+
+std::optional<std::string> JetStreamCluster::take_board() {
+  auto out = std::move(core_->board_latest);
+  core_->board_latest.reset();
+  return out;
+}
+
+void JetStreamCluster::share_ack(const SharedAck& ack) {
+  core_->write_ack("ack." + std::to_string(ack.alarm),
+                   json{{"by", ack.by}, {"comment", ack.comment}, {"at_ms", ack.at_ms}}.dump());
+}
+
+std::vector<JetStreamCluster::SharedAck> JetStreamCluster::take_acks() {
+  std::vector<SharedAck> out;
+  out.swap(core_->acks_new);
+  return out;
 }
 
 bool JetStreamCluster::ready() const {

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,6 +77,19 @@ class JetStreamCluster {
   // Graceful stop: a last snapshot of every held partition, acknowledged, then the leases
   // and the member key go, so the others take over at once. Blocks up to `timeout`.
   void stop(std::chrono::milliseconds timeout);
+
+  // The shared board (docs/scale-out.md): the leader writes its image of the shown statuses
+  // and alarms; the others take the latest one. An acknowledgement taken on any instance is
+  // shared, and the leader applies it.
+  void publish_board(std::string image);
+  std::optional<std::string> take_board();
+  struct SharedAck {
+    std::uint64_t alarm = 0;
+    std::string by, comment;
+    std::int64_t at_ms = 0;
+  };
+  void share_ack(const SharedAck& ack);
+  std::vector<SharedAck> take_acks();  // shared since the last call (all of them at first)
 
   bool ready() const;   // connected, a member, and holding every partition it won
   bool leader() const;  // holds the leader lease: publishes the MQTT goal feed

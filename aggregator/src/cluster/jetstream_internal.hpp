@@ -17,6 +17,7 @@
 namespace postwatch::aggregator {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
+using SharedAck = JetStreamCluster::SharedAck;
 
 // The Core's snapshot of some held partitions: every changed post's encoded state and the
 // messages it covers, acknowledged once the store and the posts bucket hold it.
@@ -71,6 +72,8 @@ struct JetStreamCluster::Core : std::enable_shared_from_this<JetStreamCluster::C
   void on_snapshot_done(std::uint32_t p, std::uint64_t generation, bool ok, std::size_t acked, Revisions written);
   void on_message(std::uint32_t p, std::uint64_t generation, NatsMessagePtr msg);
   void on_post_snapshot(const KvEntry& e);  // another holder's post, from the watch
+  void on_board_entry(const KvEntry& e);    // the leader's board, or a shared acknowledgement
+  void on_board_written();
   void on_view(GroupView v) { view = std::move(v); }
 
   // Snapshots of the held partitions that are due (or all of them, `force`).
@@ -93,6 +96,12 @@ struct JetStreamCluster::Core : std::enable_shared_from_this<JetStreamCluster::C
   GroupView view;
   JetStreamCounters counters;
   std::function<void(SnapshotJob)> submit;  // to the Worker
+  std::function<void(std::string)> write_board;
+  std::function<void(std::string, std::string)> write_ack;  // key, value
+  std::optional<std::string> board_latest;                  // from the watch, not yet taken
+  std::vector<SharedAck> acks_new;
+  bool board_in_flight = false;
+  std::optional<std::string> board_waiting;  // the newest image while one is being written
 };
 
 struct JetStreamCluster::Worker {
@@ -100,6 +109,8 @@ struct JetStreamCluster::Worker {
   ~Worker();
   void start();
   void submit(SnapshotJob job);
+  void write_board(std::string image);                 // on the writer thread, by the leader
+  void write_ack(std::string key, std::string value);  // on the writer thread
   // Last snapshots, acknowledgements, leases and member key released; then the thread ends.
   void stop(SnapshotJob last, std::chrono::milliseconds timeout);
 
@@ -144,8 +155,8 @@ struct JetStreamCluster::Worker {
   boost::asio::steady_timer timer_;
   std::thread thread_, writer_thread_;
   std::unique_ptr<NatsLink> link_;
-  std::unique_ptr<KvBucket> members_, leases_, posts_;
-  std::unique_ptr<KvBucket::Watch> watch_;
+  std::unique_ptr<KvBucket> members_, leases_, posts_, board_;
+  std::unique_ptr<KvBucket::Watch> watch_, board_watch_;
   std::map<std::uint32_t, Held> held_;
   std::atomic<bool> set_up_{false};  // the buckets exist (the writer reads it)
   std::uint64_t next_generation_ = 0;

@@ -42,6 +42,7 @@ JetStreamCluster::Worker::~Worker() {
   if (thread_.joinable()) thread_.join();
   if (writer_thread_.joinable()) writer_thread_.join();
   watch_.reset();
+  board_watch_.reset();
   held_.clear();  // drains the subscriptions
 }
 
@@ -60,6 +61,24 @@ void JetStreamCluster::Worker::start() {
 
 void JetStreamCluster::Worker::submit(SnapshotJob job) {
   boost::asio::post(writer_io_, [this, job = std::move(job)]() mutable { run_job(job); });
+}
+
+void JetStreamCluster::Worker::write_board(std::string image) {
+  boost::asio::post(writer_io_, [this, image = std::move(image)] {
+    if (set_up_)
+      if (auto w = board_->put("board", image); !w) log_->warn("cluster: the board was not written: {}", w.error);
+    to_core([](Core& c) { c.on_board_written(); });
+  });
+}
+
+void JetStreamCluster::Worker::write_ack(std::string key, std::string value) {
+  boost::asio::post(writer_io_, [this, key = std::move(key), value = std::move(value)] {
+    // Refused only if the cluster is unreachable; the instance that took it has it anyway.
+    if (!set_up_)
+      log_->warn("cluster: {} not shared: not connected to NATS yet", key);
+    else if (auto w = board_->put(key, value); !w)
+      log_->warn("cluster: {} not shared: {}", key, w.error);
+  });
 }
 
 std::string JetStreamCluster::Worker::lease_value() const {
@@ -87,6 +106,10 @@ bool JetStreamCluster::Worker::setup() {
   if (error.empty() && !leases_)
     leases_ = link_->bucket(prefix + "leases", options_.lease_ms, options_.replicas, error);
   if (error.empty() && !posts_) posts_ = link_->bucket(prefix + "posts", 0, options_.replicas, error);
+  if (error.empty() && !board_) board_ = link_->bucket(prefix + "board", 0, options_.replicas, error);
+  if (error.empty() && !board_watch_)
+    board_watch_ =
+        board_->watch_all([this](KvEntry e) { to_core([e = std::move(e)](Core& c) { c.on_board_entry(e); }); }, &error);
   if (error.empty() && !watch_)
     watch_ = posts_->watch_all([this](KvEntry e) { to_core([e = std::move(e)](Core& c) { c.on_post_snapshot(e); }); },
                                &error);

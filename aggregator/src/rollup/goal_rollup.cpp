@@ -15,6 +15,13 @@ std::string_view to_string(Status s) {
   return "unknown";
 }
 
+Status parse_status(std::string_view s) {
+  if (s == "green") return Status::Green;
+  if (s == "amber") return Status::Amber;
+  if (s == "red") return Status::Red;
+  return Status::Unknown;
+}
+
 Status classify(const Indicator& ind, double v) {
   if (ind.direction == Direction::HigherIsWorse) {
     if (v >= ind.red) return Status::Red;

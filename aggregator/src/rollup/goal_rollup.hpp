@@ -15,6 +15,7 @@ namespace postwatch::aggregator {
 
 enum class Status : std::uint8_t { Unknown = 0, Green = 1, Amber = 2, Red = 3 };
 std::string_view to_string(Status s);
+Status parse_status(std::string_view s);  // to_string's inverse; Unknown for anything else
 
 // Status and severity (0 = baseline, 1 = at or beyond red) of one value.
 Status classify(const Indicator& ind, double value);

@@ -46,8 +46,8 @@ void IndicatorState::touch(std::uint32_t post, std::int64_t received_at_ms) {
   if (received_at_ms > last_seen_[post]) last_seen_[post] = received_at_ms;
 }
 
-bool IndicatorState::apply(std::uint32_t post, std::uint32_t indicator, const EventView& e,
-                           std::int64_t received_at_ms, std::int64_t clock_correction_ms) {
+bool IndicatorState::apply(std::uint32_t post, std::uint32_t indicator, const EventView& e, std::int64_t received_at_ms,
+                           std::int64_t clock_correction_ms) {
   touch(post, received_at_ms);
   bool changed = false;
   if (auto w = window_ix_[indicator]; w >= 0) {

@@ -243,4 +243,29 @@ void StatusBoard::restore(std::vector<ShownStatus> goals, std::vector<ShownStatu
   for (const auto& a : alarms_) next_alarm_id_ = std::max(next_alarm_id_, a.id + 1);
 }
 
+BoardChanges StatusBoard::adopt(std::vector<ShownStatus> goals, std::vector<ShownStatus> pillars,
+                                std::vector<Alarm> alarms) {
+  BoardChanges out;
+  if (goals.size() != goals_.size() || pillars.size() != pillars_.size()) return out;
+  for (std::size_t i = 0; i < goals.size(); ++i)
+    if (goals[i].shown != goals_[i].shown)
+      out.statuses.push_back({"goal", std::to_string(catalogue_.goals()[i].id), goals_[i].shown, goals[i].shown,
+                              goals[i].score, goals[i].since_ms});
+  for (std::size_t i = 0; i < pillars.size(); ++i)
+    if (pillars[i].shown != pillars_[i].shown)
+      out.statuses.push_back({"pillar", catalogue_.pillars()[i].id, pillars_[i].shown, pillars[i].shown,
+                              pillars[i].score, pillars[i].since_ms});
+  std::map<std::uint64_t, const Alarm*> before;
+  for (const auto& a : alarms_) before[a.id] = &a;
+  for (const auto& a : alarms) {
+    auto it = before.find(a.id);
+    const Alarm* b = it == before.end() ? nullptr : it->second;
+    if (!b || b->level != a.level || b->worst_level != a.worst_level || b->cleared_at_ms != a.cleared_at_ms ||
+        b->acked_at_ms != a.acked_at_ms || b->causes.size() != a.causes.size())
+      out.alarms.push_back(a.id);
+  }
+  restore(std::move(goals), std::move(pillars), std::move(alarms));
+  return out;
+}
+
 }  // namespace postwatch::aggregator

@@ -100,6 +100,12 @@ class StatusBoard {
   // Restores what a store kept across a restart.
   void restore(std::vector<ShownStatus> goals, std::vector<ShownStatus> pillars, std::vector<Alarm> alarms);
 
+  // In a cluster, an instance that does not lead shows the leader's board: it keeps the raw
+  // roll-up of its own state (observe) and takes statuses and alarms from the leader's image
+  // (adopt), which returns what changed, as tick() would have.
+  void observe(const RollupSnapshot& raw) { last_ = raw; }
+  BoardChanges adopt(std::vector<ShownStatus> goals, std::vector<ShownStatus> pillars, std::vector<Alarm> alarms);
+
  private:
   bool debounce(ShownStatus& s, Status raw, std::int64_t now_ms);
   void update_goal_alarm(std::size_t goal_index, std::int64_t now_ms, BoardChanges& out);

@@ -5,7 +5,6 @@
 #include "store/sqlite_statement.hpp"
 
 namespace postwatch::aggregator {
-using sqlite::parse_status;
 using sqlite::Statement;
 using sqlite::text_col;
 

@@ -2,6 +2,7 @@
 
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
+#include "rollup/board_image.hpp"
 #include "store/sqlite_statement.hpp"
 
 #include <spdlog/spdlog.h>
@@ -15,7 +16,6 @@ using nlohmann::json;
 
 namespace {
 using sqlite::exec;
-using sqlite::parse_status;
 using sqlite::Statement;
 using sqlite::text_col;
 
@@ -55,44 +55,6 @@ bool has_column(sqlite3* db, const char* table, const char* column) {
 void add_column_if_missing(sqlite3* db, const char* table, const char* column, const char* type) {
   if (!has_column(db, table, column))
     exec(db, (std::string("ALTER TABLE ") + table + " ADD COLUMN " + column + " " + type).c_str());
-}
-
-json alarm_to_json(const Alarm& a) {
-  json causes = json::array();
-  for (const auto& c : a.causes)
-    causes.push_back(
-        {{"post", c.post}, {"indicator", c.indicator}, {"value", c.value}, {"status", to_string(c.status)}});
-  return {{"id", a.id},
-          {"kind", a.kind},
-          {"goal", a.goal},
-          {"post", a.post},
-          {"level", to_string(a.level)},
-          {"worst_level", to_string(a.worst_level)},
-          {"raised_at_ms", a.raised_at_ms},
-          {"cleared_at_ms", a.cleared_at_ms},
-          {"causes", causes},
-          {"acked_by", a.acked_by},
-          {"ack_comment", a.ack_comment},
-          {"acked_at_ms", a.acked_at_ms}};
-}
-
-Alarm alarm_from_json(const json& j) {
-  Alarm a;
-  a.id = j.value("id", std::uint64_t{0});
-  a.kind = j.value("kind", "");
-  a.goal = j.value("goal", 0);
-  a.post = j.value("post", "");
-  a.level = parse_status(j.value("level", ""));
-  a.worst_level = j.contains("worst_level") ? parse_status(j.value("worst_level", "")) : a.level;  // older stores
-  a.raised_at_ms = j.value("raised_at_ms", std::int64_t{0});
-  a.cleared_at_ms = j.value("cleared_at_ms", std::int64_t{0});
-  for (const auto& c : j.value("causes", json::array()))
-    a.causes.push_back(
-        {c.value("post", ""), c.value("indicator", ""), c.value("value", 0.0), parse_status(c.value("status", ""))});
-  a.acked_by = j.value("acked_by", "");
-  a.ack_comment = j.value("ack_comment", "");
-  a.acked_at_ms = j.value("acked_at_ms", std::int64_t{0});
-  return a;
 }
 
 }  // namespace

@@ -40,11 +40,4 @@ inline std::string text_col(sqlite3_stmt* s, int i) {
   return p ? reinterpret_cast<const char*>(p) : "";
 }
 
-inline Status parse_status(const std::string& s) {
-  if (s == "green") return Status::Green;
-  if (s == "amber") return Status::Amber;
-  if (s == "red") return Status::Red;
-  return Status::Unknown;
-}
-
 }  // namespace postwatch::aggregator::sqlite
