@@ -89,9 +89,7 @@ struct AggregatorService::Impl {
                              on_alarm_changed(a);
                            },
                            &silent, &access, &latency, stream.get(), [this] { return mqtt.flow(); },
-                           [this] {
-                             return jet ? jet->status_json() : json{{"clustered", false}};
-                           },
+                           [this] { return cluster_status(); },
                            options.confirm_interval_ms > 0 ? &confirmer.counters() : nullptr, &outbox.queue()}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
@@ -127,7 +125,10 @@ struct AggregatorService::Impl {
         pillar_sent(catalogue->pillars().size()) {
     mqtt.set_login({options.broker_username, options.broker_password, options.broker_ca_file, options.broker_cert_file,
                     options.broker_key_file});
-    if (!options.cluster_group.empty()) make_jetstream_cluster();
+    if (!options.cluster_group.empty()) {
+      make_jetstream_cluster();
+      presence.warn_on_broker_confirm(true);
+    }
     if (options.tls_cert_file.empty() != options.tls_key_file.empty())
       throw std::invalid_argument("HTTPS needs both --tls-cert and --tls-key");
     if (!options.tls_cert_file.empty()) {
@@ -186,6 +187,14 @@ struct AggregatorService::Impl {
   }
 
   bool owns(std::uint32_t post) const { return !jet || jet->owns(post); }
+  json cluster_status() const {
+    if (!jet) return json{{"clustered", false}};
+    auto j = jet->status_json();
+    std::size_t on_puback = 0;  // warned about at their birth; here so an operator can find them
+    for (const auto& a : agents) on_puback += a.presence.births > 0 && !a.presence.awaits_confirmation;
+    j["agents_releasing_on_puback"] = on_puback;
+    return j;
+  }
   bool cluster_ready() const { return !jet || jet->ready(); }
 
   static std::span<const std::uint8_t> as_bytes(const std::string& payload) {

@@ -3,6 +3,8 @@
 // simulated fleet with delivery confirmation. One instance is SIGKILLed mid-stream, one is
 // paused past its lease: every accepted event is applied once, confirmed, and stored.
 #include "integration/feed_test_support.hpp"
+#include "postwatch/topics.hpp"
+#include "postwatch/wire_codec.hpp"
 #include "support/aggregator_process.hpp"
 #include "support/nats_cluster.hpp"
 #include "support/test_support.hpp"
@@ -426,4 +428,28 @@ TEST_F(JetStreamCluster, EveryInstanceServesOneBoardAndAnAcknowledgementOutlives
     if (a["id"] == alarm_id) alarm = a;
   ASSERT_TRUE(alarm.is_object()) << alarms.dump();
   EXPECT_EQ(alarm["ack"].value("by", ""), "duty officer") << alarm.dump();
+}
+
+// A broker's PUBACK is not "stored" on a NATS cluster (docs/scale-out.md): an agent that
+// releases its events on it is warned about, and counted where an operator looks.
+TEST_F(JetStreamCluster, AnAgentReleasingOnThePubackIsWarnedAbout) {
+  AggregatorProcess one(nats.mqtt_uri(0), dir1, cluster_args(nats, "one"), "one");
+  ASSERT_TRUE(wait_until([&] { return cluster_settled({&one}, 16); }, 30s));
+  RawPublisher pub(nats.mqtt_uri(0), "birth-publisher");
+  for (bool awaits : {true, false}) {
+    postwatch::AgentState birth;
+    birth.post_id = "bamako";
+    birth.agent_id = awaits ? "keeps" : "releases";
+    birth.awaits_confirmation = awaits;
+    birth.first_unacked_seq = 1;
+    auto bytes = postwatch::encode_agent_state(birth);
+    pub.raw(postwatch::topics::agent_topic("sub-saharan-africa", "bamako", birth.agent_id,
+                                           postwatch::topics::Channel::State),
+            bytes);
+  }
+  EXPECT_TRUE(wait_until([&] { return one.get("/api/v1/cluster")["agents_releasing_on_puback"] == 1; }, 10s))
+      << one.get("/api/v1/cluster").dump();
+  auto log = one.process().log();
+  EXPECT_NE(log.find("agent bamako/releases releases its events on the broker's PUBACK"), std::string::npos) << log;
+  EXPECT_EQ(log.find("agent bamako/keeps releases"), std::string::npos) << log;
 }

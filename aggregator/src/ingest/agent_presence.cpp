@@ -65,6 +65,12 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
       rec.heartbeat_interval_s = st.heartbeat_interval_s;
       rec.first_unacked_seq = st.first_unacked_seq;
       rec.awaits_confirmation = st.awaits_confirmation;
+      if (warn_broker_confirm_ && !st.awaits_confirmation && ++broker_confirm_births_ % 100 <= 20)
+        log_->warn(
+            "agent {}/{} releases its events on the broker's PUBACK (delivery.confirm: broker); on a NATS cluster "
+            "a PUBACK does not mean stored across a stream leader's failover, so events can be lost: set "
+            "delivery.confirm to aggregator (docs/scale-out.md)",
+            st.post_id, st.agent_id);
     }
     if (was_online != st.online)
       log_->info("agent {}/{} is {}", st.post_id, st.agent_id,

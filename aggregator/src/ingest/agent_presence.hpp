@@ -26,6 +26,9 @@ class AgentPresence {
   std::size_t online_count() const { return online_; }
   std::size_t known_count() const { return known_; }  // agents that sent a birth, death or heartbeat
   std::uint64_t rejected() const { return rejected_; }
+  // Clustered on NATS, a broker's PUBACK does not mean stored (docs/scale-out.md): an agent
+  // that releases its events on it is warned about at each birth.
+  void warn_on_broker_confirm(bool on) { warn_broker_confirm_ = on; }
 
  private:
   const IndicatorCatalogue& catalogue_;
@@ -33,7 +36,8 @@ class AgentPresence {
   std::shared_ptr<spdlog::logger> log_;
   ClockPolicy clock_;
   std::size_t online_ = 0, known_ = 0;
-  std::uint64_t rejected_ = 0;
+  std::uint64_t rejected_ = 0, broker_confirm_births_ = 0;
+  bool warn_broker_confirm_ = false;
 };
 
 }  // namespace postwatch::aggregator
