@@ -8,6 +8,7 @@
 #include "cluster/nats_link.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
@@ -165,5 +166,12 @@ struct JetStreamCluster::Worker {
   GroupView view_;
   std::string last_logged_problem_;
 };
+
+template <class Fn>
+void JetStreamCluster::Worker::to_core(Fn&& fn) {
+  boost::asio::post(core_io_, [core = core_, fn = std::forward<Fn>(fn)]() mutable {
+    if (auto c = core.lock()) fn(*c);
+  });
+}
 
 }  // namespace postwatch::aggregator

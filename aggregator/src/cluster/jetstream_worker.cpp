@@ -46,39 +46,10 @@ JetStreamCluster::Worker::~Worker() {
   held_.clear();  // drains the subscriptions
 }
 
-template <class Fn>
-void JetStreamCluster::Worker::to_core(Fn&& fn) {
-  boost::asio::post(core_io_, [core = core_, fn = std::forward<Fn>(fn)]() mutable {
-    if (auto c = core.lock()) fn(*c);
-  });
-}
-
 void JetStreamCluster::Worker::start() {
   thread_ = std::thread([this] { io_.run(); });
   writer_thread_ = std::thread([this] { writer_io_.run(); });
   boost::asio::post(io_, [this] { cycle(); });
-}
-
-void JetStreamCluster::Worker::submit(SnapshotJob job) {
-  boost::asio::post(writer_io_, [this, job = std::move(job)]() mutable { run_job(job); });
-}
-
-void JetStreamCluster::Worker::write_board(std::string image) {
-  boost::asio::post(writer_io_, [this, image = std::move(image)] {
-    if (set_up_)
-      if (auto w = board_->put("board", image); !w) log_->warn("cluster: the board was not written: {}", w.error);
-    to_core([](Core& c) { c.on_board_written(); });
-  });
-}
-
-void JetStreamCluster::Worker::write_ack(std::string key, std::string value) {
-  boost::asio::post(writer_io_, [this, key = std::move(key), value = std::move(value)] {
-    // Refused only if the cluster is unreachable; the instance that took it has it anyway.
-    if (!set_up_)
-      log_->warn("cluster: {} not shared: not connected to NATS yet", key);
-    else if (auto w = board_->put(key, value); !w)
-      log_->warn("cluster: {} not shared: {}", key, w.error);
-  });
 }
 
 std::string JetStreamCluster::Worker::lease_value() const {
@@ -320,45 +291,6 @@ void JetStreamCluster::Worker::release(std::uint32_t p, std::uint64_t generation
   held_.erase(it);
   leases_->remove(lease_key(p));  // the winner takes it on its next poll
   to_core([p, generation](Core& c) { c.on_released(p, generation); });
-}
-
-void JetStreamCluster::Worker::run_job(SnapshotJob& job) {
-  // Acknowledged means durable twice: in this instance's store and in the posts bucket.
-  bool stored = hooks_.flush(milliseconds(10'000));
-  if (!stored) log_->warn("cluster: the store did not commit within 10 s; snapshot postponed");
-  for (auto& part : job.parts) {
-    auto p = part.partition;
-    auto g = part.generation;
-    bool ok = stored, conflict = false;
-    std::string why;
-    Core::Revisions written;
-    for (const auto& post : part.posts) {
-      if (!ok) break;
-      auto w = posts_->update(post.id, post.encoded, post.revision);
-      if (w) {
-        written.emplace_back(post.index, w.revision);
-        continue;
-      }
-      ok = false;
-      conflict = w.conflict;
-      why = w.conflict ? "post " + post.id + " was written by another instance"
-                       : "writing post " + post.id + ": " + w.error;
-    }
-    std::size_t acked = 0;
-    if (ok)
-      for (auto& m : part.messages) acked += m->ack() ? 1 : 0;
-    part.messages.clear();  // not acknowledged unless ok: redelivered after the ack wait, deduped
-    if (!ok && !why.empty() && !conflict) log_->warn("cluster: snapshot of partition {} not written: {}", p, why);
-    to_core([p, g, ok, acked, conflict, w = std::move(written)](Core& c) mutable {
-      if (conflict) c.counters.snapshot_conflicts += 1;
-      c.on_snapshot_done(p, g, ok, acked, std::move(w));
-    });
-    // Leases are the other thread's: it loses or releases the partition.
-    if (conflict)
-      boost::asio::post(io_, [this, p, g, why] { lose(p, g, why); });
-    else if (part.final)
-      boost::asio::post(io_, [this, p, g] { release(p, g); });
-  }
 }
 
 void JetStreamCluster::Worker::keep_leadership() {
