@@ -370,6 +370,80 @@ TEST_F(JetStreamCluster, HostileInputIsRefusedCountedAndLeavesTheStream) {
   EXPECT_EQ(one.get("/api/v1/cluster")["counters"]["messages_applied"], 6);
 }
 
+// One board for every instance (docs/scale-out.md, "The board"): the leader debounces and
+// raises alarms, the others show its image, so the shown status, its since_ms and the alarm
+// ids are the same everywhere, also for a restarted instance; an acknowledgement taken on
+// one instance is shown by all and outlives that instance.
+TEST_F(JetStreamCluster, EveryInstanceServesOneBoardAndAnAcknowledgementOutlivesItsInstance) {
+  std::vector<std::string> extra = {"--min-duration-s", "1"};
+  auto args = [&](const std::string& name) {
+    auto a = cluster_args(nats, name);
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  auto one = std::make_unique<AggregatorProcess>(nats.mqtt_uri(0), dir1, args("one"), "one");
+  auto two = std::make_unique<AggregatorProcess>(nats.mqtt_uri(1), dir2, args("two"), "two");
+  auto three = std::make_unique<AggregatorProcess>(nats.mqtt_uri(2), dir3, args("three"), "three");
+  auto all = [&] { return std::vector<AggregatorProcess*>{one.get(), two.get(), three.get()}; };
+  ASSERT_TRUE(wait_until([&] { return cluster_settled(all(), 16); }, 30s));
+
+  // What must agree: goal 7's shown status and since_ms, and the alarms (id, level, ack).
+  auto shown = [](AggregatorProcess& a) {
+    auto g = a.get("/api/v1/goals/7");
+    auto al = a.get("/api/v1/alarms");
+    if (!g.is_object() || !al.is_object()) return json();
+    json alarms = json::array();
+    for (const auto& x : al["alarms"]) alarms.push_back({x["id"], x["level"], x["acknowledged"]});
+    return json{g["status"], g["since_ms"], alarms};
+  };
+  auto same_everywhere = [&](json& seen) {
+    seen = shown(*all()[0]);
+    for (auto* a : all())
+      if (shown(*a) != seen) return false;
+    return !seen.is_null();
+  };
+
+  RawPublisher pub(nats.mqtt_uri(0), "board-publisher");
+  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  json seen;
+  ASSERT_TRUE(wait_until([&] { return same_everywhere(seen) && seen[0] == "red" && !seen[2].empty(); }, 20s))
+      << shown(*one).dump() << shown(*two).dump() << shown(*three).dump();
+  auto alarm_id = seen[2][0][0].get<std::uint64_t>();
+
+  // Acknowledged on an instance that does not lead; then that instance dies.
+  AggregatorProcess* follower = nullptr;
+  for (auto* a : all())
+    if (!a->get("/api/v1/cluster")["leader"].get<bool>()) follower = a;
+  ASSERT_NE(follower, nullptr);
+  auto r = http_call(follower->port(), feedhttp::verb::post, "/api/v1/alarms/" + std::to_string(alarm_id) + "/ack",
+                     {{"Content-Type", "application/json"}}, R"({"by":"duty officer","comment":"on it"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_TRUE(wait_until([&] { return same_everywhere(seen) && seen[2][0][2] == true; }, 20s))
+      << shown(*one).dump() << shown(*two).dump() << shown(*three).dump();
+  follower->process().signal(SIGKILL);
+  follower->process().wait(5s);
+  std::vector<AggregatorProcess*> rest;
+  for (auto* a : all())
+    if (a != follower) rest.push_back(a);
+  for (auto* a : rest) EXPECT_EQ(shown(*a), seen) << "after the SIGKILL";
+
+  // A restarted instance shows the same board, since_ms and ids included, not its own past.
+  TempDir* dir = follower == one.get() ? &dir1 : follower == two.get() ? &dir2 : &dir3;
+  std::string name = follower == one.get() ? "one" : follower == two.get() ? "two" : "three";
+  auto uri = nats.mqtt_uri(follower == one.get() ? 0 : follower == two.get() ? 1 : 2);
+  auto& slot = follower == one.get() ? one : follower == two.get() ? two : three;
+  slot.reset();
+  slot = std::make_unique<AggregatorProcess>(uri, *dir, args(name), name);
+  EXPECT_TRUE(wait_until([&] { return same_everywhere(seen); }, 20s))
+      << shown(*one).dump() << shown(*two).dump() << shown(*three).dump();
+  auto alarms = slot->get("/api/v1/alarms");
+  json alarm;
+  for (const auto& a : alarms["alarms"])
+    if (a["id"] == alarm_id) alarm = a;
+  ASSERT_TRUE(alarm.is_object()) << alarms.dump();
+  EXPECT_EQ(alarm["ack"].value("by", ""), "duty officer") << alarm.dump();
+}
+
 // A broker's PUBACK is not "stored" on a NATS cluster (docs/scale-out.md): an agent that
 // releases its events on it is warned about, and counted where an operator looks.
 TEST_F(JetStreamCluster, AnAgentReleasingOnThePubackIsWarnedAbout) {
