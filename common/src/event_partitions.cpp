@@ -6,7 +6,14 @@ namespace postwatch::partitions {
 
 namespace {
 constexpr std::string_view subject_prefix = "postwatch-events.";
+constexpr std::string_view deliver_prefix = "postwatch-deliver.";
+}  // namespace
+
+std::string deliver_subject(std::string_view group, std::uint32_t partition) {
+  return std::string(deliver_prefix) + std::string(group) + ".p" + std::to_string(partition);
 }
+
+std::string all_deliver_subjects() { return std::string(deliver_prefix) + ">"; }
 
 std::string mapping_destination(std::uint32_t count) {
   return std::string(subject_prefix) + "{{partition(" + std::to_string(count) +

@@ -8,13 +8,19 @@
 // so a leaked password alone gets nobody in and a certificate cannot act as another login.
 // --insecure-password-only-tls writes the weaker posture: TLS without client certificates, the
 // password file decides who is who.
+//
+// --nats writes the same grants for a NATS cluster instead (nats_config.hpp): one nats-<i>.conf per
+// node, with JetStream, its MQTT listener and the events partition mapping of docs/scale-out.md.
+#include "nats_config.hpp"
 #include "postwatch/catalogue.hpp"
+#include "postwatch/event_partitions.hpp"
 #include "postwatch/topics.hpp"
 
 #include <sys/stat.h>
 
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -64,15 +70,83 @@ std::vector<FleetEntry> read_fleet(const fs::path& file, const IndicatorCatalogu
   return out;
 }
 
+// --nats: nats-<i>.conf per node and the secrets.
+void write_nats(broker_config::NatsCluster& cluster, const IndicatorCatalogue& cat,
+                const std::vector<FleetEntry>& fleet, const std::vector<std::string>& operator_names,
+                const fs::path& out) {
+  auto login = [&](const std::string& user) {
+    broker_config::Login l{user, random_secret(), ""};
+    l.hash = broker_config::bcrypt_hash(l.secret);
+    write_secret(out / "secrets" / (user + ".password"), l.secret);
+    return l;
+  };
+  auto aggregator = login("postwatch-aggregator");
+  std::vector<broker_config::Login> operators;
+  for (const auto& op : operator_names) {
+    if (!is_valid_node_id(op)) throw std::runtime_error("operator name '" + op + "' is not a valid id");
+    operators.push_back(login(op));
+  }
+  std::vector<broker_config::AgentLogin> agents;
+  for (const auto& a : fleet)
+    agents.push_back({login("agent." + a.post + "." + a.agent), cat.find_post(a.post)->region, a.post, a.agent});
+  // Between the nodes only; it is in every node's file, never handed out.
+  cluster.route = {"postwatch-route", random_secret(), ""};
+
+  std::string names;
+  for (int i = 0; i < cluster.nodes; ++i) {
+    auto file = out / ("nats-" + std::to_string(i + 1) + ".conf");
+    // The route password in clear and the logins' hashes: owner and nats-server's group (chgrp nats),
+    // from before anything is in it.
+    std::ofstream(file, std::ios::trunc).close();
+    fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+    std::ofstream(file) << broker_config::nats_node_config(cluster, i, aggregator, operators, agents);
+    names += (i ? "," : "") + file.filename().string();
+  }
+  std::cout << "chgrp nats " << (out / "nats-*.conf").string() << " before starting nats-server as user nats; it "
+            << "must be able to write " << cluster.store_dir.string() << "/nats-<i>\n";
+  std::cout << "wrote " << out.string() << "/{" << names << "} and " << agents.size() + operators.size() + 1
+            << " secret(s) in " << out.string() << "/secrets/\n";
+  std::string mqtt_ports;
+  for (auto p : cluster.mqtt_ports) mqtt_ports += (mqtt_ports.empty() ? "" : ",") + std::to_string(p);
+  using Tls = broker_config::NatsCluster::Tls;
+  if (cluster.tls == Tls::Mutual)
+    std::cout << "posture: mutual TLS on MQTT port(s) " << mqtt_ports
+              << ": a client certificate from the cafile's CA is required and its subject is the login ("
+              << cluster.cert_dn << "); passwords are not checked there\n";
+  else if (cluster.tls == Tls::PasswordOnly)
+    std::cout << "posture: INSECURE password-only TLS on MQTT port(s) " << mqtt_ports
+              << ": no client certificate required, a login's password is enough\n";
+  else
+    std::cout << "posture: PLAINTEXT MQTT on port(s) " << mqtt_ports
+              << ", logins by password: give --cafile, --certfile and --keyfile for mutual TLS\n";
+  std::string servers;
+  for (int i = 0; i < cluster.nodes; ++i)
+    servers += (i ? "," : "") + std::string("nats://") + cluster.node_hosts[static_cast<std::size_t>(i)] + ":" +
+               std::to_string(cluster.client_ports[static_cast<std::size_t>(i)]);
+  std::cout << "aggregators: --nats " << servers << " --nats-user postwatch-aggregator --nats-password-file "
+            << (out / "secrets" / "postwatch-aggregator.password").string() << " --nats-partitions "
+            << cluster.partitions << " --nats-replicas " << std::min(cluster.nodes, 3) << "\n";
+}
+
+// Options only --nats reads, and options only the Mosquitto output reads.
+const char* const kNatsOnly[] = {"nodes",      "partitions", "cluster-name", "node-host", "listen", "client-port",
+                                 "route-port", "mqtt-port",  "monitor-port", "store-dir", "cert-dn"};
+const char* const kMosquittoOnly[] = {"tls-port", "plain-port"};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string catalogue = default_catalogue_path().string(), fleet, out_dir = "broker", ca, cert, key;
   std::vector<std::string> operators;
   unsigned short tls_port = 8883, plain_port = 0;
-  bool password_only = false;
+  bool password_only = false, nats = false;
+  broker_config::NatsCluster cluster;
+  cluster.partitions = partitions::default_count;
+  std::vector<std::string> node_hosts{"127.0.0.1"};
+  std::string client_port = "4222", route_port = "6222", mqtt_port, monitor_port = "8222", store_dir;
   po::options_description desc(
-      "postwatch-broker-config — Mosquitto configuration, credentials and ACL for a Postwatch fleet\n\n"
+      "postwatch-broker-config — Mosquitto (or, with --nats, NATS cluster) configuration, credentials and ACL\n"
+      "for a Postwatch fleet\n\n"
       "The fleet file has one 'post,agent' line per agent. Output: mosquitto.conf, acl, passwd (hashed),\n"
       "and secrets/<user>.password (mode 0600) to hand to each agent, the aggregator and operators.\n\n"
       "Posture of the TLS listener:\n"
@@ -81,7 +155,19 @@ int main(int argc, char** argv) {
       "    agent.<post>.<agent>, postwatch-aggregator, or the operator's name. Mosquitto does not\n"
       "    check passwords on this listener; the passwords are for --plain-port only.\n"
       "  --insecure-password-only-tls: TLS without client certificates; the password alone\n"
-      "    identifies a client, so anyone holding an agent's password can publish as it.\n\noptions");
+      "    identifies a client, so anyone holding an agent's password can publish as it.\n\n"
+      "--nats writes a NATS cluster instead (nats-server 2.9; docs/operations.md, \"Broker configuration\"):\n"
+      "nats-1.conf ... nats-<nodes>.conf, one per node: JetStream, the routes between the nodes, an MQTT\n"
+      "listener for agents, aggregator and operators, the mapping of the agents' events onto --partitions\n"
+      "partition subjects (the aggregators' --nats-partitions), and the same grants as the ACL above;\n"
+      "secrets/<user>.password as above. Start each node with nats-server -c <out>/nats-<i>.conf.\n"
+      "A port option takes one port, node i then listening on port + i - 1, or one port per node\n"
+      "(4222,4322,4422). The MQTT listener is:\n"
+      "  with --cafile, --certfile, --keyfile: mutual TLS; the client certificate's subject is the\n"
+      "    login (verify_and_map), see --cert-dn.\n"
+      "  with --insecure-password-only-tls: TLS, logins by password only.\n"
+      "  without them: PLAINTEXT, logins by password (a trusted network or a test machine only).\n"
+      "The client port, which the aggregators' JetStream link uses, is plaintext with passwords.\n\noptions");
   desc.add_options()("help,h", "show this help")(
       "catalogue", po::value(&catalogue)->value_name("FILE"),
       (std::string("post registry (catalogue JSON); default: ") + kDefaultCatalogueHelp).c_str())(
@@ -94,7 +180,28 @@ int main(int argc, char** argv) {
       "plain-port", po::value(&plain_port)->default_value(0),
       "also a plaintext listener on 127.0.0.1 (tests only; 0 = none)")(
       "insecure-password-only-tls", po::bool_switch(&password_only),
-      "INSECURE: do not require client certificates on the TLS listener; logins by password only");
+      "INSECURE: do not require client certificates on the TLS listener; logins by password only")(
+      "nats", po::bool_switch(&nats), "write a NATS cluster's configuration instead of Mosquitto's")(
+      "nodes", po::value(&cluster.nodes)->default_value(cluster.nodes), "--nats: nodes of the cluster")(
+      "partitions", po::value(&cluster.partitions)->default_value(cluster.partitions),
+      "--nats: event partitions of the mapping (the aggregators' --nats-partitions)")(
+      "cluster-name", po::value(&cluster.cluster_name)->default_value(cluster.cluster_name),
+      "--nats: the cluster's name; node i is <name>-<i>")(
+      "node-host", po::value(&node_hosts)->multitoken()->value_name("HOST"),
+      "--nats: where the other nodes reach each node's route port: one host for all, or one per node "
+      "(default 127.0.0.1)")(
+      "listen", po::value(&cluster.listen)->default_value(cluster.listen),
+      "--nats: address of the client, route and MQTT listeners (monitoring listens on 127.0.0.1)")(
+      "client-port", po::value(&client_port)->default_value(client_port), "--nats: NATS client port(s)")(
+      "route-port", po::value(&route_port)->default_value(route_port), "--nats: cluster route port(s)")(
+      "mqtt-port", po::value(&mqtt_port)->value_name("PORTS"),
+      "--nats: MQTT port(s); default 8883 with TLS, 1883 without")(
+      "monitor-port", po::value(&monitor_port)->default_value(monitor_port), "--nats: monitoring port(s)")(
+      "store-dir", po::value(&store_dir)->value_name("DIR"),
+      "--nats: JetStream storage, node i in DIR/nats-<i> (default <out>/jetstream)")(
+      "cert-dn", po::value(&cluster.cert_dn)->default_value(cluster.cert_dn),
+      "--nats with mutual TLS: the subject of a login's certificate, {user} the login, {post} the agent's "
+      "post (an RDN with {post} is left out for the aggregator and operators)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -103,6 +210,34 @@ int main(int argc, char** argv) {
       return 0;
     }
     po::notify(vm);
+    for (const char* o : kNatsOnly)
+      if (!nats && vm.count(o) && !vm[o].defaulted()) throw po::error(std::string("--") + o + " needs --nats");
+    for (const char* o : kMosquittoOnly)
+      if (nats && vm.count(o) && !vm[o].defaulted())
+        throw po::error(std::string("--") + o + " is for Mosquitto; with --nats use --mqtt-port");
+    if (nats) {
+      if (cluster.nodes < 1 || cluster.nodes > 64) throw po::error("--nodes: 1 to 64");
+      if (cluster.partitions < 1 || cluster.partitions > 1024) throw po::error("--partitions: 1 to 1024");
+      if (!is_valid_node_id(cluster.cluster_name)) throw po::error("--cluster-name: not a valid id");
+      if (node_hosts.size() != 1 && node_hosts.size() != static_cast<std::size_t>(cluster.nodes))
+        throw po::error("--node-host: one host, or one per node");
+      cluster.node_hosts = node_hosts;
+      cluster.node_hosts.resize(static_cast<std::size_t>(cluster.nodes), node_hosts[0]);
+      bool tls = password_only || !ca.empty() || !cert.empty() || !key.empty();
+      if (mqtt_port.empty()) mqtt_port = tls ? "8883" : "1883";
+      try {
+        cluster.client_ports = broker_config::node_ports("client-port", client_port, cluster.nodes);
+        cluster.route_ports = broker_config::node_ports("route-port", route_port, cluster.nodes);
+        cluster.mqtt_ports = broker_config::node_ports("mqtt-port", mqtt_port, cluster.nodes);
+        cluster.monitor_ports = broker_config::node_ports("monitor-port", monitor_port, cluster.nodes);
+      } catch (const std::invalid_argument& e) {
+        throw po::error(e.what());
+      }
+      if (cluster.cert_dn.find("{user}") == std::string::npos) throw po::error("--cert-dn must contain {user}");
+      cluster.tls = !tls            ? broker_config::NatsCluster::Tls::None
+                    : password_only ? broker_config::NatsCluster::Tls::PasswordOnly
+                                    : broker_config::NatsCluster::Tls::Mutual;
+    }
   } catch (const po::error& e) {
     std::cerr << "postwatch-broker-config: " << e.what() << "\n(see --help)\n";
     return 2;
@@ -117,6 +252,14 @@ int main(int argc, char** argv) {
     fs::path out(out_dir);
     fs::create_directories(out / "secrets");
     fs::permissions(out / "secrets", fs::perms::owner_all);
+    if (nats) {
+      cluster.ca_file = ca.empty() ? "/etc/postwatch/ca.crt" : fs::absolute(ca).string();
+      cluster.cert_file = cert.empty() ? "/etc/postwatch/broker.crt" : fs::absolute(cert).string();
+      cluster.key_file = key.empty() ? "/etc/postwatch/broker.key" : fs::absolute(key).string();
+      cluster.store_dir = fs::absolute(store_dir.empty() ? out / "jetstream" : fs::path(store_dir));
+      write_nats(cluster, cat, agents, operators, out);
+      return 0;
+    }
 
     std::ostringstream acl, passwd;
     // Mosquitto reads the ACL top-down per user; anything not granted is denied.
@@ -134,10 +277,7 @@ int main(int argc, char** argv) {
         << "topic write " << topics::prefix
         << "/feed/#\n"
         // Delivery confirmations and resend requests to each agent (docs/wire-format.md).
-        << "topic write " << topics::prefix
-        << "/+/+/+/confirm\n"
-        // Scale-out (docs/scale-out.md): members, partials and hand-overs between instances.
-        << "topic readwrite " << topics::prefix << "/cluster/#\n\n";
+        << "topic write " << topics::prefix << "/+/+/+/confirm\n\n";
     for (const auto& op : operators) {
       if (!is_valid_node_id(op)) throw std::runtime_error("operator name '" + op + "' is not a valid id");
       add_user(op);

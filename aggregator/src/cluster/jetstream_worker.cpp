@@ -240,7 +240,7 @@ ConsumerSpec JetStreamCluster::Worker::consumer_spec(std::uint32_t p) const {
   c.stream = std::string(partitions::events_stream);
   c.durable = name;
   c.filter_subject = partitions::partition_subjects(p);
-  c.deliver_subject = "postwatch-deliver." + options_.group + ".p" + std::to_string(p);
+  c.deliver_subject = partitions::deliver_subject(options_.group, p);
   c.replicas = options_.replicas;
   // What a dead holder received and had not acknowledged comes again after this: about when
   // its lease runs out and a successor subscribes.

@@ -21,6 +21,10 @@ std::string mapping_destination(std::uint32_t count);
 std::string all_subjects();
 std::string partition_subjects(std::uint32_t partition);
 
+// The deliver subject of a group's partition consumer (its holder subscribes to it), and all of them.
+std::string deliver_subject(std::string_view group, std::uint32_t partition);
+std::string all_deliver_subjects();
+
 // NATS's partition(): FNV-1a (32 bit) of the post id, modulo the count.
 std::uint32_t partition_of(std::string_view post, std::uint32_t count);
 
