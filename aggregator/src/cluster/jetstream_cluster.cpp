@@ -144,7 +144,14 @@ void JetStreamCluster::Core::on_message(std::uint32_t p, std::uint64_t generatio
   if (!partitions::events_topic(msg->subject(), topic) || !topics::parse_agent_topic(topic, t)) {
     counters.messages_refused += 1;  // acknowledged with the rest: redelivering it cannot help
   } else {
-    hooks.apply(topic, msg->data(), now_utc_ms());
+    // libnats puts the payload right after the subject, at any address; the FlatBuffers
+    // verifier reads it in place and needs its 8-byte alignment (UBSan caught this).
+    auto data = msg->data();
+    if (reinterpret_cast<std::uintptr_t>(data.data()) % 8 != 0) {
+      aligned.assign(data.begin(), data.end());
+      data = aligned;
+    }
+    hooks.apply(topic, data, now_utc_ms());
     counters.messages_applied += 1;
     if (auto post = catalogue.post_index(t.post))
       if (std::find(s.dirty.begin(), s.dirty.end(), *post) == s.dirty.end()) s.dirty.push_back(*post);

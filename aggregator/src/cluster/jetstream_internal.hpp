@@ -100,6 +100,7 @@ struct JetStreamCluster::Core : std::enable_shared_from_this<JetStreamCluster::C
   std::function<void(std::string)> write_board;
   std::function<void(std::string, std::string)> write_ack;  // key, value
   std::optional<std::string> board_latest;                  // from the watch, not yet taken
+  std::string aligned;                                      // a misaligned payload's copy (on_message)
   std::vector<SharedAck> acks_new;
   bool board_in_flight = false;
   std::optional<std::string> board_waiting;  // the newest image while one is being written
@@ -157,7 +158,8 @@ struct JetStreamCluster::Worker {
   std::thread thread_, writer_thread_;
   std::unique_ptr<NatsLink> link_;
   std::unique_ptr<KvBucket> members_, leases_, posts_, board_;
-  std::unique_ptr<KvBucket::Watch> watch_, board_watch_;
+  std::unique_ptr<KvBucket::Watch> watch_, board_watch_, members_watch_;
+  std::map<std::string, SteadyTime> member_seen_;  // member -> when its key was last written
   std::map<std::uint32_t, Held> held_;
   std::atomic<bool> set_up_{false};  // the buckets exist (the writer reads it)
   std::uint64_t next_generation_ = 0;

@@ -43,6 +43,7 @@ JetStreamCluster::Worker::~Worker() {
   if (writer_thread_.joinable()) writer_thread_.join();
   watch_.reset();
   board_watch_.reset();
+  members_watch_.reset();
   held_.clear();  // drains the subscriptions
 }
 
@@ -77,6 +78,17 @@ bool JetStreamCluster::Worker::setup() {
   if (error.empty() && !leases_)
     leases_ = link_->bucket(prefix + "leases", options_.lease_ms, options_.replicas, error);
   if (error.empty() && !posts_) posts_ = link_->bucket(prefix + "posts", 0, options_.replicas, error);
+  if (error.empty() && !members_watch_)
+    members_watch_ = members_->watch_all(
+        [this](KvEntry e) {
+          boost::asio::post(io_, [this, e = std::move(e)] {
+            if (e.deleted)
+              member_seen_.erase(e.key);  // left on purpose
+            else
+              member_seen_[e.key] = std::chrono::steady_clock::now();
+          });
+        },
+        &error);
   if (error.empty() && !board_) board_ = link_->bucket(prefix + "board", 0, options_.replicas, error);
   if (error.empty() && !board_watch_)
     board_watch_ =
@@ -161,13 +173,20 @@ void JetStreamCluster::Worker::check_consumers() {
 
 void JetStreamCluster::Worker::refresh_members() {
   if (member_put_at_ == SteadyTime{}) renew_due();  // our own key first
-  std::string error;
-  auto names = members_->keys(&error);
-  if (!error.empty()) {
-    view_.problem = "could not list the members: " + error;
-    return;  // keep the last view
+  // A member is one whose key was written within the lease (each writes every L/3). The
+  // watch brings every write; 2.9 sends no event when a key expires, so age decides, on our
+  // own clock. (Listing the keys instead made an ephemeral consumer on every poll, which
+  // slowed the whole cluster's meta layer enough for leases to lapse.)
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::string> names;
+  for (auto it = member_seen_.begin(); it != member_seen_.end();) {
+    if (now - it->second > milliseconds(options_.lease_ms)) {
+      it = member_seen_.erase(it);
+      continue;
+    }
+    names.push_back(it->first);
+    ++it;
   }
-  std::sort(names.begin(), names.end());
   if (names != view_.members)
     log_->info("cluster {}: {} member(s): {}", options_.group, names.size(), fmt::join(names, ", "));
   view_.members = names;
