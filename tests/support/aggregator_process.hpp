@@ -19,12 +19,13 @@ class AggregatorProcess {
                     const std::string& client_id = "")
       : AggregatorProcess(broker.uri(), dir, std::move(extra_args), client_id) {}
   // Against any MQTT broker (a NATS cluster's MQTT listener, say).
+  // `ready_within`: a cluster instance joining under load takes its partitions over first.
   AggregatorProcess(const std::string& broker_uri, const TempDir& dir, std::vector<std::string> extra_args = {},
-                    const std::string& client_id = "")
+                    const std::string& client_id = "", std::chrono::seconds ready_within = std::chrono::seconds(15))
       : http_port_(free_port()),
         proc_(make_args(broker_uri, dir, extra_args, client_id), dir.path() / "aggregator.log") {
-    bool ready = wait_until([&] { return http_get(http_port_, "/readyz").status == 200 || !proc_.running(); },
-                            std::chrono::seconds(15));
+    bool ready =
+        wait_until([&] { return http_get(http_port_, "/readyz").status == 200 || !proc_.running(); }, ready_within);
     if (!ready || !proc_.running()) throw std::runtime_error("aggregator did not become ready:\n" + proc_.log());
   }
   unsigned short port() const { return http_port_; }
