@@ -1,6 +1,7 @@
 #include "postwatch/agent/agent.hpp"
 
 #include "postwatch/agent/clock_watch.hpp"
+#include "postwatch/agent/confirm_stall.hpp"
 #include "postwatch/agent/tls_diagnostics.hpp"
 
 #include "postwatch/clock.hpp"
@@ -319,6 +320,7 @@ struct Agent::Impl {
     // A refused confirm subscription (a busy broker's SUBACK failure) is tried again while
     // connected, with backoff: without it nothing would leave the spool until a reconnect.
     bool confirm_subscribed = false;
+    ConfirmStall stall(kConfirmStallFirst, kConfirmStallLongest);
     std::chrono::milliseconds confirm_backoff{1000};
     auto confirm_retry_at = std::chrono::steady_clock::time_point{};
 
@@ -336,7 +338,10 @@ struct Agent::Impl {
         publish_heartbeat();  // the aggregator measures the new offset from it at once
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
       }
-      if (config.aggregator_confirms()) apply_confirmations(cursor, inflight);
+      if (config.aggregator_confirms()) {
+        if (client->is_connected()) resend_if_stalled(stall, now);
+        apply_confirmations(cursor, inflight);
+      }
       if (!client->is_connected()) {
         if (now < next_connect) {
           // Waiting out the backoff in short slices keeps upkeep (fsync, age bound) running during an outage.
@@ -370,6 +375,7 @@ struct Agent::Impl {
           confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
         }
         inflight.clear();  // anything unconfirmed is sent again; the aggregator drops duplicates
+        stall.reset();
         {
           std::lock_guard lk(mu);
           cursor = backlog->first_seq();
@@ -456,6 +462,26 @@ struct Agent::Impl {
       inflight.pop_front();
       cv.notify_all();
     }
+  }
+
+  // Events the broker acknowledged but the aggregator did not confirm for a while are sent again
+  // (ConfirmStall): through apply_confirmations, like the aggregator's own resend request.
+  void resend_if_stalled(ConfirmStall& stall, std::chrono::steady_clock::time_point now) {
+    std::uint64_t from = 0, through = 0;
+    {
+      std::lock_guard lk(mu);
+      const std::uint64_t first = backlog->first_seq();
+      const bool waiting = first < backlog->next_seq() && counters.sent_through_seq >= first;
+      if (!stall.due(now, waiting, confirmed_through)) return;
+      from = first;
+      through = counters.sent_through_seq;
+      if (resend_from == 0 || from < resend_from) resend_from = from;
+      counters.stall_resends += 1;
+    }
+    log->info(
+        "no confirmation for {} s of events the broker acknowledged through seq {}; sending again from seq {} "
+        "(the aggregator drops what it has)",
+        stall.waited().count() / 1000, through, from);
   }
 
   // Caller holds mu. A confirmation that releases events, or a resend request, waits for run().
@@ -558,7 +584,10 @@ struct Agent::Impl {
 
   bool subscribe_confirmations() {
     try {
-      if (client->subscribe(confirm_topic, 1)->wait_for(kConnectTimeout)) return true;
+      // QoS 0: a confirmation is a watermark, and the next one (or the retained one at the next
+      // subscribe) replaces one that is lost. On NATS's MQTT listener a QoS 1 subscription is a
+      // JetStream consumer per agent, one that dies with its node (docs/scale-out.md).
+      if (client->subscribe(confirm_topic, 0)->wait_for(kConnectTimeout)) return true;
       note_error("subscribing to " + confirm_topic + " did not complete; events stay in the spool until it does");
     } catch (const mqtt::exception& e) {
       note_error("cannot subscribe to " + confirm_topic + " (the aggregator's delivery confirmations): " + e.what() +
@@ -677,6 +706,10 @@ struct Agent::Impl {
   bool connected_once = false;
   std::vector<std::unique_ptr<mqtt::async_client>> stale_clients;  // retired: stuck connects, lost connections
   static constexpr std::chrono::seconds kConnectTimeout{5};
+  // A confirmation normally follows within a second or two (a cluster's takeover: a lease and a
+  // redelivery, a few seconds): 15 s without one means it is not coming.
+  static constexpr std::chrono::milliseconds kConfirmStallFirst{15'000};
+  static constexpr std::chrono::milliseconds kConfirmStallLongest{300'000};
 };
 
 Agent::Agent(AgentConfig config, std::shared_ptr<const IndicatorCatalogue> catalogue,

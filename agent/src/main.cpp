@@ -233,6 +233,7 @@ void write_status(const Agent& agent) {
                    {"sent_through_seq", s.sent_through_seq},
                    {"confirmed_through_seq", s.confirmed_through_seq},
                    {"resend_requests", s.resend_requests},
+                   {"stall_resends", s.stall_resends},
                    {"confirm_rejected", s.confirm_rejected},
                    {"reconnects", s.reconnects},
                    {"clock_sync", std::string(to_string(s.clock_sync))},
@@ -283,8 +284,8 @@ int cmd_status(const Args& args) {
             << j.value("events_dropped", 0) << " dropped\n"
             << "delivery   confirmed by the " << j.value("delivery_confirm", "broker") << "; sent through seq "
             << j.value("sent_through_seq", 0) << ", confirmed through seq " << j.value("confirmed_through_seq", 0)
-            << ", " << j.value("resend_requests", 0) << " resend request(s), " << j.value("confirm_rejected", 0)
-            << " confirmation(s) ignored\n"
+            << ", " << j.value("resend_requests", 0) << " resend request(s), " << j.value("stall_resends", 0)
+            << " resend(s) after no confirmation, " << j.value("confirm_rejected", 0) << " confirmation(s) ignored\n"
             << "clock      " << j.value("clock_sync", "unknown") << ", " << j.value("clock_jumps", 0)
             << " jump(s) while running"
             << (j.value("clock_jumps", 0) > 0

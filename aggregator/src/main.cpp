@@ -1,4 +1,5 @@
 // postwatch-aggregator: consumes agents' events and serves goal-level indicators.
+#include "ingest/mqtt_ingest.hpp"
 #include "postwatch/aggregator/aggregator_service.hpp"
 #include "postwatch/secret_file.hpp"
 
@@ -33,7 +34,8 @@ int main(int argc, char** argv) {
   po::options_description desc(
       "postwatch-aggregator — consumes Postwatch agents' events over MQTT and serves goal-level indicators\n\noptions");
   desc.add_options()("help,h", "show this help")("version", "print the version")(
-      "broker", po::value(&opts.broker_uri)->default_value(opts.broker_uri), "MQTT broker URI")(
+      "broker", po::value(&opts.broker_uri)->default_value(opts.broker_uri),
+      "MQTT broker URI; several, comma separated, are tried in turn (a NATS cluster's MQTT listeners)")(
       "client-id", po::value(&opts.client_id)->default_value(opts.client_id),
       "MQTT client id (stable, so the broker keeps messages while the aggregator restarts)")(
       "broker-username", po::value(&opts.broker_username),
@@ -139,7 +141,19 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  bool tls = opts.broker_uri.starts_with("ssl://") || opts.broker_uri.starts_with("mqtts://");
+  const auto broker_uris = aggregator::split_broker_uris(opts.broker_uri);
+  auto is_tls = [](const std::string& u) { return u.starts_with("ssl://") || u.starts_with("mqtts://"); };
+  for (const auto& u : broker_uris) {
+    if (!is_tls(u) && !u.starts_with("tcp://") && !u.starts_with("mqtt://")) {
+      std::cerr << "postwatch-aggregator: --broker '" << u << "' must start with tcp://, ssl://, mqtt:// or mqtts://\n";
+      return 2;
+    }
+    if (is_tls(u) != is_tls(broker_uris.front())) {
+      std::cerr << "postwatch-aggregator: --broker lists both TLS and plaintext URIs; use one kind\n";
+      return 2;
+    }
+  }
+  bool tls = is_tls(broker_uris.front());
   if (!tls && (!opts.broker_ca_file.empty() || !opts.broker_cert_file.empty() || !opts.broker_key_file.empty())) {
     std::cerr << "postwatch-aggregator: --broker-ca/--broker-cert/--broker-key need an ssl:// --broker URI\n";
     return 2;
@@ -161,10 +175,10 @@ int main(int argc, char** argv) {
     std::cerr << "postwatch-aggregator: catalogue error: " << e.what() << "\n";
     return 2;
   }
-  if (!tls && opts.broker_uri.find("127.0.0.1") == std::string::npos &&
-      opts.broker_uri.find("localhost") == std::string::npos)
-    log->warn("plaintext MQTT to {}: events and passwords cross the network unencrypted; use ssl:// with --broker-ca",
-              opts.broker_uri);
+  for (const auto& u : broker_uris)
+    if (!tls && u.find("127.0.0.1") == std::string::npos && u.find("localhost") == std::string::npos)
+      log->warn("plaintext MQTT to {}: events and passwords cross the network unencrypted; use ssl:// with --broker-ca",
+                u);
   log->info("catalogue {}: {} goals, {} posts, {} indicators", catalogue_file, catalogue->goals().size(),
             catalogue->posts().size(), catalogue->indicators().size());
 

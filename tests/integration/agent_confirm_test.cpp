@@ -246,6 +246,29 @@ TEST_F(AgentConfirm, AResendRequestSendsAgainFromTheRequestedSeq) {
   EXPECT_EQ(status()["spool_events"], 4) << "a resend request releases nothing beyond its through_seq";
 }
 
+// A broker that acknowledged the last events and lost them (NATS in a stream leader's
+// failover) leaves the aggregator no hole to see: after 15 s without a confirmation the agent
+// sends again from its first unconfirmed seq by itself.
+TEST_F(AgentConfirm, AcknowledgedEventsNobodyConfirmsAreSentAgainAfter15s) {
+  start_agent();
+  write_events(0, 5);
+  expect_sent(5);
+  aggregator.confirm(2);  // progress, then nothing more
+  expect_status([](const json& s) { return s["spool_events"] == 3; }, "2 of 5 released");
+  EXPECT_EQ(aggregator.times_seen(3), 1);
+  ASSERT_TRUE(wait_until([&] { return aggregator.times_seen(3) >= 2 && aggregator.times_seen(5) >= 2; },
+                         std::chrono::seconds(30)))
+      << agent->log();
+  EXPECT_EQ(aggregator.times_seen(1), 1) << "confirmed seqs are not sent again";
+  EXPECT_EQ(aggregator.times_seen(2), 1);
+  expect_status([](const json& s) { return s["stall_resends"] == 1 && s["resend_requests"] == 0; }, "stall_resends 1");
+  EXPECT_NE(agent->log().find("events the broker acknowledged through seq 5; sending again from seq 3"),
+            std::string::npos)
+      << agent->log();
+  aggregator.confirm(5);
+  expect_status([](const json& s) { return s["spool_events"] == 0 && s["events_confirmed"] == 5; }, "all released");
+}
+
 TEST_F(AgentConfirm, ConfirmationsForAnotherAgentOrGarbageAreCountedAndReleaseNothing) {
   start_agent();
   write_events(0, 5);

@@ -118,3 +118,34 @@ TEST(AggregatorRestart, SigkillAndRestartEndsInTheStateOfAnUninterruptedRun) {
   EXPECT_EQ(b["counts"][0], 6000);
   EXPECT_EQ(b["counts"][1], 0);  // no gaps
 }
+
+// `--broker` with several URIs (a NATS cluster's MQTT listeners): the aggregator uses the next
+// when one is down, at start and after losing its broker; a list mixing TLS and plaintext is
+// refused at start.
+TEST(AggregatorBrokerList, MovesToTheNextBrokerWhenOneIsDown) {
+  TempDir dir;
+  MosquittoBroker first, second;
+  first.stop();
+  AggregatorProcess agg(first.uri() + "," + second.uri(), dir);  // ready: subscribed on `second`
+  EXPECT_NE(agg.process().log().find("connected to one of the brokers"), std::string::npos) << agg.process().log();
+  first.start();
+  second.kill();
+  // Paho's automatic reconnect tries the list from its start: `first` again.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        auto log = agg.process().log();
+        auto lost = log.find("connection to broker lost");
+        return lost != std::string::npos && log.find("subscribed; ready", lost) != std::string::npos;
+      },
+      std::chrono::seconds(30)))
+      << agg.process().log();
+  EXPECT_EQ(http_get(agg.port(), "/readyz").status, 200);
+
+  TempDir dir2;
+  ChildProcess mixed({(binary_dir() / "aggregator" / "postwatch-aggregator").string(), "--broker",
+                      second.uri() + ",ssl://127.0.0.1:8883", "--catalogue", catalogue_path().string(), "--data-dir",
+                      (dir2.path() / "data").string()},
+                     dir2.path() / "mixed.log");
+  EXPECT_EQ(mixed.wait(std::chrono::seconds(15)), 2) << mixed.log();
+  EXPECT_NE(mixed.log().find("both TLS and plaintext"), std::string::npos) << mixed.log();
+}

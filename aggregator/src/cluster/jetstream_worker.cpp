@@ -139,10 +139,15 @@ void JetStreamCluster::Worker::renew_due() {
   auto third = milliseconds(options_.lease_ms / 3);
   if (now - member_put_at_ >= third) {
     auto w = members_->put(options_.instance, lease_value());
+    // A put refused in a stream leader's election is tried again at the next poll; it is a
+    // problem only once the key is half a lease old (the others drop us at a whole lease).
     if (w)
       member_put_at_ = now;
-    else
-      view_.problem = "could not renew the member key: " + w.error;
+    else if (now - member_put_at_ >= milliseconds(options_.lease_ms / 2))
+      view_.problem =
+          "could not renew the member key for half a lease (the others drop this instance at a whole "
+          "one): " +
+          w.error;
   }
   std::vector<std::uint32_t> held;
   for (const auto& [p, h] : held_) held.push_back(p);

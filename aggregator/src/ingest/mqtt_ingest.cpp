@@ -22,11 +22,13 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
       : flow(std::move(fc)),
         io(io_),
         uri(std::move(uri_)),
+        uris(split_broker_uris(uri)),
         client_id(std::move(id)),
         filters(std::move(f)),
         log(std::move(l)),
         handler(std::move(h)),
-        client(uri, client_id, mqtt::create_options_builder().max_buffered_messages(kMaxBuffered).finalize()),
+        client(uris.empty() ? uri : uris.front(), client_id,
+               mqtt::create_options_builder().max_buffered_messages(kMaxBuffered).finalize()),
         retry(io_) {}
 
   IngestFlowControl flow;
@@ -38,7 +40,9 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   std::condition_variable gate_cv;
 
   asio::io_context& io;
-  std::string uri, client_id;
+  std::string uri;  // as given, for log lines
+  std::vector<std::string> uris;
+  std::string client_id;
   std::mutex filters_mu;  // the io_context changes them, paho's thread resubscribes them
   std::vector<std::string> filters;
   std::optional<mqtt::message> will;
@@ -89,12 +93,17 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     auto b = mqtt::connect_options_builder()
                  .clean_session(false)  // the broker keeps our QoS 1 messages while we restart
                  .keep_alive_interval(std::chrono::seconds(20))
-                 .automatic_reconnect(std::chrono::milliseconds(250), std::chrono::seconds(10))
                  .max_inflight(kMaxInflight);
+    // Paho's automatic reconnect goes on with the URI it reached last, never the list from its
+    // start (paho.mqtt.c#1661): with a list, a lost connection is a new connect() (start()).
+    if (uris.size() > 1)
+      b.servers(std::make_shared<mqtt::string_collection>(uris));
+    else
+      b.automatic_reconnect(std::chrono::milliseconds(250), std::chrono::seconds(10));
     if (will) b.will(*will);
     if (!login.username.empty()) b.user_name(login.username);
     if (!login.password.empty()) b.password(login.password);
-    if (uri.starts_with("ssl://") || uri.starts_with("mqtts://"))
+    if (uris.front().starts_with("ssl://") || uris.front().starts_with("mqtts://"))
       b.ssl(mqtt::ssl_options_builder()
                 .trust_store(login.ca_file)
                 .key_store(login.cert_file)
@@ -115,7 +124,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     }
   }
 
-  // iaction_listener for the initial connect (paho's automatic reconnect covers later losses).
+  // iaction_listener for connect() (with one URI, paho's automatic reconnect covers later losses).
   void on_failure(const mqtt::token& tok) override {
     int rc = tok.get_return_code();
     // CONNACK 4/5: the broker refused our user name or password, or we are not authorised.
@@ -204,7 +213,8 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
       std::lock_guard lk(filters_mu);
       current = filters;
     }
-    log->info("connected to broker {}; subscribing to {} filter(s)", uri, current.size());
+    log->info("connected to {} {}; subscribing to {} filter(s)", uris.size() > 1 ? "one of the brokers" : "broker", uri,
+              current.size());
     try {
       std::vector<int> qos(current.size(), 1);
       client.subscribe(mqtt::string_collection::create(current), qos, nullptr, subscribe_listener);
@@ -213,6 +223,22 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     }
   }
 };
+
+std::vector<std::string> split_broker_uris(const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t from = 0;
+  while (from <= list.size()) {
+    auto comma = list.find(',', from);
+    if (comma == std::string::npos) comma = list.size();
+    auto item = list.substr(from, comma - from);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(std::move(item));
+    from = comma + 1;
+  }
+  if (out.empty()) out.push_back(list);  // Paho names what is wrong with it
+  return out;
+}
 
 MqttIngest::MqttIngest(asio::io_context& io, std::string broker_uri, std::string client_id,
                        std::vector<std::string> filters, std::shared_ptr<spdlog::logger> log, Handler on_message,
@@ -232,6 +258,7 @@ void MqttIngest::start() {
       self->subscribed = false;
       self->session_present = 1;  // Paho reconnects on its own; assume the broker kept our queue
       self->log->warn("connection to broker lost: {}", cause.empty() ? "(no cause)" : cause);
+      if (self->uris.size() > 1) asio::post(self->io, [self] { self->connect(); });
     }
   });
   // Hand each message to the io_context; the shared message pointer avoids copying the payload twice.

@@ -48,6 +48,10 @@ struct BrokerLogin {
   std::string ca_file, cert_file, key_file;  // ca empty: OpenSSL's default paths
 };
 
+// `--broker` may list several URIs, comma separated (the MQTT listeners of a NATS cluster's
+// nodes): the first is tried first, and on a lost connection Paho tries each in turn.
+std::vector<std::string> split_broker_uris(const std::string& list);
+
 class MqttIngest {
  public:
   using Handler = std::function<void(const std::string& topic, const std::string& payload)>;

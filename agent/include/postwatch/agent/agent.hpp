@@ -28,6 +28,7 @@ struct AgentStats {
   std::uint64_t confirmed_through_seq = 0;  // highest seq the aggregator confirmed (and this backlog issued)
   std::uint64_t sent_through_seq = 0;       // highest seq the broker acknowledged
   std::uint64_t resend_requests = 0;        // the aggregator asked to send again from a seq
+  std::uint64_t stall_resends = 0;          // sent again because no confirmation came (ConfirmStall)
   std::uint64_t confirm_rejected = 0;       // confirmations ignored: malformed, another agent's, unknown seqs
   std::uint64_t reconnects = 0;
   std::uint64_t heartbeats_sent = 0;
