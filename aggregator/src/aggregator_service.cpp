@@ -324,6 +324,7 @@ struct AggregatorService::Impl {
       was_leader = false;
       board.observe(snap);
       jet->take_acks();  // the leader applies them
+      jet->take_mismatches();
       auto image = jet->take_board();
       if (!image) return {};
       BoardImage b;
@@ -340,6 +341,9 @@ struct AggregatorService::Impl {
         board.adopt(std::move(b.goals), std::move(b.pillars), std::move(b.alarms));
     }
     was_leader = true;
+    for (const auto& m : jet->take_mismatches())
+      for (std::size_t i = 0; i < m.at_ms.size(); ++i)
+        board.record_topic_mismatch(m.post, m.claimed[std::min(i, m.claimed.size() - 1)], m.at_ms[i]);
     auto changes = board.tick(snap, silent, now);
     for (const auto& ack : jet->take_acks()) {
       const Alarm* a = board.find_alarm(ack.alarm);
@@ -416,8 +420,12 @@ void AggregatorService::start() {
   impl_->ingest.on_topic_mismatch = [impl = impl_.get()](std::string_view topic_post, std::string_view,
                                                          std::string_view claimed_post,
                                                          std::string_view claimed_agent) {
-    impl->board.record_topic_mismatch(std::string(topic_post),
-                                      std::string(claimed_post) + "/" + std::string(claimed_agent), now_utc_ms());
+    auto claimed = std::string(claimed_post) + "/" + std::string(claimed_agent);
+    // Clustered, the leader's board raises the alarm for whichever instance saw the attempt.
+    if (impl->jet && !impl->jet->leader())
+      impl->jet->share_mismatch(std::string(topic_post), claimed, now_utc_ms());
+    else
+      impl->board.record_topic_mismatch(std::string(topic_post), claimed, now_utc_ms());
   };
   impl_->store.start();
   impl_->tick();  // statuses are right before the first request

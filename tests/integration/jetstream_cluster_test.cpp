@@ -3,6 +3,9 @@
 // simulated fleet with delivery confirmation. One instance is SIGKILLed mid-stream, one is
 // paused past its lease: every accepted event is applied once, confirmed, and stored.
 #include "integration/feed_test_support.hpp"
+#include "postwatch/catalogue.hpp"
+#include "postwatch/clock.hpp"
+#include "postwatch/event_partitions.hpp"
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
 #include "support/aggregator_process.hpp"
@@ -462,6 +465,41 @@ TEST_F(JetStreamCluster, EveryInstanceServesOneBoardAndAnAcknowledgementOutlives
     if (a["id"] == alarm_id) alarm = a;
   ASSERT_TRUE(alarm.is_object()) << alarms.dump();
   EXPECT_EQ(alarm["ack"].value("by", ""), "duty officer") << alarm.dump();
+
+  // Batches on one post's topic claiming another post reach only the instance holding that
+  // post, here one that does not lead: the leader's board raises topic_mismatch all the same
+  // (3 attempts), and every instance shows it.
+  std::set<unsigned> follower_held;
+  for (auto* a : all()) {
+    auto c = a->get("/api/v1/cluster");
+    if (c.is_object() && !c["leader"].get<bool>())
+      for (const auto& p : c["partitions"]["held"]) follower_held.insert(p.get<unsigned>());
+  }
+  const auto catalogue = postwatch::IndicatorCatalogue::load(catalogue_path());
+  const postwatch::Post* target = nullptr;
+  for (const auto& p : catalogue.posts())
+    if (!target && p.id != "kabul" && follower_held.count(postwatch::partitions::partition_of(p.id, 16))) target = &p;
+  ASSERT_NE(target, nullptr) << "no post on a follower's partitions";
+  postwatch::EventBatch forged{"gw-1", "kabul", postwatch::now_utc_ms(), {}};
+  forged.events.push_back(
+      {1, postwatch::now_utc_ms(), "terrorism_threat_level", postwatch::ValueKind::Level, 5, "", "", {}});
+  for (int i = 0; i < 3; ++i)
+    pub.raw("postwatch/v1/" + target->region + "/" + target->id + "/evil/events", postwatch::encode_batch(forged));
+  auto shows_mismatch = [&](AggregatorProcess& a) {
+    auto al = a.get("/api/v1/alarms");
+    if (!al.is_object()) return false;
+    for (const auto& x : al["alarms"])
+      if (x["kind"] == "topic_mismatch" && x["post"] == target->id) return true;
+    return false;
+  };
+  EXPECT_TRUE(wait_until(
+      [&] {
+        for (auto* a : all())
+          if (!shows_mismatch(*a)) return false;
+        return true;
+      },
+      20s))
+      << target->id << ": " << one->get("/api/v1/alarms").dump() << two->get("/api/v1/stats").dump();
 }
 
 // A broker's PUBACK is not "stored" on a NATS cluster (docs/scale-out.md): an agent that

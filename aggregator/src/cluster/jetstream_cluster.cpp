@@ -180,6 +180,7 @@ void JetStreamCluster::Core::on_board_entry(const KvEntry& e) {
     board_latest = e.value;
     return;
   }
+  if (e.key.starts_with("mismatch.")) return on_mismatch_entry(e);
   if (!e.key.starts_with("ack.")) return;
   json j = json::parse(e.value, nullptr, false);
   std::uint64_t id = 0;
@@ -190,6 +191,36 @@ void JetStreamCluster::Core::on_board_entry(const KvEntry& e) {
   }
   if (!j.is_object()) return;
   acks_new.push_back({id, j.value("by", ""), j.value("comment", ""), j.value("at_ms", std::int64_t{0})});
+}
+
+void JetStreamCluster::Core::on_mismatch_entry(const KvEntry& e) {
+  json j = json::parse(e.value, nullptr, false);
+  if (!j.is_object() || !j["post"].is_string() || !j["claimed"].is_array() || !j["at_ms"].is_array()) return;
+  const auto total = j.value("total", std::uint64_t{0});
+  auto& seen = mismatch_totals[e.key];
+  // Totals only grow within an instance's life; a lower one is a restarted instance's.
+  const std::uint64_t fresh = total > seen ? total - seen : total < seen ? total : 0;
+  seen = total;
+  if (fresh == 0) return;
+  SharedMismatch m;
+  m.post = j["post"].get<std::string>();
+  for (const auto& c : j["claimed"])
+    if (c.is_string()) m.claimed.push_back(c.get<std::string>());
+  std::vector<std::int64_t> at;
+  for (const auto& t : j["at_ms"])
+    if (t.is_number_integer()) at.push_back(t.get<std::int64_t>());
+  const auto n = std::min<std::size_t>(fresh, at.size());
+  m.at_ms.assign(at.end() - static_cast<std::ptrdiff_t>(n), at.end());
+  if (!m.claimed.empty() && !m.at_ms.empty()) mismatches_new.push_back(std::move(m));
+}
+
+void JetStreamCluster::Core::write_mismatches() {
+  for (auto& [post, m] : mismatches_out) {
+    if (!m.dirty) continue;
+    m.dirty = false;
+    write_ack("mismatch." + post + "." + options.instance,
+              json{{"post", post}, {"total", m.total}, {"claimed", m.claimed}, {"at_ms", m.at_ms}}.dump());
+  }
 }
 
 void JetStreamCluster::Core::on_board_written() {
@@ -255,6 +286,7 @@ void JetStreamCluster::start() { worker_->start(); }
 void JetStreamCluster::tick(std::int64_t now_ms) {
   auto job = core_->make_job(now_ms, false, false);
   if (!job.parts.empty()) core_->submit(std::move(job));
+  core_->write_mismatches();
 }
 
 void JetStreamCluster::stop(std::chrono::milliseconds timeout) {
@@ -280,6 +312,22 @@ std::optional<std::string> JetStreamCluster::take_board() {
 void JetStreamCluster::share_ack(const SharedAck& ack) {
   core_->write_ack("ack." + std::to_string(ack.alarm),
                    json{{"by", ack.by}, {"comment", ack.comment}, {"at_ms", ack.at_ms}}.dump());
+}
+
+void JetStreamCluster::share_mismatch(const std::string& topic_post, const std::string& claimed, std::int64_t at_ms) {
+  auto& m = core_->mismatches_out[topic_post];
+  m.total += 1;
+  m.at_ms.push_back(at_ms);
+  if (m.at_ms.size() > 16) m.at_ms.pop_front();
+  if (m.claimed.size() < 8 && std::find(m.claimed.begin(), m.claimed.end(), claimed) == m.claimed.end())
+    m.claimed.push_back(claimed);
+  m.dirty = true;
+}
+
+std::vector<JetStreamCluster::SharedMismatch> JetStreamCluster::take_mismatches() {
+  std::vector<SharedMismatch> out;
+  out.swap(core_->mismatches_new);
+  return out;
 }
 
 std::vector<JetStreamCluster::SharedAck> JetStreamCluster::take_acks() {

@@ -90,6 +90,16 @@ class JetStreamCluster {
   };
   void share_ack(const SharedAck& ack);
   std::vector<SharedAck> take_acks();  // shared since the last call (all of them at first)
+  // A batch on one post's topic that claims another post or agent is seen by the holder of
+  // the topic's post; the leader counts the attempts and raises the alarm. Shared per post
+  // and instance, at most once per tick(), so a flood of forged batches is a few writes.
+  struct SharedMismatch {
+    std::string post;                  // the post whose topic was used
+    std::vector<std::string> claimed;  // "post/agent" the batches claimed (up to 8)
+    std::vector<std::int64_t> at_ms;   // the attempts new since the last take (up to 16)
+  };
+  void share_mismatch(const std::string& topic_post, const std::string& claimed, std::int64_t at_ms);
+  std::vector<SharedMismatch> take_mismatches();
 
   bool ready() const;   // connected, a member, and holding every partition it won
   bool leader() const;  // holds the leader lease: publishes the MQTT goal feed

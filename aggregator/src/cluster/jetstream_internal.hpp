@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <thread>
 
@@ -102,6 +103,17 @@ struct JetStreamCluster::Core : std::enable_shared_from_this<JetStreamCluster::C
   std::optional<std::string> board_latest;                  // from the watch, not yet taken
   std::string aligned;                                      // a misaligned payload's copy (on_message)
   std::vector<SharedAck> acks_new;
+  struct MismatchOut {
+    std::uint64_t total = 0;
+    std::vector<std::string> claimed;
+    std::deque<std::int64_t> at_ms;
+    bool dirty = false;
+  };
+  std::map<std::string, MismatchOut> mismatches_out;     // this instance's attempts, by topic post
+  std::map<std::string, std::uint64_t> mismatch_totals;  // board key -> the total taken so far
+  std::vector<SharedMismatch> mismatches_new;
+  void write_mismatches();  // the dirty ones, on tick()
+  void on_mismatch_entry(const KvEntry& e);
   bool board_in_flight = false;
   std::optional<std::string> board_waiting;  // the newest image while one is being written
 };
