@@ -339,7 +339,9 @@ struct Agent::Impl {
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
       }
       if (config.aggregator_confirms()) {
-        if (client->is_connected()) resend_if_stalled(stall, now);
+        // Subscribing again also brings the retained confirmation back, in case the last one
+        // was lost on its way (the subscription is QoS 0).
+        if (client->is_connected() && resend_if_stalled(stall, now)) subscribe_confirmations();
         apply_confirmations(cursor, inflight);
       }
       if (!client->is_connected()) {
@@ -466,15 +468,19 @@ struct Agent::Impl {
 
   // Events the broker acknowledged but the aggregator did not confirm for a while are sent again
   // (ConfirmStall): through apply_confirmations, like the aggregator's own resend request.
-  void resend_if_stalled(ConfirmStall& stall, std::chrono::steady_clock::time_point now) {
+  bool resend_if_stalled(ConfirmStall& stall, std::chrono::steady_clock::time_point now) {
     std::uint64_t from = 0, through = 0;
     {
       std::lock_guard lk(mu);
       const std::uint64_t first = backlog->first_seq();
       const bool waiting = first < backlog->next_seq() && counters.sent_through_seq >= first;
-      if (!stall.due(now, waiting, confirmed_through)) return;
-      from = first;
+      if (!stall.due(now, waiting, confirmed_through)) return false;
+      // Only the last window's worth: what the aggregator misses below it shows as a hole once
+      // these arrive, and it asks for that itself. A whole spool sent again every few minutes
+      // while the aggregator is away would pile copies of hours of backlog on the broker.
       through = counters.sent_through_seq;
+      const std::uint64_t tail = std::uint64_t{config.max_inflight_batches} * config.batch_max_events;
+      from = std::max(first, through >= tail ? through - tail + 1 : std::uint64_t{1});
       if (resend_from == 0 || from < resend_from) resend_from = from;
       counters.stall_resends += 1;
     }
@@ -482,6 +488,7 @@ struct Agent::Impl {
         "no confirmation for {} s of events the broker acknowledged through seq {}; sending again from seq {} "
         "(the aggregator drops what it has)",
         stall.waited().count() / 1000, through, from);
+    return true;
   }
 
   // Caller holds mu. A confirmation that releases events, or a resend request, waits for run().

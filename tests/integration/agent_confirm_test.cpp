@@ -269,6 +269,23 @@ TEST_F(AgentConfirm, AcknowledgedEventsNobodyConfirmsAreSentAgainAfter15s) {
   expect_status([](const json& s) { return s["spool_events"] == 0 && s["events_confirmed"] == 5; }, "all released");
 }
 
+// With an aggregator away for hours, that resend must not send the whole spool again every few
+// minutes: only the last window (batch.max_inflight x batch.max_events events).
+TEST_F(AgentConfirm, AStalledConfirmationSendsOnlyTheLastWindowAgain) {
+  auto config = json::parse(std::ifstream(config_file));
+  config["batch"] = {{"max_delay_ms", 10}, {"max_events", 10}, {"max_inflight", 2}};
+  std::ofstream(config_file) << config.dump(2);
+  start_agent();
+  write_events(0, 100);
+  expect_sent(100);
+  ASSERT_TRUE(wait_until([&] { return aggregator.times_seen(81) >= 2 && aggregator.times_seen(100) >= 2; },
+                         std::chrono::seconds(30)))
+      << agent->log();
+  EXPECT_EQ(aggregator.times_seen(1), 1);
+  EXPECT_EQ(aggregator.times_seen(80), 1) << "only the last 2 x 10 events are sent again";
+  EXPECT_NE(agent->log().find("through seq 100; sending again from seq 81"), std::string::npos) << agent->log();
+}
+
 TEST_F(AgentConfirm, ConfirmationsForAnotherAgentOrGarbageAreCountedAndReleaseNothing) {
   start_agent();
   write_events(0, 5);

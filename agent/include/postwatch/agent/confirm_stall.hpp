@@ -10,9 +10,10 @@ namespace postwatch::agent {
 // confirmation. A broker may acknowledge a message and then lose it (NATS's MQTT listener in a
 // stream leader's failover), and a confirmation may be lost on its way (a QoS 0 delivery in a
 // reconnect). The aggregator asks for a resend when it sees a hole below later seqs, but not
-// for the last events an agent sent. So after `first` without progress the agent sends again
-// from its first unconfirmed seq (the aggregator drops what it has), then waits twice as long,
-// up to `longest`, so an aggregator that is down or catching up is not flooded.
+// for the last events an agent sent. So after `first` without progress the agent sends its
+// last window again (the aggregator drops what it has, and asks for what it misses below) and
+// subscribes again (the retained confirmation comes back), then waits twice as long, up to
+// `longest`, so an aggregator that is down or catching up is not flooded.
 class ConfirmStall {
  public:
   using Clock = std::chrono::steady_clock;
