@@ -27,7 +27,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
         filters(std::move(f)),
         log(std::move(l)),
         handler(std::move(h)),
-        client(uris.empty() ? uri : uris.front(), client_id,
+        client(uris.front(), client_id,  // split_broker_uris never returns an empty list
                mqtt::create_options_builder().max_buffered_messages(kMaxBuffered).finalize()),
         retry(io_) {}
 
