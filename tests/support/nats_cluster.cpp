@@ -14,8 +14,7 @@ NatsCluster::NatsCluster(int nodes, unsigned partitions) : partitions_(partition
   nodes_.resize(static_cast<std::size_t>(nodes));
   for (auto& n : nodes_) n = Node{free_port(), free_port(), free_port(), free_port(), nullptr};
   for (int i = 0; i < nodes; ++i) start(i);
-  if (!healthy(std::chrono::seconds(30)))
-    throw std::runtime_error("the NATS cluster did not become healthy:\n" + log(0));
+  if (!healthy(std::chrono::seconds(30))) throw std::runtime_error("the NATS cluster did not become healthy:\n" + unhealthy());
 }
 
 NatsCluster::~NatsCluster() {
@@ -80,6 +79,19 @@ bool NatsCluster::healthy(std::chrono::milliseconds timeout) {
         return true;
       },
       timeout, std::chrono::milliseconds(100));
+}
+
+std::string NatsCluster::unhealthy() const {
+  std::string report;
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    const auto& n = nodes_[i];
+    if (!n.proc) continue;
+    auto r = http_get(n.monitor, "/healthz");
+    if (r.status == 200) continue;
+    report += "---- n" + std::to_string(i + 1) + (n.proc->running() ? "" : " (exited)") +
+              ": /healthz " + std::to_string(r.status) + " " + r.body + "\n" + n.proc->log() + "\n";
+  }
+  return report.empty() ? "(every node healthy now)" : report;
 }
 
 std::string NatsCluster::log(int i) const {

@@ -28,6 +28,8 @@ class NatsCluster {
   void start(int i);  // again, on the same ports and store
   // Waits until every running node reports JetStream healthy.
   bool healthy(std::chrono::milliseconds timeout);
+  // Each unhealthy node's /healthz answer and log, for a failure message.
+  std::string unhealthy() const;
   std::string log(int i) const;
   // From a running node's monitoring endpoint: which node leads `stream` (-1: none known),
   // and how many messages it holds (-1: unknown).

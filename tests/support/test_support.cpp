@@ -13,14 +13,18 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
 namespace postwatch::test {
 
-unsigned short free_port() {
+namespace {
+// One port from the kernel's ephemeral range, bound and released.
+unsigned short any_free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -34,6 +38,21 @@ unsigned short free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+}  // namespace
+
+// Never the same port twice in one test process: a fixture asking for a dozen ports before
+// starting anything (a NATS cluster: four per node) could otherwise get one twice, and the
+// second server to bind it would die while the first answered for it.
+unsigned short free_port() {
+  static std::mutex mutex;
+  static std::set<unsigned short> handed_out;
+  std::lock_guard lock(mutex);
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    auto port = any_free_port();
+    if (handed_out.insert(port).second) return port;
+  }
+  throw std::runtime_error("free_port: the kernel kept handing out ports already used");
 }
 
 bool port_accepts(unsigned short port) {
