@@ -1,23 +1,11 @@
 #include "postwatch/agent/spool_record.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 
 namespace postwatch::agent {
 
 namespace {
-
-constexpr std::array<std::uint32_t, 256> make_crc_table() {
-  std::array<std::uint32_t, 256> t{};
-  for (std::uint32_t i = 0; i < 256; ++i) {
-    std::uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0x82F63B78u ^ (c >> 1) : c >> 1;  // Castagnoli
-    t[i] = c;
-  }
-  return t;
-}
-constexpr auto kCrcTable = make_crc_table();
 
 template <typename T>
 void put(std::string& out, T v) {
@@ -57,13 +45,6 @@ struct Cursor {
 };
 
 }  // namespace
-
-std::uint32_t crc32c(const void* data, std::size_t n) {
-  auto* p = static_cast<const unsigned char*>(data);
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (std::size_t i = 0; i < n; ++i) c = kCrcTable[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
 
 void encode_record(const IndicatorEvent& e, std::string& out) {
   std::size_t start = out.size();

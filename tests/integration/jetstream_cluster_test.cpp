@@ -8,11 +8,14 @@
 #include "postwatch/event_partitions.hpp"
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
+#include "store/event_store.hpp"
 #include "support/aggregator_process.hpp"
 #include "support/nats_cluster.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include <csignal>
@@ -75,18 +78,17 @@ struct StoreUnion {
   std::uint64_t distinct = 0, rows = 0;
 };
 StoreUnion store_union(const std::vector<const TempDir*>& dirs) {
-  std::string attach, select;
-  for (std::size_t i = 0; i < dirs.size(); ++i) {
-    auto db = dirs[i]->path() / "aggregator-data" / "postwatch.sqlite";
-    attach += "ATTACH " + shell_quoted(db.string()) + " AS s" + std::to_string(i) + "; ";
-    select += std::string(i ? " UNION ALL " : "") + "SELECT post, agent, seq FROM s" + std::to_string(i) + ".events";
-  }
-  auto r =
-      run_shell("sqlite3 -readonly :memory: " + shell_quoted(attach + "SELECT COUNT(*) FROM (SELECT DISTINCT * FROM (" +
-                                                             select + ")); SELECT COUNT(*) FROM (" + select + ");"));
+  static const auto catalogue = postwatch::IndicatorCatalogue::load(catalogue_path());
+  auto quiet = spdlog::null_logger_mt("store-union-" + std::to_string(dirs.size()) + "-" + std::to_string(::getpid()) +
+                                      "-" + std::to_string(postwatch::now_utc_ms()));
+  std::set<std::tuple<std::string, std::string, std::uint64_t>> distinct;
   StoreUnion u;
-  std::istringstream in(r.output);
-  in >> u.distinct >> u.rows;
+  for (const auto* dir : dirs) {
+    postwatch::aggregator::EventStore store({dir->path() / "aggregator-data" / "postwatch.sqlite"}, catalogue, quiet);
+    u.rows +=
+        store.replay([&](const postwatch::aggregator::StoredEventRow& r) { distinct.emplace(r.post, r.agent, r.seq); });
+  }
+  u.distinct = distinct.size();
   return u;
 }
 

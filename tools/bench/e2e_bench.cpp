@@ -19,12 +19,13 @@
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
 #include "proc_stats.hpp"
+#include "store/event_store.hpp"
 #include "support/test_support.hpp"
 
 #include <mqtt/async_client.h>
+#include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
-#include <sqlite3.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -487,15 +488,11 @@ class InProcessAggregator {
   std::vector<std::string> other_tids_;
 };
 
-// Read-only view of the aggregator's SQLite store (WAL lets it read beside the writer).
+// The aggregator's store, opened beside it (WAL lets it read beside the writer).
 class StoreReader {
  public:
-  explicit StoreReader(const fs::path& file) {
-    if (sqlite3_open_v2(file.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK)
-      throw std::runtime_error("cannot open " + file.string() + ": " + sqlite3_errmsg(db_));
-    sqlite3_busy_timeout(db_, 5000);
-  }
-  ~StoreReader() { sqlite3_close(db_); }
+  StoreReader(const fs::path& file, const IndicatorCatalogue& catalogue)
+      : store_({file}, catalogue, spdlog::null_logger_mt("store-reader-" + std::to_string(++instances_))) {}
   struct Rows {
     std::vector<std::int64_t> latency_ms;  // received_at - observed_at, sorted
     std::int64_t first_received_ms = 0, last_received_ms = 0;
@@ -503,28 +500,21 @@ class StoreReader {
   // The events of agents "<tag>-*" received at or after since_ms.
   Rows rows(const std::string& tag, std::int64_t since_ms) {
     Rows r;
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db_,
-                       "SELECT received_at_ms - observed_at_ms, received_at_ms FROM events "
-                       "WHERE received_at_ms >= ?1 AND agent LIKE ?2",
-                       -1, &st, nullptr);
-    const std::string like = tag + "-%";
-    sqlite3_bind_int64(st, 1, since_ms);
-    sqlite3_bind_text(st, 2, like.c_str(), -1, SQLITE_TRANSIENT);
+    const std::string prefix = tag + "-";
     r.first_received_ms = INT64_MAX;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      r.latency_ms.push_back(sqlite3_column_int64(st, 0));
-      const std::int64_t rec = sqlite3_column_int64(st, 1);
-      r.first_received_ms = std::min(r.first_received_ms, rec);
-      r.last_received_ms = std::max(r.last_received_ms, rec);
-    }
-    sqlite3_finalize(st);
+    store_.scan_received_since(since_ms, [&](const aggregator::StoredEventRow& e) {
+      if (!e.agent.starts_with(prefix)) return;
+      r.latency_ms.push_back(e.received_at_ms - e.observed_at_ms);
+      r.first_received_ms = std::min(r.first_received_ms, e.received_at_ms);
+      r.last_received_ms = std::max(r.last_received_ms, e.received_at_ms);
+    });
     std::sort(r.latency_ms.begin(), r.latency_ms.end());
     return r;
   }
 
  private:
-  sqlite3* db_ = nullptr;
+  static inline int instances_ = 0;
+  aggregator::EventStore store_;
 };
 
 // postwatch_ingest_latency_seconds from /metrics, when the aggregator serves it.
@@ -767,7 +757,7 @@ AppliedRun run_through_aggregator(Context& c, InProcessAggregator& agg, json spe
   out.gaps = f.gaps - s0.gaps;
   out.rejected = f.rejected - s0.rejected;
   out.events = f.accepted - s0.accepted;
-  StoreReader reader(agg.db());
+  StoreReader reader(agg.db(), *c.catalogue);
   out.rows = reader.rows(tag, since_ms);
   const auto start_ms = out.pub.at("start_ms").get<std::int64_t>();
   const auto start_ns = out.pub.at("start_ns").get<std::int64_t>();

@@ -1,52 +1,95 @@
-// The store's reads: replay at start-up and take-over, the status history, and the
-// event history the API serves. They run on the io_context with the read connection
-// (WAL lets them run beside the writer), except replay(), which runs before start().
+// The store's reads: replay at start-up, the status history, and the event history the
+// API serves. They run on the io_context with the read connection (WAL lets them run
+// beside the writer), except replay(), which runs before start().
+#include "postwatch/crc32c.hpp"
 #include "store/event_store.hpp"
 #include "store/sqlite_statement.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 namespace postwatch::aggregator {
 using sqlite::Statement;
 using sqlite::text_col;
 
 namespace {
-std::uint64_t read_events(Statement& q, const std::function<void(const StoredEventRow&)>& fn) {
-  std::uint64_t n = 0;
-  StoredEventRow row;
-  while (sqlite3_step(q.get()) == SQLITE_ROW) {
-    row.post = text_col(q.get(), 0);
-    row.agent = text_col(q.get(), 1);
-    row.seq = static_cast<std::uint64_t>(sqlite3_column_int64(q.get(), 2));
-    row.indicator = text_col(q.get(), 3);
-    row.observed_at_ms = sqlite3_column_int64(q.get(), 4);
-    row.received_at_ms = sqlite3_column_int64(q.get(), 5);
-    row.kind = static_cast<ValueKind>(sqlite3_column_int(q.get(), 6));
-    row.number = sqlite3_column_double(q.get(), 7);
-    row.text = text_col(q.get(), 8);
-    row.late = sqlite3_column_int(q.get(), 9) != 0;
-    row.clock_correction_ms = sqlite3_column_int64(q.get(), 10);
-    row.refused = parse_event_refusal(text_col(q.get(), 11)).value_or(EventRefusal::None);
-    fn(row);
-    ++n;
+constexpr const char* kBatchColumns =
+    "SELECT id, post, agent, first_seq, last_seq, count, min_observed_ms, max_observed_ms, received_at_ms, crc, body "
+    "FROM event_batches ";
+
+// One record as read: its identity, its summary, and whether its body is intact.
+struct BatchRow {
+  std::int64_t id = 0;
+  StoredBatchSummary summary;
+  std::string_view body;  // valid until the next step
+  bool intact = false;
+  void read(sqlite3_stmt* st, StoredEventRow& row) {
+    id = sqlite3_column_int64(st, 0);
+    row.post = text_col(st, 1);
+    row.agent = text_col(st, 2);
+    summary.first_seq = static_cast<std::uint64_t>(sqlite3_column_int64(st, 3));
+    summary.last_seq = static_cast<std::uint64_t>(sqlite3_column_int64(st, 4));
+    summary.count = static_cast<std::uint32_t>(sqlite3_column_int64(st, 5));
+    summary.min_observed_ms = sqlite3_column_int64(st, 6);
+    summary.max_observed_ms = sqlite3_column_int64(st, 7);
+    summary.received_at_ms = sqlite3_column_int64(st, 8);
+    const auto crc = static_cast<std::uint32_t>(sqlite3_column_int64(st, 9));
+    const void* blob = sqlite3_column_blob(st, 10);
+    body = {static_cast<const char*>(blob), static_cast<std::size_t>(sqlite3_column_bytes(st, 10))};
+    intact = crc32c(body.data(), body.size()) == crc;
   }
-  return n;
-}
-constexpr const char* kEventColumns =
-    "SELECT post, agent, seq, indicator, observed_at_ms, received_at_ms, kind, number, text, late, "
-    "clock_correction_ms, refused FROM events ";
+};
 }  // namespace
 
 std::uint64_t EventStore::replay(const std::function<void(const StoredEventRow&)>& fn) {
-  Statement q(write_db_, (std::string(kEventColumns) + "ORDER BY post, agent, seq").c_str());
-  std::uint64_t n = read_events(q, fn);
+  Statement q(write_db_, (std::string(kBatchColumns) + "ORDER BY id").c_str());
+  std::uint64_t n = 0;
+  StoredEventRow row;
+  BatchRow b;
+  StoredAgent* who = nullptr;
+  while (sqlite3_step(q.get()) == SQLITE_ROW) {
+    b.read(q.get(), row);
+    if (!who || who->post != row.post || who->agent != row.agent) who = &agent_entry(row.post, row.agent);
+    std::uint64_t passed = 0;
+    const bool ok = b.intact && decode_stored_batch(b.body, b.summary, name_of_, row, [&](const StoredEventRow& r) {
+                      who->insert(r.seq);
+                      fn(r);
+                      ++passed;
+                    });
+    n += passed;
+    if (!ok) {
+      corrupt_batches_ += 1;
+      corrupt_events_ += b.summary.count - passed;
+      log_->error(
+          "store {}: record {} (post '{}', agent '{}', seqs {}-{}) is damaged ({}); {} of its {} event(s) are "
+          "lost, everything else is replayed",
+          opt_.file.string(), b.id, row.post, row.agent, b.summary.first_seq, b.summary.last_seq,
+          b.intact ? "it does not decode" : "checksum mismatch", b.summary.count - passed, b.summary.count);
+    }
+  }
   committed_events_ = n;
   handed_over_ = n;
   return n;
 }
 
-std::uint64_t EventStore::replay_post(const std::string& post, const std::function<void(const StoredEventRow&)>& fn) {
-  Statement q(read_db_, (std::string(kEventColumns) + "WHERE post = ? ORDER BY agent, seq").c_str());
-  sqlite3_bind_text(q.get(), 1, post.c_str(), static_cast<int>(post.size()), SQLITE_STATIC);
-  return read_events(q, fn);
+std::uint64_t EventStore::scan_received_since(std::int64_t since_ms,
+                                              const std::function<void(const StoredEventRow&)>& fn) {
+  // A record's events arrived in one message: its received_at is theirs.
+  Statement q(read_db_, (std::string(kBatchColumns) + "WHERE received_at_ms >= ? ORDER BY id").c_str());
+  sqlite3_bind_int64(q.get(), 1, since_ms);
+  std::uint64_t n = 0;
+  StoredEventRow row;
+  BatchRow b;
+  while (sqlite3_step(q.get()) == SQLITE_ROW) {
+    b.read(q.get(), row);
+    if (b.intact)
+      decode_stored_batch(b.body, b.summary, name_of_, row, [&](const StoredEventRow& r) {
+        fn(r);
+        ++n;
+      });
+  }
+  return n;
 }
 
 std::vector<HistoryPoint> EventStore::latest_history() {
@@ -78,21 +121,46 @@ std::vector<HistoryPoint> EventStore::query_history(const std::string& scope, co
   return out;
 }
 
+// Newest observed first: records by their newest observation, each decoded, the best
+// `limit` kept; it stops at the first record whose newest observation is older than all
+// of those kept.
 std::vector<StoredEventRow> EventStore::query_events(const EventQuery& eq) {
-  std::string sql = std::string(kEventColumns) + "WHERE post = ? AND observed_at_ms >= ? AND observed_at_ms <= ? ";
-  if (!eq.indicator.empty()) sql += "AND indicator = ? ";
-  sql += "ORDER BY observed_at_ms DESC, agent, seq LIMIT ?";
-  Statement q(read_db_, sql.c_str());
-  int i = 1;
-  sqlite3_bind_text(q.get(), i++, eq.post.c_str(), static_cast<int>(eq.post.size()), SQLITE_STATIC);
-  sqlite3_bind_int64(q.get(), i++, eq.from_ms);
-  sqlite3_bind_int64(q.get(), i++, eq.to_ms);
-  if (!eq.indicator.empty())
-    sqlite3_bind_text(q.get(), i++, eq.indicator.c_str(), static_cast<int>(eq.indicator.size()), SQLITE_STATIC);
-  sqlite3_bind_int64(q.get(), i, static_cast<sqlite3_int64>(eq.limit));
-  std::vector<StoredEventRow> out;
-  read_events(q, [&](const StoredEventRow& r) { out.push_back(r); });
-  return out;
+  Statement q(read_db_,
+              (std::string(kBatchColumns) +
+               "WHERE post = ? AND max_observed_ms >= ? AND min_observed_ms <= ? ORDER BY max_observed_ms DESC")
+                  .c_str());
+  sqlite3_bind_text(q.get(), 1, eq.post.c_str(), static_cast<int>(eq.post.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(q.get(), 2, eq.from_ms);
+  sqlite3_bind_int64(q.get(), 3, eq.to_ms);
+  // The heap's top is the worst kept: oldest observed, then the highest (agent, seq).
+  auto before = [](const StoredEventRow& a, const StoredEventRow& b) {
+    if (a.observed_at_ms != b.observed_at_ms) return a.observed_at_ms > b.observed_at_ms;
+    if (a.agent != b.agent) return a.agent < b.agent;
+    return a.seq < b.seq;
+  };
+  std::vector<StoredEventRow> kept;
+  if (eq.limit == 0) return kept;
+  StoredEventRow row;
+  BatchRow b;
+  while (sqlite3_step(q.get()) == SQLITE_ROW) {
+    b.read(q.get(), row);
+    if (kept.size() == eq.limit && b.summary.max_observed_ms < kept.front().observed_at_ms) break;
+    if (!b.intact) continue;  // replay reported it
+    decode_stored_batch(b.body, b.summary, name_of_, row, [&](const StoredEventRow& r) {
+      if (r.observed_at_ms < eq.from_ms || r.observed_at_ms > eq.to_ms) return;
+      if (!eq.indicator.empty() && r.indicator != eq.indicator) return;
+      if (kept.size() == eq.limit) {
+        if (!before(r, kept.front())) return;
+        std::pop_heap(kept.begin(), kept.end(), before);
+        kept.back() = r;
+      } else {
+        kept.push_back(r);
+      }
+      std::push_heap(kept.begin(), kept.end(), before);
+    });
+  }
+  std::sort_heap(kept.begin(), kept.end(), before);
+  return kept;
 }
 
 }  // namespace postwatch::aggregator

@@ -1,10 +1,13 @@
 // Embedded persistence (SQLite, WAL): accepted events, the status history and
-// alarms. Ingest appends in memory; a writer thread commits every ~50 ms, so
-// disk latency never sits on the hot path. Start-up replays the stored events.
+// alarms. Ingest hands over each agent batch, encoded on the spot as one record
+// (store/stored_batch.hpp); a writer thread commits every ~50 ms, so disk latency
+// never sits on the hot path and a batch costs one row however many events it holds.
+// Start-up replays the stored events. docs/aggregator.md, "The store".
 #pragma once
 
 #include "rollup/status_board.hpp"
 #include "store/event_sink.hpp"
+#include "store/stored_batch.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -12,13 +15,16 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace spdlog {
 class logger;
@@ -37,11 +43,21 @@ struct HistoryPoint {
   double score = 0;
 };
 
+// When a commit counts as durable. Full: fsync of the WAL at every commit (group commit:
+// one per commit interval), so a confirmed event survives a power cut. Normal: SQLite's
+// synchronous=NORMAL, which survives a crash of the process but not of the machine.
+enum class StoreSync { Normal, Full };
+
 struct StoreOptions {
   std::filesystem::path file;
   std::chrono::milliseconds commit_interval{50};
+  StoreSync sync = StoreSync::Full;
   std::int64_t event_retention_ms = 8LL * 24 * 3600 * 1000;      // the longest window (7 d) plus a day
   std::int64_t history_retention_ms = 400LL * 24 * 3600 * 1000;  // a biennial report needs more than a year
+  // Raw events beyond this many bytes of store go, oldest first, but never those received
+  // within keep_at_least_ms: the rollups' longest window, which a restart replays. 0: no cap.
+  std::uint64_t max_bytes = 0;
+  std::int64_t keep_at_least_ms = 7LL * 24 * 3600 * 1000;
 };
 
 struct StoredEventRow {
@@ -69,11 +85,10 @@ class EventStore final : public EventSink {
   EventStore(StoreOptions options, const IndicatorCatalogue& catalogue, std::shared_ptr<spdlog::logger> log);
   ~EventStore() override;
 
-  // Start-up, before start(): every stored event in (agent, seq) order.
+  // Start-up, before start(): every stored event, in the order it was stored (each agent's
+  // in the order ingest accepted them). A record whose checksum fails is reported and
+  // skipped; the rest is replayed.
   std::uint64_t replay(const std::function<void(const StoredEventRow&)>& fn);
-  // While running (io_context thread): the committed events of one post, in (agent, seq)
-  // order, for an instance that takes the post over (docs/scale-out.md). flush() first.
-  std::uint64_t replay_post(const std::string& post, const std::function<void(const StoredEventRow&)>& fn);
   std::vector<Alarm> load_alarms();
   // The newest history point of every scope/id, to restore the board.
   std::vector<HistoryPoint> latest_history();
@@ -92,6 +107,8 @@ class EventStore final : public EventSink {
                                           std::int64_t to_ms, std::size_t limit);
   // Committed events, newest observed first.
   std::vector<StoredEventRow> query_events(const EventQuery& q);
+  // Committed events received at or after since_ms, in stored order (benchmarks, tests).
+  std::uint64_t scan_received_since(std::int64_t since_ms, const std::function<void(const StoredEventRow&)>& fn);
 
   // Blocks until everything handed over so far is committed (tests, shutdown).
   bool flush(std::chrono::milliseconds timeout);
@@ -101,27 +118,52 @@ class EventStore final : public EventSink {
   // Handed over, not yet committed. Lock-free: MQTT ingest polls it from paho's thread.
   std::uint64_t pending_events() const { return handed_over_ - committed_events_; }
   std::uint64_t write_errors() const { return write_errors_; }
+  // Records replay() found corrupt, and the events they held.
+  std::uint64_t corrupt_batches() const { return corrupt_batches_; }
+  std::uint64_t corrupt_events() const { return corrupt_events_; }
+  // Bytes of the database in use (pages not on the free list), as of the last check.
+  std::uint64_t used_bytes() const { return used_bytes_; }
+  // Events retention removed since start.
+  std::uint64_t events_pruned() const { return events_pruned_; }
 
  private:
-  struct PendingEvent {
-    PersistedEvent e;
-    std::string text;
-    std::string unknown_indicator;
+  // One agent as the store knows it: its names, and the seqs it has stored (a few runs;
+  // a seq handed over twice is stored once). Entries live as long as the store, so the
+  // writer may read the names of one it is handed.
+  struct StoredAgent {
+    std::string post, agent;
+    std::map<std::uint64_t, std::uint64_t> runs;  // first seq -> last seq, disjoint
+    bool insert(std::uint64_t seq);               // false: stored already
+  };
+  struct PendingBatch {
+    const StoredAgent* who = nullptr;
+    StoredBatchSummary summary;
+    std::string body;
   };
   struct Pending {
-    std::vector<PendingEvent> events;
+    std::vector<PendingBatch> batches;
+    std::uint64_t events = 0;
     std::vector<HistoryPoint> history;
     std::vector<std::pair<std::uint64_t, std::string>> alarms;  // id, json
-    bool empty() const { return events.empty() && history.empty() && alarms.empty(); }
+    bool empty() const { return batches.empty() && history.empty() && alarms.empty(); }
     void clear() {
-      events.clear();
+      batches.clear();
+      events = 0;
       history.clear();
       alarms.clear();
     }
   };
+  void open_schema();
+  void load_indicator_codes();
+  void convert_row_store();  // stores from before batch records
+  StoredAgent& agent_entry(std::string_view post, std::string_view agent);
   void writer_loop();
-  bool commit(Pending& batch, const std::vector<std::pair<std::string, std::string>>& agents);
-  void prune(std::int64_t now_ms);
+  bool commit(Pending& batch);
+  bool prune(std::int64_t now_ms, bool by_age);
+  void measure_size();
+  static const char* insert_sql();
+  static void insert_row(sqlite3_stmt* st, const std::string& post, const std::string& agent,
+                         const StoredBatchSummary& s, std::string_view body);
 
   StoreOptions opt_;
   const IndicatorCatalogue& catalogue_;
@@ -129,23 +171,27 @@ class EventStore final : public EventSink {
   sqlite3* write_db_ = nullptr;
   sqlite3* read_db_ = nullptr;
 
+  // The stable number of each indicator id in this store (table indicator_codes), so a
+  // record does not depend on the catalogue's order: by catalogue index, and by code.
+  std::vector<std::uint32_t> code_of_;
+  std::vector<std::string> name_of_;
+
+  // io_context thread only (and replay before start()).
+  std::unordered_map<std::string, std::unique_ptr<StoredAgent>> agents_by_name_;
+  std::vector<StoredAgent*> agents_;  // by ingest's id
+  std::vector<PersistedEvent> new_events_;
+
   mutable std::mutex mu_;
   std::condition_variable cv_;
   Pending pending_;
-  // The last committed batch, cleared, handed back so persist() appends into memory
-  // that is already there instead of regrowing a vector from nothing every commit.
-  Pending spare_;
-  std::vector<std::pair<std::string, std::string>> agents_;         // id -> (post, agent)
-  std::vector<std::pair<std::string, std::string>> writer_agents_;  // the writer thread's copy
-  // Bumped by every register_agent(): ids are not registered in order (an agent's id comes
-  // from the AgentTable, which also holds agents that sent only a birth), so the size alone
-  // does not say the copy is stale.
-  std::uint64_t agents_version_ = 0, writer_agents_version_ = 0;
-  std::atomic<std::uint64_t> handed_over_{0};  // events given to persist()
+  std::atomic<std::uint64_t> handed_over_{0};  // events given to persist(), new ones
   std::atomic<std::uint64_t> committed_events_{0};
   std::atomic<std::uint64_t> write_errors_{0};
+  std::atomic<std::uint64_t> corrupt_batches_{0}, corrupt_events_{0};
+  std::atomic<std::uint64_t> used_bytes_{0}, events_pruned_{0};
   std::uint64_t committed_seqno_ = 0, handed_seqno_ = 0;  // units of work, for flush()
   bool stopping_ = false;
+  std::chrono::steady_clock::time_point next_cap_warning_{};
   std::thread writer_;
 };
 

@@ -2,6 +2,7 @@
 // byte order (a spool never leaves its device). The body holds one event.
 #pragma once
 
+#include "postwatch/crc32c.hpp"
 #include "postwatch/event.hpp"
 
 #include <cstddef>
@@ -15,7 +16,7 @@ inline constexpr std::size_t kRecordHeaderBytes = 8;
 inline constexpr std::size_t kMaxRecordBodyBytes = 8192;
 inline constexpr std::string_view kSegmentMagic = "PWSPOOL1";
 
-std::uint32_t crc32c(const void* data, std::size_t n);
+using postwatch::crc32c;
 
 // Appends header + body for `e` to `out`.
 void encode_record(const IndicatorEvent& e, std::string& out);
