@@ -58,6 +58,16 @@ std::vector<std::string> ingest_filters(const AggregatorOptions& o) {
 
 }  // namespace
 
+namespace {
+StoreOptions store_options(const AggregatorOptions& o) {
+  StoreOptions s{o.data_dir / "postwatch.sqlite"};
+  s.sync = o.store_fsync ? StoreSync::Full : StoreSync::Normal;
+  s.event_retention_ms = o.event_retention_ms;
+  s.max_bytes = o.store_max_bytes;
+  return s;
+}
+}  // namespace
+
 struct AggregatorService::Impl {
   Impl(boost::asio::io_context& io, AggregatorOptions o, std::shared_ptr<const IndicatorCatalogue> c,
        std::shared_ptr<spdlog::logger> l)
@@ -66,7 +76,7 @@ struct AggregatorService::Impl {
         catalogue(std::move(c)),
         log(std::move(l)),
         access(load_access(options)),
-        store(StoreOptions{options.data_dir / "postwatch.sqlite"}, *catalogue, log),
+        store(store_options(options), *catalogue, log),
         state(*catalogue),
         rollup(*catalogue, RollupPolicy{options.hysteresis_band, options.min_coverage}),
         board(*catalogue, BoardPolicy{options.min_duration_ms}),
@@ -285,6 +295,7 @@ struct AggregatorService::Impl {
       if (a.clock.offset.correction_ms() != 0)
         clock_off.push_back({a.post, a.name, static_cast<double>(a.clock.offset.correction_ms()) / 1000.0});
     board.set_clock_offsets(std::move(clock_off));
+    board.set_store_failing(!store.failure().empty(), store.pending_events());
     auto changes = jet ? board_tick_clustered(snap, now) : board.tick(snap, silent, now);
     bool periodic = now - last_history_ms >= options.history_interval_ms;
     for (std::size_t g = 0; g < board.goals().size(); ++g) {

@@ -31,6 +31,9 @@ int main(int argc, char** argv) {
   double min_duration_s = static_cast<double>(opts.min_duration_ms) / 1000.0;
   double lateness_s = static_cast<double>(opts.allowed_lateness_ms) / 1000.0;
   std::int64_t clock_beyond_s = opts.clock_correct_beyond_ms / 1000;
+  std::string store_sync = "full";
+  double retention_days = static_cast<double>(opts.event_retention_ms) / 86'400'000.0;
+  std::uint64_t store_max_mb = 0;
   po::options_description desc(
       "postwatch-aggregator — consumes Postwatch agents' events over MQTT and serves goal-level indicators\n\noptions");
   desc.add_options()("help,h", "show this help")("version", "print the version")(
@@ -59,6 +62,13 @@ int main(int argc, char** argv) {
       "catalogue", po::value(&catalogue_file)->value_name("FILE"),
       (std::string("indicator catalogue (JSON); default: ") + kDefaultCatalogueHelp).c_str())(
       "data-dir", po::value(&data_dir)->default_value(data_dir), "where the SQLite store lives")(
+      "store-sync", po::value(&store_sync)->default_value(store_sync),
+      "full: fsync every commit, so what agents are confirmed survives a power cut; normal: survives a crash of "
+      "the aggregator, not of the machine")(
+      "event-retention-days", po::value(&retention_days)->default_value(retention_days, "8"),
+      "raw events are kept this long (at least 1; the rollups' longest window is 7 days)")(
+      "store-max-mb", po::value(&store_max_mb)->default_value(store_max_mb),
+      "raw events beyond this many MB of store go, oldest first, except those of the last 7 days; 0 = no cap")(
       "min-duration-s", po::value(&min_duration_s)->default_value(min_duration_s),
       "a new goal status must hold this long before it shows")(
       "allowed-lateness-s", po::value(&lateness_s)->default_value(lateness_s),
@@ -115,6 +125,17 @@ int main(int argc, char** argv) {
   }
 
   opts.data_dir = data_dir;
+  if (store_sync != "full" && store_sync != "normal") {
+    std::cerr << "postwatch-aggregator: --store-sync must be full or normal, not '" << store_sync << "'\n";
+    return 2;
+  }
+  opts.store_fsync = store_sync == "full";
+  if (!(retention_days >= 1)) {
+    std::cerr << "postwatch-aggregator: --event-retention-days must be at least 1\n";
+    return 2;
+  }
+  opts.event_retention_ms = static_cast<std::int64_t>(retention_days * 86'400'000.0);
+  opts.store_max_bytes = store_max_mb * 1'000'000;
   opts.tokens_file = tokens_file;
   opts.min_duration_ms = static_cast<std::int64_t>(min_duration_s * 1000);
   opts.allowed_lateness_ms = static_cast<std::int64_t>(lateness_s * 1000);

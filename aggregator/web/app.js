@@ -339,6 +339,9 @@
       const g = state.goals.get(a.goal);
       return `Goal ${a.goal}${g ? ` · ${g.name}` : ''}`;
     }
+    if (a.kind === 'store_failing') {
+      return 'Aggregator store failing (disk full?): events wait in memory and at the posts; see the aggregator log';
+    }
     const p = state.postsById.get(a.post);
     const where = p ? `${p.city} (${a.post})` : a.post;
     if (a.kind === 'topic_mismatch') return `Post ${where}: events claiming another post's identity`;

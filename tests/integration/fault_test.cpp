@@ -735,6 +735,22 @@ TEST(Faults, AggregatorStoreDiskFull) {
   EXPECT_GE(a.agent->stats().backlog.events, 3500u - stat_of(*aggregator, "events_persisted"));
   EXPECT_TRUE(wait_until([&] { return stat_of(*aggregator, "confirm_waiting_for_store") > 0; }, 5s))
       << "the next confirm tick holds the watermark back for the store";
+  // The operations centre sees it on the board: a red store_failing alarm, open until the store
+  // commits again.
+  auto store_alarm = [&]() -> nlohmann::json {
+    auto alarms = aggregator->get("/api/v1/alarms");
+    if (alarms.is_object())
+      for (const auto& al : alarms["alarms"])
+        if (al["kind"] == "store_failing") return al;
+    return nullptr;
+  };
+  EXPECT_TRUE(wait_until(
+      [&] {
+        auto al = store_alarm();
+        return al.is_object() && al["state"] == "open" && al["level"] == "red";
+      },
+      5s))
+      << aggregator->get("/api/v1/alarms");
 
   std::filesystem::remove(filler);
   // The failed batch is retried every second: the store catches up with what was accepted.
@@ -745,6 +761,14 @@ TEST(Faults, AggregatorStoreDiskFull) {
       20s))
       << aggregator->get("/api/v1/stats");
   ASSERT_TRUE(a.agent->wait_until_drained(20s)) << "committed, so confirmed and released";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        auto al = store_alarm();
+        return al.is_object() && al["state"] == "cleared";
+      },
+      5s))
+      << aggregator->get("/api/v1/alarms");
+  EXPECT_NE(aggregator->process().log().find("commits succeed again"), std::string::npos);
 
   aggregator->process().signal(SIGKILL);
   aggregator->process().wait(5s);

@@ -372,7 +372,7 @@ TEST_F(FeedApi, EveryExposedMetricIsInTheOperationsTable) {
   }
   EXPECT_GT(families, 30) << m;
   // Each alarm kind has its own series, 0 included.
-  for (auto* kind : {"goal", "post_silent", "topic_mismatch", "clock_offset"})
+  for (auto* kind : {"goal", "post_silent", "topic_mismatch", "clock_offset", "store_failing"})
     EXPECT_EQ(metric(m, std::string(R"(postwatch_alarms_open{kind=")") + kind + "\"}"), 0) << kind;
 }
 

@@ -573,6 +573,9 @@ HttpResponse ApiRoutes::stats() {
     j["events_persisted"] = src_.store->events_committed();
     j["store_pending_events"] = src_.store->pending_events();
     j["store_write_errors"] = src_.store->write_errors();
+    j["store_used_bytes"] = src_.store->used_bytes();
+    j["store_events_pruned"] = src_.store->events_pruned();
+    j["store_damaged_records"] = src_.store->corrupt_batches();
   }
   return json_response(http::status::ok, j);
 }
@@ -636,6 +639,13 @@ HttpResponse ApiRoutes::metrics() {
     m.sample("postwatch_store_committed_events_total", "", src_.store->events_committed());
     m.family("postwatch_store_write_errors_total", "counter", "Failed store commits.");
     m.sample("postwatch_store_write_errors_total", "", src_.store->write_errors());
+    m.family("postwatch_store_used_bytes", "gauge", "Bytes of the store's database in use (checked every minute).");
+    m.sample("postwatch_store_used_bytes", "", src_.store->used_bytes());
+    m.family("postwatch_store_pruned_events_total", "counter", "Events retention removed since start.");
+    m.sample("postwatch_store_pruned_events_total", "", src_.store->events_pruned());
+    m.family("postwatch_store_damaged_records_total", "counter",
+             "Stored records found damaged (checksum) at start-up and skipped; their events are lost.");
+    m.sample("postwatch_store_damaged_records_total", "", src_.store->corrupt_batches());
   }
 
   m.family("postwatch_agents_online", "gauge", "Agents whose last state message was a birth.");
@@ -678,7 +688,7 @@ HttpResponse ApiRoutes::metrics() {
              static_cast<std::uint64_t>(src_.board.pillars()[p].shown));
   // Every kind shows, 0 included, so an alert rule never sees the series vanish.
   std::map<std::string, std::uint64_t> open_by_kind{
-      {"goal", 0}, {"post_silent", 0}, {"topic_mismatch", 0}, {"clock_offset", 0}};
+      {"goal", 0}, {"post_silent", 0}, {"topic_mismatch", 0}, {"clock_offset", 0}, {"store_failing", 0}};
   std::uint64_t unacked = 0;
   for (const auto& a : src_.board.alarms()) {
     if (!a.open()) continue;

@@ -132,6 +132,22 @@ void StatusBoard::update_clock_alarms(std::int64_t now_ms, BoardChanges& out) {
   }
 }
 
+void StatusBoard::update_store_alarm(std::int64_t now_ms, BoardChanges& out) {
+  Alarm* open = open_alarm("store_failing", 0, "");
+  if (!store_failing_) {
+    if (open) {
+      open->cleared_at_ms = now_ms;
+      out.alarms.push_back(open->id);
+    }
+    return;
+  }
+  if (open) return;
+  Alarm a;
+  a.level = Status::Red;
+  a.causes.push_back({"", "events_waiting_for_store", static_cast<double>(store_waiting_), Status::Red});
+  out.alarms.push_back(raise_alarm(std::move(a), "store_failing", 0, "", now_ms));
+}
+
 void StatusBoard::record_topic_mismatch(const std::string& topic_post, const std::string& claimed,
                                         std::int64_t now_ms) {
   auto& m = mismatches_[topic_post];
@@ -215,6 +231,7 @@ BoardChanges StatusBoard::tick(const RollupSnapshot& raw, const std::vector<bool
   update_silent_alarms(silent, now_ms, out);
   update_clock_alarms(now_ms, out);
   update_mismatch_alarms(now_ms, out);
+  update_store_alarm(now_ms, out);
   return out;
 }
 

@@ -40,7 +40,7 @@ struct AlarmCause {
 
 struct Alarm {
   std::uint64_t id = 0;
-  std::string kind;                      // "goal", "post_silent", "topic_mismatch" or "clock_offset"
+  std::string kind;                      // "goal", "post_silent", "topic_mismatch", "clock_offset" or "store_failing"
   int goal = 0;                          // kind goal
   std::string post;                      // kind post_silent; topic_mismatch: the post whose topic was used
   Status level = Status::Unknown;        // what it is now: a goal alarm follows its goal down to amber
@@ -83,6 +83,13 @@ class StatusBoard {
   };
   void set_clock_offsets(std::vector<ClockOff> off) { clock_off_ = std::move(off); }
 
+  // The store cannot commit (a full disk): a red "store_failing" alarm until the next tick()
+  // after it can again. `waiting`: the events held in memory meanwhile, for the alarm's cause.
+  void set_store_failing(bool failing, std::uint64_t waiting) {
+    store_failing_ = failing;
+    store_waiting_ = waiting;
+  }
+
   // A batch on `topic_post`'s topic claimed to be from another post/agent (`claimed`,
   // "post/agent"). Repeated attempts raise an alarm at the next tick.
   void record_topic_mismatch(const std::string& topic_post, const std::string& claimed, std::int64_t now_ms);
@@ -112,6 +119,7 @@ class StatusBoard {
   void update_silent_alarms(const std::vector<bool>& silent, std::int64_t now_ms, BoardChanges& out);
   void update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out);
   void update_clock_alarms(std::int64_t now_ms, BoardChanges& out);
+  void update_store_alarm(std::int64_t now_ms, BoardChanges& out);
   Alarm* open_alarm(const std::string& kind, int goal, const std::string& post);
   // Files `a` as a new alarm (next id, what it is about, when); returns its id.
   std::uint64_t raise_alarm(Alarm a, const std::string& kind, int goal, const std::string& post, std::int64_t now_ms);
@@ -123,6 +131,8 @@ class StatusBoard {
   std::uint64_t next_alarm_id_ = 1;
   RollupSnapshot last_;
   std::vector<ClockOff> clock_off_;
+  bool store_failing_ = false;
+  std::uint64_t store_waiting_ = 0;
   struct MismatchAttempts {
     std::deque<std::int64_t> at_ms;               // the last policy_.mismatch_attempts attempts
     std::vector<std::string> claimed;             // distinct claimed identities, at most 8

@@ -172,6 +172,11 @@ void EventStore::save_alarm(const Alarm& a) {
   ++handed_seqno_;
 }
 
+std::string EventStore::failure() const {
+  std::lock_guard lk(failure_mu_);
+  return failure_;
+}
+
 bool EventStore::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lk(mu_);
   auto target = handed_seqno_;
@@ -251,10 +256,22 @@ bool EventStore::commit(Pending& batch) {
     }
     exec(write_db_, "COMMIT");
     committed_events_ += batch.events;
+    std::string was;
+    {
+      std::lock_guard lk(failure_mu_);
+      was.swap(failure_);
+    }
+    if (!was.empty())
+      log_->warn("store {}: commits succeed again; the {} event(s) kept in memory are stored", opt_.file.string(),
+                 batch.events);
     return true;
   } catch (const std::exception& e) {
     sqlite3_exec(write_db_, "ROLLBACK", nullptr, nullptr, nullptr);
     write_errors_ += 1;
+    {
+      std::lock_guard lk(failure_mu_);
+      failure_ = e.what();
+    }
     log_->error("store {}: commit of {} event(s) failed, kept in memory and retried: {}", opt_.file.string(),
                 batch.events, e.what());
     return false;

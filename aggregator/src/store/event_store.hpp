@@ -118,6 +118,8 @@ class EventStore final : public EventSink {
   // Handed over, not yet committed. Lock-free: MQTT ingest polls it from paho's thread.
   std::uint64_t pending_events() const { return handed_over_ - committed_events_; }
   std::uint64_t write_errors() const { return write_errors_; }
+  // Why the last commit failed (a full disk, an I/O error); empty while commits succeed.
+  std::string failure() const;
   // Records replay() found corrupt, and the events they held.
   std::uint64_t corrupt_batches() const { return corrupt_batches_; }
   std::uint64_t corrupt_events() const { return corrupt_events_; }
@@ -192,6 +194,8 @@ class EventStore final : public EventSink {
   std::uint64_t committed_seqno_ = 0, handed_seqno_ = 0;  // units of work, for flush()
   bool stopping_ = false;
   std::chrono::steady_clock::time_point next_cap_warning_{};
+  mutable std::mutex failure_mu_;  // guards failure_ only, never held across I/O
+  std::string failure_;
   std::thread writer_;
 };
 

@@ -50,6 +50,11 @@ struct AggregatorOptions {
   std::size_t max_queued_messages = 4096;
   std::uint64_t max_store_backlog_events = 250'000;
 
+  // The store (docs/aggregator.md, "The store").
+  bool store_fsync = true;  // fsync every group commit: a confirmed event survives a power cut
+  std::int64_t event_retention_ms = 8LL * 24 * 3600 * 1000;  // raw events; the longest window (7 d) plus a day
+  std::uint64_t store_max_bytes = 0;                         // raw events beyond this go, oldest first; 0: no cap
+
   // Scale-out on NATS JetStream (docs/scale-out.md): instances with the same group share the
   // event partitions. Empty: one instance takes every event from the MQTT broker.
   std::string cluster_group;
