@@ -568,7 +568,7 @@ struct Options {
 };
 
 constexpr std::size_t kAgents = 142;  // one agent per catalogue post, unless scaling says otherwise
-const std::vector<std::size_t> kBatches{1, 10, 100};
+const std::vector<std::size_t> kBatches{1, 10, 100, 500};
 constexpr std::size_t kScalingBatch = 10;
 const std::vector<std::size_t> kScalingAgents{10, 100, 1000, 10000};
 constexpr std::size_t kMaxEventsPerRun = 3'000'000;
