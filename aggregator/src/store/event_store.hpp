@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -143,7 +144,7 @@ class EventStore final : public EventSink {
     std::string body;
   };
   struct Pending {
-    std::vector<PendingBatch> batches;
+    std::deque<PendingBatch> batches;  // chunks: growing never moves what is queued
     std::uint64_t events = 0;
     std::vector<HistoryPoint> history;
     std::vector<std::pair<std::uint64_t, std::string>> alarms;  // id, json
