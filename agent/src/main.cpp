@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -414,6 +415,9 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
         now_utc_ms());
   auto sources = make_sources(loaded, *agent, log);
   for (auto& source : sources) source->start();
+  // Loading the config and the catalogue built JSON trees, freed since, among what stays (the
+  // catalogue itself): ~200 KB of the heap no longer used but still resident. Give it back.
+  ::malloc_trim(0);
 
   int fd = STDIN_FILENO;
   if (input != "-") {
@@ -537,6 +541,9 @@ int cmd_emit(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // One malloc arena, not one per thread that allocates (publisher, input reader, Paho's two,
+  // each source): the agent's threads allocate little, and each arena keeps its own pages.
+  ::mallopt(M_ARENA_MAX, 1);
   auto log = spdlog::stderr_color_mt("agent");
   log->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
   std::signal(SIGINT, on_signal);
