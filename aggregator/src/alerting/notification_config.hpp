@@ -1,0 +1,64 @@
+// The notifications file (--notifications FILE, docs/alerting.md): which channels exist and
+// which alarms go to which of them. Validated once at start, like the tokens file: a problem
+// names the file, the entry and what is wrong. Channel secrets are read from their own 0600
+// files and never appear in a message or a log line.
+#pragma once
+
+#include "postwatch/catalogue.hpp"
+
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace postwatch::aggregator {
+
+// Thrown by NotificationConfig::load/parse; what() names the file, the entry and the problem.
+class NotificationConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct WebhookChannelConfig {
+  std::string name;
+  std::string url;     // http:// or https://
+  std::string secret;  // the HMAC key, from secret_file; never logged
+  std::int64_t timeout_ms = 10'000;
+};
+
+// Every list that is not empty must hold the alarm's value; an empty matcher matches all.
+struct AlarmMatcher {
+  std::vector<std::string> kinds;    // goal, post_silent, topic_mismatch, clock_offset, store_failing
+  std::vector<std::string> levels;   // amber, red
+  std::vector<int> goals;            // a goal alarm's goal
+  std::vector<std::string> pillars;  // the pillar of a goal alarm's goal
+  std::vector<std::string> regions;  // the region of the alarm's post or of any cause's post
+  std::vector<std::string> posts;    // the alarm's post or any cause's post
+};
+
+struct NotificationRoute {
+  AlarmMatcher match;
+  std::vector<std::string> channels;    // names in NotificationConfig::channels
+  std::int64_t group_wait_ms = 0;       // changes within this of the first go in one notification
+  std::int64_t repeat_interval_ms = 0;  // 0: no reminders while the alarm stays open
+};
+
+struct NotificationConfig {
+  std::vector<WebhookChannelConfig> channels;
+  std::vector<NotificationRoute> routes;
+  std::int64_t retry_initial_ms = 1'000;         // the first retry waits this; each next one twice as long
+  std::int64_t retry_max_ms = 300'000;           // ... up to this
+  std::int64_t warn_pending_after_ms = 600'000;  // a notification pending longer is logged as a warning
+
+  // Reads and checks `file`; secret_file paths are relative to the file's folder.
+  static NotificationConfig load(const std::filesystem::path& file, const IndicatorCatalogue& catalogue);
+  // `origin` names the source in messages; `base_dir` resolves relative secret_file paths.
+  static NotificationConfig parse(std::string_view json_text, const std::string& origin,
+                                  const std::filesystem::path& base_dir, const IndicatorCatalogue& catalogue);
+
+  const WebhookChannelConfig* find_channel(std::string_view name) const;
+};
+
+}  // namespace postwatch::aggregator

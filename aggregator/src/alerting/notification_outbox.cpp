@@ -1,0 +1,151 @@
+#include "alerting/notification_outbox.hpp"
+
+#include "postwatch/clock.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace postwatch::aggregator {
+
+NotificationOutbox::NotificationOutbox(const std::filesystem::path& file, std::map<std::string, DeliverFn> channels,
+                                       OutboxTiming timing, std::shared_ptr<spdlog::logger> log)
+    : channels_(std::move(channels)),
+      timing_(timing),
+      log_(std::move(log)),
+      table_(std::make_unique<OutboxTable>(file)) {
+  refresh_figures();
+  if (auto n = pending_.load(); n > 0)
+    log_->info("notifications: {} pending from before the restart; delivering them", n);
+  worker_ = std::thread([this] { run(); });
+}
+
+NotificationOutbox::~NotificationOutbox() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  worker_.join();
+}
+
+void NotificationOutbox::enqueue(NotificationEntry entry) {
+  {
+    std::lock_guard lock(mutex_);
+    handed_over_.push_back(std::move(entry));
+  }
+  wake_.notify_all();
+}
+
+NotificationFigures NotificationOutbox::figures() const {
+  NotificationFigures f{delivered_.load(), failed_attempts_.load(), pending_.load(), 0};
+  if (auto oldest = oldest_created_ms_.load(); oldest > 0)
+    f.oldest_pending_age_s = static_cast<double>(std::max<std::int64_t>(0, now_utc_ms() - oldest)) / 1000.0;
+  return f;
+}
+
+std::int64_t NotificationOutbox::backoff_ms(int attempts, const OutboxTiming& t) {
+  std::int64_t d = t.retry_initial_ms;
+  for (int i = 1; i < attempts && d < t.retry_max_ms; ++i) d *= 2;
+  return std::min(d, t.retry_max_ms);
+}
+
+void NotificationOutbox::refresh_figures() {
+  pending_ = table_->count();
+  oldest_created_ms_ = table_->oldest_created_at().value_or(0);
+}
+
+// Entries reach the table here, on the worker, so the io thread never waits for the disk.
+void NotificationOutbox::write_handed_over() {
+  std::deque<NotificationEntry> batch;
+  {
+    std::lock_guard lock(mutex_);
+    batch.swap(handed_over_);
+  }
+  if (batch.empty()) return;
+  auto now = now_utc_ms();
+  for (const auto& e : batch) {
+    try {
+      table_->add(e.channel, e.group_key, e.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  e.group_wait_ms, now);
+    } catch (const std::exception& ex) {
+      // The alarm is still on the board and in the alarms API; say loudly that this one is lost.
+      log_->error("notifications: cannot store a notification for channel {} (alarm {}): {}", e.channel,
+                  e.body.value("id", std::uint64_t{0}), ex.what());
+    }
+  }
+  refresh_figures();
+}
+
+void NotificationOutbox::deliver(const PendingNotification& n) {
+  auto now = now_utc_ms();
+  nlohmann::json body{{"notification_id", table_->file_tag() + "-" + std::to_string(n.id)},
+                      {"channel", n.channel},
+                      {"created_at_ms", n.created_at_ms},
+                      {"attempt", n.attempts + 1},
+                      {"alarms", nlohmann::json::parse(n.entries, nullptr, false)}};
+  auto channel = channels_.find(n.channel);
+  DeliveryResult r = channel == channels_.end()
+                         ? DeliveryResult{false, "channel '" + n.channel + "' is no longer in the notifications file"}
+                         : channel->second(body.dump(), now);
+  if (r.ok) {
+    table_->remove(n.id);
+    ++delivered_;
+    warned_.erase(n.id);
+    log_->info("notifications: {} delivered to {} ({} alarm change(s), attempt {})",
+               body["notification_id"].get<std::string>(), n.channel, body["alarms"].size(), n.attempts + 1);
+  } else {
+    auto wait = backoff_ms(n.attempts + 1, timing_);
+    table_->failed(n.id, now_utc_ms() + wait, r.error);
+    ++failed_attempts_;
+    log_->warn("notifications: {} to {}: attempt {} failed ({}); next in {} ms",
+               body["notification_id"].get<std::string>(), n.channel, n.attempts + 1, r.error, wait);
+  }
+  refresh_figures();
+}
+
+void NotificationOutbox::warn_stale(std::int64_t now_ms) {
+  if (now_ms - stale_checked_ms_ < 1000) return;
+  stale_checked_ms_ = now_ms;
+  if (oldest_created_ms_ == 0 || now_ms - oldest_created_ms_ < timing_.warn_pending_after_ms) return;
+  for (const auto& n : table_->created_before(now_ms - timing_.warn_pending_after_ms))
+    if (warned_.insert(n.id).second)
+      log_->warn("notifications: {}-{} to {} pending for {} s ({} attempt(s), last error: {})", table_->file_tag(),
+                 n.id, n.channel, (now_ms - n.created_at_ms) / 1000, n.attempts,
+                 n.last_error.empty() ? "none" : n.last_error);
+}
+
+void NotificationOutbox::run() {
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stop_) break;
+    }
+    try {
+      write_handed_over();
+      auto now = now_utc_ms();
+      warn_stale(now);
+      if (auto due = table_->next_due(now)) {
+        deliver(*due);
+        continue;
+      }
+      // Sleep until the next attempt is due, an entry is handed over, or a second has passed
+      // (the stale check).
+      auto next = table_->earliest_attempt_at().value_or(now + 1000);
+      auto wait = std::chrono::milliseconds(std::clamp<std::int64_t>(next - now, 1, 1000));
+      std::unique_lock lock(mutex_);
+      wake_.wait_for(lock, wait, [this] { return stop_ || !handed_over_.empty(); });
+    } catch (const std::exception& e) {
+      log_->error("notifications: {}; trying again in 1 s", e.what());
+      std::unique_lock lock(mutex_);
+      wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; });
+    }
+  }
+  try {
+    write_handed_over();  // what the io thread handed over before stopping is kept for the next run
+  } catch (const std::exception& e) {
+    log_->error("notifications: at shutdown: {}", e.what());
+  }
+}
+
+}  // namespace postwatch::aggregator
