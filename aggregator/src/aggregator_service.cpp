@@ -1,5 +1,6 @@
 #include "postwatch/aggregator/aggregator_service.hpp"
 
+#include "alerting/alarm_notifier.hpp"
 #include "cluster/jetstream_cluster.hpp"
 #include "feed/access.hpp"
 #include "feed/api_routes.hpp"
@@ -26,6 +27,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace postwatch::aggregator {
@@ -54,6 +56,35 @@ std::vector<std::string> ingest_filters(const AggregatorOptions& o) {
   // Clustered, events reach the instances through JetStream partitions (JetStreamCluster).
   if (o.cluster_group.empty()) f.insert(f.begin(), std::string(topics::events_filter));
   return f;
+}
+
+// What routing needs of an alarm: its goal's pillar, its posts and their regions.
+AlarmNotice alarm_notice(const Alarm& a, const IndicatorCatalogue& cat) {
+  AlarmNotice n{a.id, a.kind, std::string(to_string(a.level)), a.goal, "", {}, {}, a.open(), a.acked_at_ms != 0,
+                alarm_json(a)};
+  if (const Goal* g = a.kind == "goal" ? cat.find_goal(a.goal) : nullptr) n.pillar = g->pillar;
+  auto add_post = [&](const std::string& id) {
+    const Post* p = cat.find_post(id);
+    if (!p || std::find(n.posts.begin(), n.posts.end(), id) != n.posts.end()) return;
+    n.posts.push_back(id);
+    if (std::find(n.regions.begin(), n.regions.end(), p->region) == n.regions.end()) n.regions.push_back(p->region);
+  };
+  if (!a.post.empty()) add_post(a.post);
+  for (const auto& c : a.causes) add_post(c.post);
+  return n;
+}
+
+std::unique_ptr<AlarmNotifier> make_notifier(const AggregatorOptions& o, const IndicatorCatalogue& cat,
+                                             const std::shared_ptr<spdlog::logger>& log) {
+  if (o.notifications_file.empty()) return nullptr;
+  try {
+    auto config = NotificationConfig::load(o.notifications_file, cat);
+    log->info("notifications: {} channel(s), {} route(s) from {}", config.channels.size(), config.routes.size(),
+              o.notifications_file.string());
+    return std::make_unique<AlarmNotifier>(std::move(config), o.data_dir, log);
+  } catch (const NotificationConfigError& e) {
+    throw std::invalid_argument(e.what());
+  }
 }
 
 }  // namespace
@@ -100,7 +131,8 @@ struct AggregatorService::Impl {
                            },
                            &silent, &access, &latency, stream.get(), [this] { return mqtt.flow(); },
                            [this] { return cluster_status(); },
-                           options.confirm_interval_ms > 0 ? &confirmer.counters() : nullptr, &outbox.queue()}),
+                           options.confirm_interval_ms > 0 ? &confirmer.counters() : nullptr, &outbox.queue(),
+                           [this] { return notifier ? notifier->figures() : NotificationFigures{}; }}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
                            [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream}),
@@ -133,6 +165,7 @@ struct AggregatorService::Impl {
         commit_ticker(io),
         goal_sent(catalogue->goals().size()),
         pillar_sent(catalogue->pillars().size()) {
+    notifier = make_notifier(options, *catalogue, log);
     mqtt.set_login({options.broker_username, options.broker_password, options.broker_ca_file, options.broker_cert_file,
                     options.broker_key_file});
     if (!options.cluster_group.empty()) {
@@ -254,6 +287,8 @@ struct AggregatorService::Impl {
 
   void on_alarm_changed(const Alarm& a) {
     store.save_alarm(a);
+    // Clustered, only the leader notifies (docs/alerting.md, "In a cluster").
+    if (notifier) notifier->on_alarm(alarm_notice(a, *catalogue), now_utc_ms(), !jet || jet->leader());
     publish_alarm(a);
     json j = alarm_json(a);
     j["type"] = "alarm";
@@ -321,6 +356,7 @@ struct AggregatorService::Impl {
       stream_update("pillar", pillar_snapshot_json(*catalogue, board, p), pillar_sent[p], changed, now);
     }
     if (periodic) last_history_ms = now;
+    if (notifier) notifier->tick(now, !jet || jet->leader());
     for (auto id : changes.alarms)
       if (const Alarm* a = board.find_alarm(id)) on_alarm_changed(*a);
     for (const auto& c : changes.statuses)
@@ -409,6 +445,7 @@ struct AggregatorService::Impl {
   std::unique_ptr<JetStreamCluster> jet;  // --cluster-group (on NATS JetStream)
   MqttOutbox outbox;
   DeliveryConfirmer confirmer;
+  std::unique_ptr<AlarmNotifier> notifier;  // --notifications
   boost::asio::steady_timer ticker, confirm_ticker, commit_ticker;
   std::int64_t last_history_ms = 0;
   bool was_leader = false;  // clustered: led at the last tick
@@ -426,6 +463,9 @@ AggregatorService::~AggregatorService() { stop(); }
 
 void AggregatorService::start() {
   impl_->recover();
+  if (impl_->notifier)
+    for (const auto& a : impl_->board.alarms())
+      if (a.open()) impl_->notifier->restored(alarm_notice(a, *impl_->catalogue), now_utc_ms());
   // Only live messages feed the latency histogram (replayed events are old by nature).
   impl_->ingest.on_applied_latency = [impl = impl_.get()](std::int64_t ms) { impl->latency.observe_ms(ms); };
   impl_->ingest.on_topic_mismatch = [impl = impl_.get()](std::string_view topic_post, std::string_view,

@@ -569,6 +569,7 @@ HttpResponse ApiRoutes::stats() {
     j["confirm_waiting_for_store"] = src_.confirm->waiting_for_store;
   }
   if (src_.outbound) add_outbound_stats(j, *src_.outbound);
+  if (src_.notifications) add_notification_stats(j, src_.notifications());
   if (src_.store) {
     j["events_persisted"] = src_.store->events_committed();
     j["store_pending_events"] = src_.store->pending_events();
@@ -717,6 +718,7 @@ HttpResponse ApiRoutes::metrics() {
     m.sample("postwatch_delivery_resend_requests_total", "", src_.confirm->resend_requests);
   }
   if (src_.outbound) add_outbound_metrics(m, *src_.outbound);
+  if (src_.notifications) add_notification_metrics(m, src_.notifications());
   m.family("postwatch_alarms_open", "gauge", "Open alarms by kind.");
   for (const auto& [kind, n] : open_by_kind) m.sample("postwatch_alarms_open", L::label("kind", kind), n);
   m.family("postwatch_alarms_unacknowledged", "gauge", "Open alarms nobody has acknowledged.");

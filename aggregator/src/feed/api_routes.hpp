@@ -8,6 +8,7 @@
 #include "feed/http_helpers.hpp"
 #include "feed/http_types.hpp"
 #include "feed/metrics.hpp"
+#include "feed/notification_stats.hpp"
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
 #include "ingest/delivery_confirmer.hpp"
@@ -49,6 +50,7 @@ struct FeedSources {
   std::function<nlohmann::json()> cluster;    // /api/v1/cluster; may be empty
   const ConfirmCounters* confirm = nullptr;   // delivery confirmation; null when switched off
   const OutboundQueue* outbound = nullptr;    // what the aggregator publishes; may be null
+  std::function<NotificationFigures()> notifications;  // --notifications; empty without it
 };
 
 class ApiRoutes {

@@ -71,6 +71,9 @@ struct AggregatorOptions {
   std::filesystem::path tokens_file;
   std::string tls_cert_file, tls_key_file;  // both set: HTTPS (and wss://) only
 
+  // Webhook notifications of alarm changes (docs/alerting.md); empty: none.
+  std::filesystem::path notifications_file;
+
   // Live stream (/api/v1/stream).
   std::size_t stream_max_queue = 256;  // a client further behind is dropped
   std::size_t stream_max_clients = 64;

@@ -1,0 +1,123 @@
+// Webhook notifications through the real postwatch-aggregator (docs/alerting.md): an alarm raised
+// by published events reaches a receiver on loopback, signed; a receiver that is down gets it
+// once it is back, also after the aggregator was SIGKILLed in between; a bad notifications
+// file stops the aggregator at start with exit code 2 and a message naming the entry.
+#include "feed_test_support.hpp"
+#include "support/webhook_receiver.hpp"
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <csignal>
+#include <fstream>
+
+using namespace postwatch;
+using namespace postwatch::test;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kOwnerOnly = std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
+const std::string kSecret = "process-test-secret";
+
+// dir/notifications.json routing red goal alarms to `url`; retries start at 100 ms.
+std::string write_config(const TempDir& dir, const std::string& url) {
+  auto secret = dir.path() / "hook.secret";
+  std::ofstream(secret) << kSecret << "\n";
+  std::filesystem::permissions(secret, kOwnerOnly);
+  auto file = dir.path() / "notifications.json";
+  std::ofstream(file) << R"({"channels":[{"name":"duty","kind":"webhook","url":")" << url
+                      << R"(","secret_file":"hook.secret","timeout_s":2}],
+    "routes":[{"match":{"kind":"goal","level":"red","region":"sub-saharan-africa"},"channels":["duty"]}],
+    "retry":{"initial_s":0.1,"max_s":0.5}})";
+  return file.string();
+}
+
+bool signed_with_secret(const ReceivedWebhook& r) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), kSecret.data(), static_cast<int>(kSecret.size()),
+       reinterpret_cast<const unsigned char*>(r.body.data()), r.body.size(), mac, &len);
+  std::string hex;
+  char b[3];
+  for (unsigned i = 0; i < len; ++i) {
+    std::snprintf(b, sizeof b, "%02x", mac[i]);
+    hex += b;
+  }
+  return r.signature == "sha256=" + hex;
+}
+
+// Bamako reports the highest terrorism threat level: goal 7 turns red and a goal alarm opens.
+void make_goal7_red(const MosquittoBroker& broker, AggregatorProcess& aggregator) {
+  RawPublisher pub(broker.uri(), "alerting-test-publisher");
+  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  ASSERT_TRUE(wait_until([&] { return aggregator.goal_status(7) == "red"; }, 10s)) << aggregator.goal_status(7);
+}
+
+bool has_goal7_raised(const WebhookReceiver& receiver) {
+  for (const auto& c : receiver.alarm_changes())
+    if (c["kind"] == "goal" && c["goal"] == 7 && c["event"] == "raised" && c["level"] == "red") return true;
+  return false;
+}
+
+}  // namespace
+
+TEST(Alerting, ARedAlarmReachesTheWebhookSignedWithinADeadline) {
+  MosquittoBroker broker;
+  TempDir dir;
+  WebhookReceiver receiver;
+  AggregatorProcess aggregator(broker, dir, {"--notifications", write_config(dir, receiver.url())});
+  make_goal7_red(broker, aggregator);
+  ASSERT_TRUE(wait_until([&] { return has_goal7_raised(receiver); }, 5s)) << aggregator.process().log();
+  for (const auto& r : receiver.received()) EXPECT_TRUE(signed_with_secret(r)) << r.body;
+  ASSERT_TRUE(wait_until([&] { return aggregator.get("/api/v1/stats").value("notifications_delivered", 0) >= 1; }, 2s));
+  auto metrics = http_get(aggregator.port(), "/metrics").body;
+  EXPECT_NE(metrics.find("postwatch_notifications_delivered_total 1"), std::string::npos) << metrics;
+  EXPECT_EQ(aggregator.process().log().find(kSecret), std::string::npos);
+}
+
+TEST(Alerting, AReceiverDownAcrossAnAggregatorSigkillGetsTheNotificationWhenBack) {
+  MosquittoBroker broker("", /*persistent=*/true);
+  TempDir dir;
+  WebhookReceiver receiver;
+  receiver.stop();
+  const auto config = write_config(dir, receiver.url());
+  auto aggregator = std::make_unique<AggregatorProcess>(
+      broker, dir, std::vector<std::string>{"--notifications", config}, "alert-kill");
+  make_goal7_red(broker, *aggregator);
+  // Stored, tried and failed: now it is only in notifications.sqlite.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = aggregator->get("/api/v1/stats");
+        return s.value("notifications_pending", 0) >= 1 && s.value("notifications_failed_attempts", 0) >= 2;
+      },
+      5s));
+  aggregator->process().signal(SIGKILL);
+  aggregator->process().wait(5s);
+  aggregator.reset();
+  receiver.start();
+  aggregator = std::make_unique<AggregatorProcess>(broker, dir, std::vector<std::string>{"--notifications", config},
+                                                   "alert-kill");
+  ASSERT_TRUE(wait_until([&] { return has_goal7_raised(receiver); }, 5s)) << aggregator->process().log();
+  ASSERT_TRUE(wait_until([&] { return aggregator->get("/api/v1/stats").value("notifications_pending", 1) == 0; }, 2s));
+  // The restored alarm is not news: it was raised once, so it is notified once.
+  int raised = 0;
+  for (const auto& c : receiver.alarm_changes()) raised += c["goal"] == 7 && c["event"] == "raised";
+  EXPECT_EQ(raised, 1);
+  for (const auto& r : receiver.received()) EXPECT_TRUE(signed_with_secret(r));
+}
+
+TEST(Alerting, ABadNotificationsFileStopsTheAggregatorWithExitCode2) {
+  TempDir dir;
+  auto file = dir.path() / "bad.json";
+  std::ofstream(file) << R"({"channels":[{"name":"duty","kind":"webhook","url":"http://127.0.0.1:9/",
+    "secret_file":"nope.secret"}],"routes":[{"channels":["pager"]}]})";
+  ChildProcess p(
+      {(binary_dir() / "aggregator" / "postwatch-aggregator").string(), "--catalogue", catalogue_path().string(),
+       "--data-dir", (dir.path() / "data").string(), "--http-port", "0", "--notifications", file.string()},
+      dir.path() / "aggregator.log");
+  EXPECT_EQ(p.wait(10s), 2) << p.log();
+  EXPECT_NE(p.log().find("bad.json: channels[0] ('duty'): secret_file:"), std::string::npos) << p.log();
+}
