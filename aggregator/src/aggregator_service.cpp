@@ -60,7 +60,7 @@ std::vector<std::string> ingest_filters(const AggregatorOptions& o) {
 
 // What routing needs of an alarm: its goal's pillar, its posts and their regions.
 AlarmNotice alarm_notice(const Alarm& a, const IndicatorCatalogue& cat) {
-  AlarmNotice n{a.id, a.kind, std::string(to_string(a.level)), a.goal, "", {}, {}, a.open(), a.acked_at_ms != 0,
+  AlarmNotice n{a.id,         a.kind, std::string(to_string(a.level)), a.goal, "", {}, {}, a.open(), a.acked_at_ms != 0,
                 alarm_json(a)};
   if (const Goal* g = a.kind == "goal" ? cat.find_goal(a.goal) : nullptr) n.pillar = g->pillar;
   auto add_post = [&](const std::string& id) {

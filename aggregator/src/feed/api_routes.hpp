@@ -42,14 +42,14 @@ struct FeedSources {
   EventStore* store;         // history queries; may be null
   std::function<bool()> ready;
   std::function<void(const Alarm&)> alarm_changed;
-  const std::vector<bool>* silent = nullptr;  // per catalogue post, as of the last tick; may be null
-  const AccessControl* access = nullptr;      // null or open(): no tokens needed
-  const LatencyHistogram* latency = nullptr;  // may be null
-  const LiveStream* stream = nullptr;         // may be null
-  std::function<IngestFlowStats()> flow;      // MQTT back-pressure; may be empty
-  std::function<nlohmann::json()> cluster;    // /api/v1/cluster; may be empty
-  const ConfirmCounters* confirm = nullptr;   // delivery confirmation; null when switched off
-  const OutboundQueue* outbound = nullptr;    // what the aggregator publishes; may be null
+  const std::vector<bool>* silent = nullptr;           // per catalogue post, as of the last tick; may be null
+  const AccessControl* access = nullptr;               // null or open(): no tokens needed
+  const LatencyHistogram* latency = nullptr;           // may be null
+  const LiveStream* stream = nullptr;                  // may be null
+  std::function<IngestFlowStats()> flow;               // MQTT back-pressure; may be empty
+  std::function<nlohmann::json()> cluster;             // /api/v1/cluster; may be empty
+  const ConfirmCounters* confirm = nullptr;            // delivery confirmation; null when switched off
+  const OutboundQueue* outbound = nullptr;             // what the aggregator publishes; may be null
   std::function<NotificationFigures()> notifications;  // --notifications; empty without it
 };
 
