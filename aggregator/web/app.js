@@ -27,6 +27,7 @@
     posts: [],
     postsById: new Map(),
     agentsOnline: null,
+    notify: null,  // /api/v1/stats' notification figures, when --notifications is set
     boardBuilt: false,
     ws: null,
     wsLive: false,
@@ -313,6 +314,16 @@
     $('n-alarms').textContent = String(open.length);
     $('n-agents').textContent = state.agentsOnline === null ? '–' : String(state.agentsOnline);
     $('n-silent').textContent = String(state.posts.filter((p) => p.silent).length);
+    // Alarm notifications that did not get through (docs/alerting.md): an alarm is never
+    // silently not notified. Waiting for grouping is normal; a failed attempt or a long wait is not.
+    const nf = state.notify;
+    const stuck = nf && nf.pending > 0 && (nf.failed > 0 || nf.oldest_s > 60);
+    $('t-notify').hidden = !stuck;
+    if (stuck) {
+      $('n-notify').textContent = String(nf.pending);
+      $('t-notify').title = `oldest waiting ${Math.round(nf.oldest_s)} s, ${nf.failed} failed attempt(s) ` +
+        'since start; retried until delivered (see the aggregator log and /metrics)';
+    }
   }
 
   // Seconds as "+1 h 0 min", "-2 d 0 h", "95 s".
@@ -437,6 +448,10 @@
     state.posts = posts.posts;
     state.postsById = new Map(state.posts.map((p) => [p.id, p]));
     if (stats) state.agentsOnline = stats.agents_online;
+    if (stats && 'notifications_pending' in stats) {
+      state.notify = { pending: stats.notifications_pending, failed: stats.notifications_failed_attempts,
+                       oldest_s: stats.notifications_oldest_pending_age_s };
+    }
     state.threats = threats.threats;
     renderSilent();
     renderThreats();

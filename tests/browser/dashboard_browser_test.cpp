@@ -249,3 +249,52 @@ TEST_F(DashboardBrowser, AsksForATokenWhenItHasNone) {
   std::string dom = read_file(dom_file);
   EXPECT_NE(tag_with_id(dom, "token-dialog").find("open"), std::string::npos) << tag_with_id(dom, "token-dialog");
 }
+
+// Every alarm notification goes to a webhook that is down: the summary says how many wait, so an
+// alarm is never silently not notified (docs/alerting.md). Hidden while none are stuck.
+TEST(DashboardBrowserNotifications, UndeliveredNotificationsShowInTheSummary) {
+  auto chromium = find_chromium();
+  ASSERT_FALSE(chromium.empty()) << "Chromium is not installed (tools/bootstrap installs it)";
+  TempDir dir;
+  MosquittoBroker broker;
+  TokensFile tokens{dir};
+  auto secret = dir.path() / "hook.secret";
+  std::ofstream(secret) << "browser-test-secret\n";
+  std::filesystem::permissions(secret, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  auto config = dir.path() / "notifications.json";
+  std::ofstream(config) << R"({"channels":[{"name":"down","kind":"webhook","url":"http://127.0.0.1:)" << free_port()
+                        << R"(/hook","secret_file":"hook.secret","timeout_s":1}],
+    "routes":[{"match":{},"channels":["down"]}],"retry":{"initial_s":0.2,"max_s":1}})";
+  AggregatorProcess aggregator{
+      broker, dir, {"--tokens-file", tokens.path.string(), "--notifications", config.string()}};
+  const std::string url = "http://127.0.0.1:" + std::to_string(aggregator.port()) + "/?token=" + TokensFile::kRead;
+  auto stats = [&] {
+    auto r = http_call(aggregator.port(), boost::beast::http::verb::get, "/api/v1/stats", bearer(TokensFile::kRead));
+    auto j = r.json();
+    return j.is_object() ? j : nlohmann::json::object();
+  };
+  auto dom_of = [&] {
+    auto dom_file = dir.path() / "dom.html";
+    EXPECT_EQ(run_chromium(chromium, dir, url, {"--dump-dom"}, dom_file), 0) << read_file(dir.path() / "chromium.log");
+    return read_file(dom_file);
+  };
+  // Nothing raised yet: nothing to say.
+  EXPECT_NE(tag_with_id(dom_of(), "t-notify").find(" hidden"), std::string::npos);
+
+  RawPublisher pub(broker.uri(), "browser-publisher");
+  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = stats();
+        return s.value("notifications_failed_attempts", 0) > 0 && s.value("notifications_pending", 0) > 0;
+      },
+      20s))
+      << stats().dump();
+  const auto dom = dom_of();
+  const auto tag = tag_with_id(dom, "t-notify");
+  EXPECT_EQ(tag.find(" hidden"), std::string::npos) << tag;
+  auto count_at = dom.find("id=\"n-notify\">");
+  ASSERT_NE(count_at, std::string::npos);
+  EXPECT_NE(dom.compare(count_at + 14, 1, "0"), 0) << dom.substr(count_at, 40);
+  EXPECT_NE(dom.find("notifications undelivered"), std::string::npos);
+}

@@ -98,8 +98,13 @@ void NotificationOutbox::deliver(const PendingNotification& n) {
     auto wait = backoff_ms(n.attempts + 1, timing_);
     table_->failed(n.id, now_utc_ms() + wait, r.error);
     ++failed_attempts_;
-    log_->warn("notifications: {} to {}: attempt {} failed ({}); next in {} ms",
-               body["notification_id"].get<std::string>(), n.channel, n.attempts + 1, r.error, wait);
+    // Attempts 1, 2, 4, 8, ... of each notification: a receiver down for hours must not flood
+    // the log; the counters, the dashboard and the pending warning say the rest.
+    const int attempt = n.attempts + 1;
+    if ((attempt & (attempt - 1)) == 0)
+      log_->warn("notifications: {} to {}: attempt {} failed ({}); retrying, next in {} ms{}",
+                 body["notification_id"].get<std::string>(), n.channel, attempt, r.error, wait,
+                 attempt > 1 ? " (logged at attempts 1, 2, 4, 8, ...)" : "");
   }
   refresh_figures();
 }
