@@ -25,8 +25,8 @@ KIND is one of:
         directory, and the certificate requests earlier blocks wrote under etc/postwatch copied
         there: "send the request to the CA operator"), broker-certs (the ministry CA and a broker
         certificate and key under /etc/mosquitto/ca and /etc/mosquitto/certs), payload (publishes
-        one events batch for bamako/doc-1 to the test broker, then waits up to 10 s for
-        payload.bin, which a background block captures). background: started and left running;
+        one events batch for bamako/doc-1 to the test broker, again each second until a background
+        block has captured it as payload.bin, for up to 10 s). background: started and left running;
         at the end of the file it must have exited 0 (within 10 s). output-in-doc: each line the script prints must appear
         verbatim in the same file (a table the doc says the command produces). until-killed: the
         command runs until stopped (mosquitto_sub): after timeout S (default 3) it is killed and
@@ -276,14 +276,20 @@ def prepare(name, scratch, ctx):
         subprocess.run(["flatc", "-b", "-o", ".fixture", "schemas/postwatch_events.fbs", ".fixture-batch.json"],
                        cwd=scratch, check=True, capture_output=True, timeout=30)
         port = str(urllib.parse.urlparse(ctx.opts.broker).port)
-        subprocess.run(["mosquitto_pub", "-p", port, "-q", "1", "-t",
-                        "postwatch/v1/sub-saharan-africa/bamako/doc-1/events", "-f",
-                        os.path.join(".fixture", ".fixture-batch.pwe")], cwd=scratch, check=True,
-                       capture_output=True, timeout=30)
         deadline = time.time() + 10
         target = os.path.join(scratch, "payload.bin")
-        while time.time() < deadline and not (os.path.exists(target) and os.path.getsize(target) > 0):
-            time.sleep(0.1)  # a file another process writes: nothing to wait on but the file itself
+        captured = lambda: os.path.exists(target) and os.path.getsize(target) > 0
+        # The background mosquitto_sub may not have subscribed yet (a loaded machine: seen once in
+        # four runs), and a message nobody subscribed to is gone: publish again each second until
+        # it has one. It exits after the first (-C 1), so the file holds exactly one payload.
+        while time.time() < deadline and not captured():
+            subprocess.run(["mosquitto_pub", "-p", port, "-q", "1", "-t",
+                            "postwatch/v1/sub-saharan-africa/bamako/doc-1/events", "-f",
+                            os.path.join(".fixture", ".fixture-batch.pwe")], cwd=scratch, check=True,
+                           capture_output=True, timeout=30)
+            next_publish = time.time() + 1
+            while time.time() < min(deadline, next_publish) and not captured():
+                time.sleep(0.1)  # a file another process writes: nothing to wait on but the file itself
         if not os.path.exists(target) or os.path.getsize(target) == 0:
             raise ValueError("payload.bin was not captured within 10 s of publishing a batch")
     else:
