@@ -255,14 +255,7 @@ struct AggregatorService::Impl {
   }
 
   void replay_row(const StoredEventRow& r) {
-    EventView e;
-    e.seq = r.seq;
-    e.observed_at_ms = r.observed_at_ms;
-    e.indicator = r.indicator;
-    e.kind = r.kind;
-    e.number = r.number;
-    e.text = r.text;
-    ingest.replay(r.post, r.agent, e, r.received_at_ms, r.clock_correction_ms);
+    ingest.replay(r.post, r.agent, replayed_event(r), r.received_at_ms, r.clock_correction_ms);
   }
 
   // Rebuilds the state a previous run had: the same events through the same ingest.

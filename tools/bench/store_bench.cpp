@@ -231,14 +231,7 @@ int main(int argc, char** argv) {
       BatchIngest ingest(cat, agents, state, null_log());
       const auto started = Clock::now();
       const auto n = store.replay([&](const StoredEventRow& r) {
-        EventView e;
-        e.seq = r.seq;
-        e.observed_at_ms = r.observed_at_ms;
-        e.indicator = r.indicator;
-        e.kind = r.kind;
-        e.number = r.number;
-        e.text = r.text;
-        ingest.replay(r.post, r.agent, e, r.received_at_ms, r.clock_correction_ms);
+        ingest.replay(r.post, r.agent, replayed_event(r), r.received_at_ms, r.clock_correction_ms);
       });
       const double secs = since(started);
       std::printf(

@@ -72,6 +72,19 @@ struct StoredEventRow {
   EventRefusal refused = EventRefusal::None;
 };
 
+// A stored event as ingest takes it again at start-up (BatchIngest::replay, with the row's
+// post, agent, received_at_ms and clock_correction_ms); its views point into `r`.
+inline EventView replayed_event(const StoredEventRow& r) {
+  EventView e;
+  e.seq = r.seq;
+  e.observed_at_ms = r.observed_at_ms;
+  e.indicator = r.indicator;
+  e.kind = r.kind;
+  e.number = r.number;
+  e.text = r.text;
+  return e;
+}
+
 // Which stored events GET /api/v1/posts/{id}/events asks for.
 struct EventQuery {
   std::string post;
