@@ -2,6 +2,7 @@
 // loss, retention, and the event history's order (docs/aggregator.md, "The store").
 #include "store/event_store.hpp"
 #include "postwatch/clock.hpp"
+#include "store/store_reader.hpp"
 #include "store/stored_batch.hpp"
 #include "support/test_support.hpp"
 
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -189,6 +191,68 @@ TEST(Store, ADamagedRecordIsReportedAndEverythingElseReplayed) {
   EXPECT_NE(log_text.str().find("seqs 11-20) is damaged (checksum mismatch); 10 of its 10 event(s) are lost"),
             std::string::npos)
       << log_text.str();
+}
+
+// postwatch-store's reader: beside a running writer it sees every committed event of the agent
+// asked for, in stored order; a damaged record is listed with what it held, not skipped silently.
+TEST(StoreReader, ReadsBesideTheWriterAndListsADamagedRecord) {
+  test::TempDir dir;
+  StoreOptions opt{dir.path() / "store.sqlite"};
+  opt.commit_interval = 5ms;
+  const auto now = now_utc_ms();
+  EventStore store(opt, catalogue(), quiet());
+  store.start();
+  store.register_agent(0, "bamako", "gw-1");
+  store.register_agent(1, "bamako", "gw-2");
+  for (int b = 0; b < 3; ++b) persist_run(store, 0, 1 + 10 * static_cast<std::uint64_t>(b), 10, now);
+  persist_run(store, 1, 1, 5, now);
+  ASSERT_TRUE(store.flush(5s));
+
+  StoreReader reader(opt.file);  // the writer is still open
+  std::vector<std::uint64_t> seqs;
+  auto scan = reader.scan({"bamako", "gw-1", ""}, [&](const StoredEventRow& r) {
+    EXPECT_EQ(r.agent, "gw-1");
+    EXPECT_EQ(r.indicator, "terrorism_threat_level");
+    seqs.push_back(r.seq);
+  });
+  EXPECT_EQ(scan.records, 3u);
+  EXPECT_EQ(scan.events, 30u);
+  EXPECT_TRUE(scan.damaged.empty());
+  ASSERT_EQ(seqs.size(), 30u);
+  EXPECT_TRUE(std::is_sorted(seqs.begin(), seqs.end()));
+  EXPECT_EQ(reader.scan({"", "", "no_such_indicator"}, [](const StoredEventRow&) {}).events, 0u);
+
+  flip_a_bit(opt.file, 11);
+  scan = reader.scan({}, [](const StoredEventRow&) {});
+  EXPECT_EQ(scan.records, 4u);
+  EXPECT_EQ(scan.events, 25u);
+  ASSERT_EQ(scan.damaged.size(), 1u);
+  EXPECT_EQ(scan.damaged[0].agent, "gw-1");
+  EXPECT_EQ(scan.damaged[0].first_seq, 11u);
+  EXPECT_EQ(scan.damaged[0].events_lost, 10u);
+  EXPECT_EQ(scan.damaged[0].problem, "checksum mismatch");
+}
+
+// A file that is not a store is refused with its name and what it is instead.
+TEST(StoreReader, RefusesWhatIsNotAStore) {
+  test::TempDir dir;
+  auto expect_refusal = [](const std::filesystem::path& file, const std::string& says) {
+    try {
+      StoreReader reader(file);
+      ADD_FAILURE() << file << " was accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(file.string()), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
+  expect_refusal(dir.path() / "missing.sqlite", "no such store file");
+  { std::ofstream(dir.path() / "text.sqlite") << "not a database, just text that is long enough to be read\n"; }
+  expect_refusal(dir.path() / "text.sqlite", "not a database");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir.path() / "old.sqlite").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE events(post TEXT)", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  expect_refusal(dir.path() / "old.sqlite", "old per-event layout");
 }
 
 // A power cut mid-write leaves the write-ahead log cut inside a frame: SQLite keeps every
