@@ -65,7 +65,31 @@ std::string check_url(const std::string& url) {
 // A matcher value may be one value or a list of them.
 json as_list(const json& v) { return v.is_array() ? v : json::array({v}); }
 
-AlarmMatcher parse_matcher(const json& m, const std::string& where, const IndicatorCatalogue& cat) {
+WebhookChannelConfig parse_channel(const json& c, const std::string& where, const std::filesystem::path& base_dir) {
+  if (!c.is_object()) fail(where, "must be an object");
+  only_fields(c, where, {"name", "kind", "url", "secret_file", "timeout_s"});
+  WebhookChannelConfig out;
+  out.name = required_string(c, where, "name");
+  const std::string named = where + " ('" + out.name + "')";
+  auto kind = required_string(c, named, "kind");
+  if (kind != "webhook")
+    fail(named, "kind '" + kind + "' is not built yet; the only channel kind is \"webhook\" (docs/alerting.md)");
+  out.url = required_string(c, named, "url");
+  if (auto problem = check_url(out.url); !problem.empty()) fail(named, problem);
+  std::filesystem::path secret = required_string(c, named, "secret_file");
+  if (secret.is_relative()) secret = base_dir / secret;
+  try {
+    out.secret = read_secret_file(secret);
+  } catch (const std::runtime_error& e) {
+    fail(named, std::string("secret_file: ") + e.what());
+  }
+  out.timeout_ms = seconds_field(c, named, "timeout_s", out.timeout_ms, 0.1, 300);
+  return out;
+}
+
+}  // namespace
+
+AlarmMatcher parse_alarm_matcher(const json& m, const std::string& where, const IndicatorCatalogue& cat) {
   if (!m.is_object()) fail(where, "must be an object");
   only_fields(m, where, {"kind", "level", "goal", "pillar", "region", "post"});
   AlarmMatcher out;
@@ -107,30 +131,6 @@ AlarmMatcher parse_matcher(const json& m, const std::string& where, const Indica
   return out;
 }
 
-WebhookChannelConfig parse_channel(const json& c, const std::string& where, const std::filesystem::path& base_dir) {
-  if (!c.is_object()) fail(where, "must be an object");
-  only_fields(c, where, {"name", "kind", "url", "secret_file", "timeout_s"});
-  WebhookChannelConfig out;
-  out.name = required_string(c, where, "name");
-  const std::string named = where + " ('" + out.name + "')";
-  auto kind = required_string(c, named, "kind");
-  if (kind != "webhook")
-    fail(named, "kind '" + kind + "' is not built yet; the only channel kind is \"webhook\" (docs/alerting.md)");
-  out.url = required_string(c, named, "url");
-  if (auto problem = check_url(out.url); !problem.empty()) fail(named, problem);
-  std::filesystem::path secret = required_string(c, named, "secret_file");
-  if (secret.is_relative()) secret = base_dir / secret;
-  try {
-    out.secret = read_secret_file(secret);
-  } catch (const std::runtime_error& e) {
-    fail(named, std::string("secret_file: ") + e.what());
-  }
-  out.timeout_ms = seconds_field(c, named, "timeout_s", out.timeout_ms, 0.1, 300);
-  return out;
-}
-
-}  // namespace
-
 NotificationConfig NotificationConfig::load(const std::filesystem::path& file, const IndicatorCatalogue& catalogue) {
   std::ifstream in(file);
   if (!in) throw NotificationConfigError("notifications file " + file.string() + ": cannot open it (no such file?)");
@@ -167,7 +167,7 @@ NotificationConfig NotificationConfig::parse(std::string_view json_text, const s
     if (!r.is_object()) fail(where, "must be an object");
     only_fields(r, where, {"match", "channels", "group_wait_s", "repeat_interval_s"});
     NotificationRoute route;
-    if (r.contains("match")) route.match = parse_matcher(r["match"], where + ".match", catalogue);
+    if (r.contains("match")) route.match = parse_alarm_matcher(r["match"], where + ".match", catalogue);
     if (!r.contains("channels") || !r["channels"].is_array() || r["channels"].empty())
       fail(where, "needs a non-empty list \"channels\" of channel names");
     for (const auto& name : r["channels"]) {

@@ -6,6 +6,8 @@
 
 #include "postwatch/catalogue.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <stdexcept>
@@ -37,6 +39,10 @@ struct AlarmMatcher {
   std::vector<std::string> regions;  // the region of the alarm's post or of any cause's post
   std::vector<std::string> posts;    // the alarm's post or any cause's post
 };
+
+// A matcher from JSON ({"post": "bamako"} or {"level": ["red"], "region": [...]}), checked
+// against the catalogue; throws NotificationConfigError naming `where`. Routes and silences use it.
+AlarmMatcher parse_alarm_matcher(const nlohmann::json& m, const std::string& where, const IndicatorCatalogue& catalogue);
 
 struct NotificationRoute {
   AlarmMatcher match;
