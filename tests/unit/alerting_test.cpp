@@ -90,8 +90,9 @@ TEST(NotificationConfig, ReadsChannelsRoutesAndSecrets) {
                                  R"([{"match":{"level":"red","region":["sub-saharan-africa"],"goal":[7]},
                                       "channels":["duty"],"group_wait_s":30,"repeat_interval_s":3600}])"));
   ASSERT_EQ(cfg.channels.size(), 1u);
-  EXPECT_EQ(cfg.channels[0].secret, "s3cret-key");  // one trailing newline stripped
-  EXPECT_EQ(cfg.channels[0].timeout_ms, 2000);
+  const auto& duty = std::get<WebhookChannelConfig>(cfg.channels[0]);
+  EXPECT_EQ(duty.secret, "s3cret-key");  // one trailing newline stripped
+  EXPECT_EQ(duty.timeout_ms, 2000);
   ASSERT_EQ(cfg.routes.size(), 1u);
   EXPECT_EQ(cfg.routes[0].match.levels, std::vector<std::string>{"red"});
   EXPECT_EQ(cfg.routes[0].group_wait_ms, 30'000);
@@ -113,7 +114,8 @@ TEST(NotificationConfig, RefusesBadConfigsNamingFileEntryAndProblem) {
       {R"({"channels":[{"name":"duty","kind":"webhook","url":"http://h/"}],"routes":)" + route + "}",
        "channels[0] ('duty'): missing field 'secret_file'"},
       {R"({"channels":[{"kind":"webhook"}],"routes":)" + route + "}", "channels[0]: missing field 'name'"},
-      {R"({"channels":[{"name":"m","kind":"email"}],"routes":)" + route + "}", "kind 'email' is not built yet"},
+      {R"({"channels":[{"name":"m","kind":"pager"}],"routes":)" + route + "}",
+       "channels[0] ('m'): unknown channel kind 'pager' (webhook, alertmanager or email)"},
       {config_text("http://h/", R"([{"channels":["duty"],"match":{"level":["purple"]}}])"),
        "routes[0].match.level: level must be \"amber\" or \"red\""},
       {config_text("http://h/", R"([{"channels":["duty"],"match":{"post":"atlantis"}}])"),
@@ -141,7 +143,9 @@ TEST(NotificationConfig, RefusesASecretOthersCanReadAndNeverShowsIt) {
 TEST(NotificationConfig, LoadsFromAFileWithSecretsBesideIt) {
   ConfigDir d;
   write_file(d.dir.path() / "n.json", config_text("http://h/", R"([{"channels":["duty"]}])"), kOwnerOnly);
-  EXPECT_EQ(NotificationConfig::load(d.dir.path() / "n.json", catalogue()).channels[0].secret, "s3cret-key");
+  EXPECT_EQ(
+      std::get<WebhookChannelConfig>(NotificationConfig::load(d.dir.path() / "n.json", catalogue()).channels[0]).secret,
+      "s3cret-key");
   try {
     NotificationConfig::load(d.dir.path() / "missing.json", catalogue());
     FAIL();
@@ -217,7 +221,7 @@ struct OutboxWithReceiver : ::testing::Test {
     config = d.parse(config_text(receiver.url(), routes) + "");
     config.retry_initial_ms = 50;
     config.retry_max_ms = 200;
-    auto channel = std::make_shared<WebhookChannel>(config.channels[0]);
+    auto channel = std::make_shared<WebhookChannel>(std::get<WebhookChannelConfig>(config.channels[0]));
     outbox = std::make_unique<NotificationOutbox>(
         d.dir.path() / "notifications.sqlite",
         std::map<std::string, DeliverFn>{

@@ -1,5 +1,7 @@
 #include "alerting/alarm_notifier.hpp"
 
+#include "alerting/alertmanager_channel.hpp"
+#include "alerting/email_channel.hpp"
 #include "alerting/webhook_channel.hpp"
 
 #include <spdlog/spdlog.h>
@@ -10,9 +12,16 @@ namespace {
 
 std::map<std::string, DeliverFn> make_channels(const NotificationConfig& config) {
   std::map<std::string, DeliverFn> out;
+  auto add = [&](const std::string& name, auto channel) {
+    out[name] = [channel](const std::string& body, std::int64_t now_ms) { return channel->deliver(body, now_ms); };
+  };
   for (const auto& c : config.channels) {
-    auto channel = std::make_shared<const WebhookChannel>(c);
-    out[c.name] = [channel](const std::string& body, std::int64_t now_ms) { return channel->deliver(body, now_ms); };
+    if (const auto* w = std::get_if<WebhookChannelConfig>(&c))
+      add(w->name, std::make_shared<const WebhookChannel>(*w));
+    else if (const auto* am = std::get_if<AlertmanagerChannelConfig>(&c))
+      add(am->name, std::make_shared<const AlertmanagerChannel>(*am, config.dashboard_url));
+    else if (const auto* mail = std::get_if<EmailChannelConfig>(&c))
+      add(mail->name, std::make_shared<const EmailChannel>(*mail, config.dashboard_url));
   }
   return out;
 }

@@ -65,25 +65,111 @@ std::string check_url(const std::string& url) {
 // A matcher value may be one value or a list of them.
 json as_list(const json& v) { return v.is_array() ? v : json::array({v}); }
 
-WebhookChannelConfig parse_channel(const json& c, const std::string& where, const std::filesystem::path& base_dir) {
-  if (!c.is_object()) fail(where, "must be an object");
-  only_fields(c, where, {"name", "kind", "url", "secret_file", "timeout_s"});
+std::string read_secret(const json& c, const std::string& where, const char* field,
+                        const std::filesystem::path& base_dir) {
+  std::filesystem::path file = required_string(c, where, field);
+  if (file.is_relative()) file = base_dir / file;
+  try {
+    return read_secret_file(file);
+  } catch (const std::runtime_error& e) {
+    fail(where, std::string(field) + ": " + e.what());
+  }
+}
+
+bool is_loopback_host(std::string_view url) {
+  auto rest = url.substr(url.find("://") + 3);
+  auto host = rest.starts_with("[") ? rest.substr(0, rest.find(']') + 1) : rest.substr(0, rest.find_first_of(":/?#"));
+  return host == "localhost" || host.starts_with("127.") || host == "[::1]";
+}
+
+// An address as SMTP needs it: local@domain, nothing a header or a command could be split on.
+void check_address(const std::string& a, const std::string& where) {
+  auto at = a.find('@');
+  bool ok = at != std::string::npos && at > 0 && at + 1 < a.size() && a.find('@', at + 1) == std::string::npos;
+  for (unsigned char c : a) ok = ok && c > 0x20 && c < 0x7f && c != '<' && c != '>' && c != ',' && c != '"';
+  if (!ok) fail(where, "'" + a + "' is not an email address (local@domain, no spaces or <>,\")");
+}
+
+WebhookChannelConfig parse_webhook(const json& c, const std::string& named, const std::filesystem::path& base_dir) {
+  only_fields(c, named, {"name", "kind", "type", "url", "secret_file", "timeout_s"});
   WebhookChannelConfig out;
-  out.name = required_string(c, where, "name");
-  const std::string named = where + " ('" + out.name + "')";
-  auto kind = required_string(c, named, "kind");
-  if (kind != "webhook")
-    fail(named, "kind '" + kind + "' is not built yet; the only channel kind is \"webhook\" (docs/alerting.md)");
   out.url = required_string(c, named, "url");
   if (auto problem = check_url(out.url); !problem.empty()) fail(named, problem);
-  std::filesystem::path secret = required_string(c, named, "secret_file");
-  if (secret.is_relative()) secret = base_dir / secret;
-  try {
-    out.secret = read_secret_file(secret);
-  } catch (const std::runtime_error& e) {
-    fail(named, std::string("secret_file: ") + e.what());
+  out.secret = read_secret(c, named, "secret_file", base_dir);
+  out.timeout_ms = seconds_field(c, named, "timeout_s", out.timeout_ms, 0.1, 300);
+  return out;
+}
+
+AlertmanagerChannelConfig parse_alertmanager(const json& c, const std::string& named) {
+  only_fields(c, named, {"name", "kind", "type", "url", "timeout_s", "resend_interval_s"});
+  AlertmanagerChannelConfig out;
+  out.url = required_string(c, named, "url");
+  if (auto problem = check_url(out.url); !problem.empty()) fail(named, problem);
+  out.timeout_ms = seconds_field(c, named, "timeout_s", out.timeout_ms, 0.1, 300);
+  // Alertmanager resolves an alert it has not heard of for its resolve_timeout (5 min by
+  // default): a re-send must come well within that.
+  out.resend_interval_ms = seconds_field(c, named, "resend_interval_s", out.resend_interval_ms, 1, 3600);
+  return out;
+}
+
+EmailChannelConfig parse_email(const json& c, const std::string& named, const std::filesystem::path& base_dir) {
+  only_fields(c, named,
+              {"name", "kind", "type", "smtp_url", "tls", "from", "to", "username", "password_file", "timeout_s"});
+  EmailChannelConfig out;
+  out.smtp_url = required_string(c, named, "smtp_url");
+  const bool smtps = out.smtp_url.starts_with("smtps://");
+  if (!smtps && !out.smtp_url.starts_with("smtp://"))
+    fail(named, "smtp_url must start with smtp:// (STARTTLS) or smtps:// (TLS from the start)");
+  auto host = std::string_view(out.smtp_url).substr(out.smtp_url.find("://") + 3);
+  if (host.empty() || host.front() == '/' || host.front() == ':') fail(named, "smtp_url has no host");
+  for (unsigned char ch : out.smtp_url)
+    if (ch <= 0x20 || ch >= 0x7f) fail(named, "smtp_url holds a space or a control character");
+  if (c.contains("tls")) {
+    if (!c["tls"].is_string() || (c["tls"] != "starttls" && c["tls"] != "none"))
+      fail(named, "'tls' must be \"starttls\" (the default) or \"none\"");
+    out.starttls = c["tls"] == "starttls";
+    if (smtps && !out.starttls) fail(named, "'tls': \"none\" contradicts an smtps:// url");
+  }
+  out.from = required_string(c, named, "from");
+  check_address(out.from, named + ".from");
+  if (!c.contains("to")) fail(named, "missing field 'to'");
+  json to = as_list(c["to"]);
+  if (to.empty()) fail(named, "'to' must name at least one address");
+  for (const auto& t : to) {
+    if (!t.is_string()) fail(named + ".to", "addresses must be strings, not " + t.dump());
+    check_address(t.get<std::string>(), named + ".to");
+    out.to.push_back(t.get<std::string>());
+  }
+  if (c.contains("username")) out.username = required_string(c, named, "username");
+  if (c.contains("password_file")) {
+    if (out.username.empty()) fail(named, "'password_file' needs a 'username'");
+    out.password = read_secret(c, named, "password_file", base_dir);
+    // A password in clear over the network: only to a relay on this machine.
+    if (!smtps && !out.starttls && !is_loopback_host(out.smtp_url))
+      fail(named, "a password would cross the network in clear: use \"tls\": \"starttls\" or smtps://");
   }
   out.timeout_ms = seconds_field(c, named, "timeout_s", out.timeout_ms, 0.1, 300);
+  return out;
+}
+
+ChannelConfig parse_channel(const json& c, const std::string& where, const std::filesystem::path& base_dir) {
+  if (!c.is_object()) fail(where, "must be an object");
+  auto name = required_string(c, where, "name");
+  const std::string named = where + " ('" + name + "')";
+  // "kind" is the field's name since the webhook channel; "type" is accepted as a synonym.
+  if (c.contains("kind") && c.contains("type") && c["kind"] != c["type"])
+    fail(named, "'kind' and 'type' say different things; give one of them");
+  auto kind = required_string(c, named, c.contains("type") && !c.contains("kind") ? "type" : "kind");
+  ChannelConfig out;
+  if (kind == "webhook")
+    out = parse_webhook(c, named, base_dir);
+  else if (kind == "alertmanager")
+    out = parse_alertmanager(c, named);
+  else if (kind == "email")
+    out = parse_email(c, named, base_dir);
+  else
+    fail(named, "unknown channel kind '" + kind + "' (webhook, alertmanager or email)");
+  std::visit([&](auto& ch) { ch.name = name; }, out);
   return out;
 }
 
@@ -149,8 +235,12 @@ NotificationConfig NotificationConfig::parse(std::string_view json_text, const s
     fail(origin, std::string("not valid JSON (") + e.what() + ")");
   }
   if (!j.is_object()) fail(origin, "must be a JSON object with \"channels\" and \"routes\"");
-  only_fields(j, origin, {"channels", "routes", "retry", "warn_pending_after_s"});
+  only_fields(j, origin, {"channels", "routes", "retry", "warn_pending_after_s", "dashboard_url"});
   NotificationConfig cfg;
+  if (j.contains("dashboard_url")) {
+    cfg.dashboard_url = required_string(j, origin, "dashboard_url");
+    if (auto problem = check_url(cfg.dashboard_url); !problem.empty()) fail(origin + ": dashboard_url", problem);
+  }
   if (!j.contains("channels") || !j["channels"].is_array() || j["channels"].empty())
     fail(origin, "needs a non-empty list \"channels\"");
   if (!j.contains("routes") || !j["routes"].is_array() || j["routes"].empty())
@@ -158,7 +248,7 @@ NotificationConfig NotificationConfig::parse(std::string_view json_text, const s
   for (std::size_t i = 0; i < j["channels"].size(); ++i) {
     const std::string where = origin + ": channels[" + std::to_string(i) + "]";
     auto c = parse_channel(j["channels"][i], where, base_dir);
-    if (cfg.find_channel(c.name)) fail(where, "a second channel named '" + c.name + "'");
+    if (cfg.find_channel(channel_name(c))) fail(where, "a second channel named '" + channel_name(c) + "'");
     cfg.channels.push_back(std::move(c));
   }
   for (std::size_t i = 0; i < j["routes"].size(); ++i) {
@@ -195,10 +285,19 @@ NotificationConfig NotificationConfig::parse(std::string_view json_text, const s
   return cfg;
 }
 
-const WebhookChannelConfig* NotificationConfig::find_channel(std::string_view name) const {
+const ChannelConfig* NotificationConfig::find_channel(std::string_view name) const {
   for (const auto& c : channels)
-    if (c.name == name) return &c;
+    if (channel_name(c) == name) return &c;
   return nullptr;
+}
+
+const std::string& channel_name(const ChannelConfig& c) {
+  return std::visit([](const auto& ch) -> const std::string& { return ch.name; }, c);
+}
+
+std::string_view channel_kind(const ChannelConfig& c) {
+  static constexpr std::string_view kKinds[] = {"webhook", "alertmanager", "email"};
+  return kKinds[c.index()];
 }
 
 }  // namespace postwatch::aggregator

@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace postwatch::aggregator {
@@ -30,6 +31,32 @@ struct WebhookChannelConfig {
   std::int64_t timeout_ms = 10'000;
 };
 
+// Alertmanager (docs/alerting.md, "Alertmanager"): alarms as alerts, POSTed to
+// <url>/api/v2/alerts, and every open one re-sent each resend_interval until it closes.
+struct AlertmanagerChannelConfig {
+  std::string name;
+  std::string url;  // the Alertmanager's base URL, http:// or https://
+  std::int64_t timeout_ms = 10'000;
+  std::int64_t resend_interval_ms = 60'000;  // below Alertmanager's resolve_timeout (5 min by default)
+};
+
+// Email over SMTP, through libcurl (docs/alerting.md, "Email").
+struct EmailChannelConfig {
+  std::string name;
+  std::string smtp_url;  // smtp://host[:port] or smtps://host[:port]
+  bool starttls = true;  // "tls": "starttls" (the default) or "none"; smtps:// is TLS from the start
+  std::string from;
+  std::vector<std::string> to;
+  std::string username;
+  std::string password;  // from password_file; never logged
+  std::int64_t timeout_ms = 30'000;
+};
+
+// One entry of "channels"; its "kind" (or "type") chooses the alternative.
+using ChannelConfig = std::variant<WebhookChannelConfig, AlertmanagerChannelConfig, EmailChannelConfig>;
+const std::string& channel_name(const ChannelConfig& c);
+std::string_view channel_kind(const ChannelConfig& c);  // webhook, alertmanager or email
+
 // Every list that is not empty must hold the alarm's value; an empty matcher matches all.
 struct AlarmMatcher {
   std::vector<std::string> kinds;    // goal, post_silent, topic_mismatch, clock_offset, store_failing
@@ -42,7 +69,8 @@ struct AlarmMatcher {
 
 // A matcher from JSON ({"post": "bamako"} or {"level": ["red"], "region": [...]}), checked
 // against the catalogue; throws NotificationConfigError naming `where`. Routes and silences use it.
-AlarmMatcher parse_alarm_matcher(const nlohmann::json& m, const std::string& where, const IndicatorCatalogue& catalogue);
+AlarmMatcher parse_alarm_matcher(const nlohmann::json& m, const std::string& where,
+                                 const IndicatorCatalogue& catalogue);
 
 struct NotificationRoute {
   AlarmMatcher match;
@@ -52,10 +80,11 @@ struct NotificationRoute {
 };
 
 struct NotificationConfig {
-  std::vector<WebhookChannelConfig> channels;
+  std::vector<ChannelConfig> channels;
   std::vector<NotificationRoute> routes;
-  std::int64_t retry_initial_ms = 1'000;         // the first retry waits this; each next one twice as long
-  std::int64_t retry_max_ms = 300'000;           // ... up to this
+  std::string dashboard_url;              // "dashboard_url": linked from emails and Alertmanager alerts; may be empty
+  std::int64_t retry_initial_ms = 1'000;  // the first retry waits this; each next one twice as long
+  std::int64_t retry_max_ms = 300'000;    // ... up to this
   std::int64_t warn_pending_after_ms = 600'000;  // a notification pending longer is logged as a warning
 
   // Reads and checks `file`; secret_file paths are relative to the file's folder.
@@ -64,7 +93,7 @@ struct NotificationConfig {
   static NotificationConfig parse(std::string_view json_text, const std::string& origin,
                                   const std::filesystem::path& base_dir, const IndicatorCatalogue& catalogue);
 
-  const WebhookChannelConfig* find_channel(std::string_view name) const;
+  const ChannelConfig* find_channel(std::string_view name) const;
 };
 
 }  // namespace postwatch::aggregator

@@ -66,12 +66,15 @@ void NotificationOutbox::write_handed_over() {
   auto now = now_utc_ms();
   for (const auto& e : batch) {
     try {
-      table_->add(e.channel, e.group_key, e.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                  e.group_wait_ms, now);
+      auto text = e.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      if (e.supersedes)
+        table_->replace(e.channel, e.group_key, text, now);
+      else
+        table_->add(e.channel, e.group_key, text, e.group_wait_ms, now);
     } catch (const std::exception& ex) {
       // The alarm is still on the board and in the alarms API; say loudly that this one is lost.
       log_->error("notifications: cannot store a notification for channel {} (alarm {}): {}", e.channel,
-                  e.body.value("id", std::uint64_t{0}), ex.what());
+                  e.body.is_object() ? e.body.value("id", std::uint64_t{0}) : 0, ex.what());
     }
   }
   refresh_figures();

@@ -1,6 +1,8 @@
 #include "alerting/notification_router.hpp"
 
 #include <algorithm>
+#include <string_view>
+#include <variant>
 
 namespace postwatch::aggregator {
 
@@ -50,7 +52,33 @@ NotificationEntry NotificationRouter::entry(std::size_t route, const std::string
   NotificationEntry e{channel, channel + "/routes[" + std::to_string(route) + "]", config_.routes[route].group_wait_ms,
                       a.alarm};
   e.body["event"] = event;
+  // What routing knows beyond the alarm's JSON, for the channels that write labels or text.
+  // The webhook's body stays the alarm as the API shows it.
+  const ChannelConfig* c = config_.find_channel(channel);
+  if (c && !std::holds_alternative<WebhookChannelConfig>(*c)) {
+    e.body["facts"] = {{"posts", a.posts}, {"regions", a.regions}};
+    if (!a.pillar.empty()) e.body["facts"]["pillar"] = a.pillar;
+  }
   return e;
+}
+
+// Alertmanager forgets an alert that is not sent again within its resolve_timeout (5 min by
+// default), so every open alarm routed to an Alertmanager channel goes to it again each
+// resend_interval, acknowledged or not, until it closes. A re-send is one notification per
+// channel holding all of the channel's open alarms, and it supersedes the channel's re-send
+// still in the outbox (same group_key, any number of attempts): while Alertmanager is down the
+// outbox holds at most one re-send per channel instead of one more each minute, and the
+// newest view is the one that goes. A clearance or a change of level is followed at once by a
+// fresh re-send, so an older one (that still has the alarm open, or at its old level) cannot be
+// delivered after it and fire the alert again. Raised/cleared/... entries are never superseded.
+NotificationEntry NotificationRouter::resend(const std::string& channel) const {
+  NotificationEntry out{channel, channel + "/resend", 0, nlohmann::json::array(), true};
+  for (const auto& [id, k] : known_) {
+    if (!k.last.open) continue;
+    for (const auto& [route, c] : targets(k.last))
+      if (c == channel) out.body.push_back(entry(route, channel, k.last, "resend").body);
+  }
+  return out;
 }
 
 std::vector<NotificationEntry> NotificationRouter::on_alarm(const AlarmNotice& a, std::int64_t now_ms, bool notify) {
@@ -64,13 +92,22 @@ std::vector<NotificationEntry> NotificationRouter::on_alarm(const AlarmNotice& a
   Known& k = known_[a.id];
   // A change of level or a clearance goes by the routes the alarm matches now; so does an
   // acknowledgement. A route that matched only the old level hears no more of it.
+  std::vector<std::string> resend_now;  // Alertmanager channels whose pending re-send is out of date
   if (event && notify)
     for (const auto& [route, channel] : targets(a)) {
       out.push_back(entry(route, channel, a, event));
       k.said_at_ms[channel] = now_ms;
+      const ChannelConfig* c = config_.find_channel(channel);
+      if (c && std::holds_alternative<AlertmanagerChannelConfig>(*c) && std::string_view(event) != "raised" &&
+          std::string_view(event) != "acknowledged")
+        resend_now.push_back(channel);
     }
   k.last = a;
   if (!a.open) known_.erase(a.id);
+  for (const auto& channel : resend_now) {
+    out.push_back(resend(channel));
+    resent_at_ms_[channel] = now_ms;
+  }
   return out;
 }
 
@@ -93,6 +130,16 @@ std::vector<NotificationEntry> NotificationRouter::due_reminders(std::int64_t no
       said->second = now_ms;
       if (notify) out.push_back(entry(route, channel, k.last, "repeat"));
     }
+  }
+  for (const auto& c : config_.channels) {
+    const auto* am = std::get_if<AlertmanagerChannelConfig>(&c);
+    if (!am) continue;
+    auto [at, fresh] = resent_at_ms_.try_emplace(am->name, now_ms);
+    if (fresh || now_ms - at->second < am->resend_interval_ms) continue;
+    at->second = now_ms;
+    if (!notify) continue;
+    auto e = resend(am->name);
+    if (!e.body.empty()) out.push_back(std::move(e));
   }
   return out;
 }

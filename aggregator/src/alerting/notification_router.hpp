@@ -21,7 +21,11 @@ struct NotificationEntry {
   std::string channel;
   std::string group_key;  // channel and route
   std::int64_t group_wait_ms = 0;
-  nlohmann::json body;  // alarm_json plus "event"
+  // alarm_json plus "event" (and "facts" for the channels that write text); for an entry
+  // that supersedes, a list of those.
+  nlohmann::json body;
+  // A re-send for Alertmanager: replaces what is still pending under its group_key.
+  bool supersedes = false;
 };
 
 bool route_matches(const AlarmMatcher& m, const AlarmNotice& a);
@@ -37,7 +41,7 @@ class NotificationRouter {
   // Alarms the store restored at start: known, not news; reminders count from now.
   void remember(const AlarmNotice& a, std::int64_t now_ms);
   // Reminders for open, unacknowledged alarms whose route repeats and whose last word is older
-  // than its repeat_interval.
+  // than its repeat_interval; and the re-sends of Alertmanager channels that are due.
   std::vector<NotificationEntry> due_reminders(std::int64_t now_ms, bool notify = true);
 
   const NotificationConfig& config() const { return config_; }
@@ -51,9 +55,13 @@ class NotificationRouter {
   // decides a channel's grouping and reminders.
   std::vector<std::pair<std::size_t, std::string>> targets(const AlarmNotice& a) const;
   NotificationEntry entry(std::size_t route, const std::string& channel, const AlarmNotice& a, const char* event) const;
+  // Every open alarm routed to Alertmanager channel `channel`, as one entry that supersedes
+  // the channel's re-send still pending (see due_reminders in the .cpp).
+  NotificationEntry resend(const std::string& channel) const;
 
   NotificationConfig config_;
-  std::map<std::uint64_t, Known> known_;  // alarms seen open, by id
+  std::map<std::uint64_t, Known> known_;              // alarms seen open, by id
+  std::map<std::string, std::int64_t> resent_at_ms_;  // per Alertmanager channel
 };
 
 }  // namespace postwatch::aggregator

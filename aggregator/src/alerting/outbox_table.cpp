@@ -113,6 +113,25 @@ void OutboxTable::add(const std::string& channel, const std::string& group_key, 
   insert.bind(5, "[" + entry_json + "]").step();
 }
 
+void OutboxTable::replace(const std::string& channel, const std::string& group_key, const std::string& entries_json,
+                          std::int64_t now_ms) {
+  exec("BEGIN IMMEDIATE");
+  try {
+    Statement drop(db_, "DELETE FROM notifications WHERE group_key = ?");
+    drop.bind(1, group_key).step();
+    if (entries_json != "[]") {
+      Statement insert(db_,
+                       "INSERT INTO notifications (channel, group_key, created_at_ms, next_attempt_at_ms, entries) "
+                       "VALUES (?, ?, ?, ?, ?)");
+      insert.bind(1, channel).bind(2, group_key).bind(3, now_ms).bind(4, now_ms).bind(5, entries_json).step();
+    }
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
 std::vector<PendingNotification> OutboxTable::select(const char* where, std::int64_t arg) {
   Statement s(db_, (std::string(kColumns) + where).c_str());
   s.bind(1, arg);

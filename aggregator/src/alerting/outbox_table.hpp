@@ -35,6 +35,10 @@ class OutboxTable {
   // still gathering (never tried, not yet due); otherwise starts one due at now + group_wait.
   void add(const std::string& channel, const std::string& group_key, const std::string& entry_json,
            std::int64_t group_wait_ms, std::int64_t now_ms);
+  // Deletes every notification of `group_key` still pending (tried or not) and, unless
+  // `entries_json` (a JSON array) is empty, adds one holding it, due now. One transaction.
+  void replace(const std::string& channel, const std::string& group_key, const std::string& entries_json,
+               std::int64_t now_ms);
   // The notification due first, if one is due by now.
   std::optional<PendingNotification> next_due(std::int64_t now_ms);
   std::optional<std::int64_t> earliest_attempt_at();

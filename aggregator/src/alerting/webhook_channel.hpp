@@ -4,6 +4,7 @@
 // calls deliver(), never the io thread.
 #pragma once
 
+#include "alerting/delivery_result.hpp"
 #include "alerting/notification_config.hpp"
 
 #include <cstdint>
@@ -11,11 +12,6 @@
 #include <string_view>
 
 namespace postwatch::aggregator {
-
-struct DeliveryResult {
-  bool ok = false;
-  std::string error;  // why not, for last_error and the log; never holds the secret
-};
 
 // Lowercase hex of HMAC-SHA256(key, data).
 std::string hmac_sha256_hex(std::string_view key, std::string_view data);
