@@ -7,7 +7,7 @@
 
 #include "alerting/notification_router.hpp"
 #include "alerting/outbox_table.hpp"
-#include "alerting/webhook_channel.hpp"
+#include "alerting/delivery_result.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -41,7 +41,8 @@ struct OutboxTiming {
   std::int64_t warn_pending_after_ms = 600'000;
 };
 
-// How a channel delivers a notification body (WebhookChannel::deliver, or a test's stand-in).
+// How a channel delivers a notification body (WebhookChannel::deliver, AlertmanagerChannel::deliver,
+// EmailChannel::deliver, or a test's stand-in).
 using DeliverFn = std::function<DeliveryResult(const std::string& body, std::int64_t now_ms)>;
 
 class NotificationOutbox {
