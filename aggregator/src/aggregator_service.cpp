@@ -21,6 +21,7 @@
 #include "rollup/indicator_state.hpp"
 #include "rollup/post_liveness.hpp"
 #include "rollup/status_board.hpp"
+#include "silences/silence_book.hpp"
 #include "store/event_store.hpp"
 
 #include <spdlog/spdlog.h>
@@ -60,8 +61,14 @@ std::vector<std::string> ingest_filters(const AggregatorOptions& o) {
 
 // What routing needs of an alarm: its goal's pillar, its posts and their regions.
 AlarmNotice alarm_notice(const Alarm& a, const IndicatorCatalogue& cat) {
-  AlarmNotice n{a.id,         a.kind, std::string(to_string(a.level)), a.goal, "", {}, {}, a.open(), a.acked_at_ms != 0,
-                alarm_json(a)};
+  AlarmNotice n;  // by name: a positional list would let a new member take a neighbour's value
+  n.id = a.id;
+  n.kind = a.kind;
+  n.level = std::string(to_string(a.level));
+  n.goal = a.goal;
+  n.open = a.open();
+  n.acknowledged = a.acked_at_ms != 0;
+  n.alarm = alarm_json(a);
   if (const Goal* g = a.kind == "goal" ? cat.find_goal(a.goal) : nullptr) n.pillar = g->pillar;
   auto add_post = [&](const std::string& id) {
     const Post* p = cat.find_post(id);
@@ -111,28 +118,49 @@ struct AggregatorService::Impl {
         state(*catalogue),
         rollup(*catalogue, RollupPolicy{options.hysteresis_band, options.min_coverage}),
         board(*catalogue, BoardPolicy{options.min_duration_ms}),
+        silences(*catalogue),
         agents(*catalogue),
         ingest(*catalogue, agents, state, log,
                IngestPolicy{options.allowed_lateness_ms, IngestPolicy{}.max_clock_skew_ms,
                             ClockPolicy{options.clock_correct_beyond_ms}},
                &store),
         presence(*catalogue, agents, log, ClockPolicy{options.clock_correct_beyond_ms}),
-        stream(std::make_shared<LiveStream>(
-            log,
-            LiveStreamOptions{options.stream_max_queue, options.stream_max_clients,
-                              std::chrono::milliseconds(options.stream_idle_timeout_ms)},
-            [this] { return dump_json(stream_snapshot_json(*catalogue, board, now_utc_ms())); })),
-        routes(FeedSources{*catalogue, state, ingest, presence, agents, board, &store,
+        stream(
+            std::make_shared<LiveStream>(log,
+                                         LiveStreamOptions{options.stream_max_queue, options.stream_max_clients,
+                                                           std::chrono::milliseconds(options.stream_idle_timeout_ms)},
+                                         [this] {
+                                           auto now = now_utc_ms();
+                                           auto j = stream_snapshot_json(*catalogue, board, now);
+                                           for (auto& a : j["alarms"]) mark_silenced(a, now);
+                                           return dump_json(j);
+                                         })),
+        routes(FeedSources{*catalogue,
+                           state,
+                           ingest,
+                           presence,
+                           agents,
+                           board,
+                           &store,
                            [this] { return mqtt.subscribed() && cluster_ready(); },
                            [this](const Alarm& a) {
                              // An acknowledgement: in a cluster the leader applies it for every instance.
                              if (jet) jet->share_ack({a.id, a.acked_by, a.ack_comment, a.acked_at_ms});
                              on_alarm_changed(a);
                            },
-                           &silent, &access, &latency, stream.get(), [this] { return mqtt.flow(); },
+                           &silent,
+                           &access,
+                           &latency,
+                           stream.get(),
+                           [this] { return mqtt.flow(); },
                            [this] { return cluster_status(); },
-                           options.confirm_interval_ms > 0 ? &confirmer.counters() : nullptr, &outbox.queue(),
-                           [this] { return notifier ? notifier->figures() : NotificationFigures{}; }}),
+                           options.confirm_interval_ms > 0 ? &confirmer.counters() : nullptr,
+                           &outbox.queue(),
+                           [this] { return notifier ? notifier->figures() : NotificationFigures{}; },
+                           &silences,
+                           [this](const Silence& s) { on_silence_changed(s); },
+                           [this](const Alarm& a) { return silenced_by(a, now_utc_ms()); },
+                           &maintenance}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
                            [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream}),
@@ -274,18 +302,73 @@ struct AggregatorService::Impl {
       }
     }
     board.restore(std::move(goals), std::move(pillars), store.load_alarms());
+    std::vector<Silence> kept;
+    for (const auto& body : store.load_silences())
+      if (auto s = silence_from_json(json::parse(body, nullptr, false))) kept.push_back(std::move(*s));
+    silences.restore(std::move(kept));
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
     if (n > 0) log->info("store: replayed {} event(s) in {} ms; {} alarm(s) restored", n, ms, board.alarms().size());
+  }
+
+  // The silence holding an open alarm's notifications now, or 0.
+  std::uint64_t silenced_by(const Alarm& a, std::int64_t now) const {
+    std::uint64_t id = 0;
+    if (a.open()) silences.silenced(alarm_notice(a, *catalogue), now, &id);
+    return id;
+  }
+  // An alarm's JSON for the stream, marked as the API marks it.
+  void mark_silenced(json& alarm, std::int64_t now) const {
+    const Alarm* a = board.find_alarm(alarm.value("id", std::uint64_t{0}));
+    if (std::uint64_t id = a ? silenced_by(*a, now) : 0) alarm["silenced_by"] = id;
+  }
+
+  // What routing needs of an alarm, and whether a silence holds it now.
+  AlarmNotice notice_of(const Alarm& a, std::int64_t now) const {
+    auto n = alarm_notice(a, *catalogue);
+    n.silenced = silences.silenced(n, now);
+    return n;
   }
 
   void on_alarm_changed(const Alarm& a) {
     store.save_alarm(a);
     // Clustered, only the leader notifies (docs/alerting.md, "In a cluster").
-    if (notifier) notifier->on_alarm(alarm_notice(a, *catalogue), now_utc_ms(), !jet || jet->leader());
+    auto now = now_utc_ms();
+    if (notifier) notifier->on_alarm(notice_of(a, now), now, !jet || jet->leader());
     publish_alarm(a);
     json j = alarm_json(a);
+    if (std::uint64_t id = silenced_by(a, now)) j["silenced_by"] = id;
     j["type"] = "alarm";
     stream->broadcast(dump_json(j));
+  }
+
+  // Created or ended through the API: kept, logged, and the dashboards told.
+  void on_silence_changed(const Silence& s) {
+    auto now = now_utc_ms();
+    json j = silence_json(s, now);
+    store.save_silence(s.id, dump_json(j));
+    if (s.ended_at_ms != 0)
+      log->info("silence {} ended by {} ({})", s.id, s.ended_by, s.comment);
+    else
+      log->info("{} {} set by {}: {} from {} to {} ({})", s.maintenance ? "maintenance window" : "silence", s.id,
+                s.created_by, dump_json(j["match"]), iso_utc(s.starts_at_ms), iso_utc(s.ends_at_ms), s.comment);
+    j["type"] = "silence";
+    stream->broadcast(dump_json(j));
+  }
+
+  // Silences that began or ended change who hears of the open alarms they match: the router
+  // says what changed meanwhile once none holds an alarm (docs/alerting.md).
+  void tick_silences(std::int64_t now) {
+    auto t = silences.tick(now);
+    for (auto id : t.dropped) store.save_silence(id, "");
+    for (auto id : t.started) log->info("silence {} holds from now", id);
+    for (auto id : t.ended) log->info("silence {} has ended", id);
+    if (notifier && !(t.started.empty() && t.ended.empty()))
+      for (const auto& a : board.alarms())
+        if (a.open()) notifier->on_alarm(notice_of(a, now), now, !jet || jet->leader());
+    maintenance = silences.maintenance(now);
+    // A post in a maintenance window is not missing (its last values keep counting).
+    for (std::size_t p = 0; p < silent.size() && p < maintenance.size(); ++p)
+      if (maintenance[p] != 0) silent[p] = false;
   }
 
   // The live stream: a status change goes out at once; other changes of a goal's or
@@ -317,6 +400,7 @@ struct AggregatorService::Impl {
     auto now = now_utc_ms();
     if (jet) jet->tick(now);
     silent = silent_posts(*catalogue, agents, state, now, LivenessPolicy{options.missed_heartbeats});
+    tick_silences(now);
     auto snap = rollup.compute(state, now, silent, board.last().cells);
     std::vector<StatusBoard::ClockOff> clock_off;
     for (const auto& a : agents)  // every instance hears every heartbeat
@@ -426,6 +510,8 @@ struct AggregatorService::Impl {
   IndicatorState state;
   GoalRollup rollup;
   StatusBoard board;
+  SilenceBook silences;
+  std::vector<std::uint64_t> maintenance;  // per post: the maintenance window covering it, or 0
   AgentTable agents;
   BatchIngest ingest;
   AgentPresence presence;
@@ -458,7 +544,7 @@ void AggregatorService::start() {
   impl_->recover();
   if (impl_->notifier)
     for (const auto& a : impl_->board.alarms())
-      if (a.open()) impl_->notifier->restored(alarm_notice(a, *impl_->catalogue), now_utc_ms());
+      if (a.open()) impl_->notifier->restored(impl_->notice_of(a, now_utc_ms()), now_utc_ms());
   // Only live messages feed the latency histogram (replayed events are old by nature).
   impl_->ingest.on_applied_latency = [impl = impl_.get()](std::int64_t ms) { impl->latency.observe_ms(ms); };
   impl_->ingest.on_topic_mismatch = [impl = impl_.get()](std::string_view topic_post, std::string_view,

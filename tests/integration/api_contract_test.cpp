@@ -111,6 +111,9 @@ std::map<std::string, std::vector<json>> case_table() {
       {"/api/v1/alarms",
        {get_case("/api/v1/alarms", 200), get_case("/api/v1/alarms?state=open", 200),
         get_case("/api/v1/alarms?state=cleared", 200), get_case("/api/v1/alarms?state=bogus", 400)}},
+      {"/api/v1/silences",
+       {get_case("/api/v1/silences", 200), get_case("/api/v1/silences?state=active", 200),
+        get_case("/api/v1/silences?state=expired", 200), get_case("/api/v1/silences?state=bogus", 400)}},
       {"/api/v1/history",
        {get_case("/api/v1/history?scope=goal&id=7", 200), get_case("/api/v1/history?scope=pillar&id=defend", 200),
         get_case("/api/v1/history?scope=goal&id=7&format=csv", 200),
@@ -253,6 +256,19 @@ class ApiContract : public ::testing::Test {
         {{"Authorization", std::string("Bearer ") + TokensFile::kOperator}, {"Content-Type", "application/json"}},
         R"({"by":"contract test","comment":"seen"})");
     ASSERT_EQ(ack.status, 200) << ack.body;
+    // A silence over goal 7's alarm and a maintenance window for paris: alarms carry
+    // silenced_by, posts maintenance, and /api/v1/silences lists both.
+    for (const auto* body :
+         {R"({"match":{"goal":7},"comment":"contract test","duration_s":3600})",
+          R"({"match":{"post":"paris"},"maintenance":true,"comment":"contract test","duration_s":3600})"}) {
+      auto silence = http_call(
+          aggregator.port(), verb::post, "/api/v1/silences",
+          {{"Authorization", std::string("Bearer ") + TokensFile::kOperator}, {"Content-Type", "application/json"}},
+          body);
+      ASSERT_EQ(silence.status, 201) << silence.body;
+    }
+    ASSERT_TRUE(
+        wait_until([&] { return get_json("/api/v1/posts/paris").contains("maintenance"); }, std::chrono::seconds(10)));
   }
 
   CommandResult check(const std::vector<json>& cases, const std::string& name, const std::string& extra = "") {

@@ -458,6 +458,9 @@ TEST_F(FeedApi, OpenApiDescribesEveryEndpoint) {
                                           "get /api/v1/cluster",
                                           "get /api/v1/alarms",
                                           "post /api/v1/alarms/{id}/ack",
+                                          "get /api/v1/silences",
+                                          "post /api/v1/silences",
+                                          "delete /api/v1/silences/{id}",
                                           "get /api/v1/history",
                                           "get /api/v1/stream"};
   EXPECT_EQ(documented, expected);

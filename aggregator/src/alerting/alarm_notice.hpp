@@ -21,7 +21,8 @@ struct AlarmNotice {
   std::vector<std::string> regions;  // those posts' regions
   bool open = true;
   bool acknowledged = false;
-  nlohmann::json alarm;  // alarm_json()
+  nlohmann::json alarm;   // alarm_json()
+  bool silenced = false;  // a silence holds its notifications (silences/silence_book.hpp)
 };
 
 }  // namespace postwatch::aggregator

@@ -64,17 +64,16 @@ NotificationEntry NotificationRouter::entry(std::size_t route, const std::string
 
 // Alertmanager forgets an alert that is not sent again within its resolve_timeout (5 min by
 // default), so every open alarm routed to an Alertmanager channel goes to it again each
-// resend_interval, acknowledged or not, until it closes. A re-send is one notification per
-// channel holding all of the channel's open alarms, and it supersedes the channel's re-send
-// still in the outbox (same group_key, any number of attempts): while Alertmanager is down the
-// outbox holds at most one re-send per channel instead of one more each minute, and the
-// newest view is the one that goes. A clearance or a change of level is followed at once by a
-// fresh re-send, so an older one (that still has the alarm open, or at its old level) cannot be
+// resend_interval, acknowledged or not (not while a silence holds it), until it closes. A re-send is one notification
+// per channel holding all of the channel's open alarms, and it supersedes the channel's re-send still in the outbox
+// (same group_key, any number of attempts): while Alertmanager is down the outbox holds at most one re-send per channel
+// instead of one more each minute, and the newest view is the one that goes. A clearance or a change of level is
+// followed at once by a fresh re-send, so an older one (that still has the alarm open, or at its old level) cannot be
 // delivered after it and fire the alert again. Raised/cleared/... entries are never superseded.
 NotificationEntry NotificationRouter::resend(const std::string& channel) const {
   NotificationEntry out{channel, channel + "/resend", 0, nlohmann::json::array(), true};
   for (const auto& [id, k] : known_) {
-    if (!k.last.open) continue;
+    if (!k.last.open || k.last.silenced) continue;
     for (const auto& [route, c] : targets(k.last))
       if (c == channel) out.body.push_back(entry(route, channel, k.last, "resend").body);
   }
@@ -82,26 +81,25 @@ NotificationEntry NotificationRouter::resend(const std::string& channel) const {
 }
 
 std::vector<NotificationEntry> NotificationRouter::on_alarm(const AlarmNotice& a, std::int64_t now_ms, bool notify) {
-  auto it = known_.find(a.id);
-  const char* event = nullptr;
-  if (it == known_.end())
-    event = a.open ? "raised" : "cleared";  // raised and cleared between two looks: still worth saying
-  else
-    event = event_between(it->second.last, a);
-  std::vector<NotificationEntry> out;
   Known& k = known_[a.id];
-  // A change of level or a clearance goes by the routes the alarm matches now; so does an
-  // acknowledgement. A route that matched only the old level hears no more of it.
+  std::vector<NotificationEntry> out;
   std::vector<std::string> resend_now;  // Alertmanager channels whose pending re-send is out of date
-  if (event && notify)
-    for (const auto& [route, channel] : targets(a)) {
-      out.push_back(entry(route, channel, a, event));
-      k.said_at_ms[channel] = now_ms;
-      const ChannelConfig* c = config_.find_channel(channel);
-      if (c && std::holds_alternative<AlertmanagerChannelConfig>(*c) && std::string_view(event) != "raised" &&
-          std::string_view(event) != "acknowledged")
-        resend_now.push_back(channel);
-    }
+  if (!a.silenced) {
+    // Never said: raised (or raised and cleared between two looks: still worth saying).
+    const char* event = !k.said ? (a.open ? "raised" : "cleared") : event_between(*k.said, a);
+    // A change of level or a clearance goes by the routes the alarm matches now; so does an
+    // acknowledgement. A route that matched only the old level hears no more of it.
+    if (event && notify)
+      for (const auto& [route, channel] : targets(a)) {
+        out.push_back(entry(route, channel, a, event));
+        k.said_at_ms[channel] = now_ms;
+        const ChannelConfig* c = config_.find_channel(channel);
+        if (c && std::holds_alternative<AlertmanagerChannelConfig>(*c) && std::string_view(event) != "raised" &&
+            std::string_view(event) != "acknowledged")
+          resend_now.push_back(channel);
+      }
+    k.said = a;
+  }
   k.last = a;
   if (!a.open) known_.erase(a.id);
   for (const auto& channel : resend_now) {
@@ -115,13 +113,14 @@ void NotificationRouter::remember(const AlarmNotice& a, std::int64_t now_ms) {
   if (!a.open) return;
   Known& k = known_[a.id];
   k.last = a;
+  k.said = a;
   for (const auto& [route, channel] : targets(a)) k.said_at_ms[channel] = now_ms;
 }
 
 std::vector<NotificationEntry> NotificationRouter::due_reminders(std::int64_t now_ms, bool notify) {
   std::vector<NotificationEntry> out;
   for (auto& [id, k] : known_) {
-    if (k.last.acknowledged) continue;  // somebody is on it
+    if (k.last.acknowledged || k.last.silenced) continue;  // somebody is on it; nobody is to be told
     for (const auto& [route, channel] : targets(k.last)) {
       auto every = config_.routes[route].repeat_interval_ms;
       if (every <= 0) continue;

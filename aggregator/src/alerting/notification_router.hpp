@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,14 +35,15 @@ class NotificationRouter {
  public:
   explicit NotificationRouter(NotificationConfig config) : config_(std::move(config)) {}
 
-  // An alarm changed (on the board, or by an acknowledgement). With `notify` false (a cluster
-  // instance that does not lead) it only remembers the alarm, so a later leader knows what
-  // was already said.
+  // An alarm changed (on the board, by an acknowledgement, or a silence started or ended). With
+  // `notify` false (a cluster instance that does not lead) it only remembers the alarm, so a
+  // later leader knows what was already said. A silenced alarm is remembered, not said; once
+  // no silence holds it, what changed meanwhile is said (raised, if it never was).
   std::vector<NotificationEntry> on_alarm(const AlarmNotice& a, std::int64_t now_ms, bool notify = true);
   // Alarms the store restored at start: known, not news; reminders count from now.
   void remember(const AlarmNotice& a, std::int64_t now_ms);
-  // Reminders for open, unacknowledged alarms whose route repeats and whose last word is older
-  // than its repeat_interval; and the re-sends of Alertmanager channels that are due.
+  // Reminders for open, unacknowledged, unsilenced alarms whose route repeats and whose last
+  // word is older than its repeat_interval; and the re-sends of Alertmanager channels that are due.
   std::vector<NotificationEntry> due_reminders(std::int64_t now_ms, bool notify = true);
 
   const NotificationConfig& config() const { return config_; }
@@ -49,6 +51,10 @@ class NotificationRouter {
  private:
   struct Known {
     AlarmNotice last;
+    // As it was last notified (or known to have been, by another instance or a previous run);
+    // empty when it never was: raised and silenced since. A silence that ends says what changed
+    // since this.
+    std::optional<AlarmNotice> said;
     std::map<std::string, std::int64_t> said_at_ms;  // per channel
   };
   // (route index, channel) for every channel the alarm goes to; the first matching route

@@ -175,14 +175,24 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   const bool is_post = req.method() == http::verb::post;
   constexpr std::string_view alarms_prefix = "/api/v1/alarms/";
   const bool ack_path = starts_with(target, alarms_prefix) && target.ends_with("/ack");
+  constexpr std::string_view silences_prefix = "/api/v1/silences/";
+  const bool silences_path = target == "/api/v1/silences", silence_path = starts_with(target, silences_prefix);
+  const bool is_delete = req.method() == http::verb::delete_;
+  const bool changes = (ack_path && is_post) || (silences_path && is_post) || (silence_path && is_delete);
 
   const Principal* who = nullptr;
-  if (auto refusal = authorize(req, q, false, ack_path && is_post, who)) return *refusal;
+  if (auto refusal = authorize(req, q, false, changes, who)) return *refusal;
 
   if (ack_path) {
     if (!is_post) return method_not_allowed(req, target, "POST");
     return acknowledge(req, target.substr(alarms_prefix.size(), target.size() - alarms_prefix.size() - 4), who);
   }
+  if (silences_path && is_post) return create_silence(req, who);
+  if (silence_path) {
+    if (!is_delete) return method_not_allowed(req, target, "DELETE");
+    return end_silence(target.substr(silences_prefix.size()), who);
+  }
+  if (silences_path && !get) return method_not_allowed(req, target, "GET, HEAD, POST");
   if (!get) return method_not_allowed(req, target, "GET, HEAD");
 
   if (target == "/api/v1/goals" || target == "/api/v1/pillars") return goals();
@@ -200,6 +210,7 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
     return json_response(http::status::ok, src_.cluster ? src_.cluster() : json{{"clustered", false}});
   if (target == "/api/v1/alarms") return alarms(q);
   if (target == "/api/v1/history") return history(q);
+  if (silences_path) return silences(q);
   if (target == "/api/v1/whoami") return whoami(who);
   if (target == "/api/v1/stream")
     return error_response(http::status::upgrade_required,
@@ -210,7 +221,7 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
                             " (try /api/v1/goals, /api/v1/goals/{id}, /api/v1/threats, /api/v1/regions, "
                             "/api/v1/posts, /api/v1/posts/{id}, /api/v1/posts/{id}/events, /api/v1/agents, "
                             "/api/v1/agents/{post}/{agent}, "
-                            "/api/v1/alarms, /api/v1/history, "
+                            "/api/v1/alarms, /api/v1/silences, /api/v1/history, "
                             "/api/v1/stats, /api/v1/cluster, /api/v1/whoami, /api/v1/openapi.json)");
 }
 
@@ -273,6 +284,11 @@ std::vector<bool> ApiRoutes::goal_mask(int goal) const {
     for (const auto& gw : inds[i].goals)
       if (gw.goal == goal && inds[i].kind != ValueKind::Text) mask[i] = true;
   return mask;
+}
+
+void ApiRoutes::add_maintenance(json& post_json, std::uint32_t post) const {
+  if (src_.maintenance && post < src_.maintenance->size() && (*src_.maintenance)[post] != 0)
+    post_json["maintenance"] = (*src_.maintenance)[post];
 }
 
 bool ApiRoutes::is_silent(std::uint32_t post) const {
@@ -391,6 +407,7 @@ HttpResponse ApiRoutes::posts(const Query& q) {
                     {"indicators_red", row.red},
                     {"indicators_amber", row.amber},
                     {"last_seen_ms", seen}});
+    add_maintenance(list.back(), p);
   }
   if (*csv) return csv_response("posts.csv", std::move(out));
   return json_response(http::status::ok, {{"posts", std::move(list)}});
@@ -442,15 +459,17 @@ HttpResponse ApiRoutes::post(std::string_view id) {
     agents.push_back(
         {{"agent", a.name}, {"online", a.has_presence && a.presence.online}, {"clock", agent_clock_json(a)}});
   }
-  return json_response(http::status::ok, {{"id", post.id},
-                                          {"city", post.city},
-                                          {"country", post.country},
-                                          {"region", post.region},
-                                          {"status", to_string(row.worst)},
-                                          {"silent", is_silent(*p)},
-                                          {"last_seen_ms", src_.state.post_last_seen_ms(*p)},
-                                          {"agents", std::move(agents)},
-                                          {"indicators", std::move(inds)}});
+  json out{{"id", post.id},
+           {"city", post.city},
+           {"country", post.country},
+           {"region", post.region},
+           {"status", to_string(row.worst)},
+           {"silent", is_silent(*p)},
+           {"last_seen_ms", src_.state.post_last_seen_ms(*p)},
+           {"agents", std::move(agents)},
+           {"indicators", std::move(inds)}};
+  add_maintenance(out, *p);
+  return json_response(http::status::ok, out);
 }
 
 namespace {
@@ -741,6 +760,7 @@ HttpResponse ApiRoutes::alarms(const Query& q) {
     if (state == "open" && !it->open()) continue;
     if (state == "cleared" && it->open()) continue;
     list.push_back(alarm_json(*it));
+    if (std::uint64_t by = it->open() && src_.silenced_by ? src_.silenced_by(*it) : 0) list.back()["silenced_by"] = by;
   }
   return json_response(http::status::ok, {{"alarms", std::move(list)}});
 }
@@ -749,16 +769,10 @@ HttpResponse ApiRoutes::acknowledge(const HttpRequest& req, std::string_view id_
   std::uint64_t id = 0;
   if (!parse_int(id_text, id))
     return error_response(http::status::bad_request, "alarm id must be a number, got '" + std::string(id_text) + "'");
-  const std::string& body = req.body();
   json j = json::object();
-  if (!body.empty()) {
-    // JSON only: a browser cannot send that cross-origin without a preflight we never answer.
-    auto ct = req.find(http::field::content_type);
-    std::string_view type =
-        ct == req.end() ? std::string_view() : std::string_view(ct->value().data(), ct->value().size());
-    if (!type.starts_with("application/json"))
-      return error_response(http::status::unsupported_media_type, "send the body as Content-Type: application/json");
-    j = json::parse(body, nullptr, false);
+  if (!req.body().empty()) {
+    if (auto refusal = refuse_non_json(req)) return *refusal;
+    j = json::parse(req.body(), nullptr, false);
   }
   const char* usage =
       who ? R"(body must be empty or JSON {"by": "<operator, default: the token's name>", "comment": "<optional>"})"

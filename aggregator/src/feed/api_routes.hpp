@@ -30,6 +30,8 @@ namespace postwatch::aggregator {
 
 class EventStore;
 class LiveStream;
+class SilenceBook;
+struct Silence;
 
 // What the API reads; all of it lives on the io_context thread.
 struct FeedSources {
@@ -42,15 +44,19 @@ struct FeedSources {
   EventStore* store;         // history queries; may be null
   std::function<bool()> ready;
   std::function<void(const Alarm&)> alarm_changed;
-  const std::vector<bool>* silent = nullptr;           // per catalogue post, as of the last tick; may be null
-  const AccessControl* access = nullptr;               // null or open(): no tokens needed
-  const LatencyHistogram* latency = nullptr;           // may be null
-  const LiveStream* stream = nullptr;                  // may be null
-  std::function<IngestFlowStats()> flow;               // MQTT back-pressure; may be empty
-  std::function<nlohmann::json()> cluster;             // /api/v1/cluster; may be empty
-  const ConfirmCounters* confirm = nullptr;            // delivery confirmation; null when switched off
-  const OutboundQueue* outbound = nullptr;             // what the aggregator publishes; may be null
-  std::function<NotificationFigures()> notifications;  // --notifications; empty without it
+  const std::vector<bool>* silent = nullptr;                // per catalogue post, as of the last tick; may be null
+  const AccessControl* access = nullptr;                    // null or open(): no tokens needed
+  const LatencyHistogram* latency = nullptr;                // may be null
+  const LiveStream* stream = nullptr;                       // may be null
+  std::function<IngestFlowStats()> flow;                    // MQTT back-pressure; may be empty
+  std::function<nlohmann::json()> cluster;                  // /api/v1/cluster; may be empty
+  const ConfirmCounters* confirm = nullptr;                 // delivery confirmation; null when switched off
+  const OutboundQueue* outbound = nullptr;                  // what the aggregator publishes; may be null
+  std::function<NotificationFigures()> notifications;       // --notifications; empty without it
+  SilenceBook* silences = nullptr;                          // may be null (then /api/v1/silences answers 503)
+  std::function<void(const Silence&)> silence_changed;      // created or ended through the API
+  std::function<std::uint64_t(const Alarm&)> silenced_by;   // the silence holding an alarm's notifications, or 0
+  const std::vector<std::uint64_t>* maintenance = nullptr;  // per post: the maintenance window covering it, or 0
 };
 
 class ApiRoutes {
@@ -83,11 +89,16 @@ class ApiRoutes {
   HttpResponse alarms(const Query& q);
   HttpResponse acknowledge(const HttpRequest& req, std::string_view id, const Principal* who);
   HttpResponse history(const Query& q);
+  HttpResponse silences(const Query& q);  // feed/silence_routes.cpp
+  HttpResponse create_silence(const HttpRequest& req, const Principal* who);
+  HttpResponse end_silence(std::string_view id, const Principal* who);
   HttpResponse whoami(const Principal* who) const;
 
   // Which indicators feed goal `id` (numeric ones), for ?goal= filters.
   std::vector<bool> goal_mask(int goal) const;
   bool is_silent(std::uint32_t post) const;
+  // Adds "maintenance": <silence id> to a post's JSON when a maintenance window covers it.
+  void add_maintenance(nlohmann::json& post_json, std::uint32_t post) const;
 
   FeedSources src_;
 };

@@ -68,4 +68,12 @@ std::string csv_field(std::string_view text) {
   return out;
 }
 
+std::optional<HttpResponse> refuse_non_json(const HttpRequest& req) {
+  auto ct = req.find(http::field::content_type);
+  std::string_view type =
+      ct == req.end() ? std::string_view() : std::string_view(ct->value().data(), ct->value().size());
+  if (type.starts_with("application/json")) return std::nullopt;
+  return error_response(http::status::unsupported_media_type, "send the body as Content-Type: application/json");
+}
+
 }  // namespace postwatch::aggregator

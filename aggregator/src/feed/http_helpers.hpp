@@ -25,6 +25,9 @@ HttpResponse json_response(http::status status, const nlohmann::json& body);
 HttpResponse error_response(http::status status, const std::string& message);
 HttpResponse csv_response(const std::string& filename, std::string body);
 HttpResponse method_not_allowed(const HttpRequest& req, std::string_view target, std::string_view allow);
+// A request body must be JSON (Content-Type: application/json): a browser cannot send that
+// cross-origin without a preflight we never answer. Null when it is; else the 415 to send.
+std::optional<HttpResponse> refuse_non_json(const HttpRequest& req);
 
 template <typename Int>
 bool parse_int(std::string_view text, Int& out) {

@@ -70,6 +70,13 @@ std::vector<Alarm> EventStore::load_alarms() {
   return out;
 }
 
+std::vector<std::string> EventStore::load_silences() {
+  Statement q(write_db_, "SELECT body FROM silences ORDER BY id");
+  std::vector<std::string> out;
+  while (sqlite3_step(q.get()) == SQLITE_ROW) out.push_back(text_col(q.get(), 0));
+  return out;
+}
+
 void EventStore::start() {
   if (!writer_.joinable()) writer_ = std::thread([this] { writer_loop(); });
 }
@@ -172,6 +179,12 @@ void EventStore::save_alarm(const Alarm& a) {
   ++handed_seqno_;
 }
 
+void EventStore::save_silence(std::uint64_t id, std::string body) {
+  std::lock_guard lk(mu_);
+  pending_.silences.emplace_back(id, std::move(body));
+  ++handed_seqno_;
+}
+
 std::string EventStore::failure() const {
   std::lock_guard lk(failure_mu_);
   return failure_;
@@ -219,6 +232,7 @@ void EventStore::writer_loop() {
       batch.events += pending_.events;
       batch.history.insert(batch.history.end(), pending_.history.begin(), pending_.history.end());
       batch.alarms.insert(batch.alarms.end(), pending_.alarms.begin(), pending_.alarms.end());
+      batch.silences.insert(batch.silences.end(), pending_.silences.begin(), pending_.silences.end());
       pending_ = std::move(batch);
     }
     cv_.notify_all();
@@ -250,6 +264,15 @@ bool EventStore::commit(Pending& batch) {
         auto* st = alarm.get();
         sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(id));
         sqlite3_bind_text(st, 2, body.c_str(), static_cast<int>(body.size()), SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(write_db_));
+        sqlite3_reset(st);
+      }
+      Statement keep(write_db_, "INSERT OR REPLACE INTO silences(id, body) VALUES(?,?)");
+      Statement drop(write_db_, "DELETE FROM silences WHERE id = ?");
+      for (const auto& [id, body] : batch.silences) {
+        auto* st = body.empty() ? drop.get() : keep.get();
+        sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(id));
+        if (!body.empty()) sqlite3_bind_text(st, 2, body.c_str(), static_cast<int>(body.size()), SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(write_db_));
         sqlite3_reset(st);
       }

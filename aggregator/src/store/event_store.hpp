@@ -104,6 +104,7 @@ class EventStore final : public EventSink {
   // skipped; the rest is replayed.
   std::uint64_t replay(const std::function<void(const StoredEventRow&)>& fn);
   std::vector<Alarm> load_alarms();
+  std::vector<std::string> load_silences();  // their JSON, by id (silences/silence_book.hpp)
   // The newest history point of every scope/id, to restore the board.
   std::vector<HistoryPoint> latest_history();
 
@@ -115,6 +116,8 @@ class EventStore final : public EventSink {
 
   void record_history(const HistoryPoint& p);
   void save_alarm(const Alarm& a);
+  // A silence as JSON, written with the next commit; an empty body deletes it.
+  void save_silence(std::uint64_t id, std::string body);
 
   // Reads (io_context thread, own connection; WAL lets them run beside the writer).
   std::vector<HistoryPoint> query_history(const std::string& scope, const std::string& id, std::int64_t from_ms,
@@ -160,13 +163,15 @@ class EventStore final : public EventSink {
     std::deque<PendingBatch> batches;  // chunks: growing never moves what is queued
     std::uint64_t events = 0;
     std::vector<HistoryPoint> history;
-    std::vector<std::pair<std::uint64_t, std::string>> alarms;  // id, json
-    bool empty() const { return batches.empty() && history.empty() && alarms.empty(); }
+    std::vector<std::pair<std::uint64_t, std::string>> alarms;    // id, json
+    std::vector<std::pair<std::uint64_t, std::string>> silences;  // id, json; empty: delete
+    bool empty() const { return batches.empty() && history.empty() && alarms.empty() && silences.empty(); }
     void clear() {
       batches.clear();
       events = 0;
       history.clear();
       alarms.clear();
+      silences.clear();
     }
   };
   void open_schema();

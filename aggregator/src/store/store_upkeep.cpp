@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS history(
   at_ms INTEGER NOT NULL, scope TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, score REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS history_by_id ON history(scope, id, at_ms);
 CREATE TABLE IF NOT EXISTS alarms(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS silences(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
 )sql";
 
 bool has_table(sqlite3* db, const char* table) {
