@@ -7,7 +7,6 @@
 (() => {
   const TOKEN_KEY = 'postwatch.token';
   const OPERATOR_KEY = 'postwatch.operatorToken';
-  const ACK_BY_KEY = 'postwatch.ackBy';
   const HISTORY_WINDOW_MS = 24 * 3600 * 1000;
   const POLL_BOARD_MS = 5000;      // goals and alarms, while the stream is down
   const POLL_SIDE_MS = 15000;      // posts (silent), stats (agents online), threats
@@ -384,9 +383,13 @@
         h('div', { class: 'alarm-foot' },
           h('span', { class: 'alarm-meta' }, `#${a.id} · raised ${fmtAgo(a.raised_at_ms)} (${fmtTime(a.raised_at_ms)})` +
             (a.worst_level && a.worst_level !== a.level ? ` · was ${a.worst_level}` : '')),
+          a.silenced_by ? h('span', { class: 'alarm-silenced', title: 'notifications held by this silence' },
+                              `silenced #${a.silenced_by}`)
+                        : h('button', { type: 'button', class: 'mute', title: 'Hold its notifications for a while',
+                                        onclick: () => operator.openSilence(a), 'aria-label': 'Silence' }, dense ? '⊘' : 'Silence'),
           a.acknowledged ? null
                          : h('button', { type: 'button', class: 'ack', title: 'Acknowledge', 'aria-label': 'Acknowledge',
-                                         onclick: () => openAck(a) }, dense ? 'Ack' : 'Acknowledge')),
+                                         onclick: () => operator.openAck(a) }, dense ? 'Ack' : 'Acknowledge')),
         a.acknowledged
           ? h('div', { class: 'alarm-acked' },
               `✓ acknowledged by ${a.ack.by} ${fmtAgo(a.ack.at_ms)}${a.ack.comment ? ` — “${a.ack.comment}”` : ''}`)
@@ -438,6 +441,12 @@
   async function loadBoard() {
     const [board, alarms] = await Promise.all([api('/api/v1/goals'), api('/api/v1/alarms?state=open')]);
     applyBoard(board.goals, board.pillars, true);
+    state.alarms = new Map(alarms.alarms.map((a) => [a.id, a]));
+    renderAlarms();
+  }
+
+  async function loadAlarms() {
+    const alarms = await api('/api/v1/alarms?state=open');
     state.alarms = new Map(alarms.alarms.map((a) => [a.id, a]));
     renderAlarms();
   }
@@ -534,6 +543,9 @@
         break;
       case 'alarm':
         setAlarm(m);
+        break;
+      case 'silence':
+        operator.refresh().catch(() => {});
         break;
       default:
         break;
@@ -669,65 +681,6 @@
     refreshDrill();
   }
 
-  // ---------------------------------------------------------------- acknowledge
-
-  let ackTarget = null;
-
-  function openAck(a) {
-    ackTarget = a;
-    const who = state.whoami || { auth: 'none', role: 'operator' };
-    $('ack-text').textContent = `#${a.id} · ${alarmTitle(a)} · ${a.level}`;
-    $('ack-error').hidden = true;
-    $('ack-comment').value = '';
-    const needToken = who.auth === 'token' && who.role !== 'operator';
-    $('ack-token-row').hidden = !needToken || !!state.operatorToken;
-    $('ack-token').value = '';
-    $('ack-by-row').hidden = who.auth !== 'none';
-    $('ack-by').value = sessionStorage.getItem(ACK_BY_KEY) || '';
-    $('ack-dialog').showModal();
-  }
-
-  async function submitAck(ev) {
-    ev.preventDefault();
-    const who = state.whoami || { auth: 'none', role: 'operator' };
-    let token = state.token;
-    if (who.auth === 'token' && who.role !== 'operator') {
-      const typed = $('ack-token').value.trim();
-      if (typed) {
-        state.operatorToken = typed;
-        sessionStorage.setItem(OPERATOR_KEY, typed);
-      }
-      token = state.operatorToken;
-      if (!token) return showAckError('An operator token is needed to acknowledge.');
-    }
-    const body = {};
-    if (who.auth === 'none') {
-      body.by = $('ack-by').value.trim();
-      if (!body.by) return showAckError('Enter your name.');
-      sessionStorage.setItem(ACK_BY_KEY, body.by);
-    }
-    const comment = $('ack-comment').value.trim();
-    if (comment) body.comment = comment;
-    try {
-      const a = await api(`/api/v1/alarms/${ackTarget.id}/ack`, {
-        method: 'POST', token, noPrompt: true, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-      $('ack-dialog').close();
-      setAlarm(a);
-    } catch (e) {
-      if ((e.status === 401 || e.status === 403) && who.role !== 'operator') {
-        state.operatorToken = null;
-        sessionStorage.removeItem(OPERATOR_KEY);
-        $('ack-token-row').hidden = false;
-      }
-      showAckError(e.message);
-    }
-  }
-
-  function showAckError(text) {
-    $('ack-error').textContent = text;
-    $('ack-error').hidden = false;
-  }
-
   // ---------------------------------------------------------------- main
 
   function tickClock() {
@@ -753,8 +706,6 @@
     $('drill').addEventListener('click', (ev) => { if (ev.target === $('drill')) closeDrill(); });
     document.addEventListener('keydown', (ev) => { if (ev.key === 'Escape' && !$('drill').hidden) closeDrill(); });
     window.addEventListener('hashchange', refreshDrill);
-    $('ack-form').addEventListener('submit', submitAck);
-    $('ack-cancel').addEventListener('click', () => $('ack-dialog').close());
     $('token-cancel').addEventListener('click', () => $('token-dialog').close());
     tickClock();
     setInterval(tickClock, 1000);
@@ -763,6 +714,7 @@
       state.whoami = await api('/api/v1/whoami');
       $('who').textContent = state.whoami.auth === 'token' ? `· signed in as ${state.whoami.name} (${state.whoami.role})` : '';
       await loadBoard();
+      operator.start();
       setConn('connecting', 'connecting');
     } catch (e) {
       setConn('offline', 'offline');
@@ -777,6 +729,10 @@
     setInterval(() => loadHistories().catch(() => {}), POLL_HISTORY_MS);
     setInterval(renderAlarms, 30000);  // "raised 5 min ago"
   }
+
+  // Acknowledging and silences (operator.js).
+  const operator = window.PostwatchOperator({ $, h, api, state, alarmTitle, setAlarm, fmtAgo, fmtTime, notice,
+                                              reloadAlarms: loadAlarms });
 
   document.addEventListener('DOMContentLoaded', start);
 })();

@@ -250,6 +250,35 @@ TEST_F(DashboardBrowser, AsksForATokenWhenItHasNone) {
   EXPECT_NE(tag_with_id(dom, "token-dialog").find("open"), std::string::npos) << tag_with_id(dom, "token-dialog");
 }
 
+// A silence on goal 7's alarm and a maintenance window for kyiv, set through the API: the
+// Silences panel lists both with their matchers, and the alarm says it is silenced instead of
+// offering to silence it.
+TEST_F(DashboardBrowser, ShowsSilencesAndTheAlarmsTheyHold) {
+  publish_world();
+  auto headers = bearer(TokensFile::kOperator);
+  headers["Content-Type"] = "application/json";
+  auto set = [&](const nlohmann::json& body) {
+    auto r = http_call(aggregator.port(), boost::beast::http::verb::post, "/api/v1/silences", headers, body.dump());
+    EXPECT_EQ(r.status, 201) << r.body;
+    return r.json().value("id", 0);
+  };
+  const int silence =
+      set({{"match", {{"kind", "goal"}, {"goal", 7}}}, {"comment", "known, on it"}, {"duration_s", 3600}});
+  const int window = set(
+      {{"match", {{"post", "kyiv"}}}, {"comment", "planned power works"}, {"duration_s", 7200}, {"maintenance", true}});
+  auto dom_file = dir.path() / "dom.html";
+  ASSERT_EQ(run_chromium(chromium, dir, url(), {"--dump-dom"}, dom_file), 0) << read_file(dir.path() / "chromium.log");
+  std::string dom = read_file(dom_file);
+  ASSERT_FALSE(tag_with_id(dom, "silence-" + std::to_string(silence)).empty()) << dom.substr(0, 3000);
+  ASSERT_FALSE(tag_with_id(dom, "silence-" + std::to_string(window)).empty());
+  EXPECT_NE(dom.find("goal 7 · kind goal"), std::string::npos);
+  EXPECT_NE(dom.find("post kyiv"), std::string::npos);
+  EXPECT_NE(dom.find("planned power works"), std::string::npos);
+  EXPECT_NE(class_of(tag_with_id(dom, "silence-" + std::to_string(window))).find("maintenance"), std::string::npos);
+  EXPECT_EQ(tag_with_id(dom, "silences-panel").find("hidden"), std::string::npos) << tag_with_id(dom, "silences-panel");
+  EXPECT_NE(dom.find("silenced #" + std::to_string(silence)), std::string::npos);
+}
+
 // Every alarm notification goes to a webhook that is down: the summary says how many wait, so an
 // alarm is never silently not notified (docs/alerting.md). Hidden while none are stuck.
 TEST(DashboardBrowserNotifications, UndeliveredNotificationsShowInTheSummary) {
