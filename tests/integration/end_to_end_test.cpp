@@ -9,6 +9,12 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <fstream>
 #include <regex>
@@ -153,6 +159,38 @@ TEST_F(EndToEnd, StopsCleanlyOnSigterm) {
   aggregator.process().signal(SIGTERM);
   EXPECT_EQ(aggregator.process().wait(std::chrono::seconds(10)), 0) << aggregator.process().log();
   EXPECT_NE(aggregator.process().log().find("stopped"), std::string::npos);
+}
+
+// A broker that takes the TCP connection and never answers CONNECT (a host half up, a
+// firewall eating replies): the aggregator's connect is in progress when systemd stops it, and
+// Paho refuses to drop callbacks then. It once died of that (abort, exit 134); it must stop
+// as cleanly as ever.
+TEST(AggregatorStop, StopsCleanlyOnSigtermWhileItsBrokerConnectHangs) {
+  TempDir dir;
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string broker = "tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  ChildProcess agg(
+      {(binary_dir() / "aggregator" / "postwatch-aggregator").string(), "--catalogue", catalogue_path().string(),
+       "--data-dir", (dir.path() / "data").string(), "--http-port", "0", "--broker", broker},
+      dir.path() / "aggregator.log");
+  // The aggregator's connection arrives; nothing will ever answer its CONNECT.
+  pollfd pfd{listener, POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 10'000), 1) << agg.log();
+  int conn = ::accept(listener, nullptr, nullptr);
+  ASSERT_GE(conn, 0);
+  agg.signal(SIGTERM);
+  EXPECT_EQ(agg.wait(std::chrono::seconds(15)), 0) << agg.log();
+  EXPECT_NE(agg.log().find("stopped"), std::string::npos) << agg.log();
+  ::close(conn);
+  ::close(listener);
 }
 
 // --help shows defaults as an operator would write them (it once printed 0.10000000000000001).

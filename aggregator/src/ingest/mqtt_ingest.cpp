@@ -126,6 +126,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
 
   // iaction_listener for connect() (with one URI, paho's automatic reconnect covers later losses).
   void on_failure(const mqtt::token& tok) override {
+    if (stopped) return;  // a connect that was in progress at stop()
     int rc = tok.get_return_code();
     // CONNACK 4/5: the broker refused our user name or password, or we are not authorised.
     if (rc == 4 || rc == 5)
@@ -251,10 +252,10 @@ MqttIngest::~MqttIngest() { stop(); }
 void MqttIngest::start() {
   std::weak_ptr<Impl> weak = impl_;
   impl_->client.set_connected_handler([weak](const std::string&) {
-    if (auto self = weak.lock()) self->on_connected();
+    if (auto self = weak.lock(); self && !self->stopped) self->on_connected();
   });
   impl_->client.set_connection_lost_handler([weak](const std::string& cause) {
-    if (auto self = weak.lock()) {
+    if (auto self = weak.lock(); self && !self->stopped) {
       self->subscribed = false;
       self->session_present = 1;  // Paho reconnects on its own; assume the broker kept our queue
       self->log->warn("connection to broker lost: {}", cause.empty() ? "(no cause)" : cause);
@@ -324,7 +325,14 @@ void MqttIngest::stop() {
     if (impl_->client.is_connected()) impl_->client.disconnect(std::chrono::milliseconds(500))->wait();
   } catch (const mqtt::exception&) {
   }
-  impl_->client.disable_callbacks();
+  // Paho refuses to drop its callbacks while a connect is in progress (a broker that took the
+  // TCP connection and has not answered): the callbacks then stay, and the ones that can still
+  // come see `stopped` and do nothing. Throwing here once aborted the stopping aggregator.
+  try {
+    impl_->client.disable_callbacks();
+  } catch (const mqtt::exception& e) {
+    impl_->log->info("mqtt: a connect to {} was in progress at stop ({}); left to end by itself", impl_->uri, e.what());
+  }
 }
 
 bool MqttIngest::connected() const { return impl_->client.is_connected(); }
