@@ -81,6 +81,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   mqtt::async_client client;
   asio::steady_timer retry;
   std::atomic<bool> stopped{false};
+  std::atomic<bool> connecting{false};  // our connect() is in progress (Paho's thread ends it)
   std::atomic<bool> subscribed{false};
   // For may_be_backlog(): the broker's CONNACK says whether it kept our session (and so
   // perhaps queued messages for us); only the first connect's token tells, so a reconnect
@@ -114,11 +115,16 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     return b.finalize();
   }
 
+  // One connect at a time. A connect() while Paho still has one in progress is refused
+  // (MQTTASYNC_COMMAND_IGNORED, -18) yet Paho may still call back for it, with the token the
+  // refused call has freed: ASan saw that use-after-free when a lost connection's connect()
+  // met one in progress (AggregatorBrokerList.MovesToTheNextBrokerWhenOneIsDown).
   void connect() {
-    if (stopped) return;
+    if (stopped || client.is_connected() || connecting.exchange(true)) return;
     try {
       client.connect(options(), nullptr, *this);
     } catch (const mqtt::exception& e) {
+      connecting = false;
       log->warn("mqtt connect to {} failed: {}", uri, e.what());
       schedule_retry();
     }
@@ -126,6 +132,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
 
   // iaction_listener for connect() (with one URI, paho's automatic reconnect covers later losses).
   void on_failure(const mqtt::token& tok) override {
+    connecting = false;
     if (stopped) return;  // a connect that was in progress at stop()
     int rc = tok.get_return_code();
     // CONNACK 4/5: the broker refused our user name or password, or we are not authorised.
@@ -139,6 +146,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     asio::post(io, [self = shared_from_this()] { self->schedule_retry(); });
   }
   void on_success(const mqtt::token& tok) override {
+    connecting = false;
     session_present = tok.get_connect_response().is_session_present() ? 1 : 0;
   }
 
@@ -259,7 +267,8 @@ void MqttIngest::start() {
       self->subscribed = false;
       self->session_present = 1;  // Paho reconnects on its own; assume the broker kept our queue
       self->log->warn("connection to broker lost: {}", cause.empty() ? "(no cause)" : cause);
-      if (self->uris.size() > 1) asio::post(self->io, [self] { self->connect(); });
+      // Not at once: Paho is still closing the lost session (see connect()).
+      if (self->uris.size() > 1) asio::post(self->io, [self] { self->schedule_retry(); });
     }
   });
   // Hand each message to the io_context; the shared message pointer avoids copying the payload twice.
