@@ -53,15 +53,16 @@ std::string client_id_for(const AgentConfig& c) { return "pw-agent-" + c.post_id
 // Paho initialises OpenSSL (every algorithm, every error string: 1.3 MB of resident libcrypto
 // and heap) when it creates its first client, even for a plaintext broker. OpenSSL 3 initialises
 // itself on first use, so told before that first client, Paho leaves it alone and a plaintext
-// agent never pays for TLS it does not use.
-void leave_openssl_init_to_openssl() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
-    init.do_openssl_init = 0;
-    MQTTAsync_global_init(&init);
-  });
-}
+// agent never pays for TLS it does not use. MQTTAsync_global_init also initialises Paho's
+// global mutexes again, so it runs at static initialisation, before any thread or client of
+// the process exists: called later (at the first agent's start) it re-initialised mutexes other
+// clients of the process held (TSan: "double lock of a mutex" in a test with its own publisher).
+const bool kOpensslLeftToOpenssl = [] {
+  MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
+  init.do_openssl_init = 0;
+  MQTTAsync_global_init(&init);
+  return true;
+}();
 
 std::uint64_t resident_set_bytes() {
   std::ifstream statm("/proc/self/statm");
@@ -642,7 +643,6 @@ struct Agent::Impl {
   // (eclipse-paho/paho.mqtt.c#1187); its token then never completes. Seen with 142 agents in
   // one process losing the broker together: dozens stuck for good in an unbounded wait.
   void make_client() {
-    leave_openssl_init_to_openssl();
     client = std::make_unique<mqtt::async_client>(config.broker_uri, client_id_for(config));
     if (config.aggregator_confirms())
       client->set_message_callback([this](const mqtt::const_message_ptr& m) { on_confirm(m); });
