@@ -121,3 +121,70 @@ TEST(Alerting, ABadNotificationsFileStopsTheAggregatorWithExitCode2) {
   EXPECT_EQ(p.wait(10s), 2) << p.log();
   EXPECT_NE(p.log().find("bad.json: channels[0] ('duty'): secret_file:"), std::string::npos) << p.log();
 }
+
+namespace {
+
+// The change `event` of the open alarm `kind` in what `receiver` got, with its notification's
+// created_at_ms; null when it has not come.
+json change_of(const WebhookReceiver& receiver, const std::string& kind, const std::string& event) {
+  for (const auto& r : receiver.received()) {
+    auto n = r.json();
+    for (auto a : n.value("alarms", json::array()))
+      if (a["kind"] == kind && a["event"] == event) return a["created_at_ms"] = n["created_at_ms"], a;
+  }
+  return nullptr;
+}
+
+HttpReply acknowledge(AggregatorProcess& agg, std::uint64_t id) {
+  return http_call(agg.port(), feedhttp::verb::post, "/api/v1/alarms/" + std::to_string(id) + "/ack",
+                   {{"Content-Type", "application/json"}}, R"({"by":"duty officer","comment":"on it"})");
+}
+
+}  // namespace
+
+// Escalation (docs/alerting.md, "Escalation"): red alarms go to the duty officer, and to the
+// lead when nobody acknowledged them within 4 s (time enough, under a sanitizer too, to acknowledge the first). The
+// goal alarm is acknowledged at once, the topic mismatch raised after it is not: the lead hears of the second only, not
+// before its time, and then of its acknowledgement.
+TEST(Alerting, AnAlarmNobodyAcknowledgesEscalatesAndAnAcknowledgedOneDoesNot) {
+  MosquittoBroker broker;
+  TempDir dir;
+  WebhookReceiver duty, lead;
+  std::ofstream(dir.path() / "hook.secret") << kSecret << "\n";
+  std::filesystem::permissions(dir.path() / "hook.secret", kOwnerOnly);
+  const auto config = dir.path() / "notifications.json";
+  std::ofstream(config)
+      << json{{"channels",
+               {{{"name", "duty"}, {"kind", "webhook"}, {"url", duty.url()}, {"secret_file", "hook.secret"}},
+                {{"name", "lead"}, {"kind", "webhook"}, {"url", lead.url()}, {"secret_file", "hook.secret"}}}},
+              {"routes",
+               {{{"match", {{"level", "red"}}},
+                 {"channels", {"duty"}},
+                 {"escalate", {{{"after_s", 4}, {"channels", {"lead"}}}}}}}}}
+             .dump();
+  AggregatorProcess agg(broker, dir, {"--notifications", config.string()});
+
+  make_goal7_red(broker, agg);
+  ASSERT_TRUE(wait_until([&] { return !change_of(duty, "goal", "raised").is_null(); }, 5s)) << agg.process().log();
+  auto reply = acknowledge(agg, change_of(duty, "goal", "raised")["id"].get<std::uint64_t>());
+  ASSERT_EQ(reply.status, 200) << reply.body;
+
+  // Batches of bamako's on paris's topic: a red topic_mismatch alarm, left unacknowledged.
+  RawPublisher pub(broker.uri(), "escalation-test-publisher");
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+    EventBatch b{"gw-1", "bamako", now_utc_ms(), {}};
+    b.events.push_back(IndicatorEvent{seq, now_utc_ms(), "terrorism_threat_level", ValueKind::Level, 5, "", "", {}});
+    pub.raw("postwatch/v1/europe/paris/gw-1/events", encode_batch(b));
+  }
+  ASSERT_TRUE(wait_until([&] { return !change_of(lead, "topic_mismatch", "escalation").is_null(); }, 15s))
+      << agg.process().log();
+  auto escalation = change_of(lead, "topic_mismatch", "escalation");
+  EXPECT_GE(escalation["created_at_ms"].get<std::int64_t>() - escalation["raised_at_ms"].get<std::int64_t>(), 4000);
+  EXPECT_EQ(escalation["escalation"], (json{{"step", 1}, {"of", 1}, {"after_s", 4}}));
+  // The goal alarm's deadline passed before the mismatch's: acknowledged, it never went on.
+  EXPECT_TRUE(change_of(lead, "goal", "escalation").is_null()) << change_of(lead, "goal", "escalation");
+  for (const auto& r : lead.received()) EXPECT_TRUE(signed_with_secret(r));
+
+  ASSERT_EQ(acknowledge(agg, escalation["id"].get<std::uint64_t>()).status, 200);
+  EXPECT_TRUE(wait_until([&] { return !change_of(lead, "topic_mismatch", "acknowledged").is_null(); }, 5s));
+}

@@ -9,6 +9,7 @@
 #include "alerting/webhook_channel.hpp"
 #include "support/test_support.hpp"
 #include "support/webhook_receiver.hpp"
+#include "unit/alerting_support.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -26,46 +27,6 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 namespace {
-
-const IndicatorCatalogue& catalogue() {
-  static const IndicatorCatalogue c = IndicatorCatalogue::load(catalogue_path());
-  return c;
-}
-
-void write_file(const std::filesystem::path& p, const std::string& text, std::filesystem::perms mode) {
-  std::ofstream(p) << text;
-  std::filesystem::permissions(p, mode);
-}
-constexpr auto kOwnerOnly = std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
-
-// A config with one webhook channel "duty" at `url`, its secret in dir/duty.secret, and `routes`.
-std::string config_text(const std::string& url, const std::string& routes) {
-  return R"({"channels":[{"name":"duty","kind":"webhook","url":")" + url +
-         R"(","secret_file":"duty.secret","timeout_s":2}],"routes":)" + routes + "}";
-}
-
-struct ConfigDir {
-  TempDir dir;
-  ConfigDir() { write_file(dir.path() / "duty.secret", "s3cret-key\n", kOwnerOnly); }
-  NotificationConfig parse(const std::string& text) {
-    return NotificationConfig::parse(text, "notifications file n.json", dir.path(), catalogue());
-  }
-  std::string error(const std::string& text) {
-    try {
-      parse(text);
-    } catch (const NotificationConfigError& e) {
-      return e.what();
-    }
-    return "";
-  }
-};
-
-AlarmNotice goal_alarm(std::uint64_t id, int goal, const std::string& level, const std::string& post = "bamako") {
-  const Post* p = catalogue().find_post(post);
-  AlarmNotice a{id, "goal", level, goal, catalogue().find_goal(goal)->pillar, {post}, {p->region}, true, false, {}};
-  a.alarm = {{"id", id}, {"kind", "goal"}, {"goal", goal}, {"level", level}, {"state", "open"}};
-  return a;
-}
 
 std::string hmac_hex(const std::string& key, const std::string& body) {
   unsigned char mac[EVP_MAX_MD_SIZE];

@@ -58,6 +58,9 @@ std::string alarm_causes_text(const json& c) {
 std::string alarm_facts_text(const json& c) {
   std::ostringstream out;
   out << "Event:     " << str(c, "event") << "\n";
+  if (c.contains("escalation") && c["escalation"].is_object())
+    out << "Escalation: step " << str(c["escalation"], "step") << " of " << str(c["escalation"], "of")
+        << ": nobody acknowledged it within " << str(c["escalation"], "after_s") << " s\n";
   out << "Alarm:     " << str(c, "id") << " (" << str(c, "kind") << ")\n";
   out << "Level:     " << str(c, "level") << " (worst " << str(c, "worst_level") << ")\n";
   out << "State:     " << str(c, "state") << "\n";

@@ -217,6 +217,42 @@ AlarmMatcher parse_alarm_matcher(const json& m, const std::string& where, const 
   return out;
 }
 
+namespace {
+
+// A route's or an escalation step's "channels": a non-empty list of names in cfg.channels.
+std::vector<std::string> channel_names(const json& j, const std::string& where, const NotificationConfig& cfg) {
+  if (!j.contains("channels") || !j["channels"].is_array() || j["channels"].empty())
+    fail(where, "needs a non-empty list \"channels\" of channel names");
+  std::vector<std::string> out;
+  for (const auto& name : j["channels"]) {
+    if (!name.is_string()) fail(where + ".channels", "names must be strings, not " + name.dump());
+    if (!cfg.find_channel(name.get<std::string>()))
+      fail(where + ".channels", "unknown channel '" + name.get<std::string>() + "' (not in \"channels\")");
+    out.push_back(name.get<std::string>());
+  }
+  return out;
+}
+
+// [{"after_s": 900, "channels": [...]}, ...]: each step later than the one before.
+std::vector<EscalationStep> parse_escalation(const json& j, const std::string& where, const NotificationConfig& cfg) {
+  if (!j.is_array() || j.empty())
+    fail(where, "must be a non-empty list of steps {\"after_s\": seconds, \"channels\": [...]}");
+  std::vector<EscalationStep> steps;
+  for (std::size_t i = 0; i < j.size(); ++i) {
+    const std::string at = where + "[" + std::to_string(i) + "]";
+    if (!j[i].is_object()) fail(at, "must be an object {\"after_s\": seconds, \"channels\": [...]}");
+    only_fields(j[i], at, {"after_s", "channels"});
+    if (!j[i].contains("after_s")) fail(at, "missing field 'after_s'");
+    EscalationStep step{seconds_field(j[i], at, "after_s", 0, 1, 7 * 86400), channel_names(j[i], at, cfg)};
+    if (!steps.empty() && step.after_ms <= steps.back().after_ms)
+      fail(at, "'after_s' must be later than the step before's");
+    steps.push_back(std::move(step));
+  }
+  return steps;
+}
+
+}  // namespace
+
 NotificationConfig NotificationConfig::load(const std::filesystem::path& file, const IndicatorCatalogue& catalogue) {
   std::ifstream in(file);
   if (!in) throw NotificationConfigError("notifications file " + file.string() + ": cannot open it (no such file?)");
@@ -255,21 +291,15 @@ NotificationConfig NotificationConfig::parse(std::string_view json_text, const s
     const std::string where = origin + ": routes[" + std::to_string(i) + "]";
     const auto& r = j["routes"][i];
     if (!r.is_object()) fail(where, "must be an object");
-    only_fields(r, where, {"match", "channels", "group_wait_s", "repeat_interval_s"});
+    only_fields(r, where, {"match", "channels", "group_wait_s", "repeat_interval_s", "escalate"});
     NotificationRoute route;
     if (r.contains("match")) route.match = parse_alarm_matcher(r["match"], where + ".match", catalogue);
-    if (!r.contains("channels") || !r["channels"].is_array() || r["channels"].empty())
-      fail(where, "needs a non-empty list \"channels\" of channel names");
-    for (const auto& name : r["channels"]) {
-      if (!name.is_string()) fail(where + ".channels", "names must be strings, not " + name.dump());
-      if (!cfg.find_channel(name.get<std::string>()))
-        fail(where + ".channels", "unknown channel '" + name.get<std::string>() + "' (not in \"channels\")");
-      route.channels.push_back(name.get<std::string>());
-    }
+    route.channels = channel_names(r, where, cfg);
     route.group_wait_ms = seconds_field(r, where, "group_wait_s", 0, 0, 3600);
     route.repeat_interval_ms = seconds_field(r, where, "repeat_interval_s", 0, 0, 7 * 86400);
     if (route.repeat_interval_ms > 0 && route.repeat_interval_ms < 1000)
       fail(where, "'repeat_interval_s' must be 0 (no reminders) or at least 1");
+    if (r.contains("escalate")) route.escalate = parse_escalation(r["escalate"], where + ".escalate", cfg);
     cfg.routes.push_back(std::move(route));
   }
   if (j.contains("retry")) {

@@ -72,11 +72,19 @@ struct AlarmMatcher {
 AlarmMatcher parse_alarm_matcher(const nlohmann::json& m, const std::string& where,
                                  const IndicatorCatalogue& catalogue);
 
+// One step of a route's escalation chain: an alarm still open and unacknowledged `after_ms`
+// after it was raised goes to `channels` too.
+struct EscalationStep {
+  std::int64_t after_ms = 0;
+  std::vector<std::string> channels;
+};
+
 struct NotificationRoute {
   AlarmMatcher match;
-  std::vector<std::string> channels;    // names in NotificationConfig::channels
-  std::int64_t group_wait_ms = 0;       // changes within this of the first go in one notification
-  std::int64_t repeat_interval_ms = 0;  // 0: no reminders while the alarm stays open
+  std::vector<std::string> channels;     // names in NotificationConfig::channels
+  std::int64_t group_wait_ms = 0;        // changes within this of the first go in one notification
+  std::int64_t repeat_interval_ms = 0;   // 0: no reminders while the alarm stays open
+  std::vector<EscalationStep> escalate;  // in order of after_ms; empty: no escalation
 };
 
 struct NotificationConfig {

@@ -47,6 +47,38 @@ std::vector<std::pair<std::size_t, std::string>> NotificationRouter::targets(con
   return out;
 }
 
+std::vector<std::pair<std::size_t, std::string>> NotificationRouter::audience(const Known& k,
+                                                                              const AlarmNotice& a) const {
+  auto out = targets(a);
+  for (const auto& [route, taken] : k.steps_taken)
+    for (std::size_t s = 0; s < taken; ++s)
+      for (const auto& c : config_.routes[route].escalate[s].channels)
+        if (std::none_of(out.begin(), out.end(), [&](const auto& t) { return t.second == c; }))
+          out.emplace_back(route, c);
+  return out;
+}
+
+// Each step of a route's chain whose time has come, in order; a step's channels that already
+// heard of the alarm (by another route or step) are told again, since this one says "nobody
+// has acknowledged it". The chain follows the routes the alarm matches now: a red route's
+// chain stops when its alarm falls back to amber.
+void NotificationRouter::due_escalations(Known& k, std::int64_t now_ms, bool notify,
+                                         std::vector<NotificationEntry>& out) const {
+  for (std::size_t r = 0; r < config_.routes.size(); ++r) {
+    const auto& steps = config_.routes[r].escalate;
+    if (steps.empty() || !route_matches(config_.routes[r].match, k.last)) continue;
+    std::size_t& taken = k.steps_taken[r];
+    for (; taken < steps.size() && now_ms - k.raised_at_ms >= steps[taken].after_ms; ++taken) {
+      if (!notify) continue;
+      for (const auto& channel : steps[taken].channels) {
+        auto e = entry(r, channel, k.last, "escalation");
+        e.body["escalation"] = {{"step", taken + 1}, {"of", steps.size()}, {"after_s", steps[taken].after_ms / 1000}};
+        out.push_back(std::move(e));
+      }
+    }
+  }
+}
+
 NotificationEntry NotificationRouter::entry(std::size_t route, const std::string& channel, const AlarmNotice& a,
                                             const char* event) const {
   NotificationEntry e{channel, channel + "/routes[" + std::to_string(route) + "]", config_.routes[route].group_wait_ms,
@@ -80,8 +112,19 @@ NotificationEntry NotificationRouter::resend(const std::string& channel) const {
   return out;
 }
 
+namespace {
+// When the alarm was raised, as the board says (the same on every instance and across a
+// restart); `fallback` if it does not say.
+std::int64_t raised_at(const AlarmNotice& a, std::int64_t fallback) {
+  const auto it = a.alarm.find("raised_at_ms");
+  return it != a.alarm.end() && it->is_number_integer() ? it->get<std::int64_t>() : fallback;
+}
+}  // namespace
+
 std::vector<NotificationEntry> NotificationRouter::on_alarm(const AlarmNotice& a, std::int64_t now_ms, bool notify) {
-  Known& k = known_[a.id];
+  auto [it, fresh] = known_.try_emplace(a.id);
+  Known& k = it->second;
+  if (fresh) k.raised_at_ms = raised_at(a, now_ms);
   std::vector<NotificationEntry> out;
   std::vector<std::string> resend_now;  // Alertmanager channels whose pending re-send is out of date
   if (!a.silenced) {
@@ -90,7 +133,7 @@ std::vector<NotificationEntry> NotificationRouter::on_alarm(const AlarmNotice& a
     // A change of level or a clearance goes by the routes the alarm matches now; so does an
     // acknowledgement. A route that matched only the old level hears no more of it.
     if (event && notify)
-      for (const auto& [route, channel] : targets(a)) {
+      for (const auto& [route, channel] : audience(k, a)) {
         out.push_back(entry(route, channel, a, event));
         k.said_at_ms[channel] = now_ms;
         const ChannelConfig* c = config_.find_channel(channel);
@@ -114,13 +157,19 @@ void NotificationRouter::remember(const AlarmNotice& a, std::int64_t now_ms) {
   Known& k = known_[a.id];
   k.last = a;
   k.said = a;
+  k.raised_at_ms = raised_at(a, now_ms);
   for (const auto& [route, channel] : targets(a)) k.said_at_ms[channel] = now_ms;
+  // Steps whose time passed before this start are taken as sent (the previous run sent them,
+  // unless the alarm's time came while no instance ran); later ones go out when due.
+  std::vector<NotificationEntry> none;
+  if (!a.acknowledged) due_escalations(k, now_ms, false, none);
 }
 
 std::vector<NotificationEntry> NotificationRouter::due_reminders(std::int64_t now_ms, bool notify) {
   std::vector<NotificationEntry> out;
   for (auto& [id, k] : known_) {
     if (k.last.acknowledged || k.last.silenced) continue;  // somebody is on it; nobody is to be told
+    due_escalations(k, now_ms, notify, out);
     for (const auto& [route, channel] : targets(k.last)) {
       auto every = config_.routes[route].repeat_interval_ms;
       if (every <= 0) continue;

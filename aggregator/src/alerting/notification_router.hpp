@@ -1,6 +1,7 @@
 // Routing (docs/alerting.md): which channels hear of an alarm change, what the change was
-// (raised, escalated, deescalated, acknowledged, cleared, or a reminder while it stays open),
-// and which notifications the changes go into. Pure and single-threaded: the aggregator calls
+// (raised, escalated, deescalated, acknowledged, cleared, a reminder while it stays open, or
+// the next step of an escalation chain while nobody acknowledges it), and which notifications
+// the changes go into. Pure and single-threaded: the aggregator calls
 // it on its io thread and hands what it returns to the NotificationOutbox.
 #pragma once
 
@@ -43,7 +44,9 @@ class NotificationRouter {
   // Alarms the store restored at start: known, not news; reminders count from now.
   void remember(const AlarmNotice& a, std::int64_t now_ms);
   // Reminders for open, unacknowledged, unsilenced alarms whose route repeats and whose last
-  // word is older than its repeat_interval; and the re-sends of Alertmanager channels that are due.
+  // word is older than its repeat_interval; escalation steps whose time since the alarm was
+  // raised has come while it stayed open and unacknowledged; and the re-sends of Alertmanager
+  // channels that are due.
   std::vector<NotificationEntry> due_reminders(std::int64_t now_ms, bool notify = true);
 
   const NotificationConfig& config() const { return config_; }
@@ -56,10 +59,15 @@ class NotificationRouter {
     // since this.
     std::optional<AlarmNotice> said;
     std::map<std::string, std::int64_t> said_at_ms;  // per channel
+    std::int64_t raised_at_ms = 0;                   // escalation steps count from here
+    std::map<std::size_t, std::size_t> steps_taken;  // per route: how many escalation steps went out
   };
   // (route index, channel) for every channel the alarm goes to; the first matching route
   // decides a channel's grouping and reminders.
   std::vector<std::pair<std::size_t, std::string>> targets(const AlarmNotice& a) const;
+  // targets(a), and the channels escalation steps already took it to: they hear how it ends.
+  std::vector<std::pair<std::size_t, std::string>> audience(const Known& k, const AlarmNotice& a) const;
+  void due_escalations(Known& k, std::int64_t now_ms, bool notify, std::vector<NotificationEntry>& out) const;
   NotificationEntry entry(std::size_t route, const std::string& channel, const AlarmNotice& a, const char* event) const;
   // Every open alarm routed to Alertmanager channel `channel`, as one entry that supersedes
   // the channel's re-send still pending (see due_reminders in the .cpp).
