@@ -47,6 +47,10 @@
       viewport: `${innerWidth}x${innerHeight}`,
       page_scrolls: pageScrolls,
       page_height: root.scrollHeight,
+      // What takes the height, for a page that scrolls: each block of the header and main.
+      blocks: [...document.querySelectorAll('body > header, main > *, main > * > *')]
+        .filter((el) => visible(el) && !el.closest('[hidden]'))
+        .map((el) => `${describe(el)}: ${Math.round(el.getBoundingClientRect().height)} px`),
       problems,
     };
     let out = document.getElementById('layout-report');

@@ -200,7 +200,9 @@ TEST_F(DashboardBrowser, WallScreenShowsEverythingUncut) {
     ASSERT_EQ(report["viewport"], size) << "could not size the viewport";
     EXPECT_TRUE(report["problems"].empty()) << size << ": " << report["problems"].dump(1);
     if (screen.must_fit) {
-      EXPECT_FALSE(report["page_scrolls"].get<bool>()) << size << ": page is " << report["page_height"] << " px high";
+      EXPECT_FALSE(report["page_scrolls"].get<bool>())
+          << size << ": page is " << report["page_height"] << " px high; blocks:\n"
+          << report["blocks"].dump(1);
     }
     EXPECT_TRUE(report["dom_has_goal_13_name"].get<bool>());
 
