@@ -132,7 +132,7 @@ struct AggregatorService::Impl {
                                          [this] {
                                            auto now = now_utc_ms();
                                            auto j = stream_snapshot_json(*catalogue, board, now);
-                                           for (auto& a : j["alarms"]) mark_silenced(a, now);
+                                           for (auto& a : j["alarms"]) mark_alarm(a, now);
                                            return dump_json(j);
                                          })),
         routes(FeedSources{*catalogue,
@@ -159,7 +159,7 @@ struct AggregatorService::Impl {
                            [this] { return notifier ? notifier->figures() : NotificationFigures{}; },
                            &silences,
                            [this](const Silence& s) { on_silence_changed(s); },
-                           [this](const Alarm& a) { return silenced_by(a, now_utc_ms()); },
+                           [this](const Alarm& a, json& j) { mark_alarm(a, j, now_utc_ms()); },
                            &maintenance}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
@@ -316,10 +316,15 @@ struct AggregatorService::Impl {
     if (a.open()) silences.silenced(alarm_notice(a, *catalogue), now, &id);
     return id;
   }
-  // An alarm's JSON for the stream, marked as the API marks it.
-  void mark_silenced(json& alarm, std::int64_t now) const {
-    const Alarm* a = board.find_alarm(alarm.value("id", std::uint64_t{0}));
-    if (std::uint64_t id = a ? silenced_by(*a, now) : 0) alarm["silenced_by"] = id;
+  // What the API, the stream and the dashboard add to an open alarm: the silence holding it,
+  // and whether its subject flaps (docs/alerting.md).
+  void mark_alarm(const Alarm& a, json& j, std::int64_t now) const {
+    if (!a.open()) return;
+    if (std::uint64_t id = silenced_by(a, now)) j["silenced_by"] = id;
+    if (notifier && notifier->flapping(alarm_notice(a, *catalogue))) j["flapping"] = true;
+  }
+  void mark_alarm(json& alarm, std::int64_t now) const {
+    if (const Alarm* a = board.find_alarm(alarm.value("id", std::uint64_t{0}))) mark_alarm(*a, alarm, now);
   }
 
   // What routing needs of an alarm, and whether a silence holds it now.
@@ -336,7 +341,7 @@ struct AggregatorService::Impl {
     if (notifier) notifier->on_alarm(notice_of(a, now), now, !jet || jet->leader());
     publish_alarm(a);
     json j = alarm_json(a);
-    if (std::uint64_t id = silenced_by(a, now)) j["silenced_by"] = id;
+    mark_alarm(a, j, now);
     j["type"] = "alarm";
     stream->broadcast(dump_json(j));
   }

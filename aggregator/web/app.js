@@ -376,6 +376,8 @@
       return h('li', { class: `alarm status-${a.level}${a.acknowledged ? ' acked' : ''}`, id: `alarm-${a.id}` },
         h('div', { class: 'alarm-head' }, pill(a.level),
           h('span', { class: 'alarm-title', title: [alarmTitle(a), ...all].join('\n') }, alarmTitle(a)),
+          a.flapping ? h('span', { class: 'alarm-flapping', title: 'Opens and clears again and again: notified once, not each time' },
+                         'flapping') : null,
           h('span', { class: 'alarm-age', title: fmtTime(a.raised_at_ms) }, fmtAgo(a.raised_at_ms))),
         all.length ? h('div', { class: 'alarm-causes', title: all.join('\n') },
                        all.length > 2 ? `${all.slice(0, 2).join(' · ')} · +${all.length - 2} more` : all.join(' · '))

@@ -11,6 +11,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <map>
 
 using namespace postwatch;
 using namespace postwatch::test;
@@ -187,4 +188,53 @@ TEST(Alerting, AnAlarmNobodyAcknowledgesEscalatesAndAnAcknowledgedOneDoesNot) {
 
   ASSERT_EQ(acknowledge(agg, escalation["id"].get<std::uint64_t>()).status, 200);
   EXPECT_TRUE(wait_until([&] { return !change_of(lead, "topic_mismatch", "acknowledged").is_null(); }, 5s));
+}
+
+// Flapping (docs/alerting.md, "Flapping"): goal 7 turns red and back four times; with more than
+// two openings in a minute it flaps. The duty officer hears of the first two, then once that it
+// flaps, and nothing of the fourth; the board and the API still show every alarm, marked.
+TEST(Alerting, AnAlarmThatKeepsOpeningIsNotifiedOnceAsFlapping) {
+  MosquittoBroker broker;
+  TempDir dir;
+  WebhookReceiver duty;
+  std::ofstream(dir.path() / "hook.secret") << kSecret << "\n";
+  std::filesystem::permissions(dir.path() / "hook.secret", kOwnerOnly);
+  const auto config = dir.path() / "notifications.json";
+  std::ofstream(config) << json{
+      {"channels", {{{"name", "duty"}, {"kind", "webhook"}, {"url", duty.url()}, {"secret_file", "hook.secret"}}}},
+      {"routes", {{{"match", {{"level", "red"}}}, {"channels", {"duty"}}}}},
+      {"flapping",
+       {{"openings", 2},
+        {"window_s", 60}}}}.dump();
+  AggregatorProcess agg(broker, dir, {"--notifications", config.string()});
+  RawPublisher pub(broker.uri(), "flapping-test-publisher");
+  auto open_goal7 = [&] {
+    auto r = http_get(agg.port(), "/api/v1/alarms?state=open");
+    for (const auto& a : json::parse(r.body, nullptr, false).value("alarms", json::array()))
+      if (a["kind"] == "goal" && a["goal"] == 7) return a;
+    return json();
+  };
+  for (int i = 0; i < 4; ++i) {
+    pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+    ASSERT_TRUE(wait_until([&] { return open_goal7().is_object(); }, 10s)) << i << agg.process().log();
+    if (i == 3) break;  // the last one stays open
+    pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 1);
+    ASSERT_TRUE(wait_until([&] { return open_goal7().is_null(); }, 10s)) << i;
+  }
+  EXPECT_EQ(open_goal7().value("flapping", false), true) << open_goal7();
+
+  // A red alarm of another kind after it: once it has arrived, so has all that came before.
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+    EventBatch b{"gw-1", "bamako", now_utc_ms(), {}};
+    b.events.push_back(IndicatorEvent{seq, now_utc_ms(), "terrorism_threat_level", ValueKind::Level, 5, "", "", {}});
+    pub.raw("postwatch/v1/europe/paris/gw-1/events", encode_batch(b));
+  }
+  ASSERT_TRUE(wait_until([&] { return !change_of(duty, "topic_mismatch", "raised").is_null(); }, 10s));
+  std::map<std::string, int> goal7;
+  for (const auto& c : duty.alarm_changes())
+    if (c["kind"] == "goal") ++goal7[c["event"].get<std::string>()];
+  EXPECT_EQ(goal7, (std::map<std::string, int>{{"raised", 2}, {"cleared", 2}, {"flapping", 1}}));
+  EXPECT_EQ(change_of(duty, "goal", "flapping")["flapping"], (json{{"openings", 3}, {"window_s", 60}}));
+  EXPECT_EQ(json::parse(http_get(agg.port(), "/api/v1/alarms").body)["alarms"].size(), 5u)
+      << "the board keeps every alarm";
 }

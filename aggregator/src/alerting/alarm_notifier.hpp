@@ -31,6 +31,8 @@ class AlarmNotifier {
   // An alarm restored from the store at start (it was notified by the run that raised it).
   void restored(const AlarmNotice& a, std::int64_t now_ms) { router_.remember(a, now_ms); }
   NotificationFigures figures() const { return outbox_->figures(); }
+  // Whether the alarm's subject flaps now (docs/alerting.md, "Flapping").
+  bool flapping(const AlarmNotice& a) const { return router_.flapping(a); }
 
  private:
   void send(std::vector<NotificationEntry> entries);

@@ -271,7 +271,7 @@ NotificationConfig NotificationConfig::parse(std::string_view json_text, const s
     fail(origin, std::string("not valid JSON (") + e.what() + ")");
   }
   if (!j.is_object()) fail(origin, "must be a JSON object with \"channels\" and \"routes\"");
-  only_fields(j, origin, {"channels", "routes", "retry", "warn_pending_after_s", "dashboard_url"});
+  only_fields(j, origin, {"channels", "routes", "retry", "warn_pending_after_s", "dashboard_url", "flapping"});
   NotificationConfig cfg;
   if (j.contains("dashboard_url")) {
     cfg.dashboard_url = required_string(j, origin, "dashboard_url");
@@ -312,6 +312,19 @@ NotificationConfig NotificationConfig::parse(std::string_view json_text, const s
     if (cfg.retry_max_ms < cfg.retry_initial_ms) fail(where, "'max_s' is smaller than 'initial_s'");
   }
   cfg.warn_pending_after_ms = seconds_field(j, origin, "warn_pending_after_s", cfg.warn_pending_after_ms, 1, 7 * 86400);
+  if (j.contains("flapping")) {
+    const std::string where = origin + ": flapping";
+    const auto& f = j["flapping"];
+    if (!f.is_object()) fail(where, "must be an object {\"openings\", \"window_s\"}");
+    only_fields(f, where, {"openings", "window_s"});
+    if (f.contains("openings")) {
+      const auto& n = f["openings"];
+      if (!n.is_number_unsigned() || n.get<unsigned>() == 1 || n.get<unsigned>() > 100)
+        fail(where, "'openings' must be 0 (no flap detection) or a whole number from 2 to 100");
+      cfg.flapping.openings = n.get<unsigned>();
+    }
+    cfg.flapping.window_ms = seconds_field(f, where, "window_s", cfg.flapping.window_ms, 10, 86400);
+  }
   return cfg;
 }
 

@@ -4,6 +4,7 @@
 // files and never appear in a message or a log line.
 #pragma once
 
+#include "alerting/flap_detector.hpp"
 #include "postwatch/catalogue.hpp"
 
 #include <nlohmann/json.hpp>
@@ -94,6 +95,7 @@ struct NotificationConfig {
   std::int64_t retry_initial_ms = 1'000;  // the first retry waits this; each next one twice as long
   std::int64_t retry_max_ms = 300'000;    // ... up to this
   std::int64_t warn_pending_after_ms = 600'000;  // a notification pending longer is logged as a warning
+  FlapConfig flapping;                           // "flapping": {"openings", "window_s"}
 
   // Reads and checks `file`; secret_file paths are relative to the file's folder.
   static NotificationConfig load(const std::filesystem::path& file, const IndicatorCatalogue& catalogue);

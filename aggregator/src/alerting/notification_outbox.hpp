@@ -5,9 +5,9 @@
 // atomics, read from any thread.
 #pragma once
 
+#include "alerting/delivery_result.hpp"
 #include "alerting/notification_router.hpp"
 #include "alerting/outbox_table.hpp"
-#include "alerting/delivery_result.hpp"
 
 #include <atomic>
 #include <condition_variable>

@@ -121,11 +121,33 @@ std::int64_t raised_at(const AlarmNotice& a, std::int64_t fallback) {
 }
 }  // namespace
 
+std::string flap_subject(const AlarmNotice& a) {
+  return a.kind + "/" + (a.kind == "goal" ? std::to_string(a.goal) : a.posts.empty() ? "" : a.posts.front());
+}
+
+bool NotificationRouter::flapping(const AlarmNotice& a) const { return flaps_.flapping(flap_subject(a)); }
+
 std::vector<NotificationEntry> NotificationRouter::on_alarm(const AlarmNotice& a, std::int64_t now_ms, bool notify) {
   auto [it, fresh] = known_.try_emplace(a.id);
   Known& k = it->second;
   if (fresh) k.raised_at_ms = raised_at(a, now_ms);
   std::vector<NotificationEntry> out;
+  const std::string subject = flap_subject(a);
+  const auto opening = fresh && a.open ? flaps_.opened(subject, now_ms) : FlapDetector::Opening::Steady;
+  if (opening != FlapDetector::Opening::Steady || flaps_.flapping(subject)) {
+    // Said once, when it starts; the board and the API keep showing every change meanwhile.
+    if (opening == FlapDetector::Opening::StartsFlapping && notify && !a.silenced)
+      for (const auto& [route, channel] : targets(a)) {
+        out.push_back(entry(route, channel, a, "flapping"));
+        out.back().body["flapping"] = {{"openings", flaps_.openings(subject)},
+                                       {"window_s", flaps_.config().window_ms / 1000}};
+      }
+    if (opening == FlapDetector::Opening::StartsFlapping && !a.silenced) k.said = a;
+    k.last = a;
+    flapping_last_[subject] = a;
+    if (!a.open) known_.erase(a.id);
+    return out;
+  }
   std::vector<std::string> resend_now;  // Alertmanager channels whose pending re-send is out of date
   if (!a.silenced) {
     // Never said: raised (or raised and cleared between two looks: still worth saying).
@@ -165,10 +187,27 @@ void NotificationRouter::remember(const AlarmNotice& a, std::int64_t now_ms) {
   if (!a.acknowledged) due_escalations(k, now_ms, false, none);
 }
 
+// A subject steady for a window: its newest alarm change goes to the routes it matches as
+// "flapping_ended" (its state says whether it ended open or cleared), and an open alarm counts
+// as said from here, so its next change is told as usual.
+void NotificationRouter::flapping_ended(std::int64_t now_ms, bool notify, std::vector<NotificationEntry>& out) {
+  for (const auto& subject : flaps_.ended(now_ms)) {
+    auto last = flapping_last_.find(subject);
+    if (last == flapping_last_.end()) continue;
+    const AlarmNotice a = std::move(last->second);
+    flapping_last_.erase(last);
+    if (auto k = known_.find(a.id); k != known_.end() && !a.silenced) k->second.said = a;
+    if (!notify || a.silenced) continue;
+    for (const auto& [route, channel] : targets(a)) out.push_back(entry(route, channel, a, "flapping_ended"));
+  }
+}
+
 std::vector<NotificationEntry> NotificationRouter::due_reminders(std::int64_t now_ms, bool notify) {
   std::vector<NotificationEntry> out;
+  flapping_ended(now_ms, notify, out);
   for (auto& [id, k] : known_) {
-    if (k.last.acknowledged || k.last.silenced) continue;  // somebody is on it; nobody is to be told
+    // Somebody is on it; nobody is to be told; or it was said to flap.
+    if (k.last.acknowledged || k.last.silenced || flaps_.flapping(flap_subject(k.last))) continue;
     due_escalations(k, now_ms, notify, out);
     for (const auto& [route, channel] : targets(k.last)) {
       auto every = config_.routes[route].repeat_interval_ms;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "alerting/alarm_notice.hpp"
+#include "alerting/flap_detector.hpp"
 #include "alerting/notification_config.hpp"
 
 #include <cstdint>
@@ -34,9 +35,11 @@ bool route_matches(const AlarmMatcher& m, const AlarmNotice& a);
 
 class NotificationRouter {
  public:
-  explicit NotificationRouter(NotificationConfig config) : config_(std::move(config)) {}
+  explicit NotificationRouter(NotificationConfig config) : config_(std::move(config)), flaps_(config_.flapping) {}
 
-  // An alarm changed (on the board, by an acknowledgement, or a silence started or ended). With
+  // An alarm changed (on the board, by an acknowledgement, or a silence started or ended). The
+  // opening that makes its subject flap is said once as "flapping"; until the subject is steady
+  // again nothing more of its alarms is said (due_reminders says when it is). With
   // `notify` false (a cluster instance that does not lead) it only remembers the alarm, so a
   // later leader knows what was already said. A silenced alarm is remembered, not said; once
   // no silence holds it, what changed meanwhile is said (raised, if it never was).
@@ -46,8 +49,10 @@ class NotificationRouter {
   // Reminders for open, unacknowledged, unsilenced alarms whose route repeats and whose last
   // word is older than its repeat_interval; escalation steps whose time since the alarm was
   // raised has come while it stayed open and unacknowledged; and the re-sends of Alertmanager
-  // channels that are due.
+  // channels that are due; and "flapping_ended" for subjects steady for a window.
   std::vector<NotificationEntry> due_reminders(std::int64_t now_ms, bool notify = true);
+  // Whether the alarm's subject flaps now (for the API and the board).
+  bool flapping(const AlarmNotice& a) const;
 
   const NotificationConfig& config() const { return config_; }
 
@@ -68,6 +73,8 @@ class NotificationRouter {
   // targets(a), and the channels escalation steps already took it to: they hear how it ends.
   std::vector<std::pair<std::size_t, std::string>> audience(const Known& k, const AlarmNotice& a) const;
   void due_escalations(Known& k, std::int64_t now_ms, bool notify, std::vector<NotificationEntry>& out) const;
+  // The subjects that stopped flapping: what their alarm is now, to those it goes to.
+  void flapping_ended(std::int64_t now_ms, bool notify, std::vector<NotificationEntry>& out);
   NotificationEntry entry(std::size_t route, const std::string& channel, const AlarmNotice& a, const char* event) const;
   // Every open alarm routed to Alertmanager channel `channel`, as one entry that supersedes
   // the channel's re-send still pending (see due_reminders in the .cpp).
@@ -76,6 +83,11 @@ class NotificationRouter {
   NotificationConfig config_;
   std::map<std::uint64_t, Known> known_;              // alarms seen open, by id
   std::map<std::string, std::int64_t> resent_at_ms_;  // per Alertmanager channel
+  FlapDetector flaps_;
+  std::map<std::string, AlarmNotice> flapping_last_;  // per flapping subject: its newest alarm change
 };
+
+// A flapping subject: "goal/7", or the alarm's kind and post ("post_silent/bamako").
+std::string flap_subject(const AlarmNotice& a);
 
 }  // namespace postwatch::aggregator

@@ -760,7 +760,7 @@ HttpResponse ApiRoutes::alarms(const Query& q) {
     if (state == "open" && !it->open()) continue;
     if (state == "cleared" && it->open()) continue;
     list.push_back(alarm_json(*it));
-    if (std::uint64_t by = it->open() && src_.silenced_by ? src_.silenced_by(*it) : 0) list.back()["silenced_by"] = by;
+    if (src_.mark_alarm) src_.mark_alarm(*it, list.back());
   }
   return json_response(http::status::ok, {{"alarms", std::move(list)}});
 }

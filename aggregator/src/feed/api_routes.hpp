@@ -44,18 +44,20 @@ struct FeedSources {
   EventStore* store;         // history queries; may be null
   std::function<bool()> ready;
   std::function<void(const Alarm&)> alarm_changed;
-  const std::vector<bool>* silent = nullptr;                // per catalogue post, as of the last tick; may be null
-  const AccessControl* access = nullptr;                    // null or open(): no tokens needed
-  const LatencyHistogram* latency = nullptr;                // may be null
-  const LiveStream* stream = nullptr;                       // may be null
-  std::function<IngestFlowStats()> flow;                    // MQTT back-pressure; may be empty
-  std::function<nlohmann::json()> cluster;                  // /api/v1/cluster; may be empty
-  const ConfirmCounters* confirm = nullptr;                 // delivery confirmation; null when switched off
-  const OutboundQueue* outbound = nullptr;                  // what the aggregator publishes; may be null
-  std::function<NotificationFigures()> notifications;       // --notifications; empty without it
-  SilenceBook* silences = nullptr;                          // may be null (then /api/v1/silences answers 503)
-  std::function<void(const Silence&)> silence_changed;      // created or ended through the API
-  std::function<std::uint64_t(const Alarm&)> silenced_by;   // the silence holding an alarm's notifications, or 0
+  const std::vector<bool>* silent = nullptr;            // per catalogue post, as of the last tick; may be null
+  const AccessControl* access = nullptr;                // null or open(): no tokens needed
+  const LatencyHistogram* latency = nullptr;            // may be null
+  const LiveStream* stream = nullptr;                   // may be null
+  std::function<IngestFlowStats()> flow;                // MQTT back-pressure; may be empty
+  std::function<nlohmann::json()> cluster;              // /api/v1/cluster; may be empty
+  const ConfirmCounters* confirm = nullptr;             // delivery confirmation; null when switched off
+  const OutboundQueue* outbound = nullptr;              // what the aggregator publishes; may be null
+  std::function<NotificationFigures()> notifications;   // --notifications; empty without it
+  SilenceBook* silences = nullptr;                      // may be null (then /api/v1/silences answers 503)
+  std::function<void(const Silence&)> silence_changed;  // created or ended through the API
+  // Adds to an alarm's JSON what the stages after the board know of it: silenced_by (the
+  // silence holding its notifications) and flapping.
+  std::function<void(const Alarm&, nlohmann::json&)> mark_alarm;
   const std::vector<std::uint64_t>* maintenance = nullptr;  // per post: the maintenance window covering it, or 0
 };
 
