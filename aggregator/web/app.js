@@ -75,6 +75,16 @@
     return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())} UTC`;
   }
 
+  // "57s", "3m", "2h", "4d": the dense alarm list's age column has one width whatever the age,
+  // so a title never wraps because time passed (a wall screen must not grow past its height).
+  function fmtAgeShort(ms) {
+    const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+    if (s < 60) return `${s}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m`;
+    if (s < 86400) return `${Math.floor(s / 3600)}h`;
+    return `${Math.floor(s / 86400)}d`;
+  }
+
   function fmtAgo(ms) {
     if (!ms) return 'never';
     const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
@@ -378,7 +388,8 @@
           h('span', { class: 'alarm-title', title: [alarmTitle(a), ...all].join('\n') }, alarmTitle(a)),
           a.flapping ? h('span', { class: 'alarm-flapping', title: 'Opens and clears again and again: notified once, not each time' },
                          'flapping') : null,
-          h('span', { class: 'alarm-age', title: fmtTime(a.raised_at_ms) }, fmtAgo(a.raised_at_ms))),
+          h('span', { class: 'alarm-age', title: `raised ${fmtAgo(a.raised_at_ms)}, ${fmtTime(a.raised_at_ms)}` },
+            fmtAgeShort(a.raised_at_ms))),
         all.length ? h('div', { class: 'alarm-causes', title: all.join('\n') },
                        all.length > 2 ? `${all.slice(0, 2).join(' · ')} · +${all.length - 2} more` : all.join(' · '))
                    : null,
