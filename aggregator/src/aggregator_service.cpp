@@ -229,6 +229,7 @@ struct AggregatorService::Impl {
     JetStreamClusterOptions o;
     o.group = g;
     o.instance = instance;
+    silences.use_cluster_ids(instance);
     for (std::size_t at = 0; at <= options.nats_servers.size();) {
       auto comma = std::min(options.nats_servers.find(',', at), options.nats_servers.size());
       if (comma > at) o.servers.push_back(options.nats_servers.substr(at, comma - at));
@@ -351,6 +352,7 @@ struct AggregatorService::Impl {
     auto now = now_utc_ms();
     json j = silence_json(s, now);
     store.save_silence(s.id, dump_json(j));
+    if (jet) jet->share_silence(s.id, dump_json(j));  // every instance holds it (docs/scale-out.md)
     if (s.ended_at_ms != 0)
       log->info("silence {} ended by {} ({})", s.id, s.ended_by, s.comment);
     else
@@ -360,11 +362,34 @@ struct AggregatorService::Impl {
     stream->broadcast(dump_json(j));
   }
 
+  // Clustered: what other instances took or ended. Kept in our store too, so a restart
+  // without NATS still knows it; the dashboards are told as for our own.
+  void merge_shared_silences(std::int64_t now) {
+    for (const auto& body : jet->take_silences()) {
+      auto s = silence_from_json(json::parse(body, nullptr, false));
+      if (!s) {
+        log->warn("cluster: a shared silence does not read back; ignored: {}", body.substr(0, 200));
+        continue;
+      }
+      if (!silences.merge(*s)) continue;
+      const Silence& kept = *silences.find(s->id);
+      json j = silence_json(kept, now);
+      store.save_silence(kept.id, dump_json(j));
+      log->info("cluster: {} {} {} (shared by another instance)", kept.maintenance ? "maintenance window" : "silence",
+                kept.id, kept.ended_at_ms != 0 ? "ended by " + kept.ended_by : "set by " + kept.created_by);
+      j["type"] = "silence";
+      stream->broadcast(dump_json(j));
+    }
+  }
+
   // Silences that began or ended change who hears of the open alarms they match: the router
   // says what changed meanwhile once none holds an alarm (docs/alerting.md).
   void tick_silences(std::int64_t now) {
+    if (jet) merge_shared_silences(now);
     auto t = silences.tick(now);
     for (auto id : t.dropped) store.save_silence(id, "");
+    if (jet && jet->leader())
+      for (auto id : t.dropped) jet->forget_silence(id);
     for (auto id : t.started) log->info("silence {} holds from now", id);
     for (auto id : t.ended) log->info("silence {} has ended", id);
     if (notifier && !(t.started.empty() && t.ended.empty()))

@@ -3,6 +3,7 @@
 // simulated fleet with delivery confirmation. One instance is SIGKILLed mid-stream, one is
 // paused past its lease: every accepted event is applied once, confirmed, and stored.
 #include "integration/feed_test_support.hpp"
+#include "integration/jetstream_test_support.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/event_partitions.hpp"
@@ -34,18 +35,15 @@ namespace {
 
 std::string sim_binary() { return (binary_dir() / "tools" / "simulator" / "postwatch-sim").string(); }
 
-// A sanitizer build runs several times slower: a 2 s lease lapses under the fleet's load there
-// and partitions move between the instances that should keep them.
+// A sanitizer build runs several times slower (the lease there: jetstream_test_support.hpp).
 // The fleet sends half the rate there, and the simulator's drain (how long it waits for the
 // last confirmations) is longer: in a CI run under ASan the cluster fell behind the offered
 // load, every agent of a node then reconnected as a killed node came back, and the backlog
 // took longer than 60 s to be confirmed. A run that passes ends its drain early.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr const char* kLeaseMs = "6000";
 constexpr const char* kDrainS = "150";
 constexpr const char* kRate = "1";  // a CI run applied 200/s, then 100/s of the 284/s offered
 #else
-constexpr const char* kLeaseMs = "2000";
 constexpr const char* kDrainS = "60";
 constexpr const char* kRate = "2";
 #endif
@@ -54,23 +52,6 @@ constexpr auto kSimWait = std::chrono::seconds(200);
 // The default fleet (142 agents, delivery confirmation) for `seconds` through `broker`.
 std::vector<std::string> fleet(const std::string& broker, const char* seconds) {
   return {sim_binary(), "--broker", broker, "--duration", seconds, "--rate", kRate, "--drain", kDrainS, "--quiet"};
-}
-
-std::vector<std::string> cluster_args(const NatsCluster& nats, const std::string& instance) {
-  return {"--cluster-group", "ops", "--instance-id", instance, "--nats", nats.servers(),
-          "--nats-replicas", "3",   "--lease-ms",    kLeaseMs};
-}
-
-// Every instance a member, holding every partition it wins, and all of them held once.
-bool cluster_settled(const std::vector<AggregatorProcess*>& aggs, unsigned partitions) {
-  std::set<unsigned> held;
-  std::size_t count = 0;
-  for (auto* a : aggs) {
-    auto c = a->get("/api/v1/cluster");
-    if (!c.is_object() || !c["ready"].get<bool>() || c["members"].size() != aggs.size()) return false;
-    for (const auto& p : c["partitions"]["held"]) held.insert(p.get<unsigned>()), ++count;
-  }
-  return held.size() == partitions && count == partitions;
 }
 
 struct SimTotals {

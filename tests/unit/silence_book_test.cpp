@@ -145,6 +145,42 @@ TEST(SilenceBook, HoldsFromItsStartToItsEndForWhatItMatches) {
   EXPECT_TRUE(book.all().empty());
 }
 
+// Clustered (docs/scale-out.md): two instances take silences in the same millisecond under
+// different ids, each merges the other's through the shared state, and an end taken on
+// either holds on both, never undone by an older copy.
+TEST(SilenceBook, InstancesOfAClusterFileApartAndMergeEachOthersSilences) {
+  SilenceBook a(catalogue()), b(catalogue());
+  a.use_cluster_ids("agg-1");
+  b.use_cluster_ids("agg-2");
+  json body{{"match", {{"post", "bamako"}}}, {"comment", "power works"}, {"duration_s", 3600}};
+  const Silence sa = a.add(silence_from_request(body, catalogue(), "desk a", kNow));
+  const Silence sb = b.add(silence_from_request(body, catalogue(), "desk b", kNow));
+  EXPECT_NE(sa.id, sb.id);
+  EXPECT_EQ(sa.id >> 10, static_cast<std::uint64_t>(kNow));                             // ids sort by time
+  EXPECT_GT(a.add(silence_from_request(body, catalogue(), "desk a", kNow)).id, sa.id);  // same ms, same instance
+
+  // Through the shared state: as silence_json, as the cluster carries it.
+  auto shared = [](const Silence& s) { return *silence_from_json(silence_json(s, kNow)); };
+  EXPECT_TRUE(b.merge(shared(sa)));
+  EXPECT_FALSE(b.merge(shared(sa)));  // again: nothing new
+  EXPECT_TRUE(a.merge(shared(sb)));
+  ASSERT_NE(b.find(sa.id), nullptr);
+  EXPECT_EQ(b.find(sa.id)->created_by, "desk a");
+  EXPECT_TRUE(b.silenced(alarm(1, "red", "bamako"), kNow + 1));
+
+  const Silence ended = *b.end(sa.id, "night desk", kNow + 1000);
+  EXPECT_FALSE(a.merge(shared(sa)));  // the old copy ends nothing
+  EXPECT_TRUE(a.merge(shared(ended)));
+  EXPECT_EQ(a.find(sa.id)->ended_by, "night desk");
+  EXPECT_FALSE(a.merge(shared(sa)));  // and an older copy does not undo the end
+  EXPECT_EQ(a.find(sa.id)->end_ms(), kNow + 1000);
+  EXPECT_FALSE(a.find(sa.id)->holds(kNow + 1000));
+  // The book stays sorted by id whatever order the merges came in.
+  for (const auto* book : {&a, &b})
+    EXPECT_TRUE(std::is_sorted(book->all().begin(), book->all().end(),
+                               [](const Silence& x, const Silence& y) { return x.id < y.id; }));
+}
+
 TEST(SilenceBook, AMaintenanceWindowCoversItsPostsAndRegions) {
   SilenceBook book(catalogue());
   const auto& cat = catalogue();

@@ -181,6 +181,10 @@ void JetStreamCluster::Core::on_board_entry(const KvEntry& e) {
     return;
   }
   if (e.key.starts_with("mismatch.")) return on_mismatch_entry(e);
+  if (e.key.starts_with("silence.")) {
+    silences_new.push_back(e.value);
+    return;
+  }
   if (!e.key.starts_with("ack.")) return;
   json j = json::parse(e.value, nullptr, false);
   std::uint64_t id = 0;
@@ -218,8 +222,8 @@ void JetStreamCluster::Core::write_mismatches() {
   for (auto& [post, m] : mismatches_out) {
     if (!m.dirty) continue;
     m.dirty = false;
-    write_ack("mismatch." + post + "." + options.instance,
-              json{{"post", post}, {"total", m.total}, {"claimed", m.claimed}, {"at_ms", m.at_ms}}.dump());
+    write_shared("mismatch." + post + "." + options.instance,
+                 json{{"post", post}, {"total", m.total}, {"claimed", m.claimed}, {"at_ms", m.at_ms}}.dump());
   }
 }
 
@@ -276,7 +280,9 @@ JetStreamCluster::JetStreamCluster(boost::asio::io_context& io, const IndicatorC
       worker_(std::make_unique<Worker>(core_)) {
   core_->submit = [w = worker_.get()](SnapshotJob job) { w->submit(std::move(job)); };
   core_->write_board = [w = worker_.get()](std::string image) { w->write_board(std::move(image)); };
-  core_->write_ack = [w = worker_.get()](std::string k, std::string v) { w->write_ack(std::move(k), std::move(v)); };
+  core_->write_shared = [w = worker_.get()](std::string k, std::string v) {
+    w->write_shared(std::move(k), std::move(v));
+  };
 }
 
 JetStreamCluster::~JetStreamCluster() { worker_.reset(); }
@@ -310,8 +316,8 @@ std::optional<std::string> JetStreamCluster::take_board() {
 }
 
 void JetStreamCluster::share_ack(const SharedAck& ack) {
-  core_->write_ack("ack." + std::to_string(ack.alarm),
-                   json{{"by", ack.by}, {"comment", ack.comment}, {"at_ms", ack.at_ms}}.dump());
+  core_->write_shared("ack." + std::to_string(ack.alarm),
+                      json{{"by", ack.by}, {"comment", ack.comment}, {"at_ms", ack.at_ms}}.dump());
 }
 
 void JetStreamCluster::share_mismatch(const std::string& topic_post, const std::string& claimed, std::int64_t at_ms) {
@@ -327,6 +333,18 @@ void JetStreamCluster::share_mismatch(const std::string& topic_post, const std::
 std::vector<JetStreamCluster::SharedMismatch> JetStreamCluster::take_mismatches() {
   std::vector<SharedMismatch> out;
   out.swap(core_->mismatches_new);
+  return out;
+}
+
+void JetStreamCluster::share_silence(std::uint64_t id, std::string silence_json) {
+  core_->write_shared("silence." + std::to_string(id), std::move(silence_json));
+}
+
+void JetStreamCluster::forget_silence(std::uint64_t id) { core_->write_shared("silence." + std::to_string(id), ""); }
+
+std::vector<std::string> JetStreamCluster::take_silences() {
+  std::vector<std::string> out;
+  out.swap(core_->silences_new);
   return out;
 }
 

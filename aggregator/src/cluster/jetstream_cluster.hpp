@@ -90,6 +90,12 @@ class JetStreamCluster {
   };
   void share_ack(const SharedAck& ack);
   std::vector<SharedAck> take_acks();  // shared since the last call (all of them at first)
+  // Silences and maintenance windows (docs/alerting.md), as silence_json: whichever instance
+  // takes or ends one shares it, every instance merges what the others shared, and one
+  // dropped after its keeping time is forgotten by the leader.
+  void share_silence(std::uint64_t id, std::string silence_json);
+  void forget_silence(std::uint64_t id);
+  std::vector<std::string> take_silences();  // shared since the last call (all of them at first)
   // A batch on one post's topic that claims another post or agent is seen by the holder of
   // the topic's post; the leader counts the attempts and raises the alarm. Shared per post
   // and instance, at most once per tick(), so a flood of forged batches is a few writes.

@@ -74,7 +74,7 @@ struct JetStreamCluster::Core : std::enable_shared_from_this<JetStreamCluster::C
   void on_snapshot_done(std::uint32_t p, std::uint64_t generation, bool ok, std::size_t acked, Revisions written);
   void on_message(std::uint32_t p, std::uint64_t generation, NatsMessagePtr msg);
   void on_post_snapshot(const KvEntry& e);  // another holder's post, from the watch
-  void on_board_entry(const KvEntry& e);    // the leader's board, or a shared acknowledgement
+  void on_board_entry(const KvEntry& e);    // the leader's board, a shared acknowledgement or silence
   void on_board_written();
   void on_view(GroupView v) { view = std::move(v); }
 
@@ -99,10 +99,11 @@ struct JetStreamCluster::Core : std::enable_shared_from_this<JetStreamCluster::C
   JetStreamCounters counters;
   std::function<void(SnapshotJob)> submit;  // to the Worker
   std::function<void(std::string)> write_board;
-  std::function<void(std::string, std::string)> write_ack;  // key, value
-  std::optional<std::string> board_latest;                  // from the watch, not yet taken
-  std::string aligned;                                      // a misaligned payload's copy (on_message)
+  std::function<void(std::string, std::string)> write_shared;  // key, value (empty: delete the key)
+  std::optional<std::string> board_latest;                     // from the watch, not yet taken
+  std::string aligned;                                         // a misaligned payload's copy (on_message)
   std::vector<SharedAck> acks_new;
+  std::vector<std::string> silences_new;  // silence_json bodies from the watch, not yet taken
   struct MismatchOut {
     std::uint64_t total = 0;
     std::vector<std::string> claimed;
@@ -123,8 +124,8 @@ struct JetStreamCluster::Worker {
   ~Worker();
   void start();
   void submit(SnapshotJob job);
-  void write_board(std::string image);                 // on the writer thread, by the leader
-  void write_ack(std::string key, std::string value);  // on the writer thread
+  void write_board(std::string image);                    // on the writer thread, by the leader
+  void write_shared(std::string key, std::string value);  // on the writer thread; empty value deletes
   // Last snapshots, acknowledgements, leases and member key released; then the thread ends.
   void stop(SnapshotJob last, std::chrono::milliseconds timeout);
 

@@ -1,5 +1,5 @@
 // The writer thread of JetStreamCluster's Worker: snapshot writes and acknowledgements, the
-// board image and shared acknowledgements. Apart from the lease thread, so a slow store
+// board image and the shared acknowledgements and silences. Apart from the lease thread, so a slow store
 // commit or write never delays a renewal (jetstream_worker.cpp).
 #include "cluster/jetstream_internal.hpp"
 
@@ -21,12 +21,14 @@ void JetStreamCluster::Worker::write_board(std::string image) {
   });
 }
 
-void JetStreamCluster::Worker::write_ack(std::string key, std::string value) {
+void JetStreamCluster::Worker::write_shared(std::string key, std::string value) {
   boost::asio::post(writer_io_, [this, key = std::move(key), value = std::move(value)] {
     // Refused only if the cluster is unreachable; the instance that took it has it anyway.
     if (!set_up_)
       log_->warn("cluster: {} not shared: not connected to NATS yet", key);
-    else if (auto w = board_->put(key, value); !w)
+    else if (value.empty()) {
+      if (!board_->remove(key)) log_->warn("cluster: {} not removed from the shared state", key);
+    } else if (auto w = board_->put(key, value); !w)
       log_->warn("cluster: {} not shared: {}", key, w.error);
   });
 }

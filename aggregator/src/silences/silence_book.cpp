@@ -137,10 +137,31 @@ void SilenceBook::restore(std::vector<Silence> silences) {
   for (const auto& s : silences_) next_id_ = std::max(next_id_, s.id + 1);
 }
 
+std::uint64_t cluster_silence_id(std::int64_t now_ms, std::string_view instance) {
+  std::uint32_t h = 2166136261u;  // FNV-1a
+  for (unsigned char c : instance) h = (h ^ c) * 16777619u;
+  return (static_cast<std::uint64_t>(std::max<std::int64_t>(now_ms, 0)) << 10) | (h & 0x3ffu);
+}
+
 const Silence& SilenceBook::add(Silence s) {
-  s.id = next_id_++;
-  silences_.push_back(std::move(s));
+  s.id = instance_.empty() ? next_id_ : std::max(next_id_, cluster_silence_id(s.created_at_ms, instance_));
+  next_id_ = s.id + 1;
+  silences_.push_back(std::move(s));  // the highest id: the vector stays sorted
   return silences_.back();
+}
+
+bool SilenceBook::merge(const Silence& s) {
+  auto it = std::lower_bound(silences_.begin(), silences_.end(), s.id,
+                             [](const Silence& x, std::uint64_t v) { return x.id < v; });
+  if (it == silences_.end() || it->id != s.id) {
+    silences_.insert(it, s);
+    next_id_ = std::max(next_id_, s.id + 1);
+    return true;
+  }
+  if (s.ended_at_ms == 0 || (it->ended_at_ms != 0 && it->ended_at_ms <= s.ended_at_ms)) return false;
+  it->ended_at_ms = s.ended_at_ms;
+  it->ended_by = s.ended_by;
+  return true;
 }
 
 const Silence* SilenceBook::find(std::uint64_t id) const {

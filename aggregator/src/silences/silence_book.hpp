@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace postwatch::aggregator {
@@ -58,14 +59,25 @@ std::optional<Silence> silence_from_json(const nlohmann::json& j);
 Silence silence_from_request(const nlohmann::json& body, const IndicatorCatalogue& catalogue,
                              const std::string& default_by, std::int64_t now_ms);
 
+// The lowest id an instance of a cluster files a silence under: its creation time in ms and
+// ten bits of the instance's name, so two instances taking one in the same moment still
+// differ (unless their names share those bits: 1 in 1024), and ids still sort by time.
+std::uint64_t cluster_silence_id(std::int64_t now_ms, std::string_view instance);
+
 class SilenceBook {
  public:
   explicit SilenceBook(const IndicatorCatalogue& catalogue) : catalogue_(catalogue) {}
 
   // What the store kept; ids continue after the highest.
   void restore(std::vector<Silence> silences);
+  // Clustered: ids from here on are at least cluster_silence_id(created_at_ms, instance), so
+  // they stay apart between the instances of a cluster.
+  void use_cluster_ids(std::string instance) { instance_ = std::move(instance); }
   // Files `s` under the next id and returns it.
   const Silence& add(Silence s);
+  // A silence another instance took or ended (docs/scale-out.md): filed under its own id, or
+  // ending ours; an end is never undone. False when it changes nothing.
+  bool merge(const Silence& s);
   // Ends silence `id` now; nullopt when there is none. Ending an ended one changes nothing.
   std::optional<Silence> end(std::uint64_t id, const std::string& by, std::int64_t now_ms);
 
@@ -90,6 +102,7 @@ class SilenceBook {
   std::vector<Silence> silences_;       // by id
   std::vector<std::uint64_t> holding_;  // as of the last tick
   std::uint64_t next_id_ = 1;
+  std::string instance_;  // clustered: see use_cluster_ids
 };
 
 }  // namespace postwatch::aggregator

@@ -1,0 +1,39 @@
+// What the tests of a cluster on NATS JetStream share (docs/scale-out.md): an instance's
+// cluster options and the wait for a group to settle.
+#pragma once
+
+#include "support/aggregator_process.hpp"
+#include "support/nats_cluster.hpp"
+
+#include <set>
+#include <string>
+#include <vector>
+
+namespace postwatch::test {
+
+// A sanitizer build runs several times slower: a 2 s lease lapses under the fleet's load there
+// and partitions move between the instances that should keep them.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr const char* kLeaseMs = "6000";
+#else
+inline constexpr const char* kLeaseMs = "2000";
+#endif
+
+inline std::vector<std::string> cluster_args(const NatsCluster& nats, const std::string& instance) {
+  return {"--cluster-group", "ops", "--instance-id", instance, "--nats", nats.servers(),
+          "--nats-replicas", "3",   "--lease-ms",    kLeaseMs};
+}
+
+// Every instance a member, holding every partition it wins, and all of them held once.
+inline bool cluster_settled(const std::vector<AggregatorProcess*>& aggs, unsigned partitions) {
+  std::set<unsigned> held;
+  std::size_t count = 0;
+  for (auto* a : aggs) {
+    auto c = a->get("/api/v1/cluster");
+    if (!c.is_object() || !c["ready"].get<bool>() || c["members"].size() != aggs.size()) return false;
+    for (const auto& p : c["partitions"]["held"]) held.insert(p.get<unsigned>()), ++count;
+  }
+  return held.size() == partitions && count == partitions;
+}
+
+}  // namespace postwatch::test
