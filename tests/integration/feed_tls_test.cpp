@@ -1,6 +1,7 @@
 // HTTPS and wss:// for the feed (--tls-cert/--tls-key), with a throwaway self-signed
 // certificate made by the openssl command; the client verifies the server against it.
 #include "integration/feed_test_support.hpp"
+#include "support/self_signed_cert.hpp"
 
 #include <gtest/gtest.h>
 #include <boost/asio/ssl.hpp>
@@ -16,16 +17,7 @@ namespace websocket = beast::websocket;
 
 namespace {
 
-struct Certificate {
-  std::filesystem::path cert, key;
-  explicit Certificate(const TempDir& dir) : cert(dir.path() / "cert.pem"), key(dir.path() / "key.pem") {
-    ChildProcess openssl(
-        {"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-         "subjectAltName=IP:127.0.0.1", "-keyout", key.string(), "-out", cert.string()},
-        dir.path() / "openssl.log");
-    if (openssl.wait(30s) != 0) throw std::runtime_error("openssl req failed: " + openssl.log());
-  }
-};
+using Certificate = SelfSignedCert;
 
 ssl::context client_context(const Certificate& c) {
   ssl::context ctx(ssl::context::tls_client);

@@ -56,7 +56,7 @@ TEST(NotificationConfig, ReadsChannelsRoutesAndSecrets) {
   ASSERT_EQ(cfg.channels.size(), 1u);
   const auto& duty = std::get<WebhookChannelConfig>(cfg.channels[0]);
   EXPECT_EQ(duty.secret, "s3cret-key");  // one trailing newline stripped
-  EXPECT_EQ(duty.timeout_ms, 2000);
+  EXPECT_EQ(duty.transport.timeout_ms, 2000);
   ASSERT_EQ(cfg.routes.size(), 1u);
   EXPECT_EQ(cfg.routes[0].match.levels, std::vector<std::string>{"red"});
   EXPECT_EQ(cfg.routes[0].group_wait_ms, 30'000);
@@ -121,7 +121,7 @@ TEST(NotificationConfig, ReadsAlertmanagerAndEmailChannels) {
   const auto& mail = std::get<EmailChannelConfig>(cfg.channels[1]);
   EXPECT_TRUE(mail.starttls);  // the default
   EXPECT_EQ(mail.to, (std::vector<std::string>{"duty@example.org", "desk@example.org"}));
-  EXPECT_EQ(mail.password, "p4ss");
+  EXPECT_EQ(mail.transport.password, "p4ss");
   EXPECT_EQ(cfg.dashboard_url, "https://postwatch.example.org/");
 }
 
@@ -170,6 +170,48 @@ TEST(NotificationConfig, RefusesBadAlertmanagerAndEmailChannelsNamingTheEntry) {
   EXPECT_NE(d.error(one_channel(clear)).find("a password would cross the network in clear"), std::string::npos);
   clear["smtp_url"] = "smtp://127.0.0.1:25";
   EXPECT_EQ(d.error(one_channel(clear)), "");
+}
+
+// Alertmanager behind basic auth (its web.config.file), and channels that trust a ministry's
+// own CA: the login and the CA file are read at start; a bad one names the entry.
+TEST(NotificationConfig, ReadsALoginAndACaFileAndRefusesBadOnes) {
+  ConfigDir d;
+  write_file(d.dir.path() / "am.password", "4m-p4ss\n", kOwnerOnly);
+  write_file(d.dir.path() / "ca.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", kOwnerOnly);
+  write_file(d.dir.path() / "not-a-ca.pem", "hello\n", kOwnerOnly);
+  const json am{{"name", "am"},
+                {"kind", "alertmanager"},
+                {"url", "https://am.example.org:9093"},
+                {"username", "postwatch"},
+                {"password_file", "am.password"},
+                {"ca_file", "ca.pem"}};
+  auto cfg = d.parse(one_channel(am));
+  const auto& t = std::get<AlertmanagerChannelConfig>(cfg.channels[0]).transport;
+  EXPECT_EQ(t.username, "postwatch");
+  EXPECT_EQ(t.password, "4m-p4ss");
+  EXPECT_EQ(t.ca_file, (d.dir.path() / "ca.pem").string());  // relative to the file
+  auto with = [](json c, const std::string& field, const json& value) {
+    c[field] = value;
+    return one_channel(c);
+  };
+  EXPECT_NE(d.error(with(am, "ca_file", "missing.pem")).find("channels[0] ('am'): ca_file: cannot read"),
+            std::string::npos)
+      << d.error(with(am, "ca_file", "missing.pem"));
+  EXPECT_NE(d.error(with(am, "ca_file", "not-a-ca.pem")).find("holds no PEM certificate"), std::string::npos);
+  // A basic-auth password over plain http only to this machine.
+  EXPECT_NE(d.error(with(am, "url", "http://am.example.org:9093")).find("a password would cross the network in clear"),
+            std::string::npos);
+  EXPECT_EQ(d.error(with(am, "url", "http://127.0.0.1:9093")), "");
+  json no_user = am;
+  no_user.erase("username");
+  EXPECT_NE(d.error(one_channel(no_user)).find("channels[0] ('am'): 'password_file' needs a 'username'"),
+            std::string::npos);
+  // A webhook signs instead of logging in; it may trust a CA file.
+  write_file(d.dir.path() / "duty.secret", "k\n", kOwnerOnly);
+  const json hook{{"name", "hook"}, {"kind", "webhook"}, {"url", "https://h/"}, {"secret_file", "duty.secret"}};
+  EXPECT_EQ(d.error(with(hook, "ca_file", "ca.pem")), "");
+  EXPECT_NE(d.error(with(hook, "username", "x")).find("unknown field 'username'"), std::string::npos);
+  EXPECT_EQ(d.error(one_channel(am)).find("4m-p4ss"), std::string::npos);
 }
 
 TEST(NotificationConfig, RefusesAnEmailPasswordFileOthersCanReadAndNeverShowsIt) {
@@ -562,7 +604,7 @@ TEST(EmailChannel, StarttlsRefusesAServerWithoutIt) {
   c.smtp_url = "smtp://127.0.0.1:" + std::to_string(port);
   c.from = "postwatch@example.org";
   c.to = {"duty@example.org"};
-  c.timeout_ms = 5000;
+  c.transport.timeout_ms = 5000;
   auto body = json{{"notification_id", "t-1"}, {"alarms", json::array()}}.dump();
   auto refused = EmailChannel(c, "").deliver(body, 0);
   EXPECT_FALSE(refused.ok);

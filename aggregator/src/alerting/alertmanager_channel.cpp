@@ -91,7 +91,7 @@ DeliveryResult AlertmanagerChannel::deliver(const std::string& body, std::int64_
     return {false, "not a notification (no \"alarms\")"};
   json alerts = alertmanager_alerts(notification["alarms"], dashboard_url_, now_ms);
   if (alerts.empty()) return {true, ""};  // nothing to say (an empty re-send)
-  return post_json(endpoint_, alerts.dump(), {}, config_.timeout_ms);
+  return post_json(endpoint_, alerts.dump(), {}, config_.transport);
 }
 
 }  // namespace postwatch::aggregator

@@ -21,8 +21,19 @@ void init_curl_once() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+void apply_transport(CURL* c, const ChannelTransport& t) {
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(t.timeout_ms));
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(t.timeout_ms));
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // a worker thread: no SIGALRM for DNS timeouts
+  if (!t.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, t.ca_file.c_str());
+  if (!t.username.empty()) {
+    curl_easy_setopt(c, CURLOPT_USERNAME, t.username.c_str());
+    curl_easy_setopt(c, CURLOPT_PASSWORD, t.password.c_str());
+  }
+}
+
 DeliveryResult post_json(const std::string& url, const std::string& body, const std::vector<std::string>& headers,
-                         std::int64_t timeout_ms) {
+                         const ChannelTransport& transport) {
   init_curl_once();
   std::unique_ptr<CURL, CurlFree> curl(curl_easy_init());
   if (!curl) return {false, "cannot make a libcurl handle"};
@@ -38,9 +49,8 @@ DeliveryResult post_json(const std::string& url, const std::string& body, const 
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
   curl_easy_setopt(c, CURLOPT_USERAGENT, "postwatch-aggregator");
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout_ms));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);        // a worker thread: no SIGALRM for DNS timeouts
+  apply_transport(c, transport);
+  if (!transport.username.empty()) curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // a redirect would re-send the body elsewhere
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_start);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "alerting/delivery_result.hpp"
+#include "alerting/notification_config.hpp"
 
 #include <curl/curl.h>
 
@@ -20,10 +21,13 @@ struct CurlFree {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
 
+// Sets a channel's deadline, CA file and login (HTTP basic auth, or SMTP AUTH) on `c`.
+void apply_transport(CURL* c, const ChannelTransport& t);
+
 // POSTs `body` as application/json with `headers` ("Name: value") to an http(s) url; no
 // redirects (the body would go elsewhere). Any 2xx is delivered; otherwise the error names
 // the status and the start of the answer.
 DeliveryResult post_json(const std::string& url, const std::string& body, const std::vector<std::string>& headers,
-                         std::int64_t timeout_ms);
+                         const ChannelTransport& transport);
 
 }  // namespace postwatch::aggregator

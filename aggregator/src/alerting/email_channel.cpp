@@ -126,18 +126,12 @@ DeliveryResult EmailChannel::deliver(const std::string& body, std::int64_t now_m
   // STARTTLS or smtps://: TLS or no mail (a server without STARTTLS is a failed attempt).
   const bool tls = config_.starttls || config_.smtp_url.starts_with("smtps://");
   curl_easy_setopt(c, CURLOPT_USE_SSL, static_cast<long>(tls ? CURLUSESSL_ALL : CURLUSESSL_NONE));
-  if (!config_.username.empty()) {
-    curl_easy_setopt(c, CURLOPT_USERNAME, config_.username.c_str());
-    curl_easy_setopt(c, CURLOPT_PASSWORD, config_.password.c_str());
-  }
   curl_easy_setopt(c, CURLOPT_MAIL_FROM, from.c_str());
   curl_easy_setopt(c, CURLOPT_MAIL_RCPT, recipients.get());
   curl_easy_setopt(c, CURLOPT_READFUNCTION, read_upload);
   curl_easy_setopt(c, CURLOPT_READDATA, &upload);
   curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.timeout_ms));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.timeout_ms));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  apply_transport(c, config_.transport);
   CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) return {false, std::string("SMTP: ") + curl_easy_strerror(rc)};
   return {true, ""};

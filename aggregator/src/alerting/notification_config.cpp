@@ -90,22 +90,51 @@ void check_address(const std::string& a, const std::string& where) {
   if (!ok) fail(where, "'" + a + "' is not an email address (local@domain, no spaces or <>,\")");
 }
 
+// A channel's timeout_s and ca_file, and its username and password_file where it takes a
+// login. `in_clear`: nothing encrypts the connection to `url`, so a password may only go to
+// this machine.
+ChannelTransport parse_transport(const json& c, const std::string& named, const std::filesystem::path& base_dir,
+                                 ChannelTransport out, const std::string& url, bool in_clear) {
+  out.timeout_ms = seconds_field(c, named, "timeout_s", out.timeout_ms, 0.1, 300);
+  if (c.contains("ca_file")) {
+    std::filesystem::path file = required_string(c, named, "ca_file");
+    if (file.is_relative()) file = base_dir / file;
+    std::ifstream in(file);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in && text.empty()) fail(named, "ca_file: cannot read " + file.string());
+    if (text.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+      fail(named, "ca_file: " + file.string() + " holds no PEM certificate");
+    out.ca_file = file.string();
+  }
+  if (c.contains("username")) out.username = required_string(c, named, "username");
+  if (c.contains("password_file")) {
+    if (out.username.empty()) fail(named, "'password_file' needs a 'username'");
+    out.password = read_secret(c, named, "password_file", base_dir);
+    if (in_clear && !is_loopback_host(url))
+      fail(named, "a password would cross the network in clear: use an encrypted url (https://, smtps://) or STARTTLS");
+  }
+  return out;
+}
+
 WebhookChannelConfig parse_webhook(const json& c, const std::string& named, const std::filesystem::path& base_dir) {
-  only_fields(c, named, {"name", "kind", "type", "url", "secret_file", "timeout_s"});
+  only_fields(c, named, {"name", "kind", "type", "url", "secret_file", "timeout_s", "ca_file"});
   WebhookChannelConfig out;
   out.url = required_string(c, named, "url");
   if (auto problem = check_url(out.url); !problem.empty()) fail(named, problem);
   out.secret = read_secret(c, named, "secret_file", base_dir);
-  out.timeout_ms = seconds_field(c, named, "timeout_s", out.timeout_ms, 0.1, 300);
+  out.transport = parse_transport(c, named, base_dir, out.transport, out.url, false);
   return out;
 }
 
-AlertmanagerChannelConfig parse_alertmanager(const json& c, const std::string& named) {
-  only_fields(c, named, {"name", "kind", "type", "url", "timeout_s", "resend_interval_s"});
+AlertmanagerChannelConfig parse_alertmanager(const json& c, const std::string& named,
+                                             const std::filesystem::path& base_dir) {
+  only_fields(
+      c, named,
+      {"name", "kind", "type", "url", "timeout_s", "resend_interval_s", "ca_file", "username", "password_file"});
   AlertmanagerChannelConfig out;
   out.url = required_string(c, named, "url");
   if (auto problem = check_url(out.url); !problem.empty()) fail(named, problem);
-  out.timeout_ms = seconds_field(c, named, "timeout_s", out.timeout_ms, 0.1, 300);
+  out.transport = parse_transport(c, named, base_dir, out.transport, out.url, !out.url.starts_with("https://"));
   // Alertmanager resolves an alert it has not heard of for its resolve_timeout (5 min by
   // default): a re-send must come well within that.
   out.resend_interval_ms = seconds_field(c, named, "resend_interval_s", out.resend_interval_ms, 1, 3600);
@@ -113,8 +142,9 @@ AlertmanagerChannelConfig parse_alertmanager(const json& c, const std::string& n
 }
 
 EmailChannelConfig parse_email(const json& c, const std::string& named, const std::filesystem::path& base_dir) {
-  only_fields(c, named,
-              {"name", "kind", "type", "smtp_url", "tls", "from", "to", "username", "password_file", "timeout_s"});
+  only_fields(
+      c, named,
+      {"name", "kind", "type", "smtp_url", "tls", "from", "to", "username", "password_file", "timeout_s", "ca_file"});
   EmailChannelConfig out;
   out.smtp_url = required_string(c, named, "smtp_url");
   const bool smtps = out.smtp_url.starts_with("smtps://");
@@ -140,15 +170,7 @@ EmailChannelConfig parse_email(const json& c, const std::string& named, const st
     check_address(t.get<std::string>(), named + ".to");
     out.to.push_back(t.get<std::string>());
   }
-  if (c.contains("username")) out.username = required_string(c, named, "username");
-  if (c.contains("password_file")) {
-    if (out.username.empty()) fail(named, "'password_file' needs a 'username'");
-    out.password = read_secret(c, named, "password_file", base_dir);
-    // A password in clear over the network: only to a relay on this machine.
-    if (!smtps && !out.starttls && !is_loopback_host(out.smtp_url))
-      fail(named, "a password would cross the network in clear: use \"tls\": \"starttls\" or smtps://");
-  }
-  out.timeout_ms = seconds_field(c, named, "timeout_s", out.timeout_ms, 0.1, 300);
+  out.transport = parse_transport(c, named, base_dir, out.transport, out.smtp_url, !smtps && !out.starttls);
   return out;
 }
 
@@ -164,7 +186,7 @@ ChannelConfig parse_channel(const json& c, const std::string& where, const std::
   if (kind == "webhook")
     out = parse_webhook(c, named, base_dir);
   else if (kind == "alertmanager")
-    out = parse_alertmanager(c, named);
+    out = parse_alertmanager(c, named, base_dir);
   else if (kind == "email")
     out = parse_email(c, named, base_dir);
   else

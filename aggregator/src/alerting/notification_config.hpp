@@ -25,19 +25,28 @@ class NotificationConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// How a channel reaches its server (curl_support.hpp): timeout_s; ca_file, the CA certificates
+// to trust instead of the system's (a ministry's internal CA); and a username with its
+// password_file where the channel takes a login.
+struct ChannelTransport {
+  std::int64_t timeout_ms = 10'000;
+  std::string ca_file;             // trust these CAs instead of the system's; checked at start
+  std::string username, password;  // password from password_file; never logged
+};
+
 struct WebhookChannelConfig {
   std::string name;
   std::string url;     // http:// or https://
   std::string secret;  // the HMAC key, from secret_file; never logged
-  std::int64_t timeout_ms = 10'000;
+  ChannelTransport transport;
 };
 
 // Alertmanager (docs/alerting.md, "Alertmanager"): alarms as alerts, POSTed to
 // <url>/api/v2/alerts, and every open one re-sent each resend_interval until it closes.
 struct AlertmanagerChannelConfig {
   std::string name;
-  std::string url;  // the Alertmanager's base URL, http:// or https://
-  std::int64_t timeout_ms = 10'000;
+  std::string url;                           // the Alertmanager's base URL, http:// or https://
+  ChannelTransport transport;                // username and password_file: HTTP basic auth (its web.config.file)
   std::int64_t resend_interval_ms = 60'000;  // below Alertmanager's resolve_timeout (5 min by default)
 };
 
@@ -48,9 +57,7 @@ struct EmailChannelConfig {
   bool starttls = true;  // "tls": "starttls" (the default) or "none"; smtps:// is TLS from the start
   std::string from;
   std::vector<std::string> to;
-  std::string username;
-  std::string password;  // from password_file; never logged
-  std::int64_t timeout_ms = 30'000;
+  ChannelTransport transport{30'000, {}, {}, {}};  // username and password_file: SMTP AUTH
 };
 
 // One entry of "channels"; its "kind" (or "type") chooses the alternative.

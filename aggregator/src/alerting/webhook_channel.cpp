@@ -27,7 +27,7 @@ DeliveryResult WebhookChannel::deliver(const std::string& body, std::int64_t now
   return post_json(config_.url, body,
                    {"X-Postwatch-Timestamp: " + std::to_string(now_ms / 1000),
                     "X-Postwatch-Signature: sha256=" + hmac_sha256_hex(config_.secret, body)},
-                   config_.timeout_ms);
+                   config_.transport);
 }
 
 }  // namespace postwatch::aggregator
