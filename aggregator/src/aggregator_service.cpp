@@ -2,6 +2,7 @@
 
 #include "alerting/alarm_notifier.hpp"
 #include "cluster/jetstream_cluster.hpp"
+#include "cluster/shared_outbox.hpp"
 #include "feed/access.hpp"
 #include "feed/api_routes.hpp"
 #include "feed/http_server.hpp"
@@ -82,13 +83,14 @@ AlarmNotice alarm_notice(const Alarm& a, const IndicatorCatalogue& cat) {
 }
 
 std::unique_ptr<AlarmNotifier> make_notifier(const AggregatorOptions& o, const IndicatorCatalogue& cat,
-                                             const std::shared_ptr<spdlog::logger>& log) {
+                                             const std::shared_ptr<spdlog::logger>& log,
+                                             std::shared_ptr<OutboxMirror> mirror) {
   if (o.notifications_file.empty()) return nullptr;
   try {
     auto config = NotificationConfig::load(o.notifications_file, cat);
     log->info("notifications: {} channel(s), {} route(s) from {}", config.channels.size(), config.routes.size(),
               o.notifications_file.string());
-    return std::make_unique<AlarmNotifier>(std::move(config), o.data_dir, log);
+    return std::make_unique<AlarmNotifier>(std::move(config), o.data_dir, log, std::move(mirror));
   } catch (const NotificationConfigError& e) {
     throw std::invalid_argument(e.what());
   }
@@ -193,13 +195,13 @@ struct AggregatorService::Impl {
         commit_ticker(io),
         goal_sent(catalogue->goals().size()),
         pillar_sent(catalogue->pillars().size()) {
-    notifier = make_notifier(options, *catalogue, log);
     mqtt.set_login({options.broker_username, options.broker_password, options.broker_ca_file, options.broker_cert_file,
                     options.broker_key_file});
     if (!options.cluster_group.empty()) {
       make_jetstream_cluster();
       presence.warn_on_broker_confirm(true);
     }
+    notifier = make_notifier(options, *catalogue, log, shared_outbox);
     if (options.tls_cert_file.empty() != options.tls_key_file.empty())
       throw std::invalid_argument("HTTPS needs both --tls-cert and --tls-key");
     if (!options.tls_cert_file.empty()) {
@@ -254,6 +256,8 @@ struct AggregatorService::Impl {
     };
     hooks.handed_over = [this] { return store.events_handed_over(); };
     hooks.flush = [this](std::chrono::milliseconds timeout) { return store.flush(timeout); };
+    // A dead leader's undelivered notifications go out from its successor (docs/alerting.md).
+    if (!options.notifications_file.empty()) shared_outbox = std::make_shared<SharedOutbox>(o, log);
     jet =
         std::make_unique<JetStreamCluster>(io_context, *catalogue, state, ingest, std::move(o), std::move(hooks), log);
   }
@@ -463,6 +467,7 @@ struct AggregatorService::Impl {
       stream_update("pillar", pillar_snapshot_json(*catalogue, board, p), pillar_sent[p], changed, now);
     }
     if (periodic) last_history_ms = now;
+    if (shared_outbox) shared_outbox->set_leading(jet->leader());
     if (notifier) notifier->tick(now, !jet || jet->leader());
     for (auto id : changes.alarms)
       if (const Alarm* a = board.find_alarm(id)) on_alarm_changed(*a);
@@ -554,7 +559,8 @@ struct AggregatorService::Impl {
   std::unique_ptr<JetStreamCluster> jet;  // --cluster-group (on NATS JetStream)
   MqttOutbox outbox;
   DeliveryConfirmer confirmer;
-  std::unique_ptr<AlarmNotifier> notifier;  // --notifications
+  std::shared_ptr<SharedOutbox> shared_outbox;  // clustered, with --notifications
+  std::unique_ptr<AlarmNotifier> notifier;      // --notifications
   boost::asio::steady_timer ticker, confirm_ticker, commit_ticker;
   std::int64_t last_history_ms = 0;
   bool was_leader = false;  // clustered: led at the last tick

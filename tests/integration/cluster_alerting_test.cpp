@@ -148,3 +148,52 @@ TEST(ClusterAlerting, AnAcknowledgementAndASilenceOutliveTheLeaderAndOnlyOneInst
   EXPECT_TRUE(told(receivers, silenced["id"].get<std::uint64_t>()).empty())
       << testing::PrintToString(told(receivers, silenced["id"].get<std::uint64_t>()));
 }
+
+// A leader that dies with a notification it could not deliver (its receiver was down): the
+// successor takes it over from the cluster's outbox and delivers it when the receiver is
+// back; the dead instance, run again, drops its own copy instead of sending it twice.
+TEST(ClusterAlerting, ADeadLeadersUndeliveredNotificationGoesOutFromItsSuccessorOnce) {
+  NatsCluster nats{3};
+  TempDir dir_a, dir_b;
+  WebhookReceiver duty, chief;
+  duty.stop();
+  auto args = [&](const TempDir& dir, const std::string& name) {
+    auto a = cluster_args(nats, name);
+    a.insert(a.end(), {"--min-duration-s", "1", "--notifications", write_config(dir, duty, chief)});
+    return a;
+  };
+  auto a = std::make_unique<AggregatorProcess>(nats.mqtt_uri(0), dir_a, args(dir_a, "agg-a"), "agg-a");
+  ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get()}, 16) && leads(*a); }, 30s)) << a->process().log();
+  AggregatorProcess b(nats.mqtt_uri(1), dir_b, args(dir_b, "agg-b"), "agg-b");
+  ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get(), &b}, 16); }, 30s)) << b.process().log();
+
+  RawPublisher pub(nats.mqtt_uri(0), "cluster-outbox-publisher");
+  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  json alarm;
+  ASSERT_TRUE(wait_until([&] { return !(alarm = open_goal_alarm(*a, 7)).is_null(); }, 20s)) << a->process().log();
+  const std::uint64_t id = alarm["id"];
+  // A tried five times (0.1, 0.2, 0.4, 0.8 s apart): long enough for its outbox to be mirrored
+  // (once a second). Then it dies.
+  ASSERT_TRUE(wait_until([&] { return a->get("/api/v1/stats").value("notifications_failed_attempts", 0) >= 5; }, 20s))
+      << a->process().log();
+  a->process().signal(SIGKILL);
+  a->process().wait(5s);
+
+  // B leads, finds A gone, and takes the notification over: pending on B, as the receiver is
+  // still down.
+  ASSERT_TRUE(wait_until([&] { return leads(b); }, 20s)) << b.get("/api/v1/cluster").dump();
+  ASSERT_TRUE(wait_until([&] { return b.process().log().find("from agg-a, which stopped") != std::string::npos; }, 30s))
+      << b.process().log();
+  EXPECT_TRUE(told({&duty}, id).empty());
+  duty.start();
+  ASSERT_TRUE(wait_until([&] { return count(told({&duty}, id), "raised") >= 1; }, 20s)) << b.process().log();
+
+  // A runs again: its own copy was taken over, so it drops it and sends nothing.
+  a = std::make_unique<AggregatorProcess>(nats.mqtt_uri(0), dir_a, args(dir_a, "agg-a"), "agg-a");
+  ASSERT_TRUE(wait_until(
+      [&] { return a->process().log().find("was taken over by another instance") != std::string::npos; }, 20s))
+      << a->process().log();
+  ASSERT_TRUE(wait_until([&] { return a->get("/api/v1/stats").value("notifications_pending", 1) == 0; }, 10s));
+  ASSERT_TRUE(wait_until([&] { return b.get("/api/v1/stats").value("notifications_pending", 1) == 0; }, 10s));
+  EXPECT_EQ(count(told({&duty}, id), "raised"), 1u) << testing::PrintToString(told({&duty}, id));
+}

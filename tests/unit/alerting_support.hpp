@@ -1,5 +1,6 @@
 // What the alerting unit tests share: the catalogue, a notifications file with one webhook
-// channel "duty" and its secret on disk, and goal alarms as the aggregator would describe them.
+// channel "duty" and its secret on disk, goal alarms as the aggregator would describe them, and
+// a log that says nothing.
 #pragma once
 
 #include "alerting/alarm_notice.hpp"
@@ -7,11 +8,18 @@
 #include "postwatch/catalogue.hpp"
 #include "support/test_support.hpp"
 
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 namespace postwatch::test {
+
+inline std::shared_ptr<spdlog::logger> quiet_log() {
+  return std::make_shared<spdlog::logger>("alerting-test", std::make_shared<spdlog::sinks::null_sink_mt>());
+}
 
 inline const IndicatorCatalogue& catalogue() {
   static const IndicatorCatalogue c = IndicatorCatalogue::load(catalogue_path());

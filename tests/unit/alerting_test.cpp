@@ -42,10 +42,6 @@ std::string hmac_hex(const std::string& key, const std::string& body) {
   return hex;
 }
 
-std::shared_ptr<spdlog::logger> quiet_log() {
-  return std::make_shared<spdlog::logger>("alerting-test", std::make_shared<spdlog::sinks::null_sink_mt>());
-}
-
 }  // namespace
 
 TEST(NotificationConfig, ReadsChannelsRoutesAndSecrets) {

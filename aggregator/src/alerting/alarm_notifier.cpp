@@ -33,10 +33,10 @@ OutboxTiming timing(const NotificationConfig& c) {
 }  // namespace
 
 AlarmNotifier::AlarmNotifier(NotificationConfig config, const std::filesystem::path& data_dir,
-                             std::shared_ptr<spdlog::logger> log)
+                             std::shared_ptr<spdlog::logger> log, std::shared_ptr<OutboxMirror> mirror)
     : router_(std::move(config)),
       outbox_(std::make_unique<NotificationOutbox>(data_dir / "notifications.sqlite", make_channels(router_.config()),
-                                                   timing(router_.config()), std::move(log))) {}
+                                                   timing(router_.config()), std::move(log), std::move(mirror))) {}
 
 void AlarmNotifier::on_alarm(const AlarmNotice& a, std::int64_t now_ms, bool notifies) {
   send(router_.on_alarm(a, now_ms, notifies));

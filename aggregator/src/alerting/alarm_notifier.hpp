@@ -20,8 +20,9 @@ namespace postwatch::aggregator {
 class AlarmNotifier {
  public:
   // The outbox lives in <data_dir>/notifications.sqlite. Throws std::runtime_error if it cannot
-  // open.
-  AlarmNotifier(NotificationConfig config, const std::filesystem::path& data_dir, std::shared_ptr<spdlog::logger> log);
+  // open. `mirror`: a cluster's (NotificationOutbox).
+  AlarmNotifier(NotificationConfig config, const std::filesystem::path& data_dir, std::shared_ptr<spdlog::logger> log,
+                std::shared_ptr<OutboxMirror> mirror = nullptr);
 
   // `notifies` false on a cluster instance that does not lead: it follows the alarms, so it
   // knows what was said if it takes over, and sends nothing.

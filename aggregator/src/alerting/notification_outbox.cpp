@@ -9,11 +9,13 @@
 namespace postwatch::aggregator {
 
 NotificationOutbox::NotificationOutbox(const std::filesystem::path& file, std::map<std::string, DeliverFn> channels,
-                                       OutboxTiming timing, std::shared_ptr<spdlog::logger> log)
+                                       OutboxTiming timing, std::shared_ptr<spdlog::logger> log,
+                                       std::shared_ptr<OutboxMirror> mirror)
     : channels_(std::move(channels)),
       timing_(timing),
       log_(std::move(log)),
-      table_(std::make_unique<OutboxTable>(file)) {
+      table_(std::make_unique<OutboxTable>(file)),
+      mirror_(std::move(mirror)) {
   refresh_figures();
   if (auto n = pending_.load(); n > 0)
     log_->info("notifications: {} pending from before the restart; delivering them", n);
@@ -80,7 +82,61 @@ void NotificationOutbox::write_handed_over() {
   refresh_figures();
 }
 
+void NotificationOutbox::sync_mirror(std::int64_t now_ms) {
+  if (!mirror_ || now_ms - mirror_synced_ms_ < 1000) return;
+  mirror_synced_ms_ = now_ms;
+  std::set<std::int64_t> pending;
+  bool dropped = false;
+  for (const auto& n : table_->all()) {
+    pending.insert(n.id);
+    const auto hash = std::hash<std::string>{}(n.entries);
+    if (auto m = mirrored_.find(n.id); m != mirrored_.end() && m->second == hash) continue;
+    auto s = mirror_->put(n);
+    if (s == MirrorState::Unknown) break;  // not reachable now: the next pass tries again
+    if (s == MirrorState::Ours) {
+      mirrored_[n.id] = hash;
+      continue;
+    }
+    log_->info("notifications: {}-{} to {} was taken over by another instance while this one was away; dropped here",
+               table_->file_tag(), n.id, n.channel);
+    table_->remove(n.id);
+    mirror_->remove(n.id);
+    dropped = true;
+  }
+  for (auto it = mirrored_.begin(); it != mirrored_.end();)
+    if (pending.count(it->first) == 0) {
+      mirror_->remove(it->first);
+      it = mirrored_.erase(it);
+    } else {
+      ++it;
+    }
+  take_over_orphans();
+  if (dropped) refresh_figures();
+}
+
+void NotificationOutbox::take_over_orphans() {
+  for (auto& o : mirror_->orphans()) {
+    const auto id = table_->insert_taken_over(o.notification, now_utc_ms());
+    if (!mirror_->take(o)) {
+      table_->remove(id);  // another instance got it first
+      continue;
+    }
+    log_->info("notifications: took over {} to {} from {}, which stopped before delivering it ({} attempt(s) there)",
+               o.key, o.notification.channel, o.owner, o.notification.attempts);
+    refresh_figures();
+  }
+}
+
 void NotificationOutbox::deliver(const PendingNotification& n) {
+  if (mirror_ && mirror_->state(n.id) == MirrorState::TakenOver) {
+    log_->info("notifications: {}-{} to {} was taken over by another instance; not delivered here", table_->file_tag(),
+               n.id, n.channel);
+    table_->remove(n.id);
+    mirror_->remove(n.id);
+    mirrored_.erase(n.id);
+    refresh_figures();
+    return;
+  }
   auto now = now_utc_ms();
   nlohmann::json body{{"notification_id", table_->file_tag() + "-" + std::to_string(n.id)},
                       {"channel", n.channel},
@@ -93,6 +149,7 @@ void NotificationOutbox::deliver(const PendingNotification& n) {
                          : channel->second(body.dump(), now);
   if (r.ok) {
     table_->remove(n.id);
+    if (mirror_ && mirrored_.erase(n.id) > 0) mirror_->remove(n.id);  // at once: nobody is to take it over
     ++delivered_;
     warned_.erase(n.id);
     log_->info("notifications: {} delivered to {} ({} alarm change(s), attempt {})",
@@ -133,6 +190,7 @@ void NotificationOutbox::run() {
       write_handed_over();
       auto now = now_utc_ms();
       warn_stale(now);
+      sync_mirror(now);
       if (auto due = table_->next_due(now)) {
         deliver(*due);
         continue;

@@ -7,6 +7,7 @@
 
 #include "alerting/delivery_result.hpp"
 #include "alerting/notification_router.hpp"
+#include "alerting/outbox_mirror.hpp"
 #include "alerting/outbox_table.hpp"
 
 #include <atomic>
@@ -47,9 +48,11 @@ using DeliverFn = std::function<DeliveryResult(const std::string& body, std::int
 
 class NotificationOutbox {
  public:
-  // Opens <file> (throws std::runtime_error if it cannot) and starts the worker.
+  // Opens <file> (throws std::runtime_error if it cannot) and starts the worker. With a
+  // `mirror` (a cluster), pending notifications are mirrored, one taken over by another
+  // instance is dropped here, and the orphans of dead instances are taken over while leading.
   NotificationOutbox(const std::filesystem::path& file, std::map<std::string, DeliverFn> channels, OutboxTiming timing,
-                     std::shared_ptr<spdlog::logger> log);
+                     std::shared_ptr<spdlog::logger> log, std::shared_ptr<OutboxMirror> mirror = nullptr);
   // Stops the worker after the delivery in progress (at most one channel timeout), writing
   // every entry handed over so far to the table first.
   ~NotificationOutbox();
@@ -69,11 +72,18 @@ class NotificationOutbox {
   void deliver(const PendingNotification& n);
   void warn_stale(std::int64_t now_ms);
   void refresh_figures();
+  // With a mirror, at most once a second: mirror what is new or changed, forget what is gone,
+  // and (leading) take over the orphans of dead instances.
+  void sync_mirror(std::int64_t now_ms);
+  void take_over_orphans();
 
   std::map<std::string, DeliverFn> channels_;
   OutboxTiming timing_;
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<OutboxTable> table_;  // the worker's only, after the constructor
+  std::shared_ptr<OutboxMirror> mirror_;
+  std::map<std::int64_t, std::size_t> mirrored_;  // worker only: id -> hash of the entries mirrored
+  std::int64_t mirror_synced_ms_ = 0;
 
   std::mutex mutex_;  // guards handed_over_ and stop_; never held during I/O
   std::condition_variable wake_;

@@ -46,7 +46,8 @@ class Statement {
 };
 
 constexpr const char* kColumns =
-    "SELECT id, channel, created_at_ms, next_attempt_at_ms, attempts, last_error, entries FROM notifications ";
+    "SELECT id, channel, created_at_ms, next_attempt_at_ms, attempts, last_error, entries, group_key FROM "
+    "notifications ";
 
 }  // namespace
 
@@ -137,10 +138,20 @@ std::vector<PendingNotification> OutboxTable::select(const char* where, std::int
   s.bind(1, arg);
   std::vector<PendingNotification> out;
   while (s.step())
-    out.push_back(
-        {s.integer(0), s.text(1), s.integer(2), s.integer(3), static_cast<int>(s.integer(4)), s.text(5), s.text(6)});
+    out.push_back({s.integer(0), s.text(1), s.integer(2), s.integer(3), static_cast<int>(s.integer(4)), s.text(5),
+                   s.text(6), s.text(7)});
   return out;
 }
+
+std::int64_t OutboxTable::insert_taken_over(const PendingNotification& n, std::int64_t now_ms) {
+  Statement insert(db_,
+                   "INSERT INTO notifications (channel, group_key, created_at_ms, next_attempt_at_ms, entries) "
+                   "VALUES (?, ?, ?, ?, ?)");
+  insert.bind(1, n.channel).bind(2, n.group_key).bind(3, n.created_at_ms).bind(4, now_ms).bind(5, n.entries).step();
+  return sqlite3_last_insert_rowid(db_);
+}
+
+std::vector<PendingNotification> OutboxTable::all() { return select("WHERE id > ? ORDER BY id", 0); }
 
 std::optional<PendingNotification> OutboxTable::next_due(std::int64_t now_ms) {
   auto rows = select("WHERE next_attempt_at_ms <= ? ORDER BY next_attempt_at_ms, id LIMIT 1", now_ms);

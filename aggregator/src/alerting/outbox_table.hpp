@@ -21,6 +21,7 @@ struct PendingNotification {
   int attempts = 0;
   std::string last_error;
   std::string entries;  // a JSON array of alarm changes
+  std::string group_key;
 };
 
 class OutboxTable {
@@ -39,6 +40,11 @@ class OutboxTable {
   // `entries_json` (a JSON array) is empty, adds one holding it, due now. One transaction.
   void replace(const std::string& channel, const std::string& group_key, const std::string& entries_json,
                std::int64_t now_ms);
+  // A notification another instance stored and could not deliver (OutboxMirror), due now;
+  // returns its id here.
+  std::int64_t insert_taken_over(const PendingNotification& n, std::int64_t now_ms);
+  // Every pending notification, by id.
+  std::vector<PendingNotification> all();
   // The notification due first, if one is due by now.
   std::optional<PendingNotification> next_due(std::int64_t now_ms);
   std::optional<std::int64_t> earliest_attempt_at();
