@@ -118,6 +118,11 @@ struct Agent::Impl {
   std::optional<ClockJump> unlogged_jump;  // logged, and told by heartbeat, outside the lock
 
   std::unique_ptr<mqtt::async_client> client;
+  // broker_uri and the fallbacks: a failed connect moves to the next; a round that tried each
+  // once without success backs off as one broker does.
+  std::vector<std::string> brokers;
+  std::size_t broker_at = 0, failures_in_round = 0;
+  const std::string& broker() const { return brokers[broker_at]; }
   std::thread publisher;
 
   std::string password;  // from password_file; never logged
@@ -313,7 +318,7 @@ struct Agent::Impl {
       std::lock_guard lk(tls_mu);
       openssl.swap(tls_error);
     }
-    std::string diagnosis = diagnose_tls_handshake(config.broker_uri, config.tls, std::chrono::seconds(3));
+    std::string diagnosis = diagnose_tls_handshake(broker(), config.tls, std::chrono::seconds(3));
     if (!diagnosis.empty()) return what + ": " + diagnosis;
     if (!openssl.empty()) return what + " (TLS: " + openssl + ")";
     return what;
@@ -376,6 +381,7 @@ struct Agent::Impl {
           retire_client();
         }
         if (!try_connect()) {
+          if (next_broker()) continue;  // another broker not yet tried in this round: at once
           // Exponential backoff with jitter (half to all of it) so a fleet does not reconnect in lockstep.
           auto wait =
               std::chrono::milliseconds(std::uniform_int_distribution<long>(backoff.count() / 2, backoff.count())(rng));
@@ -643,7 +649,8 @@ struct Agent::Impl {
   // (eclipse-paho/paho.mqtt.c#1187); its token then never completes. Seen with 142 agents in
   // one process losing the broker together: dozens stuck for good in an unbounded wait.
   void make_client() {
-    client = std::make_unique<mqtt::async_client>(config.broker_uri, client_id_for(config));
+    if (brokers.empty()) brokers = config.brokers();
+    client = std::make_unique<mqtt::async_client>(broker(), client_id_for(config));
     if (config.aggregator_confirms())
       client->set_message_callback([this](const mqtt::const_message_ptr& m) { on_confirm(m); });
     client->set_connection_lost_handler([this](const std::string& cause) {
@@ -677,7 +684,7 @@ struct Agent::Impl {
       // this very object, copies do not re-point it) while it connects, so they must live
       // until the wait ends.
       if (!client->connect(connect_options())->wait_for(kConnectTimeout + std::chrono::seconds(5))) {
-        note_error("connect to " + config.broker_uri + " did not complete; retrying with a fresh MQTT client");
+        note_error("connect to " + broker() + " did not complete; retrying with a fresh MQTT client");
         retire_client();
         return false;
       }
@@ -689,12 +696,25 @@ struct Agent::Impl {
         counters.last_error.clear();  // so the next failure is logged again
       }
       cv.notify_all();
-      log->info("connected to {} as {}", config.broker_uri, client_id_for(config));
+      failures_in_round = 0;
+      log->info("connected to {} as {}", broker(), client_id_for(config));
       return true;
     } catch (const mqtt::exception& e) {
-      note_error("cannot connect to " + config.broker_uri + ": " + explain_connect_failure(e));
+      note_error("cannot connect to " + broker() + ": " + explain_connect_failure(e));
       return false;
     }
+  }
+
+  // After a failed connect, with fallbacks: the next broker, on a fresh client (a client is
+  // bound to its server). True when that one was not yet tried since the last success.
+  bool next_broker() {
+    if (brokers.size() < 2) return false;
+    broker_at = (broker_at + 1) % brokers.size();
+    retire_client();
+    log->info("trying the next broker, {}", broker());
+    if (++failures_in_round < brokers.size()) return true;
+    failures_in_round = 0;
+    return false;
   }
 
   void note_error(const std::string& what) {

@@ -235,6 +235,12 @@ std::string read_secret_file(const std::filesystem::path& file) {
 
 bool AgentConfig::uses_tls() const { return starts_with(broker_uri, "ssl://") || starts_with(broker_uri, "mqtts://"); }
 
+std::vector<std::string> AgentConfig::brokers() const {
+  std::vector<std::string> out{broker_uri};
+  out.insert(out.end(), broker_fallbacks.begin(), broker_fallbacks.end());
+  return out;
+}
+
 std::vector<ConfigProblem> AgentConfig::check_consistency() const {
   std::vector<ConfigProblem> out;
   bool plaintext = starts_with(broker_uri, "tcp://") || starts_with(broker_uri, "mqtt://");
@@ -280,9 +286,9 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
   c.config_hash = hash;
 
   r.unknown_keys(root, "",
-                 {"broker_uri", "agent_id", "post_id", "username", "password_file", "tls", "allow_plaintext",
-                  "catalogue_file", "spool", "batch", "heartbeat_interval_s", "keep_alive_s", "queue_max_events",
-                  "delivery", "local_api", "drop_dir", "probes", "scripts"});
+                 {"broker_uri", "broker_fallbacks", "agent_id", "post_id", "username", "password_file", "tls",
+                  "allow_plaintext", "catalogue_file", "spool", "batch", "heartbeat_interval_s", "keep_alive_s",
+                  "queue_max_events", "delivery", "local_api", "drop_dir", "probes", "scripts"});
   r.str(root, "", "broker_uri", c.broker_uri);
   r.str(root, "", "agent_id", c.agent_id, true);
   r.str(root, "", "post_id", c.post_id, true);
@@ -331,9 +337,32 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
     r.fail("agent_id", "must match ^[a-z0-9][a-z0-9-]{0,47}$");
   if (root.contains("post_id") && root["post_id"].is_string() && !is_valid_node_id(c.post_id))
     r.fail("post_id", "must match ^[a-z0-9][a-z0-9-]{0,47}$");
-  if (!starts_with(c.broker_uri, "tcp://") && !starts_with(c.broker_uri, "ssl://") &&
-      !starts_with(c.broker_uri, "mqtt://") && !starts_with(c.broker_uri, "mqtts://"))
-    r.fail("broker_uri", "must start with tcp://, ssl://, mqtt:// or mqtts://");
+  auto tls_uri = [](const std::string& u) { return starts_with(u, "ssl://") || starts_with(u, "mqtts://"); };
+  auto known_uri = [&](const std::string& u) {
+    return tls_uri(u) || starts_with(u, "tcp://") || starts_with(u, "mqtt://");
+  };
+  if (!known_uri(c.broker_uri)) r.fail("broker_uri", "must start with tcp://, ssl://, mqtt:// or mqtts://");
+  if (const json* list = FieldReader::find(root, "broker_fallbacks")) {
+    if (!list->is_array()) r.fail("broker_fallbacks", "must be an array of broker URIs");
+    for (std::size_t i = 0; list->is_array() && i < list->size(); ++i) {
+      const std::string field = "broker_fallbacks[" + std::to_string(i) + "]";
+      if (!(*list)[i].is_string()) {
+        r.fail(field, "must be a string");
+        continue;
+      }
+      const auto uri = (*list)[i].get<std::string>();
+      if (!known_uri(uri))
+        r.fail(field, "must start with tcp://, ssl://, mqtt:// or mqtts://");
+      else if (tls_uri(uri) != tls_uri(c.broker_uri))
+        r.fail(field, uri +
+                          (tls_uri(c.broker_uri) ? " is plaintext but broker_uri uses TLS"
+                                                 : " uses TLS but broker_uri is plaintext") +
+                          ": one tls section serves every broker, so they must agree");
+      else if (uri == c.broker_uri || std::count(c.broker_fallbacks.begin(), c.broker_fallbacks.end(), uri))
+        r.fail(field, uri + " is listed twice");
+      c.broker_fallbacks.push_back(uri);
+    }
+  }
   if (const json* tls = r.section(root, "tls", {"enabled", "ca_file", "cert_file", "key_file", "verify_hostname"})) {
     c.tls.enabled = true;
     r.boolean(*tls, "tls.", "enabled", c.tls.enabled);

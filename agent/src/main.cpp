@@ -167,7 +167,9 @@ int cmd_check_config(const std::string& file) {
   if (check.problems.empty()) {
     std::cout << file << ": ok (agent " << check.config->agent_id << ", post " << check.config->post_id
               << ", catalogue " << check.catalogue->indicators().size() << " indicators, broker "
-              << check.config->broker_uri << (check.config->uses_tls() ? " with TLS" : " PLAINTEXT") << ")\n";
+              << check.config->broker_uri << (check.config->uses_tls() ? " with TLS" : " PLAINTEXT");
+    for (const auto& f : check.config->broker_fallbacks) std::cout << ", then " << f;
+    std::cout << ")\n";
     std::cout << describe_inputs(*check.config);
     return 0;
   }

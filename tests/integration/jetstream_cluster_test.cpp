@@ -3,6 +3,7 @@
 // simulated fleet with delivery confirmation. One instance is SIGKILLed mid-stream, one is
 // paused past its lease: every accepted event is applied once, confirmed, and stored.
 #include "integration/feed_test_support.hpp"
+#include "integration/jetstream_fleet_support.hpp"
 #include "integration/jetstream_test_support.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
@@ -32,41 +33,6 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 
 namespace {
-
-std::string sim_binary() { return (binary_dir() / "tools" / "simulator" / "postwatch-sim").string(); }
-
-// A sanitizer build runs several times slower (the lease there: jetstream_test_support.hpp).
-// The fleet sends half the rate there, and the simulator's drain (how long it waits for the
-// last confirmations) is longer: in a CI run under ASan the cluster fell behind the offered
-// load, every agent of a node then reconnected as a killed node came back, and the backlog
-// took longer than 60 s to be confirmed. A run that passes ends its drain early.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr const char* kDrainS = "150";
-constexpr const char* kRate = "1";  // a CI run applied 200/s, then 100/s of the 284/s offered
-#else
-constexpr const char* kDrainS = "60";
-constexpr const char* kRate = "2";
-#endif
-constexpr auto kSimWait = std::chrono::seconds(200);
-
-// The default fleet (142 agents, delivery confirmation) for `seconds` through `broker`.
-std::vector<std::string> fleet(const std::string& broker, const char* seconds) {
-  return {sim_binary(), "--broker", broker, "--duration", seconds, "--rate", kRate, "--drain", kDrainS, "--quiet"};
-}
-
-struct SimTotals {
-  std::uint64_t accepted = 0, confirmed = 0;
-  std::string rest;
-};
-::testing::AssertionResult parse_sim(const std::string& log, SimTotals& t) {
-  std::smatch m;
-  if (!std::regex_search(log, m,
-                         std::regex(R"(done after [0-9.]+ s: events accepted (\d+) sent \d+ confirmed (\d+) )"
-                                    R"(rejected \d+(.*))")))
-    return ::testing::AssertionFailure() << "no closing line in:\n" << log;
-  t = {std::stoull(m[1]), std::stoull(m[2]), m[3]};
-  return ::testing::AssertionSuccess();
-}
 
 // Each accepted event once across the union of the instances' stores, and how many rows
 // are there twice (a killed holder's events it stored but had not acknowledged).
@@ -107,46 +73,6 @@ std::uint64_t events_received(const json& b) {
   if (b.is_object() && b.contains("agents"))
     for (const auto& [id, a] : b["agents"].items()) n += a[0].get<std::uint64_t>();
   return n;
-}
-
-// For a failure message: the simulator's own lines, and its agents' warnings counted by kind
-// (a whole fleet's log buries the closing line; a CI excerpt showed only lost connections).
-std::string sim_summary(const std::string& log) {
-  std::istringstream in(log);
-  std::string line, out;
-  std::map<std::string, std::size_t> agent_warnings;
-  const std::regex agent_tag(R"( \[sim-[0-9]+/[^\]]+\] )");
-  while (std::getline(in, line)) {
-    std::smatch m;
-    if (std::regex_search(line, m, agent_tag))
-      ++agent_warnings[line.substr(static_cast<std::size_t>(m.position(0)) + m.length(0))];
-    else
-      out += line + "\n";
-  }
-  for (const auto& [what, n] : agent_warnings) out += "  agents, " + std::to_string(n) + "x: " + what + "\n";
-  return out;
-}
-
-// On failure: each instance's warnings and errors, and the simulator's last lines.
-std::string warnings(const std::string& log) {
-  std::istringstream in(log);
-  std::string line, out;
-  std::size_t n = 0;
-  while (std::getline(in, line))
-    if ((line.find(" warning ") != std::string::npos || line.find(" error ") != std::string::npos) && ++n <= 40)
-      out += line + "\n";
-  return out + (n > 40 ? "... " + std::to_string(n - 40) + " more\n" : "");
-}
-
-// A NATS node's warnings and errors: why it dropped clients, lost a quorum or an election.
-std::string nats_warnings(const std::string& log) {
-  std::istringstream in(log);
-  std::string line, out;
-  std::size_t n = 0;
-  while (std::getline(in, line))
-    if ((line.find("[WRN]") != std::string::npos || line.find("[ERR]") != std::string::npos) && ++n <= 40)
-      out += line + "\n";
-  return out + (n > 40 ? "... " + std::to_string(n - 40) + " more\n" : "");
 }
 
 class JetStreamCluster : public ::testing::Test {

@@ -560,3 +560,33 @@ TEST(InputsConfig, SectionsAreReadAndCheckedPerField) {
         "scripts[1].command: /nonexistent/x is not an executable"})
     EXPECT_NE(all.find(expected), std::string::npos) << expected << "\n" << all;
 }
+
+// Fallback brokers (docs/agent.md, "Configuration"): read in order after broker_uri; refused
+// when they are not broker URIs, disagree with broker_uri about TLS, or repeat one.
+TEST(BrokerFallbacks, AreReadInOrderAndCheckedPerEntry) {
+  TempDir dir;
+  auto file = dir.path() / "agent.json";
+  json base{{"agent_id", "a1"}, {"post_id", "bamako"}, {"allow_plaintext", true}, {"broker_uri", "tcp://nats-1:1883"}};
+  json good = base;
+  good["broker_fallbacks"] = {"tcp://nats-2:1883", "mqtt://nats-3:1883"};
+  write_file(file, good.dump());
+  std::vector<ConfigProblem> problems;
+  auto c = AgentConfig::parse(file, problems);
+  ASSERT_TRUE(problems.empty()) << problems[0].field << ": " << problems[0].message;
+  EXPECT_EQ(c.brokers(), (std::vector<std::string>{"tcp://nats-1:1883", "tcp://nats-2:1883", "mqtt://nats-3:1883"}));
+
+  json bad = base;
+  bad["broker_fallbacks"] = {"nats-2:1883", "ssl://nats-3:8883", "tcp://nats-1:1883", 7};
+  write_file(file, bad.dump());
+  auto all = AgentConfig::validate(file, catalogue_path()).describe_all();
+  for (const char* expected :
+       {"broker_fallbacks[0]: must start with tcp://, ssl://, mqtt:// or mqtts://",
+        "broker_fallbacks[1]: ssl://nats-3:8883 uses TLS but broker_uri is plaintext: one tls section serves every "
+        "broker, so they must agree",
+        "broker_fallbacks[2]: tcp://nats-1:1883 is listed twice", "broker_fallbacks[3]: must be a string"})
+    EXPECT_NE(all.find(expected), std::string::npos) << expected << "\n" << all;
+  bad["broker_fallbacks"] = "tcp://nats-2:1883";
+  write_file(file, bad.dump());
+  all = AgentConfig::validate(file, catalogue_path()).describe_all();
+  EXPECT_NE(all.find("broker_fallbacks: must be an array of broker URIs"), std::string::npos) << all;
+}

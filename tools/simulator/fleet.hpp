@@ -21,8 +21,9 @@ struct AgentSpec {
   // "Sequence numbers and duplicates"), hence a run tag in every id.
   std::string agent_id;
   std::string post_id;
-  std::string broker_uri;  // the broker, or this agent's uplink through the relay (uplink_relay.hpp)
-  std::string label;       // short, for log lines: "sim-3/bamako"
+  std::string broker_uri;                     // the broker, or this agent's uplink through the relay (uplink_relay.hpp)
+  std::vector<std::string> broker_fallbacks;  // --broker's further URIs: the agent's broker_fallbacks
+  std::string label;                          // short, for log lines: "sim-3/bamako"
 };
 
 struct FleetTotals {

@@ -20,6 +20,7 @@ constexpr auto kStopTimeout = std::chrono::seconds(5);
 agent::AgentConfig agent_config(const AgentSpec& spec, const std::filesystem::path& catalogue_file) {
   agent::AgentConfig c;
   c.broker_uri = spec.broker_uri;
+  c.broker_fallbacks = spec.broker_fallbacks;
   c.agent_id = spec.agent_id;
   c.post_id = spec.post_id;
   c.allow_plaintext = true;  // loopback demo broker

@@ -86,7 +86,8 @@ std::variant<Options, int> parse_options(int argc, char** argv) {
   po::options_description desc(
       "postwatch-sim — simulated posts publishing indicator events through the real agent code\n\noptions");
   desc.add_options()("help,h", "show this help")("version", "print the version")(
-      "broker", po::value(&o.broker)->default_value(o.broker), "MQTT broker URI")(
+      "broker", po::value(&o.broker)->default_value(o.broker),
+      "MQTT broker URI; a comma-separated list gives every agent fallbacks (the other nodes of a NATS cluster)")(
       "catalogue", po::value(&o.catalogue)->value_name("FILE"),
       (std::string("indicator catalogue (JSON); default: ") + kDefaultCatalogueHelp).c_str())(
       "scenario", po::value(&o.scenario)->default_value(o.scenario),
@@ -275,7 +276,23 @@ int run(const Options& o, const std::shared_ptr<spdlog::sinks::sink>& sink,
   bool broker_commands = !o.broker_stop_cmd.empty();
   std::unique_ptr<sim::UplinkRelay> relay;
   std::unique_ptr<sim::BrokerControl> broker;
+  // --broker a,b,c: every agent connects to a, and to b, then c when a connect fails.
+  std::vector<std::string> brokers;
+  for (std::size_t at = 0; at <= o.broker.size();) {
+    auto comma = std::min(o.broker.find(',', at), o.broker.size());
+    if (comma > at) brokers.push_back(o.broker.substr(at, comma - at));
+    at = comma + 1;
+  }
+  if (brokers.empty()) {
+    std::cerr << "postwatch-sim: --broker names no broker\n";
+    return 2;
+  }
   try {
+    if (sim::ScenarioRunner::needs_relay(scenario) && brokers.size() > 1) {
+      std::cerr << "postwatch-sim: scenario " << scenario.name
+                << " cuts agents' uplinks through a relay to one broker; give --broker a single URI\n";
+      return 2;
+    }
     if (sim::ScenarioRunner::needs_relay(scenario))
       relay = std::make_unique<sim::UplinkRelay>(o.broker, agent_count, log);
   } catch (const std::invalid_argument& e) {
@@ -295,8 +312,8 @@ int run(const Options& o, const std::shared_ptr<spdlog::sinks::sink>& sink,
       const auto& post_id = catalogue->posts()[p].id;
       // Once per agent at start: readable beats the saved allocations.
       // NOLINTBEGIN(performance-inefficient-string-concatenation)
-      specs.push_back(
-          {"sim-" + n + "-" + tag, post_id, relay ? relay->uri(specs.size()) : o.broker, "sim-" + n + "/" + post_id});
+      specs.push_back({"sim-" + n + "-" + tag, post_id, relay ? relay->uri(specs.size()) : brokers.front(),
+                       std::vector<std::string>(brokers.begin() + 1, brokers.end()), "sim-" + n + "/" + post_id});
       // NOLINTEND(performance-inefficient-string-concatenation)
     }
   std::unique_ptr<sim::Fleet> fleet;

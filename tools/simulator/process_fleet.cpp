@@ -28,13 +28,15 @@ namespace {
 // What a post's agent would be configured with, pointed at the simulator's broker (or
 // relay): plaintext on loopback, a small disk spool, quick batches so the board moves.
 json agent_config(const AgentSpec& spec, const fs::path& catalogue_file, const fs::path& spool_dir) {
-  return json{{"broker_uri", spec.broker_uri},
-              {"agent_id", spec.agent_id},
-              {"post_id", spec.post_id},
-              {"allow_plaintext", true},
-              {"catalogue_file", fs::absolute(catalogue_file).string()},
-              {"spool", {{"dir", spool_dir.string()}, {"max_bytes", 64 << 20}, {"segment_bytes", 1 << 20}}},
-              {"batch", {{"max_delay_ms", 100}}}};
+  json c{{"broker_uri", spec.broker_uri},
+         {"agent_id", spec.agent_id},
+         {"post_id", spec.post_id},
+         {"allow_plaintext", true},
+         {"catalogue_file", fs::absolute(catalogue_file).string()},
+         {"spool", {{"dir", spool_dir.string()}, {"max_bytes", 64 << 20}, {"segment_bytes", 1 << 20}}},
+         {"batch", {{"max_delay_ms", 100}}}};
+  if (!spec.broker_fallbacks.empty()) c["broker_fallbacks"] = spec.broker_fallbacks;
+  return c;
 }
 
 // The event as a line for the agent's FIFO (agent/src/event_json.cpp reads it).

@@ -82,6 +82,11 @@ struct ConfigCheck;
 
 struct AgentConfig {
   std::string broker_uri = "tcp://127.0.0.1:1883";
+  // Further brokers that share the first one's messages (the other nodes of a NATS cluster, a
+  // bridged Mosquitto): when a connect fails, the agent tries the next, in turn.
+  std::vector<std::string> broker_fallbacks;
+  // broker_uri, then the fallbacks.
+  std::vector<std::string> brokers() const;
   std::string agent_id;
   std::string post_id;
   std::string username;
