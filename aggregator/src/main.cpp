@@ -2,6 +2,7 @@
 #include "ingest/mqtt_ingest.hpp"
 #include "postwatch/aggregator/aggregator_service.hpp"
 #include "postwatch/secret_file.hpp"
+#include "progress/target_catalogue.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -193,9 +194,12 @@ int main(int argc, char** argv) {
   log->set_level(spdlog::level::from_str(log_level));
 
   std::shared_ptr<const IndicatorCatalogue> catalogue;
+  std::size_t targets = 0;
   if (catalogue_file.empty()) catalogue_file = default_catalogue_path().string();
   try {
     catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_file));
+    // The strategy's targets are checked at start like the rest (docs/strategy-progress.md).
+    targets = aggregator::TargetCatalogue::load(catalogue_file, *catalogue).targets().size();
   } catch (const CatalogueError& e) {
     std::cerr << "postwatch-aggregator: catalogue error: " << e.what() << "\n";
     return 2;
@@ -204,8 +208,8 @@ int main(int argc, char** argv) {
     if (!tls && u.find("127.0.0.1") == std::string::npos && u.find("localhost") == std::string::npos)
       log->warn("plaintext MQTT to {}: events and passwords cross the network unencrypted; use ssl:// with --broker-ca",
                 u);
-  log->info("catalogue {}: {} goals, {} posts, {} indicators", catalogue_file, catalogue->goals().size(),
-            catalogue->posts().size(), catalogue->indicators().size());
+  log->info("catalogue {}: {} goals, {} posts, {} indicators, {} strategy targets", catalogue_file,
+            catalogue->goals().size(), catalogue->posts().size(), catalogue->indicators().size(), targets);
 
   boost::asio::io_context io(1);
   std::unique_ptr<aggregator::AggregatorService> service;

@@ -193,6 +193,26 @@ TEST(AggregatorStop, StopsCleanlyOnSigtermWhileItsBrokerConnectHangs) {
   ::close(listener);
 }
 
+// A catalogue whose strategy targets do not hold together stops the aggregator at start, with
+// the file, the entry and the problem (docs/strategy-progress.md); agents skip that section.
+TEST(AggregatorCli, ABadStrategyTargetStopsItAtStartNamingTheEntry) {
+  TempDir dir;
+  nlohmann::json cat;
+  std::ifstream(catalogue_path()) >> cat;
+  cat["targets"][0]["kind"] = "value";
+  cat["targets"][0]["indicator"] = "defence_spending_share_gdp";
+  auto file = dir.path() / "bad-targets.json";
+  std::ofstream(file) << cat.dump();
+  ChildProcess p({(binary_dir() / "aggregator" / "postwatch-aggregator").string(), "--catalogue", file.string(),
+                  "--data-dir", (dir.path() / "data").string(), "--http-port", "0"},
+                 dir.path() / "aggregator.log");
+  EXPECT_EQ(p.wait(std::chrono::seconds(10)), 2) << p.log();
+  EXPECT_NE(p.log().find("bad-targets.json: targets[0] '" + cat["targets"][0]["id"].get<std::string>() +
+                         "': unknown indicator 'defence_spending_share_gdp'"),
+            std::string::npos)
+      << p.log();
+}
+
 // --help shows defaults as an operator would write them (it once printed 0.10000000000000001).
 TEST(AggregatorCli, HelpShowsDefaultsAsWritten) {
   TempDir dir;
