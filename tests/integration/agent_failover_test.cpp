@@ -18,7 +18,8 @@ TEST(AgentFailover, AgentsWhoseNodeDiesCarryOnThroughTheNextAndEveryEventIsConfi
   NatsCluster nats{3};
   TempDir dir, sim_dir;
   // The instance reads and confirms through nodes 1 and 2; the agents start on node 0.
-  AggregatorProcess agg(nats.mqtt_uri(1) + "," + nats.mqtt_uri(2), dir, cluster_args(nats, "one"), "one");
+  // The first instance makes the stream, the buckets and 16 replicated consumers: slow under a sanitizer.
+  AggregatorProcess agg(nats.mqtt_uri(1) + "," + nats.mqtt_uri(2), dir, cluster_args(nats, "one"), "one", 60s);
   ASSERT_TRUE(wait_until([&] { return cluster_settled({&agg}, 16); }, 30s)) << agg.process().log();
   auto applied = [&] {
     auto c = agg.get("/api/v1/cluster");

@@ -75,7 +75,8 @@ TEST(ClusterAlerting, AnAcknowledgementAndASilenceOutliveTheLeaderAndOnlyOneInst
     return a;
   };
   // A first, so it takes the leader lease; then B.
-  auto a = std::make_unique<AggregatorProcess>(nats.mqtt_uri(0), dir_a, args(dir_a, "agg-a"), "agg-a");
+  // The first instance makes the stream, the buckets and 16 replicated consumers: slow under a sanitizer.
+  auto a = std::make_unique<AggregatorProcess>(nats.mqtt_uri(0), dir_a, args(dir_a, "agg-a"), "agg-a", 60s);
   ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get()}, 16) && leads(*a); }, 30s)) << a->process().log();
   AggregatorProcess b(nats.mqtt_uri(1), dir_b, args(dir_b, "agg-b"), "agg-b");
   ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get(), &b}, 16); }, 30s)) << b.process().log();
@@ -162,7 +163,8 @@ TEST(ClusterAlerting, ADeadLeadersUndeliveredNotificationGoesOutFromItsSuccessor
     a.insert(a.end(), {"--min-duration-s", "1", "--notifications", write_config(dir, duty, chief)});
     return a;
   };
-  auto a = std::make_unique<AggregatorProcess>(nats.mqtt_uri(0), dir_a, args(dir_a, "agg-a"), "agg-a");
+  // The first instance makes the stream, the buckets and 16 replicated consumers: slow under a sanitizer.
+  auto a = std::make_unique<AggregatorProcess>(nats.mqtt_uri(0), dir_a, args(dir_a, "agg-a"), "agg-a", 60s);
   ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get()}, 16) && leads(*a); }, 30s)) << a->process().log();
   AggregatorProcess b(nats.mqtt_uri(1), dir_b, args(dir_b, "agg-b"), "agg-b");
   ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get(), &b}, 16); }, 30s)) << b.process().log();
