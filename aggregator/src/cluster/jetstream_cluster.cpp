@@ -322,11 +322,7 @@ void JetStreamCluster::share_ack(const SharedAck& ack) {
 
 void JetStreamCluster::share_mismatch(const std::string& topic_post, const std::string& claimed, std::int64_t at_ms) {
   auto& m = core_->mismatches_out[topic_post];
-  m.total += 1;
-  m.at_ms.push_back(at_ms);
-  if (m.at_ms.size() > 16) m.at_ms.pop_front();
-  if (m.claimed.size() < 8 && std::find(m.claimed.begin(), m.claimed.end(), claimed) == m.claimed.end())
-    m.claimed.push_back(claimed);
+  m.record(claimed, at_ms, 16);
   m.dirty = true;
 }
 

@@ -6,6 +6,7 @@
 
 #include "cluster/jetstream_cluster.hpp"
 #include "cluster/nats_link.hpp"
+#include "rollup/topic_mismatch_log.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -103,11 +104,8 @@ struct JetStreamCluster::Core : std::enable_shared_from_this<JetStreamCluster::C
   std::optional<std::string> board_latest;                     // from the watch, not yet taken
   std::string aligned;                                         // a misaligned payload's copy (on_message)
   std::vector<SharedAck> acks_new;
-  std::vector<std::string> silences_new;  // silence_json bodies from the watch, not yet taken
-  struct MismatchOut {
-    std::uint64_t total = 0;
-    std::vector<std::string> claimed;
-    std::deque<std::int64_t> at_ms;
+  std::vector<std::string> silences_new;   // silence_json bodies from the watch, not yet taken
+  struct MismatchOut : TopicMismatchLog {  // the last 16 attempts
     bool dirty = false;
   };
   std::map<std::string, MismatchOut> mismatches_out;     // this instance's attempts, by topic post

@@ -150,12 +150,7 @@ void StatusBoard::update_store_alarm(std::int64_t now_ms, BoardChanges& out) {
 
 void StatusBoard::record_topic_mismatch(const std::string& topic_post, const std::string& claimed,
                                         std::int64_t now_ms) {
-  auto& m = mismatches_[topic_post];
-  m.at_ms.push_back(now_ms);
-  while (m.at_ms.size() > std::max<std::size_t>(policy_.mismatch_attempts, 1)) m.at_ms.pop_front();
-  m.total += 1;
-  if (m.claimed.size() < 8 && std::find(m.claimed.begin(), m.claimed.end(), claimed) == m.claimed.end())
-    m.claimed.push_back(claimed);
+  mismatches_[topic_post].record(claimed, now_ms, policy_.mismatch_attempts);
 }
 
 void StatusBoard::update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out) {

@@ -5,6 +5,7 @@
 
 #include "postwatch/catalogue.hpp"
 #include "rollup/goal_rollup.hpp"
+#include "rollup/topic_mismatch_log.hpp"
 
 #include <cstdint>
 #include <deque>
@@ -133,10 +134,8 @@ class StatusBoard {
   std::vector<ClockOff> clock_off_;
   bool store_failing_ = false;
   std::uint64_t store_waiting_ = 0;
-  struct MismatchAttempts {
-    std::deque<std::int64_t> at_ms;               // the last policy_.mismatch_attempts attempts
-    std::vector<std::string> claimed;             // distinct claimed identities, at most 8
-    std::uint64_t total = 0, reported_total = 0;  // reported: in the alarm's causes
+  struct MismatchAttempts : TopicMismatchLog {  // the last policy_.mismatch_attempts attempts
+    std::uint64_t reported_total = 0;           // in the alarm's causes
   };
   std::map<std::string, MismatchAttempts, std::less<>> mismatches_;  // by topic post
 };
