@@ -21,17 +21,17 @@ namespace {
 // The shared store as one instance sees it; the test thread looks in while the worker writes.
 class MemoryMirror : public OutboxMirror {
  public:
-  MirrorState put(const PendingNotification& n) override {
+  MirrorState put(const std::string& id, const PendingNotification& n) override {
     std::lock_guard lock(m_);
-    if (taken_.count(n.id)) return MirrorState::TakenOver;
-    mirrored_[n.id] = n.entries;
+    if (taken_.count(id)) return MirrorState::TakenOver;
+    mirrored_[id] = n.entries;
     return MirrorState::Ours;
   }
-  MirrorState state(std::int64_t id) override {
+  MirrorState state(const std::string& id) override {
     std::lock_guard lock(m_);
     return taken_.count(id) ? MirrorState::TakenOver : mirrored_.count(id) ? MirrorState::Ours : MirrorState::Unknown;
   }
-  void remove(std::int64_t id) override {
+  void remove(const std::string& id) override {
     std::lock_guard lock(m_);
     mirrored_.erase(id);
   }
@@ -47,7 +47,7 @@ class MemoryMirror : public OutboxMirror {
     return o.revision != 0;  // revision 0: another instance claimed it first
   }
 
-  void take_over(std::int64_t id) {
+  void take_over(const std::string& id) {
     std::lock_guard lock(m_);
     taken_.insert(id);
   }
@@ -55,7 +55,7 @@ class MemoryMirror : public OutboxMirror {
     std::lock_guard lock(m_);
     orphans_.push_back(std::move(o));
   }
-  std::map<std::int64_t, std::string> mirrored() const {
+  std::map<std::string, std::string> mirrored() const {
     std::lock_guard lock(m_);
     return mirrored_;
   }
@@ -66,8 +66,8 @@ class MemoryMirror : public OutboxMirror {
 
  private:
   mutable std::mutex m_;
-  std::map<std::int64_t, std::string> mirrored_;
-  std::set<std::int64_t> taken_;
+  std::map<std::string, std::string> mirrored_;  // by notification_id
+  std::set<std::string> taken_;
   std::vector<Orphan> orphans_;
   std::vector<std::string> taken_keys_;
 };
@@ -105,10 +105,14 @@ TEST(MirroredOutbox, WhatIsPendingIsMirroredAndForgottenOnceDelivered) {
   MirroredOutbox o;
   o.outbox->enqueue(raised(7));
   ASSERT_TRUE(wait_until([&] { return o.mirror->mirrored().size() == 1; }, 5s));
-  EXPECT_NE(o.mirror->mirrored().begin()->second.find("\"id\":7"), std::string::npos);
+  const auto [name, entries] = *o.mirror->mirrored().begin();
+  EXPECT_NE(entries.find("\"id\":7"), std::string::npos);
   o.up = true;
   ASSERT_TRUE(wait_until([&] { return o.count() == 1 && o.outbox->figures().pending == 0; }, 5s));
   EXPECT_TRUE(wait_until([&] { return o.mirror->mirrored().empty(); }, 2s));
+  // Mirrored under the name the receiver sees, unique to this outbox file.
+  std::lock_guard lock(o.m);
+  EXPECT_EQ(o.delivered[0]["notification_id"], name);
 }
 
 TEST(MirroredOutbox, ACopyTakenOverByAnotherInstanceIsDroppedNotDelivered) {

@@ -82,6 +82,10 @@ void NotificationOutbox::write_handed_over() {
   refresh_figures();
 }
 
+std::string NotificationOutbox::notification_id(std::int64_t id) const {
+  return table_->file_tag() + "-" + std::to_string(id);
+}
+
 void NotificationOutbox::sync_mirror(std::int64_t now_ms) {
   if (!mirror_ || now_ms - mirror_synced_ms_ < 1000) return;
   mirror_synced_ms_ = now_ms;
@@ -91,7 +95,7 @@ void NotificationOutbox::sync_mirror(std::int64_t now_ms) {
     pending.insert(n.id);
     const auto hash = std::hash<std::string>{}(n.entries);
     if (auto m = mirrored_.find(n.id); m != mirrored_.end() && m->second == hash) continue;
-    auto s = mirror_->put(n);
+    auto s = mirror_->put(notification_id(n.id), n);
     if (s == MirrorState::Unknown) break;  // not reachable now: the next pass tries again
     if (s == MirrorState::Ours) {
       mirrored_[n.id] = hash;
@@ -100,12 +104,12 @@ void NotificationOutbox::sync_mirror(std::int64_t now_ms) {
     log_->info("notifications: {}-{} to {} was taken over by another instance while this one was away; dropped here",
                table_->file_tag(), n.id, n.channel);
     table_->remove(n.id);
-    mirror_->remove(n.id);
+    mirror_->remove(notification_id(n.id));
     dropped = true;
   }
   for (auto it = mirrored_.begin(); it != mirrored_.end();)
     if (pending.count(it->first) == 0) {
-      mirror_->remove(it->first);
+      mirror_->remove(notification_id(it->first));
       it = mirrored_.erase(it);
     } else {
       ++it;
@@ -128,17 +132,17 @@ void NotificationOutbox::take_over_orphans() {
 }
 
 void NotificationOutbox::deliver(const PendingNotification& n) {
-  if (mirror_ && mirror_->state(n.id) == MirrorState::TakenOver) {
+  if (mirror_ && mirror_->state(notification_id(n.id)) == MirrorState::TakenOver) {
     log_->info("notifications: {}-{} to {} was taken over by another instance; not delivered here", table_->file_tag(),
                n.id, n.channel);
     table_->remove(n.id);
-    mirror_->remove(n.id);
+    mirror_->remove(notification_id(n.id));
     mirrored_.erase(n.id);
     refresh_figures();
     return;
   }
   auto now = now_utc_ms();
-  nlohmann::json body{{"notification_id", table_->file_tag() + "-" + std::to_string(n.id)},
+  nlohmann::json body{{"notification_id", notification_id(n.id)},
                       {"channel", n.channel},
                       {"created_at_ms", n.created_at_ms},
                       {"attempt", n.attempts + 1},
@@ -149,7 +153,8 @@ void NotificationOutbox::deliver(const PendingNotification& n) {
                          : channel->second(body.dump(), now);
   if (r.ok) {
     table_->remove(n.id);
-    if (mirror_ && mirrored_.erase(n.id) > 0) mirror_->remove(n.id);  // at once: nobody is to take it over
+    if (mirror_ && mirrored_.erase(n.id) > 0)
+      mirror_->remove(notification_id(n.id));  // at once: nobody is to take it over
     ++delivered_;
     warned_.erase(n.id);
     log_->info("notifications: {} delivered to {} ({} alarm change(s), attempt {})",

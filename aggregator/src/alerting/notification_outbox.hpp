@@ -75,6 +75,7 @@ class NotificationOutbox {
   // With a mirror, at most once a second: mirror what is new or changed, forget what is gone,
   // and (leading) take over the orphans of dead instances.
   void sync_mirror(std::int64_t now_ms);
+  std::string notification_id(std::int64_t id) const;  // "<file tag>-<id>", as receivers see it
   void take_over_orphans();
 
   std::map<std::string, DeliverFn> channels_;

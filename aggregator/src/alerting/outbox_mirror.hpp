@@ -22,12 +22,14 @@ enum class MirrorState {
 class OutboxMirror {
  public:
   virtual ~OutboxMirror() = default;
+  // Notifications are named by their notification_id ("<outbox file tag>-<row id>"), unique even
+  // when an instance starts again on a fresh outbox file.
   // Mirrors notification `n` (new, or its entries changed).
-  virtual MirrorState put(const PendingNotification& n) = 0;
+  virtual MirrorState put(const std::string& notification_id, const PendingNotification& n) = 0;
   // Asked before each delivery attempt.
-  virtual MirrorState state(std::int64_t id) = 0;
+  virtual MirrorState state(const std::string& notification_id) = 0;
   // Delivered, replaced, or dropped after a takeover.
-  virtual void remove(std::int64_t id) = 0;
+  virtual void remove(const std::string& notification_id) = 0;
 
   // Pending notifications of instances that are gone, while this instance leads (empty
   // otherwise). The caller stores each, then claims it with take(); when take() is refused

@@ -41,11 +41,13 @@ bool SharedOutbox::ready() {
   return outbox_ && members_;
 }
 
-std::string SharedOutbox::key(std::int64_t id) const { return options_.instance + "." + std::to_string(id); }
+std::string SharedOutbox::key(const std::string& notification_id) const {
+  return options_.instance + "." + notification_id;
+}
 
-MirrorState SharedOutbox::put(const PendingNotification& n) {
+MirrorState SharedOutbox::put(const std::string& notification_id, const PendingNotification& n) {
   if (!ready()) return MirrorState::Unknown;
-  const auto k = key(n.id);
+  const auto k = key(notification_id);
   const std::string value = to_json(n, options_.instance).dump();
   std::string error;
   auto current = outbox_->get(k, &error);
@@ -57,16 +59,16 @@ MirrorState SharedOutbox::put(const PendingNotification& n) {
   return outbox_->create(k, value) ? MirrorState::Ours : MirrorState::Unknown;
 }
 
-MirrorState SharedOutbox::state(std::int64_t id) {
+MirrorState SharedOutbox::state(const std::string& notification_id) {
   if (!ready()) return MirrorState::Unknown;
   std::string error;
-  auto current = outbox_->get(key(id), &error);
+  auto current = outbox_->get(key(notification_id), &error);
   if (!error.empty() || !current) return MirrorState::Unknown;
   return json::parse(current->value, nullptr, false).contains("taken_by") ? MirrorState::TakenOver : MirrorState::Ours;
 }
 
-void SharedOutbox::remove(std::int64_t id) {
-  if (ready()) outbox_->remove(key(id));
+void SharedOutbox::remove(const std::string& notification_id) {
+  if (ready()) outbox_->remove(key(notification_id));
 }
 
 std::vector<OutboxMirror::Orphan> SharedOutbox::orphans() {

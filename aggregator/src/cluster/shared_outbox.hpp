@@ -1,5 +1,5 @@
 // The outbox mirror of a cluster on NATS JetStream (docs/alerting.md, "In a cluster"): each
-// pending notification is a key <instance>.<id> in the replicated bucket
+// pending notification is a key <instance>.<notification_id> in the replicated bucket
 // postwatch-<group>-outbox. The leader takes over the keys of instances whose member key is
 // gone (dead, or away longer than a lease) by compare-and-set, marking them "taken_by" itself;
 // the owner, running again, sees the mark before it would deliver, drops its copy and removes
@@ -32,15 +32,15 @@ class SharedOutbox final : public OutboxMirror {
   // From the io thread, each tick: orphans are taken over only while this instance leads.
   void set_leading(bool leading) { leading_ = leading; }
 
-  MirrorState put(const PendingNotification& n) override;
-  MirrorState state(std::int64_t id) override;
-  void remove(std::int64_t id) override;
+  MirrorState put(const std::string& notification_id, const PendingNotification& n) override;
+  MirrorState state(const std::string& notification_id) override;
+  void remove(const std::string& notification_id) override;
   std::vector<Orphan> orphans() override;
   bool take(const Orphan& orphan) override;
 
  private:
   bool ready();  // connected, buckets open
-  std::string key(std::int64_t id) const;
+  std::string key(const std::string& notification_id) const;
 
   JetStreamClusterOptions options_;
   std::shared_ptr<spdlog::logger> log_;
