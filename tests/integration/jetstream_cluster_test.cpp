@@ -54,27 +54,6 @@ StoreUnion store_union(const std::vector<const TempDir*>& dirs) {
   return u;
 }
 
-// The global state every instance must agree on: each goal's raw status and score, each
-// agent's event count and highest seq.
-json board(AggregatorProcess& agg) {
-  json v;
-  auto goals = agg.get("/api/v1/goals");
-  auto agents = agg.get("/api/v1/agents");
-  if (!goals.is_object() || !agents.is_object()) return nullptr;
-  for (const auto& g : goals["goals"]) v["goals"][std::to_string(g["id"].get<int>())] = {g["raw_status"], g["score"]};
-  for (const auto& a : agents["agents"])
-    if (a["events"].is_object())
-      v["agents"][a["id"].get<std::string>()] = {a["events"]["received"], a["events"]["highest_seq"]};
-  return v;
-}
-
-std::uint64_t events_received(const json& b) {
-  std::uint64_t n = 0;
-  if (b.is_object() && b.contains("agents"))
-    for (const auto& [id, a] : b["agents"].items()) n += a[0].get<std::uint64_t>();
-  return n;
-}
-
 class JetStreamCluster : public ::testing::Test {
  protected:
   void report(const std::vector<std::pair<std::string, AggregatorProcess*>>& aggs, ChildProcess* sim = nullptr) {

@@ -1,10 +1,13 @@
 // What the tests of a cluster on NATS JetStream share (docs/scale-out.md): an instance's
-// cluster options and the wait for a group to settle.
+// cluster options, the wait for a group to settle, and the global state instances must agree on.
 #pragma once
 
 #include "support/aggregator_process.hpp"
 #include "support/nats_cluster.hpp"
 
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
@@ -34,6 +37,27 @@ inline bool cluster_settled(const std::vector<AggregatorProcess*>& aggs, unsigne
     for (const auto& p : c["partitions"]["held"]) held.insert(p.get<unsigned>()), ++count;
   }
   return held.size() == partitions && count == partitions;
+}
+
+// The global state every instance must agree on: each goal's raw status and score, each
+// agent's event count and highest seq.
+inline nlohmann::json board(AggregatorProcess& agg) {
+  nlohmann::json v;
+  auto goals = agg.get("/api/v1/goals");
+  auto agents = agg.get("/api/v1/agents");
+  if (!goals.is_object() || !agents.is_object()) return nullptr;
+  for (const auto& g : goals["goals"]) v["goals"][std::to_string(g["id"].get<int>())] = {g["raw_status"], g["score"]};
+  for (const auto& a : agents["agents"])
+    if (a["events"].is_object())
+      v["agents"][a["id"].get<std::string>()] = {a["events"]["received"], a["events"]["highest_seq"]};
+  return v;
+}
+
+inline std::uint64_t events_received(const nlohmann::json& b) {
+  std::uint64_t n = 0;
+  if (b.is_object() && b.contains("agents"))
+    for (const auto& [id, a] : b["agents"].items()) n += a[0].get<std::uint64_t>();
+  return n;
 }
 
 }  // namespace postwatch::test

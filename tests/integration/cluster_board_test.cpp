@@ -1,0 +1,99 @@
+// One board, whichever way it is served (docs/scale-out.md, "One board"): the same events,
+// for every post, published to a single instance on Mosquitto and to three instances on a 3-node NATS cluster,
+// give every cluster instance the board of the single instance: each goal's raw status, score
+// and shown status, each agent's count and highest seq.
+#include "integration/feed_test_support.hpp"
+#include "integration/jetstream_test_support.hpp"
+#include "postwatch/catalogue.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+using namespace postwatch;
+using namespace postwatch::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+// The board plus each goal's shown status (debounced: the cluster's comes from its leader).
+json board_and_shown(AggregatorProcess& agg) {
+  json b = board(agg);
+  auto goals = agg.get("/api/v1/goals");
+  if (b.is_null() || !goals.is_object()) return nullptr;
+  for (const auto& g : goals["goals"]) b["shown"][std::to_string(g["id"].get<int>())] = g["status"];
+  return b;
+}
+
+}  // namespace
+
+TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
+  MosquittoBroker mosquitto;
+  TempDir single_dir, dir1, dir2, dir3;
+  NatsCluster nats{3};
+  const std::vector<std::string> quick = {"--min-duration-s", "1"};
+  AggregatorProcess single(mosquitto, single_dir, quick, "single");
+  auto args = [&](const std::string& name) {
+    auto a = cluster_args(nats, name);
+    a.insert(a.end(), quick.begin(), quick.end());
+    return a;
+  };
+  AggregatorProcess one(nats.mqtt_uri(0), dir1, args("one"), "one", 60s);
+  AggregatorProcess two(nats.mqtt_uri(1), dir2, args("two"), "two", 60s);
+  AggregatorProcess three(nats.mqtt_uri(2), dir3, args("three"), "three", 60s);
+  const std::vector<AggregatorProcess*> cluster = {&one, &two, &three};
+  ASSERT_TRUE(wait_until([&] { return cluster_settled(cluster, 16); }, 60s));
+
+  // Every post, three level indicators each, in two rounds: terrorism reaches red at a few
+  // posts (goal 7 red), military build-up amber at some (goal 5 amber), conflict warnings stay
+  // low, and values vary by post so the scores do. The same sequence to both.
+  const auto catalogue = IndicatorCatalogue::load(catalogue_path());
+  RawPublisher to_single(mosquitto.uri(), "board-single"), to_cluster(nats.mqtt_uri(0), "board-cluster");
+  std::uint64_t published = 0;
+  for (int round = 0; round < 2; ++round)
+    for (std::size_t p = 0; p < catalogue.posts().size(); ++p) {
+      const auto& post = catalogue.posts()[p];
+      const int k = static_cast<int>(p) + round * 5;
+      for (auto [indicator, value] : {std::pair{"terrorism_threat_level", k % 23 == 0 ? 4 : 1 + k % 2},
+                                      std::pair{"military_buildup_level", k % 9 == 0 ? 3 : 1 + k % 2},
+                                      std::pair{"conflict_early_warning_level", 1 + k % 2}}) {
+        to_single.event(post.region, post.id, indicator, value);
+        to_cluster.event(post.region, post.id, indicator, value);
+        ++published;
+      }
+    }
+
+  json expected, seen;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        expected = board_and_shown(single);
+        return events_received(expected) == published;
+      },
+      20s))
+      << events_received(expected) << " of " << published;
+  // The debounced status settles after --min-duration-s on both sides: wait for it to.
+  std::string differs;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        expected = board_and_shown(single);
+        for (auto* a : cluster) {
+          seen = board_and_shown(*a);
+          if (seen != expected) {
+            differs = json::diff(expected, seen).dump();
+            return false;
+          }
+        }
+        return true;
+      },
+      30s, 250ms))
+      << "differences from the single instance (JSON patch): " << differs;
+  // Something to agree on: the colours the events make (goal 7 red from terrorism, goal 5 amber
+  // from military build-up, green elsewhere), not a board of unknowns.
+  EXPECT_EQ(expected["goals"]["7"][0], "red") << expected["goals"].dump();
+  EXPECT_EQ(expected["goals"]["5"][0], "amber") << expected["goals"].dump();
+  std::set<std::string> colours;
+  for (const auto& [id, g] : expected["goals"].items()) colours.insert(g[0].get<std::string>());
+  EXPECT_TRUE(colours.count("green")) << expected["goals"].dump();
+}
