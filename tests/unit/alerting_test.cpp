@@ -260,6 +260,22 @@ TEST(NotificationRouter, AnAmberOnlyRouteDoesNotGetARed) {
   EXPECT_EQ(amber[0].channel, "duty");
 }
 
+// An alarm restored at start whose clearance the last run already stored (the alarm store had not
+// committed it before a SIGKILL): when the board clears it again, nothing more is said.
+TEST(NotificationRouter, ARestoredAlarmWhoseClearanceWasToldIsNotClearedTwice) {
+  ConfigDir d;
+  NotificationRouter r(d.parse(config_text("http://h/", R"([{"channels":["duty"]}])")));
+  auto open = goal_alarm(1, 7, "red"), open2 = goal_alarm(2, 5, "red");
+  r.remember(open, 0, /*told_cleared=*/true);
+  r.remember(open2, 0);
+  auto cleared = open, cleared2 = open2;
+  cleared.open = cleared2.open = false;
+  EXPECT_TRUE(r.on_alarm(cleared, 1000).empty());
+  auto told = r.on_alarm(cleared2, 1000);  // its clearance was not told: it is now
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0].body["event"], "cleared");
+}
+
 TEST(NotificationRouter, PostAndRegionMatchersSelectTheAlarmsOfTheirPosts) {
   ConfigDir d;
   NotificationRouter r(d.parse(config_text("http://h/", R"([{"match":{"post":"bamako"},"channels":["duty"]},

@@ -29,8 +29,12 @@ class AlarmNotifier {
   void on_alarm(const AlarmNotice& a, std::int64_t now_ms, bool notifies);
   // Reminders for alarms that stay open; call it every tick.
   void tick(std::int64_t now_ms, bool notifies);
-  // An alarm restored from the store at start (it was notified by the run that raised it).
-  void restored(const AlarmNotice& a, std::int64_t now_ms) { router_.remember(a, now_ms); }
+  // An alarm restored from the store at start (it was notified by the run that raised it). If
+  // that run already stored its clearance (the alarm store had not yet committed it when the
+  // process died), it is remembered as told cleared, so the clearance is not told twice.
+  void restored(const AlarmNotice& a, std::int64_t now_ms) {
+    router_.remember(a, now_ms, outbox_->said_before_start(a.id) == "cleared");
+  }
   NotificationFigures figures() const { return outbox_->figures(); }
   // Whether the alarm's subject flaps now (docs/alerting.md, "Flapping").
   bool flapping(const AlarmNotice& a) const { return router_.flapping(a); }

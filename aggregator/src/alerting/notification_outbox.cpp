@@ -16,6 +16,7 @@ NotificationOutbox::NotificationOutbox(const std::filesystem::path& file, std::m
       log_(std::move(log)),
       table_(std::make_unique<OutboxTable>(file)),
       mirror_(std::move(mirror)) {
+  said_at_start_ = table_->last_said(now_utc_ms() - 30LL * 24 * 3600 * 1000);
   refresh_figures();
   if (auto n = pending_.load(); n > 0)
     log_->info("notifications: {} pending from before the restart; delivering them", n);
@@ -37,6 +38,11 @@ void NotificationOutbox::enqueue(NotificationEntry entry) {
     handed_over_.push_back(std::move(entry));
   }
   wake_.notify_all();
+}
+
+std::string NotificationOutbox::said_before_start(std::uint64_t id) const {
+  auto it = said_at_start_.find(id);
+  return it == said_at_start_.end() ? "" : it->second;
 }
 
 NotificationFigures NotificationOutbox::figures() const {

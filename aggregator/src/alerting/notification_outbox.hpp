@@ -61,6 +61,9 @@ class NotificationOutbox {
 
   // From any thread; returns at once.
   void enqueue(NotificationEntry entry);
+  // The last change of alarm `id` this outbox had stored when it opened ("cleared", ...), if
+  // any in the last 30 days. For alarms the store restores at start.
+  std::string said_before_start(std::uint64_t id) const;
   NotificationFigures figures() const;
 
   // Delay before attempt `attempts` + 1 after `attempts` failures: initial, 2x, 4x, ... up to max.
@@ -83,7 +86,8 @@ class NotificationOutbox {
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<OutboxTable> table_;  // the worker's only, after the constructor
   std::shared_ptr<OutboxMirror> mirror_;
-  std::map<std::int64_t, std::size_t> mirrored_;  // worker only: id -> hash of the entries mirrored
+  std::map<std::uint64_t, std::string> said_at_start_;  // read before the worker starts; constant after
+  std::map<std::int64_t, std::size_t> mirrored_;        // worker only: id -> hash of the entries mirrored
   std::int64_t mirror_synced_ms_ = 0;
 
   std::mutex mutex_;  // guards handed_over_ and stop_; never held during I/O

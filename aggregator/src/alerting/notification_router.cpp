@@ -21,7 +21,7 @@ int level_rank(const std::string& level) { return level == "red" ? 2 : level == 
 
 // What changed between two views of one alarm; null when nothing a person needs to hear.
 const char* event_between(const AlarmNotice& before, const AlarmNotice& now) {
-  if (!now.open) return "cleared";
+  if (!now.open) return before.open ? "cleared" : nullptr;
   if (level_rank(now.level) > level_rank(before.level)) return "escalated";
   if (level_rank(now.level) < level_rank(before.level)) return "deescalated";
   if (now.acknowledged && !before.acknowledged) return "acknowledged";
@@ -174,11 +174,12 @@ std::vector<NotificationEntry> NotificationRouter::on_alarm(const AlarmNotice& a
   return out;
 }
 
-void NotificationRouter::remember(const AlarmNotice& a, std::int64_t now_ms) {
+void NotificationRouter::remember(const AlarmNotice& a, std::int64_t now_ms, bool told_cleared) {
   if (!a.open) return;
   Known& k = known_[a.id];
   k.last = a;
   k.said = a;
+  if (told_cleared) k.said->open = false;
   k.raised_at_ms = raised_at(a, now_ms);
   for (const auto& [route, channel] : targets(a)) k.said_at_ms[channel] = now_ms;
   // Steps whose time passed before this start are taken as sent (the previous run sent them,

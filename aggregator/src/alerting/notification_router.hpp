@@ -44,8 +44,9 @@ class NotificationRouter {
   // later leader knows what was already said. A silenced alarm is remembered, not said; once
   // no silence holds it, what changed meanwhile is said (raised, if it never was).
   std::vector<NotificationEntry> on_alarm(const AlarmNotice& a, std::int64_t now_ms, bool notify = true);
-  // Alarms the store restored at start: known, not news; reminders count from now.
-  void remember(const AlarmNotice& a, std::int64_t now_ms);
+  // Alarms the store restored at start: known, not news; reminders count from now. With
+  // `told_cleared`, its clearance was already said (so only a new opening is news).
+  void remember(const AlarmNotice& a, std::int64_t now_ms, bool told_cleared = false);
   // Reminders for open, unacknowledged, unsilenced alarms whose route repeats and whose last
   // word is older than its repeat_interval; escalation steps whose time since the alarm was
   // raised has come while it stayed open and unacknowledged; and the re-sends of Alertmanager

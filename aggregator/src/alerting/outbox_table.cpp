@@ -66,6 +66,9 @@ OutboxTable::OutboxTable(const std::filesystem::path& file) : file_(file) {
         "group_key TEXT NOT NULL, created_at_ms INTEGER NOT NULL, next_attempt_at_ms INTEGER NOT NULL, "
         "attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', entries TEXT NOT NULL)");
     exec("CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at_ms)");
+    // The last change stored for each alarm: the alarm store commits on its own, so after a
+    // SIGKILL it may restore an alarm as open whose clearance is already here (AlarmNotifier).
+    exec("CREATE TABLE IF NOT EXISTS said (alarm INTEGER PRIMARY KEY, event TEXT NOT NULL, at_ms INTEGER NOT NULL)");
     exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
     Statement get(db_, "SELECT value FROM meta WHERE key = 'file_tag'");
     if (get.step()) {
@@ -97,6 +100,35 @@ void OutboxTable::exec(const char* sql) {
 
 void OutboxTable::add(const std::string& channel, const std::string& group_key, const std::string& entry_json,
                       std::int64_t group_wait_ms, std::int64_t now_ms) {
+  exec("BEGIN IMMEDIATE");
+  try {
+    add_entry(channel, group_key, entry_json, group_wait_ms, now_ms);
+    auto e = nlohmann::json::parse(entry_json, nullptr, false);
+    if (e.is_object() && e.contains("id") && e["id"].is_number_unsigned() && e.contains("event") &&
+        e["event"].is_string()) {
+      Statement said(db_,
+                     "INSERT INTO said (alarm, event, at_ms) VALUES (?, ?, ?) ON CONFLICT(alarm) DO UPDATE SET "
+                     "event = excluded.event, at_ms = excluded.at_ms");
+      said.bind(1, e["id"].get<std::int64_t>()).bind(2, e["event"].get<std::string>()).bind(3, now_ms).step();
+    }
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+std::map<std::uint64_t, std::string> OutboxTable::last_said(std::int64_t since_ms) {
+  Statement prune(db_, "DELETE FROM said WHERE at_ms < ?");
+  prune.bind(1, since_ms).step();
+  Statement s(db_, "SELECT alarm, event FROM said");
+  std::map<std::uint64_t, std::string> out;
+  while (s.step()) out[static_cast<std::uint64_t>(s.integer(0))] = s.text(1);
+  return out;
+}
+
+void OutboxTable::add_entry(const std::string& channel, const std::string& group_key, const std::string& entry_json,
+                            std::int64_t group_wait_ms, std::int64_t now_ms) {
   Statement open(db_,
                  "SELECT id, entries FROM notifications WHERE group_key = ? AND attempts = 0 AND "
                  "next_attempt_at_ms > ? ORDER BY id DESC LIMIT 1");

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,6 +41,9 @@ class OutboxTable {
   // `entries_json` (a JSON array) is empty, adds one holding it, due now. One transaction.
   void replace(const std::string& channel, const std::string& group_key, const std::string& entries_json,
                std::int64_t now_ms);
+  // The last change stored for each alarm since `since_ms` ("raised", "cleared", ...), by alarm
+  // id; older ones are forgotten.
+  std::map<std::uint64_t, std::string> last_said(std::int64_t since_ms);
   // A notification another instance stored and could not deliver (OutboxMirror), due now;
   // returns its id here.
   std::int64_t insert_taken_over(const PendingNotification& n, std::int64_t now_ms);
@@ -60,6 +64,8 @@ class OutboxTable {
 
  private:
   void exec(const char* sql);
+  void add_entry(const std::string& channel, const std::string& group_key, const std::string& entry_json,
+                 std::int64_t group_wait_ms, std::int64_t now_ms);
   std::vector<PendingNotification> select(const char* sql, std::int64_t arg);
 
   std::filesystem::path file_;
