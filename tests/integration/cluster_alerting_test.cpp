@@ -62,25 +62,40 @@ bool leads(AggregatorProcess& agg) {
   return c.is_object() && c.value("leader", false);
 }
 
-}  // namespace
-
-TEST(ClusterAlerting, AnAcknowledgementAndASilenceOutliveTheLeaderAndOnlyOneInstanceNotifies) {
-  NatsCluster nats{3};
-  TempDir dir_a, dir_b;
-  WebhookReceiver duty, chief;
-  const std::vector<const WebhookReceiver*> receivers{&duty, &chief};
-  auto args = [&](const TempDir& dir, const std::string& name) {
+// Two instances on a 3-node NATS cluster, both notifying `duty` and `chief`: A starts first and
+// takes the leader lease, then B joins.
+class ClusterAlerting : public ::testing::Test {
+ protected:
+  std::vector<std::string> args(const TempDir& dir, const std::string& name) {
     auto a = cluster_args(nats, name);
     a.insert(a.end(), {"--min-duration-s", "1", "--notifications", write_config(dir, duty, chief)});
     return a;
-  };
-  // A first, so it takes the leader lease; then B.
-  // The first instance makes the stream, the buckets and 16 replicated consumers: slow under a sanitizer.
-  auto a = std::make_unique<AggregatorProcess>(nats.mqtt_uri(0), dir_a, args(dir_a, "agg-a"), "agg-a", 60s);
-  ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get()}, 16) && leads(*a); }, 30s)) << a->process().log();
-  AggregatorProcess b(nats.mqtt_uri(1), dir_b, args(dir_b, "agg-b"), "agg-b");
-  ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get(), &b}, 16); }, 30s)) << b.process().log();
+  }
+  // The first instance of the cluster makes the stream, the buckets and 16 replicated consumers:
+  // slow under a sanitizer, so it gets 60 s.
+  void start_a(std::chrono::seconds ready_within = kReadyWithin) {
+    a = std::make_unique<AggregatorProcess>(nats.mqtt_uri(0), dir_a, args(dir_a, "agg-a"), "agg-a", ready_within);
+  }
+  void start_both() {
+    start_a(60s);
+    ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get()}, 16) && leads(*a); }, 30s)) << a->process().log();
+    b = std::make_unique<AggregatorProcess>(nats.mqtt_uri(1), dir_b, args(dir_b, "agg-b"), "agg-b");
+    ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get(), b.get()}, 16); }, 30s)) << b->process().log();
+  }
+
+  NatsCluster nats{3};
+  TempDir dir_a, dir_b;
+  WebhookReceiver duty, chief;
+  std::unique_ptr<AggregatorProcess> a, b;
+};
+
+}  // namespace
+
+TEST_F(ClusterAlerting, AnAcknowledgementAndASilenceOutliveTheLeaderAndOnlyOneInstanceNotifies) {
+  const std::vector<const WebhookReceiver*> receivers{&duty, &chief};
+  ASSERT_NO_FATAL_FAILURE(start_both());
   ASSERT_TRUE(leads(*a));
+  AggregatorProcess& b = *this->b;
 
   // A silence for goal 5, taken on A: B lists it under the same id.
   auto created = http_call(a->port(), feedhttp::verb::post, "/api/v1/silences", {{"Content-Type", "application/json"}},
@@ -153,21 +168,10 @@ TEST(ClusterAlerting, AnAcknowledgementAndASilenceOutliveTheLeaderAndOnlyOneInst
 // A leader that dies with a notification it could not deliver (its receiver was down): the
 // successor takes it over from the cluster's outbox and delivers it when the receiver is
 // back; the dead instance, run again, drops its own copy instead of sending it twice.
-TEST(ClusterAlerting, ADeadLeadersUndeliveredNotificationGoesOutFromItsSuccessorOnce) {
-  NatsCluster nats{3};
-  TempDir dir_a, dir_b;
-  WebhookReceiver duty, chief;
+TEST_F(ClusterAlerting, ADeadLeadersUndeliveredNotificationGoesOutFromItsSuccessorOnce) {
   duty.stop();
-  auto args = [&](const TempDir& dir, const std::string& name) {
-    auto a = cluster_args(nats, name);
-    a.insert(a.end(), {"--min-duration-s", "1", "--notifications", write_config(dir, duty, chief)});
-    return a;
-  };
-  // The first instance makes the stream, the buckets and 16 replicated consumers: slow under a sanitizer.
-  auto a = std::make_unique<AggregatorProcess>(nats.mqtt_uri(0), dir_a, args(dir_a, "agg-a"), "agg-a", 60s);
-  ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get()}, 16) && leads(*a); }, 30s)) << a->process().log();
-  AggregatorProcess b(nats.mqtt_uri(1), dir_b, args(dir_b, "agg-b"), "agg-b");
-  ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get(), &b}, 16); }, 30s)) << b.process().log();
+  ASSERT_NO_FATAL_FAILURE(start_both());
+  AggregatorProcess& b = *this->b;
 
   RawPublisher pub(nats.mqtt_uri(0), "cluster-outbox-publisher");
   pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
@@ -191,7 +195,7 @@ TEST(ClusterAlerting, ADeadLeadersUndeliveredNotificationGoesOutFromItsSuccessor
   ASSERT_TRUE(wait_until([&] { return count(told({&duty}, id), "raised") >= 1; }, 20s)) << b.process().log();
 
   // A runs again: its own copy was taken over, so it drops it and sends nothing.
-  a = std::make_unique<AggregatorProcess>(nats.mqtt_uri(0), dir_a, args(dir_a, "agg-a"), "agg-a");
+  start_a();
   ASSERT_TRUE(wait_until(
       [&] { return a->process().log().find("was taken over by another instance") != std::string::npos; }, 20s))
       << a->process().log();

@@ -7,8 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -70,26 +72,22 @@ inline std::string sim_summary(const std::string& log) {
   return out;
 }
 
-// On failure: each instance's warnings and errors, and the simulator's last lines.
-inline std::string warnings(const std::string& log) {
+// The lines of `log` holding any of `markers`, at most 40 and how many more.
+inline std::string lines_with(const std::string& log, std::initializer_list<const char*> markers) {
   std::istringstream in(log);
   std::string line, out;
   std::size_t n = 0;
   while (std::getline(in, line))
-    if ((line.find(" warning ") != std::string::npos || line.find(" error ") != std::string::npos) && ++n <= 40)
+    if (std::any_of(markers.begin(), markers.end(), [&](const char* m) { return line.find(m) != std::string::npos; }) &&
+        ++n <= 40)
       out += line + "\n";
   return out + (n > 40 ? "... " + std::to_string(n - 40) + " more\n" : "");
 }
 
+// On failure: an instance's warnings and errors.
+inline std::string warnings(const std::string& log) { return lines_with(log, {" warning ", " error "}); }
+
 // A NATS node's warnings and errors: why it dropped clients, lost a quorum or an election.
-inline std::string nats_warnings(const std::string& log) {
-  std::istringstream in(log);
-  std::string line, out;
-  std::size_t n = 0;
-  while (std::getline(in, line))
-    if ((line.find("[WRN]") != std::string::npos || line.find("[ERR]") != std::string::npos) && ++n <= 40)
-      out += line + "\n";
-  return out + (n > 40 ? "... " + std::to_string(n - 40) + " more\n" : "");
-}
+inline std::string nats_warnings(const std::string& log) { return lines_with(log, {"[WRN]", "[ERR]"}); }
 
 }  // namespace postwatch::test
