@@ -100,8 +100,7 @@ void OutboxTable::exec(const char* sql) {
 
 void OutboxTable::add(const std::string& channel, const std::string& group_key, const std::string& entry_json,
                       std::int64_t group_wait_ms, std::int64_t now_ms) {
-  exec("BEGIN IMMEDIATE");
-  try {
+  in_transaction([&] {
     add_entry(channel, group_key, entry_json, group_wait_ms, now_ms);
     auto e = nlohmann::json::parse(entry_json, nullptr, false);
     if (e.is_object() && e.contains("id") && e["id"].is_number_unsigned() && e.contains("event") &&
@@ -111,11 +110,28 @@ void OutboxTable::add(const std::string& channel, const std::string& group_key, 
                      "event = excluded.event, at_ms = excluded.at_ms");
       said.bind(1, e["id"].get<std::int64_t>()).bind(2, e["event"].get<std::string>()).bind(3, now_ms).step();
     }
+  });
+}
+
+template <class Fn>
+void OutboxTable::in_transaction(Fn&& fn) {
+  exec("BEGIN IMMEDIATE");
+  try {
+    fn();
     exec("COMMIT");
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
   }
+}
+
+std::int64_t OutboxTable::insert(const std::string& channel, const std::string& group_key, std::int64_t created_at_ms,
+                                 std::int64_t due_ms, const std::string& entries_json) {
+  Statement s(db_,
+              "INSERT INTO notifications (channel, group_key, created_at_ms, next_attempt_at_ms, entries) "
+              "VALUES (?, ?, ?, ?, ?)");
+  s.bind(1, channel).bind(2, group_key).bind(3, created_at_ms).bind(4, due_ms).bind(5, entries_json).step();
+  return sqlite3_last_insert_rowid(db_);
 }
 
 std::map<std::uint64_t, std::string> OutboxTable::last_said(std::int64_t since_ms) {
@@ -139,30 +155,16 @@ void OutboxTable::add_entry(const std::string& channel, const std::string& group
     update.bind(1, entries.dump()).bind(2, open.integer(0)).step();
     return;
   }
-  Statement insert(db_,
-                   "INSERT INTO notifications (channel, group_key, created_at_ms, next_attempt_at_ms, entries) "
-                   "VALUES (?, ?, ?, ?, ?)");
-  insert.bind(1, channel).bind(2, group_key).bind(3, now_ms).bind(4, now_ms + group_wait_ms);
-  insert.bind(5, "[" + entry_json + "]").step();
+  insert(channel, group_key, now_ms, now_ms + group_wait_ms, "[" + entry_json + "]");
 }
 
 void OutboxTable::replace(const std::string& channel, const std::string& group_key, const std::string& entries_json,
                           std::int64_t now_ms) {
-  exec("BEGIN IMMEDIATE");
-  try {
+  in_transaction([&] {
     Statement drop(db_, "DELETE FROM notifications WHERE group_key = ?");
     drop.bind(1, group_key).step();
-    if (entries_json != "[]") {
-      Statement insert(db_,
-                       "INSERT INTO notifications (channel, group_key, created_at_ms, next_attempt_at_ms, entries) "
-                       "VALUES (?, ?, ?, ?, ?)");
-      insert.bind(1, channel).bind(2, group_key).bind(3, now_ms).bind(4, now_ms).bind(5, entries_json).step();
-    }
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
-  }
+    if (entries_json != "[]") insert(channel, group_key, now_ms, now_ms, entries_json);
+  });
 }
 
 std::vector<PendingNotification> OutboxTable::select(const char* where, std::int64_t arg) {
@@ -176,11 +178,7 @@ std::vector<PendingNotification> OutboxTable::select(const char* where, std::int
 }
 
 std::int64_t OutboxTable::insert_taken_over(const PendingNotification& n, std::int64_t now_ms) {
-  Statement insert(db_,
-                   "INSERT INTO notifications (channel, group_key, created_at_ms, next_attempt_at_ms, entries) "
-                   "VALUES (?, ?, ?, ?, ?)");
-  insert.bind(1, n.channel).bind(2, n.group_key).bind(3, n.created_at_ms).bind(4, now_ms).bind(5, n.entries).step();
-  return sqlite3_last_insert_rowid(db_);
+  return insert(n.channel, n.group_key, n.created_at_ms, now_ms, n.entries);
 }
 
 std::vector<PendingNotification> OutboxTable::all() { return select("WHERE id > ? ORDER BY id", 0); }

@@ -66,6 +66,12 @@ class OutboxTable {
   void exec(const char* sql);
   void add_entry(const std::string& channel, const std::string& group_key, const std::string& entry_json,
                  std::int64_t group_wait_ms, std::int64_t now_ms);
+  // One new row; returns its id.
+  std::int64_t insert(const std::string& channel, const std::string& group_key, std::int64_t created_at_ms,
+                      std::int64_t due_ms, const std::string& entries_json);
+  // Runs `fn` in one transaction, rolled back if it throws.
+  template <class Fn>
+  void in_transaction(Fn&& fn);
   std::vector<PendingNotification> select(const char* sql, std::int64_t arg);
 
   std::filesystem::path file_;
