@@ -353,17 +353,24 @@ struct AggregatorService::Impl {
 
   // Created or ended through the API: kept, logged, and the dashboards told.
   void on_silence_changed(const Silence& s) {
-    auto now = now_utc_ms();
-    json j = silence_json(s, now);
-    store.save_silence(s.id, dump_json(j));
+    json j = keep_silence(s, now_utc_ms());
     if (jet) jet->share_silence(s.id, dump_json(j));  // every instance holds it (docs/scale-out.md)
     if (s.ended_at_ms != 0)
       log->info("silence {} ended by {} ({})", s.id, s.ended_by, s.comment);
     else
       log->info("{} {} set by {}: {} from {} to {} ({})", s.maintenance ? "maintenance window" : "silence", s.id,
                 s.created_by, dump_json(j["match"]), iso_utc(s.starts_at_ms), iso_utc(s.ends_at_ms), s.comment);
-    j["type"] = "silence";
-    stream->broadcast(dump_json(j));
+  }
+
+  // A silence as it now stands: kept in the store and told to the dashboards; returned as the
+  // API shows it.
+  json keep_silence(const Silence& s, std::int64_t now) {
+    json j = silence_json(s, now);
+    store.save_silence(s.id, dump_json(j));
+    json told = j;
+    told["type"] = "silence";
+    stream->broadcast(dump_json(told));
+    return j;
   }
 
   // Clustered: what other instances took or ended. Kept in our store too, so a restart
@@ -377,12 +384,9 @@ struct AggregatorService::Impl {
       }
       if (!silences.merge(*s)) continue;
       const Silence& kept = *silences.find(s->id);
-      json j = silence_json(kept, now);
-      store.save_silence(kept.id, dump_json(j));
+      keep_silence(kept, now);
       log->info("cluster: {} {} {} (shared by another instance)", kept.maintenance ? "maintenance window" : "silence",
                 kept.id, kept.ended_at_ms != 0 ? "ended by " + kept.ended_by : "set by " + kept.created_by);
-      j["type"] = "silence";
-      stream->broadcast(dump_json(j));
     }
   }
 
