@@ -27,7 +27,7 @@
 
 namespace postwatch::agent {
 
-std::string validate_event(const IndicatorCatalogue& catalogue, const IndicatorEvent& e) {
+std::string validate_event(const IndicatorCatalogue& catalogue, const IndicatorEvent& e, const Post* post) {
   const Indicator* ind = catalogue.find_indicator(e.indicator);
   if (!ind) return "unknown indicator '" + e.indicator + "'";
   if (e.text.size() > WireLimits::max_text_bytes)
@@ -37,7 +37,8 @@ std::string validate_event(const IndicatorCatalogue& catalogue, const IndicatorE
   if (e.tags.size() > 16) return "more than 16 tags";
   for (const auto& [k, v] : e.tags)
     if (k.empty() || k.size() > 64 || v.size() > 64) return "tag keys must be 1-64 bytes and values at most 64 bytes";
-  return catalogue.check_value(*ind, e.kind, e.number, e.text);
+  return post ? catalogue.check_value(*post, *ind, e.kind, e.number, e.text)
+              : catalogue.check_value(*ind, e.kind, e.number, e.text);
 }
 
 namespace {
@@ -125,7 +126,8 @@ struct Agent::Impl {
   const std::string& broker() const { return brokers[broker_at]; }
   std::thread publisher;
 
-  std::string password;  // from password_file; never logged
+  const Post* post_entry = nullptr;  // in *catalogue
+  std::string password;              // from password_file; never logged
   mutable std::mutex tls_mu;
   mutable std::string tls_error;  // the last OpenSSL error Paho reported, for the next connect failure
 
@@ -134,6 +136,7 @@ struct Agent::Impl {
       : config(std::move(c)), catalogue(std::move(cat)), log(std::move(l)), backlog(std::move(b)) {
     const Post* post = catalogue->find_post(config.post_id);
     if (!post) throw ConfigError("post_id: '" + config.post_id + "' is not a post in the catalogue");
+    post_entry = post;
     region = post->region;
     topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Events);
     state_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::State);
@@ -798,7 +801,7 @@ void Agent::stop() {
 SubmitResult Agent::submit(IndicatorEvent event) {
   auto& d = *impl_;
   SubmitResult r;
-  r.error = validate_event(*d.catalogue, event);
+  r.error = validate_event(*d.catalogue, event, d.post_entry);
   std::unique_lock lk(d.mu);
   d.check_clock_locked();  // before the stamp: an event stamped after a jump is on the new clock
   if (event.observed_at_ms == 0) event.observed_at_ms = now_utc_ms();

@@ -8,6 +8,7 @@
 #include "feed/http_server.hpp"
 #include "feed/live_stream.hpp"
 #include "feed/metrics.hpp"
+#include "feed/progress_feed.hpp"
 #include "feed/snapshot_json.hpp"
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
@@ -110,10 +111,11 @@ StoreOptions store_options(const AggregatorOptions& o) {
 
 struct AggregatorService::Impl {
   Impl(boost::asio::io_context& io, AggregatorOptions o, std::shared_ptr<const IndicatorCatalogue> c,
-       std::shared_ptr<spdlog::logger> l)
+       std::shared_ptr<spdlog::logger> l, std::shared_ptr<const TargetCatalogue> t)
       : io_context(io),
         options(std::move(o)),
         catalogue(std::move(c)),
+        targets(t ? std::move(t) : std::make_shared<const TargetCatalogue>()),
         log(std::move(l)),
         access(load_access(options)),
         store(store_options(options), *catalogue, log),
@@ -162,7 +164,8 @@ struct AggregatorService::Impl {
                            &silences,
                            [this](const Silence& s) { on_silence_changed(s); },
                            [this](const Alarm& a, json& j) { mark_alarm(a, j, now_utc_ms()); },
-                           &maintenance}),
+                           &maintenance,
+                           targets.get()}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
                            [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream}),
@@ -190,6 +193,10 @@ struct AggregatorService::Impl {
               return true;
             },
             [this](std::uint32_t post) { return owns(post); }),
+        progress_feed(*catalogue, *targets, store,
+                      [this](const std::string& topic, std::string body) {
+                        outbox.publish(topic, std::move(body), true, OutboundPriority::Snapshot);
+                      }),
         ticker(io),
         confirm_ticker(io),
         commit_ticker(io),
@@ -471,6 +478,7 @@ struct AggregatorService::Impl {
       stream_update("pillar", pillar_snapshot_json(*catalogue, board, p), pillar_sent[p], changed, now);
     }
     if (periodic) last_history_ms = now;
+    progress_feed.tick(now, feed_publisher());
     if (shared_outbox) shared_outbox->set_leading(jet->leader());
     if (notifier) notifier->tick(now, !jet || jet->leader());
     for (auto id : changes.alarms)
@@ -543,6 +551,7 @@ struct AggregatorService::Impl {
   boost::asio::io_context& io_context;
   AggregatorOptions options;
   std::shared_ptr<const IndicatorCatalogue> catalogue;
+  std::shared_ptr<const TargetCatalogue> targets;  // never null (empty: no targets)
   std::shared_ptr<spdlog::logger> log;
   AccessControl access;
   EventStore store;
@@ -563,6 +572,7 @@ struct AggregatorService::Impl {
   std::unique_ptr<JetStreamCluster> jet;  // --cluster-group (on NATS JetStream)
   MqttOutbox outbox;
   DeliveryConfirmer confirmer;
+  ProgressFeed progress_feed;
   std::shared_ptr<SharedOutbox> shared_outbox;  // clustered, with --notifications
   std::unique_ptr<AlarmNotifier> notifier;      // --notifications
   boost::asio::steady_timer ticker, confirm_ticker, commit_ticker;
@@ -575,8 +585,9 @@ struct AggregatorService::Impl {
 
 AggregatorService::AggregatorService(boost::asio::io_context& io, AggregatorOptions options,
                                      std::shared_ptr<const IndicatorCatalogue> catalogue,
-                                     std::shared_ptr<spdlog::logger> log)
-    : impl_(std::make_unique<Impl>(io, std::move(options), std::move(catalogue), std::move(log))) {}
+                                     std::shared_ptr<spdlog::logger> log,
+                                     std::shared_ptr<const TargetCatalogue> targets)
+    : impl_(std::make_unique<Impl>(io, std::move(options), std::move(catalogue), std::move(log), std::move(targets))) {}
 
 AggregatorService::~AggregatorService() { stop(); }
 

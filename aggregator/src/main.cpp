@@ -194,12 +194,13 @@ int main(int argc, char** argv) {
   log->set_level(spdlog::level::from_str(log_level));
 
   std::shared_ptr<const IndicatorCatalogue> catalogue;
-  std::size_t targets = 0;
+  std::shared_ptr<const aggregator::TargetCatalogue> targets;
   if (catalogue_file.empty()) catalogue_file = default_catalogue_path().string();
   try {
     catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_file));
     // The strategy's targets are checked at start like the rest (docs/strategy-progress.md).
-    targets = aggregator::TargetCatalogue::load(catalogue_file, *catalogue).targets().size();
+    targets = std::make_shared<const aggregator::TargetCatalogue>(
+        aggregator::TargetCatalogue::load(catalogue_file, *catalogue));
   } catch (const CatalogueError& e) {
     std::cerr << "postwatch-aggregator: catalogue error: " << e.what() << "\n";
     return 2;
@@ -208,13 +209,15 @@ int main(int argc, char** argv) {
     if (!tls && u.find("127.0.0.1") == std::string::npos && u.find("localhost") == std::string::npos)
       log->warn("plaintext MQTT to {}: events and passwords cross the network unencrypted; use ssl:// with --broker-ca",
                 u);
-  log->info("catalogue {}: {} goals, {} posts, {} indicators, {} strategy targets", catalogue_file,
-            catalogue->goals().size(), catalogue->posts().size(), catalogue->indicators().size(), targets);
+  log->info("catalogue {}: {} goals, {} posts (and {} ministry), {} indicators, {} strategy targets", catalogue_file,
+            catalogue->goals().size(), catalogue->posts_of_kind(PostKind::Post).size(),
+            catalogue->posts_of_kind(PostKind::Ministry).size(), catalogue->indicators().size(),
+            targets->targets().size());
 
   boost::asio::io_context io(1);
   std::unique_ptr<aggregator::AggregatorService> service;
   try {
-    service = std::make_unique<aggregator::AggregatorService>(io, opts, catalogue, log);
+    service = std::make_unique<aggregator::AggregatorService>(io, opts, catalogue, log, targets);
   } catch (const std::invalid_argument& e) {
     std::cerr << "postwatch-aggregator: " << e.what() << "\n";
     return 2;

@@ -109,6 +109,61 @@ std::string fnv1a_hex(std::string_view text) {
   return buf;
 }
 
+// The fields of an indicator the posts report: its thresholds, how posts' readings combine,
+// and the goals it feeds.
+void read_board_fields(const Reader& r, const json& j, const std::string& entry, const std::set<int>& goal_ids,
+                       Indicator& ind) {
+  ind.baseline = r.num(j, entry, "baseline");
+  ind.amber = r.num(j, entry, "amber");
+  ind.red = r.num(j, entry, "red");
+  std::string dir = r.str(j, entry, "direction");
+  if (dir == "higher_is_worse")
+    ind.direction = Direction::HigherIsWorse;
+  else if (dir == "lower_is_worse")
+    ind.direction = Direction::LowerIsWorse;
+  else
+    r.fail(entry, "direction '" + dir + "' is not higher_is_worse or lower_is_worse");
+  std::string agg = r.str(j, entry, "aggregation");
+  if (agg == "max")
+    ind.aggregation = Aggregation::Max;
+  else if (agg == "sum")
+    ind.aggregation = Aggregation::Sum;
+  else if (agg == "mean")
+    ind.aggregation = Aggregation::Mean;
+  else if (agg == "min")
+    ind.aggregation = Aggregation::Min;
+  else
+    r.fail(entry, "aggregation '" + agg + "' is not max, sum, mean or min");
+  const auto& win = r.member(j, entry, "window_s");
+  if (!win.is_number_integer() || win.get<std::int64_t>() < 0) r.fail(entry, "window_s must be an integer >= 0");
+  ind.window_s = win.get<std::int64_t>();
+
+  if (ind.kind != ValueKind::Text) {
+    if (ind.min > ind.max) r.fail(entry, "min must not exceed max");
+    if (ind.baseline < ind.min || ind.baseline > ind.max) r.fail(entry, "baseline must lie within [min, max]");
+    if (ind.direction == Direction::HigherIsWorse) {
+      if (!(ind.baseline < ind.amber && ind.amber < ind.red))
+        r.fail(entry, "thresholds must satisfy baseline < amber < red for higher_is_worse (got baseline " +
+                          nlohmann::json(ind.baseline).dump() + ", amber " + nlohmann::json(ind.amber).dump() +
+                          ", red " + nlohmann::json(ind.red).dump() + ")");
+    } else if (!(ind.baseline > ind.amber && ind.amber > ind.red)) {
+      r.fail(entry, "thresholds must satisfy baseline > amber > red for lower_is_worse");
+    }
+  }
+  if (ind.kind == ValueKind::Count && ind.window_s == 0) r.fail(entry, "a count needs window_s > 0");
+
+  const auto& gw = r.array(j, entry, "goals");
+  if (gw.empty()) r.fail(entry, "must feed at least one goal");
+  for (const auto& g : gw) {
+    GoalWeight w;
+    w.goal = r.integer(r.member(g, entry, "goal"), entry, "goal reference");
+    w.weight = r.num(g, entry, "weight");
+    if (!goal_ids.count(w.goal)) r.fail(entry, "unknown goal " + std::to_string(w.goal));
+    if (!(w.weight > 0 && w.weight <= 1)) r.fail(entry, "goal weight must be in (0, 1]");
+    ind.goals.push_back(w);
+  }
+}
+
 }  // namespace
 
 IndicatorCatalogue IndicatorCatalogue::load(const std::filesystem::path& file) {
@@ -212,6 +267,13 @@ IndicatorCatalogue IndicatorCatalogue::parse(std::string_view text, const std::s
     p.country = r.str(posts[i], entry, "country");
     p.region = r.str(posts[i], entry, "region");
     p.name_on_cover = r.str(posts[i], entry, "name_on_cover", false);
+    if (posts[i].contains("kind")) {
+      std::string kind = r.str(posts[i], entry, "kind");
+      if (kind == "ministry")
+        p.kind = PostKind::Ministry;
+      else if (kind != "post")
+        r.fail(entry, "kind '" + kind + "' is not post or ministry");
+    }
     if (!is_valid_node_id(p.id)) r.fail(entry, "id must match ^[a-z0-9][a-z0-9-]{0,47}$");
     if (!c.region_ix_.count(p.region)) r.fail(entry, "unknown region '" + p.region + "'");
     if (!c.post_ix_.emplace(p.id, static_cast<std::uint32_t>(c.posts_.size())).second)
@@ -232,56 +294,26 @@ IndicatorCatalogue IndicatorCatalogue::parse(std::string_view text, const std::s
     std::string kind = r.str(j, entry, "kind");
     if (!parse_value_kind(kind, ind.kind))
       r.fail(entry, "kind '" + kind + "' is not one of level, count, gauge, boolean, share, text");
+    if (j.contains("reported_by")) {
+      std::string by = r.str(j, entry, "reported_by");
+      if (by == "ministry")
+        ind.reported_by = Reporter::Ministry;
+      else if (by != "posts")
+        r.fail(entry, "reported_by '" + by + "' is not posts or ministry");
+    }
     ind.min = r.num(j, entry, "min");
     ind.max = r.num(j, entry, "max");
-    ind.baseline = r.num(j, entry, "baseline");
-    ind.amber = r.num(j, entry, "amber");
-    ind.red = r.num(j, entry, "red");
-    std::string dir = r.str(j, entry, "direction");
-    if (dir == "higher_is_worse")
-      ind.direction = Direction::HigherIsWorse;
-    else if (dir == "lower_is_worse")
-      ind.direction = Direction::LowerIsWorse;
-    else
-      r.fail(entry, "direction '" + dir + "' is not higher_is_worse or lower_is_worse");
-    std::string agg = r.str(j, entry, "aggregation");
-    if (agg == "max")
-      ind.aggregation = Aggregation::Max;
-    else if (agg == "sum")
-      ind.aggregation = Aggregation::Sum;
-    else if (agg == "mean")
-      ind.aggregation = Aggregation::Mean;
-    else if (agg == "min")
-      ind.aggregation = Aggregation::Min;
-    else
-      r.fail(entry, "aggregation '" + agg + "' is not max, sum, mean or min");
-    const auto& win = r.member(j, entry, "window_s");
-    if (!win.is_number_integer() || win.get<std::int64_t>() < 0) r.fail(entry, "window_s must be an integer >= 0");
-    ind.window_s = win.get<std::int64_t>();
-
-    if (ind.kind != ValueKind::Text) {
+    if (ind.reported_by == Reporter::Ministry) {
+      // A national figure: it feeds strategy targets, never the board, so nothing of the board's.
+      for (const char* board : {"baseline", "amber", "red", "direction", "aggregation", "window_s", "goals"})
+        if (j.contains(board))
+          r.fail(entry, std::string("'") + board +
+                            "' is for indicators the posts report; a ministry indicator feeds strategy targets, "
+                            "not the board");
+      if (ind.kind == ValueKind::Text) r.fail(entry, "a ministry indicator is a figure, not text");
       if (ind.min > ind.max) r.fail(entry, "min must not exceed max");
-      if (ind.baseline < ind.min || ind.baseline > ind.max) r.fail(entry, "baseline must lie within [min, max]");
-      if (ind.direction == Direction::HigherIsWorse) {
-        if (!(ind.baseline < ind.amber && ind.amber < ind.red))
-          r.fail(entry, "thresholds must satisfy baseline < amber < red for higher_is_worse (got baseline " +
-                            nlohmann::json(ind.baseline).dump() + ", amber " + nlohmann::json(ind.amber).dump() +
-                            ", red " + nlohmann::json(ind.red).dump() + ")");
-      } else if (!(ind.baseline > ind.amber && ind.amber > ind.red)) {
-        r.fail(entry, "thresholds must satisfy baseline > amber > red for lower_is_worse");
-      }
-    }
-    if (ind.kind == ValueKind::Count && ind.window_s == 0) r.fail(entry, "a count needs window_s > 0");
-
-    const auto& gw = r.array(j, entry, "goals");
-    if (gw.empty()) r.fail(entry, "must feed at least one goal");
-    for (const auto& g : gw) {
-      GoalWeight w;
-      w.goal = r.integer(r.member(g, entry, "goal"), entry, "goal reference");
-      w.weight = r.num(g, entry, "weight");
-      if (!goal_ids.count(w.goal)) r.fail(entry, "unknown goal " + std::to_string(w.goal));
-      if (!(w.weight > 0 && w.weight <= 1)) r.fail(entry, "goal weight must be in (0, 1]");
-      ind.goals.push_back(w);
+    } else {
+      read_board_fields(r, j, entry, goal_ids, ind);
     }
     if (j.contains("threats")) {
       for (const auto& t : r.array(j, entry, "threats")) {
@@ -316,6 +348,13 @@ std::optional<std::uint32_t> IndicatorCatalogue::region_index(std::string_view i
   return lookup(region_ix_, id);
 }
 
+std::vector<std::uint32_t> IndicatorCatalogue::posts_of_kind(PostKind kind) const {
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t p = 0; p < posts_.size(); ++p)
+    if (posts_[p].kind == kind) out.push_back(p);
+  return out;
+}
+
 const Indicator* IndicatorCatalogue::find_indicator(std::string_view id) const {
   auto ix = indicator_index(id);
   return ix ? &indicators_[*ix] : nullptr;
@@ -328,6 +367,13 @@ const Goal* IndicatorCatalogue::find_goal(int id) const {
   for (const auto& g : goals_)
     if (g.id == id) return &g;
   return nullptr;
+}
+
+std::string IndicatorCatalogue::check_value(const Post& post, const Indicator& ind, ValueKind kind, double number,
+                                            std::string_view text) const {
+  if (ind.reported_by == Reporter::Ministry && !post.is_ministry())
+    return "indicator '" + ind.id + "' is reported by the ministry, not by post '" + post.id + "'";
+  return check_value(ind, kind, number, text);
 }
 
 std::string IndicatorCatalogue::check_value(const Indicator& ind, ValueKind kind, double number,

@@ -28,6 +28,8 @@ std::string goal_feed(int goal) { return std::string(prefix) + "/feed/goals/" + 
 std::string pillar_feed(std::string_view pillar) {
   return std::string(prefix) + "/feed/pillars/" + std::string(pillar);
 }
+std::string progress_feed() { return std::string(prefix) + "/feed/progress"; }
+std::string goal_progress_feed(int goal) { return progress_feed() + "/goals/" + std::to_string(goal); }
 
 bool parse_agent_topic(std::string_view topic, AgentTopic& out) {
   if (topic.substr(0, prefix.size()) != prefix || topic.size() <= prefix.size() || topic[prefix.size()] != '/')

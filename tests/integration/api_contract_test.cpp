@@ -86,6 +86,14 @@ std::map<std::string, std::vector<json>> case_table() {
       {"/api/v1/goals/{id}",
        {get_case("/api/v1/goals/7", 200), get_case("/api/v1/goals/4", 200), get_case("/api/v1/goals/abc", 400),
         get_case("/api/v1/goals/99", 404)}},
+      {"/api/v1/goals/{id}/progress",
+       {get_case("/api/v1/goals/5/progress", 200),
+        get_case("/api/v1/goals/3/progress?from=2019-01-01&at=2021-01-01", 200),
+        get_case("/api/v1/goals/7/progress", 200), get_case("/api/v1/goals/abc/progress", 400),
+        get_case("/api/v1/goals/5/progress?at=soon", 400), get_case("/api/v1/goals/99/progress", 404)}},
+      {"/api/v1/targets",
+       {get_case("/api/v1/targets", 200), get_case("/api/v1/targets?at=2020-04-17", 200),
+        get_case("/api/v1/targets?from=2021-01-01&at=2020-01-01", 400)}},
       {"/api/v1/threats", {get_case("/api/v1/threats", 200)}},
       {"/api/v1/regions",
        {get_case("/api/v1/regions", 200), get_case("/api/v1/regions?goal=7", 200),
@@ -133,6 +141,8 @@ std::map<std::string, std::vector<json>> case_table() {
 // Documented answers no request here can provoke, and why.
 const std::map<std::pair<std::string, std::string>, std::string> kNotProvoked = {
     {{"/api/v1/history", "503"}, "postwatch-aggregator always runs with its store"},
+    {{"/api/v1/targets", "503"}, "postwatch-aggregator always runs with its store"},
+    {{"/api/v1/goals/{id}/progress", "503"}, "postwatch-aggregator always runs with its store"},
     {{"/api/v1/posts/{id}/events", "503"}, "only a store more than 2 s behind answers it"},
 };
 
@@ -226,9 +236,18 @@ class ApiContract : public ::testing::Test {
     EventBatch skewed{
         "skewed", "paris", ahead, {{1, ahead, "terrorism_threat_level", ValueKind::Level, 1, "", "", {}}}};
     pub.raw(topics::agent_topic("europe", "paris", "skewed", Channel::Events), encode_batch(skewed));
+    // The ministry's figures a year apart, so the targets have readings, trends and statuses.
+    const std::int64_t year = 365LL * 24 * 3600 * 1000;
+    EventBatch ministry{"ministry", "the-hague", now, {}};
+    ministry.events = {{1, now - year, "defence_spending_gdp_percent", ValueKind::Gauge, 1.3, "", "", {}},
+                       {2, now, "defence_spending_gdp_percent", ValueKind::Gauge, 1.4, "", "", {}},
+                       {3, now, "arms_export_licences_decided", ValueKind::Count, 80, "", "", {}},
+                       {4, now, "arms_export_licences_in_time", ValueKind::Count, 76, "", "", {}}};
+    pub.raw(topics::agent_topic("europe", "the-hague", "ministry", Channel::Events), encode_batch(ministry));
 
     ASSERT_TRUE(wait_until(
         [&] {
+          if (get_json("/api/v1/targets")["targets"][0]["readings"].size() != 2) return false;
           auto agent = get_json("/api/v1/agents/bamako/gw-1");
           auto paris = get_json("/api/v1/posts/paris");
           return get_json("/api/v1/posts/bamako/events").value("count", 0) == 4 && agent.contains("metrics") &&

@@ -447,6 +447,8 @@ TEST_F(FeedApi, OpenApiDescribesEveryEndpoint) {
                                           "get /api/v1/goals",
                                           "get /api/v1/pillars",
                                           "get /api/v1/goals/{id}",
+                                          "get /api/v1/goals/{id}/progress",
+                                          "get /api/v1/targets",
                                           "get /api/v1/threats",
                                           "get /api/v1/regions",
                                           "get /api/v1/posts",

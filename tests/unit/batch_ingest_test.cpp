@@ -91,6 +91,24 @@ TEST_F(BatchIngestTest, RejectsUnknownIndicatorAndBadValuesPerEvent) {
   EXPECT_EQ(ingest.counters().events_accepted, 1u);
 }
 
+TEST_F(BatchIngestTest, AMinistryFigureIsAcceptedFromTheMinistryOnly) {
+  // A post cannot report the national figures strategy targets follow (a forged defence budget).
+  auto b = batch({1, 2});
+  b.events[0].indicator = "defence_spending_gdp_percent";
+  b.events[0].kind = ValueKind::Gauge;
+  b.events[0].number = 1.4;
+  EXPECT_EQ(feed(topic, b), 1u);  // the threat level only
+  EXPECT_EQ(ingest.counters().events_bad_value, 1u);
+  const auto gdp = *cat.indicator_index("defence_spending_gdp_percent");
+  EXPECT_FALSE(state.at(*cat.post_index("bamako"), gdp).present);
+
+  EventBatch m{"ministry", "the-hague", 1, {}};
+  m.events.push_back(IndicatorEvent{1, 1000, "defence_spending_gdp_percent", ValueKind::Gauge, 1.4, "", "", {}});
+  EXPECT_EQ(feed("postwatch/v1/europe/the-hague/ministry/events", m), 1u);
+  EXPECT_TRUE(state.at(*cat.post_index("the-hague"), gdp).present);
+  EXPECT_EQ(ingest.counters().events_bad_value, 1u);
+}
+
 TEST_F(BatchIngestTest, RecordsGapsPerAgent) {
   birth("a1", false);  // it releases on PUBACK, so holes never fill
   feed(topic, batch({1, 2}));

@@ -41,8 +41,16 @@ TEST(Catalogue, ShippedCatalogueHasTheStrategy) {
   EXPECT_EQ(c.pillars()[1].goals, (std::vector<int>{5, 6, 7, 8, 9, 10}));
   EXPECT_EQ(c.pillars()[2].goals, (std::vector<int>{11, 12, 13}));
   EXPECT_EQ(c.threats().size(), 6u);
-  EXPECT_EQ(c.posts().size(), 142u);
+  EXPECT_EQ(c.posts_of_kind(PostKind::Post).size(), 142u);
+  // The ministry in The Hague reports the national figures the strategy's targets follow.
+  ASSERT_EQ(c.posts_of_kind(PostKind::Ministry).size(), 1u);
+  EXPECT_EQ(c.posts()[c.posts_of_kind(PostKind::Ministry)[0]].id, "the-hague");
   EXPECT_GE(c.indicators().size(), 30u);
+  const Indicator* gdp = c.find_indicator("defence_spending_gdp_percent");
+  ASSERT_NE(gdp, nullptr);
+  EXPECT_EQ(gdp->reported_by, Reporter::Ministry);
+  EXPECT_TRUE(gdp->goals.empty());
+  EXPECT_FALSE(gdp->on_board());
   // Every goal is fed by at least two indicators.
   for (const auto& g : c.goals()) {
     int feeding = 0;
@@ -64,6 +72,12 @@ TEST(Catalogue, ChecksValuesAgainstTheIndicator) {
   EXPECT_NE(c.check_value(*level, ValueKind::Level, 9, "").find("outside"), std::string::npos);
   EXPECT_NE(c.check_value(*level, ValueKind::Level, 2.5, "").find("whole"), std::string::npos);
   EXPECT_NE(c.check_value(*level, ValueKind::Gauge, 3, "").find("takes a level"), std::string::npos);
+  // A ministry figure comes from the ministry only.
+  const Indicator* gdp = c.find_indicator("defence_spending_gdp_percent");
+  EXPECT_EQ(c.check_value(*c.find_post("the-hague"), *gdp, ValueKind::Gauge, 1.4, ""), "");
+  EXPECT_EQ(c.check_value(*c.find_post("bamako"), *gdp, ValueKind::Gauge, 1.4, ""),
+            "indicator 'defence_spending_gdp_percent' is reported by the ministry, not by post 'bamako'");
+  EXPECT_EQ(c.check_value(*c.find_post("the-hague"), *level, ValueKind::Level, 4, ""), "");
 }
 
 TEST(Catalogue, MissingFileNamesTheFile) {
@@ -132,4 +146,18 @@ TEST(Catalogue, ErrorsNameFileEntryAndProblem) {
   j = good;
   j["indicators"][0]["goals"][0]["weight"] = 0;
   expect_error(j, {"indicators[0]", "weight"});
+
+  j = good;
+  j["posts"][0]["kind"] = "consulate";
+  expect_error(j, {"posts[0]", "kind 'consulate' is not post or ministry"});
+
+  j = good;
+  j["indicators"][0]["reported_by"] = "ministry";
+  expect_error(j, {"indicators[0]",
+                   "'baseline' is for indicators the posts report; a ministry indicator feeds "
+                   "strategy targets, not the board"});
+
+  j = good;
+  j["indicators"][0]["reported_by"] = "nobody";
+  expect_error(j, {"indicators[0]", "reported_by 'nobody' is not posts or ministry"});
 }

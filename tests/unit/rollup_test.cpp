@@ -2,6 +2,7 @@
 #include "rollup/indicator_state.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 using namespace postwatch;
 using namespace postwatch::aggregator;
@@ -107,6 +108,26 @@ TEST_F(RollupTest, LatestObservationWinsWhateverTheArrivalOrder) {
   EXPECT_TRUE(state.apply(0, 0, ev(300, 2), 3));
   EXPECT_EQ(state.at(0, 0).number, 2);
   EXPECT_EQ(state.post_last_seen_ms(0), 3);
+}
+
+TEST(GoalRollupMinistry, TheMinistryIsNotAPostAGoalExpectsAndItsFiguresFeedNoGoal) {
+  // The catalogue above with the ministry as a fourth "post" and one figure it reports.
+  auto j = nlohmann::json::parse(kCatalogue);
+  j["posts"].push_back({{"id", "hq"}, {"kind", "ministry"}, {"city", "H"}, {"country", "H"}, {"region", "r"}});
+  j["indicators"].push_back(
+      {{"id", "budget"}, {"name", "Budget"}, {"kind", "gauge"}, {"reported_by", "ministry"}, {"min", 0}, {"max", 100}});
+  auto cat = IndicatorCatalogue::parse(j.dump(), "test");
+  IndicatorState state(cat);
+  GoalRollup rollup(cat);
+  state.apply(0, 0, ev(10, 2), 10);   // p0: lvl green
+  state.apply(3, 0, ev(10, 5), 10);   // the ministry's agent reports a red level: not a post's signal
+  state.apply(3, 3, ev(10, 42), 10);  // and its figure
+  auto s = rollup.compute(state, 100);
+  EXPECT_EQ(s.goals[0].status, Status::Green);
+  EXPECT_EQ(s.goals[0].posts_expected, 1u);
+  EXPECT_EQ(s.indicators[0].posts_reporting, 1u);
+  EXPECT_EQ(s.indicators[3].posts_reporting, 0u);  // a figure is not rolled up
+  EXPECT_EQ(s.indicators[3].status, Status::Unknown);
 }
 
 // Hand-computed: the score lies in its status's band (red 0-30, amber 35-65, green 70-100),

@@ -19,14 +19,14 @@ const IndicatorCatalogue& catalogue() {
   return c;
 }
 
-// Irregular migration pressure at a post, from 60 in 2019 to 40 by 2022: lower is better.
+// A ministry figure from 60 in 2019 to 40 by 2022: lower is better.
 json migration_target() {
   return {{"id", "migration_down"},
           {"goal", 13},
           {"kind", "value"},
-          {"commitment", "irregular migration pressure down"},
+          {"commitment", "a figure down"},
           {"source", "a test"},
-          {"indicator", "irregular_migration_pressure"},
+          {"indicator", "cyber_diplomacy_budget_meur"},
           {"baseline", {{"value", 60}, {"at", "2019-01-01"}}},
           {"target", {{"value", 40}, {"by", "2022-01-01"}}},
           {"milestones", {{{"at", "2020-01-01"}, {"value", 53}}}}};
@@ -58,7 +58,22 @@ std::string error_of(const json& targets) {
 
 TEST(TargetCatalogue, TheShippedCommitmentsLoad) {
   auto t = TargetCatalogue::load(test::catalogue_path(), catalogue());
-  ASSERT_GE(t.targets().size(), 14u);
+  ASSERT_GE(t.targets().size(), 17u);
+  // The commitments with a figure, followed through the ministry's indicators, without an
+  // invented baseline.
+  const auto* gdp = t.find("defence_spending_2_percent");
+  ASSERT_NE(gdp, nullptr);
+  EXPECT_EQ(gdp->indicator, "defence_spending_gdp_percent");
+  EXPECT_EQ(gdp->target, 2.0);
+  EXPECT_EQ(gdp->by_ms, *parse_date_ms("2024-12-31"));
+  EXPECT_FALSE(gdp->baseline);
+  EXPECT_NE(gdp->baseline_note.find("not in the documents"), std::string::npos);
+  const auto* licences = t.find("arms_export_decided_in_time");
+  ASSERT_NE(licences, nullptr);
+  EXPECT_EQ(licences->kind, TargetKind::Ratio);
+  EXPECT_EQ(licences->ratio.factor, 100);
+  EXPECT_EQ(licences->by_ms, 0);  // ongoing
+  ASSERT_NE(t.find("cyber_diplomacy_budget"), nullptr);
   const auto* npt = t.find("npt_review_conference");
   ASSERT_NE(npt, nullptr);
   EXPECT_EQ(npt->kind, TargetKind::Milestone);
@@ -82,7 +97,7 @@ TEST(TargetCatalogue, AValueTargetReadsItsFiguresAndFeedsTheArithmetic) {
   ASSERT_EQ(m.milestones.size(), 1u);
   // Goal 13's threats, as the catalogue lists them, when the target names none.
   EXPECT_FALSE(m.threats.empty());
-  auto p = assess_target(m.spec(), std::vector<Reading>{{*parse_date_ms("2020-01-01"), 53}}, m.baseline->at_ms,
+  auto p = assess_target(m.spec(), std::vector<FigureReading>{{*parse_date_ms("2020-01-01"), 53}}, m.baseline->at_ms,
                          *parse_date_ms("2020-01-01"));
   EXPECT_NEAR(*p.progress, 7.0 / 20, 1e-9);
   EXPECT_EQ(p.status, Trajectory::OnTrack);  // -7 in a year where -6.5 a year is needed
@@ -106,6 +121,11 @@ TEST(TargetCatalogue, EveryBadTargetIsRefusedNamingTheEntry) {
     std::string expected;
   } cases[] = {
       {with(base, "indicator", "gdp_share"), "t.json: targets[0] 'migration_down': unknown indicator 'gdp_share'"},
+      {with(base, "indicator", "irregular_migration_pressure"),
+       "indicator 'irregular_migration_pressure' is reported by the posts; a target follows a figure the ministry "
+       "reports"},
+      {json::array({ratio_target("r", "arms_export_licences_in_time", "hybrid_incidents")}),
+       "targets[0] 'r': indicator 'hybrid_incidents' is reported by the posts"},
       {with(base, "goal", 14), "targets[0] 'migration_down': unknown goal 14"},
       {with(base, "commitment", nullptr), "targets[0] 'migration_down': missing field 'commitment'"},
       {with(base, "kind", "trend"), "'kind' must be value, ratio or milestone, not 'trend'"},
@@ -127,12 +147,14 @@ TEST(TargetCatalogue, EveryBadTargetIsRefusedNamingTheEntry) {
       {json::array({base, base}), "targets[1] 'migration_down': duplicate target id"},
       {json::array({ratio_target("in_time", "export_decided_in_time", "export_licences")}),
        "'export_decided_in_time' in the ratio is neither an indicator nor a target"},
-      {with(ratio_target("in_time", "terrorist_attacks", "hybrid_incidents"), "factor", 0), "'factor' must not be 0"},
-      {json::array({ratio_target("a", "b", "terrorist_attacks"), ratio_target("b", "a", "terrorist_attacks")}),
+      {with(ratio_target("in_time", "arms_export_licences_in_time", "arms_export_licences_decided"), "factor", 0),
+       "'factor' must not be 0"},
+      {json::array({ratio_target("a", "b", "arms_export_licences_decided"),
+                    ratio_target("b", "a", "arms_export_licences_decided")}),
        "targets 'a': the ratio refers back to itself: a -> b -> a"},
-      {json::array({ratio_target("self", "self", "terrorist_attacks")}),
+      {json::array({ratio_target("self", "self", "arms_export_licences_decided")}),
        "the ratio refers back to itself: self -> self"},
-      {json::array({ratio_target("r", "npt", "terrorist_attacks"), milestone}),
+      {json::array({ratio_target("r", "npt", "arms_export_licences_decided"), milestone}),
        "'npt' in the ratio is a milestone, not a figure"},
       {with(milestone, "state", "delayed"), "targets[0] 'npt': 'state' must be planned, done, postponed or cancelled"},
       {with(milestone, "target", {{"value", 1}}), "a milestone has a state, not 'target'"},
@@ -143,5 +165,7 @@ TEST(TargetCatalogue, EveryBadTargetIsRefusedNamingTheEntry) {
     EXPECT_NE(e.find(c.expected), std::string::npos) << "expected: " << c.expected << "\n     got: " << e;
     EXPECT_EQ(e.rfind("t.json: ", 0), 0u) << e;
   }
-  EXPECT_EQ(error_of(json::array({ratio_target("in_time", "terrorist_attacks", "hybrid_incidents"), milestone})), "");
+  EXPECT_EQ(error_of(json::array(
+                {ratio_target("in_time", "arms_export_licences_in_time", "arms_export_licences_decided"), milestone})),
+            "");
 }

@@ -21,7 +21,10 @@ namespace postwatch::bench {
 class EventMaker {
  public:
   explicit EventMaker(const IndicatorCatalogue& catalogue) : catalogue_(catalogue) {
-    for (const auto& ind : catalogue.indicators()) {
+    for (std::uint32_t i = 0; i < catalogue.indicators().size(); ++i) {
+      const auto& ind = catalogue.indicators()[i];
+      if (ind.reported_by != Reporter::Posts) continue;  // ministry figures: not what posts send
+      indicators_.push_back(i);
       // Three values per indicator that the catalogue check accepts, so readings change.
       std::vector<double> values;
       switch (ind.kind) {
@@ -45,10 +48,10 @@ class EventMaker {
     }
   }
 
-  // The i-th event of a stream: indicator i % N, one of its values; seq and time given.
+  // The i-th event of a stream: the posts' indicator i % N, one of its values; seq and time given.
   IndicatorEvent make(std::uint64_t i, std::uint64_t seq, std::int64_t observed_at_ms) const {
-    const auto n = catalogue_.indicators().size();
-    const auto& ind = catalogue_.indicators()[i % n];
+    const auto n = indicators_.size();
+    const auto& ind = catalogue_.indicators()[indicators_[i % n]];
     const auto& vals = values_[i % n];
     IndicatorEvent e;
     e.seq = seq;
@@ -63,19 +66,23 @@ class EventMaker {
   }
 
   const IndicatorCatalogue& catalogue() const { return catalogue_; }
+  // The indicators make() cycles through: make(k) is of indicators()[k % size], catalogue positions.
+  const std::vector<std::uint32_t>& indicators() const { return indicators_; }
 
  private:
   const IndicatorCatalogue& catalogue_;
+  std::vector<std::uint32_t> indicators_;  // the posts' indicators, catalogue positions
   std::vector<std::vector<double>> values_;
 };
 
-// Agent `a` of a run: id "<tag>-<a>", at post a % posts (catalogue order).
+// Agent `a` of a run: id "<tag>-<a>", at post a % posts (catalogue order, the ministry left out).
 struct BenchAgent {
   std::string id, post, topic;
 };
 
 inline BenchAgent bench_agent(const IndicatorCatalogue& catalogue, const std::string& tag, std::size_t a) {
-  const auto& post = catalogue.posts()[a % catalogue.posts().size()];
+  const std::vector<std::uint32_t> posts = catalogue.posts_of_kind(PostKind::Post);
+  const auto& post = catalogue.posts()[posts[a % posts.size()]];
   BenchAgent b{tag + "-" + std::to_string(a), post.id, ""};
   b.topic = topics::agent_topic(post.region, post.id, b.id, topics::Channel::Events);
   return b;

@@ -262,9 +262,12 @@ void BM_StorePersist(benchmark::State& state) {
   store.register_agent(0, "bamako", "bench-0");
   store.start();
   std::vector<PersistedEvent> events(batch);
+  std::vector<std::uint32_t> numeric;  // the indicators on the board
+  for (std::uint32_t i = 0; i < cat.indicators().size(); ++i)
+    if (cat.indicators()[i].on_board()) numeric.push_back(i);
   for (std::size_t k = 0; k < batch; ++k) {
     events[k].post = post;
-    events[k].indicator = static_cast<std::uint32_t>(k % (cat.indicators().size() - 1));  // numeric ones
+    events[k].indicator = numeric[k % numeric.size()];
     events[k].observed_at_ms = events[k].received_at_ms = 1'700'000'000'000;
     events[k].kind = cat.indicators()[events[k].indicator].kind;
     events[k].number = 1;
@@ -294,9 +297,11 @@ void BM_Rollup(benchmark::State& state) {
   std::uint64_t i = 0;
   // Every indicator at every reporting post, counts with several readings in their window.
   for (std::uint32_t post = 0; post < posts; ++post) {
-    for (std::uint32_t ind = 0; ind < cat.indicators().size(); ++ind) {
+    const auto& inds = maker.indicators();
+    for (std::uint32_t k = 0; k < inds.size(); ++k) {
+      const std::uint32_t ind = inds[k];
       for (int r = 0; r < (cat.indicators()[ind].kind == ValueKind::Count ? 5 : 1); ++r) {
-        auto ev = maker.make(ind + cat.indicators().size() * (post + r), ++i, now - 60'000 * (r + 1));
+        auto ev = maker.make(k + inds.size() * (post + r), ++i, now - 60'000 * (r + 1));
         EventView v{ev.seq, ev.observed_at_ms, ev.indicator, ev.kind, ev.number, ev.text, ev.note};
         st.apply(post, ind, v, now - 1000);
       }

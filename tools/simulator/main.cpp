@@ -226,7 +226,7 @@ int list(const Options& o, const IndicatorCatalogue& catalogue) {
 // The catalogue positions of the fleet's posts, or an error message.
 std::variant<std::vector<std::uint32_t>, std::string> fleet_posts(const Options& o, const IndicatorCatalogue& catalogue,
                                                                   const sim::Scenario& scenario) {
-  std::size_t pool = scenario.posts.empty() ? catalogue.posts().size() : scenario.posts.size();
+  std::size_t pool = scenario.posts.empty() ? catalogue.posts_of_kind(PostKind::Post).size() : scenario.posts.size();
   std::string whose = scenario.posts.empty() ? "the catalogue has " : "scenario " + scenario.name + " allows ";
   auto required = scenario.named_posts();
   std::size_t n = o.posts == 0 ? pool : o.posts;

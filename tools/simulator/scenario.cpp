@@ -108,12 +108,14 @@ void read_pool(const Reader& r, const json& root, const IndicatorCatalogue& cata
     for (const auto& id : r.strings(root, "posts", "posts")) {
       auto p = catalogue.post_index(id);
       if (!p) r.fail("posts", "unknown post '" + id + "' (see the catalogue's posts)");
+      if (catalogue.posts()[*p].is_ministry())
+        r.fail("posts", "'" + id + "' is the ministry, which reports strategy figures, not simulated signals");
       add_unique(s.posts, *p);
     }
   if (root.contains("regions"))
     for (const auto& id : r.strings(root, "regions", "regions")) {
       if (!catalogue.region_index(id)) r.fail("regions", "unknown region '" + id + "'");
-      for (std::uint32_t p = 0; p < catalogue.posts().size(); ++p)
+      for (auto p : catalogue.posts_of_kind(PostKind::Post))
         if (catalogue.posts()[p].region == id) add_unique(s.posts, p);
     }
   std::sort(s.posts.begin(), s.posts.end());
@@ -129,6 +131,8 @@ void read_targets(const Reader& r, const json& step, const std::string& entry, c
     for (const auto& id : r.strings(step, entry, "posts")) {
       auto p = catalogue.post_index(id);
       if (!p) r.fail(entry, "unknown post '" + id + "'");
+      if (catalogue.posts()[*p].is_ministry())
+        r.fail(entry, "'" + id + "' is the ministry, which reports strategy figures, not simulated signals");
       if (!in_pool(*p)) r.fail(entry, "post '" + id + "' is not among the scenario's posts");
       add_unique(out.posts, *p);
     }
@@ -137,7 +141,7 @@ void read_targets(const Reader& r, const json& step, const std::string& entry, c
       if (!catalogue.region_index(id)) r.fail(entry, "unknown region '" + id + "'");
       bool any = false;
       for (std::uint32_t p = 0; p < catalogue.posts().size() && !any; ++p)
-        any = catalogue.posts()[p].region == id && in_pool(p);
+        any = !catalogue.posts()[p].is_ministry() && catalogue.posts()[p].region == id && in_pool(p);
       if (!any) r.fail(entry, "region '" + id + "' has no post among the scenario's posts");
       out.regions.push_back(id);
     }

@@ -69,7 +69,7 @@ double severity_for(const Indicator& ind, Alert want) {
 PostSignals::PostSignals(const IndicatorCatalogue& catalogue, std::uint64_t seed)
     : catalogue_(catalogue), tracks_(catalogue.indicators().size()), rng_(seed) {
   for (std::uint32_t i = 0; i < catalogue.indicators().size(); ++i)
-    if (catalogue.indicators()[i].kind != ValueKind::Text) numeric_.push_back(i);
+    if (catalogue.indicators()[i].on_board()) numeric_.push_back(i);  // not text, not ministry figures
 }
 
 void PostSignals::raise_posture(std::uint32_t indicator, Alert level) {

@@ -62,8 +62,7 @@ std::vector<std::uint32_t> choose_posts(const IndicatorCatalogue& catalogue, con
                                         const std::vector<std::uint32_t>& required, std::size_t n,
                                         std::mt19937_64& rng) {
   std::vector<std::uint32_t> candidates = pool;
-  if (candidates.empty())
-    for (std::uint32_t p = 0; p < catalogue.posts().size(); ++p) candidates.push_back(p);
+  if (candidates.empty()) candidates = catalogue.posts_of_kind(PostKind::Post);  // the ministry is not simulated
   auto in = [](const std::vector<std::uint32_t>& v, std::uint32_t p) {
     return std::find(v.begin(), v.end(), p) != v.end();
   };

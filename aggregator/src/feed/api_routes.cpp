@@ -196,7 +196,10 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   if (!get) return method_not_allowed(req, target, "GET, HEAD");
 
   if (target == "/api/v1/goals" || target == "/api/v1/pillars") return goals();
+  if (starts_with(target, "/api/v1/goals/") && target.ends_with("/progress"))
+    return goal_progress(target.substr(14, target.size() - 14 - 9), q);
   if (starts_with(target, "/api/v1/goals/")) return goal(target.substr(14));
+  if (target == "/api/v1/targets") return targets(q);
   if (target == "/api/v1/threats") return threats();
   if (target == "/api/v1/regions") return regions(q);
   if (target == "/api/v1/posts") return posts(q);
@@ -218,7 +221,8 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   if (const EmbeddedAsset* a = find_embedded_asset(target)) return asset_response(req, *a);  // openapi.json
   return error_response(http::status::not_found,
                         "no such endpoint: " + std::string(target) +
-                            " (try /api/v1/goals, /api/v1/goals/{id}, /api/v1/threats, /api/v1/regions, "
+                            " (try /api/v1/goals, /api/v1/goals/{id}, /api/v1/goals/{id}/progress, /api/v1/targets, "
+                            "/api/v1/threats, /api/v1/regions, "
                             "/api/v1/posts, /api/v1/posts/{id}, /api/v1/posts/{id}/events, /api/v1/agents, "
                             "/api/v1/agents/{post}/{agent}, "
                             "/api/v1/alarms, /api/v1/silences, /api/v1/history, "
@@ -345,7 +349,7 @@ HttpResponse ApiRoutes::regions(const Query& q) {
   const std::size_t n_ind = cat.indicators().size();
   for (std::uint32_t p = 0; p < cat.posts().size(); ++p) {
     auto r = cat.region_index(cat.posts()[p].region);
-    if (!r) continue;
+    if (!r || cat.posts()[p].is_ministry()) continue;
     Acc& a = acc[*r];
     PostRow row = post_row(src_.board.last(), p, n_ind, goal ? &mask : nullptr);
     a.posts += 1;
@@ -388,7 +392,7 @@ HttpResponse ApiRoutes::posts(const Query& q) {
   std::string out = "id,city,country,region,status,silent,indicators_reporting,last_seen_ms,last_seen_utc\r\n";
   for (std::uint32_t p = 0; p < cat.posts().size(); ++p) {
     const Post& post = cat.posts()[p];
-    if (!region.empty() && post.region != region) continue;
+    if (post.is_ministry() || (!region.empty() && post.region != region)) continue;
     PostRow row = post_row(src_.board.last(), p, n_ind, goal ? &mask : nullptr);
     const std::int64_t seen = src_.state.post_last_seen_ms(p);
     if (*csv) {
@@ -442,6 +446,9 @@ HttpResponse ApiRoutes::post(std::string_view id) {
     if (ind.kind == ValueKind::Text) {
       j["text"] = src_.state.text_at(*p, i);
       j["status"] = "unknown";
+    } else if (ind.reported_by == Reporter::Ministry) {
+      j["value"] = r.number;  // a national figure: no board status, strategy progress reads it
+      j["reported_by"] = "ministry";
     } else {
       j["value"] = src_.state.value(*p, i, now_utc_ms());
       j["last_reading"] = r.number;
@@ -460,6 +467,7 @@ HttpResponse ApiRoutes::post(std::string_view id) {
         {{"agent", a.name}, {"online", a.has_presence && a.presence.online}, {"clock", agent_clock_json(a)}});
   }
   json out{{"id", post.id},
+           {"kind", post.is_ministry() ? "ministry" : "post"},
            {"city", post.city},
            {"country", post.country},
            {"region", post.region},

@@ -15,6 +15,7 @@
 #include "ingest/mqtt_ingest.hpp"
 #include "outbound/outbound_queue.hpp"
 #include "postwatch/catalogue.hpp"
+#include "progress/strategy_progress.hpp"
 #include "rollup/indicator_state.hpp"
 #include "rollup/status_board.hpp"
 
@@ -59,6 +60,7 @@ struct FeedSources {
   // silence holding its notifications) and flapping.
   std::function<void(const Alarm&, nlohmann::json&)> mark_alarm;
   const std::vector<std::uint64_t>* maintenance = nullptr;  // per post: the maintenance window covering it, or 0
+  const TargetCatalogue* targets = nullptr;                 // the strategy's targets; null: none
 };
 
 class ApiRoutes {
@@ -95,6 +97,10 @@ class ApiRoutes {
   HttpResponse create_silence(const HttpRequest& req, const Principal* who);
   HttpResponse end_silence(std::string_view id, const Principal* who);
   HttpResponse whoami(const Principal* who) const;
+  HttpResponse targets(const Query& q);  // feed/progress_routes.cpp
+  HttpResponse goal_progress(std::string_view id, const Query& q);
+  // Every target over the period the query asks for; the refusal when it asks for a bad one.
+  std::optional<HttpResponse> assess_progress(const Query& q, StrategyProgress& out) const;
 
   // Which indicators feed goal `id` (numeric ones), for ?goal= filters.
   std::vector<bool> goal_mask(int goal) const;

@@ -107,10 +107,12 @@ bool BatchIngest::accept_event(AgentRecord& rec, const EventView& e, std::int64_
     refused = EventRefusal::UnknownIndicator;
     counters_.events_unknown_indicator += 1;
     reject(topic, "unknown indicator '" + std::string(e.indicator) + "'");
-  } else if (!catalogue_.check_value(catalogue_.indicators()[*ind], e.kind, e.number, e.text).empty()) {
+  } else if (auto why = catalogue_.check_value(catalogue_.posts()[post], catalogue_.indicators()[*ind], e.kind,
+                                               e.number, e.text);
+             !why.empty()) {
     refused = EventRefusal::BadValue;
     counters_.events_bad_value += 1;
-    reject(topic, "bad value for '" + std::string(e.indicator) + "'");
+    reject(topic, why);
   }
   const bool late = e.observed_at_ms < received_at_ms - policy_.allowed_lateness_ms;
   if (refused == EventRefusal::None) {

@@ -96,7 +96,7 @@ void read_figures(const EntryReader& r, const json& e, StrategyTarget& t) {
   if (auto b = e.find("baseline"); b != e.end() && !b->is_null()) {
     if (!b->is_object()) r.fail("'baseline' must be an object {\"value\", \"at\"} or null");
     r.only(*b, {"value", "at", "source"});
-    t.baseline = Reading{r.date(*b, "at", "baseline: ", true), r.number(*b, "value", "baseline: ")};
+    t.baseline = FigureReading{r.date(*b, "at", "baseline: ", true), r.number(*b, "value", "baseline: ")};
   }
   t.baseline_note = r.str(e, "baseline_note", false);
   if (!t.baseline && t.baseline_note.empty())
@@ -125,13 +125,23 @@ void read_figures(const EntryReader& r, const json& e, StrategyTarget& t) {
     for (std::size_t i = 0; i < ms->size(); ++i) {
       const auto where = "milestones[" + std::to_string(i) + "]: ";
       if (!(*ms)[i].is_object()) r.fail(where + "must be an object {\"at\", \"value\"}");
-      Reading m{r.date((*ms)[i], "at", where, true), r.number((*ms)[i], "value", where)};
+      FigureReading m{r.date((*ms)[i], "at", where, true), r.number((*ms)[i], "value", where)};
       if (!t.milestones.empty() && m.at_ms <= t.milestones.back().at_ms) r.fail(where + "not after the one before");
       if ((t.baseline && m.at_ms <= t.baseline->at_ms) || (t.by_ms != 0 && m.at_ms >= t.by_ms))
         r.fail(where + "must fall between the baseline and the target date");
       t.milestones.push_back(m);
     }
   }
+}
+
+// A target follows a figure the ministry reports: posts' signals are kept for days, not years.
+void check_followed(const EntryReader& r, const IndicatorCatalogue& catalogue, const std::string& id) {
+  const Indicator* ind = catalogue.find_indicator(id);
+  if (!ind) r.fail("unknown indicator '" + id + "'");
+  if (ind->reported_by != Reporter::Ministry)
+    r.fail("indicator '" + id +
+           "' is reported by the posts; a target follows a figure the ministry reports "
+           "(\"reported_by\": \"ministry\")");
 }
 
 // A ratio's parts that are targets must not lead back to it.
@@ -220,15 +230,18 @@ TargetCatalogue TargetCatalogue::parse(const json& root, const std::string& orig
     if (kind == "value") {
       t.kind = TargetKind::Value;
       t.indicator = r.str(e, "indicator", true);
-      if (!catalogue.find_indicator(t.indicator)) r.fail("unknown indicator '" + t.indicator + "'");
+      check_followed(r, catalogue, t.indicator);
       read_figures(r, e, t);
     } else if (kind == "ratio") {
       t.kind = TargetKind::Ratio;
       t.ratio.numerator = r.str(e, "numerator", true);
       t.ratio.denominator = r.str(e, "denominator", true);
-      for (const auto& part : {t.ratio.numerator, t.ratio.denominator})
-        if (!catalogue.find_indicator(part) && !ids.count(part))
+      for (const auto& part : {t.ratio.numerator, t.ratio.denominator}) {
+        if (catalogue.find_indicator(part))
+          check_followed(r, catalogue, part);
+        else if (!ids.count(part))
           r.fail("'" + part + "' in the ratio is neither an indicator nor a target");
+      }
       if (e.contains("factor")) t.ratio.factor = r.number(e, "factor", "");
       if (t.ratio.factor == 0) r.fail("'factor' must not be 0");
       read_figures(r, e, t);

@@ -40,12 +40,12 @@ struct StrategyTarget {
   // Value and ratio targets.
   std::string indicator;  // value: the indicator whose readings it follows
   RatioFormula ratio;
-  std::optional<Reading> baseline;
+  std::optional<FigureReading> baseline;
   std::string baseline_note;  // why there is no baseline ("not in the documents"); required then
   std::optional<double> target;
   std::int64_t by_ms = 0;  // 0: no date (ongoing)
   bool higher_is_better = true;
-  std::vector<Reading> milestones;  // dated intermediate values, in date order
+  std::vector<FigureReading> milestones;  // dated intermediate values, in date order
 
   // Milestone targets: an event that is planned, done, postponed or cancelled.
   std::int64_t due_ms = 0;  // 0: no date

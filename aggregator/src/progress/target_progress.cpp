@@ -18,7 +18,7 @@ std::string_view to_string(Trajectory t) {
   return "no_data";
 }
 
-std::optional<double> slope_per_year(std::span<const Reading> points) {
+std::optional<double> slope_per_year(std::span<const FigureReading> points) {
   if (points.size() < 2) return std::nullopt;
   // Centred on the first point's time, in years, so large epoch values do not cost precision.
   const auto t0 = points.front().at_ms;
@@ -40,12 +40,13 @@ std::optional<double> slope_per_year(std::span<const Reading> points) {
   return stv / stt;
 }
 
-TargetProgress assess_target(const TargetSpec& t, std::span<const Reading> readings, std::int64_t from_ms,
+TargetProgress assess_target(const TargetSpec& t, std::span<const FigureReading> readings, std::int64_t from_ms,
                              std::int64_t now_ms, const TrajectoryPolicy& policy) {
   TargetProgress out;
-  std::vector<Reading> known(readings.begin(), readings.end());
-  std::erase_if(known, [&](const Reading& r) { return r.at_ms > now_ms || !std::isfinite(r.value); });
-  std::stable_sort(known.begin(), known.end(), [](const Reading& a, const Reading& b) { return a.at_ms < b.at_ms; });
+  std::vector<FigureReading> known(readings.begin(), readings.end());
+  std::erase_if(known, [&](const FigureReading& r) { return r.at_ms > now_ms || !std::isfinite(r.value); });
+  std::stable_sort(known.begin(), known.end(),
+                   [](const FigureReading& a, const FigureReading& b) { return a.at_ms < b.at_ms; });
   if (known.empty()) return out;  // no data: nothing says where it stands
   const double current = known.back().value;
   out.current = current;
@@ -53,11 +54,12 @@ TargetProgress assess_target(const TargetSpec& t, std::span<const Reading> readi
     out.progress = (current - t.baseline->value) / (t.target - t.baseline->value);
 
   const bool met = t.higher_is_better ? current >= t.target : current <= t.target;
-  std::vector<Reading> points;
+  std::vector<FigureReading> points;
   if (t.baseline && t.baseline->at_ms >= from_ms && t.baseline->at_ms <= now_ms) points.push_back(*t.baseline);
   for (const auto& r : known)
     if (r.at_ms >= from_ms) points.push_back(r);
-  std::stable_sort(points.begin(), points.end(), [](const Reading& a, const Reading& b) { return a.at_ms < b.at_ms; });
+  std::stable_sort(points.begin(), points.end(),
+                   [](const FigureReading& a, const FigureReading& b) { return a.at_ms < b.at_ms; });
   out.points = points.size();
   out.trend_per_year = slope_per_year(points);
   if (met) {

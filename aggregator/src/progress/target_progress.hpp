@@ -11,7 +11,7 @@
 
 namespace postwatch::aggregator {
 
-struct Reading {
+struct FigureReading {
   std::int64_t at_ms = 0;
   double value = 0;
 };
@@ -19,7 +19,7 @@ struct Reading {
 // A commitment with a figure: where it stood, where it must be and by when. Which way is
 // better follows from the target against the baseline; without a baseline it is said.
 struct TargetSpec {
-  std::optional<Reading> baseline;
+  std::optional<FigureReading> baseline;
   double target = 0;
   std::int64_t by_ms = 0;
   bool higher_is_better = true;
@@ -49,12 +49,12 @@ struct TargetProgress {
 constexpr double kMsPerYear = 365.25 * 24 * 3600 * 1000;
 
 // Least-squares slope of value over time, per year; nullopt with fewer than two distinct times.
-std::optional<double> slope_per_year(std::span<const Reading> points);
+std::optional<double> slope_per_year(std::span<const FigureReading> points);
 
 // The target's progress at `now_ms`, its trend over the readings in [from_ms, now_ms] (sorted
 // by time or not). Once the target date has passed, the required slope is the planned one
 // (baseline to target), and a target not met is at best improving too slowly.
-TargetProgress assess_target(const TargetSpec& target, std::span<const Reading> readings, std::int64_t from_ms,
+TargetProgress assess_target(const TargetSpec& target, std::span<const FigureReading> readings, std::int64_t from_ms,
                              std::int64_t now_ms, const TrajectoryPolicy& policy = {});
 
 }  // namespace postwatch::aggregator

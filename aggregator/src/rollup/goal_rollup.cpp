@@ -78,15 +78,19 @@ RollupSnapshot GoalRollup::compute(const IndicatorState& state, std::int64_t now
   snap.cells.assign(static_cast<std::size_t>(posts) * inds.size(), Status::Unknown);
   snap.values.assign(snap.cells.size(), 0.0);
   auto is_silent = [&](std::uint32_t p) { return p < silent.size() && silent[p]; };
+  // The ministry reports national figures for strategy targets: it is not one of the posts
+  // a goal expects, whatever else its agent sends.
+  std::vector<char> field(posts);
+  for (std::uint32_t p = 0; p < posts; ++p) field[p] = !catalogue_.posts()[p].is_ministry();
 
   for (std::uint32_t i = 0; i < inds.size(); ++i) {
     const Indicator& ind = inds[i];
     IndicatorRollup& r = snap.indicators[i];
     r.indicator = i;
-    if (ind.kind == ValueKind::Text) continue;  // shown, never rolled up
+    if (!ind.on_board()) continue;  // text is shown, never rolled up; ministry figures feed targets
     double sum = 0;
     for (std::uint32_t p = 0; p < posts; ++p) {
-      if (!state.at(p, i).present || is_silent(p)) continue;
+      if (!field[p] || !state.at(p, i).present || is_silent(p)) continue;
       double v = state.value(p, i, now_ms);
       auto cell = static_cast<std::size_t>(p) * inds.size() + i;
       Status prev = cell < previous_cells.size() ? previous_cells[cell] : Status::Unknown;
@@ -124,7 +128,7 @@ RollupSnapshot GoalRollup::compute(const IndicatorState& state, std::int64_t now
         gr.indicators.push_back(r);
         if (inds[i].kind == ValueKind::Text) continue;
         for (std::uint32_t p = 0; p < posts; ++p) {
-          if (!state.at(p, i).present) continue;
+          if (!field[p] || !state.at(p, i).present) continue;
           expected[p] = 1;
           if (!is_silent(p)) reporting[p] = 1;
         }

@@ -37,7 +37,7 @@ IndicatorState::IndicatorState(const IndicatorCatalogue& catalogue)
       texts_(static_cast<std::size_t>(posts_) * indicators_),
       last_seen_(posts_, 0) {
   for (std::uint32_t i = 0; i < indicators_; ++i)
-    if (catalogue.indicators()[i].kind == ValueKind::Count)
+    if (catalogue.indicators()[i].kind == ValueKind::Count && catalogue.indicators()[i].on_board())
       window_ix_[i] = static_cast<std::int32_t>(count_indicators_++);
   windows_.resize(static_cast<std::size_t>(posts_) * count_indicators_);
 }

@@ -31,6 +31,7 @@ std::vector<bool> silent_posts(const IndicatorCatalogue& catalogue, const AgentT
   std::vector<bool> silent(n, false);
   for (std::size_t p = 0; p < n; ++p) {
     if (last_heard[p] == 0 && agents[p] == 0) continue;  // never reported: not expected, not silent
+    if (catalogue.posts()[p].is_ministry()) continue;    // reports figures now and then, not signals
     if (agents[p] == 0 && one_shots[p] > 0) {            // fed by one-shot senders only
       silent[p] = promised[p] > 0 && now_ms - last_heard[p] > policy.missed_heartbeats * promised[p];
       continue;

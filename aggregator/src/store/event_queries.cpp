@@ -92,6 +92,25 @@ std::vector<HistoryPoint> EventStore::query_history(const std::string& scope, co
   return out;
 }
 
+std::vector<StrategyReadingRow> EventStore::query_strategy_readings() {
+  Statement q(read_db_,
+              "SELECT indicator, observed_at_ms, value, post, agent, seq, received_at_ms FROM strategy_readings "
+              "ORDER BY indicator, observed_at_ms");
+  std::vector<StrategyReadingRow> out;
+  while (sqlite3_step(q.get()) == SQLITE_ROW) {
+    StrategyReadingRow r;
+    r.indicator = text_col(q.get(), 0);
+    r.observed_at_ms = sqlite3_column_int64(q.get(), 1);
+    r.value = sqlite3_column_double(q.get(), 2);
+    r.post = text_col(q.get(), 3);
+    r.agent = text_col(q.get(), 4);
+    r.seq = static_cast<std::uint64_t>(sqlite3_column_int64(q.get(), 5));
+    r.received_at_ms = sqlite3_column_int64(q.get(), 6);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 // Newest observed first: records by their newest observation, each decoded, the best
 // `limit` kept; it stops at the first record whose newest observation is older than all
 // of those kept.

@@ -159,7 +159,13 @@ void EventStore::persist(std::span<const PersistedEvent> events) {
     PendingBatch b;
     b.who = who;
     b.summary = encode_stored_batch(new_events_, code_of_, b.body);
+    std::vector<StrategyReadingRow> readings;
+    for (const auto& e : new_events_)
+      if (e.refused == EventRefusal::None && catalogue_.indicators()[e.indicator].reported_by == Reporter::Ministry)
+        readings.push_back({catalogue_.indicators()[e.indicator].id, who->post, who->agent, e.observed_at_ms,
+                            e.received_at_ms, e.number, e.seq});
     std::lock_guard lk(mu_);
+    for (auto& r : readings) pending_.readings.push_back(std::move(r));
     pending_.events += new_events_.size();
     pending_.batches.push_back(std::move(b));
     handed_over_ += new_events_.size();
@@ -233,6 +239,7 @@ void EventStore::writer_loop() {
       batch.history.insert(batch.history.end(), pending_.history.begin(), pending_.history.end());
       batch.alarms.insert(batch.alarms.end(), pending_.alarms.begin(), pending_.alarms.end());
       batch.silences.insert(batch.silences.end(), pending_.silences.begin(), pending_.silences.end());
+      batch.readings.insert(batch.readings.end(), pending_.readings.begin(), pending_.readings.end());
       pending_ = std::move(batch);
     }
     cv_.notify_all();
@@ -267,6 +274,21 @@ bool EventStore::commit(Pending& batch) {
         if (sqlite3_step(st) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(write_db_));
         sqlite3_reset(st);
       }
+      Statement reading(write_db_,
+                        "INSERT OR REPLACE INTO strategy_readings(indicator, observed_at_ms, value, post, agent, seq, "
+                        "received_at_ms) VALUES(?,?,?,?,?,?,?)");
+      for (const auto& r : batch.readings) {
+        auto* st = reading.get();
+        sqlite3_bind_text(st, 1, r.indicator.c_str(), static_cast<int>(r.indicator.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, r.observed_at_ms);
+        sqlite3_bind_double(st, 3, r.value);
+        sqlite3_bind_text(st, 4, r.post.c_str(), static_cast<int>(r.post.size()), SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, r.agent.c_str(), static_cast<int>(r.agent.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, static_cast<sqlite3_int64>(r.seq));
+        sqlite3_bind_int64(st, 7, r.received_at_ms);
+        if (sqlite3_step(st) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(write_db_));
+        sqlite3_reset(st);
+      }
       Statement keep(write_db_, "INSERT OR REPLACE INTO silences(id, body) VALUES(?,?)");
       Statement drop(write_db_, "DELETE FROM silences WHERE id = ?");
       for (const auto& [id, body] : batch.silences) {
@@ -279,6 +301,7 @@ bool EventStore::commit(Pending& batch) {
     }
     exec(write_db_, "COMMIT");
     committed_events_ += batch.events;
+    committed_readings_ += batch.readings.size();
     std::string was;
     {
       std::lock_guard lk(failure_mu_);

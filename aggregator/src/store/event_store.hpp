@@ -85,6 +85,17 @@ inline EventView replayed_event(const StoredEventRow& r) {
   return e;
 }
 
+// A figure the ministry reported, for strategy progress (docs/strategy-progress.md). Kept in a
+// table of its own for as long as the store lives: retention removes raw events after days, a
+// biennial report needs years of these. A later reading for the same indicator and date replaces
+// the earlier one (a corrected figure).
+struct StrategyReadingRow {
+  std::string indicator, post, agent;
+  std::int64_t observed_at_ms = 0, received_at_ms = 0;
+  double value = 0;
+  std::uint64_t seq = 0;
+};
+
 // Which stored events GET /api/v1/posts/{id}/events asks for.
 struct EventQuery {
   std::string post;
@@ -124,6 +135,10 @@ class EventStore final : public EventSink {
                                           std::int64_t to_ms, std::size_t limit);
   // Committed events, newest observed first.
   std::vector<StoredEventRow> query_events(const EventQuery& q);
+  // Every committed strategy reading, by indicator and date.
+  std::vector<StrategyReadingRow> query_strategy_readings();
+  // Strategy readings committed since start: when it moves, progress is worth computing again.
+  std::uint64_t strategy_readings_committed() const { return committed_readings_; }
   // Committed events received at or after since_ms, in stored order (benchmarks, tests).
   std::uint64_t scan_received_since(std::int64_t since_ms, const std::function<void(const StoredEventRow&)>& fn);
 
@@ -165,8 +180,12 @@ class EventStore final : public EventSink {
     std::vector<HistoryPoint> history;
     std::vector<std::pair<std::uint64_t, std::string>> alarms;    // id, json
     std::vector<std::pair<std::uint64_t, std::string>> silences;  // id, json; empty: delete
-    bool empty() const { return batches.empty() && history.empty() && alarms.empty() && silences.empty(); }
+    std::vector<StrategyReadingRow> readings;
+    bool empty() const {
+      return batches.empty() && history.empty() && alarms.empty() && silences.empty() && readings.empty();
+    }
     void clear() {
+      readings.clear();
       batches.clear();
       events = 0;
       history.clear();
@@ -210,6 +229,7 @@ class EventStore final : public EventSink {
   std::atomic<std::uint64_t> write_errors_{0};
   std::atomic<std::uint64_t> corrupt_batches_{0}, corrupt_events_{0};
   std::atomic<std::uint64_t> used_bytes_{0}, events_pruned_{0};
+  std::atomic<std::uint64_t> committed_readings_{0};
   std::uint64_t committed_seqno_ = 0, handed_seqno_ = 0;  // units of work, for flush()
   bool stopping_ = false;
   std::chrono::steady_clock::time_point next_cap_warning_{};

@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS history(
 CREATE INDEX IF NOT EXISTS history_by_id ON history(scope, id, at_ms);
 CREATE TABLE IF NOT EXISTS alarms(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS silences(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS strategy_readings(
+  indicator TEXT NOT NULL, observed_at_ms INTEGER NOT NULL, value REAL NOT NULL, post TEXT NOT NULL,
+  agent TEXT NOT NULL, seq INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, PRIMARY KEY(indicator, observed_at_ms));
 )sql";
 
 bool has_table(sqlite3* db, const char* table) {

@@ -54,18 +54,29 @@ struct Threat {
 struct Region {
   std::string id, name;
 };
+// A post reports the local signals; the ministry (kind "ministry" in the catalogue, the
+// Hague) reports the national figures the strategy's targets follow. The ministry is not
+// counted among the posts a goal expects, nor as a silent post, nor simulated.
+enum class PostKind : std::uint8_t { Post, Ministry };
 struct Post {
   std::string id, city, country, region, name_on_cover;
+  PostKind kind = PostKind::Post;
+  bool is_ministry() const { return kind == PostKind::Ministry; }
 };
+// Who reports an indicator: the posts (it feeds the board) or the ministry (it feeds strategy
+// targets only, docs/strategy-progress.md).
+enum class Reporter : std::uint8_t { Posts, Ministry };
 struct Indicator {
   std::string id, name, unit, description;
   ValueKind kind = ValueKind::Level;
   double min = 0, max = 0, baseline = 0, amber = 0, red = 0;
   Direction direction = Direction::HigherIsWorse;
   Aggregation aggregation = Aggregation::Max;
-  std::int64_t window_s = 0;  // counts: sum over this window; 0 = latest value
-  std::vector<GoalWeight> goals;
+  std::int64_t window_s = 0;      // counts: sum over this window; 0 = latest value
+  std::vector<GoalWeight> goals;  // empty for a ministry indicator
   std::vector<std::string> threats;
+  Reporter reported_by = Reporter::Posts;
+  bool on_board() const { return reported_by == Reporter::Posts && kind != ValueKind::Text; }
 };
 
 // Transparent hash so lookups by string_view do not allocate.
@@ -87,6 +98,8 @@ class IndicatorCatalogue {
   const std::vector<Region>& regions() const { return regions_; }
   const std::vector<Post>& posts() const { return posts_; }
   const std::vector<Indicator>& indicators() const { return indicators_; }
+  // The positions in posts() of every post of this kind (the embassies and consulates, or the ministry).
+  std::vector<std::uint32_t> posts_of_kind(PostKind kind) const;
 
   // Dense indexes (position in the vectors above), or nullopt when unknown.
   std::optional<std::uint32_t> indicator_index(std::string_view id) const;
@@ -96,6 +109,9 @@ class IndicatorCatalogue {
   const Post* find_post(std::string_view id) const;
   const Goal* find_goal(int id) const;
 
+  // Empty when post `post` may report indicator `ind` with this value; otherwise why not.
+  std::string check_value(const Post& post, const Indicator& ind, ValueKind kind, double number,
+                          std::string_view text) const;
   // Empty when the value fits the indicator; otherwise why it does not.
   std::string check_value(const Indicator& ind, ValueKind kind, double number, std::string_view text) const;
 

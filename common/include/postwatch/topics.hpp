@@ -5,6 +5,8 @@
 //   postwatch/v1/<region>/<post>/<agent>/confirm    DeliveryConfirm from the aggregator, QoS 1, retained
 //   postwatch/v1/feed/goals/<goal>                  aggregator's goal snapshot (JSON), retained
 //   postwatch/v1/feed/pillars/<pillar>              aggregator's pillar snapshot (JSON), retained
+//   postwatch/v1/feed/progress                      strategy progress, every target (JSON), retained
+//   postwatch/v1/feed/progress/goals/<goal>         one goal's targets (JSON), retained
 #pragma once
 
 #include <string>
@@ -22,6 +24,8 @@ enum class Channel { Events, State, Heartbeat, Confirm };
 std::string agent_topic(std::string_view region, std::string_view post, std::string_view agent, Channel channel);
 std::string goal_feed(int goal);
 std::string pillar_feed(std::string_view pillar);
+std::string progress_feed();
+std::string goal_progress_feed(int goal);
 
 struct AgentTopic {
   std::string_view region, post, agent;

@@ -84,7 +84,9 @@ class Agent {
   std::unique_ptr<Impl> impl_;
 };
 
-// The random-free part of validation, usable without an Agent: empty when ok.
-std::string validate_event(const IndicatorCatalogue& catalogue, const IndicatorEvent& event);
+// The random-free part of validation, usable without an Agent: empty when ok. With `post`,
+// also whether that post may report the indicator (a ministry figure comes from the ministry).
+std::string validate_event(const IndicatorCatalogue& catalogue, const IndicatorEvent& event,
+                           const Post* post = nullptr);
 
 }  // namespace postwatch::agent

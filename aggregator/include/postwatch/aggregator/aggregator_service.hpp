@@ -81,12 +81,16 @@ struct AggregatorOptions {
   std::int64_t stream_update_ms = 1'000;         // score/coverage updates per goal at most this often
 };
 
+class TargetCatalogue;
+
 class AggregatorService {
  public:
   // Throws std::invalid_argument for a configuration it refuses (tokens file, TLS files,
   // an open API on a non-loopback address), std::runtime_error when the store cannot open.
+  // `targets`: the strategy's targets (docs/strategy-progress.md); null: none.
   AggregatorService(boost::asio::io_context& io, AggregatorOptions options,
-                    std::shared_ptr<const IndicatorCatalogue> catalogue, std::shared_ptr<spdlog::logger> log);
+                    std::shared_ptr<const IndicatorCatalogue> catalogue, std::shared_ptr<spdlog::logger> log,
+                    std::shared_ptr<const TargetCatalogue> targets = nullptr);
   ~AggregatorService();
 
   // Binds the HTTP port (throws if it cannot) and starts connecting to the broker.
