@@ -672,6 +672,19 @@
   }
 
   async function refreshDrill() {
+    // The Strategy view (strategy.js): #/strategy, and #/target/<id> for one target's readings.
+    const target = location.hash.match(/^#\/target\/(.+)$/);
+    strategy.show(Boolean(target) || location.hash === '#/strategy');
+    if (target) {
+      state.drill = { target: decodeURIComponent(target[1]) };
+      $('drill').hidden = false;
+      try {
+        await strategy.showTarget(state.drill.target);
+      } catch (e) {
+        $('drill-body').replaceChildren(h('p', { class: 'error' }, e.message));
+      }
+      return;
+    }
     const r = parseRoute();
     state.drill = r;
     const drill = $('drill');
@@ -690,6 +703,10 @@
   }
 
   function closeDrill() {
+    if (state.drill && state.drill.target) {
+      location.hash = '#/strategy';  // back to the view the target was opened from
+      return;
+    }
     history.pushState(null, '', location.pathname + location.search);
     refreshDrill();
   }
@@ -742,6 +759,9 @@
     setInterval(() => loadHistories().catch(() => {}), POLL_HISTORY_MS);
     setInterval(renderAlarms, 30000);  // "raised 5 min ago"
   }
+
+  // The Strategy view (strategy.js).
+  const strategy = window.PostwatchStrategy({ $, h, svg, api, state });
 
   // Acknowledging and silences (operator.js).
   const operator = window.PostwatchOperator({ $, h, api, state, alarmTitle, setAlarm, fmtAgo, fmtTime, notice,

@@ -30,7 +30,7 @@
     if (root.scrollWidth > innerWidth + 1)
       problems.push({ kind: 'page-scrolls-sideways', detail: `${root.scrollWidth} > ${innerWidth}` });
     const pageScrolls = root.scrollHeight > innerHeight + 1;
-    for (const el of document.querySelectorAll('header *, main *')) {
+    for (const el of document.querySelectorAll('header *, main *, #strategy-view *')) {
       if (!visible(el) || el.closest('[hidden]')) continue;
       const cs = getComputedStyle(el);
       const clipsX = cs.overflowX !== 'visible';

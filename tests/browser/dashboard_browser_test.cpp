@@ -218,6 +218,97 @@ TEST_F(DashboardBrowser, WallScreenShowsEverythingUncut) {
   }
 }
 
+// The Strategy view (docs/strategy-progress.md): the ministry's licence figures put their target
+// "moving away"; a corrected figure makes it "achieved", and the page shows the change. It fits the
+// wall screen. Screenshots before and after are kept as artefacts.
+TEST_F(DashboardBrowser, StrategyViewShowsATargetsStatusChangeAfterAReading) {
+  using nlohmann::json;
+  RawPublisher pub(broker.uri(), "strategy-publisher");
+  const std::int64_t quarter = 91LL * 24 * 3600 * 1000, now = now_utc_ms();
+  EventBatch b{"ministry", "the-hague", now, {}};
+  std::uint64_t seq = 0;
+  for (int q = 7; q >= 0; --q) {  // 96 of 100 in time two years ago, 89 in the last quarter
+    b.events.push_back({++seq, now - q * quarter, "arms_export_licences_decided", ValueKind::Count, 100, "", "", {}});
+    b.events.push_back(
+        {++seq, now - q * quarter, "arms_export_licences_in_time", ValueKind::Count, 89.0 + q, "", "", {}});
+  }
+  const std::string topic = "postwatch/v1/europe/the-hague/ministry/events";
+  pub.raw(topic, encode_batch(b));
+  auto status = [&] {
+    auto r = http_call(aggregator.port(), boost::beast::http::verb::get, "/api/v1/targets", bearer(TokensFile::kRead));
+    auto j = r.json();
+    if (!j.is_object()) return std::string();
+    for (const auto& t : j["targets"])
+      if (t["id"] == "arms_export_decided_in_time") return t["status"].get<std::string>();
+    return std::string();
+  };
+  ASSERT_TRUE(wait_until([&] { return status() == "moving_away"; }, 10s)) << status();
+
+  auto artifacts = std::filesystem::path(POSTWATCH_TEST_ARTIFACTS_DIR);
+  std::filesystem::create_directories(artifacts);
+  auto shown = [&](const std::string& name) {
+    auto dom_file = dir.path() / (name + ".html");
+    EXPECT_EQ(run_chromium(chromium, dir, url() + "#/strategy", {"--dump-dom", "--window-size=1920,1080"}, dom_file),
+              0);
+    auto png = artifacts / (name + ".png");
+    std::filesystem::remove(png);
+    EXPECT_EQ(run_chromium(chromium, dir, url() + "#/strategy",
+                           {"--screenshot=" + png.string(), "--window-size=1920,1080"}, dir.path() / (name + ".out")),
+              0);
+    EXPECT_GT(std::filesystem::file_size(png), 20'000u) << png;
+    return read_file(dom_file);
+  };
+  auto before = shown("strategy-before");
+  auto tag = tag_with_id(before, "target-arms_export_decided_in_time");
+  ASSERT_FALSE(tag.empty()) << before.substr(0, 2000);
+  EXPECT_NE(tag.find("data-status=\"moving_away\""), std::string::npos) << tag;
+  EXPECT_NE(class_of(tag).find("result-moved_away"), std::string::npos) << tag;
+  EXPECT_NE(before.find("moving away"), std::string::npos);  // written out, not colour alone
+  // Every pillar and the documents' milestones are there.
+  EXPECT_NE(before.find("NPT review conference"), std::string::npos);
+  EXPECT_FALSE(tag_with_id(before, "strategy-goal-13").empty());
+
+  // The ministry corrects the last quarter: 95 of 100 in time.
+  EventBatch fix{"ministry", "the-hague", now_utc_ms(), {}};
+  fix.events.push_back({++seq, now, "arms_export_licences_in_time", ValueKind::Count, 95, "", "", {}});
+  pub.raw(topic, encode_batch(fix));
+  ASSERT_TRUE(wait_until([&] { return status() == "achieved"; }, 10s)) << status();
+  auto after = shown("strategy-after");
+  tag = tag_with_id(after, "target-arms_export_decided_in_time");
+  EXPECT_NE(tag.find("data-status=\"achieved\""), std::string::npos) << tag;
+
+  // The drill-down lists the readings.
+  auto drill_file = dir.path() / "strategy-drill.html";
+  ASSERT_EQ(run_chromium(chromium, dir, url() + "#/target/arms_export_decided_in_time",
+                         {"--dump-dom", "--window-size=1920,1080"}, drill_file),
+            0);
+  auto drill = read_file(drill_file);
+  EXPECT_FALSE(tag_with_id(drill, "drill-readings").empty()) << drill.substr(0, 2000);
+  EXPECT_NE(drill.find("arms_export_licences_in_time / arms_export_licences_decided"), std::string::npos);
+
+  // On the wall screen (a 1920x1080 viewport: the window is sized for it, as in
+  // WallScreenShowsEverythingUncut), nothing is cut and the page does not scroll.
+  auto layout = [&](int w, int h) {
+    auto file = dir.path() / "strategy-layout.html";
+    const std::string window = "--window-size=" + std::to_string(w) + "," + std::to_string(h);
+    if (run_chromium(chromium, dir, url() + "&check=layout#/strategy", {"--dump-dom", window}, file) != 0)
+      return json();
+    std::smatch m;
+    auto dom = read_file(file);
+    if (!std::regex_search(dom, m, std::regex(R"(<pre id="layout-report"[^>]*>([^<]*)</pre>)"))) return json();
+    return json::parse(std::regex_replace(m[1].str(), std::regex("&quot;"), "\""), nullptr, false);
+  };
+  auto report = layout(1920, 1080);
+  ASSERT_TRUE(report.is_object());
+  int vw = 0, vh = 0;
+  ASSERT_EQ(std::sscanf(report["viewport"].get<std::string>().c_str(), "%dx%d", &vw, &vh), 2);
+  if (vw != 1920 || vh != 1080) report = layout(2 * 1920 - vw, 2 * 1080 - vh);
+  ASSERT_TRUE(report.is_object());
+  ASSERT_EQ(report["viewport"], "1920x1080") << "could not size the viewport";
+  EXPECT_TRUE(report["problems"].empty()) << report["problems"].dump(1);
+  EXPECT_FALSE(report["page_scrolls"].get<bool>()) << report.dump(1);
+}
+
 TEST_F(DashboardBrowser, DrillsDownFromGoalToRegionToPostToIndicators) {
   publish_world();
   auto dom_file = dir.path() / "goal.html";
