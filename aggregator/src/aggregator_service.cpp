@@ -2,6 +2,7 @@
 
 #include "alerting/alarm_notifier.hpp"
 #include "cluster/jetstream_cluster.hpp"
+#include "cluster/shared_figures.hpp"
 #include "cluster/shared_outbox.hpp"
 #include "feed/access.hpp"
 #include "feed/api_routes.hpp"
@@ -478,6 +479,7 @@ struct AggregatorService::Impl {
       stream_update("pillar", pillar_snapshot_json(*catalogue, board, p), pillar_sent[p], changed, now);
     }
     if (periodic) last_history_ms = now;
+    if (jet) shared_figures.tick(*jet, store);  // every instance serves the same targets
     progress_feed.tick(now, feed_publisher());
     if (shared_outbox) shared_outbox->set_leading(jet->leader());
     if (notifier) notifier->tick(now, !jet || jet->leader());
@@ -573,6 +575,7 @@ struct AggregatorService::Impl {
   MqttOutbox outbox;
   DeliveryConfirmer confirmer;
   ProgressFeed progress_feed;
+  SharedFigures shared_figures{*log};
   std::shared_ptr<SharedOutbox> shared_outbox;  // clustered, with --notifications
   std::unique_ptr<AlarmNotifier> notifier;      // --notifications
   boost::asio::steady_timer ticker, confirm_ticker, commit_ticker;

@@ -1,7 +1,8 @@
 // One board, whichever way it is served (docs/scale-out.md, "One board"): the same events,
 // for every post, published to a single instance on Mosquitto and to three instances on a 3-node NATS cluster,
 // give every cluster instance the board of the single instance: each goal's raw status, score
-// and shown status, each agent's count and highest seq.
+// and shown status, each agent's count and highest seq; and the strategy targets the ministry's
+// figures make (they reach one instance's partition, and every instance serves them).
 #include "integration/feed_test_support.hpp"
 #include "integration/jetstream_test_support.hpp"
 #include "postwatch/catalogue.hpp"
@@ -25,6 +26,16 @@ json board_and_shown(AggregatorProcess& agg) {
   if (b.is_null() || !goals.is_object()) return nullptr;
   for (const auto& g : goals["goals"]) b["shown"][std::to_string(g["id"].get<int>())] = g["status"];
   return b;
+}
+
+// Each figure target's status and readings, as GET /api/v1/targets gives them on 2021-01-01.
+json figure_targets(AggregatorProcess& agg) {
+  auto t = agg.get("/api/v1/targets?at=2021-01-01");
+  if (!t.is_object()) return nullptr;
+  json out = json::object();
+  for (const auto& x : t["targets"])
+    if (x["kind"] != "milestone") out[x["id"].get<std::string>()] = {x["status"], x["readings"]};
+  return out;
 }
 
 }  // namespace
@@ -65,6 +76,21 @@ TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
       }
     }
 
+  // The ministry's figures: two years of defence spending and licences decided in time.
+  EventBatch figures{"ministry", "the-hague", now_utc_ms(), {}};
+  const std::int64_t y2019 = 1546300800000, year = 31536000000;  // 2019-01-01; 365 days
+  for (std::uint64_t k = 0; k < 3; ++k) {
+    const auto at = y2019 + static_cast<std::int64_t>(k) * year;
+    figures.events.push_back(
+        {3 * k + 1, at, "defence_spending_gdp_percent", ValueKind::Gauge, 1.2 + 0.1 * k, "", "", {}});
+    figures.events.push_back({3 * k + 2, at, "arms_export_licences_decided", ValueKind::Count, 100, "", "", {}});
+    figures.events.push_back(
+        {3 * k + 3, at, "arms_export_licences_in_time", ValueKind::Count, 95.0 - 4 * k, "", "", {}});
+  }
+  to_single.raw("postwatch/v1/europe/the-hague/ministry/events", encode_batch(figures));
+  to_cluster.raw("postwatch/v1/europe/the-hague/ministry/events", encode_batch(figures));
+  published += figures.events.size();
+
   json expected, seen;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -96,4 +122,14 @@ TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
   std::set<std::string> colours;
   for (const auto& [id, g] : expected["goals"].items()) colours.insert(g[0].get<std::string>());
   EXPECT_TRUE(colours.count("green")) << expected["goals"].dump();
+
+  // Every instance serves the targets the single instance does, whichever holds the ministry.
+  json targets = figure_targets(single);
+  ASSERT_TRUE(targets.is_object());
+  EXPECT_EQ(targets["arms_export_decided_in_time"][0], "moving_away") << targets.dump();
+  EXPECT_EQ(targets["defence_spending_2_percent"][1].size(), 3u) << targets.dump();
+  for (auto* a : cluster) {
+    EXPECT_TRUE(wait_until([&] { return figure_targets(*a) == targets; }, 10s))
+        << "instance on port " << a->port() << ": " << figure_targets(*a).dump() << "\nsingle: " << targets.dump();
+  }
 }

@@ -185,6 +185,10 @@ void JetStreamCluster::Core::on_board_entry(const KvEntry& e) {
     silences_new.push_back(e.value);
     return;
   }
+  if (e.key.starts_with("figure.")) {
+    figures_new.push_back(e.value);
+    return;
+  }
   if (!e.key.starts_with("ack.")) return;
   json j = json::parse(e.value, nullptr, false);
   std::uint64_t id = 0;
@@ -341,6 +345,16 @@ void JetStreamCluster::forget_silence(std::uint64_t id) { core_->write_shared("s
 std::vector<std::string> JetStreamCluster::take_silences() {
   std::vector<std::string> out;
   out.swap(core_->silences_new);
+  return out;
+}
+
+void JetStreamCluster::share_figure(const std::string& key, std::string figure_json) {
+  core_->write_shared("figure." + key, std::move(figure_json));
+}
+
+std::vector<std::string> JetStreamCluster::take_figures() {
+  std::vector<std::string> out;
+  out.swap(core_->figures_new);
   return out;
 }
 

@@ -96,6 +96,10 @@ class JetStreamCluster {
   void share_silence(std::uint64_t id, std::string silence_json);
   void forget_silence(std::uint64_t id);
   std::vector<std::string> take_silences();  // shared since the last call (all of them at first)
+  // The ministry's figures (docs/strategy-progress.md), one key each: the instance that stores
+  // one shares it, and every instance keeps what the others shared (SharedFigures).
+  void share_figure(const std::string& key, std::string figure_json);
+  std::vector<std::string> take_figures();  // shared since the last call (all of them at first)
   // A batch on one post's topic that claims another post or agent is seen by the holder of
   // the topic's post; the leader counts the attempts and raises the alarm. Shared per post
   // and instance, at most once per tick(), so a flood of forged batches is a few writes.

@@ -105,6 +105,7 @@ struct JetStreamCluster::Core : std::enable_shared_from_this<JetStreamCluster::C
   std::string aligned;                                         // a misaligned payload's copy (on_message)
   std::vector<SharedAck> acks_new;
   std::vector<std::string> silences_new;   // silence_json bodies from the watch, not yet taken
+  std::vector<std::string> figures_new;    // ministry figures from the watch, not yet taken
   struct MismatchOut : TopicMismatchLog {  // the last 16 attempts
     bool dirty = false;
   };

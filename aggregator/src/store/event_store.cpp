@@ -185,6 +185,12 @@ void EventStore::save_alarm(const Alarm& a) {
   ++handed_seqno_;
 }
 
+void EventStore::keep_strategy_reading(StrategyReadingRow r) {
+  std::lock_guard lk(mu_);
+  pending_.readings.push_back(std::move(r));
+  ++handed_seqno_;
+}
+
 void EventStore::save_silence(std::uint64_t id, std::string body) {
   std::lock_guard lk(mu_);
   pending_.silences.emplace_back(id, std::move(body));

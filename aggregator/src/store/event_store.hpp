@@ -135,6 +135,9 @@ class EventStore final : public EventSink {
                                           std::int64_t to_ms, std::size_t limit);
   // Committed events, newest observed first.
   std::vector<StoredEventRow> query_events(const EventQuery& q);
+  // A strategy reading another instance of a cluster stored (cluster/shared_figures.hpp),
+  // written with the next commit.
+  void keep_strategy_reading(StrategyReadingRow r);
   // Every committed strategy reading, by indicator and date.
   std::vector<StrategyReadingRow> query_strategy_readings();
   // Strategy readings committed since start: when it moves, progress is worth computing again.
