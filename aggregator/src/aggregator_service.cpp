@@ -10,6 +10,7 @@
 #include "feed/live_stream.hpp"
 #include "feed/metrics.hpp"
 #include "feed/progress_feed.hpp"
+#include "feed/report_worker.hpp"
 #include "feed/snapshot_json.hpp"
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
@@ -19,6 +20,7 @@
 #include "postwatch/clock.hpp"
 #include "postwatch/secret_file.hpp"
 #include "postwatch/topics.hpp"
+#include "report/progress_report.hpp"
 #include "rollup/board_image.hpp"
 #include "rollup/goal_rollup.hpp"
 #include "rollup/indicator_state.hpp"
@@ -166,10 +168,16 @@ struct AggregatorService::Impl {
                            [this](const Silence& s) { on_silence_changed(s); },
                            [this](const Alarm& a, json& j) { mark_alarm(a, j, now_utc_ms()); },
                            &maintenance,
-                           targets.get()}),
+                           targets.get(),
+                           [this](std::int64_t from, std::int64_t to, bool csv, const HttpReply& reply) {
+                             make_report(from, to, csv, reply);
+                           }}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
-                           [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream}),
+                           [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream,
+                           [this](const HttpRequest& req, const HttpReply& reply) {
+                             return routes.handle_deferred(req, reply);
+                           }}),
         mqtt(
             io, options.broker_uri, options.client_id, ingest_filters(options), log,
             [this](const std::string& topic, const std::string& payload) { dispatch(topic, payload); },
@@ -540,6 +548,28 @@ struct AggregatorService::Impl {
     confirmer.publish_committed({store.events_handed_over(), store.events_committed()}, now_utc_ms());
   }
 
+  // GET /api/v1/report (docs/strategy-progress.md, "The progress report"): made on the report
+  // worker from the store file, read-only, as postwatch-report makes it, so reading months of
+  // history never holds up ingest.
+  void make_report(std::int64_t from, std::int64_t to, bool csv, const HttpReply& reply) {
+    auto job = [file = store.file(), cat = catalogue, tgt = targets, from, to, csv, reply] {
+      try {
+        auto report = make_progress_report(*cat, *tgt, load_report_data(file, *cat, from, to));
+        const std::string period = iso_utc(from).substr(0, 10) + "-" + iso_utc(to).substr(0, 10);
+        if (csv) return reply(csv_response("postwatch-report-" + period + ".csv", render_report_csv(report)));
+        HttpResponse res{http::status::ok, 11};
+        res.set(http::field::content_type, "text/html; charset=utf-8");
+        res.set(http::field::cache_control, "no-store");
+        res.body() = render_report_html(report);
+        reply(std::move(res));
+      } catch (const std::exception& e) {
+        reply(error_response(http::status::internal_server_error, std::string("the report failed: ") + e.what()));
+      }
+    };
+    if (!report_worker.submit(std::move(job)))
+      reply(error_response(http::status::service_unavailable, "reports are being made; try again in a minute"));
+  }
+
   // Runs `fn` every `interval_ms` on the io_context until the timer is cancelled.
   void repeat(boost::asio::steady_timer& timer, std::int64_t interval_ms, void (Impl::*fn)()) {
     timer.expires_after(std::chrono::milliseconds(interval_ms));
@@ -575,6 +605,7 @@ struct AggregatorService::Impl {
   MqttOutbox outbox;
   DeliveryConfirmer confirmer;
   ProgressFeed progress_feed;
+  ReportWorker report_worker;
   SharedFigures shared_figures{*log};
   std::shared_ptr<SharedOutbox> shared_outbox;  // clustered, with --notifications
   std::unique_ptr<AlarmNotifier> notifier;      // --notifications

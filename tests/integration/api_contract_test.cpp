@@ -94,6 +94,10 @@ std::map<std::string, std::vector<json>> case_table() {
       {"/api/v1/targets",
        {get_case("/api/v1/targets", 200), get_case("/api/v1/targets?at=2020-04-17", 200),
         get_case("/api/v1/targets?from=2021-01-01&at=2020-01-01", 400)}},
+      {"/api/v1/report",
+       {get_case("/api/v1/report?from=2019-01-01&to=2021-01-01", 200),
+        get_case("/api/v1/report?from=2019-01-01&to=2021-01-01&format=csv", 200),
+        get_case("/api/v1/report?format=pdf", 400)}},
       {"/api/v1/threats", {get_case("/api/v1/threats", 200)}},
       {"/api/v1/regions",
        {get_case("/api/v1/regions", 200), get_case("/api/v1/regions?goal=7", 200),
@@ -142,6 +146,7 @@ std::map<std::string, std::vector<json>> case_table() {
 const std::map<std::pair<std::string, std::string>, std::string> kNotProvoked = {
     {{"/api/v1/history", "503"}, "postwatch-aggregator always runs with its store"},
     {{"/api/v1/targets", "503"}, "postwatch-aggregator always runs with its store"},
+    {{"/api/v1/report", "503"}, "only a third report request while two are being made gets it"},
     {{"/api/v1/goals/{id}/progress", "503"}, "postwatch-aggregator always runs with its store"},
     {{"/api/v1/posts/{id}/events", "503"}, "only a store more than 2 s behind answers it"},
 };

@@ -449,6 +449,7 @@ TEST_F(FeedApi, OpenApiDescribesEveryEndpoint) {
                                           "get /api/v1/goals/{id}",
                                           "get /api/v1/goals/{id}/progress",
                                           "get /api/v1/targets",
+                                          "get /api/v1/report",
                                           "get /api/v1/threats",
                                           "get /api/v1/regions",
                                           "get /api/v1/posts",

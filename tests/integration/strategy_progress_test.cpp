@@ -1,6 +1,7 @@
 // Strategy progress end to end (docs/strategy-progress.md): two simulated years of the ministry's
 // figures go through the real agent (a file input), a real Mosquitto and the real aggregator,
 // and the API, its retained MQTT snapshots and the store say what each target's trajectory is.
+#include "postwatch/catalogue.hpp"
 #include "progress/target_catalogue.hpp"
 #include "support/aggregator_process.hpp"
 
@@ -139,6 +140,26 @@ TEST_F(StrategyProgressE2E, TwoYearsOfMinistryFiguresGiveEachTargetItsTrajectory
   const json* retained = find_target(snap, "arms_export_decided_in_time");
   ASSERT_NE(retained, nullptr) << sub.output;
   EXPECT_EQ((*retained)["readings"].size(), 8u);
+
+  // The progress report over the API, made off the io thread from the store: every goal, and the
+  // defence target under "Lagging".
+  auto html = http_get(aggregator.port(), "/api/v1/report?from=2019-01-01&to=2021-01-01");
+  ASSERT_EQ(html.status, 200) << html.body.substr(0, 500);
+  const auto catalogue = IndicatorCatalogue::load(catalogue_path());
+  for (const auto& g : catalogue.goals()) EXPECT_NE(html.body.find(g.name), std::string::npos) << g.name;
+  const auto lagging = html.body.find("Lagging");
+  ASSERT_NE(lagging, std::string::npos);
+  EXPECT_NE(html.body.find("NATO Wales pledge", lagging), std::string::npos);
+  EXPECT_NE(html.body.find("<svg"), std::string::npos);
+  auto csv = http_get(aggregator.port(), "/api/v1/report?from=2019-01-01&to=2021-01-01&format=csv");
+  ASSERT_EQ(csv.status, 200);
+  EXPECT_NE(csv.body.find("defence_spending_2_percent"), std::string::npos) << csv.body;
+  EXPECT_EQ(http_get(aggregator.port(), "/api/v1/report?format=pdf").status, 400);
+  auto backwards = http_get(aggregator.port(), "/api/v1/report?from=2021-01-01&to=2020-01-01");
+  EXPECT_EQ(backwards.status, 400);
+  EXPECT_NE(backwards.body.find("from must not be after to"), std::string::npos) << backwards.body;
+  // The same store and period give the same report.
+  EXPECT_EQ(http_get(aggregator.port(), "/api/v1/report?from=2019-01-01&to=2021-01-01").body, html.body);
 
   // A corrected figure for the last quarter (95 in time) replaces the first: achieved again.
   send_readings({reading("arms_export_licences_in_time", "2020-12-31", 95)}, "correction");

@@ -238,7 +238,8 @@ class StreamFixture {
                                 return HttpResponse{http::status::not_found, 11};
                               },
                               {},
-                              stream_}) {
+                              stream_,
+                              {}}) {
     server_.listen("127.0.0.1", 0);
     thread_ = std::thread([this] { io_.run(); });
   }

@@ -219,14 +219,15 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
     return error_response(http::status::upgrade_required,
                           "/api/v1/stream is a WebSocket: connect with ws:// (Upgrade: websocket)");
   if (const EmbeddedAsset* a = find_embedded_asset(target)) return asset_response(req, *a);  // openapi.json
-  return error_response(http::status::not_found,
-                        "no such endpoint: " + std::string(target) +
-                            " (try /api/v1/goals, /api/v1/goals/{id}, /api/v1/goals/{id}/progress, /api/v1/targets, "
-                            "/api/v1/threats, /api/v1/regions, "
-                            "/api/v1/posts, /api/v1/posts/{id}, /api/v1/posts/{id}/events, /api/v1/agents, "
-                            "/api/v1/agents/{post}/{agent}, "
-                            "/api/v1/alarms, /api/v1/silences, /api/v1/history, "
-                            "/api/v1/stats, /api/v1/cluster, /api/v1/whoami, /api/v1/openapi.json)");
+  return error_response(
+      http::status::not_found,
+      "no such endpoint: " + std::string(target) +
+          " (try /api/v1/goals, /api/v1/goals/{id}, /api/v1/goals/{id}/progress, /api/v1/targets, /api/v1/report, "
+          "/api/v1/threats, /api/v1/regions, "
+          "/api/v1/posts, /api/v1/posts/{id}, /api/v1/posts/{id}/events, /api/v1/agents, "
+          "/api/v1/agents/{post}/{agent}, "
+          "/api/v1/alarms, /api/v1/silences, /api/v1/history, "
+          "/api/v1/stats, /api/v1/cluster, /api/v1/whoami, /api/v1/openapi.json)");
 }
 
 HttpResponse ApiRoutes::whoami(const Principal* who) const {

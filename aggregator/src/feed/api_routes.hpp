@@ -61,12 +61,17 @@ struct FeedSources {
   std::function<void(const Alarm&, nlohmann::json&)> mark_alarm;
   const std::vector<std::uint64_t>* maintenance = nullptr;  // per post: the maintenance window covering it, or 0
   const TargetCatalogue* targets = nullptr;                 // the strategy's targets; null: none
+  // The progress report for [from_ms, to_ms), HTML or CSV, answered through `reply` off the
+  // io_context thread; empty: no report (503).
+  std::function<void(std::int64_t from_ms, std::int64_t to_ms, bool csv, const HttpReply& reply)> report;
 };
 
 class ApiRoutes {
  public:
   explicit ApiRoutes(FeedSources sources);
   HttpResponse handle(const HttpRequest& req);
+  // The requests answered later (GET /api/v1/report): true when taken (feed/progress_routes.cpp).
+  bool handle_deferred(const HttpRequest& req, const HttpReply& reply);
   // For a WebSocket upgrade request: nullopt accepts it (/api/v1/stream, authorised,
   // same origin, room for another client); otherwise the refusal to send.
   std::optional<HttpResponse> check_upgrade(const HttpRequest& req);

@@ -57,16 +57,6 @@ std::optional<bool> wants_csv(const HttpQuery& q) {
   return std::nullopt;
 }
 
-std::string csv_field(std::string_view text) {
-  if (text.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(text);
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  out += '"';
-  return out;
-}
 
 std::optional<HttpResponse> refuse_non_json(const HttpRequest& req) {
   auto ct = req.find(http::field::content_type);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "feed/http_types.hpp"
+#include "postwatch/csv_field.hpp"  // csv_field, for the CSV answers
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -40,7 +41,5 @@ double round2(double v);
 std::string iso_utc(std::int64_t ms);  // 2026-12-03T17:00:00.000Z
 // "json" (default) or "csv"; nullopt for anything else.
 std::optional<bool> wants_csv(const HttpQuery& q);
-// A CSV field, quoted when it must be (RFC 4180).
-std::string csv_field(std::string_view text);
 
 }  // namespace postwatch::aggregator

@@ -3,6 +3,7 @@
 #include "feed/live_stream.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
@@ -96,11 +97,24 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       return write_response(request_.version());
     }
     try {
+      if (callbacks_->deferred) {
+        // The answer comes back on this session's executor, whichever thread made it.
+        auto reply = [self = this->shared_from_this()](HttpResponse r) {
+          auto exec = self->stream_.get_executor();
+          asio::post(exec, [self, r = std::move(r)]() mutable { self->answer(std::move(r)); });
+        };
+        if (callbacks_->deferred(request_, reply)) return;
+      }
       response_ = callbacks_->handle(request_);
     } catch (const std::exception& e) {
       log_->error("request handler failed: {}", e.what());
       response_ = plain_error(http::status::internal_server_error, "internal error; see the aggregator log");
     }
+    answer(std::move(response_));
+  }
+
+  void answer(HttpResponse r) {
+    response_ = std::move(r);
     response_.keep_alive(request_.keep_alive());
     write_response(request_.version());
   }

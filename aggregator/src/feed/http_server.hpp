@@ -27,6 +27,7 @@ struct HttpCallbacks {
   // closes); nullopt hands the connection to `websockets`. Unset: every upgrade is accepted.
   std::function<std::optional<HttpResponse>(const HttpRequest&)> check_upgrade;
   std::shared_ptr<WebSocketAcceptor> websockets;  // null: upgrade requests get 404
+  HttpDeferredHandler deferred;                   // asked before `handle`, when set
 };
 
 class HttpServer {

@@ -33,13 +33,13 @@ json reading_json(const FigureReading& r) { return {{"at_ms", r.at_ms}, {"at", d
 
 std::optional<ProgressPeriod> parse_progress_period(const std::optional<std::string>& from,
                                                     const std::optional<std::string>& at, std::int64_t now_ms,
-                                                    std::string& error) {
+                                                    std::string& error, const std::string& at_name) {
   ProgressPeriod p;
   p.at_ms = now_ms;
   if (at) {
     auto v = parse_moment(*at);
     if (!v) {
-      error = "at must be a date YYYY-MM-DD or UTC milliseconds, not '" + *at + "'";
+      error = at_name + " must be a date YYYY-MM-DD or UTC milliseconds, not '" + *at + "'";
       return std::nullopt;
     }
     p.at_ms = *v;
@@ -54,7 +54,7 @@ std::optional<ProgressPeriod> parse_progress_period(const std::optional<std::str
     p.from_ms = *v;
   }
   if (p.from_ms > p.at_ms) {
-    error = "from must not be after at";
+    error = "from must not be after " + at_name;
     return std::nullopt;
   }
   return p;

@@ -21,14 +21,15 @@ ReadingSeries reading_series(const std::vector<StrategyReadingRow>& rows);
 
 // The period a progress request asks for: ?at= (the moment assessed; default now) and ?from=
 // (the start of the trends; default two years before `at`), each a date YYYY-MM-DD or UTC
-// milliseconds. nullopt and `error` set when one does not parse or from is after at.
+// milliseconds. nullopt and `error` set when one does not parse or from is after at. The
+// report calls `at` "to" (`at_name`).
 struct ProgressPeriod {
   std::int64_t from_ms = 0, at_ms = 0;
 };
 constexpr std::int64_t kDefaultProgressPeriodMs = 2 * static_cast<std::int64_t>(kMsPerYear);
 std::optional<ProgressPeriod> parse_progress_period(const std::optional<std::string>& from,
                                                     const std::optional<std::string>& at, std::int64_t now_ms,
-                                                    std::string& error);
+                                                    std::string& error, const std::string& at_name = "at");
 
 nlohmann::json target_json(const TargetAssessment& a);
 nlohmann::json counts_json(const ProgressCounts& c);

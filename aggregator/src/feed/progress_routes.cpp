@@ -41,4 +41,42 @@ HttpResponse ApiRoutes::goal_progress(std::string_view id_text, const Query& q) 
   return json_response(http::status::ok, goal_progress_json(p, *g, std::move(operational)));
 }
 
+bool ApiRoutes::handle_deferred(const HttpRequest& req, const HttpReply& reply) {
+  std::string_view target(req.target().data(), req.target().size());
+  std::string_view query;
+  if (auto p = target.find('?'); p != std::string_view::npos) {
+    query = target.substr(p + 1);
+    target = target.substr(0, p);
+  }
+  if (target != "/api/v1/report") return false;
+  const auto q = parse_query(query);
+  const Principal* who = nullptr;
+  if (auto refusal = authorize(req, q, false, false, who)) {
+    reply(std::move(*refusal));
+    return true;
+  }
+  if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    reply(method_not_allowed(req, target, "GET, HEAD"));
+    return true;
+  }
+  auto arg = [&](const char* key) { return q.count(key) ? std::optional<std::string>(q.at(key)) : std::nullopt; };
+  const std::string format = q.count("format") ? q.at("format") : "html";
+  if (format != "html" && format != "csv") {
+    reply(error_response(http::status::bad_request, "format must be html or csv"));
+    return true;
+  }
+  std::string error;
+  auto period = parse_progress_period(arg("from"), arg("to"), now_utc_ms(), error, "to");
+  if (!period) {
+    reply(error_response(http::status::bad_request, error));
+    return true;
+  }
+  if (!src_.report) {
+    reply(error_response(http::status::service_unavailable, "the report needs the store"));
+    return true;
+  }
+  src_.report(period->from_ms, period->at_ms, format == "csv", reply);
+  return true;
+}
+
 }  // namespace postwatch::aggregator

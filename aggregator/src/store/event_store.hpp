@@ -120,6 +120,7 @@ class EventStore final : public EventSink {
   std::vector<HistoryPoint> latest_history();
 
   void start();  // the writer thread
+  const std::filesystem::path& file() const { return opt_.file; }
 
   // EventSink, called on the io_context.
   void register_agent(std::uint32_t id, std::string_view post, std::string_view agent) override;
