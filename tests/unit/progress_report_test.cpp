@@ -6,6 +6,7 @@
 #include "postwatch/catalogue.hpp"
 #include "progress/target_catalogue.hpp"
 #include "report/report_format.hpp"
+#include "store/store_schema.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -23,8 +24,8 @@ namespace postwatch::test {
 
 std::int64_t day(const char* date) { return *parse_date_ms(date); }
 
-// A store as the aggregator leaves it, for the period 2019-01-01 to 2021-01-01 (the tables the
-// report reads, as in store_upkeep.cpp's schema). On 2020-06-10 every goal has a point a minute:
+// A store as the aggregator leaves it, for the period 2019-01-01 to 2021-01-01 (the store's own
+// schema, store/store_schema.hpp). On 2020-06-10 every goal has a point a minute:
 // all green, except goal 5, red 06:00-10:00 and amber 10:00-12:00. One alarm of goal 5 in the
 // period (and one in 2018, before it), one of a silent post. The ministry's figures make the 2 %
 // pledge improve too slowly (1.2, 1.3, 1.4 a year apart), the licences decided in time meet their
@@ -36,14 +37,7 @@ void make_report_store(const fs::path& file) {
     char* err = nullptr;
     ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "") << "\n" << sql;
   };
-  exec(R"sql(
-CREATE TABLE history(at_ms INTEGER NOT NULL, scope TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, score REAL NOT NULL);
-CREATE INDEX history_by_id ON history(scope, id, at_ms);
-CREATE TABLE alarms(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
-CREATE TABLE strategy_readings(
-  indicator TEXT NOT NULL, observed_at_ms INTEGER NOT NULL, value REAL NOT NULL, post TEXT NOT NULL,
-  agent TEXT NOT NULL, seq INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, PRIMARY KEY(indicator, observed_at_ms));
-BEGIN;)sql");
+  exec(std::string(kStoreSchema) + "BEGIN;");
   const auto june10 = day("2020-06-10");
   constexpr std::int64_t kMinute = 60'000, kHour = 60 * kMinute;
   for (int goal = 1; goal <= 13; ++goal)

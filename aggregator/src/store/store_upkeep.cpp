@@ -4,6 +4,7 @@
 #include "postwatch/crc32c.hpp"
 #include "store/event_store.hpp"
 #include "store/sqlite_statement.hpp"
+#include "store/store_schema.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -15,26 +16,6 @@ namespace {
 using sqlite::exec;
 using sqlite::Statement;
 using sqlite::text_col;
-
-// event_batches: one row per handed-over agent batch (store/stored_batch.hpp). Rows are
-// appended in id order; the index serves a post's history by observed time.
-const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS event_batches(
-  id INTEGER PRIMARY KEY, post TEXT NOT NULL, agent TEXT NOT NULL,
-  first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, count INTEGER NOT NULL,
-  min_observed_ms INTEGER NOT NULL, max_observed_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL,
-  crc INTEGER NOT NULL, body BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS event_batches_by_post ON event_batches(post, max_observed_ms);
-CREATE TABLE IF NOT EXISTS indicator_codes(code INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS history(
-  at_ms INTEGER NOT NULL, scope TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, score REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS history_by_id ON history(scope, id, at_ms);
-CREATE TABLE IF NOT EXISTS alarms(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS silences(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS strategy_readings(
-  indicator TEXT NOT NULL, observed_at_ms INTEGER NOT NULL, value REAL NOT NULL, post TEXT NOT NULL,
-  agent TEXT NOT NULL, seq INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, PRIMARY KEY(indicator, observed_at_ms));
-)sql";
 
 bool has_table(sqlite3* db, const char* table) {
   Statement q(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?");
@@ -89,7 +70,7 @@ const char* EventStore::insert_sql() {
 void EventStore::open_schema() {
   exec(write_db_, opt_.sync == StoreSync::Full ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                                                : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
-  exec(write_db_, kSchema);
+  exec(write_db_, kStoreSchema);
   load_indicator_codes();
   if (has_table(write_db_, "events")) convert_row_store();
 }
