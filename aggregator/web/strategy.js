@@ -141,6 +141,33 @@ window.PostwatchStrategy = ({ $, h, svg, api, state }) => {
             h('tr', null, h('td', null, r.at), h('td', { class: 'num' }, num(r.value))))))));
   }
 
+  // The progress report (GET /api/v1/report) as a file: fetched with the token in the header,
+  // as every API call is, then handed to the browser to open or save.
+  async function downloadReport(format) {
+    const err = $('report-error');
+    err.hidden = true;
+    try {
+      const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
+      const res = await fetch(`/api/v1/report?format=${format}`, { headers, cache: 'no-store' });
+      if (!res.ok) {
+        let msg = `HTTP ${res.status}`;
+        try { msg = (await res.json()).error.message; } catch (e) { /* not JSON */ }
+        throw new Error(msg);
+      }
+      const url = URL.createObjectURL(await res.blob());
+      const a = h('a', { href: url, download: `postwatch-report.${format}` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } catch (e) {
+      err.textContent = `The report could not be made: ${e.message}`;
+      err.hidden = false;
+    }
+  }
+  $('report-html').addEventListener('click', () => downloadReport('html'));
+  $('report-csv').addEventListener('click', () => downloadReport('csv'));
+
   // Shows or hides the view; the live board's parts are hidden while it is shown.
   function show(on) {
     document.body.classList.toggle('strategy-mode', on);

@@ -267,6 +267,9 @@ TEST_F(DashboardBrowser, StrategyViewShowsATargetsStatusChangeAfterAReading) {
   // Every pillar and the documents' milestones are there.
   EXPECT_NE(before.find("NPT review conference"), std::string::npos);
   EXPECT_FALSE(tag_with_id(before, "strategy-goal-13").empty());
+  // The progress report is one click away (GET /api/v1/report, with the page's token).
+  EXPECT_FALSE(tag_with_id(before, "report-html").empty());
+  EXPECT_FALSE(tag_with_id(before, "report-csv").empty());
 
   // The ministry corrects the last quarter: 95 of 100 in time.
   EventBatch fix{"ministry", "the-hague", now_utc_ms(), {}};
