@@ -112,12 +112,7 @@ std::optional<HttpResponse> ApiRoutes::authorize(const HttpRequest& req, const Q
 }
 
 std::optional<HttpResponse> ApiRoutes::check_upgrade(const HttpRequest& req) {
-  std::string_view target(req.target().data(), req.target().size());
-  std::string_view query;
-  if (auto p = target.find('?'); p != std::string_view::npos) {
-    query = target.substr(p + 1);
-    target = target.substr(0, p);
-  }
+  auto [target, query] = split_target(req);
   if (target != "/api/v1/stream")
     return error_response(http::status::not_found,
                           "no WebSocket endpoint at " + std::string(target) + " (the live stream is /api/v1/stream)");
@@ -138,12 +133,7 @@ std::optional<HttpResponse> ApiRoutes::check_upgrade(const HttpRequest& req) {
 }
 
 HttpResponse ApiRoutes::handle(const HttpRequest& req) {
-  std::string_view target(req.target().data(), req.target().size());
-  std::string_view query;
-  if (auto p = target.find('?'); p != std::string_view::npos) {
-    query = target.substr(p + 1);
-    target = target.substr(0, p);
-  }
+  auto [target, query] = split_target(req);
   const auto q = parse_query(query);
   const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
 

@@ -11,6 +11,13 @@
 namespace postwatch::aggregator {
 using nlohmann::json;
 
+TargetParts split_target(const HttpRequest& req) {
+  std::string_view target(req.target().data(), req.target().size());
+  auto p = target.find('?');
+  if (p == std::string_view::npos) return {target, {}};
+  return {target.substr(0, p), target.substr(p + 1)};
+}
+
 HttpResponse json_response(http::status status, const json& body) {
   HttpResponse res{status, 11};
   res.set(http::field::content_type, "application/json");
@@ -56,7 +63,6 @@ std::optional<bool> wants_csv(const HttpQuery& q) {
   if (it->second == "csv") return true;
   return std::nullopt;
 }
-
 
 std::optional<HttpResponse> refuse_non_json(const HttpRequest& req) {
   auto ct = req.find(http::field::content_type);

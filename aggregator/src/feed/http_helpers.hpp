@@ -22,6 +22,12 @@ using HttpQuery = std::map<std::string, std::string, std::less<>>;
 // Beast (1.74) takes boost::string_view.
 inline boost::beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
 
+// A request's target split at '?': the path and the query string (empty without one).
+struct TargetParts {
+  std::string_view path, query;
+};
+TargetParts split_target(const HttpRequest& req);
+
 HttpResponse json_response(http::status status, const nlohmann::json& body);
 HttpResponse error_response(http::status status, const std::string& message);
 HttpResponse csv_response(const std::string& filename, std::string body);

@@ -42,12 +42,7 @@ HttpResponse ApiRoutes::goal_progress(std::string_view id_text, const Query& q) 
 }
 
 bool ApiRoutes::handle_deferred(const HttpRequest& req, const HttpReply& reply) {
-  std::string_view target(req.target().data(), req.target().size());
-  std::string_view query;
-  if (auto p = target.find('?'); p != std::string_view::npos) {
-    query = target.substr(p + 1);
-    target = target.substr(0, p);
-  }
+  auto [target, query] = split_target(req);
   if (target != "/api/v1/report") return false;
   const auto q = parse_query(query);
   const Principal* who = nullptr;
