@@ -67,6 +67,11 @@ double health_from_score(Status status, double score) {
   return std::clamp((score - band_floor(status)) / kBandWidth, 0.0, 1.0);
 }
 
+GoalRollup::GoalRollup(const IndicatorCatalogue& catalogue, RollupPolicy policy)
+    : catalogue_(catalogue), policy_(policy) {
+  for (const auto& p : catalogue.posts()) field_.push_back(!p.is_ministry());
+}
+
 RollupSnapshot GoalRollup::compute(const IndicatorState& state, std::int64_t now_ms, const std::vector<bool>& silent,
                                    const std::vector<Status>& previous_cells) const {
   RollupSnapshot snap;
@@ -78,10 +83,7 @@ RollupSnapshot GoalRollup::compute(const IndicatorState& state, std::int64_t now
   snap.cells.assign(static_cast<std::size_t>(posts) * inds.size(), Status::Unknown);
   snap.values.assign(snap.cells.size(), 0.0);
   auto is_silent = [&](std::uint32_t p) { return p < silent.size() && silent[p]; };
-  // The ministry reports national figures for strategy targets: it is not one of the posts
-  // a goal expects, whatever else its agent sends.
-  std::vector<char> field(posts);
-  for (std::uint32_t p = 0; p < posts; ++p) field[p] = !catalogue_.posts()[p].is_ministry();
+  const auto field = [&](std::uint32_t p) { return p < field_.size() && field_[p]; };
 
   for (std::uint32_t i = 0; i < inds.size(); ++i) {
     const Indicator& ind = inds[i];
@@ -90,7 +92,7 @@ RollupSnapshot GoalRollup::compute(const IndicatorState& state, std::int64_t now
     if (!ind.on_board()) continue;  // text is shown, never rolled up; ministry figures feed targets
     double sum = 0;
     for (std::uint32_t p = 0; p < posts; ++p) {
-      if (!field[p] || !state.at(p, i).present || is_silent(p)) continue;
+      if (!field(p) || !state.at(p, i).present || is_silent(p)) continue;
       double v = state.value(p, i, now_ms);
       auto cell = static_cast<std::size_t>(p) * inds.size() + i;
       Status prev = cell < previous_cells.size() ? previous_cells[cell] : Status::Unknown;
@@ -128,7 +130,7 @@ RollupSnapshot GoalRollup::compute(const IndicatorState& state, std::int64_t now
         gr.indicators.push_back(r);
         if (inds[i].kind == ValueKind::Text) continue;
         for (std::uint32_t p = 0; p < posts; ++p) {
-          if (!field[p] || !state.at(p, i).present) continue;
+          if (!field(p) || !state.at(p, i).present) continue;
           expected[p] = 1;
           if (!is_silent(p)) reporting[p] = 1;
         }

@@ -75,8 +75,7 @@ struct RollupSnapshot {
 
 class GoalRollup {
  public:
-  explicit GoalRollup(const IndicatorCatalogue& catalogue, RollupPolicy policy = {})
-      : catalogue_(catalogue), policy_(policy) {}
+  explicit GoalRollup(const IndicatorCatalogue& catalogue, RollupPolicy policy = {});
   // `silent[p]` marks posts whose data no longer counts as current; `previous_cells`
   // (may be empty) holds the last statuses for hysteresis.
   RollupSnapshot compute(const IndicatorState& state, std::int64_t now_ms, const std::vector<bool>& silent = {},
@@ -86,6 +85,9 @@ class GoalRollup {
  private:
   const IndicatorCatalogue& catalogue_;
   RollupPolicy policy_;
+  // Per post: 1 for a post, 0 for the ministry, which reports national figures for strategy
+  // targets and is not one of the posts a goal expects, whatever else its agent sends.
+  std::vector<char> field_;
 };
 
 }  // namespace postwatch::aggregator
