@@ -114,9 +114,10 @@ TEST_F(JetStreamCluster, FleetWithAKilledInstanceEndsWithEveryEventConfirmedAndA
       20s, 200ms))
       << "one: " << events_received(b1) << " three: " << events_received(b3) << " accepted: " << t.accepted << "\n"
       << json::diff(b1, b3).dump();
-  // Every message was acknowledged once applied and snapshotted: none is left in the stream.
-  EXPECT_TRUE(wait_until([&] { return nats.stream_messages("POSTWATCH_EVENTS") == 0; }, 20s))
-      << nats.stream_messages("POSTWATCH_EVENTS") << " message(s) left";
+  // Every message was acknowledged once applied and snapshotted: no consumer holds one back.
+  EXPECT_TRUE(wait_until([&] { return nats.consumers_pending("POSTWATCH_EVENTS") == 0; }, 20s))
+      << nats.consumers_pending("POSTWATCH_EVENTS") << " message(s) not acknowledged\n"
+      << nats.stream_states("POSTWATCH_EVENTS");
   // NATS keeps MQTT QoS 1 messages in $MQTT_msgs until each subscriber's consumer acknowledges
   // them: with one-replica MQTT consumers it must still drain, to the last confirmation of
   // each (now disconnected) agent at most, not grow with the confirmations sent.
@@ -229,8 +230,9 @@ TEST_F(JetStreamCluster, KillingTheNodeThatLeadsTheEventsStreamLosesNothing) {
       30s, 200ms))
       << "one: " << events_received(b1) << " two: " << events_received(b2) << " three: " << events_received(b3)
       << " accepted: " << t.accepted;
-  EXPECT_TRUE(wait_until([&] { return nats.stream_messages("POSTWATCH_EVENTS") == 0; }, 20s))
-      << nats.stream_messages("POSTWATCH_EVENTS") << " message(s) left";
+  EXPECT_TRUE(wait_until([&] { return nats.consumers_pending("POSTWATCH_EVENTS") == 0; }, 20s))
+      << nats.consumers_pending("POSTWATCH_EVENTS") << " message(s) not acknowledged\n"
+      << nats.stream_states("POSTWATCH_EVENTS");
   report({{"one", &one}, {"two", &two}, {"three", &three}}, &sim);
 }
 
@@ -313,8 +315,9 @@ TEST_F(JetStreamCluster, HostileInputIsRefusedCountedAndLeavesTheStream) {
   EXPECT_EQ(stats["batches_topic_mismatch"], 1);
   EXPECT_EQ(stats["batches_unknown_post"], 1);
   EXPECT_EQ(stats["events_accepted"], 1);
-  EXPECT_TRUE(wait_until([&] { return nats.stream_messages("POSTWATCH_EVENTS") == 0; }, 20s))
-      << nats.stream_messages("POSTWATCH_EVENTS") << " message(s) left in the stream";
+  EXPECT_TRUE(wait_until([&] { return nats.consumers_pending("POSTWATCH_EVENTS") == 0; }, 20s))
+      << nats.consumers_pending("POSTWATCH_EVENTS") << " message(s) not acknowledged\n"
+      << nats.stream_states("POSTWATCH_EVENTS");
   EXPECT_EQ(one.get("/api/v1/cluster")["counters"]["messages_applied"], 6);
   report({{"one", &one}});
 }

@@ -6,6 +6,8 @@
 
 #include <csignal>
 #include <fstream>
+#include <map>
+#include <set>
 #include <stdexcept>
 
 namespace postwatch::test {
@@ -14,7 +16,8 @@ NatsCluster::NatsCluster(int nodes, unsigned partitions) : partitions_(partition
   nodes_.resize(static_cast<std::size_t>(nodes));
   for (auto& n : nodes_) n = Node{free_port(), free_port(), free_port(), free_port(), nullptr};
   for (int i = 0; i < nodes; ++i) start(i);
-  if (!healthy(std::chrono::seconds(30))) throw std::runtime_error("the NATS cluster did not become healthy:\n" + unhealthy());
+  if (!healthy(std::chrono::seconds(30)))
+    throw std::runtime_error("the NATS cluster did not become healthy:\n" + unhealthy());
 }
 
 NatsCluster::~NatsCluster() {
@@ -88,8 +91,8 @@ std::string NatsCluster::unhealthy() const {
     if (!n.proc) continue;
     auto r = http_get(n.monitor, "/healthz");
     if (r.status == 200) continue;
-    report += "---- n" + std::to_string(i + 1) + (n.proc->running() ? "" : " (exited)") +
-              ": /healthz " + std::to_string(r.status) + " " + r.body + "\n" + n.proc->log() + "\n";
+    report += "---- n" + std::to_string(i + 1) + (n.proc->running() ? "" : " (exited)") + ": /healthz " +
+              std::to_string(r.status) + " " + r.body + "\n" + n.proc->log() + "\n";
   }
   return report.empty() ? "(every node healthy now)" : report;
 }
@@ -133,6 +136,71 @@ long long NatsCluster::stream_messages(const std::string& stream) {
     if (n.proc) monitors.push_back(n.monitor);
   auto s = stream_detail(monitors, stream);
   return s.is_object() && s.contains("state") ? s["state"].value("messages", -1LL) : -1;
+}
+
+long long NatsCluster::consumers_pending(const std::string& stream) {
+  // Each consumer as its leader reports it: a follower's copy can lag.
+  std::map<std::string, long long> pending;
+  std::set<std::string> seen;
+  for (int i = 0; i < size(); ++i) {
+    const auto& n = nodes_[static_cast<std::size_t>(i)];
+    if (!n.proc) continue;
+    auto r = http_get(n.monitor, "/jsz?consumers=true");
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    if (!j.is_object() || !j.contains("account_details")) continue;
+    const std::string me = "n" + std::to_string(i + 1);
+    for (const auto& a : j["account_details"])
+      for (const auto& d : a.value("stream_detail", nlohmann::json::array())) {
+        if (d.value("name", "") != stream) continue;
+        for (const auto& c : d.value("consumer_detail", nlohmann::json::array())) {
+          auto name = c.value("name", "");
+          seen.insert(name);
+          if (c.value("cluster", nlohmann::json::object()).value("leader", "") != me) continue;
+          pending[name] = c.value("num_ack_pending", 0LL) + c.value("num_pending", 0LL);
+        }
+      }
+  }
+  if (seen.empty() || pending.size() != seen.size()) return -1;  // a consumer without a leader
+  long long total = 0;
+  for (const auto& [name, n] : pending) total += n;
+  return total;
+}
+
+std::string NatsCluster::stream_states(const std::string& stream) {
+  std::string out;
+  for (int i = 0; i < size(); ++i) {
+    const auto& n = nodes_[static_cast<std::size_t>(i)];
+    out += "n" + std::to_string(i + 1) + ": ";
+    if (!n.proc) {
+      out += "(not running)\n";
+      continue;
+    }
+    auto r = http_get(n.monitor, "/jsz?streams=true&consumers=true");
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    nlohmann::json s;
+    if (j.is_object() && j.contains("account_details"))
+      for (const auto& a : j["account_details"])
+        for (const auto& d : a.value("stream_detail", nlohmann::json::array()))
+          if (d.value("name", "") == stream) s = d;
+    if (!s.is_object()) {
+      out += "(no stream)\n";
+      continue;
+    }
+    const auto& st = s["state"];
+    out += "messages " + st.value("messages", nlohmann::json(-1)).dump() + " first " +
+           st.value("first_seq", nlohmann::json(-1)).dump() + " last " +
+           st.value("last_seq", nlohmann::json(-1)).dump() + " leader " +
+           s.value("cluster", nlohmann::json::object()).value("leader", "?") + "\n";
+    for (const auto& c : s.value("consumer_detail", nlohmann::json::array())) {
+      auto pending = c.value("num_ack_pending", 0LL) + c.value("num_pending", 0LL);
+      if (pending == 0) continue;
+      out += "  " + c.value("name", "?") + ": ack floor " +
+             c.value("ack_floor", nlohmann::json::object()).value("stream_seq", nlohmann::json(-1)).dump() +
+             " ack pending " + std::to_string(c.value("num_ack_pending", 0LL)) + " pending " +
+             std::to_string(c.value("num_pending", 0LL)) + "\n";
+    }
+  }
+  return out;
 }
 
 }  // namespace postwatch::test

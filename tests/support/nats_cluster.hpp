@@ -35,6 +35,13 @@ class NatsCluster {
   // and how many messages it holds (-1: unknown).
   int stream_leader(const std::string& stream);
   long long stream_messages(const std::string& stream);
+  // Messages the consumers of `stream` have not delivered or not had acknowledged, each
+  // consumer as its leader reports it (-1: a consumer has no leader now). Zero means every
+  // message reached its subscriber and was acknowledged, whatever the stream still holds
+  // (docs/scale-out.md, "NATS 2.9 limits").
+  long long consumers_pending(const std::string& stream);
+  // Every node's copy of `stream` and its consumers with messages pending, for a failure message.
+  std::string stream_states(const std::string& stream);
 
  private:
   struct Node {
