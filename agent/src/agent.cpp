@@ -5,6 +5,7 @@
 #include "postwatch/agent/tls_diagnostics.hpp"
 
 #include "postwatch/clock.hpp"
+#include "postwatch/enrolment.hpp"
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
 
@@ -128,6 +129,11 @@ struct Agent::Impl {
 
   const Post* post_entry = nullptr;  // in *catalogue
   std::string password;              // from password_file; never logged
+  // Enrolled (docs/security.md): what it publishes is signed with its key, and only
+  // confirmations signed by one of the aggregator's keys are obeyed.
+  std::optional<SigningKey> signer;
+  std::vector<PublicKey> aggregator_keys;
+  const SigningKey* signing_key() const { return signer ? &*signer : nullptr; }
   mutable std::mutex tls_mu;
   mutable std::string tls_error;  // the last OpenSSL error Paho reported, for the next connect failure
 
@@ -147,6 +153,45 @@ struct Agent::Impl {
     if (config.uses_tls() && !config.tls.enabled)
       throw ConfigError("tls: broker_uri " + config.broker_uri + " uses TLS and needs a tls section");
     clock_sync = read_clock_sync(now_utc_ms());
+    load_identity();
+  }
+
+  void load_identity() {
+    const auto& id = config.identity;
+    std::error_code ec;
+    const bool has_key = !id.key_file.empty() && std::filesystem::exists(id.key_file, ec);
+    const bool has_aggregator = !id.aggregator_key_file.empty() && std::filesystem::exists(id.aggregator_key_file, ec);
+    if (has_key && has_aggregator) {
+      try {
+        signer = SigningKey::load(id.key_file);
+        aggregator_keys = read_public_keys(id.aggregator_key_file);
+      } catch (const std::runtime_error& e) {
+        throw ConfigError(std::string("identity: ") + e.what());
+      }
+      log->info("enrolled: signing with key {}; delivery confirmations must be signed by the aggregator's key {}",
+                signer->key_id(), key_id_of(aggregator_keys.front()));
+    } else if (has_key) {
+      log->warn(
+          "identity: {} exists but {} does not: enrolment did not finish, so this agent publishes unsigned (run "
+          "postwatch-agent enrol again with a token; docs/security.md)",
+          id.key_file.string(), id.aggregator_key_file.string());
+    } else {
+      log->info(
+          "not enrolled: messages are unsigned and confirmations unchecked (postwatch-agent enrol, "
+          "docs/security.md)");
+    }
+  }
+
+  // Empty when `c` (whose bytes are `payload`) may be obeyed: not enrolled, or signed by a key
+  // of the aggregator's; otherwise why not.
+  std::string confirm_signature_problem(const DeliveryConfirm& c, std::span<const std::uint8_t> payload) const {
+    if (aggregator_keys.empty()) return "";
+    if (c.signature_offset == 0) return "it is unsigned, and this agent is enrolled";
+    for (const auto& k : aggregator_keys)
+      if (c.key_id == key_id_of(k))
+        return verify_payload(payload, c.signature_offset, k) ? ""
+                                                              : "its signature does not verify (altered or forged)";
+    return "it is signed by key " + c.key_id + ", which is not the aggregator's";
   }
 
   // Caller holds mu. A jump moves the backlog's age bound with it and marks the seqs stamped before it.
@@ -224,7 +269,7 @@ struct Agent::Impl {
       st.metrics = metrics_locked();
       st.has_metrics = true;
     }
-    auto payload = encode_agent_state(st);
+    auto payload = encode_agent_state(st, signing_key());
     try {
       client->publish(heartbeat_topic, payload.data(), payload.size(), 0, false);
       std::lock_guard lk(mu);
@@ -278,7 +323,7 @@ struct Agent::Impl {
                  .will(mqtt::message(
                      state_topic,
                      [&] {
-                       auto p = encode_agent_state(state_message(false));
+                       auto p = encode_agent_state(state_message(false), signing_key());  // signed in advance
                        return std::string(p.begin(), p.end());
                      }(),
                      1, true));
@@ -442,10 +487,10 @@ struct Agent::Impl {
         }
         if (events.empty()) break;
         batch.events.swap(events);
-        auto payload = encode_batch(batch);
+        auto payload = encode_batch(batch, signing_key());
         while (payload.size() > WireLimits::max_payload_bytes && batch.events.size() > 1) {
           batch.events.resize(batch.events.size() / 2);  // long notes and tags: fewer events per message
-          payload = encode_batch(batch);
+          payload = encode_batch(batch, signing_key());
         }
         InflightBatch ib{nullptr, batch.events.back().seq, batch.events.size()};
         batch.events.swap(events);
@@ -575,6 +620,9 @@ struct Agent::Impl {
     else if (c.agent_id != config.agent_id || c.post_id != config.post_id)
       problem = "ignored a delivery confirmation on " + confirm_topic + " for agent " + c.post_id + "/" + c.agent_id +
                 ", not this one (" + config.post_id + "/" + config.agent_id + ")";
+    else if (auto why = confirm_signature_problem(c, {reinterpret_cast<const std::uint8_t*>(p.data()), p.size()});
+             !why.empty())
+      problem = "ignored a delivery confirmation on " + confirm_topic + ": " + why + "; nothing is released";
     if (!problem.empty()) {
       {
         std::lock_guard lk(mu);
@@ -631,7 +679,7 @@ struct Agent::Impl {
   void publish_birth(std::uint64_t first_unacked) {
     AgentState st = state_message(true);
     st.first_unacked_seq = first_unacked;
-    auto payload = encode_agent_state(st);
+    auto payload = encode_agent_state(st, signing_key());
     try {
       client->publish(state_topic, payload.data(), payload.size(), 1, true);
     } catch (const mqtt::exception& e) {
@@ -641,7 +689,7 @@ struct Agent::Impl {
 
   // A clean stop says so itself: the broker sends the last will only on a lost connection.
   void publish_death() {
-    auto payload = encode_agent_state(state_message(false));
+    auto payload = encode_agent_state(state_message(false), signing_key());
     try {
       client->publish(state_topic, payload.data(), payload.size(), 1, true)->wait_for(std::chrono::seconds(1));
     } catch (const mqtt::exception&) {

@@ -1,5 +1,6 @@
 #include "postwatch/agent/agent_config.hpp"
 
+#include "postwatch/agent/spool_key.hpp"
 #include "postwatch/agent/tls_diagnostics.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/secret_file.hpp"
@@ -286,9 +287,10 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
   c.config_hash = hash;
 
   r.unknown_keys(root, "",
-                 {"broker_uri", "broker_fallbacks", "agent_id", "post_id", "username", "password_file", "tls",
-                  "allow_plaintext", "catalogue_file", "spool", "batch", "heartbeat_interval_s", "keep_alive_s",
-                  "queue_max_events", "delivery", "local_api", "drop_dir", "probes", "scripts"});
+                 {"broker_uri",   "broker_fallbacks", "agent_id",       "post_id",  "username",  "password_file",
+                  "tls",          "allow_plaintext",  "catalogue_file", "spool",    "batch",     "heartbeat_interval_s",
+                  "keep_alive_s", "queue_max_events", "delivery",       "identity", "local_api", "drop_dir",
+                  "probes",       "scripts"});
   r.str(root, "", "broker_uri", c.broker_uri);
   r.str(root, "", "agent_id", c.agent_id, true);
   r.str(root, "", "post_id", c.post_id, true);
@@ -300,12 +302,17 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
   r.str(root, "", "catalogue_file", path);
   if (!path.empty()) c.catalogue_file = file.parent_path() / path;
 
-  if (const json* spool =
-          r.section(root, "spool",
-                    {"dir", "max_bytes", "max_age_s", "segment_bytes", "fsync", "fsync_interval_ms", "overflow"})) {
+  if (const json* spool = r.section(
+          root, "spool",
+          {"dir", "key_file", "max_bytes", "max_age_s", "segment_bytes", "fsync", "fsync_interval_ms", "overflow"})) {
     path.clear();
     r.str(*spool, "spool.", "dir", path);
     if (!path.empty()) c.spool.dir = file.parent_path() / path;
+    if (FieldReader::find(*spool, "key_file")) {  // "" turns encryption off
+      path.clear();
+      r.str(*spool, "spool.", "key_file", path);
+      c.spool.key_file = resolve(file, path);
+    }
     r.uint(*spool, "spool.", "max_bytes", c.spool.max_bytes, std::int64_t{64} * 1024, std::int64_t{1} << 42);
     std::int64_t age = c.spool.max_age.count();
     r.uint(*spool, "spool.", "max_age_s", age, 0, std::int64_t{10} * 365 * 86400);
@@ -333,6 +340,9 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
     else
       r.fail("spool.overflow", "must be refuse or drop_oldest");
   }
+  const json* spool_keys = FieldReader::find(root, "spool");
+  if (!spool_keys || !spool_keys->is_object() || !spool_keys->contains("key_file"))
+    c.spool.key_file = default_spool_key_file(c.spool.dir);
   if (root.contains("agent_id") && root["agent_id"].is_string() && !is_valid_node_id(c.agent_id))
     r.fail("agent_id", "must match ^[a-z0-9][a-z0-9-]{0,47}$");
   if (root.contains("post_id") && root["post_id"].is_string() && !is_valid_node_id(c.post_id))
@@ -380,6 +390,16 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
     r.uint(*batch, "batch.", "max_delay_ms", delay, 0, 60000);
     c.batch_max_delay = std::chrono::milliseconds(delay);
     r.uint(*batch, "batch.", "max_inflight", c.max_inflight_batches, 1, 1000);
+  }
+  // Enrolment writes both (docs/security.md); by default beside the spool directory.
+  c.identity.key_file = c.spool.dir.parent_path() / "agent.key";
+  c.identity.aggregator_key_file = c.spool.dir.parent_path() / "aggregator.pub";
+  if (const json* id = r.section(root, "identity", {"key_file", "aggregator_key_file"})) {
+    std::string key, aggregator;
+    r.str(*id, "identity.", "key_file", key);
+    r.str(*id, "identity.", "aggregator_key_file", aggregator);
+    if (!key.empty()) c.identity.key_file = resolve(file, key);
+    if (!aggregator.empty()) c.identity.aggregator_key_file = resolve(file, aggregator);
   }
   if (const json* delivery = r.section(root, "delivery", {"confirm"})) {
     std::string confirm;
@@ -445,7 +465,18 @@ ConfigCheck AgentConfig::validate(const std::filesystem::path& file, const std::
   }
   if (c.tls.enabled)
     for (auto& p : check_tls_files(c.tls)) problems.push_back(std::move(p));
-  if (auto why = spool_dir_problem(c.spool.dir); !why.empty()) problems.push_back({"spool.dir", why});
+  const std::string spool_why = spool_dir_problem(c.spool.dir);
+  if (!spool_why.empty()) problems.push_back({"spool.dir", spool_why});
+  if (!c.spool.key_file.empty()) {
+    if (auto why = spool_key_file_problem(c.spool.key_file); !why.empty()) {
+      problems.push_back({"spool.key_file", why});
+    } else if (std::error_code ec; spool_why.empty() && !std::filesystem::exists(c.spool.key_file, ec)) {
+      // The agent creates the key at its first start: its directory must allow that.
+      auto parent = std::filesystem::absolute(c.spool.key_file, ec).parent_path();
+      if (auto dir_why = spool_dir_problem(parent); !dir_why.empty())
+        problems.push_back({"spool.key_file", "cannot create " + c.spool.key_file.string() + ": " + dir_why});
+    }
+  }
   check_inputs(c, check.catalogue.get(), problems);
 
   check.config = std::move(c);

@@ -2,6 +2,7 @@
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/device_probes.hpp"
 #include "postwatch/agent/drop_directory.hpp"
+#include "postwatch/agent/enrolment_client.hpp"
 #include "postwatch/agent/event_json.hpp"
 #include "postwatch/agent/local_api.hpp"
 #include "postwatch/agent/script_probe.hpp"
@@ -73,6 +74,13 @@ usage:
       Exit 0 all accepted, 1 any refused, 4 agent not reachable.
   postwatch-agent status --config FILE
       Shows the running agent's connection state, spool depth and last error.
+  postwatch-agent enrol --config FILE --token TOKEN [--timeout-s N]
+      Enrols this agent (docs/security.md): makes its signing key (identity.key_file,
+      readable by its owner only; kept if it exists), sends the public half with
+      proof of the one-time TOKEN the operations centre issued for this post and
+      agent id (POST /api/v1/enrolment-tokens), and on the aggregator's signed
+      acceptance writes the aggregator's key to identity.aggregator_key_file.
+      TOKEN may be a file holding it. Exit 0 enrolled, 1 refused, 3 no answer.
   postwatch-agent --check-config FILE
       Validates a config file, the catalogue it names, the TLS and password
       files and the spool directory (as the user running it); prints every
@@ -540,6 +548,23 @@ int cmd_emit(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   return 0;
 }
 
+int cmd_enrol(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
+  if (!args.flag("token"))
+    throw std::invalid_argument("enrol needs --token (as POST /api/v1/enrolment-tokens gave it)");
+  auto loaded = load_config(args.get("config"), log.get());
+  std::string token = args.get("token");
+  std::error_code ec;
+  if (!token.starts_with("pwt1.") && std::filesystem::is_regular_file(token, ec)) {  // a file holding it
+    std::ifstream in(token);
+    std::getline(in, token);
+  }
+  auto out = enrol_agent(loaded.config, *loaded.catalogue, token,
+                         std::chrono::seconds(std::stoi(args.get("timeout-s", "30"))), *log);
+  (out.exit_code == 0 ? std::cout : std::cerr)
+      << (out.exit_code == 0 ? "" : "postwatch-agent: ") << out.message << "\n";
+  return out.exit_code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -565,6 +590,7 @@ int main(int argc, char** argv) {
     if (args.command == "run") return cmd_run(args, log);
     if (args.command == "emit") return cmd_emit(args, log);
     if (args.command == "status") return cmd_status(args);
+    if (args.command == "enrol") return cmd_enrol(args, log);
     if (args.command == "send") return cmd_send(args);
     throw std::invalid_argument("unknown command '" + args.command + "'");
   } catch (const std::invalid_argument& e) {

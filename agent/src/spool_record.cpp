@@ -46,9 +46,7 @@ struct Cursor {
 
 }  // namespace
 
-void encode_record(const IndicatorEvent& e, std::string& out) {
-  std::size_t start = out.size();
-  out.append(kRecordHeaderBytes, '\0');
+void encode_body(const IndicatorEvent& e, std::string& out) {
   put(out, e.seq);
   put(out, e.observed_at_ms);
   put(out, static_cast<std::uint8_t>(e.kind));
@@ -62,6 +60,20 @@ void encode_record(const IndicatorEvent& e, std::string& out) {
     put_str(out, e.tags[i].first, 255);
     put_str(out, e.tags[i].second, 255);
   }
+}
+
+void frame_record(std::string_view body, std::string& out) {
+  auto body_len = static_cast<std::uint32_t>(body.size());
+  std::uint32_t crc = crc32c(body.data(), body.size());
+  put(out, body_len);
+  put(out, crc);
+  out.append(body);
+}
+
+void encode_record(const IndicatorEvent& e, std::string& out) {
+  std::size_t start = out.size();
+  out.append(kRecordHeaderBytes, '\0');
+  encode_body(e, out);
   auto body_len = static_cast<std::uint32_t>(out.size() - start - kRecordHeaderBytes);
   std::uint32_t crc = crc32c(out.data() + start + kRecordHeaderBytes, body_len);
   std::memcpy(out.data() + start, &body_len, 4);
@@ -77,6 +89,12 @@ RecordStatus decode_record(std::string_view data, IndicatorEvent& e, std::size_t
   if (data.size() < kRecordHeaderBytes + len) return RecordStatus::NeedMore;
   std::string_view body = data.substr(kRecordHeaderBytes, len);
   if (crc32c(body.data(), body.size()) != crc) return RecordStatus::Corrupt;
+  auto st = decode_body(body, e);
+  if (st == RecordStatus::Ok) consumed = kRecordHeaderBytes + len;
+  return st;
+}
+
+RecordStatus decode_body(std::string_view body, IndicatorEvent& e) {
   Cursor c{body};
   e.seq = c.get<std::uint64_t>();
   e.observed_at_ms = c.get<std::int64_t>();
@@ -95,7 +113,6 @@ RecordStatus decode_record(std::string_view data, IndicatorEvent& e, std::size_t
   }
   if (!c.ok || !c.d.empty() || kind > static_cast<std::uint8_t>(ValueKind::Text)) return RecordStatus::Corrupt;
   e.kind = static_cast<ValueKind>(kind);
-  consumed = kRecordHeaderBytes + len;
   return RecordStatus::Ok;
 }
 

@@ -1,6 +1,6 @@
 #include "postwatch/agent/spool_store.hpp"
 
-#include "postwatch/agent/spool_record.hpp"
+#include "postwatch/agent/spool_segment.hpp"
 #include "postwatch/clock.hpp"
 
 #include <fcntl.h>
@@ -13,8 +13,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace postwatch::agent {
 namespace fs = std::filesystem;
@@ -59,6 +57,12 @@ SpoolStore::SpoolStore(SpoolOptions options, std::shared_ptr<spdlog::logger> log
     throw BacklogRefused("spool directory " + opt_.dir.string() +
                          " is in use by another postwatch-agent process (one agent per spool)");
   }
+  try {
+    open_key();
+  } catch (...) {
+    ::close(lock_fd_);
+    throw;
+  }
   recover();
 }
 
@@ -73,111 +77,6 @@ SpoolStore::~SpoolStore() {
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
-// The position file records what is settled (acked or dropped) and the next seq,
-// so sequence numbers stay monotonic even when every segment was deleted.
-void SpoolStore::persist_position(bool force) {
-  if (!force && floor_ == persisted_floor_) return;
-  auto tmp = opt_.dir / "position.tmp";
-  // write(2), not a stream: a stream's error shows only after its buffer is flushed, and an
-  // empty file renamed over `position` on a full disk would restart the seqs at 1.
-  const std::string text = std::to_string(floor_) + " " + std::to_string(next_seq_) + "\n";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return;
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  ok = ::close(fd) == 0 && ok;
-  std::error_code ec;
-  if (!ok) {  // disk full: the old position stays valid, only duplicates can follow
-    fs::remove(tmp, ec);
-    return;
-  }
-  fs::rename(tmp, opt_.dir / "position", ec);
-  if (!ec) persisted_floor_ = floor_;
-  last_persist_ = std::chrono::steady_clock::now();
-}
-
-void SpoolStore::recover() {
-  std::uint64_t saved_next = 1;
-  {
-    std::ifstream in(opt_.dir / "position");
-    std::uint64_t f = 0, n = 0;
-    if (in >> f >> n) {
-      floor_ = persisted_floor_ = f;
-      saved_next = n;
-    }
-  }
-  std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(opt_.dir))
-    if (entry.path().extension() == ".seg") files.push_back(entry.path());
-  std::sort(files.begin(), files.end());
-  std::uint64_t highest = 0;
-  for (const auto& path : files) {
-    Segment seg;
-    seg.path = path;
-    scan_segment(seg);
-    if (seg.last_seq == 0 || seg.last_seq <= floor_) {
-      fs::remove(path);
-      continue;
-    }
-    if (!segments_.empty() && seg.first_seq <= segments_.back().last_seq) {
-      log_->error("spool segment {} overlaps the previous one; set aside as {}.bad", path.string(), path.string());
-      fs::rename(path, path.string() + ".bad");
-      continue;
-    }
-    highest = std::max(highest, seg.last_seq);
-    bytes_ += seg.bytes;
-    held_ += held_in(seg);
-    segments_.push_back(seg);
-  }
-  next_seq_ = std::max({saved_next, highest + 1, floor_ + 1});
-  recovery_.segments = segments_.size();
-  recovery_.events = held_;
-  if (held_ > 0)
-    log_->info("spool {}: recovered {} unsent event(s) in {} segment(s), seq {}..{}", opt_.dir.string(), held_,
-               segments_.size(), first_seq(), next_seq_ - 1);
-}
-
-// Reads a segment's records, cutting it at the first torn or corrupt record:
-// everything before that point is kept.
-void SpoolStore::scan_segment(Segment& seg) {
-  std::ifstream in(seg.path, std::ios::binary);
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::size_t off = kSegmentMagic.size();
-  if (data.size() < off || std::string_view(data).substr(0, off) != kSegmentMagic) {
-    log_->warn("spool segment {} has no valid header; {} byte(s) discarded", seg.path.string(), data.size());
-    recovery_.corrupt_tails += 1;
-    recovery_.bytes_discarded += data.size();
-    return;
-  }
-  IndicatorEvent e;
-  std::uint64_t expected = 0;
-  while (off < data.size()) {
-    std::size_t used = 0;
-    auto st = decode_record(std::string_view(data).substr(off), e, used);
-    if (st == RecordStatus::Ok && expected != 0 && e.seq != expected) st = RecordStatus::Corrupt;
-    if (st != RecordStatus::Ok) {
-      log_->warn("spool segment {}: {} record at byte {}; cutting {} byte(s) after it, keeping {} event(s) before",
-                 seg.path.string(), st == RecordStatus::NeedMore ? "torn" : "corrupt", off, data.size() - off,
-                 seg.last_seq ? seg.last_seq - seg.first_seq + 1 : 0);
-      recovery_.corrupt_tails += 1;
-      recovery_.bytes_discarded += data.size() - off;
-      fs::resize_file(seg.path, off);
-      break;
-    }
-    if (seg.first_seq == 0) seg.first_seq = e.seq;
-    seg.last_seq = e.seq;
-    expected = e.seq + 1;
-    off += used;
-  }
-  seg.bytes = std::min<std::uint64_t>(off, data.size());
-  // After a restart the file's times stand in for when its events were appended.
-  struct stat st {};
-  if (::stat(seg.path.c_str(), &st) == 0) {
-    seg.created_ms = std::min<std::int64_t>(static_cast<std::int64_t>(st.st_ctime) * 1000, now_utc_ms());
-    seg.last_append_ms = static_cast<std::int64_t>(st.st_mtime) * 1000;
-    seg.created_ms = std::min(seg.created_ms, seg.last_append_ms);
-  }
-}
-
 std::uint64_t SpoolStore::held_in(const Segment& s) const {
   if (s.last_seq <= floor_) return 0;
   return s.last_seq - std::max(s.first_seq, floor_ + 1) + 1;
@@ -186,15 +85,21 @@ std::uint64_t SpoolStore::held_in(const Segment& s) const {
 void SpoolStore::open_writer(std::uint64_t first_seq) {
   Segment seg;
   seg.path = segment_path(opt_.dir, first_seq);
+  try {
+    seg.format = SegmentFormat::create(key_, opt_.aead);
+  } catch (const std::exception& e) {
+    throw BacklogRefused(std::string("cannot seal a new spool segment: ") + e.what());
+  }
+  const std::string& header = seg.format->header();
   int fd = ::open(seg.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) throw BacklogRefused("cannot create spool segment " + seg.path.string() + ": " + errno_text());
-  if (!write_all(fd, kSegmentMagic.data(), kSegmentMagic.size())) {
+  if (!write_all(fd, header.data(), header.size())) {
     std::string why = errno_text();
     ::close(fd);
     fs::remove(seg.path);
     throw BacklogRefused("cannot write spool segment " + seg.path.string() + ": " + why);
   }
-  seg.bytes = kSegmentMagic.size();
+  seg.bytes = header.size();
   seg.created_ms = seg.last_append_ms = now_utc_ms();
   bytes_ += seg.bytes;
   write_fd_ = fd;
@@ -222,23 +127,33 @@ void SpoolStore::drop_front_segment(const char* why) {
 
 std::uint64_t SpoolStore::append(IndicatorEvent e) {
   e.seq = next_seq_;
-  std::string rec;
-  encode_record(e, rec);
-  if (rec.size() - kRecordHeaderBytes > kMaxRecordBodyBytes) throw BacklogRefused("event too large for the spool");
+  scratch_.clear();
+  encode_body(e, scratch_);
+  if (scratch_.size() > kMaxRecordBodyBytes) throw BacklogRefused("event too large for the spool");
+  // New records go to a segment of the current format only (never to one recovered at start).
+  const std::size_t size = kRecordHeaderBytes + scratch_.size() + (key_ ? SpoolCipher::kOverhead : 0);
 
-  while (bytes_ + rec.size() > opt_.max_bytes) {
+  while (bytes_ + size > opt_.max_bytes) {
     if (opt_.overflow == OverflowPolicy::Refuse || segments_.empty() ||
-        (segments_.size() == 1 && write_fd_ >= 0 && segments_.front().bytes <= kSegmentMagic.size()))
+        (segments_.size() == 1 && write_fd_ >= 0 &&
+         segments_.front().bytes <= segments_.front().format->header_bytes()))
       throw BacklogRefused("spool full (" + std::to_string(bytes_) + " of " + std::to_string(opt_.max_bytes) +
                            " bytes; broker unreachable?)");
     drop_front_segment("spool full, overflow policy drop_oldest");
   }
-  if (write_fd_ < 0 || segments_.empty() || segments_.back().bytes + rec.size() > opt_.segment_bytes) {
+  if (write_fd_ < 0 || segments_.empty() || segments_.back().bytes + size > opt_.segment_bytes) {
     if (write_fd_ >= 0 && opt_.fsync != FsyncPolicy::Never) ::fdatasync(write_fd_);
     close_writer();
     open_writer(e.seq);
   }
   Segment& seg = segments_.back();
+  std::string rec;
+  rec.reserve(size);
+  try {
+    seg.format->encode(scratch_, seg.bytes, rec);
+  } catch (const std::exception& ex) {
+    throw BacklogRefused(std::string("spool encryption failed: ") + ex.what());
+  }
   if (!write_all(write_fd_, rec.data(), rec.size())) {
     std::string why = errno_text();
     // Remove the partial record so the segment stays well-formed.
@@ -277,7 +192,7 @@ std::size_t SpoolStore::read(std::uint64_t from_seq, std::size_t max, std::vecto
         break;
       }
       reader_segment_first_ = seg.first_seq;
-      reader_offset_ = kSegmentMagic.size();
+      reader_offset_ = seg.format->header_bytes();
       reader_seq_ = seg.first_seq;
       reader_buf_.clear();
       reader_buf_offset_ = reader_offset_;
@@ -289,7 +204,7 @@ std::size_t SpoolStore::read(std::uint64_t from_seq, std::size_t max, std::vecto
       avail.remove_prefix(std::min(in_buf, avail.size()));
       IndicatorEvent e;
       std::size_t used = 0;
-      auto st = decode_record(avail, e, used);
+      auto st = seg.format->decode(avail, reader_offset_, e, used);
       if (st == RecordStatus::NeedMore) {
         std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, seg.bytes - reader_offset_));
         reader_buf_.resize(want);
@@ -300,11 +215,15 @@ std::size_t SpoolStore::read(std::uint64_t from_seq, std::size_t max, std::vecto
         }
         reader_buf_.resize(static_cast<std::size_t>(got));
         reader_buf_offset_ = reader_offset_;
-        if (decode_record(reader_buf_, e, used) == RecordStatus::NeedMore) break;
+        if (seg.format->decode(reader_buf_, reader_offset_, e, used) == RecordStatus::NeedMore) break;
         continue;
       }
-      if (st == RecordStatus::Corrupt) {
-        log_->error("spool segment {}: corrupt record at byte {} while reading", seg.path.string(), reader_offset_);
+      if (st != RecordStatus::Ok) {
+        log_->error("spool segment {}: {} at byte {} while reading; the rest of the segment is skipped",
+                    seg.path.string(),
+                    st == RecordStatus::Unauthentic ? "record failed authentication (the spool was tampered with)"
+                                                    : "corrupt record",
+                    reader_offset_);
         reader_offset_ = seg.bytes;
         break;
       }

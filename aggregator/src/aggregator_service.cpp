@@ -28,6 +28,7 @@
 #include "rollup/status_board.hpp"
 #include "silences/silence_book.hpp"
 #include "store/event_store.hpp"
+#include "trust/agent_trust.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/ip/address.hpp>
@@ -59,8 +60,12 @@ AccessControl load_access(const AggregatorOptions& o) {
 
 std::vector<std::string> ingest_filters(const AggregatorOptions& o) {
   std::vector<std::string> f = {std::string(topics::state_filter), std::string(topics::heartbeat_filter)};
-  // Clustered, events reach the instances through JetStream partitions (JetStreamCluster).
-  if (o.cluster_group.empty()) f.insert(f.begin(), std::string(topics::events_filter));
+  // Clustered, events reach the instances through JetStream partitions (JetStreamCluster), and
+  // enrolment is not taken yet (docs/security.md, "Limits").
+  if (o.cluster_group.empty()) {
+    f.insert(f.begin(), std::string(topics::events_filter));
+    f.push_back(std::string(topics::enrol_filter));
+  }
   return f;
 }
 
@@ -103,6 +108,14 @@ std::unique_ptr<AlarmNotifier> make_notifier(const AggregatorOptions& o, const I
 }  // namespace
 
 namespace {
+AggregatorIdentity load_identity(const AggregatorOptions& o) {
+  try {
+    return AggregatorIdentity::load_or_create(o.keys_dir.empty() ? o.data_dir / "keys" : o.keys_dir);
+  } catch (const std::runtime_error& e) {
+    throw std::invalid_argument(std::string("--keys-dir: ") + e.what());
+  }
+}
+
 StoreOptions store_options(const AggregatorOptions& o) {
   StoreOptions s{o.data_dir / "postwatch.sqlite"};
   s.sync = o.store_fsync ? StoreSync::Full : StoreSync::Normal;
@@ -122,6 +135,10 @@ struct AggregatorService::Impl {
         log(std::move(l)),
         access(load_access(options)),
         store(store_options(options), *catalogue, log),
+        trust(
+            load_identity(options), options.require_signatures,
+            [this](std::string key, std::string body) { store.save_trust_record(std::move(key), std::move(body)); },
+            log),
         state(*catalogue),
         rollup(*catalogue, RollupPolicy{options.hysteresis_band, options.min_coverage}),
         board(*catalogue, BoardPolicy{options.min_duration_ms}),
@@ -171,7 +188,8 @@ struct AggregatorService::Impl {
                            targets.get(),
                            [this](std::int64_t from, std::int64_t to, bool csv, const HttpReply& reply) {
                              make_report(from, to, csv, reply);
-                           }}),
+                           },
+                           &trust}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
                            [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream,
@@ -213,6 +231,13 @@ struct AggregatorService::Impl {
         pillar_sent(catalogue->pillars().size()) {
     mqtt.set_login({options.broker_username, options.broker_password, options.broker_ca_file, options.broker_cert_file,
                     options.broker_key_file});
+    trust.load(store.load_trust_records());
+    for (const auto& f : trust.created_files()) log->info("made {} (keep it: docs/security.md, \"Key custody\")", f);
+    // Verified before anything reads them; confirmations signed so a forged one cannot make
+    // an enrolled agent delete its spool (docs/security.md).
+    ingest.set_keys(&trust.keys());
+    presence.set_keys(&trust.keys());
+    confirmer.set_signer(&trust.signer());
     if (!options.cluster_group.empty()) {
       make_jetstream_cluster();
       presence.warn_on_broker_confirm(true);
@@ -295,6 +320,12 @@ struct AggregatorService::Impl {
 
   void dispatch(const std::string& topic, const std::string& payload) {
     auto now = now_utc_ms();
+    if (topic.ends_with("/enrol")) {
+      if (auto reply = trust.on_enrol(topic, as_bytes(payload), *catalogue, now))
+        outbox.publish(reply->topic, std::string(reply->payload.begin(), reply->payload.end()), false,
+                       OutboundPriority::Urgent);
+      return;
+    }
     if (!topic.ends_with("/events")) {
       presence.on_message(topic, as_bytes(payload), now);
       return;
@@ -587,6 +618,7 @@ struct AggregatorService::Impl {
   std::shared_ptr<spdlog::logger> log;
   AccessControl access;
   EventStore store;
+  AgentTrust trust;
   IndicatorState state;
   GoalRollup rollup;
   StatusBoard board;
@@ -642,6 +674,17 @@ void AggregatorService::start() {
     else
       impl->board.record_topic_mismatch(std::string(topic_post), claimed, now_utc_ms());
   };
+  // A message its agent did not sign is someone else's on that post's topics: repeated, it
+  // raises the same alarm as a batch naming another post (docs/security.md).
+  auto forged = [impl = impl_.get()](SignatureVerdict verdict, std::string_view topic_post, std::string_view agent) {
+    auto claimed = std::string(topic_post) + "/" + std::string(agent) + ": " + std::string(to_string(verdict));
+    if (impl->jet && !impl->jet->leader())
+      impl->jet->share_mismatch(std::string(topic_post), claimed, now_utc_ms());
+    else
+      impl->board.record_topic_mismatch(std::string(topic_post), claimed, now_utc_ms());
+  };
+  impl_->ingest.on_signature_refused = forged;
+  impl_->presence.on_signature_refused = forged;
   impl_->store.start();
   impl_->tick();  // statuses are right before the first request
   impl_->http.listen(impl_->options.http_address, impl_->options.http_port);

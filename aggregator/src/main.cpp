@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   std::string data_dir = opts.data_dir.string();
   std::string tokens_file;
   std::string notifications_file;
+  std::string keys_dir;
   std::string broker_password_file;
   double min_duration_s = static_cast<double>(opts.min_duration_ms) / 1000.0;
   double lateness_s = static_cast<double>(opts.allowed_lateness_ms) / 1000.0;
@@ -57,6 +58,10 @@ int main(int argc, char** argv) {
       "API tokens (JSON, not readable by other users); without it the API is open, on loopback only")(
       "tls-cert", po::value(&opts.tls_cert_file), "serve HTTPS with this PEM certificate chain (needs --tls-key)")(
       "tls-key", po::value(&opts.tls_key_file), "PEM private key for --tls-cert")(
+      "keys-dir", po::value(&keys_dir)->value_name("DIR"),
+      "the aggregator's signing key and enrolment secret, made on first start (default: <data-dir>/keys; "
+      "docs/security.md)")("require-signatures", po::bool_switch(&opts.require_signatures),
+                           "refuse unsigned batches and states from every agent, not only from enrolled ones")(
       "notifications", po::value(&notifications_file)->value_name("FILE"),
       "send alarm changes to webhooks as this file's routes say (JSON; docs/alerting.md)")(
       "stream-max-queue", po::value(&opts.stream_max_queue)->default_value(opts.stream_max_queue),
@@ -142,6 +147,7 @@ int main(int argc, char** argv) {
   opts.store_max_bytes = store_max_mb * 1'000'000;
   opts.tokens_file = tokens_file;
   opts.notifications_file = notifications_file;
+  opts.keys_dir = keys_dir;
   opts.min_duration_ms = static_cast<std::int64_t>(min_duration_s * 1000);
   opts.allowed_lateness_ms = static_cast<std::int64_t>(lateness_s * 1000);
   opts.clock_correct_beyond_ms = clock_beyond_s * 1000;

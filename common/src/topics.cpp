@@ -11,6 +11,8 @@ std::string_view channel_name(Channel c) {
     case Channel::State: return "state";
     case Channel::Heartbeat: return "heartbeat";
     case Channel::Confirm: return "confirm";
+    case Channel::Enrol: return "enrol";
+    case Channel::Enrolled: return "enrolled";
   }
   return "events";
 }
@@ -55,6 +57,10 @@ bool parse_agent_topic(std::string_view topic, AgentTopic& out) {
     out.channel = Channel::Heartbeat;
   else if (parts[3] == "confirm")
     out.channel = Channel::Confirm;
+  else if (parts[3] == "enrol")
+    out.channel = Channel::Enrol;
+  else if (parts[3] == "enrolled")
+    out.channel = Channel::Enrolled;
   else
     return false;
   out.region = parts[0];

@@ -1,6 +1,7 @@
 // The agent's no-loss promise, with real processes and a real broker: broker
-// outages, agent SIGKILL, a full spool, a torn spool file, birth/death.
+// outages, agent SIGKILL, a full spool, a torn spool file, a tampered encrypted spool, birth/death.
 #include "postwatch/agent/agent.hpp"
+#include "postwatch/agent/spool_segment.hpp"
 #include "postwatch/agent/spool_store.hpp"
 #include "support/aggregator_process.hpp"
 #include "support/captured_log.hpp"
@@ -11,7 +12,9 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -267,6 +270,56 @@ TEST_F(AgentDelivery, TornSpoolTailIsLoggedAndIntactRecordsDelivered) {
   ASSERT_TRUE(agent->wait_until_drained(std::chrono::seconds(20)));
   EXPECT_NE(agent_log_text.str().find("torn record"), std::string::npos) << agent_log_text.str();
   expect_exactly_once("kyiv/torn", 99);
+  agent->stop();
+}
+
+// Issue 17: nothing readable lies in an encrypted spool, and a record altered on disk (its
+// checksum made to match) is reported and never delivered; the records before it are.
+TEST_F(AgentDelivery, TamperedEncryptedSpoolRecordIsReportedAndNeverDelivered) {
+  auto cfg = agent_config(broker.uri(), "kyiv", "sealed", dir.path() / "spool");
+  cfg.spool.key_file = dir.path() / "spool.key";
+  const std::string note = "convoy ambushed near the border crossing";
+  {
+    agent::SpoolStore spool(cfg.spool, agent_log);
+    for (int i = 0; i < 100; ++i) {
+      auto e = level_event(i);
+      e.note = note;
+      spool.append(e);
+    }
+  }
+  std::filesystem::path seg;
+  for (auto& e : std::filesystem::directory_iterator(cfg.spool.dir)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes.find("terrorism_threat_level"), std::string::npos) << e.path();
+    EXPECT_EQ(bytes.find(note), std::string::npos) << e.path();
+    if (e.path().extension() == ".seg") seg = e.path();
+  }
+  ASSERT_FALSE(seg.empty());
+  std::string data;
+  {
+    std::ifstream in(seg, std::ios::binary);
+    data.assign((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  std::size_t off = agent::kSealedHeaderBytes;
+  for (int i = 0; i < 59; ++i) {  // to record 60
+    std::uint32_t len = 0;
+    std::memcpy(&len, data.data() + off, 4);
+    off += agent::kRecordHeaderBytes + len;
+  }
+  std::uint32_t len = 0;
+  std::memcpy(&len, data.data() + off, 4);
+  data[off + agent::kRecordHeaderBytes + 30] ^= 0x08;
+  std::uint32_t crc = crc32c(data.data() + off + agent::kRecordHeaderBytes, len);
+  std::memcpy(data.data() + off + 4, &crc, 4);
+  std::ofstream(seg, std::ios::binary | std::ios::trunc) << data;
+
+  auto agent = make_agent(cfg);
+  agent->start();
+  ASSERT_TRUE(agent->wait_until_drained(std::chrono::seconds(20)));
+  EXPECT_NE(agent_log_text.str().find("failed authentication: the spool was tampered with"), std::string::npos)
+      << agent_log_text.str();
+  expect_exactly_once("kyiv/sealed", 59);  // 1..59; 60 and what followed it never left the agent
   agent->stop();
 }
 

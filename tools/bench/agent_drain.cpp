@@ -1,7 +1,8 @@
 // postwatch-bench-agent: how fast the agent fills and drains its disk spool, what
-// it costs in memory and CPU, and how that compares with a bare Paho publisher
-// pushing the same payloads through the same broker. Prints figures (a table on
-// stdout, optionally JSON); it never asserts timing. See tools/bench/README.md.
+// it costs in memory and CPU (plaintext and encrypted spool side by side), and how
+// that compares with a bare Paho publisher pushing the same payloads through the
+// same broker. Prints figures (a table on stdout, optionally JSON); it never
+// asserts timing. See tools/bench/README.md.
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/spool_store.hpp"
 #include "postwatch/catalogue.hpp"
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -74,7 +76,8 @@ void check_stop() {
   if (g_stop) throw Interrupted();
 }
 
-constexpr const char* kUsage = R"(postwatch-bench-agent — spool fill, drain, agent RSS/CPU and a plain-Paho baseline
+constexpr const char* kUsage =
+    R"(postwatch-bench-agent — spool fill (plaintext and encrypted), drain, agent RSS/CPU and a plain-Paho baseline
 
 usage: postwatch-bench-agent [--events N] [--batch N] [--inflight N] [--json FILE] [--quick]
   --events N    events to spool and drain (default 1000000)
@@ -222,36 +225,60 @@ class Report {
     rows_.push_back({"  " + label, v, ""});
     j_[key_][key] = v;
   }
+  // Figures side by side, one per column (the columns' names in a row added with `columns`).
+  void add_columns(const std::string& key, const std::string& label, const std::vector<std::string>& cols,
+                   const std::vector<double>& v, const std::string& unit, int precision = 0) {
+    std::string text;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.*f", precision, v[i]);
+      text += pad(group(buf));
+      j_[key_][cols[i] + "_" + key] = v[i];
+    }
+    rows_.push_back({"  " + label, text, unit, true});
+  }
+  void columns(const std::vector<std::string>& names) {
+    std::string text;
+    for (const auto& n : names) text += pad(n);
+    rows_.push_back({"", text, "", true});
+  }
   void config(const std::string& key, const ojson& v) { j_["config"][key] = v; }
   void print(std::ostream& out) const {
     std::size_t w0 = 0, w1 = 0;
     for (const auto& r : rows_) {
       if (r.value.empty() && r.unit.empty()) continue;  // a section title
       w0 = std::max(w0, r.label.size());
-      w1 = std::max(w1, r.value.size());
+      if (!r.columns) w1 = std::max(w1, r.value.size());
     }
     for (const auto& r : rows_) {
       if (r.value.empty() && r.unit.empty()) {
         out << r.label << "\n";
         continue;
       }
-      out << r.label << std::string(w0 - r.label.size() + 2, ' ') << std::string(w1 - r.value.size(), ' ') << r.value
-          << "  " << r.unit << "\n";
+      out << r.label << std::string(w0 - r.label.size() + 2, ' ')
+          << std::string(r.columns ? 0 : w1 - r.value.size(), ' ') << r.value << "  " << r.unit << "\n";
     }
   }
   const ojson& json() const { return j_; }
 
  private:
+  static std::string pad(const std::string& s) { return std::string(s.size() < 18 ? 18 - s.size() : 1, ' ') + s; }
   // 1234567.8 -> 1,234,567.8
-  static std::string group(std::string s) {
+  // (Built front to back: GCC 12 warns, wrongly, about string::insert inlined here: -Wrestrict.)
+  static std::string group(const std::string& s) {
     auto dot = s.find('.');
     std::size_t end = dot == std::string::npos ? s.size() : dot;
     std::size_t begin = (!s.empty() && s[0] == '-') ? 1 : 0;
-    for (std::size_t i = end; i > begin + 3; i -= 3) s.insert(i - 3, ",");
-    return s;
+    std::string out = s.substr(0, begin);
+    for (std::size_t i = begin; i < end; ++i) {
+      out += s[i];
+      if (i + 1 < end && (end - i - 1) % 3 == 0) out += ',';
+    }
+    return out + s.substr(end);
   }
   struct Row {
     std::string label, value, unit;
+    bool columns = false;  // figures side by side (add_columns): not aligned with the single ones
   };
   std::vector<Row> rows_;
   ojson j_ = ojson::object();
@@ -385,6 +412,99 @@ void phase_fill(Context& c) {
                  1);
     c.report.add("segments", "segment files", static_cast<double>(dir_count(so.dir, ".seg")), "");
   }
+}
+
+double thread_cpu_s() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// 1b. The same fill with the spool encrypted (ChaCha20-Poly1305, the default, and AES-256-GCM)
+// beside plaintext, in this run, rounds interleaved so that load on the machine hits all alike;
+// then the recovery scan and read-back of each. Medians of kCryptoRounds.
+constexpr int kCryptoRounds = 3;
+void phase_fill_encrypted(Context& c) {
+  struct Variant {
+    const char* name;  // the JSON keys' suffix
+    const char* title;
+    bool sealed;
+    agent::SpoolAead aead;
+  };
+  const std::vector<Variant> variants = {
+      {"plaintext", "plaintext", false, agent::SpoolAead::ChaCha20Poly1305},
+      {"chacha20_poly1305", "chacha20-poly1305", true, agent::SpoolAead::ChaCha20Poly1305},
+      {"aes_256_gcm", "aes-256-gcm", true, agent::SpoolAead::Aes256Gcm}};
+  struct Sample {
+    double fill_s = 0, fill_cpu_s = 0, reopen_s = 0, read_s = 0, bytes = 0;
+  };
+  std::vector<std::vector<Sample>> samples(variants.size());
+  std::cerr << "filling plaintext and encrypted spools, " << kCryptoRounds << " rounds... " << std::flush;
+  for (int round = 0; round < kCryptoRounds; ++round) {
+    for (std::size_t v = 0; v < variants.size(); ++v) {
+      check_stop();
+      auto so = spool_options(c);
+      so.dir = c.work.path() / ("crypto-" + std::string(variants[v].name));
+      if (variants[v].sealed) so.key_file = c.work.path() / "bench-spool.key";
+      so.aead = variants[v].aead;
+      Sample smp;
+      {
+        agent::SpoolStore spool(so, c.log);
+        const double cpu0 = thread_cpu_s();
+        const auto t0 = Clock::now();
+        for (std::uint64_t i = 0; i < c.opt.events; ++i) spool.append(make_event(i));
+        smp.fill_s = seconds_since(t0);
+        smp.fill_cpu_s = thread_cpu_s() - cpu0;
+      }
+      smp.bytes = static_cast<double>(dir_bytes(so.dir, ".seg"));
+      auto t0 = Clock::now();
+      agent::SpoolStore spool(so, c.log);
+      smp.reopen_s = seconds_since(t0);
+      std::vector<IndicatorEvent> events;
+      t0 = Clock::now();
+      for (std::uint64_t cursor = spool.first_seq(); cursor < spool.next_seq();) {
+        events.clear();
+        if (spool.read(cursor, c.opt.batch, events) == 0) break;
+        cursor = events.back().seq + 1;
+      }
+      smp.read_s = seconds_since(t0);
+      spool.release_through(spool.next_seq() - 1);
+      samples[v].push_back(smp);
+      std::error_code ec;
+      fs::remove_all(so.dir, ec);
+    }
+  }
+  std::cerr << "done\n";
+  auto median = [&](std::size_t v, double Sample::*field) {
+    std::vector<double> xs;
+    for (const auto& smp : samples[v]) xs.push_back(smp.*field);
+    std::sort(xs.begin(), xs.end());
+    return xs[xs.size() / 2];
+  };
+  const double n = static_cast<double>(c.opt.events);
+  std::vector<std::string> cols, titles;
+  for (const auto& v : variants) {
+    cols.push_back(v.name);
+    titles.push_back(v.title);
+  }
+  auto row = [&](const char* key, const char* label, const char* unit, int precision, auto fn) {
+    std::vector<double> vals;
+    for (std::size_t v = 0; v < variants.size(); ++v) vals.push_back(fn(v));
+    c.report.add_columns(key, label, cols, vals, unit, precision);
+  };
+  c.report.section("fill_encrypted", "fill, plaintext vs encrypted spool (same run, median of " +
+                                         std::to_string(kCryptoRounds) + " interleaved rounds)");
+  c.report.columns(titles);
+  row("events_per_s", "events appended/s", "events/s", 0,
+      [&](std::size_t v) { return n / median(v, &Sample::fill_s); });
+  row("cpu_us_per_event", "CPU per event appended (this thread)", "us/event", 3,
+      [&](std::size_t v) { return 1e6 * median(v, &Sample::fill_cpu_s) / n; });
+  row("bytes_per_event", "bytes per event on disk", "bytes", 1,
+      [&](std::size_t v) { return median(v, &Sample::bytes) / n; });
+  row("reopen_seconds", "re-open (recovery scan of N)", "s", 3,
+      [&](std::size_t v) { return median(v, &Sample::reopen_s); });
+  row("read_us_per_event", "read back, per event", "us/event", 3,
+      [&](std::size_t v) { return 1e6 * median(v, &Sample::read_s) / n; });
 }
 
 // 2. Mosquitto + subscriber, then an Agent over the full spool (re-opened: the
@@ -676,6 +796,7 @@ int run(const Options& opt) {
   c.report.config("started_at_ms", now_utc_ms());
 
   phase_fill(c);
+  phase_fill_encrypted(c);
 
   std::cerr << "starting mosquitto and the subscriber...\n";
   test::MosquittoBroker broker("", /*persistent=*/false);

@@ -10,6 +10,10 @@
 //   BM_StorePersist/<batch>       EventStore::persist() alone (the handover to SQLite)
 //   BM_IngestLatencyHook/<batch>  as sink 0, plus the on_applied_latency callback
 //                                 (only when BatchIngest has it)
+//   BM_Verify/<batch>             decode_batch + AgentKeyRegistry::check of a signed
+//                                 batch (Ed25519): the signature's cost alone
+//   BM_IngestSigned/<batch>       as BM_Ingest/<batch>/0 with every batch signed and
+//                                 verified (docs/security.md): compare the two
 //   BM_Rollup/<posts>             GoalRollup::compute, real catalogue, every
 //                                 indicator reported at <posts> posts
 #include "bench_events.hpp"
@@ -17,6 +21,7 @@
 #include "rollup/goal_rollup.hpp"
 #include "rollup/indicator_state.hpp"
 #include "store/event_store.hpp"
+#include "trust/agent_key_registry.hpp"
 
 #include <benchmark/benchmark.h>
 #include <spdlog/sinks/null_sink.h>
@@ -86,6 +91,28 @@ const Pool& pool(std::size_t batch) {
     stream += batch;
   }
   return pools.emplace(batch, std::move(p)).first->second;
+}
+
+// The same messages, each signed by its agent (one key for all, each agent enrolled with it).
+struct SignedPool {
+  Pool pool;
+  AgentKeyRegistry keys;
+};
+const SignedPool& signed_pool(std::size_t batch) {
+  static std::map<std::size_t, SignedPool> pools;
+  auto it = pools.find(batch);
+  if (it != pools.end()) return it->second;
+  static const SigningKey key = SigningKey::generate();
+  SignedPool sp;
+  sp.pool.now_ms = pool(batch).now_ms;
+  for (const auto& m : pool(batch).messages) {
+    EventBatch b;
+    decode_batch(m.payload, b);
+    if (!sp.keys.in_force(b.post_id, b.agent_id))
+      sp.keys.add({b.post_id, b.agent_id, key.key_id(), key.public_key(), 1, 0, "bench"});
+    sp.pool.messages.push_back({m.topic, encode_batch(b, &key)});
+  }
+  return pools.emplace(batch, std::move(sp)).first->second;
 }
 
 void set_items(benchmark::State& state, std::size_t batch) {
@@ -185,9 +212,9 @@ void report_store_drain(benchmark::State& state, EventStore& store) {
 }
 
 template <bool kHook>
-void run_ingest(benchmark::State& state, std::size_t batch, SinkKind sink_kind) {
+void run_ingest(benchmark::State& state, std::size_t batch, SinkKind sink_kind, bool signed_batches = false) {
   const auto& cat = catalogue();
-  const auto& p = pool(batch);
+  const auto& p = signed_batches ? signed_pool(batch).pool : pool(batch);
   CountingSink counting;
   std::unique_ptr<TempFile> tmp;
   std::unique_ptr<EventStore> store;
@@ -208,6 +235,7 @@ void run_ingest(benchmark::State& state, std::size_t batch, SinkKind sink_kind) 
     st = std::make_unique<IndicatorState>(cat);
     agents = std::make_unique<AgentTable>(cat);
     ingest = std::make_unique<BatchIngest>(cat, *agents, *st, null_log(), IngestPolicy{}, sink);
+    if (signed_batches) ingest->set_keys(&signed_pool(batch).keys);
     if constexpr (kHook) set_latency_hook(*ingest, hook_calls);
   };
   reset();
@@ -239,6 +267,27 @@ void run_ingest(benchmark::State& state, std::size_t batch, SinkKind sink_kind) 
 
 void BM_Ingest(benchmark::State& state) {
   run_ingest<false>(state, static_cast<std::size_t>(state.range(0)), static_cast<SinkKind>(state.range(1)));
+}
+
+void BM_IngestSigned(benchmark::State& state) {
+  run_ingest<false>(state, static_cast<std::size_t>(state.range(0)), kNoSink, true);
+}
+
+void BM_Verify(benchmark::State& state) {
+  const auto batch = static_cast<std::size_t>(state.range(0));
+  const auto& sp = signed_pool(batch);
+  BatchView view;
+  std::size_t i = 0, refused_count = 0;
+  for (auto _ : state) {
+    const auto& m = sp.pool.messages[i];
+    if (++i == sp.pool.messages.size()) i = 0;
+    decode_batch(m.payload, view);
+    auto verdict = sp.keys.check(view.post_id, view.agent_id, view.key_id, m.payload, view.signature_offset);
+    refused_count += verdict != SignatureVerdict::Signed;
+  }
+  if (refused_count) state.SkipWithError("a signed batch did not verify");
+  set_items(state, batch);
+  state.counters["payload_bytes"] = static_cast<double>(sp.pool.messages.front().payload.size());
 }
 
 void BM_IngestLatencyHook(benchmark::State& state) {
@@ -349,6 +398,8 @@ BENCHMARK(BM_Ingest)->Apply(ingest_args);
 BENCHMARK(BM_Ingest)->Apply(store_args)->UseRealTime();
 BENCHMARK(BM_StorePersist)->Apply(batch_args)->UseRealTime();
 BENCHMARK(BM_IngestLatencyHook)->Apply(batch_args);
+BENCHMARK(BM_Verify)->Apply(batch_args);
+BENCHMARK(BM_IngestSigned)->Apply(batch_args);
 BENCHMARK(BM_Rollup)->ArgName("posts")->Arg(20)->Arg(142)->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();

@@ -274,10 +274,13 @@ int main(int argc, char** argv) {
         << "topic read " << topics::events_filter << "\n"
         << "topic read " << topics::state_filter << "\n"
         << "topic read " << topics::heartbeat_filter << "\n"
+        << "topic read " << topics::enrol_filter << "\n"
         << "topic write " << topics::prefix
         << "/feed/#\n"
-        // Delivery confirmations and resend requests to each agent (docs/wire-format.md).
-        << "topic write " << topics::prefix << "/+/+/+/confirm\n\n";
+        // Delivery confirmations and resend requests to each agent (docs/wire-format.md), and
+        // the answers to enrolments (docs/security.md).
+        << "topic write " << topics::prefix << "/+/+/+/confirm\n"
+        << "topic write " << topics::prefix << "/+/+/+/enrolled\n\n";
     for (const auto& op : operators) {
       if (!is_valid_node_id(op)) throw std::runtime_error("operator name '" + op + "' is not a valid id");
       add_user(op);
@@ -288,10 +291,12 @@ int main(int argc, char** argv) {
       add_user(user);
       const auto& region = cat.find_post(a.post)->region;
       acl << "user " << user << "\n";
-      for (auto ch : {topics::Channel::Events, topics::Channel::State, topics::Channel::Heartbeat})
+      for (auto ch :
+           {topics::Channel::Events, topics::Channel::State, topics::Channel::Heartbeat, topics::Channel::Enrol})
         acl << "topic write " << topics::agent_topic(region, a.post, a.agent, ch) << "\n";
-      // Its own confirmations from the aggregator, and nothing else.
-      acl << "topic read " << topics::agent_topic(region, a.post, a.agent, topics::Channel::Confirm) << "\n\n";
+      // Its own confirmations and enrolment answer from the aggregator, and nothing else.
+      acl << "topic read " << topics::agent_topic(region, a.post, a.agent, topics::Channel::Confirm) << "\n"
+          << "topic read " << topics::agent_topic(region, a.post, a.agent, topics::Channel::Enrolled) << "\n\n";
     }
     std::ofstream(out / "acl") << acl.str();
     std::ofstream(out / "passwd") << passwd.str();

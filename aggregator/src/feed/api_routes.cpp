@@ -168,7 +168,11 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   constexpr std::string_view silences_prefix = "/api/v1/silences/";
   const bool silences_path = target == "/api/v1/silences", silence_path = starts_with(target, silences_prefix);
   const bool is_delete = req.method() == http::verb::delete_;
-  const bool changes = (ack_path && is_post) || (silences_path && is_post) || (silence_path && is_delete);
+  const bool tokens_path = target == "/api/v1/enrolment-tokens";
+  constexpr std::string_view keys_prefix = "/api/v1/agent-keys/";
+  const bool revoke_path = starts_with(target, keys_prefix) && target.ends_with("/revoke");
+  const bool changes = (ack_path && is_post) || (silences_path && is_post) || (silence_path && is_delete) ||
+                       (tokens_path && is_post) || (revoke_path && is_post);
 
   const Principal* who = nullptr;
   if (auto refusal = authorize(req, q, false, changes, who)) return *refusal;
@@ -183,6 +187,14 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
     return end_silence(target.substr(silences_prefix.size()), who);
   }
   if (silences_path && !get) return method_not_allowed(req, target, "GET, HEAD, POST");
+  if (tokens_path) {
+    if (!is_post) return method_not_allowed(req, target, "POST");
+    return issue_token(req, who);  // feed/trust_routes.cpp
+  }
+  if (revoke_path) {
+    if (!is_post) return method_not_allowed(req, target, "POST");
+    return revoke_key(target.substr(keys_prefix.size(), target.size() - keys_prefix.size() - 7), who);
+  }
   if (!get) return method_not_allowed(req, target, "GET, HEAD");
 
   if (target == "/api/v1/goals" || target == "/api/v1/pillars") return goals();
@@ -199,6 +211,7 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   if (target == "/api/v1/agents") return agents();
   if (starts_with(target, "/api/v1/agents/")) return agent(target.substr(15));
   if (target == "/api/v1/stats") return stats();
+  if (target == "/api/v1/agent-keys") return agent_keys();
   if (target == "/api/v1/cluster")
     return json_response(http::status::ok, src_.cluster ? src_.cluster() : json{{"clustered", false}});
   if (target == "/api/v1/alarms") return alarms(q);
@@ -216,7 +229,7 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
           "/api/v1/threats, /api/v1/regions, "
           "/api/v1/posts, /api/v1/posts/{id}, /api/v1/posts/{id}/events, /api/v1/agents, "
           "/api/v1/agents/{post}/{agent}, "
-          "/api/v1/alarms, /api/v1/silences, /api/v1/history, "
+          "/api/v1/alarms, /api/v1/silences, /api/v1/history, /api/v1/agent-keys, /api/v1/enrolment-tokens, "
           "/api/v1/stats, /api/v1/cluster, /api/v1/whoami, /api/v1/openapi.json)");
 }
 
@@ -529,7 +542,10 @@ HttpResponse ApiRoutes::agents() {
   for (const auto& r : src_.agents) sorted.emplace_back(src_.agents.key(r), &r);
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   json list = json::array();
-  for (const auto& [key, r] : sorted) list.push_back(agent_json(key, src_.catalogue.posts()[r->post].id, *r));
+  for (const auto& [key, r] : sorted) {
+    list.push_back(agent_json(key, src_.catalogue.posts()[r->post].id, *r));
+    add_agent_key(list.back(), src_.catalogue.posts()[r->post].id, r->name);
+  }
   return json_response(http::status::ok, {{"online", src_.presence.online_count()}, {"agents", std::move(list)}});
 }
 
@@ -538,7 +554,9 @@ HttpResponse ApiRoutes::agent(std::string_view key) {
   if (!r)
     return error_response(http::status::not_found, "unknown agent: " + std::string(key) +
                                                        " (ids are <post>/<agent>; GET /api/v1/agents lists them)");
-  return json_response(http::status::ok, agent_json(std::string(key), src_.catalogue.posts()[r->post].id, *r));
+  auto j = agent_json(std::string(key), src_.catalogue.posts()[r->post].id, *r);
+  add_agent_key(j, src_.catalogue.posts()[r->post].id, r->name);
+  return json_response(http::status::ok, j);
 }
 
 HttpResponse ApiRoutes::stats() {
@@ -588,6 +606,7 @@ HttpResponse ApiRoutes::stats() {
   }
   if (src_.outbound) add_outbound_stats(j, *src_.outbound);
   if (src_.notifications) add_notification_stats(j, src_.notifications());
+  add_trust_stats(j);
   if (src_.store) {
     j["events_persisted"] = src_.store->events_committed();
     j["store_pending_events"] = src_.store->pending_events();
@@ -737,6 +756,7 @@ HttpResponse ApiRoutes::metrics() {
   }
   if (src_.outbound) add_outbound_metrics(m, *src_.outbound);
   if (src_.notifications) add_notification_metrics(m, src_.notifications());
+  add_trust_metrics(m);
   m.family("postwatch_alarms_open", "gauge", "Open alarms by kind.");
   for (const auto& [kind, n] : open_by_kind) m.sample("postwatch_alarms_open", L::label("kind", kind), n);
   m.family("postwatch_alarms_unacknowledged", "gauge", "Open alarms nobody has acknowledged.");

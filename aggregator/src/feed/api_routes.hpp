@@ -33,6 +33,7 @@ class EventStore;
 class LiveStream;
 class SilenceBook;
 struct Silence;
+class AgentTrust;
 
 // What the API reads; all of it lives on the io_context thread.
 struct FeedSources {
@@ -64,6 +65,7 @@ struct FeedSources {
   // The progress report for [from_ms, to_ms), HTML or CSV, answered through `reply` off the
   // io_context thread; empty: no report (503).
   std::function<void(std::int64_t from_ms, std::int64_t to_ms, bool csv, const HttpReply& reply)> report;
+  AgentTrust* trust = nullptr;  // agent keys and enrolment; null: none (then 503)
 };
 
 class ApiRoutes {
@@ -102,6 +104,13 @@ class ApiRoutes {
   HttpResponse create_silence(const HttpRequest& req, const Principal* who);
   HttpResponse end_silence(std::string_view id, const Principal* who);
   HttpResponse whoami(const Principal* who) const;
+  HttpResponse agent_keys();  // feed/trust_routes.cpp
+  HttpResponse issue_token(const HttpRequest& req, const Principal* who);
+  HttpResponse revoke_key(std::string_view post_agent, const Principal* who);
+  // "key_id" and "enrolled_at" of the agent's key in force (null when it has none).
+  void add_agent_key(nlohmann::json& agent_json, const std::string& post, const std::string& agent) const;
+  void add_trust_stats(nlohmann::json& stats) const;
+  void add_trust_metrics(MetricsText& m) const;
   HttpResponse targets(const Query& q);  // feed/progress_routes.cpp
   HttpResponse goal_progress(std::string_view id, const Query& q);
   // Every target over the period the query asks for; the refusal when it asks for a bad one.

@@ -27,6 +27,18 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
                err != DecodeError::None ? std::string(to_string(err)) : std::string("post/agent do not match topic"));
     return;
   }
+  if (keys_) {
+    auto verdict = keys_->check(st.post_id, st.agent_id, st.key_id, payload, st.signature_offset);
+    if (refused(verdict)) {
+      ++rejected_;
+      auto& n = refused_signature_[refusal_index(verdict)];
+      if (++n <= 20 || n % 1000 == 0)
+        log_->warn("refused agent state on '{}': signature: {}{} ({} so far)", topic, to_string(verdict),
+                   st.key_id.empty() ? std::string() : " (key " + st.key_id + ")", n);
+      if (on_signature_refused) on_signature_refused(verdict, t.post, t.agent);
+      return;
+    }
+  }
   AgentRecord& r = agents_.get(*post, st.agent_id);
   if (!r.has_presence) {
     r.has_presence = true;

@@ -25,6 +25,7 @@ std::optional<EventRefusal> parse_event_refusal(std::string_view s) {
 std::uint64_t IngestCounters::batches_rejected() const {
   std::uint64_t n = batches_bad_topic + batches_topic_mismatch + batches_unknown_post;
   for (std::size_t i = 1; i < batches_undecodable.size(); ++i) n += batches_undecodable[i];
+  for (auto r : batches_refused_signature) n += r;
   return n;
 }
 
@@ -200,6 +201,19 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
     reject(topic, "payload is from post '" + std::string(batch_.post_id) + "' agent '" + std::string(batch_.agent_id) +
                       "', not the topic's");
     return 0;
+  }
+  // Before anything reads the events: a refused batch leaves no trace in the seq window, so a
+  // forged one cannot make the agent's real events look like duplicates or get confirmed.
+  if (keys_) {
+    auto verdict = keys_->check(batch_.post_id, batch_.agent_id, batch_.key_id, payload, batch_.signature_offset);
+    if (refused(verdict)) {
+      counters_.batches_refused_signature[refusal_index(verdict)] += 1;
+      reject(topic, std::string("signature: ") + std::string(to_string(verdict)) +
+                        (batch_.key_id.empty() ? std::string() : " (key " + std::string(batch_.key_id) + ")"));
+      if (on_signature_refused) on_signature_refused(verdict, t.post, t.agent);
+      return 0;
+    }
+    if (verdict == SignatureVerdict::Signed) counters_.batches_signed += 1;
   }
   auto post = catalogue_.post_index(batch_.post_id);
   if (!post || catalogue_.posts()[*post].region != t.region) {

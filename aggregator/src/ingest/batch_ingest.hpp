@@ -9,6 +9,7 @@
 #include "postwatch/wire_codec.hpp"
 #include "rollup/indicator_state.hpp"
 #include "store/event_sink.hpp"
+#include "trust/agent_key_registry.hpp"
 
 #include <array>
 #include <cstdint>
@@ -40,6 +41,10 @@ struct IngestCounters {
   std::uint64_t events_future = 0;          // observed after now + max clock skew: stored, not applied
   std::uint64_t events_time_corrected = 0;  // observed_at corrected by the agent's measured clock offset
   std::uint64_t batches_clock_skew = 0;     // sent_at differs from our clock by more than max skew
+  std::uint64_t batches_signed = 0;         // accepted with a verified signature
+  // Refused by their signature, by SignatureVerdict (unsigned_refused, bad_signature,
+  // unknown_key, revoked_key): nothing of them was applied, stored or counted as seen.
+  std::array<std::uint64_t, kSignatureRefusals> batches_refused_signature{};
 
   std::uint64_t batches_rejected() const;
 };
@@ -100,6 +105,12 @@ class BatchIngest {
   std::function<void(std::string_view topic_post, std::string_view topic_agent, std::string_view claimed_post,
                      std::string_view claimed_agent)>
       on_topic_mismatch;
+  // A batch refused by its signature (after the count and the log line).
+  std::function<void(SignatureVerdict verdict, std::string_view topic_post, std::string_view agent)>
+      on_signature_refused;
+  // Before the first message: whose keys to verify batches against (docs/security.md). Null:
+  // nothing is verified (tools and tests that feed ingest directly).
+  void set_keys(const AgentKeyRegistry* keys) { keys_ = keys; }
 
  private:
   void reject(std::string_view topic, std::string_view why);
@@ -123,6 +134,7 @@ class BatchIngest {
   AgentTable& agents_;
   std::size_t tracked_ = 0;
   std::uint64_t rejections_logged_ = 0;
+  const AgentKeyRegistry* keys_ = nullptr;
 };
 
 }  // namespace postwatch::aggregator

@@ -14,7 +14,7 @@ DeliveryConfirmer::DeliveryConfirmer(const IndicatorCatalogue& catalogue, AgentT
 bool DeliveryConfirmer::send(const AgentRecord& r, std::uint64_t through, std::uint64_t resend_from,
                              std::int64_t now_ms) {
   DeliveryConfirm c{r.name, catalogue_.posts()[r.post].id, through, now_ms, resend_from};
-  auto payload = encode_delivery_confirm(c);
+  auto payload = encode_delivery_confirm(c, signer_);
   // The confirmation is retained (a reconnecting agent hears the latest at once); a resend
   // request is not (it would be replayed to the agent on every reconnect).
   if (!publish_(r.confirm.topic, payload, resend_from == 0)) {

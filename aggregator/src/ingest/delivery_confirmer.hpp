@@ -17,6 +17,7 @@
 
 #include "ingest/agent_table.hpp"
 #include "postwatch/catalogue.hpp"
+#include "postwatch/signing.hpp"
 
 #include <cstdint>
 #include <deque>
@@ -68,6 +69,9 @@ class DeliveryConfirmer {
   void publish_committed(StoreProgress store, std::int64_t now_ms);
 
   const ConfirmCounters& counters() const { return counters_; }
+  // Signs every confirmation and resend request (docs/security.md): an enrolled agent obeys
+  // only those. Null: unsigned (tests, tools).
+  void set_signer(const SigningKey* key) { signer_ = key; }
 
  private:
   // Watermarks taken at one tick, publishable once the store committed `handed_over` events.
@@ -94,6 +98,7 @@ class DeliveryConfirmer {
   BatchIngest& ingest_;
   Publish publish_;
   Owns owns_;
+  const SigningKey* signer_ = nullptr;
   std::deque<Mark> marks_;
   std::uint64_t mark_seq_ = 0;
   std::vector<AgentId> holes_;      // agents with a hole below later seqs: step 1 again next tick

@@ -77,6 +77,13 @@ std::vector<std::string> EventStore::load_silences() {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> EventStore::load_trust_records() {
+  Statement q(write_db_, "SELECT key, body FROM trust_records ORDER BY key");
+  std::vector<std::pair<std::string, std::string>> out;
+  while (sqlite3_step(q.get()) == SQLITE_ROW) out.emplace_back(text_col(q.get(), 0), text_col(q.get(), 1));
+  return out;
+}
+
 void EventStore::start() {
   if (!writer_.joinable()) writer_ = std::thread([this] { writer_loop(); });
 }
@@ -191,6 +198,12 @@ void EventStore::keep_strategy_reading(StrategyReadingRow r) {
   ++handed_seqno_;
 }
 
+void EventStore::save_trust_record(std::string key, std::string body) {
+  std::lock_guard lk(mu_);
+  pending_.trust.emplace_back(std::move(key), std::move(body));
+  ++handed_seqno_;
+}
+
 void EventStore::save_silence(std::uint64_t id, std::string body) {
   std::lock_guard lk(mu_);
   pending_.silences.emplace_back(id, std::move(body));
@@ -246,6 +259,7 @@ void EventStore::writer_loop() {
       batch.alarms.insert(batch.alarms.end(), pending_.alarms.begin(), pending_.alarms.end());
       batch.silences.insert(batch.silences.end(), pending_.silences.begin(), pending_.silences.end());
       batch.readings.insert(batch.readings.end(), pending_.readings.begin(), pending_.readings.end());
+      batch.trust.insert(batch.trust.end(), pending_.trust.begin(), pending_.trust.end());
       pending_ = std::move(batch);
     }
     cv_.notify_all();
@@ -303,6 +317,13 @@ bool EventStore::commit(Pending& batch) {
         if (!body.empty()) sqlite3_bind_text(st, 2, body.c_str(), static_cast<int>(body.size()), SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(write_db_));
         sqlite3_reset(st);
+      }
+      Statement trust(write_db_, "INSERT OR REPLACE INTO trust_records(key, body) VALUES(?,?)");
+      for (const auto& [key, body] : batch.trust) {
+        sqlite3_bind_text(trust.get(), 1, key.c_str(), static_cast<int>(key.size()), SQLITE_STATIC);
+        sqlite3_bind_text(trust.get(), 2, body.c_str(), static_cast<int>(body.size()), SQLITE_STATIC);
+        if (sqlite3_step(trust.get()) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(write_db_));
+        sqlite3_reset(trust.get());
       }
     }
     exec(write_db_, "COMMIT");

@@ -116,6 +116,8 @@ class EventStore final : public EventSink {
   std::uint64_t replay(const std::function<void(const StoredEventRow&)>& fn);
   std::vector<Alarm> load_alarms();
   std::vector<std::string> load_silences();  // their JSON, by id (silences/silence_book.hpp)
+  // Agent keys and enrolment tokens (trust/agent_trust.hpp): key -> JSON body.
+  std::vector<std::pair<std::string, std::string>> load_trust_records();
   // The newest history point of every scope/id, to restore the board.
   std::vector<HistoryPoint> latest_history();
 
@@ -130,6 +132,8 @@ class EventStore final : public EventSink {
   void save_alarm(const Alarm& a);
   // A silence as JSON, written with the next commit; an empty body deletes it.
   void save_silence(std::uint64_t id, std::string body);
+  // An agent key or enrolment token as JSON, written with the next commit (kept for good).
+  void save_trust_record(std::string key, std::string body);
 
   // Reads (io_context thread, own connection; WAL lets them run beside the writer).
   std::vector<HistoryPoint> query_history(const std::string& scope, const std::string& id, std::int64_t from_ms,
@@ -185,10 +189,13 @@ class EventStore final : public EventSink {
     std::vector<std::pair<std::uint64_t, std::string>> alarms;    // id, json
     std::vector<std::pair<std::uint64_t, std::string>> silences;  // id, json; empty: delete
     std::vector<StrategyReadingRow> readings;
+    std::vector<std::pair<std::string, std::string>> trust;  // key, json
     bool empty() const {
-      return batches.empty() && history.empty() && alarms.empty() && silences.empty() && readings.empty();
+      return batches.empty() && history.empty() && alarms.empty() && silences.empty() && readings.empty() &&
+             trust.empty();
     }
     void clear() {
+      trust.clear();
       readings.clear();
       batches.clear();
       events = 0;

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS silences(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS strategy_readings(
   indicator TEXT NOT NULL, observed_at_ms INTEGER NOT NULL, value REAL NOT NULL, post TEXT NOT NULL,
   agent TEXT NOT NULL, seq INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, PRIMARY KEY(indicator, observed_at_ms));
+CREATE TABLE IF NOT EXISTS trust_records(key TEXT PRIMARY KEY, body TEXT NOT NULL);
 )sql";
 
 }  // namespace postwatch::aggregator

@@ -1,6 +1,7 @@
 // The project's own event types; the FlatBuffers code stays behind wire_codec.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -26,12 +27,16 @@ struct IndicatorEvent {
   std::vector<std::pair<std::string, std::string>> tags;
 };
 
+// Decoded payloads say who signed them and where the signature sits (postwatch/signing.hpp,
+// verify_payload); signature_offset 0: unsigned.
 struct EventBatch {
   std::string agent_id;
   std::string post_id;
   std::int64_t sent_at_ms = 0;
   std::vector<IndicatorEvent> events;
   std::uint32_t clock_epoch = 0;  // clock jumps the agent has seen since it started
+  std::string key_id{};
+  std::size_t signature_offset = 0;
 };
 
 // Non-owning view of one event inside a received buffer: the aggregator's hot
@@ -52,6 +57,8 @@ struct BatchView {
   std::int64_t sent_at_ms = 0;
   std::vector<EventView> events;
   std::uint32_t clock_epoch = 0;
+  std::string_view key_id{};
+  std::size_t signature_offset = 0;
 };
 
 // Birth, death (last will) and heartbeat of one agent (schemas/postwatch_agent_state.fbs).
@@ -72,6 +79,8 @@ struct DeliveryConfirm {
   std::uint64_t through_seq = 0;  // every seq <= this is durable at the aggregator
   std::int64_t at_ms = 0;
   std::uint64_t resend_from = 0;  // non-zero: a resend request from this seq
+  std::string key_id{};
+  std::size_t signature_offset = 0;
 };
 
 enum class ClockSync : std::uint8_t { Unknown = 0, Synchronised = 1, Unsynchronised = 2 };
@@ -96,6 +105,8 @@ struct AgentState {
   // Sends and leaves (emit): its death is not its post going quiet; heartbeat_interval_s is
   // then how often it promises to send again (0: none).
   bool one_shot = false;
+  std::string key_id{};
+  std::size_t signature_offset = 0;
 };
 
 }  // namespace postwatch

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "postwatch/event.hpp"
+#include "postwatch/signing.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -28,13 +29,14 @@ enum class DecodeError : std::uint8_t {
   Malformed,        // the FlatBuffers verifier refused it
   UnsupportedVersion,
   TooManyEvents,
-  FieldTooLong,  // an id, text or note beyond its limit
+  FieldTooLong,  // an id, text or note beyond its limit; a signature that is not 64 bytes
   BadValue,      // NaN/inf number or unknown kind
 };
 inline constexpr std::size_t decode_error_count = 8;
 std::string_view to_string(DecodeError error);
 
-std::vector<std::uint8_t> encode_batch(const EventBatch& batch);
+// With a `signer`, the payload carries its key id and signature (docs/security.md).
+std::vector<std::uint8_t> encode_batch(const EventBatch& batch, const SigningKey* signer = nullptr);
 
 // The view decoder reads FlatBuffers scalars in place, so its `payload` must start 8-byte
 // aligned, as any heap buffer does (a Paho message, a std::vector); an offset into a larger
@@ -48,11 +50,11 @@ DecodeError decode_batch(std::span<const std::uint8_t> payload, BatchView& out);
 // Owning decode, for tests and tools.
 DecodeError decode_batch(std::span<const std::uint8_t> payload, EventBatch& out);
 
-std::vector<std::uint8_t> encode_agent_state(const AgentState& state);
+std::vector<std::uint8_t> encode_agent_state(const AgentState& state, const SigningKey* signer = nullptr);
 // WrongIdentifier / Malformed / FieldTooLong as for batches.
 DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState& out);
 
-std::vector<std::uint8_t> encode_delivery_confirm(const DeliveryConfirm& confirm);
+std::vector<std::uint8_t> encode_delivery_confirm(const DeliveryConfirm& confirm, const SigningKey* signer = nullptr);
 DecodeError decode_delivery_confirm(std::span<const std::uint8_t> payload, DeliveryConfirm& out);
 
 }  // namespace postwatch

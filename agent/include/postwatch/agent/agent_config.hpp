@@ -78,6 +78,15 @@ enum class DeliveryConfirmMode {
   Broker,      // the broker's PUBACK: events the broker held only in memory can be lost
 };
 
+// The agent's signing identity (docs/security.md), written by `postwatch-agent enrol`. With
+// both files the agent is enrolled: it signs what it publishes and obeys only confirmations
+// signed by a key in aggregator_key_file. Default: agent.key and aggregator.pub beside the
+// spool directory.
+struct IdentityConfig {
+  std::filesystem::path key_file;             // its Ed25519 private key, PEM, 0600
+  std::filesystem::path aggregator_key_file;  // the aggregator's public key(s), hex, one per line
+};
+
 struct ConfigCheck;
 
 struct AgentConfig {
@@ -94,6 +103,7 @@ struct AgentConfig {
   TlsConfig tls;
   bool allow_plaintext = false;  // tcp:// only when the config says so explicitly
   std::filesystem::path catalogue_file;
+  // parse() sets spool.key_file to "<dir>.key" when the file names none (encryption on).
   SpoolOptions spool{.dir = "/var/lib/postwatch-agent/spool"};
   std::size_t batch_max_events = 500;
   std::chrono::milliseconds batch_max_delay{200};
@@ -106,6 +116,7 @@ struct AgentConfig {
   std::size_t max_inflight_batches = 8;
   std::size_t queue_max_events = 1'000'000;  // in-memory backlog only (tests, simulator)
   DeliveryConfirmMode confirm = DeliveryConfirmMode::Aggregator;
+  IdentityConfig identity;
   std::string config_hash;  // of the file's text; reported in the birth message
   LocalApiConfig local_api;
   DropDirConfig drop_dir;
@@ -123,8 +134,9 @@ struct AgentConfig {
   // Everything `postwatch-agent --check-config` checks: the file (parse), the catalogue
   // (`catalogue_file`, else `default_catalogue`) and that post_id is in it, the plaintext/TLS rules,
   // the TLS and password files (readable, secrets not readable by group or others, certificates
-  // parse and are within their validity, key matches certificate), and that the spool directory is
-  // writable or can be created, as the user running the check.
+  // parse and are within their validity, key matches certificate), that the spool directory is
+  // writable or can be created, and that spool.key_file is a usable key (32 bytes, not readable by
+  // group or others) or can be created, as the user running the check.
   static ConfigCheck validate(const std::filesystem::path& file, const std::filesystem::path& default_catalogue = {});
 
   // Problems of this config that need no files: URI scheme vs. tls/allow_plaintext, tls fields

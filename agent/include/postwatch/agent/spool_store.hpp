@@ -1,9 +1,11 @@
-// The disk spool: every accepted event is appended (length + CRC32C framed) to
-// segment files before the source hears "accepted", and removed only after the
-// broker acknowledged it. See docs/agent.md for the guarantees and settings.
+// The disk spool: every accepted event is appended (length + CRC32C framed, sealed with an
+// AEAD when a key file is configured) to segment files before the source hears "accepted", and
+// removed only after the broker acknowledged it. See docs/agent.md for the guarantees and settings.
 #pragma once
 
 #include "postwatch/agent/event_backlog.hpp"
+#include "postwatch/agent/spool_cipher.hpp"
+#include "postwatch/agent/spool_record.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -18,6 +20,8 @@ class logger;
 
 namespace postwatch::agent {
 
+class SegmentFormat;
+
 enum class FsyncPolicy { EveryRecord, Interval, Never };
 enum class OverflowPolicy { Refuse, DropOldest };
 
@@ -29,14 +33,22 @@ struct SpoolOptions {
   FsyncPolicy fsync = FsyncPolicy::Interval;
   std::chrono::milliseconds fsync_interval{200};
   OverflowPolicy overflow = OverflowPolicy::Refuse;
+  // Encryption at rest: records are sealed under the 32-byte key in this file, created (mode
+  // 0600) when missing. Empty: plaintext segments. Config files default it to "<dir>.key"
+  // (AgentConfig::parse); options built in code leave it empty.
+  std::filesystem::path key_file{};
+  SpoolAead aead = kDefaultSpoolAead;  // for new segments; the benchmark compares both
 };
 
 // What start-up found on disk.
 struct SpoolRecovery {
   std::uint64_t segments = 0;
   std::uint64_t events = 0;         // intact, unacknowledged events recovered
-  std::uint64_t corrupt_tails = 0;  // segments cut at a torn or corrupt record
+  std::uint64_t corrupt_tails = 0;  // segments cut at a torn, corrupt or unauthentic record, or with a bad header
   std::uint64_t bytes_discarded = 0;
+  std::uint64_t unauthentic = 0;         // of those, cut at a record whose AEAD tag failed: tampering
+  std::uint64_t foreign_segments = 0;    // encrypted under another key (or no key configured): set aside
+  std::uint64_t plaintext_segments = 0;  // PWSPOOL1 segments read while encryption is on (upgrade)
 };
 
 class SpoolStore final : public EventBacklog {
@@ -57,6 +69,8 @@ class SpoolStore final : public EventBacklog {
   void clock_jumped(std::int64_t delta_ms) override;
 
   const SpoolRecovery& recovery() const { return recovery_; }
+  // The id of the key new segments are sealed under; empty when encryption is off.
+  std::string key_id_hex() const;
 
  private:
   struct Segment {
@@ -64,9 +78,13 @@ class SpoolStore final : public EventBacklog {
     std::uint64_t bytes = 0;
     std::int64_t created_ms = 0, last_append_ms = 0;  // wall clock, for the age bound
     std::filesystem::path path;
+    std::shared_ptr<SegmentFormat> format;
   };
+  enum class Scan { Records, Discard, SetAside };
+  void open_key();
   void recover();
-  void scan_segment(Segment& seg);
+  Scan scan_segment(Segment& seg, std::string& aside_suffix);
+  void report_cut(const Segment& seg, RecordStatus st, std::size_t off, std::size_t size);
   void open_writer(std::uint64_t first_seq);
   void close_writer();
   void drop_front_segment(const char* why);
@@ -76,6 +94,8 @@ class SpoolStore final : public EventBacklog {
 
   SpoolOptions opt_;
   std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<const SpoolKey> key_;  // null: encryption off
+  std::string scratch_;                  // an event's body before it is framed
   std::deque<Segment> segments_;
   int lock_fd_ = -1;  // flock on <dir>/lock: one process per spool
   int write_fd_ = -1;

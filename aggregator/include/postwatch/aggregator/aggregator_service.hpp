@@ -71,6 +71,12 @@ struct AggregatorOptions {
   std::filesystem::path tokens_file;
   std::string tls_cert_file, tls_key_file;  // both set: HTTPS (and wss://) only
 
+  // Trust (docs/security.md): where the aggregator's signing key and enrolment secret live
+  // (empty: <data_dir>/keys), and whether unsigned messages are refused from every agent, not
+  // only from enrolled ones.
+  std::filesystem::path keys_dir;
+  bool require_signatures = false;
+
   // Webhook notifications of alarm changes (docs/alerting.md); empty: none.
   std::filesystem::path notifications_file;
 

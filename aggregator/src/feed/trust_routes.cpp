@@ -1,0 +1,117 @@
+// The agents' keys and their enrolment (docs/security.md): GET /api/v1/agent-keys, and with
+// an operator token POST /api/v1/enrolment-tokens and POST /api/v1/agent-keys/{post}/{agent}/revoke.
+#include "feed/api_routes.hpp"
+#include "feed/http_helpers.hpp"
+#include "postwatch/clock.hpp"
+#include "trust/agent_trust.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace postwatch::aggregator {
+using nlohmann::json;
+
+namespace {
+constexpr std::int64_t kDefaultTokenMinutes = 24 * 60;
+constexpr std::int64_t kMaxTokenMinutes = 30 * 24 * 60;
+
+bool id_ok(const std::string& s) {
+  return !s.empty() && s.size() <= 64 &&
+         s.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos;
+}
+}  // namespace
+
+HttpResponse ApiRoutes::agent_keys() {
+  if (!src_.trust) return error_response(http::status::service_unavailable, "agent keys are not kept here");
+  return json_response(http::status::ok, src_.trust->keys_json());
+}
+
+HttpResponse ApiRoutes::issue_token(const HttpRequest& req, const Principal* who) {
+  if (!src_.trust) return error_response(http::status::service_unavailable, "agent keys are not kept here");
+  if (auto refusal = refuse_non_json(req)) return *refusal;
+  auto body = json::parse(req.body(), nullptr, false);
+  if (!body.is_object()) return error_response(http::status::bad_request, "the body is not a JSON object");
+  auto post = body.value("post", json()), agent = body.value("agent", json());
+  if (!post.is_string() || !agent.is_string() || !id_ok(post.get<std::string>()) || !id_ok(agent.get<std::string>()))
+    return error_response(http::status::bad_request,
+                          "post and agent are required: ids of lower-case letters, digits and '-', at most 64");
+  auto minutes = body.value("valid_minutes", json(kDefaultTokenMinutes));
+  if (!minutes.is_number_integer() || minutes.get<std::int64_t>() < 1 || minutes.get<std::int64_t>() > kMaxTokenMinutes)
+    return error_response(http::status::bad_request, "valid_minutes must be a whole number from 1 to " +
+                                                         std::to_string(kMaxTokenMinutes) + " (30 days)");
+  const auto now = now_utc_ms();
+  try {
+    auto issued = src_.trust->issue(src_.catalogue, post.get<std::string>(), agent.get<std::string>(),
+                                    minutes.get<std::int64_t>() * 60'000, who ? who->name : std::string(), now);
+    const auto& t = *issued.token;
+    return json_response(http::status::created, {{"token", issued.text},
+                                                 {"id", t.id},
+                                                 {"post", t.post},
+                                                 {"agent", t.agent},
+                                                 {"expires_at", iso_utc(t.expires_at_ms)},
+                                                 {"expires_at_ms", t.expires_at_ms}});
+  } catch (const std::invalid_argument& e) {
+    return error_response(http::status::not_found, e.what());
+  }
+}
+
+HttpResponse ApiRoutes::revoke_key(std::string_view post_agent, const Principal* who) {
+  if (!src_.trust) return error_response(http::status::service_unavailable, "agent keys are not kept here");
+  auto slash = post_agent.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == post_agent.size())
+    return error_response(http::status::bad_request, "revoke a key as /api/v1/agent-keys/{post}/{agent}/revoke");
+  std::string post(post_agent.substr(0, slash)), agent(post_agent.substr(slash + 1));
+  const AgentKey* k = src_.trust->revoke(post, agent, who ? who->name : std::string(), now_utc_ms());
+  if (!k) return error_response(http::status::not_found, "agent " + post + "/" + agent + " has no key in force");
+  auto j = to_json(*k);
+  j["state"] = "revoked";
+  return json_response(http::status::ok, j);
+}
+
+void ApiRoutes::add_agent_key(json& agent_json, const std::string& post, const std::string& agent) const {
+  const AgentKey* k = src_.trust ? src_.trust->keys().in_force(post, agent) : nullptr;
+  agent_json["key_id"] = k ? json(k->key_id) : json(nullptr);
+  agent_json["enrolled_at"] = k ? json(iso_utc(k->enrolled_at_ms)) : json(nullptr);
+}
+
+void ApiRoutes::add_trust_stats(json& j) const {
+  const auto& c = src_.ingest.counters();
+  j["batches_signed"] = c.batches_signed;
+  json batches = json::object(), states = json::object();
+  for (std::size_t i = 0; i < kSignatureRefusals; ++i) {
+    auto reason = std::string(to_string(refusal_at(i)));
+    batches[reason] = c.batches_refused_signature[i];
+    states[reason] = src_.presence.refused_signature()[i];
+  }
+  j["batches_refused_signature"] = std::move(batches);
+  j["agent_states_refused_signature"] = std::move(states);
+  if (!src_.trust) return;
+  const auto& t = src_.trust->counters();
+  j["agents_enrolled"] = src_.trust->keys().enrolled_agents();
+  j["enrolments_accepted"] = t.enrolments_accepted;
+  j["enrolments_refused"] = t.enrolments_refused;
+}
+
+void ApiRoutes::add_trust_metrics(MetricsText& m) const {
+  using L = MetricsText;
+  const auto& c = src_.ingest.counters();
+  m.family("postwatch_batches_signed_total", "counter", "Event batches accepted with a verified agent signature.");
+  m.sample("postwatch_batches_signed_total", "", c.batches_signed);
+  m.family("postwatch_messages_refused_signature_total", "counter",
+           "Batches and agent states refused by their signature, by message and reason (docs/security.md).");
+  for (std::size_t i = 0; i < kSignatureRefusals; ++i) {
+    auto reason = to_string(refusal_at(i));
+    m.sample("postwatch_messages_refused_signature_total",
+             L::label("message", "batch") + "," + L::label("reason", reason), c.batches_refused_signature[i]);
+    m.sample("postwatch_messages_refused_signature_total",
+             L::label("message", "state") + "," + L::label("reason", reason), src_.presence.refused_signature()[i]);
+  }
+  if (!src_.trust) return;
+  m.family("postwatch_agents_enrolled", "gauge", "Agents with a signing key in force.");
+  m.sample("postwatch_agents_enrolled", "", static_cast<std::uint64_t>(src_.trust->keys().enrolled_agents()));
+  const auto& t = src_.trust->counters();
+  m.family("postwatch_enrolments_total", "counter", "Enrolment requests answered, by outcome.");
+  m.sample("postwatch_enrolments_total", L::label("outcome", "accepted"), t.enrolments_accepted);
+  m.sample("postwatch_enrolments_total", L::label("outcome", "refused"), t.enrolments_refused);
+}
+
+}  // namespace postwatch::aggregator

@@ -1,0 +1,81 @@
+// Which Ed25519 key each agent signs with (docs/security.md): filled by enrolment, emptied of
+// a key by revocation, and asked for every batch, birth, heartbeat and death before anything
+// else reads them. Pure: the caller persists changes (to_json / from_json) and keeps time.
+#pragma once
+
+#include "postwatch/signing.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace postwatch::aggregator {
+
+struct AgentKey {
+  std::string post, agent, key_id;
+  PublicKey key{};
+  std::int64_t enrolled_at_ms = 0;
+  std::int64_t revoked_at_ms = 0;  // 0: in force
+  std::string token_id;            // the enrolment token it came with
+  bool revoked() const { return revoked_at_ms != 0; }
+};
+nlohmann::json to_json(const AgentKey& k);
+// False when `j` is not one (a damaged store row).
+bool from_json(const nlohmann::json& j, AgentKey& out);
+
+enum class SignatureVerdict : std::uint8_t {
+  Signed,    // signed by a key in force for this agent
+  Unsigned,  // no signature, from an agent with no key in force: accepted unless required
+  // Refused:
+  RefusedUnsigned,  // no signature, but the agent is enrolled (or signatures are required)
+  BadSignature,     // signed with a key of this agent's that does not verify: altered or forged
+  UnknownKey,       // signed with a key this agent never enrolled
+  RevokedKey,       // signed with a key an operator revoked
+};
+inline constexpr std::size_t kSignatureRefusals = 4;  // the refused verdicts, in order
+std::string_view to_string(SignatureVerdict v);       // "signed", ..., "unsigned_refused", "bad_signature", ...
+inline bool refused(SignatureVerdict v) { return v >= SignatureVerdict::RefusedUnsigned; }
+inline std::size_t refusal_index(SignatureVerdict v) {
+  return static_cast<std::size_t>(v) - static_cast<std::size_t>(SignatureVerdict::RefusedUnsigned);
+}
+inline SignatureVerdict refusal_at(std::size_t index) {
+  return static_cast<SignatureVerdict>(index + static_cast<std::size_t>(SignatureVerdict::RefusedUnsigned));
+}
+
+class AgentKeyRegistry {
+ public:
+  // `require_signatures`: unsigned messages are refused from every agent, enrolled or not.
+  explicit AgentKeyRegistry(bool require_signatures = false) : require_signatures_(require_signatures) {}
+
+  SignatureVerdict check(std::string_view post, std::string_view agent, std::string_view key_id,
+                         std::span<const std::uint8_t> payload, std::size_t signature_offset) const;
+
+  // The key in force for the agent, or null.
+  const AgentKey* in_force(std::string_view post, std::string_view agent) const;
+  const AgentKey* find(std::string_view post, std::string_view agent, std::string_view key_id) const;
+  // Adds an enrolled key (or one loaded from the store); the agent's earlier key in force, if
+  // any, must have been revoked first (the caller checks: EnrolmentDesk).
+  void add(AgentKey key);
+  // Revokes the agent's key in force at `now_ms`; the revoked key, or null when it had none.
+  const AgentKey* revoke(std::string_view post, std::string_view agent, std::int64_t now_ms);
+
+  bool require_signatures() const { return require_signatures_; }
+  std::size_t enrolled_agents() const { return in_force_; }
+  // Every key, by post, agent and enrolment time.
+  std::vector<const AgentKey*> all() const;
+
+ private:
+  using Keys = std::vector<AgentKey>;
+  using Agents = std::map<std::string, Keys, std::less<>>;
+  const Keys* keys_of(std::string_view post, std::string_view agent) const;
+  std::map<std::string, Agents, std::less<>> by_post_;
+  bool require_signatures_;
+  std::size_t in_force_ = 0;
+};
+
+}  // namespace postwatch::aggregator

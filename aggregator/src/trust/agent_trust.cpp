@@ -1,0 +1,120 @@
+#include "trust/agent_trust.hpp"
+
+#include "postwatch/topics.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <stdexcept>
+
+namespace postwatch::aggregator {
+
+AgentTrust::AgentTrust(AggregatorIdentity identity, bool require_signatures, Persist persist,
+                       std::shared_ptr<spdlog::logger> log)
+    : identity_(std::move(identity)),
+      keys_(require_signatures),
+      desk_(identity_.enrolment_secret, identity_.key, keys_),
+      persist_(std::move(persist)),
+      log_(std::move(log)) {}
+
+void AgentTrust::load(const std::vector<std::pair<std::string, std::string>>& records) {
+  std::size_t bad = 0;
+  for (const auto& [key, body] : records) {
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    if (key.starts_with("key/")) {
+      AgentKey k;
+      if (from_json(j, k))
+        keys_.add(std::move(k));
+      else
+        ++bad;
+    } else if (key.starts_with("token/")) {
+      IssuedToken t;
+      if (from_json(j, t))
+        desk_.load(std::move(t));
+      else
+        ++bad;
+    }
+  }
+  if (bad) log_->error("the store holds {} damaged agent key or token record(s); they were skipped", bad);
+}
+
+void AgentTrust::keep(const AgentKey& k) {
+  if (persist_) persist_("key/" + k.post + "/" + k.agent + "/" + k.key_id, to_json(k).dump());
+}
+void AgentTrust::keep(const IssuedToken& t) {
+  if (persist_) persist_("token/" + t.id, to_json(t).dump());
+}
+
+std::optional<AgentTrust::Reply> AgentTrust::on_enrol(std::string_view topic, std::span<const std::uint8_t> payload,
+                                                      const IndicatorCatalogue& catalogue, std::int64_t now_ms) {
+  topics::AgentTopic t;
+  EnrolRequest r;
+  if (!topics::parse_agent_topic(topic, t) || t.channel != topics::Channel::Enrol ||
+      decode_enrol_request(payload, r) != DecodeError::None) {
+    ++counters_.enrolments_undecodable;
+    log_->warn("ignored an enrolment request on '{}': not a readable EnrolRequest", topic);
+    return std::nullopt;
+  }
+  auto post = catalogue.post_index(t.post);
+  EnrolmentDesk::Outcome out;
+  if (r.post_id != t.post || r.agent_id != t.agent) {
+    out.reply = {r.agent_id, r.post_id, r.token_id, false, "the request names another post or agent than its topic",
+                 "",         now_ms};
+  } else if (!post || catalogue.posts()[*post].region != t.region) {
+    out.reply = {r.agent_id, r.post_id, r.token_id, false, "unknown post or region", "", now_ms};
+  } else {
+    out = desk_.redeem(r, payload, now_ms);
+  }
+  if (out.changed) {
+    keep(*out.key);
+    keep(*out.token);
+  }
+  if (out.reply.accepted) {
+    ++counters_.enrolments_accepted;
+    log_->info("agent {}/{} enrolled with key {} (token {})", t.post, t.agent, out.reply.agent_key_id, r.token_id);
+  } else {
+    ++counters_.enrolments_refused;
+    log_->warn("refused the enrolment of agent {}/{} (token '{}'): {}", t.post, t.agent, r.token_id, out.reply.reason);
+  }
+  return Reply{topics::agent_topic(t.region, t.post, t.agent, topics::Channel::Enrolled),
+               encode_enrol_reply(out.reply, identity_.key)};
+}
+
+EnrolmentDesk::Issued AgentTrust::issue(const IndicatorCatalogue& catalogue, const std::string& post,
+                                        const std::string& agent, std::int64_t ttl_ms, const std::string& by,
+                                        std::int64_t now_ms) {
+  if (!catalogue.post_index(post)) throw std::invalid_argument("unknown post '" + post + "'");
+  auto issued = desk_.issue(post, agent, ttl_ms, now_ms);
+  keep(*issued.token);
+  ++counters_.tokens_issued;
+  log_->info("enrolment token {} issued for {}/{} by {}, valid {} min", issued.token->id, post, agent,
+             by.empty() ? "anonymous" : by, ttl_ms / 60'000);
+  return issued;
+}
+
+const AgentKey* AgentTrust::revoke(const std::string& post, const std::string& agent, const std::string& by,
+                                   std::int64_t now_ms) {
+  const AgentKey* k = keys_.revoke(post, agent, now_ms);
+  if (!k) return nullptr;
+  keep(*k);
+  ++counters_.keys_revoked;
+  log_->warn("key {} of agent {}/{} revoked by {}: its messages are refused until it enrols again", k->key_id, post,
+             agent, by.empty() ? "anonymous" : by);
+  return k;
+}
+
+nlohmann::json AgentTrust::keys_json() const {
+  auto list = nlohmann::json::array();
+  for (const auto* k : keys_.all()) {
+    auto j = to_json(*k);
+    j["state"] = k->revoked() ? "revoked" : "in_force";
+    list.push_back(std::move(j));
+  }
+  auto tokens = nlohmann::json::array();
+  for (const auto* t : desk_.tokens()) tokens.push_back(to_json(*t));
+  return {{"aggregator_key", {{"key_id", identity_.key.key_id()}, {"public_key", to_hex(identity_.key.public_key())}}},
+          {"require_signatures", keys_.require_signatures()},
+          {"keys", std::move(list)},
+          {"tokens", std::move(tokens)}};
+}
+
+}  // namespace postwatch::aggregator

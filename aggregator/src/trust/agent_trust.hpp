@@ -1,0 +1,82 @@
+// The aggregator's side of end-to-end trust (docs/security.md), one object the service, the
+// ingest stages and the API share on the io_context: the aggregator's own identity, the
+// agents' keys, the enrolment desk, and what they counted. Changes go to the store through
+// `persist` (key -> JSON body; an empty body never happens: keys and tokens are kept as
+// history, revoked or used).
+#pragma once
+
+#include "postwatch/catalogue.hpp"
+#include "trust/agent_key_registry.hpp"
+#include "trust/aggregator_identity.hpp"
+#include "trust/enrolment_desk.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace spdlog {
+class logger;
+}
+
+namespace postwatch::aggregator {
+
+struct TrustCounters {
+  std::uint64_t enrolments_accepted = 0, enrolments_refused = 0, enrolments_undecodable = 0;
+  std::uint64_t tokens_issued = 0, keys_revoked = 0;
+};
+
+class AgentTrust {
+ public:
+  using Persist = std::function<void(std::string key, std::string body)>;
+  AgentTrust(AggregatorIdentity identity, bool require_signatures, Persist persist,
+             std::shared_ptr<spdlog::logger> log);
+
+  // Start-up: what the store kept ("key/<post>/<agent>/<key id>", "token/<id>").
+  void load(const std::vector<std::pair<std::string, std::string>>& records);
+
+  AgentTrust(const AgentTrust&) = delete;  // the desk holds references into it
+  AgentTrust& operator=(const AgentTrust&) = delete;
+
+  const AgentKeyRegistry& keys() const { return keys_; }
+  // Key files this start made (first start), for the log.
+  const std::vector<std::string>& created_files() const { return identity_.created; }
+  const SigningKey& signer() const { return identity_.key; }
+
+  struct Reply {
+    std::string topic;
+    std::vector<std::uint8_t> payload;
+  };
+  // An EnrolRequest on an agent's enrol topic: the signed answer to publish on its enrolled
+  // topic, or nullopt when there is nobody to answer (not an agent topic, undecodable).
+  std::optional<Reply> on_enrol(std::string_view topic, std::span<const std::uint8_t> payload,
+                                const IndicatorCatalogue& catalogue, std::int64_t now_ms);
+
+  // The API (operator role). `issue` refuses an unknown post (std::invalid_argument).
+  EnrolmentDesk::Issued issue(const IndicatorCatalogue& catalogue, const std::string& post, const std::string& agent,
+                              std::int64_t ttl_ms, const std::string& by, std::int64_t now_ms);
+  const AgentKey* revoke(const std::string& post, const std::string& agent, const std::string& by, std::int64_t now_ms);
+
+  const TrustCounters& counters() const { return counters_; }
+  // GET /api/v1/agent-keys: the aggregator's key, every agent key and every token (no secret).
+  nlohmann::json keys_json() const;
+
+ private:
+  void keep(const AgentKey& k);
+  void keep(const IssuedToken& t);
+
+  AggregatorIdentity identity_;
+  AgentKeyRegistry keys_;
+  EnrolmentDesk desk_;
+  Persist persist_;
+  std::shared_ptr<spdlog::logger> log_;
+  TrustCounters counters_;
+};
+
+}  // namespace postwatch::aggregator

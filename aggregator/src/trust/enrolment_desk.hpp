@@ -1,0 +1,58 @@
+// Enrolment tokens and their redemption (docs/security.md, "Enrolment"). A token is bound to
+// one post and agent id, expires, and works once. Its secret is derived from the aggregator's
+// enrolment secret and the token's id, so the store never holds a usable token. Pure: the
+// caller persists what changed and publishes the reply.
+#pragma once
+
+#include "postwatch/enrolment.hpp"
+#include "trust/agent_key_registry.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace postwatch::aggregator {
+
+struct IssuedToken {
+  std::string id, post, agent;
+  std::int64_t issued_at_ms = 0, expires_at_ms = 0;
+  std::int64_t used_at_ms = 0;  // 0: not yet
+  std::string used_by_key;      // the key id it enrolled
+};
+nlohmann::json to_json(const IssuedToken& t);
+bool from_json(const nlohmann::json& j, IssuedToken& out);
+
+class EnrolmentDesk {
+ public:
+  EnrolmentDesk(std::vector<std::uint8_t> enrolment_secret, const SigningKey& aggregator_key, AgentKeyRegistry& keys);
+
+  struct Issued {
+    std::string text;  // shown once: the agent's `postwatch-agent enrol --token`
+    const IssuedToken* token = nullptr;
+  };
+  Issued issue(std::string post, std::string agent, std::int64_t ttl_ms, std::int64_t now_ms);
+  void load(IssuedToken token);  // from the store at start
+
+  struct Outcome {
+    EnrolReply reply;                    // to sign and publish
+    bool changed = false;                // a key was added and the token used: persist both
+    const IssuedToken* token = nullptr;  // when changed
+    const AgentKey* key = nullptr;       // when changed
+  };
+  // `payload` is the request's bytes (its signature is checked against the key it carries).
+  Outcome redeem(const EnrolRequest& request, std::span<const std::uint8_t> payload, std::int64_t now_ms);
+
+  std::vector<const IssuedToken*> tokens() const;
+
+ private:
+  TokenSecret secret_of(std::string_view token_id) const;
+  std::vector<std::uint8_t> enrolment_secret_;
+  const SigningKey& aggregator_key_;
+  AgentKeyRegistry& keys_;
+  std::map<std::string, IssuedToken, std::less<>> tokens_;
+};
+
+}  // namespace postwatch::aggregator

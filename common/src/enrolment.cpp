@@ -1,0 +1,210 @@
+#include "postwatch/enrolment.hpp"
+
+#include "postwatch/wire/postwatch_enrol_reply_generated.h"
+#include "postwatch/wire/postwatch_enrolment_generated.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+
+namespace postwatch {
+namespace fbw = postwatch::wire::v1;
+
+namespace {
+constexpr std::string_view kTokenPrefix = "pwt1.";
+constexpr std::size_t kMaxPayload = 4096;
+
+std::string_view view(const flatbuffers::String* s) {
+  return s ? std::string_view(s->data(), s->size()) : std::string_view{};
+}
+
+bool id_ok(std::string_view s) { return !s.empty() && s.size() <= WireLimits::max_id_bytes; }
+
+template <typename Table>
+bool signature_at(const Table* t, const std::uint8_t* base, std::string& key_id, std::size_t& offset) {
+  const auto* id = t->key_id();
+  const auto* sig = t->signature();
+  if (!id || !sig || sig->size() != kSignatureBytes || !id_ok(view(id))) return false;
+  key_id = std::string(view(id));
+  offset = static_cast<std::size_t>(sig->data() - base);
+  return true;
+}
+
+// Both messages are small and rare: decode from an aligned copy, whatever the payload.
+template <typename Decode>
+DecodeError decode_copy(std::span<const std::uint8_t> payload, Decode&& decode) {
+  if (payload.size() > kMaxPayload) return DecodeError::Oversized;
+  std::vector<std::uint64_t> copy((payload.size() + 7) / 8);
+  if (!payload.empty()) std::memcpy(copy.data(), payload.data(), payload.size());
+  return decode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(copy.data()), payload.size()));
+}
+
+}  // namespace
+
+std::string format_enrolment_token(const EnrolmentToken& t) {
+  return std::string(kTokenPrefix) + t.id + "." + to_hex(t.secret) + "." + to_hex(t.aggregator_key);
+}
+
+std::optional<EnrolmentToken> parse_enrolment_token(std::string_view text, std::string& why) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
+  if (!text.starts_with(kTokenPrefix)) {
+    why = "an enrolment token starts with 'pwt1.' (as POST /api/v1/enrolment-tokens prints it)";
+    return std::nullopt;
+  }
+  text.remove_prefix(kTokenPrefix.size());
+  auto dot1 = text.find('.'), dot2 = text.rfind('.');
+  EnrolmentToken t;
+  std::array<std::uint8_t, 8> id{};
+  if (dot1 == std::string_view::npos || dot1 == dot2 || !from_hex(text.substr(0, dot1), id) ||
+      !from_hex(text.substr(dot1 + 1, dot2 - dot1 - 1), t.secret) ||
+      !from_hex(text.substr(dot2 + 1), t.aggregator_key)) {
+    why = "the enrolment token is damaged (cut or mistyped): copy it again as issued";
+    return std::nullopt;
+  }
+  t.id = std::string(text.substr(0, dot1));
+  return t;
+}
+
+std::vector<PublicKey> read_public_keys(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error("cannot read " + file.string() + ": " + std::strerror(errno));
+  std::vector<PublicKey> keys;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.front()))) line.erase(0, 1);
+    if (line.empty()) continue;
+    auto key = public_key_from_hex(line);
+    if (!key)
+      throw std::runtime_error(file.string() + ":" + std::to_string(n) +
+                               ": not an Ed25519 public key (64 hex characters)");
+    keys.push_back(*key);
+  }
+  if (keys.empty()) throw std::runtime_error(file.string() + " holds no key");
+  return keys;
+}
+
+void write_public_keys(const std::filesystem::path& file, const std::vector<PublicKey>& keys) {
+  auto tmp = file;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "# The aggregator's public key(s) this agent trusts (docs/security.md). Written by enrolment.\n";
+    for (const auto& k : keys) out << to_hex(k) << "  # key id " << key_id_of(k) << "\n";
+    out.flush();
+    if (!out) throw std::runtime_error("cannot write " + tmp.string());
+  }
+  if (int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, file, ec);
+  if (ec) throw std::runtime_error("cannot replace " + file.string() + ": " + ec.message());
+}
+
+std::array<std::uint8_t, 32> enrolment_proof(const TokenSecret& secret, std::string_view post, std::string_view agent,
+                                             const PublicKey& key) {
+  std::vector<std::uint8_t> msg;
+  auto add = [&](std::span<const std::uint8_t> part) {
+    msg.insert(msg.end(), part.begin(), part.end());
+    msg.push_back(0);
+  };
+  auto text = [](std::string_view s) {
+    return std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+  };
+  add(text("postwatch-enrol-v1"));
+  add(text(post));
+  add(text(agent));
+  add(key);
+  return hmac_sha256(secret, msg);
+}
+
+std::vector<std::uint8_t> encode_enrol_request(const EnrolRequest& r, const SigningKey& signer) {
+  flatbuffers::FlatBufferBuilder fbb(512);
+  static const std::uint8_t zeros[kSignatureBytes] = {};
+  auto agent = fbb.CreateString(r.agent_id);
+  auto post = fbb.CreateString(r.post_id);
+  auto token = fbb.CreateString(r.token_id);
+  auto key = fbb.CreateVector(r.public_key.data(), r.public_key.size());
+  auto proof = fbb.CreateVector(r.proof.data(), r.proof.size());
+  auto key_id = fbb.CreateString(signer.key_id());
+  auto sig = fbb.CreateVector(zeros, kSignatureBytes);
+  auto root = fbw::CreateEnrolRequest(fbb, 1, agent, post, token, key, proof, r.at_ms, key_id, sig);
+  fbw::FinishEnrolRequestBuffer(fbb, root);
+  std::vector<std::uint8_t> out(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  auto offset = static_cast<std::size_t>(fbw::GetEnrolRequest(fbb.GetBufferPointer())->signature()->data() -
+                                         fbb.GetBufferPointer());
+  sign_payload(out, offset, signer);
+  return out;
+}
+
+DecodeError decode_enrol_request(std::span<const std::uint8_t> payload, EnrolRequest& out) {
+  return decode_copy(payload, [&](std::span<const std::uint8_t> p) {
+    if (p.size() < 8 || !fbw::EnrolRequestBufferHasIdentifier(p.data())) return DecodeError::WrongIdentifier;
+    flatbuffers::Verifier verifier(p.data(), p.size());
+    if (!fbw::VerifyEnrolRequestBuffer(verifier)) return DecodeError::Malformed;
+    const auto* r = fbw::GetEnrolRequest(p.data());
+    if (r->schema_version() != 1) return DecodeError::UnsupportedVersion;
+    out.agent_id = std::string(view(r->agent_id()));
+    out.post_id = std::string(view(r->post_id()));
+    out.token_id = std::string(view(r->token_id()));
+    out.at_ms = r->at_ms();
+    const auto* key = r->public_key();
+    const auto* proof = r->proof();
+    if (!id_ok(out.agent_id) || !id_ok(out.post_id) || !id_ok(out.token_id) || !key || key->size() != 32 || !proof ||
+        proof->size() != 32 || !signature_at(r, p.data(), out.key_id, out.signature_offset))
+      return DecodeError::FieldTooLong;
+    std::memcpy(out.public_key.data(), key->data(), 32);
+    std::memcpy(out.proof.data(), proof->data(), 32);
+    return DecodeError::None;
+  });
+}
+
+std::vector<std::uint8_t> encode_enrol_reply(const EnrolReply& r, const SigningKey& signer) {
+  flatbuffers::FlatBufferBuilder fbb(512);
+  static const std::uint8_t zeros[kSignatureBytes] = {};
+  auto agent = fbb.CreateString(r.agent_id);
+  auto post = fbb.CreateString(r.post_id);
+  auto token = fbb.CreateString(r.token_id);
+  auto reason = fbb.CreateString(r.reason);
+  auto agent_key = fbb.CreateString(r.agent_key_id);
+  auto key_id = fbb.CreateString(signer.key_id());
+  auto sig = fbb.CreateVector(zeros, kSignatureBytes);
+  auto root = fbw::CreateEnrolReply(fbb, 1, agent, post, token, r.accepted, reason, agent_key, r.at_ms, key_id, sig);
+  fbw::FinishEnrolReplyBuffer(fbb, root);
+  std::vector<std::uint8_t> out(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  auto offset = static_cast<std::size_t>(fbw::GetEnrolReply(fbb.GetBufferPointer())->signature()->data() -
+                                         fbb.GetBufferPointer());
+  sign_payload(out, offset, signer);
+  return out;
+}
+
+DecodeError decode_enrol_reply(std::span<const std::uint8_t> payload, EnrolReply& out) {
+  return decode_copy(payload, [&](std::span<const std::uint8_t> p) {
+    if (p.size() < 8 || !fbw::EnrolReplyBufferHasIdentifier(p.data())) return DecodeError::WrongIdentifier;
+    flatbuffers::Verifier verifier(p.data(), p.size());
+    if (!fbw::VerifyEnrolReplyBuffer(verifier)) return DecodeError::Malformed;
+    const auto* r = fbw::GetEnrolReply(p.data());
+    if (r->schema_version() != 1) return DecodeError::UnsupportedVersion;
+    out.agent_id = std::string(view(r->agent_id()));
+    out.post_id = std::string(view(r->post_id()));
+    out.token_id = std::string(view(r->token_id()));
+    out.accepted = r->accepted();
+    out.reason = std::string(view(r->reason()));
+    out.agent_key_id = std::string(view(r->agent_key_id()));
+    out.at_ms = r->at_ms();
+    if (!id_ok(out.agent_id) || !id_ok(out.post_id) || out.reason.size() > 512 ||
+        !signature_at(r, p.data(), out.key_id, out.signature_offset))
+      return DecodeError::FieldTooLong;
+    return DecodeError::None;
+  });
+}
+
+}  // namespace postwatch

@@ -1,0 +1,323 @@
+// End-to-end trust (docs/security.md) with the real postwatch-agent, a real Mosquitto and the
+// real aggregator: enrolment with a one-time token, signed batches, batches forged on an
+// enrolled agent's topic, forged confirmations, and revocation.
+#include "feed_test_support.hpp"
+#include "postwatch/catalogue.hpp"
+#include "postwatch/enrolment.hpp"
+#include "postwatch/topics.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <optional>
+
+using namespace postwatch;
+using namespace postwatch::test;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kPost = "bamako";
+constexpr const char* kAgent = "gw-1";
+
+std::string topic_of(topics::Channel channel, const std::string& agent = kAgent) {
+  static const auto catalogue = IndicatorCatalogue::load(catalogue_path());
+  return topics::agent_topic(catalogue.find_post(kPost)->region, kPost, agent, channel);
+}
+
+std::string event_lines(int from, int count, int value = 2) {
+  std::string out;
+  for (int i = from; i < from + count; ++i)
+    out += json{{"indicator", "terrorism_threat_level"}, {"value", value}, {"observed_at_ms", now_utc_ms() - 1000 + i}}
+               .dump() +
+           "\n";
+  return out;
+}
+
+class Trust : public ::testing::Test {
+ protected:
+  TempDir dir;
+  MosquittoBroker broker;
+  TokensFile tokens{dir};
+  std::optional<AggregatorProcess> aggregator;
+  fs::path config_file = dir.path() / "agent.json";
+  fs::path key_file = dir.path() / "agent.key";
+  fs::path aggregator_key_file = dir.path() / "aggregator.pub";
+  fs::path status_path = dir.path() / "spool" / "status.json";
+  int runs = 0;
+
+  void SetUp() override {
+    aggregator.emplace(broker, dir, std::vector<std::string>{"--tokens-file", tokens.path.string()});
+    write_config(kAgent, config_file, key_file, aggregator_key_file, dir.path() / "spool");
+  }
+
+  void write_config(const std::string& agent, const fs::path& file, const fs::path& key, const fs::path& aggr,
+                    const fs::path& spool) {
+    std::ofstream(file) << json{{"broker_uri", broker.uri()},
+                                {"allow_plaintext", true},
+                                {"agent_id", agent},
+                                {"post_id", kPost},
+                                {"catalogue_file", catalogue_path().string()},
+                                {"keep_alive_s", 5},
+                                {"heartbeat_interval_s", 1},
+                                {"batch", {{"max_delay_ms", 10}}},
+                                {"identity", {{"key_file", key.string()}, {"aggregator_key_file", aggr.string()}}},
+                                {"spool", {{"dir", spool.string()}, {"fsync", "never"}}}}
+                               .dump(2);
+  }
+
+  HttpReply issue(const std::string& agent = kAgent, const std::string& token = TokensFile::kOperator) {
+    auto h = bearer(token);
+    h["Content-Type"] = "application/json";
+    return http_call(aggregator->port(), feedhttp::verb::post, "/api/v1/enrolment-tokens", h,
+                     json{{"post", kPost}, {"agent", agent}, {"valid_minutes", 10}}.dump());
+  }
+  std::string token_for(const std::string& agent = kAgent) {
+    auto r = issue(agent);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return r.json().value("token", "");
+  }
+  CommandResult enrol(const std::string& token, const fs::path& config = {}, int timeout_s = 15) {
+    return run_shell(shell_quoted((binary_dir() / "agent" / "postwatch-agent").string()) + " enrol --config " +
+                     shell_quoted((config.empty() ? config_file : config).string()) + " --token " +
+                     shell_quoted(token) + " --timeout-s " + std::to_string(timeout_s) + " 2>&1");
+  }
+  json api(const std::string& target) {
+    auto r = http_call(aggregator->port(), feedhttp::verb::get, target, bearer(TokensFile::kRead));
+    return r.json();
+  }
+  json stats() { return api("/api/v1/stats"); }
+
+  // `postwatch-agent run` over `count` events on stdin, until the spool is empty.
+  int run_agent(int from, int count, std::chrono::seconds within = std::chrono::seconds(30)) {
+    ChildProcess agent({(binary_dir() / "agent" / "postwatch-agent").string(), "run", "--config", config_file.string(),
+                        "--exit-on-eof"},
+                       dir.path() / ("agent-" + std::to_string(++runs) + ".log"), true);
+    EXPECT_TRUE(agent.write_stdin(event_lines(from, count)));
+    agent.close_stdin();
+    int rc = agent.wait(within);
+    if (rc != 0) ADD_FAILURE() << "agent exit " << rc << "\n" << agent.log();
+    return rc;
+  }
+  json status() {
+    std::ifstream in(status_path);
+    return in ? json::parse(in, nullptr, false) : json();
+  }
+};
+
+}  // namespace
+
+TEST_F(Trust, AnEnrolledAgentSignsItsEventsAndTheAggregatorConfirmsThemSigned) {
+  auto r = enrol(token_for());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("enrolled bamako/gw-1"), std::string::npos) << r.output;
+  struct stat st {};
+  ASSERT_EQ(::stat(key_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto keys = api("/api/v1/agent-keys");
+  ASSERT_EQ(keys["keys"].size(), 1u) << keys.dump();
+  EXPECT_EQ(keys["keys"][0]["state"], "in_force");
+  auto agent_key = SigningKey::load(key_file);
+  EXPECT_EQ(keys["keys"][0]["key_id"], agent_key.key_id());
+  EXPECT_EQ(read_public_keys(aggregator_key_file).front(),
+            *public_key_from_hex(keys["aggregator_key"]["public_key"].get<std::string>()));
+
+  // --exit-on-eof ends only once every event is confirmed: the signed confirmations were obeyed.
+  ASSERT_EQ(run_agent(0, 20), 0);
+  auto s = stats();
+  EXPECT_EQ(s["events_accepted"], 20) << s.dump();
+  EXPECT_GE(s["batches_signed"].get<int>(), 1);
+  EXPECT_EQ(s["batches_signed"], s["batches_accepted"]);
+  auto agent = api(std::string("/api/v1/agents/") + kPost + "/" + kAgent);
+  EXPECT_EQ(agent["key_id"], agent_key.key_id()) << agent.dump();
+}
+
+TEST_F(Trust, BatchesForgedOnAnEnrolledAgentsTopicAreRefusedCountedAndLeaveTheBoardAlone) {
+  ASSERT_EQ(enrol(token_for()).status, 0);
+  ASSERT_EQ(run_agent(0, 5), 0);  // level 2: goal 7 stays green
+  auto goal_status = [&] { return api("/api/v1/goals/7")["status"]; };
+  const auto goal_before = goal_status();
+  ASSERT_TRUE(goal_before.is_string());
+  const auto accepted_before = stats()["events_accepted"].get<int>();
+
+  RawPublisher evil(broker.uri(), "evil");
+  auto batch = [](std::uint64_t seq) {
+    EventBatch b{kAgent, kPost, now_utc_ms(), {}};
+    b.events.push_back(
+        IndicatorEvent{seq, now_utc_ms(), "terrorism_threat_level", ValueKind::Level, 5, "forged", "", {}});
+    return b;
+  };
+  evil.raw(topic_of(topics::Channel::Events), encode_batch(batch(6)));  // unsigned
+  auto stranger = SigningKey::generate();
+  evil.raw(topic_of(topics::Channel::Events), encode_batch(batch(7), &stranger));  // someone else's key
+  auto agent_key = SigningKey::load(key_file);  // the agent's own key, altered in transit
+  auto signed_payload = encode_batch(batch(8), &agent_key);
+  auto note = std::search(signed_payload.begin(), signed_payload.end(), std::begin("forged"), std::end("forged") - 1);
+  ASSERT_NE(note, signed_payload.end());
+  *note = 'F';  // the note's text: a valid buffer, changed content
+  evil.raw(topic_of(topics::Channel::Events), signed_payload);
+  // A replay of a genuine batch under a forged seq, the signature copied over.
+  auto genuine = encode_batch(batch(9), &agent_key);
+  auto replay = encode_batch(batch(90), &agent_key);
+  BatchView g, rp;
+  ASSERT_EQ(decode_batch({genuine.data(), genuine.size()}, g), DecodeError::None);
+  ASSERT_EQ(decode_batch({replay.data(), replay.size()}, rp), DecodeError::None);
+  std::copy_n(genuine.begin() + static_cast<std::ptrdiff_t>(g.signature_offset), 64,
+              replay.begin() + static_cast<std::ptrdiff_t>(rp.signature_offset));
+  evil.raw(topic_of(topics::Channel::Events), replay);
+  // A forged death (not signed): the agent stays online.
+  AgentState death;
+  death.agent_id = kAgent;
+  death.post_id = kPost;
+  death.online = false;
+  death.at_ms = now_utc_ms();
+  evil.raw(topic_of(topics::Channel::State), encode_agent_state(death));
+
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = stats();
+        return s.is_object() && s["batches_refused_signature"]["bad_signature"] == 2 &&
+               s["batches_refused_signature"]["unsigned_refused"] == 1 &&
+               s["batches_refused_signature"]["unknown_key"] == 1 &&
+               s["agent_states_refused_signature"]["unsigned_refused"] == 1;
+      },
+      std::chrono::seconds(10)))
+      << stats().dump();
+  EXPECT_EQ(stats()["events_accepted"].get<int>(), accepted_before);
+  EXPECT_EQ(goal_status(), goal_before);
+  auto track = api(std::string("/api/v1/agents/") + kPost + "/" + kAgent)["events"];
+  EXPECT_EQ(track["highest_seq"], 5) << track.dump();
+  // Repeated attempts raise the post's topic_mismatch alarm, naming what was refused.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto alarms = api("/api/v1/alarms")["alarms"];
+        for (const auto& a : alarms)
+          if (a["kind"] == "topic_mismatch" && a["post"] == kPost) return true;
+        return false;
+      },
+      std::chrono::seconds(10)))
+      << api("/api/v1/alarms").dump();
+  EXPECT_NE(aggregator->process().log().find("signature: bad_signature (key " + agent_key.key_id() + ")"),
+            std::string::npos);
+  // The genuine agent goes on as before.
+  ASSERT_EQ(run_agent(5, 5), 0);
+  EXPECT_EQ(stats()["events_accepted"].get<int>(), accepted_before + 5);
+}
+
+// The one that matters most: a forged confirmation must not make an agent delete its spool.
+TEST_F(Trust, AForgedConfirmationDoesNotReleaseAnEnrolledAgentsSpool) {
+  ASSERT_EQ(enrol(token_for()).status, 0);
+  auto aggregator_key = SigningKey::load(dir.path() / "aggregator-data" / "keys" / "aggregator.key");
+  aggregator.reset();  // no aggregator: the only confirmations are the test's
+  ChildProcess agent({(binary_dir() / "agent" / "postwatch-agent").string(), "run", "--config", config_file.string()},
+                     dir.path() / "agent.log", true);
+  ASSERT_TRUE(agent.write_stdin(event_lines(0, 10)));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = status();
+        return s.is_object() && s["sent_through_seq"] == 10;
+      },
+      std::chrono::seconds(15)))
+      << status().dump() << agent.log();
+
+  RawPublisher evil(broker.uri(), "evil");
+  auto confirm = [](std::uint64_t through) { return DeliveryConfirm{kAgent, kPost, through, now_utc_ms(), 0}; };
+  evil.raw(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(10)));  // unsigned
+  auto stranger = SigningKey::generate();
+  evil.raw(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(10), &stranger));
+  auto marked = confirm(3);
+  marked.at_ms = 0x0123456789abcdefLL;  // a value to find in the buffer and change
+  auto altered = encode_delivery_confirm(marked, &aggregator_key);
+  const std::uint8_t at_ms_low_byte = 0xef;
+  auto at = std::find(altered.begin(), altered.end(), at_ms_low_byte);
+  ASSERT_NE(at, altered.end());
+  *at ^= 0x01;  // the time: a valid buffer, changed content
+  evil.raw(topic_of(topics::Channel::Confirm), altered);
+  ASSERT_TRUE(wait_until([&] { return status().value("confirm_rejected", 0) >= 3; }, std::chrono::seconds(10)))
+      << status().dump() << agent.log();
+  EXPECT_EQ(status()["spool_events"], 10);
+  EXPECT_EQ(status()["events_confirmed"], 0);
+  EXPECT_NE(agent.log().find("it is unsigned, and this agent is enrolled; nothing is released"), std::string::npos)
+      << agent.log();
+  EXPECT_NE(agent.log().find("which is not the aggregator's"), std::string::npos);
+  EXPECT_NE(agent.log().find("its signature does not verify"), std::string::npos);
+
+  // The aggregator's own signature is obeyed.
+  evil.raw(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(4), &aggregator_key));
+  ASSERT_TRUE(wait_until([&] { return status()["events_confirmed"] == 4; }, std::chrono::seconds(10)))
+      << status().dump();
+  EXPECT_EQ(status()["spool_events"], 6);
+  agent.signal(SIGTERM);
+  agent.wait(std::chrono::seconds(10));
+}
+
+TEST_F(Trust, ATokenWorksOnceAndASecondEnrolmentWaitsForARevocation) {
+  auto token = token_for();
+  ASSERT_EQ(enrol(token).status, 0);
+  auto first_key = SigningKey::load(key_file).key_id();
+
+  // The same token from another board (its own key): refused.
+  fs::path other_config = dir.path() / "other.json";
+  write_config(kAgent, other_config, dir.path() / "other.key", dir.path() / "other.pub", dir.path() / "other-spool");
+  auto reused = enrol(token, other_config);
+  EXPECT_EQ(reused.status, 1) << reused.output;
+  EXPECT_NE(reused.output.find("the token was used already"), std::string::npos) << reused.output;
+  EXPECT_FALSE(fs::exists(dir.path() / "other.pub"));
+
+  // A new token for the same id, while the first key is in force: refused until revoked.
+  auto second = enrol(token_for(), other_config);
+  EXPECT_EQ(second.status, 1);
+  EXPECT_NE(second.output.find("revoke that key first"), std::string::npos) << second.output;
+
+  // Revoking needs an operator.
+  auto h = bearer(TokensFile::kRead);
+  auto path = std::string("/api/v1/agent-keys/") + kPost + "/" + kAgent + "/revoke";
+  EXPECT_EQ(http_call(aggregator->port(), feedhttp::verb::post, path, h).status, 403);
+  auto revoked = http_call(aggregator->port(), feedhttp::verb::post, path, bearer(TokensFile::kOperator));
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  EXPECT_EQ(revoked.json()["key_id"], first_key);
+  EXPECT_EQ(http_call(aggregator->port(), feedhttp::verb::post, path, bearer(TokensFile::kOperator)).status, 404);
+
+  auto again = enrol(token_for(), other_config);
+  ASSERT_EQ(again.status, 0) << again.output;
+  // The revoked key's batches are refused from now on.
+  RawPublisher old_board(broker.uri(), "old-board");
+  EventBatch b{kAgent, kPost, now_utc_ms(), {}};
+  b.events.push_back(IndicatorEvent{1, now_utc_ms(), "terrorism_threat_level", ValueKind::Level, 5, "", "", {}});
+  auto old_key = SigningKey::load(key_file);
+  old_board.raw(topic_of(topics::Channel::Events), encode_batch(b, &old_key));
+  EXPECT_TRUE(
+      wait_until([&] { return stats()["batches_refused_signature"]["revoked_key"] == 1; }, std::chrono::seconds(10)))
+      << stats().dump();
+  // The keys survive a restart of the aggregator.
+  aggregator.reset();
+  aggregator.emplace(broker, dir, std::vector<std::string>{"--tokens-file", tokens.path.string()});
+  auto keys = api("/api/v1/agent-keys")["keys"];
+  ASSERT_EQ(keys.size(), 2u) << keys.dump();
+  int in_force = 0;
+  for (const auto& k : keys) in_force += k["state"] == "in_force";
+  EXPECT_EQ(in_force, 1);
+}
+
+TEST_F(Trust, AMalformedOrUnknownTokenIsRefusedAtTheBoardOrByTheAggregator) {
+  auto garbage = enrol("not-a-token");
+  EXPECT_EQ(garbage.status, 2) << garbage.output;
+  EXPECT_NE(garbage.output.find("starts with 'pwt1.'"), std::string::npos) << garbage.output;
+  // Well formed, but issued by no one here.
+  EnrolmentToken forged{"0123456789abcdef", {}, SigningKey::generate().public_key()};
+  auto unknown = enrol(format_enrolment_token(forged), {}, 3);
+  EXPECT_EQ(unknown.status, 3) << unknown.output;  // the answer is signed by this aggregator, not the token's
+  EXPECT_NE(unknown.output.find("not signed by the aggregator the token names"), std::string::npos) << unknown.output;
+  EXPECT_EQ(api("/api/v1/agent-keys")["keys"].size(), 0u);
+  EXPECT_EQ(stats()["enrolments_refused"], 1);
+  // A token for a post the catalogue does not know is not issued.
+  auto h = bearer(TokensFile::kOperator);
+  h["Content-Type"] = "application/json";
+  auto r = http_call(aggregator->port(), feedhttp::verb::post, "/api/v1/enrolment-tokens", h,
+                     json{{"post", "atlantis"}, {"agent", "a"}}.dump());
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_EQ(issue(kAgent, TokensFile::kRead).status, 403);
+}
