@@ -1,6 +1,7 @@
 #include "postwatch/signing.hpp"
 
 #include "postwatch/secret_file.hpp"
+#include "postwatch/verify_key.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -159,6 +160,43 @@ bool verify_signature(const PublicKey& key, std::span<const std::uint8_t> messag
   return ok;
 }
 
+struct VerifyKey::Pkey {
+  EVP_PKEY* key = nullptr;
+  ~Pkey() { EVP_PKEY_free(key); }
+};
+
+VerifyKey::VerifyKey(const PublicKey& key) : key_(key) {
+  auto p = std::make_shared<Pkey>();
+  p->key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key.data(), key.size());
+  if (!p->key) throw std::runtime_error("OpenSSL refused an Ed25519 public key");
+  pkey_ = std::move(p);
+}
+
+bool VerifyKey::verify(std::span<const std::uint8_t> message, std::span<const std::uint8_t> signature) const {
+  if (signature.size() != kSignatureBytes) return false;
+  MdCtx md;
+  return md.ctx && EVP_DigestVerifyInit(md.ctx, nullptr, nullptr, nullptr, pkey_->key) == 1 &&
+         EVP_DigestVerify(md.ctx, signature.data(), signature.size(), message.data(), message.size()) == 1;
+}
+
+namespace {
+// The payload with its signature zeroed, and the signature: what verify_payload checks.
+bool split_signed(std::span<const std::uint8_t> payload, std::size_t signature_offset, std::vector<std::uint8_t>& copy,
+                  Signature& sig) {
+  if (signature_offset == 0 || signature_offset + kSignatureBytes > payload.size()) return false;
+  copy.assign(payload.begin(), payload.end());
+  std::memcpy(sig.data(), copy.data() + signature_offset, sig.size());
+  std::memset(copy.data() + signature_offset, 0, kSignatureBytes);
+  return true;
+}
+}  // namespace
+
+bool VerifyKey::verify_payload(std::span<const std::uint8_t> payload, std::size_t signature_offset) const {
+  thread_local std::vector<std::uint8_t> copy;  // reused: batches are verified on the hot path
+  Signature sig{};
+  return split_signed(payload, signature_offset, copy, sig) && verify(copy, sig);
+}
+
 void sign_payload(std::vector<std::uint8_t>& payload, std::size_t signature_offset, const SigningKey& key) {
   if (signature_offset == 0 || signature_offset + kSignatureBytes > payload.size())
     throw std::logic_error("sign_payload: no room for the signature");
@@ -168,14 +206,9 @@ void sign_payload(std::vector<std::uint8_t>& payload, std::size_t signature_offs
 }
 
 bool verify_payload(std::span<const std::uint8_t> payload, std::size_t signature_offset, const PublicKey& key) {
-  if (signature_offset == 0 || signature_offset + kSignatureBytes > payload.size()) return false;
-  // Reused per thread: a batch is verified on the hot path, and most are a few KB.
   thread_local std::vector<std::uint8_t> copy;
-  copy.assign(payload.begin(), payload.end());
   Signature sig{};
-  std::memcpy(sig.data(), copy.data() + signature_offset, sig.size());
-  std::memset(copy.data() + signature_offset, 0, kSignatureBytes);
-  return verify_signature(key, copy, sig);
+  return split_signed(payload, signature_offset, copy, sig) && verify_signature(key, copy, sig);
 }
 
 std::array<std::uint8_t, 32> hmac_sha256(std::span<const std::uint8_t> key, std::span<const std::uint8_t> message) {

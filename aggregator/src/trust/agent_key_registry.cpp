@@ -62,7 +62,9 @@ SignatureVerdict AgentKeyRegistry::check(std::string_view post, std::string_view
   for (const auto& k : *keys) {
     if (k.key_id != key_id) continue;
     if (k.revoked()) return SignatureVerdict::RevokedKey;
-    return verify_payload(payload, signature_offset, k.key) ? SignatureVerdict::Signed : SignatureVerdict::BadSignature;
+    const bool ok = k.verifier ? k.verifier->verify_payload(payload, signature_offset)
+                               : verify_payload(payload, signature_offset, k.key);
+    return ok ? SignatureVerdict::Signed : SignatureVerdict::BadSignature;
   }
   return SignatureVerdict::UnknownKey;
 }
@@ -82,6 +84,7 @@ const AgentKey* AgentKeyRegistry::find(std::string_view post, std::string_view a
 }
 
 void AgentKeyRegistry::add(AgentKey key) {
+  if (!key.verifier) key.verifier = std::make_shared<const VerifyKey>(key.key);
   auto& keys = by_post_[key.post][key.agent];
   for (auto& k : keys)
     if (k.key_id == key.key_id) {  // the same key again (a store row read twice): keep the newer word

@@ -4,6 +4,9 @@
 #pragma once
 
 #include "postwatch/signing.hpp"
+#include "postwatch/verify_key.hpp"
+
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +25,8 @@ struct AgentKey {
   std::int64_t enrolled_at_ms = 0;
   std::int64_t revoked_at_ms = 0;  // 0: in force
   std::string token_id;            // the enrolment token it came with
+  // Made by AgentKeyRegistry::add, so no message pays for OpenSSL's key object.
+  std::shared_ptr<const VerifyKey> verifier{};
   bool revoked() const { return revoked_at_ms != 0; }
 };
 nlohmann::json to_json(const AgentKey& k);
