@@ -122,7 +122,7 @@ TEST_F(DashboardBrowser, ShowsTheRedGoalLiveAndSavesAScreenshot) {
   EXPECT_NE(dom.find(">Acknowledge</button>"), std::string::npos);
   EXPECT_EQ(tag_with_id(dom, "token-dialog").find("open"), std::string::npos) << tag_with_id(dom, "token-dialog");
 
-  auto artifacts = std::filesystem::path(POSTWATCH_TEST_ARTIFACTS_DIR);
+  auto artifacts = postwatch::test::binary_dir() / "test-artifacts";
   std::filesystem::create_directories(artifacts);
   auto png = artifacts / "dashboard.png";
   std::filesystem::remove(png);
@@ -166,7 +166,7 @@ TEST_F(DashboardBrowser, WallScreenShowsEverythingUncut) {
       },
       15s));
 
-  auto artifacts = std::filesystem::path(POSTWATCH_TEST_ARTIFACTS_DIR);
+  auto artifacts = postwatch::test::binary_dir() / "test-artifacts";
   std::filesystem::create_directories(artifacts);
   struct Screen {
     int w, h;
@@ -244,7 +244,7 @@ TEST_F(DashboardBrowser, StrategyViewShowsATargetsStatusChangeAfterAReading) {
   };
   ASSERT_TRUE(wait_until([&] { return status() == "moving_away"; }, 10s)) << status();
 
-  auto artifacts = std::filesystem::path(POSTWATCH_TEST_ARTIFACTS_DIR);
+  auto artifacts = postwatch::test::binary_dir() / "test-artifacts";
   std::filesystem::create_directories(artifacts);
   auto shown = [&](const std::string& name) {
     auto dom_file = dir.path() / (name + ".html");

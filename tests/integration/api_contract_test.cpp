@@ -30,7 +30,7 @@ using verb = boost::beast::http::verb;
 
 namespace {
 
-const std::filesystem::path kSourceDir = POSTWATCH_TEST_SOURCE_DIR;
+const std::filesystem::path kSourceDir = postwatch::test::source_dir();
 
 // The checker made all `requests` and found nothing wrong, in the spec or in the answers.
 bool all_passed(const CommandResult& r, std::size_t requests) {

@@ -29,7 +29,7 @@ using nlohmann::json;
 
 namespace {
 
-const std::filesystem::path kSourceDir = POSTWATCH_TEST_SOURCE_DIR;
+const std::filesystem::path kSourceDir = postwatch::test::source_dir();
 
 // The demo script as a child process, stopped (and whatever it started) however the test ends.
 class ClusterDemo {

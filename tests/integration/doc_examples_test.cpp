@@ -20,7 +20,7 @@ using namespace postwatch::test;
 
 namespace {
 
-const std::filesystem::path kSourceDir = POSTWATCH_TEST_SOURCE_DIR;
+const std::filesystem::path kSourceDir = postwatch::test::source_dir();
 
 // Every Markdown file whose examples a reader would run: the README, docs/, firmware-config/.
 std::vector<std::filesystem::path> documentation() {

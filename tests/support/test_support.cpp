@@ -234,5 +234,6 @@ std::string shell_quoted(const std::string& s) {
 
 std::filesystem::path catalogue_path() { return POSTWATCH_TEST_CATALOGUE; }
 std::filesystem::path binary_dir() { return POSTWATCH_TEST_BINARY_DIR; }
+std::filesystem::path source_dir() { return POSTWATCH_TEST_SOURCE_DIR; }
 
 }  // namespace postwatch::test

@@ -97,6 +97,8 @@ CommandResult run_shell(const std::string& command);
 std::string shell_quoted(const std::string& s);
 
 std::filesystem::path catalogue_path();
+// The build tree (PROJECT_BINARY_DIR) and the source tree this build was configured from.
 std::filesystem::path binary_dir();
+std::filesystem::path source_dir();
 
 }  // namespace postwatch::test

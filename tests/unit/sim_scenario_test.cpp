@@ -38,12 +38,13 @@ std::string scenario_with(const std::string& steps, const std::string& extra = "
 }
 
 std::string post_id(std::uint32_t p) { return catalogue().posts()[p].id; }
+std::filesystem::path scenario_dir() { return postwatch::test::source_dir() / "tools/simulator/scenarios"; }
 
 }  // namespace
 
 TEST(SimScenarioFile, EveryShippedScenarioLoadsUnderItsFileName) {
   std::set<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(POSTWATCH_TEST_SCENARIO_DIR)) {
+  for (const auto& entry : std::filesystem::directory_iterator(scenario_dir())) {
     if (entry.path().extension() != ".json") continue;
     SCOPED_TRACE(entry.path().string());
     Scenario s;
@@ -57,7 +58,7 @@ TEST(SimScenarioFile, EveryShippedScenarioLoadsUnderItsFileName) {
 }
 
 TEST(SimScenarioFile, ShippedScenariosDoWhatTheirNamesSay) {
-  const std::filesystem::path dir = POSTWATCH_TEST_SCENARIO_DIR;
+  const std::filesystem::path dir = scenario_dir();
   auto baseline = load_scenario(dir / "baseline.json", catalogue());
   EXPECT_TRUE(baseline.background_episodes);
   EXPECT_TRUE(baseline.steps.empty());
@@ -246,7 +247,7 @@ TEST(SimScenarioFile, NamesAreLookedUpInTheDirectoryAndPathsTakenAsGiven) {
 }
 
 TEST(SimScenarioFile, ListingShowsEveryShippedScenarioWithItsDescription) {
-  auto all = list_scenarios(POSTWATCH_TEST_SCENARIO_DIR, catalogue());
+  auto all = list_scenarios(scenario_dir(), catalogue());
   ASSERT_GE(all.size(), 5u);
   for (const auto& s : all) {
     EXPECT_TRUE(s.error.empty()) << s.error;
