@@ -1,5 +1,6 @@
 #include "postwatch/agent/agent.hpp"
 
+#include "postwatch/agent/agent_identity.hpp"
 #include "postwatch/agent/clock_watch.hpp"
 #include "postwatch/agent/confirm_stall.hpp"
 #include "postwatch/agent/tls_diagnostics.hpp"
@@ -131,15 +132,18 @@ struct Agent::Impl {
   std::string password;              // from password_file; never logged
   // Enrolled (docs/security.md): what it publishes is signed with its key, and only
   // confirmations signed by one of the aggregator's keys are obeyed.
-  std::optional<SigningKey> signer;
-  std::vector<PublicKey> aggregator_keys;
-  const SigningKey* signing_key() const { return signer ? &*signer : nullptr; }
+  AgentIdentity identity;
+  const SigningKey* signing_key() const { return identity.signer(); }
   mutable std::mutex tls_mu;
   mutable std::string tls_error;  // the last OpenSSL error Paho reported, for the next connect failure
 
   Impl(AgentConfig c, std::shared_ptr<const IndicatorCatalogue> cat, std::unique_ptr<EventBacklog> b,
        std::shared_ptr<spdlog::logger> l)
-      : config(std::move(c)), catalogue(std::move(cat)), log(std::move(l)), backlog(std::move(b)) {
+      : config(std::move(c)),
+        catalogue(std::move(cat)),
+        log(std::move(l)),
+        backlog(std::move(b)),
+        identity(config.identity, log) {
     const Post* post = catalogue->find_post(config.post_id);
     if (!post) throw ConfigError("post_id: '" + config.post_id + "' is not a post in the catalogue");
     post_entry = post;
@@ -153,45 +157,7 @@ struct Agent::Impl {
     if (config.uses_tls() && !config.tls.enabled)
       throw ConfigError("tls: broker_uri " + config.broker_uri + " uses TLS and needs a tls section");
     clock_sync = read_clock_sync(now_utc_ms());
-    load_identity();
-  }
-
-  void load_identity() {
-    const auto& id = config.identity;
-    std::error_code ec;
-    const bool has_key = !id.key_file.empty() && std::filesystem::exists(id.key_file, ec);
-    const bool has_aggregator = !id.aggregator_key_file.empty() && std::filesystem::exists(id.aggregator_key_file, ec);
-    if (has_key && has_aggregator) {
-      try {
-        signer = SigningKey::load(id.key_file);
-        aggregator_keys = read_public_keys(id.aggregator_key_file);
-      } catch (const std::runtime_error& e) {
-        throw ConfigError(std::string("identity: ") + e.what());
-      }
-      log->info("enrolled: signing with key {}; delivery confirmations must be signed by the aggregator's key {}",
-                signer->key_id(), key_id_of(aggregator_keys.front()));
-    } else if (has_key) {
-      log->warn(
-          "identity: {} exists but {} does not: enrolment did not finish, so this agent publishes unsigned (run "
-          "postwatch-agent enrol again with a token; docs/security.md)",
-          id.key_file.string(), id.aggregator_key_file.string());
-    } else {
-      log->info(
-          "not enrolled: messages are unsigned and confirmations unchecked (postwatch-agent enrol, "
-          "docs/security.md)");
-    }
-  }
-
-  // Empty when `c` (whose bytes are `payload`) may be obeyed: not enrolled, or signed by a key
-  // of the aggregator's; otherwise why not.
-  std::string confirm_signature_problem(const DeliveryConfirm& c, std::span<const std::uint8_t> payload) const {
-    if (aggregator_keys.empty()) return "";
-    if (c.signature_offset == 0) return "it is unsigned, and this agent is enrolled";
-    for (const auto& k : aggregator_keys)
-      if (c.key_id == key_id_of(k))
-        return verify_payload(payload, c.signature_offset, k) ? ""
-                                                              : "its signature does not verify (altered or forged)";
-    return "it is signed by key " + c.key_id + ", which is not the aggregator's";
+    identity.load();
   }
 
   // Caller holds mu. A jump moves the backlog's age bound with it and marks the seqs stamped before it.
@@ -401,6 +367,9 @@ struct Agent::Impl {
       if (now >= next_maintenance) {
         maintain();
         next_maintenance = now + std::chrono::seconds(1);
+        // A new key (rotate-key) or a first enrolment is taken up here. The last will was
+        // signed with the old key when the connection was made: one clean reconnect renews it.
+        if (identity.reload_if_changed() && client->is_connected()) reconnect_for_new_key();
       }
       if (report_clock_jump() && client->is_connected()) {
         publish_heartbeat();  // the aggregator measures the new offset from it at once
@@ -620,7 +589,7 @@ struct Agent::Impl {
     else if (c.agent_id != config.agent_id || c.post_id != config.post_id)
       problem = "ignored a delivery confirmation on " + confirm_topic + " for agent " + c.post_id + "/" + c.agent_id +
                 ", not this one (" + config.post_id + "/" + config.agent_id + ")";
-    else if (auto why = confirm_signature_problem(c, {reinterpret_cast<const std::uint8_t*>(p.data()), p.size()});
+    else if (auto why = identity.confirm_problem(c, {reinterpret_cast<const std::uint8_t*>(p.data()), p.size()});
              !why.empty())
       problem = "ignored a delivery confirmation on " + confirm_topic + ": " + why + "; nothing is released";
     if (!problem.empty()) {
@@ -713,6 +682,22 @@ struct Agent::Impl {
       cv.notify_all();
       log->warn("connection to broker lost{}{}", cause.empty() ? "" : ": ", cause);
     });
+  }
+
+  // The broker keeps the last will of a connection; the next connect carries one signed with the
+  // new key. Events in flight are sent again from the first unconfirmed seq, as after any
+  // reconnect (the aggregator drops duplicates), now signed with the new key.
+  void reconnect_for_new_key() {
+    log->info("reconnecting once so the last will is signed with the new key");
+    {
+      std::lock_guard lk(mu);
+      connected = false;
+      connection_lost = true;  // a fresh client: nothing of the old one's queue is written first
+    }
+    try {
+      client->disconnect()->wait_for(std::chrono::seconds(2));
+    } catch (const mqtt::exception&) {
+    }
   }
 
   bool take_connection_lost() {

@@ -81,6 +81,14 @@ usage:
       agent id (POST /api/v1/enrolment-tokens), and on the aggregator's signed
       acceptance writes the aggregator's key to identity.aggregator_key_file.
       TOKEN may be a file holding it. Exit 0 enrolled, 1 refused, 3 no answer.
+  postwatch-agent rotate-key --config FILE [--timeout-s N]
+      Replaces this enrolled agent's signing key (docs/security.md, "Rotation"):
+      makes a new key in <identity.key_file>.next, sends its public half endorsed
+      by the key in force, and on the aggregator's signed acceptance moves it over
+      identity.key_file. A running agent takes it up within a few seconds; the
+      aggregator accepts the old key for a grace period. A run cut short is
+      finished by the next one. Exit 0 rotated, 1 refused, 2 not enrolled, 3 no
+      answer.
   postwatch-agent --check-config FILE
       Validates a config file, the catalogue it names, the TLS and password
       files and the spool directory (as the user running it); prints every
@@ -565,6 +573,15 @@ int cmd_enrol(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   return out.exit_code;
 }
 
+int cmd_rotate_key(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
+  auto loaded = load_config(args.get("config"), log.get());
+  auto out = rotate_agent_key(loaded.config, *loaded.catalogue,
+                              std::chrono::seconds(std::stoi(args.get("timeout-s", "30"))), *log);
+  (out.exit_code == 0 ? std::cout : std::cerr)
+      << (out.exit_code == 0 ? "" : "postwatch-agent: ") << out.message << "\n";
+  return out.exit_code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -591,6 +608,7 @@ int main(int argc, char** argv) {
     if (args.command == "emit") return cmd_emit(args, log);
     if (args.command == "status") return cmd_status(args);
     if (args.command == "enrol") return cmd_enrol(args, log);
+    if (args.command == "rotate-key") return cmd_rotate_key(args, log);
     if (args.command == "send") return cmd_send(args);
     throw std::invalid_argument("unknown command '" + args.command + "'");
   } catch (const std::invalid_argument& e) {

@@ -138,7 +138,7 @@ struct AggregatorService::Impl {
         trust(
             load_identity(options), options.require_signatures,
             [this](std::string key, std::string body) { store.save_trust_record(std::move(key), std::move(body)); },
-            log),
+            log, options.key_rotation_grace_ms),
         state(*catalogue),
         rollup(*catalogue, RollupPolicy{options.hysteresis_band, options.min_coverage}),
         board(*catalogue, BoardPolicy{options.min_duration_ms}),

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   std::string broker_password_file;
   double min_duration_s = static_cast<double>(opts.min_duration_ms) / 1000.0;
   double lateness_s = static_cast<double>(opts.allowed_lateness_ms) / 1000.0;
+  std::int64_t rotation_grace_s = opts.key_rotation_grace_ms / 1000;
   std::int64_t clock_beyond_s = opts.clock_correct_beyond_ms / 1000;
   std::string store_sync = "full";
   double retention_days = static_cast<double>(opts.event_retention_ms) / 86'400'000.0;
@@ -62,6 +63,8 @@ int main(int argc, char** argv) {
       "the aggregator's signing key and enrolment secret, made on first start (default: <data-dir>/keys; "
       "docs/security.md)")("require-signatures", po::bool_switch(&opts.require_signatures),
                            "refuse unsigned batches and states from every agent, not only from enrolled ones")(
+      "key-rotation-grace-s", po::value(&rotation_grace_s)->default_value(rotation_grace_s),
+      "an agent key rotated out (postwatch-agent rotate-key) stays valid this long (at least 60)")(
       "notifications", po::value(&notifications_file)->value_name("FILE"),
       "send alarm changes to webhooks as this file's routes say (JSON; docs/alerting.md)")(
       "stream-max-queue", po::value(&opts.stream_max_queue)->default_value(opts.stream_max_queue),
@@ -150,6 +153,12 @@ int main(int argc, char** argv) {
   opts.keys_dir = keys_dir;
   opts.min_duration_ms = static_cast<std::int64_t>(min_duration_s * 1000);
   opts.allowed_lateness_ms = static_cast<std::int64_t>(lateness_s * 1000);
+  if (rotation_grace_s < 60) {
+    std::cerr << "postwatch-aggregator: --key-rotation-grace-s must be at least 60 (the agent takes up its new key "
+                 "within a few seconds, and its spooled messages are signed again when sent)\n";
+    return 2;
+  }
+  opts.key_rotation_grace_ms = rotation_grace_s * 1000;
   opts.clock_correct_beyond_ms = clock_beyond_s * 1000;
   if (clock_beyond_s < 1) {
     std::cerr << "postwatch-aggregator: --clock-correct-beyond-s must be at least 1\n";

@@ -126,17 +126,51 @@ std::array<std::uint8_t, 32> enrolment_proof(const TokenSecret& secret, std::str
   return hmac_sha256(secret, msg);
 }
 
+namespace {
+std::vector<std::uint8_t> rotation_statement(std::string_view post, std::string_view agent, const PublicKey& next) {
+  std::vector<std::uint8_t> msg;
+  auto add = [&](std::string_view s) {
+    msg.insert(msg.end(), s.begin(), s.end());
+    msg.push_back(0);
+  };
+  add("postwatch-rotate-v1");
+  add(post);
+  add(agent);
+  msg.insert(msg.end(), next.begin(), next.end());
+  msg.push_back(0);
+  return msg;
+}
+}  // namespace
+
+Signature endorse_rotation(const SigningKey& current, std::string_view post, std::string_view agent,
+                           const PublicKey& next) {
+  return current.sign(rotation_statement(post, agent, next));
+}
+
+bool rotation_endorsed(const PublicKey& current, std::string_view post, std::string_view agent, const PublicKey& next,
+                       const Signature& endorsement) {
+  return verify_signature(current, rotation_statement(post, agent, next), endorsement);
+}
+
 std::vector<std::uint8_t> encode_enrol_request(const EnrolRequest& r, const SigningKey& signer) {
   flatbuffers::FlatBufferBuilder fbb(512);
   static const std::uint8_t zeros[kSignatureBytes] = {};
   auto agent = fbb.CreateString(r.agent_id);
   auto post = fbb.CreateString(r.post_id);
-  auto token = fbb.CreateString(r.token_id);
   auto key = fbb.CreateVector(r.public_key.data(), r.public_key.size());
-  auto proof = fbb.CreateVector(r.proof.data(), r.proof.size());
+  flatbuffers::Offset<flatbuffers::String> token, endorsed_by;
+  flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> proof, endorsement;
+  if (r.rotation()) {
+    endorsed_by = fbb.CreateString(r.endorsed_by);
+    endorsement = fbb.CreateVector(r.endorsement->data(), r.endorsement->size());
+  } else {
+    token = fbb.CreateString(r.token_id);
+    proof = fbb.CreateVector(r.proof.data(), r.proof.size());
+  }
   auto key_id = fbb.CreateString(signer.key_id());
   auto sig = fbb.CreateVector(zeros, kSignatureBytes);
-  auto root = fbw::CreateEnrolRequest(fbb, 1, agent, post, token, key, proof, r.at_ms, key_id, sig);
+  auto root =
+      fbw::CreateEnrolRequest(fbb, 1, agent, post, token, key, proof, r.at_ms, key_id, sig, endorsed_by, endorsement);
   fbw::FinishEnrolRequestBuffer(fbb, root);
   std::vector<std::uint8_t> out(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
   auto offset = static_cast<std::size_t>(fbw::GetEnrolRequest(fbb.GetBufferPointer())->signature()->data() -
@@ -158,11 +192,24 @@ DecodeError decode_enrol_request(std::span<const std::uint8_t> payload, EnrolReq
     out.at_ms = r->at_ms();
     const auto* key = r->public_key();
     const auto* proof = r->proof();
-    if (!id_ok(out.agent_id) || !id_ok(out.post_id) || !id_ok(out.token_id) || !key || key->size() != 32 || !proof ||
-        proof->size() != 32 || !signature_at(r, p.data(), out.key_id, out.signature_offset))
+    const auto* endorsement = r->endorsement();
+    out.endorsed_by = std::string(view(r->endorsed_by()));
+    out.endorsement.reset();
+    out.proof = {};
+    if (!id_ok(out.agent_id) || !id_ok(out.post_id) || !key || key->size() != 32 ||
+        !signature_at(r, p.data(), out.key_id, out.signature_offset))
       return DecodeError::FieldTooLong;
+    if (endorsement) {  // a rotation: endorsed by the key in force, no token
+      if (endorsement->size() != kSignatureBytes || !id_ok(out.endorsed_by) || !out.token_id.empty() || proof)
+        return DecodeError::FieldTooLong;
+      out.endorsement.emplace();
+      std::memcpy(out.endorsement->data(), endorsement->data(), kSignatureBytes);
+    } else {
+      if (!id_ok(out.token_id) || !proof || proof->size() != 32 || !out.endorsed_by.empty())
+        return DecodeError::FieldTooLong;
+      std::memcpy(out.proof.data(), proof->data(), 32);
+    }
     std::memcpy(out.public_key.data(), key->data(), 32);
-    std::memcpy(out.proof.data(), proof->data(), 32);
     return DecodeError::None;
   });
 }

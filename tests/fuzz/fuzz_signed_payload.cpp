@@ -25,10 +25,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   int verdicts = 0;
   BatchView v;
   if (decode_batch(p, v) == DecodeError::None)
-    verdicts += static_cast<int>(keys.check(v.post_id, v.agent_id, v.key_id, p, v.signature_offset));
+    verdicts += static_cast<int>(keys.check(v.post_id, v.agent_id, v.key_id, p, v.signature_offset, 0));
   AgentState st;
   if (decode_agent_state(p, st) == DecodeError::None)
-    verdicts += static_cast<int>(keys.check(st.post_id, st.agent_id, st.key_id, p, st.signature_offset));
+    verdicts += static_cast<int>(keys.check(st.post_id, st.agent_id, st.key_id, p, st.signature_offset, 0));
   DeliveryConfirm c;
   if (decode_delivery_confirm(p, c) == DecodeError::None && c.signature_offset != 0)
     verdicts += verify_payload(p, c.signature_offset, fuzz::fuzz_aggregator_key().public_key());

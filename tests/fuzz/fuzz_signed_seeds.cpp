@@ -38,6 +38,15 @@ int main(int argc, char** argv) {
   r.token_id = "0123456789abcdef";
   r.public_key = agent.public_key();
   write("enrol-request", encode_enrol_request(r, agent));
+  // A rotation endorsed by the key the fuzz target holds in force: its accepted path.
+  auto next = SigningKey::from_seed(std::array<std::uint8_t, 32>{9});
+  EnrolRequest rot;
+  rot.agent_id = "a1";
+  rot.post_id = "bamako";
+  rot.public_key = next.public_key();
+  rot.endorsed_by = agent.key_id();
+  rot.endorsement = endorse_rotation(agent, "bamako", "a1", next.public_key());
+  write("rotation-request", encode_enrol_request(rot, next));
   EnrolReply reply;
   reply.agent_id = "a1";
   reply.post_id = "bamako";

@@ -10,8 +10,12 @@
 
 #include <sys/stat.h>
 
+#include <mqtt/async_client.h>
+
 #include <algorithm>
+#include <atomic>
 #include <optional>
+#include <thread>
 
 using namespace postwatch;
 using namespace postwatch::test;
@@ -80,6 +84,10 @@ class Trust : public ::testing::Test {
     EXPECT_EQ(r.status, 201) << r.body;
     return r.json().value("token", "");
   }
+  CommandResult rotate_key(int timeout_s = 15) {
+    return run_shell(shell_quoted((binary_dir() / "agent" / "postwatch-agent").string()) + " rotate-key --config " +
+                     shell_quoted(config_file.string()) + " --timeout-s " + std::to_string(timeout_s) + " 2>&1");
+  }
   CommandResult enrol(const std::string& token, const fs::path& config = {}, int timeout_s = 15) {
     return run_shell(shell_quoted((binary_dir() / "agent" / "postwatch-agent").string()) + " enrol --config " +
                      shell_quoted((config.empty() ? config_file : config).string()) + " --token " +
@@ -105,6 +113,11 @@ class Trust : public ::testing::Test {
   json status() {
     std::ifstream in(status_path);
     return in ? json::parse(in, nullptr, false) : json();
+  }
+  // The agent's events confirmed by the aggregator, from its status file (0 before it exists).
+  int confirmed() {
+    auto s = status();
+    return s.is_object() ? s.value("events_confirmed", 0) : 0;
   }
 };
 
@@ -320,4 +333,121 @@ TEST_F(Trust, AMalformedOrUnknownTokenIsRefusedAtTheBoardOrByTheAggregator) {
                      json{{"post", "atlantis"}, {"agent", "a"}}.dump());
   EXPECT_EQ(r.status, 404) << r.body;
   EXPECT_EQ(issue(kAgent, TokensFile::kRead).status, 403);
+}
+
+// The retained message on the agent's state topic: its last birth, or the death the broker
+// published for it.
+std::optional<AgentState> retained_state(const std::string& broker_uri) {
+  mqtt::async_client c(broker_uri, "trust-test-state");
+  c.connect()->wait();
+  c.start_consuming();
+  c.subscribe(topic_of(topics::Channel::State), 1)->wait();
+  mqtt::const_message_ptr m;
+  std::optional<AgentState> out;
+  if (c.try_consume_message_for(&m, std::chrono::seconds(5)) && m) {
+    const auto& p = m->get_payload();
+    AgentState st;
+    if (decode_agent_state({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, st) == DecodeError::None)
+      out = st;
+  }
+  c.disconnect()->wait();
+  return out;
+}
+
+// The agent's key rotated while it sends a steady stream: every event is accepted once and
+// confirmed, nothing is refused (the old key stays valid while the agent moves to the new
+// one), the agent takes up the new key without a restart, and the last will it leaves with the
+// broker (published on a SIGKILL) is signed with the new key.
+TEST_F(Trust, KeyRotationUnderLoadLosesAndRefusesNothing) {
+  ASSERT_EQ(enrol(token_for()).status, 0);
+  const auto old_key = SigningKey::load(key_file).key_id();
+  ChildProcess agent({(binary_dir() / "agent" / "postwatch-agent").string(), "run", "--config", config_file.string()},
+                     dir.path() / "agent.log", true);
+  constexpr int kChunk = 20, kChunks = 150;  // 3 000 events, about 1 000 a second
+  std::atomic<int> written{0};
+  std::jthread writer([&] {  // joined on every way out, a failed assertion too
+    for (int c = 0; c < kChunks; ++c) {
+      if (!agent.write_stdin(event_lines(c * kChunk, kChunk))) break;
+      written += kChunk;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  ASSERT_TRUE(wait_until([&] { return confirmed() >= 200; }, std::chrono::seconds(20)))
+      << status().dump() << agent.log();
+  auto r = rotate_key();
+  const int written_at_rotation = written.load();
+  writer.join();
+  ASSERT_EQ(r.status, 0) << r.output << agent.log();
+  EXPECT_NE(r.output.find("rotated the key of bamako/gw-1 from " + old_key), std::string::npos) << r.output;
+  const auto new_key = SigningKey::load(key_file).key_id();
+  EXPECT_NE(new_key, old_key);
+  EXPECT_FALSE(fs::exists(fs::path(key_file.string() + ".next")));
+  EXPECT_LT(written_at_rotation, kChunk * kChunks) << "the rotation did not happen under load";
+
+  constexpr int kTotal = kChunk * kChunks;
+  ASSERT_TRUE(wait_until([&] { return confirmed() == kTotal; }, std::chrono::seconds(60)))
+      << status().dump() << agent.log();
+  EXPECT_NE(agent.log().find("now signing with key " + new_key + " (was " + old_key + ")"), std::string::npos)
+      << agent.log();
+  EXPECT_NE(agent.log().find("reconnecting once so the last will is signed with the new key"), std::string::npos);
+
+  auto s = stats();
+  EXPECT_EQ(s["events_accepted"], kTotal) << s.dump();
+  EXPECT_EQ(s["batches_signed"], s["batches_accepted"]) << s.dump();
+  EXPECT_EQ(s["keys_rotated"], 1);
+  for (const auto& [reason, n] : s["batches_refused_signature"].items()) EXPECT_EQ(n, 0) << reason;
+  for (const auto& [reason, n] : s["agent_states_refused_signature"].items()) EXPECT_EQ(n, 0) << reason;
+  auto keys = api("/api/v1/agent-keys")["keys"];
+  ASSERT_EQ(keys.size(), 2u) << keys.dump();
+  for (const auto& k : keys) {
+    if (k["key_id"] == old_key) {
+      EXPECT_EQ(k["state"], "retiring") << k.dump();
+      EXPECT_GT(k["retires_at_ms"].get<std::int64_t>(), now_utc_ms());
+    } else {
+      EXPECT_EQ(k["key_id"], new_key);
+      EXPECT_EQ(k["state"], "in_force");
+      EXPECT_EQ(k["rotated_from"], old_key);
+    }
+  }
+  EXPECT_EQ(api(std::string("/api/v1/agents/") + kPost + "/" + kAgent)["key_id"], new_key);
+
+  // The will the broker holds was renewed by the reconnect: signed with the new key.
+  agent.signal(SIGKILL);
+  agent.wait(std::chrono::seconds(10));
+  std::optional<AgentState> death;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        death = retained_state(broker.uri());
+        return death && !death->online;
+      },
+      std::chrono::seconds(20)))
+      << "no death on the state topic";
+  EXPECT_EQ(death->key_id, new_key);
+  for (const auto& [reason, n] : stats()["agent_states_refused_signature"].items()) EXPECT_EQ(n, 0) << reason;
+
+  // The next rotation starts from the key now in force.
+  auto again = rotate_key();
+  ASSERT_EQ(again.status, 0) << again.output;
+  EXPECT_EQ(stats()["keys_rotated"], 2);
+}
+
+// Refused rotations: an agent that is not enrolled is told so at the board (exit 2), and one
+// whose key an operator revoked is refused by the aggregator (exit 1) and keeps its key.
+TEST_F(Trust, ARotationNeedsAnEnrolledAgentWhoseKeyIsInForce) {
+  auto not_enrolled = rotate_key();
+  EXPECT_EQ(not_enrolled.status, 2) << not_enrolled.output;
+  EXPECT_NE(not_enrolled.output.find("not enrolled"), std::string::npos) << not_enrolled.output;
+
+  ASSERT_EQ(enrol(token_for()).status, 0);
+  const auto key = SigningKey::load(key_file).key_id();
+  auto revoked =
+      http_call(aggregator->port(), feedhttp::verb::post,
+                std::string("/api/v1/agent-keys/") + kPost + "/" + kAgent + "/revoke", bearer(TokensFile::kOperator));
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  auto refused = rotate_key();
+  EXPECT_EQ(refused.status, 1) << refused.output;
+  EXPECT_NE(refused.output.find("no key in force"), std::string::npos) << refused.output;
+  EXPECT_EQ(SigningKey::load(key_file).key_id(), key);
+  EXPECT_FALSE(fs::exists(fs::path(key_file.string() + ".next")));
+  EXPECT_EQ(stats()["keys_rotated"], 0);
 }

@@ -1,5 +1,6 @@
 // The agents' key registry and enrolment (aggregator/src/trust, docs/security.md).
 #include "postwatch/enrolment.hpp"
+#include "postwatch/wire/postwatch_enrolment_generated.h"
 #include "postwatch/wire_codec.hpp"
 #include "support/test_support.hpp"
 #include "trust/agent_key_registry.hpp"
@@ -31,7 +32,7 @@ EventBatch batch(std::uint64_t seq) {
 SignatureVerdict check(const AgentKeyRegistry& r, const std::vector<std::uint8_t>& payload) {
   BatchView v;
   EXPECT_EQ(decode_batch(bytes(payload), v), DecodeError::None);
-  return r.check(v.post_id, v.agent_id, v.key_id, bytes(payload), v.signature_offset);
+  return r.check(v.post_id, v.agent_id, v.key_id, bytes(payload), v.signature_offset, kNow);
 }
 
 struct Enrolling {
@@ -54,10 +55,27 @@ struct Enrolling {
     r.at_ms = kNow;
     return encode_enrol_request(r, agent_key);
   }
+  // The request `postwatch-agent rotate-key` sends: `next` endorsed by `current`.
+  static std::vector<std::uint8_t> rotation(const SigningKey& current, const SigningKey& next,
+                                            const std::string& post = "bamako", const std::string& agent = "agent-1") {
+    EnrolRequest r;
+    r.agent_id = agent;
+    r.post_id = post;
+    r.public_key = next.public_key();
+    r.endorsed_by = current.key_id();
+    r.endorsement = endorse_rotation(current, post, agent, next.public_key());
+    r.at_ms = kNow;
+    return encode_enrol_request(r, next);
+  }
   EnrolmentDesk::Outcome redeem(const std::vector<std::uint8_t>& payload, std::int64_t now = kNow) {
     EnrolRequest r;
     EXPECT_EQ(decode_enrol_request(bytes(payload), r), DecodeError::None);
-    return desk.redeem(r, bytes(payload), now);
+    return desk.redeem(r, bytes(payload), now, kHour);
+  }
+  // `key` enrolled with a token.
+  void enrol(const SigningKey& key) {
+    auto out = redeem(request(desk.issue("bamako", "agent-1", kHour, kNow).text, key));
+    ASSERT_TRUE(out.reply.accepted) << out.reply.reason;
   }
 };
 
@@ -90,10 +108,10 @@ TEST(AgentKeyRegistry, AnAlteredBatchFailsAndARevokedKeyIsRefused) {
   ASSERT_EQ(decode_batch(bytes(payload), v), DecodeError::None);
   auto altered = payload;
   altered[v.signature_offset - 20] ^= 0x40;  // inside the body, before the signature
-  EXPECT_EQ(keys.check("bamako", "agent-1", k.key_id(), bytes(altered), v.signature_offset),
+  EXPECT_EQ(keys.check("bamako", "agent-1", k.key_id(), bytes(altered), v.signature_offset, kNow),
             SignatureVerdict::BadSignature);
   // Another agent's messages do not verify with this one's key.
-  EXPECT_EQ(keys.check("bamako", "agent-2", k.key_id(), bytes(payload), v.signature_offset),
+  EXPECT_EQ(keys.check("bamako", "agent-2", k.key_id(), bytes(payload), v.signature_offset, kNow),
             SignatureVerdict::UnknownKey);
   ASSERT_NE(keys.revoke("bamako", "agent-1", kNow + 1), nullptr);
   EXPECT_EQ(check(keys, payload), SignatureVerdict::RevokedKey);
@@ -111,6 +129,120 @@ TEST(AgentKeyRegistry, KeysRoundTripThroughJson) {
   EXPECT_EQ(b.key_id, a.key_id);
   EXPECT_EQ(b.revoked_at_ms, a.revoked_at_ms);
   EXPECT_FALSE(from_json(nlohmann::json{{"post", "x"}}, b));
+}
+
+// A rotated-out key signs for its grace period (what was in flight, or spooled and signed, when
+// the agent moved on), then is refused as revoked; the new key is the one in force throughout.
+TEST(AgentKeyRegistry, ARotatedKeyStaysValidForItsGraceThenIsRefused) {
+  AgentKeyRegistry keys;
+  auto old_key = SigningKey::generate(), new_key = SigningKey::generate();
+  keys.add({"bamako", "agent-1", old_key.key_id(), old_key.public_key(), kNow, 0, "t"});
+  AgentKey next{"bamako", "agent-1", new_key.key_id(), new_key.public_key(), kNow};
+  next.rotated_from = old_key.key_id();
+  ASSERT_TRUE(keys.rotate(next, kNow + kHour));
+  EXPECT_EQ(keys.in_force("bamako", "agent-1")->key_id, new_key.key_id());
+  EXPECT_EQ(keys.enrolled_agents(), 1u);
+  auto old_signed = encode_batch(batch(1), &old_key), new_signed = encode_batch(batch(2), &new_key);
+  BatchView o, n;
+  ASSERT_EQ(decode_batch(bytes(old_signed), o), DecodeError::None);
+  ASSERT_EQ(decode_batch(bytes(new_signed), n), DecodeError::None);
+  auto at = [&](const BatchView& v, const std::vector<std::uint8_t>& p, std::int64_t now) {
+    return keys.check("bamako", "agent-1", v.key_id, bytes(p), v.signature_offset, now);
+  };
+  EXPECT_EQ(at(o, old_signed, kNow + kHour - 1), SignatureVerdict::Signed);
+  EXPECT_EQ(at(o, old_signed, kNow + kHour), SignatureVerdict::RevokedKey);
+  EXPECT_EQ(at(n, new_signed, kNow + 10 * kHour), SignatureVerdict::Signed);
+  // Kept across a restart: both rows, with the grace and the endorsement.
+  AgentKey back;
+  ASSERT_TRUE(from_json(to_json(*keys.find("bamako", "agent-1", old_key.key_id())), back));
+  EXPECT_EQ(back.retires_at_ms, kNow + kHour);
+  ASSERT_TRUE(from_json(to_json(*keys.in_force("bamako", "agent-1")), back));
+  EXPECT_EQ(back.rotated_from, old_key.key_id());
+  // Revoking the agent revokes both: the new key, and the old one still in its grace.
+  ASSERT_NE(keys.revoke("bamako", "agent-1", kNow + 5), nullptr);
+  EXPECT_EQ(at(o, old_signed, kNow + 6), SignatureVerdict::RevokedKey);
+  EXPECT_EQ(at(n, new_signed, kNow + 6), SignatureVerdict::RevokedKey);
+  EXPECT_EQ(keys.enrolled_agents(), 0u);
+  // Nothing in force: nothing to rotate from.
+  EXPECT_FALSE(keys.rotate({"bamako", "agent-1", "x", new_key.public_key(), kNow}, kNow + kHour));
+}
+
+TEST(Rotation, TheKeyInForceEndorsesItsSuccessorOnce) {
+  Enrolling e;
+  auto first = SigningKey::generate(), second = SigningKey::generate();
+  e.enrol(first);
+  auto out = e.redeem(Enrolling::rotation(first, second), kNow + 1000);
+  ASSERT_TRUE(out.reply.accepted) << out.reply.reason;
+  EXPECT_TRUE(out.changed);
+  EXPECT_EQ(out.reply.agent_key_id, second.key_id());
+  EXPECT_TRUE(out.reply.token_id.empty());
+  ASSERT_NE(out.retired, nullptr);
+  EXPECT_EQ(out.retired->key_id, first.key_id());
+  EXPECT_EQ(out.retired->retires_at_ms, kNow + 1000 + kHour);
+  EXPECT_EQ(out.key->rotated_from, first.key_id());
+  // The same request again (its answer was lost, or rotate-key finishes an interrupted run).
+  auto again = e.redeem(Enrolling::rotation(first, second), kNow + 2000);
+  EXPECT_TRUE(again.reply.accepted) << again.reply.reason;
+  EXPECT_FALSE(again.changed);
+  // The next rotation must come from the new key: the old one no longer endorses anything.
+  auto third = SigningKey::generate();
+  auto stale = e.redeem(Enrolling::rotation(first, third), kNow + 3000);
+  EXPECT_FALSE(stale.reply.accepted);
+  EXPECT_NE(stale.reply.reason.find("key in force is " + second.key_id()), std::string::npos) << stale.reply.reason;
+  // Nor can the agent go back to a key it had.
+  auto back = e.redeem(Enrolling::rotation(second, first), kNow + 4000);
+  EXPECT_FALSE(back.reply.accepted);
+  EXPECT_NE(back.reply.reason.find("was this agent's before"), std::string::npos) << back.reply.reason;
+  EXPECT_EQ(e.keys.in_force("bamako", "agent-1")->key_id, second.key_id());
+}
+
+// Whoever does not hold the key in force cannot name a successor: a broker that swaps the new
+// key breaks the endorsement, and another agent's key endorses nothing here.
+TEST(Rotation, AForgedOrSwappedEndorsementIsRefused) {
+  Enrolling e;
+  auto current = SigningKey::generate(), next = SigningKey::generate(), thief = SigningKey::generate();
+  e.enrol(current);
+  EnrolRequest r;
+  ASSERT_EQ(decode_enrol_request(bytes(Enrolling::rotation(current, next)), r), DecodeError::None);
+  ASSERT_TRUE(r.rotation());
+  r.public_key = thief.public_key();  // keeps the endorsement of `next`
+  auto swapped = e.redeem(encode_enrol_request(r, thief));
+  EXPECT_FALSE(swapped.reply.accepted);
+  EXPECT_NE(swapped.reply.reason.find("endorsement does not verify"), std::string::npos) << swapped.reply.reason;
+  // Endorsed by a key that claims the current key's id but is not it.
+  r.public_key = next.public_key();
+  r.endorsement = endorse_rotation(thief, "bamako", "agent-1", next.public_key());
+  EXPECT_FALSE(e.redeem(encode_enrol_request(r, next)).reply.accepted);
+  // For another agent: that agent has no key in force.
+  auto elsewhere = e.redeem(Enrolling::rotation(current, next, "bamako", "agent-2"));
+  EXPECT_FALSE(elsewhere.reply.accepted);
+  EXPECT_NE(elsewhere.reply.reason.find("no key in force"), std::string::npos) << elsewhere.reply.reason;
+  EXPECT_EQ(e.keys.in_force("bamako", "agent-1")->key_id, current.key_id());
+}
+
+// A rotation carries no token and an enrolment no endorsement: a request mixing them (made by
+// hand: encode writes one or the other) is not read at all.
+TEST(Rotation, ARequestWithBothTokenAndEndorsementIsUndecodable) {
+  auto current = SigningKey::generate(), next = SigningKey::generate();
+  EnrolRequest r;
+  ASSERT_EQ(decode_enrol_request(bytes(Enrolling::rotation(current, next)), r), DecodeError::None);
+  EXPECT_EQ(r.endorsed_by, current.key_id());
+  EXPECT_TRUE(rotation_endorsed(current.public_key(), "bamako", "agent-1", next.public_key(), *r.endorsement));
+  EXPECT_FALSE(rotation_endorsed(current.public_key(), "bamako", "agent-2", next.public_key(), *r.endorsement));
+
+  namespace fbw = postwatch::wire::v1;
+  flatbuffers::FlatBufferBuilder fbb;
+  std::array<std::uint8_t, 32> proof{};
+  Signature zeros{};
+  auto root = fbw::CreateEnrolRequest(
+      fbb, 1, fbb.CreateString("agent-1"), fbb.CreateString("bamako"), fbb.CreateString("0123456789abcdef"),
+      fbb.CreateVector(next.public_key().data(), 32), fbb.CreateVector(proof.data(), 32), kNow,
+      fbb.CreateString(next.key_id()), fbb.CreateVector(zeros.data(), zeros.size()), fbb.CreateString(current.key_id()),
+      fbb.CreateVector(r.endorsement->data(), r.endorsement->size()));
+  fbw::FinishEnrolRequestBuffer(fbb, root);
+  std::vector<std::uint8_t> mixed(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  EnrolRequest back;
+  EXPECT_EQ(decode_enrol_request(bytes(mixed), back), DecodeError::FieldTooLong);
 }
 
 TEST(Enrolment, AValidTokenEnrolsTheAgentOnce) {

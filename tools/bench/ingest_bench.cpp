@@ -282,7 +282,8 @@ void BM_Verify(benchmark::State& state) {
     const auto& m = sp.pool.messages[i];
     if (++i == sp.pool.messages.size()) i = 0;
     decode_batch(m.payload, view);
-    auto verdict = sp.keys.check(view.post_id, view.agent_id, view.key_id, m.payload, view.signature_offset);
+    auto verdict =
+        sp.keys.check(view.post_id, view.agent_id, view.key_id, m.payload, view.signature_offset, sp.pool.now_ms);
     refused_count += verdict != SignatureVerdict::Signed;
   }
   if (refused_count) state.SkipWithError("a signed batch did not verify");

@@ -22,7 +22,7 @@ bool id_ok(const std::string& s) {
 
 HttpResponse ApiRoutes::agent_keys() {
   if (!src_.trust) return error_response(http::status::service_unavailable, "agent keys are not kept here");
-  return json_response(http::status::ok, src_.trust->keys_json());
+  return json_response(http::status::ok, src_.trust->keys_json(now_utc_ms()));
 }
 
 HttpResponse ApiRoutes::issue_token(const HttpRequest& req, const Principal* who) {
@@ -62,9 +62,7 @@ HttpResponse ApiRoutes::revoke_key(std::string_view post_agent, const Principal*
   std::string post(post_agent.substr(0, slash)), agent(post_agent.substr(slash + 1));
   const AgentKey* k = src_.trust->revoke(post, agent, who ? who->name : std::string(), now_utc_ms());
   if (!k) return error_response(http::status::not_found, "agent " + post + "/" + agent + " has no key in force");
-  auto j = to_json(*k);
-  j["state"] = "revoked";
-  return json_response(http::status::ok, j);
+  return json_response(http::status::ok, AgentTrust::key_json(*k, now_utc_ms()));
 }
 
 void ApiRoutes::add_agent_key(json& agent_json, const std::string& post, const std::string& agent) const {
@@ -89,6 +87,7 @@ void ApiRoutes::add_trust_stats(json& j) const {
   j["agents_enrolled"] = src_.trust->keys().enrolled_agents();
   j["enrolments_accepted"] = t.enrolments_accepted;
   j["enrolments_refused"] = t.enrolments_refused;
+  j["keys_rotated"] = t.keys_rotated;
 }
 
 void ApiRoutes::add_trust_metrics(MetricsText& m) const {
@@ -112,6 +111,8 @@ void ApiRoutes::add_trust_metrics(MetricsText& m) const {
   m.family("postwatch_enrolments_total", "counter", "Enrolment requests answered, by outcome.");
   m.sample("postwatch_enrolments_total", L::label("outcome", "accepted"), t.enrolments_accepted);
   m.sample("postwatch_enrolments_total", L::label("outcome", "refused"), t.enrolments_refused);
+  m.family("postwatch_agent_keys_rotated_total", "counter", "Agent keys rotated (the new key endorsed by the old).");
+  m.sample("postwatch_agent_keys_rotated_total", "", t.keys_rotated);
 }
 
 }  // namespace postwatch::aggregator

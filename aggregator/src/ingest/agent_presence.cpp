@@ -28,7 +28,7 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
     return;
   }
   if (keys_) {
-    auto verdict = keys_->check(st.post_id, st.agent_id, st.key_id, payload, st.signature_offset);
+    auto verdict = keys_->check(st.post_id, st.agent_id, st.key_id, payload, st.signature_offset, now_ms);
     if (refused(verdict)) {
       ++rejected_;
       auto& n = refused_signature_[refusal_index(verdict)];

@@ -205,7 +205,8 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   // Before anything reads the events: a refused batch leaves no trace in the seq window, so a
   // forged one cannot make the agent's real events look like duplicates or get confirmed.
   if (keys_) {
-    auto verdict = keys_->check(batch_.post_id, batch_.agent_id, batch_.key_id, payload, batch_.signature_offset);
+    auto verdict =
+        keys_->check(batch_.post_id, batch_.agent_id, batch_.key_id, payload, batch_.signature_offset, now_ms);
     if (refused(verdict)) {
       counters_.batches_refused_signature[refusal_index(verdict)] += 1;
       reject(topic, std::string("signature: ") + std::string(to_string(verdict)) +

@@ -1,5 +1,7 @@
 #include "trust/agent_key_registry.hpp"
 
+#include <algorithm>
+
 namespace postwatch::aggregator {
 
 std::string_view to_string(SignatureVerdict v) {
@@ -21,7 +23,9 @@ nlohmann::json to_json(const AgentKey& k) {
           {"public_key", to_hex(k.key)},
           {"enrolled_at_ms", k.enrolled_at_ms},
           {"revoked_at_ms", k.revoked_at_ms},
-          {"token_id", k.token_id}};
+          {"retires_at_ms", k.retires_at_ms},
+          {"token_id", k.token_id},
+          {"rotated_from", k.rotated_from}};
 }
 
 bool from_json(const nlohmann::json& j, AgentKey& out) {
@@ -35,7 +39,9 @@ bool from_json(const nlohmann::json& j, AgentKey& out) {
     out.key_id = key_id_of(out.key);
     out.enrolled_at_ms = j.value("enrolled_at_ms", std::int64_t{0});
     out.revoked_at_ms = j.value("revoked_at_ms", std::int64_t{0});
+    out.retires_at_ms = j.value("retires_at_ms", std::int64_t{0});
     out.token_id = j.value("token_id", std::string());
+    out.rotated_from = j.value("rotated_from", std::string());
   } catch (const nlohmann::json::exception&) {
     return false;
   }
@@ -50,7 +56,8 @@ const AgentKeyRegistry::Keys* AgentKeyRegistry::keys_of(std::string_view post, s
 }
 
 SignatureVerdict AgentKeyRegistry::check(std::string_view post, std::string_view agent, std::string_view key_id,
-                                         std::span<const std::uint8_t> payload, std::size_t signature_offset) const {
+                                         std::span<const std::uint8_t> payload, std::size_t signature_offset,
+                                         std::int64_t now_ms) const {
   const Keys* keys = keys_of(post, agent);
   if (signature_offset == 0) {
     bool enrolled = false;
@@ -61,10 +68,10 @@ SignatureVerdict AgentKeyRegistry::check(std::string_view post, std::string_view
   if (!keys) return SignatureVerdict::UnknownKey;
   for (const auto& k : *keys) {
     if (k.key_id != key_id) continue;
-    if (k.revoked()) return SignatureVerdict::RevokedKey;
-    const bool ok = k.verifier ? k.verifier->verify_payload(payload, signature_offset)
-                               : verify_payload(payload, signature_offset, k.key);
-    return ok ? SignatureVerdict::Signed : SignatureVerdict::BadSignature;
+    if (!k.valid_at(now_ms)) return SignatureVerdict::RevokedKey;
+    // add() made the verifier: no message pays for OpenSSL's key object.
+    return k.verifier->verify_payload(payload, signature_offset) ? SignatureVerdict::Signed
+                                                                 : SignatureVerdict::BadSignature;
   }
   return SignatureVerdict::UnknownKey;
 }
@@ -72,7 +79,7 @@ SignatureVerdict AgentKeyRegistry::check(std::string_view post, std::string_view
 const AgentKey* AgentKeyRegistry::in_force(std::string_view post, std::string_view agent) const {
   if (const Keys* keys = keys_of(post, agent))
     for (const auto& k : *keys)
-      if (!k.revoked()) return &k;
+      if (k.in_force()) return &k;
   return nullptr;
 }
 
@@ -88,13 +95,30 @@ void AgentKeyRegistry::add(AgentKey key) {
   auto& keys = by_post_[key.post][key.agent];
   for (auto& k : keys)
     if (k.key_id == key.key_id) {  // the same key again (a store row read twice): keep the newer word
-      if (!k.revoked() && key.revoked()) --in_force_;
-      if (k.revoked() && !key.revoked()) ++in_force_;
       k = std::move(key);
       return;
     }
-  if (!key.revoked()) ++in_force_;
   keys.push_back(std::move(key));
+}
+
+bool AgentKeyRegistry::rotate(AgentKey next, std::int64_t retires_at_ms) {
+  auto p = by_post_.find(next.post);
+  if (p == by_post_.end()) return false;
+  auto a = p->second.find(next.agent);
+  if (a == p->second.end()) return false;
+  auto current = std::find_if(a->second.begin(), a->second.end(), [](const AgentKey& k) { return k.in_force(); });
+  if (current == a->second.end()) return false;
+  current->retires_at_ms = retires_at_ms;
+  add(std::move(next));
+  return true;
+}
+
+std::size_t AgentKeyRegistry::enrolled_agents() const {
+  std::size_t n = 0;
+  for (const auto& [post, agents] : by_post_)
+    for (const auto& [agent, keys] : agents)
+      n += std::any_of(keys.begin(), keys.end(), [](const AgentKey& k) { return k.in_force(); }) ? 1 : 0;
+  return n;
 }
 
 const AgentKey* AgentKeyRegistry::revoke(std::string_view post, std::string_view agent, std::int64_t now_ms) {
@@ -102,13 +126,13 @@ const AgentKey* AgentKeyRegistry::revoke(std::string_view post, std::string_view
   if (p == by_post_.end()) return nullptr;
   auto a = p->second.find(agent);
   if (a == p->second.end()) return nullptr;
+  const AgentKey* was_in_force = nullptr;
   for (auto& k : a->second)
     if (!k.revoked()) {
+      if (k.in_force() || !was_in_force) was_in_force = &k;
       k.revoked_at_ms = now_ms;
-      --in_force_;
-      return &k;
     }
-  return nullptr;
+  return was_in_force;
 }
 
 std::vector<const AgentKey*> AgentKeyRegistry::all() const {

@@ -1,6 +1,7 @@
-// Which Ed25519 key each agent signs with (docs/security.md): filled by enrolment, emptied of
-// a key by revocation, and asked for every batch, birth, heartbeat and death before anything
-// else reads them. Pure: the caller persists changes (to_json / from_json) and keeps time.
+// Which Ed25519 key each agent signs with (docs/security.md): filled by enrolment, moved on by
+// rotation (the old key stays valid for a grace period), emptied of a key by revocation, and
+// asked for every batch, birth, heartbeat and death before anything else reads them. Pure: the
+// caller persists changes (to_json / from_json) and keeps time.
 #pragma once
 
 #include "postwatch/signing.hpp"
@@ -23,11 +24,17 @@ struct AgentKey {
   std::string post, agent, key_id;
   PublicKey key{};
   std::int64_t enrolled_at_ms = 0;
-  std::int64_t revoked_at_ms = 0;  // 0: in force
-  std::string token_id;            // the enrolment token it came with
+  std::int64_t revoked_at_ms = 0;  // 0: not revoked
+  std::string token_id;            // the enrolment token it came with (empty for a rotation)
+  // A rotated key: valid until then, refused as revoked from then on. 0: not rotated.
+  std::int64_t retires_at_ms = 0;
+  std::string rotated_from{};  // the key id that endorsed it (empty for an enrolment)
   // Made by AgentKeyRegistry::add, so no message pays for OpenSSL's key object.
   std::shared_ptr<const VerifyKey> verifier{};
   bool revoked() const { return revoked_at_ms != 0; }
+  bool retiring() const { return retires_at_ms != 0; }
+  bool in_force() const { return !revoked() && !retiring(); }
+  bool valid_at(std::int64_t now_ms) const { return !revoked() && (!retiring() || now_ms < retires_at_ms); }
 };
 nlohmann::json to_json(const AgentKey& k);
 // False when `j` is not one (a damaged store row).
@@ -40,7 +47,7 @@ enum class SignatureVerdict : std::uint8_t {
   RefusedUnsigned,  // no signature, but the agent is enrolled (or signatures are required)
   BadSignature,     // signed with a key of this agent's that does not verify: altered or forged
   UnknownKey,       // signed with a key this agent never enrolled
-  RevokedKey,       // signed with a key an operator revoked
+  RevokedKey,       // signed with a key an operator revoked, or one rotated out whose grace ended
 };
 inline constexpr std::size_t kSignatureRefusals = 4;  // the refused verdicts, in order
 std::string_view to_string(SignatureVerdict v);       // "signed", ..., "unsigned_refused", "bad_signature", ...
@@ -58,19 +65,25 @@ class AgentKeyRegistry {
   explicit AgentKeyRegistry(bool require_signatures = false) : require_signatures_(require_signatures) {}
 
   SignatureVerdict check(std::string_view post, std::string_view agent, std::string_view key_id,
-                         std::span<const std::uint8_t> payload, std::size_t signature_offset) const;
+                         std::span<const std::uint8_t> payload, std::size_t signature_offset,
+                         std::int64_t now_ms) const;
 
-  // The key in force for the agent, or null.
+  // The key in force for the agent (not revoked, not rotated out), or null.
   const AgentKey* in_force(std::string_view post, std::string_view agent) const;
   const AgentKey* find(std::string_view post, std::string_view agent, std::string_view key_id) const;
   // Adds an enrolled key (or one loaded from the store); the agent's earlier key in force, if
   // any, must have been revoked first (the caller checks: EnrolmentDesk).
   void add(AgentKey key);
-  // Revokes the agent's key in force at `now_ms`; the revoked key, or null when it had none.
+  // Puts `next` in force for its agent; the key in force until now stays valid until
+  // `retires_at_ms`. The caller checked the endorsement (EnrolmentDesk). False when the agent has
+  // no key in force.
+  bool rotate(AgentKey next, std::int64_t retires_at_ms);
+  // Revokes every key of the agent still valid (the key in force and one being rotated out) at
+  // `now_ms`; the key that was in force, or null when it had none.
   const AgentKey* revoke(std::string_view post, std::string_view agent, std::int64_t now_ms);
 
   bool require_signatures() const { return require_signatures_; }
-  std::size_t enrolled_agents() const { return in_force_; }
+  std::size_t enrolled_agents() const;  // agents with a key in force
   // Every key, by post, agent and enrolment time.
   std::vector<const AgentKey*> all() const;
 
@@ -80,7 +93,6 @@ class AgentKeyRegistry {
   const Keys* keys_of(std::string_view post, std::string_view agent) const;
   std::map<std::string, Agents, std::less<>> by_post_;
   bool require_signatures_;
-  std::size_t in_force_ = 0;
 };
 
 }  // namespace postwatch::aggregator

@@ -9,12 +9,13 @@
 namespace postwatch::aggregator {
 
 AgentTrust::AgentTrust(AggregatorIdentity identity, bool require_signatures, Persist persist,
-                       std::shared_ptr<spdlog::logger> log)
+                       std::shared_ptr<spdlog::logger> log, std::int64_t rotation_grace_ms)
     : identity_(std::move(identity)),
       keys_(require_signatures),
       desk_(identity_.enrolment_secret, identity_.key, keys_),
       persist_(std::move(persist)),
-      log_(std::move(log)) {}
+      log_(std::move(log)),
+      rotation_grace_ms_(rotation_grace_ms) {}
 
 void AgentTrust::load(const std::vector<std::pair<std::string, std::string>>& records) {
   std::size_t bad = 0;
@@ -62,13 +63,23 @@ std::optional<AgentTrust::Reply> AgentTrust::on_enrol(std::string_view topic, st
   } else if (!post || catalogue.posts()[*post].region != t.region) {
     out.reply = {r.agent_id, r.post_id, r.token_id, false, "unknown post or region", "", now_ms};
   } else {
-    out = desk_.redeem(r, payload, now_ms);
+    out = desk_.redeem(r, payload, now_ms, rotation_grace_ms_);
   }
   if (out.changed) {
+    if (out.retired) keep(*out.retired);  // first: a crash between the two leaves the old key in force
     keep(*out.key);
-    keep(*out.token);
+    if (out.token) keep(*out.token);
   }
-  if (out.reply.accepted) {
+  if (r.rotation()) {
+    if (out.reply.accepted) {
+      counters_.keys_rotated += out.changed ? 1 : 0;
+      log_->info("agent {}/{} rotated its key from {} to {}; the old key stays valid for {} min", t.post, t.agent,
+                 r.endorsed_by, out.reply.agent_key_id, rotation_grace_ms_ / 60'000);
+    } else {
+      ++counters_.enrolments_refused;
+      log_->warn("refused the key rotation of agent {}/{}: {}", t.post, t.agent, out.reply.reason);
+    }
+  } else if (out.reply.accepted) {
     ++counters_.enrolments_accepted;
     log_->info("agent {}/{} enrolled with key {} (token {})", t.post, t.agent, out.reply.agent_key_id, r.token_id);
   } else {
@@ -95,20 +106,23 @@ const AgentKey* AgentTrust::revoke(const std::string& post, const std::string& a
                                    std::int64_t now_ms) {
   const AgentKey* k = keys_.revoke(post, agent, now_ms);
   if (!k) return nullptr;
-  keep(*k);
+  for (const auto* each : keys_.all())  // the key in force and one still being rotated out
+    if (each->post == post && each->agent == agent && each->revoked_at_ms == now_ms) keep(*each);
   ++counters_.keys_revoked;
   log_->warn("key {} of agent {}/{} revoked by {}: its messages are refused until it enrols again", k->key_id, post,
              agent, by.empty() ? "anonymous" : by);
   return k;
 }
 
-nlohmann::json AgentTrust::keys_json() const {
+nlohmann::json AgentTrust::key_json(const AgentKey& k, std::int64_t now_ms) {
+  auto j = to_json(k);
+  j["state"] = k.revoked() ? "revoked" : k.in_force() ? "in_force" : k.valid_at(now_ms) ? "retiring" : "retired";
+  return j;
+}
+
+nlohmann::json AgentTrust::keys_json(std::int64_t now_ms) const {
   auto list = nlohmann::json::array();
-  for (const auto* k : keys_.all()) {
-    auto j = to_json(*k);
-    j["state"] = k->revoked() ? "revoked" : "in_force";
-    list.push_back(std::move(j));
-  }
+  for (const auto* k : keys_.all()) list.push_back(key_json(*k, now_ms));
   auto tokens = nlohmann::json::array();
   for (const auto* t : desk_.tokens()) tokens.push_back(to_json(*t));
   return {{"aggregator_key", {{"key_id", identity_.key.key_id()}, {"public_key", to_hex(identity_.key.public_key())}}},

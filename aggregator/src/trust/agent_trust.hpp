@@ -29,14 +29,16 @@ namespace postwatch::aggregator {
 
 struct TrustCounters {
   std::uint64_t enrolments_accepted = 0, enrolments_refused = 0, enrolments_undecodable = 0;
-  std::uint64_t tokens_issued = 0, keys_revoked = 0;
+  std::uint64_t tokens_issued = 0, keys_revoked = 0, keys_rotated = 0;
 };
 
 class AgentTrust {
  public:
   using Persist = std::function<void(std::string key, std::string body)>;
-  AgentTrust(AggregatorIdentity identity, bool require_signatures, Persist persist,
-             std::shared_ptr<spdlog::logger> log);
+  // A rotated-out agent key stays valid for `rotation_grace_ms` (--key-rotation-grace).
+  AgentTrust(AggregatorIdentity identity, bool require_signatures, Persist persist, std::shared_ptr<spdlog::logger> log,
+             std::int64_t rotation_grace_ms = kDefaultRotationGraceMs);
+  static constexpr std::int64_t kDefaultRotationGraceMs = 24LL * 3600 * 1000;
 
   // Start-up: what the store kept ("key/<post>/<agent>/<key id>", "token/<id>").
   void load(const std::vector<std::pair<std::string, std::string>>& records);
@@ -65,7 +67,9 @@ class AgentTrust {
 
   const TrustCounters& counters() const { return counters_; }
   // GET /api/v1/agent-keys: the aggregator's key, every agent key and every token (no secret).
-  nlohmann::json keys_json() const;
+  nlohmann::json keys_json(std::int64_t now_ms) const;
+  // One key as the API shows it, with its state at `now_ms`: in_force, retiring, retired, revoked.
+  static nlohmann::json key_json(const AgentKey& k, std::int64_t now_ms);
 
  private:
   void keep(const AgentKey& k);
@@ -76,6 +80,7 @@ class AgentTrust {
   EnrolmentDesk desk_;
   Persist persist_;
   std::shared_ptr<spdlog::logger> log_;
+  std::int64_t rotation_grace_ms_;
   TrustCounters counters_;
 };
 

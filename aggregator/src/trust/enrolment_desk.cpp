@@ -38,6 +38,19 @@ EnrolmentDesk::EnrolmentDesk(std::vector<std::uint8_t> enrolment_secret, const S
   if (enrolment_secret_.size() < 32) throw std::invalid_argument("the enrolment secret must be 32 bytes or more");
 }
 
+namespace {
+// The key a request asks to put in force (its signature by that key was checked).
+AgentKey requested_key(const EnrolRequest& r, std::int64_t now_ms) {
+  AgentKey k;
+  k.post = r.post_id;
+  k.agent = r.agent_id;
+  k.key_id = r.key_id;
+  k.key = r.public_key;
+  k.enrolled_at_ms = now_ms;
+  return k;
+}
+}  // namespace
+
 TokenSecret EnrolmentDesk::secret_of(std::string_view token_id) const {
   std::string msg = "postwatch-token-v1";
   msg.push_back('\0');
@@ -65,7 +78,7 @@ void EnrolmentDesk::load(IssuedToken token) {
 }
 
 EnrolmentDesk::Outcome EnrolmentDesk::redeem(const EnrolRequest& r, std::span<const std::uint8_t> payload,
-                                             std::int64_t now_ms) {
+                                             std::int64_t now_ms, std::int64_t grace_ms) {
   Outcome out;
   out.reply.agent_id = r.agent_id;
   out.reply.post_id = r.post_id;
@@ -78,6 +91,7 @@ EnrolmentDesk::Outcome EnrolmentDesk::redeem(const EnrolRequest& r, std::span<co
   };
   if (r.key_id != key_id_of(r.public_key) || !verify_payload(payload, r.signature_offset, r.public_key))
     return refuse("the request is not signed by the key it enrols");
+  if (r.rotation()) return rotate(r, now_ms, grace_ms, std::move(out));
   auto it = tokens_.find(r.token_id);
   if (it == tokens_.end()) return refuse("unknown enrolment token '" + r.token_id + "'");
   IssuedToken& t = it->second;
@@ -101,12 +115,7 @@ EnrolmentDesk::Outcome EnrolmentDesk::redeem(const EnrolRequest& r, std::span<co
     return refuse("agent " + who + " is enrolled already with key " + current->key_id +
                   "; an operator must revoke that key first (POST /api/v1/agent-keys/" + r.post_id + "/" + r.agent_id +
                   "/revoke)");
-  AgentKey k;
-  k.post = r.post_id;
-  k.agent = r.agent_id;
-  k.key_id = r.key_id;
-  k.key = r.public_key;
-  k.enrolled_at_ms = now_ms;
+  AgentKey k = requested_key(r, now_ms);
   k.token_id = t.id;
   keys_.add(std::move(k));
   t.used_at_ms = now_ms;
@@ -116,6 +125,42 @@ EnrolmentDesk::Outcome EnrolmentDesk::redeem(const EnrolRequest& r, std::span<co
   out.changed = true;
   out.token = &t;
   out.key = keys_.in_force(r.post_id, r.agent_id);
+  return out;
+}
+
+EnrolmentDesk::Outcome EnrolmentDesk::rotate(const EnrolRequest& r, std::int64_t now_ms, std::int64_t grace_ms,
+                                             Outcome out) {
+  const std::string who = r.post_id + "/" + r.agent_id;
+  auto refuse = [&](std::string why) {
+    out.reply.reason = std::move(why);
+    return out;
+  };
+  const AgentKey* current = keys_.in_force(r.post_id, r.agent_id);
+  if (current && current->key_id == r.key_id && current->rotated_from == r.endorsed_by) {
+    // The same rotation again (its answer was lost, or the agent finishes an interrupted one).
+    out.reply.accepted = true;
+    out.reply.agent_key_id = r.key_id;
+    return out;
+  }
+  if (!current) return refuse("agent " + who + " has no key in force to rotate from; enrol it with a token");
+  if (current->key_id != r.endorsed_by)
+    return refuse("the rotation is endorsed by key " + r.endorsed_by + ", but agent " + who + "'s key in force is " +
+                  current->key_id);
+  if (!rotation_endorsed(current->key, r.post_id, r.agent_id, r.public_key, *r.endorsement))
+    return refuse("the endorsement does not verify with key " + current->key_id +
+                  " (forged, or the new key was "
+                  "changed on the way)");
+  if (keys_.find(r.post_id, r.agent_id, r.key_id))
+    return refuse("key " + r.key_id + " was this agent's before; a rotation needs a new key");
+  AgentKey k = requested_key(r, now_ms);
+  k.rotated_from = current->key_id;
+  const std::string old_id = current->key_id;
+  if (!keys_.rotate(std::move(k), now_ms + grace_ms)) return refuse("agent " + who + " has no key in force");
+  out.reply.accepted = true;
+  out.reply.agent_key_id = r.key_id;
+  out.changed = true;
+  out.key = keys_.in_force(r.post_id, r.agent_id);
+  out.retired = keys_.find(r.post_id, r.agent_id, old_id);
   return out;
 }
 

@@ -38,17 +38,22 @@ class EnrolmentDesk {
 
   struct Outcome {
     EnrolReply reply;                    // to sign and publish
-    bool changed = false;                // a key was added and the token used: persist both
-    const IssuedToken* token = nullptr;  // when changed
-    const AgentKey* key = nullptr;       // when changed
+    bool changed = false;                // a key was added (and a token used): persist them
+    const IssuedToken* token = nullptr;  // when an enrolment changed something
+    const AgentKey* key = nullptr;       // when changed: the key now in force
+    const AgentKey* retired = nullptr;   // when a rotation changed something: the key rotated out
   };
   // `payload` is the request's bytes (its signature is checked against the key it carries).
-  Outcome redeem(const EnrolRequest& request, std::span<const std::uint8_t> payload, std::int64_t now_ms);
+  // An enrolment (token and proof) or a rotation (endorsed by the key in force), which keeps
+  // the old key valid for `grace_ms`.
+  Outcome redeem(const EnrolRequest& request, std::span<const std::uint8_t> payload, std::int64_t now_ms,
+                 std::int64_t grace_ms = 0);
 
   std::vector<const IssuedToken*> tokens() const;
 
  private:
   TokenSecret secret_of(std::string_view token_id) const;
+  Outcome rotate(const EnrolRequest& request, std::int64_t now_ms, std::int64_t grace_ms, Outcome out);
   std::vector<std::uint8_t> enrolment_secret_;
   const SigningKey& aggregator_key_;
   AgentKeyRegistry& keys_;

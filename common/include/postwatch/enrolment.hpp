@@ -41,12 +41,23 @@ std::vector<PublicKey> read_public_keys(const std::filesystem::path& file);
 // Replaces `file` atomically (a temporary file, fsynced, renamed over it).
 void write_public_keys(const std::filesystem::path& file, const std::vector<PublicKey>& keys);
 
-// schemas/postwatch_enrolment.fbs
+// A key rotation (docs/security.md, "Rotation"): the agent's key in force signs this statement
+// of post, agent and the new key, so only the holder of the old key can name its successor.
+Signature endorse_rotation(const SigningKey& current, std::string_view post, std::string_view agent,
+                           const PublicKey& next);
+bool rotation_endorsed(const PublicKey& current, std::string_view post, std::string_view agent, const PublicKey& next,
+                       const Signature& endorsement);
+
+// schemas/postwatch_enrolment.fbs. An enrolment carries token_id and proof; a rotation carries
+// endorsed_by and endorsement instead (no token).
 struct EnrolRequest {
   std::string agent_id, post_id, token_id;
   PublicKey public_key{};
   std::array<std::uint8_t, 32> proof{};
   std::int64_t at_ms = 0;
+  std::string endorsed_by{};
+  std::optional<Signature> endorsement{};
+  bool rotation() const { return endorsement.has_value(); }
   std::string key_id{};
   std::size_t signature_offset = 0;
 };

@@ -76,6 +76,8 @@ struct AggregatorOptions {
   // only from enrolled ones.
   std::filesystem::path keys_dir;
   bool require_signatures = false;
+  // How long an agent key rotated out stays valid (its in-flight and spooled messages).
+  std::int64_t key_rotation_grace_ms = 24LL * 3600 * 1000;
 
   // Webhook notifications of alarm changes (docs/alerting.md); empty: none.
   std::filesystem::path notifications_file;
