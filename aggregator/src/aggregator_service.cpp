@@ -35,6 +35,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
+#include <deque>
 #include <stdexcept>
 
 namespace postwatch::aggregator {
@@ -321,9 +322,10 @@ struct AggregatorService::Impl {
   void dispatch(const std::string& topic, const std::string& payload) {
     auto now = now_utc_ms();
     if (topic.ends_with("/enrol")) {
-      if (auto reply = trust.on_enrol(topic, as_bytes(payload), *catalogue, now))
-        outbox.publish(reply->topic, std::string(reply->payload.begin(), reply->payload.end()), false,
-                       OutboundPriority::Urgent);
+      if (auto reply = trust.on_enrol(topic, as_bytes(payload), *catalogue, now)) {
+        held_replies.push_back({reply->after_commit ? store.units_handed_over() : 0, std::move(*reply)});
+        release_enrol_replies();
+      }
       return;
     }
     if (!topic.ends_with("/events")) {
@@ -574,9 +576,26 @@ struct AggregatorService::Impl {
     bool caught_up = mqtt.flow().queued_messages == 0;
     confirmer.tick({store.events_handed_over(), store.events_committed()}, caught_up, now_utc_ms());
   }
-  // Between ticks: a watermark goes out as soon as the store committed what it covers.
-  void confirm_committed() {
-    confirmer.publish_committed({store.events_handed_over(), store.events_committed()}, now_utc_ms());
+  // Between ticks: a watermark goes out as soon as the store committed what it covers, and so
+  // does an enrolment's acceptance.
+  void on_store_progress() {
+    if (options.confirm_interval_ms > 0)
+      confirmer.publish_committed({store.events_handed_over(), store.events_committed()}, now_utc_ms());
+    release_enrol_replies();
+  }
+  // Enrolment and rotation answers, in order; an acceptance once the store holds the key.
+  struct HeldReply {
+    std::uint64_t after_unit = 0;
+    AgentTrust::Reply reply;
+  };
+  std::deque<HeldReply> held_replies;
+  void release_enrol_replies() {
+    const auto committed = store.units_committed();
+    while (!held_replies.empty() && held_replies.front().after_unit <= committed) {
+      auto& r = held_replies.front().reply;
+      outbox.publish(r.topic, std::string(r.payload.begin(), r.payload.end()), false, OutboundPriority::Urgent);
+      held_replies.pop_front();
+    }
   }
 
   // GET /api/v1/report (docs/strategy-progress.md, "The progress report"): made on the report
@@ -700,11 +719,12 @@ void AggregatorService::start() {
   impl_->outbox.start();
   if (impl_->jet) impl_->jet->start();
   impl_->repeat(impl_->ticker, impl_->options.tick_ms, &Impl::tick);
-  if (impl_->options.confirm_interval_ms > 0) {
+  if (impl_->options.confirm_interval_ms > 0)
     impl_->repeat(impl_->confirm_ticker, impl_->options.confirm_interval_ms, &Impl::confirm_tick);
-    impl_->repeat(impl_->commit_ticker, std::min<std::int64_t>(impl_->options.confirm_interval_ms, 50),
-                  &Impl::confirm_committed);
-  }
+  impl_->repeat(
+      impl_->commit_ticker,
+      impl_->options.confirm_interval_ms > 0 ? std::min<std::int64_t>(impl_->options.confirm_interval_ms, 50) : 50,
+      &Impl::on_store_progress);
 }
 
 void AggregatorService::stop() {

@@ -451,3 +451,33 @@ TEST_F(Trust, ARotationNeedsAnEnrolledAgentWhoseKeyIsInForce) {
   EXPECT_FALSE(fs::exists(fs::path(key_file.string() + ".next")));
   EXPECT_EQ(stats()["keys_rotated"], 0);
 }
+
+// The aggregator answers "accepted" only once its store holds the key: with the store locked by
+// another writer (as a stalled disk would hold it), an enrolment gets no answer and the agent
+// keeps its key for the next try, which is accepted once the store has committed. An answer
+// before the commit would leave an agent signing with a key a crashed aggregator never kept.
+TEST_F(Trust, AnEnrolmentIsAcceptedOnlyOnceTheStoreHoldsTheKey) {
+  auto token = token_for();
+  const auto db = dir.path() / "aggregator-data" / "postwatch.sqlite";
+  ASSERT_TRUE(fs::exists(db));
+  ChildProcess lock({"sqlite3", db.string()}, dir.path() / "sqlite-lock.log", true);
+  ASSERT_TRUE(lock.write_stdin("BEGIN EXCLUSIVE;\nSELECT 'locked';\n"));
+  ASSERT_TRUE(wait_until([&] { return lock.log().find("locked") != std::string::npos; }, std::chrono::seconds(10)))
+      << lock.log();
+  auto held = enrol(token, {}, 3);
+  EXPECT_EQ(held.status, 3) << held.output;
+  EXPECT_NE(held.output.find("no answer from the aggregator"), std::string::npos) << held.output;
+  EXPECT_FALSE(fs::exists(aggregator_key_file));
+  const auto key = SigningKey::load(key_file).key_id();
+
+  ASSERT_TRUE(lock.write_stdin("COMMIT;\n.quit\n"));
+  lock.close_stdin();
+  lock.wait(std::chrono::seconds(10));
+  auto again = enrol(token);  // the same key again: the same answer, now that the key is stored
+  ASSERT_EQ(again.status, 0) << again.output;
+  EXPECT_NE(again.output.find("with key " + key), std::string::npos) << again.output;
+  EXPECT_EQ(stats()["enrolments_accepted"], 2);
+  auto rows = run_shell("sqlite3 " + shell_quoted(db.string()) +
+                        " \"SELECT count(*) FROM trust_records WHERE key LIKE 'key/bamako/gw-1/" + key + "'\"");
+  EXPECT_EQ(rows.output, "1\n") << rows.output;
+}

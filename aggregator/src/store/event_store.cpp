@@ -215,6 +215,11 @@ std::string EventStore::failure() const {
   return failure_;
 }
 
+std::uint64_t EventStore::units_handed_over() const {
+  std::lock_guard lk(mu_);
+  return handed_seqno_;
+}
+
 bool EventStore::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lk(mu_);
   auto target = handed_seqno_;
@@ -250,6 +255,7 @@ void EventStore::writer_loop() {
     lk.lock();
     if (ok) {
       committed_seqno_ = seqno;
+      committed_units_ = seqno;
     } else {
       // Keep the batch (disk full, I/O error): it goes first in the next commit.
       batch.batches.insert(batch.batches.end(), std::make_move_iterator(pending_.batches.begin()),

@@ -152,6 +152,11 @@ class EventStore final : public EventSink {
 
   // Blocks until everything handed over so far is committed (tests, shutdown).
   bool flush(std::chrono::milliseconds timeout);
+  // Units of work (events, history, alarms, trust records, ...) handed over so far, and how many
+  // of them are committed: an answer that promises something is stored waits for the second to
+  // reach the first as it was (an enrolment's reply).
+  std::uint64_t units_handed_over() const;
+  std::uint64_t units_committed() const { return committed_units_; }
   std::uint64_t events_committed() const { return committed_events_; }
   // Given to persist() so far; everything handed over before a commit is in it (FIFO).
   std::uint64_t events_handed_over() const { return handed_over_; }
@@ -241,6 +246,7 @@ class EventStore final : public EventSink {
   std::atomic<std::uint64_t> corrupt_batches_{0}, corrupt_events_{0};
   std::atomic<std::uint64_t> used_bytes_{0}, events_pruned_{0};
   std::atomic<std::uint64_t> committed_readings_{0};
+  std::atomic<std::uint64_t> committed_units_{0};
   std::uint64_t committed_seqno_ = 0, handed_seqno_ = 0;  // units of work, for flush()
   bool stopping_ = false;
   std::chrono::steady_clock::time_point next_cap_warning_{};

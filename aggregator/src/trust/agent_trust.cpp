@@ -87,7 +87,7 @@ std::optional<AgentTrust::Reply> AgentTrust::on_enrol(std::string_view topic, st
     log_->warn("refused the enrolment of agent {}/{} (token '{}'): {}", t.post, t.agent, r.token_id, out.reply.reason);
   }
   return Reply{topics::agent_topic(t.region, t.post, t.agent, topics::Channel::Enrolled),
-               encode_enrol_reply(out.reply, identity_.key)};
+               encode_enrol_reply(out.reply, identity_.key), out.reply.accepted};
 }
 
 EnrolmentDesk::Issued AgentTrust::issue(const IndicatorCatalogue& catalogue, const std::string& post,

@@ -54,6 +54,9 @@ class AgentTrust {
   struct Reply {
     std::string topic;
     std::vector<std::uint8_t> payload;
+    // An acceptance: publish it only once the store committed what it accepted (an agent told
+    // "accepted" by an aggregator that then crashed would sign with a key nobody knows).
+    bool after_commit = false;
   };
   // An EnrolRequest on an agent's enrol topic: the signed answer to publish on its enrolled
   // topic, or nullopt when there is nobody to answer (not an agent topic, undecodable).
