@@ -1,5 +1,7 @@
 #include "postwatch/enrolment.hpp"
 
+#include "signed_fields.hpp"
+
 #include "postwatch/wire/postwatch_enrol_reply_generated.h"
 #include "postwatch/wire/postwatch_enrolment_generated.h"
 
@@ -25,13 +27,12 @@ std::string_view view(const flatbuffers::String* s) {
 
 bool id_ok(std::string_view s) { return !s.empty() && s.size() <= WireLimits::max_id_bytes; }
 
+// Enrolment messages are always signed: a pair that is absent is refused as malformed too.
 template <typename Table>
-bool signature_at(const Table* t, const std::uint8_t* base, std::string& key_id, std::size_t& offset) {
-  const auto* id = t->key_id();
-  const auto* sig = t->signature();
-  if (!id || !sig || sig->size() != kSignatureBytes || !id_ok(view(id))) return false;
-  key_id = std::string(view(id));
-  offset = static_cast<std::size_t>(sig->data() - base);
+bool signature_at(const Table* t, std::span<const std::uint8_t> payload, std::string& key_id, std::size_t& offset) {
+  std::string_view id;
+  if (!signed_fields::locate(t, payload, id, offset) || offset == 0) return false;
+  key_id = std::string(id);
   return true;
 }
 
@@ -154,7 +155,6 @@ bool rotation_endorsed(const PublicKey& current, std::string_view post, std::str
 
 std::vector<std::uint8_t> encode_enrol_request(const EnrolRequest& r, const SigningKey& signer) {
   flatbuffers::FlatBufferBuilder fbb(512);
-  static const std::uint8_t zeros[kSignatureBytes] = {};
   auto agent = fbb.CreateString(r.agent_id);
   auto post = fbb.CreateString(r.post_id);
   auto key = fbb.CreateVector(r.public_key.data(), r.public_key.size());
@@ -167,16 +167,11 @@ std::vector<std::uint8_t> encode_enrol_request(const EnrolRequest& r, const Sign
     token = fbb.CreateString(r.token_id);
     proof = fbb.CreateVector(r.proof.data(), r.proof.size());
   }
-  auto key_id = fbb.CreateString(signer.key_id());
-  auto sig = fbb.CreateVector(zeros, kSignatureBytes);
-  auto root =
-      fbw::CreateEnrolRequest(fbb, 1, agent, post, token, key, proof, r.at_ms, key_id, sig, endorsed_by, endorsement);
+  auto sig = signed_fields::add(fbb, &signer);
+  auto root = fbw::CreateEnrolRequest(fbb, 1, agent, post, token, key, proof, r.at_ms, sig.key_id, sig.signature,
+                                      endorsed_by, endorsement);
   fbw::FinishEnrolRequestBuffer(fbb, root);
-  std::vector<std::uint8_t> out(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
-  auto offset = static_cast<std::size_t>(fbw::GetEnrolRequest(fbb.GetBufferPointer())->signature()->data() -
-                                         fbb.GetBufferPointer());
-  sign_payload(out, offset, signer);
-  return out;
+  return signed_fields::finish(fbb, fbw::GetEnrolRequest(fbb.GetBufferPointer()), &signer);
 }
 
 DecodeError decode_enrol_request(std::span<const std::uint8_t> payload, EnrolRequest& out) {
@@ -197,7 +192,7 @@ DecodeError decode_enrol_request(std::span<const std::uint8_t> payload, EnrolReq
     out.endorsement.reset();
     out.proof = {};
     if (!id_ok(out.agent_id) || !id_ok(out.post_id) || !key || key->size() != 32 ||
-        !signature_at(r, p.data(), out.key_id, out.signature_offset))
+        !signature_at(r, p, out.key_id, out.signature_offset))
       return DecodeError::FieldTooLong;
     if (endorsement) {  // a rotation: endorsed by the key in force, no token
       if (endorsement->size() != kSignatureBytes || !id_ok(out.endorsed_by) || !out.token_id.empty() || proof)
@@ -216,21 +211,16 @@ DecodeError decode_enrol_request(std::span<const std::uint8_t> payload, EnrolReq
 
 std::vector<std::uint8_t> encode_enrol_reply(const EnrolReply& r, const SigningKey& signer) {
   flatbuffers::FlatBufferBuilder fbb(512);
-  static const std::uint8_t zeros[kSignatureBytes] = {};
   auto agent = fbb.CreateString(r.agent_id);
   auto post = fbb.CreateString(r.post_id);
   auto token = fbb.CreateString(r.token_id);
   auto reason = fbb.CreateString(r.reason);
   auto agent_key = fbb.CreateString(r.agent_key_id);
-  auto key_id = fbb.CreateString(signer.key_id());
-  auto sig = fbb.CreateVector(zeros, kSignatureBytes);
-  auto root = fbw::CreateEnrolReply(fbb, 1, agent, post, token, r.accepted, reason, agent_key, r.at_ms, key_id, sig);
+  auto sig = signed_fields::add(fbb, &signer);
+  auto root = fbw::CreateEnrolReply(fbb, 1, agent, post, token, r.accepted, reason, agent_key, r.at_ms, sig.key_id,
+                                    sig.signature);
   fbw::FinishEnrolReplyBuffer(fbb, root);
-  std::vector<std::uint8_t> out(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
-  auto offset = static_cast<std::size_t>(fbw::GetEnrolReply(fbb.GetBufferPointer())->signature()->data() -
-                                         fbb.GetBufferPointer());
-  sign_payload(out, offset, signer);
-  return out;
+  return signed_fields::finish(fbb, fbw::GetEnrolReply(fbb.GetBufferPointer()), &signer);
 }
 
 DecodeError decode_enrol_reply(std::span<const std::uint8_t> payload, EnrolReply& out) {
@@ -248,7 +238,7 @@ DecodeError decode_enrol_reply(std::span<const std::uint8_t> payload, EnrolReply
     out.agent_key_id = std::string(view(r->agent_key_id()));
     out.at_ms = r->at_ms();
     if (!id_ok(out.agent_id) || !id_ok(out.post_id) || out.reason.size() > 512 ||
-        !signature_at(r, p.data(), out.key_id, out.signature_offset))
+        !signature_at(r, p, out.key_id, out.signature_offset))
       return DecodeError::FieldTooLong;
     return DecodeError::None;
   });

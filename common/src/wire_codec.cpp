@@ -1,5 +1,7 @@
 #include "postwatch/wire_codec.hpp"
 
+#include "signed_fields.hpp"
+
 #include "postwatch/wire/postwatch_agent_state_generated.h"
 #include "postwatch/wire/postwatch_delivery_generated.h"
 #include "postwatch/wire/postwatch_events_generated.h"
@@ -56,46 +58,6 @@ std::string_view to_string(DecodeError error) {
   return "unknown";
 }
 
-namespace {
-
-// A signed payload's key id and 64 zero bytes, filled in by sign_payload() once finished.
-struct SignatureFields {
-  flatbuffers::Offset<flatbuffers::String> key_id;
-  flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> signature;
-};
-SignatureFields signature_fields(flatbuffers::FlatBufferBuilder& fbb, const SigningKey* signer) {
-  if (!signer) return {};
-  static const std::uint8_t zeros[kSignatureBytes] = {};
-  auto id = fbb.CreateString(signer->key_id());
-  return {id, fbb.CreateVector(zeros, kSignatureBytes)};
-}
-template <typename Table>
-std::vector<std::uint8_t> finish_signed(flatbuffers::FlatBufferBuilder& fbb, const Table* root,
-                                        const SigningKey* signer) {
-  std::vector<std::uint8_t> out(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
-  if (signer) {
-    auto offset = static_cast<std::size_t>(root->signature()->data() - fbb.GetBufferPointer());
-    sign_payload(out, offset, *signer);
-  }
-  return out;
-}
-// Where a verified payload's signature sits; FieldTooLong for a malformed pair.
-template <typename Table>
-bool signature_of(const Table* t, std::span<const std::uint8_t> payload, std::string_view& key_id,
-                  std::size_t& offset) {
-  const auto* id = t->key_id();
-  const auto* sig = t->signature();
-  key_id = id ? std::string_view(id->data(), id->size()) : std::string_view{};
-  offset = 0;
-  if (!id && !sig) return true;
-  if (!id || !sig || sig->size() != kSignatureBytes || id->size() == 0 || id->size() > WireLimits::max_id_bytes)
-    return false;
-  offset = static_cast<std::size_t>(sig->data() - payload.data());
-  return true;
-}
-
-}  // namespace
-
 std::vector<std::uint8_t> encode_batch(const EventBatch& batch, const SigningKey* signer) {
   flatbuffers::FlatBufferBuilder fbb(256 + batch.events.size() * 96);
   std::vector<flatbuffers::Offset<fbw::Event>> events;
@@ -118,11 +80,11 @@ std::vector<std::uint8_t> encode_batch(const EventBatch& batch, const SigningKey
   auto agent = fbb.CreateString(batch.agent_id);
   auto post = fbb.CreateString(batch.post_id);
   auto ev = fbb.CreateVector(events);
-  auto sig = signature_fields(fbb, signer);
+  auto sig = signed_fields::add(fbb, signer);
   auto root = fbw::CreateEventBatch(fbb, WireLimits::schema_version, agent, post, batch.sent_at_ms, ev,
                                     batch.clock_epoch, sig.key_id, sig.signature);
   fbw::FinishEventBatchBuffer(fbb, root);
-  return finish_signed(fbb, fbw::GetEventBatch(fbb.GetBufferPointer()), signer);
+  return signed_fields::finish(fbb, fbw::GetEventBatch(fbb.GetBufferPointer()), signer);
 }
 
 namespace {
@@ -163,7 +125,7 @@ DecodeError decode_batch(std::span<const std::uint8_t> payload, BatchView& out) 
   out.sent_at_ms = batch->sent_at_ms();
   out.clock_epoch = batch->clock_epoch();
   if (out.agent_id.size() > WireLimits::max_id_bytes || out.post_id.size() > WireLimits::max_id_bytes ||
-      !signature_of(batch, payload, out.key_id, out.signature_offset))
+      !signed_fields::locate(batch, payload, out.key_id, out.signature_offset))
     return DecodeError::FieldTooLong;
   const auto* events = batch->events();
   if (!events) return DecodeError::None;
@@ -234,14 +196,14 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st, const Signing
                                       m.events_sent, m.events_dropped, m.reconnects, m.rss_bytes, m.uptime_s,
                                       m.sent_through_seq, m.confirmed_through_seq, m.held_from_seq);
   }
-  auto sig = signature_fields(fbb, signer);
+  auto sig = signed_fields::add(fbb, signer);
   auto root = fbw::CreateAgentState(
       fbb, WireLimits::schema_version, agent, post, st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline,
       st.at_ms, version, hash, st.first_unacked_seq, st.heartbeat_interval_s, metrics, st.awaits_confirmation,
       static_cast<fbw::ClockSync>(st.clock_sync), st.clock_jumps, st.last_clock_jump_ms, st.last_clock_jump_at_ms,
       st.one_shot, sig.key_id, sig.signature);
   fbw::FinishAgentStateBuffer(fbb, root);
-  return finish_signed(fbb, fbw::GetAgentState(fbb.GetBufferPointer()), signer);
+  return signed_fields::finish(fbb, fbw::GetAgentState(fbb.GetBufferPointer()), signer);
 }
 
 DecodeError decode_agent_state(std::span<const std::uint8_t> payload, AgentState& out) {
@@ -261,7 +223,7 @@ DecodeError decode_agent_state_aligned(std::span<const std::uint8_t> payload, Ag
   out.post_id = std::string(view(st->post_id()));
   std::string_view key_id;
   if (out.agent_id.size() > WireLimits::max_id_bytes || out.post_id.size() > WireLimits::max_id_bytes ||
-      !signature_of(st, payload, key_id, out.signature_offset))
+      !signed_fields::locate(st, payload, key_id, out.signature_offset))
     return DecodeError::FieldTooLong;
   out.key_id = std::string(key_id);
   out.online = st->status() == fbw::AgentStatus::Online;
@@ -303,11 +265,11 @@ std::vector<std::uint8_t> encode_delivery_confirm(const DeliveryConfirm& c, cons
   flatbuffers::FlatBufferBuilder fbb(128);
   auto agent = fbb.CreateString(c.agent_id);
   auto post = fbb.CreateString(c.post_id);
-  auto sig = signature_fields(fbb, signer);
+  auto sig = signed_fields::add(fbb, signer);
   auto root = fbw::CreateDeliveryConfirm(fbb, WireLimits::schema_version, agent, post, c.through_seq, c.at_ms,
                                          c.resend_from, sig.key_id, sig.signature);
   fbw::FinishDeliveryConfirmBuffer(fbb, root);
-  return finish_signed(fbb, fbw::GetDeliveryConfirm(fbb.GetBufferPointer()), signer);
+  return signed_fields::finish(fbb, fbw::GetDeliveryConfirm(fbb.GetBufferPointer()), signer);
 }
 
 DecodeError decode_delivery_confirm(std::span<const std::uint8_t> payload, DeliveryConfirm& out) {
@@ -329,7 +291,7 @@ DecodeError decode_delivery_confirm_aligned(std::span<const std::uint8_t> payloa
   out.post_id = std::string(view(c->post_id()));
   std::string_view key_id;
   if (out.agent_id.size() > WireLimits::max_id_bytes || out.post_id.size() > WireLimits::max_id_bytes ||
-      !signature_of(c, payload, key_id, out.signature_offset))
+      !signed_fields::locate(c, payload, key_id, out.signature_offset))
     return DecodeError::FieldTooLong;
   out.key_id = std::string(key_id);
   out.through_seq = c->through_seq();
