@@ -6,6 +6,7 @@
 
 #include "postwatch/catalogue.hpp"
 #include "postwatch/event.hpp"
+#include "postwatch/signing.hpp"
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
 
@@ -88,10 +89,20 @@ inline BenchAgent bench_agent(const IndicatorCatalogue& catalogue, const std::st
   return b;
 }
 
-// One batch of `batch` events for an agent: seqs first_seq.., all observed at observed_at_ms.
+// The signing key of a benchmark agent, the same in every process that asks (the publisher
+// signs with it, the benchmark enrols its public half).
+inline SigningKey bench_key(const std::string& agent_id) {
+  static const std::vector<std::uint8_t> salt{'p', 'w', '-', 'b', 'e', 'n', 'c', 'h'};
+  return SigningKey::from_seed(hmac_sha256(
+      salt, std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(agent_id.data()), agent_id.size())));
+}
+
+// One batch of `batch` events for an agent: seqs first_seq.., all observed at observed_at_ms;
+// signed when `signer` is given.
 inline std::vector<std::uint8_t> encode_bench_batch(const EventMaker& maker, const BenchAgent& agent, std::size_t batch,
                                                     std::uint64_t first_seq, std::uint64_t stream_index,
-                                                    std::int64_t observed_at_ms, std::int64_t sent_at_ms) {
+                                                    std::int64_t observed_at_ms, std::int64_t sent_at_ms,
+                                                    const SigningKey* signer = nullptr) {
   EventBatch b;
   b.agent_id = agent.id;
   b.post_id = agent.post;
@@ -99,7 +110,7 @@ inline std::vector<std::uint8_t> encode_bench_batch(const EventMaker& maker, con
   b.events.reserve(batch);
   for (std::size_t k = 0; k < batch; ++k)
     b.events.push_back(maker.make(stream_index + k, first_seq + k, observed_at_ms));
-  return encode_batch(b);
+  return encode_batch(b, signer);
 }
 
 }  // namespace postwatch::bench

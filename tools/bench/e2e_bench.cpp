@@ -18,6 +18,7 @@
 #include "postwatch/aggregator/aggregator_service.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
+#include "postwatch/enrolment.hpp"
 #include "proc_stats.hpp"
 #include "store/event_store.hpp"
 #include "support/test_support.hpp"
@@ -46,6 +47,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cmath>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -183,7 +185,8 @@ const char* const kUsage = R"(postwatch-bench-e2e — broker ceiling, Postwatch 
 usage: postwatch-bench-e2e [--quick] [--seconds S] [--phases LIST] [--connections N] [--inflight N] [--json FILE]
        postwatch-bench-e2e collectd [--rate N] [--json FILE]
   --seconds S      target length of each throughput run (default 4; --quick 1.5)
-  --phases LIST    comma-separated subset of ceiling,e2e,latency,scaling (default all)
+  --phases LIST    comma-separated subset of ceiling,e2e,signed,latency,scaling (default all;
+                   signed: enrolled agents' signed batches against unsigned, batch 10 and 100)
   --connections N  publisher MQTT connections (default 4)
   --inflight N     unacknowledged QoS 1 messages per connection (default 8, the agent's default)
   --json FILE      also write the figures as one JSON object to FILE
@@ -234,6 +237,11 @@ int publisher_main(int argc, char** argv) {
     const std::size_t use = std::clamp<std::size_t>(spec.value("connections", conns), 1, conns);
     std::vector<bench::BenchAgent> ag;
     for (std::size_t a = 0; a < agents; ++a) ag.push_back(bench::bench_agent(cat, tag, a));
+    // Enrolled agents (the "signed" phase): each batch signed with its agent's key.
+    std::vector<std::optional<SigningKey>> keys(agents);
+    if (spec.value("signed", false))
+      for (std::size_t a = 0; a < agents; ++a) keys[a] = bench::bench_key(ag[a].id);
+    auto signer = [&](std::size_t j) { return keys[j % agents] ? &*keys[j % agents] : nullptr; };
     // Message j: agent j % agents, that agent's (j / agents)-th batch; an agent's batches
     // all go over one connection, in order.
     std::vector<std::vector<std::size_t>> per_conn(conns);
@@ -245,7 +253,8 @@ int publisher_main(int argc, char** argv) {
       payloads.resize(messages);
       const auto now = now_utc_ms();
       for (std::size_t j = 0; j < messages; ++j)
-        payloads[j] = bench::encode_bench_batch(maker, ag[j % agents], batch, first_seq(j), j * batch, now, now);
+        payloads[j] =
+            bench::encode_bench_batch(maker, ag[j % agents], batch, first_seq(j), j * batch, now, now, signer(j));
     }
     const double encode_s = seconds_since(e0);
     std::size_t payload_bytes = 0;
@@ -274,7 +283,7 @@ int publisher_main(int argc, char** argv) {
               max_lag_us[c] = std::max<std::int64_t>(
                   max_lag_us[c], std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - due).count());
               const auto now = now_utc_ms();
-              fresh = bench::encode_bench_batch(maker, a, batch, first_seq(j), j * batch, now, now);
+              fresh = bench::encode_bench_batch(maker, a, batch, first_seq(j), j * batch, now, now, signer(j));
               p = &fresh;
             } else {
               p = &payloads[j];
@@ -562,7 +571,7 @@ double histogram_quantile_bound(const Histogram& before, const Histogram& after,
 struct Options {
   double seconds = 4;
   bool quick = false;
-  std::set<std::string> phases{"ceiling", "e2e", "latency", "scaling"};
+  std::set<std::string> phases{"ceiling", "e2e", "signed", "latency", "scaling"};
   std::size_t connections = 4, inflight = 8;
   std::string json_file;
 };
@@ -826,6 +835,93 @@ void phase_e2e(Context& c, InProcessAggregator& agg) {
   }
 }
 
+// Enrols `agents` agents of `tag` as `postwatch-agent enrol` does (docs/security.md): a token
+// from the API (open on loopback here), a request with its proof, signed by the agent's key
+// (bench_key, which the publisher signs with), and the aggregator's acceptance.
+void enrol_bench_agents(Context& c, InProcessAggregator& agg, const std::string& tag, std::size_t agents) {
+  mqtt::async_client client(c.broker->uri(), "pw-bench-enrol-" + tag);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::size_t accepted = 0, refused = 0;
+  std::string last_refusal;
+  client.set_message_callback([&](const mqtt::const_message_ptr& m) {
+    const auto& p = m->get_payload();
+    EnrolReply r;
+    if (decode_enrol_reply({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, r) != DecodeError::None) return;
+    std::lock_guard lk(mu);
+    (r.accepted ? accepted : refused) += 1;
+    if (!r.accepted) last_refusal = r.reason;
+    cv.notify_all();
+  });
+  client.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
+  client.subscribe("postwatch/v1/+/+/+/enrolled", 1)->wait();
+  for (std::size_t a = 0; a < agents; ++a) {
+    const auto b = bench::bench_agent(*c.catalogue, tag, a);
+    const auto issued = test::run_shell("curl -sf -X POST -H 'Content-Type: application/json' -d " +
+                                        test::shell_quoted(json{{"post", b.post}, {"agent", b.id}}.dump()) +
+                                        " http://127.0.0.1:" + std::to_string(agg.port()) + "/api/v1/enrolment-tokens");
+    std::string why;
+    auto token = parse_enrolment_token(json::parse(issued.output, nullptr, false).value("token", ""), why);
+    if (!token) throw std::runtime_error("no enrolment token for " + b.id + ": " + issued.output);
+    const auto key = bench::bench_key(b.id);
+    EnrolRequest req;
+    req.agent_id = b.id;
+    req.post_id = b.post;
+    req.token_id = token->id;
+    req.public_key = key.public_key();
+    req.proof = enrolment_proof(token->secret, b.post, b.id, key.public_key());
+    req.at_ms = now_utc_ms();
+    const auto payload = encode_enrol_request(req, key);
+    client.publish(topics::agent_topic(c.catalogue->find_post(b.post)->region, b.post, b.id, topics::Channel::Enrol),
+                   payload.data(), payload.size(), 1, false);
+  }
+  std::unique_lock lk(mu);
+  if (!cv.wait_for(lk, 60s, [&] { return accepted + refused >= agents; }) || refused)
+    throw std::runtime_error("enrolled " + std::to_string(accepted) + " of " + std::to_string(agents) +
+                             " benchmark agents (" + std::to_string(refused) + " refused: " + last_refusal + ")");
+  lk.unlock();
+  client.disconnect()->wait();
+}
+
+// 2b. Signed batches (docs/security.md): enrolled agents against as many unenrolled ones, in
+// turns on the same aggregator, three runs each: what verifying a signature per batch costs end
+// to end. The median of each side and their ratio.
+void phase_signed(Context& c, InProcessAggregator& agg) {
+  std::cerr << "signed: enrolled agents (signed batches) vs unenrolled ones, in turns\n";
+  c.report.section("signed", "2b. Signed vs unsigned batches end to end: " + std::to_string(kAgents) +
+                                 " agents each, 3 runs per side in turns, medians");
+  for (std::size_t batch : {std::size_t{10}, std::size_t{100}}) {
+    const double guess = c.e2e_events_per_s.count(batch) ? c.e2e_events_per_s[batch] : 20000.0 * batch;
+    const std::size_t m = messages_for(guess, c.opt.seconds, batch, kAgents);
+    std::vector<double> rates[2];
+    std::string anomalies;
+    for (int rep = 0; rep < 3 && !g_stop; ++rep)
+      for (bool sign : {false, true}) {
+        const std::string tag = c.tag(sign ? "s" : "u");
+        if (sign) enrol_bench_agents(c, agg, tag, kAgents);
+        auto r = run_through_aggregator(
+            c, agg, {{"batch", batch}, {"agents", kAgents}, {"messages", m}, {"tag", tag}, {"signed", sign}},
+            m * batch);
+        rates[sign].push_back(static_cast<double>(r.events) / r.seconds);
+        if (!r.done || r.rejected || r.events != m * batch)
+          anomalies += std::string(sign ? " signed" : " unsigned") + " run " + std::to_string(rep + 1) + ": applied " +
+                       std::to_string(r.events) + " of " + std::to_string(m * batch) + ";";
+      }
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v.empty() ? 0.0 : v[v.size() / 2];
+    };
+    const double plain = median(rates[0]), signed_rate = median(rates[1]);
+    const auto k = b_key(batch);
+    const std::string l = "batch " + std::to_string(batch) + ": ";
+    std::cerr << "  batch " << batch << ": unsigned " << plain << " events/s, signed " << signed_rate << " events/s\n";
+    c.report.add(k + "_unsigned_events_per_s", l + "unsigned, events applied/s", plain, "events/s");
+    c.report.add(k + "_signed_events_per_s", l + "signed, events applied/s", signed_rate, "events/s");
+    c.report.add(k + "_signed_ratio", l + "signed / unsigned", plain > 0 ? signed_rate / plain : 0, "", 3);
+    if (!anomalies.empty()) c.report.text(k + "_anomalies", l + "ANOMALIES", anomalies);
+  }
+}
+
 // 3. Latency at a fixed rate: observed_at (= creation) -> applied (the store's received_at).
 void phase_latency(Context& c, InProcessAggregator& agg) {
   std::cerr << "latency: fixed rates, creation -> applied\n";
@@ -1004,10 +1100,11 @@ int run(const Options& opt) {
   // Scaling first: its memory figures then start from a process that has not yet held
   // an aggregator (the e2e runs leave heap behind that no trim gives back).
   if (opt.phases.count("scaling")) phase_scaling(c);
-  if (opt.phases.count("e2e") || opt.phases.count("latency")) {
+  if (opt.phases.count("e2e") || opt.phases.count("signed") || opt.phases.count("latency")) {
     std::cerr << "starting the in-process aggregator...\n";
     InProcessAggregator agg(c.broker->uri(), c.work.path() / "aggregator", c.catalogue, c.log);
     if (opt.phases.count("e2e")) phase_e2e(c, agg);
+    if (opt.phases.count("signed")) phase_signed(c, agg);
     if (opt.phases.count("latency")) phase_latency(c, agg);
   }
   try {
@@ -1277,7 +1374,7 @@ Options parse_options(int argc, char** argv, int& exit_code, bool& exit_now) {
       o.phases.clear();
       std::stringstream ss(value());
       for (std::string p; std::getline(ss, p, ',');) {
-        if (p != "ceiling" && p != "e2e" && p != "latency" && p != "scaling")
+        if (p != "ceiling" && p != "e2e" && p != "signed" && p != "latency" && p != "scaling")
           throw std::invalid_argument("unknown phase '" + p + "'");
         o.phases.insert(p);
       }
