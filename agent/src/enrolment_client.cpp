@@ -99,7 +99,7 @@ Exchange exchange(const AgentConfig& config, const Post& post, const std::vector
                 " (the broker's ACL must let this agent publish " + request_topic + " and read " + reply_topic + ")"},
         {}};
   }
-  log.info("sent the {} request for {}/{} on {}; waiting up to {} s", what, config.post_id, config.agent_id,
+  log.info("{}: sent the request for {}/{} on {}; waiting up to {} s", what, config.post_id, config.agent_id,
            request_topic, timeout.count());
   std::unique_lock lk(mu);
   cv.wait_for(lk, timeout, [&] { return reply.has_value(); });
@@ -144,8 +144,7 @@ EnrolOutcome enrol_agent(const AgentConfig& config, const IndicatorCatalogue& ca
   req.at_ms = now_utc_ms();
   auto ex = exchange(
       config, *post, encode_enrol_request(req, key), {token->aggregator_key}, "the aggregator the token names",
-      [&](const EnrolReply& r) { return r.token_id == token->id; }, timeout, "enrolment (token " + token->id + ")",
-      log);
+      [&](const EnrolReply& r) { return r.token_id == token->id; }, timeout, "enrolment with token " + token->id, log);
   if (ex.failed.exit_code != 0) {
     ex.failed.message += "; the key stays in " + id.key_file.string() + " for the next try";
     return ex.failed;
@@ -201,7 +200,7 @@ EnrolOutcome rotate_agent_key(const AgentConfig& config, const IndicatorCatalogu
       config, *post, encode_enrol_request(req, *next), trusted,
       "the aggregator (" + id.aggregator_key_file.string() + ")",
       [&](const EnrolReply& r) { return r.token_id.empty() && (!r.accepted || r.agent_key_id == next->key_id()); },
-      timeout, "key rotation (" + current.key_id() + " to " + next->key_id() + ")", log);
+      timeout, "key rotation from " + current.key_id() + " to " + next->key_id(), log);
   if (ex.failed.exit_code != 0) {
     ex.failed.message += "; the new key waits in " + next_file.string() + " and the next run finishes the rotation";
     return ex.failed;
