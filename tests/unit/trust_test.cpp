@@ -46,14 +46,7 @@ struct Enrolling {
     std::string why;
     auto t = parse_enrolment_token(token_text, why);
     EXPECT_TRUE(t) << why;
-    EnrolRequest r;
-    r.agent_id = agent;
-    r.post_id = post;
-    r.token_id = t->id;
-    r.public_key = agent_key.public_key();
-    r.proof = enrolment_proof(t->secret, post, agent, agent_key.public_key());
-    r.at_ms = kNow;
-    return encode_enrol_request(r, agent_key);
+    return enrolment_request(*t, post, agent, agent_key, kNow);
   }
   // The request `postwatch-agent rotate-key` sends: `next` endorsed by `current`.
   static std::vector<std::uint8_t> rotation(const SigningKey& current, const SigningKey& next,
@@ -137,7 +130,7 @@ TEST(AgentKeyRegistry, ARotatedKeyStaysValidForItsGraceThenIsRefused) {
   AgentKeyRegistry keys;
   auto old_key = SigningKey::generate(), new_key = SigningKey::generate();
   keys.add({"bamako", "agent-1", old_key.key_id(), old_key.public_key(), kNow, 0, "t"});
-  AgentKey next{"bamako", "agent-1", new_key.key_id(), new_key.public_key(), kNow};
+  AgentKey next{"bamako", "agent-1", new_key.key_id(), new_key.public_key(), kNow, 0, ""};
   next.rotated_from = old_key.key_id();
   ASSERT_TRUE(keys.rotate(next, kNow + kHour));
   EXPECT_EQ(keys.in_force("bamako", "agent-1")->key_id, new_key.key_id());
@@ -164,7 +157,7 @@ TEST(AgentKeyRegistry, ARotatedKeyStaysValidForItsGraceThenIsRefused) {
   EXPECT_EQ(at(n, new_signed, kNow + 6), SignatureVerdict::RevokedKey);
   EXPECT_EQ(keys.enrolled_agents(), 0u);
   // Nothing in force: nothing to rotate from.
-  EXPECT_FALSE(keys.rotate({"bamako", "agent-1", "x", new_key.public_key(), kNow}, kNow + kHour));
+  EXPECT_FALSE(keys.rotate({"bamako", "agent-1", "x", new_key.public_key(), kNow, 0, ""}, kNow + kHour));
 }
 
 TEST(Rotation, TheKeyInForceEndorsesItsSuccessorOnce) {
