@@ -135,15 +135,9 @@ EnrolOutcome enrol_agent(const AgentConfig& config, const IndicatorCatalogue& ca
   auto key = SigningKey::load_or_create(id.key_file, created);
   log.info("{} key {} in {}", created ? "made" : "reusing", key.key_id(), id.key_file.string());
 
-  EnrolRequest req;
-  req.agent_id = config.agent_id;
-  req.post_id = config.post_id;
-  req.token_id = token->id;
-  req.public_key = key.public_key();
-  req.proof = enrolment_proof(token->secret, config.post_id, config.agent_id, key.public_key());
-  req.at_ms = now_utc_ms();
   auto ex = exchange(
-      config, *post, encode_enrol_request(req, key), {token->aggregator_key}, "the aggregator the token names",
+      config, *post, enrolment_request(*token, config.post_id, config.agent_id, key, now_utc_ms()),
+      {token->aggregator_key}, "the aggregator the token names",
       [&](const EnrolReply& r) { return r.token_id == token->id; }, timeout, "enrolment with token " + token->id, log);
   if (ex.failed.exit_code != 0) {
     ex.failed.message += "; the key stays in " + id.key_file.string() + " for the next try";

@@ -153,6 +153,18 @@ bool rotation_endorsed(const PublicKey& current, std::string_view post, std::str
   return verify_signature(current, rotation_statement(post, agent, next), endorsement);
 }
 
+std::vector<std::uint8_t> enrolment_request(const EnrolmentToken& token, std::string_view post, std::string_view agent,
+                                            const SigningKey& key, std::int64_t at_ms) {
+  EnrolRequest r;
+  r.agent_id = std::string(agent);
+  r.post_id = std::string(post);
+  r.token_id = token.id;
+  r.public_key = key.public_key();
+  r.proof = enrolment_proof(token.secret, post, agent, key.public_key());
+  r.at_ms = at_ms;
+  return encode_enrol_request(r, key);
+}
+
 std::vector<std::uint8_t> encode_enrol_request(const EnrolRequest& r, const SigningKey& signer) {
   flatbuffers::FlatBufferBuilder fbb(512);
   auto agent = fbb.CreateString(r.agent_id);

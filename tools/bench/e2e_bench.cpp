@@ -864,14 +864,7 @@ void enrol_bench_agents(Context& c, InProcessAggregator& agg, const std::string&
     auto token = parse_enrolment_token(json::parse(issued.output, nullptr, false).value("token", ""), why);
     if (!token) throw std::runtime_error("no enrolment token for " + b.id + ": " + issued.output);
     const auto key = bench::bench_key(b.id);
-    EnrolRequest req;
-    req.agent_id = b.id;
-    req.post_id = b.post;
-    req.token_id = token->id;
-    req.public_key = key.public_key();
-    req.proof = enrolment_proof(token->secret, b.post, b.id, key.public_key());
-    req.at_ms = now_utc_ms();
-    const auto payload = encode_enrol_request(req, key);
+    const auto payload = enrolment_request(*token, b.post, b.id, key, now_utc_ms());
     client.publish(topics::agent_topic(c.catalogue->find_post(b.post)->region, b.post, b.id, topics::Channel::Enrol),
                    payload.data(), payload.size(), 1, false);
   }

@@ -71,6 +71,11 @@ struct EnrolReply {
   std::size_t signature_offset = 0;
 };
 
+// The request `postwatch-agent enrol` sends for `token`: `key`'s public half with the token's
+// proof, signed by `key`.
+std::vector<std::uint8_t> enrolment_request(const EnrolmentToken& token, std::string_view post, std::string_view agent,
+                                            const SigningKey& key, std::int64_t at_ms);
+
 // A request is always signed by the key it enrols, a reply by the aggregator.
 std::vector<std::uint8_t> encode_enrol_request(const EnrolRequest& request, const SigningKey& signer);
 DecodeError decode_enrol_request(std::span<const std::uint8_t> payload, EnrolRequest& out);
