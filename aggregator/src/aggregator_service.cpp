@@ -323,8 +323,12 @@ struct AggregatorService::Impl {
     auto now = now_utc_ms();
     if (topic.ends_with("/enrol")) {
       if (auto reply = trust.on_enrol(topic, as_bytes(payload), *catalogue, now)) {
-        held_replies.push_back({reply->after_commit ? store.units_handed_over() : 0, std::move(*reply)});
-        release_enrol_replies();
+        if (!reply->after_commit) {  // a refusal promises nothing stored: at once
+          publish_reply(*reply);
+        } else {
+          held_replies.push_back({store.units_handed_over(), std::move(*reply)});
+          release_enrol_replies();
+        }
       }
       return;
     }
@@ -583,7 +587,10 @@ struct AggregatorService::Impl {
       confirmer.publish_committed({store.events_handed_over(), store.events_committed()}, now_utc_ms());
     release_enrol_replies();
   }
-  // Enrolment and rotation answers, in order; an acceptance once the store holds the key.
+  void publish_reply(const AgentTrust::Reply& r) {
+    outbox.publish(r.topic, std::string(r.payload.begin(), r.payload.end()), false, OutboundPriority::Urgent);
+  }
+  // Enrolment and rotation acceptances, in order, each once the store holds what it accepted.
   struct HeldReply {
     std::uint64_t after_unit = 0;
     AgentTrust::Reply reply;
@@ -592,8 +599,7 @@ struct AggregatorService::Impl {
   void release_enrol_replies() {
     const auto committed = store.units_committed();
     while (!held_replies.empty() && held_replies.front().after_unit <= committed) {
-      auto& r = held_replies.front().reply;
-      outbox.publish(r.topic, std::string(r.payload.begin(), r.payload.end()), false, OutboundPriority::Urgent);
+      publish_reply(held_replies.front().reply);
       held_replies.pop_front();
     }
   }

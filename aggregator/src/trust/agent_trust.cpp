@@ -66,7 +66,7 @@ std::optional<AgentTrust::Reply> AgentTrust::on_enrol(std::string_view topic, st
     out = desk_.redeem(r, payload, now_ms, rotation_grace_ms_);
   }
   if (out.changed) {
-    if (out.retired) keep(*out.retired);  // first: a crash between the two leaves the old key in force
+    if (out.retired) keep(*out.retired);  // both keys go into the store's next commit together
     keep(*out.key);
     if (out.token) keep(*out.token);
   }
