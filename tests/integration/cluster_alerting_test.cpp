@@ -80,7 +80,7 @@ class ClusterAlerting : public ::testing::Test {
     start_a(60s);
     ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get()}, 16) && leads(*a); }, 30s)) << a->process().log();
     b = std::make_unique<AggregatorProcess>(nats.mqtt_uri(1), dir_b, args(dir_b, "agg-b"), "agg-b");
-    ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get(), b.get()}, 16); }, 30s)) << b->process().log();
+    ASSERT_TRUE(settles({a.get(), b.get()}, 16, 30s));
   }
 
   NatsCluster nats{3};

@@ -55,7 +55,7 @@ TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
   AggregatorProcess two(nats.mqtt_uri(1), dir2, args("two"), "two", 60s);
   AggregatorProcess three(nats.mqtt_uri(2), dir3, args("three"), "three", 60s);
   const std::vector<AggregatorProcess*> cluster = {&one, &two, &three};
-  ASSERT_TRUE(wait_until([&] { return cluster_settled(cluster, 16); }, 60s));
+  ASSERT_TRUE(settles(cluster, 16, 60s));
 
   // Every post, three level indicators each, in two rounds: terrorism reaches red at a few
   // posts (goal 7 red), military build-up amber at some (goal 5 amber), conflict warnings stay

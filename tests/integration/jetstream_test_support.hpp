@@ -5,8 +5,10 @@
 #include "support/aggregator_process.hpp"
 #include "support/nats_cluster.hpp"
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -37,6 +39,22 @@ inline bool cluster_settled(const std::vector<AggregatorProcess*>& aggs, unsigne
     for (const auto& p : c["partitions"]["held"]) held.insert(p.get<unsigned>()), ++count;
   }
   return held.size() == partitions && count == partitions;
+}
+
+// Waits for cluster_settled; a failure says what each instance held and the end of its log,
+// since an ASSERT on it returns before the test's own report.
+inline ::testing::AssertionResult settles(const std::vector<AggregatorProcess*>& aggs, unsigned partitions,
+                                          std::chrono::milliseconds within) {
+  if (wait_until([&] { return cluster_settled(aggs, partitions); }, within)) return ::testing::AssertionSuccess();
+  auto r = ::testing::AssertionFailure();
+  r << aggs.size() << " instance(s) not settled on " << partitions << " partitions within " << within.count() << " ms";
+  for (auto* a : aggs) {
+    auto log = a->process().log();
+    r << "\n--- instance on port " << a->port() << (a->process().running() ? "" : " (exited)") << ": /api/v1/cluster "
+      << a->get("/api/v1/cluster").dump() << "\n... last lines:\n"
+      << log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+  }
+  return r;
 }
 
 // The global state every instance must agree on: each goal's raw status and score, each

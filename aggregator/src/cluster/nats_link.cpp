@@ -10,9 +10,13 @@ namespace postwatch::aggregator {
 
 namespace {
 
+// The thread's last error text, when it belongs to this status: libnats leaves the text of an
+// earlier failure in place, and a timeout once read as the "wrong last sequence" of a lease
+// create before it (a conflict, which gives the partition up).
 std::string last_error(natsStatus s) {
-  const char* text = nats_GetLastError(nullptr);
-  return text && *text ? std::string(text) : std::string(natsStatus_GetText(s));
+  natsStatus last = NATS_OK;
+  const char* text = nats_GetLastError(&last);
+  return last == s && text && *text ? std::string(text) : std::string(natsStatus_GetText(s));
 }
 
 // The engine refuses a compare-and-set with "wrong last sequence" (the key moved on, or
