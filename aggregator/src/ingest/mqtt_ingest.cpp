@@ -35,7 +35,9 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   std::atomic<std::size_t> queued{0};
   std::atomic<bool> waiting{false};
   std::atomic<std::uint64_t> pauses{0}, paused_ms{0}, overrides{0};
-  bool gate_overridden = false;  // paho's delivery thread only
+  bool gate_overridden = false;  // paho's delivery thread only, as the two below
+  std::chrono::steady_clock::time_point last_pause_logged{};
+  std::uint64_t pauses_unlogged = 0;
   std::mutex gate_mu;
   std::condition_variable gate_cv;
 
@@ -175,23 +177,40 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     }
   } subscribe_listener;
 
-  bool over() const { return queued.load() >= flow.max_queued_messages || (flow.behind && flow.behind()); }
+  bool behind() const { return flow.behind && flow.behind(); }
+  // Hysteresis: the gate closes at max_queued_messages and opens again at half of it. Without
+  // it a queue hovering at the bound paused (and logged a warning) once per message: 1 600
+  // warnings a second in the e2e benchmark, and the delivery thread waited on every message.
+  std::size_t resume_at() const { return flow.max_queued_messages / 2; }
+  bool over() const { return queued.load() >= flow.max_queued_messages || behind(); }
+  bool still_over() const { return queued.load() > resume_at() || behind(); }
 
   // On paho's delivery thread, before each message is handed over: see IngestFlowControl.
   void admit() {
-    if (!over()) {
+    if (gate_overridden) {
+      if (still_over()) return;  // open until the backlog is gone
       gate_overridden = false;
-      return;
     }
-    if (gate_overridden) return;
+    if (!over()) return;
     const auto start = std::chrono::steady_clock::now();
     pauses += 1;
-    log->warn("back-pressure: {} message(s) queued, store {}; pausing MQTT delivery (the broker keeps the rest)",
-              queued.load(), flow.behind && flow.behind() ? "behind" : "keeping up");
+    // One line per pause at most every 10 s: under a steady overload the gate closes every
+    // half-queue, and the counters (ingest_pauses, ingest_paused_ms) carry the rest.
+    const bool say = last_pause_logged == std::chrono::steady_clock::time_point{} ||
+                     start - last_pause_logged >= std::chrono::seconds(10);
+    if (say) {
+      log->warn("back-pressure: {} message(s) queued, store {}; pausing MQTT delivery (the broker keeps the rest){}",
+                queued.load(), behind() ? "behind" : "keeping up",
+                pauses_unlogged ? fmt::format(" ({} pause(s) not logged since the last line)", pauses_unlogged) : "");
+      last_pause_logged = start;
+      pauses_unlogged = 0;
+    } else {
+      pauses_unlogged += 1;
+    }
     {
       std::unique_lock lk(gate_mu);
       waiting = true;
-      while (!stopped && over()) {
+      while (!stopped && still_over()) {
         if (std::chrono::steady_clock::now() - start >= flow.max_pause) {
           gate_overridden = true;
           overrides += 1;
@@ -205,11 +224,11 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     }
     auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
     paused_ms += static_cast<std::uint64_t>(waited.count());
-    if (!gate_overridden) log->info("back-pressure: resumed after {} ms", waited.count());
+    if (!gate_overridden && say) log->info("back-pressure: resumed after {} ms", waited.count());
   }
 
   void handled() {
-    if (queued.fetch_sub(1) <= flow.max_queued_messages && waiting.load()) gate_cv.notify_all();
+    if (queued.fetch_sub(1) <= resume_at() + 1 && waiting.load()) gate_cv.notify_all();
   }
 
   void on_connected() {
