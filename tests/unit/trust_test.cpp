@@ -6,8 +6,11 @@
 #include "trust/agent_key_registry.hpp"
 #include "trust/aggregator_identity.hpp"
 #include "trust/enrolment_desk.hpp"
+#include "trust/sodium_ed25519.hpp"
 
 #include <gtest/gtest.h>
+
+#include <random>
 
 #include <sys/stat.h>
 
@@ -73,6 +76,55 @@ struct Enrolling {
 };
 
 }  // namespace
+
+// The aggregator verifies with libsodium what agents sign with OpenSSL: both libraries must
+// say the same of every honest signature and of every altered one.
+TEST(Ed25519Check, LibsodiumAndOpenSslAgreeOnSignedAndAlteredMessages) {
+  std::mt19937 rng(17);
+  for (int round = 0; round < 200; ++round) {
+    auto key = SigningKey::generate();
+    std::vector<std::uint8_t> msg(rng() % 3000);
+    for (auto& b : msg) b = static_cast<std::uint8_t>(rng());
+    auto sig = key.sign(msg);
+    VerifyKey openssl(key.public_key()), sodium(key.public_key(), &sodium_ed25519_verify);
+    ASSERT_TRUE(openssl.verify(msg, sig)) << round;
+    ASSERT_TRUE(sodium.verify(msg, sig)) << round;
+
+    auto bad_sig = sig;
+    bad_sig[rng() % bad_sig.size()] ^= static_cast<std::uint8_t>(1u << (rng() % 8));
+    EXPECT_FALSE(openssl.verify(msg, bad_sig)) << round;
+    EXPECT_FALSE(sodium.verify(msg, bad_sig)) << round;
+    if (!msg.empty()) {
+      auto bad_msg = msg;
+      bad_msg[rng() % bad_msg.size()] ^= 0x01;
+      EXPECT_FALSE(openssl.verify(bad_msg, sig)) << round;
+      EXPECT_FALSE(sodium.verify(bad_msg, sig)) << round;
+    }
+    auto other = SigningKey::generate();
+    EXPECT_FALSE(VerifyKey(other.public_key(), &sodium_ed25519_verify).verify(msg, sig)) << round;
+    EXPECT_FALSE(sodium.verify(msg, std::span<const std::uint8_t>(sig.data(), 63))) << round;
+  }
+}
+
+// A second signature for the same message, S + L (the group order), is the classic
+// malleability: both libraries refuse a non-canonical S.
+TEST(Ed25519Check, ANonCanonicalSignatureIsRefusedByBoth) {
+  static constexpr std::uint8_t kOrder[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+                                              0xa2, 0xde, 0xf9, 0xde, 0x14, 0,    0,    0,    0,    0,    0,
+                                              0,    0,    0,    0,    0,    0,    0,    0,    0,    0x10};
+  auto key = SigningKey::generate();
+  const std::vector<std::uint8_t> msg{'p', 'o', 's', 't'};
+  auto sig = key.sign(msg);
+  unsigned carry = 0;
+  for (int i = 0; i < 32; ++i) {  // S is little-endian in the signature's second half
+    unsigned v = sig[32 + i] + kOrder[i] + carry;
+    sig[32 + i] = static_cast<std::uint8_t>(v);
+    carry = v >> 8;
+  }
+  ASSERT_EQ(carry, 0u);  // S < L < 2^253: S + L fits in 32 bytes
+  EXPECT_FALSE(VerifyKey(key.public_key()).verify(msg, sig));
+  EXPECT_FALSE(VerifyKey(key.public_key(), &sodium_ed25519_verify).verify(msg, sig));
+}
 
 TEST(AgentKeyRegistry, AnAgentWithoutAKeyMaySendUnsignedUntilItEnrols) {
   AgentKeyRegistry keys;

@@ -12,12 +12,15 @@
 //                                 (only when BatchIngest has it)
 //   BM_Verify/<batch>             decode_batch + AgentKeyRegistry::check of a signed
 //                                 batch (Ed25519): the signature's cost alone
+//   BM_VerifyOpenSsl/<batch>      as BM_Verify with OpenSSL's Ed25519 instead of libsodium's
+//                                 (what the agents use): the baseline for BM_Verify
 //   BM_IngestSigned/<batch>       as BM_Ingest/<batch>/0 with every batch signed and
 //                                 verified (docs/security.md): compare the two
 //   BM_Rollup/<posts>             GoalRollup::compute, real catalogue, every
 //                                 indicator reported at <posts> posts
 #include "bench_events.hpp"
 #include "ingest/batch_ingest.hpp"
+#include "postwatch/verify_key.hpp"
 #include "rollup/goal_rollup.hpp"
 #include "rollup/indicator_state.hpp"
 #include "store/event_store.hpp"
@@ -291,6 +294,29 @@ void BM_Verify(benchmark::State& state) {
   state.counters["payload_bytes"] = static_cast<double>(sp.pool.messages.front().payload.size());
 }
 
+// The same batches checked by OpenSSL, each agent's key object made once as add() does.
+void BM_VerifyOpenSsl(benchmark::State& state) {
+  const auto batch = static_cast<std::size_t>(state.range(0));
+  const auto& sp = signed_pool(batch);
+  std::map<std::string, VerifyKey, std::less<>> openssl;
+  BatchView view;
+  for (const auto& m : sp.pool.messages) {
+    decode_batch(m.payload, view);
+    if (const auto* k = sp.keys.find(view.post_id, view.agent_id, view.key_id))
+      openssl.try_emplace(std::string(view.key_id), k->key);
+  }
+  std::size_t i = 0, refused_count = 0;
+  for (auto _ : state) {
+    const auto& m = sp.pool.messages[i];
+    if (++i == sp.pool.messages.size()) i = 0;
+    decode_batch(m.payload, view);
+    auto it = openssl.find(view.key_id);
+    refused_count += it == openssl.end() || !it->second.verify_payload(m.payload, view.signature_offset);
+  }
+  if (refused_count) state.SkipWithError("a signed batch did not verify");
+  set_items(state, batch);
+}
+
 void BM_IngestLatencyHook(benchmark::State& state) {
   if constexpr (HasLatencyHook<BatchIngest>) {
     run_ingest<true>(state, static_cast<std::size_t>(state.range(0)), kNoSink);
@@ -399,6 +425,7 @@ BENCHMARK(BM_Ingest)->Apply(ingest_args);
 BENCHMARK(BM_Ingest)->Apply(store_args)->UseRealTime();
 BENCHMARK(BM_StorePersist)->Apply(batch_args)->UseRealTime();
 BENCHMARK(BM_IngestLatencyHook)->Apply(batch_args);
+BENCHMARK(BM_VerifyOpenSsl)->Apply(batch_args);
 BENCHMARK(BM_Verify)->Apply(batch_args);
 BENCHMARK(BM_IngestSigned)->Apply(batch_args);
 BENCHMARK(BM_Rollup)->ArgName("posts")->Arg(20)->Arg(142)->Unit(benchmark::kMicrosecond);

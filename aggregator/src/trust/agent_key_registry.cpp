@@ -1,5 +1,7 @@
 #include "trust/agent_key_registry.hpp"
 
+#include "trust/sodium_ed25519.hpp"
+
 #include <algorithm>
 
 namespace postwatch::aggregator {
@@ -69,7 +71,7 @@ SignatureVerdict AgentKeyRegistry::check(std::string_view post, std::string_view
   for (const auto& k : *keys) {
     if (k.key_id != key_id) continue;
     if (!k.valid_at(now_ms)) return SignatureVerdict::RevokedKey;
-    // add() made the verifier: no message pays for OpenSSL's key object.
+    // add() made the verifier (libsodium's check, with the key decoded once).
     return k.verifier->verify_payload(payload, signature_offset) ? SignatureVerdict::Signed
                                                                  : SignatureVerdict::BadSignature;
   }
@@ -91,7 +93,7 @@ const AgentKey* AgentKeyRegistry::find(std::string_view post, std::string_view a
 }
 
 void AgentKeyRegistry::add(AgentKey key) {
-  if (!key.verifier) key.verifier = std::make_shared<const VerifyKey>(key.key);
+  if (!key.verifier) key.verifier = std::make_shared<const VerifyKey>(key.key, &sodium_ed25519_verify);
   auto& keys = by_post_[key.post][key.agent];
   for (auto& k : keys)
     if (k.key_id == key.key_id) {  // the same key again (a store row read twice): keep the newer word
