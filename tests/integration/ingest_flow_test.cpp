@@ -10,6 +10,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 
 #include <atomic>
+#include <future>
 #include <sstream>
 #include <thread>
 
@@ -107,6 +108,28 @@ TEST_F(IngestFlow, AQueueHeldAtItsBoundPausesOncePerHalfQueueAndLogsOneLine) {
     ++lines;
   EXPECT_GE(lines, 1u);
   EXPECT_LE(lines, 2u) << f.pauses << " pauses:\n" << text.substr(0, 2000);
+}
+
+// While the gate is closed, Paho's delivery thread waits inside Paho's callback, holding
+// Paho's process-wide mutex. The io thread's own Paho calls (is the client connected, publish
+// a confirmation) must not wait for it: the gate waits for that very thread. Seen in the e2e
+// benchmark: the io thread stuck in is_connected() for the whole 10 s max_pause.
+TEST_F(IngestFlow, TheIoThreadsPahoCallsDoNotWaitForAClosedGate) {
+  start_ingest({100, {}, 60s});
+  publish(1000);  // the io thread is not running: the gate closes at 100
+  ASSERT_TRUE(wait_until([&] { return ingest->flow().pauses == 1; }, 10s)) << log_text.str();
+  auto connected = std::async(std::launch::async, [&] { return ingest->connected(); });
+  ASSERT_EQ(connected.wait_for(5s), std::future_status::ready) << "connected() waits for the closed gate";
+  EXPECT_FALSE(connected.get()) << "while the gate is closed the outbox must not publish";
+  auto published =
+      std::async(std::launch::async, [&] { return ingest->publish_tracked(1, "flowtest/out", "x", false); });
+  ASSERT_EQ(published.wait_for(5s), std::future_status::ready) << "publish_tracked() waits for the closed gate";
+  EXPECT_FALSE(published.get());
+
+  run_io();  // the gate opens; everything arrives, and the client is usable again
+  ASSERT_TRUE(wait_until([&] { return handled == 1000; }, 20s)) << handled;
+  EXPECT_TRUE(wait_until([&] { return ingest->connected(); }, 5s));
+  EXPECT_EQ(ingest->flow().overrides, 0u);
 }
 
 TEST_F(IngestFlow, PausesWhileTheStoreIsBehind) {

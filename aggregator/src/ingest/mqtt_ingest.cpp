@@ -34,6 +34,29 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   IngestFlowControl flow;
   std::atomic<std::size_t> queued{0};
   std::atomic<bool> waiting{false};
+  // Paho calls from other threads (the io thread's publishes) under way: see PahoCall.
+  std::atomic<int> paho_calls{0};
+
+  // admit() waits inside Paho's message callback, where Paho holds its process-wide mutex:
+  // any Paho call from another thread blocks until the gate opens, and the gate waits for the
+  // io thread to drain its queue. Seen with gdb in the e2e benchmark: the io thread stuck in
+  // is_connected() for the whole max_pause (10 s), every process idle. So the io thread enters
+  // Paho only while the gate is open, and the gate closes only while no such call is inside
+  // (both flags sequentially consistent: each side sees the other's).
+  struct PahoCall {
+    Impl& impl;
+    bool ok;
+    explicit PahoCall(Impl& i) : impl(i) {
+      impl.paho_calls.fetch_add(1);
+      ok = !impl.waiting.load();
+      if (!ok) impl.paho_calls.fetch_sub(1);
+    }
+    ~PahoCall() {
+      if (ok) impl.paho_calls.fetch_sub(1);
+    }
+    PahoCall(const PahoCall&) = delete;
+    PahoCall& operator=(const PahoCall&) = delete;
+  };
   std::atomic<std::uint64_t> pauses{0}, paused_ms{0}, overrides{0};
   bool gate_overridden = false;  // paho's delivery thread only, as the two below
   std::chrono::steady_clock::time_point last_pause_logged{};
@@ -192,6 +215,11 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
       gate_overridden = false;
     }
     if (!over()) return;
+    waiting = true;
+    if (paho_calls.load() > 0) {  // a Paho call is on its way in: pausing now would block it
+      waiting = false;
+      return;
+    }
     const auto start = std::chrono::steady_clock::now();
     pauses += 1;
     // One line per pause at most every 10 s: under a steady overload the gate closes every
@@ -209,7 +237,6 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     }
     {
       std::unique_lock lk(gate_mu);
-      waiting = true;
       while (!stopped && still_over()) {
         if (std::chrono::steady_clock::now() - start >= flow.max_pause) {
           gate_overridden = true;
@@ -363,7 +390,11 @@ void MqttIngest::stop() {
   }
 }
 
-bool MqttIngest::connected() const { return impl_->client.is_connected(); }
+// False while the delivery gate is closed: asking Paho then would wait for the gate (PahoCall).
+bool MqttIngest::connected() const {
+  Impl::PahoCall call(*impl_);
+  return call.ok && impl_->client.is_connected();
+}
 bool MqttIngest::subscribed() const { return impl_->subscribed; }
 
 bool MqttIngest::may_be_backlog(std::int64_t now_ms) const {
@@ -381,7 +412,8 @@ void MqttIngest::set_on_published(std::function<void(std::uint64_t, bool)> fn) {
 
 bool MqttIngest::publish_tracked(std::uint64_t id, const std::string& topic, const std::string& payload,
                                  bool retained) {
-  if (impl_->stopped || !impl_->client.is_connected()) return false;
+  Impl::PahoCall call(*impl_);  // refused while the delivery gate is closed: MqttOutbox tries later
+  if (!call.ok || impl_->stopped || !impl_->client.is_connected()) return false;
   try {
     // Paho builds the message itself: a message_ptr made here and released here would race,
     // as far as ThreadSanitizer can see, with Paho's uninstrumented release of its copy.
@@ -397,7 +429,8 @@ bool MqttIngest::publish_tracked(std::uint64_t id, const std::string& topic, con
 
 bool MqttIngest::publish_and_wait(const std::string& topic, const std::string& payload, bool retained,
                                   std::chrono::milliseconds timeout) {
-  if (!impl_->client.is_connected()) return false;
+  Impl::PahoCall call(*impl_);
+  if (!call.ok || !impl_->client.is_connected()) return false;
   try {
     return impl_->client.publish(topic, payload.data(), payload.size(), 1, retained)->wait_for(timeout);
   } catch (const mqtt::exception& e) {
