@@ -887,6 +887,7 @@ void phase_signed(Context& c, InProcessAggregator& agg) {
     const double guess = c.e2e_events_per_s.count(batch) ? c.e2e_events_per_s[batch] : 20000.0 * batch;
     const std::size_t m = messages_for(guess, c.opt.seconds, batch, kAgents);
     std::vector<double> rates[2];
+    std::vector<AppliedRun> runs[2];
     std::string anomalies;
     for (int rep = 0; rep < 3 && !g_stop; ++rep)
       for (bool sign : {false, true}) {
@@ -896,6 +897,7 @@ void phase_signed(Context& c, InProcessAggregator& agg) {
             c, agg, {{"batch", batch}, {"agents", kAgents}, {"messages", m}, {"tag", tag}, {"signed", sign}},
             m * batch);
         rates[sign].push_back(static_cast<double>(r.events) / r.seconds);
+        runs[sign].push_back(r);
         if (!r.done || r.rejected || r.events != m * batch)
           anomalies += std::string(sign ? " signed" : " unsigned") + " run " + std::to_string(rep + 1) + ": applied " +
                        std::to_string(r.events) + " of " + std::to_string(m * batch) + ";";
@@ -911,6 +913,17 @@ void phase_signed(Context& c, InProcessAggregator& agg) {
     c.report.add(k + "_unsigned_events_per_s", l + "unsigned, events applied/s", plain, "events/s");
     c.report.add(k + "_signed_events_per_s", l + "signed, events applied/s", signed_rate, "events/s");
     c.report.add(k + "_signed_ratio", l + "signed / unsigned", plain > 0 ? signed_rate / plain : 0, "", 3);
+    // Where the time went in each side's median run: an io thread short of a whole core means
+    // the limit is elsewhere (the broker, the publisher, the other core's share).
+    for (bool sign : {false, true}) {
+      if (runs[sign].empty()) continue;
+      std::vector<std::size_t> order(runs[sign].size());
+      for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::sort(order.begin(), order.end(),
+                [&](std::size_t a, std::size_t b) { return rates[sign][a] < rates[sign][b]; });
+      report_cpu(c, k + (sign ? "_signed" : "_unsigned"), l + (sign ? "signed, " : "unsigned, "),
+                 runs[sign][order[order.size() / 2]]);
+    }
     if (!anomalies.empty()) c.report.text(k + "_anomalies", l + "ANOMALIES", anomalies);
   }
 }
