@@ -196,6 +196,7 @@ struct Agent::Impl {
     st.heartbeat_interval_s =
         static_cast<std::uint32_t>((config.one_shot ? config.expect_every : config.heartbeat_interval).count());
     st.awaits_confirmation = config.aggregator_confirms();
+    st.aggregator_key_ids = identity.trusted_key_ids();
     std::lock_guard lk(mu);
     st.clock_sync = clock_sync;
     st.clock_jumps = clock_watch.jumps();
@@ -370,6 +371,9 @@ struct Agent::Impl {
         // A new key (rotate-key) or a first enrolment is taken up here. The last will was
         // signed with the old key when the connection was made: one clean reconnect renews it.
         if (identity.reload_if_changed() && client->is_connected()) reconnect_for_new_key();
+        // The aggregator's next key (or a retired one) from a confirmation: the heartbeat tells
+        // it at once, so an operator waiting to switch keys does not wait a heartbeat interval.
+        if (identity.apply_key_notice() && client->is_connected()) publish_heartbeat();
       }
       if (report_clock_jump() && client->is_connected()) {
         publish_heartbeat();  // the aggregator measures the new offset from it at once
@@ -600,6 +604,7 @@ struct Agent::Impl {
       note_confirm_problem(problem);
       return;
     }
+    identity.note_key_notice(c);  // verified: its rotation notice, if any, is the aggregator's
     std::uint64_t issued_through = 0;
     bool unknown = false, warn = false;
     {

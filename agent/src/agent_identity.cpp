@@ -98,4 +98,92 @@ std::string AgentIdentity::confirm_problem(const DeliveryConfirm& c, std::span<c
   return verify_payload(payload, c.signature_offset, k->key) ? "" : "its signature does not verify (altered or forged)";
 }
 
+AgentIdentity::TrustedKeys AgentIdentity::after(const TrustedKeys& keys, const KeyNotice& notice) {
+  TrustedKeys out;
+  for (const auto& k : keys) {
+    bool retired = k.id != notice.signed_by &&
+                   std::find(notice.retired.begin(), notice.retired.end(), k.id) != notice.retired.end();
+    if (!retired) out.push_back(k);
+  }
+  if (notice.next && std::none_of(out.begin(), out.end(), [&](const TrustedKey& t) { return t.key == *notice.next; }))
+    out.push_back({*notice.next, key_id_of(*notice.next)});
+  return out;
+}
+
+void AgentIdentity::note_key_notice(const DeliveryConfirm& c) {
+  if (c.next_key.empty() && c.retired_key_ids.empty()) return;
+  KeyNotice notice;
+  if (c.next_key.size() == std::tuple_size_v<PublicKey>) {
+    PublicKey k{};
+    std::copy(c.next_key.begin(), c.next_key.end(), k.begin());
+    notice.next = k;
+  }
+  notice.retired = c.retired_key_ids;
+  notice.signed_by = c.key_id;
+  std::lock_guard lk(trusted_mu_);
+  if (trusted_->empty()) return;
+  auto next = after(*trusted_, notice);
+  const bool same = next.size() == trusted_->size() &&
+                    std::equal(next.begin(), next.end(), trusted_->begin(),
+                               [](const TrustedKey& a, const TrustedKey& b) { return a.key == b.key; });
+  if (!same) notice_ = std::move(notice);
+}
+
+bool AgentIdentity::apply_key_notice() {
+  std::optional<KeyNotice> notice;
+  std::shared_ptr<const TrustedKeys> keys;
+  {
+    std::lock_guard lk(trusted_mu_);
+    notice.swap(notice_);
+    keys = trusted_;
+  }
+  if (!notice || keys->empty()) return false;
+  auto next = std::make_shared<TrustedKeys>(after(*keys, *notice));
+  if (next->size() == keys->size() &&
+      std::equal(next->begin(), next->end(), keys->begin(),
+                 [](const TrustedKey& a, const TrustedKey& b) { return a.key == b.key; }))
+    return false;
+  std::vector<PublicKey> file_keys;
+  std::string added, dropped, ids;
+  for (const auto& k : *next) {
+    file_keys.push_back(k.key);
+    ids += (ids.empty() ? "" : ", ") + k.id;
+    if (std::none_of(keys->begin(), keys->end(), [&](const TrustedKey& t) { return t.key == k.key; }))
+      added += (added.empty() ? "" : ", ") + k.id;
+  }
+  for (const auto& k : *keys)
+    if (std::none_of(next->begin(), next->end(), [&](const TrustedKey& t) { return t.key == k.key; }))
+      dropped += (dropped.empty() ? "" : ", ") + k.id;
+  try {
+    write_public_keys(files_.aggregator_key_file, file_keys);
+  } catch (const std::runtime_error& e) {
+    // Nothing changes: the notice comes again with the next confirmation.
+    log_->error("identity: the aggregator's key rotation (signed by {}) could not be kept: {}", notice->signed_by,
+                e.what());
+    return false;
+  }
+  aggregator_stamp_ = stamp_of(files_.aggregator_key_file);  // our own write: not a change to read back
+  {
+    std::lock_guard lk(trusted_mu_);
+    trusted_ = std::move(next);
+  }
+  log_->info(
+      "identity: the aggregator's key rotation, signed by its key {}: {}{}{}; confirmations must now be signed "
+      "by {} ({})",
+      notice->signed_by, added.empty() ? "" : "trusting its next key " + added,
+      !added.empty() && !dropped.empty() ? ", " : "", dropped.empty() ? "" : "no longer trusting " + dropped, ids,
+      files_.aggregator_key_file.string());
+  return true;
+}
+
+std::vector<std::string> AgentIdentity::trusted_key_ids() const {
+  auto keys = trusted();
+  std::vector<std::string> ids;
+  for (const auto& k : *keys) {
+    if (ids.size() == WireLimits::max_trusted_keys) break;
+    ids.push_back(k.id);
+  }
+  return ids;
+}
+
 }  // namespace postwatch::agent

@@ -239,6 +239,14 @@ struct AggregatorService::Impl {
     ingest.set_keys(&trust.keys());
     presence.set_keys(&trust.keys());
     confirmer.set_signer(&trust.signer());
+    // The aggregator's key rotation rides on the confirmations (docs/security.md).
+    auto announce_keys = [this] {
+      const SigningKey* next = trust.next_key();
+      confirmer.set_key_notice(next ? std::optional<PublicKey>(next->public_key()) : std::nullopt,
+                               trust.retired_key_ids());
+    };
+    announce_keys();
+    trust.on_key_change(announce_keys);
     if (!options.cluster_group.empty()) {
       make_jetstream_cluster();
       presence.warn_on_broker_confirm(true);

@@ -91,12 +91,13 @@ std::vector<PublicKey> read_public_keys(const std::filesystem::path& file) {
   return keys;
 }
 
-void write_public_keys(const std::filesystem::path& file, const std::vector<PublicKey>& keys) {
+void write_public_keys(const std::filesystem::path& file, const std::vector<PublicKey>& keys,
+                       std::string_view comment) {
   auto tmp = file;
   tmp += ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << "# The aggregator's public key(s) this agent trusts (docs/security.md). Written by enrolment.\n";
+    out << "# " << comment << "\n";
     for (const auto& k : keys) out << to_hex(k) << "  # key id " << key_id_of(k) << "\n";
     out.flush();
     if (!out) throw std::runtime_error("cannot write " + tmp.string());
@@ -108,6 +109,12 @@ void write_public_keys(const std::filesystem::path& file, const std::vector<Publ
   std::error_code ec;
   std::filesystem::rename(tmp, file, ec);
   if (ec) throw std::runtime_error("cannot replace " + file.string() + ": " + ec.message());
+  // The rename itself survives a power cut only once the directory is on disk.
+  auto dir = file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path();
+  if (int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
 }
 
 std::array<std::uint8_t, 32> enrolment_proof(const TokenSecret& secret, std::string_view post, std::string_view agent,

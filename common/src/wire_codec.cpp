@@ -12,6 +12,29 @@
 namespace postwatch {
 namespace fbw = postwatch::wire::v1;
 
+namespace {
+
+flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>> key_id_list(
+    flatbuffers::FlatBufferBuilder& fbb, const std::vector<std::string>& ids) {
+  if (ids.empty()) return {};
+  return fbb.CreateVectorOfStrings(ids);
+}
+
+// A bounded list of key ids: false when it has more than `max` or an empty or overlong id.
+bool read_key_id_list(const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>* ids, std::size_t max,
+                      std::vector<std::string>& out) {
+  out.clear();
+  if (!ids) return true;
+  if (ids->size() > max) return false;
+  for (const auto* id : *ids) {
+    if (id->size() == 0 || id->size() > WireLimits::max_id_bytes) return false;
+    out.emplace_back(id->data(), id->size());
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string_view to_string(ValueKind kind) {
   switch (kind) {
     case ValueKind::Level: return "level";
@@ -196,12 +219,13 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st, const Signing
                                       m.events_sent, m.events_dropped, m.reconnects, m.rss_bytes, m.uptime_s,
                                       m.sent_through_seq, m.confirmed_through_seq, m.held_from_seq);
   }
+  auto trusted = key_id_list(fbb, st.aggregator_key_ids);
   auto sig = signed_fields::add(fbb, signer);
   auto root = fbw::CreateAgentState(
       fbb, WireLimits::schema_version, agent, post, st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline,
       st.at_ms, version, hash, st.first_unacked_seq, st.heartbeat_interval_s, metrics, st.awaits_confirmation,
       static_cast<fbw::ClockSync>(st.clock_sync), st.clock_jumps, st.last_clock_jump_ms, st.last_clock_jump_at_ms,
-      st.one_shot, sig.key_id, sig.signature);
+      st.one_shot, sig.key_id, sig.signature, trusted);
   fbw::FinishAgentStateBuffer(fbb, root);
   return signed_fields::finish(fbb, fbw::GetAgentState(fbb.GetBufferPointer()), signer);
 }
@@ -226,6 +250,8 @@ DecodeError decode_agent_state_aligned(std::span<const std::uint8_t> payload, Ag
       !signed_fields::locate(st, payload, key_id, out.signature_offset))
     return DecodeError::FieldTooLong;
   out.key_id = std::string(key_id);
+  if (!read_key_id_list(st->aggregator_key_ids(), WireLimits::max_trusted_keys, out.aggregator_key_ids))
+    return DecodeError::FieldTooLong;
   out.online = st->status() == fbw::AgentStatus::Online;
   out.at_ms = st->at_ms();
   out.agent_version = std::string(view(st->agent_version()));
@@ -265,9 +291,12 @@ std::vector<std::uint8_t> encode_delivery_confirm(const DeliveryConfirm& c, cons
   flatbuffers::FlatBufferBuilder fbb(128);
   auto agent = fbb.CreateString(c.agent_id);
   auto post = fbb.CreateString(c.post_id);
+  flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> next_key;
+  if (!c.next_key.empty()) next_key = fbb.CreateVector(c.next_key);
+  auto retired = key_id_list(fbb, c.retired_key_ids);
   auto sig = signed_fields::add(fbb, signer);
   auto root = fbw::CreateDeliveryConfirm(fbb, WireLimits::schema_version, agent, post, c.through_seq, c.at_ms,
-                                         c.resend_from, sig.key_id, sig.signature);
+                                         c.resend_from, sig.key_id, sig.signature, next_key, retired);
   fbw::FinishDeliveryConfirmBuffer(fbb, root);
   return signed_fields::finish(fbb, fbw::GetDeliveryConfirm(fbb.GetBufferPointer()), signer);
 }
@@ -294,6 +323,13 @@ DecodeError decode_delivery_confirm_aligned(std::span<const std::uint8_t> payloa
       !signed_fields::locate(c, payload, key_id, out.signature_offset))
     return DecodeError::FieldTooLong;
   out.key_id = std::string(key_id);
+  out.next_key.clear();
+  if (const auto* next = c->next_key()) {
+    if (next->size() != std::tuple_size_v<PublicKey>) return DecodeError::BadValue;
+    out.next_key.assign(next->begin(), next->end());
+  }
+  if (!read_key_id_list(c->retired_key_ids(), WireLimits::max_retired_keys, out.retired_key_ids))
+    return DecodeError::FieldTooLong;
   out.through_seq = c->through_seq();
   out.at_ms = c->at_ms();
   out.resend_from = c->resend_from();

@@ -121,6 +121,7 @@ std::map<std::string, std::vector<json>> case_table() {
         get_case("/api/v1/agents/bamako/nobody", 404)}},
       {"/api/v1/stats", {get_case("/api/v1/stats", 200)}},
       {"/api/v1/agent-keys", {get_case("/api/v1/agent-keys", 200)}},
+      {"/api/v1/aggregator-key", {get_case("/api/v1/aggregator-key", 200)}},
       {"/api/v1/alarms",
        {get_case("/api/v1/alarms", 200), get_case("/api/v1/alarms?state=open", 200),
         get_case("/api/v1/alarms?state=cleared", 200), get_case("/api/v1/alarms?state=bogus", 400)}},

@@ -125,3 +125,113 @@ TEST(AgentIdentity, AnEnrolmentFinishedWhileRunningIsTakenUp) {
   ASSERT_NE(id.signer(), nullptr);
   EXPECT_EQ(id.signer()->key_id(), key.key_id());
 }
+
+namespace {
+// A confirmation as the aggregator sends it during its own key rotation.
+DeliveryConfirm notice_from(const SigningKey& signer, const SigningKey* next, std::vector<std::string> retired,
+                            std::vector<std::uint8_t>& payload) {
+  DeliveryConfirm c;
+  c.agent_id = "agent-1";
+  c.post_id = "bamako";
+  c.through_seq = 5;
+  if (next) c.next_key.assign(next->public_key().begin(), next->public_key().end());
+  c.retired_key_ids = std::move(retired);
+  payload = encode_delivery_confirm(c, &signer);
+  DeliveryConfirm back;
+  EXPECT_EQ(decode_delivery_confirm({payload.data(), payload.size()}, back), DecodeError::None);
+  return back;
+}
+}  // namespace
+
+// The aggregator's rotation: a verified confirmation names the next key (trusted from then on,
+// written to the file, reported in heartbeats), then one signed by the new key retires the old
+// (no longer obeyed). The file survives a restart of the agent.
+TEST(AgentIdentity, TheAggregatorsNextKeyIsTrustedAndItsRetiredKeyDropped) {
+  Files f;
+  auto agent_key = SigningKey::generate(), old_key = SigningKey::generate(), new_key = SigningKey::generate();
+  agent_key.save(f.config.key_file);
+  write_public_keys(f.config.aggregator_key_file, {old_key.public_key()});
+  AgentIdentity id(f.config, f.log);
+  id.load();
+  EXPECT_EQ(id.trusted_key_ids(), std::vector<std::string>{old_key.key_id()});
+  EXPECT_NE(problem(id, confirm(&new_key)), "");
+
+  std::vector<std::uint8_t> payload;
+  auto c = notice_from(old_key, &new_key, {}, payload);
+  ASSERT_EQ(id.confirm_problem(c, {payload.data(), payload.size()}), "");
+  id.note_key_notice(c);
+  EXPECT_NE(problem(id, confirm(&new_key)), "") << "nothing changes before the publisher thread applies it";
+  ASSERT_TRUE(id.apply_key_notice());
+  EXPECT_EQ(problem(id, confirm(&new_key)), "");
+  EXPECT_EQ(problem(id, confirm(&old_key)), "");
+  EXPECT_EQ(id.trusted_key_ids(), (std::vector<std::string>{old_key.key_id(), new_key.key_id()}));
+  EXPECT_EQ(read_public_keys(f.config.aggregator_key_file).size(), 2u);
+  EXPECT_FALSE(id.reload_if_changed()) << "its own write is not read back as a change";
+  // The same notice again (every confirmation carries it) changes nothing.
+  id.note_key_notice(c);
+  EXPECT_FALSE(id.apply_key_notice());
+
+  // After the switch: signed by the new key, retiring the old one.
+  c = notice_from(new_key, nullptr, {old_key.key_id()}, payload);
+  ASSERT_EQ(id.confirm_problem(c, {payload.data(), payload.size()}), "");
+  id.note_key_notice(c);
+  ASSERT_TRUE(id.apply_key_notice());
+  EXPECT_NE(problem(id, confirm(&old_key)).find("not the aggregator's"), std::string::npos);
+  EXPECT_EQ(problem(id, confirm(&new_key)), "");
+  EXPECT_EQ(id.trusted_key_ids(), std::vector<std::string>{new_key.key_id()});
+
+  AgentIdentity restarted(f.config, f.log);
+  restarted.load();
+  EXPECT_EQ(restarted.trusted_key_ids(), std::vector<std::string>{new_key.key_id()});
+}
+
+// A notice never retires the key that signed it (so no notice can leave the agent trusting
+// nothing), and an agent that is not enrolled takes no key from an unsigned confirmation.
+TEST(AgentIdentity, ANoticeNeverRetiresItsOwnSignerAndAnUnenrolledAgentTakesNone) {
+  Files f;
+  auto agent_key = SigningKey::generate(), aggregator = SigningKey::generate(), other = SigningKey::generate();
+  agent_key.save(f.config.key_file);
+  write_public_keys(f.config.aggregator_key_file, {aggregator.public_key()});
+  AgentIdentity id(f.config, f.log);
+  id.load();
+  std::vector<std::uint8_t> payload;
+  id.note_key_notice(notice_from(aggregator, nullptr, {aggregator.key_id()}, payload));
+  EXPECT_FALSE(id.apply_key_notice());
+  EXPECT_EQ(problem(id, confirm(&aggregator)), "");
+
+  Files g;
+  AgentIdentity unenrolled(g.config, g.log);
+  unenrolled.load();
+  DeliveryConfirm c;
+  c.agent_id = "agent-1";
+  c.post_id = "bamako";
+  c.next_key.assign(other.public_key().begin(), other.public_key().end());
+  unenrolled.note_key_notice(c);
+  EXPECT_FALSE(unenrolled.apply_key_notice());
+  EXPECT_FALSE(std::filesystem::exists(g.config.aggregator_key_file));
+  EXPECT_TRUE(unenrolled.trusted_key_ids().empty());
+}
+
+// A file that cannot be written keeps the keys as they were; the next confirmation brings the
+// notice again.
+TEST(AgentIdentity, ANoticeThatCannotBeWrittenChangesNothing) {
+  Files f;
+  auto agent_key = SigningKey::generate(), old_key = SigningKey::generate(), new_key = SigningKey::generate();
+  agent_key.save(f.config.key_file);
+  write_public_keys(f.config.aggregator_key_file, {old_key.public_key()});
+  AgentIdentity id(f.config, f.log);
+  id.load();
+  // A directory where the new file is written first: fails for root too.
+  auto tmp = f.config.aggregator_key_file;
+  tmp += ".tmp";
+  std::filesystem::create_directory(tmp);
+  std::vector<std::uint8_t> payload;
+  id.note_key_notice(notice_from(old_key, &new_key, {}, payload));
+  EXPECT_FALSE(id.apply_key_notice());
+  EXPECT_EQ(read_public_keys(f.config.aggregator_key_file).size(), 1u);
+  std::filesystem::remove(tmp);
+  EXPECT_NE(problem(id, confirm(&new_key)), "");
+  id.note_key_notice(notice_from(old_key, &new_key, {}, payload));
+  EXPECT_TRUE(id.apply_key_notice());
+  EXPECT_EQ(problem(id, confirm(&new_key)), "");
+}

@@ -54,8 +54,10 @@ class DeliveryConfirmerTest : public ::testing::Test {
     ingest.on_message(events_topic, encode_batch(b), now);
   }
 
-  void heartbeat(std::uint64_t sent_through, std::uint64_t confirmed_through, std::uint64_t held_from = 0) {
+  void heartbeat(std::uint64_t sent_through, std::uint64_t confirmed_through, std::uint64_t held_from = 0,
+                 std::vector<std::string> trusted = {}) {
     AgentState st;
+    st.aggregator_key_ids = std::move(trusted);
     st.agent_id = "a1";
     st.post_id = "bamako";
     st.at_ms = now;
@@ -360,4 +362,62 @@ TEST_F(DeliveryConfirmerTest, AHoleOfAnAgentThatKeepsItsEventsWaitsForTheResendP
   tick(later.size() + 2, later.size() + 2);
   tick(later.size() + 2, later.size() + 2);
   EXPECT_EQ(published.back().confirm.through_seq, 2 + 2 * SeqWindow::kWindow);
+}
+
+// The aggregator's key rotation: every confirmation carries the notice; an agent whose
+// heartbeat says it lacks the next key gets its last confirmation again, at most every
+// kNoticeGapMs, and none once it reports the key. Agents not enrolled (no keys reported) and
+// agents never confirmed in this run get none.
+TEST_F(DeliveryConfirmerTest, AnAgentLackingTheNextKeyGetsItsLastConfirmationAgainWithTheNotice) {
+  const auto next = SigningKey::generate();
+  const std::string old_id = "0123456789abcdef";
+  confirmer.set_key_notice(next.public_key(), {});
+  heartbeat(0, 0, 0, {old_id});
+  tick(0, 0);
+  EXPECT_TRUE(published.empty()) << "never confirmed in this run: nothing to send again";
+  feed({1, 2, 3});
+  tick(3, 3);
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_EQ(published[0].confirm.next_key,
+            std::vector<std::uint8_t>(next.public_key().begin(), next.public_key().end()));
+
+  heartbeat(3, 3, 4, {old_id});
+  tick(3, 3);
+  ASSERT_EQ(published.size(), 2u);
+  EXPECT_EQ(published[1].confirm.through_seq, 3u);
+  EXPECT_TRUE(published[1].retained);
+  EXPECT_EQ(published[1].confirm.next_key.size(), 32u);
+  EXPECT_EQ(confirmer.counters().key_notices, 1u);
+  heartbeat(3, 3, 4, {old_id});
+  tick(3, 3);
+  EXPECT_EQ(published.size(), 2u) << "within kNoticeGapMs";
+  now += DeliveryConfirmer::kNoticeGapMs;
+  heartbeat(3, 3, 4, {old_id});
+  tick(3, 3);
+  EXPECT_EQ(published.size(), 3u);
+  now += DeliveryConfirmer::kNoticeGapMs;
+  heartbeat(3, 3, 4, {old_id, next.key_id()});
+  tick(3, 3);
+  EXPECT_EQ(published.size(), 3u) << "it trusts the next key now";
+
+  // After the switch: the retired key goes in every confirmation, and to an agent still trusting it.
+  confirmer.set_key_notice(std::nullopt, {old_id});
+  now += DeliveryConfirmer::kNoticeGapMs;
+  heartbeat(3, 3, 4, {old_id, next.key_id()});
+  tick(3, 3);
+  ASSERT_EQ(published.size(), 4u);
+  EXPECT_TRUE(published[3].confirm.next_key.empty());
+  EXPECT_EQ(published[3].confirm.retired_key_ids, std::vector<std::string>{old_id});
+  now += DeliveryConfirmer::kNoticeGapMs;
+  heartbeat(3, 3, 4, {next.key_id()});
+  tick(3, 3);
+  EXPECT_EQ(published.size(), 4u);
+  EXPECT_EQ(confirmer.counters().key_notices, 3u);
+
+  // An agent that reports no keys (not enrolled, or from before rotation) is sent none.
+  confirmer.set_key_notice(next.public_key(), {old_id});
+  now += DeliveryConfirmer::kNoticeGapMs;
+  heartbeat(3, 3, 4, {});
+  tick(3, 3);
+  EXPECT_EQ(published.size(), 4u);
 }

@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 
 using namespace postwatch;
@@ -177,6 +178,59 @@ TEST(SignedPayload, SignedStatesAndConfirmationsVerifyAndKeepTheirFields) {
   auto forged = encode_delivery_confirm(c, &agent);
   ASSERT_EQ(decode_delivery_confirm(bytes(forged), cd), DecodeError::None);
   EXPECT_FALSE(verify_payload(bytes(forged), cd.signature_offset, aggregator.public_key()));
+}
+
+TEST(SignedPayload, AConfirmationsKeyRotationFieldsAreCoveredByItsSignature) {
+  auto current = SigningKey::generate(), next = SigningKey::generate();
+  DeliveryConfirm c;
+  c.agent_id = "agent-1";
+  c.post_id = "bamako";
+  c.through_seq = 77;
+  c.next_key.assign(next.public_key().begin(), next.public_key().end());
+  c.retired_key_ids = {"0123456789abcdef", "fedcba9876543210"};
+  auto cp = encode_delivery_confirm(c, &current);
+  DeliveryConfirm cd;
+  ASSERT_EQ(decode_delivery_confirm(bytes(cp), cd), DecodeError::None);
+  EXPECT_EQ(cd.next_key, c.next_key);
+  EXPECT_EQ(cd.retired_key_ids, c.retired_key_ids);
+  ASSERT_TRUE(verify_payload(bytes(cp), cd.signature_offset, current.public_key()));
+
+  // A broker that swaps the next key for its own breaks the signature.
+  auto at = std::search(cp.begin(), cp.end(), next.public_key().begin(), next.public_key().end());
+  ASSERT_NE(at, cp.end());
+  auto swapped = cp;
+  swapped[static_cast<std::size_t>(at - cp.begin())] ^= 0x01;
+  ASSERT_EQ(decode_delivery_confirm(bytes(swapped), cd), DecodeError::None);
+  EXPECT_FALSE(verify_payload(bytes(swapped), cd.signature_offset, current.public_key()));
+
+  // A next key that is not 32 bytes, or too many retired ids, is refused by the decoder.
+  c.next_key.resize(31);
+  EXPECT_EQ(decode_delivery_confirm(bytes(encode_delivery_confirm(c, &current)), cd), DecodeError::BadValue);
+  c.next_key.clear();
+  c.retired_key_ids.assign(WireLimits::max_retired_keys + 1, "0123456789abcdef");
+  EXPECT_EQ(decode_delivery_confirm(bytes(encode_delivery_confirm(c, &current)), cd), DecodeError::FieldTooLong);
+  c.retired_key_ids = {""};
+  EXPECT_EQ(decode_delivery_confirm(bytes(encode_delivery_confirm(c, &current)), cd), DecodeError::FieldTooLong);
+  // Without them a confirmation decodes as before, with both empty.
+  c.retired_key_ids.clear();
+  ASSERT_EQ(decode_delivery_confirm(bytes(encode_delivery_confirm(c, &current)), cd), DecodeError::None);
+  EXPECT_TRUE(cd.next_key.empty());
+  EXPECT_TRUE(cd.retired_key_ids.empty());
+}
+
+TEST(SignedPayload, AHeartbeatReportsTheAggregatorKeysItsAgentTrusts) {
+  auto agent = SigningKey::generate();
+  AgentState st;
+  st.agent_id = "agent-1";
+  st.post_id = "bamako";
+  st.aggregator_key_ids = {"0123456789abcdef", "fedcba9876543210"};
+  auto sp = encode_agent_state(st, &agent);
+  AgentState sd;
+  ASSERT_EQ(decode_agent_state(bytes(sp), sd), DecodeError::None);
+  EXPECT_EQ(sd.aggregator_key_ids, st.aggregator_key_ids);
+  EXPECT_TRUE(verify_payload(bytes(sp), sd.signature_offset, agent.public_key()));
+  st.aggregator_key_ids.assign(WireLimits::max_trusted_keys + 1, "0123456789abcdef");
+  EXPECT_EQ(decode_agent_state(bytes(encode_agent_state(st, &agent)), sd), DecodeError::FieldTooLong);
 }
 
 TEST(SignedPayload, AMisplacedOrShortSignatureIsRefusedWithoutReadingPastTheBuffer) {

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <random>
 
 #include <sys/stat.h>
@@ -407,4 +408,70 @@ TEST(AggregatorIdentity, KeysAreMadeOnceOwnerOnlyAndKeptAcrossStarts) {
   EXPECT_TRUE(second.created.empty());
   EXPECT_EQ(second.key.public_key(), first.key.public_key());
   EXPECT_EQ(second.enrolment_secret, first.enrolment_secret);
+}
+
+// The aggregator's own rotation: a prepared key survives a restart, a switch puts it in force
+// and retires the old key (also across a restart), and a second switch needs a new next key.
+TEST(AggregatorIdentity, ANextKeyIsPreparedOnceSwitchedToAndTheOldOneRetired) {
+  test::TempDir dir;
+  const auto keys = dir.path() / "keys";
+  auto id = AggregatorIdentity::load_or_create(keys);
+  const auto first = id.key.public_key();
+  EXPECT_FALSE(id.next);
+  EXPECT_THROW(id.switch_to_next(), std::logic_error);
+  const auto next = id.prepare_next().public_key();
+  EXPECT_EQ(id.prepare_next().public_key(), next) << "prepared once";
+  struct stat st {};
+  ASSERT_EQ(::stat((keys / "aggregator.next.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto restarted = AggregatorIdentity::load_or_create(keys);
+  ASSERT_TRUE(restarted.next);
+  EXPECT_EQ(restarted.next->public_key(), next);
+  EXPECT_EQ(restarted.key.public_key(), first);
+
+  const SigningKey* signer = &id.key;  // the confirmer and the desk sign through this reference
+  id.switch_to_next();
+  EXPECT_EQ(signer->public_key(), next);
+  EXPECT_FALSE(id.next);
+  EXPECT_EQ(id.retired_key_ids(), std::vector<std::string>{key_id_of(first)});
+  EXPECT_FALSE(std::filesystem::exists(keys / "aggregator.next.key"));
+  auto after = AggregatorIdentity::load_or_create(keys);
+  EXPECT_EQ(after.key.public_key(), next);
+  EXPECT_FALSE(after.next);
+  EXPECT_EQ(after.retired_key_ids(), std::vector<std::string>{key_id_of(first)});
+  EXPECT_THROW(after.switch_to_next(), std::logic_error);
+}
+
+// A switch cut short after retired.pub was written but before the next key was moved in: the
+// old key is still in force and the next one prepared, and the old key is not "retired" (agents
+// would drop the key still signing).
+TEST(AggregatorIdentity, ASwitchCutShortBetweenItsStepsLeavesTheOldKeyInForce) {
+  test::TempDir dir;
+  const auto keys = dir.path() / "keys";
+  auto id = AggregatorIdentity::load_or_create(keys);
+  const auto first = id.key.public_key();
+  const auto next = id.prepare_next().public_key();
+  std::ofstream(keys / "retired.pub") << to_hex(first) << "\n";  // step 1 done, step 2 not
+  auto crashed = AggregatorIdentity::load_or_create(keys);
+  EXPECT_EQ(crashed.key.public_key(), first);
+  ASSERT_TRUE(crashed.next);
+  EXPECT_EQ(crashed.next->public_key(), next);
+  EXPECT_TRUE(crashed.retired.empty());
+  crashed.switch_to_next();  // finishes as a switch does
+  EXPECT_EQ(crashed.retired_key_ids(), std::vector<std::string>{key_id_of(first)});
+  EXPECT_EQ(AggregatorIdentity::load_or_create(keys).key.public_key(), next);
+}
+
+// A damaged retired.pub stops the start with the file and line, rather than dropping the list.
+TEST(AggregatorIdentity, ADamagedRetiredListIsRefusedWithItsLine) {
+  test::TempDir dir;
+  const auto keys = dir.path() / "keys";
+  AggregatorIdentity::load_or_create(keys);
+  std::ofstream(keys / "retired.pub") << "# comment\nnot-a-key\n";
+  try {
+    AggregatorIdentity::load_or_create(keys);
+    FAIL() << "a damaged retired.pub was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("retired.pub:2"), std::string::npos) << e.what();
+  }
 }

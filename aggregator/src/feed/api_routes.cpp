@@ -171,8 +171,11 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   const bool tokens_path = target == "/api/v1/enrolment-tokens";
   constexpr std::string_view keys_prefix = "/api/v1/agent-keys/";
   const bool revoke_path = starts_with(target, keys_prefix) && target.ends_with("/revoke");
+  const bool next_key_path = target == "/api/v1/aggregator-key/next",
+             switch_key_path = target == "/api/v1/aggregator-key/switch";
   const bool changes = (ack_path && is_post) || (silences_path && is_post) || (silence_path && is_delete) ||
-                       (tokens_path && is_post) || (revoke_path && is_post);
+                       (tokens_path && is_post) || (revoke_path && is_post) ||
+                       ((next_key_path || switch_key_path) && is_post);
 
   const Principal* who = nullptr;
   if (auto refusal = authorize(req, q, false, changes, who)) return *refusal;
@@ -195,6 +198,10 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
     if (!is_post) return method_not_allowed(req, target, "POST");
     return revoke_key(target.substr(keys_prefix.size(), target.size() - keys_prefix.size() - 7), who);
   }
+  if (next_key_path || switch_key_path) {  // feed/aggregator_key_routes.cpp
+    if (!is_post) return method_not_allowed(req, target, "POST");
+    return next_key_path ? prepare_aggregator_key(who) : switch_aggregator_key(q, who);
+  }
   if (!get) return method_not_allowed(req, target, "GET, HEAD");
 
   if (target == "/api/v1/goals" || target == "/api/v1/pillars") return goals();
@@ -212,6 +219,7 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   if (starts_with(target, "/api/v1/agents/")) return agent(target.substr(15));
   if (target == "/api/v1/stats") return stats();
   if (target == "/api/v1/agent-keys") return agent_keys();
+  if (target == "/api/v1/aggregator-key") return aggregator_key();
   if (target == "/api/v1/cluster")
     return json_response(http::status::ok, src_.cluster ? src_.cluster() : json{{"clustered", false}});
   if (target == "/api/v1/alarms") return alarms(q);
@@ -230,7 +238,7 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
           "/api/v1/posts, /api/v1/posts/{id}, /api/v1/posts/{id}/events, /api/v1/agents, "
           "/api/v1/agents/{post}/{agent}, "
           "/api/v1/alarms, /api/v1/silences, /api/v1/history, /api/v1/agent-keys, /api/v1/enrolment-tokens, "
-          "/api/v1/stats, /api/v1/cluster, /api/v1/whoami, /api/v1/openapi.json)");
+          "/api/v1/aggregator-key, /api/v1/stats, /api/v1/cluster, /api/v1/whoami, /api/v1/openapi.json)");
 }
 
 HttpResponse ApiRoutes::whoami(const Principal* who) const {
@@ -599,6 +607,7 @@ HttpResponse ApiRoutes::stats() {
   if (src_.confirm) {
     j["confirms_published"] = src_.confirm->confirms_published;
     j["confirm_resend_requests"] = src_.confirm->resend_requests;
+    j["confirm_key_notices"] = src_.confirm->key_notices;
     j["confirm_settled_by_agent"] = src_.confirm->settled_by_agent;
     j["confirm_anchored"] = src_.confirm->anchored;
     j["confirm_dropped_given_up"] = src_.confirm->dropped_given_up;
@@ -753,6 +762,9 @@ HttpResponse ApiRoutes::metrics() {
     m.family("postwatch_delivery_resend_requests_total", "counter",
              "Agents asked to resend seqs the broker acknowledged but that never arrived.");
     m.sample("postwatch_delivery_resend_requests_total", "", src_.confirm->resend_requests);
+    m.family("postwatch_delivery_key_notices_total", "counter",
+             "Confirmations sent again to announce the aggregator's key rotation to agents not yet trusting it.");
+    m.sample("postwatch_delivery_key_notices_total", "", src_.confirm->key_notices);
   }
   if (src_.outbound) add_outbound_metrics(m, *src_.outbound);
   if (src_.notifications) add_notification_metrics(m, src_.notifications());

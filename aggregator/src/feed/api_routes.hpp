@@ -107,6 +107,10 @@ class ApiRoutes {
   HttpResponse agent_keys();  // feed/trust_routes.cpp
   HttpResponse issue_token(const HttpRequest& req, const Principal* who);
   HttpResponse revoke_key(std::string_view post_agent, const Principal* who);
+  HttpResponse aggregator_key();  // feed/aggregator_key_routes.cpp
+  HttpResponse prepare_aggregator_key(const Principal* who);
+  HttpResponse switch_aggregator_key(const Query& q, const Principal* who);
+  nlohmann::json aggregator_key_json() const;
   // "key_id" and "enrolled_at" of the agent's key in force (null when it has none).
   void add_agent_key(nlohmann::json& agent_json, const std::string& post, const std::string& agent) const;
   void add_trust_stats(nlohmann::json& stats) const;

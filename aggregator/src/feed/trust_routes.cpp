@@ -88,6 +88,7 @@ void ApiRoutes::add_trust_stats(json& j) const {
   j["enrolments_accepted"] = t.enrolments_accepted;
   j["enrolments_refused"] = t.enrolments_refused;
   j["keys_rotated"] = t.keys_rotated;
+  j["aggregator_key_switches"] = t.aggregator_key_switches;
 }
 
 void ApiRoutes::add_trust_metrics(MetricsText& m) const {
@@ -113,6 +114,9 @@ void ApiRoutes::add_trust_metrics(MetricsText& m) const {
   m.sample("postwatch_enrolments_total", L::label("outcome", "refused"), t.enrolments_refused);
   m.family("postwatch_agent_keys_rotated_total", "counter", "Agent keys rotated (the new key endorsed by the old).");
   m.sample("postwatch_agent_keys_rotated_total", "", t.keys_rotated);
+  m.family("postwatch_aggregator_key_switches_total", "counter",
+           "Times the aggregator switched to its prepared next signing key.");
+  m.sample("postwatch_aggregator_key_switches_total", "", t.aggregator_key_switches);
 }
 
 }  // namespace postwatch::aggregator

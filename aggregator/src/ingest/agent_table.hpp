@@ -48,6 +48,9 @@ struct AgentPresenceRecord {
   bool one_shot = false;                   // sends and leaves (emit): its death is not silence
   bool has_metrics = false;
   AgentMetrics metrics;
+  // The aggregator keys it trusts, from its last birth or heartbeat (none: not enrolled, or an
+  // agent from before the aggregator's key rotation).
+  std::vector<std::string> aggregator_key_ids;
 };
 
 // The agent's clock: our estimate of its offset, and what it says of itself.
@@ -75,6 +78,7 @@ struct AgentConfirmState {
   // The watermark below a hole at the last tick (later seqs arrived, this one did not).
   std::uint64_t hole_at = ~std::uint64_t{0};
   std::int64_t last_request_ms = 0;
+  std::int64_t last_notice_ms = 0;  // the last key rotation notice sent to it
 };
 
 struct AgentRecord {

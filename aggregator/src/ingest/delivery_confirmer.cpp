@@ -14,6 +14,8 @@ DeliveryConfirmer::DeliveryConfirmer(const IndicatorCatalogue& catalogue, AgentT
 bool DeliveryConfirmer::send(const AgentRecord& r, std::uint64_t through, std::uint64_t resend_from,
                              std::int64_t now_ms) {
   DeliveryConfirm c{r.name, catalogue_.posts()[r.post].id, through, now_ms, resend_from};
+  c.next_key = next_key_;
+  c.retired_key_ids = retired_ids_;
   auto payload = encode_delivery_confirm(c, signer_);
   // The confirmation is retained (a reconnecting agent hears the latest at once); a resend
   // request is not (it would be replayed to the agent on every reconnect).
@@ -175,6 +177,40 @@ void DeliveryConfirmer::tick(StoreProgress store, bool caught_up, std::int64_t n
   todo.erase(std::unique(todo.begin(), todo.end()), todo.end());
   for (auto id : todo)
     if (compare_heartbeat(agents_[id], caught_up, now_ms)) disagrees_.push_back(id);
+
+  // 4. A key rotation's notice, to agents whose report says it has not reached them.
+  if (!next_key_.empty() || !retired_ids_.empty())
+    for (auto id : heard) announce_keys(agents_[id], now_ms);
+}
+
+void DeliveryConfirmer::set_key_notice(std::optional<PublicKey> next, std::vector<std::string> retired_ids) {
+  next_key_.clear();
+  next_key_id_.clear();
+  if (next) {
+    next_key_.assign(next->begin(), next->end());
+    next_key_id_ = key_id_of(*next);
+  }
+  retired_ids_ = std::move(retired_ids);
+}
+
+bool DeliveryConfirmer::needs_key_notice(const AgentRecord& r) const {
+  const auto& ids = r.presence.aggregator_key_ids;
+  if (ids.empty()) return false;  // not enrolled, or an agent from before rotation: it would not act on it
+  auto has = [&](const std::string& id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); };
+  if (!next_key_id_.empty() && !has(next_key_id_)) return true;
+  return std::any_of(retired_ids_.begin(), retired_ids_.end(), has);
+}
+
+void DeliveryConfirmer::announce_keys(AgentRecord& r, std::int64_t now_ms) {
+  auto& c = r.confirm;
+  // Its last confirmation again (retained, as it was): never one below what a broker may hold
+  // retained from an earlier run, so nothing before the first confirmation of this run.
+  if (c.published == 0 || !r.presence.online || (owns_ && !owns_(r.post)) || !needs_key_notice(r)) return;
+  if (c.last_notice_ms != 0 && now_ms - c.last_notice_ms < kNoticeGapMs) return;
+  if (send(r, c.published, 0, now_ms)) {
+    c.last_notice_ms = now_ms;
+    counters_.key_notices += 1;
+  }
 }
 
 void DeliveryConfirmer::publish_committed(StoreProgress store, std::int64_t now_ms) {

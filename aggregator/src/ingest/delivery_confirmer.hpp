@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -39,6 +40,7 @@ struct ConfirmCounters {
   std::uint64_t dropped_given_up = 0;   // seqs given up at once: the agent's heartbeat says it dropped them
   std::uint64_t publish_failures = 0;   // Publish said no: retried on the next tick
   std::uint64_t waiting_for_store = 0;  // confirmations held back until the store commits (gauge)
+  std::uint64_t key_notices = 0;        // confirmations sent again to announce a key rotation
 };
 
 // Where the store is: events handed over, and how many of them are committed.
@@ -72,6 +74,15 @@ class DeliveryConfirmer {
   // Signs every confirmation and resend request (docs/security.md): an enrolled agent obeys
   // only those. Null: unsigned (tests, tools).
   void set_signer(const SigningKey* key) { signer_ = key; }
+  // The aggregator's key rotation (docs/security.md, "The aggregator's key"): every
+  // confirmation and resend request carries the next key and the retired key ids. An agent
+  // whose birth or heartbeat says it does not trust the next key yet, or still trusts a retired
+  // one, gets its last confirmation again (at most every kNoticeGapMs): a quiet agent has no
+  // other confirmation coming. Empty and empty: no rotation under way.
+  void set_key_notice(std::optional<PublicKey> next, std::vector<std::string> retired_ids);
+  static constexpr std::int64_t kNoticeGapMs = 10'000;
+  // Whether the agent's last report says the notice has yet to reach it.
+  bool needs_key_notice(const AgentRecord& r) const;
 
  private:
   // Watermarks taken at one tick, publishable once the store committed `handed_over` events.
@@ -92,6 +103,8 @@ class DeliveryConfirmer {
   bool take_watermark(AgentRecord& r, Mark& mark, bool caught_up, std::int64_t now_ms);
   // Step 3 of tick() for one agent; returns whether it must be looked at again next tick.
   bool compare_heartbeat(AgentRecord& r, bool caught_up, std::int64_t now_ms);
+  // Step 4 of tick() for one agent heard from.
+  void announce_keys(AgentRecord& r, std::int64_t now_ms);
 
   const IndicatorCatalogue& catalogue_;
   AgentTable& agents_;
@@ -99,6 +112,9 @@ class DeliveryConfirmer {
   Publish publish_;
   Owns owns_;
   const SigningKey* signer_ = nullptr;
+  std::vector<std::uint8_t> next_key_;  // 32 bytes, or empty
+  std::string next_key_id_;
+  std::vector<std::string> retired_ids_;
   std::deque<Mark> marks_;
   std::uint64_t mark_seq_ = 0;
   std::vector<AgentId> holes_;      // agents with a hole below later seqs: step 1 again next tick

@@ -114,6 +114,36 @@ const AgentKey* AgentTrust::revoke(const std::string& post, const std::string& a
   return k;
 }
 
+const SigningKey& AgentTrust::prepare_next_key(const std::string& by) {
+  const bool had = identity_.next.has_value();
+  const auto& next = identity_.prepare_next();
+  if (!had) {
+    log_->info(
+        "the aggregator's next key {} is prepared by {} ({}): every confirmation announces it from now on; "
+        "switch to it once the agents report trusting it (docs/security.md)",
+        next.key_id(), by.empty() ? "anonymous" : by, (identity_.dir / "aggregator.next.key").string());
+    if (on_key_change_) on_key_change_();
+  }
+  return next;
+}
+
+AgentTrust::Switched AgentTrust::switch_key(const std::string& by, std::int64_t now_ms) {
+  Switched out{identity_.key.key_id(), identity_.next ? identity_.next->key_id() : std::string(), 0};
+  identity_.switch_to_next();
+  ++counters_.aggregator_key_switches;
+  for (const auto* t : desk_.tokens())
+    if (t->used_at_ms == 0 && t->expires_at_ms > now_ms) ++out.unused_tokens;
+  log_->warn(
+      "the aggregator now signs with key {} (was {}), switched by {}; confirmations tell agents to stop "
+      "trusting {}{}",
+      out.to, out.from, by.empty() ? "anonymous" : by, out.from,
+      out.unused_tokens
+          ? "; " + std::to_string(out.unused_tokens) + " unused enrolment token(s) name the old key: issue them again"
+          : std::string());
+  if (on_key_change_) on_key_change_();
+  return out;
+}
+
 nlohmann::json AgentTrust::key_json(const AgentKey& k, std::int64_t now_ms) {
   auto j = to_json(k);
   j["state"] = k.revoked() ? "revoked" : k.in_force() ? "in_force" : k.valid_at(now_ms) ? "retiring" : "retired";
@@ -125,7 +155,11 @@ nlohmann::json AgentTrust::keys_json(std::int64_t now_ms) const {
   for (const auto* k : keys_.all()) list.push_back(key_json(*k, now_ms));
   auto tokens = nlohmann::json::array();
   for (const auto* t : desk_.tokens()) tokens.push_back(to_json(*t));
-  return {{"aggregator_key", {{"key_id", identity_.key.key_id()}, {"public_key", to_hex(identity_.key.public_key())}}},
+  auto aggregator = nlohmann::json{{"key_id", identity_.key.key_id()},
+                                   {"public_key", to_hex(identity_.key.public_key())},
+                                   {"next_key_id", identity_.next ? nlohmann::json(identity_.next->key_id()) : nullptr},
+                                   {"retired_key_ids", identity_.retired_key_ids()}};
+  return {{"aggregator_key", std::move(aggregator)},
           {"require_signatures", keys_.require_signatures()},
           {"keys", std::move(list)},
           {"tokens", std::move(tokens)}};

@@ -30,6 +30,7 @@ namespace postwatch::aggregator {
 struct TrustCounters {
   std::uint64_t enrolments_accepted = 0, enrolments_refused = 0, enrolments_undecodable = 0;
   std::uint64_t tokens_issued = 0, keys_revoked = 0, keys_rotated = 0;
+  std::uint64_t aggregator_key_switches = 0;
 };
 
 class AgentTrust {
@@ -68,6 +69,22 @@ class AgentTrust {
                               std::int64_t ttl_ms, const std::string& by, std::int64_t now_ms);
   const AgentKey* revoke(const std::string& post, const std::string& agent, const std::string& by, std::int64_t now_ms);
 
+  // The aggregator's own key (docs/security.md, "The aggregator's key"), operator role: prepare
+  // a next key, which every confirmation then announces; once the agents report trusting it,
+  // switch to it (the key in force is retired, and confirmations say so). Both call
+  // `on_key_change`. prepare throws std::runtime_error when the key cannot be written; switch
+  // throws std::logic_error when none is prepared, std::runtime_error when a file cannot be
+  // written (then nothing changed).
+  const SigningKey& prepare_next_key(const std::string& by);
+  struct Switched {
+    std::string from, to;
+    std::size_t unused_tokens = 0;  // still valid, issued under the old key: issue them again
+  };
+  Switched switch_key(const std::string& by, std::int64_t now_ms);
+  const SigningKey* next_key() const { return identity_.next ? &*identity_.next : nullptr; }
+  std::vector<std::string> retired_key_ids() const { return identity_.retired_key_ids(); }
+  void on_key_change(std::function<void()> f) { on_key_change_ = std::move(f); }
+
   const TrustCounters& counters() const { return counters_; }
   // GET /api/v1/agent-keys: the aggregator's key, every agent key and every token (no secret).
   nlohmann::json keys_json(std::int64_t now_ms) const;
@@ -84,6 +101,7 @@ class AgentTrust {
   Persist persist_;
   std::shared_ptr<spdlog::logger> log_;
   std::int64_t rotation_grace_ms_;
+  std::function<void()> on_key_change_;
   TrustCounters counters_;
 };
 

@@ -38,8 +38,12 @@ std::array<std::uint8_t, 32> enrolment_proof(const TokenSecret& secret, std::str
 // comment. Several lines: any of them is trusted (a rotation in progress). Throws
 // std::runtime_error naming the file (and the line).
 std::vector<PublicKey> read_public_keys(const std::filesystem::path& file);
-// Replaces `file` atomically (a temporary file, fsynced, renamed over it).
-void write_public_keys(const std::filesystem::path& file, const std::vector<PublicKey>& keys);
+// Replaces `file` atomically (a temporary file, fsynced, renamed over it), `comment` on its
+// first line. Also the aggregator's list of its retired keys (docs/security.md).
+void write_public_keys(const std::filesystem::path& file, const std::vector<PublicKey>& keys,
+                       std::string_view comment =
+                           "The aggregator's public key(s) this agent trusts (docs/security.md). "
+                           "Written by enrolment and the aggregator's key rotation.");
 
 // A key rotation (docs/security.md, "Rotation"): the agent's key in force signs this statement
 // of post, agent and the new key, so only the holder of the old key can name its successor.

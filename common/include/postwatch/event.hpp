@@ -81,6 +81,8 @@ struct DeliveryConfirm {
   std::uint64_t resend_from = 0;  // non-zero: a resend request from this seq
   std::string key_id{};
   std::size_t signature_offset = 0;
+  std::vector<std::uint8_t> next_key{};        // 32 bytes: the aggregator's next key, to trust
+  std::vector<std::string> retired_key_ids{};  // aggregator keys to stop trusting
 };
 
 enum class ClockSync : std::uint8_t { Unknown = 0, Synchronised = 1, Unsynchronised = 2 };
@@ -107,6 +109,7 @@ struct AgentState {
   bool one_shot = false;
   std::string key_id{};
   std::size_t signature_offset = 0;
+  std::vector<std::string> aggregator_key_ids{};  // the aggregator keys it trusts
 };
 
 }  // namespace postwatch

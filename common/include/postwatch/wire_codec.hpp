@@ -18,6 +18,8 @@ struct WireLimits {
   static constexpr std::size_t max_id_bytes = 64;
   static constexpr std::size_t max_text_bytes = 256;
   static constexpr std::size_t max_note_bytes = 1024;
+  static constexpr std::size_t max_retired_keys = 8;   // DeliveryConfirm.retired_key_ids
+  static constexpr std::size_t max_trusted_keys = 16;  // AgentState.aggregator_key_ids
   static constexpr std::uint16_t schema_version = 1;
 };
 

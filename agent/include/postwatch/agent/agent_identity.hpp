@@ -3,8 +3,13 @@
 // either file changes on disk (`postwatch-agent enrol` writing them, `rotate-key` moving a new
 // key over the old), so neither needs a restart.
 //
-// Threads: the publisher thread owns the signing key (load, reload, signer); Paho's thread
-// checks confirmations against a snapshot of the aggregator keys, swapped whole.
+// The aggregator's own key rotation (docs/security.md, "The aggregator's key") reaches it in
+// confirmations: a verified one may name the aggregator's next key, to trust from then on, and
+// keys it retired, to trust no more; the agent writes the result to aggregator_key_file.
+//
+// Threads: the publisher thread owns the signing key and the files (load, reload, signer,
+// applying a rotation notice); Paho's thread checks confirmations against a snapshot of the
+// aggregator keys, swapped whole, and leaves a verified notice for the publisher thread.
 #pragma once
 
 #include "postwatch/agent/agent_config.hpp"
@@ -44,6 +49,16 @@ class AgentIdentity {
   // Any thread. Empty when `c` (whose bytes are `payload`) may be obeyed: not enrolled, or
   // signed by one of the aggregator's keys; otherwise why not.
   std::string confirm_problem(const DeliveryConfirm& c, std::span<const std::uint8_t> payload) const;
+  // Paho's thread, for a confirmation confirm_problem() passed: keeps its next key and retired
+  // keys for apply_key_notice() when they would change the keys trusted. Ignored when not
+  // enrolled (an unsigned confirmation vouches for nothing).
+  void note_key_notice(const DeliveryConfirm& c);
+  // Publisher thread: applies the last noted notice: writes aggregator_key_file and trusts the
+  // new set at once. Never drops the key that signed the notice. True when the set changed.
+  bool apply_key_notice();
+  // Any thread: the ids of the aggregator keys trusted now, for births and heartbeats (at most
+  // WireLimits::max_trusted_keys).
+  std::vector<std::string> trusted_key_ids() const;
 
  private:
   struct FileStamp {
@@ -60,6 +75,13 @@ class AgentIdentity {
     std::string id;  // key_id_of(key), worked out once
   };
   using TrustedKeys = std::vector<TrustedKey>;
+  struct KeyNotice {
+    std::optional<PublicKey> next;
+    std::vector<std::string> retired;
+    std::string signed_by;
+  };
+  // The keys `notice` leaves trusted, from `keys`.
+  static TrustedKeys after(const TrustedKeys& keys, const KeyNotice& notice);
   bool read(bool at_start);
   std::shared_ptr<const TrustedKeys> trusted() const;
 
@@ -67,8 +89,9 @@ class AgentIdentity {
   std::shared_ptr<spdlog::logger> log_;
   FileStamp key_stamp_, aggregator_stamp_;
   std::optional<SigningKey> signer_;
-  mutable std::mutex trusted_mu_;  // only swaps and copies the pointer
+  mutable std::mutex trusted_mu_;  // only swaps and copies the pointer, and the notice
   std::shared_ptr<const TrustedKeys> trusted_;
+  std::optional<KeyNotice> notice_;  // noted on Paho's thread, applied on the publisher's
 };
 
 }  // namespace postwatch::agent
