@@ -132,6 +132,30 @@ TEST_F(IngestFlow, TheIoThreadsPahoCallsDoNotWaitForAClosedGate) {
   EXPECT_EQ(ingest->flow().overrides, 0u);
 }
 
+// The same for a change of subscriptions (a clustered instance taking a partition): asked on
+// the io thread while the gate is closed, it returns at once and subscribes once the gate
+// opens; the grant arrives and messages on the new filter are delivered.
+TEST_F(IngestFlow, AChangeOfFiltersDoesNotWaitForAClosedGate) {
+  start_ingest({100, {}, 60s});
+  publish(1000);
+  ASSERT_TRUE(wait_until([&] { return ingest->flow().pauses == 1; }, 10s)) << log_text.str();
+  std::atomic<int> grants{0};
+  auto changed = std::async(std::launch::async, [&] {
+    ingest->change_filters({"flowextra/#"}, {}, [&](bool ok) { grants += ok ? 1 : 100; });
+  });
+  ASSERT_EQ(changed.wait_for(5s), std::future_status::ready) << "change_filters() waits for the closed gate";
+  EXPECT_EQ(grants, 0);
+
+  run_io();
+  ASSERT_TRUE(wait_until([&] { return grants == 1; }, 10s)) << grants << log_text.str();
+  ASSERT_TRUE(wait_until([&] { return handled == 1000; }, 20s)) << handled;
+  ChildProcess pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(broker.port()), "-t", "flowextra/y", "-q",
+                    "1", "-m", "z"},
+                   dir.path() / "pub-extra.log");
+  ASSERT_EQ(pub.wait(10s), 0) << pub.log();
+  EXPECT_TRUE(wait_until([&] { return handled == 1001; }, 10s)) << handled;
+}
+
 TEST_F(IngestFlow, PausesWhileTheStoreIsBehind) {
   std::atomic<bool> behind{true};
   start_ingest({4096, [&] { return behind.load(); }, 60s});

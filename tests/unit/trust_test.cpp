@@ -12,6 +12,7 @@
 
 #include <fstream>
 #include <random>
+#include <set>
 
 #include <sys/stat.h>
 
@@ -474,4 +475,37 @@ TEST(AggregatorIdentity, ADamagedRetiredListIsRefusedWithItsLine) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("retired.pub:2"), std::string::npos) << e.what();
   }
+}
+
+// enrolled_agents() is a count kept by add, rotate and revoke: after any sequence of them it
+// equals the agents with a key in force, counted the long way.
+TEST(AgentKeyRegistry, TheEnrolledCountFollowsEveryChange) {
+  AgentKeyRegistry keys;
+  auto counted = [&] {
+    std::set<std::string> agents;
+    for (const auto* k : keys.all())
+      if (k->in_force()) agents.insert(k->post + "/" + k->agent);
+    return agents.size();
+  };
+  std::mt19937 rng(7);
+  for (int step = 0; step < 400; ++step) {
+    const std::string agent = "agent-" + std::to_string(rng() % 6);
+    const auto k = SigningKey::from_seed({static_cast<std::uint8_t>(step), static_cast<std::uint8_t>(step >> 8)});
+    switch (rng() % 4) {
+      case 0: keys.add({"bamako", agent, k.key_id(), k.public_key(), kNow + step, 0, "t"}); break;
+      case 1:
+        keys.rotate({"bamako", agent, k.key_id(), k.public_key(), kNow + step, 0, ""}, kNow + step + kHour);
+        break;
+      case 2: keys.revoke("bamako", agent, kNow + step); break;
+      case 3:  // a store row read again: the same key, perhaps in another state
+        if (const auto all = keys.all(); !all.empty()) {
+          AgentKey again = *all[rng() % all.size()];
+          if (rng() % 2) again.revoked_at_ms = again.revoked_at_ms ? 0 : kNow + step;
+          keys.add(again);
+        }
+        break;
+    }
+    ASSERT_EQ(keys.enrolled_agents(), counted()) << "step " << step;
+  }
+  EXPECT_GT(keys.enrolled_agents(), 0u);
 }

@@ -145,6 +145,14 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   // refused call has freed: ASan saw that use-after-free when a lost connection's connect()
   // met one in progress (AggregatorBrokerList.MovesToTheNextBrokerWhenOneIsDown).
   void connect() {
+    PahoCall call(*this);  // a reconnect with the gate closed would wait for it: try again soon
+    if (!call.ok) {
+      retry.expires_after(kGateRetry);
+      retry.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+        if (!ec) self->connect();
+      });
+      return;
+    }
     if (stopped || client.is_connected() || connecting.exchange(true)) return;
     try {
       client.connect(options(), nullptr, *this);
@@ -152,6 +160,41 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
       connecting = false;
       log->warn("mqtt connect to {} failed: {}", uri, e.what());
       schedule_retry();
+    }
+  }
+
+  // The Paho half of change_filters(), on the io thread. With the delivery gate closed it
+  // would wait for the gate, which waits for this thread (PahoCall): it tries again shortly.
+  void resubscribe(std::vector<std::string> add, std::vector<std::string> remove, std::function<void(bool)> granted) {
+    PahoCall call(*this);
+    if (!call.ok) {
+      auto timer = std::make_shared<asio::steady_timer>(io, kGateRetry);
+      timer->async_wait([self = shared_from_this(), timer, add = std::move(add), remove = std::move(remove),
+                         granted = std::move(granted)](boost::system::error_code ec) mutable {
+        if (!ec && !self->stopped) self->resubscribe(std::move(add), std::move(remove), std::move(granted));
+      });
+      return;
+    }
+    try {
+      if (!remove.empty() && client.is_connected()) client.unsubscribe(mqtt::string_collection::create(remove));
+    } catch (const mqtt::exception& e) {
+      log->warn("unsubscribe failed: {}", e.what());
+    }
+    if (add.empty()) {
+      asio::post(io, [g = std::move(granted)] { g(true); });
+      return;
+    }
+    // Not connected: the next connect subscribes the whole set and on_subscribed follows.
+    if (!client.is_connected()) return;
+    auto& listener = grants.emplace_back(std::make_unique<GrantListener>());
+    listener->impl = shared_from_this();
+    listener->done = std::move(granted);
+    try {
+      std::vector<int> qos(add.size(), 1);
+      client.subscribe(mqtt::string_collection::create(add), qos, nullptr, *listener);
+    } catch (const mqtt::exception& e) {
+      log->warn("subscribe failed: {}", e.what());
+      listener->finish(false);
     }
   }
 
@@ -348,28 +391,7 @@ void MqttIngest::change_filters(const std::vector<std::string>& add, const std::
     for (const auto& a : add)
       if (std::find(f.begin(), f.end(), a) == f.end()) f.push_back(a);
   }
-  try {
-    if (!remove.empty() && impl_->client.is_connected())
-      impl_->client.unsubscribe(mqtt::string_collection::create(remove));
-  } catch (const mqtt::exception& e) {
-    impl_->log->warn("unsubscribe failed: {}", e.what());
-  }
-  if (add.empty()) {
-    asio::post(impl_->io, [g = std::move(granted)] { g(true); });
-    return;
-  }
-  // Not connected: the next connect subscribes the whole set and on_subscribed follows.
-  if (!impl_->client.is_connected()) return;
-  auto& listener = impl_->grants.emplace_back(std::make_unique<Impl::GrantListener>());
-  listener->impl = impl_;
-  listener->done = std::move(granted);
-  try {
-    std::vector<int> qos(add.size(), 1);
-    impl_->client.subscribe(mqtt::string_collection::create(add), qos, nullptr, *listener);
-  } catch (const mqtt::exception& e) {
-    impl_->log->warn("subscribe failed: {}", e.what());
-    listener->finish(false);
-  }
+  impl_->resubscribe(add, remove, std::move(granted));
 }
 
 void MqttIngest::stop() {

@@ -99,6 +99,8 @@ class MqttIngest {
   // answers -12 ("No more messages can be buffered").
   static constexpr int kMaxInflight = 2048;
   static constexpr int kMaxBuffered = 2048;
+  // How soon the io thread tries a Paho call again that the closed delivery gate put off.
+  static constexpr std::chrono::milliseconds kGateRetry{20};
 
  private:
   struct Impl;

@@ -92,15 +92,31 @@ const AgentKey* AgentKeyRegistry::find(std::string_view post, std::string_view a
   return nullptr;
 }
 
-void AgentKeyRegistry::add(AgentKey key) {
+bool AgentKeyRegistry::has_key_in_force(const Keys& keys) {
+  return std::any_of(keys.begin(), keys.end(), [](const AgentKey& k) { return k.in_force(); });
+}
+
+void AgentKeyRegistry::recount(bool before, const Keys& keys) {
+  const bool after = has_key_in_force(keys);
+  if (after && !before) ++enrolled_;
+  if (before && !after) --enrolled_;
+}
+
+void AgentKeyRegistry::put(Keys& keys, AgentKey key) {
   if (!key.verifier) key.verifier = std::make_shared<const VerifyKey>(key.key, &sodium_ed25519_verify);
-  auto& keys = by_post_[key.post][key.agent];
   for (auto& k : keys)
     if (k.key_id == key.key_id) {  // the same key again (a store row read twice): keep the newer word
       k = std::move(key);
       return;
     }
   keys.push_back(std::move(key));
+}
+
+void AgentKeyRegistry::add(AgentKey key) {
+  auto& keys = by_post_[key.post][key.agent];
+  const bool before = has_key_in_force(keys);
+  put(keys, std::move(key));
+  recount(before, keys);
 }
 
 bool AgentKeyRegistry::rotate(AgentKey next, std::int64_t retires_at_ms) {
@@ -111,16 +127,9 @@ bool AgentKeyRegistry::rotate(AgentKey next, std::int64_t retires_at_ms) {
   auto current = std::find_if(a->second.begin(), a->second.end(), [](const AgentKey& k) { return k.in_force(); });
   if (current == a->second.end()) return false;
   current->retires_at_ms = retires_at_ms;
-  add(std::move(next));
+  put(a->second, std::move(next));
+  recount(true, a->second);
   return true;
-}
-
-std::size_t AgentKeyRegistry::enrolled_agents() const {
-  std::size_t n = 0;
-  for (const auto& [post, agents] : by_post_)
-    for (const auto& [agent, keys] : agents)
-      n += std::any_of(keys.begin(), keys.end(), [](const AgentKey& k) { return k.in_force(); }) ? 1 : 0;
-  return n;
 }
 
 const AgentKey* AgentKeyRegistry::revoke(std::string_view post, std::string_view agent, std::int64_t now_ms) {
@@ -129,11 +138,13 @@ const AgentKey* AgentKeyRegistry::revoke(std::string_view post, std::string_view
   auto a = p->second.find(agent);
   if (a == p->second.end()) return nullptr;
   const AgentKey* was_in_force = nullptr;
+  const bool before = has_key_in_force(a->second);
   for (auto& k : a->second)
     if (!k.revoked()) {
       if (k.in_force() || !was_in_force) was_in_force = &k;
       k.revoked_at_ms = now_ms;
     }
+  recount(before, a->second);
   return was_in_force;
 }
 

@@ -83,7 +83,9 @@ class AgentKeyRegistry {
   const AgentKey* revoke(std::string_view post, std::string_view agent, std::int64_t now_ms);
 
   bool require_signatures() const { return require_signatures_; }
-  std::size_t enrolled_agents() const;  // agents with a key in force
+  // Agents with a key in force; a count kept by add, rotate and revoke, since the stats and
+  // /metrics ask on every request.
+  std::size_t enrolled_agents() const { return enrolled_; }
   // Every key, by post, agent and enrolment time.
   std::vector<const AgentKey*> all() const;
 
@@ -91,8 +93,12 @@ class AgentKeyRegistry {
   using Keys = std::vector<AgentKey>;
   using Agents = std::map<std::string, Keys, std::less<>>;
   const Keys* keys_of(std::string_view post, std::string_view agent) const;
+  static bool has_key_in_force(const Keys& keys);
+  static void put(Keys& keys, AgentKey key);
+  void recount(bool before, const Keys& keys);  // after a change to one agent's keys
   std::map<std::string, Agents, std::less<>> by_post_;
   bool require_signatures_;
+  std::size_t enrolled_ = 0;
 };
 
 }  // namespace postwatch::aggregator
