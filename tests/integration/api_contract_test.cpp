@@ -442,4 +442,9 @@ TEST(ApiContractModes, AClusterMemberAndAPendingStatusAnswerAsDocumented) {
                   {get_case("/api/v1/cluster", 200), get_case("/api/v1/goals/7", 200), get_case("/api/v1/goals", 200)},
                   dir.path() / "cases.json");
   EXPECT_TRUE(all_passed(r, 3)) << r.output;
+  // Each instance signs with its own key: one does not rotate it alone.
+  auto rotate = http_call(member.port(), verb::post, "/api/v1/aggregator-key/next", bearer(TokensFile::kOperator), "");
+  EXPECT_EQ(rotate.status, 409) << rotate.body;
+  EXPECT_NE(rotate.body.find("instance of a cluster"), std::string::npos) << rotate.body;
+  EXPECT_TRUE(get("/api/v1/aggregator-key").value("next_key_id", json()).is_null());
 }

@@ -18,7 +18,14 @@ namespace postwatch::aggregator {
 using nlohmann::json;
 
 namespace {
-constexpr std::size_t kListedAgents = 100;  // names listed per group; the counts are complete
+constexpr std::size_t kListedAgents = 100;
+
+// Each instance of a cluster signs with its own key (docs/security.md, "Limits"): rotating one
+// would leave the others as they are.
+constexpr const char* kClustered =
+    "this aggregator is an instance of a cluster, whose instances each sign with their own key: the aggregator's "
+    "key is not rotated in a cluster yet (docs/security.md, \"Limits\")";  // names listed per group; the counts are
+                                                                           // complete
 
 void list_agent(json& list, const std::string& name) {
   if (list.size() < kListedAgents) list.push_back(name);
@@ -94,8 +101,11 @@ HttpResponse ApiRoutes::aggregator_key() {
   return json_response(http::status::ok, aggregator_key_json());
 }
 
+bool ApiRoutes::clustered() const { return src_.cluster && src_.cluster().value("clustered", false); }
+
 HttpResponse ApiRoutes::prepare_aggregator_key(const Principal* who) {
   if (!src_.trust) return error_response(http::status::service_unavailable, "the aggregator's key is not kept here");
+  if (clustered()) return error_response(http::status::conflict, kClustered);
   const bool had = src_.trust->next_key() != nullptr;
   try {
     src_.trust->prepare_next_key(who ? who->name : std::string());
@@ -107,6 +117,7 @@ HttpResponse ApiRoutes::prepare_aggregator_key(const Principal* who) {
 
 HttpResponse ApiRoutes::switch_aggregator_key(const Query& q, const Principal* who) {
   if (!src_.trust) return error_response(http::status::service_unavailable, "the aggregator's key is not kept here");
+  if (clustered()) return error_response(http::status::conflict, kClustered);
   if (!src_.trust->next_key())
     return error_response(http::status::conflict,
                           "no next key is prepared: POST /api/v1/aggregator-key/next first, then wait until every "

@@ -111,6 +111,7 @@ class ApiRoutes {
   HttpResponse prepare_aggregator_key(const Principal* who);
   HttpResponse switch_aggregator_key(const Query& q, const Principal* who);
   nlohmann::json aggregator_key_json() const;
+  bool clustered() const;  // an instance of a JetStream cluster
   // "key_id" and "enrolled_at" of the agent's key in force (null when it has none).
   void add_agent_key(nlohmann::json& agent_json, const std::string& post, const std::string& agent) const;
   void add_trust_stats(nlohmann::json& stats) const;
