@@ -1,6 +1,7 @@
-// Writes the seed corpus of fuzz_signed_payload: a signed batch, birth, confirmation, enrolment
-// request and answer, each signed with the keys the fuzzer knows (signed_fuzz_input.hpp), and
-// an unsigned batch. Run: fuzz_signed_seeds <corpus dir> (tools/fuzz does, before fuzzing).
+// Writes the seed corpus of fuzz_signed_payload: a signed batch, birth, heartbeat, confirmation
+// (also one announcing the aggregator's next key), enrolment request and answer, each signed
+// with the keys the fuzzer knows (signed_fuzz_input.hpp), and an unsigned batch.
+// Run: fuzz_signed_seeds <corpus dir> (tools/fuzz does, before fuzzing).
 #include "postwatch/enrolment.hpp"
 #include "postwatch/wire_codec.hpp"
 #include "signed_fuzz_input.hpp"
@@ -32,6 +33,16 @@ int main(int argc, char** argv) {
   st.post_id = "bamako";
   write("birth-signed", encode_agent_state(st, &agent));
   write("confirm-signed", encode_delivery_confirm({"a1", "bamako", 5, 1, 0}, &aggregator));
+  // The aggregator's key rotation: a confirmation naming its next key and a retired one, and a
+  // heartbeat listing the aggregator keys the agent trusts.
+  DeliveryConfirm notice{"a1", "bamako", 5, 1, 0};
+  const auto next_aggregator = SigningKey::from_seed(std::array<std::uint8_t, 32>{11});
+  notice.next_key.assign(next_aggregator.public_key().begin(), next_aggregator.public_key().end());
+  notice.retired_key_ids = {"0123456789abcdef"};
+  write("confirm-rotation", encode_delivery_confirm(notice, &aggregator));
+  st.aggregator_key_ids = {aggregator.key_id(), next_aggregator.key_id()};
+  st.has_metrics = true;
+  write("heartbeat-keys", encode_agent_state(st, &agent));
   EnrolRequest r;
   r.agent_id = "a1";
   r.post_id = "bamako";
