@@ -29,6 +29,7 @@
 #include "silences/silence_book.hpp"
 #include "store/event_store.hpp"
 #include "trust/agent_trust.hpp"
+#include "trust/signature_precheck.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/ip/address.hpp>
@@ -199,7 +200,9 @@ struct AggregatorService::Impl {
                            }}),
         mqtt(
             io, options.broker_uri, options.client_id, ingest_filters(options), log,
-            [this](const std::string& topic, const std::string& payload) { dispatch(topic, payload); },
+            [this](const std::string& topic, const std::string& payload, const Prechecked& pre) {
+              dispatch(topic, payload, pre);
+            },
             IngestFlowControl{options.max_queued_messages,
                               [this] { return store.pending_events() >= options.max_store_backlog_events; }}),
         outbox(io,
@@ -233,6 +236,14 @@ struct AggregatorService::Impl {
     mqtt.set_login({options.broker_username, options.broker_password, options.broker_ca_file, options.broker_cert_file,
                     options.broker_key_file});
     trust.load(store.load_trust_records());
+    // Batch signatures are verified on Paho's delivery thread, beside the io thread's work
+    // (docs/aggregator.md); the io thread still decides whether the key is valid.
+    precheck.refresh(trust.keys(), now_utc_ms(), 0);
+    mqtt.set_precheck([this](const std::string& topic, const std::string& payload) {
+      Prechecked pre;
+      if (topic.ends_with("/events")) pre.signed_by = precheck.verify(as_bytes(payload));
+      return pre;
+    });
     for (const auto& f : trust.created_files()) log->info("made {} (keep it: docs/security.md, \"Key custody\")", f);
     // Verified before anything reads them; confirmations signed so a forged one cannot make
     // an enrolled agent delete its spool (docs/security.md).
@@ -327,8 +338,9 @@ struct AggregatorService::Impl {
     return {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()};
   }
 
-  void dispatch(const std::string& topic, const std::string& payload) {
+  void dispatch(const std::string& topic, const std::string& payload, const Prechecked& pre) {
     auto now = now_utc_ms();
+    precheck.refresh(trust.keys(), now);  // a key enrolled or revoked reaches Paho's thread
     if (topic.ends_with("/enrol")) {
       if (auto reply = trust.on_enrol(topic, as_bytes(payload), *catalogue, now)) {
         if (!reply->after_commit) {  // a refusal promises nothing stored: at once
@@ -345,7 +357,7 @@ struct AggregatorService::Impl {
       return;
     }
     // Clustered, events come from JetStream (JetStreamCluster), not from this subscription.
-    ingest.on_message(topic, as_bytes(payload), now, !mqtt.may_be_backlog(now));
+    ingest.on_message(topic, as_bytes(payload), now, !mqtt.may_be_backlog(now), pre.signed_by.get());
   }
 
   void replay_row(const StoredEventRow& r) {
@@ -665,6 +677,7 @@ struct AggregatorService::Impl {
   std::shared_ptr<LiveStream> stream;
   ApiRoutes routes;
   HttpServer http;
+  SignaturePrecheck precheck;  // before mqtt: Paho's thread reads it until mqtt stops
   MqttIngest mqtt;
   std::unique_ptr<JetStreamCluster> jet;  // --cluster-group (on NATS JetStream)
   MqttOutbox outbox;

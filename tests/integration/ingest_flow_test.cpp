@@ -37,7 +37,7 @@ class IngestFlow : public ::testing::Test {
   void start_ingest(IngestFlowControl flow) {
     ingest = std::make_unique<MqttIngest>(
         io, broker.uri(), "flow-test", std::vector<std::string>{"flowtest/#"}, log,
-        [this](const std::string&, const std::string&) {
+        [this](const std::string&, const std::string&, const Prechecked&) {
           if (handler_cost.count() > 0) std::this_thread::sleep_for(handler_cost);
           handled += 1;
         },

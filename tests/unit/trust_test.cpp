@@ -6,13 +6,16 @@
 #include "trust/agent_key_registry.hpp"
 #include "trust/aggregator_identity.hpp"
 #include "trust/enrolment_desk.hpp"
+#include "trust/signature_precheck.hpp"
 #include "trust/sodium_ed25519.hpp"
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <random>
 #include <set>
+#include <thread>
 
 #include <sys/stat.h>
 
@@ -508,4 +511,91 @@ TEST(AgentKeyRegistry, TheEnrolledCountFollowsEveryChange) {
     ASSERT_EQ(keys.enrolled_agents(), counted()) << "step " << step;
   }
   EXPECT_GT(keys.enrolled_agents(), 0u);
+}
+
+// Signatures verified on Paho's thread (SignaturePrecheck): the key that verified is handed to
+// the io thread, whose check() trusts it only while it is still that key's verifier and the key
+// is valid; anything else is verified again, so a stale or wrong precheck can cost speed but
+// never let a batch through.
+TEST(SignaturePrecheck, AKeyThatVerifiedOnAnotherThreadIsStillCheckedForValidity) {
+  AgentKeyRegistry keys;
+  SignaturePrecheck pre;
+  auto k = SigningKey::generate(), other = SigningKey::generate();
+  const auto signed_batch = encode_batch(batch(1), &k);
+  BatchView v;
+  ASSERT_EQ(decode_batch(bytes(signed_batch), v), DecodeError::None);
+  auto at = [&](const VerifyKey* verified, std::int64_t now = kNow) {
+    return keys.check(v.post_id, v.agent_id, v.key_id, bytes(signed_batch), v.signature_offset, now, verified);
+  };
+  pre.refresh(keys, kNow, 0);
+  EXPECT_EQ(pre.verify(bytes(signed_batch)), nullptr) << "no key enrolled yet";
+
+  keys.add({"bamako", "agent-1", k.key_id(), k.public_key(), kNow, 0, "t"});
+  EXPECT_EQ(pre.verify(bytes(signed_batch)), nullptr) << "the snapshot is taken only by refresh()";
+  pre.refresh(keys, kNow + 1, 100);
+  EXPECT_EQ(pre.verify(bytes(signed_batch)), nullptr) << "within min_gap_ms of the last copy";
+  pre.refresh(keys, kNow + 100, 100);
+  auto verified = pre.verify(bytes(signed_batch));
+  ASSERT_NE(verified, nullptr);
+  EXPECT_EQ(verified.get(), keys.in_force("bamako", "agent-1")->verifier.get());
+  EXPECT_EQ(at(verified.get()), SignatureVerdict::Signed);
+
+  // An altered batch, or one signed by a key that is not the agent's, verifies to nothing.
+  auto altered = signed_batch;
+  altered[v.signature_offset + 7] ^= 0x01;  // the signature itself: same key id, same agent
+  EXPECT_EQ(pre.verify(bytes(altered)), nullptr);
+  EXPECT_EQ(pre.verify(bytes(encode_batch(batch(2), &other))), nullptr);
+  EXPECT_EQ(pre.verify(bytes(encode_batch(batch(3)))), nullptr) << "unsigned";
+
+  // Revoked after the precheck: refused all the same.
+  keys.revoke("bamako", "agent-1", kNow + 5);
+  EXPECT_EQ(at(verified.get(), kNow + 6), SignatureVerdict::RevokedKey);
+  // Another key's verifier handed in for this one is not taken: the signature is checked here.
+  auto altered_view = v;
+  ASSERT_EQ(decode_batch(bytes(altered), altered_view), DecodeError::None);
+  AgentKeyRegistry fresh;
+  fresh.add({"bamako", "agent-1", k.key_id(), k.public_key(), kNow, 0, "t"});
+  EXPECT_EQ(fresh.check(altered_view.post_id, altered_view.agent_id, altered_view.key_id, bytes(altered),
+                        altered_view.signature_offset, kNow, verified.get()),
+            SignatureVerdict::BadSignature)
+      << "a verifier from another registry is not this key's";
+}
+
+// Signatures checked on one thread while the io thread enrols, revokes and refreshes: the
+// snapshot is swapped whole (run under TSan by tools/test).
+TEST(SignaturePrecheck, VerifiesOnOneThreadWhileTheRegistryChangesOnAnother) {
+  AgentKeyRegistry keys;
+  SignaturePrecheck pre;
+  std::vector<SigningKey> agents;
+  std::vector<std::vector<std::uint8_t>> batches;
+  for (int a = 0; a < 8; ++a) {
+    agents.push_back(SigningKey::generate());
+    EventBatch b = batch(1);
+    b.agent_id = "agent-" + std::to_string(a);
+    batches.push_back(encode_batch(b, &agents.back()));
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> verified{0};
+  std::thread paho([&] {
+    while (!stop)
+      for (const auto& b : batches) verified += pre.verify(bytes(b)) != nullptr;
+  });
+  for (int a = 0; a < 8; ++a)
+    keys.add({"bamako", "agent-" + std::to_string(a), agents[a].key_id(), agents[a].public_key(), kNow, 0, "t"});
+  pre.refresh(keys, kNow, 0);
+  ASSERT_TRUE(test::wait_until([&] { return verified > 0; }, std::chrono::seconds(10)));
+  for (int round = 1; round < 200; ++round) {
+    for (int a = 0; a < 8; ++a) {
+      const std::string agent = "agent-" + std::to_string(a);
+      if (round % 2 == 0)
+        keys.add({"bamako", agent, agents[a].key_id(), agents[a].public_key(), kNow + round, 0, "t"});
+      else
+        keys.revoke("bamako", agent, kNow + round);
+    }
+    pre.refresh(keys, kNow + round, 0);
+  }
+  pre.refresh(keys, kNow + 1000, 0);  // the last round (199) revoked every key
+  stop = true;
+  paho.join();
+  for (const auto& b : batches) EXPECT_EQ(pre.verify(bytes(b)), nullptr);
 }

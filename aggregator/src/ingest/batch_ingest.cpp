@@ -182,7 +182,7 @@ std::int64_t BatchIngest::measure_clock(AgentRecord& rec, std::string_view topic
 }
 
 std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std::uint8_t> payload, std::int64_t now_ms,
-                                    bool prompt) {
+                                    bool prompt, const VerifyKey* verified) {
   topics::AgentTopic t;
   if (!topics::parse_agent_topic(topic, t) || t.channel != topics::Channel::Events) {
     counters_.batches_bad_topic += 1;
@@ -205,8 +205,8 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   // Before anything reads the events: a refused batch leaves no trace in the seq window, so a
   // forged one cannot make the agent's real events look like duplicates or get confirmed.
   if (keys_) {
-    auto verdict =
-        keys_->check(batch_.post_id, batch_.agent_id, batch_.key_id, payload, batch_.signature_offset, now_ms);
+    auto verdict = keys_->check(batch_.post_id, batch_.agent_id, batch_.key_id, payload, batch_.signature_offset,
+                                now_ms, verified);
     if (refused(verdict)) {
       counters_.batches_refused_signature[refusal_index(verdict)] += 1;
       reject(topic, std::string("signature: ") + std::string(to_string(verdict)) +

@@ -77,8 +77,10 @@ class BatchIngest {
 
   // Returns how many events of the message were applied as new. `prompt`: the message cannot
   // have waited long in the broker (see ClockOffset), so a slow clock it shows is believed.
+  // `verified`: the agent key that already verified the payload's signature on another thread
+  // (SignaturePrecheck); null: verify here.
   std::size_t on_message(std::string_view topic, std::span<const std::uint8_t> payload, std::int64_t now_ms,
-                         bool prompt = true);
+                         bool prompt = true, const VerifyKey* verified = nullptr);
 
   // A post's agents, for another instance to take the post over (docs/scale-out.md).
   std::vector<AgentTrackSnapshot> export_agents(std::uint32_t post) const;

@@ -73,6 +73,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   std::optional<mqtt::message> will;
   BrokerLogin login;
   std::function<void()> on_subscribed;
+  MqttIngest::Precheck precheck;  // set before start(), then read by Paho's thread only
 
   // A subscribe whose answer someone waits for; kept until stop() since paho holds a
   // pointer to the listener while the token is pending.
@@ -365,9 +366,11 @@ void MqttIngest::start() {
     auto self = weak.lock();
     if (!self || self->stopped) return;
     self->admit();
+    Prechecked pre;
+    if (self->precheck) pre = self->precheck(msg->get_topic(), msg->get_payload_str());
     self->queued += 1;
-    asio::post(self->io, [self, msg = std::move(msg)] {
-      if (!self->stopped) self->handler(msg->get_topic(), msg->get_payload_str());
+    asio::post(self->io, [self, msg = std::move(msg), pre = std::move(pre)] {
+      if (!self->stopped) self->handler(msg->get_topic(), msg->get_payload_str(), pre);
       self->handled();
     });
   });
@@ -381,6 +384,8 @@ void MqttIngest::set_will(std::string topic, std::string payload) {
 }
 
 void MqttIngest::set_on_subscribed(std::function<void()> fn) { impl_->on_subscribed = std::move(fn); }
+
+void MqttIngest::set_precheck(Precheck fn) { impl_->precheck = std::move(fn); }
 
 void MqttIngest::change_filters(const std::vector<std::string>& add, const std::vector<std::string>& remove,
                                 std::function<void(bool)> granted) {

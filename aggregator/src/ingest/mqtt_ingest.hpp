@@ -2,6 +2,8 @@
 // paho calls back on its own threads, the state is only touched on the io_context.
 #pragma once
 
+#include "postwatch/verify_key.hpp"
+
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
@@ -52,9 +54,19 @@ struct BrokerLogin {
 // nodes): the first is tried first, and on a lost connection Paho tries each in turn.
 std::vector<std::string> split_broker_uris(const std::string& list);
 
+// What Paho's delivery thread worked out for a message before handing it to the io thread,
+// so the io thread need not (docs/aggregator.md, "Signatures off the io thread").
+struct Prechecked {
+  // The agent key whose signature verified over the payload; null: not checked, unsigned, or
+  // not verified (the io thread then checks it itself).
+  std::shared_ptr<const VerifyKey> signed_by;
+};
+
 class MqttIngest {
  public:
-  using Handler = std::function<void(const std::string& topic, const std::string& payload)>;
+  using Handler = std::function<void(const std::string& topic, const std::string& payload, const Prechecked& pre)>;
+  // On Paho's delivery thread, for each message let through the gate; must be thread-safe.
+  using Precheck = std::function<Prechecked(const std::string& topic, const std::string& payload)>;
 
   MqttIngest(boost::asio::io_context& io, std::string broker_uri, std::string client_id,
              std::vector<std::string> filters, std::shared_ptr<spdlog::logger> log, Handler on_message,
@@ -67,6 +79,8 @@ class MqttIngest {
   void set_will(std::string topic, std::string payload);
   // Before start(): runs on the io_context after every (re)connect, once subscribed.
   void set_on_subscribed(std::function<void()> fn);
+  // Before start(): work done on Paho's thread, in parallel with the io thread's.
+  void set_precheck(Precheck fn);
 
   // Connects in the background, retrying until stop(); subscribes on every (re)connect.
   void start();

@@ -59,7 +59,7 @@ const AgentKeyRegistry::Keys* AgentKeyRegistry::keys_of(std::string_view post, s
 
 SignatureVerdict AgentKeyRegistry::check(std::string_view post, std::string_view agent, std::string_view key_id,
                                          std::span<const std::uint8_t> payload, std::size_t signature_offset,
-                                         std::int64_t now_ms) const {
+                                         std::int64_t now_ms, const VerifyKey* verified) const {
   const Keys* keys = keys_of(post, agent);
   if (signature_offset == 0) {
     bool enrolled = false;
@@ -71,6 +71,7 @@ SignatureVerdict AgentKeyRegistry::check(std::string_view post, std::string_view
   for (const auto& k : *keys) {
     if (k.key_id != key_id) continue;
     if (!k.valid_at(now_ms)) return SignatureVerdict::RevokedKey;
+    if (verified && verified == k.verifier.get()) return SignatureVerdict::Signed;
     // add() made the verifier (libsodium's check, with the key decoded once).
     return k.verifier->verify_payload(payload, signature_offset) ? SignatureVerdict::Signed
                                                                  : SignatureVerdict::BadSignature;
@@ -97,6 +98,7 @@ bool AgentKeyRegistry::has_key_in_force(const Keys& keys) {
 }
 
 void AgentKeyRegistry::recount(bool before, const Keys& keys) {
+  ++version_;
   const bool after = has_key_in_force(keys);
   if (after && !before) ++enrolled_;
   if (before && !after) --enrolled_;

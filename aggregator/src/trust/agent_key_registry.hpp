@@ -64,9 +64,12 @@ class AgentKeyRegistry {
   // `require_signatures`: unsigned messages are refused from every agent, enrolled or not.
   explicit AgentKeyRegistry(bool require_signatures = false) : require_signatures_(require_signatures) {}
 
+  // `verified`: the key a SignaturePrecheck verified the payload with on another thread. When
+  // it is still this key's verifier, the signature is not verified again; whether the key is
+  // valid now is decided here all the same.
   SignatureVerdict check(std::string_view post, std::string_view agent, std::string_view key_id,
-                         std::span<const std::uint8_t> payload, std::size_t signature_offset,
-                         std::int64_t now_ms) const;
+                         std::span<const std::uint8_t> payload, std::size_t signature_offset, std::int64_t now_ms,
+                         const VerifyKey* verified = nullptr) const;
 
   // The key in force for the agent (not revoked, not rotated out), or null.
   const AgentKey* in_force(std::string_view post, std::string_view agent) const;
@@ -86,6 +89,8 @@ class AgentKeyRegistry {
   // Agents with a key in force; a count kept by add, rotate and revoke, since the stats and
   // /metrics ask on every request.
   std::size_t enrolled_agents() const { return enrolled_; }
+  // Moves on with every change (SignaturePrecheck rebuilds its copy when it does).
+  std::uint64_t version() const { return version_; }
   // Every key, by post, agent and enrolment time.
   std::vector<const AgentKey*> all() const;
 
@@ -99,6 +104,7 @@ class AgentKeyRegistry {
   std::map<std::string, Agents, std::less<>> by_post_;
   bool require_signatures_;
   std::size_t enrolled_ = 0;
+  std::uint64_t version_ = 0;
 };
 
 }  // namespace postwatch::aggregator
