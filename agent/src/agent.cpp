@@ -880,6 +880,8 @@ AgentStats Agent::stats() const {
   return s;
 }
 
+std::vector<std::string> Agent::aggregator_key_ids() const { return impl_->identity.trusted_key_ids(); }
+
 AgentMetrics Agent::metrics() const {
   std::lock_guard lk(impl_->mu);
   return impl_->metrics_locked();

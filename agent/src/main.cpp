@@ -254,6 +254,7 @@ void write_status(const Agent& agent) {
                    {"resend_requests", s.resend_requests},
                    {"stall_resends", s.stall_resends},
                    {"confirm_rejected", s.confirm_rejected},
+                   {"aggregator_key_ids", agent.aggregator_key_ids()},
                    {"reconnects", s.reconnects},
                    {"clock_sync", std::string(to_string(s.clock_sync))},
                    {"clock_jumps", s.clock_jumps},
@@ -274,6 +275,12 @@ void write_status(const Agent& agent) {
     }
   }
   std::filesystem::rename(tmp, path, ec);
+}
+
+std::string join_ids(const nlohmann::json& ids) {
+  std::string out;
+  for (const auto& id : ids) out += (out.empty() ? "" : ", ") + (id.is_string() ? id.get<std::string>() : id.dump());
+  return out;
 }
 
 int cmd_status(const Args& args) {
@@ -310,6 +317,11 @@ int cmd_status(const Args& args) {
             << (j.value("clock_jumps", 0) > 0
                     ? ", the last " + std::to_string(j.value("last_clock_jump_ms", std::int64_t{0}) / 1000) + " s"
                     : std::string())
+            << "\n"
+            << "trust      "
+            << (j.value("aggregator_key_ids", nlohmann::json::array()).empty()
+                    ? std::string("not enrolled: unsigned, confirmations unchecked")
+                    : "obeys confirmations signed by aggregator key(s) " + join_ids(j["aggregator_key_ids"]))
             << "\n"
             << "memory     " << j.value("rss_bytes", 0) / 1024 << " KiB resident\n"
             << "last error " << (j.value("last_error", "").empty() ? "(none)" : j.value("last_error", "")) << "\n";

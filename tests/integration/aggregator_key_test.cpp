@@ -214,6 +214,15 @@ TEST_F(AggregatorKey, AQuietAgentHearsOfTheRotationFromItsLastConfirmation) {
   auto keys = read_public_keys(aggregator_key_file);
   ASSERT_EQ(keys.size(), 1u);
   EXPECT_EQ(key_id_of(keys.front()), next_id);
+  // The board's engineer sees the same in `postwatch-agent status`.
+  ASSERT_TRUE(
+      wait_until([&] { return status()["aggregator_key_ids"] == json::array({next_id}); }, std::chrono::seconds(10)))
+      << status().dump();
+  auto shown = run_shell(shell_quoted((binary_dir() / "agent" / "postwatch-agent").string()) + " status --config " +
+                         shell_quoted(config_file.string()) + " 2>&1");
+  EXPECT_NE(shown.output.find("trust      obeys confirmations signed by aggregator key(s) " + next_id),
+            std::string::npos)
+      << shown.output;
   // And it goes on: new events are confirmed under the new key.
   ASSERT_TRUE(agent.write_stdin(event_lines(5, 5)));
   ASSERT_TRUE(wait_until([&] { return confirmed() == 10; }, std::chrono::seconds(15))) << status().dump();

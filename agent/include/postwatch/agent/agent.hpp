@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace spdlog {
 class logger;
@@ -73,6 +74,9 @@ class Agent {
   AgentStats stats() const;
   // The heartbeat's self-metrics, as published.
   AgentMetrics metrics() const;
+  // The ids of the aggregator keys whose confirmations it obeys (empty: not enrolled), as its
+  // heartbeat reports them (docs/security.md, "The aggregator's key").
+  std::vector<std::string> aggregator_key_ids() const;
   const AgentConfig& config() const;
   // The topics this agent publishes on.
   std::string events_topic() const;
