@@ -10,9 +10,7 @@
 #include <mqtt/async_client.h>
 
 #include <algorithm>
-#include <atomic>
 #include <optional>
-#include <thread>
 
 using namespace postwatch;
 using namespace postwatch::test;
@@ -257,18 +255,8 @@ TEST_F(Trust, KeyRotationUnderLoadLosesAndRefusesNothing) {
   const auto old_key = SigningKey::load(key_file).key_id();
   ChildProcess agent({(binary_dir() / "agent" / "postwatch-agent").string(), "run", "--config", config_file.string()},
                      dir.path() / "agent.log", true);
-  // About 1 000 events a second until the agent has moved to the new key and sent under it for
-  // a while: the rotation happens under load however slow the build (TSan) is.
-  constexpr int kChunk = 20, kMaxChunks = 1000;
-  std::atomic<int> written{0};
-  std::atomic<bool> stop_writing{false};
-  std::jthread writer([&] {  // joined on every way out, a failed assertion too
-    for (int c = 0; c < kMaxChunks && !stop_writing; ++c) {
-      if (!agent.write_stdin(event_lines(c * kChunk, kChunk))) break;
-      written += kChunk;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  });
+  // About 1 000 events a second until the agent has moved to the new key and sent under it.
+  SteadyWriter writer(agent, 1000);
   ASSERT_TRUE(wait_until([&] { return confirmed() >= 200; }, std::chrono::seconds(30)))
       << status().dump() << agent.log();
   auto r = rotate_key();
@@ -286,12 +274,8 @@ TEST_F(Trust, KeyRotationUnderLoadLosesAndRefusesNothing) {
       },
       std::chrono::seconds(20)))
       << agent.log();
-  const int at_pickup = written.load();
-  ASSERT_TRUE(wait_until([&] { return written.load() >= at_pickup + 400; }, std::chrono::seconds(30)));
-  stop_writing = true;
-  writer.join();
-  const int total = written.load();
-  EXPECT_LT(total, kChunk * kMaxChunks) << "the writer ran out before the agent moved to the new key";
+  const int total = writer.write_more_then_stop(400);
+  EXPECT_FALSE(writer.ran_out()) << "the writer ran out before the agent moved to the new key";
   ASSERT_TRUE(wait_until([&] { return confirmed() == total; }, std::chrono::seconds(60)))
       << total << " written; " << status().dump() << agent.log();
 

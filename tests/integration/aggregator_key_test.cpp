@@ -6,9 +6,6 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <thread>
-
 using namespace postwatch;
 using namespace postwatch::test;
 
@@ -49,16 +46,7 @@ TEST_F(AggregatorKey, RotatesUnderLoadAndTheAgentDropsTheRetiredKey) {
 
   ChildProcess agent({(binary_dir() / "agent" / "postwatch-agent").string(), "run", "--config", config_file.string()},
                      dir.path() / "agent.log", true);
-  constexpr int kChunk = 20, kMaxChunks = 1500;
-  std::atomic<int> written{0};
-  std::atomic<bool> stop_writing{false};
-  std::jthread writer([&] {
-    for (int c = 0; c < kMaxChunks && !stop_writing; ++c) {
-      if (!agent.write_stdin(event_lines(c * kChunk, kChunk))) break;
-      written += kChunk;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  });
+  SteadyWriter writer(agent, 1500);
   ASSERT_TRUE(wait_until([&] { return confirmed() >= 200; }, std::chrono::seconds(30)))
       << status().dump() << agent.log();
 
@@ -96,12 +84,8 @@ TEST_F(AggregatorKey, RotatesUnderLoadAndTheAgentDropsTheRetiredKey) {
   ASSERT_TRUE(wait_until([&] { return agent.log().find("no longer trusting " + old_id) != std::string::npos; },
                          std::chrono::seconds(20)))
       << agent.log();
-  const int at_drop = written.load();
-  ASSERT_TRUE(wait_until([&] { return written.load() >= at_drop + 400; }, std::chrono::seconds(30)));
-  stop_writing = true;
-  writer.join();
-  const int total = written.load();
-  EXPECT_LT(total, kChunk * kMaxChunks) << "the writer ran out before the rotation finished";
+  const int total = writer.write_more_then_stop(400);
+  EXPECT_FALSE(writer.ran_out()) << "the writer ran out before the rotation finished";
   ASSERT_TRUE(wait_until([&] { return confirmed() == total; }, std::chrono::seconds(60)))
       << total << " written; " << status().dump() << agent.log();
   auto keys = read_public_keys(aggregator_key_file);

@@ -11,10 +11,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 
 namespace postwatch::test {
 
@@ -116,6 +119,41 @@ class Trust : public ::testing::Test {
     auto s = status();
     return s.is_object() ? s.value("events_confirmed", 0) : 0;
   }
+};
+
+// About 1 000 events a second on a running agent's stdin (20 every 20 ms) until the test
+// stops it or `max_chunks` chunks ran out, so a rotation happens under load however slow the
+// build (TSan) is. Joined on every way out, a failed assertion too.
+class SteadyWriter {
+ public:
+  static constexpr int kChunk = 20;
+  SteadyWriter(ChildProcess& agent, int max_chunks)
+      : max_chunks_(max_chunks), thread_([this, &agent] {
+          for (int c = 0; c < max_chunks_ && !stop_; ++c) {
+            if (!agent.write_stdin(event_lines(c * kChunk, kChunk))) break;
+            written_ += kChunk;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          }
+        }) {}
+  ~SteadyWriter() { stop_ = true; }  // then thread_ joins, promptly
+  SteadyWriter(const SteadyWriter&) = delete;
+  SteadyWriter& operator=(const SteadyWriter&) = delete;
+  int written() const { return written_.load(); }
+  // Waits for `more` events past what was written when called, then stops; the total.
+  int write_more_then_stop(int more) {
+    const int from = written_.load();
+    wait_until([&] { return written_.load() >= from + more; }, std::chrono::seconds(30));
+    stop_ = true;
+    thread_.join();
+    return written_.load();
+  }
+  bool ran_out() const { return written_.load() >= kChunk * max_chunks_; }
+
+ private:
+  const int max_chunks_;
+  std::atomic<int> written_{0};
+  std::atomic<bool> stop_{false};
+  std::jthread thread_;  // last: it starts once the counters exist
 };
 
 }  // namespace postwatch::test
