@@ -21,6 +21,11 @@ struct Files {
   std::shared_ptr<spdlog::logger> log =
       std::make_shared<spdlog::logger>("t", std::make_shared<spdlog::sinks::null_sink_mt>());
 
+  // What enrol leaves on the board: the agent's key and the aggregator keys it trusts.
+  void enrol(const SigningKey& agent, const std::vector<PublicKey>& aggregator_keys) {
+    agent.save(config.key_file);
+    write_public_keys(config.aggregator_key_file, aggregator_keys);
+  }
   // What rotate-key does: the new key beside the old one, then renamed over it.
   void replace_key(const SigningKey& k) {
     auto next = config.key_file;
@@ -57,8 +62,7 @@ TEST(AgentIdentity, NotEnrolledSignsNothingAndChecksNothing) {
 TEST(AgentIdentity, EnrolledObeysOnlyTheAggregatorsSignature) {
   Files f;
   auto agent_key = SigningKey::generate(), aggregator = SigningKey::generate(), forger = SigningKey::generate();
-  agent_key.save(f.config.key_file);
-  write_public_keys(f.config.aggregator_key_file, {aggregator.public_key()});
+  f.enrol(agent_key, {aggregator.public_key()});
   AgentIdentity id(f.config, f.log);
   id.load();
   ASSERT_NE(id.signer(), nullptr);
@@ -75,8 +79,7 @@ TEST(AgentIdentity, ANewKeyOrANewAggregatorKeyOnDiskIsTakenUp) {
   Files f;
   auto first = SigningKey::generate(), second = SigningKey::generate();
   auto aggregator = SigningKey::generate(), aggregator_next = SigningKey::generate();
-  first.save(f.config.key_file);
-  write_public_keys(f.config.aggregator_key_file, {aggregator.public_key()});
+  f.enrol(first, {aggregator.public_key()});
   AgentIdentity id(f.config, f.log);
   id.load();
   EXPECT_FALSE(id.reload_if_changed());
@@ -97,8 +100,7 @@ TEST(AgentIdentity, ANewKeyOrANewAggregatorKeyOnDiskIsTakenUp) {
 TEST(AgentIdentity, ADamagedFileKeepsTheKeyInUseAndFailsAStart) {
   Files f;
   auto key = SigningKey::generate(), aggregator = SigningKey::generate();
-  key.save(f.config.key_file);
-  write_public_keys(f.config.aggregator_key_file, {aggregator.public_key()});
+  f.enrol(key, {aggregator.public_key()});
   AgentIdentity id(f.config, f.log);
   id.load();
   std::ofstream(f.config.aggregator_key_file, std::ios::trunc) << "not a key\n";
@@ -149,8 +151,7 @@ DeliveryConfirm notice_from(const SigningKey& signer, const SigningKey* next, st
 TEST(AgentIdentity, TheAggregatorsNextKeyIsTrustedAndItsRetiredKeyDropped) {
   Files f;
   auto agent_key = SigningKey::generate(), old_key = SigningKey::generate(), new_key = SigningKey::generate();
-  agent_key.save(f.config.key_file);
-  write_public_keys(f.config.aggregator_key_file, {old_key.public_key()});
+  f.enrol(agent_key, {old_key.public_key()});
   AgentIdentity id(f.config, f.log);
   id.load();
   EXPECT_EQ(id.trusted_key_ids(), std::vector<std::string>{old_key.key_id()});
@@ -190,8 +191,7 @@ TEST(AgentIdentity, TheAggregatorsNextKeyIsTrustedAndItsRetiredKeyDropped) {
 TEST(AgentIdentity, ANoticeNeverRetiresItsOwnSignerAndAnUnenrolledAgentTakesNone) {
   Files f;
   auto agent_key = SigningKey::generate(), aggregator = SigningKey::generate(), other = SigningKey::generate();
-  agent_key.save(f.config.key_file);
-  write_public_keys(f.config.aggregator_key_file, {aggregator.public_key()});
+  f.enrol(agent_key, {aggregator.public_key()});
   AgentIdentity id(f.config, f.log);
   id.load();
   std::vector<std::uint8_t> payload;
@@ -217,8 +217,7 @@ TEST(AgentIdentity, ANoticeNeverRetiresItsOwnSignerAndAnUnenrolledAgentTakesNone
 TEST(AgentIdentity, ANoticeThatCannotBeWrittenChangesNothing) {
   Files f;
   auto agent_key = SigningKey::generate(), old_key = SigningKey::generate(), new_key = SigningKey::generate();
-  agent_key.save(f.config.key_file);
-  write_public_keys(f.config.aggregator_key_file, {old_key.public_key()});
+  f.enrol(agent_key, {old_key.public_key()});
   AgentIdentity id(f.config, f.log);
   id.load();
   // A directory where the new file is written first: fails for root too.

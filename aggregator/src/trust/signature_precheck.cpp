@@ -24,7 +24,6 @@ void SignaturePrecheck::refresh(const AgentKeyRegistry& keys, std::int64_t now_m
   }
   version_ = keys.version();
   refreshed_at_ms_ = now_ms;
-  counters_.refreshed += 1;
 }
 
 std::shared_ptr<const VerifyKey> SignaturePrecheck::verify(std::span<const std::uint8_t> payload) const {

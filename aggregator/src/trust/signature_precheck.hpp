@@ -30,11 +30,6 @@ class SignaturePrecheck {
   // batch, a key not in the snapshot, or a signature that does not verify).
   std::shared_ptr<const VerifyKey> verify(std::span<const std::uint8_t> payload) const;
 
-  struct Counters {
-    std::uint64_t refreshed = 0;
-  };
-  const Counters& counters() const { return counters_; }  // io thread
-
  private:
   using Snapshot = std::unordered_map<std::string, std::shared_ptr<const VerifyKey>>;
   static std::string key_of(std::string_view post, std::string_view agent, std::string_view key_id);
@@ -42,7 +37,6 @@ class SignaturePrecheck {
   std::shared_ptr<const Snapshot> snapshot_ = std::make_shared<const Snapshot>();
   std::uint64_t version_ = ~std::uint64_t{0};
   std::int64_t refreshed_at_ms_ = 0;
-  Counters counters_;
 };
 
 }  // namespace postwatch::aggregator
