@@ -394,12 +394,28 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
   // Enrolment writes both (docs/security.md); by default beside the spool directory.
   c.identity.key_file = c.spool.dir.parent_path() / "agent.key";
   c.identity.aggregator_key_file = c.spool.dir.parent_path() / "aggregator.pub";
-  if (const json* id = r.section(root, "identity", {"key_file", "aggregator_key_file"})) {
+  if (const json* id = r.section(root, "identity", {"key_file", "aggregator_key_file", "pkcs11"})) {
     std::string key, aggregator;
     r.str(*id, "identity.", "key_file", key);
     r.str(*id, "identity.", "aggregator_key_file", aggregator);
     if (!key.empty()) c.identity.key_file = resolve(file, key);
     if (!aggregator.empty()) c.identity.aggregator_key_file = resolve(file, aggregator);
+    if (const json* p11 = FieldReader::find(*id, "pkcs11")) {
+      auto& t = c.identity.pkcs11;
+      if (!p11->is_object()) {
+        r.fail("identity.pkcs11", "must be an object (module, token, pin_file)");
+      } else {
+        r.unknown_keys(*p11, "identity.pkcs11.", {"module", "token", "pin_file"});
+        std::string module, pin;
+        r.str(*p11, "identity.pkcs11.", "module", module);
+        r.str(*p11, "identity.pkcs11.", "token", t.token);
+        r.str(*p11, "identity.pkcs11.", "pin_file", pin);
+        for (auto [name, value] : {std::pair{"module", &module}, {"token", &t.token}, {"pin_file", &pin}})
+          if (value->empty()) r.fail(std::string("identity.pkcs11.") + name, "must be set");
+        if (!module.empty()) t.module = resolve(file, module);
+        if (!pin.empty()) t.pin_file = resolve(file, pin);
+      }
+    }
   }
   if (const json* delivery = r.section(root, "delivery", {"confirm"})) {
     std::string confirm;
@@ -465,6 +481,17 @@ ConfigCheck AgentConfig::validate(const std::filesystem::path& file, const std::
   }
   if (c.tls.enabled)
     for (auto& p : check_tls_files(c.tls)) problems.push_back(std::move(p));
+  if (const auto& t = c.identity.pkcs11; t.enabled()) {
+    if (std::error_code ec; !std::filesystem::is_regular_file(t.module, ec))
+      problems.push_back({"identity.pkcs11.module", "no such file: " + t.module.string() +
+                                                        " (the token vendor's PKCS#11 library, e.g. libsofthsm2.so)"});
+    if (!t.pin_file.empty()) try {
+        read_secret_file(t.pin_file);
+      } catch (const ConfigError& e) {
+        std::string what = e.what();
+        problems.push_back({"identity.pkcs11.pin_file", what.substr(std::strlen("password_file: "))});
+      }
+  }
   const std::string spool_why = spool_dir_problem(c.spool.dir);
   if (!spool_why.empty()) problems.push_back({"spool.dir", spool_why});
   if (!c.spool.key_file.empty()) {

@@ -1,5 +1,6 @@
 #include "postwatch/agent/agent_identity.hpp"
 
+#include "postwatch/agent/identity_key.hpp"
 #include "postwatch/enrolment.hpp"
 
 #include <spdlog/spdlog.h>
@@ -62,7 +63,7 @@ bool AgentIdentity::read(bool at_start) {
   std::optional<SigningKey> key;
   auto keys = std::make_shared<TrustedKeys>();
   try {
-    key = SigningKey::load(files_.key_file);
+    key = load_identity_key(files_, files_.key_file);
     for (const auto& k : read_public_keys(files_.aggregator_key_file)) keys->push_back({k, key_id_of(k)});
   } catch (const std::runtime_error& e) {
     if (at_start) throw ConfigError(std::string("identity: ") + e.what());
@@ -86,6 +87,9 @@ bool AgentIdentity::read(bool at_start) {
                signer_->key_id(), before.empty() ? " (enrolled while running)" : " (was " + before + ")", ids);
   else
     log_->info("identity: the aggregator's keys are now {}", ids);
+  // A rotation's old key on the token goes once the new one is in force here.
+  if (at_start || changed)
+    for (const auto& line : destroy_retired_keys(files_, *signer_)) log_->info("identity: {}", line);
   return changed;
 }
 

@@ -1,5 +1,6 @@
 #include "postwatch/agent/enrolment_client.hpp"
 
+#include "postwatch/agent/identity_key.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/enrolment.hpp"
@@ -132,7 +133,7 @@ EnrolOutcome enrol_agent(const AgentConfig& config, const IndicatorCatalogue& ca
   if (!post) return {2, "post_id '" + config.post_id + "' is not a post in the catalogue"};
 
   bool created = false;
-  auto key = SigningKey::load_or_create(id.key_file, created);
+  auto key = load_or_create_identity_key(id, id.key_file, created);
   log.info("{} key {} in {}", created ? "made" : "reusing", key.key_id(), id.key_file.string());
 
   auto ex = exchange(
@@ -167,7 +168,7 @@ EnrolOutcome rotate_agent_key(const AgentConfig& config, const IndicatorCatalogu
             "enrol it with a token first (postwatch-agent enrol)"};
   const Post* post = catalogue.find_post(config.post_id);
   if (!post) return {2, "post_id '" + config.post_id + "' is not a post in the catalogue"};
-  SigningKey current = SigningKey::load(id.key_file);
+  SigningKey current = load_identity_key(id, id.key_file);
   const auto trusted = read_public_keys(id.aggregator_key_file);
 
   // The new key waits beside the old one until the aggregator accepted it: a run cut short
@@ -175,11 +176,10 @@ EnrolOutcome rotate_agent_key(const AgentConfig& config, const IndicatorCatalogu
   const auto next_file = pending_key_file(config);
   std::optional<SigningKey> next;
   if (std::filesystem::exists(next_file, ec)) {
-    next = SigningKey::load(next_file);
+    next = load_identity_key(id, next_file);
     log.info("finishing the rotation an earlier run began: new key {} in {}", next->key_id(), next_file.string());
   } else {
-    next = SigningKey::generate();
-    next->save(next_file);
+    next = create_identity_key(id, next_file);
     log.info("made the new key {} in {}", next->key_id(), next_file.string());
   }
 
@@ -204,6 +204,7 @@ EnrolOutcome rotate_agent_key(const AgentConfig& config, const IndicatorCatalogu
     return {
         1, "the aggregator refused the key rotation: " + ex.reply.reason + "; the agent keeps key " + current.key_id()};
   }
+  list_retired_key(id, current);  // first: a crash after the rename leaves no key on the token unlisted
   std::filesystem::rename(next_file, id.key_file, ec);
   if (ec)
     return {1, "the aggregator accepted key " + next->key_id() + " but " + next_file.string() + " could not replace " +

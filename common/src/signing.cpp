@@ -82,6 +82,15 @@ std::optional<PublicKey> public_key_from_hex(std::string_view text) {
 SigningKey::SigningKey(std::shared_ptr<Pkey> key)
     : key_(std::move(key)), public_(raw_public(key_->key)), key_id_(key_id_of(public_)) {}
 
+SigningKey SigningKey::from_external(std::shared_ptr<const External> key, const PublicKey& public_key) {
+  if (!key) throw std::logic_error("SigningKey::from_external: no key");
+  SigningKey out(public_key);
+  out.external_ = std::move(key);
+  return out;
+}
+
+SigningKey::SigningKey(const PublicKey& public_key) : public_(public_key), key_id_(key_id_of(public_)) {}
+
 SigningKey SigningKey::generate() {
   auto p = std::make_shared<Pkey>();
   EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr);
@@ -122,6 +131,7 @@ SigningKey SigningKey::load_or_create(const std::filesystem::path& file, bool& c
 }
 
 void SigningKey::save(const std::filesystem::path& file) const {
+  const std::string reference = external_ ? external_->reference() + "\n" : std::string();
   int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("cannot create the key file " + file.string() + ": " + std::strerror(errno));
   FILE* f = ::fdopen(fd, "w");
@@ -129,7 +139,8 @@ void SigningKey::save(const std::filesystem::path& file) const {
     ::close(fd);
     throw std::runtime_error("cannot write " + file.string());
   }
-  bool ok = PEM_write_PrivateKey(f, key_->key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
+  bool ok = external_ ? std::fwrite(reference.data(), 1, reference.size(), f) == reference.size()
+                      : PEM_write_PrivateKey(f, key_->key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
   ok = std::fflush(f) == 0 && ::fsync(fd) == 0 && ok;
   std::fclose(f);
   if (!ok) {
@@ -139,6 +150,7 @@ void SigningKey::save(const std::filesystem::path& file) const {
 }
 
 Signature SigningKey::sign(std::span<const std::uint8_t> message) const {
+  if (external_) return external_->sign(message);
   MdCtx md;
   Signature sig{};
   std::size_t len = sig.size();

@@ -146,3 +146,41 @@ TEST(AgentSubmit, ValidatesBeforeAccepting) {
   EXPECT_EQ(s.rejected, 2u);
   EXPECT_EQ(s.backlog.events, 2u);
 }
+
+// identity.pkcs11 (docs/security.md, "Key custody"): all three fields, paths relative to the
+// file; --check-config also looks for the module and the PIN file.
+TEST(AgentConfig, APkcs11TokenNeedsItsModuleTokenAndPinFile) {
+  test::TempDir dir;
+  auto file = dir.path() / "agent.json";
+  std::ofstream(file) << R"({"agent_id": "gw-1", "post_id": "bamako", "identity": {"pkcs11":
+    {"module": "/usr/lib/softhsm/libsofthsm2.so", "token": "postwatch", "pin_file": "token.pin"}}})";
+  auto c = AgentConfig::load(file);
+  EXPECT_TRUE(c.identity.pkcs11.enabled());
+  EXPECT_EQ(c.identity.pkcs11.token, "postwatch");
+  EXPECT_EQ(c.identity.pkcs11.pin_file, dir.path() / "token.pin");
+
+  EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "identity": {"pkcs11": {"module": "m.so"}}})")
+                .find("identity.pkcs11.token: must be set"),
+            std::string::npos);
+  EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "identity": {"pkcs11": {"module": "m.so",
+    "token": "t"}}})")
+                .find("identity.pkcs11.pin_file: must be set"),
+            std::string::npos);
+  EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "identity": {"pkcs11": {"slot": 0}}})")
+                .find("identity.pkcs11.slot: unknown setting (known here: module, token, pin_file)"),
+            std::string::npos);
+  EXPECT_NE(config_error(R"({"agent_id": "a", "post_id": "bamako", "identity": {"pkcs11": "softhsm"}})")
+                .find("identity.pkcs11: must be an object"),
+            std::string::npos);
+
+  std::ofstream(file) << R"({"agent_id": "gw-1", "post_id": "bamako", "allow_plaintext": true, "identity": {"pkcs11":
+    {"module": "no-such-module.so", "token": "postwatch", "pin_file": "token.pin"}}})";
+  std::ofstream(dir.path() / "token.pin") << "1234\n";
+  std::filesystem::permissions(dir.path() / "token.pin",
+                               std::filesystem::perms::owner_all | std::filesystem::perms::group_read);
+  auto check = AgentConfig::validate(file, test::catalogue_path());
+  auto all = check.describe_all();
+  EXPECT_NE(all.find("identity.pkcs11.module: no such file"), std::string::npos) << all;
+  EXPECT_NE(all.find("identity.pkcs11.pin_file:"), std::string::npos) << all;
+  EXPECT_NE(all.find("chmod 600"), std::string::npos) << all;
+}

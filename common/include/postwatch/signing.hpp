@@ -30,6 +30,17 @@ std::optional<PublicKey> public_key_from_hex(std::string_view text);
 
 class SigningKey {
  public:
+  // A private key this process never holds: a PKCS#11 token's (agent/pkcs11_key.hpp).
+  class External {
+   public:
+    virtual ~External() = default;
+    virtual Signature sign(std::span<const std::uint8_t> message) const = 0;
+    // What save() writes in place of a private key: the reference it is found by again (an
+    // RFC 7512 "pkcs11:" URI).
+    virtual std::string reference() const = 0;
+  };
+  static SigningKey from_external(std::shared_ptr<const External> key, const PublicKey& public_key);
+
   static SigningKey generate();
   // The key whose 32-byte private seed is `seed` (RFC 8032): fixed keys for fuzzing and tests.
   static SigningKey from_seed(const std::array<std::uint8_t, 32>& seed);
@@ -39,8 +50,11 @@ class SigningKey {
   // Loads `file`, or generates a key and writes it there (0600, never over an existing file).
   // `created` says which.
   static SigningKey load_or_create(const std::filesystem::path& file, bool& created);
-  // Writes the private key as PEM, mode 0600, refusing to replace an existing file.
+  // Writes the private key as PEM (an external key: its reference), mode 0600, refusing to
+  // replace an existing file.
   void save(const std::filesystem::path& file) const;
+  // The key's reference when it is external, else empty.
+  std::string external_reference() const { return external_ ? external_->reference() : std::string(); }
 
   const PublicKey& public_key() const { return public_; }
   const std::string& key_id() const { return key_id_; }
@@ -49,7 +63,9 @@ class SigningKey {
  private:
   struct Pkey;
   explicit SigningKey(std::shared_ptr<Pkey> key);
-  std::shared_ptr<Pkey> key_;
+  explicit SigningKey(const PublicKey& public_key);
+  std::shared_ptr<Pkey> key_;                 // OpenSSL's, or
+  std::shared_ptr<const External> external_;  // held elsewhere
   PublicKey public_{};
   std::string key_id_;
 };

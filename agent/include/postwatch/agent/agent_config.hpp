@@ -1,6 +1,7 @@
 // Agent configuration, read from a JSON file (firmware-config/*.json, docs/agent.md).
 #pragma once
 
+#include "postwatch/agent/pkcs11_key.hpp"
 #include "postwatch/agent/spool_store.hpp"
 
 #include <chrono>
@@ -83,8 +84,9 @@ enum class DeliveryConfirmMode {
 // signed by a key in aggregator_key_file. Default: agent.key and aggregator.pub beside the
 // spool directory.
 struct IdentityConfig {
-  std::filesystem::path key_file;             // its Ed25519 private key, PEM, 0600
+  std::filesystem::path key_file;             // its Ed25519 private key, PEM, 0600 (or a token key's URI)
   std::filesystem::path aggregator_key_file;  // the aggregator's public key(s), hex, one per line
+  Pkcs11Config pkcs11;                        // set: enrolment makes the key on this token
 };
 
 struct ConfigCheck;
