@@ -67,7 +67,9 @@ class Module {
 
  private:
   explicit Module(const std::filesystem::path& path) : name(path.string()) {
-    handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    // Never unloaded: modules may leave threads or atexit handlers behind (and a leak checker
+    // can then still name the module a leak is in).
+    handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!handle_) {
       const char* why = ::dlerror();
       throw std::runtime_error("cannot load the PKCS#11 module " + name + ": " + (why ? why : "dlopen failed"));

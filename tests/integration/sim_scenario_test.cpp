@@ -146,6 +146,13 @@ TEST(SimScenarioOptions, ListsScenariosAndRefusesWhatItCannotDo) {
   EXPECT_EQ(half.wait(10s), 2);
   EXPECT_NE(half.log().find("give both --broker-stop-cmd and --broker-start-cmd"), std::string::npos) << half.log();
 
+  ChildProcess enrol_alone({sim_binary(), "--enrol", "http://127.0.0.1:1"}, dir.path() / "enrol.log");
+  EXPECT_EQ(enrol_alone.wait(10s), 2);
+  EXPECT_NE(enrol_alone.log().find("give both --enrol and --enrol-token-file"), std::string::npos) << enrol_alone.log();
+  ChildProcess keys_alone({sim_binary(), "--identity-dir", dir.path().string()}, dir.path() / "keys.log");
+  EXPECT_EQ(keys_alone.wait(10s), 2);
+  EXPECT_NE(keys_alone.log().find("--identity-dir is for --enrol"), std::string::npos) << keys_alone.log();
+
   // Cutting uplinks needs the plain-TCP relay: a TLS broker is refused at start, clearly.
   ChildProcess tls({sim_binary(), "--scenario", "post-silent", "--broker", "ssl://127.0.0.1:8883"},
                    dir.path() / "tls.log");

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ struct AgentSpec {
   std::string broker_uri;                     // the broker, or this agent's uplink through the relay (uplink_relay.hpp)
   std::vector<std::string> broker_fallbacks;  // --broker's further URIs: the agent's broker_fallbacks
   std::string label;                          // short, for log lines: "sim-3/bamako"
+  std::filesystem::path identity_dir;         // enrolled (--enrol): its key files here; empty: unsigned
 };
 
 struct FleetTotals {

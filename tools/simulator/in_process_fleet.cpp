@@ -1,5 +1,6 @@
 #include "in_process_fleet.hpp"
 
+#include "fleet_enrolment.hpp"
 #include "postwatch/agent/memory_backlog.hpp"
 
 #include <spdlog/spdlog.h>
@@ -17,7 +18,9 @@ namespace {
 constexpr std::size_t kBacklogEvents = 200'000;
 constexpr auto kStopTimeout = std::chrono::seconds(5);
 
-agent::AgentConfig agent_config(const AgentSpec& spec, const std::filesystem::path& catalogue_file) {
+}  // namespace
+
+agent::AgentConfig in_process_agent_config(const AgentSpec& spec, const std::filesystem::path& catalogue_file) {
   agent::AgentConfig c;
   c.broker_uri = spec.broker_uri;
   c.broker_fallbacks = spec.broker_fallbacks;
@@ -27,16 +30,15 @@ agent::AgentConfig agent_config(const AgentSpec& spec, const std::filesystem::pa
   c.catalogue_file = catalogue_file;
   c.batch_max_delay = std::chrono::milliseconds(100);  // the board should move within a tick or two
   c.queue_max_events = kBacklogEvents;
+  if (!spec.identity_dir.empty()) c.identity = identity_of(spec);
   return c;
 }
-
-}  // namespace
 
 InProcessFleet::InProcessFleet(const std::shared_ptr<const IndicatorCatalogue>& catalogue,
                                const std::filesystem::path& catalogue_file, const std::vector<AgentSpec>& agents,
                                bool quiet, const std::shared_ptr<spdlog::sinks::sink>& log_sink) {
   for (const auto& spec : agents) {
-    auto config = agent_config(spec, catalogue_file);
+    auto config = in_process_agent_config(spec, catalogue_file);
     // Unregistered loggers: one per agent, named after it, all on the same sink.
     auto log = std::make_shared<spdlog::logger>(spec.label, log_sink);
     log->set_level(quiet ? spdlog::level::warn : spdlog::level::info);

@@ -16,6 +16,10 @@ class sink;
 
 namespace postwatch::sim {
 
+// An in-process agent's config: plaintext on loopback, quick batches, an in-memory backlog, and
+// the identity files of an enrolled fleet (fleet_enrolment.hpp).
+agent::AgentConfig in_process_agent_config(const AgentSpec& spec, const std::filesystem::path& catalogue_file);
+
 class InProcessFleet : public Fleet {
  public:
   // `quiet`: agents log warnings only.

@@ -2,6 +2,7 @@
 // through the real agent code, so the aggregator's goal board has a world to show;
 // a named scenario (tools/simulator/scenarios/, docs/simulator.md) says what happens.
 #include "broker_control.hpp"
+#include "fleet_enrolment.hpp"
 #include "in_process_fleet.hpp"
 #include "process_fleet.hpp"
 #include "scenario.hpp"
@@ -11,6 +12,7 @@
 #include "uplink_relay.hpp"
 
 #include "postwatch/clock.hpp"
+#include "postwatch/secret_file.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -23,6 +25,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <thread>
 #include <variant>
 
@@ -40,6 +43,34 @@ constexpr auto kTick = std::chrono::milliseconds(100);
 constexpr auto kProgressEvery = std::chrono::seconds(5);
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 constexpr std::size_t kMaxAgentsPerPost = 20;
+
+// --identity-dir, kept; or a temporary directory, removed at the end (the keys of a run's
+// agents are of no use to the next run: its agent ids differ).
+class TempIdentityDir {
+ public:
+  explicit TempIdentityDir(const std::string& given) {
+    if (!given.empty()) {
+      path_ = given;
+      fs::create_directories(path_);
+      return;
+    }
+    std::string templ = (fs::temp_directory_path() / "postwatch-sim-keys-XXXXXX").string();
+    if (!::mkdtemp(templ.data())) throw std::runtime_error("cannot make a temporary directory for the agents' keys");
+    path_ = templ;
+    remove_ = true;
+  }
+  ~TempIdentityDir() {
+    std::error_code ec;
+    if (remove_) fs::remove_all(path_, ec);
+  }
+  TempIdentityDir(const TempIdentityDir&) = delete;
+  TempIdentityDir& operator=(const TempIdentityDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+  bool remove_ = false;
+};
 
 std::atomic<bool> g_stop{false};
 static_assert(std::atomic<bool>::is_always_lock_free, "set from a signal handler");
@@ -78,6 +109,9 @@ struct Options {
   bool processes = false;
   std::string agent_binary = default_agent_binary().string();
   std::string work_dir;
+  std::string enrol;  // the aggregator's http://host:port: enrol every agent first (signed fleet)
+  std::string enrol_token_file;
+  std::string identity_dir;
 };
 
 // The options, or the exit code when the program should end right away.
@@ -114,7 +148,14 @@ std::variant<Options, int> parse_options(int argc, char** argv) {
       "run each agent as its own postwatch-agent process fed through a FIFO (at most 200), instead of in-process")(
       "agent-binary", po::value(&o.agent_binary)->default_value(o.agent_binary), "postwatch-agent, for --processes")(
       "work-dir", po::value(&o.work_dir),
-      "--processes: where agent configs, FIFOs, spools and logs go (kept); default a temporary directory, removed");
+      "--processes: where agent configs, FIFOs, spools and logs go (kept); default a temporary directory, removed")(
+      "enrol", po::value(&o.enrol)->value_name("URL"),
+      "enrol every agent with the aggregator at URL (http://host:port) before starting, as postwatch-agent enrol "
+      "does: the fleet then signs everything it publishes (docs/security.md)")(
+      "enrol-token-file", po::value(&o.enrol_token_file)->value_name("FILE"),
+      "--enrol: a file (0600) holding an operator token of the aggregator's --tokens-file")(
+      "identity-dir", po::value(&o.identity_dir)->value_name("DIR"),
+      "--enrol: where each agent's key and the aggregator's key go (kept); default a temporary directory, removed");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -141,6 +182,14 @@ std::variant<Options, int> parse_options(int argc, char** argv) {
   }
   if (o.broker_stop_cmd.empty() != o.broker_start_cmd.empty()) {
     std::cerr << "postwatch-sim: give both --broker-stop-cmd and --broker-start-cmd, or neither\n";
+    return 2;
+  }
+  if (o.enrol.empty() != o.enrol_token_file.empty()) {
+    std::cerr << "postwatch-sim: give both --enrol and --enrol-token-file, or neither\n";
+    return 2;
+  }
+  if (!o.identity_dir.empty() && o.enrol.empty()) {
+    std::cerr << "postwatch-sim: --identity-dir is for --enrol\n";
     return 2;
   }
   if (!o.work_dir.empty() && !o.processes) {
@@ -312,10 +361,25 @@ int run(const Options& o, const std::shared_ptr<spdlog::sinks::sink>& sink,
       const auto& post_id = catalogue->posts()[p].id;
       // Once per agent at start: readable beats the saved allocations.
       // NOLINTBEGIN(performance-inefficient-string-concatenation)
-      specs.push_back({"sim-" + n + "-" + tag, post_id, relay ? relay->uri(specs.size()) : brokers.front(),
-                       std::vector<std::string>(brokers.begin() + 1, brokers.end()), "sim-" + n + "/" + post_id});
+      specs.push_back({"sim-" + n + "-" + tag,
+                       post_id,
+                       relay ? relay->uri(specs.size()) : brokers.front(),
+                       std::vector<std::string>(brokers.begin() + 1, brokers.end()),
+                       "sim-" + n + "/" + post_id,
+                       {}});
       // NOLINTEND(performance-inefficient-string-concatenation)
     }
+  std::optional<TempIdentityDir> identities;
+  if (!o.enrol.empty()) {
+    try {
+      identities.emplace(o.identity_dir);
+      sim::enrol_fleet(specs, *catalogue, o.catalogue,
+                       {o.enrol, read_secret_file(o.enrol_token_file), identities->path()}, *log);
+    } catch (const std::exception& e) {
+      std::cerr << "postwatch-sim: " << e.what() << "\n";
+      return 1;
+    }
+  }
   std::unique_ptr<sim::Fleet> fleet;
   try {
     if (o.processes)

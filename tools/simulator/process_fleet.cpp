@@ -1,5 +1,7 @@
 #include "process_fleet.hpp"
 
+#include "fleet_enrolment.hpp"
+
 #include "postwatch/clock.hpp"
 
 #include <spdlog/spdlog.h>
@@ -36,6 +38,10 @@ json agent_config(const AgentSpec& spec, const fs::path& catalogue_file, const f
          {"spool", {{"dir", spool_dir.string()}, {"max_bytes", 64 << 20}, {"segment_bytes", 1 << 20}}},
          {"batch", {{"max_delay_ms", 100}}}};
   if (!spec.broker_fallbacks.empty()) c["broker_fallbacks"] = spec.broker_fallbacks;
+  if (!spec.identity_dir.empty()) {  // enrolled by --enrol (fleet_enrolment.hpp)
+    const auto id = identity_of(spec);
+    c["identity"] = {{"key_file", id.key_file.string()}, {"aggregator_key_file", id.aggregator_key_file.string()}};
+  }
   return c;
 }
 

@@ -121,7 +121,7 @@ const SigningKey& AgentTrust::prepare_next_key(const std::string& by) {
     log_->info(
         "the aggregator's next key {} is prepared by {} ({}): every confirmation announces it from now on; "
         "switch to it once the agents report trusting it (docs/security.md)",
-        next.key_id(), by.empty() ? "anonymous" : by, (identity_.dir / "aggregator.next.key").string());
+        next.key_id(), by.empty() ? "anonymous" : by, identity_.next_key_file().string());
     if (on_key_change_) on_key_change_();
   }
   return next;

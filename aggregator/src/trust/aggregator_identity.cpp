@@ -109,4 +109,6 @@ std::vector<std::string> AggregatorIdentity::retired_key_ids() const {
   return ids;
 }
 
+std::filesystem::path AggregatorIdentity::next_key_file() const { return dir / kNextKeyFile; }
+
 }  // namespace postwatch::aggregator

@@ -40,6 +40,8 @@ struct AggregatorIdentity {
   // (then nothing changed, in memory or, after a crash, on disk).
   void switch_to_next();
   std::vector<std::string> retired_key_ids() const;
+  // Where prepare_next() writes the next key.
+  std::filesystem::path next_key_file() const;
 };
 
 }  // namespace postwatch::aggregator
