@@ -249,15 +249,19 @@ struct Agent::Impl {
   // Upkeep once a second: the backlog's fsync/age bounds, and drops reported as an event.
   void maintain() {
     std::uint64_t new_drops = 0;
+    std::function<void()> disk_work;
     {
       std::lock_guard lk(mu);
       check_clock_locked();
       if (++maintenance_ticks % 60 == 0) clock_sync = read_clock_sync(now_utc_ms());  // NTP may sync later
-      backlog->maintain(now_utc_ms());
+      disk_work = backlog->prepare_upkeep(now_utc_ms());
       auto dropped = backlog->stats().dropped;
       new_drops = dropped - reported_drops;
       reported_drops = dropped;
     }
+    // fdatasync and the position file outside the lock: a slow disk then holds up this thread
+    // only, never a source's submit() or Paho's thread (event_source.hpp).
+    if (disk_work) disk_work();
     if (new_drops > 0 && catalogue->find_indicator("agent_events_dropped")) {
       IndicatorEvent e;
       e.indicator = "agent_events_dropped";

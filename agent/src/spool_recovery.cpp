@@ -36,23 +36,27 @@ std::string SpoolStore::key_id_hex() const { return key_ ? key_->id_hex() : ""; 
 // The position file records what is settled (acked or dropped) and the next seq,
 // so sequence numbers stay monotonic even when every segment was deleted.
 void SpoolStore::persist_position(bool force) {
-  if (!force && floor_ == persisted_floor_) return;
-  auto tmp = opt_.dir / "position.tmp";
+  if (!force && floor_ == persisted_floor_->load()) return;
+  if (write_position(opt_.dir, floor_, next_seq_)) persisted_floor_->store(floor_);
+  last_persist_ = std::chrono::steady_clock::now();
+}
+
+bool SpoolStore::write_position(const std::filesystem::path& dir, std::uint64_t floor, std::uint64_t next) {
+  auto tmp = dir / "position.tmp";
   // write(2), not a stream: a stream's error shows only after its buffer is flushed, and an
   // empty file renamed over `position` on a full disk would restart the seqs at 1.
-  const std::string text = std::to_string(floor_) + " " + std::to_string(next_seq_) + "\n";
+  const std::string text = std::to_string(floor) + " " + std::to_string(next) + "\n";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return;
+  if (fd < 0) return false;
   bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
   ok = ::close(fd) == 0 && ok;
   std::error_code ec;
   if (!ok) {  // disk full: the old position stays valid, only duplicates can follow
     fs::remove(tmp, ec);
-    return;
+    return false;
   }
-  fs::rename(tmp, opt_.dir / "position", ec);
-  if (!ec) persisted_floor_ = floor_;
-  last_persist_ = std::chrono::steady_clock::now();
+  fs::rename(tmp, dir / "position", ec);
+  return !ec;
 }
 
 void SpoolStore::recover() {
@@ -61,7 +65,8 @@ void SpoolStore::recover() {
     std::ifstream in(opt_.dir / "position");
     std::uint64_t f = 0, n = 0;
     if (in >> f >> n) {
-      floor_ = persisted_floor_ = f;
+      floor_ = f;
+      persisted_floor_->store(f);
       saved_next = n;
     }
   }

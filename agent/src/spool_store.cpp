@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 namespace postwatch::agent {
 namespace fs = std::filesystem;
@@ -69,6 +70,10 @@ SpoolStore::SpoolStore(SpoolOptions options, std::shared_ptr<spdlog::logger> log
 SpoolStore::~SpoolStore() {
   if (write_fd_ >= 0) ::fsync(write_fd_);
   close_writer();
+  for (int fd : closed_unsynced_) {
+    datasync(fd);
+    ::close(fd);
+  }
   if (reader_fd_ >= 0) ::close(reader_fd_);
   try {
     persist_position(true);
@@ -142,7 +147,14 @@ std::uint64_t SpoolStore::append(IndicatorEvent e) {
     drop_front_segment("spool full, overflow policy drop_oldest");
   }
   if (write_fd_ < 0 || segments_.empty() || segments_.back().bytes + size > opt_.segment_bytes) {
-    if (write_fd_ >= 0 && opt_.fsync != FsyncPolicy::Never) ::fdatasync(write_fd_);
+    if (write_fd_ >= 0 && opt_.fsync == FsyncPolicy::Interval) {
+      // Synced by the next upkeep's disk work, outside the agent's lock (as it would have been
+      // within the interval had it stayed open).
+      closed_unsynced_.push_back(write_fd_);
+      write_fd_ = -1;
+    } else if (write_fd_ >= 0 && opt_.fsync == FsyncPolicy::EveryRecord) {
+      datasync(write_fd_);
+    }
     close_writer();
     open_writer(e.seq);
   }
@@ -162,7 +174,7 @@ std::uint64_t SpoolStore::append(IndicatorEvent e) {
     throw BacklogRefused("spool write failed: " + why);
   }
   if (opt_.fsync == FsyncPolicy::EveryRecord) {
-    ::fdatasync(write_fd_);
+    datasync(write_fd_);
   } else {
     unsynced_ = true;
   }
@@ -296,10 +308,18 @@ void SpoolStore::clock_jumped(std::int64_t delta_ms) {
   }
 }
 
-void SpoolStore::maintain(std::int64_t now_ms) {
+int SpoolStore::datasync(int fd) const { return opt_.datasync ? opt_.datasync(fd) : ::fdatasync(fd); }
+
+std::function<void()> SpoolStore::prepare_upkeep(std::int64_t now_ms) {
   auto now = std::chrono::steady_clock::now();
-  if (unsynced_ && write_fd_ >= 0 && opt_.fsync == FsyncPolicy::Interval && now - last_sync_ >= opt_.fsync_interval) {
-    ::fdatasync(write_fd_);
+  std::vector<int> to_sync;   // dup()s of the segment being written: syncing a copy leaves write_fd_ free
+  std::vector<int> to_close;  // segments rotated away: synced, then closed
+  if (opt_.fsync == FsyncPolicy::Interval && now - last_sync_ >= opt_.fsync_interval) {
+    if (unsynced_ && write_fd_ >= 0) {
+      int copy = ::dup(write_fd_);
+      if (copy >= 0) to_sync.push_back(copy);
+    }
+    to_close.swap(closed_unsynced_);
     unsynced_ = false;
     last_sync_ = now;
   }
@@ -309,7 +329,27 @@ void SpoolStore::maintain(std::int64_t now_ms) {
     while (segments_.size() > 1 && segments_.front().last_append_ms < limit && held_in(segments_.front()) > 0)
       drop_front_segment("older than max_age");
   }
-  if (now - last_persist_ >= std::chrono::seconds(1)) persist_position(false);
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> position;
+  if (now - last_persist_ >= std::chrono::seconds(1)) {
+    if (floor_ != persisted_floor_->load()) position.emplace(floor_, next_seq_);
+    last_persist_ = now;
+  }
+  if (to_sync.empty() && to_close.empty() && !position) return {};
+  return [to_sync = std::move(to_sync), to_close = std::move(to_close), position, dir = opt_.dir,
+          persisted = persisted_floor_, sync = opt_.datasync] {
+    auto flush = [&](int fd) { return sync ? sync(fd) : ::fdatasync(fd); };
+    for (int fd : to_sync) {
+      flush(fd);
+      ::close(fd);
+    }
+    for (int fd : to_close) {
+      flush(fd);
+      ::close(fd);
+    }
+    // A position older than the spool's by a moment is still right: it only lets a few settled
+    // events be sent again after a crash, which the aggregator drops as duplicates.
+    if (position && write_position(dir, position->first, position->second)) persisted->store(position->first);
+  };
 }
 
 }  // namespace postwatch::agent

@@ -17,7 +17,7 @@ namespace {
 
 struct Files {
   test::TempDir dir;
-  IdentityConfig config{dir.path() / "agent.key", dir.path() / "aggregator.pub"};
+  IdentityConfig config{dir.path() / "agent.key", dir.path() / "aggregator.pub", {}};
   std::shared_ptr<spdlog::logger> log =
       std::make_shared<spdlog::logger>("t", std::make_shared<spdlog::sinks::null_sink_mt>());
 

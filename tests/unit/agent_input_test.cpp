@@ -2,13 +2,19 @@
 #include "postwatch/agent/agent_config.hpp"
 #include "postwatch/agent/event_json.hpp"
 #include "postwatch/agent/memory_backlog.hpp"
+#include "postwatch/agent/spool_store.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
 
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
 #include <fstream>
+#include <future>
+#include <mutex>
+
+#include <unistd.h>
 
 using namespace postwatch;
 using namespace postwatch::agent;
@@ -183,4 +189,48 @@ TEST(AgentConfig, APkcs11TokenNeedsItsModuleTokenAndPinFile) {
   EXPECT_NE(all.find("identity.pkcs11.module: no such file"), std::string::npos) << all;
   EXPECT_NE(all.find("identity.pkcs11.pin_file:"), std::string::npos) << all;
   EXPECT_NE(all.find("chmod 600"), std::string::npos) << all;
+}
+
+// A slow disk holds up the agent's upkeep only: while the interval fdatasync of its spool hangs
+// (a worn SD card), another source's submit() is accepted at once. Before, the upkeep synced
+// under the agent's one lock, so every source and Paho's thread waited for the disk.
+TEST(AgentSubmit, AnFdatasyncThatHangsDoesNotHoldUpSubmit) {
+  test::TempDir dir;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool syncing = false, release = false;
+  SpoolOptions opt{
+      .dir = dir.path() / "spool", .fsync = FsyncPolicy::Interval, .fsync_interval = std::chrono::milliseconds(0)};
+  opt.datasync = [&](int fd) {
+    std::unique_lock lk(mu);
+    syncing = true;
+    cv.notify_all();
+    cv.wait(lk, [&] { return release; });
+    return ::fdatasync(fd);
+  };
+  AgentConfig cfg;
+  cfg.agent_id = "t1";
+  cfg.post_id = "bamako";
+  cfg.broker_uri = "tcp://127.0.0.1:1";  // no broker: the upkeep runs all the same
+  cfg.allow_plaintext = true;
+  auto log = spdlog::default_logger();
+  Agent agent(cfg, std::make_shared<const IndicatorCatalogue>(catalogue()),
+              std::make_unique<SpoolStore>(std::move(opt), log), log);
+  agent.start();
+  IndicatorEvent e{0, 0, "terrorism_threat_level", ValueKind::Level, 2, "", "", {}};
+  ASSERT_TRUE(agent.submit(e).accepted);  // the segment now needs a sync
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return syncing; })) << "no upkeep sync";
+  }
+  auto other_source = std::async(std::launch::async, [&] { return agent.submit(e); });
+  const bool answered = other_source.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  {
+    std::lock_guard lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+  EXPECT_TRUE(answered) << "submit() waited for the disk";
+  EXPECT_TRUE(other_source.get().accepted);
+  agent.stop();
 }

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <vector>
 
@@ -40,7 +41,14 @@ class EventBacklog {
   virtual std::uint64_t next_seq() const = 0;
   virtual BacklogStats stats() const = 0;
   // Periodic upkeep (fsync, age bounds); called by the agent about once a second.
-  virtual void maintain(std::int64_t /*now_ms*/) {}
+  virtual void maintain(std::int64_t now_ms) {
+    if (auto disk_work = prepare_upkeep(now_ms)) disk_work();
+  }
+  // The same upkeep in two halves, so a slow disk holds up no other thread: this part needs the
+  // backlog's state (call it under the lock that serialises the backlog) and returns the disk
+  // work (fdatasync, writing the position file) to run once that lock is released. The returned
+  // work touches nothing but its own copies; run it before the next prepare_upkeep().
+  virtual std::function<void()> prepare_upkeep(std::int64_t /*now_ms*/) { return {}; }
   // The wall clock jumped by delta_ms: the times kept for the age bound move with it, so a
   // clock set forwards by years does not make every held event "too old" (docs/agent.md, "Time").
   virtual void clock_jumped(std::int64_t /*delta_ms*/) {}

@@ -7,12 +7,15 @@
 #include "postwatch/agent/spool_cipher.hpp"
 #include "postwatch/agent/spool_record.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace spdlog {
 class logger;
@@ -38,6 +41,9 @@ struct SpoolOptions {
   // (AgentConfig::parse); options built in code leave it empty.
   std::filesystem::path key_file{};
   SpoolAead aead = kDefaultSpoolAead;  // for new segments; the benchmark compares both
+  // How a segment is flushed to the disk; empty: fdatasync(2). Tests and the benchmark put a
+  // slow one here to stand for a slow SD card.
+  std::function<int(int)> datasync{};
 };
 
 // What start-up found on disk.
@@ -64,8 +70,10 @@ class SpoolStore final : public EventBacklog {
   std::uint64_t first_seq() const override;
   std::uint64_t next_seq() const override { return next_seq_; }
   BacklogStats stats() const override;
-  // Periodic upkeep: interval fsync, the age bound, persisting the ack position.
-  void maintain(std::int64_t now_ms) override;
+  // Periodic upkeep: interval fsync, the age bound, persisting the ack position. Under the
+  // interval policy the fdatasyncs (of the segment being written and of segments closed since)
+  // and the position file's write are the returned disk work, never done under the caller's lock.
+  std::function<void()> prepare_upkeep(std::int64_t now_ms) override;
   void clock_jumped(std::int64_t delta_ms) override;
 
   const SpoolRecovery& recovery() const { return recovery_; }
@@ -90,6 +98,9 @@ class SpoolStore final : public EventBacklog {
   void drop_front_segment(const char* why);
   void remove_settled_segments();
   void persist_position(bool force);
+  // Writes "<floor> <next>" to <dir>/position through position.tmp (write, fsync, rename).
+  static bool write_position(const std::filesystem::path& dir, std::uint64_t floor, std::uint64_t next);
+  int datasync(int fd) const;
   std::uint64_t held_in(const Segment& s) const;
 
   SpoolOptions opt_;
@@ -101,11 +112,13 @@ class SpoolStore final : public EventBacklog {
   int write_fd_ = -1;
   std::uint64_t next_seq_ = 1;
   std::uint64_t floor_ = 0;  // every seq <= floor_ is acknowledged or dropped
-  std::uint64_t persisted_floor_ = 0;
+  // Written by the disk work prepare_upkeep() returns, outside the caller's lock.
+  std::shared_ptr<std::atomic<std::uint64_t>> persisted_floor_ = std::make_shared<std::atomic<std::uint64_t>>(0);
   std::uint64_t held_ = 0;
   std::uint64_t bytes_ = 0;
   std::uint64_t dropped_ = 0;
   bool unsynced_ = false;
+  std::vector<int> closed_unsynced_;  // segments rotated away under the interval policy: sync, then close
   std::chrono::steady_clock::time_point last_sync_{};
   std::chrono::steady_clock::time_point last_persist_{};
   SpoolRecovery recovery_;
