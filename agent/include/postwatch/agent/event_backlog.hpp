@@ -34,7 +34,8 @@ class EventBacklog {
   virtual std::uint64_t append(IndicatorEvent e) = 0;
   // Appends up to `max` events with seq >= from_seq, in seq order, to `out`.
   virtual std::size_t read(std::uint64_t from_seq, std::size_t max, std::vector<IndicatorEvent>& out) = 0;
-  // The broker acknowledged every event up to and including `seq`.
+  // Every event up to and including `seq` is confirmed (by the aggregator, or the broker with
+  // delivery.confirm: broker) or settled otherwise: it may go.
   virtual void release_through(std::uint64_t seq) = 0;
   // Sequence number of the oldest held event, or next_seq() when empty.
   virtual std::uint64_t first_seq() const = 0;
