@@ -427,14 +427,17 @@ TEST(ScriptProbe, FailuresAreCountedAndReportedAsHealthEvents) {
 
 TEST(ScriptProbe, StopDoesNotWaitForAHangingScript) {
   RecordingSink sink;
+  test::TempDir dir;
+  const auto started = dir.path() / "started";
   ScriptProbeConfig cfg;
   cfg.indicator = "terrorism_threat_level";
-  cfg.command = {"/bin/sh", "-c", "sleep 60"};
+  cfg.command = {"/bin/sh", "-c", "touch '" + started.string() + "'; exec sleep 60"};
   cfg.timeout = std::chrono::seconds(60);
   cfg.interval = std::chrono::seconds(60);
   ScriptProbe probe(cfg, catalogue(), sink.sink(), quiet_log());
   probe.start();
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the script start (not synchronisation)
+  // The script is running (and hanging) once it has touched its marker.
+  ASSERT_TRUE(test::wait_until([&] { return std::filesystem::exists(started); }, std::chrono::seconds(10)));
   auto start = std::chrono::steady_clock::now();
   probe.stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
