@@ -314,10 +314,14 @@ std::function<void()> SpoolStore::prepare_upkeep(std::int64_t now_ms) {
   auto now = std::chrono::steady_clock::now();
   std::vector<int> to_sync;   // dup()s of the segment being written: syncing a copy leaves write_fd_ free
   std::vector<int> to_close;  // segments rotated away: synced, then closed
-  if (opt_.fsync == FsyncPolicy::Interval && now - last_sync_ >= opt_.fsync_interval) {
+  const bool pending = (unsynced_ && write_fd_ >= 0) || !closed_unsynced_.empty();
+  if (opt_.fsync == FsyncPolicy::Interval && pending && now - last_sync_ >= opt_.fsync_interval) {
     if (unsynced_ && write_fd_ >= 0) {
       int copy = ::dup(write_fd_);
-      if (copy >= 0) to_sync.push_back(copy);
+      if (copy >= 0)
+        to_sync.push_back(copy);
+      else
+        datasync(write_fd_);  // out of descriptors: sync here rather than not at all
     }
     to_close.swap(closed_unsynced_);
     unsynced_ = false;
