@@ -308,22 +308,28 @@ void SpoolStore::clock_jumped(std::int64_t delta_ms) {
   }
 }
 
-int SpoolStore::datasync(int fd) const { return opt_.datasync ? opt_.datasync(fd) : ::fdatasync(fd); }
+namespace {
+// fdatasync(2), or the hook SpoolOptions::datasync puts in its place.
+int flush_to_disk(const std::function<int(int)>& hook, int fd) { return hook ? hook(fd) : ::fdatasync(fd); }
+}  // namespace
+
+int SpoolStore::datasync(int fd) const { return flush_to_disk(opt_.datasync, fd); }
 
 std::function<void()> SpoolStore::prepare_upkeep(std::int64_t now_ms) {
   auto now = std::chrono::steady_clock::now();
-  std::vector<int> to_sync;   // dup()s of the segment being written: syncing a copy leaves write_fd_ free
-  std::vector<int> to_close;  // segments rotated away: synced, then closed
+  // Segments rotated away, and a dup() of the one being written (syncing a copy leaves
+  // write_fd_ free): each synced, then closed, outside the caller's lock.
+  std::vector<int> to_flush;
   const bool pending = (unsynced_ && write_fd_ >= 0) || !closed_unsynced_.empty();
   if (opt_.fsync == FsyncPolicy::Interval && pending && now - last_sync_ >= opt_.fsync_interval) {
+    to_flush.swap(closed_unsynced_);
     if (unsynced_ && write_fd_ >= 0) {
       int copy = ::dup(write_fd_);
       if (copy >= 0)
-        to_sync.push_back(copy);
+        to_flush.push_back(copy);
       else
         datasync(write_fd_);  // out of descriptors: sync here rather than not at all
     }
-    to_close.swap(closed_unsynced_);
     unsynced_ = false;
     last_sync_ = now;
   }
@@ -338,22 +344,17 @@ std::function<void()> SpoolStore::prepare_upkeep(std::int64_t now_ms) {
     if (floor_ != persisted_floor_->load()) position.emplace(floor_, next_seq_);
     last_persist_ = now;
   }
-  if (to_sync.empty() && to_close.empty() && !position) return {};
-  return [to_sync = std::move(to_sync), to_close = std::move(to_close), position, dir = opt_.dir,
-          persisted = persisted_floor_, sync = opt_.datasync] {
-    auto flush = [&](int fd) { return sync ? sync(fd) : ::fdatasync(fd); };
-    for (int fd : to_sync) {
-      flush(fd);
-      ::close(fd);
-    }
-    for (int fd : to_close) {
-      flush(fd);
-      ::close(fd);
-    }
-    // A position older than the spool's by a moment is still right: it only lets a few settled
-    // events be sent again after a crash, which the aggregator drops as duplicates.
-    if (position && write_position(dir, position->first, position->second)) persisted->store(position->first);
-  };
+  if (to_flush.empty() && !position) return {};
+  return
+      [to_flush = std::move(to_flush), position, dir = opt_.dir, persisted = persisted_floor_, hook = opt_.datasync] {
+        for (int fd : to_flush) {
+          flush_to_disk(hook, fd);
+          ::close(fd);
+        }
+        // A position older than the spool's by a moment is still right: it only lets a few settled
+        // events be sent again after a crash, which the aggregator drops as duplicates.
+        if (position && write_position(dir, position->first, position->second)) persisted->store(position->first);
+      };
 }
 
 }  // namespace postwatch::agent
