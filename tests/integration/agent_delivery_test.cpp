@@ -245,7 +245,8 @@ TEST_F(AgentDelivery, DropsMidStreamAreGivenUpFromTheHeartbeatAndTheRestIsConfir
       << "the confirmation never passed the dropped seqs\n"
       << aggregator.agent_track("tripoli/mid-drops").dump() << "\n"
       << agent_log_text.str() << "\nAGGREGATOR LOG\n"
-      << aggregator.process().log();
+      << aggregator.process().log() << "\nBROKER LOG\n"
+      << broker.log();
   s = agent->stats();
   auto t = aggregator.agent_track("tripoli/mid-drops");
   EXPECT_EQ(t["events"].get<std::uint64_t>() + s.backlog.dropped, s.accepted) << t.dump();  // applied + dropped

@@ -3,6 +3,7 @@
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/memory_backlog.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/mqtt_fault_proxy.hpp"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
@@ -148,4 +149,54 @@ TEST(AggregatorBrokerList, MovesToTheNextBrokerWhenOneIsDown) {
                      dir2.path() / "mixed.log");
   EXPECT_EQ(mixed.wait(std::chrono::seconds(15)), 2) << mixed.log();
   EXPECT_NE(mixed.log().find("both TLS and plaintext"), std::string::npos) << mixed.log();
+}
+
+// The broker refuses, on every reconnect, the publish the aggregator had in flight when its
+// connection broke: what Mosquitto does when paho.mqtt.c resends such a publish from buffers
+// it has freed ("disconnected due to malformed packet"; mqtt_ingest.cpp, rebuild()). Paho by
+// itself reconnects and is closed again for ever, and no agent is confirmed again. The
+// aggregator sees the connection closed right after each connect, starts a fresh client, and
+// every event is confirmed and stored once.
+TEST(AggregatorBrokerFault, AnInFlightPublishRefusedOnEveryReconnectIsLeftBehind) {
+  TempDir dir;
+  MosquittoBroker broker;
+  MqttFaultProxy proxy(broker.port());
+  AggregatorProcess agg(proxy.uri(), dir);
+  agent::AgentConfig cfg;
+  cfg.broker_uri = broker.uri();  // the agent's own path is sound
+  cfg.agent_id = "gw";
+  cfg.post_id = "tripoli";
+  cfg.allow_plaintext = true;
+  cfg.batch_max_delay = std::chrono::milliseconds(5);
+  auto cat = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_path()));
+  agent::Agent agent(cfg, cat, std::make_unique<agent::MemoryBacklog>(10000), spdlog::default_logger());
+  agent.start();
+  auto submit = [&](int n) {
+    for (int i = 0; i < n; ++i)
+      ASSERT_TRUE(agent.submit(IndicatorEvent{0, 0, "terrorist_attacks", ValueKind::Count, 1, "", "", {}}).accepted);
+  };
+  submit(50);
+  ASSERT_TRUE(agent.wait_until_drained(std::chrono::seconds(20))) << agg.process().log();
+
+  // The aggregator's next publishes (the confirmation of these events) stay in flight...
+  proxy.drop_publishes(true);
+  submit(50);
+  ASSERT_TRUE(wait_until([&] { return agg.events_accepted() == 100 && proxy.publishes_dropped() > 0; },
+                         std::chrono::seconds(20)));
+  // ...when its connection breaks; from now on each resend of them closes the connection.
+  proxy.refuse_resends(true);
+  proxy.drop_publishes(false);
+  proxy.cut();
+  ASSERT_TRUE(wait_until([&] { return proxy.resends_refused() >= 2; }, std::chrono::seconds(30)))
+      << agg.process().log();
+
+  // Well before the outbox's own 30 s for a message that never got an answer.
+  ASSERT_TRUE(agent.wait_until_drained(std::chrono::seconds(25))) << agg.process().log();
+  const auto log = agg.process().log();
+  EXPECT_NE(log.find("starting a fresh MQTT client"), std::string::npos) << log;
+  EXPECT_TRUE(wait_until([&] { return agg.events_accepted() == 100; }, std::chrono::seconds(10)))
+      << agg.get("/api/v1/stats").dump();
+  auto s = agg.get("/api/v1/stats");
+  EXPECT_EQ(s["events_accepted"], 100) << s.dump();
+  agent.stop();
 }

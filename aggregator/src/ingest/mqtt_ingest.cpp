@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <unordered_set>
 
 namespace postwatch::aggregator {
 namespace asio = boost::asio;
@@ -27,8 +28,8 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
         filters(std::move(f)),
         log(std::move(l)),
         handler(std::move(h)),
-        client(uris.front(), client_id,  // split_broker_uris never returns an empty list
-               mqtt::create_options_builder().max_buffered_messages(kMaxBuffered).finalize()),
+        owned(make_client()),
+        current(owned.get()),
         retry(io_) {}
 
   IngestFlowControl flow;
@@ -95,16 +96,22 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
       auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(tok.get_user_context()));
       if (impl->stopped || !impl->on_published) return;
       asio::post(impl->io, [self = impl->shared_from_this(), id, ok] {
-        if (self->on_published) self->on_published(id, ok);
+        // Absent: rebuild() has already reported it failed, with the client it was given to.
+        if (self->in_flight.erase(id) != 0 && self->on_published) self->on_published(id, ok);
       });
     }
     void on_success(const mqtt::token& tok) override { finish(tok, true); }
     void on_failure(const mqtt::token& tok) override { finish(tok, false); }
   } publish_listener;
   std::function<void(std::uint64_t, bool)> on_published;
+  std::unordered_set<std::uint64_t> in_flight;  // publish_tracked ids without an outcome (io thread)
   std::shared_ptr<spdlog::logger> log;
   Handler handler;
-  mqtt::async_client client;
+  // The Paho client in use. rebuild() swaps it on the io thread; Paho's threads read `current`.
+  std::unique_ptr<mqtt::async_client> owned;
+  std::atomic<mqtt::async_client*> current;
+  mqtt::async_client& client() const { return *current.load(); }
+  std::atomic<std::uint64_t> generation{0};  // callbacks of a replaced client carry an older one
   asio::steady_timer retry;
   std::atomic<bool> stopped{false};
   std::atomic<bool> connecting{false};  // our connect() is in progress (Paho's thread ends it)
@@ -114,6 +121,10 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   // counts as "kept".
   std::atomic<int> session_present{1};
   std::atomic<std::int64_t> connected_at_ms{0};
+  std::atomic<std::int64_t> connected_steady_ms{0};
+  std::atomic<int> quick_losses{0};  // connections lost within kQuickLoss of connecting, in a row
+  int rebuilds = 0;                  // io thread only, as the one below
+  std::int64_t last_rebuild_ms = 0;
   std::chrono::milliseconds backoff{250};
 
   mqtt::connect_options options() const {
@@ -154,9 +165,9 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
       });
       return;
     }
-    if (stopped || client.is_connected() || connecting.exchange(true)) return;
+    if (stopped || client().is_connected() || connecting.exchange(true)) return;
     try {
-      client.connect(options(), nullptr, *this);
+      client().connect(options(), nullptr, *this);
     } catch (const mqtt::exception& e) {
       connecting = false;
       log->warn("mqtt connect to {} failed: {}", uri, e.what());
@@ -177,7 +188,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
       return;
     }
     try {
-      if (!remove.empty() && client.is_connected()) client.unsubscribe(mqtt::string_collection::create(remove));
+      if (!remove.empty() && client().is_connected()) client().unsubscribe(mqtt::string_collection::create(remove));
     } catch (const mqtt::exception& e) {
       log->warn("unsubscribe failed: {}", e.what());
     }
@@ -186,13 +197,13 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
       return;
     }
     // Not connected: the next connect subscribes the whole set and on_subscribed follows.
-    if (!client.is_connected()) return;
+    if (!client().is_connected()) return;
     auto& listener = grants.emplace_back(std::make_unique<GrantListener>());
     listener->impl = shared_from_this();
     listener->done = std::move(granted);
     try {
       std::vector<int> qos(add.size(), 1);
-      client.subscribe(mqtt::string_collection::create(add), qos, nullptr, *listener);
+      client().subscribe(mqtt::string_collection::create(add), qos, nullptr, *listener);
     } catch (const mqtt::exception& e) {
       log->warn("subscribe failed: {}", e.what());
       listener->finish(false);
@@ -201,6 +212,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
 
   // iaction_listener for connect() (with one URI, paho's automatic reconnect covers later losses).
   void on_failure(const mqtt::token& tok) override {
+    if (tok.get_client() != current.load()) return;  // a replaced client's connect (rebuild)
     connecting = false;
     if (stopped) return;  // a connect that was in progress at stop()
     int rc = tok.get_return_code();
@@ -215,6 +227,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     asio::post(io, [self = shared_from_this()] { self->schedule_retry(); });
   }
   void on_success(const mqtt::token& tok) override {
+    if (tok.get_client() != current.load()) return;
     connecting = false;
     session_present = tok.get_connect_response().is_session_present() ? 1 : 0;
   }
@@ -304,22 +317,142 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
 
   void on_connected() {
     connected_at_ms = now_utc_ms();
+    connected_steady_ms = steady_ms();
     subscribed = false;
     subscribe_listener.impl = this;
     backoff = std::chrono::milliseconds(250);
-    std::vector<std::string> current;
+    std::vector<std::string> wanted;
     {
       std::lock_guard lk(filters_mu);
-      current = filters;
+      wanted = filters;
     }
     log->info("connected to {} {}; subscribing to {} filter(s)", uris.size() > 1 ? "one of the brokers" : "broker", uri,
-              current.size());
+              wanted.size());
     try {
-      std::vector<int> qos(current.size(), 1);
-      client.subscribe(mqtt::string_collection::create(current), qos, nullptr, subscribe_listener);
+      std::vector<int> qos(wanted.size(), 1);
+      client().subscribe(mqtt::string_collection::create(wanted), qos, nullptr, subscribe_listener);
     } catch (const mqtt::exception& e) {
       log->error("subscribe failed: {}", e.what());
     }
+  }
+
+  mqtt::async_client* make_client() const {
+    return new mqtt::async_client(uris.front(), client_id,  // split_broker_uris never returns an empty list
+                                  mqtt::create_options_builder().max_buffered_messages(kMaxBuffered).finalize());
+  }
+
+  static std::int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // The current client's callbacks. Each carries the generation it was made for, so a client
+  // that rebuild() replaced cannot act on the one that took over.
+  void install_handlers() {
+    std::weak_ptr<Impl> weak = shared_from_this();
+    const std::uint64_t gen = generation.load();
+    auto live = [weak, gen]() -> std::shared_ptr<Impl> {
+      auto self = weak.lock();
+      return self && !self->stopped && self->generation.load() == gen ? self : nullptr;
+    };
+    client().set_connected_handler([live](const std::string&) {
+      if (auto self = live()) self->on_connected();
+    });
+    client().set_connection_lost_handler([live](const std::string& cause) {
+      if (auto self = live()) self->on_connection_lost(cause);
+    });
+    // Hand each message to the io_context; the shared message pointer avoids copying the payload twice.
+    client().set_message_callback([live](mqtt::const_message_ptr msg) {
+      auto self = live();
+      if (!self) return;
+      self->admit();
+      Prechecked pre;
+      if (self->precheck) pre = self->precheck(msg->get_topic(), msg->get_payload_str());
+      self->queued += 1;
+      asio::post(self->io, [self, msg = std::move(msg), pre = std::move(pre)] {
+        if (!self->stopped) self->handler(msg->get_topic(), msg->get_payload_str(), pre);
+        self->handled();
+      });
+    });
+  }
+
+  void on_connection_lost(const std::string& cause) {
+    subscribed = false;
+    session_present = 1;  // Paho reconnects on its own; assume the broker kept our queue
+    log->warn("connection to broker lost: {}", cause.empty() ? "(no cause)" : cause);
+    const bool quick = steady_ms() - connected_steady_ms.load() < kQuickLoss.count();
+    const int in_a_row = quick ? quick_losses.fetch_add(1) + 1 : (quick_losses = 0, 0);
+    if (in_a_row >= kQuickLossesBeforeRebuild) {
+      quick_losses = 0;
+      asio::post(io, [self = shared_from_this()] { self->rebuild(); });
+    } else if (uris.size() > 1) {
+      // Not at once: Paho is still closing the lost session (see connect()).
+      asio::post(io, [self = shared_from_this()] { self->schedule_retry(); });
+    }
+  }
+
+  // A connection the broker closes right after every connect, over and over, is what a
+  // corrupt in-flight message looks like: paho.mqtt.c (1.3.12, and upstream as of 1.3.14)
+  // keeps a QoS 1 publish whose first write failed (the broker went away under it) in the
+  // session it resends on reconnect, with buffers the failed command has already freed.
+  // Mosquitto then reads garbage ("disconnected due to malformed packet") after each CONNACK
+  // and the aggregator never got back (seen in AgentDelivery.DropsMidStream..., strace showing
+  // the resent topic as freed bytes). Only a fresh client forgets it. The broker keeps our
+  // session and its queue (same client id, clean_session false); MqttOutbox sends again what
+  // the old client never had acknowledged.
+  void rebuild() {
+    if (stopped) return;
+    PahoCall call(*this);
+    if (!call.ok) {
+      auto timer = std::make_shared<asio::steady_timer>(io, kGateRetry);
+      timer->async_wait([self = shared_from_this(), timer](boost::system::error_code ec) {
+        if (!ec) self->rebuild();
+      });
+      return;
+    }
+    const auto now = steady_ms();
+    if (rebuilds >= kMaxRebuilds || (last_rebuild_ms != 0 && now - last_rebuild_ms < kRebuildSpacing.count())) {
+      if (uris.size() > 1) schedule_retry();
+      return;
+    }
+    rebuilds += 1;
+    last_rebuild_ms = now;
+    log->warn(
+        "the broker closed the connection within {} ms of {} connects in a row: starting a fresh MQTT client "
+        "(Paho may hold a corrupt message to resend; docs/reliability.md, \"A connection closed after every "
+        "connect\"); the broker keeps our session",
+        kQuickLoss.count(), kQuickLossesBeforeRebuild);
+    generation += 1;
+    auto& old = *owned;
+    try {
+      old.disable_callbacks();
+    } catch (const mqtt::exception&) {  // a connect in progress: its callbacks see the old generation
+    }
+    try {
+      old.disconnect(0);                // also ends its automatic reconnect
+    } catch (const mqtt::exception&) {  // not connected: Paho still stops reconnecting
+    }
+    // Never destroyed: destroying it would free the corrupt message's buffers a second time.
+    retire(std::move(owned));
+    owned.reset(make_client());
+    current = owned.get();
+    install_handlers();
+    connecting = false;
+    backoff = std::chrono::milliseconds(250);
+    connect();
+    // The old client never reports on what it held: the outbox sends those again now, not
+    // after its stuck_after.
+    auto lost = std::move(in_flight);
+    in_flight.clear();
+    if (on_published)
+      for (auto id : lost) on_published(id, false);
+  }
+
+  static void retire(std::unique_ptr<mqtt::async_client> c) {
+    static std::mutex mu;
+    static auto* kept = new std::vector<std::unique_ptr<mqtt::async_client>>;  // reachable, never freed
+    std::lock_guard lk(mu);
+    kept->push_back(std::move(c));
   }
 };
 
@@ -348,32 +481,7 @@ MqttIngest::MqttIngest(asio::io_context& io, std::string broker_uri, std::string
 MqttIngest::~MqttIngest() { stop(); }
 
 void MqttIngest::start() {
-  std::weak_ptr<Impl> weak = impl_;
-  impl_->client.set_connected_handler([weak](const std::string&) {
-    if (auto self = weak.lock(); self && !self->stopped) self->on_connected();
-  });
-  impl_->client.set_connection_lost_handler([weak](const std::string& cause) {
-    if (auto self = weak.lock(); self && !self->stopped) {
-      self->subscribed = false;
-      self->session_present = 1;  // Paho reconnects on its own; assume the broker kept our queue
-      self->log->warn("connection to broker lost: {}", cause.empty() ? "(no cause)" : cause);
-      // Not at once: Paho is still closing the lost session (see connect()).
-      if (self->uris.size() > 1) asio::post(self->io, [self] { self->schedule_retry(); });
-    }
-  });
-  // Hand each message to the io_context; the shared message pointer avoids copying the payload twice.
-  impl_->client.set_message_callback([weak](mqtt::const_message_ptr msg) {
-    auto self = weak.lock();
-    if (!self || self->stopped) return;
-    self->admit();
-    Prechecked pre;
-    if (self->precheck) pre = self->precheck(msg->get_topic(), msg->get_payload_str());
-    self->queued += 1;
-    asio::post(self->io, [self, msg = std::move(msg), pre = std::move(pre)] {
-      if (!self->stopped) self->handler(msg->get_topic(), msg->get_payload_str(), pre);
-      self->handled();
-    });
-  });
+  impl_->install_handlers();
   impl_->connect();
 }
 
@@ -404,14 +512,14 @@ void MqttIngest::stop() {
   impl_->gate_cv.notify_all();  // a paused delivery thread must not hold up the disconnect
   impl_->retry.cancel();
   try {
-    if (impl_->client.is_connected()) impl_->client.disconnect(std::chrono::milliseconds(500))->wait();
+    if (impl_->client().is_connected()) impl_->client().disconnect(std::chrono::milliseconds(500))->wait();
   } catch (const mqtt::exception&) {
   }
   // Paho refuses to drop its callbacks while a connect is in progress (a broker that took the
   // TCP connection and has not answered): the callbacks then stay, and the ones that can still
   // come see `stopped` and do nothing. Throwing here once aborted the stopping aggregator.
   try {
-    impl_->client.disable_callbacks();
+    impl_->client().disable_callbacks();
   } catch (const mqtt::exception& e) {
     impl_->log->info("mqtt: a connect to {} was in progress at stop ({}); left to end by itself", impl_->uri, e.what());
   }
@@ -420,7 +528,7 @@ void MqttIngest::stop() {
 // False while the delivery gate is closed: asking Paho then would wait for the gate (PahoCall).
 bool MqttIngest::connected() const {
   Impl::PahoCall call(*impl_);
-  return call.ok && impl_->client.is_connected();
+  return call.ok && impl_->client().is_connected();
 }
 bool MqttIngest::subscribed() const { return impl_->subscribed; }
 
@@ -440,15 +548,17 @@ void MqttIngest::set_on_published(std::function<void(std::uint64_t, bool)> fn) {
 bool MqttIngest::publish_tracked(std::uint64_t id, const std::string& topic, const std::string& payload,
                                  bool retained) {
   Impl::PahoCall call(*impl_);  // refused while the delivery gate is closed: MqttOutbox tries later
-  if (!call.ok || impl_->stopped || !impl_->client.is_connected()) return false;
+  if (!call.ok || impl_->stopped || !impl_->client().is_connected()) return false;
   try {
     // Paho builds the message itself: a message_ptr made here and released here would race,
     // as far as ThreadSanitizer can see, with Paho's uninstrumented release of its copy.
-    impl_->client.publish(topic, payload.data(), payload.size(), 1, retained,
-                          reinterpret_cast<void*>(static_cast<std::uintptr_t>(id)), impl_->publish_listener);
+    impl_->in_flight.insert(id);
+    impl_->client().publish(topic, payload.data(), payload.size(), 1, retained,
+                            reinterpret_cast<void*>(static_cast<std::uintptr_t>(id)), impl_->publish_listener);
     return true;
   } catch (const mqtt::exception& e) {
     // Lost the connection between the check and the call: MqttOutbox tries again later.
+    impl_->in_flight.erase(id);
     impl_->log->debug("publish to {} refused: {}", topic, e.what());
     return false;
   }
@@ -457,9 +567,9 @@ bool MqttIngest::publish_tracked(std::uint64_t id, const std::string& topic, con
 bool MqttIngest::publish_and_wait(const std::string& topic, const std::string& payload, bool retained,
                                   std::chrono::milliseconds timeout) {
   Impl::PahoCall call(*impl_);
-  if (!call.ok || !impl_->client.is_connected()) return false;
+  if (!call.ok || !impl_->client().is_connected()) return false;
   try {
-    return impl_->client.publish(topic, payload.data(), payload.size(), 1, retained)->wait_for(timeout);
+    return impl_->client().publish(topic, payload.data(), payload.size(), 1, retained)->wait_for(timeout);
   } catch (const mqtt::exception& e) {
     impl_->log->warn("publish to {} failed: {}", topic, e.what());
     return false;

@@ -115,6 +115,13 @@ class MqttIngest {
   static constexpr int kMaxBuffered = 2048;
   // How soon the io thread tries a Paho call again that the closed delivery gate put off.
   static constexpr std::chrono::milliseconds kGateRetry{20};
+  // A connection lost within kQuickLoss of connecting, kQuickLossesBeforeRebuild times in a
+  // row, makes a fresh Paho client (mqtt_ingest.cpp, rebuild()): at most kMaxRebuilds times,
+  // kRebuildSpacing apart.
+  static constexpr std::chrono::milliseconds kQuickLoss{1000};
+  static constexpr int kQuickLossesBeforeRebuild = 3;
+  static constexpr int kMaxRebuilds = 8;
+  static constexpr std::chrono::milliseconds kRebuildSpacing{30'000};
 
  private:
   struct Impl;
