@@ -12,7 +12,7 @@
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
 #include "ingest/delivery_confirmer.hpp"
-#include "ingest/mqtt_ingest.hpp"
+#include "ingest/delivery_gate.hpp"
 #include "outbound/outbound_queue.hpp"
 #include "postwatch/catalogue.hpp"
 #include "progress/strategy_progress.hpp"

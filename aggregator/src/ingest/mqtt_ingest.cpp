@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <unordered_set>
@@ -20,7 +19,7 @@ namespace asio = boost::asio;
 struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::iaction_listener {
   Impl(asio::io_context& io_, std::string uri_, std::string id, std::vector<std::string> f,
        std::shared_ptr<spdlog::logger> l, Handler h, IngestFlowControl fc)
-      : flow(std::move(fc)),
+      : gate(std::move(fc), l),
         io(io_),
         uri(std::move(uri_)),
         uris(split_broker_uris(uri)),
@@ -32,38 +31,7 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
         current(owned.get()),
         retry(io_) {}
 
-  IngestFlowControl flow;
-  std::atomic<std::size_t> queued{0};
-  std::atomic<bool> waiting{false};
-  // Paho calls from other threads (the io thread's publishes) under way: see PahoCall.
-  std::atomic<int> paho_calls{0};
-
-  // admit() waits inside Paho's message callback, where Paho holds its process-wide mutex:
-  // any Paho call from another thread blocks until the gate opens, and the gate waits for the
-  // io thread to drain its queue. Seen with gdb in the e2e benchmark: the io thread stuck in
-  // is_connected() for the whole max_pause (10 s), every process idle. So the io thread enters
-  // Paho only while the gate is open, and the gate closes only while no such call is inside
-  // (both flags sequentially consistent: each side sees the other's).
-  struct PahoCall {
-    Impl& impl;
-    bool ok;
-    explicit PahoCall(Impl& i) : impl(i) {
-      impl.paho_calls.fetch_add(1);
-      ok = !impl.waiting.load();
-      if (!ok) impl.paho_calls.fetch_sub(1);
-    }
-    ~PahoCall() {
-      if (ok) impl.paho_calls.fetch_sub(1);
-    }
-    PahoCall(const PahoCall&) = delete;
-    PahoCall& operator=(const PahoCall&) = delete;
-  };
-  std::atomic<std::uint64_t> pauses{0}, paused_ms{0}, overrides{0};
-  bool gate_overridden = false;  // paho's delivery thread only, as the two below
-  std::chrono::steady_clock::time_point last_pause_logged{};
-  std::uint64_t pauses_unlogged = 0;
-  std::mutex gate_mu;
-  std::condition_variable gate_cv;
+  DeliveryGate gate;  // between Paho's delivery thread and the io_context
 
   asio::io_context& io;
   std::string uri;  // as given, for log lines
@@ -157,8 +125,8 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   // refused call has freed: ASan saw that use-after-free when a lost connection's connect()
   // met one in progress (AggregatorBrokerList.MovesToTheNextBrokerWhenOneIsDown).
   void connect() {
-    PahoCall call(*this);  // a reconnect with the gate closed would wait for it: try again soon
-    if (!call.ok) {
+    DeliveryGate::OutsideCall call(gate);  // a reconnect with the gate closed would wait for it: try again soon
+    if (!call.ok()) {
       retry.expires_after(kGateRetry);
       retry.async_wait([self = shared_from_this()](boost::system::error_code ec) {
         if (!ec) self->connect();
@@ -176,10 +144,10 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   }
 
   // The Paho half of change_filters(), on the io thread. With the delivery gate closed it
-  // would wait for the gate, which waits for this thread (PahoCall): it tries again shortly.
+  // would wait for the gate, which waits for this thread (DeliveryGate::OutsideCall): it tries again shortly.
   void resubscribe(std::vector<std::string> add, std::vector<std::string> remove, std::function<void(bool)> granted) {
-    PahoCall call(*this);
-    if (!call.ok) {
+    DeliveryGate::OutsideCall call(gate);
+    if (!call.ok()) {
       auto timer = std::make_shared<asio::steady_timer>(io, kGateRetry);
       timer->async_wait([self = shared_from_this(), timer, add = std::move(add), remove = std::move(remove),
                          granted = std::move(granted)](boost::system::error_code ec) mutable {
@@ -257,64 +225,6 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     }
   } subscribe_listener;
 
-  bool behind() const { return flow.behind && flow.behind(); }
-  // Hysteresis: the gate closes at max_queued_messages and opens again at half of it. Without
-  // it a queue hovering at the bound paused (and logged a warning) once per message: 1 600
-  // warnings a second in the e2e benchmark, and the delivery thread waited on every message.
-  std::size_t resume_at() const { return flow.max_queued_messages / 2; }
-  bool over() const { return queued.load() >= flow.max_queued_messages || behind(); }
-  bool still_over() const { return queued.load() > resume_at() || behind(); }
-
-  // On paho's delivery thread, before each message is handed over: see IngestFlowControl.
-  void admit() {
-    if (gate_overridden) {
-      if (still_over()) return;  // open until the backlog is gone
-      gate_overridden = false;
-    }
-    if (!over()) return;
-    waiting = true;
-    if (paho_calls.load() > 0) {  // a Paho call is on its way in: pausing now would block it
-      waiting = false;
-      return;
-    }
-    const auto start = std::chrono::steady_clock::now();
-    pauses += 1;
-    // One line per pause at most every 10 s: under a steady overload the gate closes every
-    // half-queue, and the counters (ingest_pauses, ingest_paused_ms) carry the rest.
-    const bool say = last_pause_logged == std::chrono::steady_clock::time_point{} ||
-                     start - last_pause_logged >= std::chrono::seconds(10);
-    if (say) {
-      log->warn("back-pressure: {} message(s) queued, store {}; pausing MQTT delivery (the broker keeps the rest){}",
-                queued.load(), behind() ? "behind" : "keeping up",
-                pauses_unlogged ? fmt::format(" ({} pause(s) not logged since the last line)", pauses_unlogged) : "");
-      last_pause_logged = start;
-      pauses_unlogged = 0;
-    } else {
-      pauses_unlogged += 1;
-    }
-    {
-      std::unique_lock lk(gate_mu);
-      while (!stopped && still_over()) {
-        if (std::chrono::steady_clock::now() - start >= flow.max_pause) {
-          gate_overridden = true;
-          overrides += 1;
-          log->warn("back-pressure: still behind after {} ms; taking messages anyway so the connection stays up",
-                    flow.max_pause.count());
-          break;
-        }
-        gate_cv.wait_for(lk, std::chrono::milliseconds(20));
-      }
-      waiting = false;
-    }
-    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-    paused_ms += static_cast<std::uint64_t>(waited.count());
-    if (!gate_overridden && say) log->info("back-pressure: resumed after {} ms", waited.count());
-  }
-
-  void handled() {
-    if (queued.fetch_sub(1) <= resume_at() + 1 && waiting.load()) gate_cv.notify_all();
-  }
-
   void on_connected() {
     connected_at_ms = now_utc_ms();
     connected_steady_ms = steady_ms();
@@ -365,13 +275,13 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     client().set_message_callback([live](mqtt::const_message_ptr msg) {
       auto self = live();
       if (!self) return;
-      self->admit();
+      self->gate.admit();
       Prechecked pre;
       if (self->precheck) pre = self->precheck(msg->get_topic(), msg->get_payload_str());
-      self->queued += 1;
+      self->gate.queued_one();
       asio::post(self->io, [self, msg = std::move(msg), pre = std::move(pre)] {
         if (!self->stopped) self->handler(msg->get_topic(), msg->get_payload_str(), pre);
-        self->handled();
+        self->gate.handled();
       });
     });
   }
@@ -402,8 +312,8 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
   // the old client never had acknowledged.
   void rebuild() {
     if (stopped) return;
-    PahoCall call(*this);
-    if (!call.ok) {
+    DeliveryGate::OutsideCall call(gate);
+    if (!call.ok()) {
       auto timer = std::make_shared<asio::steady_timer>(io, kGateRetry);
       timer->async_wait([self = shared_from_this(), timer](boost::system::error_code ec) {
         if (!ec) self->rebuild();
@@ -509,7 +419,7 @@ void MqttIngest::change_filters(const std::vector<std::string>& add, const std::
 
 void MqttIngest::stop() {
   if (impl_->stopped.exchange(true)) return;
-  impl_->gate_cv.notify_all();  // a paused delivery thread must not hold up the disconnect
+  impl_->gate.release();  // a paused delivery thread must not hold up the disconnect
   impl_->retry.cancel();
   try {
     if (impl_->client().is_connected()) impl_->client().disconnect(std::chrono::milliseconds(500))->wait();
@@ -525,10 +435,10 @@ void MqttIngest::stop() {
   }
 }
 
-// False while the delivery gate is closed: asking Paho then would wait for the gate (PahoCall).
+// False while the delivery gate is closed: asking Paho then would wait for the gate (OutsideCall).
 bool MqttIngest::connected() const {
-  Impl::PahoCall call(*impl_);
-  return call.ok && impl_->client().is_connected();
+  DeliveryGate::OutsideCall call(impl_->gate);
+  return call.ok() && impl_->client().is_connected();
 }
 bool MqttIngest::subscribed() const { return impl_->subscribed; }
 
@@ -536,9 +446,7 @@ bool MqttIngest::may_be_backlog(std::int64_t now_ms) const {
   return impl_->session_present.load() != 0 && now_ms - impl_->connected_at_ms.load() < kBacklogSettleMs;
 }
 
-IngestFlowStats MqttIngest::flow() const {
-  return {impl_->queued.load(), impl_->pauses.load(), impl_->paused_ms.load(), impl_->overrides.load()};
-}
+IngestFlowStats MqttIngest::flow() const { return impl_->gate.stats(); }
 
 void MqttIngest::set_on_published(std::function<void(std::uint64_t, bool)> fn) {
   impl_->publish_listener.impl = impl_.get();
@@ -547,8 +455,8 @@ void MqttIngest::set_on_published(std::function<void(std::uint64_t, bool)> fn) {
 
 bool MqttIngest::publish_tracked(std::uint64_t id, const std::string& topic, const std::string& payload,
                                  bool retained) {
-  Impl::PahoCall call(*impl_);  // refused while the delivery gate is closed: MqttOutbox tries later
-  if (!call.ok || impl_->stopped || !impl_->client().is_connected()) return false;
+  DeliveryGate::OutsideCall call(impl_->gate);  // refused while the delivery gate is closed: MqttOutbox tries later
+  if (!call.ok() || impl_->stopped || !impl_->client().is_connected()) return false;
   try {
     // Paho builds the message itself: a message_ptr made here and released here would race,
     // as far as ThreadSanitizer can see, with Paho's uninstrumented release of its copy.
@@ -566,8 +474,8 @@ bool MqttIngest::publish_tracked(std::uint64_t id, const std::string& topic, con
 
 bool MqttIngest::publish_and_wait(const std::string& topic, const std::string& payload, bool retained,
                                   std::chrono::milliseconds timeout) {
-  Impl::PahoCall call(*impl_);
-  if (!call.ok || !impl_->client().is_connected()) return false;
+  DeliveryGate::OutsideCall call(impl_->gate);
+  if (!call.ok() || !impl_->client().is_connected()) return false;
   try {
     return impl_->client().publish(topic, payload.data(), payload.size(), 1, retained)->wait_for(timeout);
   } catch (const mqtt::exception& e) {

@@ -2,6 +2,7 @@
 // paho calls back on its own threads, the state is only touched on the io_context.
 #pragma once
 
+#include "ingest/delivery_gate.hpp"
 #include "postwatch/verify_key.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -22,25 +23,6 @@ namespace postwatch::aggregator {
 struct MqttMessage {
   std::string topic;
   std::string payload;
-};
-
-// Back-pressure: while more than `max_queued_messages` wait for the io_context, or
-// `behind()` says a later stage (the store) is too far behind, paho's delivery thread
-// waits before handing over the next message. Paho then stops reading the socket and
-// the broker keeps the rest in our persistent session. A pause longer than `max_pause`
-// would starve paho's keep-alive and drop the connection, so after that the gate
-// stays open (memory grows instead, and the log says so) until the pressure ends.
-struct IngestFlowControl {
-  std::size_t max_queued_messages = 4096;
-  std::function<bool()> behind;  // called on paho's thread: must be thread-safe and cheap
-  std::chrono::milliseconds max_pause{10'000};
-};
-
-struct IngestFlowStats {
-  std::size_t queued_messages = 0;  // handed to the io_context, not yet handled
-  std::uint64_t pauses = 0;         // times the gate closed
-  std::uint64_t paused_ms = 0;      // total time paho's thread waited
-  std::uint64_t overrides = 0;      // pauses that hit max_pause and opened the gate anyway
 };
 
 // How the aggregator logs in to the broker (docs/operations.md): its own user, and TLS
