@@ -55,15 +55,24 @@ unsigned short free_port() {
   throw std::runtime_error("free_port: the kernel kept handing out ports already used");
 }
 
-bool port_accepts(unsigned short port) {
+int connect_loopback(unsigned short port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(port);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool port_accepts(unsigned short port) {
+  int fd = connect_loopback(port);
+  if (fd < 0) return false;
   ::close(fd);
-  return ok;
+  return true;
 }
 
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,

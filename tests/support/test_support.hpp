@@ -14,6 +14,8 @@ namespace postwatch::test {
 // A free TCP port on 127.0.0.1 (bound then released).
 unsigned short free_port();
 bool port_accepts(unsigned short port);
+// A TCP connection to 127.0.0.1:port (blocking); -1 if refused. The caller closes it.
+int connect_loopback(unsigned short port);
 
 // Polls `pred` until true or the deadline passes: the tests' only way to wait.
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,

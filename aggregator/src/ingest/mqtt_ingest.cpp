@@ -291,7 +291,11 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     session_present = 1;  // Paho reconnects on its own; assume the broker kept our queue
     log->warn("connection to broker lost: {}", cause.empty() ? "(no cause)" : cause);
     const bool quick = steady_ms() - connected_steady_ms.load() < kQuickLoss.count();
-    const int in_a_row = quick ? quick_losses.fetch_add(1) + 1 : (quick_losses = 0, 0);
+    int in_a_row = 0;
+    if (quick)
+      in_a_row = quick_losses.fetch_add(1) + 1;
+    else
+      quick_losses = 0;
     if (in_a_row >= kQuickLossesBeforeRebuild) {
       quick_losses = 0;
       asio::post(io, [self = shared_from_this()] { self->rebuild(); });
