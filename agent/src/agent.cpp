@@ -127,6 +127,13 @@ struct Agent::Impl {
   std::size_t broker_at = 0, failures_in_round = 0;
   const std::string& broker() const { return brokers[broker_at]; }
   std::thread publisher;
+  // uplink.compression, used by the publisher thread only. Null: batches go plain.
+  std::unique_ptr<BatchPacker> packer;       // zstd without a dictionary
+  std::unique_ptr<BatchPacker> dict_packer;  // with the catalogue's (zstd-dictionary only)
+  // The dictionary the aggregator unpacks with, from its last verified confirmation (0: none
+  // named yet). The dictionary is used only while it is ours: before that, zstd without it.
+  std::atomic<std::uint32_t> aggregator_dictionary{0};
+  std::uint32_t dictionary_noted = 0;  // the last aggregator dictionary logged about
 
   const Post* post_entry = nullptr;  // in *catalogue
   std::string password;              // from password_file; never logged
@@ -158,6 +165,35 @@ struct Agent::Impl {
       throw ConfigError("tls: broker_uri " + config.broker_uri + " uses TLS and needs a tls section");
     clock_sync = read_clock_sync(now_utc_ms());
     identity.load();
+    if (config.compression != BatchCompression::None) packer = std::make_unique<BatchPacker>();
+    if (config.compression == BatchCompression::ZstdDictionary)
+      dict_packer = std::make_unique<BatchPacker>(BatchDictionary::for_catalogue(*catalogue));
+  }
+
+  // On the publisher thread: the payload as uplink.compression wants it. The catalogue's
+  // dictionary only once the aggregator said it holds the same one: an aggregator on another
+  // catalogue would refuse every batch as unknown_dictionary.
+  std::vector<std::uint8_t> compress(std::vector<std::uint8_t> plain) {
+    if (!packer) return plain;
+    BatchPacker* use = packer.get();
+    if (dict_packer) {
+      const std::uint32_t theirs = aggregator_dictionary.load();
+      if (theirs == dict_packer->dictionary_id()) use = dict_packer.get();
+      if (theirs != dictionary_noted && theirs != 0) {
+        dictionary_noted = theirs;
+        if (use == dict_packer.get())
+          log->info("the aggregator unpacks with this catalogue's dictionary {:08x}: batches use it", theirs);
+        else
+          log->warn(
+              "the aggregator unpacks with dictionary {:08x}, this agent's catalogue gives {:08x}: batches are "
+              "compressed without it (run the same catalogue at both ends: docs/agent.md, \"Thin links\")",
+              theirs, dict_packer->dictionary_id());
+      }
+    }
+    auto packed = use->pack(plain);
+    // A batch of one event barely compresses without the dictionary: the envelope outweighs
+    // the gain, and the plain batch is what every aggregator reads anyway.
+    return packed.size() < plain.size() ? packed : plain;
   }
 
   // Caller holds mu. A jump moves the backlog's age bound with it and marks the seqs stamped before it.
@@ -469,6 +505,7 @@ struct Agent::Impl {
           batch.events.resize(batch.events.size() / 2);  // long notes and tags: fewer events per message
           payload = encode_batch(batch, signing_key());
         }
+        payload = compress(std::move(payload));  // after signing: the signature covers the plain batch
         InflightBatch ib{nullptr, batch.events.back().seq, batch.events.size()};
         batch.events.swap(events);
         try {
@@ -609,6 +646,7 @@ struct Agent::Impl {
       return;
     }
     identity.note_key_notice(c);  // verified: its rotation notice, if any, is the aggregator's
+    aggregator_dictionary = c.batch_dictionary;
     std::uint64_t issued_through = 0;
     bool unknown = false, warn = false;
     {

@@ -290,7 +290,7 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
                  {"broker_uri",   "broker_fallbacks", "agent_id",       "post_id",  "username",  "password_file",
                   "tls",          "allow_plaintext",  "catalogue_file", "spool",    "batch",     "heartbeat_interval_s",
                   "keep_alive_s", "queue_max_events", "delivery",       "identity", "local_api", "drop_dir",
-                  "probes",       "scripts"});
+                  "probes",       "scripts",          "uplink"});
   r.str(root, "", "broker_uri", c.broker_uri);
   r.str(root, "", "agent_id", c.agent_id, true);
   r.str(root, "", "post_id", c.post_id, true);
@@ -390,6 +390,12 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
     r.uint(*batch, "batch.", "max_delay_ms", delay, 0, 60000);
     c.batch_max_delay = std::chrono::milliseconds(delay);
     r.uint(*batch, "batch.", "max_inflight", c.max_inflight_batches, 1, 1000);
+  }
+  if (const json* uplink = r.section(root, "uplink", {"compression"})) {
+    std::string compression;
+    r.str(*uplink, "uplink.", "compression", compression);
+    if (!compression.empty() && !parse_batch_compression(compression, c.compression))
+      r.fail("uplink.compression", "must be none, zstd or zstd-dictionary");
   }
   // Enrolment writes both (docs/security.md); by default beside the spool directory.
   c.identity.key_file = c.spool.dir.parent_path() / "agent.key";

@@ -37,6 +37,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <mutex>
 #include <stdexcept>
 
 namespace postwatch::aggregator {
@@ -239,9 +240,27 @@ struct AggregatorService::Impl {
     // Batch signatures are verified on Paho's delivery thread, beside the io thread's work
     // (docs/aggregator.md); the io thread still decides whether the key is valid.
     precheck.refresh(trust.keys(), now_utc_ms(), 0);
-    mqtt.set_precheck([this](const std::string& topic, const std::string& payload) {
+    // Compressed batches are unpacked there too, once: the signature covers the plain batch.
+    // The lock is for the moment a rebuilt Paho client's thread overlaps the old one's.
+    struct PahoUnpacker {
+      std::mutex mu;
+      BatchUnpacker unpacker;
+    };
+    auto paho_unpacker = std::make_shared<PahoUnpacker>();
+    paho_unpacker->unpacker.add_dictionary(ingest.dictionary());
+    mqtt.set_precheck([this, paho_unpacker](const std::string& topic, const std::string& payload) {
       Prechecked pre;
-      if (topic.ends_with("/events")) pre.signed_by = precheck.verify(as_bytes(payload));
+      if (!topic.ends_with("/events")) return pre;
+      auto bytes = as_bytes(payload);
+      if (is_packed_batch(bytes)) {
+        auto plain = std::make_shared<std::vector<std::uint8_t>>();
+        std::lock_guard lk(paho_unpacker->mu);
+        if (paho_unpacker->unpacker.unpack(bytes, *plain) != DecodeError::None) return pre;
+        pre.packed_bytes = payload.size();
+        pre.unpacked = std::move(plain);
+        bytes = *pre.unpacked;
+      }
+      pre.signed_by = precheck.verify(bytes);
       return pre;
     });
     for (const auto& f : trust.created_files()) log->info("made {} (keep it: docs/security.md, \"Key custody\")", f);
@@ -357,7 +376,9 @@ struct AggregatorService::Impl {
       return;
     }
     // Clustered, events come from JetStream (JetStreamCluster), not from this subscription.
-    ingest.on_message(topic, as_bytes(payload), now, !mqtt.may_be_backlog(now), pre.signed_by.get());
+    if (pre.unpacked) ingest.count_unpacked(pre.packed_bytes, pre.unpacked->size());
+    ingest.on_message(topic, pre.unpacked ? std::span<const std::uint8_t>(*pre.unpacked) : as_bytes(payload), now,
+                      !mqtt.may_be_backlog(now), pre.signed_by.get());
   }
 
   void replay_row(const StoredEventRow& r) {

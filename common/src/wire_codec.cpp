@@ -77,6 +77,9 @@ std::string_view to_string(DecodeError error) {
     case DecodeError::TooManyEvents: return "too_many_events";
     case DecodeError::FieldTooLong: return "field_too_long";
     case DecodeError::BadValue: return "bad_value";
+    case DecodeError::UnknownCodec: return "unknown_codec";
+    case DecodeError::UnknownDictionary: return "unknown_dictionary";
+    case DecodeError::CorruptFrame: return "corrupt_frame";
   }
   return "unknown";
 }
@@ -295,8 +298,9 @@ std::vector<std::uint8_t> encode_delivery_confirm(const DeliveryConfirm& c, cons
   if (!c.next_key.empty()) next_key = fbb.CreateVector(c.next_key);
   auto retired = key_id_list(fbb, c.retired_key_ids);
   auto sig = signed_fields::add(fbb, signer);
-  auto root = fbw::CreateDeliveryConfirm(fbb, WireLimits::schema_version, agent, post, c.through_seq, c.at_ms,
-                                         c.resend_from, sig.key_id, sig.signature, next_key, retired);
+  auto root =
+      fbw::CreateDeliveryConfirm(fbb, WireLimits::schema_version, agent, post, c.through_seq, c.at_ms, c.resend_from,
+                                 sig.key_id, sig.signature, next_key, retired, c.batch_dictionary);
   fbw::FinishDeliveryConfirmBuffer(fbb, root);
   return signed_fields::finish(fbb, fbw::GetDeliveryConfirm(fbb.GetBufferPointer()), signer);
 }
@@ -333,6 +337,7 @@ DecodeError decode_delivery_confirm_aligned(std::span<const std::uint8_t> payloa
   out.through_seq = c->through_seq();
   out.at_ms = c->at_ms();
   out.resend_from = c->resend_from();
+  out.batch_dictionary = c->batch_dictionary();
   return DecodeError::None;
 }
 

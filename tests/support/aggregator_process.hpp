@@ -72,15 +72,15 @@ class AggregatorProcess {
                                   broker_uri,
                                   "--http-port",
                                   std::to_string(http_port_),
-                                  "--catalogue",
-                                  catalogue_path().string(),
                                   "--client-id",
                                   client_id.empty() ? "agg-" + std::to_string(http_port_) : client_id,
                                   "--data-dir",
                                   (dir.path() / "aggregator-data").string()};
-    // Fast, undebounced defaults for tests, unless the test sets its own.
-    for (const auto& [flag, value] :
-         {std::pair<const char*, const char*>{"--min-duration-s", "0"}, {"--tick-ms", "50"}})
+    // The source tree's catalogue and fast, undebounced defaults for tests, unless the test sets its own.
+    const std::string catalogue = catalogue_path().string();
+    for (const auto& [flag, value] : {std::pair<const char*, const char*>{"--catalogue", catalogue.c_str()},
+                                      {"--min-duration-s", "0"},
+                                      {"--tick-ms", "50"}})
       if (std::find(extra.begin(), extra.end(), flag) == extra.end()) a.insert(a.end(), {flag, value});
     a.insert(a.end(), extra.begin(), extra.end());
     return a;

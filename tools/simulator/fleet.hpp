@@ -26,6 +26,7 @@ struct AgentSpec {
   std::vector<std::string> broker_fallbacks;  // --broker's further URIs: the agent's broker_fallbacks
   std::string label;                          // short, for log lines: "sim-3/bamako"
   std::filesystem::path identity_dir;         // enrolled (--enrol): its key files here; empty: unsigned
+  BatchCompression compression = BatchCompression::None;  // --compression: the agent's uplink.compression
 };
 
 struct FleetTotals {

@@ -30,6 +30,7 @@ agent::AgentConfig in_process_agent_config(const AgentSpec& spec, const std::fil
   c.catalogue_file = catalogue_file;
   c.batch_max_delay = std::chrono::milliseconds(100);  // the board should move within a tick or two
   c.queue_max_events = kBacklogEvents;
+  c.compression = spec.compression;
   if (!spec.identity_dir.empty()) c.identity = identity_of(spec);
   return c;
 }

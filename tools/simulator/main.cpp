@@ -112,6 +112,7 @@ struct Options {
   std::string enrol;  // the aggregator's http://host:port: enrol every agent first (signed fleet)
   std::string enrol_token_file;
   std::string identity_dir;
+  std::string compression = "none";
 };
 
 // The options, or the exit code when the program should end right away.
@@ -155,7 +156,9 @@ std::variant<Options, int> parse_options(int argc, char** argv) {
       "enrol-token-file", po::value(&o.enrol_token_file)->value_name("FILE"),
       "--enrol: a file (0600) holding an operator token of the aggregator's --tokens-file")(
       "identity-dir", po::value(&o.identity_dir)->value_name("DIR"),
-      "--enrol: where each agent's key and the aggregator's key go (kept); default a temporary directory, removed");
+      "--enrol: where each agent's key and the aggregator's key go (kept); default a temporary directory, removed")(
+      "compression", po::value(&o.compression)->default_value(o.compression),
+      "every agent's uplink.compression: none, zstd or zstd-dictionary (docs/agent.md, \"Thin links\")");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -190,6 +193,10 @@ std::variant<Options, int> parse_options(int argc, char** argv) {
   }
   if (!o.identity_dir.empty() && o.enrol.empty()) {
     std::cerr << "postwatch-sim: --identity-dir is for --enrol\n";
+    return 2;
+  }
+  if (BatchCompression c; !parse_batch_compression(o.compression, c)) {
+    std::cerr << "postwatch-sim: --compression must be none, zstd or zstd-dictionary\n";
     return 2;
   }
   if (!o.work_dir.empty() && !o.processes) {
@@ -354,6 +361,8 @@ int run(const Options& o, const std::shared_ptr<spdlog::sinks::sink>& sink,
   if (broker_commands) broker = std::make_unique<sim::BrokerControl>(o.broker_stop_cmd, o.broker_start_cmd, log);
 
   std::string tag = run_tag();
+  BatchCompression compression{};
+  parse_batch_compression(o.compression, compression);  // checked by parse_options
   std::vector<sim::AgentSpec> specs;
   for (auto p : posts)
     for (std::size_t k = 0; k < o.agents_per_post; ++k) {
@@ -366,7 +375,8 @@ int run(const Options& o, const std::shared_ptr<spdlog::sinks::sink>& sink,
                        relay ? relay->uri(specs.size()) : brokers.front(),
                        std::vector<std::string>(brokers.begin() + 1, brokers.end()),
                        "sim-" + n + "/" + post_id,
-                       {}});
+                       {},
+                       compression});
       // NOLINTEND(performance-inefficient-string-concatenation)
     }
   std::optional<TempIdentityDir> identities;

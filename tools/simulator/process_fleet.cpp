@@ -38,6 +38,8 @@ json agent_config(const AgentSpec& spec, const fs::path& catalogue_file, const f
          {"spool", {{"dir", spool_dir.string()}, {"max_bytes", 64 << 20}, {"segment_bytes", 1 << 20}}},
          {"batch", {{"max_delay_ms", 100}}}};
   if (!spec.broker_fallbacks.empty()) c["broker_fallbacks"] = spec.broker_fallbacks;
+  if (spec.compression != BatchCompression::None)
+    c["uplink"] = {{"compression", std::string(to_string(spec.compression))}};
   if (!spec.identity_dir.empty()) {  // enrolled by --enrol (fleet_enrolment.hpp)
     const auto id = identity_of(spec);
     c["identity"] = {{"key_file", id.key_file.string()}, {"aggregator_key_file", id.aggregator_key_file.string()}};

@@ -583,6 +583,9 @@ HttpResponse ApiRoutes::stats() {
          {"batches_topic_mismatch", c.batches_topic_mismatch},
          {"batches_unknown_post", c.batches_unknown_post},
          {"batches_clock_skew", c.batches_clock_skew},
+         {"batches_compressed", c.batches_compressed},
+         {"compressed_bytes_received", c.compressed_bytes_received},
+         {"compressed_bytes_unpacked", c.compressed_bytes_unpacked},
          {"events_accepted", c.events_accepted},
          {"events_duplicate", c.events_duplicate},
          {"events_unknown_indicator", c.events_unknown_indicator},
@@ -643,6 +646,12 @@ HttpResponse ApiRoutes::metrics() {
   m.sample("postwatch_batches_rejected_total", L::label("reason", "bad_topic"), c.batches_bad_topic);
   m.sample("postwatch_batches_rejected_total", L::label("reason", "topic_mismatch"), c.batches_topic_mismatch);
   m.sample("postwatch_batches_rejected_total", L::label("reason", "unknown_post"), c.batches_unknown_post);
+  m.family("postwatch_batches_compressed_total", "counter", "Compressed event batches (PackedBatch) unpacked.");
+  m.sample("postwatch_batches_compressed_total", "", c.batches_compressed);
+  m.family("postwatch_compressed_bytes_total", "counter",
+           "Bytes of the compressed batches: as received (form=wire) and unpacked (form=plain).");
+  m.sample("postwatch_compressed_bytes_total", L::label("form", "wire"), c.compressed_bytes_received);
+  m.sample("postwatch_compressed_bytes_total", L::label("form", "plain"), c.compressed_bytes_unpacked);
   m.family("postwatch_batches_clock_skew_total", "counter",
            "Accepted batches whose sent_at differed from the aggregator's clock by more than the allowed skew.");
   m.sample("postwatch_batches_clock_skew_total", "", c.batches_clock_skew);

@@ -31,7 +31,20 @@ std::uint64_t IngestCounters::batches_rejected() const {
 
 BatchIngest::BatchIngest(const IndicatorCatalogue& catalogue, AgentTable& agents, IndicatorState& state,
                          std::shared_ptr<spdlog::logger> log, IngestPolicy policy, EventSink* sink)
-    : catalogue_(catalogue), state_(state), log_(std::move(log)), policy_(policy), sink_(sink), agents_(agents) {}
+    : catalogue_(catalogue),
+      state_(state),
+      log_(std::move(log)),
+      policy_(policy),
+      sink_(sink),
+      dictionary_(BatchDictionary::for_catalogue(catalogue)),
+      unpacker_({dictionary_}),
+      agents_(agents) {}
+
+void BatchIngest::count_unpacked(std::size_t wire_bytes, std::size_t plain_bytes) {
+  counters_.batches_compressed += 1;
+  counters_.compressed_bytes_received += wire_bytes;
+  counters_.compressed_bytes_unpacked += plain_bytes;
+}
 
 void BatchIngest::reject(std::string_view topic, std::string_view why) {
   // A flood of bad payloads must not flood the log: the first 100, then every 1000th.
@@ -188,6 +201,23 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
     counters_.batches_bad_topic += 1;
     reject(topic, "not an events topic");
     return 0;
+  }
+  if (is_packed_batch(payload)) {
+    auto err = unpacker_.unpack(payload, unpacked_);
+    if (err != DecodeError::None) {
+      counters_.batches_undecodable[static_cast<std::size_t>(err)] += 1;
+      std::string why =
+          std::string(to_string(err)) + " compressed payload (" + std::to_string(payload.size()) + " bytes)";
+      if (err == DecodeError::UnknownDictionary)
+        why += fmt::format(
+            ": dictionary {:08x}, ours is {:08x} (the agent runs another catalogue; it falls back to "
+            "compression without the dictionary when its events stay unconfirmed)",
+            unpacker_.last_dictionary_id(), dictionary_->id());
+      reject(topic, why);
+      return 0;
+    }
+    count_unpacked(payload.size(), unpacked_.size());
+    payload = unpacked_;
   }
   auto err = decode_batch(payload, batch_);
   if (err != DecodeError::None) {

@@ -5,6 +5,7 @@
 
 #include "ingest/agent_table.hpp"
 #include "ingest/seq_window.hpp"
+#include "postwatch/batch_packing.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/wire_codec.hpp"
 #include "rollup/indicator_state.hpp"
@@ -45,6 +46,10 @@ struct IngestCounters {
   // Refused by their signature, by SignatureVerdict (unsigned_refused, bad_signature,
   // unknown_key, revoked_key): nothing of them was applied, stored or counted as seen.
   std::array<std::uint64_t, kSignatureRefusals> batches_refused_signature{};
+  // Compressed batches (PackedBatch) that unpacked, and their bytes on the wire and unpacked.
+  std::uint64_t batches_compressed = 0;
+  std::uint64_t compressed_bytes_received = 0;
+  std::uint64_t compressed_bytes_unpacked = 0;
 
   std::uint64_t batches_rejected() const;
 };
@@ -75,6 +80,7 @@ class BatchIngest {
   void replay(std::string_view post, std::string_view agent, const EventView& e, std::int64_t received_at_ms,
               std::int64_t clock_correction_ms = 0);
 
+  // `payload` is an EventBatch or a PackedBatch (batch_packing.hpp), which it unpacks first.
   // Returns how many events of the message were applied as new. `prompt`: the message cannot
   // have waited long in the broker (see ClockOffset), so a slow clock it shows is believed.
   // `verified`: the agent key that already verified the payload's signature on another thread
@@ -94,6 +100,12 @@ class BatchIngest {
   // The agent dropped every seq <= `seq` it had not been confirmed (its heartbeat says where
   // its spool starts): the unseen ones become gaps. Returns the gaps counted.
   std::uint64_t give_up(AgentRecord& agent, std::uint64_t seq);
+
+  // A PackedBatch of `wire_bytes` that another thread unpacked to `plain_bytes` before handing
+  // the plain batch to on_message (MqttIngest's precheck): counted as if unpacked here.
+  void count_unpacked(std::size_t wire_bytes, std::size_t plain_bytes);
+  // The dictionary of this ingest's catalogue, which compressed batches may use.
+  const std::shared_ptr<const BatchDictionary>& dictionary() const { return dictionary_; }
 
   const IngestCounters& counters() const { return counters_; }
   const AgentTable& agents() const { return agents_; }
@@ -133,6 +145,9 @@ class BatchIngest {
   std::vector<PersistedEvent> persist_buf_;
   IngestCounters counters_;
   BatchView batch_;  // reused so steady-state decoding does not allocate
+  std::shared_ptr<const BatchDictionary> dictionary_;
+  BatchUnpacker unpacker_;
+  std::vector<std::uint8_t> unpacked_;  // reused, like batch_
   AgentTable& agents_;
   std::size_t tracked_ = 0;
   std::uint64_t rejections_logged_ = 0;

@@ -16,6 +16,7 @@ bool DeliveryConfirmer::send(const AgentRecord& r, std::uint64_t through, std::u
   DeliveryConfirm c{r.name, catalogue_.posts()[r.post].id, through, now_ms, resend_from};
   c.next_key = next_key_;
   c.retired_key_ids = retired_ids_;
+  c.batch_dictionary = ingest_.dictionary()->id();
   auto payload = encode_delivery_confirm(c, signer_);
   // The confirmation is retained (a reconnecting agent hears the latest at once); a resend
   // request is not (it would be replayed to the agent on every reconnect).

@@ -42,6 +42,10 @@ struct Prechecked {
   // The agent key whose signature verified over the payload; null: not checked, unsigned, or
   // not verified (the io thread then checks it itself).
   std::shared_ptr<const VerifyKey> signed_by;
+  // A compressed batch unpacked here: the plain EventBatch, and the size it had on the wire.
+  // Null: not compressed, or it did not unpack (the io thread then refuses it with the reason).
+  std::shared_ptr<const std::vector<std::uint8_t>> unpacked;
+  std::size_t packed_bytes = 0;
 };
 
 class MqttIngest {

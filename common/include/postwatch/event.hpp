@@ -83,6 +83,7 @@ struct DeliveryConfirm {
   std::size_t signature_offset = 0;
   std::vector<std::uint8_t> next_key{};        // 32 bytes: the aggregator's next key, to trust
   std::vector<std::string> retired_key_ids{};  // aggregator keys to stop trusting
+  std::uint32_t batch_dictionary = 0;          // the dictionary the aggregator unpacks with (0: none)
 };
 
 enum class ClockSync : std::uint8_t { Unknown = 0, Synchronised = 1, Unsynchronised = 2 };

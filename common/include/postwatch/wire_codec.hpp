@@ -33,8 +33,12 @@ enum class DecodeError : std::uint8_t {
   TooManyEvents,
   FieldTooLong,  // an id, text or note beyond its limit; a signature that is not 64 bytes
   BadValue,      // NaN/inf number or unknown kind
+  // A PackedBatch (batch_packing.hpp) only:
+  UnknownCodec,       // a codec this reader does not know
+  UnknownDictionary,  // compressed with a dictionary this reader does not hold
+  CorruptFrame,       // not one whole zstd frame of exactly the declared size
 };
-inline constexpr std::size_t decode_error_count = 8;
+inline constexpr std::size_t decode_error_count = 11;
 std::string_view to_string(DecodeError error);
 
 // With a `signer`, the payload carries its key id and signature (docs/security.md).

@@ -3,6 +3,7 @@
 
 #include "postwatch/agent/pkcs11_key.hpp"
 #include "postwatch/agent/spool_store.hpp"
+#include "postwatch/batch_packing.hpp"
 
 #include <chrono>
 #include <cstddef>
@@ -116,6 +117,9 @@ struct AgentConfig {
   std::chrono::seconds expect_every{0};
   std::chrono::seconds keep_alive{20};
   std::size_t max_inflight_batches = 8;
+  // uplink.compression (docs/agent.md, "Thin links"): none until every aggregator it may reach
+  // reads compressed batches.
+  BatchCompression compression = BatchCompression::None;
   std::size_t queue_max_events = 1'000'000;  // in-memory backlog only (tests, simulator)
   DeliveryConfirmMode confirm = DeliveryConfirmMode::Aggregator;
   IdentityConfig identity;

@@ -1,0 +1,186 @@
+// Compressed batches over a real broker to the real aggregator (docs/wire-format.md,
+// "PackedBatch"): an agent set to zstd-dictionary is confirmed and switches to the dictionary
+// once the aggregator names it; one on another catalogue stays without it and loses nothing;
+// a bomb, a truncated frame and an unknown dictionary are refused with their reasons while the
+// aggregator goes on.
+#include "postwatch/agent/agent.hpp"
+#include "postwatch/agent/memory_backlog.hpp"
+#include "postwatch/batch_packing.hpp"
+#include "postwatch/wire/postwatch_packed_generated.h"
+#include "support/aggregator_process.hpp"
+
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
+#include <zstd.h>
+
+#include <fstream>
+#include <mutex>
+
+using namespace postwatch;
+using namespace postwatch::test;
+using nlohmann::json;
+
+namespace {
+
+std::shared_ptr<const IndicatorCatalogue> our_catalogue() {
+  static const auto c = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_path()));
+  return c;
+}
+
+// Every events payload on the broker, as the dictionary id it was packed with (-1: plain).
+class EventsTap {
+ public:
+  explicit EventsTap(const std::string& uri) : client_(uri, "events-tap") {
+    client_.set_message_callback([this](mqtt::const_message_ptr m) {
+      const auto& p = m->get_payload();
+      std::span<const std::uint8_t> bytes{reinterpret_cast<const std::uint8_t*>(p.data()), p.size()};
+      std::int64_t dict = -1;
+      if (is_packed_batch(bytes)) dict = wire::v1::GetPackedBatch(bytes.data())->dictionary_id();
+      std::lock_guard lk(mu_);
+      seen_.push_back(dict);
+    });
+    client_.connect()->wait();
+    client_.subscribe("postwatch/v1/+/+/+/events", 1)->wait();
+  }
+  std::vector<std::int64_t> seen() {
+    std::lock_guard lk(mu_);
+    return seen_;
+  }
+
+ private:
+  mqtt::async_client client_;
+  std::mutex mu_;
+  std::vector<std::int64_t> seen_;
+};
+
+std::unique_ptr<agent::Agent> compressing_agent(const std::string& uri, const std::string& id) {
+  agent::AgentConfig cfg;
+  cfg.broker_uri = uri;
+  cfg.agent_id = id;
+  cfg.post_id = "bamako";
+  cfg.allow_plaintext = true;
+  cfg.batch_max_delay = std::chrono::milliseconds(10);
+  cfg.compression = BatchCompression::ZstdDictionary;
+  auto a = std::make_unique<agent::Agent>(cfg, our_catalogue(), std::make_unique<agent::MemoryBacklog>(100000),
+                                          spdlog::default_logger());
+  a->start();
+  return a;
+}
+
+// Submits `n` level readings and waits until the aggregator confirmed all of them.
+bool submit_and_confirm(agent::Agent& a, int n) {
+  for (int i = 0; i < n; ++i)
+    if (!a.submit({0, 0, "terrorism_threat_level", ValueKind::Level, double(1 + i % 5), "", "", {}}).accepted)
+      return false;
+  const auto target = a.stats().accepted;
+  return wait_until([&] { return a.stats().confirmed_through_seq >= target; }, std::chrono::seconds(20));
+}
+
+// gbvs.json with one indicator added: another catalogue, another dictionary.
+std::filesystem::path other_catalogue(const TempDir& dir) {
+  std::ifstream in(catalogue_path());
+  auto j = json::parse(in);
+  auto added = j["indicators"][0];
+  added["id"] = added["id"].get<std::string>() + "_b";
+  j["indicators"].push_back(added);
+  auto path = dir.path() / "other-catalogue.json";
+  std::ofstream(path) << j.dump();
+  return path;
+}
+
+}  // namespace
+
+TEST(CompressedBatches, AnAgentUsesTheDictionaryOnceTheAggregatorNamesItAndIsConfirmed) {
+  TempDir dir;
+  MosquittoBroker broker;
+  AggregatorProcess aggregator(broker, dir);
+  EventsTap tap(broker.uri());
+  auto agent = compressing_agent(broker.uri(), "zd-1");
+  ASSERT_TRUE(submit_and_confirm(*agent, 1));  // before any confirmation: zstd without the dictionary
+  ASSERT_TRUE(submit_and_confirm(*agent, 300));
+  const auto ours = BatchDictionary::for_catalogue(*our_catalogue())->id();
+  const auto seen = tap.seen();
+  ASSERT_GE(seen.size(), 2u);
+  // The first batch cannot know the aggregator's dictionary; one event compresses too little
+  // without it, so it went plain.
+  EXPECT_EQ(seen.front(), -1);
+  EXPECT_EQ(seen.back(), ours);
+  const auto packed = static_cast<std::size_t>(std::count(seen.begin(), seen.end(), std::int64_t{ours}));
+  EXPECT_EQ(packed, seen.size() - 1) << "every batch after the first confirmation uses the dictionary";
+
+  auto stats = aggregator.get("/api/v1/stats");
+  EXPECT_EQ(stats["events_accepted"], 301);
+  EXPECT_EQ(stats["batches_compressed"], packed);
+  EXPECT_LT(stats["compressed_bytes_received"].get<std::uint64_t>(),
+            stats["compressed_bytes_unpacked"].get<std::uint64_t>() / 2)
+      << stats.dump();
+  EXPECT_EQ(stats["batches_rejected"], 0);
+}
+
+TEST(CompressedBatches, AnAgentOnAnotherCatalogueCompressesWithoutItsDictionaryAndLosesNothing) {
+  TempDir dir;
+  MosquittoBroker broker;
+  AggregatorProcess aggregator(broker, dir, {"--catalogue", other_catalogue(dir).string()});
+  EventsTap tap(broker.uri());
+  auto agent = compressing_agent(broker.uri(), "zd-2");
+  ASSERT_TRUE(submit_and_confirm(*agent, 1));
+  ASSERT_TRUE(submit_and_confirm(*agent, 200));
+  const auto seen = tap.seen();
+  ASSERT_FALSE(seen.empty());
+  for (auto d : seen) EXPECT_LE(d, 0) << "a dictionary the aggregator does not hold";
+  EXPECT_GT(std::count(seen.begin(), seen.end(), 0), 0) << "compressed without it";
+  auto stats = aggregator.get("/api/v1/stats");
+  EXPECT_EQ(stats["events_accepted"], 201);
+  EXPECT_EQ(stats["batches_undecodable"]["unknown_dictionary"], 0);
+}
+
+TEST(CompressedBatches, ABombATruncatedFrameAndAnUnknownDictionaryAreRefusedWithTheirReasons) {
+  TempDir dir;
+  MosquittoBroker broker;
+  AggregatorProcess aggregator(broker, dir);
+  const std::string topic = "postwatch/v1/sub-saharan-africa/bamako/raw-1/events";
+  EventBatch b{"raw-1", "bamako", 0, {}};
+  b.events.push_back({1, 0, "terrorism_threat_level", ValueKind::Level, 4, "", "", {}});
+  const auto plain = encode_batch(b);
+  auto envelope = [](const std::vector<std::uint8_t>& frame, std::uint32_t declared, std::uint32_t dict) {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto data = fbb.CreateVector(frame);
+    wire::v1::FinishPackedBatchBuffer(fbb,
+                                      wire::v1::CreatePackedBatch(fbb, 1, wire::v1::Codec::Zstd, declared, dict, data));
+    return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+  };
+  std::vector<std::uint8_t> zeros(16u << 20, 0), bomb(ZSTD_compressBound(zeros.size()));
+  bomb.resize(ZSTD_compress(bomb.data(), bomb.size(), zeros.data(), zeros.size(), 3));
+  BatchPacker packer;
+  const auto good = packer.pack(plain);
+  const auto* g = wire::v1::GetPackedBatch(good.data());
+  std::vector<std::uint8_t> frame(g->data()->begin(), g->data()->end());
+  std::vector<std::uint8_t> cut(frame.begin(), frame.end() - 3);
+
+  mqtt::async_client raw(broker.uri(), "raw-publisher");
+  raw.connect()->wait();
+  raw.publish(topic, envelope(bomb, 1000, 0), 1, false)->wait();
+  raw.publish(topic, envelope(cut, g->plain_size(), 0), 1, false)->wait();
+  raw.publish(topic, envelope(frame, g->plain_size(), 0x12345678), 1, false)->wait();
+  ASSERT_TRUE(
+      wait_until([&] { return aggregator.get("/api/v1/stats")["batches_rejected"] == 3; }, std::chrono::seconds(10)))
+      << aggregator.get("/api/v1/stats").dump();
+  auto stats = aggregator.get("/api/v1/stats");
+  EXPECT_EQ(stats["batches_undecodable"]["oversized"], 1);
+  EXPECT_EQ(stats["batches_undecodable"]["corrupt_frame"], 1);
+  EXPECT_EQ(stats["batches_undecodable"]["unknown_dictionary"], 1);
+  EXPECT_EQ(stats["batches_compressed"], 0);
+  const auto log = aggregator.process().log();
+  EXPECT_NE(log.find("oversized compressed payload"), std::string::npos) << log;
+  EXPECT_NE(log.find("corrupt_frame compressed payload"), std::string::npos) << log;
+  EXPECT_NE(log.find("unknown_dictionary compressed payload"), std::string::npos) << log;
+  EXPECT_NE(log.find("dictionary 12345678"), std::string::npos) << log;
+
+  // Still running, and the intact batch goes through.
+  raw.publish(topic, std::string(good.begin(), good.end()), 1, false)->wait();
+  EXPECT_TRUE(wait_until([&] { return aggregator.events_accepted() == 1; }, std::chrono::seconds(10)));
+  EXPECT_EQ(aggregator.get("/api/v1/stats")["batches_compressed"], 1);
+  EXPECT_TRUE(aggregator.process().running());
+  raw.disconnect()->wait();
+}
