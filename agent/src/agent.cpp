@@ -4,6 +4,7 @@
 #include "postwatch/agent/clock_watch.hpp"
 #include "postwatch/agent/confirm_stall.hpp"
 #include "postwatch/agent/tls_diagnostics.hpp"
+#include "postwatch/agent/uplink_budget.hpp"
 
 #include "postwatch/clock.hpp"
 #include "postwatch/enrolment.hpp"
@@ -134,6 +135,9 @@ struct Agent::Impl {
   // named yet). The dictionary is used only while it is ours: before that, zstd without it.
   std::atomic<std::uint32_t> aggregator_dictionary{0};
   std::uint32_t dictionary_noted = 0;  // the last aggregator dictionary logged about
+  // uplink.max_kbit_s, kept by the publisher thread; what it sent, for metrics() on any thread.
+  UplinkBudget uplink;
+  std::atomic<std::uint64_t> uplink_sent{0}, uplink_rate{0};
 
   const Post* post_entry = nullptr;  // in *catalogue
   std::string password;              // from password_file; never logged
@@ -165,6 +169,7 @@ struct Agent::Impl {
       throw ConfigError("tls: broker_uri " + config.broker_uri + " uses TLS and needs a tls section");
     clock_sync = read_clock_sync(now_utc_ms());
     identity.load();
+    uplink = UplinkBudget(config.uplink_max_kbit_s * 1000 / 8);
     if (config.compression != BatchCompression::None) packer = std::make_unique<BatchPacker>();
     if (config.compression == BatchCompression::ZstdDictionary)
       dict_packer = std::make_unique<BatchPacker>(BatchDictionary::for_catalogue(*catalogue));
@@ -262,10 +267,20 @@ struct Agent::Impl {
     m.confirmed_through_seq = counters.confirmed_through_seq;
     // Below this, nothing can be resent: confirmed, or dropped by the overflow policy.
     if (config.aggregator_confirms()) m.held_from_seq = backlog->first_seq();
+    m.uplink_bytes = uplink_sent;
+    m.uplink_bytes_per_s = uplink_rate;
+    m.uplink_cap_bytes_per_s = config.uplink_max_kbit_s * 1000 / 8;
     return m;
   }
 
+  // On the publisher thread: a message of `payload` bytes went out on `on_topic`.
+  void spent_uplink(std::string_view on_topic, std::size_t payload, int qos) {
+    uplink.spend(mqtt_publish_bytes(on_topic, payload, qos), std::chrono::steady_clock::now());
+    uplink_sent = uplink.sent_bytes();
+  }
+
   void publish_heartbeat() {
+    uplink_rate = uplink.take_rate(std::chrono::steady_clock::now());
     AgentState st = state_message(true);
     {
       std::lock_guard lk(mu);
@@ -275,6 +290,7 @@ struct Agent::Impl {
     auto payload = encode_agent_state(st, signing_key());
     try {
       client->publish(heartbeat_topic, payload.data(), payload.size(), 0, false);
+      spent_uplink(heartbeat_topic, payload.size(), 0);  // counted, never held back
       std::lock_guard lk(mu);
       counters.heartbeats_sent += 1;
     } catch (const mqtt::exception& e) {
@@ -506,6 +522,14 @@ struct Agent::Impl {
           payload = encode_batch(batch, signing_key());
         }
         payload = compress(std::move(payload));  // after signing: the signature covers the plain batch
+        // Under uplink.max_kbit_s the batch waits for the link, a slice at a time so PUBACKs,
+        // confirmations and heartbeats are not held up; it is read from the spool again then.
+        if (auto wait = uplink.delay(mqtt_publish_bytes(topic, payload.size(), 1), std::chrono::steady_clock::now());
+            wait.count() > 0) {
+          std::unique_lock lk(mu);
+          cv.wait_for(lk, std::min(wait, kUplinkWaitSlice), [&] { return stopping; });
+          break;
+        }
         InflightBatch ib{nullptr, batch.events.back().seq, batch.events.size()};
         batch.events.swap(events);
         try {
@@ -514,6 +538,7 @@ struct Agent::Impl {
           note_error(std::string("publish failed: ") + e.what());
           break;
         }
+        spent_uplink(topic, payload.size(), 1);
         cursor = ib.last_seq + 1;
         inflight.push_back(std::move(ib));
       }
@@ -698,6 +723,7 @@ struct Agent::Impl {
     auto payload = encode_agent_state(st, signing_key());
     try {
       client->publish(state_topic, payload.data(), payload.size(), 1, true);
+      spent_uplink(state_topic, payload.size(), 1);
     } catch (const mqtt::exception& e) {
       note_error(std::string("birth message failed: ") + e.what());
     }
@@ -831,6 +857,8 @@ struct Agent::Impl {
   bool connected_once = false;
   std::vector<std::unique_ptr<mqtt::async_client>> stale_clients;  // retired: stuck connects, lost connections
   static constexpr std::chrono::seconds kConnectTimeout{5};
+  // The longest the send loop waits in one go for the uplink cap.
+  static constexpr std::chrono::milliseconds kUplinkWaitSlice{250};
   // A confirmation normally follows within a second or two (a cluster's takeover: a lease and a
   // redelivery, a few seconds): 15 s without one means it is not coming.
   static constexpr std::chrono::milliseconds kConfirmStallFirst{15'000};

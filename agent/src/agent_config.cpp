@@ -391,7 +391,8 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
     c.batch_max_delay = std::chrono::milliseconds(delay);
     r.uint(*batch, "batch.", "max_inflight", c.max_inflight_batches, 1, 1000);
   }
-  if (const json* uplink = r.section(root, "uplink", {"compression"})) {
+  if (const json* uplink = r.section(root, "uplink", {"compression", "max_kbit_s"})) {
+    r.uint(*uplink, "uplink.", "max_kbit_s", c.uplink_max_kbit_s, 0, 10'000'000);
     std::string compression;
     r.str(*uplink, "uplink.", "compression", compression);
     if (!compression.empty() && !parse_batch_compression(compression, c.compression))

@@ -220,7 +220,8 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st, const Signing
     const auto& m = st.metrics;
     metrics = fbw::CreateAgentMetrics(fbb, m.spool_events, m.spool_bytes, m.oldest_unsent_age_ms, m.events_accepted,
                                       m.events_sent, m.events_dropped, m.reconnects, m.rss_bytes, m.uptime_s,
-                                      m.sent_through_seq, m.confirmed_through_seq, m.held_from_seq);
+                                      m.sent_through_seq, m.confirmed_through_seq, m.held_from_seq, m.uplink_bytes,
+                                      m.uplink_bytes_per_s, m.uplink_cap_bytes_per_s);
   }
   auto trusted = key_id_list(fbb, st.aggregator_key_ids);
   auto sig = signed_fields::add(fbb, signer);
@@ -283,7 +284,10 @@ DecodeError decode_agent_state_aligned(std::span<const std::uint8_t> payload, Ag
                                m->uptime_s(),
                                m->sent_through_seq(),
                                m->confirmed_through_seq(),
-                               m->held_from_seq()};
+                               m->held_from_seq(),
+                               m->uplink_bytes(),
+                               m->uplink_bytes_per_s(),
+                               m->uplink_cap_bytes_per_s()};
   }
   return DecodeError::None;
 }

@@ -86,6 +86,7 @@ bool MqttFaultProxy::pass(Pair& p, bool from_client) {
   char chunk[65536];
   auto n = ::recv(from, chunk, sizeof chunk, 0);
   if (n <= 0) return false;
+  if (from_client) bytes_from_clients_ += static_cast<std::uint64_t>(n);
   buf.append(chunk, static_cast<std::size_t>(n));
   for (;;) {
     const std::size_t len = first_packet_length(buf);

@@ -1,5 +1,5 @@
-// A loopback TCP proxy in front of a broker that reads MQTT's framing and can misbehave on
-// purpose: drop the client's publishes (so they stay in flight, unacknowledged and never
+// A loopback TCP proxy in front of a broker that reads MQTT's framing, counts the clients'
+// bytes, and can misbehave on purpose: drop the client's publishes (so they stay in flight, unacknowledged and never
 // delivered), refuse a client's resent publish (DUP set) by closing the connection, and cut
 // every connection.
 // Together they make the one fault Paho never recovers from by itself (mqtt_ingest.cpp,
@@ -29,6 +29,8 @@ class MqttFaultProxy {
   std::uint64_t connections() const { return connections_; }
   std::uint64_t publishes_dropped() const { return publishes_dropped_; }
   std::uint64_t resends_refused() const { return resends_refused_; }
+  // Every byte the clients sent through it: what an uplink cap is measured against.
+  std::uint64_t bytes_from_clients() const { return bytes_from_clients_; }
 
  private:
   struct Pair {
@@ -44,7 +46,7 @@ class MqttFaultProxy {
   int wake_[2] = {-1, -1};
   std::vector<Pair> pairs_;  // the proxy's thread only
   std::atomic<bool> stop_{false}, cut_{false}, drop_publishes_{false}, refuse_resends_{false};
-  std::atomic<std::uint64_t> connections_{0}, publishes_dropped_{0}, resends_refused_{0};
+  std::atomic<std::uint64_t> connections_{0}, publishes_dropped_{0}, resends_refused_{0}, bytes_from_clients_{0};
   std::thread thread_;
 };
 

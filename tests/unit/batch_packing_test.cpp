@@ -92,7 +92,9 @@ TEST(BatchPacking, TheDictionaryShrinksSmallBatchesMost) {
     const auto z = zstd.pack(plain).size(), d = with_dict.pack(plain).size();
     EXPECT_LT(d, z) << n << " events";
     // One event is too little for zstd alone: the envelope and frame outweigh what it saves.
-    if (n > 1) EXPECT_LT(z, plain.size()) << n << " events";
+    if (n > 1) {
+      EXPECT_LT(z, plain.size()) << n << " events";
+    }
   }
   const auto one = encode_batch(batch_of(1));
   EXPECT_LE(with_dict.pack(one).size() * 2, one.size()) << "a one-event batch should at least halve";

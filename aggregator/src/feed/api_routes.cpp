@@ -522,7 +522,10 @@ json agent_json(const std::string& key, const std::string& post, const AgentReco
                       {"events_dropped", m.events_dropped},
                       {"reconnects", m.reconnects},
                       {"rss_bytes", m.rss_bytes},
-                      {"uptime_s", m.uptime_s}};
+                      {"uptime_s", m.uptime_s},
+                      {"uplink_bytes", m.uplink_bytes},
+                      {"uplink_bytes_per_s", m.uplink_bytes_per_s},
+                      {"uplink_cap_bytes_per_s", m.uplink_cap_bytes_per_s}};
     }
   } else {
     // Events, but never a birth (yet): say so rather than guess.

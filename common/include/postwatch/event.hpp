@@ -70,6 +70,8 @@ struct AgentMetrics {
   std::uint64_t sent_through_seq = 0;       // highest seq the broker acknowledged
   std::uint64_t confirmed_through_seq = 0;  // highest aggregator confirmation applied (0: broker mode)
   std::uint64_t held_from_seq = 0;          // oldest seq still held, awaiting confirmation (0: broker mode)
+  // MQTT bytes sent since start, the rate since the previous heartbeat, the cap (0: none).
+  std::uint64_t uplink_bytes = 0, uplink_bytes_per_s = 0, uplink_cap_bytes_per_s = 0;
 };
 
 // The aggregator's answer to one agent (schemas/postwatch_delivery.fbs).

@@ -120,6 +120,9 @@ struct AgentConfig {
   // uplink.compression (docs/agent.md, "Thin links"): none until every aggregator it may reach
   // reads compressed batches.
   BatchCompression compression = BatchCompression::None;
+  // uplink.max_kbit_s: a cap on the MQTT bytes the agent sends (0: none); the spool takes up
+  // what the link cannot carry.
+  std::uint64_t uplink_max_kbit_s = 0;
   std::size_t queue_max_events = 1'000'000;  // in-memory backlog only (tests, simulator)
   DeliveryConfirmMode confirm = DeliveryConfirmMode::Aggregator;
   IdentityConfig identity;
