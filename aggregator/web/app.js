@@ -323,6 +323,12 @@
     $('n-alarms').textContent = String(open.length);
     $('n-agents').textContent = state.agentsOnline === null ? '–' : String(state.agentsOnline);
     $('n-silent').textContent = String(state.posts.filter((p) => p.silent).length);
+    // Events a post's agents dropped (a full spool) or a broker lost: shown, never silent.
+    const losing = state.posts.filter((p) => p.events_lost > 0);
+    const lost = losing.reduce((sum, p) => sum + p.events_lost, 0);
+    $('n-lost').textContent = String(lost);
+    $('t-lost').hidden = lost === 0;
+    $('t-lost').title = losing.map((p) => `${p.city}: ${p.events_lost}`).join(', ');
     // Alarm notifications that did not get through (docs/alerting.md): an alarm is never
     // silently not notified. Waiting for grouping is normal; a failed attempt or a long wait is not.
     const nf = state.notify;
@@ -638,7 +644,7 @@
         h('button', { type: 'button', class: `tile status-${p.status}`, id: `post-${p.id}`,
                       onclick: () => { location.hash = `#/goal/${r.goal}/region/${encodeURIComponent(r.region)}/post/${encodeURIComponent(p.id)}`; } },
           h('span', { class: 'tile-name' }, `${p.city}`), pill(p.silent ? 'unknown' : p.status),
-          h('span', { class: 'tile-meta' }, `${p.country} · ${p.silent ? 'SILENT · ' : ''}${p.indicators_reporting} indicator(s) · last heard ${fmtAgo(p.last_seen_ms)}`)))));
+          h('span', { class: 'tile-meta' }, `${p.country} · ${p.silent ? 'SILENT · ' : ''}${p.events_lost ? `${p.events_lost} event(s) lost · ` : ''}${p.indicators_reporting} indicator(s) · last heard ${fmtAgo(p.last_seen_ms)}`)))));
   }
 
   async function showPost(r) {
@@ -656,6 +662,7 @@
     });
     $('drill-body').replaceChildren(
       facts([['post', p.id], ['region', p.region], ['silent', p.silent ? 'yes' : 'no'], ['last heard', fmtAgo(p.last_seen_ms)],
+        ['events lost', p.events_lost ? `${p.events_lost} (dropped by a full spool at the post, or lost by a broker)` : 'none'],
         ...(p.agents || []).map((a) => [`agent ${a.agent} clock`, clockText(a.clock)])]),
       h('h3', null, r.goal ? `Indicators (goal ${r.goal} first)` : 'Indicators'),
       inds.length === 0 ? h('p', null, 'This post has not reported anything yet.') :

@@ -253,6 +253,13 @@ TEST_F(AgentDelivery, DropsMidStreamAreGivenUpFromTheHeartbeatAndTheRestIsConfir
   EXPECT_EQ(t["gaps"], s.backlog.dropped) << t.dump();
   EXPECT_EQ(t["highest_seq"], s.accepted);
   EXPECT_GE(aggregator.get("/api/v1/stats").value("confirm_dropped_given_up", std::uint64_t{0}), s.backlog.dropped);
+  // The post shows what it lost (the dashboard's "events lost"), never silently.
+  EXPECT_EQ(aggregator.get("/api/v1/posts/tripoli")["events_lost"], s.backlog.dropped);
+  bool listed = false;
+  const auto posts = aggregator.get("/api/v1/posts");
+  for (const auto& p : posts["posts"])
+    if (p["id"] == "tripoli") listed = p["events_lost"] == s.backlog.dropped;
+  EXPECT_TRUE(listed) << posts.dump();
   agent->stop();
 }
 

@@ -386,6 +386,15 @@ HttpResponse ApiRoutes::regions(const Query& q) {
   return json_response(http::status::ok, body);
 }
 
+std::uint64_t ApiRoutes::events_lost(std::uint32_t post) const {
+  std::uint64_t lost = 0;
+  for (auto aid : src_.agents.at_post(post)) {
+    const AgentRecord& a = src_.agents[aid];
+    if (a.has_events) lost += a.events.seqs.gaps();
+  }
+  return lost;
+}
+
 HttpResponse ApiRoutes::posts(const Query& q) {
   const auto& cat = src_.catalogue;
   auto csv = wants_csv(q);
@@ -422,7 +431,8 @@ HttpResponse ApiRoutes::posts(const Query& q) {
                     {"indicators_reporting", row.reporting},
                     {"indicators_red", row.red},
                     {"indicators_amber", row.amber},
-                    {"last_seen_ms", seen}});
+                    {"last_seen_ms", seen},
+                    {"events_lost", events_lost(p)}});
     add_maintenance(list.back(), p);
   }
   if (*csv) return csv_response("posts.csv", std::move(out));
@@ -475,8 +485,10 @@ HttpResponse ApiRoutes::post(std::string_view id) {
   json agents = json::array();
   for (auto aid : src_.agents.at_post(*p)) {
     const AgentRecord& a = src_.agents[aid];
-    agents.push_back(
-        {{"agent", a.name}, {"online", a.has_presence && a.presence.online}, {"clock", agent_clock_json(a)}});
+    agents.push_back({{"agent", a.name},
+                      {"online", a.has_presence && a.presence.online},
+                      {"events_lost", a.has_events ? a.events.seqs.gaps() : 0},
+                      {"clock", agent_clock_json(a)}});
   }
   json out{{"id", post.id},
            {"kind", post.is_ministry() ? "ministry" : "post"},
@@ -486,6 +498,7 @@ HttpResponse ApiRoutes::post(std::string_view id) {
            {"status", to_string(row.worst)},
            {"silent", is_silent(*p)},
            {"last_seen_ms", src_.state.post_last_seen_ms(*p)},
+           {"events_lost", events_lost(*p)},
            {"agents", std::move(agents)},
            {"indicators", std::move(inds)}};
   add_maintenance(out, *p);

@@ -126,6 +126,9 @@ class ApiRoutes {
   bool is_silent(std::uint32_t post) const;
   // Adds "maintenance": <silence id> to a post's JSON when a maintenance window covers it.
   void add_maintenance(nlohmann::json& post_json, std::uint32_t post) const;
+  // Events of the post's agents that never arrived and were given up (the agents' seq gaps:
+  // dropped by a full spool, or lost in a broker that forgot what it acknowledged).
+  std::uint64_t events_lost(std::uint32_t post) const;
 
   FeedSources src_;
 };
