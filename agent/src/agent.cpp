@@ -1,10 +1,12 @@
 #include "postwatch/agent/agent.hpp"
 
 #include "postwatch/agent/agent_identity.hpp"
+#include "postwatch/agent/broker_route.hpp"
 #include "postwatch/agent/clock_watch.hpp"
 #include "postwatch/agent/confirm_stall.hpp"
 #include "postwatch/agent/tls_diagnostics.hpp"
 #include "postwatch/agent/uplink_budget.hpp"
+#include "postwatch/agent/urgent_lane.hpp"
 
 #include "postwatch/clock.hpp"
 #include "postwatch/enrolment.hpp"
@@ -47,9 +49,10 @@ std::string validate_event(const IndicatorCatalogue& catalogue, const IndicatorE
 namespace {
 
 struct InflightBatch {
-  mqtt::delivery_token_ptr token;
-  std::uint64_t last_seq = 0;
+  mqtt::delivery_token_ptr token;  // null: the main lane passed seqs the urgent lane had sent, nothing to wait for
+  std::uint64_t last_seq = 0;      // main lane: the cursor moves past it
   std::size_t count = 0;
+  std::vector<IndicatorEvent> urgent;  // an urgent batch's events (last_seq unused)
 };
 
 std::string client_id_for(const AgentConfig& c) { return "pw-agent-" + c.post_id + "-" + c.agent_id; }
@@ -97,6 +100,7 @@ struct Agent::Impl {
   mutable std::mutex mu;  // guards backlog, stats, the flags below
   std::condition_variable cv;
   std::unique_ptr<EventBacklog> backlog;
+  UrgentLane urgent;  // copies of urgent events not yet passed by the main lane's cursor
   AgentStats counters;
   bool stopping = false;
   bool connected = false;
@@ -352,6 +356,18 @@ struct Agent::Impl {
                      1, true));
     if (!config.username.empty()) b.user_name(config.username);
     if (!password.empty()) b.password(password);
+    if (!config.uplink_proxy.empty()) {
+      // host:port without the scheme: Paho C 1.3.12 strips "http://" from http_proxy only, and
+      // reads https_proxy (used for ssl:// and wss://) as host:port.
+      std::string why;
+      auto proxy = parse_proxy_url(config.uplink_proxy, why);
+      if (!proxy) throw ConfigError("uplink.proxy: " + why);
+      const std::string at = proxy->text();
+      if (config.uses_tls())
+        b.https_proxy(at);
+      else
+        b.http_proxy(at);
+    }
     if (config.uses_tls()) {
       auto ssl = mqtt::ssl_options_builder()
                      .trust_store(config.tls.ca_file)  // empty: OpenSSL's default paths
@@ -383,13 +399,26 @@ struct Agent::Impl {
              (config.password_file.empty() ? std::string("password_file (not set)") : config.password_file) +
              " against the broker's password file and ACL";
     }
+    // Through a proxy, Paho's "TCP/TLS connect failure" may be the proxy or the broker behind it.
+    const auto proxy = effective_proxy(broker(), config.uplink_proxy);
+    if (proxy) {
+      if (auto broker_at = broker_host_port(broker())) {
+        auto why = try_proxy_tunnel(proxy->at, *broker_at, std::chrono::seconds(3));
+        if (!why.empty()) return what + ": " + why + " (proxy from " + proxy->origin + ")";
+        if (!config.uses_tls())
+          return what + ": the proxy " + proxy->at.text() + " (from " + proxy->origin + ") opens a tunnel to " +
+                 broker_at->text() + ", so the broker itself refused or dropped the connection";
+      }
+    }
     if (!config.uses_tls()) return what;
     std::string openssl;
     {
       std::lock_guard lk(tls_mu);
       openssl.swap(tls_error);
     }
-    std::string diagnosis = diagnose_tls_handshake(broker(), config.tls, std::chrono::seconds(3));
+    // The handshake diagnosis connects directly: behind a proxy-only network it would only say
+    // the broker is unreachable.
+    std::string diagnosis = proxy ? "" : diagnose_tls_handshake(broker(), config.tls, std::chrono::seconds(3));
     if (!diagnosis.empty()) return what + ": " + diagnosis;
     if (!openssl.empty()) return what + " (TLS: " + openssl + ")";
     return what;
@@ -454,7 +483,7 @@ struct Agent::Impl {
           // them first after a reconnect, ahead of the resend from the first unconfirmed seq: the
           // aggregator would get a later batch before earlier ones (seen as `reordered` in CI).
           // A fresh client starts with an empty queue; the backlog still holds those events.
-          inflight.clear();
+          clear_inflight(inflight);
           retire_client();
         }
         if (!try_connect()) {
@@ -474,12 +503,13 @@ struct Agent::Impl {
           confirm_backoff = std::chrono::milliseconds(1000);
           confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
         }
-        inflight.clear();  // anything unconfirmed is sent again; the aggregator drops duplicates
+        clear_inflight(inflight);  // anything unconfirmed is sent again; the aggregator drops duplicates
         stall.reset();
         {
           std::lock_guard lk(mu);
           cursor = backlog->first_seq();
-          resend_from = 0;  // the cursor is at the first unconfirmed seq already
+          urgent.forget_sent();  // the main lane goes over everything again
+          resend_from = 0;       // the cursor is at the first unconfirmed seq already
         }
         publish_birth(cursor);
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
@@ -495,12 +525,15 @@ struct Agent::Impl {
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
       }
 
+      send_urgent(batch, cursor, inflight);
       // Fill the in-flight window with batches.
       while (inflight.size() < config.max_inflight_batches) {
         events.clear();
+        std::uint64_t range_last = 0;
         {
           std::unique_lock lk(mu);
           if (stopping) break;
+          urgent.passed(cursor);
           std::size_t ready = backlog->next_seq() - cursor;
           if (ready == 0) break;
           if (ready < config.batch_max_events && inflight.empty() && config.batch_max_delay.count() > 0) {
@@ -510,11 +543,24 @@ struct Agent::Impl {
           }
           check_clock_locked();
           backlog->read(cursor, config.batch_max_events, events);
+          if (!events.empty()) {
+            range_last = events.back().seq;
+            // Seqs the urgent lane already delivered to the broker are not sent twice.
+            std::erase_if(events, [&](const IndicatorEvent& e) { return urgent.skips(e.seq); });
+          }
           shift_to_current_clock_locked(events);
           batch.clock_epoch = clock_watch.jumps();
           batch.sent_at_ms = now_utc_ms();
         }
-        if (events.empty()) break;
+        if (range_last == 0) break;
+        if (events.empty()) {
+          // All of them went on the urgent lane: the cursor moves on, in order with the batches before.
+          cursor = range_last + 1;
+          inflight.push_back(InflightBatch{nullptr, range_last, 0, {}});
+          continue;
+        }
+        const std::size_t read_count = events.size();
+        batch.urgent = false;
         batch.events.swap(events);
         auto payload = encode_batch(batch, signing_key());
         while (payload.size() > WireLimits::max_payload_bytes && batch.events.size() > 1) {
@@ -530,7 +576,9 @@ struct Agent::Impl {
           cv.wait_for(lk, std::min(wait, kUplinkWaitSlice), [&] { return stopping; });
           break;
         }
-        InflightBatch ib{nullptr, batch.events.back().seq, batch.events.size()};
+        // Halved to fit: the cursor goes on from the first event left out, skipped seqs or not.
+        InflightBatch ib{
+            nullptr, batch.events.size() == read_count ? range_last : batch.events.back().seq, batch.events.size(), {}};
         batch.events.swap(events);
         try {
           ib.token = client->publish(topic, payload.data(), payload.size(), 1, false);
@@ -554,23 +602,84 @@ struct Agent::Impl {
       // in Aggregator mode they wait for the aggregator's confirmation (apply_confirmations).
       auto& front = inflight.front();
       try {
-        if (!front.token->wait_for(std::chrono::milliseconds(100))) continue;
+        if (front.token && !front.token->wait_for(std::chrono::milliseconds(100))) continue;
       } catch (const mqtt::exception& e) {
         note_error(std::string("delivery failed: ") + e.what());
-        inflight.clear();
+        clear_inflight(inflight);
         std::lock_guard lk(mu);
         cursor = backlog->first_seq();
+        urgent.forget_sent();
         continue;
       }
       {
         std::lock_guard lk(mu);
-        if (!config.aggregator_confirms()) backlog->release_through(front.last_seq);
-        counters.sent += front.count;
-        counters.batches_sent += 1;
-        counters.sent_through_seq = std::max(counters.sent_through_seq, front.last_seq);
+        if (front.token) {
+          counters.sent += front.count;
+          counters.batches_sent += 1;
+        }
+        if (!front.urgent.empty()) {
+          // The broker has them: the main lane skips them. Nothing is released, and
+          // sent_through_seq stays the main lane's (the aggregator reads it as "sent in order").
+          urgent.sent(front.urgent);
+          counters.urgent_sent += front.count;
+        } else {
+          if (!config.aggregator_confirms()) backlog->release_through(front.last_seq);
+          counters.sent_through_seq = std::max(counters.sent_through_seq, front.last_seq);
+        }
       }
       inflight.pop_front();
       cv.notify_all();
+    }
+  }
+
+  // Drops the in-flight batches (their PUBACKs no longer matter); an urgent batch's events go
+  // back on the urgent lane, so a lost connection does not send them to the back of the queue.
+  void clear_inflight_locked(std::deque<InflightBatch>& inflight) {
+    for (auto& ib : inflight)
+      if (!ib.urgent.empty()) urgent.returned(std::move(ib.urgent));
+    inflight.clear();
+  }
+  void clear_inflight(std::deque<InflightBatch>& inflight) {
+    std::lock_guard lk(mu);
+    clear_inflight_locked(inflight);
+  }
+
+  // The urgent lane (docs/agent.md, "Urgent readings"): urgent events the main lane will not
+  // reach within its next batch go now, in their own batches, outside the in-flight window
+  // (Paho's allows twice it) and without waiting for the uplink cap (their bytes still count
+  // against it, so the main lane waits for them).
+  void send_urgent(EventBatch& batch, std::uint64_t cursor, std::deque<InflightBatch>& inflight) {
+    while (inflight.size() < 2 * std::size_t{config.max_inflight_batches}) {
+      std::vector<IndicatorEvent> events;
+      {
+        std::lock_guard lk(mu);
+        if (urgent.waiting() == 0) return;
+        // Below first_seq the spool no longer holds them: sent, or dropped by its overflow policy.
+        const std::uint64_t from = std::max(cursor, backlog->first_seq());
+        urgent.passed(from);
+        events = urgent.take(from + config.batch_max_events, kMaxUrgentBatch);
+        if (events.empty()) return;
+        shift_to_current_clock_locked(events);
+        batch.clock_epoch = clock_watch.jumps();
+        batch.sent_at_ms = now_utc_ms();
+      }
+      batch.urgent = true;
+      batch.events = events;
+      auto payload = compress(encode_batch(batch, signing_key()));
+      batch.urgent = false;
+      InflightBatch ib{nullptr, 0, events.size(), std::move(events)};
+      try {
+        ib.token = client->publish(topic, payload.data(), payload.size(), 1, false);
+      } catch (const mqtt::exception& e) {
+        note_error(std::string("urgent publish failed: ") + e.what());
+        std::lock_guard lk(mu);
+        urgent.returned(std::move(ib.urgent));
+        return;
+      }
+      spent_uplink(topic, payload.size(), 1);
+      log->debug("sent {} urgent event(s) ahead of the spool's queue (seq {} to {})", ib.count, ib.urgent.front().seq,
+                 ib.urgent.back().seq);
+      inflight.push_back(std::move(ib));
     }
   }
 
@@ -623,7 +732,9 @@ struct Agent::Impl {
         resend = resend_from;
         resend_from = 0;
         if (resend < cursor) {
-          inflight.clear();  // their PUBACKs no longer matter: everything from the new cursor is sent again
+          clear_inflight_locked(
+              inflight);         // their PUBACKs no longer matter: everything from the new cursor is sent again
+          urgent.forget_sent();  // a seq the urgent lane sent may be the one missing
           cursor = std::max(resend, backlog->first_seq());
           resend_events = backlog->next_seq() - cursor;
         } else {
@@ -806,7 +917,11 @@ struct Agent::Impl {
       }
       cv.notify_all();
       failures_in_round = 0;
-      log->info("connected to {} as {}", broker(), client_id_for(config));
+      if (auto proxy = effective_proxy(broker(), config.uplink_proxy))
+        log->info("connected to {} as {} through the proxy {} (from {})", broker(), client_id_for(config),
+                  proxy->at.text(), proxy->origin);
+      else
+        log->info("connected to {} as {}", broker(), client_id_for(config));
       return true;
     } catch (const mqtt::exception& e) {
       note_error("cannot connect to " + broker() + ": " + explain_connect_failure(e));
@@ -859,6 +974,9 @@ struct Agent::Impl {
   static constexpr std::chrono::seconds kConnectTimeout{5};
   // The longest the send loop waits in one go for the uplink cap.
   static constexpr std::chrono::milliseconds kUplinkWaitSlice{250};
+  // Events per urgent batch: a handful arrive at once, and each batch is small enough to jump a
+  // thin link's queue quickly.
+  static constexpr std::size_t kMaxUrgentBatch = 64;
   // A confirmation normally follows within a second or two (a cluster's takeover: a lease and a
   // redelivery, a few seconds): 15 s without one means it is not coming.
   static constexpr std::chrono::milliseconds kConfirmStallFirst{15'000};
@@ -915,9 +1033,16 @@ SubmitResult Agent::submit(IndicatorEvent event) {
   if (event.observed_at_ms == 0) event.observed_at_ms = now_utc_ms();
   if (r.error.empty()) {
     try {
+      const Indicator* ind = d.catalogue->find_indicator(event.indicator);
+      std::optional<IndicatorEvent> urgent;
+      if (ind && ind->is_urgent(event.number)) urgent = event;  // a copy: the spool takes the event
       r.seq = d.backlog->append(std::move(event));
       r.accepted = true;
       d.counters.accepted += 1;
+      if (urgent) {
+        urgent->seq = r.seq;
+        d.urgent.offer(*urgent);  // a full lane leaves it to the spool's order
+      }
     } catch (const BacklogRefused& e) {
       r.error = e.what();
     }
@@ -946,6 +1071,7 @@ AgentStats Agent::stats() const {
   s.backlog = impl_->backlog->stats();
   s.clock_sync = impl_->clock_sync;
   s.clock_jumps = impl_->clock_watch.jumps();
+  s.urgent_overflow = impl_->urgent.overflowed();
   if (const auto& j = impl_->clock_watch.last_jump()) s.last_clock_jump_ms = j->delta_ms;
   return s;
 }

@@ -1,5 +1,7 @@
 #include "postwatch/agent/agent_config.hpp"
 
+#include "postwatch/agent/broker_route.hpp"
+
 #include "postwatch/agent/spool_key.hpp"
 #include "postwatch/agent/tls_diagnostics.hpp"
 #include "postwatch/catalogue.hpp"
@@ -234,7 +236,9 @@ std::string read_secret_file(const std::filesystem::path& file) {
   }
 }
 
-bool AgentConfig::uses_tls() const { return starts_with(broker_uri, "ssl://") || starts_with(broker_uri, "mqtts://"); }
+bool AgentConfig::uses_tls() const {
+  return starts_with(broker_uri, "ssl://") || starts_with(broker_uri, "mqtts://") || starts_with(broker_uri, "wss://");
+}
 
 std::vector<std::string> AgentConfig::brokers() const {
   std::vector<std::string> out{broker_uri};
@@ -244,13 +248,15 @@ std::vector<std::string> AgentConfig::brokers() const {
 
 std::vector<ConfigProblem> AgentConfig::check_consistency() const {
   std::vector<ConfigProblem> out;
-  bool plaintext = starts_with(broker_uri, "tcp://") || starts_with(broker_uri, "mqtt://");
+  bool plaintext =
+      starts_with(broker_uri, "tcp://") || starts_with(broker_uri, "mqtt://") || starts_with(broker_uri, "ws://");
   if (plaintext && !allow_plaintext)
-    out.push_back({"broker_uri",
-                   "plaintext " + broker_uri + " needs \"allow_plaintext\": true (or use ssl:// with a tls section)"});
+    out.push_back({"broker_uri", "plaintext " + broker_uri +
+                                     " needs \"allow_plaintext\": true (or use ssl:// or wss:// with a tls section)"});
   if (plaintext && tls.enabled)
     out.push_back({"tls", "a tls section is set but broker_uri " + broker_uri +
-                              " is plaintext; use ssl://host:8883 (or mqtts://) to connect with TLS"});
+                              " is plaintext; use ssl://host:8883 (or mqtts://, or wss:// for WebSockets) to connect "
+                              "with TLS"});
   if (uses_tls() && !tls.enabled)
     out.push_back({"tls", "broker_uri " + broker_uri +
                               " uses TLS and needs a tls section (at least \"ca_file\", the CA of the broker)"});
@@ -337,8 +343,10 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
       c.spool.overflow = OverflowPolicy::Refuse;
     else if (overflow == "drop_oldest")
       c.spool.overflow = OverflowPolicy::DropOldest;
+    else if (overflow == "drop_oldest_non_urgent")
+      c.spool.overflow = OverflowPolicy::DropOldestNonUrgent;
     else
-      r.fail("spool.overflow", "must be refuse or drop_oldest");
+      r.fail("spool.overflow", "must be refuse, drop_oldest or drop_oldest_non_urgent");
   }
   const json* spool_keys = FieldReader::find(root, "spool");
   if (!spool_keys || !spool_keys->is_object() || !spool_keys->contains("key_file"))
@@ -347,11 +355,14 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
     r.fail("agent_id", "must match ^[a-z0-9][a-z0-9-]{0,47}$");
   if (root.contains("post_id") && root["post_id"].is_string() && !is_valid_node_id(c.post_id))
     r.fail("post_id", "must match ^[a-z0-9][a-z0-9-]{0,47}$");
-  auto tls_uri = [](const std::string& u) { return starts_with(u, "ssl://") || starts_with(u, "mqtts://"); };
-  auto known_uri = [&](const std::string& u) {
-    return tls_uri(u) || starts_with(u, "tcp://") || starts_with(u, "mqtt://");
+  auto tls_uri = [](const std::string& u) {
+    return starts_with(u, "ssl://") || starts_with(u, "mqtts://") || starts_with(u, "wss://");
   };
-  if (!known_uri(c.broker_uri)) r.fail("broker_uri", "must start with tcp://, ssl://, mqtt:// or mqtts://");
+  auto known_uri = [&](const std::string& u) {
+    return tls_uri(u) || starts_with(u, "tcp://") || starts_with(u, "mqtt://") || starts_with(u, "ws://");
+  };
+  const char* schemes = "must start with tcp://, ssl://, mqtt://, mqtts://, ws:// or wss://";
+  if (!known_uri(c.broker_uri)) r.fail("broker_uri", schemes);
   if (const json* list = FieldReader::find(root, "broker_fallbacks")) {
     if (!list->is_array()) r.fail("broker_fallbacks", "must be an array of broker URIs");
     for (std::size_t i = 0; list->is_array() && i < list->size(); ++i) {
@@ -362,7 +373,7 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
       }
       const auto uri = (*list)[i].get<std::string>();
       if (!known_uri(uri))
-        r.fail(field, "must start with tcp://, ssl://, mqtt:// or mqtts://");
+        r.fail(field, schemes);
       else if (tls_uri(uri) != tls_uri(c.broker_uri))
         r.fail(field, uri +
                           (tls_uri(c.broker_uri) ? " is plaintext but broker_uri uses TLS"
@@ -391,8 +402,11 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
     c.batch_max_delay = std::chrono::milliseconds(delay);
     r.uint(*batch, "batch.", "max_inflight", c.max_inflight_batches, 1, 1000);
   }
-  if (const json* uplink = r.section(root, "uplink", {"compression", "max_kbit_s"})) {
+  if (const json* uplink = r.section(root, "uplink", {"compression", "max_kbit_s", "proxy"})) {
     r.uint(*uplink, "uplink.", "max_kbit_s", c.uplink_max_kbit_s, 0, 10'000'000);
+    r.str(*uplink, "uplink.", "proxy", c.uplink_proxy);
+    std::string why;
+    if (!c.uplink_proxy.empty() && !parse_proxy_url(c.uplink_proxy, why)) r.fail("uplink.proxy", why);
     std::string compression;
     r.str(*uplink, "uplink.", "compression", compression);
     if (!compression.empty() && !parse_batch_compression(compression, c.compression))

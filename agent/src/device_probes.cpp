@@ -76,82 +76,27 @@ std::optional<double> read_clock_error_ms() {
   return static_cast<double>(k->maxerror_us) / 1000.0;
 }
 
-std::optional<HostPort> broker_host_port(const std::string& uri) {
-  auto scheme_end = uri.find("://");
-  if (scheme_end == std::string::npos) return std::nullopt;
-  std::string scheme = uri.substr(0, scheme_end);
-  std::string rest = uri.substr(scheme_end + 3);
-  if (auto slash = rest.find('/'); slash != std::string::npos) rest.resize(slash);
-  HostPort hp;
-  hp.port = (scheme == "ssl" || scheme == "mqtts") ? 8883 : 1883;
-  std::string port;
-  if (!rest.empty() && rest[0] == '[') {
-    auto close = rest.find(']');
-    if (close == std::string::npos) return std::nullopt;
-    hp.host = rest.substr(1, close - 1);
-    if (close + 1 < rest.size() && rest[close + 1] == ':') port = rest.substr(close + 2);
-  } else {
-    auto colon = rest.rfind(':');
-    hp.host = rest.substr(0, colon);
-    if (colon != std::string::npos) port = rest.substr(colon + 1);
-  }
-  if (!port.empty()) {
-    char* end = nullptr;
-    long p = std::strtol(port.c_str(), &end, 10);
-    if (*end || p < 1 || p > 65535) return std::nullopt;
-    hp.port = static_cast<std::uint16_t>(p);
-  }
-  if (hp.host.empty()) return std::nullopt;
-  return hp;
-}
-
-UplinkSample measure_uplink(const HostPort& broker, std::chrono::milliseconds timeout) {
+UplinkSample measure_uplink(const HostPort& broker, std::chrono::milliseconds timeout,
+                            const std::optional<HostPort>& proxy) {
   UplinkSample s;
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  auto start = std::chrono::steady_clock::now();
-  if (int rc = ::getaddrinfo(broker.host.c_str(), std::to_string(broker.port).c_str(), &hints, &res); rc != 0) {
-    s.error = "cannot resolve " + broker.host + ": " + ::gai_strerror(rc);
-    return s;
+  const auto start = std::chrono::steady_clock::now();
+  if (proxy) {
+    s.error = try_proxy_tunnel(*proxy, broker, timeout);
+  } else {
+    int fd = connect_tcp(broker, timeout, s.error);
+    if (fd >= 0) ::close(fd);
   }
-  s.error = "no address for " + broker.host;
-  for (addrinfo* a = res; a && !s.reachable; a = a->ai_next) {
-    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) continue;
-    int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
-    if (rc != 0 && errno == EINPROGRESS) {
-      auto left =
-          timeout - std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-      pollfd p{fd, POLLOUT, 0};
-      if (left.count() > 0 && ::poll(&p, 1, static_cast<int>(left.count())) == 1) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        rc = err == 0 ? 0 : -1;
-        errno = err;
-      } else {
-        rc = -1;
-        errno = ETIMEDOUT;
-      }
-    }
-    if (rc == 0) {
-      s.reachable = true;
-      s.error.clear();
-      s.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    } else {
-      s.error = "cannot connect to " + broker.host + ":" + std::to_string(broker.port) + ": " + std::strerror(errno);
-    }
-    ::close(fd);
-  }
-  ::freeaddrinfo(res);
+  s.reachable = s.error.empty();
+  if (s.reachable)
+    s.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return s;
 }
 
 DeviceProbes::DeviceProbes(ProbesConfig config, std::string broker_uri, std::filesystem::path spool_dir, EventSink sink,
-                           std::shared_ptr<spdlog::logger> log)
+                           std::shared_ptr<spdlog::logger> log, std::string proxy)
     : config_(config),
       broker_uri_(std::move(broker_uri)),
+      proxy_(std::move(proxy)),
       spool_dir_(std::move(spool_dir)),
       sink_(std::move(sink)),
       log_(std::move(log)) {}
@@ -196,10 +141,14 @@ std::size_t DeviceProbes::collect_once() {
   }
   if (config_.uplink) {
     if (auto hp = broker_host_port(broker_uri_)) {
-      auto s = measure_uplink(*hp, config_.uplink_timeout);
+      // Behind a proxy-only network a direct connect always fails: the probe goes the agent's way.
+      auto proxy = effective_proxy(broker_uri_, proxy_);
+      auto s = measure_uplink(*hp, config_.uplink_timeout,
+                              proxy ? std::optional<HostPort>(proxy->at) : std::optional<HostPort>());
       report("agent_uplink_reachable", ValueKind::Boolean, s.reachable ? 1 : 0, s.error);
       if (s.reachable)
-        report("agent_uplink_latency_ms", ValueKind::Gauge, std::min(s.latency_ms, 600000.0), "TCP connect time");
+        report("agent_uplink_latency_ms", ValueKind::Gauge, std::min(s.latency_ms, 600000.0),
+               proxy ? "time to a tunnel through the proxy" : "TCP connect time");
     }
   }
   return accepted_;

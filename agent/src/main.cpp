@@ -221,7 +221,12 @@ bool is_fifo(const std::string& path) {
 }
 
 std::unique_ptr<Agent> make_agent(const Loaded& l, std::shared_ptr<spdlog::logger> log) {
-  auto backlog = std::make_unique<SpoolStore>(l.config.spool, log);
+  SpoolOptions spool = l.config.spool;
+  spool.urgent = [cat = l.catalogue](const IndicatorEvent& e) {
+    const Indicator* ind = cat->find_indicator(e.indicator);
+    return ind && ind->is_urgent(e.number);
+  };
+  auto backlog = std::make_unique<SpoolStore>(spool, log);
   return std::make_unique<Agent>(l.config, l.catalogue, std::move(backlog), std::move(log));
 }
 
@@ -347,7 +352,7 @@ std::vector<std::unique_ptr<EventSource>> make_sources(const Loaded& l, Agent& a
   if (c.local_api.enabled) sources.push_back(std::make_unique<LocalApiServer>(c.local_api, l.catalogue, sink, log));
   if (c.drop_dir.enabled) sources.push_back(std::make_unique<DropDirectoryWatcher>(c.drop_dir, l.catalogue, sink, log));
   if (c.probes.enabled)
-    sources.push_back(std::make_unique<DeviceProbes>(c.probes, c.broker_uri, c.spool.dir, sink, log));
+    sources.push_back(std::make_unique<DeviceProbes>(c.probes, c.broker_uri, c.spool.dir, sink, log, c.uplink_proxy));
   for (const auto& script : c.scripts) sources.push_back(std::make_unique<ScriptProbe>(script, l.catalogue, sink, log));
   return sources;
 }

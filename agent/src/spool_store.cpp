@@ -130,6 +130,24 @@ void SpoolStore::drop_front_segment(const char* why) {
   if (lost > 0) log_->warn("spool: dropped {} unsent event(s) (seq {}..{}): {}", lost, lost_from, seg.last_seq, why);
 }
 
+bool SpoolStore::drop_front_keeping_urgent() {
+  const Segment front = segments_.front();
+  std::vector<IndicatorEvent> held, urgent;
+  const std::uint64_t from = std::max(front.first_seq, floor_ + 1);
+  if (from <= front.last_seq) read(from, static_cast<std::size_t>(front.last_seq - from + 1), held);
+  for (auto& e : held)
+    if (opt_.urgent && opt_.urgent(e)) urgent.push_back(std::move(e));
+  if (!urgent.empty() && urgent.size() == held.size()) return false;
+  drop_front_segment("spool full, overflow policy drop_oldest_non_urgent");
+  // Carried over, not lost: they leave holes the aggregator gives up as gaps (their old seqs),
+  // and arrive under new ones. They go by the front segment's bytes, so this always makes room.
+  dropped_ -= urgent.size();
+  for (auto& e : urgent) append_record(std::move(e));
+  if (!urgent.empty())
+    log_->warn("spool: kept {} urgent event(s) of the dropped segment, appended again under new seqs", urgent.size());
+  return true;
+}
+
 std::uint64_t SpoolStore::append(IndicatorEvent e) {
   e.seq = next_seq_;
   scratch_.clear();
@@ -144,8 +162,18 @@ std::uint64_t SpoolStore::append(IndicatorEvent e) {
          segments_.front().bytes <= segments_.front().format->header_bytes()))
       throw BacklogRefused("spool full (" + std::to_string(bytes_) + " of " + std::to_string(opt_.max_bytes) +
                            " bytes; broker unreachable?)");
+    if (opt_.overflow == OverflowPolicy::DropOldestNonUrgent && drop_front_keeping_urgent()) continue;
     drop_front_segment("spool full, overflow policy drop_oldest");
   }
+  return append_record(std::move(e));
+}
+
+// Writes one event whose room append() has made.
+std::uint64_t SpoolStore::append_record(IndicatorEvent e) {
+  e.seq = next_seq_;
+  scratch_.clear();
+  encode_body(e, scratch_);
+  const std::size_t size = kRecordHeaderBytes + scratch_.size() + (key_ ? SpoolCipher::kOverhead : 0);
   if (write_fd_ < 0 || segments_.empty() || segments_.back().bytes + size > opt_.segment_bytes) {
     if (write_fd_ >= 0 && opt_.fsync == FsyncPolicy::Interval) {
       // Synced by the next upkeep's disk work, outside the agent's lock (as it would have been

@@ -1,5 +1,7 @@
 #include "postwatch/agent/tls_diagnostics.hpp"
 
+#include "postwatch/agent/broker_route.hpp"
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -93,61 +95,17 @@ std::string readable_problem(const std::string& file) {
   return "";
 }
 
-struct Endpoint {
-  std::string host;
-  std::string port;
-};
-
-bool parse_uri(const std::string& uri, Endpoint& ep) {
-  auto scheme = uri.find("://");
-  if (scheme == std::string::npos) return false;
-  std::string rest = uri.substr(scheme + 3);
-  if (auto slash = rest.find('/'); slash != std::string::npos) rest.resize(slash);
-  ep.port = "8883";
-  if (!rest.empty() && rest[0] == '[') {  // [::1]:8883
-    auto close = rest.find(']');
-    if (close == std::string::npos) return false;
-    ep.host = rest.substr(1, close - 1);
-    if (close + 1 < rest.size() && rest[close + 1] == ':') ep.port = rest.substr(close + 2);
-  } else if (auto colon = rest.rfind(':'); colon != std::string::npos) {
-    ep.host = rest.substr(0, colon);
-    ep.port = rest.substr(colon + 1);
-  } else {
-    ep.host = rest;
-  }
-  return !ep.host.empty();
-}
+using Endpoint = HostPort;
 
 bool is_ip_literal(const std::string& host) {
   unsigned char buf[16];
   return ::inet_pton(AF_INET, host.c_str(), buf) == 1 || ::inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
-// A connected TCP socket or -1, within `timeout`.
-int connect_tcp(const Endpoint& ep, std::chrono::milliseconds timeout) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (::getaddrinfo(ep.host.c_str(), ep.port.c_str(), &hints, &res) != 0) return -1;
-  int fd = -1;
-  for (addrinfo* ai = res; ai && fd < 0; ai = ai->ai_next) {
-    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-    if (fd < 0) continue;
-    int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
-    if (rc != 0 && errno == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      int err = 0;
-      socklen_t len = sizeof err;
-      if (::poll(&p, 1, static_cast<int>(timeout.count())) == 1 &&
-          ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
-        rc = 0;
-    }
-    if (rc != 0) {
-      ::close(fd);
-      fd = -1;
-    }
-  }
-  ::freeaddrinfo(res);
+// A connected, blocking TCP socket with send and receive timeouts, or -1, within `timeout`.
+int connect_blocking(const Endpoint& ep, std::chrono::milliseconds timeout) {
+  std::string error;
+  int fd = connect_tcp(ep, timeout, error);
   if (fd >= 0) {
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
@@ -273,8 +231,9 @@ std::vector<ConfigProblem> check_tls_files(const TlsConfig& tls) {
 
 std::string diagnose_tls_handshake(const std::string& broker_uri, const TlsConfig& tls,
                                    std::chrono::milliseconds timeout) {
-  Endpoint ep;
-  if (!parse_uri(broker_uri, ep)) return "";
+  auto parsed = broker_host_port(broker_uri);
+  if (!parsed) return "";
+  const Endpoint& ep = *parsed;
   ERR_clear_error();
   CtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) return "";
@@ -290,7 +249,7 @@ std::string diagnose_tls_handshake(const std::string& broker_uri, const TlsConfi
     if (SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM) != 1)
       return "cannot load the client key " + key + " (" + openssl_error() + ")";
   }
-  int fd = connect_tcp(ep, timeout);
+  int fd = connect_blocking(ep, timeout);
   if (fd < 0) return "";  // unreachable: Paho's own message says so
   SslPtr ssl(SSL_new(ctx.get()));
   SSL_set_fd(ssl.get(), fd);

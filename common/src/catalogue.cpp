@@ -166,6 +166,15 @@ void read_board_fields(const Reader& r, const json& j, const std::string& entry,
 
 }  // namespace
 
+bool Indicator::is_urgent(double number) const {
+  switch (urgent) {
+    case Urgency::Always: return true;
+    case Urgency::AtRed: return direction == Direction::HigherIsWorse ? number >= red : number <= red;
+    case Urgency::No: break;
+  }
+  return false;
+}
+
 IndicatorCatalogue IndicatorCatalogue::load(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw CatalogueError(file.string() + ": cannot open catalogue file");
@@ -314,6 +323,17 @@ IndicatorCatalogue IndicatorCatalogue::parse(std::string_view text, const std::s
       if (ind.min > ind.max) r.fail(entry, "min must not exceed max");
     } else {
       read_board_fields(r, j, entry, goal_ids, ind);
+    }
+    if (j.contains("urgent")) {
+      std::string u = r.str(j, entry, "urgent");
+      if (u == "always")
+        ind.urgent = Urgency::Always;
+      else if (u == "at_red")
+        ind.urgent = Urgency::AtRed;
+      else if (u != "no")
+        r.fail(entry, "urgent '" + u + "' is not no, at_red or always");
+      if (ind.urgent == Urgency::AtRed && (ind.reported_by == Reporter::Ministry || ind.kind == ValueKind::Text))
+        r.fail(entry, "urgent 'at_red' needs a red threshold; this indicator has none (use always or no)");
     }
     if (j.contains("threats")) {
       for (const auto& t : r.array(j, entry, "threats")) {

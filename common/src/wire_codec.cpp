@@ -107,8 +107,9 @@ std::vector<std::uint8_t> encode_batch(const EventBatch& batch, const SigningKey
   auto post = fbb.CreateString(batch.post_id);
   auto ev = fbb.CreateVector(events);
   auto sig = signed_fields::add(fbb, signer);
-  auto root = fbw::CreateEventBatch(fbb, WireLimits::schema_version, agent, post, batch.sent_at_ms, ev,
-                                    batch.clock_epoch, sig.key_id, sig.signature);
+  auto root =
+      fbw::CreateEventBatch(fbb, WireLimits::schema_version, agent, post, batch.sent_at_ms, ev, batch.clock_epoch,
+                            sig.key_id, sig.signature, batch.urgent ? fbw::BatchLane::Urgent : fbw::BatchLane::Main);
   fbw::FinishEventBatchBuffer(fbb, root);
   return signed_fields::finish(fbb, fbw::GetEventBatch(fbb.GetBufferPointer()), signer);
 }
@@ -150,6 +151,7 @@ DecodeError decode_batch(std::span<const std::uint8_t> payload, BatchView& out) 
   out.post_id = view(batch->post_id());
   out.sent_at_ms = batch->sent_at_ms();
   out.clock_epoch = batch->clock_epoch();
+  out.urgent = batch->lane() == fbw::BatchLane::Urgent;  // a lane from a later version reads as Main
   if (out.agent_id.size() > WireLimits::max_id_bytes || out.post_id.size() > WireLimits::max_id_bytes ||
       !signed_fields::locate(batch, payload, out.key_id, out.signature_offset))
     return DecodeError::FieldTooLong;
@@ -187,6 +189,7 @@ DecodeError decode_owned_batch(std::span<const std::uint8_t> payload, EventBatch
   out.post_id = std::string(v.post_id);
   out.sent_at_ms = v.sent_at_ms;
   out.clock_epoch = v.clock_epoch;
+  out.urgent = v.urgent;
   out.key_id = std::string(v.key_id);
   out.signature_offset = v.signature_offset;
   out.events.clear();

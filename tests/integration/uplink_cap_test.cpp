@@ -32,7 +32,7 @@ TEST(UplinkCap, A64KbitAgentStaysWithinFivePercentOfItsCapOverAMinute) {
   agent::Agent a(cfg, catalogue, std::make_unique<agent::MemoryBacklog>(100000), spdlog::default_logger());
   // About 60 bytes each on the wire at batch 500: 40 000 events are five minutes of this link.
   for (int i = 0; i < 40000; ++i)
-    ASSERT_TRUE(a.submit({0, 0, "terrorism_threat_level", ValueKind::Level, double(1 + i % 5), "", "", {}}).accepted);
+    ASSERT_TRUE(a.submit({0, 0, "violent_extremism_level", ValueKind::Level, double(1 + i % 5), "", "", {}}).accepted);
   a.start();
   ASSERT_TRUE(wait_until([&] { return a.stats().sent_through_seq > 0; }, std::chrono::seconds(20)));
 

@@ -489,6 +489,54 @@ TEST(DeviceProbeReaders, BrokerAddressAndUplink) {
   EXPECT_NE(down.error.find("cannot connect"), std::string::npos) << down.error;
 }
 
+TEST(BrokerRoute, WebSocketDefaultsProxyUrlsAndTheEnvironmentsProxy) {
+  EXPECT_EQ(broker_host_port("ws://broker.example")->port, 80);
+  EXPECT_EQ(broker_host_port("wss://broker.example/mqtt")->port, 443);
+  auto wss = broker_host_port("wss://broker.example:9443/mqtt");
+  ASSERT_TRUE(wss);
+  EXPECT_EQ(wss->text(), "broker.example:9443");
+  EXPECT_EQ((HostPort{"::1", 8883}).text(), "[::1]:8883");
+
+  std::string why;
+  auto proxy = parse_proxy_url("http://proxy.example:3128", why);
+  ASSERT_TRUE(proxy) << why;
+  EXPECT_EQ(proxy->text(), "proxy.example:3128");
+  EXPECT_EQ(parse_proxy_url("http://proxy.example", why)->port, 8080);
+  EXPECT_FALSE(parse_proxy_url("https://proxy.example:3128", why));
+  EXPECT_NE(why.find("must be http://host:port"), std::string::npos) << why;
+  EXPECT_FALSE(parse_proxy_url("http://user:secret@proxy.example:3128", why));
+  EXPECT_NE(why.find("credentials"), std::string::npos) << why;
+  EXPECT_EQ(why.find("secret"), std::string::npos) << "a refused proxy URL's password is not repeated";
+  EXPECT_FALSE(parse_proxy_url("proxy.example:3128", why));
+
+  // The configured proxy wins; without one, the environment's, as Paho reads it: http_proxy for
+  // tcp:// and ws://, https_proxy for ssl:// and wss://.
+  ::setenv("http_proxy", "http://envproxy:3128", 1);
+  ::setenv("https_proxy", "tlsproxy:8443", 1);
+  auto configured = effective_proxy("tcp://b:1883", "http://cfg:1");
+  ASSERT_TRUE(configured);
+  EXPECT_EQ(configured->at.text(), "cfg:1");
+  EXPECT_EQ(configured->origin, "uplink.proxy");
+  auto plain = effective_proxy("ws://b:80", "");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->at.text(), "envproxy:3128");
+  EXPECT_EQ(plain->origin, "the environment's http_proxy");
+  auto tls = effective_proxy("wss://b", "");
+  ASSERT_TRUE(tls);
+  EXPECT_EQ(tls->at.text(), "tlsproxy:8443");
+  ::unsetenv("http_proxy");
+  ::unsetenv("https_proxy");
+  EXPECT_FALSE(effective_proxy("tcp://b:1883", ""));
+}
+
+TEST(BrokerRoute, TheUplinkProbeThroughAProxyThatIsNotThereSaysSo) {
+  const unsigned short nobody = free_port();
+  auto s = measure_uplink({"127.0.0.1", 1883}, std::chrono::seconds(2), HostPort{"127.0.0.1", nobody});
+  EXPECT_FALSE(s.reachable);
+  EXPECT_NE(s.error.find("the proxy 127.0.0.1:" + std::to_string(nobody) + " is not reachable"), std::string::npos)
+      << s.error;
+}
+
 TEST(DeviceProbes, EveryReadingIsAValidHealthEvent) {
   TempDir dir;
   RecordingSink sink;
@@ -583,7 +631,7 @@ TEST(BrokerFallbacks, AreReadInOrderAndCheckedPerEntry) {
   write_file(file, bad.dump());
   auto all = AgentConfig::validate(file, catalogue_path()).describe_all();
   for (const char* expected :
-       {"broker_fallbacks[0]: must start with tcp://, ssl://, mqtt:// or mqtts://",
+       {"broker_fallbacks[0]: must start with tcp://, ssl://, mqtt://, mqtts://, ws:// or wss://",
         "broker_fallbacks[1]: ssl://nats-3:8883 uses TLS but broker_uri is plaintext: one tls section serves every "
         "broker, so they must agree",
         "broker_fallbacks[2]: tcp://nats-1:1883 is listed twice", "broker_fallbacks[3]: must be a string"})

@@ -161,3 +161,14 @@ TEST(Catalogue, ErrorsNameFileEntryAndProblem) {
   j["indicators"][0]["reported_by"] = "nobody";
   expect_error(j, {"indicators[0]", "reported_by 'nobody' is not posts or ministry"});
 }
+
+TEST(Catalogue, UrgentMustBeNoAtRedOrAlways) {
+  auto j = shipped_catalogue();
+  for (auto& ind : j["indicators"])
+    if (ind["id"] == "drug_seizures") ind["urgent"] = "soon";
+  expect_error(j, {"drug_seizures", "urgent 'soon' is not no, at_red or always"});
+  j = shipped_catalogue();
+  for (auto& ind : j["indicators"])
+    if (ind["id"] == "situation_note") ind["urgent"] = "at_red";
+  expect_error(j, {"situation_note", "needs a red threshold"});
+}

@@ -220,3 +220,31 @@ TEST(SeqWindow, HolesTheRunBoundGivesUpBeforeAnchoringAreCountedAsGaps) {
   std::uint64_t unseen = (w.settled_through() + 1) / 2;  // the odd seqs up to there
   EXPECT_EQ(w.gaps(), unseen) << "every seq confirmed unseen is counted as a gap";
 }
+
+TEST(SeqWindow, AnUrgentSeqAheadIsSeenWithoutMakingTheUnsentSeqsBelowItHoles) {
+  // A broker-mode agent (the short window) with 10 000 events of backlog: its urgent event
+  // 10 050 comes first, then the main lane from 101.
+  SeqWindow w(1);
+  for (std::uint64_t s = 1; s <= 100; ++s) w.accept(s);
+  EXPECT_EQ(w.accept(10'050, SeqWindow::kWindow, /*ahead=*/true), V::New);
+  EXPECT_EQ(w.highest(), 100u) << "an urgent seq does not move the in-order highest";
+  EXPECT_EQ(w.pending_holes(), 0u) << "nothing below it is overdue";
+  EXPECT_EQ(w.settled_through(), 100u);
+  for (std::uint64_t s = 101; s <= 10'049; ++s) ASSERT_EQ(w.accept(s), V::New) << s;
+  EXPECT_EQ(w.gaps(), 0u) << "the main lane's 9 949 seqs waited more than kWindow: none was given up";
+  EXPECT_EQ(w.accept(10'050), V::Duplicate) << "the main lane's copy of the urgent event";
+  EXPECT_EQ(w.settled_through(), 10'050u);
+  EXPECT_EQ(w.accept(10'051), V::New);
+  EXPECT_EQ(w.highest(), 10'051u);
+}
+
+TEST(SeqWindow, AnUrgentSeqFirstLeavesTheWindowToBeAnchored) {
+  SeqWindow w(500);  // the first seq seen came on the urgent lane
+  EXPECT_EQ(w.accept(500, SeqWindow::kKeptWindow, true), V::New);
+  EXPECT_TRUE(w.any());
+  EXPECT_EQ(w.settled_through(), 0u) << "unanchored: nothing confirmed";
+  w.settle_through(99);  // the birth: it holds 100 onwards
+  for (std::uint64_t s = 100; s < 500; ++s) ASSERT_EQ(w.accept(s, SeqWindow::kKeptWindow), V::New);
+  EXPECT_EQ(w.settled_through(), 500u);
+  EXPECT_EQ(w.gaps(), 0u);
+}

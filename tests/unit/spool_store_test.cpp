@@ -6,7 +6,9 @@
 #include <sys/resource.h>
 
 #include <gtest/gtest.h>
+
 #include <spdlog/spdlog.h>
+#include <set>
 
 #include <csignal>
 #include <fstream>
@@ -198,6 +200,52 @@ TEST_F(SpoolTest, DropOldestPolicyCountsEveryDrop) {
   EXPECT_EQ(all.size(), st.events);
   EXPECT_EQ(all.back().seq, static_cast<std::uint64_t>(n));
   EXPECT_EQ(all.front().seq, st.dropped + 1);  // the oldest went first
+}
+
+TEST_F(SpoolTest, DropOldestNonUrgentKeepsTheUrgentEventsOfWhatItDrops) {
+  auto o = options();
+  o.max_bytes = 64 * 1024;
+  o.overflow = OverflowPolicy::DropOldestNonUrgent;
+  o.urgent = [](const IndicatorEvent& e) { return e.note == "urgent"; };
+  SpoolStore s(o, log);
+  const int n = 5000;
+  int urgent = 0;
+  for (int i = 0; i < n; ++i) {
+    auto e = event(i);
+    if (i % 100 == 3) {
+      e.note = "urgent";
+      e.observed_at_ms = i;  // tells them apart after they move
+      ++urgent;
+    }
+    s.append(std::move(e));
+  }
+  auto st = s.stats();
+  EXPECT_GT(st.dropped, 0u);
+  EXPECT_LE(st.bytes, o.max_bytes) << "the byte quota holds";
+  auto all = read_all(s);
+  EXPECT_EQ(all.size(), st.events);
+  // Every urgent event is still there (some under new seqs at the end); only others were dropped.
+  std::set<std::int64_t> kept;
+  for (const auto& e : all)
+    if (e.note == "urgent") kept.insert(e.observed_at_ms);
+  EXPECT_EQ(kept.size(), static_cast<std::size_t>(urgent));
+  EXPECT_EQ(st.events, all.size());
+  EXPECT_EQ(st.events + st.dropped, static_cast<std::uint64_t>(n))
+      << "drops are counted exactly, the carried over are not";
+  for (std::size_t i = 1; i < all.size(); ++i) ASSERT_LT(all[i - 1].seq, all[i].seq);
+}
+
+TEST_F(SpoolTest, DropOldestNonUrgentDropsASegmentOfNothingButUrgentEvents) {
+  auto o = options();
+  o.max_bytes = 64 * 1024;
+  o.overflow = OverflowPolicy::DropOldestNonUrgent;
+  o.urgent = [](const IndicatorEvent&) { return true; };
+  SpoolStore s(o, log);
+  for (int i = 0; i < 5000; ++i) s.append(event(i));  // terminates: the quota wins over urgency
+  auto st = s.stats();
+  EXPECT_GT(st.dropped, 0u);
+  EXPECT_LE(st.bytes, o.max_bytes);
+  EXPECT_EQ(st.events + st.dropped, 5000u);
 }
 
 TEST_F(SpoolTest, OneProcessPerSpool) {

@@ -608,6 +608,7 @@ HttpResponse ApiRoutes::stats() {
          {"events_bad_value", c.events_bad_value},
          {"events_gaps", c.events_gaps},
          {"events_reordered", c.events_reordered},
+         {"events_urgent", c.events_urgent},
          {"events_late", c.events_late},
          {"events_future", c.events_future},
          {"events_time_corrected", c.events_time_corrected},
@@ -696,6 +697,9 @@ HttpResponse ApiRoutes::metrics() {
   m.sample("postwatch_events_gaps_total", "", c.events_gaps);
   m.family("postwatch_events_reordered_total", "counter", "New events that arrived below their agent's highest seq.");
   m.sample("postwatch_events_reordered_total", "", c.events_reordered);
+  m.family("postwatch_events_urgent_total", "counter",
+           "Events applied from batches on the agents' urgent lane (sent ahead of their backlog).");
+  m.sample("postwatch_events_urgent_total", "", c.events_urgent);
   m.family("postwatch_agent_states_rejected_total", "counter", "Birth, death or heartbeat messages refused.");
   m.sample("postwatch_agent_states_rejected_total", "", src_.presence.rejected());
 

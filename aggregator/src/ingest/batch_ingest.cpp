@@ -95,13 +95,13 @@ void BatchIngest::import_agents(std::uint32_t post, const std::vector<AgentTrack
 }
 
 bool BatchIngest::accept_event(AgentRecord& rec, const EventView& e, std::int64_t received_at_ms,
-                               std::int64_t clock_correction_ms, std::string_view topic) {
+                               std::int64_t clock_correction_ms, std::string_view topic, bool ahead) {
   AgentTrack& agent = rec.events;
   const std::uint32_t post = rec.post;
   if (!agent.seqs.any()) agent.seqs = SeqWindow(e.seq);  // a track reset by import_agents starts here
   std::uint64_t highest = agent.seqs.highest();
   bool had_any = agent.events > 0;
-  if (agent.seqs.accept(e.seq, rec.keeps_events() ? SeqWindow::kKeptWindow : SeqWindow::kWindow) ==
+  if (agent.seqs.accept(e.seq, rec.keeps_events() ? SeqWindow::kKeptWindow : SeqWindow::kWindow, ahead) ==
       SeqWindow::Verdict::Duplicate) {
     counters_.events_duplicate += 1;
     return false;
@@ -262,8 +262,9 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
   std::uint64_t gaps_before = agent.seqs.gaps();
   for (EventView e : batch_.events) {
     e.observed_at_ms = saturating_sub(e.observed_at_ms, correction);
-    if (accept_event(rec, e, now_ms, correction, topic)) {
+    if (accept_event(rec, e, now_ms, correction, topic, batch_.urgent)) {
       ++applied;
+      if (batch_.urgent) counters_.events_urgent += 1;
       if (e.observed_at_ms >= now_ms - policy_.allowed_lateness_ms && on_applied_latency)
         on_applied_latency(now_ms - e.observed_at_ms);
     }
@@ -293,7 +294,7 @@ void BatchIngest::replay(std::string_view post, std::string_view agent, const Ev
   EventSink* sink = sink_;
   sink_ = nullptr;  // the event is stored already
   std::uint64_t gaps_before = r.events.seqs.gaps();
-  accept_event(r, e, received_at_ms, clock_correction_ms, "(replay)");
+  accept_event(r, e, received_at_ms, clock_correction_ms, "(replay)", false);
   counters_.events_gaps += r.events.seqs.gaps() - gaps_before;
   sink_ = sink;
 }

@@ -38,6 +38,7 @@ struct IngestCounters {
   std::uint64_t events_bad_value = 0;
   std::uint64_t events_gaps = 0;            // seqs never received, given up on
   std::uint64_t events_reordered = 0;       // new, but below the agent's highest seq so far
+  std::uint64_t events_urgent = 0;          // applied from batches on the agents' urgent lane
   std::uint64_t events_late = 0;            // observed before now - allowed lateness: applied only if newest
   std::uint64_t events_future = 0;          // observed after now + max clock skew: stored, not applied
   std::uint64_t events_time_corrected = 0;  // observed_at corrected by the agent's measured clock offset
@@ -131,9 +132,9 @@ class BatchIngest {
   // The agent's record, with its seq window started at `first_seq` if this is its first event.
   AgentRecord& track(std::uint32_t post, std::string_view agent, std::uint64_t first_seq);
   // Dedupe, check, apply and store one event (`e` with its corrected time); false when it
-  // was not new, or new but refused (then stored with the reason).
+  // was not new, or new but refused (then stored with the reason). `ahead`: from the urgent lane.
   bool accept_event(AgentRecord& agent, const EventView& e, std::int64_t received_at_ms,
-                    std::int64_t clock_correction_ms, std::string_view topic);
+                    std::int64_t clock_correction_ms, std::string_view topic, bool ahead);
   // Updates the agent's clock estimate from one batch; returns the correction for its events.
   std::int64_t measure_clock(AgentRecord& agent, std::string_view topic, std::int64_t now_ms, bool prompt);
 

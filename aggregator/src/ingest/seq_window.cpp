@@ -5,13 +5,17 @@
 
 namespace postwatch::aggregator {
 
-SeqWindow::Verdict SeqWindow::accept(std::uint64_t seq, std::uint64_t give_up_after) {
+SeqWindow::Verdict SeqWindow::accept(std::uint64_t seq, std::uint64_t give_up_after, bool ahead) {
   if (seq < base_) return Verdict::Duplicate;
   if (seq == base_ && runs_.empty()) {
     ++base_;  // in order: the common case, no runs at all
   } else {
     if (run_holding(seq)) return Verdict::Duplicate;
     mark_seen(seq, seq, false);
+  }
+  if (ahead) {
+    any_ = true;
+    return Verdict::New;  // nothing below it is overdue: see accept()'s comment
   }
   if (!any_ || seq > highest_) highest_ = seq;
   any_ = true;

@@ -38,9 +38,14 @@ class SeqWindow {
       : base_(first_seen > 1 ? 1 : first_seen), first_seen_(first_seen), anchored_(first_seen <= 1) {}
 
   // `give_up_after`: how many later seqs a known hole may wait (kWindow or kKeptWindow).
-  Verdict accept(std::uint64_t seq, std::uint64_t give_up_after = kWindow);
+  // `ahead`: the seq came on the agent's urgent lane, ahead of seqs it has not sent yet. It is
+  // seen (a later copy is a duplicate) but does not move highest(): the unsent seqs below it are
+  // neither holes to ask for nor reasons to give anything up, and a main-lane seq below it is not
+  // reordered. The agent keeps few such seqs outstanding (well under kMaxRuns).
+  Verdict accept(std::uint64_t seq, std::uint64_t give_up_after = kWindow, bool ahead = false);
 
   std::uint64_t base() const { return base_; }
+  // The highest seq seen in order (on the main lane), or settled.
   std::uint64_t highest() const { return highest_; }
   bool any() const { return any_; }
   // Whether the seqs below the first one seen are resolved (see the top of the file).

@@ -66,6 +66,9 @@ struct Post {
 // Who reports an indicator: the posts (it feeds the board) or the ministry (it feeds strategy
 // targets only, docs/strategy-progress.md).
 enum class Reporter : std::uint8_t { Posts, Ministry };
+// Which readings jump the agent's send queue (docs/catalogue.md, "Urgent readings").
+enum class Urgency : std::uint8_t { No, AtRed, Always };
+
 struct Indicator {
   std::string id, name, unit, description;
   ValueKind kind = ValueKind::Level;
@@ -76,7 +79,11 @@ struct Indicator {
   std::vector<GoalWeight> goals;  // empty for a ministry indicator
   std::vector<std::string> threats;
   Reporter reported_by = Reporter::Posts;
+  Urgency urgent = Urgency::No;
   bool on_board() const { return reported_by == Reporter::Posts && kind != ValueKind::Text; }
+  // Whether a reading of `number` goes on the agent's urgent lane: always, or (AtRed) when the
+  // reading itself is at or beyond the red threshold in the indicator's direction.
+  bool is_urgent(double number) const;
 };
 
 // Transparent hash so lookups by string_view do not allocate.

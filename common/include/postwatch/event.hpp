@@ -37,6 +37,7 @@ struct EventBatch {
   std::uint32_t clock_epoch = 0;  // clock jumps the agent has seen since it started
   std::string key_id{};
   std::size_t signature_offset = 0;
+  bool urgent = false;  // sent on the urgent lane, ahead of the main one (BatchLane)
 };
 
 // Non-owning view of one event inside a received buffer: the aggregator's hot
@@ -59,6 +60,7 @@ struct BatchView {
   std::uint32_t clock_epoch = 0;
   std::string_view key_id{};
   std::size_t signature_offset = 0;
+  bool urgent = false;
 };
 
 // Birth, death (last will) and heartbeat of one agent (schemas/postwatch_agent_state.fbs).

@@ -33,6 +33,8 @@ struct AgentStats {
   std::uint64_t confirm_rejected = 0;       // confirmations ignored: malformed, another agent's, unknown seqs
   std::uint64_t reconnects = 0;
   std::uint64_t heartbeats_sent = 0;
+  std::uint64_t urgent_sent = 0;      // of `sent`, events that went on the urgent lane
+  std::uint64_t urgent_overflow = 0;  // urgent events left in seq order: the urgent lane was full
   bool connected = false;
   BacklogStats backlog;
   std::string last_error;

@@ -123,6 +123,9 @@ struct AgentConfig {
   // uplink.max_kbit_s: a cap on the MQTT bytes the agent sends (0: none); the spool takes up
   // what the link cannot carry.
   std::uint64_t uplink_max_kbit_s = 0;
+  // uplink.proxy: "http://host:port", an HTTP proxy the agent asks for a tunnel (CONNECT) to the
+  // broker (docs/agent.md, "Through a proxy"). Empty: none, or the environment's (Paho's rule).
+  std::string uplink_proxy;
   std::size_t queue_max_events = 1'000'000;  // in-memory backlog only (tests, simulator)
   DeliveryConfirmMode confirm = DeliveryConfirmMode::Aggregator;
   IdentityConfig identity;
@@ -152,7 +155,7 @@ struct AgentConfig {
   // that go together, password_file needs username. Empty when consistent.
   std::vector<ConfigProblem> check_consistency() const;
 
-  bool uses_tls() const;  // ssl:// or mqtts://
+  bool uses_tls() const;  // ssl://, mqtts:// or wss://
   bool aggregator_confirms() const { return confirm == DeliveryConfirmMode::Aggregator; }
 };
 

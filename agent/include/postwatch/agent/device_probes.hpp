@@ -4,6 +4,7 @@
 #pragma once
 
 #include "postwatch/agent/agent_config.hpp"
+#include "postwatch/agent/broker_route.hpp"
 #include "postwatch/agent/event_source.hpp"
 
 #include <chrono>
@@ -34,24 +35,20 @@ std::optional<double> read_host_uptime_s(const std::filesystem::path& proc_uptim
 // The kernel's bound on the clock's error (adjtimex maxerror), ms; nullopt if adjtimex is denied.
 std::optional<double> read_clock_error_ms();
 
-struct HostPort {
-  std::string host;
-  std::uint16_t port = 0;
-};
-// tcp://host:port, ssl://[v6]:port, mqtts://host (default ports 1883 / 8883); nullopt if unparsable.
-std::optional<HostPort> broker_host_port(const std::string& broker_uri);
-
 struct UplinkSample {
   bool reachable = false;
   double latency_ms = 0;  // TCP connect time, when reachable
   std::string error;
 };
-UplinkSample measure_uplink(const HostPort& broker, std::chrono::milliseconds timeout);
+// A TCP connect to the broker; through `proxy`, a tunnel the proxy agreed to open (CONNECT 200).
+UplinkSample measure_uplink(const HostPort& broker, std::chrono::milliseconds timeout,
+                            const std::optional<HostPort>& proxy = std::nullopt);
 
 class DeviceProbes : public EventSource {
  public:
+  // `proxy`: uplink.proxy (empty: none configured; the environment's is still used, as Paho does).
   DeviceProbes(ProbesConfig config, std::string broker_uri, std::filesystem::path spool_dir, EventSink sink,
-               std::shared_ptr<spdlog::logger> log);
+               std::shared_ptr<spdlog::logger> log, std::string proxy = {});
   ~DeviceProbes() override;
 
   std::string_view name() const override { return "probes"; }
@@ -66,6 +63,7 @@ class DeviceProbes : public EventSource {
 
   ProbesConfig config_;
   std::string broker_uri_;
+  std::string proxy_;
   std::filesystem::path spool_dir_;
   EventSink sink_;
   std::shared_ptr<spdlog::logger> log_;

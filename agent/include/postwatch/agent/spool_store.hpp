@@ -26,7 +26,10 @@ namespace postwatch::agent {
 class SegmentFormat;
 
 enum class FsyncPolicy { EveryRecord, Interval, Never };
-enum class OverflowPolicy { Refuse, DropOldest };
+// What a full spool does with a new event (docs/agent.md, "Spool"): refuse it, or make room by
+// dropping the oldest segment, or (DropOldestNonUrgent) the oldest segment's events that are not
+// urgent, carrying its urgent ones over to the end of the spool under new seqs.
+enum class OverflowPolicy { Refuse, DropOldest, DropOldestNonUrgent };
 
 struct SpoolOptions {
   std::filesystem::path dir;
@@ -36,6 +39,8 @@ struct SpoolOptions {
   FsyncPolicy fsync = FsyncPolicy::Interval;
   std::chrono::milliseconds fsync_interval{200};
   OverflowPolicy overflow = OverflowPolicy::Refuse;
+  // Which events DropOldestNonUrgent keeps (the catalogue's urgency, set by the agent's main).
+  std::function<bool(const IndicatorEvent&)> urgent{};
   // Encryption at rest: records are sealed under the 32-byte key in this file, created (mode
   // 0600) when missing. Empty: plaintext segments. Config files default it to "<dir>.key"
   // (AgentConfig::parse); options built in code leave it empty.
@@ -96,6 +101,10 @@ class SpoolStore final : public EventBacklog {
   void open_writer(std::uint64_t first_seq);
   void close_writer();
   void drop_front_segment(const char* why);
+  // DropOldestNonUrgent: drops the front segment and appends its unsent urgent events again.
+  // False when it holds nothing but urgent events (then the plain policy applies).
+  bool drop_front_keeping_urgent();
+  std::uint64_t append_record(IndicatorEvent e);
   void remove_settled_segments();
   void persist_position(bool force);
   // Writes "<floor> <next>" to <dir>/position through position.tmp (write, fsync, rename).
