@@ -308,9 +308,9 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
   r.str(root, "", "catalogue_file", path);
   if (!path.empty()) c.catalogue_file = file.parent_path() / path;
 
-  if (const json* spool = r.section(
-          root, "spool",
-          {"dir", "key_file", "max_bytes", "max_age_s", "segment_bytes", "fsync", "fsync_interval_ms", "overflow"})) {
+  if (const json* spool = r.section(root, "spool",
+                                    {"dir", "key_file", "max_bytes", "max_events", "max_age_s", "segment_bytes",
+                                     "fsync", "fsync_interval_ms", "overflow"})) {
     path.clear();
     r.str(*spool, "spool.", "dir", path);
     if (!path.empty()) c.spool.dir = file.parent_path() / path;
@@ -320,6 +320,7 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
       c.spool.key_file = resolve(file, path);
     }
     r.uint(*spool, "spool.", "max_bytes", c.spool.max_bytes, std::int64_t{64} * 1024, std::int64_t{1} << 42);
+    r.uint(*spool, "spool.", "max_events", c.spool.max_events, 0, std::int64_t{1} << 40);
     std::int64_t age = c.spool.max_age.count();
     r.uint(*spool, "spool.", "max_age_s", age, 0, std::int64_t{10} * 365 * 86400);
     c.spool.max_age = std::chrono::seconds(age);

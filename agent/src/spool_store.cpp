@@ -156,12 +156,16 @@ std::uint64_t SpoolStore::append(IndicatorEvent e) {
   // New records go to a segment of the current format only (never to one recovered at start).
   const std::size_t size = kRecordHeaderBytes + scratch_.size() + (key_ ? SpoolCipher::kOverhead : 0);
 
-  while (bytes_ + size > opt_.max_bytes) {
+  auto full = [&] { return bytes_ + size > opt_.max_bytes || (opt_.max_events != 0 && held_ >= opt_.max_events); };
+  while (full()) {
     if (opt_.overflow == OverflowPolicy::Refuse || segments_.empty() ||
         (segments_.size() == 1 && write_fd_ >= 0 &&
          segments_.front().bytes <= segments_.front().format->header_bytes()))
-      throw BacklogRefused("spool full (" + std::to_string(bytes_) + " of " + std::to_string(opt_.max_bytes) +
-                           " bytes; broker unreachable?)");
+      throw BacklogRefused(bytes_ + size > opt_.max_bytes
+                               ? "spool full (" + std::to_string(bytes_) + " of " + std::to_string(opt_.max_bytes) +
+                                     " bytes; broker unreachable?)"
+                               : "spool full (" + std::to_string(held_) + " of " + std::to_string(opt_.max_events) +
+                                     " events; broker unreachable?)");
     if (opt_.overflow == OverflowPolicy::DropOldestNonUrgent && drop_front_keeping_urgent()) continue;
     drop_front_segment("spool full, overflow policy drop_oldest");
   }

@@ -299,7 +299,9 @@ TEST_F(FeedApi, CsvExportsForPostsAndHistory) {
   std::istringstream in(posts.body);
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   ASSERT_EQ(lines.size(), 143u);  // header + 142 posts
-  EXPECT_EQ(lines[0], "id,city,country,region,status,silent,indicators_reporting,last_seen_ms,last_seen_utc\r");
+  EXPECT_EQ(lines[0],
+            "id,city,country,region,status,silent,indicators_reporting,last_seen_ms,last_seen_utc,events_lost\r");
+  for (std::size_t i = 1; i < lines.size(); ++i) ASSERT_TRUE(lines[i].ends_with(",0\r")) << lines[i];
   bool bamako = false;
   for (const auto& l : lines) bamako = bamako || l.rfind("bamako,Bamako,Mali,sub-saharan-africa,red,false,1,", 0) == 0;
   EXPECT_TRUE(bamako) << posts.body.substr(0, 400);

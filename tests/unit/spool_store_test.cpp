@@ -235,6 +235,33 @@ TEST_F(SpoolTest, DropOldestNonUrgentKeepsTheUrgentEventsOfWhatItDrops) {
   for (std::size_t i = 1; i < all.size(); ++i) ASSERT_LT(all[i - 1].seq, all[i].seq);
 }
 
+TEST_F(SpoolTest, AnEventBoundHoldsBesideTheByteBoundUnderEachPolicy) {
+  auto o = options();
+  o.max_events = 300;  // far below what max_bytes allows
+  {
+    SpoolStore s(o, log);
+    for (int i = 0; i < 300; ++i) s.append(event(i));
+    try {
+      s.append(event(300));
+      FAIL() << "the 301st event was accepted";
+    } catch (const BacklogRefused& e) {
+      EXPECT_NE(std::string(e.what()).find("spool full (300 of 300 events"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(s.stats().events, 300u);
+    EXPECT_EQ(s.stats().dropped, 0u) << "refuse drops nothing";
+    s.release_through(100);
+    EXPECT_NO_THROW(s.append(event(301))) << "released events make room";
+  }
+  fs::remove_all(o.dir);
+  o.overflow = OverflowPolicy::DropOldest;
+  SpoolStore s(o, log);
+  for (int i = 0; i < 2000; ++i) s.append(event(i));
+  const auto st = s.stats();
+  EXPECT_LE(st.events, 300u);
+  EXPECT_GT(st.dropped, 0u);
+  EXPECT_EQ(st.events + st.dropped, 2000u) << "every drop is counted";
+}
+
 TEST_F(SpoolTest, DropOldestNonUrgentDropsASegmentOfNothingButUrgentEvents) {
   auto o = options();
   o.max_bytes = 64 * 1024;

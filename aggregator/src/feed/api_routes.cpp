@@ -410,16 +410,18 @@ HttpResponse ApiRoutes::posts(const Query& q) {
   if (goal) mask = goal_mask(goal);
   const std::size_t n_ind = cat.indicators().size();
   json list = json::array();
-  std::string out = "id,city,country,region,status,silent,indicators_reporting,last_seen_ms,last_seen_utc\r\n";
+  std::string out =
+      "id,city,country,region,status,silent,indicators_reporting,last_seen_ms,last_seen_utc,events_lost\r\n";
   for (std::uint32_t p = 0; p < cat.posts().size(); ++p) {
     const Post& post = cat.posts()[p];
     if (post.is_ministry() || (!region.empty() && post.region != region)) continue;
     PostRow row = post_row(src_.board.last(), p, n_ind, goal ? &mask : nullptr);
     const std::int64_t seen = src_.state.post_last_seen_ms(p);
     if (*csv) {
-      out += fmt::format("{},{},{},{},{},{},{},{},{}\r\n", csv_field(post.id), csv_field(post.city),
-                         csv_field(post.country), csv_field(post.region), to_string(row.worst),
-                         is_silent(p) ? "true" : "false", row.reporting, seen, seen ? iso_utc(seen) : "");
+      out +=
+          fmt::format("{},{},{},{},{},{},{},{},{},{}\r\n", csv_field(post.id), csv_field(post.city),
+                      csv_field(post.country), csv_field(post.region), to_string(row.worst),
+                      is_silent(p) ? "true" : "false", row.reporting, seen, seen ? iso_utc(seen) : "", events_lost(p));
       continue;
     }
     list.push_back({{"id", post.id},

@@ -34,6 +34,7 @@ enum class OverflowPolicy { Refuse, DropOldest, DropOldestNonUrgent };
 struct SpoolOptions {
   std::filesystem::path dir;
   std::uint64_t max_bytes = 256ull << 20;       // all segments together
+  std::uint64_t max_events = 0;                 // unsent events held at once; 0: only max_bytes bounds them
   std::chrono::seconds max_age{7 * 24 * 3600};  // unsent events older than this are dropped; 0 = keep forever
   std::uint64_t segment_bytes = 4ull << 20;
   FsyncPolicy fsync = FsyncPolicy::Interval;
