@@ -1035,7 +1035,11 @@ SubmitResult Agent::submit(IndicatorEvent event) {
     try {
       const Indicator* ind = d.catalogue->find_indicator(event.indicator);
       std::optional<IndicatorEvent> urgent;
-      if (ind && ind->is_urgent(event.number)) urgent = event;  // a copy: the spool takes the event
+      // Only with the aggregator's confirmations: a broker-mode agent's holes are given up after
+      // 4096 later seqs, and an aggregator that restarts replays a stored urgent seq as an
+      // ordinary one, so a backlog behind it could be given up while the agent no longer holds it.
+      if (ind && ind->is_urgent(event.number) && d.config.aggregator_confirms())
+        urgent = event;  // a copy: the spool takes the event
       r.seq = d.backlog->append(std::move(event));
       r.accepted = true;
       d.counters.accepted += 1;

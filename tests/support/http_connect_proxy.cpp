@@ -1,5 +1,7 @@
 #include "support/http_connect_proxy.hpp"
 
+#include "support/test_support.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -12,16 +14,6 @@
 namespace postwatch::test {
 namespace {
 
-bool send_all(int fd, const char* data, std::size_t n) {
-  while (n > 0) {
-    auto w = ::send(fd, data, n, MSG_NOSIGNAL);
-    if (w <= 0) return false;
-    data += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return true;
-}
-
 bool reply(int fd, const std::string& status) {
   const std::string r = "HTTP/1.1 " + status + "\r\n\r\n";
   return send_all(fd, r.data(), r.size());
@@ -30,17 +22,8 @@ bool reply(int fd, const std::string& status) {
 }  // namespace
 
 HttpConnectProxy::HttpConnectProxy(std::set<unsigned short> allowed_ports) : allowed_(std::move(allowed_ports)) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 16) != 0 ||
-      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0 || ::pipe(wake_) != 0)
-    throw std::runtime_error("HttpConnectProxy: cannot listen on loopback");
-  port_ = ntohs(a.sin_port);
+  listen_fd_ = listen_loopback(port_, "HttpConnectProxy");
+  if (::pipe(wake_) != 0) throw std::runtime_error("HttpConnectProxy: pipe failed");
   thread_ = std::thread([this] { run(); });
 }
 
@@ -79,12 +62,8 @@ bool HttpConnectProxy::open_tunnel(Pair& p) {
     reply(p.client, "403 Forbidden");
     return false;
   }
-  p.upstream = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);  // loopback only, whatever the host says
-  a.sin_port = htons(static_cast<unsigned short>(port));
-  if (::connect(p.upstream, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+  p.upstream = connect_loopback(static_cast<unsigned short>(port));  // loopback only, whatever the host says
+  if (p.upstream < 0) {
     reply(p.client, "502 Bad Gateway");
     return false;
   }

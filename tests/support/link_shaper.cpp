@@ -1,5 +1,7 @@
 #include "support/link_shaper.hpp"
 
+#include "support/test_support.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -12,35 +14,12 @@
 namespace postwatch::test {
 namespace {
 
-int connect_loopback(unsigned short port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 constexpr std::size_t kSegment = 1460;
 
 }  // namespace
 
 LinkShaper::LinkShaper(unsigned short broker_port, LinkProfile profile) : profile_(profile), broker_port_(broker_port) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 16) != 0 ||
-      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    throw std::runtime_error("LinkShaper: cannot listen on loopback");
-  port_ = ntohs(a.sin_port);
+  listen_fd_ = listen_loopback(port_, "LinkShaper");
   thread_ = std::thread([this] { run(); });
 }
 

@@ -31,30 +31,11 @@ std::size_t first_packet_length(const std::string& b) {
   return std::numeric_limits<std::size_t>::max();
 }
 
-bool send_all(int fd, const char* data, std::size_t n) {
-  while (n > 0) {
-    auto w = ::send(fd, data, n, MSG_NOSIGNAL);
-    if (w <= 0) return false;
-    data += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return true;
-}
-
 }  // namespace
 
 MqttFaultProxy::MqttFaultProxy(unsigned short broker_port) : broker_port_(broker_port) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 16) != 0 ||
-      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0 || ::pipe(wake_) != 0)
-    throw std::runtime_error("MqttFaultProxy: cannot listen on loopback");
-  port_ = ntohs(a.sin_port);
+  listen_fd_ = listen_loopback(port_, "MqttFaultProxy");
+  if (::pipe(wake_) != 0) throw std::runtime_error("MqttFaultProxy: pipe failed");
   thread_ = std::thread([this] { run(); });
 }
 

@@ -68,6 +68,33 @@ int connect_loopback(unsigned short port) {
   return fd;
 }
 
+int listen_loopback(unsigned short& port, const char* who) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 16) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error(std::string(who) + ": cannot listen on loopback");
+  }
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+bool send_all(int fd, const char* data, std::size_t n) {
+  while (n > 0) {
+    auto w = ::send(fd, data, n, MSG_NOSIGNAL);
+    if (w <= 0) return false;
+    data += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
 bool port_accepts(unsigned short port) {
   int fd = connect_loopback(port);
   if (fd < 0) return false;

@@ -16,6 +16,11 @@ unsigned short free_port();
 bool port_accepts(unsigned short port);
 // A TCP connection to 127.0.0.1:port (blocking); -1 if refused. The caller closes it.
 int connect_loopback(unsigned short port);
+// A TCP socket listening on 127.0.0.1 at a port the kernel picks (written to `port`); throws
+// naming `who` when it cannot. For the loopback relays tests put between a client and a broker.
+int listen_loopback(unsigned short& port, const char* who);
+// Writes all of `data` (no SIGPIPE); false when the peer is gone.
+bool send_all(int fd, const char* data, std::size_t n);
 
 // Polls `pred` until true or the deadline passes: the tests' only way to wait.
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
