@@ -659,12 +659,14 @@ struct Agent::Impl {
         urgent.passed(from);
         events = urgent.take(from + config.batch_max_events, kMaxUrgentBatch);
         if (events.empty()) return;
-        shift_to_current_clock_locked(events);
+        // The batch gets shifted copies: the lane keeps the events as stamped, in case they
+        // go back on it (a lost connection) and are shifted again for their next batch.
+        batch.events = events;
+        shift_to_current_clock_locked(batch.events);
         batch.clock_epoch = clock_watch.jumps();
         batch.sent_at_ms = now_utc_ms();
       }
       batch.urgent = true;
-      batch.events = events;
       auto payload = compress(encode_batch(batch, signing_key()));
       batch.urgent = false;
       InflightBatch ib{nullptr, 0, events.size(), std::move(events)};
