@@ -142,19 +142,26 @@ bool SpoolStore::drop_front_keeping_urgent() {
   // Carried over, not lost: they leave holes the aggregator gives up as gaps (their old seqs),
   // and arrive under new ones. They go by the front segment's bytes, so this always makes room.
   dropped_ -= urgent.size();
-  for (auto& e : urgent) append_record(std::move(e));
+  for (auto& e : urgent) {
+    const std::size_t size = encode_record(e);
+    write_record(e.seq, size);
+  }
   if (!urgent.empty())
     log_->warn("spool: kept {} urgent event(s) of the dropped segment, appended again under new seqs", urgent.size());
   return true;
 }
 
-std::uint64_t SpoolStore::append(IndicatorEvent e) {
+std::size_t SpoolStore::encode_record(IndicatorEvent& e) {
   e.seq = next_seq_;
   scratch_.clear();
   encode_body(e, scratch_);
-  if (scratch_.size() > kMaxRecordBodyBytes) throw BacklogRefused("event too large for the spool");
   // New records go to a segment of the current format only (never to one recovered at start).
-  const std::size_t size = kRecordHeaderBytes + scratch_.size() + (key_ ? SpoolCipher::kOverhead : 0);
+  return kRecordHeaderBytes + scratch_.size() + (key_ ? SpoolCipher::kOverhead : 0);
+}
+
+std::uint64_t SpoolStore::append(IndicatorEvent e) {
+  std::size_t size = encode_record(e);
+  if (scratch_.size() > kMaxRecordBodyBytes) throw BacklogRefused("event too large for the spool");
 
   auto full = [&] { return bytes_ + size > opt_.max_bytes || (opt_.max_events != 0 && held_ >= opt_.max_events); };
   while (full()) {
@@ -169,15 +176,13 @@ std::uint64_t SpoolStore::append(IndicatorEvent e) {
     if (opt_.overflow == OverflowPolicy::DropOldestNonUrgent && drop_front_keeping_urgent()) continue;
     drop_front_segment("spool full, overflow policy drop_oldest");
   }
-  return append_record(std::move(e));
+  // Urgent events carried over took the seq it was encoded with (and scratch_).
+  if (e.seq != next_seq_) size = encode_record(e);
+  return write_record(e.seq, size);
 }
 
-// Writes one event whose room append() has made.
-std::uint64_t SpoolStore::append_record(IndicatorEvent e) {
-  e.seq = next_seq_;
-  scratch_.clear();
-  encode_body(e, scratch_);
-  const std::size_t size = kRecordHeaderBytes + scratch_.size() + (key_ ? SpoolCipher::kOverhead : 0);
+// Writes the record encode_record() left in scratch_, in room append() has made.
+std::uint64_t SpoolStore::write_record(std::uint64_t seq, std::size_t size) {
   if (write_fd_ < 0 || segments_.empty() || segments_.back().bytes + size > opt_.segment_bytes) {
     if (write_fd_ >= 0 && opt_.fsync == FsyncPolicy::Interval) {
       // Synced by the next upkeep's disk work, outside the agent's lock (as it would have been
@@ -188,7 +193,7 @@ std::uint64_t SpoolStore::append_record(IndicatorEvent e) {
       datasync(write_fd_);
     }
     close_writer();
-    open_writer(e.seq);
+    open_writer(seq);
   }
   Segment& seg = segments_.back();
   std::string rec;
@@ -210,8 +215,8 @@ std::uint64_t SpoolStore::append_record(IndicatorEvent e) {
   } else {
     unsynced_ = true;
   }
-  if (seg.first_seq == 0) seg.first_seq = e.seq;
-  seg.last_seq = e.seq;
+  if (seg.first_seq == 0) seg.first_seq = seq;
+  seg.last_seq = seq;
   seg.last_append_ms = now_utc_ms();
   seg.bytes += rec.size();
   bytes_ += rec.size();

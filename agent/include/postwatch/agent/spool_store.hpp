@@ -105,7 +105,9 @@ class SpoolStore final : public EventBacklog {
   // DropOldestNonUrgent: drops the front segment and appends its unsent urgent events again.
   // False when it holds nothing but urgent events (then the plain policy applies).
   bool drop_front_keeping_urgent();
-  std::uint64_t append_record(IndicatorEvent e);
+  // Encodes `e` under the next seq into scratch_; returns the record's size on disk.
+  std::size_t encode_record(IndicatorEvent& e);
+  std::uint64_t write_record(std::uint64_t seq, std::size_t size);
   void remove_settled_segments();
   void persist_position(bool force);
   // Writes "<floor> <next>" to <dir>/position through position.tmp (write, fsync, rename).
