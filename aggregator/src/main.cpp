@@ -230,6 +230,10 @@ int main(int argc, char** argv) {
             targets->targets().size());
 
   boost::asio::io_context io(1);
+  // Installed before the service opens its store and its broker connection: a SIGTERM that
+  // arrives while either is under way waits here and stops the service once it is up, rather
+  // than killing the process with the default action (exit 143).
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   std::unique_ptr<aggregator::AggregatorService> service;
   try {
     service = std::make_unique<aggregator::AggregatorService>(io, opts, catalogue, log, targets);
@@ -250,7 +254,6 @@ int main(int argc, char** argv) {
   const std::string base =
       (service->tls() ? "https://" : "http://") + opts.http_address + ":" + std::to_string(service->http_port());
   log->info("HTTP API at {}/api/v1/goals, dashboard at {}/", base, base);
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   boost::asio::steady_timer drain(io);
   std::function<void(std::chrono::steady_clock::time_point)> wait_for_streams =
       [&](std::chrono::steady_clock::time_point deadline) {
