@@ -19,6 +19,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -93,6 +94,9 @@ struct Agent::Impl {
   std::string state_topic;
   std::string heartbeat_topic;
   std::string confirm_topic;
+  std::vector<std::string> extra_topics;  // set before start()
+  Agent::MessageHandler on_extra;
+  std::optional<FleetReport> fleet_report;  // guarded by mu
   std::int64_t started_ms = now_utc_ms();
   std::chrono::steady_clock::time_point started_steady = std::chrono::steady_clock::now();  // uptime, jump-proof
   std::uint64_t reported_drops = 0;  // drops already reported as an agent_events_dropped event
@@ -243,6 +247,10 @@ struct Agent::Impl {
     st.awaits_confirmation = config.aggregator_confirms();
     st.aggregator_key_ids = identity.trusted_key_ids();
     std::lock_guard lk(mu);
+    if (fleet_report) {
+      st.has_fleet = true;
+      st.fleet = *fleet_report;
+    }
     st.clock_sync = clock_sync;
     st.clock_jumps = clock_watch.jumps();
     if (const auto& j = clock_watch.last_jump()) {
@@ -498,7 +506,7 @@ struct Agent::Impl {
         backoff = std::chrono::milliseconds(250);
         // Before the birth: the retained confirmation arrives with the subscription and releases
         // what the aggregator already holds.
-        if (config.aggregator_confirms()) {
+        if (subscribes()) {
           confirm_subscribed = subscribe_confirmations();
           confirm_backoff = std::chrono::milliseconds(1000);
           confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
@@ -514,9 +522,9 @@ struct Agent::Impl {
         publish_birth(cursor);
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
       }
-      if (config.aggregator_confirms() && !confirm_subscribed && std::chrono::steady_clock::now() >= confirm_retry_at) {
+      if (subscribes() && !confirm_subscribed && std::chrono::steady_clock::now() >= confirm_retry_at) {
         confirm_subscribed = subscribe_confirmations();
-        if (confirm_subscribed) log->info("subscribed to {} on a later attempt", confirm_topic);
+        if (confirm_subscribed) log->info("subscribed to {} on a later attempt", subscribed_what());
         confirm_backoff = std::min(confirm_backoff * 2, std::chrono::milliseconds(30000));
         confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
       }
@@ -762,7 +770,11 @@ struct Agent::Impl {
 
   // Paho's thread: a DeliveryConfirm on our confirm topic.
   void on_confirm(const mqtt::const_message_ptr& msg) {
-    if (msg->get_topic() != confirm_topic) return;
+    if (msg->get_topic() != confirm_topic) {
+      if (on_extra && std::find(extra_topics.begin(), extra_topics.end(), msg->get_topic()) != extra_topics.end())
+        on_extra(msg->get_topic(), msg->get_payload_str());
+      return;
+    }
     const auto& p = msg->get_payload();
     DeliveryConfirm c;
     auto err = decode_delivery_confirm({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, c);
@@ -819,15 +831,26 @@ struct Agent::Impl {
     try {
       // QoS 0: a confirmation is a watermark, and the next one (or the retained one at the next
       // subscribe) replaces one that is lost. On NATS's MQTT listener a QoS 1 subscription is a
-      // JetStream consumer per agent, one that dies with its node (docs/scale-out.md).
-      if (client->subscribe(confirm_topic, 0)->wait_for(kConnectTimeout)) return true;
-      note_error("subscribing to " + confirm_topic + " did not complete; events stay in the spool until it does");
+      // JetStream consumer per agent, one that dies with its node (docs/scale-out.md). Fleet
+      // bundles are retained too: the next subscribe brings one that was lost.
+      auto topics = std::make_shared<mqtt::string_collection>();
+      if (config.aggregator_confirms()) topics->push_back(confirm_topic);
+      for (const auto& t : extra_topics) topics->push_back(t);
+      if (client->subscribe(topics, std::vector<int>(topics->size(), 0))->wait_for(kConnectTimeout)) return true;
+      note_error("subscribing to " + subscribed_what() + " did not complete; trying again");
     } catch (const mqtt::exception& e) {
-      note_error("cannot subscribe to " + confirm_topic + " (the aggregator's delivery confirmations): " + e.what() +
-                 "; hint: the broker's ACL must let this agent read its confirm topic. Events stay in the spool "
-                 "until they are confirmed; trying again");
+      note_error("cannot subscribe to " + subscribed_what() + ": " + e.what() +
+                 "; hint: the broker's ACL must let this agent read its confirm topic (and the fleet bundle topics "
+                 "when fleet.key_file is set). Events stay in the spool until they are confirmed; trying again");
     }
     return false;
+  }
+
+  bool subscribes() const { return config.aggregator_confirms() || !extra_topics.empty(); }
+  std::string subscribed_what() const {
+    std::string what = config.aggregator_confirms() ? confirm_topic + " (the aggregator's delivery confirmations)" : "";
+    if (!extra_topics.empty()) what += std::string(what.empty() ? "" : " and ") + "the fleet bundle topics";
+    return what;
   }
 
   void publish_birth(std::uint64_t first_unacked) {
@@ -837,6 +860,8 @@ struct Agent::Impl {
     try {
       client->publish(state_topic, payload.data(), payload.size(), 1, true);
       spent_uplink(state_topic, payload.size(), 1);
+      std::lock_guard lk(mu);
+      counters.births_sent += 1;
     } catch (const mqtt::exception& e) {
       note_error(std::string("birth message failed: ") + e.what());
     }
@@ -857,8 +882,8 @@ struct Agent::Impl {
   void make_client() {
     if (brokers.empty()) brokers = config.brokers();
     client = std::make_unique<mqtt::async_client>(broker(), client_id_for(config));
-    if (config.aggregator_confirms())
-      client->set_message_callback([this](const mqtt::const_message_ptr& m) { on_confirm(m); });
+    // Always: fleet bundle topics may be added after the client is made (subscribe_also).
+    client->set_message_callback([this](const mqtt::const_message_ptr& m) { on_confirm(m); });
     client->set_connection_lost_handler([this](const std::string& cause) {
       {
         std::lock_guard lk(mu);
@@ -990,6 +1015,16 @@ Agent::Agent(AgentConfig config, std::shared_ptr<const IndicatorCatalogue> catal
     : impl_(std::make_unique<Impl>(std::move(config), std::move(catalogue), std::move(backlog), std::move(log))) {}
 
 Agent::~Agent() { stop(); }
+
+void Agent::subscribe_also(std::vector<std::string> topics, MessageHandler handler) {
+  impl_->extra_topics = std::move(topics);
+  impl_->on_extra = std::move(handler);
+}
+
+void Agent::set_fleet_report(const FleetReport& report) {
+  std::lock_guard lk(impl_->mu);
+  impl_->fleet_report = report;
+}
 
 void Agent::start() {
   auto& d = *impl_;

@@ -1,10 +1,11 @@
 #include "postwatch/agent/agent_config.hpp"
 
 #include "postwatch/agent/broker_route.hpp"
-
+#include "postwatch/agent/bundle_overlay.hpp"
 #include "postwatch/agent/spool_key.hpp"
 #include "postwatch/agent/tls_diagnostics.hpp"
 #include "postwatch/catalogue.hpp"
+#include "postwatch/fleet_bundle.hpp"
 #include "postwatch/secret_file.hpp"
 
 #include <nlohmann/json.hpp>
@@ -267,19 +268,33 @@ std::vector<ConfigProblem> AgentConfig::check_consistency() const {
   return out;
 }
 
-AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<ConfigProblem>& problems) {
-  AgentConfig c;
-  FieldReader r(problems);
+namespace {
+bool read_text(const std::filesystem::path& file, std::string& out, std::vector<ConfigProblem>& problems) {
   std::ifstream in(file);
   if (!in) {
-    r.fail("", std::string("cannot open config file: ") + std::strerror(errno));
-    return c;
+    problems.push_back({"", std::string("cannot open config file: ") + std::strerror(errno)});
+    return false;
   }
   std::stringstream text;
   text << in.rdbuf();
+  out = text.str();
+  return true;
+}
+}  // namespace
+
+AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<ConfigProblem>& problems) {
+  std::string text;
+  if (!read_text(file, text, problems)) return AgentConfig{};
+  return parse_text(file, text, problems);
+}
+
+AgentConfig AgentConfig::parse_text(const std::filesystem::path& file, const std::string& text,
+                                    std::vector<ConfigProblem>& problems) {
+  AgentConfig c;
+  FieldReader r(problems);
   json root;
   try {
-    root = json::parse(text.str());
+    root = json::parse(text);
   } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e999
     r.fail("", std::string("not valid JSON: ") + e.what());
     return c;
@@ -289,14 +304,14 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
     return c;
   }
   char hash[17];
-  std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(text.str()));
+  std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(text));
   c.config_hash = hash;
 
   r.unknown_keys(root, "",
                  {"broker_uri",   "broker_fallbacks", "agent_id",       "post_id",  "username",  "password_file",
                   "tls",          "allow_plaintext",  "catalogue_file", "spool",    "batch",     "heartbeat_interval_s",
                   "keep_alive_s", "queue_max_events", "delivery",       "identity", "local_api", "drop_dir",
-                  "probes",       "scripts",          "uplink"});
+                  "probes",       "scripts",          "uplink",         "fleet"});
   r.str(root, "", "broker_uri", c.broker_uri);
   r.str(root, "", "agent_id", c.agent_id, true);
   r.str(root, "", "post_id", c.post_id, true);
@@ -455,6 +470,15 @@ AgentConfig AgentConfig::parse(const std::filesystem::path& file, std::vector<Co
   c.heartbeat_interval = std::chrono::seconds(hb);
   c.keep_alive = std::chrono::seconds(ka);
   r.uint(root, "", "queue_max_events", c.queue_max_events, 1, 100'000'000);
+  c.fleet.state_dir = c.spool.dir.parent_path() / "fleet";
+  if (const json* fleet = r.section(root, "fleet", {"key_file", "state_dir", "allow_scripts"})) {
+    std::string key, state;
+    r.str(*fleet, "fleet.", "key_file", key);
+    r.str(*fleet, "fleet.", "state_dir", state);
+    r.boolean(*fleet, "fleet.", "allow_scripts", c.fleet.allow_scripts);
+    if (!key.empty()) c.fleet.key_file = resolve(file, key);
+    if (!state.empty()) c.fleet.state_dir = resolve(file, state);
+  }
   parse_inputs(file, root, r, c);
   return c;
 }
@@ -471,16 +495,33 @@ AgentConfig AgentConfig::load(const std::filesystem::path& file) {
   return c;
 }
 
-ConfigCheck AgentConfig::validate(const std::filesystem::path& file, const std::filesystem::path& default_catalogue) {
+ConfigCheck AgentConfig::validate(const std::filesystem::path& file, const std::filesystem::path& default_catalogue,
+                                  const ConfigOverride& over) {
   ConfigCheck check;
   check.file = file;
-  AgentConfig c = parse(file, check.problems);
+  std::string text;
+  if (!read_text(file, text, check.problems)) return check;
+  if (!over.overlay.empty()) {
+    text = apply_config_overlay(text, over.overlay, check.problems);
+    if (text.empty()) return check;
+  }
+  AgentConfig c = parse_text(file, text, check.problems);
   if (c.config_hash.empty()) return check;  // not a JSON object: nothing else to look at
   auto& problems = check.problems;
   for (auto& p : c.check_consistency()) problems.push_back(std::move(p));
 
   auto catalogue_file = c.catalogue_file.empty() ? default_catalogue : c.catalogue_file;
-  if (catalogue_file.empty()) {
+  if (!over.catalogue.empty()) {
+    try {
+      check.catalogue = std::make_shared<const IndicatorCatalogue>(
+          IndicatorCatalogue::parse(over.catalogue, over.catalogue_origin.empty() ? "bundle" : over.catalogue_origin));
+      if (!c.post_id.empty() && !check.catalogue->find_post(c.post_id))
+        problems.push_back(
+            {"catalogue", "'" + c.post_id + "' is not a post in the catalogue of " + over.catalogue_origin});
+    } catch (const std::exception& e) {
+      problems.push_back({"catalogue", over.catalogue_origin + ": " + e.what()});
+    }
+  } else if (catalogue_file.empty()) {
     problems.push_back({"catalogue_file", "not set and no default catalogue installed"});
   } else {
     try {
@@ -527,6 +568,14 @@ ConfigCheck AgentConfig::validate(const std::filesystem::path& file, const std::
     }
   }
   check_inputs(c, check.catalogue.get(), problems);
+  if (c.fleet.enabled()) {
+    try {
+      load_fleet_keys(c.fleet.key_file.string());
+    } catch (const std::exception& e) {
+      problems.push_back({"fleet.key_file", e.what()});
+    }
+    if (auto why = spool_dir_problem(c.fleet.state_dir); !why.empty()) problems.push_back({"fleet.state_dir", why});
+  }
 
   check.config = std::move(c);
   return check;

@@ -4,6 +4,7 @@
 #include "postwatch/agent/drop_directory.hpp"
 #include "postwatch/agent/enrolment_client.hpp"
 #include "postwatch/agent/event_json.hpp"
+#include "postwatch/agent/fleet_bundles.hpp"
 #include "postwatch/agent/local_api.hpp"
 #include "postwatch/agent/script_probe.hpp"
 #include "postwatch/agent/spool_store.hpp"
@@ -27,6 +28,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <shared_mutex>
 #include <sstream>
 #include <thread>
 
@@ -135,10 +137,7 @@ Args parse_args(int argc, char** argv) {
   return a;
 }
 
-struct Loaded {
-  AgentConfig config;
-  std::shared_ptr<const IndicatorCatalogue> catalogue;
-};
+using Loaded = LoadedConfig;
 
 // Everything --check-config checks; refuses on any error, logs warnings (the agent still runs:
 // e.g. a certificate not yet valid because the clock is not set yet).
@@ -187,6 +186,9 @@ int cmd_check_config(const std::string& file) {
     for (const auto& f : check.config->broker_fallbacks) std::cout << ", then " << f;
     std::cout << ")\n";
     std::cout << describe_inputs(*check.config);
+    if (const auto& f = check.config->fleet; f.enabled())
+      std::cout << "  fleet bundles: signed by a key in " << f.key_file.string() << ", held in " << f.state_dir.string()
+                << (f.allow_scripts ? " (a bundle may add script probes)" : "") << "\n";
     return 0;
   }
   std::cout << check.describe_all() << "\n";
@@ -235,7 +237,22 @@ std::filesystem::path status_file(const AgentConfig& c) { return c.spool.dir / "
 const char* confirmer(const AgentConfig& c) { return c.aggregator_confirms() ? "aggregator" : "broker"; }
 
 // The running agent's status, for `postwatch-agent status`; written atomically.
-void write_status(const Agent& agent) {
+nlohmann::json fleet_status(const FleetBundles* fleet) {
+  if (!fleet) return nullptr;
+  auto r = fleet->report();
+  static constexpr const char* kOutcomes[] = {"none", "applied", "refused", "rolled_back", "on_trial"};
+  return {{"config_bundle", r.config_bundle},
+          {"catalogue_bundle", r.catalogue_bundle},
+          {"catalogue_version", r.catalogue_version},
+          {"last_outcome", kOutcomes[static_cast<int>(r.last_outcome)]},
+          {"last_version", r.last_version},
+          {"last_reason", r.last_reason},
+          {"applied", r.applied},
+          {"rolled_back", r.rolled_back},
+          {"refused", r.refused}};
+}
+
+void write_status(const Agent& agent, const FleetBundles* fleet = nullptr) {
   auto s = agent.stats();
   auto m = agent.metrics();
   nlohmann::json j{{"agent_id", agent.config().agent_id},
@@ -265,7 +282,8 @@ void write_status(const Agent& agent) {
                    {"clock_jumps", s.clock_jumps},
                    {"last_clock_jump_ms", s.last_clock_jump_ms},
                    {"rss_bytes", m.rss_bytes},
-                   {"last_error", s.last_error}};
+                   {"last_error", s.last_error},
+                   {"fleet", fleet_status(fleet)}};
   auto path = status_file(agent.config());
   auto tmp = path;
   tmp += ".tmp";
@@ -285,6 +303,21 @@ void write_status(const Agent& agent) {
 std::string join_ids(const nlohmann::json& ids) {
   std::string out;
   for (const auto& id : ids) out += (out.empty() ? "" : ", ") + (id.is_string() ? id.get<std::string>() : id.dump());
+  return out;
+}
+
+// The status file's fleet object as one line of `status`.
+std::string describe_fleet_status(const nlohmann::json& f) {
+  if (!f.is_object()) return "no fleet bundles (fleet.key_file not set)";
+  auto version = [](std::uint64_t v) { return v ? "bundle v" + std::to_string(v) : std::string("the board's own"); };
+  std::string out = "config from " + version(f.value("config_bundle", std::uint64_t{0})) + ", catalogue from " +
+                    version(f.value("catalogue_bundle", std::uint64_t{0})) + " (catalogue_version " +
+                    std::to_string(f.value("catalogue_version", 0)) + ")";
+  const auto last = f.value("last_outcome", "none");
+  if (last != "none") {
+    out += "; last: v" + std::to_string(f.value("last_version", std::uint64_t{0})) + " " + last;
+    if (const auto why = f.value("last_reason", ""); !why.empty() && last != "applied") out += " (" + why + ")";
+  }
   return out;
 }
 
@@ -328,6 +361,7 @@ int cmd_status(const Args& args) {
                     ? std::string("not enrolled: unsigned, confirmations unchecked")
                     : "obeys confirmations signed by aggregator key(s) " + join_ids(j["aggregator_key_ids"]))
             << "\n"
+            << "fleet      " << describe_fleet_status(j.value("fleet", nlohmann::json())) << "\n"
             << "memory     " << j.value("rss_bytes", 0) / 1024 << " KiB resident\n"
             << "last error " << (j.value("last_error", "").empty() ? "(none)" : j.value("last_error", "")) << "\n";
   return alive ? 0 : 4;
@@ -426,6 +460,43 @@ class PollingLineReader {
   bool eof_ = false;
 };
 
+// The agent and its inputs as one config makes them; replaced whole when a fleet bundle goes
+// on trial or is rolled back.
+struct RunningAgent {
+  Loaded loaded;
+  std::unique_ptr<Agent> agent;
+  std::vector<std::unique_ptr<EventSource>> sources;
+
+  std::vector<std::string> input_problems() const {
+    std::vector<std::string> out;
+    for (const auto& s : sources)
+      if (auto p = s->problem(); !p.empty()) out.push_back(std::move(p));
+    return out;
+  }
+};
+
+std::unique_ptr<RunningAgent> start_agent(Loaded loaded, FleetBundles* fleet,
+                                          const std::shared_ptr<spdlog::logger>& log) {
+  auto run = std::make_unique<RunningAgent>();
+  run->loaded = std::move(loaded);
+  run->agent = make_agent(run->loaded, log);
+  if (fleet) {
+    const auto* post = run->loaded.catalogue->find_post(run->loaded.config.post_id);
+    run->agent->subscribe_also(fleet->topics(post ? post->region : ""),
+                               [fleet](const std::string&, std::string payload) { fleet->offer(std::move(payload)); });
+    run->agent->set_fleet_report(fleet->report());
+  }
+  run->agent->start();
+  run->sources = make_sources(run->loaded, *run->agent, log);
+  for (auto& source : run->sources) source->start();
+  return run;
+}
+
+void stop_agent(RunningAgent& run) {
+  for (auto& source : run.sources) source->stop();
+  run.agent->stop();
+}
+
 int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   auto loaded = load_config(args.get("config"), log.get());
   std::string input = args.get("input", "-");
@@ -437,19 +508,25 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   // A FIFO is opened for reading and writing, so it never reports end of input when a writer
   // closes it: sources come and go, the agent runs until SIGTERM.
   bool fifo = input != "-" && is_fifo(input);
+  std::unique_ptr<FleetBundles> fleet;
+  if (loaded.config.fleet.enabled()) {
+    fleet = std::make_unique<FleetBundles>(args.get("config"), default_catalogue_path(), loaded.config, log);
+    loaded = fleet->start(loaded);
+  }
   log_connection_security(loaded.config, *log);
-  auto agent = make_agent(loaded, log);
-  agent->start();
+  auto running = start_agent(loaded, fleet.get(), log);
+  Agent* agent = running->agent.get();
   log->info("agent {} for post {} publishing to {} on {}", loaded.config.agent_id, loaded.config.post_id,
             agent->events_topic(), loaded.config.broker_uri);
+  if (fleet)
+    log->info("fleet bundles signed by {} are taken from {} and its region, post and agent topics",
+              loaded.config.fleet.key_file.string(), bundle_topic(BundleTarget{}));
   if (agent->stats().clock_sync == ClockSync::Unsynchronised)
     log->warn(
         "the board's clock is not synchronised (the kernel says so, or it is before this agent was built: {} UTC ms); "
         "the aggregator corrects event times by the offset it measures and flags them. Fix NTP on this board "
         "(docs/agent.md, \"Time\")",
         now_utc_ms());
-  auto sources = make_sources(loaded, *agent, log);
-  for (auto& source : sources) source->start();
   // Loading the config and the catalogue built JSON trees, freed since, among what stays (the
   // catalogue itself): ~200 KB of the heap no longer used but still resident. Give it back.
   ::malloc_trim(0);
@@ -461,6 +538,9 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   }
   std::atomic<bool> input_done{false};
   std::atomic<std::uint64_t> rejected{0};
+  // The reader submits under a shared lock; a switch to another config takes it exclusively,
+  // so a line read meanwhile waits for the new agent instead of meeting a stopped one.
+  std::shared_mutex swap_mu;
   // Polls, so it sees a stop within 100 ms even while no writer writes (a FIFO opened for
   // reading and writing never reports end of input) and can always be joined.
   std::thread reader([&] {
@@ -471,9 +551,10 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
       ++n;
       if (line.empty() || line[0] == '#') continue;
       IndicatorEvent ev;
-      std::string err = parse_event_json(line, *loaded.catalogue, ev);
+      std::shared_lock lk(swap_mu);
+      std::string err = parse_event_json(line, *running->loaded.catalogue, ev);
       if (err.empty()) {
-        auto r = agent->submit(std::move(ev));
+        auto r = running->agent->submit(std::move(ev));
         if (!r.accepted) err = r.error;
       }
       if (!err.empty()) {
@@ -486,22 +567,40 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   bool exit_on_eof = args.flag("exit-on-eof") || (input != "-" && !fifo);
   auto next_status = std::chrono::steady_clock::now();
   while (!g_stop && !(exit_on_eof && input_done)) {
+    if (fleet) {
+      if (auto next = fleet->poll(agent->stats(), running->input_problems())) {
+        std::unique_lock lk(swap_mu);
+        // The old agent goes first: it holds the spool (one process, one owner).
+        auto previous = running->loaded;
+        stop_agent(*running);
+        running.reset();
+        try {
+          running = start_agent(std::move(*next), fleet.get(), log);
+        } catch (const std::exception& e) {
+          auto back = fleet->give_up_trial(std::string("the new config did not start: ") + e.what());
+          running = start_agent(back ? std::move(*back) : std::move(previous), fleet.get(), log);
+        }
+        agent = running->agent.get();
+      }
+      agent->set_fleet_report(fleet->report());
+    }
     if (std::chrono::steady_clock::now() >= next_status) {
-      write_status(*agent);
+      write_status(*agent, fleet.get());
       next_status += std::chrono::seconds(1);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (!g_stop) {
     if (!agent->wait_until_drained(std::chrono::seconds(30))) {
-      log->error("timed out waiting for the {} to {} {} event(s)", confirmer(loaded.config),
-                 loaded.config.aggregator_confirms() ? "confirm" : "acknowledge", agent->stats().backlog.events);
+      log->error("timed out waiting for the {} to {} {} event(s)", confirmer(running->loaded.config),
+                 running->loaded.config.aggregator_confirms() ? "confirm" : "acknowledge",
+                 agent->stats().backlog.events);
     }
   }
-  for (auto& source : sources) source->stop();
+  for (auto& source : running->sources) source->stop();
   auto s = agent->stats();
   agent->stop();
-  write_status(*agent);
+  write_status(*agent, fleet.get());
   g_stop = true;  // the reader, if still reading, stops within one poll
   reader.join();
   if (fd != STDIN_FILENO) ::close(fd);

@@ -164,9 +164,18 @@ ScriptProbe::ScriptProbe(ScriptProbeConfig config, std::shared_ptr<const Indicat
 
 ScriptProbe::~ScriptProbe() { ScriptProbe::stop(); }
 
+std::string ScriptProbe::problem() const {
+  std::lock_guard lk(mu_);
+  return last_failure_;
+}
+
 void ScriptProbe::report_failure(const std::string& why) {
   ++failures_;
   std::string what = config_.indicator + ": " + (config_.command.empty() ? "" : config_.command[0]) + ": " + why;
+  {
+    std::lock_guard lk(mu_);
+    last_failure_ = "script probe " + what;
+  }
   log_->warn("script probe {}", what);
   if (!catalogue_->find_indicator("agent_script_failures")) return;
   IndicatorEvent e;
@@ -192,6 +201,8 @@ bool ScriptProbe::run_once() {
     auto r = sink_(std::move(ev));
     if (r.accepted) {
       ++successes_;
+      std::lock_guard lk(mu_);
+      last_failure_.clear();
       return true;
     }
     err = "value not accepted: " + r.error;

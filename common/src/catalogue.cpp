@@ -195,6 +195,12 @@ IndicatorCatalogue IndicatorCatalogue::parse(std::string_view text, const std::s
   if (!root.is_object()) r.fail("(top level)", "expected an object");
   IndicatorCatalogue c;
   c.fingerprint_ = fnv1a_hex(text);
+  if (auto v = root.find("catalogue_version"); root.is_object() && v != root.end()) {
+    if (!v->is_number_unsigned() || v->get<std::uint64_t>() > 0xffffffffu)
+      r.fail("(top level)", "catalogue_version must be a whole number from 0");
+    else
+      c.version_ = static_cast<std::uint32_t>(v->get<std::uint64_t>());
+  }
 
   const auto& goals = r.array(root, "(top level)", "goals");
   std::set<int> goal_ids;

@@ -227,12 +227,20 @@ std::vector<std::uint8_t> encode_agent_state(const AgentState& st, const Signing
                                       m.uplink_bytes_per_s, m.uplink_cap_bytes_per_s);
   }
   auto trusted = key_id_list(fbb, st.aggregator_key_ids);
+  flatbuffers::Offset<fbw::FleetReport> fleet;
+  if (st.has_fleet) {
+    const auto& f = st.fleet;
+    auto reason = fbb.CreateString(f.last_reason.substr(0, WireLimits::max_note_bytes));
+    fleet = fbw::CreateFleetReport(fbb, f.config_bundle, f.catalogue_bundle, f.catalogue_version,
+                                   static_cast<fbw::BundleOutcome>(f.last_outcome), f.last_version, reason, f.applied,
+                                   f.rolled_back, f.refused);
+  }
   auto sig = signed_fields::add(fbb, signer);
   auto root = fbw::CreateAgentState(
       fbb, WireLimits::schema_version, agent, post, st.online ? fbw::AgentStatus::Online : fbw::AgentStatus::Offline,
       st.at_ms, version, hash, st.first_unacked_seq, st.heartbeat_interval_s, metrics, st.awaits_confirmation,
       static_cast<fbw::ClockSync>(st.clock_sync), st.clock_jumps, st.last_clock_jump_ms, st.last_clock_jump_at_ms,
-      st.one_shot, sig.key_id, sig.signature, trusted);
+      st.one_shot, sig.key_id, sig.signature, trusted, fleet);
   fbw::FinishAgentStateBuffer(fbb, root);
   return signed_fields::finish(fbb, fbw::GetAgentState(fbb.GetBufferPointer()), signer);
 }
@@ -291,6 +299,22 @@ DecodeError decode_agent_state_aligned(std::span<const std::uint8_t> payload, Ag
                                m->uplink_bytes(),
                                m->uplink_bytes_per_s(),
                                m->uplink_cap_bytes_per_s()};
+  }
+  out.has_fleet = st->fleet() != nullptr;
+  if (const auto* f = st->fleet()) {
+    if (f->last_reason() && f->last_reason()->size() > WireLimits::max_note_bytes) return DecodeError::FieldTooLong;
+    auto outcome = static_cast<std::uint8_t>(f->last_outcome());
+    out.fleet = FleetReport{f->config_bundle(),
+                            f->catalogue_bundle(),
+                            f->catalogue_version(),
+                            outcome <= static_cast<std::uint8_t>(FleetReport::Outcome::OnTrial)
+                                ? static_cast<FleetReport::Outcome>(outcome)
+                                : FleetReport::Outcome::None,  // a newer agent's value
+                            f->last_version(),
+                            std::string(view(f->last_reason())),
+                            f->applied(),
+                            f->rolled_back(),
+                            f->refused()};
   }
   return DecodeError::None;
 }

@@ -14,6 +14,7 @@
 #include "nats_config.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/event_partitions.hpp"
+#include "postwatch/fleet_bundle.hpp"
 #include "postwatch/topics.hpp"
 
 #include <sys/stat.h>
@@ -280,7 +281,10 @@ int main(int argc, char** argv) {
         // Delivery confirmations and resend requests to each agent (docs/wire-format.md), and
         // the answers to enrolments (docs/security.md).
         << "topic write " << topics::prefix << "/+/+/+/confirm\n"
-        << "topic write " << topics::prefix << "/+/+/+/enrolled\n\n";
+        << "topic write " << topics::prefix
+        << "/+/+/+/enrolled\n"
+        // Fleet bundles (docs/fleet.md), retained for the agents they address.
+        << "topic write " << topics::prefix << "/fleet/bundle/#\n\n";
     for (const auto& op : operators) {
       if (!is_valid_node_id(op)) throw std::runtime_error("operator name '" + op + "' is not a valid id");
       add_user(op);
@@ -296,7 +300,10 @@ int main(int argc, char** argv) {
         acl << "topic write " << topics::agent_topic(region, a.post, a.agent, ch) << "\n";
       // Its own confirmations and enrolment answer from the aggregator, and nothing else.
       acl << "topic read " << topics::agent_topic(region, a.post, a.agent, topics::Channel::Confirm) << "\n"
-          << "topic read " << topics::agent_topic(region, a.post, a.agent, topics::Channel::Enrolled) << "\n\n";
+          << "topic read " << topics::agent_topic(region, a.post, a.agent, topics::Channel::Enrolled) << "\n";
+      // The fleet bundles addressed to it: the fleet's, its region's, its post's, its own.
+      for (const auto& t : bundle_topics_for(region, a.post, a.agent)) acl << "topic read " << t << "\n";
+      acl << "\n";
     }
     std::ofstream(out / "acl") << acl.str();
     std::ofstream(out / "passwd") << passwd.str();

@@ -1,6 +1,7 @@
 #include "nats_config.hpp"
 
 #include "postwatch/event_partitions.hpp"
+#include "postwatch/fleet_bundle.hpp"
 #include "postwatch/topics.hpp"
 
 #include <crypt.h>
@@ -60,6 +61,7 @@ Permissions aggregator_permissions() {
   const auto feed = subject_of(topics::prefix) + ".feed";
   Permissions p;
   p.publish = {subject_of(topics::agent_topic("+", "+", "+", topics::Channel::Confirm)), feed, feed + ".>",
+               subject_of(topics::prefix) + ".fleet.bundle.>",
                // JetStream and key-value (the cluster's stream, leases, members, post snapshots):
                // API requests, key-value puts, acknowledgements, flow control of watchers.
                "$JS.API.>", "$KV.>", "$JS.ACK.>", "$JS.FC.>"};
@@ -102,6 +104,8 @@ Permissions agent_permissions(const AgentLogin& a, std::uint32_t partitions) {
                subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::State)),
                subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::Heartbeat))};
   p.subscribe = {subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::Confirm)), kMqttDelivery};
+  // The fleet bundles addressed to it (docs/fleet.md).
+  for (const auto& t : bundle_topics_for(a.region, a.post, a.agent)) p.subscribe.push_back(subject_of(t));
   return p;
 }
 

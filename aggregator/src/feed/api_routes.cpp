@@ -542,6 +542,19 @@ json agent_json(const std::string& key, const std::string& post, const AgentReco
                       {"uplink_bytes_per_s", m.uplink_bytes_per_s},
                       {"uplink_cap_bytes_per_s", m.uplink_cap_bytes_per_s}};
     }
+    if (a->has_fleet) {
+      static constexpr const char* kOutcomes[] = {"none", "applied", "refused", "rolled_back", "on_trial"};
+      const auto& f = a->fleet;
+      j["fleet"] = {{"config_bundle", f.config_bundle},
+                    {"catalogue_bundle", f.catalogue_bundle},
+                    {"catalogue_version", f.catalogue_version},
+                    {"last_outcome", kOutcomes[static_cast<int>(f.last_outcome)]},
+                    {"last_version", f.last_version},
+                    {"last_reason", f.last_reason},
+                    {"applied", f.applied},
+                    {"rolled_back", f.rolled_back},
+                    {"refused", f.refused}};
+    }
   } else {
     // Events, but never a birth (yet): say so rather than guess.
     j.update({{"post", post}, {"agent", r.name}, {"online", false}, {"births", 0}});

@@ -78,6 +78,8 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
       rec.first_unacked_seq = st.first_unacked_seq;
       rec.awaits_confirmation = st.awaits_confirmation;
       rec.aggregator_key_ids = st.aggregator_key_ids;
+      rec.has_fleet = st.has_fleet;
+      rec.fleet = st.fleet;
       if (warn_broker_confirm_ && !st.awaits_confirmation && ++broker_confirm_births_ % 100 <= 20)
         log_->warn(
             "agent {}/{} releases its events on the broker's PUBACK (delivery.confirm: broker); on a NATS cluster "
@@ -100,6 +102,8 @@ void AgentPresence::on_message(std::string_view topic, std::span<const std::uint
     rec.has_metrics = st.has_metrics;
     rec.metrics = st.metrics;
     rec.aggregator_key_ids = st.aggregator_key_ids;
+    rec.has_fleet = st.has_fleet;
+    rec.fleet = st.fleet;
     if (st.heartbeat_interval_s) rec.heartbeat_interval_s = st.heartbeat_interval_s;
   }
   if (rec.online != was_online) online_ = rec.online ? online_ + 1 : online_ - 1;

@@ -51,6 +51,10 @@ struct AgentPresenceRecord {
   // The aggregator keys it trusts, from its last birth or heartbeat (none: not enrolled, or an
   // agent from before the aggregator's key rotation).
   std::vector<std::string> aggregator_key_ids;
+  // Fleet bundles in force and the last one's outcome (docs/fleet.md), from its last birth or
+  // heartbeat; has_fleet false: an agent that takes no bundles.
+  bool has_fleet = false;
+  FleetReport fleet;
 };
 
 // The agent's clock: our estimate of its offset, and what it says of itself.

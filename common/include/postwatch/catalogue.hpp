@@ -124,8 +124,12 @@ class IndicatorCatalogue {
 
   // Content hash of the source text, so agents and aggregator can tell they agree.
   const std::string& fingerprint() const { return fingerprint_; }
+  // The file's own "catalogue_version" (0 when it has none): what agents report after a fleet
+  // bundle changed their catalogue (docs/fleet.md).
+  std::uint32_t version() const { return version_; }
 
  private:
+  std::uint32_t version_ = 0;
   std::vector<Pillar> pillars_;
   std::vector<Goal> goals_;
   std::vector<Threat> threats_;

@@ -93,6 +93,19 @@ struct DeliveryConfirm {
 enum class ClockSync : std::uint8_t { Unknown = 0, Synchronised = 1, Unsynchronised = 2 };
 std::string_view to_string(ClockSync sync);  // "unknown", "synchronised", "unsynchronised"
 
+// Fleet bundles on the agent (docs/fleet.md, "Reporting").
+struct FleetReport {
+  enum class Outcome : std::uint8_t { None, Applied, Refused, RolledBack, OnTrial };
+  std::uint64_t config_bundle = 0;     // 0: the board's own config
+  std::uint64_t catalogue_bundle = 0;  // 0: the installed catalogue
+  std::uint32_t catalogue_version = 0;
+  Outcome last_outcome = Outcome::None;
+  std::uint64_t last_version = 0;
+  std::string last_reason;
+  std::uint32_t applied = 0, rolled_back = 0, refused = 0;
+  bool operator==(const FleetReport&) const = default;
+};
+
 struct AgentState {
   std::string agent_id;
   std::string post_id;
@@ -115,6 +128,8 @@ struct AgentState {
   std::string key_id{};
   std::size_t signature_offset = 0;
   std::vector<std::string> aggregator_key_ids{};  // the aggregator keys it trusts
+  bool has_fleet = false;                         // an agent that takes fleet bundles
+  FleetReport fleet{};
 };
 
 }  // namespace postwatch

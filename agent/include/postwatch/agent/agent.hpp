@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,7 @@ struct AgentStats {
   std::uint64_t confirm_rejected = 0;       // confirmations ignored: malformed, another agent's, unknown seqs
   std::uint64_t reconnects = 0;
   std::uint64_t heartbeats_sent = 0;
+  std::uint64_t births_sent = 0;      // handed to the broker; one per connection
   std::uint64_t urgent_sent = 0;      // of `sent`, events that went on the urgent lane
   std::uint64_t urgent_overflow = 0;  // urgent events left in seq order: the urgent lane was full
   bool connected = false;
@@ -58,6 +60,13 @@ class Agent {
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
+
+  // Before start(): further topics to subscribe to on every connection (fleet bundles), and
+  // what gets their messages, on Paho's thread: it should queue them and return.
+  using MessageHandler = std::function<void(const std::string& topic, std::string payload)>;
+  void subscribe_also(std::vector<std::string> topics, MessageHandler handler);
+  // What the birth and heartbeat say of fleet bundles from now on (docs/fleet.md).
+  void set_fleet_report(const FleetReport& report);
 
   // Connects in the background (with retries) and starts publishing.
   void start();

@@ -90,6 +90,22 @@ struct IdentityConfig {
   Pkcs11Config pkcs11;                        // set: enrolment makes the key on this token
 };
 
+// Fleet bundles (docs/fleet.md): signed config and catalogue changes the agent takes over
+// MQTT. Off unless key_file names the fleet's public key(s).
+struct FleetConfig {
+  std::filesystem::path key_file;   // the fleet's public key(s), hex, one per line
+  std::filesystem::path state_dir;  // the bundles it holds and which is in force; default: "fleet" beside the spool
+  bool allow_scripts = false;       // whether a bundle may set `scripts` (commands run on the board)
+  bool enabled() const { return !key_file.empty(); }
+};
+
+// What a fleet bundle puts over the board's own files when the config is read.
+struct ConfigOverride {
+  std::string overlay;           // a JSON merge patch onto the config file (bundle_overlay.hpp); empty: none
+  std::string catalogue;         // a whole catalogue as JSON text; empty: the config's own catalogue_file
+  std::string catalogue_origin;  // how messages name it ("fleet bundle v7")
+};
+
 struct ConfigCheck;
 
 struct AgentConfig {
@@ -134,6 +150,7 @@ struct AgentConfig {
   DropDirConfig drop_dir;
   ProbesConfig probes;
   std::vector<ScriptProbeConfig> scripts;
+  FleetConfig fleet;
 
   // Throws ConfigError listing every problem in the file itself, one per line as
   // "<file>: <field>: <what>". Does not look at the catalogue or at the files the config names.
@@ -142,6 +159,10 @@ struct AgentConfig {
   // Reads the file and collects every problem instead of stopping at the first; `config` holds
   // what could be read. Relative paths in the file are resolved against the file's directory.
   static AgentConfig parse(const std::filesystem::path& file, std::vector<ConfigProblem>& problems);
+  // As parse(), from `text` (the file's, with a bundle's overlay applied); paths still resolve
+  // against `file`'s directory.
+  static AgentConfig parse_text(const std::filesystem::path& file, const std::string& text,
+                                std::vector<ConfigProblem>& problems);
 
   // Everything `postwatch-agent --check-config` checks: the file (parse), the catalogue
   // (`catalogue_file`, else `default_catalogue`) and that post_id is in it, the plaintext/TLS rules,
@@ -149,7 +170,9 @@ struct AgentConfig {
   // parse and are within their validity, key matches certificate), that the spool directory is
   // writable or can be created, and that spool.key_file is a usable key (32 bytes, not readable by
   // group or others) or can be created, as the user running the check.
-  static ConfigCheck validate(const std::filesystem::path& file, const std::filesystem::path& default_catalogue = {});
+  // With `over`, the file as a fleet bundle changes it: its overlay and its catalogue.
+  static ConfigCheck validate(const std::filesystem::path& file, const std::filesystem::path& default_catalogue = {},
+                              const ConfigOverride& over = {});
 
   // Problems of this config that need no files: URI scheme vs. tls/allow_plaintext, tls fields
   // that go together, password_file needs username. Empty when consistent.

@@ -6,6 +6,7 @@
 #include "postwatch/event.hpp"
 
 #include <functional>
+#include <string>
 #include <string_view>
 
 namespace postwatch::agent {
@@ -21,6 +22,9 @@ class EventSource {
   virtual std::string_view name() const = 0;
   virtual void start() = 0;
   virtual void stop() = 0;
+  // Why the input is not working now (its last run failed), for the health check after a
+  // fleet bundle (docs/fleet.md); empty when it is.
+  virtual std::string problem() const { return {}; }
 };
 
 }  // namespace postwatch::agent

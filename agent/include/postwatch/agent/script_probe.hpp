@@ -50,6 +50,8 @@ class ScriptProbe : public EventSource {
   std::string_view name() const override { return "script"; }
   void start() override;
   void stop() override;
+  // The last run's failure, until a run succeeds.
+  std::string problem() const override;
 
   // Runs the script once and reports the value or the failure; true on success.
   bool run_once();
@@ -65,7 +67,8 @@ class ScriptProbe : public EventSource {
   std::shared_ptr<spdlog::logger> log_;
   std::atomic<std::uint64_t> failures_{0}, successes_{0};
   std::atomic<bool> stopping_{false};
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  std::string last_failure_;  // guarded by mu_
   std::condition_variable wake_;
   std::thread thread_;
 };

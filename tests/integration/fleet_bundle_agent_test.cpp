@@ -1,0 +1,193 @@
+// Fleet bundles on the real postwatch-agent against a real Mosquitto (docs/fleet.md): a
+// signed bundle published retained is applied and reported in the birth and heartbeat; an
+// unsigned one is refused; one whose inputs fail is rolled back by itself; a trial cut short
+// by SIGKILL is rolled back at the next start and not tried again.
+#include "postwatch/fleet_bundle.hpp"
+#include "postwatch/wire_codec.hpp"
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <mutex>
+
+using namespace postwatch;
+using namespace postwatch::test;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// The agent's latest birth or heartbeat, decoded.
+class StateWatcher {
+ public:
+  explicit StateWatcher(const std::string& uri) : client_(uri, "fleet-bundle-test-" + std::to_string(::getpid())) {
+    client_.set_message_callback([this](mqtt::const_message_ptr m) {
+      AgentState st;
+      const auto& p = m->get_payload();
+      if (decode_agent_state({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, st) != DecodeError::None)
+        return;
+      std::lock_guard lk(mu_);
+      if (m->get_topic().ends_with("/heartbeat")) ++heartbeats_;
+      if (st.online) last_ = st;
+    });
+    client_.connect()->wait();
+    client_.subscribe("postwatch/v1/+/+/+/state", 1)->wait();
+    client_.subscribe("postwatch/v1/+/+/+/heartbeat", 0)->wait();
+  }
+  ~StateWatcher() {
+    try {
+      client_.disconnect()->wait();
+    } catch (...) {
+    }
+  }
+  void publish_retained(const std::string& topic, const std::string& payload) {
+    client_.publish(topic, payload.data(), payload.size(), 1, true)->wait();
+  }
+  std::optional<AgentState> last() {
+    std::lock_guard lk(mu_);
+    return last_;
+  }
+  std::size_t heartbeats() {
+    std::lock_guard lk(mu_);
+    return heartbeats_;
+  }
+
+ private:
+  mqtt::async_client client_;
+  std::mutex mu_;
+  std::optional<AgentState> last_;
+  std::size_t heartbeats_ = 0;
+};
+
+class FleetBundleAgent : public ::testing::Test {
+ protected:
+  TempDir dir;
+  MosquittoBroker broker;
+  StateWatcher watcher{broker.uri()};
+  SigningKey fleet_key = SigningKey::from_seed({42});
+  std::unique_ptr<ChildProcess> agent;
+  fs::path config_file = dir.path() / "agent.json";
+  int runs = 0;
+
+  FleetBundleAgent() {
+    std::ofstream(dir.path() / "fleet.pub") << "# the test's fleet key\n" << to_hex(fleet_key.public_key()) << "\n";
+    json config{{"broker_uri", broker.uri()},
+                {"agent_id", "board-1"},
+                {"post_id", "bamako"},
+                {"allow_plaintext", true},
+                {"catalogue_file", catalogue_path().string()},
+                {"spool", {{"dir", (dir.path() / "spool").string()}, {"fsync", "never"}}},
+                {"delivery", {{"confirm", "broker"}}},  // no aggregator here
+                {"heartbeat_interval_s", 60},
+                {"fleet", {{"key_file", "fleet.pub"}, {"allow_scripts", true}}}};
+    std::ofstream(config_file) << config.dump(2);
+  }
+  void start_agent() {
+    agent =
+        std::make_unique<ChildProcess>(std::vector<std::string>{(binary_dir() / "agent" / "postwatch-agent").string(),
+                                                                "run", "--config", config_file.string()},
+                                       dir.path() / ("agent-" + std::to_string(++runs) + ".log"), /*pipe_stdin=*/true);
+  }
+  std::string bundle(std::uint64_t version, const json& overlay, std::uint32_t deadline_s = 30) {
+    FleetBundle b;
+    b.version = version;
+    b.config = overlay.dump();
+    b.health_deadline_s = deadline_s;
+    b.note = "test v" + std::to_string(version);
+    return sign_bundle(b, fleet_key);
+  }
+  bool fleet_shows(const std::function<bool(const FleetReport&)>& pred, std::chrono::seconds timeout) {
+    return wait_until(
+        [&] {
+          auto st = watcher.last();
+          return st && st->has_fleet && pred(st->fleet);
+        },
+        timeout);
+  }
+  std::string logs() {
+    std::string out;
+    for (int i = 1; i <= runs; ++i) {
+      std::ifstream in(dir.path() / ("agent-" + std::to_string(i) + ".log"));
+      out += "--- run " + std::to_string(i) + "\n" + std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    return out;
+  }
+};
+
+TEST_F(FleetBundleAgent, ASignedBundleIsAppliedReportedAndAnUnsignedOneChangesNothing) {
+  start_agent();
+  ASSERT_TRUE(fleet_shows([](const FleetReport& f) { return f.config_bundle == 0; }, std::chrono::seconds(15)))
+      << logs();
+  watcher.publish_retained(bundle_topic(BundleTarget{}), bundle(1, {{"heartbeat_interval_s", 1}}));
+  ASSERT_TRUE(fleet_shows(
+      [](const FleetReport& f) {
+        return f.config_bundle == 1 && f.last_outcome == FleetReport::Outcome::Applied && f.applied == 1;
+      },
+      std::chrono::seconds(20)))
+      << logs();
+  // The new config is the one running: heartbeats every second.
+  const auto before = watcher.heartbeats();
+  EXPECT_TRUE(wait_until([&] { return watcher.heartbeats() >= before + 3; }, std::chrono::seconds(10))) << logs();
+  EXPECT_EQ(watcher.last()->heartbeat_interval_s, 1u);
+
+  // Unsigned, on the post's topic: refused and counted, nothing changes.
+  auto forged = json::parse(bundle(2, {{"heartbeat_interval_s", 30}}));
+  forged.erase("signature");
+  watcher.publish_retained(bundle_topic(BundleTarget{BundleTarget::Scope::Post, "", "bamako", ""}), forged.dump());
+  EXPECT_TRUE(fleet_shows([](const FleetReport& f) { return f.refused >= 1; }, std::chrono::seconds(10))) << logs();
+  EXPECT_EQ(watcher.last()->fleet.config_bundle, 1u);
+  EXPECT_NE(agent->log().find("refused a fleet bundle (unsigned)"), std::string::npos) << logs();
+  auto status = json::parse(std::ifstream(dir.path() / "spool" / "status.json"), nullptr, false);
+  EXPECT_EQ(status["fleet"]["config_bundle"], 1) << status.dump();
+}
+
+TEST_F(FleetBundleAgent, ABundleWhoseInputFailsIsRolledBackByItselfAndATrialCutShortAtTheNextStart) {
+  start_agent();
+  watcher.publish_retained(bundle_topic(BundleTarget{}), bundle(1, {{"heartbeat_interval_s", 1}}));
+  ASSERT_TRUE(fleet_shows([](const FleetReport& f) { return f.config_bundle == 1 && f.applied == 1; },
+                          std::chrono::seconds(20)))
+      << logs();
+
+  // v2 adds a script probe that fails: no health within its 10 s, so back to v1.
+  json failing{{"heartbeat_interval_s", 1},
+               {"scripts", {{{"indicator", "agent_cpu_percent"}, {"command", {"/bin/false"}}, {"interval_s", 60}}}}};
+  const auto agent_topic = bundle_topic(BundleTarget{BundleTarget::Scope::Agent, "", "bamako", "board-1"});
+  watcher.publish_retained(agent_topic, bundle(2, failing, 10));
+  ASSERT_TRUE(fleet_shows([](const FleetReport& f) { return f.last_outcome == FleetReport::Outcome::OnTrial; },
+                          std::chrono::seconds(10)))
+      << logs();
+  ASSERT_TRUE(fleet_shows(
+      [](const FleetReport& f) { return f.last_outcome == FleetReport::Outcome::RolledBack && f.last_version == 2; },
+      std::chrono::seconds(25)))
+      << logs();
+  auto f = watcher.last()->fleet;
+  EXPECT_EQ(f.config_bundle, 1u);
+  EXPECT_EQ(f.rolled_back, 1u);
+  EXPECT_NE(f.last_reason.find("script probe"), std::string::npos) << f.last_reason;
+
+  // v3 goes on trial and the agent is killed before it is judged: the next start rolls it back.
+  watcher.publish_retained(agent_topic, bundle(3, failing, 60));
+  ASSERT_TRUE(fleet_shows(
+      [](const FleetReport& f) { return f.last_outcome == FleetReport::Outcome::OnTrial && f.last_version == 3; },
+      std::chrono::seconds(10)))
+      << logs();
+  agent->signal(SIGKILL);
+  agent->wait(std::chrono::seconds(10));
+  start_agent();
+  ASSERT_TRUE(fleet_shows(
+      [](const FleetReport& f) {
+        return f.last_outcome == FleetReport::Outcome::RolledBack && f.last_version == 3 && f.config_bundle == 1;
+      },
+      std::chrono::seconds(20)))
+      << logs();
+  EXPECT_NE(watcher.last()->fleet.last_reason.find("stopped before"), std::string::npos)
+      << watcher.last()->fleet.last_reason;
+  // Its retained copy arrived again with the subscription and was not tried again.
+  EXPECT_EQ(agent->log().find("switching to it"), std::string::npos) << logs();
+}
+
+}  // namespace
