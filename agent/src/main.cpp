@@ -240,11 +240,10 @@ const char* confirmer(const AgentConfig& c) { return c.aggregator_confirms() ? "
 nlohmann::json fleet_status(const FleetBundles* fleet) {
   if (!fleet) return nullptr;
   auto r = fleet->report();
-  static constexpr const char* kOutcomes[] = {"none", "applied", "refused", "rolled_back", "on_trial"};
   return {{"config_bundle", r.config_bundle},
           {"catalogue_bundle", r.catalogue_bundle},
           {"catalogue_version", r.catalogue_version},
-          {"last_outcome", kOutcomes[static_cast<int>(r.last_outcome)]},
+          {"last_outcome", std::string(to_string(r.last_outcome))},
           {"last_version", r.last_version},
           {"last_reason", r.last_reason},
           {"applied", r.applied},

@@ -366,6 +366,12 @@ OpenedBundle open_bundle(std::string_view signed_text, const std::vector<PublicK
   return out;
 }
 
+std::string_view to_string(FleetReport::Outcome outcome) {
+  constexpr std::string_view kNames[] = {"none", "applied", "refused", "rolled_back", "on_trial"};
+  const auto i = static_cast<std::size_t>(outcome);
+  return i < std::size(kNames) ? kNames[i] : "none";
+}
+
 std::string bundle_topic(const BundleTarget& target) {
   std::string t(topics::prefix);
   t += "/fleet/bundle/";

@@ -6,6 +6,7 @@
 #include "feed/outbound_stats.hpp"
 #include "feed/snapshot_json.hpp"
 #include "postwatch/clock.hpp"
+#include "postwatch/fleet_bundle.hpp"
 #include "postwatch/wire_codec.hpp"
 #include "store/event_store.hpp"
 
@@ -543,12 +544,11 @@ json agent_json(const std::string& key, const std::string& post, const AgentReco
                       {"uplink_cap_bytes_per_s", m.uplink_cap_bytes_per_s}};
     }
     if (a->has_fleet) {
-      static constexpr const char* kOutcomes[] = {"none", "applied", "refused", "rolled_back", "on_trial"};
       const auto& f = a->fleet;
       j["fleet"] = {{"config_bundle", f.config_bundle},
                     {"catalogue_bundle", f.catalogue_bundle},
                     {"catalogue_version", f.catalogue_version},
-                    {"last_outcome", kOutcomes[static_cast<int>(f.last_outcome)]},
+                    {"last_outcome", std::string(to_string(f.last_outcome))},
                     {"last_version", f.last_version},
                     {"last_reason", f.last_reason},
                     {"applied", f.applied},

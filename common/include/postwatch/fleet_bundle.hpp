@@ -4,6 +4,7 @@
 // (signs) and the aggregator (publishes rollouts).
 #pragma once
 
+#include "postwatch/event.hpp"
 #include "postwatch/signing.hpp"
 
 #include <cstdint>
@@ -61,6 +62,9 @@ enum class BundleRefusal {
   BadSignature,  // the signature does not match the document
 };
 std::string_view to_string(BundleRefusal refusal);
+// "none", "applied", "refused", "rolled_back", "on_trial": the names of an agent's last bundle
+// outcome in the API, its status file and docs/fleet.md.
+std::string_view to_string(FleetReport::Outcome outcome);
 
 // The signed envelope, as published and as written to disk:
 //   {"format": "postwatch-bundle/1", "document": "<the bundle as JSON text>",
