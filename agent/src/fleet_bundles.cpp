@@ -65,6 +65,7 @@ LoadedConfig FleetBundles::start(const LoadedConfig& local) {
 }
 
 void FleetBundles::offer(std::string payload) {
+  if (payload.empty()) return;  // a retained bundle cleared (an aborted rollout): nothing to take
   std::lock_guard lk(mu_);
   if (inbox_.size() >= 16) inbox_.pop_front();  // a flood: the newest ones matter
   inbox_.push_back(std::move(payload));

@@ -21,6 +21,7 @@
 #include "postwatch/secret_file.hpp"
 #include "postwatch/topics.hpp"
 #include "report/progress_report.hpp"
+#include "rollouts/rollout_desk.hpp"
 #include "rollup/board_image.hpp"
 #include "rollup/goal_rollup.hpp"
 #include "rollup/indicator_state.hpp"
@@ -119,6 +120,16 @@ AggregatorIdentity load_identity(const AggregatorOptions& o) {
   }
 }
 
+// --fleet-keys; a file that does not read stops the start (std::invalid_argument: exit 2).
+std::vector<PublicKey> load_fleet_keys_of(const AggregatorOptions& o) {
+  if (o.fleet_keys_file.empty()) return {};
+  try {
+    return load_fleet_keys(o.fleet_keys_file);
+  } catch (const std::runtime_error& e) {
+    throw std::invalid_argument(std::string("--fleet-keys: ") + e.what());
+  }
+}
+
 StoreOptions store_options(const AggregatorOptions& o) {
   StoreOptions s{o.data_dir / "postwatch.sqlite"};
   s.sync = o.store_fsync ? StoreSync::Full : StoreSync::Normal;
@@ -146,6 +157,7 @@ struct AggregatorService::Impl {
         rollup(*catalogue, RollupPolicy{options.hysteresis_band, options.min_coverage}),
         board(*catalogue, BoardPolicy{options.min_duration_ms}),
         silences(*catalogue),
+        rollouts(load_fleet_keys_of(options), options.data_dir / "rollouts.json", log),
         agents(*catalogue),
         ingest(*catalogue, agents, state, log,
                IngestPolicy{options.allowed_lateness_ms, IngestPolicy{}.max_clock_skew_ms,
@@ -192,7 +204,8 @@ struct AggregatorService::Impl {
                            [this](std::int64_t from, std::int64_t to, bool csv, const HttpReply& reply) {
                              make_report(from, to, csv, reply);
                            },
-                           &trust}),
+                           &trust,
+                           &rollouts}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
                            [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream,
@@ -528,6 +541,21 @@ struct AggregatorService::Impl {
                      OutboundPriority::Urgent);
   }
 
+  // Steps the fleet rollouts on the agents' own reports (docs/fleet.md, "Rollouts").
+  void tick_rollouts(std::int64_t now) {
+    if (rollouts.count(RolloutPlan::Phase::Running) == 0) return;
+    rollouts.tick(
+        [this](const RolloutAgent& a) -> const FleetReport* {
+          auto post = catalogue->post_index(a.post);
+          const AgentRecord* r = post ? agents.find(*post, a.agent) : nullptr;
+          return r && r->has_presence && r->presence.has_fleet ? &r->presence.fleet : nullptr;
+        },
+        [this](const std::string& topic, const std::string& payload) {
+          outbox.publish(topic, payload, true, OutboundPriority::Snapshot);
+        },
+        now);
+  }
+
   void tick() {
     auto now = now_utc_ms();
     if (jet) jet->tick(now);
@@ -569,6 +597,7 @@ struct AggregatorService::Impl {
     progress_feed.tick(now, feed_publisher());
     if (shared_outbox) shared_outbox->set_leading(jet->leader());
     if (notifier) notifier->tick(now, !jet || jet->leader());
+    if (!jet) tick_rollouts(now);  // one box: docs/fleet.md says rollouts are not clustered yet
     for (auto id : changes.alarms)
       if (const Alarm* a = board.find_alarm(id)) on_alarm_changed(*a);
     for (const auto& c : changes.statuses)
@@ -689,6 +718,7 @@ struct AggregatorService::Impl {
   GoalRollup rollup;
   StatusBoard board;
   SilenceBook silences;
+  RolloutDesk rollouts;
   std::vector<std::uint64_t> maintenance;  // per post: the maintenance window covering it, or 0
   AgentTable agents;
   BatchIngest ingest;

@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
       "API tokens (JSON, not readable by other users); without it the API is open, on loopback only")(
       "tls-cert", po::value(&opts.tls_cert_file), "serve HTTPS with this PEM certificate chain (needs --tls-key)")(
       "tls-key", po::value(&opts.tls_key_file), "PEM private key for --tls-cert")(
+      "fleet-keys", po::value(&opts.fleet_keys_file)->value_name("FILE"),
+      "the fleet's public key(s) (postwatch-fleet keygen's fleet.pub): with it, operators start staged "
+      "rollouts of signed bundles through /api/v1/rollouts (docs/fleet.md)")(
       "keys-dir", po::value(&keys_dir)->value_name("DIR"),
       "the aggregator's signing key and enrolment secret, made on first start (default: <data-dir>/keys; "
       "docs/security.md)")("require-signatures", po::bool_switch(&opts.require_signatures),

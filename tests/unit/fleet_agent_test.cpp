@@ -300,6 +300,9 @@ TEST(FleetBundles, WhatIsNotSignedByTheFleetOrNotForThisAgentChangesNothing) {
     fleet->offer(bad);
     EXPECT_FALSE(fleet->poll(healthy_stats(), {}).has_value()) << bad;
   }
+  // A retained bundle cleared (an aborted rollout) arrives empty: nothing to take, nothing refused.
+  fleet->offer("");
+  EXPECT_FALSE(fleet->poll(healthy_stats(), {}).has_value());
   EXPECT_EQ(fleet->report().refused, 6u);
   EXPECT_EQ(fleet->report().config_bundle, 0u);
   EXPECT_EQ(fleet->store().state().newest_tried, 0u);

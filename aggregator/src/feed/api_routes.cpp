@@ -174,9 +174,11 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   const bool revoke_path = starts_with(target, keys_prefix) && target.ends_with("/revoke");
   const bool next_key_path = target == "/api/v1/aggregator-key/next",
              switch_key_path = target == "/api/v1/aggregator-key/switch";
+  constexpr std::string_view rollouts_prefix = "/api/v1/rollouts/";
+  const bool rollouts_path = target == "/api/v1/rollouts", rollout_path = starts_with(target, rollouts_prefix);
   const bool changes = (ack_path && is_post) || (silences_path && is_post) || (silence_path && is_delete) ||
                        (tokens_path && is_post) || (revoke_path && is_post) ||
-                       ((next_key_path || switch_key_path) && is_post);
+                       ((next_key_path || switch_key_path) && is_post) || ((rollouts_path || rollout_path) && is_post);
 
   const Principal* who = nullptr;
   if (auto refusal = authorize(req, q, false, changes, who)) return *refusal;
@@ -202,6 +204,21 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
   if (next_key_path || switch_key_path) {  // feed/aggregator_key_routes.cpp
     if (!is_post) return method_not_allowed(req, target, "POST");
     return next_key_path ? prepare_aggregator_key(who) : switch_aggregator_key(q, who);
+  }
+  if (rollouts_path || rollout_path) {  // feed/rollout_routes.cpp
+    if (rollouts_path) {
+      if (is_post) return create_rollout(req, who);
+      if (!get) return method_not_allowed(req, target, "GET, HEAD, POST");
+      return rollouts();
+    }
+    auto rest = target.substr(rollouts_prefix.size());
+    const auto slash = rest.find('/');
+    if (slash == std::string_view::npos) {
+      if (!get) return method_not_allowed(req, target, "GET, HEAD");
+      return rollout(rest);
+    }
+    if (!is_post) return method_not_allowed(req, target, "POST");
+    return change_rollout(rest.substr(0, slash), rest.substr(slash + 1), who);
   }
   if (!get) return method_not_allowed(req, target, "GET, HEAD");
 
@@ -239,7 +256,8 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
           "/api/v1/posts, /api/v1/posts/{id}, /api/v1/posts/{id}/events, /api/v1/agents, "
           "/api/v1/agents/{post}/{agent}, "
           "/api/v1/alarms, /api/v1/silences, /api/v1/history, /api/v1/agent-keys, /api/v1/enrolment-tokens, "
-          "/api/v1/aggregator-key, /api/v1/stats, /api/v1/cluster, /api/v1/whoami, /api/v1/openapi.json)");
+          "/api/v1/aggregator-key, /api/v1/rollouts, /api/v1/stats, /api/v1/cluster, /api/v1/whoami, "
+          "/api/v1/openapi.json)");
 }
 
 HttpResponse ApiRoutes::whoami(const Principal* who) const {
@@ -813,6 +831,7 @@ HttpResponse ApiRoutes::metrics() {
   if (src_.outbound) add_outbound_metrics(m, *src_.outbound);
   if (src_.notifications) add_notification_metrics(m, src_.notifications());
   add_trust_metrics(m);
+  add_fleet_metrics(m);
   m.family("postwatch_alarms_open", "gauge", "Open alarms by kind.");
   for (const auto& [kind, n] : open_by_kind) m.sample("postwatch_alarms_open", L::label("kind", kind), n);
   m.family("postwatch_alarms_unacknowledged", "gauge", "Open alarms nobody has acknowledged.");

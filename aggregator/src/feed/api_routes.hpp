@@ -34,6 +34,7 @@ class LiveStream;
 class SilenceBook;
 struct Silence;
 class AgentTrust;
+class RolloutDesk;
 
 // What the API reads; all of it lives on the io_context thread.
 struct FeedSources {
@@ -65,7 +66,8 @@ struct FeedSources {
   // The progress report for [from_ms, to_ms), HTML or CSV, answered through `reply` off the
   // io_context thread; empty: no report (503).
   std::function<void(std::int64_t from_ms, std::int64_t to_ms, bool csv, const HttpReply& reply)> report;
-  AgentTrust* trust = nullptr;  // agent keys and enrolment; null: none (then 503)
+  AgentTrust* trust = nullptr;      // agent keys and enrolment; null: none (then 503)
+  RolloutDesk* rollouts = nullptr;  // fleet rollouts; null: none (then 503)
 };
 
 class ApiRoutes {
@@ -103,6 +105,10 @@ class ApiRoutes {
   HttpResponse silences(const Query& q);  // feed/silence_routes.cpp
   HttpResponse create_silence(const HttpRequest& req, const Principal* who);
   HttpResponse end_silence(std::string_view id, const Principal* who);
+  HttpResponse rollouts() const;  // feed/rollout_routes.cpp
+  HttpResponse rollout(std::string_view id) const;
+  HttpResponse create_rollout(const HttpRequest& req, const Principal* who);
+  HttpResponse change_rollout(std::string_view id, std::string_view action, const Principal* who);
   HttpResponse whoami(const Principal* who) const;
   HttpResponse agent_keys();  // feed/trust_routes.cpp
   HttpResponse issue_token(const HttpRequest& req, const Principal* who);
@@ -116,7 +122,8 @@ class ApiRoutes {
   void add_agent_key(nlohmann::json& agent_json, const std::string& post, const std::string& agent) const;
   void add_trust_stats(nlohmann::json& stats) const;
   void add_trust_metrics(MetricsText& m) const;
-  HttpResponse targets(const Query& q);  // feed/progress_routes.cpp
+  void add_fleet_metrics(MetricsText& m) const;  // feed/rollout_routes.cpp
+  HttpResponse targets(const Query& q);          // feed/progress_routes.cpp
   HttpResponse goal_progress(std::string_view id, const Query& q);
   // Every target over the period the query asks for; the refusal when it asks for a bad one.
   std::optional<HttpResponse> assess_progress(const Query& q, StrategyProgress& out) const;

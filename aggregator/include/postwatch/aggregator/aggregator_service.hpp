@@ -75,6 +75,8 @@ struct AggregatorOptions {
   // (empty: <data_dir>/keys), and whether unsigned messages are refused from every agent, not
   // only from enrolled ones.
   std::filesystem::path keys_dir;
+  // The fleet's public key(s) (docs/fleet.md): rollouts of bundles they signed; empty: none.
+  std::string fleet_keys_file;
   bool require_signatures = false;
   // How long an agent key rotated out stays valid (its in-flight and spooled messages).
   std::int64_t key_rotation_grace_ms = 24LL * 3600 * 1000;
