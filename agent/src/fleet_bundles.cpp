@@ -126,8 +126,13 @@ std::optional<LoadedConfig> FleetBundles::consider(const std::string& payload) {
     return std::nullopt;
   }
   if (b.version <= state.newest_tried) {
-    // The retained copy of what was tried already comes back on every reconnect: quiet.
-    if (b.version == state.newest_tried) return std::nullopt;
+    // The retained copy of what was tried already comes back on every reconnect, and during a
+    // rollout the previous rollout's copy still sits on the target's topic: quiet.
+    const auto& c = state.current;
+    const auto& p = state.previous;
+    if (b.version == state.newest_tried || b.version == c.config || b.version == c.catalogue || b.version == p.config ||
+        b.version == p.catalogue)
+      return std::nullopt;
     note_refusal("refused fleet bundle v" + std::to_string(b.version) + ": older than v" +
                  std::to_string(state.newest_tried) +
                  ", which this agent already tried (a replay, or a stale retained "

@@ -681,7 +681,15 @@
   async function refreshDrill() {
     // The Strategy view (strategy.js): #/strategy, and #/target/<id> for one target's readings.
     const target = location.hash.match(/^#\/target\/(.+)$/);
-    strategy.show(Boolean(target) || location.hash === '#/strategy');
+    const view = target || location.hash === '#/strategy' ? '#/strategy' : location.hash === '#/fleet' ? '#/fleet' : '#/';
+    strategy.show(view === '#/strategy');
+    fleet.show(view === '#/fleet');  // the Fleet view (fleet.js)
+    for (const a of document.querySelectorAll('.view-tabs a'))
+      a.setAttribute('aria-current', a.getAttribute('href') === view ? 'page' : 'false');
+    if (view === '#/fleet') {
+      $('drill').hidden = true;
+      return;
+    }
     if (target) {
       state.drill = { target: decodeURIComponent(target[1]) };
       $('drill').hidden = false;
@@ -767,8 +775,9 @@
     setInterval(renderAlarms, 30000);  // "raised 5 min ago"
   }
 
-  // The Strategy view (strategy.js).
+  // The Strategy view (strategy.js) and the Fleet view (fleet.js).
   const strategy = window.PostwatchStrategy({ $, h, svg, api, state });
+  const fleet = window.PostwatchFleet({ $, h, api, fmtAgo });
 
   // Acknowledging and silences (operator.js).
   const operator = window.PostwatchOperator({ $, h, api, state, alarmTitle, setAlarm, fmtAgo, fmtTime, notice,

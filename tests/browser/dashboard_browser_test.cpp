@@ -4,6 +4,9 @@
 // say how to install it (tools/bootstrap), rather than skipping.
 #include "integration/feed_test_support.hpp"
 #include "postwatch/catalogue.hpp"
+#include "postwatch/clock.hpp"
+#include "postwatch/topics.hpp"
+#include "postwatch/wire_codec.hpp"
 
 #include <gtest/gtest.h>
 
@@ -344,6 +347,46 @@ TEST_F(DashboardBrowser, AsksForATokenWhenItHasNone) {
             0);
   std::string dom = read_file(dom_file);
   EXPECT_NE(tag_with_id(dom, "token-dialog").find("open"), std::string::npos) << tag_with_id(dom, "token-dialog");
+}
+
+// The Fleet view (#/fleet) from two agents' births: what each runs, and why one rolled its last
+// bundle back; without --fleet-keys it says rollouts are off and how to turn them on.
+TEST_F(DashboardBrowser, FleetViewShowsWhatTheAgentsRunAndWhyABundleWasRolledBack) {
+  RawPublisher pub(broker.uri(), "browser-fleet-publisher");
+  for (const auto& [agent, outcome, reason] :
+       {std::tuple{"gw-1", FleetReport::Outcome::Applied, ""},
+        {"gw-2", FleetReport::Outcome::RolledBack, "no health within the deadline: script probe x: exit status 1"}}) {
+    AgentState st;
+    st.agent_id = agent;
+    st.post_id = "bamako";
+    st.at_ms = postwatch::now_utc_ms();
+    st.has_fleet = true;
+    st.fleet.config_bundle = 3;
+    st.fleet.catalogue_version = 1;
+    st.fleet.last_outcome = outcome;
+    st.fleet.last_version = outcome == FleetReport::Outcome::Applied ? 3 : 4;
+    st.fleet.last_reason = reason;
+    pub.raw(topics::agent_topic("sub-saharan-africa", "bamako", agent, topics::Channel::State), encode_agent_state(st));
+  }
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = http_call(aggregator.port(), boost::beast::http::verb::get, "/api/v1/agents/bamako/gw-2",
+                           bearer(TokensFile::kRead));
+        return r.json().is_object() && r.json().contains("fleet");
+      },
+      10s));
+  auto dom_file = dir.path() / "dom.html";
+  ASSERT_EQ(run_chromium(chromium, dir, url("#/fleet"), {"--dump-dom"}, dom_file), 0)
+      << read_file(dir.path() / "chromium.log");
+  std::string dom = read_file(dom_file);
+  EXPECT_EQ(tag_with_id(dom, "fleet-view").find("hidden"), std::string::npos) << tag_with_id(dom, "fleet-view");
+  EXPECT_NE(dom.find("2</b> agents take bundles"), std::string::npos) << dom.substr(0, 4000);
+  EXPECT_NE(dom.find("rolled their last bundle back"), std::string::npos);
+  EXPECT_NE(dom.find("bamako/gw-2 v4: no health within the deadline: script probe x: exit status 1"),
+            std::string::npos);
+  EXPECT_NE(dom.find("config v3 · catalogue installed (catalogue_version 1)"), std::string::npos);
+  EXPECT_NE(dom.find("Rollouts are off: start the aggregator with --fleet-keys"), std::string::npos);
+  EXPECT_NE(dom.find("href=\"#/fleet\" aria-current=\"page\""), std::string::npos);
 }
 
 // A silence on goal 7's alarm and a maintenance window for kyiv, set through the API: the

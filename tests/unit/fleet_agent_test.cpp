@@ -315,6 +315,16 @@ TEST(FleetBundles, WhatIsNotSignedByTheFleetOrNotForThisAgentChangesNothing) {
   EXPECT_FALSE(fleet->poll(healthy_stats(), {}).has_value());
   EXPECT_EQ(fleet->report().refused, 7u);
   EXPECT_EQ(fleet->report().config_bundle, 10u);
+  // During the next rollout the previous one's copy still sits on the target's topic: what the
+  // agent ran before is not a replay, and is not counted as one.
+  fleet->offer(board.bundle(12, R"({"heartbeat_interval_s": 12})"));
+  ASSERT_TRUE(fleet->poll(healthy_stats(), {}).has_value());
+  board.now += fleet->min_trial;
+  fleet->poll(healthy_stats(), {});
+  fleet->offer(board.bundle(10, R"({"heartbeat_interval_s": 9})"));
+  EXPECT_FALSE(fleet->poll(healthy_stats(), {}).has_value());
+  EXPECT_EQ(fleet->report().refused, 7u);
+  EXPECT_EQ(fleet->report().config_bundle, 12u);
 }
 
 TEST(FleetBundles, ABundleThatDoesNotValidateIsRefusedBeforeAnythingChanges) {
