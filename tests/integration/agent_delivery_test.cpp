@@ -360,9 +360,15 @@ TEST_F(AgentDelivery, BirthHeartbeatAndLastWillShowAgentState) {
   EXPECT_EQ(a["heartbeat_interval_s"], 1);
   EXPECT_FALSE(a["config_hash"].get<std::string>().empty());
 
-  // The status command reads what the running agent reports.
-  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(dir.path() / "spool" / "status.json"); },
-                         std::chrono::seconds(5)));
+  // The status command reads what the running agent reports. The agent rewrites its status file
+  // every second, so the one it wrote before it connected can still be there: wait for the next.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::ifstream in(dir.path() / "spool" / "status.json");
+        auto j = json::parse(in, nullptr, false);
+        return j.is_object() && j.value("connected", false);
+      },
+      std::chrono::seconds(10)));
   ChildProcess status({agent_bin, "status", "--config", cfg_file.string()}, dir.path() / "status.log");
   EXPECT_EQ(status.wait(std::chrono::seconds(10)), 0) << status.log();
   EXPECT_NE(status.log().find("connected"), std::string::npos) << status.log();
