@@ -40,8 +40,9 @@ void check_patch(const json& patch, bool allow_scripts, std::vector<ConfigProble
                "probe runs a command on the board)");
       continue;
     }
+    const std::string& name = key;  // a structured binding cannot be captured before C++20's clang 16
     auto partly =
-        std::find_if(kPartlyOpen.begin(), kPartlyOpen.end(), [&](const PartlyOpen& p) { return key == p.section; });
+        std::find_if(kPartlyOpen.begin(), kPartlyOpen.end(), [&](const PartlyOpen& p) { return name == p.section; });
     if (partly != kPartlyOpen.end()) {
       if (!value.is_object()) {
         refuse(key, "must be an object of the fields a bundle may set here");
