@@ -9,6 +9,7 @@
 #include "postwatch/agent/script_probe.hpp"
 #include "postwatch/agent/spool_store.hpp"
 #include "postwatch/clock.hpp"
+#include "postwatch/fleet_report_json.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -238,17 +239,7 @@ const char* confirmer(const AgentConfig& c) { return c.aggregator_confirms() ? "
 
 // The running agent's status, for `postwatch-agent status`; written atomically.
 nlohmann::json fleet_status(const FleetBundles* fleet) {
-  if (!fleet) return nullptr;
-  auto r = fleet->report();
-  return {{"config_bundle", r.config_bundle},
-          {"catalogue_bundle", r.catalogue_bundle},
-          {"catalogue_version", r.catalogue_version},
-          {"last_outcome", std::string(to_string(r.last_outcome))},
-          {"last_version", r.last_version},
-          {"last_reason", r.last_reason},
-          {"applied", r.applied},
-          {"rolled_back", r.rolled_back},
-          {"refused", r.refused}};
+  return fleet ? fleet_report_json(fleet->report()) : nlohmann::json();
 }
 
 void write_status(const Agent& agent, const FleetBundles* fleet = nullptr) {

@@ -6,7 +6,7 @@
 #include "feed/outbound_stats.hpp"
 #include "feed/snapshot_json.hpp"
 #include "postwatch/clock.hpp"
-#include "postwatch/fleet_bundle.hpp"
+#include "postwatch/fleet_report_json.hpp"
 #include "postwatch/wire_codec.hpp"
 #include "store/event_store.hpp"
 
@@ -561,18 +561,7 @@ json agent_json(const std::string& key, const std::string& post, const AgentReco
                       {"uplink_bytes_per_s", m.uplink_bytes_per_s},
                       {"uplink_cap_bytes_per_s", m.uplink_cap_bytes_per_s}};
     }
-    if (a->has_fleet) {
-      const auto& f = a->fleet;
-      j["fleet"] = {{"config_bundle", f.config_bundle},
-                    {"catalogue_bundle", f.catalogue_bundle},
-                    {"catalogue_version", f.catalogue_version},
-                    {"last_outcome", std::string(to_string(f.last_outcome))},
-                    {"last_version", f.last_version},
-                    {"last_reason", f.last_reason},
-                    {"applied", f.applied},
-                    {"rolled_back", f.rolled_back},
-                    {"refused", f.refused}};
-    }
+    if (a->has_fleet) j["fleet"] = fleet_report_json(a->fleet);
   } else {
     // Events, but never a birth (yet): say so rather than guess.
     j.update({{"post", post}, {"agent", r.name}, {"online", false}, {"births", 0}});
