@@ -203,24 +203,21 @@ std::optional<LoadedConfig> FleetBundles::poll(const AgentStats& stats,
 std::optional<LoadedConfig> FleetBundles::give_up_trial(const std::string& reason) {
   if (!trial_deadline_) return std::nullopt;
   const auto version = store_.state().trial ? store_.state().trial->version : 0;
-  {
-    store_.roll_back(reason, now_utc_ms());
-    trial_deadline_.reset();
-    ++rolled_back_;
-    log_->error("fleet bundle v{} rolled back: {}", version, reason);
-    std::string problems;
-    if (auto loaded = load(store_.state().current, problems)) {
-      catalogue_version_ = loaded->catalogue->version();
-      return loaded;
-    }
-    log_->error("what ran before fleet bundle v{} no longer loads; running the board's own files: {}", version,
-                problems);
-    if (auto own = load(BundleVersions{}, problems)) {
-      catalogue_version_ = own->catalogue->version();
-      return own;
-    }
-    return std::nullopt;
+  store_.roll_back(reason, now_utc_ms());
+  trial_deadline_.reset();
+  ++rolled_back_;
+  log_->error("fleet bundle v{} rolled back: {}", version, reason);
+  std::string problems;
+  if (auto loaded = load(store_.state().current, problems)) {
+    catalogue_version_ = loaded->catalogue->version();
+    return loaded;
   }
+  log_->error("what ran before fleet bundle v{} no longer loads; running the board's own files: {}", version, problems);
+  if (auto own = load(BundleVersions{}, problems)) {
+    catalogue_version_ = own->catalogue->version();
+    return own;
+  }
+  return std::nullopt;
 }
 
 FleetReport FleetBundles::report() const {
