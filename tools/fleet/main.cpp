@@ -1,17 +1,27 @@
-// postwatch-fleet: the fleet's signing key and signed fleet bundles (docs/fleet.md).
+// postwatch-fleet: the fleet's signing key, signed fleet bundles and their rollouts (docs/fleet.md).
 //
 //   postwatch-fleet keygen --out DIR
 //   postwatch-fleet sign --key FILE --version N --target T [--config FILE] [--catalogue FILE]
 //                        [--health-deadline-s N] [--note TEXT] [--out FILE]
 //   postwatch-fleet show FILE --keys FILE
+//   postwatch-fleet rollout create --bundle FILE [--canary-percent N] [--wave-percent N]
+//                                  [--wave-interval-s N] [--max-failed-percent N]
+//   postwatch-fleet rollout status [ID] [--json]
+//   postwatch-fleet rollout pause|resume|abort ID
+//     (rollout: [--aggregator URL] [--token-file FILE] [--ca FILE])
 //
 // keygen writes the fleet's Ed25519 key (fleet.key, kept offline) and its public half
 // (fleet.pub, installed on every agent); sign writes a bundle the agents take; show checks a
-// bundle as an agent would and prints what it holds. Publishing is not done here.
-// Exit status: 0 done, 1 a failure (a file that cannot be read or written, a refused bundle),
-// 2 usage (bad options, a bundle that would not be valid, a catalogue that does not load).
+// bundle as an agent would and prints what it holds. rollout hands a signed bundle to the
+// aggregator's API for a staged rollout and follows or steers it (rollout_commands.cpp);
+// nothing else here talks to the network.
+// Exit status: 0 done, 1 a failure (a file that cannot be read or written, a refused bundle, the
+// aggregator not reached or answering with an HTTP error), 2 usage (bad options, a bundle that
+// would not be valid, a catalogue that does not load).
+#include "cli_common.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/fleet_bundle.hpp"
+#include "rollout_commands.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -20,19 +30,20 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
-#include <sstream>
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 using namespace postwatch;
+using postwatch::fleet::iso_utc;
+using postwatch::fleet::read_file;
+using postwatch::fleet::UsageError;
+using postwatch::fleet::whole_number;
 
 namespace {
 
@@ -41,12 +52,8 @@ constexpr const char* kUsage =
     "       postwatch-fleet sign --key FILE --version N --target TARGET [--config FILE] [--catalogue FILE]\n"
     "                            [--health-deadline-s N] [--note TEXT] [--out FILE]\n"
     "       postwatch-fleet show FILE --keys FILE\n"
+    "       postwatch-fleet rollout create|status|pause|resume|abort ... (postwatch-fleet rollout --help)\n"
     "       postwatch-fleet COMMAND --help\n";
-
-// A usage error: exit 2.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 po::options_description keygen_options() {
   po::options_description o("keygen: a new fleet key (refuses to replace one)");
@@ -81,22 +88,15 @@ po::options_description show_options() {
 }
 
 void print_help(std::ostream& out) {
-  out << "postwatch-fleet — the fleet's signing key and signed fleet bundles (docs/fleet.md)\n\n"
+  out << "postwatch-fleet — the fleet's signing key, signed fleet bundles and their rollouts (docs/fleet.md)\n\n"
       << kUsage << "\n"
       << keygen_options() << "\n"
       << sign_options() << "\n"
-      << show_options() << "\n"
-      << "Exit status: 0 done; 1 a failure (a file not read or written, show: a refused bundle);\n"
-         "2 usage (bad options, a bundle that would not be valid, a catalogue that does not load).\n";
-}
-
-std::string read_file(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + file + ": " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw std::runtime_error("cannot read " + file);
-  return ss.str();
+      << show_options() << "\n";
+  fleet::print_rollout_help(out);
+  out << "\nExit status: 0 done; 1 a failure (a file not read or written, show: a refused bundle, rollout: the\n"
+         "aggregator not reached or answering with an HTTP error); 2 usage (bad options, a bundle that would not\n"
+         "be valid, a catalogue that does not load).\n";
 }
 
 // Writes `text` to a new file of mode `mode`; never replaces one.
@@ -110,16 +110,6 @@ void write_new_file(const fs::path& file, const std::string& text, mode_t mode) 
     fs::remove(file);
     throw std::runtime_error("cannot write " + file.string());
   }
-}
-
-// `text` as a whole number from `min` to `max`; `range` says which in the error.
-std::uint64_t whole_number(const std::string& option, const std::string& text, std::uint64_t min, std::uint64_t max,
-                           const std::string& range) {
-  std::uint64_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || v < min || v > max)
-    throw UsageError("--" + option + " must be a whole number " + range + ", not '" + text + "'");
-  return v;
 }
 
 // The fleet's private key; a public key file given in its place is named as such.
@@ -151,17 +141,6 @@ BundleTarget parse_target(const std::string& text) {
       return {Scope::Agent, "", rest.substr(0, slash), rest.substr(slash + 1)};
   }
   throw UsageError("--target must be fleet, region:REGION, post:POST or agent:POST/AGENT, not '" + text + "'");
-}
-
-std::string iso_utc(std::int64_t ms) {
-  const std::time_t s = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  if (!::gmtime_r(&s, &tm)) return std::to_string(ms) + " ms";
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
-  return out;
 }
 
 po::variables_map parse(int argc, char** argv, const po::options_description& options,
@@ -317,12 +296,16 @@ int show(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string command = argc > 1 ? argv[1] : "";
+  std::string command = argc > 1 ? argv[1] : "";
   if (command == "--help" || command == "-h" || command == "help") {
     print_help(std::cout);
     return 0;
   }
-  auto* run = command == "keygen" ? keygen : command == "sign" ? sign : command == "show" ? show : nullptr;
+  auto* run = command == "keygen"    ? keygen
+              : command == "sign"    ? sign
+              : command == "show"    ? show
+              : command == "rollout" ? fleet::rollout_command
+                                     : nullptr;
   if (!run) {
     std::cerr << (command.empty() ? std::string("postwatch-fleet: a command is needed")
                                   : "postwatch-fleet: unknown command '" + command + "'")
@@ -330,6 +313,8 @@ int main(int argc, char** argv) {
               << kUsage;
     return 2;
   }
+  // Errors name the subcommand too: "postwatch-fleet rollout pause: …".
+  if (command == "rollout" && argc > 2 && argv[2][0] != '-') command += " " + std::string(argv[2]);
   try {
     // The command's own name stands where a parser expects the program's.
     return run(argc - 1, argv + 1);
