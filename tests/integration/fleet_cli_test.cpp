@@ -1,12 +1,14 @@
 // postwatch-fleet as it is run (docs/fleet.md): keygen writes an owner-only key and never
 // replaces one, sign and show round-trip a bundle, show refuses a bundle of another fleet key,
-// and sign refuses a catalogue that does not load.
+// and sign refuses a catalogue that does not load. rollout without an aggregator: one not
+// running, and usage errors (the rest is in fleet_rollout_cli_test.cpp, with one running).
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -26,7 +28,10 @@ std::string read_file(const fs::path& p) {
 
 class FleetCli : public ::testing::Test {
  protected:
-  CommandResult fleet(const std::string& args) const { return run_shell(shell_quoted(fleet_tool()) + " " + args); }
+  // `env`: VAR=value ... for this run only.
+  CommandResult fleet(const std::string& args, const std::string& env = "") const {
+    return run_shell((env.empty() ? "" : "env " + env + " ") + shell_quoted(fleet_tool()) + " " + args);
+  }
   fs::path at(const std::string& name) const { return dir_.path() / name; }
   std::string path(const std::string& name) const { return shell_quoted(at(name).string()); }
   void keygen(const std::string& dir) const {
@@ -121,4 +126,53 @@ TEST_F(FleetCli, UsageErrorsExitTwoAndHelpGivesDefaultsAsWritten) {
   EXPECT_EQ(all.status, 0) << all.output;
   for (const char* option : {"--out", "--key", "--version", "--target", "--config", "--catalogue", "--note", "--keys"})
     EXPECT_NE(all.output.find(option), std::string::npos) << option;
+}
+
+TEST_F(FleetCli, RolloutAgainstAnAggregatorThatIsNotRunningSaysItCannotReachItAndExitsOne) {
+  // A free port: nothing listens there, so the connection is refused at once.
+  const auto url = "http://127.0.0.1:" + std::to_string(free_port());
+  for (const auto& args : {std::string("rollout status --aggregator ") + url, "rollout pause 1 --aggregator " + url}) {
+    const auto r = fleet(args);
+    EXPECT_EQ(r.status, 1) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find("cannot reach the aggregator at " + url + ": "), std::string::npos) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << "one line: " << r.output;
+  }
+  // POSTWATCH_AGGREGATOR stands in for --aggregator.
+  const auto r = fleet("rollout status 3", "POSTWATCH_AGGREGATOR=" + url);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("cannot reach the aggregator at " + url), std::string::npos) << r.output;
+}
+
+TEST_F(FleetCli, RolloutUsageErrorsExitTwo) {
+  keygen("keys");
+  write("overlay.json", R"({"heartbeat_interval_s": 30})");
+  ASSERT_EQ(fleet("sign --key " + path("keys/fleet.key") + " --version 1 --target fleet --config " +
+                  path("overlay.json") + " --out " + path("bundle.json"))
+                .status,
+            0);
+  // Nothing is listening: a usage error is found before any connection.
+  const auto at = " --aggregator http://127.0.0.1:" + std::to_string(free_port());
+  const auto create = "rollout create --bundle " + path("bundle.json") + at;
+  for (const auto& args : {"rollout create" + at,                                   // no --bundle
+                           "rollout frobnicate" + at,                               // no such subcommand
+                           std::string("rollout"),                                  // no subcommand
+                           "rollout pause" + at,                                    // no ID
+                           "rollout abort first" + at,                              // not an ID
+                           create + " --canary-percent 0",                          // out of range
+                           create + " --wave-interval-s 604801",                    // out of range
+                           create + " --no-such-option 1",                          // unknown option
+                           "rollout create --bundle " + path("overlay.json") + at,  // not a signed bundle
+                           "rollout create --bundle " + path("bundle.json") + " --aggregator ftp://127.0.0.1:8080",
+                           create + " --ca " + path("overlay.json")}) {  // --ca on http
+    const auto r = fleet(args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.find("cannot reach"), std::string::npos) << args << "\n" << r.output;
+  }
+  const auto help = fleet("rollout create --help");
+  EXPECT_EQ(help.status, 0) << help.output;
+  for (const char* option : {"--bundle", "--canary-percent", "--wave-percent", "--wave-interval-s",
+                             "--max-failed-percent", "--aggregator", "--token-file", "--ca"})
+    EXPECT_NE(help.output.find(option), std::string::npos) << option << " not in:\n" << help.output;
+  for (const char* sub : {"status", "pause", "resume", "abort"})
+    EXPECT_EQ(fleet(std::string("rollout ") + sub + " --help").status, 0) << sub;
 }

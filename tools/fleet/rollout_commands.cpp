@@ -5,6 +5,7 @@
 
 #include "aggregator_client.hpp"
 #include "cli_common.hpp"
+#include "postwatch/fleet_bundle.hpp"
 
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
@@ -269,7 +270,8 @@ int create(int argc, char** argv) {
                                       "from " + std::to_string(n.min) + " to " + std::to_string(n.max));
   const auto bundle_file = vm["bundle"].as<std::string>();
   auto bundle = json::parse(read_file(bundle_file), nullptr, false);
-  if (!bundle.is_object())
+  // Only its shape: the aggregator checks the signature against the fleet keys it holds.
+  if (!bundle.is_object() || bundle.value("format", "") != kBundleFormat)
     throw UsageError("--bundle " + bundle_file + " is not a signed bundle (postwatch-fleet sign writes one)");
   request["bundle"] = std::move(bundle);
   const auto client = client_of(vm);
