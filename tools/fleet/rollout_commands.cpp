@@ -149,6 +149,7 @@ std::string stage_of(const json& r) {
   if (waves == 0) return "no agents";
   if (str(r, "phase") == "complete") return "every wave answered";
   const std::string name = wave == 0 ? "canary" : "wave " + std::to_string(wave) + " of " + std::to_string(waves - 1);
+  if (str(r, "phase") == "aborted") return "stopped at " + (wave == 0 ? std::string("the canary") : name);
   if (!r.value("wave_sent", false)) return name + " not sent yet";
   std::size_t awaited = 0;
   for (const auto& a : r.value("agents", json::array()))
@@ -178,6 +179,7 @@ void print_table(std::ostream& out, const std::vector<std::vector<std::string>>&
     std::string line;
     for (std::size_t c = 0; c < rows[r].size(); ++c)
       line += c + 1 < rows[r].size() ? rows[r][c] + std::string(width[c] - rows[r][c].size() + 2, ' ') : rows[r][c];
+    line.erase(line.find_last_not_of(' ') + 1);  // an empty last cell leaves no trailing blanks
     out << line << "\n";
     if (r < after_row.size() && !after_row[r].empty()) out << "    " << after_row[r] << "\n";
   }
