@@ -1,9 +1,11 @@
 // postwatch-fleet rollout against the real aggregator (--fleet-keys, --tokens-file), Mosquitto and
 // two real agents (docs/fleet.md, "Rollouts"): a bundle made by postwatch-fleet keygen and sign is
 // rolled out, shown, paused, resumed and aborted from the command line, each step checked through
-// the API; a read token, a wrong token and no token are refused with one line naming why.
+// the API; a read token, a wrong token and no token are refused with one line naming why; over
+// https the aggregator's certificate is verified against --ca, and refused without it.
 #include "integration/feed_test_support.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/self_signed_cert.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -190,4 +192,38 @@ TEST_F(FleetRolloutCli, ReadWrongAndMissingTokensAreRefusedNamingWhy) {
                 .json_at("rollouts")
                 .size(),
             0u);
+}
+
+TEST(FleetRolloutCliTls, HttpsVerifiesTheAggregatorAgainstTheCaAndRefusesWithoutIt) {
+  TempDir dir;
+  MosquittoBroker broker;
+  SelfSignedCert cert(dir);  // for 127.0.0.1 only
+  TokensFile tokens(dir);
+  std::ofstream(dir.path() / "read.token") << TokensFile::kRead << "\n";
+  const unsigned short port = free_port();
+  ChildProcess aggregator(
+      {(binary_dir() / "aggregator" / "postwatch-aggregator").string(), "--broker", broker.uri(), "--http-port",
+       std::to_string(port), "--catalogue", catalogue_path().string(), "--data-dir", (dir.path() / "data").string(),
+       "--tls-cert", cert.cert.string(), "--tls-key", cert.key.string(), "--tokens-file", tokens.path.string()},
+      dir.path() / "aggregator.log");
+  const auto status = [&](const std::string& host, const std::string& ca) {
+    return run_shell(shell_quoted(fleet_tool()) + " rollout status --aggregator https://" + host + ":" +
+                     std::to_string(port) + " --token-file " + shell_quoted((dir.path() / "read.token").string()) +
+                     (ca.empty() ? "" : " --ca " + shell_quoted(ca)));
+  };
+  // The CLI itself is the readiness probe: it succeeds once the aggregator serves.
+  ASSERT_TRUE(wait_until([&] { return status("127.0.0.1", cert.cert.string()).status == 0 || !aggregator.running(); },
+                         std::chrono::seconds(30)))
+      << aggregator.log();
+  const auto ok = status("127.0.0.1", cert.cert.string());
+  ASSERT_EQ(ok.status, 0) << ok.output << aggregator.log();
+  EXPECT_NE(ok.output.find("no rollouts"), std::string::npos) << ok.output;
+  // Without --ca the system's CAs do not know the certificate; for "localhost" it does not name the host.
+  for (const auto& [host, ca] :
+       {std::pair{std::string("127.0.0.1"), std::string()}, std::pair{std::string("localhost"), cert.cert.string()}}) {
+    const auto refused = status(host, ca);
+    EXPECT_EQ(refused.status, 1) << host << ": " << refused.output;
+    EXPECT_NE(refused.output.find("TLS handshake failed: certificate verify failed"), std::string::npos)
+        << host << ": " << refused.output;
+  }
 }
