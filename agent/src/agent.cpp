@@ -552,6 +552,13 @@ struct Agent::Impl {
           check_clock_locked();
           backlog->read(cursor, config.batch_max_events, events);
           if (!events.empty()) {
+            // A batch names one catalogue version: events spooled before a catalogue rollout
+            // go in batches of their own, ahead of the ones validated against the new catalogue.
+            const auto version = events.front().catalogue_version;
+            events.erase(std::find_if(events.begin(), events.end(),
+                                      [&](const IndicatorEvent& e) { return e.catalogue_version != version; }),
+                         events.end());
+            batch.catalogue_version = version;
             range_last = events.back().seq;
             // Seqs the urgent lane already delivered to the broker are not sent twice.
             std::erase_if(events, [&](const IndicatorEvent& e) { return urgent.skips(e.seq); });
@@ -670,6 +677,7 @@ struct Agent::Impl {
         // The batch gets shifted copies: the lane keeps the events as stamped, in case they
         // go back on it (a lost connection) and are shifted again for their next batch.
         batch.events = events;
+        batch.catalogue_version = events.front().catalogue_version;  // one Agent, one catalogue
         shift_to_current_clock_locked(batch.events);
         batch.clock_epoch = clock_watch.jumps();
         batch.sent_at_ms = now_utc_ms();
@@ -1068,6 +1076,7 @@ SubmitResult Agent::submit(IndicatorEvent event) {
   std::unique_lock lk(d.mu);
   d.check_clock_locked();  // before the stamp: an event stamped after a jump is on the new clock
   if (event.observed_at_ms == 0) event.observed_at_ms = now_utc_ms();
+  event.catalogue_version = d.catalogue->version();
   if (r.error.empty()) {
     try {
       const Indicator* ind = d.catalogue->find_indicator(event.indicator);

@@ -60,6 +60,7 @@ void encode_body(const IndicatorEvent& e, std::string& out) {
     put_str(out, e.tags[i].first, 255);
     put_str(out, e.tags[i].second, 255);
   }
+  put(out, e.catalogue_version);
 }
 
 void frame_record(std::string_view body, std::string& out) {
@@ -111,6 +112,8 @@ RecordStatus decode_body(std::string_view body, IndicatorEvent& e) {
     auto v = c.str(255);
     e.tags.emplace_back(std::move(k), std::move(v));
   }
+  // Records written before the catalogue version was kept end here: version 0, "not said".
+  e.catalogue_version = c.d.size() == sizeof(std::uint32_t) ? c.get<std::uint32_t>() : 0;
   if (!c.ok || !c.d.empty() || kind > static_cast<std::uint8_t>(ValueKind::Text)) return RecordStatus::Corrupt;
   e.kind = static_cast<ValueKind>(kind);
   return RecordStatus::Ok;

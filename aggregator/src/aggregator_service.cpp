@@ -21,6 +21,7 @@
 #include "postwatch/secret_file.hpp"
 #include "postwatch/topics.hpp"
 #include "report/progress_report.hpp"
+#include "rollouts/catalogue_adoption.hpp"
 #include "rollouts/rollout_desk.hpp"
 #include "rollup/board_image.hpp"
 #include "rollup/goal_rollup.hpp"
@@ -38,7 +39,10 @@
 
 #include <algorithm>
 #include <deque>
+#include <fstream>
+#include <iterator>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 
 namespace postwatch::aggregator {
@@ -245,6 +249,7 @@ struct AggregatorService::Impl {
         ticker(io),
         confirm_ticker(io),
         commit_ticker(io),
+        restart_timer(io),
         goal_sent(catalogue->goals().size()),
         pillar_sent(catalogue->pillars().size()) {
     mqtt.set_login({options.broker_username, options.broker_password, options.broker_ca_file, options.broker_cert_file,
@@ -261,6 +266,15 @@ struct AggregatorService::Impl {
     };
     auto paho_unpacker = std::make_shared<PahoUnpacker>();
     paho_unpacker->unpacker.add_dictionary(ingest.dictionary());
+    // Catalogues adopted from rollouts or run before one (docs/fleet.md): agents a rollout has
+    // not reached yet compress with their dictionaries.
+    for (const auto& older : AdoptedCatalogues(options.data_dir / "catalogues").kept()) {
+      auto d = BatchDictionary::for_catalogue(*older);
+      if (d->id() == ingest.dictionary()->id()) continue;
+      ingest.add_dictionary(d);
+      paho_unpacker->unpacker.add_dictionary(d);
+    }
+    rollouts.set_catalogue_gate([this](const FleetBundle& b) { adopt_catalogue(b); }, catalogue->version());
     mqtt.set_precheck([this, paho_unpacker](const std::string& topic, const std::string& payload) {
       Prechecked pre;
       if (!topic.ends_with("/events")) return pre;
@@ -541,6 +555,45 @@ struct AggregatorService::Impl {
                      OutboundPriority::Urgent);
   }
 
+  // A rollout's catalogue, adopted before any agent gets it (docs/fleet.md, "A new indicator").
+  // Throws RolloutError to refuse the rollout.
+  void adopt_catalogue(const FleetBundle& b) {
+    std::optional<IndicatorCatalogue> next;
+    try {
+      next.emplace(IndicatorCatalogue::parse(b.catalogue, "bundle v" + std::to_string(b.version)));
+    } catch (const CatalogueError& e) {
+      throw RolloutError(400, std::string("the bundle's catalogue does not load: ") + e.what());
+    }
+    if (auto why = catalogue_change_problem(*catalogue, *next); !why.empty())
+      throw RolloutError(409, "this aggregator cannot adopt the bundle's catalogue: " + why);
+    if (next->version() <= catalogue->version()) return;  // nothing it does not know already
+    if (jet)
+      throw RolloutError(409, "catalogue_version " + std::to_string(next->version()) +
+                                  " is newer than the cluster's: install it on every instance first "
+                                  "(rollouts of new catalogues are not clustered yet, docs/fleet.md)");
+    if (!restart_on_catalogue) throw RolloutError(503, "this aggregator cannot restart itself onto a new catalogue");
+    std::string in_use_text;
+    if (!options.catalogue_file.empty()) {
+      std::ifstream in(options.catalogue_file, std::ios::binary);
+      in_use_text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    try {
+      AdoptedCatalogues(options.data_dir / "catalogues")
+          .adopt(b.catalogue, next->version(), in_use_text, catalogue->version());
+    } catch (const std::runtime_error& e) {
+      throw RolloutError(500, std::string("the catalogue cannot be adopted: ") + e.what());
+    }
+    log->warn(
+        "adopted catalogue_version {} ({} indicators) from fleet bundle v{}: restarting on it; the rollout's "
+        "agents get the bundle once it runs",
+        next->version(), next->indicators().size(), b.version);
+    // After the API's answer left: the restart closes the HTTP server.
+    restart_timer.expires_after(std::chrono::milliseconds(300));
+    restart_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec && restart_on_catalogue) restart_on_catalogue();
+    });
+  }
+
   // Steps the fleet rollouts on the agents' own reports (docs/fleet.md, "Rollouts").
   void tick_rollouts(std::int64_t now) {
     if (rollouts.count(RolloutPlan::Phase::Running) == 0) return;
@@ -738,7 +791,8 @@ struct AggregatorService::Impl {
   SharedFigures shared_figures{*log};
   std::shared_ptr<SharedOutbox> shared_outbox;  // clustered, with --notifications
   std::unique_ptr<AlarmNotifier> notifier;      // --notifications
-  boost::asio::steady_timer ticker, confirm_ticker, commit_ticker;
+  boost::asio::steady_timer ticker, confirm_ticker, commit_ticker, restart_timer;
+  std::function<void()> restart_on_catalogue;
   std::int64_t last_history_ms = 0;
   bool was_leader = false;  // clustered: led at the last tick
   std::int64_t board_published_ms = 0;
@@ -809,6 +863,7 @@ void AggregatorService::stop() {
   impl_->ticker.cancel();
   impl_->confirm_ticker.cancel();
   impl_->commit_ticker.cancel();
+  impl_->restart_timer.cancel();
   if (impl_->jet && !impl_->stopped) impl_->jet->stop(std::chrono::seconds(5));
   impl_->stopped = true;
   // Alarms first, then the last confirmations: agents release what the store holds.
@@ -817,6 +872,10 @@ void AggregatorService::stop() {
   impl_->http.close();
   impl_->stream->close_all();
   impl_->store.flush(std::chrono::seconds(5));
+}
+
+void AggregatorService::on_catalogue_adopted(std::function<void()> restart) {
+  impl_->restart_on_catalogue = std::move(restart);
 }
 
 unsigned short AggregatorService::http_port() const { return impl_->http.port(); }

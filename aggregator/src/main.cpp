@@ -3,6 +3,7 @@
 #include "postwatch/aggregator/aggregator_service.hpp"
 #include "postwatch/secret_file.hpp"
 #include "progress/target_catalogue.hpp"
+#include "rollouts/catalogue_adoption.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -10,7 +11,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/program_options.hpp>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <iostream>
 #include <stdexcept>
@@ -223,6 +228,28 @@ int main(int argc, char** argv) {
     std::cerr << "postwatch-aggregator: catalogue error: " << e.what() << "\n";
     return 2;
   }
+  // A newer catalogue adopted from a fleet rollout (docs/fleet.md, "A new indicator") wins over
+  // the installed one while it keeps all of it.
+  {
+    std::string note;
+    const auto adopted = aggregator::AdoptedCatalogues(opts.data_dir / "catalogues").choose(*catalogue, note);
+    if (!note.empty()) log->warn("{}", note);
+    if (!adopted.empty()) {
+      try {
+        auto next = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(adopted));
+        targets =
+            std::make_shared<const aggregator::TargetCatalogue>(aggregator::TargetCatalogue::load(adopted, *next));
+        log->info("catalogue_version {} adopted from a fleet rollout ({}) replaces the installed {} ({})",
+                  next->version(), adopted.string(), catalogue->version(), catalogue_file);
+        catalogue = std::move(next);
+        catalogue_file = adopted.string();
+      } catch (const CatalogueError& e) {
+        log->warn("the catalogue adopted from a fleet rollout ({}) is refused: {}; using the installed one",
+                  adopted.string(), e.what());
+      }
+    }
+  }
+  opts.catalogue_file = catalogue_file;
   for (const auto& u : broker_uris)
     if (!tls && u.find("127.0.0.1") == std::string::npos && u.find("localhost") == std::string::npos)
       log->warn("plaintext MQTT to {}: events and passwords cross the network unencrypted; use ssl:// with --broker-ca",
@@ -270,7 +297,25 @@ int main(int argc, char** argv) {
     // Live-stream clients got a close frame; give them a moment to answer it.
     wait_for_streams(std::chrono::steady_clock::now() + std::chrono::seconds(2));
   });
+  bool restart = false;
+  service->on_catalogue_adopted([&] {
+    log->info("restarting on the adopted catalogue");
+    restart = true;
+    signals.cancel();
+    service->stop();
+    wait_for_streams(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+  });
   io.run();
-  log->info("stopped");
-  return 0;
+  if (!restart) {
+    log->info("stopped");
+    return 0;
+  }
+  // The same process, started again: systemd's unit and a supervisor see no exit. Everything
+  // the old run opened is closed first (the store, the listening socket, the broker's).
+  service.reset();
+  log->flush();
+  ::close_range(3, ~0U, 0);
+  ::execv("/proc/self/exe", argv);
+  std::cerr << "postwatch-aggregator: cannot restart itself: " << std::strerror(errno) << "; start it again\n";
+  return 1;
 }

@@ -107,9 +107,9 @@ std::vector<std::uint8_t> encode_batch(const EventBatch& batch, const SigningKey
   auto post = fbb.CreateString(batch.post_id);
   auto ev = fbb.CreateVector(events);
   auto sig = signed_fields::add(fbb, signer);
-  auto root =
-      fbw::CreateEventBatch(fbb, WireLimits::schema_version, agent, post, batch.sent_at_ms, ev, batch.clock_epoch,
-                            sig.key_id, sig.signature, batch.urgent ? fbw::BatchLane::Urgent : fbw::BatchLane::Main);
+  auto root = fbw::CreateEventBatch(
+      fbb, WireLimits::schema_version, agent, post, batch.sent_at_ms, ev, batch.clock_epoch, sig.key_id, sig.signature,
+      batch.urgent ? fbw::BatchLane::Urgent : fbw::BatchLane::Main, batch.catalogue_version);
   fbw::FinishEventBatchBuffer(fbb, root);
   return signed_fields::finish(fbb, fbw::GetEventBatch(fbb.GetBufferPointer()), signer);
 }
@@ -152,6 +152,7 @@ DecodeError decode_batch(std::span<const std::uint8_t> payload, BatchView& out) 
   out.sent_at_ms = batch->sent_at_ms();
   out.clock_epoch = batch->clock_epoch();
   out.urgent = batch->lane() == fbw::BatchLane::Urgent;  // a lane from a later version reads as Main
+  out.catalogue_version = batch->catalogue_version();
   if (out.agent_id.size() > WireLimits::max_id_bytes || out.post_id.size() > WireLimits::max_id_bytes ||
       !signed_fields::locate(batch, payload, out.key_id, out.signature_offset))
     return DecodeError::FieldTooLong;
@@ -190,6 +191,7 @@ DecodeError decode_owned_batch(std::span<const std::uint8_t> payload, EventBatch
   out.sent_at_ms = v.sent_at_ms;
   out.clock_epoch = v.clock_epoch;
   out.urgent = v.urgent;
+  out.catalogue_version = v.catalogue_version;
   out.key_id = std::string(v.key_id);
   out.signature_offset = v.signature_offset;
   out.events.clear();
@@ -198,6 +200,7 @@ DecodeError decode_owned_batch(std::span<const std::uint8_t> payload, EventBatch
     const auto& ev = v.events[i];
     IndicatorEvent e{ev.seq,    ev.observed_at_ms,    std::string(ev.indicator), ev.kind,
                      ev.number, std::string(ev.text), std::string(ev.note),      {}};
+    e.catalogue_version = v.catalogue_version;
     if (const auto* tags = batch->events()->Get(static_cast<flatbuffers::uoffset_t>(i))->tags()) {
       for (const auto* t : *tags) e.tags.emplace_back(std::string(view(t->key())), std::string(view(t->value())));
     }

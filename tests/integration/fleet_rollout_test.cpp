@@ -36,17 +36,8 @@ class FleetRollout : public ::testing::Test {
     aggregator = std::make_unique<AggregatorProcess>(
         broker, dir, std::vector<std::string>{"--fleet-keys", pub.string(), "--tokens-file", tokens.path.string()});
     for (int i = 0; i < kAgents; ++i) {
-      const auto home = dir.path() / ("agent-" + std::to_string(i));
-      fs::create_directories(home);
-      json config{{"broker_uri", broker.uri()},
-                  {"agent_id", "r" + std::to_string(i)},
-                  {"post_id", i % 2 ? "bamako" : "kabul"},
-                  {"allow_plaintext", true},
-                  {"catalogue_file", catalogue_path().string()},
-                  {"spool", {{"dir", (home / "spool").string()}, {"fsync", "never"}}},
-                  {"heartbeat_interval_s", 1},
-                  {"fleet", {{"key_file", pub.string()}, {"allow_scripts", true}}}};
-      std::ofstream(home / "agent.json") << config.dump(2);
+      fs::create_directories(dir.path() / ("agent-" + std::to_string(i)));
+      write_config(i, broker.uri());
       agents.push_back(nullptr);
       start(i);
     }
@@ -76,10 +67,28 @@ class FleetRollout : public ::testing::Test {
     h["Content-Type"] = "application/json";
     return http_call(aggregator->port(), feedhttp::verb::post, "/api/v1/rollouts", h, body.dump());
   }
-  json rollout(int id) {
-    return http_call(aggregator->port(), feedhttp::verb::get, "/api/v1/rollouts/" + std::to_string(id),
-                     bearer(TokensFile::kRead))
-        .json();
+  // Null while the aggregator does not answer (it restarts to adopt a rolled-out catalogue).
+  json get(const std::string& target) {
+    auto r = http_call(aggregator->port(), feedhttp::verb::get, target, bearer(TokensFile::kRead));
+    return r.status == 200 ? json::parse(r.body, nullptr, false) : json();
+  }
+  json rollout(int id) { return get("/api/v1/rollouts/" + std::to_string(id)); }
+  void write_config(int i, const std::string& broker_uri) {
+    const auto home = dir.path() / ("agent-" + std::to_string(i));
+    json config{{"broker_uri", broker_uri},
+                {"agent_id", "r" + std::to_string(i)},
+                {"post_id", i % 2 ? "bamako" : "kabul"},
+                {"allow_plaintext", true},
+                {"catalogue_file", catalogue_path().string()},
+                {"spool", {{"dir", (home / "spool").string()}, {"fsync", "never"}}},
+                {"heartbeat_interval_s", 1},
+                {"fleet", {{"key_file", pub.string()}, {"allow_scripts", true}}}};
+    std::ofstream(home / "agent.json") << config.dump(2);
+  }
+  json agent_status(int i) {
+    std::ifstream in(dir.path() / ("agent-" + std::to_string(i)) / "spool" / "status.json");
+    auto j = json::parse(in, nullptr, false);
+    return j.is_object() ? j : json::object();  // not written yet
   }
   std::string logs() {
     std::string out = "--- aggregator\n" + aggregator->process().log();
@@ -196,6 +205,100 @@ TEST_F(FleetRollout, FailingCanariesRollBackByThemselvesAndTheRolloutStopsBefore
   auto h = bearer(TokensFile::kRead);
   h["Content-Type"] = "application/json";
   EXPECT_EQ(http_call(aggregator->port(), feedhttp::verb::post, "/api/v1/rollouts", h, "{}").status, 403);
+}
+
+// The headline of docs/fleet.md, "A new indicator": the operations centre adds an indicator to
+// the whole fleet without touching a post. The aggregator adopts the catalogue first (and
+// restarts on it), then the agents get it; events an agent spooled under the old catalogue
+// while it was cut off are accepted after the fleet moved on, in batches that say so.
+TEST_F(FleetRollout, ANewIndicatorReachesTheFleetThroughTheAggregatorAndEventsSpooledUnderTheOldCatalogueStillCount) {
+  ASSERT_TRUE(wait_until([&] { return fleet_reports().size() == kAgents; }, std::chrono::seconds(30))) << logs();
+  std::ifstream in(catalogue_path());
+  auto cat = json::parse(in);
+  const std::uint32_t v1 = cat.value("catalogue_version", 0u);
+  // Agent 9 loses its broker; what it reads meanwhile waits in its spool, checked against v1.
+  agents[9]->signal(SIGTERM);
+  ASSERT_EQ(agents[9]->wait(std::chrono::seconds(15)), 0) << logs();
+  write_config(9, "tcp://127.0.0.1:" + std::to_string(free_port()));
+  start(9);
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(agents[9]->write_stdin(R"({"indicator": "terrorism_threat_level", "value": 3})"
+                                       "\n"));
+  ASSERT_TRUE(wait_until([&] { return agent_status(9).value("events_accepted", 0) == 20; }, std::chrono::seconds(15)))
+      << logs();
+  ASSERT_TRUE(wait_until([&] { return fleet_reports().size() == kAgents - 1; }, std::chrono::seconds(15))) << logs();
+
+  // v2: one more indicator. The aggregator does not know it yet.
+  json ind = cat["indicators"][0];
+  ind["id"] = "border_crossings_closed";
+  ind["name"] = "Border crossings closed";
+  ind["urgent"] = "no";
+  cat["indicators"].push_back(ind);
+  cat["catalogue_version"] = v1 + 1;
+  ASSERT_EQ(get("/api/v1/rollouts")["catalogue_version"], v1);
+  auto created = start_rollout(bundle(3, "", cat.dump()), 20, 50);
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(created.json()["catalogue_version"], v1 + 1);
+  EXPECT_NE(created.json().value("waiting_for", "").find("catalogue_version"), std::string::npos) << created.body;
+  // It restarts on v2 (the same process), then the rollout goes on to every agent online.
+  ASSERT_TRUE(
+      wait_until([&] { return get("/api/v1/rollouts")["catalogue_version"] == v1 + 1; }, std::chrono::seconds(60)))
+      << logs();
+  EXPECT_TRUE(aggregator->process().running());
+  ASSERT_TRUE(wait_until([&] { return rollout(1)["phase"] == "complete"; }, std::chrono::seconds(90))) << logs();
+  EXPECT_EQ(rollout(1)["counts"]["applied"], kAgents - 1) << rollout(1).dump(1);
+  EXPECT_NE(aggregator->process().log().find("adopted catalogue_version"), std::string::npos);
+
+  // Every agent that took it reports the new indicator, and the aggregator applies it.
+  for (int i = 0; i < kAgents - 1; ++i)
+    ASSERT_TRUE(agents[i]->write_stdin(R"({"indicator": "border_crossings_closed", "value": 4})"
+                                       "\n"));
+  for (const char* post : {"kabul", "bamako"})
+    EXPECT_TRUE(wait_until(
+        [&] {
+          auto p = get(std::string("/api/v1/posts/") + post);
+          if (!p.is_object()) return false;
+          for (const auto& i : p["indicators"])
+            if (i["id"] == "border_crossings_closed" && i["last_reading"] == 4) return true;
+          return false;
+        },
+        std::chrono::seconds(30)))
+        << post << "\n"
+        << logs();
+  EXPECT_EQ(get("/api/v1/agents/kabul/r0")["events"]["catalogue_version"], v1 + 1);
+
+  // Agent 9 comes back: its v1 events arrive in v1 batches, and count.
+  write_config(9, broker.uri());
+  agents[9]->signal(SIGTERM);
+  ASSERT_EQ(agents[9]->wait(std::chrono::seconds(15)), 1) << logs();  // 1: events left in its spool
+  start(9);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto a = get("/api/v1/agents/bamako/r9");
+        return a.is_object() && a["events"].is_object() && a["events"]["received"] == 20;
+      },
+      std::chrono::seconds(30)))
+      << logs();
+  EXPECT_EQ(get("/api/v1/agents/bamako/r9")["events"]["catalogue_version"], v1);
+  ASSERT_TRUE(wait_until([&] { return agent_status(9).value("events_confirmed", 0) == 20; }, std::chrono::seconds(30)))
+      << logs();
+  // It takes v2 from the fleet topic, and its next event is a v2 one.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = fleet_reports();
+        return r.count("bamako/r9") && r["bamako/r9"]["catalogue_version"] == v1 + 1;
+      },
+      std::chrono::seconds(30)))
+      << logs();
+  ASSERT_TRUE(agents[9]->write_stdin(R"({"indicator": "border_crossings_closed", "value": 2})"
+                                     "\n"));
+  ASSERT_TRUE(
+      wait_until([&] { return get("/api/v1/agents/bamako/r9")["events"]["received"] == 21; }, std::chrono::seconds(30)))
+      << logs();
+  EXPECT_EQ(get("/api/v1/agents/bamako/r9")["events"]["catalogue_version"], v1 + 1);
+  auto stats = get("/api/v1/stats");
+  EXPECT_EQ(stats["events_unknown_indicator"], 0) << stats.dump(1);
+  EXPECT_EQ(stats["events_bad_value"], 0) << stats.dump(1);
 }
 
 }  // namespace

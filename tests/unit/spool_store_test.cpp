@@ -83,6 +83,23 @@ TEST(SpoolRecord, RoundTripAndCorruptionDetected) {
   EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);  // the CRC-32C check value
 }
 
+TEST(SpoolRecord, KeepsTheCatalogueVersionAndReadsRecordsWrittenWithoutIt) {
+  auto e = event(5);
+  e.catalogue_version = 3;
+  std::string body;
+  encode_body(e, body);
+  IndicatorEvent out;
+  ASSERT_EQ(decode_body(body, out), RecordStatus::Ok);
+  EXPECT_EQ(out.catalogue_version, 3u);
+  // A spool written before the version was kept: the body ends after the tags.
+  ASSERT_EQ(decode_body(std::string_view(body).substr(0, body.size() - 4), out), RecordStatus::Ok);
+  EXPECT_EQ(out.catalogue_version, 0u);
+  EXPECT_EQ(out.indicator, e.indicator);
+  // Anything else after the tags is corruption, not a version.
+  EXPECT_EQ(decode_body(std::string_view(body).substr(0, body.size() - 1), out), RecordStatus::Corrupt);
+  EXPECT_EQ(decode_body(body + "x", out), RecordStatus::Corrupt);
+}
+
 TEST_F(SpoolTest, AppendsReadsInOrderAndReleases) {
   SpoolStore s(options(), log);
   for (int i = 0; i < 1000; ++i) EXPECT_EQ(s.append(event(i)), static_cast<std::uint64_t>(i + 1));

@@ -58,6 +58,21 @@ TEST(WireCodec, RoundTripKeepsEveryField) {
   }
 }
 
+TEST(WireCodec, BatchSaysWhichCatalogueVersionItsEventsWereCheckedWith) {
+  auto in = sample_batch();
+  EventBatch out;
+  ASSERT_EQ(decode_batch(encode_batch(in), out), DecodeError::None);
+  EXPECT_EQ(out.catalogue_version, 0u);  // not said
+  in.catalogue_version = 7;
+  auto bytes = encode_batch(in);
+  ASSERT_EQ(decode_batch(bytes, out), DecodeError::None);
+  EXPECT_EQ(out.catalogue_version, 7u);
+  for (const auto& e : out.events) EXPECT_EQ(e.catalogue_version, 7u);
+  BatchView view;
+  ASSERT_EQ(decode_batch(bytes, view), DecodeError::None);
+  EXPECT_EQ(view.catalogue_version, 7u);
+}
+
 TEST(WireCodec, ViewDecodeReadsWithoutCopying) {
   auto bytes = encode_batch(sample_batch());
   BatchView v;

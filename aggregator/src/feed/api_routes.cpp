@@ -575,7 +575,8 @@ json agent_json(const std::string& key, const std::string& post, const AgentReco
                    {"anchored", track->seqs.anchored()},
                    {"reordered", track->reordered},
                    {"clock_skew_ms", track->clock_skew_ms},
-                   {"last_event_ms", track->last_event_ms}};
+                   {"last_event_ms", track->last_event_ms},
+                   {"catalogue_version", track->catalogue_version}};
   return j;
 }
 

@@ -20,9 +20,13 @@ HttpResponse rollout_error(const RolloutError& e) {
   return error_response(static_cast<http::status>(e.status), e.what());
 }
 
-json summary(const RolloutPlan& p) {
+json summary(const RolloutPlan& p, const RolloutDesk& desk) {
   json j = p.to_json();
   j.erase("bundle");  // the signed text: large, and nothing an operator reads here
+  if (auto v = desk.catalogue_version(p); v != 0) {
+    j["catalogue_version"] = v;
+    if (desk.waits_for_catalogue(p)) j["waiting_for"] = "the aggregator to run catalogue_version " + std::to_string(v);
+  }
   return j;
 }
 
@@ -42,8 +46,11 @@ HttpResponse ApiRoutes::rollouts() const {
   if (!src_.rollouts) return error_response(http::status::service_unavailable, "rollouts are not configured");
   json list = json::array();
   const auto& all = src_.rollouts->rollouts();
-  for (auto it = all.rbegin(); it != all.rend(); ++it) list.push_back(summary(it->second));  // newest first
-  return json_response(http::status::ok, {{"enabled", src_.rollouts->enabled()}, {"rollouts", std::move(list)}});
+  for (auto it = all.rbegin(); it != all.rend(); ++it)
+    list.push_back(summary(it->second, *src_.rollouts));  // newest first
+  return json_response(http::status::ok, {{"enabled", src_.rollouts->enabled()},
+                                          {"catalogue_version", src_.catalogue.version()},
+                                          {"rollouts", std::move(list)}});
 }
 
 HttpResponse ApiRoutes::rollout(std::string_view id_text) const {
@@ -53,7 +60,7 @@ HttpResponse ApiRoutes::rollout(std::string_view id_text) const {
     return error_response(http::status::bad_request, "rollout id must be a number, got '" + std::string(id_text) + "'");
   const RolloutPlan* p = src_.rollouts->find(id);
   if (!p) return error_response(http::status::not_found, "no rollout " + std::to_string(id));
-  return json_response(http::status::ok, summary(*p));
+  return json_response(http::status::ok, summary(*p, *src_.rollouts));
 }
 
 HttpResponse ApiRoutes::create_rollout(const HttpRequest& req, const Principal* who) {
@@ -82,7 +89,7 @@ HttpResponse ApiRoutes::create_rollout(const HttpRequest& req, const Principal* 
     const auto text = bundle->is_string() ? bundle->get<std::string>() : bundle->dump();
     const auto& plan =
         src_.rollouts->create(text, policy, who ? who->name : std::string("anonymous"), agents, now_utc_ms());
-    return json_response(http::status::created, summary(plan));
+    return json_response(http::status::created, summary(plan, *src_.rollouts));
   } catch (const RolloutError& e) {
     return rollout_error(e);
   }
@@ -96,9 +103,12 @@ HttpResponse ApiRoutes::change_rollout(std::string_view id_text, std::string_vie
   try {
     const auto now = now_utc_ms();
     const std::string by = who ? who->name : std::string("anonymous");
-    if (action == "pause") return json_response(http::status::ok, summary(src_.rollouts->pause(id, now)));
-    if (action == "resume") return json_response(http::status::ok, summary(src_.rollouts->resume(id, now)));
-    if (action == "abort") return json_response(http::status::ok, summary(src_.rollouts->abort(id, by, now)));
+    if (action == "pause")
+      return json_response(http::status::ok, summary(src_.rollouts->pause(id, now), *src_.rollouts));
+    if (action == "resume")
+      return json_response(http::status::ok, summary(src_.rollouts->resume(id, now), *src_.rollouts));
+    if (action == "abort")
+      return json_response(http::status::ok, summary(src_.rollouts->abort(id, by, now), *src_.rollouts));
   } catch (const RolloutError& e) {
     return rollout_error(e);
   }

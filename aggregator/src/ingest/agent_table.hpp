@@ -30,6 +30,7 @@ struct AgentTrack {
   std::int64_t last_event_ms = 0;
   std::uint64_t events = 0;
   std::uint64_t reordered = 0;
+  std::uint32_t catalogue_version = 0;  // the last batch's (0: not said); this instance's own
 };
 
 // Presence's part: what the agent announced on its state and heartbeat topics.

@@ -252,8 +252,19 @@ std::size_t BatchIngest::on_message(std::string_view topic, std::span<const std:
     reject(topic, post ? "post is not in region '" + std::string(t.region) + "'" : "unknown post");
     return 0;
   }
+  if (batch_.catalogue_version > catalogue_.version()) {
+    // Not refused: its events are checked one by one, and only those of indicators this
+    // aggregator does not know are (a rollout through the aggregator adopts first).
+    ++newer_catalogue_batches_;
+    if (newer_catalogue_batches_ <= 20 || newer_catalogue_batches_ % 1000 == 0)
+      log_->warn(
+          "batch on '{}' was checked with catalogue_version {}, newer than this aggregator's {}: events of "
+          "indicators it does not know are refused; roll catalogues out through the aggregator (docs/fleet.md)",
+          topic, batch_.catalogue_version, catalogue_.version());
+  }
   AgentRecord& rec = track(*post, batch_.agent_id, batch_.events.empty() ? 0 : batch_.events.front().seq);
   AgentTrack& agent = rec.events;
+  agent.catalogue_version = batch_.catalogue_version;
   counters_.batches_accepted += 1;
   const std::int64_t correction = measure_clock(rec, topic, now_ms, prompt);
   state_.touch(*post, now_ms);

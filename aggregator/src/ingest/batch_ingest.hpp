@@ -107,6 +107,8 @@ class BatchIngest {
   void count_unpacked(std::size_t wire_bytes, std::size_t plain_bytes);
   // The dictionary of this ingest's catalogue, which compressed batches may use.
   const std::shared_ptr<const BatchDictionary>& dictionary() const { return dictionary_; }
+  // Another catalogue's dictionary compressed batches may use (agents a rollout has not reached).
+  void add_dictionary(std::shared_ptr<const BatchDictionary> d) { unpacker_.add_dictionary(std::move(d)); }
 
   const IngestCounters& counters() const { return counters_; }
   const AgentTable& agents() const { return agents_; }
@@ -152,6 +154,7 @@ class BatchIngest {
   AgentTable& agents_;
   std::size_t tracked_ = 0;
   std::uint64_t rejections_logged_ = 0;
+  std::uint64_t newer_catalogue_batches_ = 0;  // from agents ahead of our catalogue (logged, not refused)
   const AgentKeyRegistry* keys_ = nullptr;
 };
 

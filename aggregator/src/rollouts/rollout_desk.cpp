@@ -66,6 +66,7 @@ const RolloutPlan& RolloutDesk::create(const std::string& signed_text, const Rol
       throw RolloutError(409, "bundle v" + std::to_string(opened.bundle.version) + " is not newer than v" +
                                   std::to_string(p.bundle().version) + " of rollout " + std::to_string(id) +
                                   ": agents would refuse it as a replay; sign it with a higher --version");
+  if (gate_ && !opened.bundle.catalogue.empty()) gate_(opened.bundle);
   std::vector<RolloutCandidate> chosen;
   for (const auto& c : agents)
     if (c.report && opened.bundle.target.addresses(c.region, c.post, c.agent)) chosen.push_back(c);
@@ -95,6 +96,7 @@ void RolloutDesk::tick(const ReportOf& report_of, const Publish& publish, std::i
   bool changed = false;
   for (auto& [id, plan] : plans_) {
     if (plan.phase() != RolloutPlan::Phase::Running && plan.phase() != RolloutPlan::Phase::Paused) continue;
+    if (plan.phase() == RolloutPlan::Phase::Running && waits_for_catalogue(plan)) continue;
     const auto before = fingerprint(plan);
     for (std::size_t i : plan.step(report_of, now_ms)) {
       const auto& a = plan.agents()[i];
@@ -115,6 +117,35 @@ void RolloutDesk::tick(const ReportOf& report_of, const Publish& publish, std::i
     changed = changed || fingerprint(plan) != before;
   }
   if (changed) save();
+}
+
+void RolloutDesk::set_catalogue_gate(CatalogueGate gate, std::uint32_t in_use) {
+  gate_ = std::move(gate);
+  catalogue_in_use_ = in_use;
+  for (const auto& [id, p] : plans_)
+    if (p.phase() == RolloutPlan::Phase::Running && waits_for_catalogue(p))
+      log_->warn(
+          "rollout {} waits for this aggregator to run catalogue_version {} (it runs {}): the adopted "
+          "catalogue did not load, or the installed one replaced it; abort the rollout or install the catalogue",
+          id, catalogue_version(p), in_use);
+}
+
+std::uint32_t RolloutDesk::catalogue_version(const RolloutPlan& plan) const {
+  if (plan.bundle().catalogue.empty()) return 0;
+  auto it = catalogue_of_.find(plan.id());
+  if (it == catalogue_of_.end()) {
+    // Signed and checked when the rollout was made: only the version is read here.
+    auto j = json::parse(plan.bundle().catalogue, nullptr, false);
+    std::uint32_t v = 0;
+    if (j.is_object() && j.contains("catalogue_version") && j["catalogue_version"].is_number_unsigned())
+      v = j["catalogue_version"].get<std::uint32_t>();
+    it = catalogue_of_.emplace(plan.id(), v).first;
+  }
+  return it->second;
+}
+
+bool RolloutDesk::waits_for_catalogue(const RolloutPlan& plan) const {
+  return gate_ && catalogue_version(plan) > catalogue_in_use_;
 }
 
 RolloutPlan& RolloutDesk::get(std::uint64_t id) {

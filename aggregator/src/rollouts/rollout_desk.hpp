@@ -40,6 +40,17 @@ class RolloutDesk {
 
   bool enabled() const { return !keys_.empty(); }
 
+  // A rollout carrying a catalogue goes to agents only once the aggregator runs that catalogue
+  // (docs/fleet.md, "A new indicator"): `gate` checks a new bundle's catalogue and has the
+  // aggregator adopt it (throwing RolloutError to refuse it); `in_use` is the catalogue_version
+  // this aggregator runs. Without a gate, catalogues are not waited for.
+  using CatalogueGate = std::function<void(const FleetBundle&)>;
+  void set_catalogue_gate(CatalogueGate gate, std::uint32_t in_use);
+  // The catalogue_version a rollout's bundle carries (0: none, or no catalogue), and whether the
+  // rollout waits for the aggregator to run it.
+  std::uint32_t catalogue_version(const RolloutPlan& plan) const;
+  bool waits_for_catalogue(const RolloutPlan& plan) const;
+
   // A new rollout of `signed_text` to the agents among `agents` the bundle addresses and that
   // take bundles. Throws RolloutError: 503 without fleet keys, 400 for a refused bundle or a bad
   // policy, 409 for a version at or below one already rolled out.
@@ -69,6 +80,9 @@ class RolloutDesk {
   std::filesystem::path file_;
   std::shared_ptr<spdlog::logger> log_;
   std::map<std::uint64_t, RolloutPlan> plans_;
+  CatalogueGate gate_;
+  std::uint32_t catalogue_in_use_ = 0;
+  mutable std::map<std::uint64_t, std::uint32_t> catalogue_of_;  // parsed once per rollout
 };
 
 }  // namespace postwatch::aggregator

@@ -25,6 +25,9 @@ struct IndicatorEvent {
   std::string text;
   std::string note;
   std::vector<std::pair<std::string, std::string>> tags;
+  // The catalogue's catalogue_version it was validated against (0: not said), kept in the
+  // spool so a batch names the version of its events, not the one the agent runs when it sends.
+  std::uint32_t catalogue_version = 0;
 };
 
 // Decoded payloads say who signed them and where the signature sits (postwatch/signing.hpp,
@@ -37,7 +40,8 @@ struct EventBatch {
   std::uint32_t clock_epoch = 0;  // clock jumps the agent has seen since it started
   std::string key_id{};
   std::size_t signature_offset = 0;
-  bool urgent = false;  // sent on the urgent lane, ahead of the main one (BatchLane)
+  bool urgent = false;                  // sent on the urgent lane, ahead of the main one (BatchLane)
+  std::uint32_t catalogue_version = 0;  // that its events were validated against (0: not said)
 };
 
 // Non-owning view of one event inside a received buffer: the aggregator's hot
@@ -61,6 +65,7 @@ struct BatchView {
   std::string_view key_id{};
   std::size_t signature_offset = 0;
   bool urgent = false;
+  std::uint32_t catalogue_version = 0;
 };
 
 // Birth, death (last will) and heartbeat of one agent (schemas/postwatch_agent_state.fbs).

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,9 @@ struct AggregatorOptions {
   std::string http_address = "127.0.0.1";
   unsigned short http_port = 8080;                    // 0 picks a free port
   std::filesystem::path data_dir = "postwatch-data";  // SQLite store; survives restarts
+  // The file `catalogue` was loaded from, kept beside a catalogue adopted from a rollout (its
+  // agents' batch dictionaries); empty: not kept.
+  std::filesystem::path catalogue_file;
   std::int64_t tick_ms = 250;                         // how often statuses and alarms are re-evaluated
   std::int64_t min_duration_ms = 30'000;              // a new goal status must hold this long
   std::int64_t allowed_lateness_ms = 10LL * 60 * 1000;
@@ -111,6 +115,10 @@ class AggregatorService {
   bool tls() const;
   // Live-stream clients still connected (they leave once they answer the close frame).
   std::size_t stream_clients() const;
+  // Called on the io_context once a catalogue from a rollout was adopted (written to
+  // <data_dir>/catalogues): the aggregator must restart on it (main re-executes itself). Unset,
+  // catalogue rollouts that need a new catalogue are refused.
+  void on_catalogue_adopted(std::function<void()> restart);
 
  private:
   struct Impl;
