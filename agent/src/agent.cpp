@@ -107,6 +107,8 @@ struct Agent::Impl {
   UrgentLane urgent;  // copies of urgent events not yet passed by the main lane's cursor
   AgentStats counters;
   bool stopping = false;
+  bool rebirth_requested = false, flush_requested = false;   // remote commands, acted on by run()
+  std::deque<std::pair<std::string, std::string>> outgoing;  // topic, payload: command results
   bool connected = false;
   bool connection_lost = false;  // the client lost a connection it had; run() replaces it before reconnecting
   // From the aggregator's confirm topic (Paho's thread), applied by run().
@@ -528,6 +530,15 @@ struct Agent::Impl {
         confirm_backoff = std::min(confirm_backoff * 2, std::chrono::milliseconds(30000));
         confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
       }
+      if (client->is_connected()) publish_outgoing();
+      if (take_rebirth() && client->is_connected()) {
+        std::uint64_t first = 0;
+        {
+          std::lock_guard lk(mu);
+          first = backlog->first_seq();
+        }
+        publish_birth(first);
+      }
       if (std::chrono::steady_clock::now() >= next_heartbeat) {
         publish_heartbeat();
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
@@ -546,9 +557,11 @@ struct Agent::Impl {
           if (ready == 0) break;
           if (ready < config.batch_max_events && inflight.empty() && config.batch_max_delay.count() > 0) {
             // A partial batch waits up to batch_max_delay for more events.
-            cv.wait_for(lk, config.batch_max_delay,
-                        [&] { return stopping || backlog->next_seq() - cursor >= config.batch_max_events; });
+            cv.wait_for(lk, config.batch_max_delay, [&] {
+              return stopping || flush_requested || backlog->next_seq() - cursor >= config.batch_max_events;
+            });
           }
+          flush_requested = false;
           check_clock_locked();
           backlog->read(cursor, config.batch_max_events, events);
           if (!events.empty()) {
@@ -609,7 +622,8 @@ struct Agent::Impl {
       if (inflight.empty()) {
         std::unique_lock lk(mu);
         cv.wait_for(lk, std::chrono::milliseconds(500), [&] {
-          return stopping || backlog->next_seq() > cursor || !connected || confirmation_pending_locked();
+          return stopping || backlog->next_seq() > cursor || !connected || confirmation_pending_locked() ||
+                 rebirth_requested || !outgoing.empty();
         });
         continue;
       }
@@ -861,6 +875,29 @@ struct Agent::Impl {
     return what;
   }
 
+  // On the publisher's thread, which owns the client: QoS 1, a message lost on a dropped
+  // connection is not sent again (the operator sees no result and may send the command again).
+  void publish_outgoing() {
+    std::deque<std::pair<std::string, std::string>> out;
+    {
+      std::lock_guard lk(mu);
+      out.swap(outgoing);
+    }
+    for (auto& [topic, payload] : out) {
+      try {
+        client->publish(topic, payload.data(), payload.size(), 1, false);
+        spent_uplink(topic, payload.size(), 1);
+      } catch (const mqtt::exception& e) {
+        note_error("publish on " + topic + " failed: " + e.what());
+      }
+    }
+  }
+
+  bool take_rebirth() {
+    std::lock_guard lk(mu);
+    return std::exchange(rebirth_requested, false);
+  }
+
   void publish_birth(std::uint64_t first_unacked) {
     AgentState st = state_message(true);
     st.first_unacked_seq = first_unacked;
@@ -1067,6 +1104,46 @@ void Agent::stop() {
     d.client.reset();
   }
   d.stale_clients.clear();
+}
+
+void Agent::rebirth() {
+  {
+    std::lock_guard lk(impl_->mu);
+    impl_->rebirth_requested = true;
+  }
+  impl_->cv.notify_all();
+}
+
+void Agent::flush() {
+  {
+    std::lock_guard lk(impl_->mu);
+    impl_->flush_requested = true;
+  }
+  impl_->cv.notify_all();
+}
+
+std::uint64_t Agent::resend_from(std::uint64_t seq) {
+  auto& d = *impl_;
+  std::uint64_t from = 0;
+  {
+    std::lock_guard lk(d.mu);
+    if (!d.config.aggregator_confirms()) return 0;  // a broker-mode agent holds nothing once sent
+    from = std::max(seq, d.backlog->first_seq());
+    if (from >= d.backlog->next_seq()) return 0;
+    if (d.resend_from == 0 || from < d.resend_from) d.resend_from = from;
+  }
+  d.cv.notify_all();
+  return from;
+}
+
+void Agent::publish_message(std::string topic, std::string payload) {
+  {
+    std::lock_guard lk(impl_->mu);
+    // A few at most (one per remote command): bounded all the same.
+    if (impl_->outgoing.size() >= 64) impl_->outgoing.pop_front();
+    impl_->outgoing.emplace_back(std::move(topic), std::move(payload));
+  }
+  impl_->cv.notify_all();
 }
 
 SubmitResult Agent::submit(IndicatorEvent event) {

@@ -6,6 +6,7 @@
 #include "postwatch/agent/event_json.hpp"
 #include "postwatch/agent/fleet_bundles.hpp"
 #include "postwatch/agent/local_api.hpp"
+#include "postwatch/agent/remote_commands.hpp"
 #include "postwatch/agent/script_probe.hpp"
 #include "postwatch/agent/spool_store.hpp"
 #include "postwatch/clock.hpp"
@@ -242,7 +243,7 @@ nlohmann::json fleet_status(const FleetBundles* fleet) {
   return fleet ? fleet_report_json(fleet->report()) : nlohmann::json();
 }
 
-void write_status(const Agent& agent, const FleetBundles* fleet = nullptr) {
+nlohmann::json status_json(const Agent& agent, const FleetBundles* fleet) {
   auto s = agent.stats();
   auto m = agent.metrics();
   nlohmann::json j{{"agent_id", agent.config().agent_id},
@@ -274,6 +275,11 @@ void write_status(const Agent& agent, const FleetBundles* fleet = nullptr) {
                    {"rss_bytes", m.rss_bytes},
                    {"last_error", s.last_error},
                    {"fleet", fleet_status(fleet)}};
+  return j;
+}
+
+void write_status(const Agent& agent, const FleetBundles* fleet = nullptr) {
+  const auto j = status_json(agent, fleet);
   auto path = status_file(agent.config());
   auto tmp = path;
   tmp += ".tmp";
@@ -465,21 +471,49 @@ struct RunningAgent {
   }
 };
 
-std::unique_ptr<RunningAgent> start_agent(Loaded loaded, FleetBundles* fleet,
+std::unique_ptr<RunningAgent> start_agent(Loaded loaded, FleetBundles* fleet, RemoteCommands* commands,
                                           const std::shared_ptr<spdlog::logger>& log) {
   auto run = std::make_unique<RunningAgent>();
   run->loaded = std::move(loaded);
   run->agent = make_agent(run->loaded, log);
   if (fleet) {
-    const auto* post = run->loaded.catalogue->find_post(run->loaded.config.post_id);
-    run->agent->subscribe_also(fleet->topics(post ? post->region : ""),
-                               [fleet](const std::string&, std::string payload) { fleet->offer(std::move(payload)); });
+    const auto& c = run->loaded.config;
+    const auto* post = run->loaded.catalogue->find_post(c.post_id);
+    auto topics = fleet->topics(post ? post->region : "");
+    const auto commands_topic = command_topic(c.post_id, c.agent_id);
+    if (commands) topics.push_back(commands_topic);
+    run->agent->subscribe_also(topics,
+                               [fleet, commands, commands_topic](const std::string& topic, std::string payload) {
+                                 if (commands && topic == commands_topic)
+                                   commands->offer(std::move(payload));
+                                 else
+                                   fleet->offer(std::move(payload));
+                               });
     run->agent->set_fleet_report(fleet->report());
   }
   run->agent->start();
   run->sources = make_sources(run->loaded, *run->agent, log);
   for (auto& source : run->sources) source->start();
   return run;
+}
+
+// Remote commands (docs/fleet.md, "Remote commands"), each answered on the agent's result topic.
+void run_commands(RemoteCommands& commands, RunningAgent& run, const FleetBundles* fleet, spdlog::logger& log) {
+  for (const auto& c : commands.take()) {
+    auto status = [&] {
+      auto j = status_json(*run.agent, fleet);
+      j["inputs"] = nlohmann::json::array();
+      for (const auto& s : run.sources) j["inputs"].push_back({{"source", s->name()}, {"problem", s->problem()}});
+      return j.dump();
+    };
+    auto r = run_fleet_command(c, *run.agent, run.sources, status);
+    if (r.ok)
+      log.info("remote command {} ({}) done", c.name, c.id);
+    else
+      log.warn("remote command {} ({}) failed: {}", c.name, c.id, r.error);
+    const auto& cfg = run.loaded.config;
+    run.agent->publish_message(command_result_topic(cfg.post_id, cfg.agent_id), encode_fleet_command_result(r));
+  }
 }
 
 void stop_agent(RunningAgent& run) {
@@ -499,12 +533,14 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   // closes it: sources come and go, the agent runs until SIGTERM.
   bool fifo = input != "-" && is_fifo(input);
   std::unique_ptr<FleetBundles> fleet;
+  std::unique_ptr<RemoteCommands> commands;
   if (loaded.config.fleet.enabled()) {
     fleet = std::make_unique<FleetBundles>(args.get("config"), default_catalogue_path(), loaded.config, log);
     loaded = fleet->start(loaded);
+    commands = std::make_unique<RemoteCommands>(loaded.config.fleet.state_dir, log);
   }
   log_connection_security(loaded.config, *log);
-  auto running = start_agent(loaded, fleet.get(), log);
+  auto running = start_agent(loaded, fleet.get(), commands.get(), log);
   Agent* agent = running->agent.get();
   log->info("agent {} for post {} publishing to {} on {}", loaded.config.agent_id, loaded.config.post_id,
             agent->events_topic(), loaded.config.broker_uri);
@@ -565,15 +601,16 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
         stop_agent(*running);
         running.reset();
         try {
-          running = start_agent(std::move(*next), fleet.get(), log);
+          running = start_agent(std::move(*next), fleet.get(), commands.get(), log);
         } catch (const std::exception& e) {
           auto back = fleet->give_up_trial(std::string("the new config did not start: ") + e.what());
-          running = start_agent(back ? std::move(*back) : std::move(previous), fleet.get(), log);
+          running = start_agent(back ? std::move(*back) : std::move(previous), fleet.get(), commands.get(), log);
         }
         agent = running->agent.get();
       }
       agent->set_fleet_report(fleet->report());
     }
+    if (commands) run_commands(*commands, *running, fleet.get(), *log);
     if (std::chrono::steady_clock::now() >= next_status) {
       write_status(*agent, fleet.get());
       next_status += std::chrono::seconds(1);

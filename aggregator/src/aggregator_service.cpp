@@ -18,10 +18,12 @@
 #include "ingest/mqtt_ingest.hpp"
 #include "outbound/mqtt_outbox.hpp"
 #include "postwatch/clock.hpp"
+#include "postwatch/fleet_command.hpp"
 #include "postwatch/secret_file.hpp"
 #include "postwatch/topics.hpp"
 #include "report/progress_report.hpp"
 #include "rollouts/catalogue_adoption.hpp"
+#include "rollouts/command_desk.hpp"
 #include "rollouts/rollout_desk.hpp"
 #include "rollup/board_image.hpp"
 #include "rollup/goal_rollup.hpp"
@@ -73,6 +75,7 @@ std::vector<std::string> ingest_filters(const AggregatorOptions& o) {
   if (o.cluster_group.empty()) {
     f.insert(f.begin(), std::string(topics::events_filter));
     f.push_back(std::string(topics::enrol_filter));
+    f.push_back(std::string(command_result_filter));  // remote commands (docs/fleet.md)
   }
   return f;
 }
@@ -162,6 +165,7 @@ struct AggregatorService::Impl {
         board(*catalogue, BoardPolicy{options.min_duration_ms}),
         silences(*catalogue),
         rollouts(load_fleet_keys_of(options), options.data_dir / "rollouts.json", log),
+        commands(options.data_dir / "commands.json", log),
         agents(*catalogue),
         ingest(*catalogue, agents, state, log,
                IngestPolicy{options.allowed_lateness_ms, IngestPolicy{}.max_clock_skew_ms,
@@ -209,7 +213,11 @@ struct AggregatorService::Impl {
                              make_report(from, to, csv, reply);
                            },
                            &trust,
-                           &rollouts}),
+                           &rollouts,
+                           options.cluster_group.empty() ? &commands : nullptr,
+                           [this](const std::string& topic, const std::string& payload) {
+                             outbox.publish(topic, payload, true, OutboundPriority::Snapshot);
+                           }}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
                            [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream,
@@ -398,6 +406,10 @@ struct AggregatorService::Impl {
       }
       return;
     }
+    if (std::string post, agent; parse_command_result_topic(topic, post, agent)) {
+      on_command_result(post, agent, payload, now);
+      return;
+    }
     if (!topic.ends_with("/events")) {
       presence.on_message(topic, as_bytes(payload), now);
       return;
@@ -406,6 +418,27 @@ struct AggregatorService::Impl {
     if (pre.unpacked) ingest.count_unpacked(pre.packed_bytes, pre.unpacked->size());
     ingest.on_message(topic, pre.unpacked ? std::span<const std::uint8_t>(*pre.unpacked) : as_bytes(payload), now,
                       !mqtt.may_be_backlog(now), pre.signed_by.get());
+  }
+
+  // An agent's answer to a remote command, on its own result topic (the broker's ACL lets only
+  // that agent write there).
+  void on_command_result(const std::string& post, const std::string& agent, const std::string& payload,
+                         std::int64_t now) {
+    std::string error;
+    auto r = decode_fleet_command_result(payload, error);
+    if (!r) {
+      log->warn("command result from {}/{} refused: {}", post, agent, error);
+      return;
+    }
+    if (!commands.on_result(post, agent, *r, now, publish_retained()))
+      log->info("command result {} from {}/{} matches no pending command of it (answered already, or expired)", r->id,
+                post, agent);
+  }
+
+  CommandDesk::Publish publish_retained() {
+    return [this](const std::string& topic, const std::string& payload) {
+      outbox.publish(topic, payload, true, OutboundPriority::Snapshot);
+    };
   }
 
   void replay_row(const StoredEventRow& r) {
@@ -650,7 +683,10 @@ struct AggregatorService::Impl {
     progress_feed.tick(now, feed_publisher());
     if (shared_outbox) shared_outbox->set_leading(jet->leader());
     if (notifier) notifier->tick(now, !jet || jet->leader());
-    if (!jet) tick_rollouts(now);  // one box: docs/fleet.md says rollouts are not clustered yet
+    if (!jet) {  // one box: docs/fleet.md says rollouts and commands are not clustered yet
+      tick_rollouts(now);
+      commands.tick(now, publish_retained());
+    }
     for (auto id : changes.alarms)
       if (const Alarm* a = board.find_alarm(id)) on_alarm_changed(*a);
     for (const auto& c : changes.statuses)
@@ -772,6 +808,7 @@ struct AggregatorService::Impl {
   StatusBoard board;
   SilenceBook silences;
   RolloutDesk rollouts;
+  CommandDesk commands;                    // remote commands (one box only, like rollouts)
   std::vector<std::uint64_t> maintenance;  // per post: the maintenance window covering it, or 0
   AgentTable agents;
   BatchIngest ingest;

@@ -130,6 +130,8 @@ std::map<std::string, std::vector<json>> case_table() {
         get_case("/api/v1/silences?state=expired", 200), get_case("/api/v1/silences?state=bogus", 400)}},
       {"/api/v1/rollouts", {get_case("/api/v1/rollouts", 200)}},
       {"/api/v1/rollouts/{id}", {get_case("/api/v1/rollouts/1", 404), get_case("/api/v1/rollouts/one", 400)}},
+      {"/api/v1/commands", {get_case("/api/v1/commands", 200)}},
+      {"/api/v1/commands/{id}", {get_case("/api/v1/commands/c1", 404)}},
       {"/api/v1/history",
        {get_case("/api/v1/history?scope=goal&id=7", 200), get_case("/api/v1/history?scope=pillar&id=defend", 200),
         get_case("/api/v1/history?scope=goal&id=7&format=csv", 200),
@@ -154,6 +156,7 @@ const std::map<std::pair<std::string, std::string>, std::string> kNotProvoked = 
     {{"/api/v1/goals/{id}/progress", "503"}, "postwatch-aggregator always runs with its store"},
     {{"/api/v1/posts/{id}/events", "503"}, "only a store more than 2 s behind answers it"},
     {{"/api/v1/rollouts/{id}", "200"}, "needs --fleet-keys and a rollout started: FleetRollout.* reads one"},
+    {{"/api/v1/commands/{id}", "200"}, "needs an agent online to send one to: FleetCommands.* reads one"},
 };
 
 bool template_matches(const std::string& tmpl, const std::string& target) {

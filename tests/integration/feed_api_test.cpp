@@ -476,6 +476,9 @@ TEST_F(FeedApi, OpenApiDescribesEveryEndpoint) {
                                           "post /api/v1/rollouts",
                                           "get /api/v1/rollouts/{id}",
                                           "post /api/v1/rollouts/{id}/{action}",
+                                          "get /api/v1/commands",
+                                          "post /api/v1/commands",
+                                          "get /api/v1/commands/{id}",
                                           "get /api/v1/history",
                                           "get /api/v1/stream"};
   EXPECT_EQ(documented, expected);
@@ -492,6 +495,7 @@ TEST_F(FeedApi, OpenApiDescribesEveryEndpoint) {
     }
     if (path == "/api/v1/history") path += "?scope=goal&id=7";
     if (path == "/api/v1/rollouts/{id}") continue;  // needs --fleet-keys and a rollout: FleetRollout.*
+    if (path == "/api/v1/commands/{id}") continue;  // needs a command sent: FleetCommands.*
     auto r = get(path);
     if (path == "/api/v1/stream")
       EXPECT_EQ(r.status, 426);

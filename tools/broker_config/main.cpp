@@ -15,6 +15,7 @@
 #include "postwatch/catalogue.hpp"
 #include "postwatch/event_partitions.hpp"
 #include "postwatch/fleet_bundle.hpp"
+#include "postwatch/fleet_command.hpp"
 #include "postwatch/topics.hpp"
 
 #include <sys/stat.h>
@@ -284,7 +285,11 @@ int main(int argc, char** argv) {
         << "topic write " << topics::prefix
         << "/+/+/+/enrolled\n"
         // Fleet bundles (docs/fleet.md), retained for the agents they address.
-        << "topic write " << topics::prefix << "/fleet/bundle/#\n\n";
+        << "topic write " << topics::prefix
+        << "/fleet/bundle/#\n"
+        // Remote commands, retained per agent, and the agents' answers (docs/fleet.md).
+        << "topic write " << topics::prefix << "/fleet/command/#\n"
+        << "topic read " << topics::prefix << "/fleet/command-result/#\n\n";
     for (const auto& op : operators) {
       if (!is_valid_node_id(op)) throw std::runtime_error("operator name '" + op + "' is not a valid id");
       add_user(op);
@@ -303,7 +308,9 @@ int main(int argc, char** argv) {
           << "topic read " << topics::agent_topic(region, a.post, a.agent, topics::Channel::Enrolled) << "\n";
       // The fleet bundles addressed to it: the fleet's, its region's, its post's, its own.
       for (const auto& t : bundle_topics_for(region, a.post, a.agent)) acl << "topic read " << t << "\n";
-      acl << "\n";
+      // Its own remote commands, and its answers to them.
+      acl << "topic read " << command_topic(a.post, a.agent) << "\n"
+          << "topic write " << command_result_topic(a.post, a.agent) << "\n\n";
     }
     std::ofstream(out / "acl") << acl.str();
     std::ofstream(out / "passwd") << passwd.str();

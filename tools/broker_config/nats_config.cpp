@@ -2,6 +2,7 @@
 
 #include "postwatch/event_partitions.hpp"
 #include "postwatch/fleet_bundle.hpp"
+#include "postwatch/fleet_command.hpp"
 #include "postwatch/topics.hpp"
 
 #include <crypt.h>
@@ -61,7 +62,7 @@ Permissions aggregator_permissions() {
   const auto feed = subject_of(topics::prefix) + ".feed";
   Permissions p;
   p.publish = {subject_of(topics::agent_topic("+", "+", "+", topics::Channel::Confirm)), feed, feed + ".>",
-               subject_of(topics::prefix) + ".fleet.bundle.>",
+               subject_of(topics::prefix) + ".fleet.bundle.>", subject_of(topics::prefix) + ".fleet.command.>",
                // JetStream and key-value (the cluster's stream, leases, members, post snapshots):
                // API requests, key-value puts, acknowledgements, flow control of watchers.
                "$JS.API.>", "$KV.>", "$JS.ACK.>", "$JS.FC.>"};
@@ -69,6 +70,7 @@ Permissions aggregator_permissions() {
   p.subscribe = {subject_of(topics::events_filter),
                  subject_of(topics::state_filter),
                  subject_of(topics::heartbeat_filter),
+                 subject_of(topics::prefix) + ".fleet.command-result.>",
                  partitions::all_subjects(),
                  partitions::all_deliver_subjects(),
                  "_INBOX.>",
@@ -106,6 +108,9 @@ Permissions agent_permissions(const AgentLogin& a, std::uint32_t partitions) {
   p.subscribe = {subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::Confirm)), kMqttDelivery};
   // The fleet bundles addressed to it (docs/fleet.md).
   for (const auto& t : bundle_topics_for(a.region, a.post, a.agent)) p.subscribe.push_back(subject_of(t));
+  // Its own remote commands, and its answers to them.
+  p.subscribe.push_back(subject_of(command_topic(a.post, a.agent)));
+  p.publish.push_back(subject_of(command_result_topic(a.post, a.agent)));
   return p;
 }
 

@@ -176,9 +176,12 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
              switch_key_path = target == "/api/v1/aggregator-key/switch";
   constexpr std::string_view rollouts_prefix = "/api/v1/rollouts/";
   const bool rollouts_path = target == "/api/v1/rollouts", rollout_path = starts_with(target, rollouts_prefix);
+  constexpr std::string_view commands_prefix = "/api/v1/commands/";
+  const bool commands_path = target == "/api/v1/commands", command_path = starts_with(target, commands_prefix);
   const bool changes = (ack_path && is_post) || (silences_path && is_post) || (silence_path && is_delete) ||
                        (tokens_path && is_post) || (revoke_path && is_post) ||
-                       ((next_key_path || switch_key_path) && is_post) || ((rollouts_path || rollout_path) && is_post);
+                       ((next_key_path || switch_key_path) && is_post) ||
+                       ((rollouts_path || rollout_path) && is_post) || (commands_path && is_post);
 
   const Principal* who = nullptr;
   if (auto refusal = authorize(req, q, false, changes, who)) return *refusal;
@@ -220,6 +223,15 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
     if (!is_post) return method_not_allowed(req, target, "POST");
     return change_rollout(rest.substr(0, slash), rest.substr(slash + 1), who);
   }
+  if (commands_path) {  // feed/command_routes.cpp
+    if (is_post) return send_command(req, who);
+    if (!get) return method_not_allowed(req, target, "GET, HEAD, POST");
+    return commands();
+  }
+  if (command_path) {
+    if (!get) return method_not_allowed(req, target, "GET, HEAD");
+    return command(target.substr(commands_prefix.size()));
+  }
   if (!get) return method_not_allowed(req, target, "GET, HEAD");
 
   if (target == "/api/v1/goals" || target == "/api/v1/pillars") return goals();
@@ -256,7 +268,7 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
           "/api/v1/posts, /api/v1/posts/{id}, /api/v1/posts/{id}/events, /api/v1/agents, "
           "/api/v1/agents/{post}/{agent}, "
           "/api/v1/alarms, /api/v1/silences, /api/v1/history, /api/v1/agent-keys, /api/v1/enrolment-tokens, "
-          "/api/v1/aggregator-key, /api/v1/rollouts, /api/v1/stats, /api/v1/cluster, /api/v1/whoami, "
+          "/api/v1/aggregator-key, /api/v1/rollouts, /api/v1/commands, /api/v1/stats, /api/v1/cluster, /api/v1/whoami, "
           "/api/v1/openapi.json)");
 }
 

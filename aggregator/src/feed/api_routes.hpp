@@ -35,6 +35,7 @@ class SilenceBook;
 struct Silence;
 class AgentTrust;
 class RolloutDesk;
+class CommandDesk;
 
 // What the API reads; all of it lives on the io_context thread.
 struct FeedSources {
@@ -68,6 +69,9 @@ struct FeedSources {
   std::function<void(std::int64_t from_ms, std::int64_t to_ms, bool csv, const HttpReply& reply)> report;
   AgentTrust* trust = nullptr;      // agent keys and enrolment; null: none (then 503)
   RolloutDesk* rollouts = nullptr;  // fleet rollouts; null: none (then 503)
+  CommandDesk* commands = nullptr;  // remote commands; null: none (then 503)
+  // Publishes retained on the broker (an agent's pending commands).
+  std::function<void(const std::string& topic, const std::string& payload)> publish_retained;
 };
 
 class ApiRoutes {
@@ -109,6 +113,9 @@ class ApiRoutes {
   HttpResponse rollout(std::string_view id) const;
   HttpResponse create_rollout(const HttpRequest& req, const Principal* who);
   HttpResponse change_rollout(std::string_view id, std::string_view action, const Principal* who);
+  HttpResponse commands() const;  // feed/command_routes.cpp
+  HttpResponse command(std::string_view id) const;
+  HttpResponse send_command(const HttpRequest& req, const Principal* who);
   HttpResponse whoami(const Principal* who) const;
   HttpResponse agent_keys();  // feed/trust_routes.cpp
   HttpResponse issue_token(const HttpRequest& req, const Principal* who);

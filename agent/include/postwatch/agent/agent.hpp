@@ -73,6 +73,15 @@ class Agent {
   // Stops publishing and disconnects; events not yet confirmed stay in the backlog.
   void stop();
 
+  // Remote commands (docs/fleet.md, "Remote commands"); thread-safe, acted on by the publisher.
+  void rebirth();  // publishes its birth again
+  void flush();    // a partial batch goes now rather than after batch_max_delay
+  // Sends the spool again from `seq` (from its oldest event when that is later); returns the seq
+  // it resends from, 0 when it holds nothing from there or releases on the broker's ack.
+  std::uint64_t resend_from(std::uint64_t seq);
+  // Publishes `payload` on `topic` (QoS 1, not retained) once connected.
+  void publish_message(std::string topic, std::string payload);
+
   // Thread-safe. Checks the event against the catalogue, then stores it.
   // observed_at_ms 0 means "now".
   SubmitResult submit(IndicatorEvent event);

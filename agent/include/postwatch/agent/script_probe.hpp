@@ -48,6 +48,7 @@ class ScriptProbe : public EventSource {
   ~ScriptProbe() override;
 
   std::string_view name() const override { return "script"; }
+  const std::string& indicator() const { return config_.indicator; }
   void start() override;
   void stop() override;
   // The last run's failure, until a run succeeds.
