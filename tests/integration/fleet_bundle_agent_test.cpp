@@ -13,6 +13,7 @@
 #include <csignal>
 #include <fstream>
 #include <mutex>
+#include <set>
 
 using namespace postwatch;
 using namespace postwatch::test;
@@ -28,6 +29,14 @@ class StateWatcher {
     client_.set_message_callback([this](mqtt::const_message_ptr m) {
       AgentState st;
       const auto& p = m->get_payload();
+      if (m->get_topic().ends_with("/events")) {
+        EventBatch b;
+        if (decode_batch({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, b) != DecodeError::None) return;
+        std::lock_guard lk(mu_);
+        for (const auto& e : b.events)
+          if (e.indicator == "terrorism_threat_level") threat_seqs_.insert(e.seq);
+        return;
+      }
       if (decode_agent_state({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, st) != DecodeError::None)
         return;
       std::lock_guard lk(mu_);
@@ -37,6 +46,7 @@ class StateWatcher {
     client_.connect()->wait();
     client_.subscribe("postwatch/v1/+/+/+/state", 1)->wait();
     client_.subscribe("postwatch/v1/+/+/+/heartbeat", 0)->wait();
+    client_.subscribe("postwatch/v1/+/+/+/events", 1)->wait();
   }
   ~StateWatcher() {
     try {
@@ -55,12 +65,18 @@ class StateWatcher {
     std::lock_guard lk(mu_);
     return heartbeats_;
   }
+  // The seqs of terrorism_threat_level readings that reached the broker.
+  std::size_t threat_readings() {
+    std::lock_guard lk(mu_);
+    return threat_seqs_.size();
+  }
 
  private:
   mqtt::async_client client_;
   std::mutex mu_;
   std::optional<AgentState> last_;
   std::size_t heartbeats_ = 0;
+  std::set<std::uint64_t> threat_seqs_;
 };
 
 class FleetBundleAgent : public ::testing::Test {
@@ -175,6 +191,17 @@ TEST_F(FleetBundleAgent, ABundleWhoseInputFailsIsRolledBackByItselfAndATrialCutS
       [](const FleetReport& f) { return f.last_outcome == FleetReport::Outcome::OnTrial && f.last_version == 3; },
       std::chrono::seconds(10)))
       << logs();
+  // Readings taken during the trial are in the spool when it is killed, and go out after it.
+  auto accepted = [&] {
+    std::ifstream in(dir.path() / "spool" / "status.json");
+    auto j = json::parse(in, nullptr, false);
+    return j.is_object() ? j.value("events_accepted", 0) : 0;
+  };
+  const int before = accepted();  // the failing probe's own reports (agent_script_failures)
+  for (int i = 0; i < 50; ++i)
+    ASSERT_TRUE(agent->write_stdin(R"({"indicator": "terrorism_threat_level", "value": 3})"
+                                   "\n"));
+  ASSERT_TRUE(wait_until([&] { return accepted() >= before + 50; }, std::chrono::seconds(10))) << logs();
   agent->signal(SIGKILL);
   agent->wait(std::chrono::seconds(10));
   start_agent();
@@ -186,6 +213,10 @@ TEST_F(FleetBundleAgent, ABundleWhoseInputFailsIsRolledBackByItselfAndATrialCutS
       << logs();
   EXPECT_NE(watcher.last()->fleet.last_reason.find("stopped before"), std::string::npos)
       << watcher.last()->fleet.last_reason;
+  // Its spool came through the kill: every reading reached the broker, before it or after.
+  EXPECT_TRUE(wait_until([&] { return watcher.threat_readings() == 50; }, std::chrono::seconds(20)))
+      << watcher.threat_readings() << "\n"
+      << logs();
   // Its retained copy arrived again with the subscription and was not tried again.
   EXPECT_EQ(agent->log().find("switching to it"), std::string::npos) << logs();
 }
