@@ -62,7 +62,7 @@ constexpr const char* kUsage =
     "       postwatch-fleet show FILE --keys FILE\n"
     "       postwatch-fleet rollout create|status|pause|resume|abort ... (postwatch-fleet rollout --help)\n"
     "       postwatch-fleet command send|status ... (postwatch-fleet command --help)\n"
-    "       postwatch-fleet COMMAND --help\n";
+    "       postwatch-fleet keygen|sign|show|rollout|command --help\n";
 
 po::options_description keygen_options() {
   po::options_description o("keygen: a new fleet key (refuses to replace one)");
