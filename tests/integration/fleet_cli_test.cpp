@@ -1,7 +1,8 @@
 // postwatch-fleet as it is run (docs/fleet.md): keygen writes an owner-only key and never
 // replaces one, sign and show round-trip a bundle, show refuses a bundle of another fleet key,
-// and sign refuses a catalogue that does not load. rollout without an aggregator: one not
-// running, and usage errors (the rest is in fleet_rollout_cli_test.cpp, with one running).
+// and sign refuses a catalogue that does not load. rollout and command without an aggregator:
+// one not running, and usage errors (the rest is in fleet_rollout_cli_test.cpp and
+// fleet_command_cli_test.cpp, with one running).
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -175,4 +176,45 @@ TEST_F(FleetCli, RolloutUsageErrorsExitTwo) {
     EXPECT_NE(help.output.find(option), std::string::npos) << option << " not in:\n" << help.output;
   for (const char* sub : {"status", "pause", "resume", "abort"})
     EXPECT_EQ(fleet(std::string("rollout ") + sub + " --help").status, 0) << sub;
+}
+
+TEST_F(FleetCli, CommandUsageErrorsExitTwoWithoutContactingTheAggregator) {
+  // Nothing is listening: a usage error is found before any connection, and a valid command is
+  // not (it gets "cannot reach", exit 1).
+  const auto at = " --aggregator http://127.0.0.1:" + std::to_string(free_port());
+  const std::string send = "command send --agent kabul/gw-1";
+  for (const auto& args : {send + " reboot" + at,                                 // unknown COMMAND
+                           send + at,                                             // no COMMAND
+                           send + " resend-from" + at,                            // no --seq
+                           send + " resend-from --seq 0" + at,                    // seq from 1
+                           send + " run-probe" + at,                              // no --probe
+                           send + " flush --seq 3" + at,                          // --seq for resend-from only
+                           send + " flush --probe agent_cpu_percent" + at,        // --probe for run-probe only
+                           send + " flush --ttl-s 0" + at,                        // out of range
+                           send + " flush --ttl-s 604801" + at,                   // out of range
+                           send + " flush --wait-s soon" + at,                    // not a number
+                           "command send --agent kabul flush" + at,               // not POST/AGENT
+                           "command send --agent /gw-1 flush" + at,               // no post
+                           "command send --agent kabul/gw-1/x flush" + at,        // two slashes
+                           "command send flush" + at,                             // no --agent
+                           "command status 12" + at,                              // not an ID
+                           "command frobnicate" + at,                             // no such subcommand
+                           std::string("command"),                                // no subcommand
+                           send + " flush --aggregator ftp://127.0.0.1:8080"}) {  // not http(s)
+    const auto r = fleet(args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.find("cannot reach"), std::string::npos) << args << "\n" << r.output;
+  }
+  const auto reached = fleet(send + " resend-from --seq 5 --ttl-s 60 --wait-s 1" + at);
+  EXPECT_EQ(reached.status, 1) << reached.output;
+  EXPECT_NE(reached.output.find("cannot reach the aggregator"), std::string::npos) << reached.output;
+  const auto help = fleet("command send --help");
+  EXPECT_EQ(help.status, 0) << help.output;
+  for (const char* option :
+       {"--agent", "--seq", "--probe", "--ttl-s", "--wait-s", "--aggregator", "--token-file", "--ca"})
+    EXPECT_NE(help.output.find(option), std::string::npos) << option << " not in:\n" << help.output;
+  EXPECT_EQ(fleet("command status --help").status, 0);
+  const auto all = fleet("--help");
+  EXPECT_NE(all.output.find("postwatch-fleet command send --agent POST/AGENT COMMAND"), std::string::npos)
+      << all.output;
 }

@@ -1,5 +1,5 @@
 // AggregatorClient: one synchronous HTTP(S) request at a time to the aggregator's API, as
-// postwatch-fleet's operator subcommands make them (rollout today; command send later).
+// postwatch-fleet's operator subcommands make them (rollout, command).
 // Every failure becomes one line for the operator: the aggregator not reached, no answer within
 // the timeout, the token refused or of the read role, or the API's own error message.
 #pragma once

@@ -1,4 +1,5 @@
-// postwatch-fleet: the fleet's signing key, signed fleet bundles and their rollouts (docs/fleet.md).
+// postwatch-fleet: the fleet's signing key, signed fleet bundles, their rollouts and remote
+// commands (docs/fleet.md).
 //
 //   postwatch-fleet keygen --out DIR
 //   postwatch-fleet sign --key FILE --version N --target T [--config FILE] [--catalogue FILE]
@@ -8,17 +9,24 @@
 //                                  [--wave-interval-s N] [--max-failed-percent N]
 //   postwatch-fleet rollout status [ID] [--json]
 //   postwatch-fleet rollout pause|resume|abort ID
-//     (rollout: [--aggregator URL] [--token-file FILE] [--ca FILE])
+//   postwatch-fleet command send --agent POST/AGENT COMMAND [--seq N] [--probe INDICATOR]
+//                                [--ttl-s N] [--wait-s N]
+//   postwatch-fleet command status [ID] [--json]
+//     (rollout, command: [--aggregator URL] [--token-file FILE] [--ca FILE])
 //
 // keygen writes the fleet's Ed25519 key (fleet.key, kept offline) and its public half
 // (fleet.pub, installed on every agent); sign writes a bundle the agents take; show checks a
 // bundle as an agent would and prints what it holds. rollout hands a signed bundle to the
 // aggregator's API for a staged rollout and follows or steers it (rollout_commands.cpp);
-// nothing else here talks to the network.
+// command sends one agent a remote command (rebirth, flush, resend-from, run-probe,
+// report-status) through the same API, waits for its answer if asked, and lists them
+// (command_commands.cpp); nothing else here talks to the network.
 // Exit status: 0 done, 1 a failure (a file that cannot be read or written, a refused bundle, the
-// aggregator not reached or answering with an HTTP error), 2 usage (bad options, a bundle that
-// would not be valid, a catalogue that does not load).
+// aggregator not reached or answering with an HTTP error, a command failed, expired or still
+// pending after --wait-s), 2 usage (bad options, a bundle that would not be valid, a catalogue
+// that does not load).
 #include "cli_common.hpp"
+#include "command_commands.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/fleet_bundle.hpp"
 #include "rollout_commands.hpp"
@@ -53,7 +61,8 @@ constexpr const char* kUsage =
     "                            [--health-deadline-s N] [--note TEXT] [--out FILE]\n"
     "       postwatch-fleet show FILE --keys FILE\n"
     "       postwatch-fleet rollout create|status|pause|resume|abort ... (postwatch-fleet rollout --help)\n"
-    "       postwatch-fleet COMMAND --help\n";
+    "       postwatch-fleet command send|status ... (postwatch-fleet command --help)\n"
+    "       postwatch-fleet keygen|sign|show|rollout|command --help\n";
 
 po::options_description keygen_options() {
   po::options_description o("keygen: a new fleet key (refuses to replace one)");
@@ -88,15 +97,19 @@ po::options_description show_options() {
 }
 
 void print_help(std::ostream& out) {
-  out << "postwatch-fleet — the fleet's signing key, signed fleet bundles and their rollouts (docs/fleet.md)\n\n"
+  out << "postwatch-fleet — the fleet's signing key, signed fleet bundles, their rollouts and remote commands\n"
+         "(docs/fleet.md)\n\n"
       << kUsage << "\n"
       << keygen_options() << "\n"
       << sign_options() << "\n"
       << show_options() << "\n";
   fleet::print_rollout_help(out);
-  out << "\nExit status: 0 done; 1 a failure (a file not read or written, show: a refused bundle, rollout: the\n"
-         "aggregator not reached or answering with an HTTP error); 2 usage (bad options, a bundle that would not\n"
-         "be valid, a catalogue that does not load).\n";
+  out << "\n";
+  fleet::print_command_help(out);
+  out << "\nExit status: 0 done; 1 a failure (a file not read or written, show: a refused bundle, rollout and\n"
+         "command: the aggregator not reached or answering with an HTTP error, command send: the command failed,\n"
+         "expired or is still pending after --wait-s); 2 usage (bad options, a bundle that would not be valid, a\n"
+         "catalogue that does not load).\n";
 }
 
 // Writes `text` to a new file of mode `mode`; never replaces one.
@@ -305,6 +318,7 @@ int main(int argc, char** argv) {
               : command == "sign"    ? sign
               : command == "show"    ? show
               : command == "rollout" ? fleet::rollout_command
+              : command == "command" ? fleet::command_command
                                      : nullptr;
   if (!run) {
     std::cerr << (command.empty() ? std::string("postwatch-fleet: a command is needed")
@@ -314,7 +328,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Errors name the subcommand too: "postwatch-fleet rollout pause: …".
-  if (command == "rollout" && argc > 2 && argv[2][0] != '-') command += " " + std::string(argv[2]);
+  if ((command == "rollout" || command == "command") && argc > 2 && argv[2][0] != '-')
+    command += " " + std::string(argv[2]);
   try {
     // The command's own name stands where a parser expects the program's.
     return run(argc - 1, argv + 1);

@@ -10,9 +10,7 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
 #include <charconv>
-#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -29,21 +27,6 @@ constexpr const char* kRolloutUsage =
     "       postwatch-fleet rollout status [ID] [--json] [CONNECTION]\n"
     "       postwatch-fleet rollout pause|resume|abort ID [CONNECTION]\n"
     "       CONNECTION: [--aggregator URL] [--token-file FILE] [--ca FILE]\n";
-
-constexpr const char* kDefaultAggregator = "http://127.0.0.1:8080";
-
-po::options_description connection_options() {
-  po::options_description o("rollout CONNECTION, for every subcommand");
-  o.add_options()("aggregator", po::value<std::string>()->value_name("URL"),
-                  "the aggregator's API, http://HOST:PORT or https://HOST:PORT (default: $POSTWATCH_AGGREGATOR, "
-                  "else http://127.0.0.1:8080)")(
-      "token-file", po::value<std::string>()->value_name("FILE"),
-      "a file holding the API token (default: $POSTWATCH_TOKEN); status needs a read token, the others an "
-      "operator token")("ca", po::value<std::string>()->value_name("FILE"),
-                        "https: the CA certificate (PEM) the aggregator's certificate must chain to (default: the "
-                        "system's CAs)");
-  return o;
-}
 
 po::options_description create_options() {
   po::options_description o(
@@ -76,37 +59,6 @@ po::options_description change_options() {
   return o;
 }
 
-// The aggregator's address, the token and the CA from the options and the environment.
-AggregatorClient client_of(const po::variables_map& vm) {
-  AggregatorClientOptions o;
-  const char* env_url = std::getenv("POSTWATCH_AGGREGATOR");
-  const std::string url = vm.count("aggregator")     ? vm["aggregator"].as<std::string>()
-                          : env_url && *env_url != 0 ? std::string(env_url)
-                                                     : std::string(kDefaultAggregator);
-  try {
-    o.url = AggregatorUrl::parse(url);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
-  if (vm.count("ca")) {
-    if (!o.url.tls) throw UsageError("--ca is for an https:// aggregator, and " + o.url.text + " is http");
-    o.ca_file = vm["ca"].as<std::string>();
-  }
-  if (vm.count("token-file")) {
-    const auto file = vm["token-file"].as<std::string>();
-    o.token = read_file(file);
-    const auto first = o.token.find_first_not_of(" \t\r\n"), last = o.token.find_last_not_of(" \t\r\n");
-    o.token = first == std::string::npos ? "" : o.token.substr(first, last - first + 1);
-    if (o.token.empty()) throw std::runtime_error("--token-file " + file + " is empty");
-    if (o.token.find_first_of(" \t\r\n") != std::string::npos)
-      throw std::runtime_error("--token-file " + file + " must hold the token alone, on one line");
-  } else if (const char* env_token = std::getenv("POSTWATCH_TOKEN")) {
-    o.token = env_token;
-  }
-  o.needs_operator = "rollouts";
-  return AggregatorClient(std::move(o));
-}
-
 std::string rollout_id(const po::variables_map& vm, bool required) {
   if (!vm.count("id")) {
     if (required) throw UsageError("which rollout? give its ID (postwatch-fleet rollout status lists them)");
@@ -118,17 +70,6 @@ std::string rollout_id(const po::variables_map& vm, bool required) {
   if (ec != std::errc() || end != text.data() + text.size() || id == 0)
     throw UsageError("a rollout ID is a number from 1 (postwatch-fleet rollout status lists them), not '" + text + "'");
   return text;
-}
-
-// A member as text: a string as it is, a number as written, nothing when absent or null.
-std::string text(const json& v) { return v.is_null() ? "" : v.is_string() ? v.get<std::string>() : v.dump(); }
-std::string str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it == j.end() ? "" : text(*it);
-}
-std::int64_t num(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
 }
 
 // "9: 4 waiting, 1 sent, 4 applied, 0 failed"
@@ -164,25 +105,6 @@ std::string policy_of(const json& r) {
   const json p = r.value("policy", json::object());
   return "canary " + str(p, "canary_percent") + " %, waves of " + str(p, "wave_percent") + " % at least " +
          str(p, "wave_interval_s") + " s apart, stops above " + str(p, "max_failed_percent") + " % failed";
-}
-
-// Rows of cells, each column as wide as its widest cell.
-void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
-                 const std::vector<std::string>& after_row = {}) {
-  std::vector<std::size_t> width;
-  for (const auto& row : rows)
-    for (std::size_t c = 0; c < row.size(); ++c) {
-      if (width.size() <= c) width.push_back(0);
-      width[c] = std::max(width[c], row[c].size());
-    }
-  for (std::size_t r = 0; r < rows.size(); ++r) {
-    std::string line;
-    for (std::size_t c = 0; c < rows[r].size(); ++c)
-      line += c + 1 < rows[r].size() ? rows[r][c] + std::string(width[c] - rows[r][c].size() + 2, ' ') : rows[r][c];
-    line.erase(line.find_last_not_of(' ') + 1);  // an empty last cell leaves no trailing blanks
-    out << line << "\n";
-    if (r < after_row.size() && !after_row[r].empty()) out << "    " << after_row[r] << "\n";
-  }
 }
 
 void print_list(const json& list) {
@@ -237,7 +159,7 @@ void print_rollout(const json& r) {
 // Parses a subcommand's own options, the connection's and ID as a positional argument.
 po::variables_map parse(int argc, char** argv, const po::options_description& own, bool takes_id) {
   po::options_description all;
-  all.add(own).add(connection_options());
+  all.add(own).add(connection_options("rollout"));
   po::positional_options_description positional;
   if (takes_id) {
     all.add_options()("id", po::value<std::string>());
@@ -252,7 +174,7 @@ int create(int argc, char** argv) {
   const auto own = create_options();
   auto vm = parse(argc, argv, own, false);
   if (vm.count("help")) {
-    std::cout << kRolloutUsage << own << "\n" << connection_options() << "\n";
+    std::cout << kRolloutUsage << own << "\n" << connection_options("rollout") << "\n";
     return 0;
   }
   po::notify(vm);
@@ -276,7 +198,7 @@ int create(int argc, char** argv) {
   if (!bundle.is_object() || bundle.value("format", "") != kBundleFormat)
     throw UsageError("--bundle " + bundle_file + " is not a signed bundle (postwatch-fleet sign writes one)");
   request["bundle"] = std::move(bundle);
-  const auto client = client_of(vm);
+  const auto client = client_of(vm, "rollouts");
   const json r = client.post("/api/v1/rollouts", request).json();
   std::string carries;
   for (const auto& c : r.value("carries", json::array())) carries += (carries.empty() ? "" : " and ") + text(c);
@@ -294,12 +216,12 @@ int status(int argc, char** argv) {
   const auto own = status_options();
   auto vm = parse(argc, argv, own, true);
   if (vm.count("help")) {
-    std::cout << kRolloutUsage << own << "\n" << connection_options() << "\n";
+    std::cout << kRolloutUsage << own << "\n" << connection_options("rollout") << "\n";
     return 0;
   }
   po::notify(vm);
   const auto id = rollout_id(vm, false);
-  const auto client = client_of(vm);
+  const auto client = client_of(vm, "rollouts");
   const auto reply = client.get(id.empty() ? "/api/v1/rollouts" : "/api/v1/rollouts/" + id);
   if (vm.count("json")) {
     std::cout << reply.body << (reply.body.ends_with('\n') ? "" : "\n");
@@ -316,12 +238,12 @@ int change(const std::string& action, int argc, char** argv) {
   const auto own = change_options();
   auto vm = parse(argc, argv, own, true);
   if (vm.count("help")) {
-    std::cout << kRolloutUsage << own << "\n" << connection_options() << "\n";
+    std::cout << kRolloutUsage << own << "\n" << connection_options("rollout") << "\n";
     return 0;
   }
   po::notify(vm);
   const auto id = rollout_id(vm, true);
-  const auto client = client_of(vm);
+  const auto client = client_of(vm, "rollouts");
   const json r = client.post("/api/v1/rollouts/" + id + "/" + action).json();
   std::cout << "rollout " << id << " is " << str(r, "phase");
   if (!str(r, "stop_reason").empty()) std::cout << " (" << str(r, "stop_reason") << ")";
@@ -336,7 +258,7 @@ void print_rollout_help(std::ostream& out) {
       << create_options() << "\n"
       << status_options() << "\n"
       << change_options() << "\n"
-      << connection_options();
+      << connection_options("rollout");
 }
 
 int rollout_command(int argc, char** argv) {
