@@ -243,8 +243,29 @@ nlohmann::json fleet_status(const FleetBundles* fleet) {
   return fleet ? fleet_report_json(fleet->report()) : nlohmann::json();
 }
 
+// The counts of the agents a fleet bundle replaced in this process: the status file counts
+// from the process's start (postwatch-agent status, the simulator's drain), not from the switch.
+struct EarlierCounts {
+  std::uint64_t accepted = 0, sent = 0, confirmed = 0, rejected = 0, dropped = 0;
+  std::uint64_t resend_requests = 0, stall_resends = 0, confirm_rejected = 0, reconnects = 0;
+  void add(const Agent& agent) {
+    const auto s = agent.stats();
+    accepted += s.accepted;
+    sent += s.sent;
+    confirmed += s.confirmed;
+    rejected += s.rejected;
+    dropped += agent.metrics().events_dropped;
+    resend_requests += s.resend_requests;
+    stall_resends += s.stall_resends;
+    confirm_rejected += s.confirm_rejected;
+    reconnects += s.reconnects;
+  }
+};
+EarlierCounts g_earlier;  // main thread only
+
 nlohmann::json status_json(const Agent& agent, const FleetBundles* fleet) {
   auto s = agent.stats();
+  const auto& e = g_earlier;
   auto m = agent.metrics();
   nlohmann::json j{{"agent_id", agent.config().agent_id},
                    {"post_id", agent.config().post_id},
@@ -256,19 +277,19 @@ nlohmann::json status_json(const Agent& agent, const FleetBundles* fleet) {
                    {"spool_events", m.spool_events},
                    {"spool_bytes", m.spool_bytes},
                    {"oldest_unsent_age_ms", m.oldest_unsent_age_ms},
-                   {"events_accepted", s.accepted},
-                   {"events_sent", s.sent},
-                   {"events_confirmed", s.confirmed},
-                   {"events_rejected", s.rejected},
-                   {"events_dropped", m.events_dropped},
+                   {"events_accepted", e.accepted + s.accepted},
+                   {"events_sent", e.sent + s.sent},
+                   {"events_confirmed", e.confirmed + s.confirmed},
+                   {"events_rejected", e.rejected + s.rejected},
+                   {"events_dropped", e.dropped + m.events_dropped},
                    {"delivery_confirm", confirmer(agent.config())},
                    {"sent_through_seq", s.sent_through_seq},
                    {"confirmed_through_seq", s.confirmed_through_seq},
-                   {"resend_requests", s.resend_requests},
-                   {"stall_resends", s.stall_resends},
-                   {"confirm_rejected", s.confirm_rejected},
+                   {"resend_requests", e.resend_requests + s.resend_requests},
+                   {"stall_resends", e.stall_resends + s.stall_resends},
+                   {"confirm_rejected", e.confirm_rejected + s.confirm_rejected},
                    {"aggregator_key_ids", agent.aggregator_key_ids()},
-                   {"reconnects", s.reconnects},
+                   {"reconnects", e.reconnects + s.reconnects},
                    {"clock_sync", std::string(to_string(s.clock_sync))},
                    {"clock_jumps", s.clock_jumps},
                    {"last_clock_jump_ms", s.last_clock_jump_ms},
@@ -599,6 +620,7 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
         // The old agent goes first: it holds the spool (one process, one owner).
         auto previous = running->loaded;
         stop_agent(*running);
+        g_earlier.add(*running->agent);
         running.reset();
         try {
           running = start_agent(std::move(*next), fleet.get(), commands.get(), log);
@@ -631,7 +653,8 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   g_stop = true;  // the reader, if still reading, stops within one poll
   reader.join();
   if (fd != STDIN_FILENO) ::close(fd);
-  log->info("accepted {} sent {} confirmed {} rejected {} unconfirmed {}", s.accepted, s.sent, s.confirmed, s.rejected,
+  log->info("accepted {} sent {} confirmed {} rejected {} unconfirmed {}", g_earlier.accepted + s.accepted,
+            g_earlier.sent + s.sent, g_earlier.confirmed + s.confirmed, g_earlier.rejected + s.rejected,
             s.backlog.events);
   if (fifo) return 0;  // a service stopped by SIGTERM: unsent events wait in the spool, rejections were logged
   return (s.backlog.events == 0 && rejected == 0) ? 0 : 1;

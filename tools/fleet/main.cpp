@@ -245,8 +245,8 @@ int sign(int argc, char** argv) {
     throw UsageError("the bundle is " + std::to_string(text.size()) + " bytes, over the " +
                      std::to_string(kMaxBundleBytes) + " agents take");
   const auto summary = "signed version " + std::to_string(b.version) + " for " + b.target.describe() + " with key " +
-                       key.key_id() + "; roll it out with POST /api/v1/rollouts (docs/fleet.md, \"Rollouts\"), or " +
-                       "publish it retained to " + bundle_topic(b.target) + " for every agent at once";
+                       key.key_id() + "; roll it out with postwatch-fleet rollout create --bundle FILE (docs/fleet.md, " +
+                       "\"Rollouts\"), or publish it retained to " + bundle_topic(b.target) + " for every agent at once";
   if (!vm.count("out")) {
     std::cout << text << std::flush;
     std::cerr << summary << "\n";

@@ -52,8 +52,8 @@ build() {
     elif ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$cache"; then
       die "$BUILD_DIR was configured with another generator than Ninja; use another BUILD_DIR=..."
     fi
-    say "building postwatch-aggregator and postwatch-sim in $BUILD_DIR"
-    cmake --build "$BUILD_DIR" --target postwatch-aggregator postwatch-sim
+    say "building postwatch-aggregator, postwatch-sim, postwatch-agent and postwatch-fleet in $BUILD_DIR"
+    cmake --build "$BUILD_DIR" --target postwatch-aggregator postwatch-sim postwatch-agent postwatch-fleet
   fi
   BUILD_DIR=$(cd "$BUILD_DIR" && pwd) # the children run elsewhere
 }

@@ -27,6 +27,7 @@ struct AgentSpec {
   std::string label;                          // short, for log lines: "sim-3/bamako"
   std::filesystem::path identity_dir;         // enrolled (--enrol): its key files here; empty: unsigned
   BatchCompression compression = BatchCompression::None;  // --compression: the agent's uplink.compression
+  std::filesystem::path fleet_key_file;  // --fleet-keys (--processes): the agent takes fleet bundles and commands
 };
 
 struct FleetTotals {

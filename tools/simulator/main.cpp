@@ -113,6 +113,7 @@ struct Options {
   std::string enrol_token_file;
   std::string identity_dir;
   std::string compression = "none";
+  std::string fleet_keys;  // --processes: each agent takes fleet bundles signed with these keys
 };
 
 // The options, or the exit code when the program should end right away.
@@ -158,7 +159,10 @@ std::variant<Options, int> parse_options(int argc, char** argv) {
       "identity-dir", po::value(&o.identity_dir)->value_name("DIR"),
       "--enrol: where each agent's key and the aggregator's key go (kept); default a temporary directory, removed")(
       "compression", po::value(&o.compression)->default_value(o.compression),
-      "every agent's uplink.compression: none, zstd or zstd-dictionary (docs/agent.md, \"Thin links\")");
+      "every agent's uplink.compression: none, zstd or zstd-dictionary (docs/agent.md, \"Thin links\")")(
+      "fleet-keys", po::value(&o.fleet_keys)->value_name("FILE"),
+      "--processes: every agent takes fleet bundles signed by these keys (fleet.pub) and remote commands, so "
+      "rollouts through the aggregator reach the simulated fleet (docs/fleet.md)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -197,6 +201,14 @@ std::variant<Options, int> parse_options(int argc, char** argv) {
   }
   if (BatchCompression c; !parse_batch_compression(o.compression, c)) {
     std::cerr << "postwatch-sim: --compression must be none, zstd or zstd-dictionary\n";
+    return 2;
+  }
+  if (!o.fleet_keys.empty() && !o.processes) {
+    std::cerr << "postwatch-sim: --fleet-keys is for --processes (in-process agents do not take fleet bundles)\n";
+    return 2;
+  }
+  if (!o.fleet_keys.empty() && !std::filesystem::is_regular_file(o.fleet_keys)) {
+    std::cerr << "postwatch-sim: --fleet-keys " << o.fleet_keys << ": no such file\n";
     return 2;
   }
   if (!o.work_dir.empty() && !o.processes) {
@@ -376,7 +388,8 @@ int run(const Options& o, const std::shared_ptr<spdlog::sinks::sink>& sink,
                        std::vector<std::string>(brokers.begin() + 1, brokers.end()),
                        "sim-" + n + "/" + post_id,
                        {},
-                       compression});
+                       compression,
+                       o.fleet_keys});
       // NOLINTEND(performance-inefficient-string-concatenation)
     }
   std::optional<TempIdentityDir> identities;

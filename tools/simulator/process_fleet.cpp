@@ -40,6 +40,8 @@ json agent_config(const AgentSpec& spec, const fs::path& catalogue_file, const f
   if (!spec.broker_fallbacks.empty()) c["broker_fallbacks"] = spec.broker_fallbacks;
   if (spec.compression != BatchCompression::None)
     c["uplink"] = {{"compression", std::string(to_string(spec.compression))}};
+  if (!spec.fleet_key_file.empty())  // --fleet-keys: rollouts and remote commands reach it (docs/fleet.md)
+    c["fleet"] = {{"key_file", fs::absolute(spec.fleet_key_file).string()}};
   if (!spec.identity_dir.empty()) {  // enrolled by --enrol (fleet_enrolment.hpp)
     const auto id = identity_of(spec);
     c["identity"] = {{"key_file", id.key_file.string()}, {"aggregator_key_file", id.aggregator_key_file.string()}};
