@@ -4,9 +4,7 @@
 // agent's status), status lists and shows the command as the API has it; an agent's failure,
 // an expired and a still pending command exit 1 saying so; a read token and an unknown agent are
 // refused with one line naming why, and nothing is kept for them.
-#include "integration/feed_test_support.hpp"
-#include "support/aggregator_process.hpp"
-#include "support/test_support.hpp"
+#include "integration/fleet_command_fixture.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -26,42 +24,13 @@ std::string fleet_tool() { return (binary_dir() / "tools" / "fleet" / "postwatch
 
 bool has(const std::string& output, const std::string& text) { return output.find(text) != std::string::npos; }
 
-class FleetCommandCli : public ::testing::Test {
+class FleetCommandCli : public FleetCommandFleet {
  protected:
-  TempDir dir;
-  MosquittoBroker broker;
-  TokensFile tokens{dir};
-  fs::path pub = dir.path() / "fleet.pub";
-  std::unique_ptr<AggregatorProcess> aggregator;
-  std::vector<std::unique_ptr<ChildProcess>> agents;
-  static constexpr int kAgents = 2;
-
   void SetUp() override {
-    std::ofstream(pub) << to_hex(SigningKey::from_seed({12}).public_key()) << "\n";
+    FleetCommandFleet::SetUp();
     for (const auto& [name, token] :
          {std::pair{"operator.token", TokensFile::kOperator}, std::pair{"read.token", TokensFile::kRead}})
       std::ofstream(dir.path() / name) << token << "\n";
-    aggregator = std::make_unique<AggregatorProcess>(broker, dir,
-                                                     std::vector<std::string>{"--tokens-file", tokens.path.string()});
-    for (int i = 0; i < kAgents; ++i) {
-      const auto home = dir.path() / ("agent-" + std::to_string(i));
-      fs::create_directories(home);
-      json config{
-          {"broker_uri", broker.uri()},
-          {"agent_id", "c" + std::to_string(i)},
-          {"post_id", "kabul"},
-          {"allow_plaintext", true},
-          {"catalogue_file", catalogue_path().string()},
-          {"spool", {{"dir", (home / "spool").string()}, {"fsync", "never"}}},
-          {"heartbeat_interval_s", 1},
-          {"scripts", {{{"indicator", "agent_cpu_percent"}, {"command", {"/bin/echo", "7"}}, {"interval_s", 3600}}}},
-          {"fleet", {{"key_file", pub.string()}, {"allow_scripts", true}}}};
-      std::ofstream(home / "agent.json") << config.dump(2);
-      agents.push_back(
-          std::make_unique<ChildProcess>(std::vector<std::string>{(binary_dir() / "agent" / "postwatch-agent").string(),
-                                                                  "run", "--config", (home / "agent.json").string()},
-                                         home / "agent.log", /*pipe_stdin=*/true));
-    }
     ASSERT_TRUE(wait_until([&] { return online(0) && online(1); }, std::chrono::seconds(30))) << logs();
   }
   std::string at(const std::string& name) const { return shell_quoted((dir.path() / name).string()); }
@@ -71,26 +40,10 @@ class FleetCommandCli : public ::testing::Test {
     return run_shell(shell_quoted(fleet_tool()) + " command " + args + " --aggregator " + api() + " --token-file " +
                      at(token_file));
   }
-  json get(const std::string& target) {
-    auto r = http_call(aggregator->port(), feedhttp::verb::get, target, bearer(TokensFile::kRead));
-    return r.status == 200 ? json::parse(r.body, nullptr, false) : json();
-  }
-  bool online(int i) {
-    auto a = get("/api/v1/agents/kabul/c" + std::to_string(i));
-    return a.is_object() && a.value("online", false);
-  }
   // The id send printed: "command c3 (report-status) for kabul/c0 is pending; …".
   static std::string sent_id(const std::string& output) {
     std::smatch m;
     return std::regex_search(output, m, std::regex(R"(^command (c\d+) \()")) ? m[1].str() : std::string();
-  }
-  std::string logs() {
-    std::string out = "--- aggregator\n" + aggregator->process().log();
-    for (int i = 0; i < kAgents; ++i) {
-      std::ifstream in(dir.path() / ("agent-" + std::to_string(i)) / "agent.log");
-      out += "--- agent " + std::to_string(i) + "\n" + std::string(std::istreambuf_iterator<char>(in), {});
-    }
-    return out;
   }
 };
 

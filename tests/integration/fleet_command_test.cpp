@@ -1,9 +1,7 @@
 // Remote commands end to end (docs/fleet.md, "Remote commands"): the real aggregator, real
 // agents and Mosquitto. Each command reaches its agent and is answered; one sent while the
 // agent is offline waits for it until its time-to-live, and not a moment longer.
-#include "integration/feed_test_support.hpp"
-#include "support/aggregator_process.hpp"
-#include "support/test_support.hpp"
+#include "integration/fleet_command_fixture.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -18,59 +16,8 @@ using nlohmann::json;
 
 namespace {
 
-class FleetCommands : public ::testing::Test {
+class FleetCommands : public FleetCommandFleet {
  protected:
-  TempDir dir;
-  MosquittoBroker broker;
-  TokensFile tokens{dir};
-  fs::path pub = dir.path() / "fleet.pub";
-  std::unique_ptr<AggregatorProcess> aggregator;
-  std::vector<std::unique_ptr<ChildProcess>> agents;
-  static constexpr int kAgents = 2;
-
-  void SetUp() override {
-    std::ofstream(pub) << to_hex(SigningKey::from_seed({12}).public_key()) << "\n";
-    aggregator = std::make_unique<AggregatorProcess>(broker, dir,
-                                                     std::vector<std::string>{"--tokens-file", tokens.path.string()});
-    for (int i = 0; i < kAgents; ++i) {
-      const auto home = dir.path() / ("agent-" + std::to_string(i));
-      fs::create_directories(home);
-      json config{
-          {"broker_uri", broker.uri()},
-          {"agent_id", "c" + std::to_string(i)},
-          {"post_id", "kabul"},
-          {"allow_plaintext", true},
-          {"catalogue_file", catalogue_path().string()},
-          {"spool", {{"dir", (home / "spool").string()}, {"fsync", "never"}}},
-          {"heartbeat_interval_s", 1},
-          {"scripts", {{{"indicator", "agent_cpu_percent"}, {"command", {"/bin/echo", "7"}}, {"interval_s", 3600}}}},
-          {"fleet", {{"key_file", pub.string()}, {"allow_scripts", true}}}};
-      std::ofstream(home / "agent.json") << config.dump(2);
-      agents.push_back(nullptr);
-      start(i);
-    }
-  }
-  void start(int i) {
-    const auto home = dir.path() / ("agent-" + std::to_string(i));
-    agents[i] =
-        std::make_unique<ChildProcess>(std::vector<std::string>{(binary_dir() / "agent" / "postwatch-agent").string(),
-                                                                "run", "--config", (home / "agent.json").string()},
-                                       home / "agent.log", /*pipe_stdin=*/true);
-  }
-  void stop(int i) {
-    agents[i]->signal(SIGTERM);
-    // 0, or 1 when its script probe's last reading was not confirmed yet (it waits in the spool).
-    const int status = agents[i]->wait(std::chrono::seconds(15));
-    ASSERT_TRUE(status == 0 || status == 1) << status << "\n" << logs();
-  }
-  json get(const std::string& target) {
-    auto r = http_call(aggregator->port(), feedhttp::verb::get, target, bearer(TokensFile::kRead));
-    return r.status == 200 ? json::parse(r.body, nullptr, false) : json();
-  }
-  bool online(int i) {
-    auto a = get("/api/v1/agents/kabul/c" + std::to_string(i));
-    return a.is_object() && a.value("online", false);
-  }
   HttpReply send(json body, const char* token = TokensFile::kOperator) {
     auto h = bearer(token);
     h["Content-Type"] = "application/json";
@@ -88,15 +35,6 @@ class FleetCommands : public ::testing::Test {
         wait_until([&] { return get("/api/v1/commands/" + id)["state"] != "pending"; }, std::chrono::seconds(20)))
         << logs();
     return get("/api/v1/commands/" + id);
-  }
-  std::string agent_log(int i) {
-    std::ifstream in(dir.path() / ("agent-" + std::to_string(i)) / "agent.log");
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  std::string logs() {
-    std::string out = "--- aggregator\n" + aggregator->process().log();
-    for (int i = 0; i < kAgents; ++i) out += "--- agent " + std::to_string(i) + "\n" + agent_log(i);
-    return out;
   }
 };
 

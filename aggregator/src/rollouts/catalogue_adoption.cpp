@@ -1,7 +1,6 @@
 #include "rollouts/catalogue_adoption.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include "rollouts/durable_file.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -14,29 +13,6 @@ namespace postwatch::aggregator {
 namespace fs = std::filesystem;
 
 namespace {
-
-// A temporary file, fsynced, renamed over `file`, then the directory fsynced: after a power cut
-// the file is the old one or the new one, whole.
-void replace_durably(const fs::path& file, std::string_view text) {
-  const auto tmp = file.string() + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0;
-  for (std::size_t done = 0; ok && done < text.size();) {
-    auto n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) done += static_cast<std::size_t>(n);
-  }
-  ok = ok && ::fsync(fd) == 0;
-  const int err = errno;
-  if (fd >= 0) ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0)
-    throw std::runtime_error("cannot write " + file.string() + ": " + std::strerror(ok ? errno : err));
-  if (int dir = ::open(file.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
-}
 
 fs::path kept_file(const fs::path& dir, std::uint32_t version) {
   return dir / ("v" + std::to_string(version) + ".json");
@@ -78,9 +54,9 @@ void AdoptedCatalogues::adopt(std::string_view text, std::uint32_t version, std:
   fs::create_directories(dir_, ec);
   if (ec) throw std::runtime_error("cannot create " + dir_.string() + ": " + ec.message());
   if (!in_use_text.empty() && !fs::exists(kept_file(dir_, in_use_version)))
-    replace_durably(kept_file(dir_, in_use_version), in_use_text);
-  replace_durably(kept_file(dir_, version), text);
-  replace_durably(adopted_file(), text);  // last: the switch
+    replace_file_durably(kept_file(dir_, in_use_version), in_use_text);
+  replace_file_durably(kept_file(dir_, version), text);
+  replace_file_durably(adopted_file(), text);  // last: the switch
 }
 
 fs::path AdoptedCatalogues::choose(const IndicatorCatalogue& configured, std::string& note) const {

@@ -1,9 +1,8 @@
 #include "rollouts/rollout_desk.hpp"
 
-#include <spdlog/spdlog.h>
+#include "rollouts/durable_file.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstring>
@@ -201,13 +200,12 @@ std::size_t RolloutDesk::agents(RolloutAgent::State state) const {
 void RolloutDesk::save() const {
   json all = json::array();
   for (const auto& [_, p] : plans_) all.push_back(p.to_json());
-  const auto tmp = file_.string() + ".tmp";
   const std::string text = all.dump(1) + "\n";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), file_.c_str()) != 0)
-    log_->error("cannot write the rollouts to {}: {}; they go on in memory", file_.string(), std::strerror(errno));
+  try {
+    replace_file_durably(file_, text);
+  } catch (const std::runtime_error& e) {
+    log_->error("cannot write the rollouts: {}; they go on in memory", e.what());
+  }
 }
 
 }  // namespace postwatch::aggregator
