@@ -78,6 +78,9 @@ TEST_F(FleetCommands, EachCommandReachesItsAgentAndIsAnswered) {
   EXPECT_EQ(send({{"post", "kabul"}, {"agent", "c0"}, {"command", "flush"}, {"ttl_s", 0}}).status, 400);
   EXPECT_EQ(send({{"post", "kabul"}, {"agent", "c0"}, {"command", "flush"}}, TokensFile::kRead).status, 403);
   EXPECT_EQ(get("/api/v1/commands")["commands"].size(), 6u);  // the refused ones were never kept
+  auto metrics = http_get(aggregator->port(), "/metrics");
+  EXPECT_NE(metrics.body.find("postwatch_commands{state=\"done\"} 4"), std::string::npos) << metrics.body;
+  EXPECT_NE(metrics.body.find("postwatch_commands{state=\"failed\"} 2"), std::string::npos) << metrics.body;
 }
 
 TEST_F(FleetCommands, ACommandWaitsForAnOfflineAgentUntilItsTtlAndNotLonger) {

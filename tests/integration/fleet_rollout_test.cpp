@@ -156,6 +156,8 @@ TEST_F(FleetRollout, ACatalogueRolloutWithACanaryReachesEveryAgentAndOneOfflineT
   EXPECT_NE(metrics.body.find("postwatch_rollouts{phase=\"complete\"} 1"), std::string::npos) << metrics.body;
   EXPECT_NE(metrics.body.find("postwatch_fleet_agents{last_outcome=\"applied\"} 10"), std::string::npos)
       << metrics.body;
+  EXPECT_NE(metrics.body.find("postwatch_fleet_bundle_outcomes{outcome=\"applied\"} 10"), std::string::npos)
+      << metrics.body;
 }
 
 TEST_F(FleetRollout, FailingCanariesRollBackByThemselvesAndTheRolloutStopsBeforeTheNextWave) {
