@@ -279,6 +279,27 @@ TEST(FleetBundles, NoHealthByTheDeadlineRollsBackAndSaysWhy) {
   EXPECT_FALSE(fleet->poll(healthy_stats(), {}).has_value());
 }
 
+// A bundle after which the agent never gets its connection back (a keep-alive its broker will
+// not keep, say): no health by the deadline, so back to what it ran, which connects again.
+TEST(FleetBundles, ABundleThatLeavesTheAgentUnconnectedIsRolledBackAtTheDeadline) {
+  Board board;
+  LoadedConfig running;
+  auto fleet = board.start(running);
+  fleet->offer(board.bundle(5, R"({"keep_alive_s": 5})"));
+  ASSERT_TRUE(fleet->poll(AgentStats{}, {}).has_value());
+  AgentStats cut_off;  // connected false, no birth since the switch
+  board.now += std::chrono::seconds(29);
+  EXPECT_FALSE(fleet->poll(cut_off, {}).has_value());
+  board.now += std::chrono::seconds(2);
+  auto back = fleet->poll(cut_off, {});
+  ASSERT_TRUE(back.has_value());
+  auto r = fleet->report();
+  EXPECT_EQ(r.last_outcome, FleetReport::Outcome::RolledBack);
+  EXPECT_EQ(r.last_version, 5u);
+  EXPECT_NE(r.last_reason.find("not connected"), std::string::npos) << r.last_reason;
+  EXPECT_EQ(r.config_bundle, 0u);
+}
+
 TEST(FleetBundles, WhatIsNotSignedByTheFleetOrNotForThisAgentChangesNothing) {
   Board board;
   LoadedConfig running;
