@@ -129,7 +129,8 @@ std::string command_result_topic(std::string_view post, std::string_view agent) 
 }
 
 bool parse_command_result_topic(std::string_view topic, std::string& post, std::string& agent) {
-  const std::string prefix = std::string(kPrefix) + "command-result/";
+  // On the aggregator's path for every state and heartbeat message: nothing allocated for those.
+  constexpr std::string_view prefix = "postwatch/v1/fleet/command-result/";
   if (!topic.starts_with(prefix)) return false;
   topic.remove_prefix(prefix.size());
   auto slash = topic.find('/');
