@@ -60,7 +60,9 @@ void encode_body(const IndicatorEvent& e, std::string& out) {
     put_str(out, e.tags[i].first, 255);
     put_str(out, e.tags[i].second, 255);
   }
-  put(out, e.catalogue_version);
+  // 0 ("not said") is written as nothing, as before the version was kept: such a record reads
+  // back the same bytes whichever agent wrote it.
+  if (e.catalogue_version != 0) put(out, e.catalogue_version);
 }
 
 void frame_record(std::string_view body, std::string& out) {
@@ -112,8 +114,11 @@ RecordStatus decode_body(std::string_view body, IndicatorEvent& e) {
     auto v = c.str(255);
     e.tags.emplace_back(std::move(k), std::move(v));
   }
-  // Records written before the catalogue version was kept end here: version 0, "not said".
-  e.catalogue_version = c.d.size() == sizeof(std::uint32_t) ? c.get<std::uint32_t>() : 0;
+  // Records written before the catalogue version was kept end here: version 0, "not said". A
+  // written version is never 0 (the encoder leaves 0 out): one that is can only be corruption.
+  const bool versioned = c.d.size() == sizeof(std::uint32_t);
+  e.catalogue_version = versioned ? c.get<std::uint32_t>() : 0;
+  if (versioned && e.catalogue_version == 0) return RecordStatus::Corrupt;
   if (!c.ok || !c.d.empty() || kind > static_cast<std::uint8_t>(ValueKind::Text)) return RecordStatus::Corrupt;
   e.kind = static_cast<ValueKind>(kind);
   return RecordStatus::Ok;

@@ -98,6 +98,13 @@ TEST(SpoolRecord, KeepsTheCatalogueVersionAndReadsRecordsWrittenWithoutIt) {
   // Anything else after the tags is corruption, not a version.
   EXPECT_EQ(decode_body(std::string_view(body).substr(0, body.size() - 1), out), RecordStatus::Corrupt);
   EXPECT_EQ(decode_body(body + "x", out), RecordStatus::Corrupt);
+  // Version 0 ("not said") is written as an old record is, so every record reads back the same
+  // bytes; four zero bytes after the tags were never written, so they are corruption.
+  e.catalogue_version = 0;
+  std::string unversioned;
+  encode_body(e, unversioned);
+  EXPECT_EQ(unversioned, body.substr(0, body.size() - 4));
+  EXPECT_EQ(decode_body(unversioned + std::string(4, '\0'), out), RecordStatus::Corrupt);
 }
 
 TEST_F(SpoolTest, AppendsReadsInOrderAndReleases) {
