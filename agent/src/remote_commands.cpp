@@ -37,8 +37,6 @@ std::vector<FleetCommand> RemoteCommands::take() {
     std::string error;
     auto decoded = decode_fleet_commands(*text, error);
     if (!decoded) {
-      std::lock_guard lk(mu_);
-      ++refused_;
       log_->warn("remote commands refused: {} ({} bytes)", error, text->size());
       return {};
     }
@@ -56,11 +54,6 @@ std::vector<FleetCommand> RemoteCommands::take() {
   for (const auto& c : out) ran_.insert(c.id);
   if (ran_ != before) save();
   return out;
-}
-
-std::uint64_t RemoteCommands::refused() const {
-  std::lock_guard lk(mu_);
-  return refused_;
 }
 
 void RemoteCommands::save() const {

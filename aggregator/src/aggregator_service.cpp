@@ -406,9 +406,8 @@ struct AggregatorService::Impl {
       }
       return;
     }
-    if (topic.starts_with(command_result_filter.substr(0, command_result_filter.size() - 3))) {
-      if (std::string post, agent; parse_command_result_topic(topic, post, agent))
-        on_command_result(post, agent, payload, now);
+    if (std::string post, agent; parse_command_result_topic(topic, post, agent)) {
+      on_command_result(post, agent, payload, now);
       return;
     }
     if (!topic.ends_with("/events")) {

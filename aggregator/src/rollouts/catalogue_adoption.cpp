@@ -2,9 +2,6 @@
 
 #include "rollouts/durable_file.hpp"
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <stdexcept>
 #include <system_error>
 

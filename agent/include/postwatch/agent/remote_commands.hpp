@@ -31,17 +31,15 @@ class RemoteCommands {
   void offer(std::string payload);
   // The main loop: commands of the newest list not run before, in order, each returned once.
   std::vector<FleetCommand> take();
-  std::uint64_t refused() const;  // lists refused (malformed, oversized)
 
  private:
   void save() const;
 
   std::filesystem::path file_;
   std::shared_ptr<spdlog::logger> log_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::optional<std::string> newest_;  // guarded by mu_
   std::set<std::string> ran_;          // main loop only: ids run that are still listed
-  std::uint64_t refused_ = 0;
 };
 
 class Agent;
