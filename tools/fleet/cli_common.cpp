@@ -104,6 +104,8 @@ std::int64_t num(const json& j, const char* key) {
   return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
 }
 
+void print_answer(std::ostream& out, const std::string& body) { out << body << (body.ends_with('\n') ? "" : "\n"); }
+
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
                  const std::vector<std::string>& after_row) {
   std::vector<std::size_t> width;

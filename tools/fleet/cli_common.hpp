@@ -46,6 +46,9 @@ std::string str(const nlohmann::json& j, const char* key);
 // An integer member; 0 when absent or not one.
 std::int64_t num(const nlohmann::json& j, const char* key);
 
+// --json: the API's answer as it came, ending in a newline.
+void print_answer(std::ostream& out, const std::string& body);
+
 // Rows of cells, each column as wide as its widest cell; after_row[r], when given and not
 // empty, goes on an indented line of its own under row r.
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows,

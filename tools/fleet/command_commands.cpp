@@ -221,7 +221,7 @@ int status(int argc, char** argv) {
   const auto client = client_of(vm, "commands");
   const auto reply = client.get(id.empty() ? "/api/v1/commands" : "/api/v1/commands/" + id);
   if (vm.count("json")) {
-    std::cout << reply.body << (reply.body.ends_with('\n') ? "" : "\n");
+    print_answer(std::cout, reply.body);
     return 0;
   }
   if (id.empty())

@@ -224,7 +224,7 @@ int status(int argc, char** argv) {
   const auto client = client_of(vm, "rollouts");
   const auto reply = client.get(id.empty() ? "/api/v1/rollouts" : "/api/v1/rollouts/" + id);
   if (vm.count("json")) {
-    std::cout << reply.body << (reply.body.ends_with('\n') ? "" : "\n");
+    print_answer(std::cout, reply.body);
     return 0;
   }
   if (id.empty())
