@@ -5,6 +5,7 @@
 #include "integration/feed_test_support.hpp"
 #include "postwatch/fleet_bundle.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/catalogue_edit.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -231,12 +232,7 @@ TEST_F(FleetRollout, ANewIndicatorReachesTheFleetThroughTheAggregatorAndEventsSp
   ASSERT_TRUE(wait_until([&] { return fleet_reports().size() == kAgents - 1; }, std::chrono::seconds(15))) << logs();
 
   // v2: one more indicator. The aggregator does not know it yet.
-  json ind = cat["indicators"][0];
-  ind["id"] = "border_crossings_closed";
-  ind["name"] = "Border crossings closed";
-  ind["urgent"] = "no";
-  cat["indicators"].push_back(ind);
-  cat["catalogue_version"] = v1 + 1;
+  cat = catalogue_with_indicator("border_crossings_closed", "Border crossings closed", v1 + 1);
   ASSERT_EQ(get("/api/v1/rollouts")["catalogue_version"], v1);
   auto created = start_rollout(bundle(3, "", cat.dump()), 20, 50);
   ASSERT_EQ(created.status, 201) << created.body;

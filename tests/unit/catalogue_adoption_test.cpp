@@ -3,6 +3,7 @@
 // waits for the aggregator to run it.
 #include "rollouts/catalogue_adoption.hpp"
 #include "rollouts/rollout_desk.hpp"
+#include "support/catalogue_edit.hpp"
 #include "support/test_support.hpp"
 
 #include <spdlog/sinks/null_sink.h>
@@ -21,22 +22,13 @@ using nlohmann::json;
 
 namespace {
 
-json installed_json() {
-  std::ifstream in(default_catalogue_path());
-  return json::parse(in);
-}
+json installed_json() { return installed_catalogue_json(); }
 
 IndicatorCatalogue parse(const json& j) { return IndicatorCatalogue::parse(j.dump(), "test"); }
 
 // The installed catalogue with one more indicator, at catalogue_version `version`.
 json with_new_indicator(std::uint32_t version) {
-  json j = installed_json();
-  json ind = j["indicators"][0];
-  ind["id"] = "border_crossings_closed";
-  ind["name"] = "Border crossings closed";
-  j["indicators"].push_back(ind);
-  j["catalogue_version"] = version;
-  return j;
+  return catalogue_with_indicator("border_crossings_closed", "Border crossings closed", version);
 }
 
 std::shared_ptr<spdlog::logger> quiet() {

@@ -11,6 +11,7 @@
 #include "postwatch/catalogue.hpp"
 #include "postwatch/fleet_bundle.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/catalogue_edit.hpp"
 #include "support/test_support.hpp"
 
 #include <nlohmann/json.hpp>
@@ -102,15 +103,8 @@ int main(int argc, char** argv) {
   }
   std::printf("agents online and reporting: %d, %.1f s after the last one started\n", n, seconds_since(t_start));
 
-  std::ifstream in(catalogue_path());
-  auto cat = json::parse(in);
-  const std::uint32_t v1 = cat.value("catalogue_version", 0u);
-  json ind = cat["indicators"][0];
-  ind["id"] = "border_crossings_closed";
-  ind["name"] = "Border crossings closed";
-  ind["urgent"] = "no";
-  cat["indicators"].push_back(ind);
-  cat["catalogue_version"] = v1 + 1;
+  const std::uint32_t v1 = installed_catalogue_json().value("catalogue_version", 0u);
+  const auto cat = catalogue_with_indicator("border_crossings_closed", "Border crossings closed", v1 + 1);
   FleetBundle bundle;
   bundle.version = 1;
   bundle.catalogue = cat.dump();
