@@ -16,6 +16,7 @@
 #include "ingest/batch_ingest.hpp"
 #include "ingest/delivery_confirmer.hpp"
 #include "ingest/mqtt_ingest.hpp"
+#include "ingest/post_liveness.hpp"
 #include "outbound/mqtt_outbox.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/fleet_command.hpp"
@@ -28,7 +29,6 @@
 #include "rollup/board_image.hpp"
 #include "rollup/goal_rollup.hpp"
 #include "rollup/indicator_state.hpp"
-#include "rollup/post_liveness.hpp"
 #include "rollup/status_board.hpp"
 #include "silences/silence_book.hpp"
 #include "store/event_store.hpp"
@@ -51,6 +51,12 @@ namespace postwatch::aggregator {
 using nlohmann::json;
 
 namespace {
+
+// Refused before anything opens (the store, the broker, the port).
+AggregatorOptions checked(AggregatorOptions o) {
+  if (auto why = options_problem(o); !why.empty()) throw std::invalid_argument(why);
+  return o;
+}
 
 AccessControl load_access(const AggregatorOptions& o) {
   if (o.tokens_file.empty()) {
@@ -150,7 +156,7 @@ struct AggregatorService::Impl {
   Impl(boost::asio::io_context& io, AggregatorOptions o, std::shared_ptr<const IndicatorCatalogue> c,
        std::shared_ptr<spdlog::logger> l, std::shared_ptr<const TargetCatalogue> t)
       : io_context(io),
-        options(std::move(o)),
+        options(checked(std::move(o))),
         catalogue(std::move(c)),
         targets(t ? std::move(t) : std::make_shared<const TargetCatalogue>()),
         log(std::move(l)),
@@ -317,8 +323,6 @@ struct AggregatorService::Impl {
       presence.warn_on_broker_confirm(true);
     }
     notifier = make_notifier(options, *catalogue, log, shared_outbox);
-    if (options.tls_cert_file.empty() != options.tls_key_file.empty())
-      throw std::invalid_argument("HTTPS needs both --tls-cert and --tls-key");
     if (!options.tls_cert_file.empty()) {
       try {
         http.use_tls(options.tls_cert_file, options.tls_key_file);
@@ -329,20 +333,8 @@ struct AggregatorService::Impl {
   }
 
   void make_jetstream_cluster() {
-    const auto& g = options.cluster_group;
-    if (options.nats_servers.empty())
-      throw std::invalid_argument("--cluster-group needs --nats: a cluster runs on NATS JetStream (docs/scale-out.md)");
-    auto name_ok = [](const std::string& s) {
-      return !s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
-                               std::string::npos;
-    };
+    const auto& g = options.cluster_group;  // its name and the NATS settings: options_problem()
     std::string instance = options.instance_id.empty() ? options.client_id : options.instance_id;
-    if (!name_ok(g) || !name_ok(instance))
-      throw std::invalid_argument(
-          "--cluster-group and --instance-id may hold only letters, digits, '-' and '_' "
-          "on NATS (they name its buckets and consumers)");
-    if (options.nats_partitions < 1 || options.nats_partitions > 1024)
-      throw std::invalid_argument("--nats-partitions must be 1 to 1024");
     JetStreamClusterOptions o;
     o.group = g;
     o.instance = instance;

@@ -5,7 +5,7 @@
 #include "postwatch/clock.hpp"
 #include "postwatch/wire_codec.hpp"
 #include "rollup/goal_rollup.hpp"
-#include "rollup/post_liveness.hpp"
+#include "ingest/post_liveness.hpp"
 #include "rollup/status_board.hpp"
 #include "store/event_store.hpp"
 #include "support/test_support.hpp"

@@ -6,22 +6,6 @@
 
 namespace postwatch::aggregator {
 
-std::string_view to_string(EventRefusal r) {
-  switch (r) {
-    case EventRefusal::None: return "";
-    case EventRefusal::Future: return "future";
-    case EventRefusal::UnknownIndicator: return "unknown_indicator";
-    case EventRefusal::BadValue: return "bad_value";
-  }
-  return "";
-}
-
-std::optional<EventRefusal> parse_event_refusal(std::string_view s) {
-  for (auto r : {EventRefusal::None, EventRefusal::Future, EventRefusal::UnknownIndicator, EventRefusal::BadValue})
-    if (to_string(r) == s) return r;
-  return std::nullopt;
-}
-
 std::uint64_t IngestCounters::batches_rejected() const {
   std::uint64_t n = batches_bad_topic + batches_topic_mismatch + batches_unknown_post;
   for (std::size_t i = 1; i < batches_undecodable.size(); ++i) n += batches_undecodable[i];

@@ -9,6 +9,23 @@
 
 namespace postwatch::aggregator {
 
+// The refusal names (event_sink.hpp): kept in the store's rows, so they live with it.
+std::string_view to_string(EventRefusal r) {
+  switch (r) {
+    case EventRefusal::None: return "";
+    case EventRefusal::Future: return "future";
+    case EventRefusal::UnknownIndicator: return "unknown_indicator";
+    case EventRefusal::BadValue: return "bad_value";
+  }
+  return "";
+}
+
+std::optional<EventRefusal> parse_event_refusal(std::string_view s) {
+  for (auto r : {EventRefusal::None, EventRefusal::Future, EventRefusal::UnknownIndicator, EventRefusal::BadValue})
+    if (to_string(r) == s) return r;
+  return std::nullopt;
+}
+
 namespace {
 
 std::uint64_t zigzag(std::int64_t v) {

@@ -1,4 +1,4 @@
-#include "rollup/post_liveness.hpp"
+#include "ingest/post_liveness.hpp"
 
 #include <algorithm>
 
