@@ -164,6 +164,206 @@ void read_board_fields(const Reader& r, const json& j, const std::string& entry,
   }
 }
 
+// The catalogue's sections, read in the order their references need: pillars name goals,
+// threats name goals, posts name regions, indicators name goals and threats.
+
+std::uint32_t read_version(const Reader& r, const json& root) {
+  auto v = root.find("catalogue_version");
+  if (v == root.end()) return 0;
+  if (!v->is_number_unsigned() || v->get<std::uint64_t>() > 0xffffffffu)
+    r.fail("(top level)", "catalogue_version must be a whole number from 0");
+  return static_cast<std::uint32_t>(v->get<std::uint64_t>());
+}
+
+std::vector<Goal> read_goals(const Reader& r, const json& root) {
+  std::vector<Goal> out;
+  std::set<int> ids;
+  const auto& goals = r.array(root, "(top level)", "goals");
+  for (std::size_t i = 0; i < goals.size(); ++i) {
+    const auto& g = goals[i];
+    std::string entry = entry_name("goals", i, "");
+    Goal goal;
+    goal.id = r.integer(r.member(g, entry, "id"), entry, "field 'id'");
+    entry = entry_name("goals", i, std::to_string(goal.id));
+    goal.pillar = r.str(g, entry, "pillar");
+    goal.name = r.str(g, entry, "name");
+    goal.aims = r.str(g, entry, "aims", false);
+    if (goal.id < 1) r.fail(entry, "goal id must be 1 or more");
+    if (!ids.insert(goal.id).second) r.fail(entry, "duplicate goal id");
+    out.push_back(std::move(goal));
+  }
+  return out;
+}
+
+// Every goal in exactly one pillar, the one it names.
+std::vector<Pillar> read_pillars(const Reader& r, const json& root, const std::vector<Goal>& goals) {
+  std::set<int> goal_ids;
+  for (const auto& g : goals) goal_ids.insert(g.id);
+  std::vector<Pillar> out;
+  const auto& pillars = r.array(root, "(top level)", "pillars");
+  std::set<int> goals_in_pillars;
+  for (std::size_t i = 0; i < pillars.size(); ++i) {
+    const auto& p = pillars[i];
+    Pillar pillar;
+    pillar.id = r.str(p, entry_name("pillars", i, ""), "id");
+    std::string entry = entry_name("pillars", i, pillar.id);
+    pillar.name = r.str(p, entry, "name");
+    pillar.name_nl = r.str(p, entry, "name_nl", false);
+    for (const auto& g : r.array(p, entry, "goals")) {
+      int id = r.integer(g, entry, "goal reference");
+      if (!goal_ids.count(id)) r.fail(entry, "unknown goal " + std::to_string(id));
+      if (!goals_in_pillars.insert(id).second)
+        r.fail(entry, "goal " + std::to_string(id) + " is in more than one pillar");
+      pillar.goals.push_back(id);
+    }
+    out.push_back(std::move(pillar));
+  }
+  for (const auto& g : goals) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const Pillar& p) { return p.id == g.pillar; });
+    if (it == out.end()) r.fail("goals '" + std::to_string(g.id) + "'", "unknown pillar '" + g.pillar + "'");
+    if (std::find(it->goals.begin(), it->goals.end(), g.id) == it->goals.end())
+      r.fail("goals '" + std::to_string(g.id) + "'", "pillar '" + g.pillar + "' does not list this goal");
+  }
+  return out;
+}
+
+std::vector<Threat> read_threats(const Reader& r, const json& root, const std::set<int>& goal_ids) {
+  std::vector<Threat> out;
+  if (!root.contains("threats")) return out;
+  std::set<std::string> ids;
+  const auto& threats = r.array(root, "(top level)", "threats");
+  for (std::size_t i = 0; i < threats.size(); ++i) {
+    Threat t;
+    t.id = r.str(threats[i], entry_name("threats", i, ""), "id");
+    std::string entry = entry_name("threats", i, t.id);
+    t.name = r.str(threats[i], entry, "name");
+    for (const auto& g : r.array(threats[i], entry, "goals")) {
+      int id = r.integer(g, entry, "goal reference");
+      if (!goal_ids.count(id)) r.fail(entry, "unknown goal " + std::to_string(id));
+      t.goals.push_back(id);
+    }
+    if (!ids.insert(t.id).second) r.fail(entry, "duplicate threat id");
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+std::vector<Region> read_regions(const Reader& r, const json& root) {
+  std::vector<Region> out;
+  std::set<std::string> ids;
+  const auto& regions = r.array(root, "(top level)", "regions");
+  for (std::size_t i = 0; i < regions.size(); ++i) {
+    Region reg;
+    reg.id = r.str(regions[i], entry_name("regions", i, ""), "id");
+    std::string entry = entry_name("regions", i, reg.id);
+    reg.name = r.str(regions[i], entry, "name");
+    if (!is_valid_node_id(reg.id)) r.fail(entry, "id must match ^[a-z0-9][a-z0-9-]{0,47}$");
+    if (!ids.insert(reg.id).second) r.fail(entry, "duplicate region id");
+    out.push_back(std::move(reg));
+  }
+  return out;
+}
+
+template <typename RegionIndex>
+std::vector<Post> read_posts(const Reader& r, const json& root, const RegionIndex& regions) {
+  std::vector<Post> out;
+  std::set<std::string> ids;
+  const auto& posts = r.array(root, "(top level)", "posts");
+  for (std::size_t i = 0; i < posts.size(); ++i) {
+    Post p;
+    p.id = r.str(posts[i], entry_name("posts", i, ""), "id");
+    std::string entry = entry_name("posts", i, p.id);
+    p.city = r.str(posts[i], entry, "city");
+    p.country = r.str(posts[i], entry, "country");
+    p.region = r.str(posts[i], entry, "region");
+    p.name_on_cover = r.str(posts[i], entry, "name_on_cover", false);
+    if (posts[i].contains("kind")) {
+      std::string kind = r.str(posts[i], entry, "kind");
+      if (kind == "ministry")
+        p.kind = PostKind::Ministry;
+      else if (kind != "post")
+        r.fail(entry, "kind '" + kind + "' is not post or ministry");
+    }
+    if (!is_valid_node_id(p.id)) r.fail(entry, "id must match ^[a-z0-9][a-z0-9-]{0,47}$");
+    if (!regions.count(p.region)) r.fail(entry, "unknown region '" + p.region + "'");
+    if (!ids.insert(p.id).second) r.fail(entry, "duplicate post id");
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+// Who reports it, and what a ministry figure may not have (the board's fields).
+void read_reporter(const Reader& r, const json& j, const std::string& entry, const std::set<int>& goal_ids,
+                   Indicator& ind) {
+  if (j.contains("reported_by")) {
+    std::string by = r.str(j, entry, "reported_by");
+    if (by == "ministry")
+      ind.reported_by = Reporter::Ministry;
+    else if (by != "posts")
+      r.fail(entry, "reported_by '" + by + "' is not posts or ministry");
+  }
+  ind.min = r.num(j, entry, "min");
+  ind.max = r.num(j, entry, "max");
+  if (ind.reported_by != Reporter::Ministry) return read_board_fields(r, j, entry, goal_ids, ind);
+  // A national figure: it feeds strategy targets, never the board, so nothing of the board's.
+  for (const char* board : {"baseline", "amber", "red", "direction", "aggregation", "window_s", "goals"})
+    if (j.contains(board))
+      r.fail(entry, std::string("'") + board +
+                        "' is for indicators the posts report; a ministry indicator feeds strategy targets, "
+                        "not the board");
+  if (ind.kind == ValueKind::Text) r.fail(entry, "a ministry indicator is a figure, not text");
+  if (ind.min > ind.max) r.fail(entry, "min must not exceed max");
+}
+
+void read_urgency(const Reader& r, const json& j, const std::string& entry, Indicator& ind) {
+  if (!j.contains("urgent")) return;
+  std::string u = r.str(j, entry, "urgent");
+  if (u == "always")
+    ind.urgent = Urgency::Always;
+  else if (u == "at_red")
+    ind.urgent = Urgency::AtRed;
+  else if (u != "no")
+    r.fail(entry, "urgent '" + u + "' is not no, at_red or always");
+  if (ind.urgent == Urgency::AtRed && (ind.reported_by == Reporter::Ministry || ind.kind == ValueKind::Text))
+    r.fail(entry, "urgent 'at_red' needs a red threshold; this indicator has none (use always or no)");
+}
+
+Indicator read_indicator(const Reader& r, const json& j, std::size_t i, const std::set<int>& goal_ids,
+                         const std::set<std::string>& threat_ids) {
+  Indicator ind;
+  ind.id = r.str(j, entry_name("indicators", i, ""), "id");
+  std::string entry = entry_name("indicators", i, ind.id);
+  if (!is_valid_indicator_id(ind.id)) r.fail(entry, "id must match ^[a-z][a-z0-9_]{1,47}$");
+  ind.name = r.str(j, entry, "name");
+  ind.unit = r.str(j, entry, "unit", false);
+  ind.description = r.str(j, entry, "description", false);
+  std::string kind = r.str(j, entry, "kind");
+  if (!parse_value_kind(kind, ind.kind))
+    r.fail(entry, "kind '" + kind + "' is not one of level, count, gauge, boolean, share, text");
+  read_reporter(r, j, entry, goal_ids, ind);
+  read_urgency(r, j, entry, ind);
+  if (j.contains("threats")) {
+    for (const auto& t : r.array(j, entry, "threats")) {
+      if (!t.is_string() || !threat_ids.count(t.get<std::string>())) r.fail(entry, "unknown threat " + t.dump());
+      ind.threats.push_back(t.get<std::string>());
+    }
+  }
+  return ind;
+}
+
+std::vector<Indicator> read_indicators(const Reader& r, const json& root, const std::set<int>& goal_ids,
+                                       const std::set<std::string>& threat_ids) {
+  std::vector<Indicator> out;
+  std::set<std::string> ids;
+  const auto& indicators = r.array(root, "(top level)", "indicators");
+  for (std::size_t i = 0; i < indicators.size(); ++i) {
+    auto ind = read_indicator(r, indicators[i], i, goal_ids, threat_ids);
+    if (!ids.insert(ind.id).second) r.fail(entry_name("indicators", i, ind.id), "duplicate indicator id");
+    out.push_back(std::move(ind));
+  }
+  return out;
+}
+
 }  // namespace
 
 bool Indicator::is_urgent(double number) const {
@@ -195,162 +395,20 @@ IndicatorCatalogue IndicatorCatalogue::parse(std::string_view text, const std::s
   if (!root.is_object()) r.fail("(top level)", "expected an object");
   IndicatorCatalogue c;
   c.fingerprint_ = fnv1a_hex(text);
-  if (auto v = root.find("catalogue_version"); root.is_object() && v != root.end()) {
-    if (!v->is_number_unsigned() || v->get<std::uint64_t>() > 0xffffffffu)
-      r.fail("(top level)", "catalogue_version must be a whole number from 0");
-    else
-      c.version_ = static_cast<std::uint32_t>(v->get<std::uint64_t>());
-  }
-
-  const auto& goals = r.array(root, "(top level)", "goals");
+  c.version_ = read_version(r, root);
+  c.goals_ = read_goals(r, root);
   std::set<int> goal_ids;
-  for (std::size_t i = 0; i < goals.size(); ++i) {
-    const auto& g = goals[i];
-    std::string entry = entry_name("goals", i, "");
-    Goal goal;
-    goal.id = r.integer(r.member(g, entry, "id"), entry, "field 'id'");
-    entry = entry_name("goals", i, std::to_string(goal.id));
-    goal.pillar = r.str(g, entry, "pillar");
-    goal.name = r.str(g, entry, "name");
-    goal.aims = r.str(g, entry, "aims", false);
-    if (goal.id < 1) r.fail(entry, "goal id must be 1 or more");
-    if (!goal_ids.insert(goal.id).second) r.fail(entry, "duplicate goal id");
-    c.goals_.push_back(std::move(goal));
-  }
-
-  const auto& pillars = r.array(root, "(top level)", "pillars");
-  std::set<int> goals_in_pillars;
-  for (std::size_t i = 0; i < pillars.size(); ++i) {
-    const auto& p = pillars[i];
-    Pillar pillar;
-    pillar.id = r.str(p, entry_name("pillars", i, ""), "id");
-    std::string entry = entry_name("pillars", i, pillar.id);
-    pillar.name = r.str(p, entry, "name");
-    pillar.name_nl = r.str(p, entry, "name_nl", false);
-    for (const auto& g : r.array(p, entry, "goals")) {
-      int id = r.integer(g, entry, "goal reference");
-      if (!goal_ids.count(id)) r.fail(entry, "unknown goal " + std::to_string(id));
-      if (!goals_in_pillars.insert(id).second)
-        r.fail(entry, "goal " + std::to_string(id) + " is in more than one pillar");
-      pillar.goals.push_back(id);
-    }
-    c.pillars_.push_back(std::move(pillar));
-  }
-  for (const auto& g : c.goals_) {
-    auto it = std::find_if(c.pillars_.begin(), c.pillars_.end(), [&](const Pillar& p) { return p.id == g.pillar; });
-    if (it == c.pillars_.end()) r.fail("goals '" + std::to_string(g.id) + "'", "unknown pillar '" + g.pillar + "'");
-    if (std::find(it->goals.begin(), it->goals.end(), g.id) == it->goals.end())
-      r.fail("goals '" + std::to_string(g.id) + "'", "pillar '" + g.pillar + "' does not list this goal");
-  }
-
+  for (const auto& g : c.goals_) goal_ids.insert(g.id);
+  c.pillars_ = read_pillars(r, root, c.goals_);
+  c.threats_ = read_threats(r, root, goal_ids);
+  c.regions_ = read_regions(r, root);
+  for (std::uint32_t i = 0; i < c.regions_.size(); ++i) c.region_ix_.emplace(c.regions_[i].id, i);
+  c.posts_ = read_posts(r, root, c.region_ix_);
+  for (std::uint32_t i = 0; i < c.posts_.size(); ++i) c.post_ix_.emplace(c.posts_[i].id, i);
   std::set<std::string> threat_ids;
-  if (root.contains("threats")) {
-    const auto& threats = r.array(root, "(top level)", "threats");
-    for (std::size_t i = 0; i < threats.size(); ++i) {
-      Threat t;
-      t.id = r.str(threats[i], entry_name("threats", i, ""), "id");
-      std::string entry = entry_name("threats", i, t.id);
-      t.name = r.str(threats[i], entry, "name");
-      for (const auto& g : r.array(threats[i], entry, "goals")) {
-        int id = r.integer(g, entry, "goal reference");
-        if (!goal_ids.count(id)) r.fail(entry, "unknown goal " + std::to_string(id));
-        t.goals.push_back(id);
-      }
-      if (!threat_ids.insert(t.id).second) r.fail(entry, "duplicate threat id");
-      c.threats_.push_back(std::move(t));
-    }
-  }
-
-  const auto& regions = r.array(root, "(top level)", "regions");
-  for (std::size_t i = 0; i < regions.size(); ++i) {
-    Region reg;
-    reg.id = r.str(regions[i], entry_name("regions", i, ""), "id");
-    std::string entry = entry_name("regions", i, reg.id);
-    reg.name = r.str(regions[i], entry, "name");
-    if (!is_valid_node_id(reg.id)) r.fail(entry, "id must match ^[a-z0-9][a-z0-9-]{0,47}$");
-    if (!c.region_ix_.emplace(reg.id, static_cast<std::uint32_t>(c.regions_.size())).second)
-      r.fail(entry, "duplicate region id");
-    c.regions_.push_back(std::move(reg));
-  }
-
-  const auto& posts = r.array(root, "(top level)", "posts");
-  for (std::size_t i = 0; i < posts.size(); ++i) {
-    Post p;
-    p.id = r.str(posts[i], entry_name("posts", i, ""), "id");
-    std::string entry = entry_name("posts", i, p.id);
-    p.city = r.str(posts[i], entry, "city");
-    p.country = r.str(posts[i], entry, "country");
-    p.region = r.str(posts[i], entry, "region");
-    p.name_on_cover = r.str(posts[i], entry, "name_on_cover", false);
-    if (posts[i].contains("kind")) {
-      std::string kind = r.str(posts[i], entry, "kind");
-      if (kind == "ministry")
-        p.kind = PostKind::Ministry;
-      else if (kind != "post")
-        r.fail(entry, "kind '" + kind + "' is not post or ministry");
-    }
-    if (!is_valid_node_id(p.id)) r.fail(entry, "id must match ^[a-z0-9][a-z0-9-]{0,47}$");
-    if (!c.region_ix_.count(p.region)) r.fail(entry, "unknown region '" + p.region + "'");
-    if (!c.post_ix_.emplace(p.id, static_cast<std::uint32_t>(c.posts_.size())).second)
-      r.fail(entry, "duplicate post id");
-    c.posts_.push_back(std::move(p));
-  }
-
-  const auto& indicators = r.array(root, "(top level)", "indicators");
-  for (std::size_t i = 0; i < indicators.size(); ++i) {
-    const auto& j = indicators[i];
-    Indicator ind;
-    ind.id = r.str(j, entry_name("indicators", i, ""), "id");
-    std::string entry = entry_name("indicators", i, ind.id);
-    if (!is_valid_indicator_id(ind.id)) r.fail(entry, "id must match ^[a-z][a-z0-9_]{1,47}$");
-    ind.name = r.str(j, entry, "name");
-    ind.unit = r.str(j, entry, "unit", false);
-    ind.description = r.str(j, entry, "description", false);
-    std::string kind = r.str(j, entry, "kind");
-    if (!parse_value_kind(kind, ind.kind))
-      r.fail(entry, "kind '" + kind + "' is not one of level, count, gauge, boolean, share, text");
-    if (j.contains("reported_by")) {
-      std::string by = r.str(j, entry, "reported_by");
-      if (by == "ministry")
-        ind.reported_by = Reporter::Ministry;
-      else if (by != "posts")
-        r.fail(entry, "reported_by '" + by + "' is not posts or ministry");
-    }
-    ind.min = r.num(j, entry, "min");
-    ind.max = r.num(j, entry, "max");
-    if (ind.reported_by == Reporter::Ministry) {
-      // A national figure: it feeds strategy targets, never the board, so nothing of the board's.
-      for (const char* board : {"baseline", "amber", "red", "direction", "aggregation", "window_s", "goals"})
-        if (j.contains(board))
-          r.fail(entry, std::string("'") + board +
-                            "' is for indicators the posts report; a ministry indicator feeds strategy targets, "
-                            "not the board");
-      if (ind.kind == ValueKind::Text) r.fail(entry, "a ministry indicator is a figure, not text");
-      if (ind.min > ind.max) r.fail(entry, "min must not exceed max");
-    } else {
-      read_board_fields(r, j, entry, goal_ids, ind);
-    }
-    if (j.contains("urgent")) {
-      std::string u = r.str(j, entry, "urgent");
-      if (u == "always")
-        ind.urgent = Urgency::Always;
-      else if (u == "at_red")
-        ind.urgent = Urgency::AtRed;
-      else if (u != "no")
-        r.fail(entry, "urgent '" + u + "' is not no, at_red or always");
-      if (ind.urgent == Urgency::AtRed && (ind.reported_by == Reporter::Ministry || ind.kind == ValueKind::Text))
-        r.fail(entry, "urgent 'at_red' needs a red threshold; this indicator has none (use always or no)");
-    }
-    if (j.contains("threats")) {
-      for (const auto& t : r.array(j, entry, "threats")) {
-        if (!t.is_string() || !threat_ids.count(t.get<std::string>())) r.fail(entry, "unknown threat " + t.dump());
-        ind.threats.push_back(t.get<std::string>());
-      }
-    }
-    if (!c.indicator_ix_.emplace(ind.id, static_cast<std::uint32_t>(c.indicators_.size())).second)
-      r.fail(entry, "duplicate indicator id");
-    c.indicators_.push_back(std::move(ind));
-  }
+  for (const auto& t : c.threats_) threat_ids.insert(t.id);
+  c.indicators_ = read_indicators(r, root, goal_ids, threat_ids);
+  for (std::uint32_t i = 0; i < c.indicators_.size(); ++i) c.indicator_ix_.emplace(c.indicators_[i].id, i);
   if (c.goals_.empty()) r.fail("goals", "the catalogue defines no goals");
   if (c.posts_.empty()) r.fail("posts", "the catalogue defines no posts");
   if (c.indicators_.empty()) r.fail("indicators", "the catalogue defines no indicators");
