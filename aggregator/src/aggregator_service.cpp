@@ -90,13 +90,13 @@ std::vector<std::string> ingest_filters(const AggregatorOptions& o) {
 AlarmNotice alarm_notice(const Alarm& a, const IndicatorCatalogue& cat) {
   AlarmNotice n;  // by name: a positional list would let a new member take a neighbour's value
   n.id = a.id;
-  n.kind = a.kind;
+  n.kind = std::string(to_string(a.kind));
   n.level = std::string(to_string(a.level));
   n.goal = a.goal;
   n.open = a.open();
   n.acknowledged = a.acked_at_ms != 0;
   n.alarm = alarm_json(a);
-  if (const Goal* g = a.kind == "goal" ? cat.find_goal(a.goal) : nullptr) n.pillar = g->pillar;
+  if (const Goal* g = a.kind == AlarmKind::Goal ? cat.find_goal(a.goal) : nullptr) n.pillar = g->pillar;
   auto add_post = [&](const std::string& id) {
     const Post* p = cat.find_post(id);
     if (!p || std::find(n.posts.begin(), n.posts.end(), id) != n.posts.end()) return;
@@ -444,7 +444,7 @@ struct AggregatorService::Impl {
     std::vector<ShownStatus> goals(catalogue->goals().size()), pillars(catalogue->pillars().size());
     for (const auto& h : store.latest_history()) {
       ShownStatus s{h.status, h.at_ms, h.status, 0, health_from_score(h.status, h.score), h.score};
-      if (h.scope == "goal") {
+      if (h.scope == StatusScope::Goal) {
         for (std::size_t i = 0; i < goals.size(); ++i)
           if (std::to_string(catalogue->goals()[i].id) == h.id) goals[i] = s;
       } else {
@@ -652,8 +652,8 @@ struct AggregatorService::Impl {
       const auto& s = board.goals()[g];
       std::string id = std::to_string(catalogue->goals()[g].id);
       bool changed = std::any_of(changes.statuses.begin(), changes.statuses.end(),
-                                 [&](const StatusChange& c) { return c.scope == "goal" && c.id == id; });
-      if (changed || periodic) store.record_history({now, "goal", id, s.shown, s.score});
+                                 [&](const StatusChange& c) { return c.scope == StatusScope::Goal && c.id == id; });
+      if (changed || periodic) store.record_history({now, StatusScope::Goal, id, s.shown, s.score});
       if (changed && feed_publisher())
         outbox.publish(topics::goal_feed(catalogue->goals()[g].id), dump_json(goal_snapshot_json(*catalogue, board, g)),
                        true, OutboundPriority::Snapshot);
@@ -663,8 +663,8 @@ struct AggregatorService::Impl {
       const auto& s = board.pillars()[p];
       const std::string& id = catalogue->pillars()[p].id;
       bool changed = std::any_of(changes.statuses.begin(), changes.statuses.end(),
-                                 [&](const StatusChange& c) { return c.scope == "pillar" && c.id == id; });
-      if (changed || periodic) store.record_history({now, "pillar", id, s.shown, s.score});
+                                 [&](const StatusChange& c) { return c.scope == StatusScope::Pillar && c.id == id; });
+      if (changed || periodic) store.record_history({now, StatusScope::Pillar, id, s.shown, s.score});
       if (changed && feed_publisher())
         outbox.publish(topics::pillar_feed(id), dump_json(pillar_snapshot_json(*catalogue, board, p)), true,
                        OutboundPriority::Snapshot);
@@ -682,7 +682,8 @@ struct AggregatorService::Impl {
     for (auto id : changes.alarms)
       if (const Alarm* a = board.find_alarm(id)) on_alarm_changed(*a);
     for (const auto& c : changes.statuses)
-      log->info("{} {}: {} -> {} (score {:.1f})", c.scope, c.id, to_string(c.from), to_string(c.to), c.score);
+      log->info("{} {}: {} -> {} (score {:.1f})", to_string(c.scope), c.id, to_string(c.from), to_string(c.to),
+                c.score);
   }
 
   // Clustered, one board (docs/scale-out.md): the leader debounces and raises alarms,

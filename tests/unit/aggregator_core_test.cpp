@@ -2,10 +2,10 @@
 // minimum duration, alarms, silent posts and coverage, and the store.
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
+#include "ingest/post_liveness.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/wire_codec.hpp"
 #include "rollup/goal_rollup.hpp"
-#include "ingest/post_liveness.hpp"
 #include "rollup/status_board.hpp"
 #include "store/event_store.hpp"
 #include "support/test_support.hpp"
@@ -292,7 +292,7 @@ TEST_F(BoardTest, AlarmsAreRaisedWithCauseAcknowledgedAndCleared) {
   auto raised = tick(4, kT0 + 1000);
   ASSERT_EQ(fast.alarms().size(), 1u);
   const Alarm& a = fast.alarms()[0];
-  EXPECT_EQ(a.kind, "goal");
+  EXPECT_EQ(a.kind, AlarmKind::Goal);
   EXPECT_EQ(a.goal, 7);
   EXPECT_EQ(a.level, Status::Red);
   EXPECT_EQ(a.raised_at_ms, kT0 + 1000);
@@ -358,7 +358,7 @@ TEST(SilentPosts, MissedHeartbeatsMakeAPostSilentAndLowCoverageUnknown) {
   StatusBoard board(cat, BoardPolicy{0});
   board.tick(snap, silent, kT0 + 3600);
   int silent_alarms = 0;
-  for (const auto& a : board.alarms()) silent_alarms += a.kind == "post_silent" && a.open();
+  for (const auto& a : board.alarms()) silent_alarms += a.kind == AlarmKind::PostSilent && a.open();
   EXPECT_EQ(silent_alarms, 2);
 }
 
@@ -390,7 +390,7 @@ TEST(SilentPosts, ABirthCountsAsHeardUntilTheHeartbeatsAreMissed) {
   StatusBoard board(cat, BoardPolicy{0});
   GoalRollup rollup(cat);
   board.tick(rollup.compute(state, kT0 + 1, silent), silent, kT0 + 1);
-  for (const auto& a : board.alarms()) EXPECT_NE(a.kind, "post_silent") << a.post;
+  for (const auto& a : board.alarms()) EXPECT_NE(a.kind, AlarmKind::PostSilent) << a.post;
 
   silent = silent_posts(cat, agents, state, kT0 + 29'000, policy);
   EXPECT_FALSE(silent[kabul]);
@@ -462,7 +462,7 @@ TEST(TopicMismatchAlarm, RepeatedAttemptsRaiseAndAQuietWindowClears) {
   auto tick = [&](std::int64_t now) { return board.tick(rollup.compute(state, now, silent), silent, now); };
   auto open_mismatch = [&]() -> const Alarm* {
     for (const auto& a : board.alarms())
-      if (a.kind == "topic_mismatch" && a.open()) return &a;
+      if (a.kind == AlarmKind::TopicMismatch && a.open()) return &a;
     return nullptr;
   };
 
@@ -523,10 +523,10 @@ TEST(Store, PersistsEventsHistoryAndAlarmsAcrossReopen) {
     events[2].late = true;
     store.persist(events);
     store.persist(events);  // a duplicate hand-over is ignored by the primary key
-    store.record_history({kT0, "goal", "7", Status::Red, 12.5});
+    store.record_history({kT0, StatusScope::Goal, "7", Status::Red, 12.5});
     Alarm a;
     a.id = 4;
-    a.kind = "goal";
+    a.kind = AlarmKind::Goal;
     a.goal = 7;
     a.level = Status::Red;
     a.raised_at_ms = kT0;
@@ -534,7 +534,7 @@ TEST(Store, PersistsEventsHistoryAndAlarmsAcrossReopen) {
     store.save_alarm(a);
     ASSERT_TRUE(store.flush(std::chrono::seconds(5)));
     EXPECT_EQ(store.pending_events(), 0u);
-    auto h = store.query_history("goal", "7", kT0 - 1, kT0 + 1, 10);
+    auto h = store.query_history(StatusScope::Goal, "7", kT0 - 1, kT0 + 1, 10);
     ASSERT_EQ(h.size(), 1u);
     EXPECT_EQ(h[0].status, Status::Red);
   }

@@ -798,12 +798,12 @@ HttpResponse ApiRoutes::metrics() {
     m.sample("postwatch_pillar_status", L::label("pillar", cat.pillars()[p].id),
              static_cast<std::uint64_t>(src_.board.pillars()[p].shown));
   // Every kind shows, 0 included, so an alert rule never sees the series vanish.
-  std::map<std::string, std::uint64_t> open_by_kind{
-      {"goal", 0}, {"post_silent", 0}, {"topic_mismatch", 0}, {"clock_offset", 0}, {"store_failing", 0}};
+  std::map<std::string_view, std::uint64_t> open_by_kind;
+  for (auto k : kAlarmKinds) open_by_kind[to_string(k)] = 0;
   std::uint64_t unacked = 0;
   for (const auto& a : src_.board.alarms()) {
     if (!a.open()) continue;
-    open_by_kind[a.kind] += 1;
+    open_by_kind[to_string(a.kind)] += 1;
     unacked += a.acked_at_ms == 0;
   }
   if (src_.flow) {
@@ -891,12 +891,12 @@ HttpResponse ApiRoutes::history(const Query& q) {
   if (!src_.store) return error_response(http::status::service_unavailable, "history needs the store");
   auto csv = wants_csv(q);
   if (!csv) return error_response(http::status::bad_request, "format must be json or csv");
-  auto scope = q.count("scope") ? q.at("scope") : "";
+  const std::string scope = q.count("scope") ? q.at("scope") : "";
   auto id = q.count("id") ? q.at("id") : "";
-  if (scope != "goal" && scope != "pillar")
-    return error_response(http::status::bad_request, "scope must be goal or pillar");
+  const auto which = parse_status_scope(scope);
+  if (!which) return error_response(http::status::bad_request, "scope must be goal or pillar");
   bool known = false;
-  if (scope == "goal") {
+  if (*which == StatusScope::Goal) {
     int g = 0;
     known = parse_int(std::string_view(id), g) && src_.catalogue.find_goal(g);
   } else {
@@ -910,7 +910,7 @@ HttpResponse ApiRoutes::history(const Query& q) {
     return error_response(http::status::bad_request, "to must be UTC milliseconds");
   if (from < 0 || to < 0) return error_response(http::status::bad_request, "from and to must not be negative");
   if (from > to) return error_response(http::status::bad_request, "from must not be after to");
-  auto points = src_.store->query_history(scope, id, from, to, 10000);
+  auto points = src_.store->query_history(*which, id, from, to, 10000);
   if (*csv) {
     std::string out = "at_ms,at_utc,scope,id,status,score\r\n";
     for (const auto& h : points)  // an unknown point has no score: an empty field, as JSON's null

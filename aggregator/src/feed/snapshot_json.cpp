@@ -84,7 +84,7 @@ json alarm_json(const Alarm& a) {
          {"cleared_at_ms", a.cleared_at_ms ? json(a.cleared_at_ms) : json(nullptr)},
          {"causes", causes},
          {"acknowledged", a.acked_at_ms != 0}};
-  if (a.kind == "goal")
+  if (a.kind == AlarmKind::Goal)
     j["goal"] = a.goal;
   else
     j["post"] = a.post;

@@ -11,7 +11,7 @@ json alarm_to_json(const Alarm& a) {
     causes.push_back(
         {{"post", c.post}, {"indicator", c.indicator}, {"value", c.value}, {"status", to_string(c.status)}});
   return {{"id", a.id},
-          {"kind", a.kind},
+          {"kind", to_string(a.kind)},
           {"goal", a.goal},
           {"post", a.post},
           {"level", to_string(a.level)},
@@ -24,10 +24,12 @@ json alarm_to_json(const Alarm& a) {
           {"acked_at_ms", a.acked_at_ms}};
 }
 
-Alarm alarm_from_json(const json& j) {
+std::optional<Alarm> alarm_from_json(const json& j) {
+  auto kind = parse_alarm_kind(j.value("kind", ""));
+  if (!kind) return std::nullopt;
   Alarm a;
   a.id = j.value("id", std::uint64_t{0});
-  a.kind = j.value("kind", "");
+  a.kind = *kind;
   a.goal = j.value("goal", 0);
   a.post = j.value("post", "");
   a.level = parse_status(j.value("level", ""));
@@ -79,7 +81,8 @@ std::string decode_board_image(std::string_view text, const IndicatorCatalogue& 
     out = BoardImage{};
     for (const auto& s : j.at("goals")) out.goals.push_back(shown_from_json(s));
     for (const auto& s : j.at("pillars")) out.pillars.push_back(shown_from_json(s));
-    for (const auto& a : j.at("alarms")) out.alarms.push_back(alarm_from_json(a));
+    for (const auto& a : j.at("alarms"))
+      if (auto alarm = alarm_from_json(a)) out.alarms.push_back(std::move(*alarm));
   } catch (const json::exception& e) {
     return std::string("malformed board: ") + e.what();
   }

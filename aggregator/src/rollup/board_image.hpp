@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,7 +16,8 @@
 namespace postwatch::aggregator {
 
 nlohmann::json alarm_to_json(const Alarm& a);
-Alarm alarm_from_json(const nlohmann::json& j);
+// nullopt for a kind this version does not know (a newer one wrote it).
+std::optional<Alarm> alarm_from_json(const nlohmann::json& j);
 
 struct BoardImage {
   static constexpr int kFormat = 1;

@@ -1,10 +1,40 @@
 #include "rollup/status_board.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 
 #include <algorithm>
 
 namespace postwatch::aggregator {
+
+std::string_view to_string(AlarmKind k) {
+  switch (k) {
+    case AlarmKind::Goal: return "goal";
+    case AlarmKind::PostSilent: return "post_silent";
+    case AlarmKind::TopicMismatch: return "topic_mismatch";
+    case AlarmKind::ClockOffset: return "clock_offset";
+    case AlarmKind::StoreFailing: return "store_failing";
+  }
+  return "goal";
+}
+
+std::optional<AlarmKind> parse_alarm_kind(std::string_view s) {
+  for (auto k : kAlarmKinds)
+    if (to_string(k) == s) return k;
+  return std::nullopt;
+}
+
+std::string_view to_string(StatusScope s) { return s == StatusScope::Goal ? "goal" : "pillar"; }
+
+void to_json(nlohmann::json& j, AlarmKind k) { j = to_string(k); }
+void to_json(nlohmann::json& j, StatusScope s) { j = to_string(s); }
+
+std::optional<StatusScope> parse_status_scope(std::string_view s) {
+  if (s == "goal") return StatusScope::Goal;
+  if (s == "pillar") return StatusScope::Pillar;
+  return std::nullopt;
+}
 
 StatusBoard::StatusBoard(const IndicatorCatalogue& catalogue, BoardPolicy policy)
     : catalogue_(catalogue), policy_(policy), goals_(catalogue.goals().size()), pillars_(catalogue.pillars().size()) {}
@@ -27,13 +57,13 @@ bool StatusBoard::debounce(ShownStatus& s, Status raw, std::int64_t now_ms) {
   return true;
 }
 
-Alarm* StatusBoard::open_alarm(const std::string& kind, int goal, const std::string& post) {
+Alarm* StatusBoard::open_alarm(AlarmKind kind, int goal, const std::string& post) {
   for (auto& a : alarms_)
     if (a.open() && a.kind == kind && a.goal == goal && a.post == post) return &a;
   return nullptr;
 }
 
-std::uint64_t StatusBoard::raise_alarm(Alarm a, const std::string& kind, int goal, const std::string& post,
+std::uint64_t StatusBoard::raise_alarm(Alarm a, AlarmKind kind, int goal, const std::string& post,
                                        std::int64_t now_ms) {
   a.id = next_alarm_id_++;
   a.kind = kind;
@@ -48,7 +78,7 @@ std::uint64_t StatusBoard::raise_alarm(Alarm a, const std::string& kind, int goa
 void StatusBoard::update_goal_alarm(std::size_t g, std::int64_t now_ms, BoardChanges& out) {
   const ShownStatus& s = goals_[g];
   const GoalRollupResult& raw = last_.goals[g];
-  Alarm* open = open_alarm("goal", raw.goal, "");
+  Alarm* open = open_alarm(AlarmKind::Goal, raw.goal, "");
   bool alarming = s.shown == Status::Amber || s.shown == Status::Red;
   if (!alarming) {
     if (open && s.shown == Status::Green) {  // unknown (no coverage) does not clear: nobody is looking
@@ -76,7 +106,7 @@ void StatusBoard::update_goal_alarm(std::size_t g, std::int64_t now_ms, BoardCha
     }
   }
   if (!open) {
-    out.alarms.push_back(raise_alarm(std::move(fresh), "goal", raw.goal, "", now_ms));
+    out.alarms.push_back(raise_alarm(std::move(fresh), AlarmKind::Goal, raw.goal, "", now_ms));
   } else {
     out.alarms.push_back(open->id);  // escalated or de-escalated
   }
@@ -86,11 +116,11 @@ void StatusBoard::update_silent_alarms(const std::vector<bool>& silent, std::int
   for (std::size_t p = 0; p < catalogue_.posts().size(); ++p) {
     const std::string& post = catalogue_.posts()[p].id;
     bool is_silent = p < silent.size() && silent[p];
-    Alarm* open = open_alarm("post_silent", 0, post);
+    Alarm* open = open_alarm(AlarmKind::PostSilent, 0, post);
     if (is_silent && !open) {
       Alarm a;
       a.level = Status::Amber;
-      out.alarms.push_back(raise_alarm(std::move(a), "post_silent", 0, post, now_ms));
+      out.alarms.push_back(raise_alarm(std::move(a), AlarmKind::PostSilent, 0, post, now_ms));
     } else if (!is_silent && open) {
       open->cleared_at_ms = now_ms;
       out.alarms.push_back(open->id);
@@ -104,7 +134,7 @@ void StatusBoard::update_clock_alarms(std::int64_t now_ms, BoardChanges& out) {
     if (c.post < by_post.size()) by_post[c.post].push_back(&c);
   for (std::size_t p = 0; p < by_post.size(); ++p) {
     const std::string& post = catalogue_.posts()[p].id;
-    Alarm* open = open_alarm("clock_offset", 0, post);
+    Alarm* open = open_alarm(AlarmKind::ClockOffset, 0, post);
     if (by_post[p].empty()) {
       if (open) {
         open->cleared_at_ms = now_ms;
@@ -124,7 +154,7 @@ void StatusBoard::update_clock_alarms(std::int64_t now_ms, BoardChanges& out) {
       Alarm a;
       a.level = Status::Amber;
       a.causes = std::move(causes);
-      out.alarms.push_back(raise_alarm(std::move(a), "clock_offset", 0, post, now_ms));
+      out.alarms.push_back(raise_alarm(std::move(a), AlarmKind::ClockOffset, 0, post, now_ms));
     } else if (!same(open->causes)) {  // another agent, or the offset moved by more than a minute
       open->causes = std::move(causes);
       out.alarms.push_back(open->id);
@@ -133,7 +163,7 @@ void StatusBoard::update_clock_alarms(std::int64_t now_ms, BoardChanges& out) {
 }
 
 void StatusBoard::update_store_alarm(std::int64_t now_ms, BoardChanges& out) {
-  Alarm* open = open_alarm("store_failing", 0, "");
+  Alarm* open = open_alarm(AlarmKind::StoreFailing, 0, "");
   if (!store_failing_) {
     if (open) {
       open->cleared_at_ms = now_ms;
@@ -145,7 +175,7 @@ void StatusBoard::update_store_alarm(std::int64_t now_ms, BoardChanges& out) {
   Alarm a;
   a.level = Status::Red;
   a.causes.push_back({"", "events_waiting_for_store", static_cast<double>(store_waiting_), Status::Red});
-  out.alarms.push_back(raise_alarm(std::move(a), "store_failing", 0, "", now_ms));
+  out.alarms.push_back(raise_alarm(std::move(a), AlarmKind::StoreFailing, 0, "", now_ms));
 }
 
 void StatusBoard::record_topic_mismatch(const std::string& topic_post, const std::string& claimed,
@@ -157,7 +187,7 @@ void StatusBoard::update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out)
   for (auto it = mismatches_.begin(); it != mismatches_.end();) {
     const std::string& post = it->first;
     const MismatchAttempts& m = it->second;
-    Alarm* open = open_alarm("topic_mismatch", 0, post);
+    Alarm* open = open_alarm(AlarmKind::TopicMismatch, 0, post);
     const bool quiet = now_ms - m.at_ms.back() > policy_.mismatch_window_ms;
     const bool repeated = m.at_ms.size() >= policy_.mismatch_attempts &&
                           m.at_ms.back() - m.at_ms.front() <= policy_.mismatch_window_ms && !quiet;
@@ -170,7 +200,7 @@ void StatusBoard::update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out)
         a.causes.push_back({c, "topic_mismatch", static_cast<double>(m.total), Status::Red});
       if (!open) {
         a.level = Status::Red;
-        out.alarms.push_back(raise_alarm(std::move(fresh), "topic_mismatch", 0, post, now_ms));
+        out.alarms.push_back(raise_alarm(std::move(fresh), AlarmKind::TopicMismatch, 0, post, now_ms));
       } else {
         out.alarms.push_back(open->id);  // more attempts since the last report
       }
@@ -178,7 +208,7 @@ void StatusBoard::update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out)
       open->cleared_at_ms = now_ms;
       out.alarms.push_back(open->id);
     }
-    if (quiet && !open_alarm("topic_mismatch", 0, post))
+    if (quiet && !open_alarm(AlarmKind::TopicMismatch, 0, post))
       it = mismatches_.erase(it);  // forgotten: a later attempt starts a new count
     else
       ++it;
@@ -197,7 +227,7 @@ BoardChanges StatusBoard::tick(const RollupSnapshot& raw, const std::vector<bool
     if (r.indicators_reporting > 0) s.health = r.health;
     bool changed = debounce(s, r.status, now_ms);
     s.score = score_in_band(s.shown, s.health);
-    if (changed) out.statuses.push_back({"goal", std::to_string(r.goal), before, s.shown, s.score, now_ms});
+    if (changed) out.statuses.push_back({StatusScope::Goal, std::to_string(r.goal), before, s.shown, s.score, now_ms});
     update_goal_alarm(g, now_ms, out);
   }
   // Pillars follow their goals' shown statuses, so they never flap faster than the goals.
@@ -220,7 +250,7 @@ BoardChanges StatusBoard::tick(const RollupSnapshot& raw, const std::vector<bool
     if (worst != pillars_[i].shown) {
       pillars_[i].shown = worst;
       pillars_[i].since_ms = now_ms;
-      out.statuses.push_back({"pillar", pillar.id, before, worst, pillars_[i].score, now_ms});
+      out.statuses.push_back({StatusScope::Pillar, pillar.id, before, worst, pillars_[i].score, now_ms});
     }
   }
   update_silent_alarms(silent, now_ms, out);
@@ -261,11 +291,11 @@ BoardChanges StatusBoard::adopt(std::vector<ShownStatus> goals, std::vector<Show
   if (goals.size() != goals_.size() || pillars.size() != pillars_.size()) return out;
   for (std::size_t i = 0; i < goals.size(); ++i)
     if (goals[i].shown != goals_[i].shown)
-      out.statuses.push_back({"goal", std::to_string(catalogue_.goals()[i].id), goals_[i].shown, goals[i].shown,
-                              goals[i].score, goals[i].since_ms});
+      out.statuses.push_back({StatusScope::Goal, std::to_string(catalogue_.goals()[i].id), goals_[i].shown,
+                              goals[i].shown, goals[i].score, goals[i].since_ms});
   for (std::size_t i = 0; i < pillars.size(); ++i)
     if (pillars[i].shown != pillars_[i].shown)
-      out.statuses.push_back({"pillar", catalogue_.pillars()[i].id, pillars_[i].shown, pillars[i].shown,
+      out.statuses.push_back({StatusScope::Pillar, catalogue_.pillars()[i].id, pillars_[i].shown, pillars[i].shown,
                               pillars[i].score, pillars[i].since_ms});
   std::map<std::uint64_t, const Alarm*> before;
   for (const auto& a : alarms_) before[a.id] = &a;

@@ -7,11 +7,14 @@
 #include "rollup/goal_rollup.hpp"
 #include "rollup/topic_mismatch_log.hpp"
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace postwatch::aggregator {
@@ -33,6 +36,21 @@ struct ShownStatus {
   double score = 0;   // score_in_band(shown, health): agrees with `shown` (0 and null when unknown)
 };
 
+// What an alarm is about; its name is what the API, the store and the notification routes use.
+enum class AlarmKind : std::uint8_t { Goal, PostSilent, TopicMismatch, ClockOffset, StoreFailing };
+std::string_view to_string(AlarmKind k);  // "goal", "post_silent", "topic_mismatch", "clock_offset", "store_failing"
+std::optional<AlarmKind> parse_alarm_kind(std::string_view s);
+inline constexpr AlarmKind kAlarmKinds[] = {AlarmKind::Goal, AlarmKind::PostSilent, AlarmKind::TopicMismatch,
+                                            AlarmKind::ClockOffset, AlarmKind::StoreFailing};
+
+// Which kind of status changed; named "goal" or "pillar" in the API and the store's history.
+enum class StatusScope : std::uint8_t { Goal, Pillar };
+std::string_view to_string(StatusScope s);
+std::optional<StatusScope> parse_status_scope(std::string_view s);
+// In JSON by name, as the API shows them (nlohmann would otherwise write an enum's number).
+void to_json(nlohmann::json& j, AlarmKind k);
+void to_json(nlohmann::json& j, StatusScope s);
+
 struct AlarmCause {
   std::string post, indicator;
   double value = 0;
@@ -41,7 +59,7 @@ struct AlarmCause {
 
 struct Alarm {
   std::uint64_t id = 0;
-  std::string kind;                      // "goal", "post_silent", "topic_mismatch", "clock_offset" or "store_failing"
+  AlarmKind kind = AlarmKind::Goal;
   int goal = 0;                          // kind goal
   std::string post;                      // kind post_silent; topic_mismatch: the post whose topic was used
   Status level = Status::Unknown;        // what it is now: a goal alarm follows its goal down to amber
@@ -55,7 +73,7 @@ struct Alarm {
 };
 
 struct StatusChange {
-  std::string scope;  // "goal" or "pillar"
+  StatusScope scope = StatusScope::Goal;
   std::string id;
   Status from = Status::Unknown, to = Status::Unknown;
   double score = 0;
@@ -121,9 +139,9 @@ class StatusBoard {
   void update_mismatch_alarms(std::int64_t now_ms, BoardChanges& out);
   void update_clock_alarms(std::int64_t now_ms, BoardChanges& out);
   void update_store_alarm(std::int64_t now_ms, BoardChanges& out);
-  Alarm* open_alarm(const std::string& kind, int goal, const std::string& post);
+  Alarm* open_alarm(AlarmKind kind, int goal, const std::string& post);
   // Files `a` as a new alarm (next id, what it is about, when); returns its id.
-  std::uint64_t raise_alarm(Alarm a, const std::string& kind, int goal, const std::string& post, std::int64_t now_ms);
+  std::uint64_t raise_alarm(Alarm a, AlarmKind kind, int goal, const std::string& post, std::int64_t now_ms);
 
   const IndicatorCatalogue& catalogue_;
   BoardPolicy policy_;

@@ -69,18 +69,22 @@ std::vector<HistoryPoint> EventStore::latest_history() {
               "JOIN (SELECT scope, id, MAX(at_ms) AS at_ms FROM history GROUP BY scope, id) m "
               "ON h.scope = m.scope AND h.id = m.id AND h.at_ms = m.at_ms");
   std::vector<HistoryPoint> out;
-  while (sqlite3_step(q.get()) == SQLITE_ROW)
-    out.push_back({sqlite3_column_int64(q.get(), 0), text_col(q.get(), 1), text_col(q.get(), 2),
-                   parse_status(text_col(q.get(), 3)), sqlite3_column_double(q.get(), 4)});
+  while (sqlite3_step(q.get()) == SQLITE_ROW) {
+    auto scope = parse_status_scope(text_col(q.get(), 1));
+    if (!scope) continue;  // a scope this version does not show
+    out.push_back({sqlite3_column_int64(q.get(), 0), *scope, text_col(q.get(), 2), parse_status(text_col(q.get(), 3)),
+                   sqlite3_column_double(q.get(), 4)});
+  }
   return out;
 }
 
-std::vector<HistoryPoint> EventStore::query_history(const std::string& scope, const std::string& id,
-                                                    std::int64_t from_ms, std::int64_t to_ms, std::size_t limit) {
+std::vector<HistoryPoint> EventStore::query_history(StatusScope scope, const std::string& id, std::int64_t from_ms,
+                                                    std::int64_t to_ms, std::size_t limit) {
   Statement q(read_db_,
               "SELECT at_ms, status, score FROM history WHERE scope = ? AND id = ? AND at_ms >= ? AND at_ms <= ? "
               "ORDER BY at_ms LIMIT ?");
-  sqlite3_bind_text(q.get(), 1, scope.c_str(), static_cast<int>(scope.size()), SQLITE_STATIC);
+  const auto scope_name = to_string(scope);
+  sqlite3_bind_text(q.get(), 1, scope_name.data(), static_cast<int>(scope_name.size()), SQLITE_STATIC);
   sqlite3_bind_text(q.get(), 2, id.c_str(), static_cast<int>(id.size()), SQLITE_STATIC);
   sqlite3_bind_int64(q.get(), 3, from_ms);
   sqlite3_bind_int64(q.get(), 4, to_ms);

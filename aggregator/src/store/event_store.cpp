@@ -65,7 +65,8 @@ std::vector<Alarm> EventStore::load_alarms() {
   std::vector<Alarm> out;
   while (sqlite3_step(q.get()) == SQLITE_ROW) {
     auto j = json::parse(text_col(q.get(), 0), nullptr, false);
-    if (!j.is_discarded()) out.push_back(alarm_from_json(j));
+    if (j.is_discarded()) continue;
+    if (auto a = alarm_from_json(j)) out.push_back(std::move(*a));
   }
   return out;
 }
@@ -285,7 +286,8 @@ bool EventStore::commit(Pending& batch) {
         auto* st = hist.get();
         auto status = to_string(h.status);
         sqlite3_bind_int64(st, 1, h.at_ms);
-        sqlite3_bind_text(st, 2, h.scope.c_str(), static_cast<int>(h.scope.size()), SQLITE_STATIC);
+        const auto scope = to_string(h.scope);
+        sqlite3_bind_text(st, 2, scope.data(), static_cast<int>(scope.size()), SQLITE_STATIC);
         sqlite3_bind_text(st, 3, h.id.c_str(), static_cast<int>(h.id.size()), SQLITE_STATIC);
         sqlite3_bind_text(st, 4, status.data(), static_cast<int>(status.size()), SQLITE_STATIC);
         sqlite3_bind_double(st, 5, h.score);

@@ -39,7 +39,8 @@ namespace postwatch::aggregator {
 
 struct HistoryPoint {
   std::int64_t at_ms = 0;
-  std::string scope, id;
+  StatusScope scope = StatusScope::Goal;
+  std::string id;
   Status status = Status::Unknown;
   double score = 0;
 };
@@ -136,7 +137,7 @@ class EventStore final : public EventSink {
   void save_trust_record(std::string key, std::string body);
 
   // Reads (io_context thread, own connection; WAL lets them run beside the writer).
-  std::vector<HistoryPoint> query_history(const std::string& scope, const std::string& id, std::int64_t from_ms,
+  std::vector<HistoryPoint> query_history(StatusScope scope, const std::string& id, std::int64_t from_ms,
                                           std::int64_t to_ms, std::size_t limit);
   // Committed events, newest observed first.
   std::vector<StoredEventRow> query_events(const EventQuery& q);
