@@ -1,9 +1,9 @@
 #include "feed/api_routes.hpp"
 
 #include "feed/assets.hpp"
+#include "feed/figures.hpp"
 #include "feed/http_helpers.hpp"
 #include "feed/live_stream.hpp"
-#include "feed/outbound_stats.hpp"
 #include "feed/snapshot_json.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/fleet_report_json.hpp"
@@ -83,7 +83,33 @@ ApiRoutes::Query parse_query(std::string_view q) {
   return out;
 }
 
-ApiRoutes::ApiRoutes(FeedSources sources) : src_(std::move(sources)) {}
+ApiRoutes::ApiRoutes(FeedSources sources) : src_(std::move(sources)) {
+  // In the order /metrics lists them.
+  FigureRegistry& r = figures_;
+  add_ingest_figures(r, src_.ingest, src_.presence, src_.agents);
+  if (src_.latency)
+    r.histogram("postwatch_ingest_latency_seconds",
+                "Time from an event's observed_at to its being applied to the state (agent clock to ours).",
+                *src_.latency);
+  if (src_.store) add_store_figures(r, *src_.store);
+  add_presence_figures(
+      r, src_.presence,
+      [&cat = src_.catalogue, silent = src_.silent] {
+        std::uint64_t n = 0;
+        for (std::uint32_t p = 0; p < cat.posts().size(); ++p) n += silent && p < silent->size() && (*silent)[p];
+        return n;
+      },
+      src_.ready);
+  add_stream_figures(r, src_.stream);
+  add_status_figures(r, src_.catalogue, src_.board);
+  if (src_.flow) add_flow_figures(r, src_.flow);
+  if (src_.confirm) add_confirm_figures(r, *src_.confirm);
+  if (src_.outbound) add_outbound_figures(r, *src_.outbound);
+  if (src_.notifications) add_notification_figures(r, src_.notifications);
+  add_trust_figures(r, src_.ingest, src_.presence, src_.trust);
+  add_fleet_figures(r, src_.agents, src_.commands, src_.rollouts);
+  add_alarm_figures(r, src_.board);
+}
 
 std::optional<HttpResponse> ApiRoutes::authorize(const HttpRequest& req, const Query& q, bool allow_query_token,
                                                  bool need_operator, const Principal*& who) const {
@@ -618,227 +644,11 @@ HttpResponse ApiRoutes::agent(std::string_view key) {
   return json_response(http::status::ok, j);
 }
 
-HttpResponse ApiRoutes::stats() {
-  const auto& c = src_.ingest.counters();
-  json undecodable = json::object();
-  for (std::size_t i = 1; i < c.batches_undecodable.size(); ++i)
-    undecodable[std::string(to_string(static_cast<DecodeError>(i)))] = c.batches_undecodable[i];
-  // O(1) in the fleet's size: it runs on the io thread, between events. Per-agent
-  // counters are in /api/v1/agents and /api/v1/agents/{post}/{agent}.
-  std::size_t silent = 0;
-  for (std::uint32_t p = 0; p < src_.catalogue.posts().size(); ++p) silent += is_silent(p);
-  json j{{"batches_accepted", c.batches_accepted},
-         {"batches_rejected", c.batches_rejected()},
-         {"batches_undecodable", undecodable},
-         {"batches_bad_topic", c.batches_bad_topic},
-         {"batches_topic_mismatch", c.batches_topic_mismatch},
-         {"batches_unknown_post", c.batches_unknown_post},
-         {"batches_clock_skew", c.batches_clock_skew},
-         {"batches_compressed", c.batches_compressed},
-         {"compressed_bytes_received", c.compressed_bytes_received},
-         {"compressed_bytes_unpacked", c.compressed_bytes_unpacked},
-         {"events_accepted", c.events_accepted},
-         {"events_duplicate", c.events_duplicate},
-         {"events_unknown_indicator", c.events_unknown_indicator},
-         {"events_bad_value", c.events_bad_value},
-         {"events_gaps", c.events_gaps},
-         {"events_reordered", c.events_reordered},
-         {"events_urgent", c.events_urgent},
-         {"events_late", c.events_late},
-         {"events_future", c.events_future},
-         {"events_time_corrected", c.events_time_corrected},
-         {"agent_states_rejected", src_.presence.rejected()},
-         {"agents_online", src_.presence.online_count()},
-         {"posts_silent", silent},
-         {"stream_clients", src_.stream ? src_.stream->clients() : 0},
-         {"agents_tracked", src_.ingest.agents_tracked()}};
-  if (src_.flow) {
-    auto f = src_.flow();
-    j["ingest_queued_messages"] = f.queued_messages;
-    j["ingest_pauses"] = f.pauses;
-    j["ingest_paused_ms"] = f.paused_ms;
-    j["ingest_pause_overrides"] = f.overrides;
-  }
-  if (src_.confirm) {
-    j["confirms_published"] = src_.confirm->confirms_published;
-    j["confirm_resend_requests"] = src_.confirm->resend_requests;
-    j["confirm_key_notices"] = src_.confirm->key_notices;
-    j["confirm_settled_by_agent"] = src_.confirm->settled_by_agent;
-    j["confirm_anchored"] = src_.confirm->anchored;
-    j["confirm_dropped_given_up"] = src_.confirm->dropped_given_up;
-    j["confirm_waiting_for_store"] = src_.confirm->waiting_for_store;
-  }
-  if (src_.outbound) add_outbound_stats(j, *src_.outbound);
-  if (src_.notifications) add_notification_stats(j, src_.notifications());
-  add_trust_stats(j);
-  if (src_.store) {
-    j["events_persisted"] = src_.store->events_committed();
-    j["store_pending_events"] = src_.store->pending_events();
-    j["store_write_errors"] = src_.store->write_errors();
-    j["store_used_bytes"] = src_.store->used_bytes();
-    j["store_events_pruned"] = src_.store->events_pruned();
-    j["store_damaged_records"] = src_.store->corrupt_batches();
-  }
-  return json_response(http::status::ok, j);
-}
+HttpResponse ApiRoutes::stats() { return json_response(http::status::ok, figures_.stats()); }
 
 HttpResponse ApiRoutes::metrics() {
-  const auto& c = src_.ingest.counters();
-  const auto& cat = src_.catalogue;
   MetricsText m;
-  using L = MetricsText;
-
-  m.family("postwatch_batches_accepted_total", "counter", "Event batches accepted (decoded, topic and post checked).");
-  m.sample("postwatch_batches_accepted_total", "", c.batches_accepted);
-  m.family("postwatch_batches_rejected_total", "counter",
-           "Event batches refused as a whole, by reason (decode errors, bad_topic, topic_mismatch, unknown_post).");
-  for (std::size_t i = 1; i < c.batches_undecodable.size(); ++i)
-    m.sample("postwatch_batches_rejected_total", L::label("reason", to_string(static_cast<DecodeError>(i))),
-             c.batches_undecodable[i]);
-  m.sample("postwatch_batches_rejected_total", L::label("reason", "bad_topic"), c.batches_bad_topic);
-  m.sample("postwatch_batches_rejected_total", L::label("reason", "topic_mismatch"), c.batches_topic_mismatch);
-  m.sample("postwatch_batches_rejected_total", L::label("reason", "unknown_post"), c.batches_unknown_post);
-  m.family("postwatch_batches_compressed_total", "counter", "Compressed event batches (PackedBatch) unpacked.");
-  m.sample("postwatch_batches_compressed_total", "", c.batches_compressed);
-  m.family("postwatch_compressed_bytes_total", "counter",
-           "Bytes of the compressed batches: as received (form=wire) and unpacked (form=plain).");
-  m.sample("postwatch_compressed_bytes_total", L::label("form", "wire"), c.compressed_bytes_received);
-  m.sample("postwatch_compressed_bytes_total", L::label("form", "plain"), c.compressed_bytes_unpacked);
-  m.family("postwatch_batches_clock_skew_total", "counter",
-           "Accepted batches whose sent_at differed from the aggregator's clock by more than the allowed skew.");
-  m.sample("postwatch_batches_clock_skew_total", "", c.batches_clock_skew);
-
-  m.family("postwatch_events_accepted_total", "counter", "Events accepted (new, known indicator, valid value).");
-  m.sample("postwatch_events_accepted_total", "", c.events_accepted);
-  m.family("postwatch_events_rejected_total", "counter",
-           "Single events refused (stored with the reason, not applied), by reason.");
-  m.sample("postwatch_events_rejected_total", L::label("reason", "unknown_indicator"), c.events_unknown_indicator);
-  m.sample("postwatch_events_rejected_total", L::label("reason", "bad_value"), c.events_bad_value);
-  m.sample("postwatch_events_rejected_total", L::label("reason", "future"), c.events_future);
-  m.family("postwatch_events_duplicate_total", "counter", "Events dropped as already seen (post, agent, seq).");
-  m.sample("postwatch_events_duplicate_total", "", c.events_duplicate);
-  m.family("postwatch_events_late_total", "counter",
-           "Events observed before now minus the allowed lateness: stored, shown only where newest.");
-  m.sample("postwatch_events_late_total", "", c.events_late);
-  m.family("postwatch_events_time_corrected_total", "counter",
-           "Events whose observed_at was corrected by their agent's measured clock offset.");
-  m.sample("postwatch_events_time_corrected_total", "", c.events_time_corrected);
-  std::size_t corrected_agents = 0;
-  for (const auto& a : src_.agents) corrected_agents += a.clock.offset.correction_ms() != 0 ? 1 : 0;
-  m.family("postwatch_agents_clock_corrected", "gauge",
-           "Agents whose clock is off by more than --clock-correct-beyond-s, so their times are corrected.");
-  m.sample("postwatch_agents_clock_corrected", "", corrected_agents);
-  m.family("postwatch_events_gaps_total", "counter", "Sequence numbers given up on as never received.");
-  m.sample("postwatch_events_gaps_total", "", c.events_gaps);
-  m.family("postwatch_events_reordered_total", "counter", "New events that arrived below their agent's highest seq.");
-  m.sample("postwatch_events_reordered_total", "", c.events_reordered);
-  m.family("postwatch_events_urgent_total", "counter",
-           "Events applied from batches on the agents' urgent lane (sent ahead of their backlog).");
-  m.sample("postwatch_events_urgent_total", "", c.events_urgent);
-  m.family("postwatch_agent_states_rejected_total", "counter", "Birth, death or heartbeat messages refused.");
-  m.sample("postwatch_agent_states_rejected_total", "", src_.presence.rejected());
-
-  if (src_.latency)
-    m.histogram("postwatch_ingest_latency_seconds",
-                "Time from an event's observed_at to its being applied to the state (agent clock to ours).",
-                *src_.latency);
-
-  if (src_.store) {
-    m.family("postwatch_store_pending_events", "gauge", "Events handed to the store and not yet committed.");
-    m.sample("postwatch_store_pending_events", "", src_.store->pending_events());
-    m.family("postwatch_store_committed_events_total", "counter", "Events committed to SQLite since start.");
-    m.sample("postwatch_store_committed_events_total", "", src_.store->events_committed());
-    m.family("postwatch_store_write_errors_total", "counter", "Failed store commits.");
-    m.sample("postwatch_store_write_errors_total", "", src_.store->write_errors());
-    m.family("postwatch_store_used_bytes", "gauge", "Bytes of the store's database in use (checked every minute).");
-    m.sample("postwatch_store_used_bytes", "", src_.store->used_bytes());
-    m.family("postwatch_store_pruned_events_total", "counter", "Events retention removed since start.");
-    m.sample("postwatch_store_pruned_events_total", "", src_.store->events_pruned());
-    m.family("postwatch_store_damaged_records_total", "counter",
-             "Stored records found damaged (checksum) at start-up and skipped; their events are lost.");
-    m.sample("postwatch_store_damaged_records_total", "", src_.store->corrupt_batches());
-  }
-
-  m.family("postwatch_agents_online", "gauge", "Agents whose last state message was a birth.");
-  m.sample("postwatch_agents_online", "", static_cast<std::uint64_t>(src_.presence.online_count()));
-  m.family("postwatch_agents_known", "gauge", "Agents that announced themselves since the aggregator started.");
-  m.sample("postwatch_agents_known", "", static_cast<std::uint64_t>(src_.presence.known_count()));
-  std::uint64_t silent = 0;
-  for (std::uint32_t p = 0; p < cat.posts().size(); ++p) silent += is_silent(p);
-  m.family("postwatch_posts_silent", "gauge", "Posts that reported before and have gone quiet.");
-  m.sample("postwatch_posts_silent", "", silent);
-  m.family("postwatch_mqtt_subscribed", "gauge", "1 when connected to the broker and subscribed.");
-  m.sample("postwatch_mqtt_subscribed", "", std::uint64_t{src_.ready && src_.ready() ? 1u : 0u});
-
-  if (src_.stream) {
-    auto s = src_.stream->stats();
-    m.family("postwatch_ws_clients", "gauge", "Connected live-stream (WebSocket) clients.");
-    m.sample("postwatch_ws_clients", "", static_cast<std::uint64_t>(s.clients));
-    m.family("postwatch_ws_connections_total", "counter", "Live-stream clients connected since start.");
-    m.sample("postwatch_ws_connections_total", "", s.connected_total);
-    m.family("postwatch_ws_clients_dropped_total", "counter", "Live-stream clients dropped for falling behind.");
-    m.sample("postwatch_ws_clients_dropped_total", "", s.dropped_slow_total);
-    m.family("postwatch_ws_messages_total", "counter", "Messages broadcast on the live stream.");
-    m.sample("postwatch_ws_messages_total", "", s.messages_total);
-  }
-
-  m.family("postwatch_goal_status", "gauge", "Shown goal status: 0 unknown, 1 green, 2 amber, 3 red.");
-  for (std::size_t g = 0; g < cat.goals().size(); ++g)
-    m.sample("postwatch_goal_status",
-             L::label("goal", std::to_string(cat.goals()[g].id)) + "," + L::label("pillar", cat.goals()[g].pillar),
-             static_cast<std::uint64_t>(src_.board.goals()[g].shown));
-  m.family("postwatch_goal_score", "gauge", "Goal score, 0 (every indicator red) to 100 (at baseline); known goals.");
-  for (std::size_t g = 0; g < cat.goals().size(); ++g)
-    if (src_.board.goals()[g].shown != Status::Unknown)
-      m.sample("postwatch_goal_score",
-               L::label("goal", std::to_string(cat.goals()[g].id)) + "," + L::label("pillar", cat.goals()[g].pillar),
-               round2(src_.board.goals()[g].score));
-  m.family("postwatch_pillar_status", "gauge", "Shown pillar status: 0 unknown, 1 green, 2 amber, 3 red.");
-  for (std::size_t p = 0; p < cat.pillars().size(); ++p)
-    m.sample("postwatch_pillar_status", L::label("pillar", cat.pillars()[p].id),
-             static_cast<std::uint64_t>(src_.board.pillars()[p].shown));
-  // Every kind shows, 0 included, so an alert rule never sees the series vanish.
-  std::map<std::string, std::uint64_t> open_by_kind{
-      {"goal", 0}, {"post_silent", 0}, {"topic_mismatch", 0}, {"clock_offset", 0}, {"store_failing", 0}};
-  std::uint64_t unacked = 0;
-  for (const auto& a : src_.board.alarms()) {
-    if (!a.open()) continue;
-    open_by_kind[a.kind] += 1;
-    unacked += a.acked_at_ms == 0;
-  }
-  if (src_.flow) {
-    auto f = src_.flow();
-    m.family("postwatch_ingest_queued_messages", "gauge", "MQTT messages handed to the io thread, not yet handled.");
-    m.sample("postwatch_ingest_queued_messages", "", static_cast<std::uint64_t>(f.queued_messages));
-    m.family("postwatch_ingest_backpressure_pauses_total", "counter",
-             "Times MQTT delivery paused because the io thread or the store was behind.");
-    m.sample("postwatch_ingest_backpressure_pauses_total", "", f.pauses);
-    m.family("postwatch_ingest_backpressure_seconds_total", "counter", "Time MQTT delivery spent paused.");
-    m.sample("postwatch_ingest_backpressure_seconds_total", "", static_cast<double>(f.paused_ms) / 1000.0);
-    m.family("postwatch_ingest_backpressure_overrides_total", "counter",
-             "Pauses that reached the limit and let messages through anyway (memory grows instead).");
-    m.sample("postwatch_ingest_backpressure_overrides_total", "", f.overrides);
-  }
-  if (src_.confirm) {
-    m.family("postwatch_delivery_confirms_total", "counter",
-             "Confirmations published to agents (they release their spool on them).");
-    m.sample("postwatch_delivery_confirms_total", "", src_.confirm->confirms_published);
-    m.family("postwatch_delivery_resend_requests_total", "counter",
-             "Agents asked to resend seqs the broker acknowledged but that never arrived.");
-    m.sample("postwatch_delivery_resend_requests_total", "", src_.confirm->resend_requests);
-    m.family("postwatch_delivery_key_notices_total", "counter",
-             "Confirmations sent again to announce the aggregator's key rotation to agents not yet trusting it.");
-    m.sample("postwatch_delivery_key_notices_total", "", src_.confirm->key_notices);
-  }
-  if (src_.outbound) add_outbound_metrics(m, *src_.outbound);
-  if (src_.notifications) add_notification_metrics(m, src_.notifications());
-  add_trust_metrics(m);
-  add_fleet_metrics(m);
-  m.family("postwatch_alarms_open", "gauge", "Open alarms by kind.");
-  for (const auto& [kind, n] : open_by_kind) m.sample("postwatch_alarms_open", L::label("kind", kind), n);
-  m.family("postwatch_alarms_unacknowledged", "gauge", "Open alarms nobody has acknowledged.");
-  m.sample("postwatch_alarms_unacknowledged", "", unacked);
-
+  figures_.write_metrics(m);
   HttpResponse res{http::status::ok, 11};
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
   res.set(http::field::cache_control, "no-store");

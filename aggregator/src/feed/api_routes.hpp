@@ -4,11 +4,12 @@
 // docs/operations.md lists every endpoint; src/feed/openapi.json describes them.
 #pragma once
 
+#include "alerting/notification_outbox.hpp"
 #include "feed/access.hpp"
+#include "feed/figure_registry.hpp"
 #include "feed/http_helpers.hpp"
 #include "feed/http_types.hpp"
 #include "feed/metrics.hpp"
-#include "feed/notification_stats.hpp"
 #include "ingest/agent_presence.hpp"
 #include "ingest/batch_ingest.hpp"
 #include "ingest/delivery_confirmer.hpp"
@@ -127,10 +128,7 @@ class ApiRoutes {
   bool clustered() const;  // an instance of a JetStream cluster
   // "key_id" and "enrolled_at" of the agent's key in force (null when it has none).
   void add_agent_key(nlohmann::json& agent_json, const std::string& post, const std::string& agent) const;
-  void add_trust_stats(nlohmann::json& stats) const;
-  void add_trust_metrics(MetricsText& m) const;
-  void add_fleet_metrics(MetricsText& m) const;  // feed/rollout_routes.cpp
-  HttpResponse targets(const Query& q);          // feed/progress_routes.cpp
+  HttpResponse targets(const Query& q);  // feed/progress_routes.cpp
   HttpResponse goal_progress(std::string_view id, const Query& q);
   // Every target over the period the query asks for; the refusal when it asks for a bad one.
   std::optional<HttpResponse> assess_progress(const Query& q, StrategyProgress& out) const;
@@ -145,6 +143,7 @@ class ApiRoutes {
   std::uint64_t events_lost(std::uint32_t post) const;
 
   FeedSources src_;
+  FigureRegistry figures_;  // /api/v1/stats and /metrics
 };
 
 // The agent's clock as the API shows it: sync status, offset, correction, jumps.

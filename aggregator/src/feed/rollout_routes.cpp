@@ -4,10 +4,8 @@
 // private key.
 #include "feed/api_routes.hpp"
 #include "feed/http_helpers.hpp"
-#include "feed/metrics.hpp"
 #include "ingest/agent_table.hpp"
 #include "postwatch/clock.hpp"
-#include "rollouts/command_desk.hpp"
 #include "rollouts/rollout_desk.hpp"
 
 #include <nlohmann/json.hpp>
@@ -114,50 +112,6 @@ HttpResponse ApiRoutes::change_rollout(std::string_view id_text, std::string_vie
     return rollout_error(e);
   }
   return error_response(http::status::not_found, "no such action: " + std::string(action) + " (pause, resume, abort)");
-}
-
-void ApiRoutes::add_fleet_metrics(MetricsText& m) const {
-  using L = MetricsText;
-  using O = FleetReport::Outcome;
-  std::uint64_t by_outcome[5] = {};
-  for (const auto& r : src_.agents)
-    if (r.has_presence && r.presence.has_fleet) ++by_outcome[static_cast<int>(r.presence.fleet.last_outcome)];
-  m.family("postwatch_fleet_agents", "gauge",
-           "Agents that take fleet bundles, by what became of the last bundle they tried (their births and "
-           "heartbeats).");
-  for (auto o : {O::None, O::Applied, O::Refused, O::RolledBack, O::OnTrial})
-    m.sample("postwatch_fleet_agents", L::label("last_outcome", to_string(o)), by_outcome[static_cast<int>(o)]);
-  // The agents' own counts, summed over those online now: a gauge, since an agent that leaves
-  // takes its counts with it.
-  std::uint64_t applied = 0, rolled_back = 0, refused = 0;
-  for (const auto& r : src_.agents)
-    if (r.has_presence && r.presence.has_fleet && r.presence.online) {
-      applied += r.presence.fleet.applied;
-      rolled_back += r.presence.fleet.rolled_back;
-      refused += r.presence.fleet.refused;
-    }
-  m.family("postwatch_fleet_bundle_outcomes", "gauge",
-           "Fleet bundles the agents online applied, rolled back by themselves, or refused, by their own counts.");
-  m.sample("postwatch_fleet_bundle_outcomes", L::label("outcome", "applied"), applied);
-  m.sample("postwatch_fleet_bundle_outcomes", L::label("outcome", "rolled_back"), rolled_back);
-  m.sample("postwatch_fleet_bundle_outcomes", L::label("outcome", "refused"), refused);
-  if (src_.commands) {
-    m.family("postwatch_commands", "gauge", "Remote commands held, by state (docs/fleet.md, \"Remote commands\").");
-    for (auto st : {SentCommand::State::Pending, SentCommand::State::Done, SentCommand::State::Failed,
-                    SentCommand::State::Expired})
-      m.sample("postwatch_commands", L::label("state", to_string(st)), std::uint64_t{src_.commands->count(st)});
-  }
-  if (!src_.rollouts) return;
-  m.family("postwatch_rollouts", "gauge", "Fleet rollouts held, by phase.");
-  for (auto p : {RolloutPlan::Phase::Running, RolloutPlan::Phase::Paused, RolloutPlan::Phase::Complete,
-                 RolloutPlan::Phase::Aborted})
-    m.sample("postwatch_rollouts", L::label("phase", to_string(p)), std::uint64_t{src_.rollouts->count(p)});
-  m.family("postwatch_rollout_agents", "gauge",
-           "Agents of the rollouts held, by state: waiting for their wave, sent, applied, failed (rolled back, "
-           "refused or silent).");
-  for (auto s : {RolloutAgent::State::Waiting, RolloutAgent::State::Sent, RolloutAgent::State::Applied,
-                 RolloutAgent::State::Failed})
-    m.sample("postwatch_rollout_agents", L::label("state", to_string(s)), std::uint64_t{src_.rollouts->agents(s)});
 }
 
 }  // namespace postwatch::aggregator
