@@ -1,9 +1,9 @@
 // The feed's parts on their own: tokens, metrics text, the figure registry, query and CSV
 // helpers, the ingest latency hook, the embedded files, and the live stream's bounded queues.
 #include "feed/access.hpp"
-#include "feed/api_routes.hpp"
 #include "feed/assets.hpp"
 #include "feed/figure_registry.hpp"
+#include "feed/http_helpers.hpp"
 #include "feed/http_server.hpp"
 #include "feed/live_stream.hpp"
 #include "feed/metrics.hpp"

@@ -22,9 +22,10 @@ namespace postwatch::aggregator {
 // difference (3 against 3.0), so a figure keeps the type its source has.
 class FigureValue {
  public:
+  // Implicit, so a getter returns its source's number as it is.
   template <std::unsigned_integral T>
-  FigureValue(T v) : value_(static_cast<std::uint64_t>(v)) {}  // NOLINT(google-explicit-constructor)
-  FigureValue(double v) : value_(v) {}                         // NOLINT(google-explicit-constructor)
+  FigureValue(T v) : value_(static_cast<std::uint64_t>(v)) {}
+  FigureValue(double v) : value_(v) {}
   const std::variant<std::uint64_t, double>& get() const { return value_; }
 
  private:

@@ -2,9 +2,8 @@
 // a read token; starting, pausing, resuming and aborting one need an operator token, as
 // acknowledging an alarm does. The bundle comes signed: the aggregator never holds the fleet's
 // private key.
-#include "feed/api_routes.hpp"
-#include "feed/http_helpers.hpp"
-#include "ingest/agent_table.hpp"
+#include "feed/rollout_routes.hpp"
+
 #include "postwatch/clock.hpp"
 #include "rollouts/rollout_desk.hpp"
 
@@ -41,29 +40,28 @@ Int number(const json& body, const char* key, Int fallback, std::int64_t hi) {
 
 }  // namespace
 
-HttpResponse ApiRoutes::rollouts() const {
-  if (!src_.rollouts) return error_response(http::status::service_unavailable, "rollouts are not configured");
+HttpResponse RolloutRoutes::rollouts() const {
+  if (!rollouts_) return error_response(http::status::service_unavailable, "rollouts are not configured");
   json list = json::array();
-  const auto& all = src_.rollouts->rollouts();
-  for (auto it = all.rbegin(); it != all.rend(); ++it)
-    list.push_back(summary(it->second, *src_.rollouts));  // newest first
-  return json_response(http::status::ok, {{"enabled", src_.rollouts->enabled()},
-                                          {"catalogue_version", src_.catalogue.version()},
-                                          {"rollouts", std::move(list)}});
+  const auto& all = rollouts_->rollouts();
+  for (auto it = all.rbegin(); it != all.rend(); ++it) list.push_back(summary(it->second, *rollouts_));  // newest first
+  return json_response(
+      http::status::ok,
+      {{"enabled", rollouts_->enabled()}, {"catalogue_version", catalogue_.version()}, {"rollouts", std::move(list)}});
 }
 
-HttpResponse ApiRoutes::rollout(std::string_view id_text) const {
-  if (!src_.rollouts) return error_response(http::status::service_unavailable, "rollouts are not configured");
+HttpResponse RolloutRoutes::rollout(std::string_view id_text) const {
+  if (!rollouts_) return error_response(http::status::service_unavailable, "rollouts are not configured");
   std::uint64_t id = 0;
   if (!parse_int(id_text, id))
     return error_response(http::status::bad_request, "rollout id must be a number, got '" + std::string(id_text) + "'");
-  const RolloutPlan* p = src_.rollouts->find(id);
+  const RolloutPlan* p = rollouts_->find(id);
   if (!p) return error_response(http::status::not_found, "no rollout " + std::to_string(id));
-  return json_response(http::status::ok, summary(*p, *src_.rollouts));
+  return json_response(http::status::ok, summary(*p, *rollouts_));
 }
 
-HttpResponse ApiRoutes::create_rollout(const HttpRequest& req, const Principal* who) {
-  if (!src_.rollouts) return error_response(http::status::service_unavailable, "rollouts are not configured");
+HttpResponse RolloutRoutes::create_rollout(const HttpRequest& req, const Principal* who) {
+  if (!rollouts_) return error_response(http::status::service_unavailable, "rollouts are not configured");
   if (auto refusal = refuse_non_json(req)) return *refusal;
   auto body = json::parse(req.body(), nullptr, false);
   if (!body.is_object()) return error_response(http::status::bad_request, "the body is not a JSON object");
@@ -80,34 +78,31 @@ HttpResponse ApiRoutes::create_rollout(const HttpRequest& req, const Principal* 
     std::vector<RolloutCandidate> agents;
     // Online agents only: the waves wait for the answers of those they reach. One offline now
     // takes the bundle from its target's topic (retained) when it comes back.
-    for (const auto& r : src_.agents) {
+    for (const auto& r : agents_) {
       if (!r.has_presence || !r.presence.has_fleet || !r.presence.online) continue;
-      const auto& post = src_.catalogue.posts()[r.post];
+      const auto& post = catalogue_.posts()[r.post];
       agents.push_back({post.region, post.id, r.name, &r.presence.fleet});
     }
     const auto text = bundle->is_string() ? bundle->get<std::string>() : bundle->dump();
     const auto& plan =
-        src_.rollouts->create(text, policy, who ? who->name : std::string("anonymous"), agents, now_utc_ms());
-    return json_response(http::status::created, summary(plan, *src_.rollouts));
+        rollouts_->create(text, policy, who ? who->name : std::string("anonymous"), agents, now_utc_ms());
+    return json_response(http::status::created, summary(plan, *rollouts_));
   } catch (const RolloutError& e) {
     return rollout_error(e);
   }
 }
 
-HttpResponse ApiRoutes::change_rollout(std::string_view id_text, std::string_view action, const Principal* who) {
-  if (!src_.rollouts) return error_response(http::status::service_unavailable, "rollouts are not configured");
+HttpResponse RolloutRoutes::change_rollout(std::string_view id_text, std::string_view action, const Principal* who) {
+  if (!rollouts_) return error_response(http::status::service_unavailable, "rollouts are not configured");
   std::uint64_t id = 0;
   if (!parse_int(id_text, id))
     return error_response(http::status::bad_request, "rollout id must be a number, got '" + std::string(id_text) + "'");
   try {
     const auto now = now_utc_ms();
     const std::string by = who ? who->name : std::string("anonymous");
-    if (action == "pause")
-      return json_response(http::status::ok, summary(src_.rollouts->pause(id, now), *src_.rollouts));
-    if (action == "resume")
-      return json_response(http::status::ok, summary(src_.rollouts->resume(id, now), *src_.rollouts));
-    if (action == "abort")
-      return json_response(http::status::ok, summary(src_.rollouts->abort(id, by, now), *src_.rollouts));
+    if (action == "pause") return json_response(http::status::ok, summary(rollouts_->pause(id, now), *rollouts_));
+    if (action == "resume") return json_response(http::status::ok, summary(rollouts_->resume(id, now), *rollouts_));
+    if (action == "abort") return json_response(http::status::ok, summary(rollouts_->abort(id, by, now), *rollouts_));
   } catch (const RolloutError& e) {
     return rollout_error(e);
   }
