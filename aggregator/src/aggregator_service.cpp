@@ -188,42 +188,27 @@ struct AggregatorService::Impl {
                                            for (auto& a : j["alarms"]) mark_alarm(a, now);
                                            return dump_json(j);
                                          })),
-        routes(FeedSources{*catalogue,
-                           state,
-                           ingest,
-                           presence,
-                           agents,
-                           board,
-                           &store,
-                           [this] { return mqtt.subscribed() && cluster_ready(); },
-                           [this](const Alarm& a) {
-                             // An acknowledgement: in a cluster the leader applies it for every instance.
-                             if (jet) jet->share_ack({a.id, a.acked_by, a.ack_comment, a.acked_at_ms});
-                             on_alarm_changed(a);
-                           },
-                           &silent,
-                           &access,
-                           &latency,
-                           stream.get(),
-                           [this] { return mqtt.flow(); },
-                           [this] { return cluster_status(); },
-                           options.confirm_interval_ms > 0 ? &confirmer.counters() : nullptr,
-                           &outbox.queue(),
-                           [this] { return notifier ? notifier->figures() : NotificationFigures{}; },
-                           &silences,
-                           [this](const Silence& s) { on_silence_changed(s); },
-                           [this](const Alarm& a, json& j) { mark_alarm(a, j, now_utc_ms()); },
-                           &maintenance,
-                           targets.get(),
-                           [this](std::int64_t from, std::int64_t to, bool csv, const HttpReply& reply) {
-                             make_report(from, to, csv, reply);
-                           },
-                           &trust,
-                           &rollouts,
-                           options.cluster_group.empty() ? &commands : nullptr,
-                           [this](const std::string& topic, const std::string& payload) {
-                             outbox.publish(topic, payload, true, OutboundPriority::Snapshot);
-                           }}),
+        routes(FeedSources{
+            BoardReads{*catalogue, state, board, agents, &store, &silent, &maintenance, targets.get(),
+                       [this](const Alarm& a, json& j) { mark_alarm(a, j, now_utc_ms()); }},
+            DeliveryFigures{ingest, presence, [this] { return mqtt.subscribed() && cluster_ready(); }, &latency,
+                            stream.get(), [this] { return mqtt.flow(); },
+                            options.confirm_interval_ms > 0 ? &confirmer.counters() : nullptr, &outbox.queue(),
+                            [this] { return notifier ? notifier->figures() : NotificationFigures{}; }},
+            OperatorDesks{[this](const Alarm& a) {
+                            // An acknowledgement: in a cluster the leader applies it for every instance.
+                            if (jet) jet->share_ack({a.id, a.acked_by, a.ack_comment, a.acked_at_ms});
+                            on_alarm_changed(a);
+                          },
+                          &silences, [this](const Silence& s) { on_silence_changed(s); }, &trust, &rollouts,
+                          options.cluster_group.empty() ? &commands : nullptr,
+                          [this](const std::string& topic, const std::string& payload) {
+                            outbox.publish(topic, payload, true, OutboundPriority::Snapshot);
+                          }},
+            FeedExtras{&access, [this] { return cluster_status(); },
+                       [this](std::int64_t from, std::int64_t to, bool csv, const HttpReply& reply) {
+                         make_report(from, to, csv, reply);
+                       }}}),
         http(io, log,
              HttpCallbacks{[this](const HttpRequest& req) { return routes.handle(req); },
                            [this](const HttpRequest& req) { return routes.check_upgrade(req); }, stream,

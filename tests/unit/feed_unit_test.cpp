@@ -1,8 +1,9 @@
-// The feed's parts on their own: tokens, metrics text, query and CSV helpers, the
-// ingest latency hook, the embedded files, and the live stream's bounded queues.
+// The feed's parts on their own: tokens, metrics text, the figure registry, query and CSV
+// helpers, the ingest latency hook, the embedded files, and the live stream's bounded queues.
 #include "feed/access.hpp"
-#include "feed/api_routes.hpp"
 #include "feed/assets.hpp"
+#include "feed/figure_registry.hpp"
+#include "feed/http_helpers.hpp"
 #include "feed/http_server.hpp"
 #include "feed/live_stream.hpp"
 #include "feed/metrics.hpp"
@@ -159,6 +160,92 @@ TEST(FeedMetrics, ExpositionTextFormat) {
   EXPECT_NE(t.find("lat_seconds_bucket{le=\"+Inf\"} 1\n"), std::string::npos) << t;
   EXPECT_NE(t.find("lat_seconds_sum 0.007\n"), std::string::npos) << t;
   EXPECT_NE(t.find("lat_seconds_count 1\n"), std::string::npos) << t;
+}
+
+// ---- the figure registry ------------------------------------------------------------------
+
+namespace {
+
+// The value of the sample `series` (name and labels, as written) in exposition text; -1: absent.
+double sample_value(const std::string& text, const std::string& series) {
+  auto at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+}  // namespace
+
+TEST(FeedFigures, AFigureRegisteredOnceShowsInBothRenderingsWithTheSameValue) {
+  std::uint64_t accepted = 0, wire = 0, plain = 0, paused_ms = 0, tracked = 0, known = 0;
+  double age_s = 0;
+  FigureRegistry r;
+  r.family("x_accepted_total", MetricKind::Counter, "Accepted.").figure("accepted", "", [&] { return accepted; });
+  r.stats_only("tracked", [&] { return tracked; });
+  r.family("x_bytes_total", MetricKind::Counter, "Bytes by form.")
+      .figure("bytes/wire", MetricsText::label("form", "wire"), [&] { return wire; });
+  r.family("x_known", MetricKind::Gauge, "Known.").sample("", [&] { return known; });
+  r.family("x_paused_seconds_total", MetricKind::Counter, "Paused.")
+      .figure(
+          "paused_ms", "", [&] { return paused_ms; }, 1000);
+  r.family("x_age_seconds", MetricKind::Gauge, "Age.").figure("age_s", "", [&] { return age_s; });
+  // Declared again: the same family, so its samples stay together under one HELP.
+  r.family("x_bytes_total", MetricKind::Counter, "Bytes by form.")
+      .figure("bytes/plain", MetricsText::label("form", "plain"), [&] { return plain; });
+
+  accepted = 42, wire = 7, plain = 19, paused_ms = 1234, tracked = 3, known = 5, age_s = 2.5;
+  const json stats = r.stats();
+  MetricsText m;
+  r.write_metrics(m);
+  const std::string text = "\n" + m.text();
+
+  EXPECT_EQ(stats.at("accepted"), 42u);
+  EXPECT_EQ(sample_value(text, "x_accepted_total"), 42);
+  EXPECT_EQ(stats.at("bytes").at("wire"), 7u);
+  EXPECT_EQ(sample_value(text, "x_bytes_total{form=\"wire\"}"), 7);
+  EXPECT_EQ(stats.at("bytes").at("plain"), 19u);
+  EXPECT_EQ(sample_value(text, "x_bytes_total{form=\"plain\"}"), 19);
+  EXPECT_EQ(stats.at("paused_ms"), 1234u);  // the stats in milliseconds, the metric in seconds
+  EXPECT_EQ(sample_value(text, "x_paused_seconds_total"), 1.234);
+  EXPECT_TRUE(stats.at("age_s").is_number_float());  // a fraction stays one; a count stays whole
+  EXPECT_TRUE(stats.at("accepted").is_number_unsigned());
+  EXPECT_EQ(sample_value(text, "x_age_seconds"), 2.5);
+  // Each rendering shows only what is meant for it.
+  EXPECT_EQ(stats.at("tracked"), 3u);
+  EXPECT_EQ(text.find("tracked"), std::string::npos) << text;
+  EXPECT_EQ(sample_value(text, "x_known"), 5);
+  EXPECT_EQ(stats.size(), 5u) << stats.dump();  // accepted, tracked, bytes, paused_ms, age_s
+  // One HELP and TYPE per family, before all of its samples, in the order first declared.
+  EXPECT_NE(text.find("# HELP x_bytes_total Bytes by form.\n# TYPE x_bytes_total counter\n"
+                      "x_bytes_total{form=\"wire\"} 7\nx_bytes_total{form=\"plain\"} 19\n"
+                      "# HELP x_known Known.\n"),
+            std::string::npos)
+      << text;
+
+  // Read when rendered, not when registered.
+  accepted = 43;
+  MetricsText again;
+  r.write_metrics(again);
+  EXPECT_EQ(r.stats().at("accepted"), 43u);
+  EXPECT_EQ(sample_value("\n" + again.text(), "x_accepted_total"), 43);
+}
+
+TEST(FeedFigures, ComputedSamplesAndHistogramsShowOnlyInMetrics) {
+  LatencyHistogram h;
+  h.observe_ms(7);
+  FigureRegistry r;
+  r.family("x_status", MetricKind::Gauge, "Status by goal.").samples([](const FigureRegistry::Emit& emit) {
+    emit(MetricsText::label("goal", "1"), std::uint64_t{2});
+    emit(MetricsText::label("goal", "2"), 0.5);
+  });
+  r.histogram("x_latency_seconds", "Latency.", h);
+  MetricsText m;
+  r.write_metrics(m);
+  const std::string text = "\n" + m.text();
+  EXPECT_EQ(sample_value(text, "x_status{goal=\"1\"}"), 2);
+  EXPECT_EQ(sample_value(text, "x_status{goal=\"2\"}"), 0.5);
+  EXPECT_NE(text.find("# TYPE x_latency_seconds histogram\n"), std::string::npos) << text;
+  EXPECT_EQ(sample_value(text, "x_latency_seconds_count"), 1);
+  EXPECT_TRUE(r.stats().empty());
 }
 
 // ---- the ingest hook -------------------------------------------------------------------------

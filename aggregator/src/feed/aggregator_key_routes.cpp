@@ -3,8 +3,8 @@
 // (prepare the successor, which every confirmation then announces) and
 // POST /api/v1/aggregator-key/switch (sign with it; refused while an enrolled agent has not
 // reported trusting it, unless ?force=true).
-#include "feed/api_routes.hpp"
-#include "feed/http_helpers.hpp"
+#include "feed/aggregator_key_routes.hpp"
+
 #include "postwatch/clock.hpp"
 #include "postwatch/signing.hpp"
 #include "trust/agent_trust.hpp"
@@ -32,8 +32,8 @@ void list_agent(json& list, const std::string& name) {
 }
 }  // namespace
 
-json ApiRoutes::aggregator_key_json() const {
-  const auto& trust = *src_.trust;
+json AggregatorKeyRoutes::aggregator_key_json() const {
+  const auto& trust = *trust_;
   const SigningKey* next = trust.next_key();
   const auto retired = trust.retired_key_ids();
   // Every enrolled agent, by what its last birth or heartbeat said it trusts.
@@ -42,8 +42,8 @@ json ApiRoutes::aggregator_key_json() const {
   for (const auto* k : trust.keys().all()) {
     if (!k->in_force()) continue;
     ++enrolled;
-    auto post = src_.catalogue.post_index(k->post);
-    const AgentRecord* r = post ? src_.agents.find(*post, k->agent) : nullptr;
+    auto post = catalogue_.post_index(k->post);
+    const AgentRecord* r = post ? agents_.find(*post, k->agent) : nullptr;
     const std::string name = k->post + "/" + k->agent;
     if (!r || r->presence.aggregator_key_ids.empty()) {
       ++unreported;
@@ -96,29 +96,29 @@ json ApiRoutes::aggregator_key_json() const {
           {"switches", trust.counters().aggregator_key_switches}};
 }
 
-HttpResponse ApiRoutes::aggregator_key() {
-  if (!src_.trust) return error_response(http::status::service_unavailable, "the aggregator's key is not kept here");
+HttpResponse AggregatorKeyRoutes::aggregator_key() const {
+  if (!trust_) return error_response(http::status::service_unavailable, "the aggregator's key is not kept here");
   return json_response(http::status::ok, aggregator_key_json());
 }
 
-bool ApiRoutes::clustered() const { return src_.cluster && src_.cluster().value("clustered", false); }
+bool AggregatorKeyRoutes::clustered() const { return cluster_ && cluster_().value("clustered", false); }
 
-HttpResponse ApiRoutes::prepare_aggregator_key(const Principal* who) {
-  if (!src_.trust) return error_response(http::status::service_unavailable, "the aggregator's key is not kept here");
+HttpResponse AggregatorKeyRoutes::prepare_aggregator_key(const Principal* who) {
+  if (!trust_) return error_response(http::status::service_unavailable, "the aggregator's key is not kept here");
   if (clustered()) return error_response(http::status::conflict, kClustered);
-  const bool had = src_.trust->next_key() != nullptr;
+  const bool had = trust_->next_key() != nullptr;
   try {
-    src_.trust->prepare_next_key(who ? who->name : std::string());
+    trust_->prepare_next_key(who ? who->name : std::string());
   } catch (const std::runtime_error& e) {
     return error_response(http::status::internal_server_error, std::string("the next key was not made: ") + e.what());
   }
   return json_response(had ? http::status::ok : http::status::created, aggregator_key_json());
 }
 
-HttpResponse ApiRoutes::switch_aggregator_key(const Query& q, const Principal* who) {
-  if (!src_.trust) return error_response(http::status::service_unavailable, "the aggregator's key is not kept here");
+HttpResponse AggregatorKeyRoutes::switch_aggregator_key(const HttpQuery& q, const Principal* who) {
+  if (!trust_) return error_response(http::status::service_unavailable, "the aggregator's key is not kept here");
   if (clustered()) return error_response(http::status::conflict, kClustered);
-  if (!src_.trust->next_key())
+  if (!trust_->next_key())
     return error_response(http::status::conflict,
                           "no next key is prepared: POST /api/v1/aggregator-key/next first, then wait until every "
                           "enrolled agent reports trusting it (GET /api/v1/aggregator-key)");
@@ -140,7 +140,7 @@ HttpResponse ApiRoutes::switch_aggregator_key(const Query& q, const Principal* w
     return json_response(http::status::conflict, body);
   }
   try {
-    auto s = src_.trust->switch_key(who ? who->name : std::string(), now_utc_ms());
+    auto s = trust_->switch_key(who ? who->name : std::string(), now_utc_ms());
     auto out = aggregator_key_json();
     out["switched_from"] = s.from;
     out["unused_tokens_naming_old_key"] = s.unused_tokens;

@@ -1,22 +1,9 @@
 #include "feed/api_routes.hpp"
 
 #include "feed/assets.hpp"
-#include "feed/http_helpers.hpp"
 #include "feed/live_stream.hpp"
-#include "feed/outbound_stats.hpp"
-#include "feed/snapshot_json.hpp"
-#include "postwatch/clock.hpp"
-#include "postwatch/fleet_report_json.hpp"
-#include "postwatch/wire_codec.hpp"
-#include "store/event_store.hpp"
 
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
-
-#include <charconv>
-#include <cmath>
-#include <ctime>
-#include <map>
 
 namespace postwatch::aggregator {
 using nlohmann::json;
@@ -47,48 +34,27 @@ HttpResponse asset_response(const HttpRequest& req, const EmbeddedAsset& a) {
 
 }  // namespace
 
-ApiRoutes::Query parse_query(std::string_view q) {
-  auto decode = [](std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '+') {
-        out += ' ';
-      } else if (s[i] == '%' && i + 2 < s.size()) {
-        unsigned v = 0;
-        auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
-        if (ec == std::errc() && p == s.data() + i + 3) {
-          out += static_cast<char>(v);
-          i += 2;
-        } else {
-          out += '%';
-        }
-      } else {
-        out += s[i];
-      }
-    }
-    return out;
-  };
-  ApiRoutes::Query out;
-  while (!q.empty()) {
-    auto amp = q.find('&');
-    auto pair = q.substr(0, amp);
-    if (!pair.empty()) {
-      auto eq = pair.find('=');
-      out[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
-    }
-    if (amp == std::string_view::npos) break;
-    q.remove_prefix(amp + 1);
-  }
-  return out;
-}
-
-ApiRoutes::ApiRoutes(FeedSources sources) : src_(std::move(sources)) {}
+ApiRoutes::ApiRoutes(const FeedSources& s)
+    : access_(s.extras.access),
+      stream_(s.delivery.stream),
+      ready_(s.delivery.ready),
+      cluster_(s.extras.cluster),
+      board_(s.board),
+      posts_(s.board),
+      alarms_(s.board.board, s.board.mark_alarm, s.desks.alarm_changed),
+      agents_(s.board.catalogue, s.board.agents, s.delivery.presence, s.desks.trust),
+      stats_(s.board, s.delivery, s.desks),
+      progress_(s.board, s.extras.report),
+      silences_(s.board.catalogue, s.desks.silences, s.desks.silence_changed),
+      rollouts_(s.board.catalogue, s.board.agents, s.desks.rollouts),
+      commands_(s.board.catalogue, s.board.agents, s.desks.commands, s.desks.publish_retained),
+      trust_(s.board.catalogue, s.desks.trust),
+      aggregator_key_(s.board.catalogue, s.board.agents, s.desks.trust, s.extras.cluster) {}
 
 std::optional<HttpResponse> ApiRoutes::authorize(const HttpRequest& req, const Query& q, bool allow_query_token,
                                                  bool need_operator, const Principal*& who) const {
   who = nullptr;
-  if (!src_.access || src_.access->open()) return std::nullopt;
+  if (!access_ || access_->open()) return std::nullopt;
   std::optional<std::string_view> token = bearer_token(req);
   if (!token && allow_query_token) {
     if (auto it = q.find("token"); it != q.end() && !it->second.empty()) token = it->second;
@@ -100,7 +66,7 @@ std::optional<HttpResponse> ApiRoutes::authorize(const HttpRequest& req, const Q
     res.set(http::field::www_authenticate, R"(Bearer realm="postwatch")");
     return res;
   }
-  who = src_.access->find(*token);
+  who = access_->find(*token);
   if (!who) {
     auto res = error_response(http::status::unauthorized, "unknown token");
     res.set(http::field::www_authenticate, R"(Bearer realm="postwatch", error="invalid_token")");
@@ -128,7 +94,7 @@ std::optional<HttpResponse> ApiRoutes::check_upgrade(const HttpRequest& req) {
   }
   const Principal* who = nullptr;
   if (auto refusal = authorize(req, parse_query(query), true, false, who)) return refusal;
-  if (src_.stream && src_.stream->full())
+  if (stream_ && stream_->full())
     return error_response(http::status::service_unavailable, "too many stream clients; try again later");
   return std::nullopt;
 }
@@ -143,9 +109,9 @@ HttpResponse ApiRoutes::handle(const HttpRequest& req) {
   // Open: health checks, metrics and the dashboard's files (they hold no data).
   if (target == "/healthz" || target == "/readyz" || target == "/metrics") {
     if (!get) return method_not_allowed(req, target, "GET, HEAD");
-    if (target == "/metrics") return metrics();
+    if (target == "/metrics") return stats_.metrics();
     if (target == "/healthz") return json_response(http::status::ok, {{"status", "ok"}});
-    bool ready = src_.ready && src_.ready();
+    bool ready = ready_ && ready_();
     return json_response(ready ? http::status::ok : http::status::service_unavailable,
                          {{"status", ready ? "ready" : "not ready"}, {"mqtt_subscribed", ready}});
   }
@@ -188,73 +154,73 @@ HttpResponse ApiRoutes::route_api(const HttpRequest& req, std::string_view targe
 
   if (ack_path) {
     if (!is_post) return method_not_allowed(req, target, "POST");
-    return acknowledge(req, target.substr(alarms_prefix.size(), target.size() - alarms_prefix.size() - 4), who);
+    return alarms_.acknowledge(req, target.substr(alarms_prefix.size(), target.size() - alarms_prefix.size() - 4), who);
   }
-  if (silences_path && is_post) return create_silence(req, who);
+  if (silences_path && is_post) return silences_.create_silence(req, who);
   if (silence_path) {
     if (!is_delete) return method_not_allowed(req, target, "DELETE");
-    return end_silence(target.substr(silences_prefix.size()), who);
+    return silences_.end_silence(target.substr(silences_prefix.size()), who);
   }
   if (silences_path && !get) return method_not_allowed(req, target, "GET, HEAD, POST");
   if (tokens_path) {
     if (!is_post) return method_not_allowed(req, target, "POST");
-    return issue_token(req, who);  // feed/trust_routes.cpp
+    return trust_.issue_token(req, who);  // feed/trust_routes.cpp
   }
   if (revoke_path) {
     if (!is_post) return method_not_allowed(req, target, "POST");
-    return revoke_key(target.substr(keys_prefix.size(), target.size() - keys_prefix.size() - 7), who);
+    return trust_.revoke_key(target.substr(keys_prefix.size(), target.size() - keys_prefix.size() - 7), who);
   }
   if (next_key_path || switch_key_path) {  // feed/aggregator_key_routes.cpp
     if (!is_post) return method_not_allowed(req, target, "POST");
-    return next_key_path ? prepare_aggregator_key(who) : switch_aggregator_key(q, who);
+    return next_key_path ? aggregator_key_.prepare_aggregator_key(who) : aggregator_key_.switch_aggregator_key(q, who);
   }
   if (rollouts_path || rollout_path) {  // feed/rollout_routes.cpp
     if (rollouts_path) {
-      if (is_post) return create_rollout(req, who);
+      if (is_post) return rollouts_.create_rollout(req, who);
       if (!get) return method_not_allowed(req, target, "GET, HEAD, POST");
-      return rollouts();
+      return rollouts_.rollouts();
     }
     auto rest = target.substr(rollouts_prefix.size());
     const auto slash = rest.find('/');
     if (slash == std::string_view::npos) {
       if (!get) return method_not_allowed(req, target, "GET, HEAD");
-      return rollout(rest);
+      return rollouts_.rollout(rest);
     }
     if (!is_post) return method_not_allowed(req, target, "POST");
-    return change_rollout(rest.substr(0, slash), rest.substr(slash + 1), who);
+    return rollouts_.change_rollout(rest.substr(0, slash), rest.substr(slash + 1), who);
   }
   if (commands_path) {  // feed/command_routes.cpp
-    if (is_post) return send_command(req, who);
+    if (is_post) return commands_.send_command(req, who);
     if (!get) return method_not_allowed(req, target, "GET, HEAD, POST");
-    return commands();
+    return commands_.commands();
   }
   if (command_path) {
     if (!get) return method_not_allowed(req, target, "GET, HEAD");
-    return command(target.substr(commands_prefix.size()));
+    return commands_.command(target.substr(commands_prefix.size()));
   }
   if (!get) return method_not_allowed(req, target, "GET, HEAD");
 
-  if (target == "/api/v1/goals" || target == "/api/v1/pillars") return goals();
+  if (target == "/api/v1/goals" || target == "/api/v1/pillars") return board_.goals();
   if (starts_with(target, "/api/v1/goals/") && target.ends_with("/progress"))
-    return goal_progress(target.substr(14, target.size() - 14 - 9), q);
-  if (starts_with(target, "/api/v1/goals/")) return goal(target.substr(14));
-  if (target == "/api/v1/targets") return targets(q);
-  if (target == "/api/v1/threats") return threats();
-  if (target == "/api/v1/regions") return regions(q);
-  if (target == "/api/v1/posts") return posts(q);
+    return progress_.goal_progress(target.substr(14, target.size() - 14 - 9), q);
+  if (starts_with(target, "/api/v1/goals/")) return board_.goal(target.substr(14));
+  if (target == "/api/v1/targets") return progress_.targets(q);
+  if (target == "/api/v1/threats") return board_.threats();
+  if (target == "/api/v1/regions") return posts_.regions(q);
+  if (target == "/api/v1/posts") return posts_.posts(q);
   if (starts_with(target, "/api/v1/posts/") && target.ends_with("/events"))
-    return post_events(target.substr(14, target.size() - 14 - 7), q);
-  if (starts_with(target, "/api/v1/posts/")) return post(target.substr(14));
-  if (target == "/api/v1/agents") return agents();
-  if (starts_with(target, "/api/v1/agents/")) return agent(target.substr(15));
-  if (target == "/api/v1/stats") return stats();
-  if (target == "/api/v1/agent-keys") return agent_keys();
-  if (target == "/api/v1/aggregator-key") return aggregator_key();
+    return posts_.post_events(target.substr(14, target.size() - 14 - 7), q);
+  if (starts_with(target, "/api/v1/posts/")) return posts_.post(target.substr(14));
+  if (target == "/api/v1/agents") return agents_.agents();
+  if (starts_with(target, "/api/v1/agents/")) return agents_.agent(target.substr(15));
+  if (target == "/api/v1/stats") return stats_.stats();
+  if (target == "/api/v1/agent-keys") return trust_.agent_keys();
+  if (target == "/api/v1/aggregator-key") return aggregator_key_.aggregator_key();
   if (target == "/api/v1/cluster")
-    return json_response(http::status::ok, src_.cluster ? src_.cluster() : json{{"clustered", false}});
-  if (target == "/api/v1/alarms") return alarms(q);
-  if (target == "/api/v1/history") return history(q);
-  if (silences_path) return silences(q);
+    return json_response(http::status::ok, cluster_ ? cluster_() : json{{"clustered", false}});
+  if (target == "/api/v1/alarms") return alarms_.alarms(q);
+  if (target == "/api/v1/history") return board_.history(q);
+  if (silences_path) return silences_.silences(q);
   if (target == "/api/v1/whoami") return whoami(who);
   if (target == "/api/v1/stream")
     return error_response(http::status::upgrade_required,
@@ -277,654 +243,16 @@ HttpResponse ApiRoutes::whoami(const Principal* who) const {
   return json_response(http::status::ok, {{"auth", "token"}, {"name", who->name}, {"role", to_string(who->role)}});
 }
 
-HttpResponse ApiRoutes::goals() {
-  const auto& cat = src_.catalogue;
-  json pillars = json::array();
-  for (std::size_t i = 0; i < cat.pillars().size(); ++i) pillars.push_back(pillar_snapshot_json(cat, src_.board, i));
-  json goals = json::array();
-  for (std::size_t g = 0; g < cat.goals().size(); ++g) goals.push_back(goal_snapshot_json(cat, src_.board, g));
-  return json_response(http::status::ok, {{"generated_at_ms", now_utc_ms()},
-                                          {"state_version", src_.state.version()},
-                                          {"pillars", std::move(pillars)},
-                                          {"goals", std::move(goals)}});
-}
-
-HttpResponse ApiRoutes::goal(std::string_view id_text) {
-  int id = 0;
-  if (!parse_int(id_text, id))
-    return error_response(http::status::bad_request, "goal id must be a number, got '" + std::string(id_text) + "'");
-  const auto& goals = src_.catalogue.goals();
-  for (std::size_t g = 0; g < goals.size(); ++g)
-    if (goals[g].id == id)
-      return json_response(http::status::ok, goal_snapshot_json(src_.catalogue, src_.board, g, true));
-  return error_response(http::status::not_found,
-                        "no goal " + std::to_string(id) + " (goals are 1-" + std::to_string(goals.size()) + ")");
-}
-
-HttpResponse ApiRoutes::threats() {
-  const auto& cat = src_.catalogue;
-  json list = json::array();
-  for (const Threat& t : cat.threats()) {
-    Status worst = Status::Unknown;
-    json goals = json::array();
-    for (int id : t.goals) {
-      for (std::size_t g = 0; g < cat.goals().size(); ++g) {
-        if (cat.goals()[g].id != id) continue;
-        const ShownStatus& s = src_.board.goals()[g];
-        worst = std::max(worst, s.shown);
-        goals.push_back({{"id", id},
-                         {"name", cat.goals()[g].name},
-                         {"pillar", cat.goals()[g].pillar},
-                         {"status", to_string(s.shown)},
-                         {"score", s.shown == Status::Unknown ? json(nullptr) : json(round2(s.score))}});
-      }
-    }
-    list.push_back({{"id", t.id}, {"name", t.name}, {"status", to_string(worst)}, {"goals", std::move(goals)}});
-  }
-  return json_response(http::status::ok, {{"threats", std::move(list)}});
-}
-
-std::vector<bool> ApiRoutes::goal_mask(int goal) const {
-  const auto& inds = src_.catalogue.indicators();
-  std::vector<bool> mask(inds.size(), false);
-  for (std::size_t i = 0; i < inds.size(); ++i)
-    for (const auto& gw : inds[i].goals)
-      if (gw.goal == goal && inds[i].kind != ValueKind::Text) mask[i] = true;
-  return mask;
-}
-
-void ApiRoutes::add_maintenance(json& post_json, std::uint32_t post) const {
-  if (src_.maintenance && post < src_.maintenance->size() && (*src_.maintenance)[post] != 0)
-    post_json["maintenance"] = (*src_.maintenance)[post];
-}
-
-bool ApiRoutes::is_silent(std::uint32_t post) const {
-  return src_.silent && post < src_.silent->size() && (*src_.silent)[post];
-}
-
-namespace {
-
-struct PostRow {
-  Status worst = Status::Unknown;
-  std::uint32_t reporting = 0;  // indicators with a current status
-  std::uint32_t red = 0, amber = 0;
-};
-
-PostRow post_row(const RollupSnapshot& last, std::uint32_t post, std::size_t n_ind, const std::vector<bool>* mask) {
-  PostRow row;
-  for (std::uint32_t i = 0; i < n_ind; ++i) {
-    if (mask && !(*mask)[i]) continue;
-    auto cell = static_cast<std::size_t>(post) * n_ind + i;
-    if (cell >= last.cells.size() || last.cells[cell] == Status::Unknown) continue;
-    Status st = last.cells[cell];
-    row.worst = std::max(row.worst, st);
-    row.reporting += 1;
-    row.red += st == Status::Red;
-    row.amber += st == Status::Amber;
-  }
-  return row;
-}
-
-// The ?goal= filter: empty when absent; a response when it is bad.
-std::optional<HttpResponse> parse_goal_filter(const IndicatorCatalogue& cat, const ApiRoutes::Query& q, int& goal) {
-  goal = 0;
-  auto it = q.find("goal");
-  if (it == q.end()) return std::nullopt;
-  if (!parse_int(std::string_view(it->second), goal))
-    return error_response(http::status::bad_request, "goal must be a number, got '" + it->second + "'");
-  if (!cat.find_goal(goal)) return error_response(http::status::not_found, "no goal " + it->second);
-  return std::nullopt;
-}
-
-}  // namespace
-
-HttpResponse ApiRoutes::regions(const Query& q) {
-  const auto& cat = src_.catalogue;
-  int goal = 0;
-  if (auto bad = parse_goal_filter(cat, q, goal)) return *bad;
-  std::vector<bool> mask;
-  if (goal) mask = goal_mask(goal);
-  struct Acc {
-    Status worst = Status::Unknown;
-    std::uint32_t posts = 0, reporting = 0, silent = 0, red = 0, amber = 0;
-  };
-  std::vector<Acc> acc(cat.regions().size());
-  const std::size_t n_ind = cat.indicators().size();
-  for (std::uint32_t p = 0; p < cat.posts().size(); ++p) {
-    auto r = cat.region_index(cat.posts()[p].region);
-    if (!r || cat.posts()[p].is_ministry()) continue;
-    Acc& a = acc[*r];
-    PostRow row = post_row(src_.board.last(), p, n_ind, goal ? &mask : nullptr);
-    a.posts += 1;
-    a.reporting += row.reporting > 0;
-    a.silent += is_silent(p);
-    a.red += row.worst == Status::Red;
-    a.amber += row.worst == Status::Amber;
-    a.worst = std::max(a.worst, row.worst);
-  }
-  json list = json::array();
-  for (std::size_t r = 0; r < acc.size(); ++r)
-    list.push_back({{"id", cat.regions()[r].id},
-                    {"name", cat.regions()[r].name},
-                    {"status", to_string(acc[r].worst)},
-                    {"posts", acc[r].posts},
-                    {"posts_reporting", acc[r].reporting},
-                    {"posts_silent", acc[r].silent},
-                    {"posts_red", acc[r].red},
-                    {"posts_amber", acc[r].amber}});
-  json body{{"regions", std::move(list)}};
-  body["goal"] = goal ? json(goal) : json(nullptr);
-  return json_response(http::status::ok, body);
-}
-
-std::uint64_t ApiRoutes::events_lost(std::uint32_t post) const {
-  std::uint64_t lost = 0;
-  for (auto aid : src_.agents.at_post(post)) {
-    const AgentRecord& a = src_.agents[aid];
-    if (a.has_events) lost += a.events.seqs.gaps();
-  }
-  return lost;
-}
-
-HttpResponse ApiRoutes::posts(const Query& q) {
-  const auto& cat = src_.catalogue;
-  auto csv = wants_csv(q);
-  if (!csv) return error_response(http::status::bad_request, "format must be json or csv");
-  int goal = 0;
-  if (auto bad = parse_goal_filter(cat, q, goal)) return *bad;
-  std::string region;
-  if (auto it = q.find("region"); it != q.end()) {
-    region = it->second;
-    if (!cat.region_index(region)) return error_response(http::status::not_found, "no region '" + region + "'");
-  }
-  std::vector<bool> mask;
-  if (goal) mask = goal_mask(goal);
-  const std::size_t n_ind = cat.indicators().size();
-  json list = json::array();
-  std::string out =
-      "id,city,country,region,status,silent,indicators_reporting,last_seen_ms,last_seen_utc,events_lost\r\n";
-  for (std::uint32_t p = 0; p < cat.posts().size(); ++p) {
-    const Post& post = cat.posts()[p];
-    if (post.is_ministry() || (!region.empty() && post.region != region)) continue;
-    PostRow row = post_row(src_.board.last(), p, n_ind, goal ? &mask : nullptr);
-    const std::int64_t seen = src_.state.post_last_seen_ms(p);
-    if (*csv) {
-      out +=
-          fmt::format("{},{},{},{},{},{},{},{},{},{}\r\n", csv_field(post.id), csv_field(post.city),
-                      csv_field(post.country), csv_field(post.region), to_string(row.worst),
-                      is_silent(p) ? "true" : "false", row.reporting, seen, seen ? iso_utc(seen) : "", events_lost(p));
-      continue;
-    }
-    list.push_back({{"id", post.id},
-                    {"city", post.city},
-                    {"country", post.country},
-                    {"region", post.region},
-                    {"status", to_string(row.worst)},
-                    {"silent", is_silent(p)},
-                    {"indicators_reporting", row.reporting},
-                    {"indicators_red", row.red},
-                    {"indicators_amber", row.amber},
-                    {"last_seen_ms", seen},
-                    {"events_lost", events_lost(p)}});
-    add_maintenance(list.back(), p);
-  }
-  if (*csv) return csv_response("posts.csv", std::move(out));
-  return json_response(http::status::ok, {{"posts", std::move(list)}});
-}
-
-HttpResponse ApiRoutes::post(std::string_view id) {
-  const auto& cat = src_.catalogue;
-  auto p = cat.post_index(id);
-  if (!p) return error_response(http::status::not_found, "no post '" + std::string(id) + "'");
-  const Post& post = cat.posts()[*p];
-  const auto& last = src_.board.last();
-  json inds = json::array();
-  for (std::uint32_t i = 0; i < cat.indicators().size(); ++i) {
-    const Reading& r = src_.state.at(*p, i);
-    if (!r.present) continue;
-    const Indicator& ind = cat.indicators()[i];
-    json goals = json::array();
-    for (const auto& gw : ind.goals) goals.push_back(gw.goal);
-    json j{{"id", ind.id},
-           {"name", ind.name},
-           {"kind", to_string(ind.kind)},
-           {"unit", ind.unit},
-           {"goals", std::move(goals)},
-           {"observed_at_ms", r.observed_at_ms},
-           {"received_at_ms", r.received_at_ms},
-           {"time_corrected", r.clock_correction_ms != 0}};
-    if (r.clock_correction_ms != 0) {
-      j["agent_observed_at_ms"] = r.observed_at_ms + r.clock_correction_ms;
-      j["clock_correction_ms"] = r.clock_correction_ms;
-    }
-    auto cell = static_cast<std::size_t>(*p) * cat.indicators().size() + i;
-    if (ind.kind == ValueKind::Text) {
-      j["text"] = src_.state.text_at(*p, i);
-      j["status"] = "unknown";
-    } else if (ind.reported_by == Reporter::Ministry) {
-      j["value"] = r.number;  // a national figure: no board status, strategy progress reads it
-      j["reported_by"] = "ministry";
-    } else {
-      j["value"] = src_.state.value(*p, i, now_utc_ms());
-      j["last_reading"] = r.number;
-      j["status"] = cell < last.cells.size() ? to_string(last.cells[cell]) : "unknown";
-      j["amber"] = ind.amber;
-      j["red"] = ind.red;
-      if (ind.kind == ValueKind::Count) j["window_s"] = ind.window_s;
-    }
-    inds.push_back(std::move(j));
-  }
-  PostRow row = post_row(last, *p, cat.indicators().size(), nullptr);
-  json agents = json::array();
-  for (auto aid : src_.agents.at_post(*p)) {
-    const AgentRecord& a = src_.agents[aid];
-    agents.push_back({{"agent", a.name},
-                      {"online", a.has_presence && a.presence.online},
-                      {"events_lost", a.has_events ? a.events.seqs.gaps() : 0},
-                      {"clock", agent_clock_json(a)}});
-  }
-  json out{{"id", post.id},
-           {"kind", post.is_ministry() ? "ministry" : "post"},
-           {"city", post.city},
-           {"country", post.country},
-           {"region", post.region},
-           {"status", to_string(row.worst)},
-           {"silent", is_silent(*p)},
-           {"last_seen_ms", src_.state.post_last_seen_ms(*p)},
-           {"events_lost", events_lost(*p)},
-           {"agents", std::move(agents)},
-           {"indicators", std::move(inds)}};
-  add_maintenance(out, *p);
-  return json_response(http::status::ok, out);
-}
-
-namespace {
-
-// One agent as /api/v1/agents shows it: what it announced (birth, heartbeat) and what
-// ingest counted of its events; either part may be missing.
-json agent_json(const std::string& key, const std::string& post, const AgentRecord& r) {
-  json j{{"id", key}};
-  const AgentPresenceRecord* a = r.has_presence ? &r.presence : nullptr;
-  const AgentTrack* track = r.has_events ? &r.events : nullptr;
-  if (a) {
-    j.update({{"post", post},
-              {"agent", r.name},
-              {"online", a->online},
-              {"births", a->births},
-              {"agent_version", a->agent_version},
-              {"config_hash", a->config_hash},
-              {"heartbeat_interval_s", a->heartbeat_interval_s},
-              {"one_shot", a->one_shot},
-              {"last_heartbeat_ms", a->last_heartbeat_ms},
-              {"first_unacked_seq_at_birth", a->first_unacked_seq},
-              {"awaits_confirmation", a->awaits_confirmation}});
-    if (a->has_metrics) {
-      const auto& m = a->metrics;
-      j["metrics"] = {{"spool_events", m.spool_events},
-                      {"spool_bytes", m.spool_bytes},
-                      {"oldest_unsent_age_ms", m.oldest_unsent_age_ms},
-                      {"events_accepted", m.events_accepted},
-                      {"events_sent", m.events_sent},
-                      {"events_dropped", m.events_dropped},
-                      {"reconnects", m.reconnects},
-                      {"rss_bytes", m.rss_bytes},
-                      {"uptime_s", m.uptime_s},
-                      {"uplink_bytes", m.uplink_bytes},
-                      {"uplink_bytes_per_s", m.uplink_bytes_per_s},
-                      {"uplink_cap_bytes_per_s", m.uplink_cap_bytes_per_s}};
-    }
-    if (a->has_fleet) j["fleet"] = fleet_report_json(a->fleet);
-  } else {
-    // Events, but never a birth (yet): say so rather than guess.
-    j.update({{"post", post}, {"agent", r.name}, {"online", false}, {"births", 0}});
-  }
-  j["clock"] = agent_clock_json(r);
-  if (track)
-    j["events"] = {{"received", track->events},
-                   {"highest_seq", track->seqs.highest()},
-                   {"gaps", track->seqs.gaps()},
-                   {"settled_through", track->seqs.settled_through()},
-                   {"anchored", track->seqs.anchored()},
-                   {"reordered", track->reordered},
-                   {"clock_skew_ms", track->clock_skew_ms},
-                   {"last_event_ms", track->last_event_ms},
-                   {"catalogue_version", track->catalogue_version}};
-  return j;
-}
-
-}  // namespace
-
-HttpResponse ApiRoutes::agents() {
-  // Sorted by "post/agent", for stable output.
-  std::vector<std::pair<std::string, const AgentRecord*>> sorted;
-  sorted.reserve(src_.agents.size());
-  for (const auto& r : src_.agents) sorted.emplace_back(src_.agents.key(r), &r);
-  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  json list = json::array();
-  for (const auto& [key, r] : sorted) {
-    list.push_back(agent_json(key, src_.catalogue.posts()[r->post].id, *r));
-    add_agent_key(list.back(), src_.catalogue.posts()[r->post].id, r->name);
-  }
-  return json_response(http::status::ok, {{"online", src_.presence.online_count()}, {"agents", std::move(list)}});
-}
-
-HttpResponse ApiRoutes::agent(std::string_view key) {
-  const AgentRecord* r = src_.agents.find(key);
-  if (!r)
-    return error_response(http::status::not_found, "unknown agent: " + std::string(key) +
-                                                       " (ids are <post>/<agent>; GET /api/v1/agents lists them)");
-  auto j = agent_json(std::string(key), src_.catalogue.posts()[r->post].id, *r);
-  add_agent_key(j, src_.catalogue.posts()[r->post].id, r->name);
-  return json_response(http::status::ok, j);
-}
-
-HttpResponse ApiRoutes::stats() {
-  const auto& c = src_.ingest.counters();
-  json undecodable = json::object();
-  for (std::size_t i = 1; i < c.batches_undecodable.size(); ++i)
-    undecodable[std::string(to_string(static_cast<DecodeError>(i)))] = c.batches_undecodable[i];
-  // O(1) in the fleet's size: it runs on the io thread, between events. Per-agent
-  // counters are in /api/v1/agents and /api/v1/agents/{post}/{agent}.
-  std::size_t silent = 0;
-  for (std::uint32_t p = 0; p < src_.catalogue.posts().size(); ++p) silent += is_silent(p);
-  json j{{"batches_accepted", c.batches_accepted},
-         {"batches_rejected", c.batches_rejected()},
-         {"batches_undecodable", undecodable},
-         {"batches_bad_topic", c.batches_bad_topic},
-         {"batches_topic_mismatch", c.batches_topic_mismatch},
-         {"batches_unknown_post", c.batches_unknown_post},
-         {"batches_clock_skew", c.batches_clock_skew},
-         {"batches_compressed", c.batches_compressed},
-         {"compressed_bytes_received", c.compressed_bytes_received},
-         {"compressed_bytes_unpacked", c.compressed_bytes_unpacked},
-         {"events_accepted", c.events_accepted},
-         {"events_duplicate", c.events_duplicate},
-         {"events_unknown_indicator", c.events_unknown_indicator},
-         {"events_bad_value", c.events_bad_value},
-         {"events_gaps", c.events_gaps},
-         {"events_reordered", c.events_reordered},
-         {"events_urgent", c.events_urgent},
-         {"events_late", c.events_late},
-         {"events_future", c.events_future},
-         {"events_time_corrected", c.events_time_corrected},
-         {"agent_states_rejected", src_.presence.rejected()},
-         {"agents_online", src_.presence.online_count()},
-         {"posts_silent", silent},
-         {"stream_clients", src_.stream ? src_.stream->clients() : 0},
-         {"agents_tracked", src_.ingest.agents_tracked()}};
-  if (src_.flow) {
-    auto f = src_.flow();
-    j["ingest_queued_messages"] = f.queued_messages;
-    j["ingest_pauses"] = f.pauses;
-    j["ingest_paused_ms"] = f.paused_ms;
-    j["ingest_pause_overrides"] = f.overrides;
-  }
-  if (src_.confirm) {
-    j["confirms_published"] = src_.confirm->confirms_published;
-    j["confirm_resend_requests"] = src_.confirm->resend_requests;
-    j["confirm_key_notices"] = src_.confirm->key_notices;
-    j["confirm_settled_by_agent"] = src_.confirm->settled_by_agent;
-    j["confirm_anchored"] = src_.confirm->anchored;
-    j["confirm_dropped_given_up"] = src_.confirm->dropped_given_up;
-    j["confirm_waiting_for_store"] = src_.confirm->waiting_for_store;
-  }
-  if (src_.outbound) add_outbound_stats(j, *src_.outbound);
-  if (src_.notifications) add_notification_stats(j, src_.notifications());
-  add_trust_stats(j);
-  if (src_.store) {
-    j["events_persisted"] = src_.store->events_committed();
-    j["store_pending_events"] = src_.store->pending_events();
-    j["store_write_errors"] = src_.store->write_errors();
-    j["store_used_bytes"] = src_.store->used_bytes();
-    j["store_events_pruned"] = src_.store->events_pruned();
-    j["store_damaged_records"] = src_.store->corrupt_batches();
-  }
-  return json_response(http::status::ok, j);
-}
-
-HttpResponse ApiRoutes::metrics() {
-  const auto& c = src_.ingest.counters();
-  const auto& cat = src_.catalogue;
-  MetricsText m;
-  using L = MetricsText;
-
-  m.family("postwatch_batches_accepted_total", "counter", "Event batches accepted (decoded, topic and post checked).");
-  m.sample("postwatch_batches_accepted_total", "", c.batches_accepted);
-  m.family("postwatch_batches_rejected_total", "counter",
-           "Event batches refused as a whole, by reason (decode errors, bad_topic, topic_mismatch, unknown_post).");
-  for (std::size_t i = 1; i < c.batches_undecodable.size(); ++i)
-    m.sample("postwatch_batches_rejected_total", L::label("reason", to_string(static_cast<DecodeError>(i))),
-             c.batches_undecodable[i]);
-  m.sample("postwatch_batches_rejected_total", L::label("reason", "bad_topic"), c.batches_bad_topic);
-  m.sample("postwatch_batches_rejected_total", L::label("reason", "topic_mismatch"), c.batches_topic_mismatch);
-  m.sample("postwatch_batches_rejected_total", L::label("reason", "unknown_post"), c.batches_unknown_post);
-  m.family("postwatch_batches_compressed_total", "counter", "Compressed event batches (PackedBatch) unpacked.");
-  m.sample("postwatch_batches_compressed_total", "", c.batches_compressed);
-  m.family("postwatch_compressed_bytes_total", "counter",
-           "Bytes of the compressed batches: as received (form=wire) and unpacked (form=plain).");
-  m.sample("postwatch_compressed_bytes_total", L::label("form", "wire"), c.compressed_bytes_received);
-  m.sample("postwatch_compressed_bytes_total", L::label("form", "plain"), c.compressed_bytes_unpacked);
-  m.family("postwatch_batches_clock_skew_total", "counter",
-           "Accepted batches whose sent_at differed from the aggregator's clock by more than the allowed skew.");
-  m.sample("postwatch_batches_clock_skew_total", "", c.batches_clock_skew);
-
-  m.family("postwatch_events_accepted_total", "counter", "Events accepted (new, known indicator, valid value).");
-  m.sample("postwatch_events_accepted_total", "", c.events_accepted);
-  m.family("postwatch_events_rejected_total", "counter",
-           "Single events refused (stored with the reason, not applied), by reason.");
-  m.sample("postwatch_events_rejected_total", L::label("reason", "unknown_indicator"), c.events_unknown_indicator);
-  m.sample("postwatch_events_rejected_total", L::label("reason", "bad_value"), c.events_bad_value);
-  m.sample("postwatch_events_rejected_total", L::label("reason", "future"), c.events_future);
-  m.family("postwatch_events_duplicate_total", "counter", "Events dropped as already seen (post, agent, seq).");
-  m.sample("postwatch_events_duplicate_total", "", c.events_duplicate);
-  m.family("postwatch_events_late_total", "counter",
-           "Events observed before now minus the allowed lateness: stored, shown only where newest.");
-  m.sample("postwatch_events_late_total", "", c.events_late);
-  m.family("postwatch_events_time_corrected_total", "counter",
-           "Events whose observed_at was corrected by their agent's measured clock offset.");
-  m.sample("postwatch_events_time_corrected_total", "", c.events_time_corrected);
-  std::size_t corrected_agents = 0;
-  for (const auto& a : src_.agents) corrected_agents += a.clock.offset.correction_ms() != 0 ? 1 : 0;
-  m.family("postwatch_agents_clock_corrected", "gauge",
-           "Agents whose clock is off by more than --clock-correct-beyond-s, so their times are corrected.");
-  m.sample("postwatch_agents_clock_corrected", "", corrected_agents);
-  m.family("postwatch_events_gaps_total", "counter", "Sequence numbers given up on as never received.");
-  m.sample("postwatch_events_gaps_total", "", c.events_gaps);
-  m.family("postwatch_events_reordered_total", "counter", "New events that arrived below their agent's highest seq.");
-  m.sample("postwatch_events_reordered_total", "", c.events_reordered);
-  m.family("postwatch_events_urgent_total", "counter",
-           "Events applied from batches on the agents' urgent lane (sent ahead of their backlog).");
-  m.sample("postwatch_events_urgent_total", "", c.events_urgent);
-  m.family("postwatch_agent_states_rejected_total", "counter", "Birth, death or heartbeat messages refused.");
-  m.sample("postwatch_agent_states_rejected_total", "", src_.presence.rejected());
-
-  if (src_.latency)
-    m.histogram("postwatch_ingest_latency_seconds",
-                "Time from an event's observed_at to its being applied to the state (agent clock to ours).",
-                *src_.latency);
-
-  if (src_.store) {
-    m.family("postwatch_store_pending_events", "gauge", "Events handed to the store and not yet committed.");
-    m.sample("postwatch_store_pending_events", "", src_.store->pending_events());
-    m.family("postwatch_store_committed_events_total", "counter", "Events committed to SQLite since start.");
-    m.sample("postwatch_store_committed_events_total", "", src_.store->events_committed());
-    m.family("postwatch_store_write_errors_total", "counter", "Failed store commits.");
-    m.sample("postwatch_store_write_errors_total", "", src_.store->write_errors());
-    m.family("postwatch_store_used_bytes", "gauge", "Bytes of the store's database in use (checked every minute).");
-    m.sample("postwatch_store_used_bytes", "", src_.store->used_bytes());
-    m.family("postwatch_store_pruned_events_total", "counter", "Events retention removed since start.");
-    m.sample("postwatch_store_pruned_events_total", "", src_.store->events_pruned());
-    m.family("postwatch_store_damaged_records_total", "counter",
-             "Stored records found damaged (checksum) at start-up and skipped; their events are lost.");
-    m.sample("postwatch_store_damaged_records_total", "", src_.store->corrupt_batches());
-  }
-
-  m.family("postwatch_agents_online", "gauge", "Agents whose last state message was a birth.");
-  m.sample("postwatch_agents_online", "", static_cast<std::uint64_t>(src_.presence.online_count()));
-  m.family("postwatch_agents_known", "gauge", "Agents that announced themselves since the aggregator started.");
-  m.sample("postwatch_agents_known", "", static_cast<std::uint64_t>(src_.presence.known_count()));
-  std::uint64_t silent = 0;
-  for (std::uint32_t p = 0; p < cat.posts().size(); ++p) silent += is_silent(p);
-  m.family("postwatch_posts_silent", "gauge", "Posts that reported before and have gone quiet.");
-  m.sample("postwatch_posts_silent", "", silent);
-  m.family("postwatch_mqtt_subscribed", "gauge", "1 when connected to the broker and subscribed.");
-  m.sample("postwatch_mqtt_subscribed", "", std::uint64_t{src_.ready && src_.ready() ? 1u : 0u});
-
-  if (src_.stream) {
-    auto s = src_.stream->stats();
-    m.family("postwatch_ws_clients", "gauge", "Connected live-stream (WebSocket) clients.");
-    m.sample("postwatch_ws_clients", "", static_cast<std::uint64_t>(s.clients));
-    m.family("postwatch_ws_connections_total", "counter", "Live-stream clients connected since start.");
-    m.sample("postwatch_ws_connections_total", "", s.connected_total);
-    m.family("postwatch_ws_clients_dropped_total", "counter", "Live-stream clients dropped for falling behind.");
-    m.sample("postwatch_ws_clients_dropped_total", "", s.dropped_slow_total);
-    m.family("postwatch_ws_messages_total", "counter", "Messages broadcast on the live stream.");
-    m.sample("postwatch_ws_messages_total", "", s.messages_total);
-  }
-
-  m.family("postwatch_goal_status", "gauge", "Shown goal status: 0 unknown, 1 green, 2 amber, 3 red.");
-  for (std::size_t g = 0; g < cat.goals().size(); ++g)
-    m.sample("postwatch_goal_status",
-             L::label("goal", std::to_string(cat.goals()[g].id)) + "," + L::label("pillar", cat.goals()[g].pillar),
-             static_cast<std::uint64_t>(src_.board.goals()[g].shown));
-  m.family("postwatch_goal_score", "gauge", "Goal score, 0 (every indicator red) to 100 (at baseline); known goals.");
-  for (std::size_t g = 0; g < cat.goals().size(); ++g)
-    if (src_.board.goals()[g].shown != Status::Unknown)
-      m.sample("postwatch_goal_score",
-               L::label("goal", std::to_string(cat.goals()[g].id)) + "," + L::label("pillar", cat.goals()[g].pillar),
-               round2(src_.board.goals()[g].score));
-  m.family("postwatch_pillar_status", "gauge", "Shown pillar status: 0 unknown, 1 green, 2 amber, 3 red.");
-  for (std::size_t p = 0; p < cat.pillars().size(); ++p)
-    m.sample("postwatch_pillar_status", L::label("pillar", cat.pillars()[p].id),
-             static_cast<std::uint64_t>(src_.board.pillars()[p].shown));
-  // Every kind shows, 0 included, so an alert rule never sees the series vanish.
-  std::map<std::string_view, std::uint64_t> open_by_kind;
-  for (auto k : kAlarmKinds) open_by_kind[to_string(k)] = 0;
-  std::uint64_t unacked = 0;
-  for (const auto& a : src_.board.alarms()) {
-    if (!a.open()) continue;
-    open_by_kind[to_string(a.kind)] += 1;
-    unacked += a.acked_at_ms == 0;
-  }
-  if (src_.flow) {
-    auto f = src_.flow();
-    m.family("postwatch_ingest_queued_messages", "gauge", "MQTT messages handed to the io thread, not yet handled.");
-    m.sample("postwatch_ingest_queued_messages", "", static_cast<std::uint64_t>(f.queued_messages));
-    m.family("postwatch_ingest_backpressure_pauses_total", "counter",
-             "Times MQTT delivery paused because the io thread or the store was behind.");
-    m.sample("postwatch_ingest_backpressure_pauses_total", "", f.pauses);
-    m.family("postwatch_ingest_backpressure_seconds_total", "counter", "Time MQTT delivery spent paused.");
-    m.sample("postwatch_ingest_backpressure_seconds_total", "", static_cast<double>(f.paused_ms) / 1000.0);
-    m.family("postwatch_ingest_backpressure_overrides_total", "counter",
-             "Pauses that reached the limit and let messages through anyway (memory grows instead).");
-    m.sample("postwatch_ingest_backpressure_overrides_total", "", f.overrides);
-  }
-  if (src_.confirm) {
-    m.family("postwatch_delivery_confirms_total", "counter",
-             "Confirmations published to agents (they release their spool on them).");
-    m.sample("postwatch_delivery_confirms_total", "", src_.confirm->confirms_published);
-    m.family("postwatch_delivery_resend_requests_total", "counter",
-             "Agents asked to resend seqs the broker acknowledged but that never arrived.");
-    m.sample("postwatch_delivery_resend_requests_total", "", src_.confirm->resend_requests);
-    m.family("postwatch_delivery_key_notices_total", "counter",
-             "Confirmations sent again to announce the aggregator's key rotation to agents not yet trusting it.");
-    m.sample("postwatch_delivery_key_notices_total", "", src_.confirm->key_notices);
-  }
-  if (src_.outbound) add_outbound_metrics(m, *src_.outbound);
-  if (src_.notifications) add_notification_metrics(m, src_.notifications());
-  add_trust_metrics(m);
-  add_fleet_metrics(m);
-  m.family("postwatch_alarms_open", "gauge", "Open alarms by kind.");
-  for (const auto& [kind, n] : open_by_kind) m.sample("postwatch_alarms_open", L::label("kind", kind), n);
-  m.family("postwatch_alarms_unacknowledged", "gauge", "Open alarms nobody has acknowledged.");
-  m.sample("postwatch_alarms_unacknowledged", "", unacked);
-
-  HttpResponse res{http::status::ok, 11};
-  res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-  res.set(http::field::cache_control, "no-store");
-  res.body() = m.text();
-  return res;
-}
-
-HttpResponse ApiRoutes::alarms(const Query& q) {
-  auto state = q.count("state") ? q.at("state") : "all";
-  if (state != "all" && state != "open" && state != "cleared")
-    return error_response(http::status::bad_request, "state must be all, open or cleared");
-  json list = json::array();
-  const auto& all = src_.board.alarms();
-  for (auto it = all.rbegin(); it != all.rend(); ++it) {  // newest first
-    if (state == "open" && !it->open()) continue;
-    if (state == "cleared" && it->open()) continue;
-    list.push_back(alarm_json(*it));
-    if (src_.mark_alarm) src_.mark_alarm(*it, list.back());
-  }
-  return json_response(http::status::ok, {{"alarms", std::move(list)}});
-}
-
-HttpResponse ApiRoutes::acknowledge(const HttpRequest& req, std::string_view id_text, const Principal* who) {
-  std::uint64_t id = 0;
-  if (!parse_int(id_text, id))
-    return error_response(http::status::bad_request, "alarm id must be a number, got '" + std::string(id_text) + "'");
-  json j = json::object();
-  if (!req.body().empty()) {
-    if (auto refusal = refuse_non_json(req)) return *refusal;
-    j = json::parse(req.body(), nullptr, false);
-  }
-  const char* usage =
-      who ? R"(body must be empty or JSON {"by": "<operator, default: the token's name>", "comment": "<optional>"})"
-          : R"(body must be JSON {"by": "<operator>", "comment": "<optional text>"})";
-  if (j.is_discarded() || !j.is_object()) return error_response(http::status::bad_request, usage);
-  if ((j.contains("by") && !j["by"].is_string()) || (j.contains("comment") && !j["comment"].is_string()))
-    return error_response(http::status::bad_request, usage);
-  std::string by = j.value("by", who ? who->name : std::string());
-  if (by.empty()) return error_response(http::status::bad_request, usage);
-  std::string comment = j.value("comment", "");
-  if (comment.size() > 1024 || by.size() > 128)
-    return error_response(http::status::bad_request, "by is limited to 128 bytes and comment to 1024");
-  auto alarm = src_.board.acknowledge(id, by, comment, now_utc_ms());
-  if (!alarm) return error_response(http::status::not_found, "no alarm " + std::to_string(id));
-  if (src_.alarm_changed) src_.alarm_changed(*alarm);
-  return json_response(http::status::ok, alarm_json(*alarm));
-}
-
-HttpResponse ApiRoutes::history(const Query& q) {
-  if (!src_.store) return error_response(http::status::service_unavailable, "history needs the store");
-  auto csv = wants_csv(q);
-  if (!csv) return error_response(http::status::bad_request, "format must be json or csv");
-  const std::string scope = q.count("scope") ? q.at("scope") : "";
-  auto id = q.count("id") ? q.at("id") : "";
-  const auto which = parse_status_scope(scope);
-  if (!which) return error_response(http::status::bad_request, "scope must be goal or pillar");
-  bool known = false;
-  if (*which == StatusScope::Goal) {
-    int g = 0;
-    known = parse_int(std::string_view(id), g) && src_.catalogue.find_goal(g);
-  } else {
-    for (const auto& p : src_.catalogue.pillars()) known = known || p.id == id;
-  }
-  if (!known) return error_response(http::status::not_found, "no " + scope + " '" + id + "'");
-  std::int64_t now = now_utc_ms(), from = now - 24LL * 3600 * 1000, to = now;
-  if (q.count("from") && !parse_int(std::string_view(q.at("from")), from))
-    return error_response(http::status::bad_request, "from must be UTC milliseconds");
-  if (q.count("to") && !parse_int(std::string_view(q.at("to")), to))
-    return error_response(http::status::bad_request, "to must be UTC milliseconds");
-  if (from < 0 || to < 0) return error_response(http::status::bad_request, "from and to must not be negative");
-  if (from > to) return error_response(http::status::bad_request, "from must not be after to");
-  auto points = src_.store->query_history(*which, id, from, to, 10000);
-  if (*csv) {
-    std::string out = "at_ms,at_utc,scope,id,status,score\r\n";
-    for (const auto& h : points)  // an unknown point has no score: an empty field, as JSON's null
-      out += fmt::format("{},{},{},{},{},{}\r\n", h.at_ms, iso_utc(h.at_ms), scope, csv_field(id), to_string(h.status),
-                         h.status == Status::Unknown ? std::string() : fmt::format("{}", round2(h.score)));
-    return csv_response("history-" + scope + "-" + id + ".csv", std::move(out));
-  }
-  json list = json::array();
-  for (const auto& h : points)
-    list.push_back({{"at_ms", h.at_ms},
-                    {"status", to_string(h.status)},
-                    {"score", h.status == Status::Unknown ? json(nullptr) : json(round2(h.score))}});
-  return json_response(http::status::ok,
-                       {{"scope", scope}, {"id", id}, {"from_ms", from}, {"to_ms", to}, {"points", std::move(list)}});
+bool ApiRoutes::handle_deferred(const HttpRequest& req, const HttpReply& reply) {
+  auto [target, query] = split_target(req);
+  if (target != "/api/v1/report") return false;
+  const auto q = parse_query(query);
+  const Principal* who = nullptr;
+  if (auto refusal = authorize(req, q, false, false, who))
+    reply(std::move(*refusal));
+  else
+    progress_.report(req, target, q, reply);
+  return true;
 }
 
 }  // namespace postwatch::aggregator

@@ -1,8 +1,7 @@
 // /api/v1/commands: remote commands to one agent (docs/fleet.md, "Remote commands"). Listing
 // needs a read token; sending one needs an operator token, as starting a rollout does.
-#include "feed/api_routes.hpp"
-#include "feed/http_helpers.hpp"
-#include "ingest/agent_table.hpp"
+#include "feed/command_routes.hpp"
+
 #include "postwatch/clock.hpp"
 #include "rollouts/command_desk.hpp"
 
@@ -18,22 +17,22 @@ constexpr std::size_t kListed = 200;
 constexpr std::int64_t kDefaultTtlS = 3600;
 }  // namespace
 
-HttpResponse ApiRoutes::commands() const {
-  if (!src_.commands) return error_response(http::status::service_unavailable, "remote commands are not available");
+HttpResponse CommandRoutes::commands() const {
+  if (!commands_) return error_response(http::status::service_unavailable, "remote commands are not available");
   json list = json::array();
-  for (const auto* c : src_.commands->newest(kListed)) list.push_back(c->to_json());
+  for (const auto* c : commands_->newest(kListed)) list.push_back(c->to_json());
   return json_response(http::status::ok, {{"commands", std::move(list)}});
 }
 
-HttpResponse ApiRoutes::command(std::string_view id) const {
-  if (!src_.commands) return error_response(http::status::service_unavailable, "remote commands are not available");
-  const auto* c = src_.commands->find(std::string(id));
+HttpResponse CommandRoutes::command(std::string_view id) const {
+  if (!commands_) return error_response(http::status::service_unavailable, "remote commands are not available");
+  const auto* c = commands_->find(std::string(id));
   if (!c) return error_response(http::status::not_found, "no command '" + std::string(id) + "'");
   return json_response(http::status::ok, c->to_json());
 }
 
-HttpResponse ApiRoutes::send_command(const HttpRequest& req, const Principal* who) {
-  if (!src_.commands) return error_response(http::status::service_unavailable, "remote commands are not available");
+HttpResponse CommandRoutes::send_command(const HttpRequest& req, const Principal* who) {
+  if (!commands_) return error_response(http::status::service_unavailable, "remote commands are not available");
   if (auto refusal = refuse_non_json(req)) return *refusal;
   auto body = json::parse(req.body(), nullptr, false);
   if (!body.is_object()) return error_response(http::status::bad_request, "the body is not a JSON object");
@@ -60,16 +59,15 @@ HttpResponse ApiRoutes::send_command(const HttpRequest& req, const Principal* wh
     if (!it->is_number_integer()) return error_response(http::status::bad_request, "ttl_s must be a whole number");
     ttl_s = it->get<std::int64_t>();
   }
-  auto p = src_.catalogue.post_index(post);
+  auto p = catalogue_.post_index(post);
   if (!p) return error_response(http::status::not_found, "no post '" + post + "'");
-  const AgentRecord* r = src_.agents.find(*p, agent);
+  const AgentRecord* r = agents_.find(*p, agent);
   if (!r || !r->has_presence)
     return error_response(http::status::not_found,
                           "no agent '" + agent + "' at post '" + post + "' (it never sent a birth to this aggregator)");
   try {
-    const auto& sent =
-        src_.commands->send(post, agent, std::move(c), ttl_s * 1000, who ? who->name : std::string("anonymous"),
-                            now_utc_ms(), src_.publish_retained);
+    const auto& sent = commands_->send(post, agent, std::move(c), ttl_s * 1000,
+                                       who ? who->name : std::string("anonymous"), now_utc_ms(), publish_retained_);
     return json_response(http::status::created, sent.to_json());
   } catch (const std::invalid_argument& e) {
     return error_response(http::status::bad_request, e.what());

@@ -72,4 +72,40 @@ std::optional<HttpResponse> refuse_non_json(const HttpRequest& req) {
   return error_response(http::status::unsupported_media_type, "send the body as Content-Type: application/json");
 }
 
+HttpQuery parse_query(std::string_view q) {
+  auto decode = [](std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '+') {
+        out += ' ';
+      } else if (s[i] == '%' && i + 2 < s.size()) {
+        unsigned v = 0;
+        auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
+        if (ec == std::errc() && p == s.data() + i + 3) {
+          out += static_cast<char>(v);
+          i += 2;
+        } else {
+          out += '%';
+        }
+      } else {
+        out += s[i];
+      }
+    }
+    return out;
+  };
+  HttpQuery out;
+  while (!q.empty()) {
+    auto amp = q.find('&');
+    auto pair = q.substr(0, amp);
+    if (!pair.empty()) {
+      auto eq = pair.find('=');
+      out[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
 }  // namespace postwatch::aggregator

@@ -45,6 +45,8 @@ bool parse_int(std::string_view text, Int& out) {
 inline bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 double round2(double v);
 std::string iso_utc(std::int64_t ms);  // 2026-12-03T17:00:00.000Z
+// Percent-decodes a query string into key -> value (the last of repeated keys wins).
+HttpQuery parse_query(std::string_view query);
 // "json" (default) or "csv"; nullopt for anything else.
 std::optional<bool> wants_csv(const HttpQuery& q);
 

@@ -1,7 +1,7 @@
 // GET /api/v1/posts/{id}/events: what a post's agents sent, as stored — the history of its
 // readings, with the agent's own time and the corrected one when its clock was off, and
 // the reason when an event was stored but not applied (docs/aggregator.md, "Time").
-#include "feed/api_routes.hpp"
+#include "feed/post_routes.hpp"
 #include "feed/snapshot_json.hpp"
 #include "postwatch/clock.hpp"
 #include "store/event_store.hpp"
@@ -11,19 +11,7 @@
 namespace postwatch::aggregator {
 using nlohmann::json;
 
-json agent_clock_json(const AgentRecord& r) {
-  const AgentClockRecord& c = r.clock;
-  json j{{"sync", to_string(c.sync)},
-         {"jumps", c.jumps},
-         {"offset_ms", c.offset.measured() ? json(c.offset.estimate_ms()) : json(nullptr)},
-         {"correction_ms", c.offset.correction_ms()},
-         {"time_corrected", c.offset.correction_ms() != 0},
-         {"events_corrected", c.events_corrected}};
-  if (c.jumps > 0) j["last_jump"] = {{"ms", c.last_jump_ms}, {"at_ms", c.last_jump_at_ms}};
-  return j;
-}
-
-HttpResponse ApiRoutes::post_events(std::string_view id, const Query& q) {
+HttpResponse PostRoutes::post_events(std::string_view id, const HttpQuery& q) const {
   if (!src_.store) return error_response(http::status::service_unavailable, "event history needs the store");
   auto csv = wants_csv(q);
   if (!csv) return error_response(http::status::bad_request, "format must be json or csv");

@@ -1,7 +1,7 @@
 // /api/v1/targets and /api/v1/goals/{id}/progress: strategy progress from the ministry's readings
 // in the store (docs/strategy-progress.md, "The API").
-#include "feed/api_routes.hpp"
-#include "feed/http_helpers.hpp"
+#include "feed/progress_routes.hpp"
+
 #include "feed/progress_json.hpp"
 #include "feed/snapshot_json.hpp"
 #include "postwatch/clock.hpp"
@@ -10,7 +10,7 @@
 namespace postwatch::aggregator {
 using nlohmann::json;
 
-std::optional<HttpResponse> ApiRoutes::assess_progress(const Query& q, StrategyProgress& out) const {
+std::optional<HttpResponse> ProgressRoutes::assess_progress(const HttpQuery& q, StrategyProgress& out) const {
   if (!src_.store) return error_response(http::status::service_unavailable, "strategy progress needs the store");
   auto arg = [&](const char* key) { return q.count(key) ? std::optional<std::string>(q.at(key)) : std::nullopt; };
   std::string error;
@@ -22,13 +22,13 @@ std::optional<HttpResponse> ApiRoutes::assess_progress(const Query& q, StrategyP
   return std::nullopt;
 }
 
-HttpResponse ApiRoutes::targets(const Query& q) {
+HttpResponse ProgressRoutes::targets(const HttpQuery& q) const {
   StrategyProgress p;
   if (auto refusal = assess_progress(q, p)) return *refusal;
   return json_response(http::status::ok, targets_json(p, src_.catalogue));
 }
 
-HttpResponse ApiRoutes::goal_progress(std::string_view id_text, const Query& q) {
+HttpResponse ProgressRoutes::goal_progress(std::string_view id_text, const HttpQuery& q) const {
   int id = 0;
   if (!parse_int(id_text, id))
     return error_response(http::status::bad_request, "goal id must be a number, got '" + std::string(id_text) + "'");
@@ -41,37 +41,29 @@ HttpResponse ApiRoutes::goal_progress(std::string_view id_text, const Query& q) 
   return json_response(http::status::ok, goal_progress_json(p, *g, std::move(operational)));
 }
 
-bool ApiRoutes::handle_deferred(const HttpRequest& req, const HttpReply& reply) {
-  auto [target, query] = split_target(req);
-  if (target != "/api/v1/report") return false;
-  const auto q = parse_query(query);
-  const Principal* who = nullptr;
-  if (auto refusal = authorize(req, q, false, false, who)) {
-    reply(std::move(*refusal));
-    return true;
-  }
+void ProgressRoutes::report(const HttpRequest& req, std::string_view target, const HttpQuery& q,
+                            const HttpReply& reply) const {
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
     reply(method_not_allowed(req, target, "GET, HEAD"));
-    return true;
+    return;
   }
   auto arg = [&](const char* key) { return q.count(key) ? std::optional<std::string>(q.at(key)) : std::nullopt; };
   const std::string format = q.count("format") ? q.at("format") : "html";
   if (format != "html" && format != "csv") {
     reply(error_response(http::status::bad_request, "format must be html or csv"));
-    return true;
+    return;
   }
   std::string error;
   auto period = parse_progress_period(arg("from"), arg("to"), now_utc_ms(), error, "to");
   if (!period) {
     reply(error_response(http::status::bad_request, error));
-    return true;
+    return;
   }
-  if (!src_.report) {
+  if (!report_) {
     reply(error_response(http::status::service_unavailable, "the report needs the store"));
-    return true;
+    return;
   }
-  src_.report(period->from_ms, period->at_ms, format == "csv", reply);
-  return true;
+  report_(period->from_ms, period->at_ms, format == "csv", reply);
 }
 
 }  // namespace postwatch::aggregator

@@ -2,12 +2,9 @@
 // a read token; starting, pausing, resuming and aborting one need an operator token, as
 // acknowledging an alarm does. The bundle comes signed: the aggregator never holds the fleet's
 // private key.
-#include "feed/api_routes.hpp"
-#include "feed/http_helpers.hpp"
-#include "feed/metrics.hpp"
-#include "ingest/agent_table.hpp"
+#include "feed/rollout_routes.hpp"
+
 #include "postwatch/clock.hpp"
-#include "rollouts/command_desk.hpp"
 #include "rollouts/rollout_desk.hpp"
 
 #include <nlohmann/json.hpp>
@@ -43,29 +40,28 @@ Int number(const json& body, const char* key, Int fallback, std::int64_t hi) {
 
 }  // namespace
 
-HttpResponse ApiRoutes::rollouts() const {
-  if (!src_.rollouts) return error_response(http::status::service_unavailable, "rollouts are not configured");
+HttpResponse RolloutRoutes::rollouts() const {
+  if (!rollouts_) return error_response(http::status::service_unavailable, "rollouts are not configured");
   json list = json::array();
-  const auto& all = src_.rollouts->rollouts();
-  for (auto it = all.rbegin(); it != all.rend(); ++it)
-    list.push_back(summary(it->second, *src_.rollouts));  // newest first
-  return json_response(http::status::ok, {{"enabled", src_.rollouts->enabled()},
-                                          {"catalogue_version", src_.catalogue.version()},
-                                          {"rollouts", std::move(list)}});
+  const auto& all = rollouts_->rollouts();
+  for (auto it = all.rbegin(); it != all.rend(); ++it) list.push_back(summary(it->second, *rollouts_));  // newest first
+  return json_response(
+      http::status::ok,
+      {{"enabled", rollouts_->enabled()}, {"catalogue_version", catalogue_.version()}, {"rollouts", std::move(list)}});
 }
 
-HttpResponse ApiRoutes::rollout(std::string_view id_text) const {
-  if (!src_.rollouts) return error_response(http::status::service_unavailable, "rollouts are not configured");
+HttpResponse RolloutRoutes::rollout(std::string_view id_text) const {
+  if (!rollouts_) return error_response(http::status::service_unavailable, "rollouts are not configured");
   std::uint64_t id = 0;
   if (!parse_int(id_text, id))
     return error_response(http::status::bad_request, "rollout id must be a number, got '" + std::string(id_text) + "'");
-  const RolloutPlan* p = src_.rollouts->find(id);
+  const RolloutPlan* p = rollouts_->find(id);
   if (!p) return error_response(http::status::not_found, "no rollout " + std::to_string(id));
-  return json_response(http::status::ok, summary(*p, *src_.rollouts));
+  return json_response(http::status::ok, summary(*p, *rollouts_));
 }
 
-HttpResponse ApiRoutes::create_rollout(const HttpRequest& req, const Principal* who) {
-  if (!src_.rollouts) return error_response(http::status::service_unavailable, "rollouts are not configured");
+HttpResponse RolloutRoutes::create_rollout(const HttpRequest& req, const Principal* who) {
+  if (!rollouts_) return error_response(http::status::service_unavailable, "rollouts are not configured");
   if (auto refusal = refuse_non_json(req)) return *refusal;
   auto body = json::parse(req.body(), nullptr, false);
   if (!body.is_object()) return error_response(http::status::bad_request, "the body is not a JSON object");
@@ -82,82 +78,35 @@ HttpResponse ApiRoutes::create_rollout(const HttpRequest& req, const Principal* 
     std::vector<RolloutCandidate> agents;
     // Online agents only: the waves wait for the answers of those they reach. One offline now
     // takes the bundle from its target's topic (retained) when it comes back.
-    for (const auto& r : src_.agents) {
+    for (const auto& r : agents_) {
       if (!r.has_presence || !r.presence.has_fleet || !r.presence.online) continue;
-      const auto& post = src_.catalogue.posts()[r.post];
+      const auto& post = catalogue_.posts()[r.post];
       agents.push_back({post.region, post.id, r.name, &r.presence.fleet});
     }
     const auto text = bundle->is_string() ? bundle->get<std::string>() : bundle->dump();
     const auto& plan =
-        src_.rollouts->create(text, policy, who ? who->name : std::string("anonymous"), agents, now_utc_ms());
-    return json_response(http::status::created, summary(plan, *src_.rollouts));
+        rollouts_->create(text, policy, who ? who->name : std::string("anonymous"), agents, now_utc_ms());
+    return json_response(http::status::created, summary(plan, *rollouts_));
   } catch (const RolloutError& e) {
     return rollout_error(e);
   }
 }
 
-HttpResponse ApiRoutes::change_rollout(std::string_view id_text, std::string_view action, const Principal* who) {
-  if (!src_.rollouts) return error_response(http::status::service_unavailable, "rollouts are not configured");
+HttpResponse RolloutRoutes::change_rollout(std::string_view id_text, std::string_view action, const Principal* who) {
+  if (!rollouts_) return error_response(http::status::service_unavailable, "rollouts are not configured");
   std::uint64_t id = 0;
   if (!parse_int(id_text, id))
     return error_response(http::status::bad_request, "rollout id must be a number, got '" + std::string(id_text) + "'");
   try {
     const auto now = now_utc_ms();
     const std::string by = who ? who->name : std::string("anonymous");
-    if (action == "pause")
-      return json_response(http::status::ok, summary(src_.rollouts->pause(id, now), *src_.rollouts));
-    if (action == "resume")
-      return json_response(http::status::ok, summary(src_.rollouts->resume(id, now), *src_.rollouts));
-    if (action == "abort")
-      return json_response(http::status::ok, summary(src_.rollouts->abort(id, by, now), *src_.rollouts));
+    if (action == "pause") return json_response(http::status::ok, summary(rollouts_->pause(id, now), *rollouts_));
+    if (action == "resume") return json_response(http::status::ok, summary(rollouts_->resume(id, now), *rollouts_));
+    if (action == "abort") return json_response(http::status::ok, summary(rollouts_->abort(id, by, now), *rollouts_));
   } catch (const RolloutError& e) {
     return rollout_error(e);
   }
   return error_response(http::status::not_found, "no such action: " + std::string(action) + " (pause, resume, abort)");
-}
-
-void ApiRoutes::add_fleet_metrics(MetricsText& m) const {
-  using L = MetricsText;
-  using O = FleetReport::Outcome;
-  std::uint64_t by_outcome[5] = {};
-  for (const auto& r : src_.agents)
-    if (r.has_presence && r.presence.has_fleet) ++by_outcome[static_cast<int>(r.presence.fleet.last_outcome)];
-  m.family("postwatch_fleet_agents", "gauge",
-           "Agents that take fleet bundles, by what became of the last bundle they tried (their births and "
-           "heartbeats).");
-  for (auto o : {O::None, O::Applied, O::Refused, O::RolledBack, O::OnTrial})
-    m.sample("postwatch_fleet_agents", L::label("last_outcome", to_string(o)), by_outcome[static_cast<int>(o)]);
-  // The agents' own counts, summed over those online now: a gauge, since an agent that leaves
-  // takes its counts with it.
-  std::uint64_t applied = 0, rolled_back = 0, refused = 0;
-  for (const auto& r : src_.agents)
-    if (r.has_presence && r.presence.has_fleet && r.presence.online) {
-      applied += r.presence.fleet.applied;
-      rolled_back += r.presence.fleet.rolled_back;
-      refused += r.presence.fleet.refused;
-    }
-  m.family("postwatch_fleet_bundle_outcomes", "gauge",
-           "Fleet bundles the agents online applied, rolled back by themselves, or refused, by their own counts.");
-  m.sample("postwatch_fleet_bundle_outcomes", L::label("outcome", "applied"), applied);
-  m.sample("postwatch_fleet_bundle_outcomes", L::label("outcome", "rolled_back"), rolled_back);
-  m.sample("postwatch_fleet_bundle_outcomes", L::label("outcome", "refused"), refused);
-  if (src_.commands) {
-    m.family("postwatch_commands", "gauge", "Remote commands held, by state (docs/fleet.md, \"Remote commands\").");
-    for (auto st : {SentCommand::State::Pending, SentCommand::State::Done, SentCommand::State::Failed,
-                    SentCommand::State::Expired})
-      m.sample("postwatch_commands", L::label("state", to_string(st)), std::uint64_t{src_.commands->count(st)});
-  }
-  if (!src_.rollouts) return;
-  m.family("postwatch_rollouts", "gauge", "Fleet rollouts held, by phase.");
-  for (auto p : {RolloutPlan::Phase::Running, RolloutPlan::Phase::Paused, RolloutPlan::Phase::Complete,
-                 RolloutPlan::Phase::Aborted})
-    m.sample("postwatch_rollouts", L::label("phase", to_string(p)), std::uint64_t{src_.rollouts->count(p)});
-  m.family("postwatch_rollout_agents", "gauge",
-           "Agents of the rollouts held, by state: waiting for their wave, sent, applied, failed (rolled back, "
-           "refused or silent).");
-  for (auto s : {RolloutAgent::State::Waiting, RolloutAgent::State::Sent, RolloutAgent::State::Applied,
-                 RolloutAgent::State::Failed})
-    m.sample("postwatch_rollout_agents", L::label("state", to_string(s)), std::uint64_t{src_.rollouts->agents(s)});
 }
 
 }  // namespace postwatch::aggregator

@@ -1,7 +1,7 @@
 // The agents' keys and their enrolment (docs/security.md): GET /api/v1/agent-keys, and with
 // an operator token POST /api/v1/enrolment-tokens and POST /api/v1/agent-keys/{post}/{agent}/revoke.
-#include "feed/api_routes.hpp"
-#include "feed/http_helpers.hpp"
+#include "feed/trust_routes.hpp"
+
 #include "postwatch/clock.hpp"
 #include "trust/agent_trust.hpp"
 
@@ -20,13 +20,13 @@ bool id_ok(const std::string& s) {
 }
 }  // namespace
 
-HttpResponse ApiRoutes::agent_keys() {
-  if (!src_.trust) return error_response(http::status::service_unavailable, "agent keys are not kept here");
-  return json_response(http::status::ok, src_.trust->keys_json(now_utc_ms()));
+HttpResponse TrustRoutes::agent_keys() const {
+  if (!trust_) return error_response(http::status::service_unavailable, "agent keys are not kept here");
+  return json_response(http::status::ok, trust_->keys_json(now_utc_ms()));
 }
 
-HttpResponse ApiRoutes::issue_token(const HttpRequest& req, const Principal* who) {
-  if (!src_.trust) return error_response(http::status::service_unavailable, "agent keys are not kept here");
+HttpResponse TrustRoutes::issue_token(const HttpRequest& req, const Principal* who) {
+  if (!trust_) return error_response(http::status::service_unavailable, "agent keys are not kept here");
   if (auto refusal = refuse_non_json(req)) return *refusal;
   auto body = json::parse(req.body(), nullptr, false);
   if (!body.is_object()) return error_response(http::status::bad_request, "the body is not a JSON object");
@@ -40,8 +40,8 @@ HttpResponse ApiRoutes::issue_token(const HttpRequest& req, const Principal* who
                                                          std::to_string(kMaxTokenMinutes) + " (30 days)");
   const auto now = now_utc_ms();
   try {
-    auto issued = src_.trust->issue(src_.catalogue, post.get<std::string>(), agent.get<std::string>(),
-                                    minutes.get<std::int64_t>() * 60'000, who ? who->name : std::string(), now);
+    auto issued = trust_->issue(catalogue_, post.get<std::string>(), agent.get<std::string>(),
+                                minutes.get<std::int64_t>() * 60'000, who ? who->name : std::string(), now);
     const auto& t = *issued.token;
     return json_response(http::status::created, {{"token", issued.text},
                                                  {"id", t.id},
@@ -54,69 +54,15 @@ HttpResponse ApiRoutes::issue_token(const HttpRequest& req, const Principal* who
   }
 }
 
-HttpResponse ApiRoutes::revoke_key(std::string_view post_agent, const Principal* who) {
-  if (!src_.trust) return error_response(http::status::service_unavailable, "agent keys are not kept here");
+HttpResponse TrustRoutes::revoke_key(std::string_view post_agent, const Principal* who) {
+  if (!trust_) return error_response(http::status::service_unavailable, "agent keys are not kept here");
   auto slash = post_agent.find('/');
   if (slash == std::string_view::npos || slash == 0 || slash + 1 == post_agent.size())
     return error_response(http::status::bad_request, "revoke a key as /api/v1/agent-keys/{post}/{agent}/revoke");
   std::string post(post_agent.substr(0, slash)), agent(post_agent.substr(slash + 1));
-  const AgentKey* k = src_.trust->revoke(post, agent, who ? who->name : std::string(), now_utc_ms());
+  const AgentKey* k = trust_->revoke(post, agent, who ? who->name : std::string(), now_utc_ms());
   if (!k) return error_response(http::status::not_found, "agent " + post + "/" + agent + " has no key in force");
   return json_response(http::status::ok, AgentTrust::key_json(*k, now_utc_ms()));
-}
-
-void ApiRoutes::add_agent_key(json& agent_json, const std::string& post, const std::string& agent) const {
-  const AgentKey* k = src_.trust ? src_.trust->keys().in_force(post, agent) : nullptr;
-  agent_json["key_id"] = k ? json(k->key_id) : json(nullptr);
-  agent_json["enrolled_at"] = k ? json(iso_utc(k->enrolled_at_ms)) : json(nullptr);
-}
-
-void ApiRoutes::add_trust_stats(json& j) const {
-  const auto& c = src_.ingest.counters();
-  j["batches_signed"] = c.batches_signed;
-  json batches = json::object(), states = json::object();
-  for (std::size_t i = 0; i < kSignatureRefusals; ++i) {
-    auto reason = std::string(to_string(refusal_at(i)));
-    batches[reason] = c.batches_refused_signature[i];
-    states[reason] = src_.presence.refused_signature()[i];
-  }
-  j["batches_refused_signature"] = std::move(batches);
-  j["agent_states_refused_signature"] = std::move(states);
-  if (!src_.trust) return;
-  const auto& t = src_.trust->counters();
-  j["agents_enrolled"] = src_.trust->keys().enrolled_agents();
-  j["enrolments_accepted"] = t.enrolments_accepted;
-  j["enrolments_refused"] = t.enrolments_refused;
-  j["keys_rotated"] = t.keys_rotated;
-  j["aggregator_key_switches"] = t.aggregator_key_switches;
-}
-
-void ApiRoutes::add_trust_metrics(MetricsText& m) const {
-  using L = MetricsText;
-  const auto& c = src_.ingest.counters();
-  m.family("postwatch_batches_signed_total", "counter", "Event batches accepted with a verified agent signature.");
-  m.sample("postwatch_batches_signed_total", "", c.batches_signed);
-  m.family("postwatch_messages_refused_signature_total", "counter",
-           "Batches and agent states refused by their signature, by message and reason (docs/security.md).");
-  for (std::size_t i = 0; i < kSignatureRefusals; ++i) {
-    auto reason = to_string(refusal_at(i));
-    m.sample("postwatch_messages_refused_signature_total",
-             L::label("message", "batch") + "," + L::label("reason", reason), c.batches_refused_signature[i]);
-    m.sample("postwatch_messages_refused_signature_total",
-             L::label("message", "state") + "," + L::label("reason", reason), src_.presence.refused_signature()[i]);
-  }
-  if (!src_.trust) return;
-  m.family("postwatch_agents_enrolled", "gauge", "Agents with a signing key in force.");
-  m.sample("postwatch_agents_enrolled", "", static_cast<std::uint64_t>(src_.trust->keys().enrolled_agents()));
-  const auto& t = src_.trust->counters();
-  m.family("postwatch_enrolments_total", "counter", "Enrolment requests answered, by outcome.");
-  m.sample("postwatch_enrolments_total", L::label("outcome", "accepted"), t.enrolments_accepted);
-  m.sample("postwatch_enrolments_total", L::label("outcome", "refused"), t.enrolments_refused);
-  m.family("postwatch_agent_keys_rotated_total", "counter", "Agent keys rotated (the new key endorsed by the old).");
-  m.sample("postwatch_agent_keys_rotated_total", "", t.keys_rotated);
-  m.family("postwatch_aggregator_key_switches_total", "counter",
-           "Times the aggregator switched to its prepared next signing key.");
-  m.sample("postwatch_aggregator_key_switches_total", "", t.aggregator_key_switches);
 }
 
 }  // namespace postwatch::aggregator
