@@ -1,0 +1,90 @@
+// The service on a cluster (docs/scale-out.md): the JetStream cluster it joins, its status,
+// and the one board the leader keeps for every instance.
+#include "service_impl.hpp"
+
+namespace postwatch::aggregator {
+
+void AggregatorService::Impl::make_jetstream_cluster() {
+  const auto& g = options.cluster_group;  // its name and the NATS settings: options_problem()
+  std::string instance = options.instance_id.empty() ? options.client_id : options.instance_id;
+  JetStreamClusterOptions o;
+  o.group = g;
+  o.instance = instance;
+  silences.use_cluster_ids(instance);
+  for (std::size_t at = 0; at <= options.nats_servers.size();) {
+    auto comma = std::min(options.nats_servers.find(',', at), options.nats_servers.size());
+    if (comma > at) o.servers.push_back(options.nats_servers.substr(at, comma - at));
+    at = comma + 1;
+  }
+  o.user = options.nats_user;
+  if (!options.nats_password_file.empty()) {
+    try {
+      o.password = read_secret_file(options.nats_password_file);
+    } catch (const std::runtime_error& e) {
+      throw std::invalid_argument(std::string("--nats-password-file: ") + e.what());
+    }
+  }
+  o.partitions = options.nats_partitions;
+  o.replicas = options.nats_replicas;
+  o.lease_ms = options.lease_ms;
+  o.snapshot_interval_ms = options.snapshot_interval_ms;
+  JetStreamClusterHooks hooks;
+  hooks.apply = [this](const std::string& topic, std::string_view payload, std::int64_t received_ms) {
+    ingest.on_message(topic, {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()}, received_ms,
+                      true);
+  };
+  hooks.handed_over = [this] { return store.events_handed_over(); };
+  hooks.flush = [this](std::chrono::milliseconds timeout) { return store.flush(timeout); };
+  // A dead leader's undelivered notifications go out from its successor (docs/alerting.md).
+  if (!options.notifications_file.empty()) shared_outbox = std::make_shared<SharedOutbox>(o, log);
+  jet = std::make_unique<JetStreamCluster>(io_context, *catalogue, state, ingest, std::move(o), std::move(hooks), log);
+}
+
+json AggregatorService::Impl::cluster_status() const {
+  if (!jet) return json{{"clustered", false}};
+  auto j = jet->status_json();
+  std::size_t on_puback = 0;  // warned about at their birth; here so an operator can find them
+  for (const auto& a : agents) on_puback += a.presence.births > 0 && !a.presence.awaits_confirmation;
+  j["agents_releasing_on_puback"] = on_puback;
+  return j;
+}
+
+BoardChanges AggregatorService::Impl::board_tick_clustered(const RollupSnapshot& snap, std::int64_t now) {
+  if (!jet->leader()) {
+    was_leader = false;
+    board.observe(snap);
+    jet->take_acks();  // the leader applies them
+    jet->take_mismatches();
+    auto image = jet->take_board();
+    if (!image) return {};
+    BoardImage b;
+    if (auto err = decode_board_image(*image, *catalogue, b); !err.empty()) {
+      log->error("cluster: the leader's board is unreadable ({}); showing the last one", err);
+      return {};
+    }
+    return board.adopt(std::move(b.goals), std::move(b.pillars), std::move(b.alarms));
+  }
+  // A new leader starts from the last image (it showed it until now).
+  if (auto image = jet->take_board(); image && !was_leader) {
+    BoardImage b;
+    if (decode_board_image(*image, *catalogue, b).empty())
+      board.adopt(std::move(b.goals), std::move(b.pillars), std::move(b.alarms));
+  }
+  was_leader = true;
+  for (const auto& m : jet->take_mismatches())
+    for (std::size_t i = 0; i < m.at_ms.size(); ++i)
+      board.record_topic_mismatch(m.post, m.claimed[std::min(i, m.claimed.size() - 1)], m.at_ms[i]);
+  auto changes = board.tick(snap, silent, now);
+  for (const auto& ack : jet->take_acks()) {
+    const Alarm* a = board.find_alarm(ack.alarm);
+    if (!a || a->acked_at_ms != 0) continue;
+    if (board.acknowledge(ack.alarm, ack.by, ack.comment, ack.at_ms)) changes.alarms.push_back(ack.alarm);
+  }
+  if (!changes.empty() || now - board_published_ms >= 1000) {
+    jet->publish_board(encode_board_image(board));
+    board_published_ms = now;
+  }
+  return changes;
+}
+
+}  // namespace postwatch::aggregator
