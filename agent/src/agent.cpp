@@ -1,10 +1,10 @@
 #include "postwatch/agent/agent.hpp"
 
+#include "broker_connection.hpp"
+
 #include "postwatch/agent/agent_identity.hpp"
-#include "postwatch/agent/broker_route.hpp"
 #include "postwatch/agent/clock_watch.hpp"
-#include "postwatch/agent/confirm_stall.hpp"
-#include "postwatch/agent/tls_diagnostics.hpp"
+#include "postwatch/agent/confirm_tracker.hpp"
 #include "postwatch/agent/uplink_budget.hpp"
 #include "postwatch/agent/urgent_lane.hpp"
 
@@ -13,8 +13,6 @@
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
 
-#include <MQTTAsync.h>
-#include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
@@ -56,22 +54,6 @@ struct InflightBatch {
   std::vector<IndicatorEvent> urgent;  // an urgent batch's events (last_seq unused)
 };
 
-std::string client_id_for(const AgentConfig& c) { return "pw-agent-" + c.post_id + "-" + c.agent_id; }
-
-// Paho initialises OpenSSL (every algorithm, every error string: 1.3 MB of resident libcrypto
-// and heap) when it creates its first client, even for a plaintext broker. OpenSSL 3 initialises
-// itself on first use, so told before that first client, Paho leaves it alone and a plaintext
-// agent never pays for TLS it does not use. MQTTAsync_global_init also initialises Paho's
-// global mutexes again, so it runs at static initialisation, before any thread or client of
-// the process exists: called later (at the first agent's start) it re-initialised mutexes other
-// clients of the process held (TSan: "double lock of a mutex" in a test with its own publisher).
-const bool kOpensslLeftToOpenssl = [] {
-  MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
-  init.do_openssl_init = 0;
-  MQTTAsync_global_init(&init);
-  return true;
-}();
-
 std::uint64_t resident_set_bytes() {
   std::ifstream statm("/proc/self/statm");
   std::uint64_t size = 0, resident = 0;
@@ -112,11 +94,7 @@ struct Agent::Impl {
   bool connected = false;
   bool connection_lost = false;  // the client lost a connection it had; run() replaces it before reconnecting
   // From the aggregator's confirm topic (Paho's thread), applied by run().
-  std::uint64_t confirmed_through = 0;  // highest seq the aggregator confirmed that this backlog issued
-  std::uint64_t resend_from = 0;        // a pending resend request (0: none)
-  // A confirmation of seqs this backlog never issued (the spool was reset); refused again when
-  // it comes back (retained, on every reconnect) after the backlog has issued that many.
-  std::uint64_t stale_confirm = 0;
+  ConfirmTracker confirms{kConfirmStallFirst, kConfirmStallLongest};
   std::set<std::string> confirm_problems_logged;
   // The board's wall clock (docs/agent.md, "Time"). Checked on every submit and batch so the
   // seq where a jump happened is known to within the events accepted in between.
@@ -131,12 +109,7 @@ struct Agent::Impl {
   std::vector<ClockShift> clock_shifts;
   std::optional<ClockJump> unlogged_jump;  // logged, and told by heartbeat, outside the lock
 
-  std::unique_ptr<mqtt::async_client> client;
-  // broker_uri and the fallbacks: a failed connect moves to the next; a round that tried each
-  // once without success backs off as one broker does.
-  std::vector<std::string> brokers;
-  std::size_t broker_at = 0, failures_in_round = 0;
-  const std::string& broker() const { return brokers[broker_at]; }
+  std::optional<BrokerConnection> connection;  // owned by the publisher thread
   std::thread publisher;
   // uplink.compression, used by the publisher thread only. Null: batches go plain.
   std::unique_ptr<BatchPacker> packer;       // zstd without a dictionary
@@ -150,13 +123,10 @@ struct Agent::Impl {
   std::atomic<std::uint64_t> uplink_sent{0}, uplink_rate{0};
 
   const Post* post_entry = nullptr;  // in *catalogue
-  std::string password;              // from password_file; never logged
   // Enrolled (docs/security.md): what it publishes is signed with its key, and only
   // confirmations signed by one of the aggregator's keys are obeyed.
   AgentIdentity identity;
   const SigningKey* signing_key() const { return identity.signer(); }
-  mutable std::mutex tls_mu;
-  mutable std::string tls_error;  // the last OpenSSL error Paho reported, for the next connect failure
 
   Impl(AgentConfig c, std::shared_ptr<const IndicatorCatalogue> cat, std::unique_ptr<EventBacklog> b,
        std::shared_ptr<spdlog::logger> l)
@@ -174,7 +144,9 @@ struct Agent::Impl {
     heartbeat_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Heartbeat);
     confirm_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Confirm);
     reported_drops = backlog->stats().dropped;
-    if (!config.password_file.empty()) password = read_secret_file(config.password_file);
+    connection.emplace(
+        config, log, [this](const mqtt::const_message_ptr& m) { on_confirm(m); },
+        [this](const std::string& cause) { on_connection_lost(cause); });
     if (config.uses_tls() && !config.tls.enabled)
       throw ConfigError("tls: broker_uri " + config.broker_uri + " uses TLS and needs a tls section");
     clock_sync = read_clock_sync(now_utc_ms());
@@ -303,7 +275,7 @@ struct Agent::Impl {
     }
     auto payload = encode_agent_state(st, signing_key());
     try {
-      client->publish(heartbeat_topic, payload.data(), payload.size(), 0, false);
+      connection->publish(heartbeat_topic, payload.data(), payload.size(), 0, false);
       spent_uplink(heartbeat_topic, payload.size(), 0);  // counted, never held back
       std::lock_guard lk(mu);
       counters.heartbeats_sent += 1;
@@ -350,90 +322,6 @@ struct Agent::Impl {
     }
   }
 
-  mqtt::connect_options connect_options() const {
-    auto b = mqtt::connect_options_builder()
-                 .clean_session(true)  // the backlog, not the broker session, is what survives
-                 .keep_alive_interval(config.keep_alive)
-                 .connect_timeout(kConnectTimeout)
-                 .mqtt_version(MQTTVERSION_3_1_1)  // no 3.1.1-then-3.1 retry inside one connect
-                 .max_inflight(static_cast<int>(config.max_inflight_batches * 2))
-                 .will(mqtt::message(
-                     state_topic,
-                     [&] {
-                       auto p = encode_agent_state(state_message(false), signing_key());  // signed in advance
-                       return std::string(p.begin(), p.end());
-                     }(),
-                     1, true));
-    if (!config.username.empty()) b.user_name(config.username);
-    if (!password.empty()) b.password(password);
-    if (!config.uplink_proxy.empty()) {
-      // host:port without the scheme: Paho C 1.3.12 strips "http://" from http_proxy only, and
-      // reads https_proxy (used for ssl:// and wss://) as host:port.
-      std::string why;
-      auto proxy = parse_proxy_url(config.uplink_proxy, why);
-      if (!proxy) throw ConfigError("uplink.proxy: " + why);
-      const std::string at = proxy->text();
-      if (config.uses_tls())
-        b.https_proxy(at);
-      else
-        b.http_proxy(at);
-    }
-    if (config.uses_tls()) {
-      auto ssl = mqtt::ssl_options_builder()
-                     .trust_store(config.tls.ca_file)  // empty: OpenSSL's default paths
-                     .key_store(config.tls.cert_file)
-                     .private_key(config.tls.key_file)
-                     .enable_server_cert_auth(true)
-                     .verify(config.tls.verify_hostname)
-                     .error_handler([this](const std::string& msg) {
-                       std::lock_guard lk(tls_mu);
-                       tls_error = msg;
-                     })
-                     .finalize();
-      b.ssl(std::move(ssl));
-    }
-    return b.finalize();
-  }
-
-  // Paho says "TCP/TLS connect failure" or "CONNACK return code"; this says why, with a hint.
-  std::string explain_connect_failure(const mqtt::exception& e) {
-    std::string what = e.what();
-    int rc = e.get_return_code();
-    int reason = e.get_reason_code();
-    // MQTT 3.1.1 CONNACK 4/5, MQTT 5 reason codes 0x86/0x87.
-    if (rc == 4 || rc == 5 || reason == 0x86 || reason == 0x87) {
-      return what + ": not authorised by the broker: it refused the login" +
-             (config.username.empty() ? std::string(" (no username configured)")
-                                      : " of user '" + config.username + "'") +
-             "; hint: check username and the password in " +
-             (config.password_file.empty() ? std::string("password_file (not set)") : config.password_file) +
-             " against the broker's password file and ACL";
-    }
-    // Through a proxy, Paho's "TCP/TLS connect failure" may be the proxy or the broker behind it.
-    const auto proxy = effective_proxy(broker(), config.uplink_proxy);
-    if (proxy) {
-      if (auto broker_at = broker_host_port(broker())) {
-        auto why = try_proxy_tunnel(proxy->at, *broker_at, std::chrono::seconds(3));
-        if (!why.empty()) return what + ": " + why + " (proxy from " + proxy->origin + ")";
-        if (!config.uses_tls())
-          return what + ": the proxy " + proxy->at.text() + " (from " + proxy->origin + ") opens a tunnel to " +
-                 broker_at->text() + ", so the broker itself refused or dropped the connection";
-      }
-    }
-    if (!config.uses_tls()) return what;
-    std::string openssl;
-    {
-      std::lock_guard lk(tls_mu);
-      openssl.swap(tls_error);
-    }
-    // The handshake diagnosis connects directly: behind a proxy-only network it would only say
-    // the broker is unreachable.
-    std::string diagnosis = proxy ? "" : diagnose_tls_handshake(broker(), config.tls, std::chrono::seconds(3));
-    if (!diagnosis.empty()) return what + ": " + diagnosis;
-    if (!openssl.empty()) return what + " (TLS: " + openssl + ")";
-    return what;
-  }
-
   void run() {
     std::mt19937_64 rng(std::random_device{}());
     std::chrono::milliseconds backoff{250};
@@ -450,7 +338,6 @@ struct Agent::Impl {
     // A refused confirm subscription (a busy broker's SUBACK failure) is tried again while
     // connected, with backoff: without it nothing would leave the spool until a reconnect.
     bool confirm_subscribed = false;
-    ConfirmStall stall(kConfirmStallFirst, kConfirmStallLongest);
     std::chrono::milliseconds confirm_backoff{1000};
     auto confirm_retry_at = std::chrono::steady_clock::time_point{};
 
@@ -465,22 +352,22 @@ struct Agent::Impl {
         next_maintenance = now + std::chrono::seconds(1);
         // A new key (rotate-key) or a first enrolment is taken up here. The last will was
         // signed with the old key when the connection was made: one clean reconnect renews it.
-        if (identity.reload_if_changed() && client->is_connected()) reconnect_for_new_key();
+        if (identity.reload_if_changed() && connection->is_connected()) reconnect_for_new_key();
         // The aggregator's next key (or a retired one) from a confirmation: the heartbeat tells
         // it at once, so an operator waiting to switch keys does not wait a heartbeat interval.
-        if (identity.apply_key_notice() && client->is_connected()) publish_heartbeat();
+        if (identity.apply_key_notice() && connection->is_connected()) publish_heartbeat();
       }
-      if (report_clock_jump() && client->is_connected()) {
+      if (report_clock_jump() && connection->is_connected()) {
         publish_heartbeat();  // the aggregator measures the new offset from it at once
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
       }
       if (config.aggregator_confirms()) {
         // Subscribing again also brings the retained confirmation back, in case the last one
         // was lost on its way (the subscription is QoS 0).
-        if (client->is_connected() && resend_if_stalled(stall, now)) subscribe_confirmations();
+        if (connection->is_connected() && resend_if_stalled(now)) subscribe_confirmations();
         apply_confirmations(cursor, inflight);
       }
-      if (!client->is_connected()) {
+      if (!connection->is_connected()) {
         if (now < next_connect) {
           // Waiting out the backoff in short slices keeps upkeep (fsync, age bound) running during an outage.
           std::unique_lock lk(mu);
@@ -494,10 +381,10 @@ struct Agent::Impl {
           // aggregator would get a later batch before earlier ones (seen as `reordered` in CI).
           // A fresh client starts with an empty queue; the backlog still holds those events.
           clear_inflight(inflight);
-          retire_client();
+          connection->replace_client();
         }
         if (!try_connect()) {
-          if (next_broker()) continue;  // another broker not yet tried in this round: at once
+          if (connection->next_broker()) continue;  // another broker not yet tried in this round: at once
           // Exponential backoff with jitter (half to all of it) so a fleet does not reconnect in lockstep.
           auto wait =
               std::chrono::milliseconds(std::uniform_int_distribution<long>(backoff.count() / 2, backoff.count())(rng));
@@ -514,12 +401,11 @@ struct Agent::Impl {
           confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
         }
         clear_inflight(inflight);  // anything unconfirmed is sent again; the aggregator drops duplicates
-        stall.reset();
         {
           std::lock_guard lk(mu);
           cursor = backlog->first_seq();
-          urgent.forget_sent();  // the main lane goes over everything again
-          resend_from = 0;       // the cursor is at the first unconfirmed seq already
+          urgent.forget_sent();    // the main lane goes over everything again
+          confirms.reconnected();  // the cursor is at the first unconfirmed seq already
         }
         publish_birth(cursor);
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
@@ -530,8 +416,8 @@ struct Agent::Impl {
         confirm_backoff = std::min(confirm_backoff * 2, std::chrono::milliseconds(30000));
         confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
       }
-      if (client->is_connected()) publish_outgoing();
-      if (take_rebirth() && client->is_connected()) {
+      if (connection->is_connected()) publish_outgoing();
+      if (take_rebirth() && connection->is_connected()) {
         std::uint64_t first = 0;
         {
           std::lock_guard lk(mu);
@@ -609,7 +495,7 @@ struct Agent::Impl {
             nullptr, batch.events.size() == read_count ? range_last : batch.events.back().seq, batch.events.size(), {}};
         batch.events.swap(events);
         try {
-          ib.token = client->publish(topic, payload.data(), payload.size(), 1, false);
+          ib.token = connection->publish(topic, payload.data(), payload.size(), 1, false);
         } catch (const mqtt::exception& e) {
           note_error(std::string("publish failed: ") + e.what());
           break;
@@ -701,7 +587,7 @@ struct Agent::Impl {
       batch.urgent = false;
       InflightBatch ib{nullptr, 0, events.size(), std::move(events)};
       try {
-        ib.token = client->publish(topic, payload.data(), payload.size(), 1, false);
+        ib.token = connection->publish(topic, payload.data(), payload.size(), 1, false);
       } catch (const mqtt::exception& e) {
         note_error(std::string("urgent publish failed: ") + e.what());
         std::lock_guard lk(mu);
@@ -716,62 +602,47 @@ struct Agent::Impl {
   }
 
   // Events the broker acknowledged but the aggregator did not confirm for a while are sent again
-  // (ConfirmStall): through apply_confirmations, like the aggregator's own resend request.
-  bool resend_if_stalled(ConfirmStall& stall, std::chrono::steady_clock::time_point now) {
-    std::uint64_t from = 0, through = 0;
+  // (ConfirmTracker::stalled): through apply_confirmations, like the aggregator's own resend request.
+  bool resend_if_stalled(std::chrono::steady_clock::time_point now) {
+    std::optional<ConfirmTracker::StallResend> resend;
     {
       std::lock_guard lk(mu);
-      const std::uint64_t first = backlog->first_seq();
-      const bool waiting = first < backlog->next_seq() && counters.sent_through_seq >= first;
-      if (!stall.due(now, waiting, confirmed_through)) return false;
-      // Only the last window's worth: what the aggregator misses below it shows as a hole once
-      // these arrive, and it asks for that itself. A whole spool sent again every few minutes
-      // while the aggregator is away would pile copies of hours of backlog on the broker.
-      through = counters.sent_through_seq;
-      const std::uint64_t tail = std::uint64_t{config.max_inflight_batches} * config.batch_max_events;
-      from = std::max(first, through >= tail ? through - tail + 1 : std::uint64_t{1});
-      if (resend_from == 0 || from < resend_from) resend_from = from;
+      const std::uint64_t window = std::uint64_t{config.max_inflight_batches} * config.batch_max_events;
+      resend = confirms.stalled(now, backlog->first_seq(), backlog->next_seq(), counters.sent_through_seq, window);
+      if (!resend) return false;
       counters.stall_resends += 1;
     }
     log->info(
         "no confirmation for {} s of events the broker acknowledged through seq {}; sending again from seq {} "
         "(the aggregator drops what it has)",
-        stall.waited().count() / 1000, through, from);
+        resend->waited.count() / 1000, resend->through, resend->from);
     return true;
   }
 
   // Caller holds mu. A confirmation that releases events, or a resend request, waits for run().
-  bool confirmation_pending_locked() const {
-    return (confirmed_through >= backlog->first_seq() && confirmed_through < backlog->next_seq()) || resend_from != 0;
-  }
+  bool confirmation_pending_locked() const { return confirms.pending(backlog->first_seq(), backlog->next_seq()); }
 
   // Releases what the aggregator confirmed and acts on its resend request (Aggregator mode).
   void apply_confirmations(std::uint64_t& cursor, std::deque<InflightBatch>& inflight) {
     std::uint64_t released = 0, through = 0, resend = 0, resend_events = 0;
     {
       std::lock_guard lk(mu);
-      // on_confirm keeps confirmed_through below next_seq: never a seq this backlog did not issue.
-      if (confirmed_through >= backlog->first_seq() && confirmed_through < backlog->next_seq()) {
+      if (auto release = confirms.releasable(backlog->first_seq(), backlog->next_seq())) {
         auto before = backlog->stats().events;
-        backlog->release_through(confirmed_through);
+        backlog->release_through(*release);
         released = before - backlog->stats().events;
-        through = confirmed_through;
+        through = *release;
         counters.confirmed += released;
         // Nothing confirmed needs sending (again).
         cursor = std::max(cursor, backlog->first_seq());
       }
-      if (resend_from != 0) {
-        resend = resend_from;
-        resend_from = 0;
-        if (resend < cursor) {
-          clear_inflight_locked(
-              inflight);         // their PUBACKs no longer matter: everything from the new cursor is sent again
-          urgent.forget_sent();  // a seq the urgent lane sent may be the one missing
-          cursor = std::max(resend, backlog->first_seq());
-          resend_events = backlog->next_seq() - cursor;
-        } else {
-          resend = 0;  // not sent yet: nothing to do
-        }
+      if (auto r = confirms.take_resend(cursor, backlog->first_seq())) {
+        clear_inflight_locked(
+            inflight);         // their PUBACKs no longer matter: everything from the new cursor is sent again
+        urgent.forget_sent();  // a seq the urgent lane sent may be the one missing
+        resend = r->from;
+        cursor = r->cursor;
+        resend_events = backlog->next_seq() - cursor;
       }
     }
     if (released > 0) {
@@ -820,33 +691,22 @@ struct Agent::Impl {
     identity.note_key_notice(c);  // verified: its rotation notice, if any, is the aggregator's
     aggregator_dictionary = c.batch_dictionary;
     std::uint64_t issued_through = 0;
-    bool unknown = false, warn = false;
+    ConfirmTracker::Confirmed outcome;
     {
       std::lock_guard lk(mu);
       issued_through = backlog->next_seq() - 1;
-      if (c.through_seq > issued_through || (stale_confirm != 0 && c.through_seq == stale_confirm)) {
-        // Seqs this backlog never issued: a wiped or replaced spool starting at 1 again. Its
-        // events must not be released on the old spool's confirmation.
-        unknown = true;
-        counters.confirm_rejected += 1;
-        warn = stale_confirm == 0;
-        if (c.through_seq > issued_through) stale_confirm = c.through_seq;
-      } else if (c.through_seq > confirmed_through) {
-        confirmed_through = c.through_seq;
-        counters.confirmed_through_seq = confirmed_through;
-      }
-      if (!unknown && c.resend_from != 0) {
-        counters.resend_requests += 1;
-        if (resend_from == 0 || c.resend_from < resend_from) resend_from = c.resend_from;
-      }
+      outcome = confirms.confirmed(c.through_seq, c.resend_from, issued_through);
+      if (outcome.refused) counters.confirm_rejected += 1;
+      counters.confirmed_through_seq = confirms.confirmed_through();
+      if (outcome.resend_requested) counters.resend_requests += 1;
     }
-    if (warn)
+    if (outcome.first_refusal)
       log->warn(
           "the aggregator confirms seq {} but this spool has only issued up to {}; was the spool reset? Nothing is "
           "released on this confirmation. A spool that starts over needs a new agent_id (docs/agent.md, \"Sequence "
           "numbers\")",
           c.through_seq, issued_through);
-    if (!unknown) cv.notify_all();
+    if (!outcome.refused) cv.notify_all();
   }
 
   bool subscribe_confirmations() {
@@ -855,10 +715,10 @@ struct Agent::Impl {
       // subscribe) replaces one that is lost. On NATS's MQTT listener a QoS 1 subscription is a
       // JetStream consumer per agent, one that dies with its node (docs/scale-out.md). Fleet
       // bundles are retained too: the next subscribe brings one that was lost.
-      auto topics = std::make_shared<mqtt::string_collection>();
-      if (config.aggregator_confirms()) topics->push_back(confirm_topic);
-      for (const auto& t : extra_topics) topics->push_back(t);
-      if (client->subscribe(topics, std::vector<int>(topics->size(), 0))->wait_for(kConnectTimeout)) return true;
+      std::vector<std::string> topics;
+      if (config.aggregator_confirms()) topics.push_back(confirm_topic);
+      topics.insert(topics.end(), extra_topics.begin(), extra_topics.end());
+      if (connection->subscribe(topics)) return true;
       note_error("subscribing to " + subscribed_what() + " did not complete; trying again");
     } catch (const mqtt::exception& e) {
       note_error("cannot subscribe to " + subscribed_what() + ": " + e.what() +
@@ -885,7 +745,7 @@ struct Agent::Impl {
     }
     for (auto& [topic, payload] : out) {
       try {
-        client->publish(topic, payload.data(), payload.size(), 1, false);
+        connection->publish(topic, payload.data(), payload.size(), 1, false);
         spent_uplink(topic, payload.size(), 1);
       } catch (const mqtt::exception& e) {
         note_error("publish on " + topic + " failed: " + e.what());
@@ -903,7 +763,7 @@ struct Agent::Impl {
     st.first_unacked_seq = first_unacked;
     auto payload = encode_agent_state(st, signing_key());
     try {
-      client->publish(state_topic, payload.data(), payload.size(), 1, true);
+      connection->publish(state_topic, payload.data(), payload.size(), 1, true);
       spent_uplink(state_topic, payload.size(), 1);
       std::lock_guard lk(mu);
       counters.births_sent += 1;
@@ -912,32 +772,15 @@ struct Agent::Impl {
     }
   }
 
-  // A clean stop says so itself: the broker sends the last will only on a lost connection.
-  void publish_death() {
-    auto payload = encode_agent_state(state_message(false), signing_key());
-    try {
-      client->publish(state_topic, payload.data(), payload.size(), 1, true)->wait_for(std::chrono::seconds(1));
-    } catch (const mqtt::exception&) {
+  // Paho's thread: the client lost a connection it had; run() replaces it before reconnecting.
+  void on_connection_lost(const std::string& cause) {
+    {
+      std::lock_guard lk(mu);
+      connected = false;
+      connection_lost = true;
     }
-  }
-
-  // Paho C can drop a connect issued while it still tears down the lost connection
-  // (eclipse-paho/paho.mqtt.c#1187); its token then never completes. Seen with 142 agents in
-  // one process losing the broker together: dozens stuck for good in an unbounded wait.
-  void make_client() {
-    if (brokers.empty()) brokers = config.brokers();
-    client = std::make_unique<mqtt::async_client>(broker(), client_id_for(config));
-    // Always: fleet bundle topics may be added after the client is made (subscribe_also).
-    client->set_message_callback([this](const mqtt::const_message_ptr& m) { on_confirm(m); });
-    client->set_connection_lost_handler([this](const std::string& cause) {
-      {
-        std::lock_guard lk(mu);
-        connected = false;
-        connection_lost = true;
-      }
-      cv.notify_all();
-      log->warn("connection to broker lost{}{}", cause.empty() ? "" : ": ", cause);
-    });
+    cv.notify_all();
+    log->warn("connection to broker lost{}{}", cause.empty() ? "" : ": ", cause);
   }
 
   // The broker keeps the last will of a connection; the next connect carries one signed with the
@@ -950,10 +793,7 @@ struct Agent::Impl {
       connected = false;
       connection_lost = true;  // a fresh client: nothing of the old one's queue is written first
     }
-    try {
-      client->disconnect()->wait_for(std::chrono::seconds(2));
-    } catch (const mqtt::exception&) {
-    }
+    connection->disconnect();
   }
 
   bool take_connection_lost() {
@@ -961,56 +801,26 @@ struct Agent::Impl {
     return std::exchange(connection_lost, false);
   }
 
-  // Destroying a client mid-connect can block in Paho, and in-flight tokens still point into it
-  // (they are dropped on the next connect; the backlog still has their events): the last few
-  // retired clients are kept and destroyed later.
-  void retire_client() {
-    stale_clients.push_back(std::move(client));
-    if (stale_clients.size() > 4) stale_clients.erase(stale_clients.begin());
-    make_client();
+  // The last will, signed in advance: the agent offline.
+  std::string will_payload() const {
+    auto p = encode_agent_state(state_message(false), signing_key());
+    return std::string(p.begin(), p.end());
   }
 
   bool try_connect() {
-    try {
-      // One full expression: Paho calls back into the options (the TLS error handler points at
-      // this very object, copies do not re-point it) while it connects, so they must live
-      // until the wait ends.
-      if (!client->connect(connect_options())->wait_for(kConnectTimeout + std::chrono::seconds(5))) {
-        note_error("connect to " + broker() + " did not complete; retrying with a fresh MQTT client");
-        retire_client();
-        return false;
-      }
-      {
-        std::lock_guard lk(mu);
-        if (counters.batches_sent > 0 || connected_once) counters.reconnects += 1;
-        connected = true;
-        connected_once = true;
-        counters.last_error.clear();  // so the next failure is logged again
-      }
-      cv.notify_all();
-      failures_in_round = 0;
-      if (auto proxy = effective_proxy(broker(), config.uplink_proxy))
-        log->info("connected to {} as {} through the proxy {} (from {})", broker(), client_id_for(config),
-                  proxy->at.text(), proxy->origin);
-      else
-        log->info("connected to {} as {}", broker(), client_id_for(config));
-      return true;
-    } catch (const mqtt::exception& e) {
-      note_error("cannot connect to " + broker() + ": " + explain_connect_failure(e));
+    if (auto failed = connection->connect(state_topic, will_payload()); !failed.empty()) {
+      note_error(failed);
       return false;
     }
-  }
-
-  // After a failed connect, with fallbacks: the next broker, on a fresh client (a client is
-  // bound to its server). True when that one was not yet tried since the last success.
-  bool next_broker() {
-    if (brokers.size() < 2) return false;
-    broker_at = (broker_at + 1) % brokers.size();
-    retire_client();
-    log->info("trying the next broker, {}", broker());
-    if (++failures_in_round < brokers.size()) return true;
-    failures_in_round = 0;
-    return false;
+    {
+      std::lock_guard lk(mu);
+      if (counters.batches_sent > 0 || connected_once) counters.reconnects += 1;
+      connected = true;
+      connected_once = true;
+      counters.last_error.clear();  // so the next failure is logged again
+    }
+    cv.notify_all();
+    return true;
   }
 
   void note_error(const std::string& what) {
@@ -1042,8 +852,6 @@ struct Agent::Impl {
 
   std::uint64_t maintenance_ticks = 0;
   bool connected_once = false;
-  std::vector<std::unique_ptr<mqtt::async_client>> stale_clients;  // retired: stuck connects, lost connections
-  static constexpr std::chrono::seconds kConnectTimeout{5};
   // The longest the send loop waits in one go for the uplink cap.
   static constexpr std::chrono::milliseconds kUplinkWaitSlice{250};
   // Events per urgent batch: a handful arrive at once, and each batch is small enough to jump a
@@ -1074,7 +882,7 @@ void Agent::set_fleet_report(const FleetReport& report) {
 void Agent::start() {
   auto& d = *impl_;
   if (d.publisher.joinable()) return;
-  d.make_client();
+  d.connection->open();
   {
     std::lock_guard lk(d.mu);
     d.stopping = false;
@@ -1090,20 +898,9 @@ void Agent::stop() {
   }
   d.cv.notify_all();
   if (d.publisher.joinable()) d.publisher.join();
-  if (d.client) {
-    try {
-      if (d.client->is_connected()) {
-        d.publish_death();
-        // Bounded: with the broker dying at the same moment the disconnect token may never
-        // complete (seen in tools/soak, which stops the broker and the agents together).
-        if (!d.client->disconnect(std::chrono::milliseconds(500))->wait_for(std::chrono::seconds(2)))
-          d.log->warn("disconnect from the broker did not complete in 2 s; closing anyway");
-      }
-    } catch (const mqtt::exception&) {
-    }
-    d.client.reset();
-  }
-  d.stale_clients.clear();
+  // A clean stop says so itself: the broker sends the last will only on a lost connection.
+  auto death = encode_agent_state(d.state_message(false), d.signing_key());
+  d.connection->close(d.state_topic, std::string(death.begin(), death.end()));
 }
 
 void Agent::rebirth() {
@@ -1128,9 +925,8 @@ std::uint64_t Agent::resend_from(std::uint64_t seq) {
   {
     std::lock_guard lk(d.mu);
     if (!d.config.aggregator_confirms()) return 0;  // a broker-mode agent holds nothing once sent
-    from = std::max(seq, d.backlog->first_seq());
-    if (from >= d.backlog->next_seq()) return 0;
-    if (d.resend_from == 0 || from < d.resend_from) d.resend_from = from;
+    from = d.confirms.request_resend_within(seq, d.backlog->first_seq(), d.backlog->next_seq());
+    if (from == 0) return 0;
   }
   d.cv.notify_all();
   return from;
