@@ -1,6 +1,8 @@
 #include "postwatch/agent/agent.hpp"
 
+#include "agent_shared.hpp"
 #include "broker_connection.hpp"
+#include "inflight_publisher.hpp"
 
 #include "postwatch/agent/agent_identity.hpp"
 #include "postwatch/agent/clock_watch.hpp"
@@ -47,13 +49,6 @@ std::string validate_event(const IndicatorCatalogue& catalogue, const IndicatorE
 
 namespace {
 
-struct InflightBatch {
-  mqtt::delivery_token_ptr token;  // null: the main lane passed seqs the urgent lane had sent, nothing to wait for
-  std::uint64_t last_seq = 0;      // main lane: the cursor moves past it
-  std::size_t count = 0;
-  std::vector<IndicatorEvent> urgent;  // an urgent batch's events (last_seq unused)
-};
-
 std::uint64_t resident_set_bytes() {
   std::ifstream statm("/proc/self/statm");
   std::uint64_t size = 0, resident = 0;
@@ -67,10 +62,9 @@ std::uint64_t resident_set_bytes() {
 
 }  // namespace
 
-struct Agent::Impl {
+struct Agent::Impl : AgentShared {
   AgentConfig config;
   std::shared_ptr<const IndicatorCatalogue> catalogue;
-  std::shared_ptr<spdlog::logger> log;
   std::string region;
   std::string topic;
   std::string state_topic;
@@ -78,51 +72,15 @@ struct Agent::Impl {
   std::string confirm_topic;
   std::vector<std::string> extra_topics;  // set before start()
   Agent::MessageHandler on_extra;
-  std::optional<FleetReport> fleet_report;  // guarded by mu
-  std::int64_t started_ms = now_utc_ms();
+  std::optional<FleetReport> fleet_report;                                                  // guarded by mu
   std::chrono::steady_clock::time_point started_steady = std::chrono::steady_clock::now();  // uptime, jump-proof
   std::uint64_t reported_drops = 0;  // drops already reported as an agent_events_dropped event
 
-  mutable std::mutex mu;  // guards backlog, stats, the flags below
-  std::condition_variable cv;
-  std::unique_ptr<EventBacklog> backlog;
-  UrgentLane urgent;  // copies of urgent events not yet passed by the main lane's cursor
-  AgentStats counters;
-  bool stopping = false;
-  bool rebirth_requested = false, flush_requested = false;   // remote commands, acted on by run()
-  std::deque<std::pair<std::string, std::string>> outgoing;  // topic, payload: command results
-  bool connected = false;
-  bool connection_lost = false;  // the client lost a connection it had; run() replaces it before reconnecting
-  // From the aggregator's confirm topic (Paho's thread), applied by run().
-  ConfirmTracker confirms{kConfirmStallFirst, kConfirmStallLongest};
   std::set<std::string> confirm_problems_logged;
-  // The board's wall clock (docs/agent.md, "Time"). Checked on every submit and batch so the
-  // seq where a jump happened is known to within the events accepted in between.
-  ClockWatch clock_watch;
-  ClockSync clock_sync = ClockSync::Unknown;
-  // Events with seq < first_after were stamped on a clock delta_ms behind today's; a batch
-  // sends them shifted so all its times are on the clock its sent_at is measured on.
-  struct ClockShift {
-    std::uint64_t first_after = 0;
-    std::int64_t delta_ms = 0;
-  };
-  std::vector<ClockShift> clock_shifts;
-  std::optional<ClockJump> unlogged_jump;  // logged, and told by heartbeat, outside the lock
-
   std::optional<BrokerConnection> connection;  // owned by the publisher thread
   std::thread publisher;
-  // uplink.compression, used by the publisher thread only. Null: batches go plain.
-  std::unique_ptr<BatchPacker> packer;       // zstd without a dictionary
-  std::unique_ptr<BatchPacker> dict_packer;  // with the catalogue's (zstd-dictionary only)
-  // The dictionary the aggregator unpacks with, from its last verified confirmation (0: none
-  // named yet). The dictionary is used only while it is ours: before that, zstd without it.
-  std::atomic<std::uint32_t> aggregator_dictionary{0};
-  std::uint32_t dictionary_noted = 0;  // the last aggregator dictionary logged about
-  // uplink.max_kbit_s, kept by the publisher thread; what it sent, for metrics() on any thread.
-  UplinkBudget uplink;
-  std::atomic<std::uint64_t> uplink_sent{0}, uplink_rate{0};
-
-  const Post* post_entry = nullptr;  // in *catalogue
+  std::optional<InflightPublisher> sender;  // the publisher thread's, but for its uplink counters
+  const Post* post_entry = nullptr;         // in *catalogue
   // Enrolled (docs/security.md): what it publishes is signed with its key, and only
   // confirmations signed by one of the aggregator's keys are obeyed.
   AgentIdentity identity;
@@ -130,10 +88,9 @@ struct Agent::Impl {
 
   Impl(AgentConfig c, std::shared_ptr<const IndicatorCatalogue> cat, std::unique_ptr<EventBacklog> b,
        std::shared_ptr<spdlog::logger> l)
-      : config(std::move(c)),
+      : AgentShared(std::move(b), std::move(l)),
+        config(std::move(c)),
         catalogue(std::move(cat)),
-        log(std::move(l)),
-        backlog(std::move(b)),
         identity(config.identity, log) {
     const Post* post = catalogue->find_post(config.post_id);
     if (!post) throw ConfigError("post_id: '" + config.post_id + "' is not a post in the catalogue");
@@ -151,60 +108,7 @@ struct Agent::Impl {
       throw ConfigError("tls: broker_uri " + config.broker_uri + " uses TLS and needs a tls section");
     clock_sync = read_clock_sync(now_utc_ms());
     identity.load();
-    uplink = UplinkBudget(config.uplink_max_kbit_s * 1000 / 8);
-    if (config.compression != BatchCompression::None) packer = std::make_unique<BatchPacker>();
-    if (config.compression == BatchCompression::ZstdDictionary)
-      dict_packer = std::make_unique<BatchPacker>(BatchDictionary::for_catalogue(*catalogue));
-  }
-
-  // On the publisher thread: the payload as uplink.compression wants it. The catalogue's
-  // dictionary only once the aggregator said it holds the same one: an aggregator on another
-  // catalogue would refuse every batch as unknown_dictionary.
-  std::vector<std::uint8_t> compress(std::vector<std::uint8_t> plain) {
-    if (!packer) return plain;
-    BatchPacker* use = packer.get();
-    if (dict_packer) {
-      const std::uint32_t theirs = aggregator_dictionary.load();
-      if (theirs == dict_packer->dictionary_id()) use = dict_packer.get();
-      if (theirs != dictionary_noted && theirs != 0) {
-        dictionary_noted = theirs;
-        if (use == dict_packer.get())
-          log->info("the aggregator unpacks with this catalogue's dictionary {:08x}: batches use it", theirs);
-        else
-          log->warn(
-              "the aggregator unpacks with dictionary {:08x}, this agent's catalogue gives {:08x}: batches are "
-              "compressed without it (run the same catalogue at both ends: docs/agent.md, \"Thin links\")",
-              theirs, dict_packer->dictionary_id());
-      }
-    }
-    auto packed = use->pack(plain);
-    // A batch of one event barely compresses without the dictionary: the envelope outweighs
-    // the gain, and the plain batch is what every aggregator reads anyway.
-    return packed.size() < plain.size() ? packed : plain;
-  }
-
-  // Caller holds mu. A jump moves the backlog's age bound with it and marks the seqs stamped before it.
-  void check_clock_locked() {
-    auto jump = clock_watch.check();
-    if (!jump) return;
-    backlog->clock_jumped(jump->delta_ms);
-    started_ms += jump->delta_ms;
-    if (backlog->next_seq() > backlog->first_seq()) clock_shifts.push_back({backlog->next_seq(), jump->delta_ms});
-    unlogged_jump = jump;
-    clock_sync = read_clock_sync(jump->at_ms);
-  }
-
-  // Caller holds mu. Puts events read from the backlog on today's clock.
-  void shift_to_current_clock_locked(std::vector<IndicatorEvent>& events) {
-    while (!clock_shifts.empty() && clock_shifts.front().first_after <= backlog->first_seq())
-      clock_shifts.erase(clock_shifts.begin());  // everything stamped before it is released
-    if (clock_shifts.empty()) return;
-    for (auto& e : events) {
-      std::int64_t shift = 0;
-      for (const auto& c : clock_shifts)
-        if (e.seq < c.first_after) shift += c.delta_ms;
-      e.observed_at_ms += shift;
-    }
+    sender.emplace(config, *catalogue, topic, *this, *connection, identity);
   }
 
   AgentState state_message(bool online) const {
@@ -253,20 +157,14 @@ struct Agent::Impl {
     m.confirmed_through_seq = counters.confirmed_through_seq;
     // Below this, nothing can be resent: confirmed, or dropped by the overflow policy.
     if (config.aggregator_confirms()) m.held_from_seq = backlog->first_seq();
-    m.uplink_bytes = uplink_sent;
-    m.uplink_bytes_per_s = uplink_rate;
+    m.uplink_bytes = sender->uplink_sent();
+    m.uplink_bytes_per_s = sender->uplink_rate();
     m.uplink_cap_bytes_per_s = config.uplink_max_kbit_s * 1000 / 8;
     return m;
   }
 
-  // On the publisher thread: a message of `payload` bytes went out on `on_topic`.
-  void spent_uplink(std::string_view on_topic, std::size_t payload, int qos) {
-    uplink.spend(mqtt_publish_bytes(on_topic, payload, qos), std::chrono::steady_clock::now());
-    uplink_sent = uplink.sent_bytes();
-  }
-
   void publish_heartbeat() {
-    uplink_rate = uplink.take_rate(std::chrono::steady_clock::now());
+    sender->measure_uplink_rate();
     AgentState st = state_message(true);
     {
       std::lock_guard lk(mu);
@@ -276,7 +174,7 @@ struct Agent::Impl {
     auto payload = encode_agent_state(st, signing_key());
     try {
       connection->publish(heartbeat_topic, payload.data(), payload.size(), 0, false);
-      spent_uplink(heartbeat_topic, payload.size(), 0);  // counted, never held back
+      sender->spent_uplink(heartbeat_topic, payload.size(), 0);  // counted, never held back
       std::lock_guard lk(mu);
       counters.heartbeats_sent += 1;
     } catch (const mqtt::exception& e) {
@@ -326,12 +224,6 @@ struct Agent::Impl {
     std::mt19937_64 rng(std::random_device{}());
     std::chrono::milliseconds backoff{250};
     const std::chrono::milliseconds max_backoff{30000};
-    std::deque<InflightBatch> inflight;
-    std::vector<IndicatorEvent> events;
-    EventBatch batch;
-    batch.agent_id = config.agent_id;
-    batch.post_id = config.post_id;
-    std::uint64_t cursor = 0;
     auto next_maintenance = std::chrono::steady_clock::now();
     auto next_connect = std::chrono::steady_clock::now();
     auto next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
@@ -365,7 +257,7 @@ struct Agent::Impl {
         // Subscribing again also brings the retained confirmation back, in case the last one
         // was lost on its way (the subscription is QoS 0).
         if (connection->is_connected() && resend_if_stalled(now)) subscribe_confirmations();
-        apply_confirmations(cursor, inflight);
+        sender->apply_confirmations();
       }
       if (!connection->is_connected()) {
         if (now < next_connect) {
@@ -380,7 +272,7 @@ struct Agent::Impl {
           // them first after a reconnect, ahead of the resend from the first unconfirmed seq: the
           // aggregator would get a later batch before earlier ones (seen as `reordered` in CI).
           // A fresh client starts with an empty queue; the backlog still holds those events.
-          clear_inflight(inflight);
+          sender->drop_inflight();
           connection->replace_client();
         }
         if (!try_connect()) {
@@ -400,14 +292,13 @@ struct Agent::Impl {
           confirm_backoff = std::chrono::milliseconds(1000);
           confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
         }
-        clear_inflight(inflight);  // anything unconfirmed is sent again; the aggregator drops duplicates
+        std::uint64_t first = 0;
         {
           std::lock_guard lk(mu);
-          cursor = backlog->first_seq();
-          urgent.forget_sent();    // the main lane goes over everything again
+          first = sender->restart_from_spool_locked();
           confirms.reconnected();  // the cursor is at the first unconfirmed seq already
         }
-        publish_birth(cursor);
+        publish_birth(first);
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
       }
       if (subscribes() && !confirm_subscribed && std::chrono::steady_clock::now() >= confirm_retry_at) {
@@ -430,174 +321,17 @@ struct Agent::Impl {
         next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
       }
 
-      send_urgent(batch, cursor, inflight);
-      // Fill the in-flight window with batches.
-      while (inflight.size() < config.max_inflight_batches) {
-        events.clear();
-        std::uint64_t range_last = 0;
-        {
-          std::unique_lock lk(mu);
-          if (stopping) break;
-          urgent.passed(cursor);
-          std::size_t ready = backlog->next_seq() - cursor;
-          if (ready == 0) break;
-          if (ready < config.batch_max_events && inflight.empty() && config.batch_max_delay.count() > 0) {
-            // A partial batch waits up to batch_max_delay for more events.
-            cv.wait_for(lk, config.batch_max_delay, [&] {
-              return stopping || flush_requested || backlog->next_seq() - cursor >= config.batch_max_events;
-            });
-          }
-          flush_requested = false;
-          check_clock_locked();
-          backlog->read(cursor, config.batch_max_events, events);
-          if (!events.empty()) {
-            // A batch names one catalogue version: events spooled before a catalogue rollout
-            // go in batches of their own, ahead of the ones validated against the new catalogue.
-            const auto version = events.front().catalogue_version;
-            events.erase(std::find_if(events.begin(), events.end(),
-                                      [&](const IndicatorEvent& e) { return e.catalogue_version != version; }),
-                         events.end());
-            batch.catalogue_version = version;
-            range_last = events.back().seq;
-            // Seqs the urgent lane already delivered to the broker are not sent twice.
-            std::erase_if(events, [&](const IndicatorEvent& e) { return urgent.skips(e.seq); });
-          }
-          shift_to_current_clock_locked(events);
-          batch.clock_epoch = clock_watch.jumps();
-          batch.sent_at_ms = now_utc_ms();
-        }
-        if (range_last == 0) break;
-        if (events.empty()) {
-          // All of them went on the urgent lane: the cursor moves on, in order with the batches before.
-          cursor = range_last + 1;
-          inflight.push_back(InflightBatch{nullptr, range_last, 0, {}});
-          continue;
-        }
-        const std::size_t read_count = events.size();
-        batch.urgent = false;
-        batch.events.swap(events);
-        auto payload = encode_batch(batch, signing_key());
-        while (payload.size() > WireLimits::max_payload_bytes && batch.events.size() > 1) {
-          batch.events.resize(batch.events.size() / 2);  // long notes and tags: fewer events per message
-          payload = encode_batch(batch, signing_key());
-        }
-        payload = compress(std::move(payload));  // after signing: the signature covers the plain batch
-        // Under uplink.max_kbit_s the batch waits for the link, a slice at a time so PUBACKs,
-        // confirmations and heartbeats are not held up; it is read from the spool again then.
-        if (auto wait = uplink.delay(mqtt_publish_bytes(topic, payload.size(), 1), std::chrono::steady_clock::now());
-            wait.count() > 0) {
-          std::unique_lock lk(mu);
-          cv.wait_for(lk, std::min(wait, kUplinkWaitSlice), [&] { return stopping; });
-          break;
-        }
-        // Halved to fit: the cursor goes on from the first event left out, skipped seqs or not.
-        InflightBatch ib{
-            nullptr, batch.events.size() == read_count ? range_last : batch.events.back().seq, batch.events.size(), {}};
-        batch.events.swap(events);
-        try {
-          ib.token = connection->publish(topic, payload.data(), payload.size(), 1, false);
-        } catch (const mqtt::exception& e) {
-          note_error(std::string("publish failed: ") + e.what());
-          break;
-        }
-        spent_uplink(topic, payload.size(), 1);
-        cursor = ib.last_seq + 1;
-        inflight.push_back(std::move(ib));
-      }
-
-      if (inflight.empty()) {
+      sender->send_urgent();
+      sender->fill_window();
+      if (sender->idle()) {
         std::unique_lock lk(mu);
         cv.wait_for(lk, std::chrono::milliseconds(500), [&] {
-          return stopping || backlog->next_seq() > cursor || !connected || confirmation_pending_locked() ||
+          return stopping || backlog->next_seq() > sender->cursor() || !connected || confirmation_pending_locked() ||
                  rebirth_requested || !outgoing.empty();
         });
         continue;
       }
-      // The oldest batch's PUBACK: the broker has it. In Broker mode that releases its events;
-      // in Aggregator mode they wait for the aggregator's confirmation (apply_confirmations).
-      auto& front = inflight.front();
-      try {
-        if (front.token && !front.token->wait_for(std::chrono::milliseconds(100))) continue;
-      } catch (const mqtt::exception& e) {
-        note_error(std::string("delivery failed: ") + e.what());
-        clear_inflight(inflight);
-        std::lock_guard lk(mu);
-        cursor = backlog->first_seq();
-        urgent.forget_sent();
-        continue;
-      }
-      {
-        std::lock_guard lk(mu);
-        if (front.token) {
-          counters.sent += front.count;
-          counters.batches_sent += 1;
-        }
-        if (!front.urgent.empty()) {
-          // The broker has them: the main lane skips them. Nothing is released, and
-          // sent_through_seq stays the main lane's (the aggregator reads it as "sent in order").
-          urgent.sent(front.urgent);
-          counters.urgent_sent += front.count;
-        } else {
-          if (!config.aggregator_confirms()) backlog->release_through(front.last_seq);
-          counters.sent_through_seq = std::max(counters.sent_through_seq, front.last_seq);
-        }
-      }
-      inflight.pop_front();
-      cv.notify_all();
-    }
-  }
-
-  // Drops the in-flight batches (their PUBACKs no longer matter); an urgent batch's events go
-  // back on the urgent lane, so a lost connection does not send them to the back of the queue.
-  void clear_inflight_locked(std::deque<InflightBatch>& inflight) {
-    for (auto& ib : inflight)
-      if (!ib.urgent.empty()) urgent.returned(std::move(ib.urgent));
-    inflight.clear();
-  }
-  void clear_inflight(std::deque<InflightBatch>& inflight) {
-    std::lock_guard lk(mu);
-    clear_inflight_locked(inflight);
-  }
-
-  // The urgent lane (docs/agent.md, "Urgent readings"): urgent events the main lane will not
-  // reach within its next batch go now, in their own batches, outside the in-flight window
-  // (Paho's allows twice it) and without waiting for the uplink cap (their bytes still count
-  // against it, so the main lane waits for them).
-  void send_urgent(EventBatch& batch, std::uint64_t cursor, std::deque<InflightBatch>& inflight) {
-    while (inflight.size() < 2 * std::size_t{config.max_inflight_batches}) {
-      std::vector<IndicatorEvent> events;
-      {
-        std::lock_guard lk(mu);
-        if (urgent.waiting() == 0) return;
-        // Below first_seq the spool no longer holds them: sent, or dropped by its overflow policy.
-        const std::uint64_t from = std::max(cursor, backlog->first_seq());
-        urgent.passed(from);
-        events = urgent.take(from + config.batch_max_events, kMaxUrgentBatch);
-        if (events.empty()) return;
-        // The batch gets shifted copies: the lane keeps the events as stamped, in case they
-        // go back on it (a lost connection) and are shifted again for their next batch.
-        batch.events = events;
-        batch.catalogue_version = events.front().catalogue_version;  // one Agent, one catalogue
-        shift_to_current_clock_locked(batch.events);
-        batch.clock_epoch = clock_watch.jumps();
-        batch.sent_at_ms = now_utc_ms();
-      }
-      batch.urgent = true;
-      auto payload = compress(encode_batch(batch, signing_key()));
-      batch.urgent = false;
-      InflightBatch ib{nullptr, 0, events.size(), std::move(events)};
-      try {
-        ib.token = connection->publish(topic, payload.data(), payload.size(), 1, false);
-      } catch (const mqtt::exception& e) {
-        note_error(std::string("urgent publish failed: ") + e.what());
-        std::lock_guard lk(mu);
-        urgent.returned(std::move(ib.urgent));
-        return;
-      }
-      spent_uplink(topic, payload.size(), 1);
-      log->debug("sent {} urgent event(s) ahead of the spool's queue (seq {} to {})", ib.count, ib.urgent.front().seq,
-                 ib.urgent.back().seq);
-      inflight.push_back(std::move(ib));
+      sender->await_oldest_ack();
     }
   }
 
@@ -621,36 +355,6 @@ struct Agent::Impl {
 
   // Caller holds mu. A confirmation that releases events, or a resend request, waits for run().
   bool confirmation_pending_locked() const { return confirms.pending(backlog->first_seq(), backlog->next_seq()); }
-
-  // Releases what the aggregator confirmed and acts on its resend request (Aggregator mode).
-  void apply_confirmations(std::uint64_t& cursor, std::deque<InflightBatch>& inflight) {
-    std::uint64_t released = 0, through = 0, resend = 0, resend_events = 0;
-    {
-      std::lock_guard lk(mu);
-      if (auto release = confirms.releasable(backlog->first_seq(), backlog->next_seq())) {
-        auto before = backlog->stats().events;
-        backlog->release_through(*release);
-        released = before - backlog->stats().events;
-        through = *release;
-        counters.confirmed += released;
-        // Nothing confirmed needs sending (again).
-        cursor = std::max(cursor, backlog->first_seq());
-      }
-      if (auto r = confirms.take_resend(cursor, backlog->first_seq())) {
-        clear_inflight_locked(
-            inflight);         // their PUBACKs no longer matter: everything from the new cursor is sent again
-        urgent.forget_sent();  // a seq the urgent lane sent may be the one missing
-        resend = r->from;
-        cursor = r->cursor;
-        resend_events = backlog->next_seq() - cursor;
-      }
-    }
-    if (released > 0) {
-      cv.notify_all();
-      log->debug("aggregator confirmed through seq {}: released {} event(s)", through, released);
-    }
-    if (resend != 0) log->info("aggregator asked to resend from seq {} ({} events)", resend, resend_events);
-  }
 
   // Logs a problem with the confirmations once (a retained or repeated message would flood the log).
   void note_confirm_problem(const std::string& what) {
@@ -689,7 +393,7 @@ struct Agent::Impl {
       return;
     }
     identity.note_key_notice(c);  // verified: its rotation notice, if any, is the aggregator's
-    aggregator_dictionary = c.batch_dictionary;
+    sender->aggregator_dictionary(c.batch_dictionary);
     std::uint64_t issued_through = 0;
     ConfirmTracker::Confirmed outcome;
     {
@@ -746,7 +450,7 @@ struct Agent::Impl {
     for (auto& [topic, payload] : out) {
       try {
         connection->publish(topic, payload.data(), payload.size(), 1, false);
-        spent_uplink(topic, payload.size(), 1);
+        sender->spent_uplink(topic, payload.size(), 1);
       } catch (const mqtt::exception& e) {
         note_error("publish on " + topic + " failed: " + e.what());
       }
@@ -764,7 +468,7 @@ struct Agent::Impl {
     auto payload = encode_agent_state(st, signing_key());
     try {
       connection->publish(state_topic, payload.data(), payload.size(), 1, true);
-      spent_uplink(state_topic, payload.size(), 1);
+      sender->spent_uplink(state_topic, payload.size(), 1);
       std::lock_guard lk(mu);
       counters.births_sent += 1;
     } catch (const mqtt::exception& e) {
@@ -823,15 +527,6 @@ struct Agent::Impl {
     return true;
   }
 
-  void note_error(const std::string& what) {
-    {
-      std::lock_guard lk(mu);
-      if (counters.last_error == what) return;  // log a repeating failure once
-      counters.last_error = what;
-    }
-    log->warn("{}", what);
-  }
-
   // Logs a jump seen since the last call; true if there was one.
   bool report_clock_jump() {
     std::optional<ClockJump> jump;
@@ -852,15 +547,6 @@ struct Agent::Impl {
 
   std::uint64_t maintenance_ticks = 0;
   bool connected_once = false;
-  // The longest the send loop waits in one go for the uplink cap.
-  static constexpr std::chrono::milliseconds kUplinkWaitSlice{250};
-  // Events per urgent batch: a handful arrive at once, and each batch is small enough to jump a
-  // thin link's queue quickly.
-  static constexpr std::size_t kMaxUrgentBatch = 64;
-  // A confirmation normally follows within a second or two (a cluster's takeover: a lease and a
-  // redelivery, a few seconds): 15 s without one means it is not coming.
-  static constexpr std::chrono::milliseconds kConfirmStallFirst{15'000};
-  static constexpr std::chrono::milliseconds kConfirmStallLongest{300'000};
 };
 
 Agent::Agent(AgentConfig config, std::shared_ptr<const IndicatorCatalogue> catalogue,
