@@ -220,119 +220,158 @@ struct Agent::Impl : AgentShared {
     }
   }
 
+  // The publisher thread: upkeep, the connection, the control messages, then the two lanes.
   void run() {
-    std::mt19937_64 rng(std::random_device{}());
-    std::chrono::milliseconds backoff{250};
-    const std::chrono::milliseconds max_backoff{30000};
-    auto next_maintenance = std::chrono::steady_clock::now();
-    auto next_connect = std::chrono::steady_clock::now();
-    auto next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
-    // A refused confirm subscription (a busy broker's SUBACK failure) is tried again while
-    // connected, with backoff: without it nothing would leave the spool until a reconnect.
-    bool confirm_subscribed = false;
-    std::chrono::milliseconds confirm_backoff{1000};
-    auto confirm_retry_at = std::chrono::steady_clock::time_point{};
-
-    for (;;) {
-      {
-        std::unique_lock lk(mu);
-        if (stopping) break;
-      }
-      auto now = std::chrono::steady_clock::now();
-      if (now >= next_maintenance) {
-        maintain();
-        next_maintenance = now + std::chrono::seconds(1);
-        // A new key (rotate-key) or a first enrolment is taken up here. The last will was
-        // signed with the old key when the connection was made: one clean reconnect renews it.
-        if (identity.reload_if_changed() && connection->is_connected()) reconnect_for_new_key();
-        // The aggregator's next key (or a retired one) from a confirmation: the heartbeat tells
-        // it at once, so an operator waiting to switch keys does not wait a heartbeat interval.
-        if (identity.apply_key_notice() && connection->is_connected()) publish_heartbeat();
-      }
-      if (report_clock_jump() && connection->is_connected()) {
-        publish_heartbeat();  // the aggregator measures the new offset from it at once
-        next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
-      }
-      if (config.aggregator_confirms()) {
-        // Subscribing again also brings the retained confirmation back, in case the last one
-        // was lost on its way (the subscription is QoS 0).
-        if (connection->is_connected() && resend_if_stalled(now)) subscribe_confirmations();
-        sender->apply_confirmations();
-      }
-      if (!connection->is_connected()) {
-        if (now < next_connect) {
-          // Waiting out the backoff in short slices keeps upkeep (fsync, age bound) running during an outage.
-          std::unique_lock lk(mu);
-          cv.wait_for(lk, std::min<std::chrono::steady_clock::duration>(next_connect - now, std::chrono::seconds(1)),
-                      [&] { return stopping; });
-          continue;
-        }
-        if (take_connection_lost()) {
-          // Paho keeps the publishes it had not yet written when the connection dropped and writes
-          // them first after a reconnect, ahead of the resend from the first unconfirmed seq: the
-          // aggregator would get a later batch before earlier ones (seen as `reordered` in CI).
-          // A fresh client starts with an empty queue; the backlog still holds those events.
-          sender->drop_inflight();
-          connection->replace_client();
-        }
-        if (!try_connect()) {
-          if (connection->next_broker()) continue;  // another broker not yet tried in this round: at once
-          // Exponential backoff with jitter (half to all of it) so a fleet does not reconnect in lockstep.
-          auto wait =
-              std::chrono::milliseconds(std::uniform_int_distribution<long>(backoff.count() / 2, backoff.count())(rng));
-          backoff = std::min(backoff * 2, max_backoff);
-          next_connect = std::chrono::steady_clock::now() + wait;
-          continue;
-        }
-        backoff = std::chrono::milliseconds(250);
-        // Before the birth: the retained confirmation arrives with the subscription and releases
-        // what the aggregator already holds.
-        if (subscribes()) {
-          confirm_subscribed = subscribe_confirmations();
-          confirm_backoff = std::chrono::milliseconds(1000);
-          confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
-        }
-        std::uint64_t first = 0;
-        {
-          std::lock_guard lk(mu);
-          first = sender->restart_from_spool_locked();
-          confirms.reconnected();  // the cursor is at the first unconfirmed seq already
-        }
-        publish_birth(first);
-        next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
-      }
-      if (subscribes() && !confirm_subscribed && std::chrono::steady_clock::now() >= confirm_retry_at) {
-        confirm_subscribed = subscribe_confirmations();
-        if (confirm_subscribed) log->info("subscribed to {} on a later attempt", subscribed_what());
-        confirm_backoff = std::min(confirm_backoff * 2, std::chrono::milliseconds(30000));
-        confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
-      }
-      if (connection->is_connected()) publish_outgoing();
-      if (take_rebirth() && connection->is_connected()) {
-        std::uint64_t first = 0;
-        {
-          std::lock_guard lk(mu);
-          first = backlog->first_seq();
-        }
-        publish_birth(first);
-      }
-      if (std::chrono::steady_clock::now() >= next_heartbeat) {
-        publish_heartbeat();
-        next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
-      }
-
+    loop = SendLoop{};
+    loop.next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
+    while (!stop_requested()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= loop.next_maintenance) upkeep(now);
+      if (report_clock_jump() && connection->is_connected())
+        publish_heartbeat_now();  // the aggregator measures the new offset from it at once
+      if (config.aggregator_confirms()) follow_confirmations(now);
+      if (!connection->is_connected() && !reconnect(now)) continue;
+      resubscribe_if_due();
+      publish_control_messages();
       sender->send_urgent();
       sender->fill_window();
-      if (sender->idle()) {
-        std::unique_lock lk(mu);
-        cv.wait_for(lk, std::chrono::milliseconds(500), [&] {
-          return stopping || backlog->next_seq() > sender->cursor() || !connected || confirmation_pending_locked() ||
-                 rebirth_requested || !outgoing.empty();
-        });
-        continue;
-      }
-      sender->await_oldest_ack();
+      if (sender->idle())
+        wait_for_work();
+      else
+        sender->await_oldest_ack();
     }
+  }
+
+  // What the send loop schedules; reset at each start().
+  struct SendLoop {
+    std::mt19937_64 rng{std::random_device{}()};
+    std::chrono::milliseconds backoff{250};
+    std::chrono::steady_clock::time_point next_maintenance = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point next_connect = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point next_heartbeat;
+    // A refused confirm subscription (a busy broker's SUBACK failure) is tried again while
+    // connected, with backoff: without it nothing would leave the spool until a reconnect.
+    bool subscribed = false;
+    std::chrono::milliseconds subscribe_backoff{1000};
+    std::chrono::steady_clock::time_point subscribe_retry_at{};
+  };
+  static constexpr std::chrono::milliseconds kMaxConnectBackoff{30000};
+  static constexpr std::chrono::milliseconds kMaxSubscribeBackoff{30000};
+
+  bool stop_requested() const {
+    std::lock_guard lk(mu);
+    return stopping;
+  }
+
+  // Once a second: the spool's upkeep, and keys taken up.
+  void upkeep(std::chrono::steady_clock::time_point now) {
+    maintain();
+    loop.next_maintenance = now + std::chrono::seconds(1);
+    // A new key (rotate-key) or a first enrolment is taken up here. The last will was
+    // signed with the old key when the connection was made: one clean reconnect renews it.
+    if (identity.reload_if_changed() && connection->is_connected()) reconnect_for_new_key();
+    // The aggregator's next key (or a retired one) from a confirmation: the heartbeat tells
+    // it at once, so an operator waiting to switch keys does not wait a heartbeat interval.
+    if (identity.apply_key_notice() && connection->is_connected()) publish_heartbeat();
+  }
+
+  // Aggregator mode: a stalled confirmation asked for again, then what came applied.
+  void follow_confirmations(std::chrono::steady_clock::time_point now) {
+    // Subscribing again also brings the retained confirmation back, in case the last one
+    // was lost on its way (the subscription is QoS 0).
+    if (connection->is_connected() && resend_if_stalled(now)) subscribe_confirmations();
+    sender->apply_confirmations();
+  }
+
+  // Not connected: waits out the backoff (in short slices, so upkeep keeps running through an
+  // outage), or connects. True once connected, with the birth sent.
+  bool reconnect(std::chrono::steady_clock::time_point now) {
+    if (now < loop.next_connect) {
+      std::unique_lock lk(mu);
+      cv.wait_for(lk, std::min<std::chrono::steady_clock::duration>(loop.next_connect - now, std::chrono::seconds(1)),
+                  [&] { return stopping; });
+      return false;
+    }
+    if (take_connection_lost()) {
+      // Paho keeps the publishes it had not yet written when the connection dropped and writes
+      // them first after a reconnect, ahead of the resend from the first unconfirmed seq: the
+      // aggregator would get a later batch before earlier ones (seen as `reordered` in CI).
+      // A fresh client starts with an empty queue; the backlog still holds those events.
+      sender->drop_inflight();
+      connection->replace_client();
+    }
+    if (!try_connect()) {
+      if (connection->next_broker()) return false;  // another broker not yet tried in this round: at once
+      back_off_connecting();
+      return false;
+    }
+    loop.backoff = std::chrono::milliseconds(250);
+    // Before the birth: the retained confirmation arrives with the subscription and releases
+    // what the aggregator already holds.
+    if (subscribes()) {
+      loop.subscribed = subscribe_confirmations();
+      loop.subscribe_backoff = std::chrono::milliseconds(1000);
+      loop.subscribe_retry_at = std::chrono::steady_clock::now() + loop.subscribe_backoff;
+    }
+    start_over_from_spool();
+    return true;
+  }
+
+  // Exponential backoff with jitter (half to all of it) so a fleet does not reconnect in lockstep.
+  void back_off_connecting() {
+    auto wait = std::chrono::milliseconds(
+        std::uniform_int_distribution<long>(loop.backoff.count() / 2, loop.backoff.count())(loop.rng));
+    loop.backoff = std::min(loop.backoff * 2, kMaxConnectBackoff);
+    loop.next_connect = std::chrono::steady_clock::now() + wait;
+  }
+
+  // A new connection: everything unconfirmed is sent again (the aggregator drops duplicates),
+  // and the birth tells the aggregator where the spool starts.
+  void start_over_from_spool() {
+    std::uint64_t first = 0;
+    {
+      std::lock_guard lk(mu);
+      first = sender->restart_from_spool_locked();
+      confirms.reconnected();  // the cursor is at the first unconfirmed seq already
+    }
+    publish_birth(first);
+    loop.next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
+  }
+
+  void resubscribe_if_due() {
+    if (!subscribes() || loop.subscribed || std::chrono::steady_clock::now() < loop.subscribe_retry_at) return;
+    loop.subscribed = subscribe_confirmations();
+    if (loop.subscribed) log->info("subscribed to {} on a later attempt", subscribed_what());
+    loop.subscribe_backoff = std::min(loop.subscribe_backoff * 2, kMaxSubscribeBackoff);
+    loop.subscribe_retry_at = std::chrono::steady_clock::now() + loop.subscribe_backoff;
+  }
+
+  // Command results, a birth asked for by a remote command, the heartbeat when due.
+  void publish_control_messages() {
+    if (connection->is_connected()) publish_outgoing();
+    if (take_rebirth() && connection->is_connected()) {
+      std::uint64_t first = 0;
+      {
+        std::lock_guard lk(mu);
+        first = backlog->first_seq();
+      }
+      publish_birth(first);
+    }
+    if (std::chrono::steady_clock::now() >= loop.next_heartbeat) publish_heartbeat_now();
+  }
+
+  void publish_heartbeat_now() {
+    publish_heartbeat();
+    loop.next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
+  }
+
+  // Nothing in flight: until there is something to send or do, half a second at most.
+  void wait_for_work() {
+    std::unique_lock lk(mu);
+    cv.wait_for(lk, std::chrono::milliseconds(500), [&] {
+      return stopping || backlog->next_seq() > sender->cursor() || !connected || confirmation_pending_locked() ||
+             rebirth_requested || !outgoing.empty();
+    });
   }
 
   // Events the broker acknowledged but the aggregator did not confirm for a while are sent again
@@ -545,6 +584,7 @@ struct Agent::Impl : AgentShared {
     return true;
   }
 
+  SendLoop loop;  // the publisher thread's
   std::uint64_t maintenance_ticks = 0;
   bool connected_once = false;
 };
