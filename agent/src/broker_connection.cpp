@@ -2,6 +2,8 @@
 
 #include "postwatch/agent/broker_route.hpp"
 #include "postwatch/agent/tls_diagnostics.hpp"
+
+#include "postwatch/mqtt_options.hpp"
 #include "postwatch/secret_file.hpp"
 
 #include <MQTTAsync.h>
@@ -141,8 +143,7 @@ mqtt::connect_options BrokerConnection::connect_options(const std::string& will_
                .mqtt_version(MQTTVERSION_3_1_1)  // no 3.1.1-then-3.1 retry inside one connect
                .max_inflight(static_cast<int>(config_.max_inflight_batches * 2))
                .will(mqtt::message(will_topic, will_payload, 1, true));
-  if (!config_.username.empty()) b.user_name(config_.username);
-  if (!password_.empty()) b.password(password_);
+  set_mqtt_login(b, config_.username, password_);
   if (!config_.uplink_proxy.empty()) {
     // host:port without the scheme: Paho C 1.3.12 strips "http://" from http_proxy only, and
     // reads https_proxy (used for ssl:// and wss://) as host:port.
@@ -155,20 +156,16 @@ mqtt::connect_options BrokerConnection::connect_options(const std::string& will_
     else
       b.http_proxy(at);
   }
-  if (config_.uses_tls()) {
-    auto ssl = mqtt::ssl_options_builder()
-                   .trust_store(config_.tls.ca_file)  // empty: OpenSSL's default paths
-                   .key_store(config_.tls.cert_file)
-                   .private_key(config_.tls.key_file)
-                   .enable_server_cert_auth(true)
-                   .verify(config_.tls.verify_hostname)
-                   .error_handler([this](const std::string& msg) {
-                     std::lock_guard lk(tls_mu_);
-                     tls_error_ = msg;
-                   })
-                   .finalize();
-    b.ssl(std::move(ssl));
-  }
+  if (config_.uses_tls())
+    set_mqtt_tls(b,
+                 {.ca_file = config_.tls.ca_file,
+                  .cert_file = config_.tls.cert_file,
+                  .key_file = config_.tls.key_file,
+                  .verify_hostname = config_.tls.verify_hostname},
+                 [this](const std::string& msg) {
+                   std::lock_guard lk(tls_mu_);
+                   tls_error_ = msg;
+                 });
   return b.finalize();
 }
 
