@@ -1,14 +1,12 @@
 #include "postwatch/agent/agent.hpp"
 
+#include "agent_presence.hpp"
 #include "agent_shared.hpp"
 #include "broker_connection.hpp"
 #include "inflight_publisher.hpp"
 
 #include "postwatch/agent/agent_identity.hpp"
-#include "postwatch/agent/clock_watch.hpp"
 #include "postwatch/agent/confirm_tracker.hpp"
-#include "postwatch/agent/uplink_budget.hpp"
-#include "postwatch/agent/urgent_lane.hpp"
 
 #include "postwatch/clock.hpp"
 #include "postwatch/enrolment.hpp"
@@ -17,13 +15,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -47,21 +41,6 @@ std::string validate_event(const IndicatorCatalogue& catalogue, const IndicatorE
               : catalogue.check_value(*ind, e.kind, e.number, e.text);
 }
 
-namespace {
-
-std::uint64_t resident_set_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  std::uint64_t size = 0, resident = 0;
-  statm >> size >> resident;
-  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-}
-
-#ifndef POSTWATCH_AGENT_VERSION
-#define POSTWATCH_AGENT_VERSION "0.1.0"
-#endif
-
-}  // namespace
-
 struct Agent::Impl : AgentShared {
   AgentConfig config;
   std::shared_ptr<const IndicatorCatalogue> catalogue;
@@ -72,19 +51,18 @@ struct Agent::Impl : AgentShared {
   std::string confirm_topic;
   std::vector<std::string> extra_topics;  // set before start()
   Agent::MessageHandler on_extra;
-  std::optional<FleetReport> fleet_report;                                                  // guarded by mu
-  std::chrono::steady_clock::time_point started_steady = std::chrono::steady_clock::now();  // uptime, jump-proof
   std::uint64_t reported_drops = 0;  // drops already reported as an agent_events_dropped event
 
   std::set<std::string> confirm_problems_logged;
-  std::optional<BrokerConnection> connection;  // owned by the publisher thread
-  std::thread publisher;
-  std::optional<InflightPublisher> sender;  // the publisher thread's, but for its uplink counters
-  const Post* post_entry = nullptr;         // in *catalogue
+  const Post* post_entry = nullptr;  // in *catalogue
   // Enrolled (docs/security.md): what it publishes is signed with its key, and only
   // confirmations signed by one of the aggregator's keys are obeyed.
   AgentIdentity identity;
-  const SigningKey* signing_key() const { return identity.signer(); }
+  // Made in the constructor, in this order; each refers to the ones before.
+  std::optional<BrokerConnection> connection;  // owned by the publisher thread
+  std::optional<InflightPublisher> sender;     // the publisher thread's, but for its uplink counters
+  std::optional<AgentPresence> presence;       // birth, heartbeat, death
+  std::thread publisher;
 
   Impl(AgentConfig c, std::shared_ptr<const IndicatorCatalogue> cat, std::unique_ptr<EventBacklog> b,
        std::shared_ptr<spdlog::logger> l)
@@ -109,77 +87,7 @@ struct Agent::Impl : AgentShared {
     clock_sync = read_clock_sync(now_utc_ms());
     identity.load();
     sender.emplace(config, *catalogue, topic, *this, *connection, identity);
-  }
-
-  AgentState state_message(bool online) const {
-    AgentState st;
-    st.agent_id = config.agent_id;
-    st.post_id = config.post_id;
-    st.online = online;
-    st.at_ms = now_utc_ms();
-    st.agent_version = POSTWATCH_AGENT_VERSION;
-    st.config_hash = config.config_hash;
-    st.one_shot = config.one_shot;
-    st.heartbeat_interval_s =
-        static_cast<std::uint32_t>((config.one_shot ? config.expect_every : config.heartbeat_interval).count());
-    st.awaits_confirmation = config.aggregator_confirms();
-    st.aggregator_key_ids = identity.trusted_key_ids();
-    std::lock_guard lk(mu);
-    if (fleet_report) {
-      st.has_fleet = true;
-      st.fleet = *fleet_report;
-    }
-    st.clock_sync = clock_sync;
-    st.clock_jumps = clock_watch.jumps();
-    if (const auto& j = clock_watch.last_jump()) {
-      st.last_clock_jump_ms = j->delta_ms;
-      st.last_clock_jump_at_ms = j->at_ms;
-    }
-    return st;
-  }
-
-  // Caller holds mu.
-  AgentMetrics metrics_locked() const {
-    AgentMetrics m;
-    auto b = backlog->stats();
-    m.spool_events = b.events;
-    m.spool_bytes = b.bytes;
-    m.oldest_unsent_age_ms = b.oldest_appended_ms ? now_utc_ms() - b.oldest_appended_ms : 0;
-    m.events_accepted = counters.accepted;
-    m.events_sent = counters.sent;
-    m.events_dropped = b.dropped;
-    m.reconnects = counters.reconnects;
-    m.rss_bytes = resident_set_bytes();
-    m.uptime_s = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_steady).count());
-    m.sent_through_seq = counters.sent_through_seq;
-    // Tells the aggregator what this agent no longer holds (0 in broker mode: never confirmed).
-    m.confirmed_through_seq = counters.confirmed_through_seq;
-    // Below this, nothing can be resent: confirmed, or dropped by the overflow policy.
-    if (config.aggregator_confirms()) m.held_from_seq = backlog->first_seq();
-    m.uplink_bytes = sender->uplink_sent();
-    m.uplink_bytes_per_s = sender->uplink_rate();
-    m.uplink_cap_bytes_per_s = config.uplink_max_kbit_s * 1000 / 8;
-    return m;
-  }
-
-  void publish_heartbeat() {
-    sender->measure_uplink_rate();
-    AgentState st = state_message(true);
-    {
-      std::lock_guard lk(mu);
-      st.metrics = metrics_locked();
-      st.has_metrics = true;
-    }
-    auto payload = encode_agent_state(st, signing_key());
-    try {
-      connection->publish(heartbeat_topic, payload.data(), payload.size(), 0, false);
-      sender->spent_uplink(heartbeat_topic, payload.size(), 0);  // counted, never held back
-      std::lock_guard lk(mu);
-      counters.heartbeats_sent += 1;
-    } catch (const mqtt::exception& e) {
-      note_error(std::string("heartbeat failed: ") + e.what());
-    }
+    presence.emplace(config, *this, identity, *connection, *sender, state_topic, heartbeat_topic);
   }
 
   // Upkeep once a second: the backlog's fsync/age bounds, and drops reported as an event.
@@ -272,7 +180,7 @@ struct Agent::Impl : AgentShared {
     if (identity.reload_if_changed() && connection->is_connected()) reconnect_for_new_key();
     // The aggregator's next key (or a retired one) from a confirmation: the heartbeat tells
     // it at once, so an operator waiting to switch keys does not wait a heartbeat interval.
-    if (identity.apply_key_notice() && connection->is_connected()) publish_heartbeat();
+    if (identity.apply_key_notice() && connection->is_connected()) presence->publish_heartbeat();
   }
 
   // Aggregator mode: a stalled confirmation asked for again, then what came applied.
@@ -334,7 +242,7 @@ struct Agent::Impl : AgentShared {
       first = sender->restart_from_spool_locked();
       confirms.reconnected();  // the cursor is at the first unconfirmed seq already
     }
-    publish_birth(first);
+    presence->publish_birth(first);
     loop.next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
   }
 
@@ -355,13 +263,13 @@ struct Agent::Impl : AgentShared {
         std::lock_guard lk(mu);
         first = backlog->first_seq();
       }
-      publish_birth(first);
+      presence->publish_birth(first);
     }
     if (std::chrono::steady_clock::now() >= loop.next_heartbeat) publish_heartbeat_now();
   }
 
   void publish_heartbeat_now() {
-    publish_heartbeat();
+    presence->publish_heartbeat();
     loop.next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
   }
 
@@ -501,20 +409,6 @@ struct Agent::Impl : AgentShared {
     return std::exchange(rebirth_requested, false);
   }
 
-  void publish_birth(std::uint64_t first_unacked) {
-    AgentState st = state_message(true);
-    st.first_unacked_seq = first_unacked;
-    auto payload = encode_agent_state(st, signing_key());
-    try {
-      connection->publish(state_topic, payload.data(), payload.size(), 1, true);
-      sender->spent_uplink(state_topic, payload.size(), 1);
-      std::lock_guard lk(mu);
-      counters.births_sent += 1;
-    } catch (const mqtt::exception& e) {
-      note_error(std::string("birth message failed: ") + e.what());
-    }
-  }
-
   // Paho's thread: the client lost a connection it had; run() replaces it before reconnecting.
   void on_connection_lost(const std::string& cause) {
     {
@@ -544,14 +438,9 @@ struct Agent::Impl : AgentShared {
     return std::exchange(connection_lost, false);
   }
 
-  // The last will, signed in advance: the agent offline.
-  std::string will_payload() const {
-    auto p = encode_agent_state(state_message(false), signing_key());
-    return std::string(p.begin(), p.end());
-  }
-
   bool try_connect() {
-    if (auto failed = connection->connect(state_topic, will_payload()); !failed.empty()) {
+    // The last will is the death, signed in advance.
+    if (auto failed = connection->connect(state_topic, presence->death()); !failed.empty()) {
       note_error(failed);
       return false;
     }
@@ -602,7 +491,7 @@ void Agent::subscribe_also(std::vector<std::string> topics, MessageHandler handl
 
 void Agent::set_fleet_report(const FleetReport& report) {
   std::lock_guard lk(impl_->mu);
-  impl_->fleet_report = report;
+  impl_->presence->set_fleet_report_locked(report);
 }
 
 void Agent::start() {
@@ -625,8 +514,7 @@ void Agent::stop() {
   d.cv.notify_all();
   if (d.publisher.joinable()) d.publisher.join();
   // A clean stop says so itself: the broker sends the last will only on a lost connection.
-  auto death = encode_agent_state(d.state_message(false), d.signing_key());
-  d.connection->close(d.state_topic, std::string(death.begin(), death.end()));
+  d.connection->close(d.state_topic, d.presence->death());
 }
 
 void Agent::rebirth() {
@@ -729,7 +617,7 @@ std::vector<std::string> Agent::aggregator_key_ids() const { return impl_->ident
 
 AgentMetrics Agent::metrics() const {
   std::lock_guard lk(impl_->mu);
-  return impl_->metrics_locked();
+  return impl_->presence->metrics_locked();
 }
 
 const AgentConfig& Agent::config() const { return impl_->config; }
