@@ -1,29 +1,23 @@
 #include "postwatch/agent/agent.hpp"
 
+#include "agent_presence.hpp"
+#include "agent_shared.hpp"
+#include "broker_connection.hpp"
+#include "inflight_publisher.hpp"
+
 #include "postwatch/agent/agent_identity.hpp"
-#include "postwatch/agent/broker_route.hpp"
-#include "postwatch/agent/clock_watch.hpp"
-#include "postwatch/agent/confirm_stall.hpp"
-#include "postwatch/agent/tls_diagnostics.hpp"
-#include "postwatch/agent/uplink_budget.hpp"
-#include "postwatch/agent/urgent_lane.hpp"
+#include "postwatch/agent/confirm_tracker.hpp"
 
 #include "postwatch/clock.hpp"
 #include "postwatch/enrolment.hpp"
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
 
-#include <MQTTAsync.h>
-#include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -47,48 +41,9 @@ std::string validate_event(const IndicatorCatalogue& catalogue, const IndicatorE
               : catalogue.check_value(*ind, e.kind, e.number, e.text);
 }
 
-namespace {
-
-struct InflightBatch {
-  mqtt::delivery_token_ptr token;  // null: the main lane passed seqs the urgent lane had sent, nothing to wait for
-  std::uint64_t last_seq = 0;      // main lane: the cursor moves past it
-  std::size_t count = 0;
-  std::vector<IndicatorEvent> urgent;  // an urgent batch's events (last_seq unused)
-};
-
-std::string client_id_for(const AgentConfig& c) { return "pw-agent-" + c.post_id + "-" + c.agent_id; }
-
-// Paho initialises OpenSSL (every algorithm, every error string: 1.3 MB of resident libcrypto
-// and heap) when it creates its first client, even for a plaintext broker. OpenSSL 3 initialises
-// itself on first use, so told before that first client, Paho leaves it alone and a plaintext
-// agent never pays for TLS it does not use. MQTTAsync_global_init also initialises Paho's
-// global mutexes again, so it runs at static initialisation, before any thread or client of
-// the process exists: called later (at the first agent's start) it re-initialised mutexes other
-// clients of the process held (TSan: "double lock of a mutex" in a test with its own publisher).
-const bool kOpensslLeftToOpenssl = [] {
-  MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
-  init.do_openssl_init = 0;
-  MQTTAsync_global_init(&init);
-  return true;
-}();
-
-std::uint64_t resident_set_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  std::uint64_t size = 0, resident = 0;
-  statm >> size >> resident;
-  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-}
-
-#ifndef POSTWATCH_AGENT_VERSION
-#define POSTWATCH_AGENT_VERSION "0.1.0"
-#endif
-
-}  // namespace
-
-struct Agent::Impl {
+struct Agent::Impl : AgentShared {
   AgentConfig config;
   std::shared_ptr<const IndicatorCatalogue> catalogue;
-  std::shared_ptr<spdlog::logger> log;
   std::string region;
   std::string topic;
   std::string state_topic;
@@ -96,74 +51,24 @@ struct Agent::Impl {
   std::string confirm_topic;
   std::vector<std::string> extra_topics;  // set before start()
   Agent::MessageHandler on_extra;
-  std::optional<FleetReport> fleet_report;  // guarded by mu
-  std::int64_t started_ms = now_utc_ms();
-  std::chrono::steady_clock::time_point started_steady = std::chrono::steady_clock::now();  // uptime, jump-proof
   std::uint64_t reported_drops = 0;  // drops already reported as an agent_events_dropped event
 
-  mutable std::mutex mu;  // guards backlog, stats, the flags below
-  std::condition_variable cv;
-  std::unique_ptr<EventBacklog> backlog;
-  UrgentLane urgent;  // copies of urgent events not yet passed by the main lane's cursor
-  AgentStats counters;
-  bool stopping = false;
-  bool rebirth_requested = false, flush_requested = false;   // remote commands, acted on by run()
-  std::deque<std::pair<std::string, std::string>> outgoing;  // topic, payload: command results
-  bool connected = false;
-  bool connection_lost = false;  // the client lost a connection it had; run() replaces it before reconnecting
-  // From the aggregator's confirm topic (Paho's thread), applied by run().
-  std::uint64_t confirmed_through = 0;  // highest seq the aggregator confirmed that this backlog issued
-  std::uint64_t resend_from = 0;        // a pending resend request (0: none)
-  // A confirmation of seqs this backlog never issued (the spool was reset); refused again when
-  // it comes back (retained, on every reconnect) after the backlog has issued that many.
-  std::uint64_t stale_confirm = 0;
   std::set<std::string> confirm_problems_logged;
-  // The board's wall clock (docs/agent.md, "Time"). Checked on every submit and batch so the
-  // seq where a jump happened is known to within the events accepted in between.
-  ClockWatch clock_watch;
-  ClockSync clock_sync = ClockSync::Unknown;
-  // Events with seq < first_after were stamped on a clock delta_ms behind today's; a batch
-  // sends them shifted so all its times are on the clock its sent_at is measured on.
-  struct ClockShift {
-    std::uint64_t first_after = 0;
-    std::int64_t delta_ms = 0;
-  };
-  std::vector<ClockShift> clock_shifts;
-  std::optional<ClockJump> unlogged_jump;  // logged, and told by heartbeat, outside the lock
-
-  std::unique_ptr<mqtt::async_client> client;
-  // broker_uri and the fallbacks: a failed connect moves to the next; a round that tried each
-  // once without success backs off as one broker does.
-  std::vector<std::string> brokers;
-  std::size_t broker_at = 0, failures_in_round = 0;
-  const std::string& broker() const { return brokers[broker_at]; }
-  std::thread publisher;
-  // uplink.compression, used by the publisher thread only. Null: batches go plain.
-  std::unique_ptr<BatchPacker> packer;       // zstd without a dictionary
-  std::unique_ptr<BatchPacker> dict_packer;  // with the catalogue's (zstd-dictionary only)
-  // The dictionary the aggregator unpacks with, from its last verified confirmation (0: none
-  // named yet). The dictionary is used only while it is ours: before that, zstd without it.
-  std::atomic<std::uint32_t> aggregator_dictionary{0};
-  std::uint32_t dictionary_noted = 0;  // the last aggregator dictionary logged about
-  // uplink.max_kbit_s, kept by the publisher thread; what it sent, for metrics() on any thread.
-  UplinkBudget uplink;
-  std::atomic<std::uint64_t> uplink_sent{0}, uplink_rate{0};
-
   const Post* post_entry = nullptr;  // in *catalogue
-  std::string password;              // from password_file; never logged
   // Enrolled (docs/security.md): what it publishes is signed with its key, and only
   // confirmations signed by one of the aggregator's keys are obeyed.
   AgentIdentity identity;
-  const SigningKey* signing_key() const { return identity.signer(); }
-  mutable std::mutex tls_mu;
-  mutable std::string tls_error;  // the last OpenSSL error Paho reported, for the next connect failure
+  // Made in the constructor, in this order; each refers to the ones before.
+  std::optional<BrokerConnection> connection;  // owned by the publisher thread
+  std::optional<InflightPublisher> sender;     // the publisher thread's, but for its uplink counters
+  std::optional<AgentPresence> presence;       // birth, heartbeat, death
+  std::thread publisher;
 
   Impl(AgentConfig c, std::shared_ptr<const IndicatorCatalogue> cat, std::unique_ptr<EventBacklog> b,
        std::shared_ptr<spdlog::logger> l)
-      : config(std::move(c)),
+      : AgentShared(std::move(b), std::move(l)),
+        config(std::move(c)),
         catalogue(std::move(cat)),
-        log(std::move(l)),
-        backlog(std::move(b)),
         identity(config.identity, log) {
     const Post* post = catalogue->find_post(config.post_id);
     if (!post) throw ConfigError("post_id: '" + config.post_id + "' is not a post in the catalogue");
@@ -174,142 +79,15 @@ struct Agent::Impl {
     heartbeat_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Heartbeat);
     confirm_topic = topics::agent_topic(region, config.post_id, config.agent_id, topics::Channel::Confirm);
     reported_drops = backlog->stats().dropped;
-    if (!config.password_file.empty()) password = read_secret_file(config.password_file);
+    connection.emplace(
+        config, log, [this](const mqtt::const_message_ptr& m) { on_confirm(m); },
+        [this](const std::string& cause) { on_connection_lost(cause); });
     if (config.uses_tls() && !config.tls.enabled)
       throw ConfigError("tls: broker_uri " + config.broker_uri + " uses TLS and needs a tls section");
     clock_sync = read_clock_sync(now_utc_ms());
     identity.load();
-    uplink = UplinkBudget(config.uplink_max_kbit_s * 1000 / 8);
-    if (config.compression != BatchCompression::None) packer = std::make_unique<BatchPacker>();
-    if (config.compression == BatchCompression::ZstdDictionary)
-      dict_packer = std::make_unique<BatchPacker>(BatchDictionary::for_catalogue(*catalogue));
-  }
-
-  // On the publisher thread: the payload as uplink.compression wants it. The catalogue's
-  // dictionary only once the aggregator said it holds the same one: an aggregator on another
-  // catalogue would refuse every batch as unknown_dictionary.
-  std::vector<std::uint8_t> compress(std::vector<std::uint8_t> plain) {
-    if (!packer) return plain;
-    BatchPacker* use = packer.get();
-    if (dict_packer) {
-      const std::uint32_t theirs = aggregator_dictionary.load();
-      if (theirs == dict_packer->dictionary_id()) use = dict_packer.get();
-      if (theirs != dictionary_noted && theirs != 0) {
-        dictionary_noted = theirs;
-        if (use == dict_packer.get())
-          log->info("the aggregator unpacks with this catalogue's dictionary {:08x}: batches use it", theirs);
-        else
-          log->warn(
-              "the aggregator unpacks with dictionary {:08x}, this agent's catalogue gives {:08x}: batches are "
-              "compressed without it (run the same catalogue at both ends: docs/agent.md, \"Thin links\")",
-              theirs, dict_packer->dictionary_id());
-      }
-    }
-    auto packed = use->pack(plain);
-    // A batch of one event barely compresses without the dictionary: the envelope outweighs
-    // the gain, and the plain batch is what every aggregator reads anyway.
-    return packed.size() < plain.size() ? packed : plain;
-  }
-
-  // Caller holds mu. A jump moves the backlog's age bound with it and marks the seqs stamped before it.
-  void check_clock_locked() {
-    auto jump = clock_watch.check();
-    if (!jump) return;
-    backlog->clock_jumped(jump->delta_ms);
-    started_ms += jump->delta_ms;
-    if (backlog->next_seq() > backlog->first_seq()) clock_shifts.push_back({backlog->next_seq(), jump->delta_ms});
-    unlogged_jump = jump;
-    clock_sync = read_clock_sync(jump->at_ms);
-  }
-
-  // Caller holds mu. Puts events read from the backlog on today's clock.
-  void shift_to_current_clock_locked(std::vector<IndicatorEvent>& events) {
-    while (!clock_shifts.empty() && clock_shifts.front().first_after <= backlog->first_seq())
-      clock_shifts.erase(clock_shifts.begin());  // everything stamped before it is released
-    if (clock_shifts.empty()) return;
-    for (auto& e : events) {
-      std::int64_t shift = 0;
-      for (const auto& c : clock_shifts)
-        if (e.seq < c.first_after) shift += c.delta_ms;
-      e.observed_at_ms += shift;
-    }
-  }
-
-  AgentState state_message(bool online) const {
-    AgentState st;
-    st.agent_id = config.agent_id;
-    st.post_id = config.post_id;
-    st.online = online;
-    st.at_ms = now_utc_ms();
-    st.agent_version = POSTWATCH_AGENT_VERSION;
-    st.config_hash = config.config_hash;
-    st.one_shot = config.one_shot;
-    st.heartbeat_interval_s =
-        static_cast<std::uint32_t>((config.one_shot ? config.expect_every : config.heartbeat_interval).count());
-    st.awaits_confirmation = config.aggregator_confirms();
-    st.aggregator_key_ids = identity.trusted_key_ids();
-    std::lock_guard lk(mu);
-    if (fleet_report) {
-      st.has_fleet = true;
-      st.fleet = *fleet_report;
-    }
-    st.clock_sync = clock_sync;
-    st.clock_jumps = clock_watch.jumps();
-    if (const auto& j = clock_watch.last_jump()) {
-      st.last_clock_jump_ms = j->delta_ms;
-      st.last_clock_jump_at_ms = j->at_ms;
-    }
-    return st;
-  }
-
-  // Caller holds mu.
-  AgentMetrics metrics_locked() const {
-    AgentMetrics m;
-    auto b = backlog->stats();
-    m.spool_events = b.events;
-    m.spool_bytes = b.bytes;
-    m.oldest_unsent_age_ms = b.oldest_appended_ms ? now_utc_ms() - b.oldest_appended_ms : 0;
-    m.events_accepted = counters.accepted;
-    m.events_sent = counters.sent;
-    m.events_dropped = b.dropped;
-    m.reconnects = counters.reconnects;
-    m.rss_bytes = resident_set_bytes();
-    m.uptime_s = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_steady).count());
-    m.sent_through_seq = counters.sent_through_seq;
-    // Tells the aggregator what this agent no longer holds (0 in broker mode: never confirmed).
-    m.confirmed_through_seq = counters.confirmed_through_seq;
-    // Below this, nothing can be resent: confirmed, or dropped by the overflow policy.
-    if (config.aggregator_confirms()) m.held_from_seq = backlog->first_seq();
-    m.uplink_bytes = uplink_sent;
-    m.uplink_bytes_per_s = uplink_rate;
-    m.uplink_cap_bytes_per_s = config.uplink_max_kbit_s * 1000 / 8;
-    return m;
-  }
-
-  // On the publisher thread: a message of `payload` bytes went out on `on_topic`.
-  void spent_uplink(std::string_view on_topic, std::size_t payload, int qos) {
-    uplink.spend(mqtt_publish_bytes(on_topic, payload, qos), std::chrono::steady_clock::now());
-    uplink_sent = uplink.sent_bytes();
-  }
-
-  void publish_heartbeat() {
-    uplink_rate = uplink.take_rate(std::chrono::steady_clock::now());
-    AgentState st = state_message(true);
-    {
-      std::lock_guard lk(mu);
-      st.metrics = metrics_locked();
-      st.has_metrics = true;
-    }
-    auto payload = encode_agent_state(st, signing_key());
-    try {
-      client->publish(heartbeat_topic, payload.data(), payload.size(), 0, false);
-      spent_uplink(heartbeat_topic, payload.size(), 0);  // counted, never held back
-      std::lock_guard lk(mu);
-      counters.heartbeats_sent += 1;
-    } catch (const mqtt::exception& e) {
-      note_error(std::string("heartbeat failed: ") + e.what());
-    }
+    sender.emplace(config, *catalogue, topic, *this, *connection, identity);
+    presence.emplace(config, *this, identity, *connection, *sender, state_topic, heartbeat_topic);
   }
 
   // Upkeep once a second: the backlog's fsync/age bounds, and drops reported as an event.
@@ -350,436 +128,180 @@ struct Agent::Impl {
     }
   }
 
-  mqtt::connect_options connect_options() const {
-    auto b = mqtt::connect_options_builder()
-                 .clean_session(true)  // the backlog, not the broker session, is what survives
-                 .keep_alive_interval(config.keep_alive)
-                 .connect_timeout(kConnectTimeout)
-                 .mqtt_version(MQTTVERSION_3_1_1)  // no 3.1.1-then-3.1 retry inside one connect
-                 .max_inflight(static_cast<int>(config.max_inflight_batches * 2))
-                 .will(mqtt::message(
-                     state_topic,
-                     [&] {
-                       auto p = encode_agent_state(state_message(false), signing_key());  // signed in advance
-                       return std::string(p.begin(), p.end());
-                     }(),
-                     1, true));
-    if (!config.username.empty()) b.user_name(config.username);
-    if (!password.empty()) b.password(password);
-    if (!config.uplink_proxy.empty()) {
-      // host:port without the scheme: Paho C 1.3.12 strips "http://" from http_proxy only, and
-      // reads https_proxy (used for ssl:// and wss://) as host:port.
-      std::string why;
-      auto proxy = parse_proxy_url(config.uplink_proxy, why);
-      if (!proxy) throw ConfigError("uplink.proxy: " + why);
-      const std::string at = proxy->text();
-      if (config.uses_tls())
-        b.https_proxy(at);
-      else
-        b.http_proxy(at);
-    }
-    if (config.uses_tls()) {
-      auto ssl = mqtt::ssl_options_builder()
-                     .trust_store(config.tls.ca_file)  // empty: OpenSSL's default paths
-                     .key_store(config.tls.cert_file)
-                     .private_key(config.tls.key_file)
-                     .enable_server_cert_auth(true)
-                     .verify(config.tls.verify_hostname)
-                     .error_handler([this](const std::string& msg) {
-                       std::lock_guard lk(tls_mu);
-                       tls_error = msg;
-                     })
-                     .finalize();
-      b.ssl(std::move(ssl));
-    }
-    return b.finalize();
-  }
-
-  // Paho says "TCP/TLS connect failure" or "CONNACK return code"; this says why, with a hint.
-  std::string explain_connect_failure(const mqtt::exception& e) {
-    std::string what = e.what();
-    int rc = e.get_return_code();
-    int reason = e.get_reason_code();
-    // MQTT 3.1.1 CONNACK 4/5, MQTT 5 reason codes 0x86/0x87.
-    if (rc == 4 || rc == 5 || reason == 0x86 || reason == 0x87) {
-      return what + ": not authorised by the broker: it refused the login" +
-             (config.username.empty() ? std::string(" (no username configured)")
-                                      : " of user '" + config.username + "'") +
-             "; hint: check username and the password in " +
-             (config.password_file.empty() ? std::string("password_file (not set)") : config.password_file) +
-             " against the broker's password file and ACL";
-    }
-    // Through a proxy, Paho's "TCP/TLS connect failure" may be the proxy or the broker behind it.
-    const auto proxy = effective_proxy(broker(), config.uplink_proxy);
-    if (proxy) {
-      if (auto broker_at = broker_host_port(broker())) {
-        auto why = try_proxy_tunnel(proxy->at, *broker_at, std::chrono::seconds(3));
-        if (!why.empty()) return what + ": " + why + " (proxy from " + proxy->origin + ")";
-        if (!config.uses_tls())
-          return what + ": the proxy " + proxy->at.text() + " (from " + proxy->origin + ") opens a tunnel to " +
-                 broker_at->text() + ", so the broker itself refused or dropped the connection";
-      }
-    }
-    if (!config.uses_tls()) return what;
-    std::string openssl;
-    {
-      std::lock_guard lk(tls_mu);
-      openssl.swap(tls_error);
-    }
-    // The handshake diagnosis connects directly: behind a proxy-only network it would only say
-    // the broker is unreachable.
-    std::string diagnosis = proxy ? "" : diagnose_tls_handshake(broker(), config.tls, std::chrono::seconds(3));
-    if (!diagnosis.empty()) return what + ": " + diagnosis;
-    if (!openssl.empty()) return what + " (TLS: " + openssl + ")";
-    return what;
-  }
-
+  // The publisher thread: upkeep, the connection, the control messages, then the two lanes.
   void run() {
-    std::mt19937_64 rng(std::random_device{}());
+    loop = SendLoop{};
+    loop.next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
+    while (!stop_requested()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= loop.next_maintenance) upkeep(now);
+      if (report_clock_jump() && connection->is_connected())
+        publish_heartbeat_now();  // the aggregator measures the new offset from it at once
+      if (config.aggregator_confirms()) follow_confirmations(now);
+      if (!connection->is_connected() && !reconnect(now)) continue;
+      resubscribe_if_due();
+      publish_control_messages();
+      sender->send_urgent();
+      sender->fill_window();
+      if (sender->idle())
+        wait_for_work();
+      else
+        sender->await_oldest_ack();
+    }
+  }
+
+  // What the send loop schedules; reset at each start().
+  struct SendLoop {
+    std::mt19937_64 rng{std::random_device{}()};
     std::chrono::milliseconds backoff{250};
-    const std::chrono::milliseconds max_backoff{30000};
-    std::deque<InflightBatch> inflight;
-    std::vector<IndicatorEvent> events;
-    EventBatch batch;
-    batch.agent_id = config.agent_id;
-    batch.post_id = config.post_id;
-    std::uint64_t cursor = 0;
-    auto next_maintenance = std::chrono::steady_clock::now();
-    auto next_connect = std::chrono::steady_clock::now();
-    auto next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
+    std::chrono::steady_clock::time_point next_maintenance = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point next_connect = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point next_heartbeat;
     // A refused confirm subscription (a busy broker's SUBACK failure) is tried again while
     // connected, with backoff: without it nothing would leave the spool until a reconnect.
-    bool confirm_subscribed = false;
-    ConfirmStall stall(kConfirmStallFirst, kConfirmStallLongest);
-    std::chrono::milliseconds confirm_backoff{1000};
-    auto confirm_retry_at = std::chrono::steady_clock::time_point{};
+    bool subscribed = false;
+    std::chrono::milliseconds subscribe_backoff{1000};
+    std::chrono::steady_clock::time_point subscribe_retry_at{};
+  };
+  static constexpr std::chrono::milliseconds kMaxConnectBackoff{30000};
+  static constexpr std::chrono::milliseconds kMaxSubscribeBackoff{30000};
 
-    for (;;) {
-      {
-        std::unique_lock lk(mu);
-        if (stopping) break;
-      }
-      auto now = std::chrono::steady_clock::now();
-      if (now >= next_maintenance) {
-        maintain();
-        next_maintenance = now + std::chrono::seconds(1);
-        // A new key (rotate-key) or a first enrolment is taken up here. The last will was
-        // signed with the old key when the connection was made: one clean reconnect renews it.
-        if (identity.reload_if_changed() && client->is_connected()) reconnect_for_new_key();
-        // The aggregator's next key (or a retired one) from a confirmation: the heartbeat tells
-        // it at once, so an operator waiting to switch keys does not wait a heartbeat interval.
-        if (identity.apply_key_notice() && client->is_connected()) publish_heartbeat();
-      }
-      if (report_clock_jump() && client->is_connected()) {
-        publish_heartbeat();  // the aggregator measures the new offset from it at once
-        next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
-      }
-      if (config.aggregator_confirms()) {
-        // Subscribing again also brings the retained confirmation back, in case the last one
-        // was lost on its way (the subscription is QoS 0).
-        if (client->is_connected() && resend_if_stalled(stall, now)) subscribe_confirmations();
-        apply_confirmations(cursor, inflight);
-      }
-      if (!client->is_connected()) {
-        if (now < next_connect) {
-          // Waiting out the backoff in short slices keeps upkeep (fsync, age bound) running during an outage.
-          std::unique_lock lk(mu);
-          cv.wait_for(lk, std::min<std::chrono::steady_clock::duration>(next_connect - now, std::chrono::seconds(1)),
-                      [&] { return stopping; });
-          continue;
-        }
-        if (take_connection_lost()) {
-          // Paho keeps the publishes it had not yet written when the connection dropped and writes
-          // them first after a reconnect, ahead of the resend from the first unconfirmed seq: the
-          // aggregator would get a later batch before earlier ones (seen as `reordered` in CI).
-          // A fresh client starts with an empty queue; the backlog still holds those events.
-          clear_inflight(inflight);
-          retire_client();
-        }
-        if (!try_connect()) {
-          if (next_broker()) continue;  // another broker not yet tried in this round: at once
-          // Exponential backoff with jitter (half to all of it) so a fleet does not reconnect in lockstep.
-          auto wait =
-              std::chrono::milliseconds(std::uniform_int_distribution<long>(backoff.count() / 2, backoff.count())(rng));
-          backoff = std::min(backoff * 2, max_backoff);
-          next_connect = std::chrono::steady_clock::now() + wait;
-          continue;
-        }
-        backoff = std::chrono::milliseconds(250);
-        // Before the birth: the retained confirmation arrives with the subscription and releases
-        // what the aggregator already holds.
-        if (subscribes()) {
-          confirm_subscribed = subscribe_confirmations();
-          confirm_backoff = std::chrono::milliseconds(1000);
-          confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
-        }
-        clear_inflight(inflight);  // anything unconfirmed is sent again; the aggregator drops duplicates
-        stall.reset();
-        {
-          std::lock_guard lk(mu);
-          cursor = backlog->first_seq();
-          urgent.forget_sent();  // the main lane goes over everything again
-          resend_from = 0;       // the cursor is at the first unconfirmed seq already
-        }
-        publish_birth(cursor);
-        next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
-      }
-      if (subscribes() && !confirm_subscribed && std::chrono::steady_clock::now() >= confirm_retry_at) {
-        confirm_subscribed = subscribe_confirmations();
-        if (confirm_subscribed) log->info("subscribed to {} on a later attempt", subscribed_what());
-        confirm_backoff = std::min(confirm_backoff * 2, std::chrono::milliseconds(30000));
-        confirm_retry_at = std::chrono::steady_clock::now() + confirm_backoff;
-      }
-      if (client->is_connected()) publish_outgoing();
-      if (take_rebirth() && client->is_connected()) {
-        std::uint64_t first = 0;
-        {
-          std::lock_guard lk(mu);
-          first = backlog->first_seq();
-        }
-        publish_birth(first);
-      }
-      if (std::chrono::steady_clock::now() >= next_heartbeat) {
-        publish_heartbeat();
-        next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
-      }
-
-      send_urgent(batch, cursor, inflight);
-      // Fill the in-flight window with batches.
-      while (inflight.size() < config.max_inflight_batches) {
-        events.clear();
-        std::uint64_t range_last = 0;
-        {
-          std::unique_lock lk(mu);
-          if (stopping) break;
-          urgent.passed(cursor);
-          std::size_t ready = backlog->next_seq() - cursor;
-          if (ready == 0) break;
-          if (ready < config.batch_max_events && inflight.empty() && config.batch_max_delay.count() > 0) {
-            // A partial batch waits up to batch_max_delay for more events.
-            cv.wait_for(lk, config.batch_max_delay, [&] {
-              return stopping || flush_requested || backlog->next_seq() - cursor >= config.batch_max_events;
-            });
-          }
-          flush_requested = false;
-          check_clock_locked();
-          backlog->read(cursor, config.batch_max_events, events);
-          if (!events.empty()) {
-            // A batch names one catalogue version: events spooled before a catalogue rollout
-            // go in batches of their own, ahead of the ones validated against the new catalogue.
-            const auto version = events.front().catalogue_version;
-            events.erase(std::find_if(events.begin(), events.end(),
-                                      [&](const IndicatorEvent& e) { return e.catalogue_version != version; }),
-                         events.end());
-            batch.catalogue_version = version;
-            range_last = events.back().seq;
-            // Seqs the urgent lane already delivered to the broker are not sent twice.
-            std::erase_if(events, [&](const IndicatorEvent& e) { return urgent.skips(e.seq); });
-          }
-          shift_to_current_clock_locked(events);
-          batch.clock_epoch = clock_watch.jumps();
-          batch.sent_at_ms = now_utc_ms();
-        }
-        if (range_last == 0) break;
-        if (events.empty()) {
-          // All of them went on the urgent lane: the cursor moves on, in order with the batches before.
-          cursor = range_last + 1;
-          inflight.push_back(InflightBatch{nullptr, range_last, 0, {}});
-          continue;
-        }
-        const std::size_t read_count = events.size();
-        batch.urgent = false;
-        batch.events.swap(events);
-        auto payload = encode_batch(batch, signing_key());
-        while (payload.size() > WireLimits::max_payload_bytes && batch.events.size() > 1) {
-          batch.events.resize(batch.events.size() / 2);  // long notes and tags: fewer events per message
-          payload = encode_batch(batch, signing_key());
-        }
-        payload = compress(std::move(payload));  // after signing: the signature covers the plain batch
-        // Under uplink.max_kbit_s the batch waits for the link, a slice at a time so PUBACKs,
-        // confirmations and heartbeats are not held up; it is read from the spool again then.
-        if (auto wait = uplink.delay(mqtt_publish_bytes(topic, payload.size(), 1), std::chrono::steady_clock::now());
-            wait.count() > 0) {
-          std::unique_lock lk(mu);
-          cv.wait_for(lk, std::min(wait, kUplinkWaitSlice), [&] { return stopping; });
-          break;
-        }
-        // Halved to fit: the cursor goes on from the first event left out, skipped seqs or not.
-        InflightBatch ib{
-            nullptr, batch.events.size() == read_count ? range_last : batch.events.back().seq, batch.events.size(), {}};
-        batch.events.swap(events);
-        try {
-          ib.token = client->publish(topic, payload.data(), payload.size(), 1, false);
-        } catch (const mqtt::exception& e) {
-          note_error(std::string("publish failed: ") + e.what());
-          break;
-        }
-        spent_uplink(topic, payload.size(), 1);
-        cursor = ib.last_seq + 1;
-        inflight.push_back(std::move(ib));
-      }
-
-      if (inflight.empty()) {
-        std::unique_lock lk(mu);
-        cv.wait_for(lk, std::chrono::milliseconds(500), [&] {
-          return stopping || backlog->next_seq() > cursor || !connected || confirmation_pending_locked() ||
-                 rebirth_requested || !outgoing.empty();
-        });
-        continue;
-      }
-      // The oldest batch's PUBACK: the broker has it. In Broker mode that releases its events;
-      // in Aggregator mode they wait for the aggregator's confirmation (apply_confirmations).
-      auto& front = inflight.front();
-      try {
-        if (front.token && !front.token->wait_for(std::chrono::milliseconds(100))) continue;
-      } catch (const mqtt::exception& e) {
-        note_error(std::string("delivery failed: ") + e.what());
-        clear_inflight(inflight);
-        std::lock_guard lk(mu);
-        cursor = backlog->first_seq();
-        urgent.forget_sent();
-        continue;
-      }
-      {
-        std::lock_guard lk(mu);
-        if (front.token) {
-          counters.sent += front.count;
-          counters.batches_sent += 1;
-        }
-        if (!front.urgent.empty()) {
-          // The broker has them: the main lane skips them. Nothing is released, and
-          // sent_through_seq stays the main lane's (the aggregator reads it as "sent in order").
-          urgent.sent(front.urgent);
-          counters.urgent_sent += front.count;
-        } else {
-          if (!config.aggregator_confirms()) backlog->release_through(front.last_seq);
-          counters.sent_through_seq = std::max(counters.sent_through_seq, front.last_seq);
-        }
-      }
-      inflight.pop_front();
-      cv.notify_all();
-    }
-  }
-
-  // Drops the in-flight batches (their PUBACKs no longer matter); an urgent batch's events go
-  // back on the urgent lane, so a lost connection does not send them to the back of the queue.
-  void clear_inflight_locked(std::deque<InflightBatch>& inflight) {
-    for (auto& ib : inflight)
-      if (!ib.urgent.empty()) urgent.returned(std::move(ib.urgent));
-    inflight.clear();
-  }
-  void clear_inflight(std::deque<InflightBatch>& inflight) {
+  bool stop_requested() const {
     std::lock_guard lk(mu);
-    clear_inflight_locked(inflight);
+    return stopping;
   }
 
-  // The urgent lane (docs/agent.md, "Urgent readings"): urgent events the main lane will not
-  // reach within its next batch go now, in their own batches, outside the in-flight window
-  // (Paho's allows twice it) and without waiting for the uplink cap (their bytes still count
-  // against it, so the main lane waits for them).
-  void send_urgent(EventBatch& batch, std::uint64_t cursor, std::deque<InflightBatch>& inflight) {
-    while (inflight.size() < 2 * std::size_t{config.max_inflight_batches}) {
-      std::vector<IndicatorEvent> events;
+  // Once a second: the spool's upkeep, and keys taken up.
+  void upkeep(std::chrono::steady_clock::time_point now) {
+    maintain();
+    loop.next_maintenance = now + std::chrono::seconds(1);
+    // A new key (rotate-key) or a first enrolment is taken up here. The last will was
+    // signed with the old key when the connection was made: one clean reconnect renews it.
+    if (identity.reload_if_changed() && connection->is_connected()) reconnect_for_new_key();
+    // The aggregator's next key (or a retired one) from a confirmation: the heartbeat tells
+    // it at once, so an operator waiting to switch keys does not wait a heartbeat interval.
+    if (identity.apply_key_notice() && connection->is_connected()) presence->publish_heartbeat();
+  }
+
+  // Aggregator mode: a stalled confirmation asked for again, then what came applied.
+  void follow_confirmations(std::chrono::steady_clock::time_point now) {
+    // Subscribing again also brings the retained confirmation back, in case the last one
+    // was lost on its way (the subscription is QoS 0).
+    if (connection->is_connected() && resend_if_stalled(now)) subscribe_confirmations();
+    sender->apply_confirmations();
+  }
+
+  // Not connected: waits out the backoff (in short slices, so upkeep keeps running through an
+  // outage), or connects. True once connected, with the birth sent.
+  bool reconnect(std::chrono::steady_clock::time_point now) {
+    if (now < loop.next_connect) {
+      std::unique_lock lk(mu);
+      cv.wait_for(lk, std::min<std::chrono::steady_clock::duration>(loop.next_connect - now, std::chrono::seconds(1)),
+                  [&] { return stopping; });
+      return false;
+    }
+    if (take_connection_lost()) {
+      // Paho keeps the publishes it had not yet written when the connection dropped and writes
+      // them first after a reconnect, ahead of the resend from the first unconfirmed seq: the
+      // aggregator would get a later batch before earlier ones (seen as `reordered` in CI).
+      // A fresh client starts with an empty queue; the backlog still holds those events.
+      sender->drop_inflight();
+      connection->replace_client();
+    }
+    if (!try_connect()) {
+      if (connection->next_broker()) return false;  // another broker not yet tried in this round: at once
+      back_off_connecting();
+      return false;
+    }
+    loop.backoff = std::chrono::milliseconds(250);
+    // Before the birth: the retained confirmation arrives with the subscription and releases
+    // what the aggregator already holds.
+    if (subscribes()) {
+      loop.subscribed = subscribe_confirmations();
+      loop.subscribe_backoff = std::chrono::milliseconds(1000);
+      loop.subscribe_retry_at = std::chrono::steady_clock::now() + loop.subscribe_backoff;
+    }
+    start_over_from_spool();
+    return true;
+  }
+
+  // Exponential backoff with jitter (half to all of it) so a fleet does not reconnect in lockstep.
+  void back_off_connecting() {
+    auto wait = std::chrono::milliseconds(
+        std::uniform_int_distribution<long>(loop.backoff.count() / 2, loop.backoff.count())(loop.rng));
+    loop.backoff = std::min(loop.backoff * 2, kMaxConnectBackoff);
+    loop.next_connect = std::chrono::steady_clock::now() + wait;
+  }
+
+  // A new connection: everything unconfirmed is sent again (the aggregator drops duplicates),
+  // and the birth tells the aggregator where the spool starts.
+  void start_over_from_spool() {
+    std::uint64_t first = 0;
+    {
+      std::lock_guard lk(mu);
+      first = sender->restart_from_spool_locked();
+      confirms.reconnected();  // the cursor is at the first unconfirmed seq already
+    }
+    presence->publish_birth(first);
+    loop.next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
+  }
+
+  void resubscribe_if_due() {
+    if (!subscribes() || loop.subscribed || std::chrono::steady_clock::now() < loop.subscribe_retry_at) return;
+    loop.subscribed = subscribe_confirmations();
+    if (loop.subscribed) log->info("subscribed to {} on a later attempt", subscribed_what());
+    loop.subscribe_backoff = std::min(loop.subscribe_backoff * 2, kMaxSubscribeBackoff);
+    loop.subscribe_retry_at = std::chrono::steady_clock::now() + loop.subscribe_backoff;
+  }
+
+  // Command results, a birth asked for by a remote command, the heartbeat when due.
+  void publish_control_messages() {
+    if (connection->is_connected()) publish_outgoing();
+    if (take_rebirth() && connection->is_connected()) {
+      std::uint64_t first = 0;
       {
         std::lock_guard lk(mu);
-        if (urgent.waiting() == 0) return;
-        // Below first_seq the spool no longer holds them: sent, or dropped by its overflow policy.
-        const std::uint64_t from = std::max(cursor, backlog->first_seq());
-        urgent.passed(from);
-        events = urgent.take(from + config.batch_max_events, kMaxUrgentBatch);
-        if (events.empty()) return;
-        // The batch gets shifted copies: the lane keeps the events as stamped, in case they
-        // go back on it (a lost connection) and are shifted again for their next batch.
-        batch.events = events;
-        batch.catalogue_version = events.front().catalogue_version;  // one Agent, one catalogue
-        shift_to_current_clock_locked(batch.events);
-        batch.clock_epoch = clock_watch.jumps();
-        batch.sent_at_ms = now_utc_ms();
+        first = backlog->first_seq();
       }
-      batch.urgent = true;
-      auto payload = compress(encode_batch(batch, signing_key()));
-      batch.urgent = false;
-      InflightBatch ib{nullptr, 0, events.size(), std::move(events)};
-      try {
-        ib.token = client->publish(topic, payload.data(), payload.size(), 1, false);
-      } catch (const mqtt::exception& e) {
-        note_error(std::string("urgent publish failed: ") + e.what());
-        std::lock_guard lk(mu);
-        urgent.returned(std::move(ib.urgent));
-        return;
-      }
-      spent_uplink(topic, payload.size(), 1);
-      log->debug("sent {} urgent event(s) ahead of the spool's queue (seq {} to {})", ib.count, ib.urgent.front().seq,
-                 ib.urgent.back().seq);
-      inflight.push_back(std::move(ib));
+      presence->publish_birth(first);
     }
+    if (std::chrono::steady_clock::now() >= loop.next_heartbeat) publish_heartbeat_now();
+  }
+
+  void publish_heartbeat_now() {
+    presence->publish_heartbeat();
+    loop.next_heartbeat = std::chrono::steady_clock::now() + config.heartbeat_interval;
+  }
+
+  // Nothing in flight: until there is something to send or do, half a second at most.
+  void wait_for_work() {
+    std::unique_lock lk(mu);
+    cv.wait_for(lk, std::chrono::milliseconds(500), [&] {
+      return stopping || backlog->next_seq() > sender->cursor() || !connected || confirmation_pending_locked() ||
+             rebirth_requested || !outgoing.empty();
+    });
   }
 
   // Events the broker acknowledged but the aggregator did not confirm for a while are sent again
-  // (ConfirmStall): through apply_confirmations, like the aggregator's own resend request.
-  bool resend_if_stalled(ConfirmStall& stall, std::chrono::steady_clock::time_point now) {
-    std::uint64_t from = 0, through = 0;
+  // (ConfirmTracker::stalled): through apply_confirmations, like the aggregator's own resend request.
+  bool resend_if_stalled(std::chrono::steady_clock::time_point now) {
+    std::optional<ConfirmTracker::StallResend> resend;
     {
       std::lock_guard lk(mu);
-      const std::uint64_t first = backlog->first_seq();
-      const bool waiting = first < backlog->next_seq() && counters.sent_through_seq >= first;
-      if (!stall.due(now, waiting, confirmed_through)) return false;
-      // Only the last window's worth: what the aggregator misses below it shows as a hole once
-      // these arrive, and it asks for that itself. A whole spool sent again every few minutes
-      // while the aggregator is away would pile copies of hours of backlog on the broker.
-      through = counters.sent_through_seq;
-      const std::uint64_t tail = std::uint64_t{config.max_inflight_batches} * config.batch_max_events;
-      from = std::max(first, through >= tail ? through - tail + 1 : std::uint64_t{1});
-      if (resend_from == 0 || from < resend_from) resend_from = from;
+      const std::uint64_t window = std::uint64_t{config.max_inflight_batches} * config.batch_max_events;
+      resend = confirms.stalled(now, backlog->first_seq(), backlog->next_seq(), counters.sent_through_seq, window);
+      if (!resend) return false;
       counters.stall_resends += 1;
     }
     log->info(
         "no confirmation for {} s of events the broker acknowledged through seq {}; sending again from seq {} "
         "(the aggregator drops what it has)",
-        stall.waited().count() / 1000, through, from);
+        resend->waited.count() / 1000, resend->through, resend->from);
     return true;
   }
 
   // Caller holds mu. A confirmation that releases events, or a resend request, waits for run().
-  bool confirmation_pending_locked() const {
-    return (confirmed_through >= backlog->first_seq() && confirmed_through < backlog->next_seq()) || resend_from != 0;
-  }
-
-  // Releases what the aggregator confirmed and acts on its resend request (Aggregator mode).
-  void apply_confirmations(std::uint64_t& cursor, std::deque<InflightBatch>& inflight) {
-    std::uint64_t released = 0, through = 0, resend = 0, resend_events = 0;
-    {
-      std::lock_guard lk(mu);
-      // on_confirm keeps confirmed_through below next_seq: never a seq this backlog did not issue.
-      if (confirmed_through >= backlog->first_seq() && confirmed_through < backlog->next_seq()) {
-        auto before = backlog->stats().events;
-        backlog->release_through(confirmed_through);
-        released = before - backlog->stats().events;
-        through = confirmed_through;
-        counters.confirmed += released;
-        // Nothing confirmed needs sending (again).
-        cursor = std::max(cursor, backlog->first_seq());
-      }
-      if (resend_from != 0) {
-        resend = resend_from;
-        resend_from = 0;
-        if (resend < cursor) {
-          clear_inflight_locked(
-              inflight);         // their PUBACKs no longer matter: everything from the new cursor is sent again
-          urgent.forget_sent();  // a seq the urgent lane sent may be the one missing
-          cursor = std::max(resend, backlog->first_seq());
-          resend_events = backlog->next_seq() - cursor;
-        } else {
-          resend = 0;  // not sent yet: nothing to do
-        }
-      }
-    }
-    if (released > 0) {
-      cv.notify_all();
-      log->debug("aggregator confirmed through seq {}: released {} event(s)", through, released);
-    }
-    if (resend != 0) log->info("aggregator asked to resend from seq {} ({} events)", resend, resend_events);
-  }
+  bool confirmation_pending_locked() const { return confirms.pending(backlog->first_seq(), backlog->next_seq()); }
 
   // Logs a problem with the confirmations once (a retained or repeated message would flood the log).
   void note_confirm_problem(const std::string& what) {
@@ -818,35 +340,24 @@ struct Agent::Impl {
       return;
     }
     identity.note_key_notice(c);  // verified: its rotation notice, if any, is the aggregator's
-    aggregator_dictionary = c.batch_dictionary;
+    sender->aggregator_dictionary(c.batch_dictionary);
     std::uint64_t issued_through = 0;
-    bool unknown = false, warn = false;
+    ConfirmTracker::Confirmed outcome;
     {
       std::lock_guard lk(mu);
       issued_through = backlog->next_seq() - 1;
-      if (c.through_seq > issued_through || (stale_confirm != 0 && c.through_seq == stale_confirm)) {
-        // Seqs this backlog never issued: a wiped or replaced spool starting at 1 again. Its
-        // events must not be released on the old spool's confirmation.
-        unknown = true;
-        counters.confirm_rejected += 1;
-        warn = stale_confirm == 0;
-        if (c.through_seq > issued_through) stale_confirm = c.through_seq;
-      } else if (c.through_seq > confirmed_through) {
-        confirmed_through = c.through_seq;
-        counters.confirmed_through_seq = confirmed_through;
-      }
-      if (!unknown && c.resend_from != 0) {
-        counters.resend_requests += 1;
-        if (resend_from == 0 || c.resend_from < resend_from) resend_from = c.resend_from;
-      }
+      outcome = confirms.confirmed(c.through_seq, c.resend_from, issued_through);
+      if (outcome.refused) counters.confirm_rejected += 1;
+      counters.confirmed_through_seq = confirms.confirmed_through();
+      if (outcome.resend_requested) counters.resend_requests += 1;
     }
-    if (warn)
+    if (outcome.first_refusal)
       log->warn(
           "the aggregator confirms seq {} but this spool has only issued up to {}; was the spool reset? Nothing is "
           "released on this confirmation. A spool that starts over needs a new agent_id (docs/agent.md, \"Sequence "
           "numbers\")",
           c.through_seq, issued_through);
-    if (!unknown) cv.notify_all();
+    if (!outcome.refused) cv.notify_all();
   }
 
   bool subscribe_confirmations() {
@@ -855,10 +366,10 @@ struct Agent::Impl {
       // subscribe) replaces one that is lost. On NATS's MQTT listener a QoS 1 subscription is a
       // JetStream consumer per agent, one that dies with its node (docs/scale-out.md). Fleet
       // bundles are retained too: the next subscribe brings one that was lost.
-      auto topics = std::make_shared<mqtt::string_collection>();
-      if (config.aggregator_confirms()) topics->push_back(confirm_topic);
-      for (const auto& t : extra_topics) topics->push_back(t);
-      if (client->subscribe(topics, std::vector<int>(topics->size(), 0))->wait_for(kConnectTimeout)) return true;
+      std::vector<std::string> topics;
+      if (config.aggregator_confirms()) topics.push_back(confirm_topic);
+      topics.insert(topics.end(), extra_topics.begin(), extra_topics.end());
+      if (connection->subscribe(topics)) return true;
       note_error("subscribing to " + subscribed_what() + " did not complete; trying again");
     } catch (const mqtt::exception& e) {
       note_error("cannot subscribe to " + subscribed_what() + ": " + e.what() +
@@ -885,8 +396,8 @@ struct Agent::Impl {
     }
     for (auto& [topic, payload] : out) {
       try {
-        client->publish(topic, payload.data(), payload.size(), 1, false);
-        spent_uplink(topic, payload.size(), 1);
+        connection->publish(topic, payload.data(), payload.size(), 1, false);
+        sender->spent_uplink(topic, payload.size(), 1);
       } catch (const mqtt::exception& e) {
         note_error("publish on " + topic + " failed: " + e.what());
       }
@@ -898,46 +409,15 @@ struct Agent::Impl {
     return std::exchange(rebirth_requested, false);
   }
 
-  void publish_birth(std::uint64_t first_unacked) {
-    AgentState st = state_message(true);
-    st.first_unacked_seq = first_unacked;
-    auto payload = encode_agent_state(st, signing_key());
-    try {
-      client->publish(state_topic, payload.data(), payload.size(), 1, true);
-      spent_uplink(state_topic, payload.size(), 1);
+  // Paho's thread: the client lost a connection it had; run() replaces it before reconnecting.
+  void on_connection_lost(const std::string& cause) {
+    {
       std::lock_guard lk(mu);
-      counters.births_sent += 1;
-    } catch (const mqtt::exception& e) {
-      note_error(std::string("birth message failed: ") + e.what());
+      connected = false;
+      connection_lost = true;
     }
-  }
-
-  // A clean stop says so itself: the broker sends the last will only on a lost connection.
-  void publish_death() {
-    auto payload = encode_agent_state(state_message(false), signing_key());
-    try {
-      client->publish(state_topic, payload.data(), payload.size(), 1, true)->wait_for(std::chrono::seconds(1));
-    } catch (const mqtt::exception&) {
-    }
-  }
-
-  // Paho C can drop a connect issued while it still tears down the lost connection
-  // (eclipse-paho/paho.mqtt.c#1187); its token then never completes. Seen with 142 agents in
-  // one process losing the broker together: dozens stuck for good in an unbounded wait.
-  void make_client() {
-    if (brokers.empty()) brokers = config.brokers();
-    client = std::make_unique<mqtt::async_client>(broker(), client_id_for(config));
-    // Always: fleet bundle topics may be added after the client is made (subscribe_also).
-    client->set_message_callback([this](const mqtt::const_message_ptr& m) { on_confirm(m); });
-    client->set_connection_lost_handler([this](const std::string& cause) {
-      {
-        std::lock_guard lk(mu);
-        connected = false;
-        connection_lost = true;
-      }
-      cv.notify_all();
-      log->warn("connection to broker lost{}{}", cause.empty() ? "" : ": ", cause);
-    });
+    cv.notify_all();
+    log->warn("connection to broker lost{}{}", cause.empty() ? "" : ": ", cause);
   }
 
   // The broker keeps the last will of a connection; the next connect carries one signed with the
@@ -950,10 +430,7 @@ struct Agent::Impl {
       connected = false;
       connection_lost = true;  // a fresh client: nothing of the old one's queue is written first
     }
-    try {
-      client->disconnect()->wait_for(std::chrono::seconds(2));
-    } catch (const mqtt::exception&) {
-    }
+    connection->disconnect();
   }
 
   bool take_connection_lost() {
@@ -961,65 +438,21 @@ struct Agent::Impl {
     return std::exchange(connection_lost, false);
   }
 
-  // Destroying a client mid-connect can block in Paho, and in-flight tokens still point into it
-  // (they are dropped on the next connect; the backlog still has their events): the last few
-  // retired clients are kept and destroyed later.
-  void retire_client() {
-    stale_clients.push_back(std::move(client));
-    if (stale_clients.size() > 4) stale_clients.erase(stale_clients.begin());
-    make_client();
-  }
-
   bool try_connect() {
-    try {
-      // One full expression: Paho calls back into the options (the TLS error handler points at
-      // this very object, copies do not re-point it) while it connects, so they must live
-      // until the wait ends.
-      if (!client->connect(connect_options())->wait_for(kConnectTimeout + std::chrono::seconds(5))) {
-        note_error("connect to " + broker() + " did not complete; retrying with a fresh MQTT client");
-        retire_client();
-        return false;
-      }
-      {
-        std::lock_guard lk(mu);
-        if (counters.batches_sent > 0 || connected_once) counters.reconnects += 1;
-        connected = true;
-        connected_once = true;
-        counters.last_error.clear();  // so the next failure is logged again
-      }
-      cv.notify_all();
-      failures_in_round = 0;
-      if (auto proxy = effective_proxy(broker(), config.uplink_proxy))
-        log->info("connected to {} as {} through the proxy {} (from {})", broker(), client_id_for(config),
-                  proxy->at.text(), proxy->origin);
-      else
-        log->info("connected to {} as {}", broker(), client_id_for(config));
-      return true;
-    } catch (const mqtt::exception& e) {
-      note_error("cannot connect to " + broker() + ": " + explain_connect_failure(e));
+    // The last will is the death, signed in advance.
+    if (auto failed = connection->connect(state_topic, presence->death()); !failed.empty()) {
+      note_error(failed);
       return false;
     }
-  }
-
-  // After a failed connect, with fallbacks: the next broker, on a fresh client (a client is
-  // bound to its server). True when that one was not yet tried since the last success.
-  bool next_broker() {
-    if (brokers.size() < 2) return false;
-    broker_at = (broker_at + 1) % brokers.size();
-    retire_client();
-    log->info("trying the next broker, {}", broker());
-    if (++failures_in_round < brokers.size()) return true;
-    failures_in_round = 0;
-    return false;
-  }
-
-  void note_error(const std::string& what) {
     {
       std::lock_guard lk(mu);
-      if (counters.last_error == what) return;  // log a repeating failure once
-      counters.last_error = what;
+      if (counters.batches_sent > 0 || connected_once) counters.reconnects += 1;
+      connected = true;
+      connected_once = true;
+      counters.last_error.clear();  // so the next failure is logged again
     }
-    log->warn("{}", what);
+    cv.notify_all();
+    return true;
   }
 
   // Logs a jump seen since the last call; true if there was one.
@@ -1040,19 +473,9 @@ struct Agent::Impl {
     return true;
   }
 
+  SendLoop loop;  // the publisher thread's
   std::uint64_t maintenance_ticks = 0;
   bool connected_once = false;
-  std::vector<std::unique_ptr<mqtt::async_client>> stale_clients;  // retired: stuck connects, lost connections
-  static constexpr std::chrono::seconds kConnectTimeout{5};
-  // The longest the send loop waits in one go for the uplink cap.
-  static constexpr std::chrono::milliseconds kUplinkWaitSlice{250};
-  // Events per urgent batch: a handful arrive at once, and each batch is small enough to jump a
-  // thin link's queue quickly.
-  static constexpr std::size_t kMaxUrgentBatch = 64;
-  // A confirmation normally follows within a second or two (a cluster's takeover: a lease and a
-  // redelivery, a few seconds): 15 s without one means it is not coming.
-  static constexpr std::chrono::milliseconds kConfirmStallFirst{15'000};
-  static constexpr std::chrono::milliseconds kConfirmStallLongest{300'000};
 };
 
 Agent::Agent(AgentConfig config, std::shared_ptr<const IndicatorCatalogue> catalogue,
@@ -1068,13 +491,13 @@ void Agent::subscribe_also(std::vector<std::string> topics, MessageHandler handl
 
 void Agent::set_fleet_report(const FleetReport& report) {
   std::lock_guard lk(impl_->mu);
-  impl_->fleet_report = report;
+  impl_->presence->set_fleet_report_locked(report);
 }
 
 void Agent::start() {
   auto& d = *impl_;
   if (d.publisher.joinable()) return;
-  d.make_client();
+  d.connection->open();
   {
     std::lock_guard lk(d.mu);
     d.stopping = false;
@@ -1090,20 +513,8 @@ void Agent::stop() {
   }
   d.cv.notify_all();
   if (d.publisher.joinable()) d.publisher.join();
-  if (d.client) {
-    try {
-      if (d.client->is_connected()) {
-        d.publish_death();
-        // Bounded: with the broker dying at the same moment the disconnect token may never
-        // complete (seen in tools/soak, which stops the broker and the agents together).
-        if (!d.client->disconnect(std::chrono::milliseconds(500))->wait_for(std::chrono::seconds(2)))
-          d.log->warn("disconnect from the broker did not complete in 2 s; closing anyway");
-      }
-    } catch (const mqtt::exception&) {
-    }
-    d.client.reset();
-  }
-  d.stale_clients.clear();
+  // A clean stop says so itself: the broker sends the last will only on a lost connection.
+  d.connection->close(d.state_topic, d.presence->death());
 }
 
 void Agent::rebirth() {
@@ -1128,9 +539,8 @@ std::uint64_t Agent::resend_from(std::uint64_t seq) {
   {
     std::lock_guard lk(d.mu);
     if (!d.config.aggregator_confirms()) return 0;  // a broker-mode agent holds nothing once sent
-    from = std::max(seq, d.backlog->first_seq());
-    if (from >= d.backlog->next_seq()) return 0;
-    if (d.resend_from == 0 || from < d.resend_from) d.resend_from = from;
+    from = d.confirms.request_resend_within(seq, d.backlog->first_seq(), d.backlog->next_seq());
+    if (from == 0) return 0;
   }
   d.cv.notify_all();
   return from;
@@ -1207,7 +617,7 @@ std::vector<std::string> Agent::aggregator_key_ids() const { return impl_->ident
 
 AgentMetrics Agent::metrics() const {
   std::lock_guard lk(impl_->mu);
-  return impl_->metrics_locked();
+  return impl_->presence->metrics_locked();
 }
 
 const AgentConfig& Agent::config() const { return impl_->config; }

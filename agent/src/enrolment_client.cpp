@@ -4,6 +4,7 @@
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/enrolment.hpp"
+#include "postwatch/mqtt_options.hpp"
 #include "postwatch/secret_file.hpp"
 #include "postwatch/topics.hpp"
 
@@ -29,16 +30,12 @@ mqtt::connect_options connect_options(const AgentConfig& config, const std::stri
                .clean_session(true)
                .connect_timeout(std::chrono::seconds(10))
                .mqtt_version(MQTTVERSION_3_1_1);
-  if (!config.username.empty()) b.user_name(config.username);
-  if (!password.empty()) b.password(password);
+  set_mqtt_login(b, config.username, password);
   if (config.uses_tls())
-    b.ssl(mqtt::ssl_options_builder()
-              .trust_store(config.tls.ca_file)
-              .key_store(config.tls.cert_file)
-              .private_key(config.tls.key_file)
-              .enable_server_cert_auth(true)
-              .verify(config.tls.verify_hostname)
-              .finalize());
+    set_mqtt_tls(b, {.ca_file = config.tls.ca_file,
+                     .cert_file = config.tls.cert_file,
+                     .key_file = config.tls.key_file,
+                     .verify_hostname = config.tls.verify_hostname});
   return b.finalize();
 }
 

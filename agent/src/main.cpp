@@ -5,6 +5,7 @@
 #include "postwatch/agent/enrolment_client.hpp"
 #include "postwatch/agent/event_json.hpp"
 #include "postwatch/agent/fleet_bundles.hpp"
+#include "postwatch/agent/line_input.hpp"
 #include "postwatch/agent/local_api.hpp"
 #include "postwatch/agent/remote_commands.hpp"
 #include "postwatch/agent/script_probe.hpp"
@@ -17,7 +18,6 @@
 
 #include <fcntl.h>
 #include <malloc.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -440,43 +440,6 @@ int cmd_send(const Args& args) {
   return all_accepted ? 0 : 1;
 }
 
-// Lines from a file descriptor, waiting at most 100 ms at a time so that `stop` is seen.
-class PollingLineReader {
- public:
-  explicit PollingLineReader(int fd) : fd_(fd) {}
-  // The next line without its newline; false at the end of input or once `stop` is set.
-  bool next(std::string& line, const std::atomic<bool>& stop) {
-    for (;;) {
-      if (auto nl = buf_.find('\n'); nl != std::string::npos) {
-        line.assign(buf_, 0, nl);
-        buf_.erase(0, nl + 1);
-        return true;
-      }
-      if (eof_) {
-        if (buf_.empty()) return false;
-        line.swap(buf_);
-        buf_.clear();
-        return true;
-      }
-      if (stop) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;  // timeout or EINTR: look at `stop` again
-      char chunk[16384];
-      ssize_t k = ::read(fd_, chunk, sizeof chunk);
-      if (k < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (k <= 0)
-        eof_ = true;
-      else
-        buf_.append(chunk, static_cast<std::size_t>(k));
-    }
-  }
-
- private:
-  int fd_;
-  std::string buf_;
-  bool eof_ = false;
-};
-
 // The agent and its inputs as one config makes them; replaced whole when a fleet bundle goes
 // on trial or is rolled back.
 struct RunningAgent {
@@ -583,37 +546,26 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
     fd = ::open(input.c_str(), (fifo ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0) throw ConfigError(input + ": cannot open input file: " + std::strerror(errno));
   }
-  std::atomic<bool> input_done{false};
-  std::atomic<std::uint64_t> rejected{0};
   // The reader submits under a shared lock; a switch to another config takes it exclusively,
   // so a line read meanwhile waits for the new agent instead of meeting a stopped one.
   std::shared_mutex swap_mu;
-  // Polls, so it sees a stop within 100 ms even while no writer writes (a FIFO opened for
-  // reading and writing never reports end of input) and can always be joined.
-  std::thread reader([&] {
-    PollingLineReader lines(fd);
-    std::string line;
-    std::uint64_t n = 0;
-    while (lines.next(line, g_stop)) {
-      ++n;
-      if (line.empty() || line[0] == '#') continue;
-      IndicatorEvent ev;
-      std::shared_lock lk(swap_mu);
-      std::string err = parse_event_json(line, *running->loaded.catalogue, ev);
-      if (err.empty()) {
-        auto r = running->agent->submit(std::move(ev));
-        if (!r.accepted) err = r.error;
-      }
-      if (!err.empty()) {
-        ++rejected;
-        std::cerr << input << ":" << n << ": rejected: " << err << "\n";
-      }
-    }
-    input_done = true;
-  });
+  LineInput reader(
+      fd, input,
+      [&](const std::string& line) {
+        IndicatorEvent ev;
+        std::shared_lock lk(swap_mu);
+        std::string err = parse_event_json(line, *running->loaded.catalogue, ev);
+        if (err.empty()) {
+          auto r = running->agent->submit(std::move(ev));
+          if (!r.accepted) err = r.error;
+        }
+        return err;
+      },
+      g_stop);
+  reader.start();
   bool exit_on_eof = args.flag("exit-on-eof") || (input != "-" && !fifo);
   auto next_status = std::chrono::steady_clock::now();
-  while (!g_stop && !(exit_on_eof && input_done)) {
+  while (!g_stop && !(exit_on_eof && reader.finished())) {
     if (fleet) {
       if (auto next = fleet->poll(agent->stats(), running->input_problems())) {
         std::unique_lock lk(swap_mu);
@@ -650,14 +602,13 @@ int cmd_run(const Args& args, const std::shared_ptr<spdlog::logger>& log) {
   auto s = agent->stats();
   agent->stop();
   write_status(*agent, fleet.get());
-  g_stop = true;  // the reader, if still reading, stops within one poll
-  reader.join();
+  reader.stop();  // if still reading, within one poll
   if (fd != STDIN_FILENO) ::close(fd);
   log->info("accepted {} sent {} confirmed {} rejected {} unconfirmed {}", g_earlier.accepted + s.accepted,
             g_earlier.sent + s.sent, g_earlier.confirmed + s.confirmed, g_earlier.rejected + s.rejected,
             s.backlog.events);
   if (fifo) return 0;  // a service stopped by SIGTERM: unsent events wait in the spool, rejections were logged
-  return (s.backlog.events == 0 && rejected == 0) ? 0 : 1;
+  return (s.backlog.events == 0 && reader.rejected() == 0) ? 0 : 1;
 }
 
 int cmd_emit(const Args& args, const std::shared_ptr<spdlog::logger>& log) {

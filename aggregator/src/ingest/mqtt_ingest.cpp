@@ -1,6 +1,7 @@
 #include "ingest/mqtt_ingest.hpp"
 
 #include "postwatch/clock.hpp"
+#include "postwatch/mqtt_options.hpp"
 
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
@@ -107,16 +108,12 @@ struct MqttIngest::Impl : std::enable_shared_from_this<MqttIngest::Impl>, mqtt::
     else
       b.automatic_reconnect(std::chrono::milliseconds(250), std::chrono::seconds(10));
     if (will) b.will(*will);
-    if (!login.username.empty()) b.user_name(login.username);
-    if (!login.password.empty()) b.password(login.password);
+    set_mqtt_login(b, login.username, login.password);
     if (uris.front().starts_with("ssl://") || uris.front().starts_with("mqtts://"))
-      b.ssl(mqtt::ssl_options_builder()
-                .trust_store(login.ca_file)
-                .key_store(login.cert_file)
-                .private_key(login.key_file)
-                .enable_server_cert_auth(true)
-                .verify(true)
-                .finalize());
+      set_mqtt_tls(b, {.ca_file = login.ca_file,
+                       .cert_file = login.cert_file,
+                       .key_file = login.key_file,
+                       .verify_hostname = true});
     return b.finalize();
   }
 

@@ -1,6 +1,10 @@
-// Where accepted events wait until they are confirmed (by the aggregator, or the broker). The agent
-// assigns sequence numbers here so they stay monotonic for the backlog's lifetime
-// (for the disk spool: across restarts).
+// Where accepted events wait until they may go: with delivery.confirm: aggregator (the default),
+// until the aggregator confirms it stored them (its confirmation on the agent's confirm topic,
+// ConfirmTracker); with delivery.confirm: broker, once the broker acknowledged (PUBACK) the
+// batch that carried them. Sending an event, or the broker acknowledging it, releases nothing
+// in aggregator mode: it stays here, to be sent again, until confirmed. The agent assigns
+// sequence numbers here so they stay monotonic for the backlog's lifetime (for the disk spool:
+// across restarts).
 #pragma once
 
 #include "postwatch/event.hpp"
@@ -34,8 +38,9 @@ class EventBacklog {
   virtual std::uint64_t append(IndicatorEvent e) = 0;
   // Appends up to `max` events with seq >= from_seq, in seq order, to `out`.
   virtual std::size_t read(std::uint64_t from_seq, std::size_t max, std::vector<IndicatorEvent>& out) = 0;
-  // Every event up to and including `seq` is confirmed (by the aggregator, or the broker with
-  // delivery.confirm: broker) or settled otherwise: it may go.
+  // Every event up to and including `seq` may go: the aggregator confirmed it (or, with
+  // delivery.confirm: broker, the broker acknowledged the main-lane batch that carried it; an
+  // urgent batch's acknowledgement releases nothing).
   virtual void release_through(std::uint64_t seq) = 0;
   // Sequence number of the oldest held event, or next_seq() when empty.
   virtual std::uint64_t first_seq() const = 0;

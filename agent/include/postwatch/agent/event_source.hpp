@@ -1,5 +1,6 @@
 // What every local input of the agent has in common: it turns something outside (a socket, a
-// directory, a probe, a script) into IndicatorEvents and hands them to an EventSink.
+// directory, a probe, a script, stdin) into IndicatorEvents and hands them to an EventSink (stdin,
+// LineInput, hands each line to its caller: it outlives the agent it submits to).
 #pragma once
 
 #include "postwatch/agent/agent.hpp"

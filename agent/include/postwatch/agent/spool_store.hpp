@@ -1,6 +1,8 @@
 // The disk spool: every accepted event is appended (length + CRC32C framed, sealed with an
 // AEAD when a key file is configured) to segment files before the source hears "accepted", and
-// removed only after the broker acknowledged it. See docs/agent.md for the guarantees and settings.
+// removed only once released (event_backlog.hpp: the aggregator's confirmation, or with
+// delivery.confirm: broker the broker's acknowledgement). See docs/agent.md for the guarantees
+// and settings.
 #pragma once
 
 #include "postwatch/agent/event_backlog.hpp"
@@ -55,7 +57,7 @@ struct SpoolOptions {
 // What start-up found on disk.
 struct SpoolRecovery {
   std::uint64_t segments = 0;
-  std::uint64_t events = 0;         // intact, unacknowledged events recovered
+  std::uint64_t events = 0;         // intact events recovered that were not yet released
   std::uint64_t corrupt_tails = 0;  // segments cut at a torn, corrupt or unauthentic record, or with a bad header
   std::uint64_t bytes_discarded = 0;
   std::uint64_t unauthentic = 0;         // of those, cut at a record whose AEAD tag failed: tampering
@@ -123,7 +125,7 @@ class SpoolStore final : public EventBacklog {
   int lock_fd_ = -1;  // flock on <dir>/lock: one process per spool
   int write_fd_ = -1;
   std::uint64_t next_seq_ = 1;
-  std::uint64_t floor_ = 0;  // every seq <= floor_ is acknowledged or dropped
+  std::uint64_t floor_ = 0;  // every seq <= floor_ is released or dropped
   // Written by the disk work prepare_upkeep() returns, outside the caller's lock.
   std::shared_ptr<std::atomic<std::uint64_t>> persisted_floor_ = std::make_shared<std::atomic<std::uint64_t>>(0);
   std::uint64_t held_ = 0;
