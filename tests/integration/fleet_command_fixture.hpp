@@ -3,8 +3,9 @@
 // commands and have a script probe for agent_cpu_percent.
 #pragma once
 
-#include "integration/feed_test_support.hpp"
+#include "postwatch/signing.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>

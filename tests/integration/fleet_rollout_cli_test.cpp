@@ -3,8 +3,8 @@
 // rolled out, shown, paused, resumed and aborted from the command line, each step checked through
 // the API; a read token, a wrong token and no token are refused with one line naming why; over
 // https the aggregator's certificate is verified against --ca, and refused without it.
-#include "integration/feed_test_support.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
 #include "support/self_signed_cert.hpp"
 #include "support/test_support.hpp"
 

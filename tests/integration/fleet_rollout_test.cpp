@@ -2,10 +2,10 @@
 // ten real agents and Mosquitto. A catalogue rollout with a 20 % canary reaches every agent,
 // and one offline meanwhile takes it when it comes back; a bundle whose canaries fail their
 // health check is rolled back on them by themselves and the rollout stops before the next wave.
-#include "integration/feed_test_support.hpp"
 #include "postwatch/fleet_bundle.hpp"
 #include "support/aggregator_process.hpp"
 #include "support/catalogue_edit.hpp"
+#include "support/feed_http.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
