@@ -6,6 +6,7 @@
 #include "postwatch/catalogue.hpp"
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
+#include "support/agent_config_file.hpp"
 #include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
@@ -97,16 +98,11 @@ class AgentConfirm : public ::testing::Test {
 
   void SetUp() override {
     // No "delivery" section: the aggregator confirms, the default.
-    std::ofstream(config_file) << json{{"broker_uri", broker.uri()},
-                                       {"allow_plaintext", true},
-                                       {"agent_id", kAgent},
-                                       {"post_id", kPost},
-                                       {"catalogue_file", catalogue_path().string()},
-                                       {"keep_alive_s", 5},
-                                       {"heartbeat_interval_s", 1},
-                                       {"batch", {{"max_delay_ms", 10}}},
-                                       {"spool", {{"dir", (dir.path() / "spool").string()}, {"fsync", "never"}}}}
-                                      .dump(2);
+    AgentConfigFile(broker.uri(), kAgent, kPost, dir.path() / "spool")
+        .set("keep_alive_s", 5)
+        .set("heartbeat_interval_s", 1)
+        .set("batch", {{"max_delay_ms", 10}})
+        .write(config_file);
   }
 
   // `postwatch-agent run` reading events from the test through its stdin.

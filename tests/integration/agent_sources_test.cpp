@@ -2,6 +2,7 @@
 // Mosquitto, with a subscriber decoding every batch it publishes. Each test enables only the
 // inputs it looks at, so every event on the wire is accounted for.
 #include "postwatch/wire_codec.hpp"
+#include "support/agent_config_file.hpp"
 #include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
@@ -43,14 +44,10 @@ class AgentSources : public ::testing::Test {
   fs::path drop = dir.path() / "drop";
 
   json base_config() {
-    return json{{"broker_uri", broker.uri()},
-                {"agent_id", "inputs"},
-                {"post_id", "bamako"},
-                {"allow_plaintext", true},
-                {"catalogue_file", catalogue_path().string()},
-                {"spool", {{"dir", (dir.path() / "spool").string()}, {"fsync", "never"}}},
-                {"batch", {{"max_delay_ms", 10}}},
-                {"delivery", {{"confirm", "broker"}}}};  // no aggregator here: the broker's PUBACK releases
+    return AgentConfigFile(broker.uri(), "inputs", "bamako", dir.path() / "spool")
+        .set("batch", {{"max_delay_ms", 10}})
+        .set("delivery", {{"confirm", "broker"}})  // no aggregator here: the broker's PUBACK releases
+        .json();
   }
   void start_agent(const json& config) {
     std::ofstream(config_file) << config.dump(2);

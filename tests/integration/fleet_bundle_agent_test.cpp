@@ -4,6 +4,7 @@
 // by SIGKILL is rolled back at the next start and not tried again.
 #include "postwatch/fleet_bundle.hpp"
 #include "postwatch/wire_codec.hpp"
+#include "support/agent_config_file.hpp"
 #include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
@@ -64,16 +65,11 @@ class FleetBundleAgent : public ::testing::Test {
 
   FleetBundleAgent() {
     std::ofstream(dir.path() / "fleet.pub") << "# the test's fleet key\n" << to_hex(fleet_key.public_key()) << "\n";
-    json config{{"broker_uri", broker.uri()},
-                {"agent_id", "board-1"},
-                {"post_id", "bamako"},
-                {"allow_plaintext", true},
-                {"catalogue_file", catalogue_path().string()},
-                {"spool", {{"dir", (dir.path() / "spool").string()}, {"fsync", "never"}}},
-                {"delivery", {{"confirm", "broker"}}},  // no aggregator here
-                {"heartbeat_interval_s", 60},
-                {"fleet", {{"key_file", "fleet.pub"}, {"allow_scripts", true}}}};
-    std::ofstream(config_file) << config.dump(2);
+    AgentConfigFile(broker.uri(), "board-1", "bamako", dir.path() / "spool")
+        .set("delivery", {{"confirm", "broker"}})  // no aggregator here
+        .set("heartbeat_interval_s", 60)
+        .set("fleet", {{"key_file", "fleet.pub"}, {"allow_scripts", true}})
+        .write(config_file);
   }
   void start_agent() {
     agent =
