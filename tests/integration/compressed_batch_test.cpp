@@ -8,6 +8,7 @@
 #include "postwatch/batch_packing.hpp"
 #include "postwatch/wire/postwatch_packed_generated.h"
 #include "support/aggregator_process.hpp"
+#include "support/loopback_agent_config.hpp"
 #include "support/mqtt_probe.hpp"
 
 #include <gtest/gtest.h>
@@ -39,11 +40,7 @@ std::vector<std::int64_t> dictionaries_seen(MqttProbe& tap) {
 }
 
 std::unique_ptr<agent::Agent> compressing_agent(const std::string& uri, const std::string& id) {
-  agent::AgentConfig cfg;
-  cfg.broker_uri = uri;
-  cfg.agent_id = id;
-  cfg.post_id = "bamako";
-  cfg.allow_plaintext = true;
+  auto cfg = loopback_agent_config(uri, id, "bamako");
   cfg.batch_max_delay = std::chrono::milliseconds(10);
   cfg.compression = BatchCompression::ZstdDictionary;
   auto a = std::make_unique<agent::Agent>(cfg, our_catalogue(), std::make_unique<agent::MemoryBacklog>(100000),

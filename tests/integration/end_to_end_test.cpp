@@ -3,6 +3,7 @@
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/memory_backlog.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/loopback_agent_config.hpp"
 #include "support/mqtt_probe.hpp"
 
 #include <gtest/gtest.h>
@@ -26,11 +27,7 @@ using nlohmann::json;
 namespace {
 
 std::unique_ptr<agent::Agent> make_agent(const std::string& uri, const std::string& post, const std::string& id) {
-  agent::AgentConfig cfg;
-  cfg.broker_uri = uri;
-  cfg.agent_id = id;
-  cfg.post_id = post;
-  cfg.allow_plaintext = true;
+  auto cfg = loopback_agent_config(uri, id, post);
   cfg.batch_max_delay = std::chrono::milliseconds(10);
   auto cat = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_path()));
   auto a =

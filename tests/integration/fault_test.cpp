@@ -16,6 +16,7 @@
 #include "support/aggregator_process.hpp"
 #include "support/captured_log.hpp"
 #include "support/directory_watch.hpp"
+#include "support/loopback_agent_config.hpp"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
@@ -66,11 +67,7 @@ struct InProcessAgent {
   InProcessAgent(const std::string& uri, std::string post_id, std::string agent_id, const std::filesystem::path& spool,
                  std::uint64_t segment_bytes = 64 * 1024)
       : post(std::move(post_id)), id(std::move(agent_id)) {
-    agent::AgentConfig cfg;
-    cfg.broker_uri = uri;
-    cfg.agent_id = id;
-    cfg.post_id = post;
-    cfg.allow_plaintext = true;
+    auto cfg = loopback_agent_config(uri, id, post);
     cfg.batch_max_delay = 10ms;
     cfg.keep_alive = 2s;
     cfg.spool.dir = spool;

@@ -6,6 +6,7 @@
 #include "postwatch/agent/memory_backlog.hpp"
 #include "postwatch/catalogue.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/loopback_agent_config.hpp"
 #include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
@@ -42,11 +43,8 @@ class Fleet {
       ::setrlimit(RLIMIT_NOFILE, &rl);
     }
     for (std::size_t i = 0; i < count; ++i) {
-      agent::AgentConfig c;
-      c.broker_uri = broker_uri;
-      c.agent_id = "fleet-" + std::to_string(i);
-      c.post_id = catalogue_->posts()[i % catalogue_->posts().size()].id;
-      c.allow_plaintext = true;
+      auto c = loopback_agent_config(broker_uri, "fleet-" + std::to_string(i),
+                                     catalogue_->posts()[i % catalogue_->posts().size()].id);
       c.catalogue_file = catalogue_path();
       c.batch_max_delay = 100ms;
       auto log = std::make_shared<spdlog::logger>(c.agent_id, sink_);

@@ -13,7 +13,7 @@ std::span<const std::uint8_t> bytes_of(const std::string& s) {
 }  // namespace
 
 MqttProbe::MqttProbe(const std::string& uri, const std::string& client_id, ProbeOptions options)
-    : client_(uri, client_id), options_(std::move(options)) {
+    : options_(std::move(options)), client_(uri, client_id) {
   client_.set_message_callback([this](mqtt::const_message_ptr m) { on_message(std::move(m)); });
   if (options_.connect_now) connect();
 }

@@ -128,13 +128,14 @@ class MqttProbe {
  private:
   void on_message(mqtt::const_message_ptr m);
 
-  mqtt::async_client client_;
   ProbeOptions options_;
   std::mutex mu_;
   std::condition_variable changed_;
   std::vector<ProbeMessage> messages_;
   std::vector<std::pair<std::string, IndicatorEvent>> events_;  // topic, event
   std::map<std::string, std::uint64_t> next_seq_;               // post/agent -> last seq published
+  // Last: destroyed first, so that no callback of its reaches the members above once they are gone.
+  mqtt::async_client client_;
 };
 
 }  // namespace postwatch::test
