@@ -2,11 +2,13 @@
 // binary and a real Mosquitto. Chromium is driven with plain command-line flags
 // (--dump-dom, --screenshot); no driver, no npm. Without Chromium the tests fail and
 // say how to install it (tools/bootstrap), rather than skipping.
-#include "integration/feed_test_support.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
+#include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
+#include "support/mqtt_probe.hpp"
 
 #include <gtest/gtest.h>
 
@@ -90,10 +92,10 @@ class DashboardBrowser : public ::testing::Test {
   }
   // Goal 7 red (Bamako at the highest terrorism threat level), goal 13 amber, goal 1 green.
   void publish_world() {
-    RawPublisher pub(broker.uri(), "browser-publisher");
-    pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
-    pub.event("europe", "athens", "irregular_migration_pressure", 2000, ValueKind::Gauge);
-    pub.event("eastern-europe-central-asia", "kyiv", "conflict_early_warning_level", 1);
+    MqttProbe pub(broker.uri(), "browser-publisher");
+    pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+    pub.publish_event("europe", "athens", "irregular_migration_pressure", 2000, ValueKind::Gauge);
+    pub.publish_event("eastern-europe-central-asia", "kyiv", "conflict_early_warning_level", 1);
     ASSERT_TRUE(wait_until([&] { return goal_status(7) == "red" && goal_status(13) == "amber"; }, 10s))
         << goal_status(7) << " " << goal_status(13);
   }
@@ -146,19 +148,19 @@ TEST_F(DashboardBrowser, ShowsTheRedGoalLiveAndSavesAScreenshot) {
 TEST_F(DashboardBrowser, WallScreenShowsEverythingUncut) {
   using nlohmann::json;
   const std::string kGoal13 = "Robust and balanced integrated border management and control";
-  RawPublisher pub(broker.uri(), "layout-publisher");
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
-  pub.event("europe", "athens", "irregular_migration_pressure", 2000, ValueKind::Gauge);
-  pub.event("asia", "kuala-lumpur", "post_security_posture", 5);
+  MqttProbe pub(broker.uri(), "layout-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  pub.publish_event("europe", "athens", "irregular_migration_pressure", 2000, ValueKind::Gauge);
+  pub.publish_event("asia", "kuala-lumpur", "post_security_posture", 5);
   for (auto [region, post] :
        {std::pair{"europe", "sofia"}, {"middle-east-north-africa", "tunis"}, {"latin-america-caribbean", "caracas"}}) {
-    pub.event(region, post, "conflict_early_warning_level", 2);
+    pub.publish_event(region, post, "conflict_early_warning_level", 2);
     AgentState death;
     death.agent_id = "t1";
     death.post_id = post;
     death.online = false;
     death.at_ms = now_utc_ms();
-    pub.raw(std::string("postwatch/v1/") + region + "/" + post + "/t1/state", encode_agent_state(death));
+    pub.publish(std::string("postwatch/v1/") + region + "/" + post + "/t1/state", encode_agent_state(death));
   }
   ASSERT_TRUE(wait_until(
       [&] {
@@ -226,7 +228,7 @@ TEST_F(DashboardBrowser, WallScreenShowsEverythingUncut) {
 // wall screen. Screenshots before and after are kept as artefacts.
 TEST_F(DashboardBrowser, StrategyViewShowsATargetsStatusChangeAfterAReading) {
   using nlohmann::json;
-  RawPublisher pub(broker.uri(), "strategy-publisher");
+  MqttProbe pub(broker.uri(), "strategy-publisher");
   const std::int64_t quarter = 91LL * 24 * 3600 * 1000, now = now_utc_ms();
   EventBatch b{"ministry", "the-hague", now, {}};
   std::uint64_t seq = 0;
@@ -236,7 +238,7 @@ TEST_F(DashboardBrowser, StrategyViewShowsATargetsStatusChangeAfterAReading) {
         {++seq, now - q * quarter, "arms_export_licences_in_time", ValueKind::Count, 89.0 + q, "", "", {}});
   }
   const std::string topic = "postwatch/v1/europe/the-hague/ministry/events";
-  pub.raw(topic, encode_batch(b));
+  pub.publish(topic, encode_batch(b));
   auto status = [&] {
     auto r = http_call(aggregator.port(), boost::beast::http::verb::get, "/api/v1/targets", bearer(TokensFile::kRead));
     auto j = r.json();
@@ -277,7 +279,7 @@ TEST_F(DashboardBrowser, StrategyViewShowsATargetsStatusChangeAfterAReading) {
   // The ministry corrects the last quarter: 95 of 100 in time.
   EventBatch fix{"ministry", "the-hague", now_utc_ms(), {}};
   fix.events.push_back({++seq, now, "arms_export_licences_in_time", ValueKind::Count, 95, "", "", {}});
-  pub.raw(topic, encode_batch(fix));
+  pub.publish(topic, encode_batch(fix));
   ASSERT_TRUE(wait_until([&] { return status() == "achieved"; }, 10s)) << status();
   auto after = shown("strategy-after");
   tag = tag_with_id(after, "target-arms_export_decided_in_time");
@@ -352,7 +354,7 @@ TEST_F(DashboardBrowser, AsksForATokenWhenItHasNone) {
 // The Fleet view (#/fleet) from two agents' births: what each runs, and why one rolled its last
 // bundle back; without --fleet-keys it says rollouts are off and how to turn them on.
 TEST_F(DashboardBrowser, FleetViewShowsWhatTheAgentsRunAndWhyABundleWasRolledBack) {
-  RawPublisher pub(broker.uri(), "browser-fleet-publisher");
+  MqttProbe pub(broker.uri(), "browser-fleet-publisher");
   for (const auto& [agent, outcome, reason] :
        {std::tuple{"gw-1", FleetReport::Outcome::Applied, ""},
         {"gw-2", FleetReport::Outcome::RolledBack, "no health within the deadline: script probe x: exit status 1"}}) {
@@ -366,7 +368,8 @@ TEST_F(DashboardBrowser, FleetViewShowsWhatTheAgentsRunAndWhyABundleWasRolledBac
     st.fleet.last_outcome = outcome;
     st.fleet.last_version = outcome == FleetReport::Outcome::Applied ? 3 : 4;
     st.fleet.last_reason = reason;
-    pub.raw(topics::agent_topic("sub-saharan-africa", "bamako", agent, topics::Channel::State), encode_agent_state(st));
+    pub.publish(topics::agent_topic("sub-saharan-africa", "bamako", agent, topics::Channel::State),
+                encode_agent_state(st));
   }
   ASSERT_TRUE(wait_until(
       [&] {
@@ -449,8 +452,8 @@ TEST(DashboardBrowserNotifications, UndeliveredNotificationsShowInTheSummary) {
   // Nothing raised yet: nothing to say.
   EXPECT_NE(tag_with_id(dom_of(), "t-notify").find(" hidden"), std::string::npos);
 
-  RawPublisher pub(broker.uri(), "browser-publisher");
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  MqttProbe pub(broker.uri(), "browser-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   ASSERT_TRUE(wait_until(
       [&] {
         auto s = stats();

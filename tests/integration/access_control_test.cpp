@@ -2,10 +2,10 @@
 // only on its own topics and read nothing; the aggregator reads agents and writes
 // the feed; wrong credentials are refused.
 #include "support/aggregator_process.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 
 #include <atomic>
 #include <fstream>
@@ -23,35 +23,9 @@ std::string read_secret(const std::filesystem::path& file) {
   return s;
 }
 
-class Client {
- public:
-  Client(const std::string& uri, const std::string& id, const std::string& user, const std::string& password)
-      : client_(uri, id) {
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      std::lock_guard lk(mu_);
-      received_.insert(m->get_topic() + "|" + m->get_payload_str());
-    });
-    auto opts = mqtt::connect_options_builder().user_name(user).password(password).clean_session(true).finalize();
-    client_.connect(opts)->wait();
-  }
-  ~Client() {
-    // Bounded: a client the broker already dropped may never see its disconnect complete.
-    try {
-      if (client_.is_connected()) client_.disconnect()->wait_for(std::chrono::seconds(2));
-    } catch (...) {
-    }
-  }
-  mqtt::async_client& raw() { return client_; }
-  bool got(const std::string& topic, const std::string& payload) {
-    std::lock_guard lk(mu_);
-    return received_.count(topic + "|" + payload) > 0;
-  }
-
- private:
-  mqtt::async_client client_;
-  std::mutex mu_;
-  std::set<std::string> received_;
-};
+ProbeOptions login(const std::string& user, const std::string& password) {
+  return ProbeOptions().login(user, password);
+}
 
 }  // namespace
 
@@ -86,30 +60,30 @@ TEST_F(AccessControl, AgentPublishesOnlyItsOwnTopicsAndReadsNothing) {
 }
 
 void AccessControl::agent_publishes_only_its_own_topics() {
-  Client aggregator(broker->uri(), "agg", "postwatch-aggregator", secret("postwatch-aggregator"));
-  aggregator.raw().subscribe("postwatch/v1/+/+/+/events", 1)->wait();
+  MqttProbe aggregator(broker->uri(), "agg", login("postwatch-aggregator", secret("postwatch-aggregator")));
+  aggregator.subscribe("postwatch/v1/+/+/+/events");
   const std::string own = "postwatch/v1/sub-saharan-africa/bamako/gw-1/events";
   const std::string foreign = "postwatch/v1/asia/kabul/gw-1/events";
   {
     // Mosquitto 2.0 drops a denied publish and closes the offender's connection.
-    Client forger(broker->uri(), "forger", "agent.bamako.gw-1", secret("agent.bamako.gw-1"));
+    MqttProbe forger(broker->uri(), "forger", login("agent.bamako.gw-1", secret("agent.bamako.gw-1")));
     try {
       forger.raw().publish(foreign, std::string("forged"), 1, false)->wait_for(std::chrono::seconds(5));
     } catch (const mqtt::exception&) {
     }
   }
-  Client bamako(broker->uri(), "bamako", "agent.bamako.gw-1", secret("agent.bamako.gw-1"));
-  bamako.raw().publish(own, std::string("genuine"), 1, false)->wait();
+  MqttProbe bamako(broker->uri(), "bamako", login("agent.bamako.gw-1", secret("agent.bamako.gw-1")));
+  bamako.publish(own, "genuine");
   ASSERT_TRUE(wait_until([&] { return aggregator.got(own, "genuine"); }, std::chrono::seconds(10)));
   EXPECT_FALSE(aggregator.got(foreign, "forged"));
 
   // The agent cannot read the goal feed (nor anything else). Mosquitto grants a v3.1.1
   // SUBACK even where the ACL denies reading, and then delivers nothing on it.
-  bamako.raw().subscribe("postwatch/v1/feed/#", 1)->wait();
-  bamako.raw().subscribe("postwatch/v1/+/+/+/events", 1)->wait();
-  aggregator.raw().publish("postwatch/v1/feed/goals/7", std::string("{\"status\":\"red\"}"), 1, true)->wait();
-  Client ops(broker->uri(), "ops", "ops-1", secret("ops-1"));
-  ops.raw().subscribe("postwatch/v1/feed/#", 1)->wait();
+  bamako.subscribe("postwatch/v1/feed/#");
+  bamako.subscribe("postwatch/v1/+/+/+/events");
+  aggregator.publish_retained("postwatch/v1/feed/goals/7", "{\"status\":\"red\"}");
+  MqttProbe ops(broker->uri(), "ops", login("ops-1", secret("ops-1")));
+  ops.subscribe("postwatch/v1/feed/#");
   ASSERT_TRUE(wait_until([&] { return ops.got("postwatch/v1/feed/goals/7", "{\"status\":\"red\"}"); },
                          std::chrono::seconds(10)));  // operators do read it
   // The broker wrote the live message to every permitted subscriber before acknowledging
@@ -120,19 +94,18 @@ void AccessControl::agent_publishes_only_its_own_topics() {
   // publishes the other one first, so once its own has arrived the other would have too.
   const std::string own_confirm = "postwatch/v1/sub-saharan-africa/bamako/gw-1/confirm";
   const std::string kabul_confirm = "postwatch/v1/asia/kabul/gw-1/confirm";
-  bamako.raw().subscribe(own_confirm, 1)->wait();
-  bamako.raw().subscribe(kabul_confirm, 1)->wait();
-  aggregator.raw().publish(kabul_confirm, std::string("to-kabul"), 1, false)->wait();
-  aggregator.raw().publish(own_confirm, std::string("to-bamako"), 1, false)->wait();
+  bamako.subscribe(own_confirm);
+  bamako.subscribe(kabul_confirm);
+  aggregator.publish(kabul_confirm, "to-kabul");
+  aggregator.publish(own_confirm, "to-bamako");
   ASSERT_TRUE(wait_until([&] { return bamako.got(own_confirm, "to-bamako"); }, std::chrono::seconds(10)));
   EXPECT_FALSE(bamako.got(kabul_confirm, "to-kabul"));
 }
 
 TEST_F(AccessControl, WrongOrMissingCredentialsAreRefused) {
-  EXPECT_THROW(Client(broker->uri(), "x1", "agent.bamako.gw-1", "not-the-password"), mqtt::exception);
-  EXPECT_THROW(Client(broker->uri(), "x2", "nobody", "whatever"), mqtt::exception);
-  mqtt::async_client anonymous(broker->uri(), "x3");
-  EXPECT_THROW(anonymous.connect()->wait(), mqtt::exception);
+  EXPECT_THROW(MqttProbe(broker->uri(), "x1", login("agent.bamako.gw-1", "not-the-password")), mqtt::exception);
+  EXPECT_THROW(MqttProbe(broker->uri(), "x2", login("nobody", "whatever")), mqtt::exception);
+  EXPECT_THROW(MqttProbe(broker->uri(), "x3"), mqtt::exception);
   auto secrets = out / "secrets" / "agent.bamako.gw-1.password";
   auto perms = std::filesystem::status(secrets).permissions();
   EXPECT_EQ(perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),

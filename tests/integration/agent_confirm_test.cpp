@@ -1,15 +1,16 @@
 // End-to-end delivery confirmation, agent side: the real postwatch-agent against a real
-// Mosquitto and NO aggregator. The test plays the aggregator with its own Paho client: it
+// Mosquitto and NO aggregator. The test plays the aggregator with an MQTT probe: it
 // records every batch the agent publishes and its heartbeats, and publishes DeliveryConfirm
 // messages (retained confirmations, resend requests, wrong and garbage ones) on the agent's
 // confirm topic. The agent's status.json shows what it did with them.
 #include "postwatch/catalogue.hpp"
 #include "postwatch/topics.hpp"
 #include "postwatch/wire_codec.hpp"
+#include "support/agent_config_file.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
 
 #include <unistd.h>
@@ -34,38 +35,16 @@ std::string agent_topic(topics::Channel channel) {
   return topics::agent_topic(catalogue.find_post(kPost)->region, kPost, kAgent, channel);
 }
 
-// The aggregator's part, played by the test: sees the agent's batches and heartbeats, confirms.
+// The aggregator's part, played by the test through an MQTT probe: sees the agent's batches and
+// heartbeats, confirms.
 class FakeAggregator {
  public:
   explicit FakeAggregator(const std::string& uri)
-      : client_(uri, "fake-aggregator-" + std::to_string(::getpid())),
-        events_(agent_topic(topics::Channel::Events)),
+      : events_(agent_topic(topics::Channel::Events)),
         heartbeat_(agent_topic(topics::Channel::Heartbeat)),
-        confirm_(agent_topic(topics::Channel::Confirm)) {
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      const auto& p = m->get_payload();
-      std::span<const std::uint8_t> bytes{reinterpret_cast<const std::uint8_t*>(p.data()), p.size()};
-      std::lock_guard lk(mu_);
-      if (m->get_topic() == events_) {
-        EventBatch batch;
-        if (decode_batch(bytes, batch) != DecodeError::None) return;
-        for (const auto& e : batch.events) ++seen_[e.seq];
-      } else if (m->get_topic() == heartbeat_) {
-        AgentState st;
-        if (decode_agent_state(bytes, st) == DecodeError::None && st.has_metrics)
-          heartbeat_sent_through_ = st.metrics.sent_through_seq;
-      }
-    });
-    client_.connect()->wait();
-    client_.subscribe(events_, 1)->wait();
-    client_.subscribe(heartbeat_, 0)->wait();
-  }
-  ~FakeAggregator() {
-    try {
-      client_.disconnect()->wait();
-    } catch (...) {
-    }
-  }
+        confirm_(agent_topic(topics::Channel::Confirm)),
+        probe_(uri, "fake-aggregator-" + std::to_string(::getpid()),
+               ProbeOptions().subscribe(events_, 1).subscribe(heartbeat_, 0)) {}
 
   // A retained confirmation (resend_from 0), or a non-retained resend request.
   void confirm(std::uint64_t through_seq, std::uint64_t resend_from = 0, const std::string& post = kPost,
@@ -74,32 +53,31 @@ class FakeAggregator {
     auto payload = encode_delivery_confirm(c);
     publish_raw(std::string(payload.begin(), payload.end()), resend_from == 0);
   }
-  void publish_raw(const std::string& payload, bool retained) {
-    client_.publish(confirm_, payload.data(), payload.size(), 1, retained)->wait();
-  }
+  void publish_raw(const std::string& payload, bool retained) { probe_.publish(confirm_, payload, 1, retained); }
 
   int times_seen(std::uint64_t seq) {
-    std::lock_guard lk(mu_);
-    auto it = seen_.find(seq);
-    return it == seen_.end() ? 0 : it->second;
+    auto counts = probe_.seq_counts(events_);
+    auto it = counts.find(seq);
+    return it == counts.end() ? 0 : it->second;
   }
   // Every seq in [from, to] seen at least once.
   bool saw_all(std::uint64_t from, std::uint64_t to) {
+    auto counts = probe_.seq_counts(events_);
     for (auto seq = from; seq <= to; ++seq)
-      if (times_seen(seq) == 0) return false;
+      if (!counts.contains(seq)) return false;
     return true;
   }
+  // What the agent's last heartbeat with metrics said it had sent.
   std::uint64_t heartbeat_sent_through() {
-    std::lock_guard lk(mu_);
-    return heartbeat_sent_through_;
+    auto beats = probe_.payloads_on(heartbeat_);
+    for (auto it = beats.rbegin(); it != beats.rend(); ++it)
+      if (auto st = MqttProbe::decode_state(*it); st && st->has_metrics) return st->metrics.sent_through_seq;
+    return 0;
   }
 
  private:
-  mqtt::async_client client_;
   std::string events_, heartbeat_, confirm_;
-  std::mutex mu_;
-  std::map<std::uint64_t, int> seen_;
-  std::uint64_t heartbeat_sent_through_ = 0;
+  MqttProbe probe_;
 };
 
 std::string event_line(int i) {
@@ -120,16 +98,11 @@ class AgentConfirm : public ::testing::Test {
 
   void SetUp() override {
     // No "delivery" section: the aggregator confirms, the default.
-    std::ofstream(config_file) << json{{"broker_uri", broker.uri()},
-                                       {"allow_plaintext", true},
-                                       {"agent_id", kAgent},
-                                       {"post_id", kPost},
-                                       {"catalogue_file", catalogue_path().string()},
-                                       {"keep_alive_s", 5},
-                                       {"heartbeat_interval_s", 1},
-                                       {"batch", {{"max_delay_ms", 10}}},
-                                       {"spool", {{"dir", (dir.path() / "spool").string()}, {"fsync", "never"}}}}
-                                      .dump(2);
+    AgentConfigFile(broker.uri(), kAgent, kPost, dir.path() / "spool")
+        .set("keep_alive_s", 5)
+        .set("heartbeat_interval_s", 1)
+        .set("batch", {{"max_delay_ms", 10}})
+        .write(config_file);
   }
 
   // `postwatch-agent run` reading events from the test through its stdin.
@@ -334,11 +307,7 @@ TEST_F(AgentConfirm, AConfirmationBeyondWhatTheSpoolIssuedReleasesNothing) {
   // Nor when the broker hands the retained confirmation over again after a reconnect: a client
   // taking over the agent's client id makes the broker drop the agent's connection.
   auto reconnects = s["reconnects"].get<int>();
-  {
-    mqtt::async_client usurper(broker.uri(), "pw-agent-" + std::string(kPost) + "-" + kAgent);
-    usurper.connect()->wait();
-    usurper.disconnect()->wait();
-  }
+  { MqttProbe usurper(broker.uri(), "pw-agent-" + std::string(kPost) + "-" + kAgent); }
   expect_status([&](const json& st) { return st["reconnects"] > reconnects && st["connected"] == true; },
                 "reconnected");
   expect_status([](const json& st) { return st["confirm_rejected"] == 2; }, "the retained one refused again");

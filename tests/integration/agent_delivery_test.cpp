@@ -5,6 +5,7 @@
 #include "postwatch/agent/spool_store.hpp"
 #include "support/aggregator_process.hpp"
 #include "support/captured_log.hpp"
+#include "support/loopback_agent_config.hpp"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
@@ -31,11 +32,7 @@ std::shared_ptr<const IndicatorCatalogue> catalogue() {
 
 agent::AgentConfig agent_config(const std::string& uri, const std::string& post, const std::string& id,
                                 const std::filesystem::path& spool) {
-  agent::AgentConfig cfg;
-  cfg.broker_uri = uri;
-  cfg.agent_id = id;
-  cfg.post_id = post;
-  cfg.allow_plaintext = true;
+  auto cfg = loopback_agent_config(uri, id, post);
   cfg.batch_max_delay = std::chrono::milliseconds(10);
   cfg.spool.dir = spool;
   cfg.spool.fsync = agent::FsyncPolicy::Never;  // the page cache survives a process kill

@@ -2,10 +2,11 @@
 // Mosquitto, with a subscriber decoding every batch it publishes. Each test enables only the
 // inputs it looks at, so every event on the wire is accounted for.
 #include "postwatch/wire_codec.hpp"
+#include "support/agent_config_file.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -19,52 +20,14 @@ using nlohmann::json;
 
 namespace {
 
-// Subscribes to every agent's events and keeps each decoded event by seq, counting repeats.
-class EventRecorder {
- public:
-  explicit EventRecorder(const std::string& uri) : client_(uri, "agent-sources-test-" + std::to_string(::getpid())) {
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      EventBatch batch;
-      const auto& p = m->get_payload();
-      if (decode_batch({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, batch) != DecodeError::None) return;
-      std::lock_guard lk(mu_);
-      for (auto& e : batch.events) {
-        if (by_seq_.count(e.seq)) ++repeats_;
-        by_seq_[e.seq] = e;
-      }
-    });
-    client_.connect()->wait();
-    client_.subscribe("postwatch/v1/+/+/+/events", 1)->wait();
-  }
-  ~EventRecorder() {
-    try {
-      client_.disconnect()->wait();
-    } catch (...) {
-    }
-  }
-  std::vector<IndicatorEvent> events() {
-    std::lock_guard lk(mu_);
-    std::vector<IndicatorEvent> out;
-    for (const auto& [_, e] : by_seq_) out.push_back(e);
-    return out;
-  }
-  std::vector<IndicatorEvent> of(const std::string& indicator) {
-    std::vector<IndicatorEvent> out;
-    for (auto& e : events())
-      if (e.indicator == indicator) out.push_back(e);
-    return out;
-  }
-  std::size_t repeats() {
-    std::lock_guard lk(mu_);
-    return repeats_;
-  }
-
- private:
-  mqtt::async_client client_;
-  std::mutex mu_;
-  std::map<std::uint64_t, IndicatorEvent> by_seq_;
-  std::size_t repeats_ = 0;
-};
+// Each event once by seq, as the agent's subscriber kept them; how many arrived more than once.
+std::vector<IndicatorEvent> events_of(MqttProbe& probe, const std::string& indicator) {
+  std::vector<IndicatorEvent> out;
+  for (auto& e : probe.distinct_events())
+    if (e.indicator == indicator) out.push_back(e);
+  return out;
+}
+std::size_t repeats(MqttProbe& probe) { return probe.events().size() - probe.distinct_events().size(); }
 
 fs::path agent_binary() { return binary_dir() / "agent" / "postwatch-agent"; }
 
@@ -72,21 +35,19 @@ class AgentSources : public ::testing::Test {
  protected:
   TempDir dir;
   MosquittoBroker broker;
-  EventRecorder recorder{broker.uri()};
+  // Every agent's events, decoded.
+  MqttProbe recorder{broker.uri(), "agent-sources-test-" + std::to_string(::getpid()),
+                     ProbeOptions().subscribe("postwatch/v1/+/+/+/events")};
   std::unique_ptr<ChildProcess> agent;
   fs::path config_file = dir.path() / "agent.json";
   fs::path socket = dir.path() / "run" / "agent.sock";
   fs::path drop = dir.path() / "drop";
 
   json base_config() {
-    return json{{"broker_uri", broker.uri()},
-                {"agent_id", "inputs"},
-                {"post_id", "bamako"},
-                {"allow_plaintext", true},
-                {"catalogue_file", catalogue_path().string()},
-                {"spool", {{"dir", (dir.path() / "spool").string()}, {"fsync", "never"}}},
-                {"batch", {{"max_delay_ms", 10}}},
-                {"delivery", {{"confirm", "broker"}}}};  // no aggregator here: the broker's PUBACK releases
+    return AgentConfigFile(broker.uri(), "inputs", "bamako", dir.path() / "spool")
+        .set("batch", {{"max_delay_ms", 10}})
+        .set("delivery", {{"confirm", "broker"}})  // no aggregator here: the broker's PUBACK releases
+        .json();
   }
   void start_agent(const json& config) {
     std::ofstream(config_file) << config.dump(2);
@@ -143,8 +104,9 @@ TEST_F(AgentSources, SocketBatchWithGoodAndBadEventsAnswersPerEventAndDeliversTh
   EXPECT_EQ(rc_bad, 1);
   EXPECT_NE(bad["error"].get<std::string>().find("not valid JSON"), std::string::npos) << bad.dump();
 
-  ASSERT_TRUE(wait_until([&] { return recorder.events().size() >= 3; }, std::chrono::seconds(20))) << agent_log();
-  auto events = recorder.events();
+  ASSERT_TRUE(wait_until([&] { return recorder.distinct_events().size() >= 3; }, std::chrono::seconds(20)))
+      << agent_log();
+  auto events = recorder.distinct_events();
   ASSERT_EQ(events.size(), 3u);
   EXPECT_EQ(events[0].indicator, "terrorism_threat_level");
   EXPECT_EQ(events[0].number, 4);
@@ -153,7 +115,7 @@ TEST_F(AgentSources, SocketBatchWithGoodAndBadEventsAnswersPerEventAndDeliversTh
   EXPECT_EQ(events[1].indicator, "cyber_incidents");
   EXPECT_EQ(events[1].seq, r[4]["seq"]);
   EXPECT_EQ(events[2].indicator, "election_interference");
-  EXPECT_EQ(recorder.repeats(), 0u);
+  EXPECT_EQ(repeats(recorder), 0u);
 }
 
 TEST_F(AgentSources, SendWithoutARunningAgentSaysSo) {
@@ -188,16 +150,17 @@ TEST_F(AgentSources, DropDirectoryGoodFileArrivesOnceBadFileIsRefusedWhole) {
   EXPECT_NE(reason.find("nothing was ingested: 1 bad line(s)"), std::string::npos) << reason;
   EXPECT_NE(reason.find("line 2: unknown field 'colour'"), std::string::npos) << reason;
 
-  ASSERT_TRUE(wait_until([&] { return recorder.events().size() >= 50; }, std::chrono::seconds(20))) << agent_log();
+  ASSERT_TRUE(wait_until([&] { return recorder.distinct_events().size() >= 50; }, std::chrono::seconds(20)))
+      << agent_log();
   // Nothing of the bad file, every line of the good one exactly once, in order.
-  auto events = recorder.events();
+  auto events = recorder.distinct_events();
   ASSERT_EQ(events.size(), 50u);
   for (int i = 0; i < 50; ++i) {
     EXPECT_EQ(events[i].indicator, "cyber_incidents");
     EXPECT_EQ(events[i].number, i + 1);
     EXPECT_EQ(events[i].observed_at_ms, 1700000000000 + i + 1);
   }
-  EXPECT_EQ(recorder.repeats(), 0u);
+  EXPECT_EQ(repeats(recorder), 0u);
   EXPECT_TRUE(fs::is_empty(drop / "processing"));
 
   // Restarting the agent ingests nothing again. (First wait until the agent has processed the
@@ -215,9 +178,10 @@ TEST_F(AgentSources, DropDirectoryGoodFileArrivesOnceBadFileIsRefusedWhole) {
   ASSERT_TRUE(
       wait_until([&] { return agent_log().find("polled every") != std::string::npos; }, std::chrono::seconds(15)));
   write_drop_file("after.jsonl", "{\"indicator\":\"terrorism_threat_level\",\"value\":5}\n");
-  ASSERT_TRUE(wait_until([&] { return recorder.events().size() >= 51; }, std::chrono::seconds(20))) << agent_log();
-  EXPECT_EQ(recorder.events().size(), 51u);
-  EXPECT_EQ(recorder.events().back().indicator, "terrorism_threat_level");
+  ASSERT_TRUE(wait_until([&] { return recorder.distinct_events().size() >= 51; }, std::chrono::seconds(20)))
+      << agent_log();
+  EXPECT_EQ(recorder.distinct_events().size(), 51u);
+  EXPECT_EQ(recorder.distinct_events().back().indicator, "terrorism_threat_level");
 }
 
 TEST_F(AgentSources, HangingScriptIsReportedWhileProbesScriptsAndTheSocketKeepFlowing) {
@@ -240,37 +204,41 @@ TEST_F(AgentSources, HangingScriptIsReportedWhileProbesScriptsAndTheSocketKeepFl
   start_agent(config);
   ASSERT_TRUE(wait_until([&] { return fs::exists(socket); }, std::chrono::seconds(15))) << agent_log();
 
-  ASSERT_TRUE(wait_until([&] { return recorder.of("agent_script_failures").size() >= 2; }, std::chrono::seconds(30)))
+  ASSERT_TRUE(
+      wait_until([&] { return events_of(recorder, "agent_script_failures").size() >= 2; }, std::chrono::seconds(30)))
       << agent_log();
-  auto failure = recorder.of("agent_script_failures")[0];
+  auto failure = events_of(recorder, "agent_script_failures")[0];
   EXPECT_EQ(failure.number, 1);
   EXPECT_NE(failure.note.find("mission_personnel_shortfall"), std::string::npos) << failure.note;
   EXPECT_NE(failure.note.find("timed out after 1 s"), std::string::npos) << failure.note;
   EXPECT_NE(agent_log().find("script probe mission_personnel_shortfall"), std::string::npos);
-  EXPECT_TRUE(recorder.of("mission_personnel_shortfall").empty());
+  EXPECT_TRUE(events_of(recorder, "mission_personnel_shortfall").empty());
 
   // Meanwhile the other script, the device probes and the socket kept going.
-  ASSERT_TRUE(wait_until([&] { return recorder.of("terrorism_threat_level").size() >= 3; }, std::chrono::seconds(20)));
-  EXPECT_EQ(recorder.of("terrorism_threat_level")[0].number, 3);
+  ASSERT_TRUE(
+      wait_until([&] { return events_of(recorder, "terrorism_threat_level").size() >= 3; }, std::chrono::seconds(20)));
+  EXPECT_EQ(events_of(recorder, "terrorism_threat_level")[0].number, 3);
   auto start = std::chrono::steady_clock::now();
   auto [rc, answer] = send(R"({"indicator":"cyber_incidents","value":7})");
   EXPECT_EQ(rc, 0) << answer.dump();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
-  ASSERT_TRUE(wait_until([&] { return !recorder.of("cyber_incidents").empty(); }, std::chrono::seconds(20)));
+  ASSERT_TRUE(wait_until([&] { return !events_of(recorder, "cyber_incidents").empty(); }, std::chrono::seconds(20)));
 
   ASSERT_TRUE(wait_until(
       [&] {
-        return !recorder.of("agent_memory_percent").empty() && !recorder.of("agent_disk_free_percent").empty() &&
-               !recorder.of("agent_host_uptime_s").empty() && !recorder.of("agent_uplink_latency_ms").empty() &&
-               !recorder.of("agent_cpu_percent").empty();
+        return !events_of(recorder, "agent_memory_percent").empty() &&
+               !events_of(recorder, "agent_disk_free_percent").empty() &&
+               !events_of(recorder, "agent_host_uptime_s").empty() &&
+               !events_of(recorder, "agent_uplink_latency_ms").empty() &&
+               !events_of(recorder, "agent_cpu_percent").empty();
       },
       std::chrono::seconds(20)))
       << agent_log();
-  auto reachable = recorder.of("agent_uplink_reachable");
+  auto reachable = events_of(recorder, "agent_uplink_reachable");
   ASSERT_FALSE(reachable.empty());
   EXPECT_EQ(reachable[0].number, 1);  // the broker is up
-  EXPECT_GT(recorder.of("agent_host_uptime_s")[0].number, 0);
-  EXPECT_EQ(recorder.repeats(), 0u);
+  EXPECT_GT(events_of(recorder, "agent_host_uptime_s")[0].number, 0);
+  EXPECT_EQ(repeats(recorder), 0u);
 
   // SIGTERM ends the agent promptly even with a script hanging (exit 1 if probe events were still
   // unsent at that moment: they wait in the spool).

@@ -7,10 +7,10 @@
 #include "postwatch/agent/spool_store.hpp"
 #include "postwatch/wire_codec.hpp"
 #include "support/captured_log.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -86,41 +86,9 @@ std::string read_file(const fs::path& p) {
 }
 
 // A plain-TCP subscriber on the broker's second listener: what reached the broker.
-class Subscriber {
- public:
-  Subscriber(const std::string& uri, const std::string& topic) : client_(uri, "pw-test-subscriber") {
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      std::lock_guard lk(mu_);
-      if (m->get_topic().size() > 7 && m->get_topic().substr(m->get_topic().size() - 7) == "/events")
-        batches_.push_back(m->get_payload_str());
-    });
-    auto opts = mqtt::connect_options_builder().user_name(kUser).password(kPassword).clean_session(true).finalize();
-    client_.connect(opts)->wait();
-    client_.subscribe(topic, 1)->wait();
-  }
-  ~Subscriber() {
-    try {
-      client_.disconnect()->wait();
-    } catch (...) {
-    }
-  }
-  // Every event received so far, decoded.
-  std::vector<IndicatorEvent> events() {
-    std::lock_guard lk(mu_);
-    std::vector<IndicatorEvent> out;
-    for (const auto& p : batches_) {
-      EventBatch b;
-      if (decode_batch({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, b) == DecodeError::None)
-        out.insert(out.end(), b.events.begin(), b.events.end());
-    }
-    return out;
-  }
-
- private:
-  mqtt::async_client client_;
-  std::mutex mu_;
-  std::vector<std::string> batches_;
-};
+ProbeOptions subscriber_login() {
+  return ProbeOptions().login(kUser, kPassword).subscribe("postwatch/v1/+/bamako/gw-1/#");
+}
 
 class AgentTls : public ::testing::Test {
  protected:
@@ -216,7 +184,7 @@ class AgentTls : public ::testing::Test {
 }  // namespace
 
 TEST_F(AgentTls, MutualTlsWithPasswordDeliversTheEvent) {
-  Subscriber sub(broker.uri(), "postwatch/v1/+/bamako/gw-1/#");
+  MqttProbe sub(broker.uri(), "pw-test-subscriber", subscriber_login());
   auto cfg = write_config();
   ChildProcess emit({agent_bin(), "emit", "--config", cfg.string(), "--indicator", "terrorism_threat_level", "--value",
                      "4", "--note", "over TLS"},
@@ -393,7 +361,7 @@ TEST_F(AgentTls, CheckConfigAcceptsAGoodFileAndEnforcesTheTlsRules) {
 // `run --fifo PATH`, as the systemd unit runs the agent: sources open the FIFO, write lines and
 // close it; the agent keeps reading until SIGTERM, then exits 0.
 TEST_F(AgentTls, RunReadsAFifoAcrossWritersUntilSigterm) {
-  Subscriber sub(broker.uri(), "postwatch/v1/+/bamako/gw-1/#");
+  MqttProbe sub(broker.uri(), "pw-test-subscriber", subscriber_login());
   auto cfg = write_config();
   auto fifo = dir.path() / "events.fifo";
   ChildProcess run({agent_bin(), "run", "--config", cfg.string(), "--fifo", fifo.string()}, dir.path() / "run.log");

@@ -1,13 +1,13 @@
 // End-to-end trust (docs/security.md) with the real postwatch-agent, a real Mosquitto and the
 // real aggregator: enrolment with a one-time token, signed batches, batches forged on an
 // enrolled agent's topic, forged confirmations, and revocation.
+#include "postwatch/clock.hpp"
+#include "support/mqtt_probe.hpp"
 #include "trust_test_support.hpp"
 
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
-
-#include <mqtt/async_client.h>
 
 #include <algorithm>
 #include <optional>
@@ -48,22 +48,22 @@ TEST_F(Trust, BatchesForgedOnAnEnrolledAgentsTopicAreRefusedCountedAndLeaveTheBo
   ASSERT_TRUE(goal_before.is_string());
   const auto accepted_before = stats()["events_accepted"].get<int>();
 
-  RawPublisher evil(broker.uri(), "evil");
+  MqttProbe evil(broker.uri(), "evil");
   auto batch = [](std::uint64_t seq) {
     EventBatch b{kAgent, kPost, now_utc_ms(), {}};
     b.events.push_back(
         IndicatorEvent{seq, now_utc_ms(), "terrorism_threat_level", ValueKind::Level, 5, "forged", "", {}});
     return b;
   };
-  evil.raw(topic_of(topics::Channel::Events), encode_batch(batch(6)));  // unsigned
+  evil.publish(topic_of(topics::Channel::Events), encode_batch(batch(6)));  // unsigned
   auto stranger = SigningKey::generate();
-  evil.raw(topic_of(topics::Channel::Events), encode_batch(batch(7), &stranger));  // someone else's key
+  evil.publish(topic_of(topics::Channel::Events), encode_batch(batch(7), &stranger));  // someone else's key
   auto agent_key = SigningKey::load(key_file);  // the agent's own key, altered in transit
   auto signed_payload = encode_batch(batch(8), &agent_key);
   auto note = std::search(signed_payload.begin(), signed_payload.end(), std::begin("forged"), std::end("forged") - 1);
   ASSERT_NE(note, signed_payload.end());
   *note = 'F';  // the note's text: a valid buffer, changed content
-  evil.raw(topic_of(topics::Channel::Events), signed_payload);
+  evil.publish(topic_of(topics::Channel::Events), signed_payload);
   // A replay of a genuine batch under a forged seq, the signature copied over.
   auto genuine = encode_batch(batch(9), &agent_key);
   auto replay = encode_batch(batch(90), &agent_key);
@@ -72,14 +72,14 @@ TEST_F(Trust, BatchesForgedOnAnEnrolledAgentsTopicAreRefusedCountedAndLeaveTheBo
   ASSERT_EQ(decode_batch({replay.data(), replay.size()}, rp), DecodeError::None);
   std::copy_n(genuine.begin() + static_cast<std::ptrdiff_t>(g.signature_offset), 64,
               replay.begin() + static_cast<std::ptrdiff_t>(rp.signature_offset));
-  evil.raw(topic_of(topics::Channel::Events), replay);
+  evil.publish(topic_of(topics::Channel::Events), replay);
   // A forged death (not signed): the agent stays online.
   AgentState death;
   death.agent_id = kAgent;
   death.post_id = kPost;
   death.online = false;
   death.at_ms = now_utc_ms();
-  evil.raw(topic_of(topics::Channel::State), encode_agent_state(death));
+  evil.publish(topic_of(topics::Channel::State), encode_agent_state(death));
 
   ASSERT_TRUE(wait_until(
       [&] {
@@ -128,11 +128,11 @@ TEST_F(Trust, AForgedConfirmationDoesNotReleaseAnEnrolledAgentsSpool) {
       std::chrono::seconds(15)))
       << status().dump() << agent.log();
 
-  RawPublisher evil(broker.uri(), "evil");
+  MqttProbe evil(broker.uri(), "evil");
   auto confirm = [](std::uint64_t through) { return DeliveryConfirm{kAgent, kPost, through, now_utc_ms(), 0}; };
-  evil.raw(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(10)));  // unsigned
+  evil.publish(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(10)));  // unsigned
   auto stranger = SigningKey::generate();
-  evil.raw(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(10), &stranger));
+  evil.publish(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(10), &stranger));
   auto marked = confirm(3);
   marked.at_ms = 0x0123456789abcdefLL;  // a value to find in the buffer and change
   auto altered = encode_delivery_confirm(marked, &aggregator_key);
@@ -140,7 +140,7 @@ TEST_F(Trust, AForgedConfirmationDoesNotReleaseAnEnrolledAgentsSpool) {
   auto at = std::find(altered.begin(), altered.end(), at_ms_low_byte);
   ASSERT_NE(at, altered.end());
   *at ^= 0x01;  // the time: a valid buffer, changed content
-  evil.raw(topic_of(topics::Channel::Confirm), altered);
+  evil.publish(topic_of(topics::Channel::Confirm), altered);
   ASSERT_TRUE(wait_until([&] { return status().value("confirm_rejected", 0) >= 3; }, std::chrono::seconds(10)))
       << status().dump() << agent.log();
   EXPECT_EQ(status()["spool_events"], 10);
@@ -151,7 +151,7 @@ TEST_F(Trust, AForgedConfirmationDoesNotReleaseAnEnrolledAgentsSpool) {
   EXPECT_NE(agent.log().find("its signature does not verify"), std::string::npos);
 
   // The aggregator's own signature is obeyed.
-  evil.raw(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(4), &aggregator_key));
+  evil.publish(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(4), &aggregator_key));
   ASSERT_TRUE(wait_until([&] { return status()["events_confirmed"] == 4; }, std::chrono::seconds(10)))
       << status().dump();
   EXPECT_EQ(status()["spool_events"], 6);
@@ -189,11 +189,11 @@ TEST_F(Trust, ATokenWorksOnceAndASecondEnrolmentWaitsForARevocation) {
   auto again = enrol(token_for(), other_config);
   ASSERT_EQ(again.status, 0) << again.output;
   // The revoked key's batches are refused from now on.
-  RawPublisher old_board(broker.uri(), "old-board");
+  MqttProbe old_board(broker.uri(), "old-board");
   EventBatch b{kAgent, kPost, now_utc_ms(), {}};
   b.events.push_back(IndicatorEvent{1, now_utc_ms(), "terrorism_threat_level", ValueKind::Level, 5, "", "", {}});
   auto old_key = SigningKey::load(key_file);
-  old_board.raw(topic_of(topics::Channel::Events), encode_batch(b, &old_key));
+  old_board.publish(topic_of(topics::Channel::Events), encode_batch(b, &old_key));
   EXPECT_TRUE(
       wait_until([&] { return stats()["batches_refused_signature"]["revoked_key"] == 1; }, std::chrono::seconds(10)))
       << stats().dump();
@@ -230,19 +230,10 @@ TEST_F(Trust, AMalformedOrUnknownTokenIsRefusedAtTheBoardOrByTheAggregator) {
 // The retained message on the agent's state topic: its last birth, or the death the broker
 // published for it.
 std::optional<AgentState> retained_state(const std::string& broker_uri) {
-  mqtt::async_client c(broker_uri, "trust-test-state");
-  c.connect()->wait();
-  c.start_consuming();
-  c.subscribe(topic_of(topics::Channel::State), 1)->wait();
-  mqtt::const_message_ptr m;
+  MqttProbe c(broker_uri, "trust-test-state", ProbeOptions().subscribe(topic_of(topics::Channel::State)));
   std::optional<AgentState> out;
-  if (c.try_consume_message_for(&m, std::chrono::seconds(5)) && m) {
-    const auto& p = m->get_payload();
-    AgentState st;
-    if (decode_agent_state({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, st) == DecodeError::None)
-      out = st;
-  }
-  c.disconnect()->wait();
+  if (c.wait_for([](const auto& messages) { return !messages.empty(); }, std::chrono::seconds(5)))
+    out = MqttProbe::decode_state(c.messages().front().payload);
   return out;
 }
 

@@ -2,6 +2,8 @@
 // postwatch-agent, a real Mosquitto and the real aggregator: the next key reaches the agent in
 // its confirmations, the operator switches once the agent reports trusting it, the agent drops
 // the retired key, and no event is lost or refused on the way.
+#include "postwatch/clock.hpp"
+#include "support/mqtt_probe.hpp"
 #include "trust_test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -116,16 +118,16 @@ TEST_F(AggregatorKey, RotatesUnderLoadAndTheAgentDropsTheRetiredKey) {
   const std::uint64_t through = static_cast<std::uint64_t>(total) + 10;
   ASSERT_TRUE(wait_until([&] { return status()["sent_through_seq"] == through; }, std::chrono::seconds(15)))
       << status().dump();
-  RawPublisher evil(broker.uri(), "evil");
+  MqttProbe evil(broker.uri(), "evil");
   auto confirm = [&] { return DeliveryConfirm{kAgent, kPost, through, now_utc_ms(), 0}; };
-  evil.raw(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(), &old_signer));
+  evil.publish(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(), &old_signer));
   ASSERT_TRUE(wait_until([&] { return status().value("confirm_rejected", 0) >= 1; }, std::chrono::seconds(10)))
       << status().dump() << agent.log();
   EXPECT_EQ(confirmed(), total);
   EXPECT_EQ(status()["spool_events"], 10);
   const auto new_signer = SigningKey::load(keys_dir / "aggregator.key");
   EXPECT_EQ(new_signer.key_id(), next_id);
-  evil.raw(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(), &new_signer));
+  evil.publish(topic_of(topics::Channel::Confirm), encode_delivery_confirm(confirm(), &new_signer));
   ASSERT_TRUE(wait_until([&] { return confirmed() == total + 10; }, std::chrono::seconds(10))) << status().dump();
   agent.signal(SIGTERM);
   agent.wait(std::chrono::seconds(10));
@@ -149,11 +151,11 @@ TEST_F(AggregatorKey, ANextKeyInAForgedConfirmationIsNotTrusted) {
     c.next_key.assign(next.public_key().begin(), next.public_key().end());
     return c;
   };
-  RawPublisher evil(broker.uri(), "evil");
-  evil.raw(topic_of(topics::Channel::Confirm), encode_delivery_confirm(notice(forger), &forger));
+  MqttProbe evil(broker.uri(), "evil");
+  evil.publish(topic_of(topics::Channel::Confirm), encode_delivery_confirm(notice(forger), &forger));
   ASSERT_TRUE(wait_until([&] { return status().value("confirm_rejected", 0) >= 1; }, std::chrono::seconds(10)))
       << status().dump() << agent.log();
-  evil.raw(topic_of(topics::Channel::Confirm), encode_delivery_confirm(notice(real_next), &real));
+  evil.publish(topic_of(topics::Channel::Confirm), encode_delivery_confirm(notice(real_next), &real));
   ASSERT_TRUE(
       wait_until([&] { return agent.log().find("trusting its next key " + real_next.key_id()) != std::string::npos; },
                  std::chrono::seconds(10)))

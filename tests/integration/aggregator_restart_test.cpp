@@ -3,6 +3,7 @@
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/memory_backlog.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/loopback_agent_config.hpp"
 #include "support/mqtt_fault_proxy.hpp"
 
 #include <gtest/gtest.h>
@@ -26,11 +27,7 @@ struct Fleet {
   Fleet(const std::string& uri) {
     auto cat = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_path()));
     for (const char* post : {"bamako", "kabul", "caracas"}) {
-      agent::AgentConfig cfg;
-      cfg.broker_uri = uri;
-      cfg.agent_id = "gw";
-      cfg.post_id = post;
-      cfg.allow_plaintext = true;
+      auto cfg = loopback_agent_config(uri, "gw", post);
       cfg.batch_max_delay = std::chrono::milliseconds(5);
       agents.push_back(std::make_unique<agent::Agent>(cfg, cat, std::make_unique<agent::MemoryBacklog>(100000),
                                                       spdlog::default_logger()));
@@ -162,11 +159,7 @@ TEST(AggregatorBrokerFault, AnInFlightPublishRefusedOnEveryReconnectIsLeftBehind
   MosquittoBroker broker;
   MqttFaultProxy proxy(broker.port());
   AggregatorProcess agg(proxy.uri(), dir);
-  agent::AgentConfig cfg;
-  cfg.broker_uri = broker.uri();  // the agent's own path is sound
-  cfg.agent_id = "gw";
-  cfg.post_id = "tripoli";
-  cfg.allow_plaintext = true;
+  auto cfg = loopback_agent_config(broker.uri(), "gw", "tripoli");  // the agent's own path is sound
   cfg.batch_max_delay = std::chrono::milliseconds(5);
   auto cat = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_path()));
   agent::Agent agent(cfg, cat, std::make_unique<agent::MemoryBacklog>(10000), spdlog::default_logger());

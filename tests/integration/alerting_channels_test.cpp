@@ -2,7 +2,9 @@
 // servers (docs/alerting.md): Debian's prometheus-alertmanager on a loopback port, with a
 // storage dir and config of its own and clustering off; and aiosmtpd (python3-aiosmtpd) as
 // the SMTP server, writing each message it takes to a maildir.
-#include "feed_test_support.hpp"
+#include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/self_signed_cert.hpp"
 
 #include <gtest/gtest.h>
@@ -116,8 +118,8 @@ std::string write_config(const TempDir& dir, const json& channel) {
 
 // Bamako reports terrorism threat `level` (5: goal 7 turns red and a goal alarm opens; 1: it
 // clears), and goal 7 becomes `want`. One publisher per test: its seq numbers go on.
-void make_goal7(RawPublisher& pub, AggregatorProcess& aggregator, double level, const std::string& want) {
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", level);
+void make_goal7(MqttProbe& pub, AggregatorProcess& aggregator, double level, const std::string& want) {
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", level);
   ASSERT_TRUE(wait_until([&] { return aggregator.goal_status(7) == want; }, 10s)) << aggregator.goal_status(7);
 }
 
@@ -140,7 +142,7 @@ TEST(AlertmanagerChannel, ARedAlarmIsActiveInAlertmanagerAndResolvedWhenCleared)
   auto config = write_config(
       dir, {{"name", "prometheus"}, {"kind", "alertmanager"}, {"url", am.url()}, {"resend_interval_s", 1}});
   AggregatorProcess aggregator(broker, dir, {"--notifications", config});
-  RawPublisher pub(broker.uri(), "alerting-channels-publisher");
+  MqttProbe pub(broker.uri(), "alerting-channels-publisher");
   make_goal7(pub, aggregator, 5, "red");
   json alert;
   ASSERT_TRUE(wait_until([&] { return !(alert = goal7_alert(am)).is_null(); }, 10s))
@@ -177,7 +179,7 @@ TEST(EmailChannel, ARedAlarmArrivesBySmtpWithinADeadline) {
                                    {"from", "postwatch@example.org"},
                                    {"to", {"duty@example.org", "desk@example.org"}}});
   AggregatorProcess aggregator(broker, dir, {"--notifications", config});
-  RawPublisher pub(broker.uri(), "alerting-channels-publisher");
+  MqttProbe pub(broker.uri(), "alerting-channels-publisher");
   make_goal7(pub, aggregator, 5, "red");
   ASSERT_TRUE(wait_until([&] { return !smtp.messages().empty(); }, 10s)) << aggregator.process().log();
   auto m = smtp.messages()[0];
@@ -202,7 +204,7 @@ TEST(EmailChannel, AnSmtpServerThatWasDownGetsTheMailWhenBack) {
                                    {"from", "postwatch@example.org"},
                                    {"to", "duty@example.org"}});
   AggregatorProcess aggregator(broker, dir, {"--notifications", config});
-  RawPublisher pub(broker.uri(), "alerting-channels-publisher");
+  MqttProbe pub(broker.uri(), "alerting-channels-publisher");
   make_goal7(pub, aggregator, 5, "red");
   ASSERT_TRUE(wait_until(
       [&] {
@@ -239,7 +241,7 @@ TEST(AlertmanagerChannel, BehindBasicAuthAWrongLoginIsRetriedAndTheRightOneGetsI
                                    {"password_file", "am.password"}});
   {
     AggregatorProcess aggregator(broker, dir, {"--notifications", config}, "am-auth");
-    RawPublisher pub(broker.uri(), "alerting-channels-publisher");
+    MqttProbe pub(broker.uri(), "alerting-channels-publisher");
     make_goal7(pub, aggregator, 5, "red");
     ASSERT_TRUE(wait_until(
         [&] {
@@ -278,7 +280,7 @@ TEST(EmailChannel, StartTlsToAServerTrustedThroughItsCaFileDeliversTheMail) {
                {"to", "duty@example.org"}};  // "tls": "starttls" is the default
   {
     AggregatorProcess aggregator(broker, dir, {"--notifications", write_config(dir, channel)}, "smtp-tls");
-    RawPublisher pub(broker.uri(), "alerting-channels-publisher");
+    MqttProbe pub(broker.uri(), "alerting-channels-publisher");
     make_goal7(pub, aggregator, 5, "red");
     ASSERT_TRUE(
         wait_until([&] { return aggregator.get("/api/v1/stats").value("notifications_failed_attempts", 0) >= 2; }, 10s))

@@ -2,7 +2,10 @@
 // by published events reaches a receiver on loopback, signed; a receiver that is down gets it
 // once it is back, also after the aggregator was SIGKILLed in between; a bad notifications
 // file stops the aggregator at start with exit code 2 and a message naming the entry.
-#include "feed_test_support.hpp"
+#include "postwatch/clock.hpp"
+#include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/webhook_receiver.hpp"
 
 #include <gtest/gtest.h>
@@ -52,8 +55,8 @@ bool signed_with_secret(const ReceivedWebhook& r) {
 
 // Bamako reports the highest terrorism threat level: goal 7 turns red and a goal alarm opens.
 void make_goal7_red(const MosquittoBroker& broker, AggregatorProcess& aggregator) {
-  RawPublisher pub(broker.uri(), "alerting-test-publisher");
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  MqttProbe pub(broker.uri(), "alerting-test-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   ASSERT_TRUE(wait_until([&] { return aggregator.goal_status(7) == "red"; }, 10s)) << aggregator.goal_status(7);
 }
 
@@ -100,8 +103,8 @@ TEST(Alerting, AReceiverDownForAMinuteAcrossAnAggregatorSigkillGetsEveryNotifica
   auto aggregator = std::make_unique<AggregatorProcess>(
       broker, dir, std::vector<std::string>{"--notifications", config}, "alert-kill");
   auto failed = [&] { return aggregator->get("/api/v1/stats").value("notifications_failed_attempts", 0ull); };
-  RawPublisher pub(broker.uri(), "alerting-test-publisher");
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  MqttProbe pub(broker.uri(), "alerting-test-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   ASSERT_TRUE(wait_until([&] { return aggregator->goal_status(7) == "red"; }, 10s)) << aggregator->goal_status(7);
   // Raised, stored, and tried (and failed) all through the first half of the outage: the outage
   // is the scenario, so its length is waited out.
@@ -109,7 +112,7 @@ TEST(Alerting, AReceiverDownForAMinuteAcrossAnAggregatorSigkillGetsEveryNotifica
   ASSERT_TRUE(wait_until([&] { return failed() >= 2 && down_for() >= kHalfOutage; }, kHalfOutage + 30s))
       << aggregator->process().log();
   // Cleared while the receiver is still down: a second notification waits beside the first.
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 1);
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 1);
   ASSERT_TRUE(wait_until([&] { return aggregator->get("/api/v1/stats").value("notifications_pending", 0) >= 2; }, 20s))
       << aggregator->process().log();
   aggregator->process().signal(SIGKILL);
@@ -197,11 +200,11 @@ TEST(Alerting, AnAlarmNobodyAcknowledgesEscalatesAndAnAcknowledgedOneDoesNot) {
   ASSERT_EQ(reply.status, 200) << reply.body;
 
   // Batches of bamako's on paris's topic: a red topic_mismatch alarm, left unacknowledged.
-  RawPublisher pub(broker.uri(), "escalation-test-publisher");
+  MqttProbe pub(broker.uri(), "escalation-test-publisher");
   for (std::uint64_t seq = 1; seq <= 3; ++seq) {
     EventBatch b{"gw-1", "bamako", now_utc_ms(), {}};
     b.events.push_back(IndicatorEvent{seq, now_utc_ms(), "terrorism_threat_level", ValueKind::Level, 5, "", "", {}});
-    pub.raw("postwatch/v1/europe/paris/gw-1/events", encode_batch(b));
+    pub.publish("postwatch/v1/europe/paris/gw-1/events", encode_batch(b));
   }
   ASSERT_TRUE(wait_until([&] { return !change_of(lead, "topic_mismatch", "escalation").is_null(); }, 15s))
       << agg.process().log();
@@ -233,7 +236,7 @@ TEST(Alerting, AnAlarmThatKeepsOpeningIsNotifiedOnceAsFlapping) {
        {{"openings", 2},
         {"window_s", 60}}}}.dump();
   AggregatorProcess agg(broker, dir, {"--notifications", config.string()});
-  RawPublisher pub(broker.uri(), "flapping-test-publisher");
+  MqttProbe pub(broker.uri(), "flapping-test-publisher");
   auto open_goal7 = [&] {
     auto r = http_get(agg.port(), "/api/v1/alarms?state=open");
     for (const auto& a : json::parse(r.body, nullptr, false).value("alarms", json::array()))
@@ -241,10 +244,10 @@ TEST(Alerting, AnAlarmThatKeepsOpeningIsNotifiedOnceAsFlapping) {
     return json();
   };
   for (int i = 0; i < 4; ++i) {
-    pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+    pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
     ASSERT_TRUE(wait_until([&] { return open_goal7().is_object(); }, 10s)) << i << agg.process().log();
     if (i == 3) break;  // the last one stays open
-    pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 1);
+    pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 1);
     ASSERT_TRUE(wait_until([&] { return open_goal7().is_null(); }, 10s)) << i;
   }
   EXPECT_EQ(open_goal7().value("flapping", false), true) << open_goal7();
@@ -253,7 +256,7 @@ TEST(Alerting, AnAlarmThatKeepsOpeningIsNotifiedOnceAsFlapping) {
   for (std::uint64_t seq = 1; seq <= 3; ++seq) {
     EventBatch b{"gw-1", "bamako", now_utc_ms(), {}};
     b.events.push_back(IndicatorEvent{seq, now_utc_ms(), "terrorism_threat_level", ValueKind::Level, 5, "", "", {}});
-    pub.raw("postwatch/v1/europe/paris/gw-1/events", encode_batch(b));
+    pub.publish("postwatch/v1/europe/paris/gw-1/events", encode_batch(b));
   }
   ASSERT_TRUE(wait_until([&] { return !change_of(duty, "topic_mismatch", "raised").is_null(); }, 10s));
   std::map<std::string, int> goal7;

@@ -3,9 +3,13 @@
 // against the OpenAPI description the binary serves, closed-world, by tests/tools/openapi_check.py
 // (python3-jsonschema); and /metrics through `promtool check metrics` (package prometheus).
 // tools/bootstrap installs both; when either is missing the tests fail and say so.
-#include "integration/feed_test_support.hpp"
+#include "postwatch/clock.hpp"
 #include "postwatch/topics.hpp"
+#include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/nats_cluster.hpp"
+#include "support/stream_client.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -209,7 +213,7 @@ class ApiContract : public ::testing::Test {
   // unknown indicator that is stored as refused); paris/skewed, no birth, its clock ten minutes
   // fast (its times corrected, a clock_offset alarm). Goal 7's alarm is acknowledged.
   void put_data_in() {
-    RawPublisher pub(broker.uri(), "contract-publisher");
+    MqttProbe pub(broker.uri(), "contract-publisher");
     const std::int64_t now = now_utc_ms();
     AgentState birth;
     birth.agent_id = "gw-1";
@@ -226,7 +230,7 @@ class ApiContract : public ::testing::Test {
     birth.last_clock_jump_ms = 1500;
     birth.last_clock_jump_at_ms = now - 60000;
     using topics::Channel;
-    pub.raw(topics::agent_topic("sub-saharan-africa", "bamako", "gw-1", Channel::State), encode_agent_state(birth));
+    pub.publish(topics::agent_topic("sub-saharan-africa", "bamako", "gw-1", Channel::State), encode_agent_state(birth));
     ASSERT_TRUE(wait_until([&] { return get_json("/api/v1/agents/bamako/gw-1").value("online", false); },
                            std::chrono::seconds(10)))
         << get("/api/v1/agents").body;
@@ -237,18 +241,18 @@ class ApiContract : public ::testing::Test {
     heartbeat.metrics.events_accepted = 4;
     heartbeat.metrics.events_sent = 4;
     heartbeat.metrics.uptime_s = 60;
-    pub.raw(topics::agent_topic("sub-saharan-africa", "bamako", "gw-1", Channel::Heartbeat),
-            encode_agent_state(heartbeat));
+    pub.publish(topics::agent_topic("sub-saharan-africa", "bamako", "gw-1", Channel::Heartbeat),
+                encode_agent_state(heartbeat));
     EventBatch batch{"gw-1", "bamako", now, {}};
     batch.events = {{1, now, "terrorism_threat_level", ValueKind::Level, 5, "", "", {}},
                     {2, now, "terrorist_attacks", ValueKind::Count, 2, "", "", {}},
                     {3, now, "situation_note", ValueKind::Text, 0, "quiet", "", {}},
                     {4, now, "no_such_indicator", ValueKind::Level, 1, "", "", {}}};
-    pub.raw(topics::agent_topic("sub-saharan-africa", "bamako", "gw-1", Channel::Events), encode_batch(batch));
+    pub.publish(topics::agent_topic("sub-saharan-africa", "bamako", "gw-1", Channel::Events), encode_batch(batch));
     const std::int64_t ahead = now + 10 * 60 * 1000;
     EventBatch skewed{
         "skewed", "paris", ahead, {{1, ahead, "terrorism_threat_level", ValueKind::Level, 1, "", "", {}}}};
-    pub.raw(topics::agent_topic("europe", "paris", "skewed", Channel::Events), encode_batch(skewed));
+    pub.publish(topics::agent_topic("europe", "paris", "skewed", Channel::Events), encode_batch(skewed));
     // The ministry's figures a year apart, so the targets have readings, trends and statuses.
     const std::int64_t year = 365LL * 24 * 3600 * 1000;
     EventBatch ministry{"ministry", "the-hague", now, {}};
@@ -256,7 +260,7 @@ class ApiContract : public ::testing::Test {
                        {2, now, "defence_spending_gdp_percent", ValueKind::Gauge, 1.4, "", "", {}},
                        {3, now, "arms_export_licences_decided", ValueKind::Count, 80, "", "", {}},
                        {4, now, "arms_export_licences_in_time", ValueKind::Count, 76, "", "", {}}};
-    pub.raw(topics::agent_topic("europe", "the-hague", "ministry", Channel::Events), encode_batch(ministry));
+    pub.publish(topics::agent_topic("europe", "the-hague", "ministry", Channel::Events), encode_batch(ministry));
 
     ASSERT_TRUE(wait_until(
         [&] {
@@ -430,8 +434,8 @@ TEST(ApiContractModes, AClusterMemberAndAPendingStatusAnswerAsDocumented) {
   AggregatorProcess member(nats.mqtt_uri(), dir,
                            {"--tokens-file", tokens.path.string(), "--cluster-group", "contract", "--instance-id",
                             "one", "--nats", nats.servers(), "--nats-replicas", "1", "--min-duration-s", "3600"});
-  RawPublisher pub(nats.mqtt_uri(), "contract-publisher");
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  MqttProbe pub(nats.mqtt_uri(), "contract-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   auto get = [&](const std::string& target) {
     auto j = http_call(member.port(), verb::get, target, bearer(TokensFile::kRead)).json();
     return j.is_object() ? j : json::object();
@@ -439,7 +443,7 @@ TEST(ApiContractModes, AClusterMemberAndAPendingStatusAnswerAsDocumented) {
   // From unknown a status shows at once; from red, green waits the hour out.
   ASSERT_TRUE(wait_until([&] { return get("/api/v1/goals/7").value("status", "") == "red"; }, std::chrono::seconds(10)))
       << get("/api/v1/goals/7").dump();
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 1);
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 1);
   ASSERT_TRUE(wait_until([&] { return get("/api/v1/goals/7").contains("pending"); }, std::chrono::seconds(10)))
       << get("/api/v1/goals/7").dump();
   EXPECT_EQ(get("/api/v1/cluster").value("group", ""), "contract");

@@ -4,10 +4,10 @@
 // another CA, nor one agent's certificate with another agent's password gets anywhere, and a
 // certificate from the fleet CA whose CN is no login gets in but may do nothing; and the explicit
 // --insecure-password-only-tls posture. Certificates are made with `openssl` at test time.
+#include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 
 #include <fstream>
 #include <mutex>
@@ -58,48 +58,6 @@ std::string read_file(const fs::path& p) {
 struct Credentials {
   std::string cert;
   std::string user, password;
-};
-
-class Client {
- public:
-  Client(const std::string& uri, const std::string& id) : client_(uri, id) {
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      std::lock_guard lk(mu_);
-      received_.insert(m->get_topic() + "|" + m->get_payload_str());
-    });
-  }
-  ~Client() {
-    // Bounded: a client the broker already dropped may never see its disconnect complete.
-    try {
-      if (client_.is_connected()) client_.disconnect()->wait_for(std::chrono::seconds(2));
-    } catch (...) {
-    }
-  }
-  // Throws mqtt::exception when the broker refuses the connection.
-  void connect(const fs::path& certs, const Credentials& c) {
-    auto ssl =
-        mqtt::ssl_options_builder().trust_store((certs / "ca.pem").string()).enable_server_cert_auth(true).verify(true);
-    if (!c.cert.empty())
-      ssl.key_store((certs / (c.cert + ".pem")).string()).private_key((certs / (c.cert + ".key")).string());
-    auto b = mqtt::connect_options_builder()
-                 .mqtt_version(MQTTVERSION_3_1_1)  // what the agent speaks
-                 .clean_session(true)
-                 .connect_timeout(std::chrono::seconds(10))
-                 .ssl(ssl.finalize());
-    if (!c.user.empty()) b.user_name(c.user);
-    if (!c.password.empty()) b.password(c.password);
-    client_.connect(b.finalize())->wait();
-  }
-  mqtt::async_client& raw() { return client_; }
-  bool got(const std::string& topic, const std::string& payload) {
-    std::lock_guard lk(mu_);
-    return received_.count(topic + "|" + payload) > 0;
-  }
-
- private:
-  mqtt::async_client client_;
-  std::mutex mu_;
-  std::set<std::string> received_;
 };
 
 class BrokerMtls : public ::testing::Test {
@@ -182,11 +140,20 @@ class BrokerMtls : public ::testing::Test {
     return line.substr(u + 2, line.find('\'', u + 2) - u - 2);
   }
   // The aggregator's login (by certificate or password, per posture), reading every agent's events.
-  std::unique_ptr<Client> aggregator_subscriber(const Credentials& c) {
-    auto agg = std::make_unique<Client>(uri(), "test-aggregator");
-    agg->connect(certs(), c);
-    agg->raw().subscribe("postwatch/v1/+/+/+/events", 1)->wait();
-    return agg;
+  std::unique_ptr<MqttProbe> aggregator_subscriber(const Credentials& c) {
+    auto options = login(c);
+    options.connect_now = true;
+    options.subscribe("postwatch/v1/+/+/+/events");
+    return std::make_unique<MqttProbe>(uri(), "test-aggregator", options);
+  }
+  // A client presenting `c` over TLS, as the agent speaks MQTT; the test connects it.
+  ProbeOptions login(const Credentials& c) {
+    ProbeTls tls(certs() / "ca.pem");
+    if (!c.cert.empty()) {
+      tls.cert = certs() / (c.cert + ".pem");
+      tls.key = certs() / (c.cert + ".key");
+    }
+    return ProbeOptions().login(c.user, c.password).over_tls(tls).as_agent_speaks().connect_later();
   }
 };
 
@@ -209,20 +176,18 @@ TEST_F(BrokerMtls, ClientWithoutCertificateIsRefusedEvenWithTheRightPassword) {
   ASSERT_NO_FATAL_FAILURE(start_broker());
   // The login with its certificate gets in: below, the certificate is all that is missing. (The
   // refused client comes last: see AnAgentsCertificateCannotPublishAsAnotherAgent.)
-  Client with_cert(uri(), "with-cert");
-  EXPECT_NO_THROW(with_cert.connect(certs(), {"board-1", "agent.bamako.board-1", secret("agent.bamako.board-1")}))
-      << broker->log();
-  Client no_cert(uri(), "no-cert");
-  EXPECT_THROW(no_cert.connect(certs(), {"", "agent.bamako.board-1", secret("agent.bamako.board-1")}), mqtt::exception);
+  MqttProbe with_cert(uri(), "with-cert", login({"board-1", "agent.bamako.board-1", secret("agent.bamako.board-1")}));
+  EXPECT_NO_THROW(with_cert.connect()) << broker->log();
+  MqttProbe no_cert(uri(), "no-cert", login({"", "agent.bamako.board-1", secret("agent.bamako.board-1")}));
+  EXPECT_THROW(no_cert.connect(), mqtt::exception);
   EXPECT_TRUE(broker_logged("peer did not return a certificate")) << broker->log();
 }
 
 TEST_F(BrokerMtls, CertificateFromAnotherCaIsRefused) {
   ASSERT_NO_FATAL_FAILURE(start_broker());
   // Same CN as board-1's certificate, and board-1's password: only the issuer differs.
-  Client impostor(uri(), "impostor");
-  EXPECT_THROW(impostor.connect(certs(), {"impostor", "agent.bamako.board-1", secret("agent.bamako.board-1")}),
-               mqtt::exception);
+  MqttProbe impostor(uri(), "impostor", login({"impostor", "agent.bamako.board-1", secret("agent.bamako.board-1")}));
+  EXPECT_THROW(impostor.connect(), mqtt::exception);
   EXPECT_TRUE(broker_logged("certificate verify failed")) << broker->log();
   EXPECT_EQ(broker->log().find("u'agent.bamako.board-1'"), std::string::npos) << broker->log();
 }
@@ -231,10 +196,10 @@ TEST_F(BrokerMtls, AgentWithItsOwnCertificatePublishesItsEvents) {
   ASSERT_NO_FATAL_FAILURE(start_broker());
   auto aggregator = aggregator_subscriber({"aggregator", "", ""});
   // No user name and no password: the certificate's CN is the login.
-  Client board1(uri(), "pw-agent-bamako-board-1");
-  ASSERT_NO_THROW(board1.connect(certs(), {"board-1", "", ""})) << broker->log();
+  MqttProbe board1(uri(), "pw-agent-bamako-board-1", login({"board-1", "", ""}));
+  ASSERT_NO_THROW(board1.connect()) << broker->log();
   EXPECT_EQ(login_of("pw-agent-bamako-board-1"), "agent.bamako.board-1") << broker->log();
-  board1.raw().publish(kBoard1Events, std::string("genuine"), 1, false)->wait();
+  board1.publish(kBoard1Events, "genuine");
   EXPECT_TRUE(wait_until([&] { return aggregator->got(kBoard1Events, "genuine"); }, std::chrono::seconds(10)))
       << broker->log();
 }
@@ -243,21 +208,21 @@ TEST_F(BrokerMtls, AnAgentsCertificateCannotPublishAsAnotherAgent) {
   ASSERT_NO_FATAL_FAILURE(start_broker());
   auto aggregator = aggregator_subscriber({"aggregator", "", ""});
   // board-2's own certificate, which may write board-2's topic.
-  Client board2(uri(), "pw-agent-bamako-board-2");
-  ASSERT_NO_THROW(board2.connect(certs(), {"board-2", "", ""}));
+  MqttProbe board2(uri(), "pw-agent-bamako-board-2", login({"board-2", "", ""}));
+  ASSERT_NO_THROW(board2.connect());
   // board-1's certificate, presenting board-2's user name and password: the broker ignores them.
-  Client forger(uri(), "forger");
-  ASSERT_NO_THROW(forger.connect(certs(), {"board-1", "agent.bamako.board-2", secret("agent.bamako.board-2")}));
+  MqttProbe forger(uri(), "forger", login({"board-1", "agent.bamako.board-2", secret("agent.bamako.board-2")}));
+  ASSERT_NO_THROW(forger.connect());
   EXPECT_EQ(login_of("forger"), "agent.bamako.board-1") << broker->log();
   // MQTT 3.1.1 cannot refuse a publish: Mosquitto acknowledges it and drops it. (With the
   // generated max_queued_messages 0 this Mosquitto then also closes the connection; see
   // docs/reliability.md. The test does not depend on that, and connects every client before it:
   // a Paho connect made right after another connection of this process failed or was closed
   // sometimes ended in "socket error", likely stale state of the reused socket descriptor.)
-  EXPECT_NO_THROW(forger.raw().publish(kBoard2Events, std::string("forged"), 1, false)->wait());
+  EXPECT_NO_THROW(forger.publish(kBoard2Events, "forged"));
   // Mosquitto queues a permitted publish for its subscribers before it acknowledges it: had the
   // forged one gone through, the aggregator would get it before anything published after its PUBACK.
-  board2.raw().publish(kBoard2Events, std::string("from-board-2"), 1, false)->wait();
+  board2.publish(kBoard2Events, "from-board-2");
   ASSERT_TRUE(wait_until([&] { return aggregator->got(kBoard2Events, "from-board-2"); }, std::chrono::seconds(10)))
       << broker->log();
   EXPECT_FALSE(aggregator->got(kBoard2Events, "forged"));
@@ -266,16 +231,16 @@ TEST_F(BrokerMtls, AnAgentsCertificateCannotPublishAsAnotherAgent) {
 TEST_F(BrokerMtls, CertificateFromTheFleetCaWithAnUnknownCnGetsNothing) {
   ASSERT_NO_FATAL_FAILURE(start_broker());
   auto aggregator = aggregator_subscriber({"aggregator", "", ""});
-  Client board1(uri(), "pw-agent-bamako-board-1");
-  ASSERT_NO_THROW(board1.connect(certs(), {"board-1", "", ""}));
+  MqttProbe board1(uri(), "pw-agent-bamako-board-1", login({"board-1", "", ""}));
+  ASSERT_NO_THROW(board1.connect());
   // Mosquitto lets in any certificate its cafile's CA issued: why that CA must issue only
   // fleet certificates. The ACL grants the CN 'intruder' nothing.
-  Client stranger(uri(), "stranger");
-  ASSERT_NO_THROW(stranger.connect(certs(), {"stranger", "", ""}));
+  MqttProbe stranger(uri(), "stranger", login({"stranger", "", ""}));
+  ASSERT_NO_THROW(stranger.connect());
   EXPECT_EQ(login_of("stranger"), "intruder") << broker->log();
-  EXPECT_NO_THROW(stranger.raw().publish(kBoard1Events, std::string("stranger"), 1, false)->wait());
+  EXPECT_NO_THROW(stranger.publish(kBoard1Events, "stranger"));
   // Acknowledged before board-1 sends this one: it would reach the aggregator first if let through.
-  board1.raw().publish(kBoard1Events, std::string("genuine"), 1, false)->wait();
+  board1.publish(kBoard1Events, "genuine");
   ASSERT_TRUE(wait_until([&] { return aggregator->got(kBoard1Events, "genuine"); }, std::chrono::seconds(10)));
   EXPECT_FALSE(aggregator->got(kBoard1Events, "stranger"));
 }
@@ -291,12 +256,12 @@ TEST_F(BrokerMtls, PasswordOnlyOptionAcceptsAPasswordWithoutCertificate) {
   EXPECT_EQ(text.find("use_identity_as_username"), std::string::npos) << text;
 
   auto aggregator = aggregator_subscriber({"", "postwatch-aggregator", secret("postwatch-aggregator")});
-  Client board1(uri(), "pw-agent-bamako-board-1");
-  ASSERT_NO_THROW(board1.connect(certs(), {"", "agent.bamako.board-1", secret("agent.bamako.board-1")}))
-      << broker->log();
-  board1.raw().publish(kBoard1Events, std::string("password-only"), 1, false)->wait();
+  MqttProbe board1(uri(), "pw-agent-bamako-board-1",
+                   login({"", "agent.bamako.board-1", secret("agent.bamako.board-1")}));
+  ASSERT_NO_THROW(board1.connect()) << broker->log();
+  board1.publish(kBoard1Events, "password-only");
   EXPECT_TRUE(wait_until([&] { return aggregator->got(kBoard1Events, "password-only"); }, std::chrono::seconds(10)));
   // The password is what is checked here.
-  Client wrong(uri(), "wrong-password");
-  EXPECT_THROW(wrong.connect(certs(), {"", "agent.bamako.board-1", "not-the-password"}), mqtt::exception);
+  MqttProbe wrong(uri(), "wrong-password", login({"", "agent.bamako.board-1", "not-the-password"}));
+  EXPECT_THROW(wrong.connect(), mqtt::exception);
 }

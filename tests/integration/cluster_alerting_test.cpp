@@ -3,8 +3,10 @@
 // receivers. Exactly one of them notifies; an acknowledgement and a silence taken on the
 // leader are served by the other and outlive the leader's SIGKILL; the new leader neither
 // repeats nor escalates the acknowledged alarm, keeps the silence, and tells what happens next.
-#include "integration/feed_test_support.hpp"
 #include "integration/jetstream_test_support.hpp"
+#include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/webhook_receiver.hpp"
 
 #include <gtest/gtest.h>
@@ -110,8 +112,8 @@ TEST_F(ClusterAlerting, AnAcknowledgementAndASilenceOutliveTheLeaderAndOnlyOneIn
   EXPECT_TRUE(wait_until(b_lists, 10s)) << b.get("/api/v1/silences").dump();
 
   // Goal 7 turns red: the receivers hear it once, from one instance, though both are configured.
-  RawPublisher pub(nats.mqtt_uri(0), "cluster-alerting-publisher");
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  MqttProbe pub(nats.mqtt_uri(0), "cluster-alerting-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   json alarm;
   ASSERT_TRUE(wait_until([&] { return !(alarm = open_goal_alarm(*a, 7)).is_null(); }, 20s)) << a->process().log();
   const std::uint64_t id = alarm["id"];
@@ -145,13 +147,13 @@ TEST_F(ClusterAlerting, AnAcknowledgementAndASilenceOutliveTheLeaderAndOnlyOneIn
 
   // The silence taken on the dead instance holds on B: goal 5's alarm is on the board, marked,
   // and told to nobody.
-  pub.event("europe", "paris", "military_buildup_level", 5);
+  pub.publish_event("europe", "paris", "military_buildup_level", 5);
   json silenced;
   ASSERT_TRUE(wait_until([&] { return !(silenced = open_goal_alarm(b, 5)).is_null(); }, 20s)) << b.process().log();
   EXPECT_EQ(silenced.value("silenced_by", std::uint64_t{0}), silence) << silenced.dump();
 
   // B tells what happens next: goal 7 clears, and the receivers hear it once.
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 1);
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 1);
   ASSERT_TRUE(wait_until([&] { return count(told(receivers, id), "cleared") >= 1; }, 20s)) << b.process().log();
   // The duty desk heard each change once; nothing was repeated or escalated after the kill
   // (A may have repeated or escalated it before the acknowledgement reached it: that is right).
@@ -173,8 +175,8 @@ TEST_F(ClusterAlerting, ADeadLeadersUndeliveredNotificationGoesOutFromItsSuccess
   ASSERT_NO_FATAL_FAILURE(start_both());
   AggregatorProcess& b = *this->b;
 
-  RawPublisher pub(nats.mqtt_uri(0), "cluster-outbox-publisher");
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  MqttProbe pub(nats.mqtt_uri(0), "cluster-outbox-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   json alarm;
   ASSERT_TRUE(wait_until([&] { return !(alarm = open_goal_alarm(*a, 7)).is_null(); }, 20s)) << a->process().log();
   const std::uint64_t id = alarm["id"];

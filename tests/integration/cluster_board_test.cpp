@@ -3,9 +3,12 @@
 // give every cluster instance the board of the single instance: each goal's raw status, score
 // and shown status, each agent's count and highest seq; and the strategy targets the ministry's
 // figures make (they reach one instance's partition, and every instance serves them).
-#include "integration/feed_test_support.hpp"
 #include "integration/jetstream_test_support.hpp"
 #include "postwatch/catalogue.hpp"
+#include "postwatch/clock.hpp"
+#include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
+#include "support/mqtt_probe.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -61,7 +64,7 @@ TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
   // posts (goal 7 red), military build-up amber at some (goal 5 amber), conflict warnings stay
   // low, and values vary by post so the scores do. The same sequence to both.
   const auto catalogue = IndicatorCatalogue::load(catalogue_path());
-  RawPublisher to_single(mosquitto.uri(), "board-single"), to_cluster(nats.mqtt_uri(0), "board-cluster");
+  MqttProbe to_single(mosquitto.uri(), "board-single"), to_cluster(nats.mqtt_uri(0), "board-cluster");
   std::uint64_t published = 0;
   for (int round = 0; round < 2; ++round)
     for (std::size_t p = 0; p < catalogue.posts().size(); ++p) {
@@ -70,8 +73,8 @@ TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
       for (auto [indicator, value] : {std::pair{"terrorism_threat_level", k % 23 == 0 ? 4 : 1 + k % 2},
                                       std::pair{"military_buildup_level", k % 9 == 0 ? 3 : 1 + k % 2},
                                       std::pair{"conflict_early_warning_level", 1 + k % 2}}) {
-        to_single.event(post.region, post.id, indicator, value);
-        to_cluster.event(post.region, post.id, indicator, value);
+        to_single.publish_event(post.region, post.id, indicator, value);
+        to_cluster.publish_event(post.region, post.id, indicator, value);
         ++published;
       }
     }
@@ -87,8 +90,8 @@ TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
     figures.events.push_back(
         {3 * k + 3, at, "arms_export_licences_in_time", ValueKind::Count, 95.0 - 4 * k, "", "", {}});
   }
-  to_single.raw("postwatch/v1/europe/the-hague/ministry/events", encode_batch(figures));
-  to_cluster.raw("postwatch/v1/europe/the-hague/ministry/events", encode_batch(figures));
+  to_single.publish("postwatch/v1/europe/the-hague/ministry/events", encode_batch(figures));
+  to_cluster.publish("postwatch/v1/europe/the-hague/ministry/events", encode_batch(figures));
   published += figures.events.size();
 
   json expected, seen;

@@ -8,9 +8,10 @@
 #include "postwatch/batch_packing.hpp"
 #include "postwatch/wire/postwatch_packed_generated.h"
 #include "support/aggregator_process.hpp"
+#include "support/loopback_agent_config.hpp"
+#include "support/mqtt_probe.hpp"
 
 #include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 #include <zstd.h>
 
@@ -28,38 +29,18 @@ std::shared_ptr<const IndicatorCatalogue> our_catalogue() {
   return c;
 }
 
-// Every events payload on the broker, as the dictionary id it was packed with (-1: plain).
-class EventsTap {
- public:
-  explicit EventsTap(const std::string& uri) : client_(uri, "events-tap") {
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      const auto& p = m->get_payload();
-      std::span<const std::uint8_t> bytes{reinterpret_cast<const std::uint8_t*>(p.data()), p.size()};
-      std::int64_t dict = -1;
-      if (is_packed_batch(bytes)) dict = wire::v1::GetPackedBatch(bytes.data())->dictionary_id();
-      std::lock_guard lk(mu_);
-      seen_.push_back(dict);
-    });
-    client_.connect()->wait();
-    client_.subscribe("postwatch/v1/+/+/+/events", 1)->wait();
+// Every events payload the probe saw, as the dictionary id it was packed with (-1: plain).
+std::vector<std::int64_t> dictionaries_seen(MqttProbe& tap) {
+  std::vector<std::int64_t> out;
+  for (const auto& m : tap.messages()) {
+    std::span<const std::uint8_t> bytes{reinterpret_cast<const std::uint8_t*>(m.payload.data()), m.payload.size()};
+    out.push_back(is_packed_batch(bytes) ? wire::v1::GetPackedBatch(bytes.data())->dictionary_id() : -1);
   }
-  std::vector<std::int64_t> seen() {
-    std::lock_guard lk(mu_);
-    return seen_;
-  }
-
- private:
-  mqtt::async_client client_;
-  std::mutex mu_;
-  std::vector<std::int64_t> seen_;
-};
+  return out;
+}
 
 std::unique_ptr<agent::Agent> compressing_agent(const std::string& uri, const std::string& id) {
-  agent::AgentConfig cfg;
-  cfg.broker_uri = uri;
-  cfg.agent_id = id;
-  cfg.post_id = "bamako";
-  cfg.allow_plaintext = true;
+  auto cfg = loopback_agent_config(uri, id, "bamako");
   cfg.batch_max_delay = std::chrono::milliseconds(10);
   cfg.compression = BatchCompression::ZstdDictionary;
   auto a = std::make_unique<agent::Agent>(cfg, our_catalogue(), std::make_unique<agent::MemoryBacklog>(100000),
@@ -95,12 +76,12 @@ TEST(CompressedBatches, AnAgentUsesTheDictionaryOnceTheAggregatorNamesItAndIsCon
   TempDir dir;
   MosquittoBroker broker;
   AggregatorProcess aggregator(broker, dir);
-  EventsTap tap(broker.uri());
+  MqttProbe tap(broker.uri(), "events-tap", ProbeOptions().subscribe("postwatch/v1/+/+/+/events"));
   auto agent = compressing_agent(broker.uri(), "zd-1");
   ASSERT_TRUE(submit_and_confirm(*agent, 1));  // before any confirmation: zstd without the dictionary
   ASSERT_TRUE(submit_and_confirm(*agent, 300));
   const auto ours = BatchDictionary::for_catalogue(*our_catalogue())->id();
-  const auto seen = tap.seen();
+  const auto seen = dictionaries_seen(tap);
   ASSERT_GE(seen.size(), 2u);
   // The first batch cannot know the aggregator's dictionary: it went plain or compressed
   // without one (-1 or 0), whichever was smaller for its one event.
@@ -122,11 +103,11 @@ TEST(CompressedBatches, AnAgentOnAnotherCatalogueCompressesWithoutItsDictionaryA
   TempDir dir;
   MosquittoBroker broker;
   AggregatorProcess aggregator(broker, dir, {"--catalogue", other_catalogue(dir).string()});
-  EventsTap tap(broker.uri());
+  MqttProbe tap(broker.uri(), "events-tap", ProbeOptions().subscribe("postwatch/v1/+/+/+/events"));
   auto agent = compressing_agent(broker.uri(), "zd-2");
   ASSERT_TRUE(submit_and_confirm(*agent, 1));
   ASSERT_TRUE(submit_and_confirm(*agent, 200));
-  const auto seen = tap.seen();
+  const auto seen = dictionaries_seen(tap);
   ASSERT_FALSE(seen.empty());
   for (auto d : seen) EXPECT_LE(d, 0) << "a dictionary the aggregator does not hold";
   EXPECT_GT(std::count(seen.begin(), seen.end(), 0), 0) << "compressed without it";
@@ -158,11 +139,10 @@ TEST(CompressedBatches, ABombATruncatedFrameAndAnUnknownDictionaryAreRefusedWith
   std::vector<std::uint8_t> frame(g->data()->begin(), g->data()->end());
   std::vector<std::uint8_t> cut(frame.begin(), frame.end() - 3);
 
-  mqtt::async_client raw(broker.uri(), "raw-publisher");
-  raw.connect()->wait();
-  raw.publish(topic, envelope(bomb, 1000, 0), 1, false)->wait();
-  raw.publish(topic, envelope(cut, g->plain_size(), 0), 1, false)->wait();
-  raw.publish(topic, envelope(frame, g->plain_size(), 0x12345678), 1, false)->wait();
+  MqttProbe raw(broker.uri(), "raw-publisher");
+  raw.publish(topic, envelope(bomb, 1000, 0));
+  raw.publish(topic, envelope(cut, g->plain_size(), 0));
+  raw.publish(topic, envelope(frame, g->plain_size(), 0x12345678));
   ASSERT_TRUE(
       wait_until([&] { return aggregator.get("/api/v1/stats")["batches_rejected"] == 3; }, std::chrono::seconds(10)))
       << aggregator.get("/api/v1/stats").dump();
@@ -178,9 +158,8 @@ TEST(CompressedBatches, ABombATruncatedFrameAndAnUnknownDictionaryAreRefusedWith
   EXPECT_NE(log.find("dictionary 12345678"), std::string::npos) << log;
 
   // Still running, and the intact batch goes through.
-  raw.publish(topic, std::string(good.begin(), good.end()), 1, false)->wait();
+  raw.publish(topic, std::string(good.begin(), good.end()));
   EXPECT_TRUE(wait_until([&] { return aggregator.events_accepted() == 1; }, std::chrono::seconds(10)));
   EXPECT_EQ(aggregator.get("/api/v1/stats")["batches_compressed"], 1);
   EXPECT_TRUE(aggregator.process().running());
-  raw.disconnect()->wait();
 }

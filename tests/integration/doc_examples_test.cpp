@@ -3,7 +3,9 @@
 // against a real Mosquitto and aggregator started here, configs through --check-config,
 // scenarios through the simulator, JSON answers against the served OpenAPI description, options
 // against each program's --help, generated files against the generator's output).
-#include "integration/feed_test_support.hpp"
+#include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
+#include "support/mqtt_probe.hpp"
 
 #include <gtest/gtest.h>
 
@@ -62,8 +64,8 @@ class DocExamples : public ::testing::Test {
 #endif
     // A reading at bamako, so the board has a red goal 7 and the MQTT feed retained snapshots
     // (operations.md subscribes to it).
-    RawPublisher pub(broker.uri(), "doc-examples-publisher");
-    pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+    MqttProbe pub(broker.uri(), "doc-examples-publisher");
+    pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
     ASSERT_TRUE(wait_until([&] { return agg.goal_status(7) == "red"; }, std::chrono::seconds(10)));
   }
   std::string api() const { return "http://127.0.0.1:" + std::to_string(agg.port()); }

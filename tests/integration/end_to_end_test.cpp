@@ -3,9 +3,10 @@
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/memory_backlog.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/loopback_agent_config.hpp"
+#include "support/mqtt_probe.hpp"
 
 #include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -26,11 +27,7 @@ using nlohmann::json;
 namespace {
 
 std::unique_ptr<agent::Agent> make_agent(const std::string& uri, const std::string& post, const std::string& id) {
-  agent::AgentConfig cfg;
-  cfg.broker_uri = uri;
-  cfg.agent_id = id;
-  cfg.post_id = post;
-  cfg.allow_plaintext = true;
+  auto cfg = loopback_agent_config(uri, id, post);
   cfg.batch_max_delay = std::chrono::milliseconds(10);
   auto cat = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_path()));
   auto a =
@@ -134,13 +131,12 @@ TEST_F(EndToEnd, AgentCommandLineEmitsOneEvent) {
 }
 
 TEST_F(EndToEnd, MalformedPayloadIsCountedAndLoggedAndServiceKeepsRunning) {
-  mqtt::async_client raw(broker.uri(), "raw-publisher");
-  raw.connect()->wait();
   const std::string topic = "postwatch/v1/sub-saharan-africa/bamako/evil/events";
-  raw.publish(topic, std::string("this is not a flatbuffer"), 1, false)->wait();
-  std::string almost = "xxxxPWE1 but not really a batch at all";
-  raw.publish(topic, almost, 1, false)->wait();
-  raw.disconnect()->wait();
+  {
+    MqttProbe raw(broker.uri(), "raw-publisher");
+    raw.publish(topic, "this is not a flatbuffer");
+    raw.publish(topic, "xxxxPWE1 but not really a batch at all");
+  }
   EXPECT_TRUE(
       wait_until([&] { return aggregator.get("/api/v1/stats")["batches_rejected"] == 2; }, std::chrono::seconds(10)));
   auto stats = aggregator.get("/api/v1/stats");

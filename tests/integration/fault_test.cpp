@@ -15,6 +15,8 @@
 #include "postwatch/agent/spool_store.hpp"
 #include "support/aggregator_process.hpp"
 #include "support/captured_log.hpp"
+#include "support/directory_watch.hpp"
+#include "support/loopback_agent_config.hpp"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
@@ -29,6 +31,7 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -64,11 +67,7 @@ struct InProcessAgent {
   InProcessAgent(const std::string& uri, std::string post_id, std::string agent_id, const std::filesystem::path& spool,
                  std::uint64_t segment_bytes = 64 * 1024)
       : post(std::move(post_id)), id(std::move(agent_id)) {
-    agent::AgentConfig cfg;
-    cfg.broker_uri = uri;
-    cfg.agent_id = id;
-    cfg.post_id = post;
-    cfg.allow_plaintext = true;
+    auto cfg = loopback_agent_config(uri, id, post);
     cfg.batch_max_delay = 10ms;
     cfg.keep_alive = 2s;
     cfg.spool.dir = spool;
@@ -802,6 +801,8 @@ TEST(Faults, AgentSpoolDiskFull) {
   ASSERT_TRUE(a.agent->wait_until_drained(20s));
 
   auto filler = dir.path() / "spool" / "filler";
+  // A position save writes position.tmp and renames it over `position`; one that fails removes it.
+  DirectoryWatch spool_files(spool.dir());
   ASSERT_EQ(fill_up(filler), ENOSPC);
   // A few more may still fit in the segment's last page; then every event is refused, with the reason.
   int refused_in_a_row = 0;
@@ -825,8 +826,16 @@ TEST(Faults, AgentSpoolDiskFull) {
   ASSERT_TRUE(a.agent->wait_until_drained(20s));  // what was accepted still goes out
   // Keep the disk full past a position save (every second once acks move the floor): a save
   // that cannot be written must leave the old position (or none yet), never an empty file that
-  // would restart the seqs at 1.
-  std::this_thread::sleep_for(1500ms);
+  // would restart the seqs at 1. Wait for a failed save (position.tmp removed), unless the
+  // position already holds the floor, when no save is due.
+  auto saved_floor = [&]() -> std::optional<std::uint64_t> {
+    std::ifstream position(spool.dir() / "position");
+    std::uint64_t floor = 0, next = 0;
+    if (position >> floor >> next) return floor;
+    return std::nullopt;
+  };
+  EXPECT_TRUE(wait_until([&] { return spool_files.saw("position.tmp", IN_DELETE) || saved_floor() == accepted; }, 10s))
+      << "no position save while the disk was full";
   if (std::filesystem::exists(spool.dir() / "position")) {
     std::ifstream position(spool.dir() / "position");
     std::uint64_t floor = 0, next = 0;

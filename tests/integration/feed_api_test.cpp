@@ -1,6 +1,9 @@
 // The operations-centre HTTP API over real HTTP against the real aggregator binary
 // (with a tokens file) and a real Mosquitto: every endpoint, bad input, access control.
-#include "integration/feed_test_support.hpp"
+#include "postwatch/clock.hpp"
+#include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
+#include "support/mqtt_probe.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -59,8 +62,8 @@ class FeedApi : public ::testing::Test {
   }
   // Bamako reports the highest terrorism threat level: goal 7 (and 2 via post security? no) turns red.
   void make_goal7_red() {
-    RawPublisher pub(broker.uri());
-    pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+    MqttProbe pub(broker.uri(), "feed-test-publisher");
+    pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
     ASSERT_TRUE(wait_until([&] { return goal_status(7) == "red"; }, std::chrono::seconds(10))) << goal_status(7);
   }
   std::uint64_t open_goal_alarm(int goal) {
@@ -162,11 +165,11 @@ TEST_F(FeedApi, EveryReadEndpointAnswersJson) {
 // batch is refused and counted, and the repeats raise a red alarm naming the post
 // whose credentials were used and the identity it claimed.
 TEST_F(FeedApi, RepeatedTopicMismatchRaisesAnAlarm) {
-  RawPublisher pub(broker.uri());
+  MqttProbe pub(broker.uri(), "feed-test-publisher");
   for (std::uint64_t seq = 1; seq <= 3; ++seq) {
     EventBatch b{"gw-1", "bamako", now_utc_ms(), {}};
     b.events.push_back(IndicatorEvent{seq, now_utc_ms(), "terrorism_threat_level", ValueKind::Level, 5, "", "", {}});
-    pub.raw("postwatch/v1/europe/paris/gw-1/events", encode_batch(b));
+    pub.publish("postwatch/v1/europe/paris/gw-1/events", encode_batch(b));
   }
   nlohmann::json alarm;
   ASSERT_TRUE(wait_until(
@@ -380,9 +383,9 @@ TEST_F(FeedApi, EveryExposedMetricIsInTheOperationsTable) {
 
 TEST_F(FeedApi, MetricsCountEventsRejectionsLatencyAndGoalStatus) {
   make_goal7_red();
-  RawPublisher pub(broker.uri(), "metrics-publisher");
-  pub.raw("postwatch/v1/sub-saharan-africa/bamako/evil/events", std::string("not a flatbuffer"));
-  pub.event("europe", "bamako", "terrorism_threat_level", 5);  // wrong region: unknown_post
+  MqttProbe pub(broker.uri(), "metrics-publisher");
+  pub.publish("postwatch/v1/sub-saharan-africa/bamako/evil/events", std::string("not a flatbuffer"));
+  pub.publish_event("europe", "bamako", "terrorism_threat_level", 5);  // wrong region: unknown_post
   std::string m;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -586,8 +589,8 @@ TEST(FeedOpenMode, OpenOnLoopbackWithAWarningAndAckNeedsAName) {
   EXPECT_EQ(http_call(aggregator.port(), verb::get, "/api/v1/goals").status, 200);
   auto who = http_call(aggregator.port(), verb::get, "/api/v1/whoami").json();
   EXPECT_EQ(who["auth"], "none");
-  RawPublisher pub(broker.uri());
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  MqttProbe pub(broker.uri(), "feed-test-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   std::uint64_t id = 0;
   ASSERT_TRUE(wait_until(
       [&] {

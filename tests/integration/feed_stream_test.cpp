@@ -1,7 +1,10 @@
 // The live stream (/api/v1/stream) over a real WebSocket against the real aggregator
 // binary and a real Mosquitto. No sleeps: every wait is a read on the socket with a
 // deadline, or a poll with one.
-#include "integration/feed_test_support.hpp"
+#include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
+#include "support/mqtt_probe.hpp"
+#include "support/stream_client.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -43,8 +46,8 @@ TEST_F(FeedStream, SnapshotFirstThenTheGoalChangeAsItHappens) {
   for (const auto& p : (*snap)["pillars"]) EXPECT_TRUE(p["score"].is_null()) << p.dump();
 
   // The client is connected before the event: it must see goal 7 turn red.
-  RawPublisher pub(broker.uri());
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  MqttProbe pub(broker.uri(), "feed-test-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   auto change =
       ws.next_where([](const json& m) { return m["type"] == "goal" && m["id"] == 7 && m["status"] == "red"; }, 10s);
   ASSERT_TRUE(change) << "no goal 7 change; error: " << ws.error().message() << "; seen " << ws.seen().size();
@@ -64,8 +67,8 @@ TEST_F(FeedStream, SnapshotFirstThenTheGoalChangeAsItHappens) {
 }
 
 TEST_F(FeedStream, AcknowledgementIsPushed) {
-  RawPublisher pub(broker.uri());
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  MqttProbe pub(broker.uri(), "feed-test-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   std::uint64_t id = 0;
   ASSERT_TRUE(wait_until(
       [&] {

@@ -1,11 +1,12 @@
 // HTTPS and wss:// for the feed (--tls-cert/--tls-key), with a throwaway self-signed
 // certificate made by the openssl command; the client verifies the server against it.
-#include "integration/feed_test_support.hpp"
+#include "support/feed_http.hpp"
 #include "support/self_signed_cert.hpp"
 
 #include <gtest/gtest.h>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 
 using namespace postwatch;

@@ -4,10 +4,11 @@
 // by SIGKILL is rolled back at the next start and not tried again.
 #include "postwatch/fleet_bundle.hpp"
 #include "postwatch/wire_codec.hpp"
+#include "support/agent_config_file.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
 
 #include <csignal>
@@ -22,68 +23,41 @@ using nlohmann::json;
 
 namespace {
 
+// What the fleet-bundle tests read from the broker through the probe below.
+ProbeOptions state_watch() {
+  return ProbeOptions()
+      .subscribe("postwatch/v1/+/+/+/state", 1)
+      .subscribe("postwatch/v1/+/+/+/heartbeat", 0)
+      .subscribe("postwatch/v1/+/+/+/events", 1);
+}
 // The agent's latest birth or heartbeat, decoded.
-class StateWatcher {
- public:
-  explicit StateWatcher(const std::string& uri) : client_(uri, "fleet-bundle-test-" + std::to_string(::getpid())) {
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      AgentState st;
-      const auto& p = m->get_payload();
-      if (m->get_topic().ends_with("/events")) {
-        EventBatch b;
-        if (decode_batch({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, b) != DecodeError::None) return;
-        std::lock_guard lk(mu_);
-        for (const auto& e : b.events)
-          if (e.indicator == "terrorism_threat_level") threat_seqs_.insert(e.seq);
-        return;
-      }
-      if (decode_agent_state({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, st) != DecodeError::None)
-        return;
-      std::lock_guard lk(mu_);
-      if (m->get_topic().ends_with("/heartbeat")) ++heartbeats_;
-      if (st.online) last_ = st;
-    });
-    client_.connect()->wait();
-    client_.subscribe("postwatch/v1/+/+/+/state", 1)->wait();
-    client_.subscribe("postwatch/v1/+/+/+/heartbeat", 0)->wait();
-    client_.subscribe("postwatch/v1/+/+/+/events", 1)->wait();
+std::optional<AgentState> last_online_state(MqttProbe& watcher) {
+  auto messages = watcher.messages();
+  for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+    if (it->topic.ends_with("/events")) continue;
+    if (auto st = MqttProbe::decode_state(it->payload); st && st->online) return st;
   }
-  ~StateWatcher() {
-    try {
-      client_.disconnect()->wait();
-    } catch (...) {
-    }
-  }
-  void publish_retained(const std::string& topic, const std::string& payload) {
-    client_.publish(topic, payload.data(), payload.size(), 1, true)->wait();
-  }
-  std::optional<AgentState> last() {
-    std::lock_guard lk(mu_);
-    return last_;
-  }
-  std::size_t heartbeats() {
-    std::lock_guard lk(mu_);
-    return heartbeats_;
-  }
-  // The seqs of terrorism_threat_level readings that reached the broker.
-  std::size_t threat_readings() {
-    std::lock_guard lk(mu_);
-    return threat_seqs_.size();
-  }
-
- private:
-  mqtt::async_client client_;
-  std::mutex mu_;
-  std::optional<AgentState> last_;
-  std::size_t heartbeats_ = 0;
-  std::set<std::uint64_t> threat_seqs_;
-};
+  return std::nullopt;
+}
+std::size_t heartbeats(MqttProbe& watcher) {
+  std::size_t n = 0;
+  for (const auto& m : watcher.messages())
+    if (m.topic.ends_with("/heartbeat") && MqttProbe::decode_state(m.payload)) ++n;
+  return n;
+}
+// The seqs of terrorism_threat_level readings that reached the broker.
+std::size_t threat_readings(MqttProbe& watcher) {
+  std::set<std::uint64_t> seqs;
+  for (const auto& e : watcher.events())
+    if (e.indicator == "terrorism_threat_level") seqs.insert(e.seq);
+  return seqs.size();
+}
 
 class FleetBundleAgent : public ::testing::Test {
  protected:
   TempDir dir;
   MosquittoBroker broker;
-  StateWatcher watcher{broker.uri()};
+  MqttProbe watcher{broker.uri(), "fleet-bundle-test-" + std::to_string(::getpid()), state_watch()};
   SigningKey fleet_key = SigningKey::from_seed({42});
   std::unique_ptr<ChildProcess> agent;
   fs::path config_file = dir.path() / "agent.json";
@@ -91,16 +65,11 @@ class FleetBundleAgent : public ::testing::Test {
 
   FleetBundleAgent() {
     std::ofstream(dir.path() / "fleet.pub") << "# the test's fleet key\n" << to_hex(fleet_key.public_key()) << "\n";
-    json config{{"broker_uri", broker.uri()},
-                {"agent_id", "board-1"},
-                {"post_id", "bamako"},
-                {"allow_plaintext", true},
-                {"catalogue_file", catalogue_path().string()},
-                {"spool", {{"dir", (dir.path() / "spool").string()}, {"fsync", "never"}}},
-                {"delivery", {{"confirm", "broker"}}},  // no aggregator here
-                {"heartbeat_interval_s", 60},
-                {"fleet", {{"key_file", "fleet.pub"}, {"allow_scripts", true}}}};
-    std::ofstream(config_file) << config.dump(2);
+    AgentConfigFile(broker.uri(), "board-1", "bamako", dir.path() / "spool")
+        .set("delivery", {{"confirm", "broker"}})  // no aggregator here
+        .set("heartbeat_interval_s", 60)
+        .set("fleet", {{"key_file", "fleet.pub"}, {"allow_scripts", true}})
+        .write(config_file);
   }
   void start_agent() {
     agent =
@@ -119,7 +88,7 @@ class FleetBundleAgent : public ::testing::Test {
   bool fleet_shows(const std::function<bool(const FleetReport&)>& pred, std::chrono::seconds timeout) {
     return wait_until(
         [&] {
-          auto st = watcher.last();
+          auto st = last_online_state(watcher);
           return st && st->has_fleet && pred(st->fleet);
         },
         timeout);
@@ -154,16 +123,16 @@ TEST_F(FleetBundleAgent, ASignedBundleIsAppliedReportedAndAnUnsignedOneChangesNo
       std::chrono::seconds(20)))
       << logs();
   // The new config is the one running: heartbeats every second.
-  const auto before = watcher.heartbeats();
-  EXPECT_TRUE(wait_until([&] { return watcher.heartbeats() >= before + 3; }, std::chrono::seconds(10))) << logs();
-  EXPECT_EQ(watcher.last()->heartbeat_interval_s, 1u);
+  const auto before = heartbeats(watcher);
+  EXPECT_TRUE(wait_until([&] { return heartbeats(watcher) >= before + 3; }, std::chrono::seconds(10))) << logs();
+  EXPECT_EQ(last_online_state(watcher)->heartbeat_interval_s, 1u);
 
   // Unsigned, on the post's topic: refused and counted, nothing changes.
   auto forged = json::parse(bundle(2, {{"heartbeat_interval_s", 30}}));
   forged.erase("signature");
   watcher.publish_retained(bundle_topic(BundleTarget{BundleTarget::Scope::Post, "", "bamako", ""}), forged.dump());
   EXPECT_TRUE(fleet_shows([](const FleetReport& f) { return f.refused >= 1; }, std::chrono::seconds(10))) << logs();
-  EXPECT_EQ(watcher.last()->fleet.config_bundle, 1u);
+  EXPECT_EQ(last_online_state(watcher)->fleet.config_bundle, 1u);
   EXPECT_NE(agent->log().find("refused a fleet bundle (unsigned)"), std::string::npos) << logs();
   auto status = status_of();
   EXPECT_EQ(status["fleet"]["config_bundle"], 1) << status.dump();
@@ -192,7 +161,7 @@ TEST_F(FleetBundleAgent, ABundleWhoseInputFailsIsRolledBackByItselfAndATrialCutS
       [](const FleetReport& f) { return f.last_outcome == FleetReport::Outcome::RolledBack && f.last_version == 2; },
       std::chrono::seconds(25)))
       << logs();
-  auto f = watcher.last()->fleet;
+  auto f = last_online_state(watcher)->fleet;
   EXPECT_EQ(f.config_bundle, 1u);
   EXPECT_EQ(f.rolled_back, 1u);
   EXPECT_NE(f.last_reason.find("script probe"), std::string::npos) << f.last_reason;
@@ -223,11 +192,11 @@ TEST_F(FleetBundleAgent, ABundleWhoseInputFailsIsRolledBackByItselfAndATrialCutS
       },
       std::chrono::seconds(20)))
       << logs();
-  EXPECT_NE(watcher.last()->fleet.last_reason.find("stopped before"), std::string::npos)
-      << watcher.last()->fleet.last_reason;
+  EXPECT_NE(last_online_state(watcher)->fleet.last_reason.find("stopped before"), std::string::npos)
+      << last_online_state(watcher)->fleet.last_reason;
   // Its spool came through the kill: every reading reached the broker, before it or after.
-  EXPECT_TRUE(wait_until([&] { return watcher.threat_readings() == 50; }, std::chrono::seconds(20)))
-      << watcher.threat_readings() << "\n"
+  EXPECT_TRUE(wait_until([&] { return threat_readings(watcher) == 50; }, std::chrono::seconds(20)))
+      << threat_readings(watcher) << "\n"
       << logs();
   // Its retained copy arrived again with the subscription and was not tried again.
   EXPECT_EQ(agent->log().find("switching to it"), std::string::npos) << logs();

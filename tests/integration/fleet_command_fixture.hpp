@@ -3,8 +3,10 @@
 // commands and have a script probe for agent_cpu_percent.
 #pragma once
 
-#include "integration/feed_test_support.hpp"
+#include "postwatch/signing.hpp"
+#include "support/agent_config_file.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -32,17 +34,11 @@ class FleetCommandFleet : public ::testing::Test {
     for (int i = 0; i < kAgents; ++i) {
       const auto home = dir.path() / ("agent-" + std::to_string(i));
       std::filesystem::create_directories(home);
-      nlohmann::json config{
-          {"broker_uri", broker.uri()},
-          {"agent_id", "c" + std::to_string(i)},
-          {"post_id", "kabul"},
-          {"allow_plaintext", true},
-          {"catalogue_file", catalogue_path().string()},
-          {"spool", {{"dir", (home / "spool").string()}, {"fsync", "never"}}},
-          {"heartbeat_interval_s", 1},
-          {"scripts", {{{"indicator", "agent_cpu_percent"}, {"command", {"/bin/echo", "7"}}, {"interval_s", 3600}}}},
-          {"fleet", {{"key_file", pub.string()}, {"allow_scripts", true}}}};
-      std::ofstream(home / "agent.json") << config.dump(2);
+      AgentConfigFile(broker.uri(), "c" + std::to_string(i), "kabul", home / "spool")
+          .set("heartbeat_interval_s", 1)
+          .set("scripts", {{{"indicator", "agent_cpu_percent"}, {"command", {"/bin/echo", "7"}}, {"interval_s", 3600}}})
+          .set("fleet", {{"key_file", pub.string()}, {"allow_scripts", true}})
+          .write(home / "agent.json");
       agents.push_back(nullptr);
       start(i);
     }

@@ -3,8 +3,9 @@
 // rolled out, shown, paused, resumed and aborted from the command line, each step checked through
 // the API; a read token, a wrong token and no token are refused with one line naming why; over
 // https the aggregator's certificate is verified against --ca, and refused without it.
-#include "integration/feed_test_support.hpp"
+#include "support/agent_config_file.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
 #include "support/self_signed_cert.hpp"
 #include "support/test_support.hpp"
 
@@ -61,15 +62,10 @@ class FleetRolloutCli : public ::testing::Test {
     for (int i = 0; i < count; ++i) {
       const auto home = dir.path() / ("agent-" + std::to_string(i));
       fs::create_directories(home);
-      json config{{"broker_uri", broker.uri()},
-                  {"agent_id", "r" + std::to_string(i)},
-                  {"post_id", i % 2 ? "bamako" : "kabul"},
-                  {"allow_plaintext", true},
-                  {"catalogue_file", catalogue_path().string()},
-                  {"spool", {{"dir", (home / "spool").string()}, {"fsync", "never"}}},
-                  {"heartbeat_interval_s", 1},
-                  {"fleet", {{"key_file", (dir.path() / "keys" / "fleet.pub").string()}}}};
-      std::ofstream(home / "agent.json") << config.dump(2);
+      AgentConfigFile(broker.uri(), "r" + std::to_string(i), i % 2 ? "bamako" : "kabul", home / "spool")
+          .set("heartbeat_interval_s", 1)
+          .set("fleet", {{"key_file", (dir.path() / "keys" / "fleet.pub").string()}})
+          .write(home / "agent.json");
       agents.push_back(
           std::make_unique<ChildProcess>(std::vector<std::string>{(binary_dir() / "agent" / "postwatch-agent").string(),
                                                                   "run", "--config", (home / "agent.json").string()},

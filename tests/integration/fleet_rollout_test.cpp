@@ -2,10 +2,11 @@
 // ten real agents and Mosquitto. A catalogue rollout with a 20 % canary reaches every agent,
 // and one offline meanwhile takes it when it comes back; a bundle whose canaries fail their
 // health check is rolled back on them by themselves and the rollout stops before the next wave.
-#include "integration/feed_test_support.hpp"
 #include "postwatch/fleet_bundle.hpp"
+#include "support/agent_config_file.hpp"
 #include "support/aggregator_process.hpp"
 #include "support/catalogue_edit.hpp"
+#include "support/feed_http.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -76,15 +77,10 @@ class FleetRollout : public ::testing::Test {
   json rollout(int id) { return get("/api/v1/rollouts/" + std::to_string(id)); }
   void write_config(int i, const std::string& broker_uri) {
     const auto home = dir.path() / ("agent-" + std::to_string(i));
-    json config{{"broker_uri", broker_uri},
-                {"agent_id", "r" + std::to_string(i)},
-                {"post_id", i % 2 ? "bamako" : "kabul"},
-                {"allow_plaintext", true},
-                {"catalogue_file", catalogue_path().string()},
-                {"spool", {{"dir", (home / "spool").string()}, {"fsync", "never"}}},
-                {"heartbeat_interval_s", 1},
-                {"fleet", {{"key_file", pub.string()}, {"allow_scripts", true}}}};
-    std::ofstream(home / "agent.json") << config.dump(2);
+    AgentConfigFile(broker_uri, "r" + std::to_string(i), i % 2 ? "bamako" : "kabul", home / "spool")
+        .set("heartbeat_interval_s", 1)
+        .set("fleet", {{"key_file", pub.string()}, {"allow_scripts", true}})
+        .write(home / "agent.json");
   }
   json agent_status(int i) {
     std::ifstream in(dir.path() / ("agent-" + std::to_string(i)) / "spool" / "status.json");

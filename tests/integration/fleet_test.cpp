@@ -6,10 +6,11 @@
 #include "postwatch/agent/memory_backlog.hpp"
 #include "postwatch/catalogue.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/loopback_agent_config.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -42,11 +43,8 @@ class Fleet {
       ::setrlimit(RLIMIT_NOFILE, &rl);
     }
     for (std::size_t i = 0; i < count; ++i) {
-      agent::AgentConfig c;
-      c.broker_uri = broker_uri;
-      c.agent_id = "fleet-" + std::to_string(i);
-      c.post_id = catalogue_->posts()[i % catalogue_->posts().size()].id;
-      c.allow_plaintext = true;
+      auto c = loopback_agent_config(broker_uri, "fleet-" + std::to_string(i),
+                                     catalogue_->posts()[i % catalogue_->posts().size()].id);
       c.catalogue_file = catalogue_path();
       c.batch_max_delay = 100ms;
       auto log = std::make_shared<spdlog::logger>(c.agent_id, sink_);
@@ -134,37 +132,12 @@ void expect_nothing_dropped(AggregatorProcess& agg) {
   EXPECT_EQ(log.find("[-12]"), std::string::npos) << log;
 }
 
-// Subscribes to the operations-centre feed: alarms and the retained goal/pillar snapshots.
-class FeedWatcher {
- public:
-  explicit FeedWatcher(const std::string& uri) : client_(uri, "feed-watcher-" + std::to_string(::getpid())) {
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      std::lock_guard lk(mu_);
-      messages_.emplace_back(m->get_topic(), m->get_payload_str());
-    });
-    client_.connect()->wait();
-    client_.subscribe("postwatch/v1/feed/#", 1)->wait();
-  }
-  ~FeedWatcher() {
-    try {
-      client_.disconnect()->wait_for(2s);
-    } catch (const mqtt::exception&) {
-    }
-  }
-  // The payloads seen on `topic`, oldest first.
-  std::vector<json> on(const std::string& topic) {
-    std::lock_guard lk(mu_);
-    std::vector<json> out;
-    for (const auto& [t, p] : messages_)
-      if (t == topic) out.push_back(json::parse(p, nullptr, false));
-    return out;
-  }
-
- private:
-  mqtt::async_client client_;
-  std::mutex mu_;
-  std::vector<std::pair<std::string, std::string>> messages_;
-};
+// The payloads the feed probe saw on `topic`, oldest first.
+std::vector<json> json_on(MqttProbe& feed, const std::string& topic) {
+  std::vector<json> out;
+  for (const auto& p : feed.payloads_on(topic)) out.push_back(json::parse(p, nullptr, false));
+  return out;
+}
 
 }  // namespace
 
@@ -218,7 +191,9 @@ TEST(Fleet, AnOutboundWindowOfOneStillDeliversConfirmationsAlarmsAndSnapshots) {
   MosquittoBroker broker;
   TempDir dir;
   AggregatorProcess agg(broker, dir, {"--outbound-window", "1"});
-  FeedWatcher feed(broker.uri());
+  // The operations-centre feed: alarms and the retained goal/pillar snapshots.
+  MqttProbe feed(broker.uri(), "feed-watcher-" + std::to_string(::getpid()),
+                 ProbeOptions().subscribe("postwatch/v1/feed/#"));
   Fleet fleet(broker.uri(), 60);
   ASSERT_TRUE(fleet.wait_connected(60s)) << fleet.log();
 
@@ -241,7 +216,7 @@ TEST(Fleet, AnOutboundWindowOfOneStillDeliversConfirmationsAlarmsAndSnapshots) {
   // The alarm and goal 7's red snapshot reach the feed.
   ASSERT_TRUE(wait_until(
       [&] {
-        for (const auto& a : feed.on("postwatch/v1/feed/alarms"))
+        for (const auto& a : json_on(feed, "postwatch/v1/feed/alarms"))
           if (a.value("kind", "") == "goal" && a.value("goal", 0) == 7 && a.value("level", "") == "red") return true;
         return false;
       },
@@ -249,13 +224,13 @@ TEST(Fleet, AnOutboundWindowOfOneStillDeliversConfirmationsAlarmsAndSnapshots) {
       << agg.process().log();
   ASSERT_TRUE(wait_until(
       [&] {
-        auto snaps = feed.on("postwatch/v1/feed/goals/7");
+        auto snaps = json_on(feed, "postwatch/v1/feed/goals/7");
         return !snaps.empty() && snaps.back().value("status", "") == "red";
       },
       30s))
       << agg.process().log();
   {
-    auto red = feed.on("postwatch/v1/feed/goals/7").back();
+    auto red = json_on(feed, "postwatch/v1/feed/goals/7").back();
     ASSERT_TRUE(red["score"].is_number()) << red.dump();
     EXPECT_LE(red["score"].get<double>(), 30.0) << "red scores in the red band: " << red.dump();
   }

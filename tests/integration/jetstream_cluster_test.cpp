@@ -2,7 +2,6 @@
 // cluster with JetStream and its MQTT listener on loopback, three aggregator instances, the
 // simulated fleet with delivery confirmation. One instance is SIGKILLed mid-stream, one is
 // paused past its lease: every accepted event is applied once, confirmed, and stored.
-#include "integration/feed_test_support.hpp"
 #include "integration/jetstream_fleet_support.hpp"
 #include "integration/jetstream_test_support.hpp"
 #include "postwatch/catalogue.hpp"
@@ -12,6 +11,8 @@
 #include "postwatch/wire_codec.hpp"
 #include "store/event_store.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/nats_cluster.hpp"
 #include "support/test_support.hpp"
 
@@ -281,18 +282,18 @@ TEST_F(JetStreamCluster, AnInstanceJoiningMidStreamTakesOnlyWhatItWins) {
 TEST_F(JetStreamCluster, HostileInputIsRefusedCountedAndLeavesTheStream) {
   AggregatorProcess one(nats.mqtt_uri(0), dir1, cluster_args(nats, "one"), "one");
   ASSERT_TRUE(settles({&one}, 16, 30s));
-  RawPublisher pub(nats.mqtt_uri(1), "hostile");
+  MqttProbe pub(nats.mqtt_uri(1), "hostile");
   const std::string evil = "postwatch/v1/sub-saharan-africa/bamako/evil/events";
-  pub.raw(evil, std::string("not a flatbuffer"));                                 // wrong identifier
-  pub.raw(evil, std::string("xxxxPWE1 but not really a batch at all"));           // malformed
-  pub.raw(evil, std::string(postwatch::WireLimits::max_payload_bytes + 1, 'x'));  // oversized
+  pub.publish(evil, std::string("not a flatbuffer"));                                 // wrong identifier
+  pub.publish(evil, std::string("xxxxPWE1 but not really a batch at all"));           // malformed
+  pub.publish(evil, std::string(postwatch::WireLimits::max_payload_bytes + 1, 'x'));  // oversized
   // A batch claiming another post than its topic's, and one for a post nobody knows.
   postwatch::EventBatch forged{"gw-1", "kabul", postwatch::now_utc_ms(), {}};
   forged.events.push_back(
       {1, postwatch::now_utc_ms(), "terrorism_threat_level", postwatch::ValueKind::Level, 5, "", "", {}});
-  pub.raw(evil, postwatch::encode_batch(forged));
-  pub.event("nowhere", "atlantis", "terrorism_threat_level", 5);
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);  // and a good one
+  pub.publish(evil, postwatch::encode_batch(forged));
+  pub.publish_event("nowhere", "atlantis", "terrorism_threat_level", 5);
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);  // and a good one
 
   auto refused = [&] {
     auto s = one.get("/api/v1/stats");
@@ -347,8 +348,8 @@ TEST_F(JetStreamCluster, EveryInstanceServesOneBoardAndAnAcknowledgementOutlives
     return !seen.is_null();
   };
 
-  RawPublisher pub(nats.mqtt_uri(0), "board-publisher");
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  MqttProbe pub(nats.mqtt_uri(0), "board-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   json seen;
   ASSERT_TRUE(wait_until([&] { return same_everywhere(seen) && seen[0] == "red" && !seen[2].empty(); }, 20s))
       << shown(*one).dump() << shown(*two).dump() << shown(*three).dump();
@@ -405,7 +406,7 @@ TEST_F(JetStreamCluster, EveryInstanceServesOneBoardAndAnAcknowledgementOutlives
   forged.events.push_back(
       {1, postwatch::now_utc_ms(), "terrorism_threat_level", postwatch::ValueKind::Level, 5, "", "", {}});
   for (int i = 0; i < 3; ++i)
-    pub.raw("postwatch/v1/" + target->region + "/" + target->id + "/evil/events", postwatch::encode_batch(forged));
+    pub.publish("postwatch/v1/" + target->region + "/" + target->id + "/evil/events", postwatch::encode_batch(forged));
   auto shows_mismatch = [&](AggregatorProcess& a) {
     auto al = a.get("/api/v1/alarms");
     if (!al.is_object()) return false;
@@ -428,7 +429,7 @@ TEST_F(JetStreamCluster, EveryInstanceServesOneBoardAndAnAcknowledgementOutlives
 TEST_F(JetStreamCluster, AnAgentReleasingOnThePubackIsWarnedAbout) {
   AggregatorProcess one(nats.mqtt_uri(0), dir1, cluster_args(nats, "one"), "one");
   ASSERT_TRUE(settles({&one}, 16, 30s));
-  RawPublisher pub(nats.mqtt_uri(0), "birth-publisher");
+  MqttProbe pub(nats.mqtt_uri(0), "birth-publisher");
   for (bool awaits : {true, false}) {
     postwatch::AgentState birth;
     birth.post_id = "bamako";
@@ -436,9 +437,9 @@ TEST_F(JetStreamCluster, AnAgentReleasingOnThePubackIsWarnedAbout) {
     birth.awaits_confirmation = awaits;
     birth.first_unacked_seq = 1;
     auto bytes = postwatch::encode_agent_state(birth);
-    pub.raw(postwatch::topics::agent_topic("sub-saharan-africa", "bamako", birth.agent_id,
-                                           postwatch::topics::Channel::State),
-            bytes);
+    pub.publish(postwatch::topics::agent_topic("sub-saharan-africa", "bamako", birth.agent_id,
+                                               postwatch::topics::Channel::State),
+                bytes);
   }
   EXPECT_TRUE(wait_until([&] { return one.get("/api/v1/cluster")["agents_releasing_on_puback"] == 1; }, 10s))
       << one.get("/api/v1/cluster").dump();

@@ -7,10 +7,10 @@
 // aggregator uses JetStream and key-value but not the MQTT listener's own streams; operators read
 // the feed only; with --cafile/--certfile/--keyfile the client certificate's subject is the login.
 #include "postwatch/event_partitions.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 #include <nats/nats.h>
 
 #include <csignal>
@@ -149,68 +149,21 @@ class GeneratedCluster {
   std::vector<std::unique_ptr<ChildProcess>> nodes_;
 };
 
-// An MQTT client (MQTT 3.1.1, as the agents speak it) that records what it receives.
-class MqttClient {
- public:
-  MqttClient(const std::string& uri, const std::string& id) : client_(uri, id) {
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      std::lock_guard lk(mu_);
-      received_.insert(m->get_topic() + "|" + m->get_payload_str() + (m->is_retained() ? "|retained" : ""));
-    });
-  }
-  ~MqttClient() {
-    // Bounded: a client the broker already dropped may never see its disconnect complete.
-    try {
-      if (client_.is_connected()) client_.disconnect()->wait_for(2s);
-    } catch (...) {
-    }
-  }
-  // Throws mqtt::exception when the broker refuses the login.
-  void connect(const std::string& user, const std::string& password,
-               std::optional<mqtt::ssl_options> ssl = std::nullopt) {
-    auto b = mqtt::connect_options_builder()
-                 .mqtt_version(MQTTVERSION_3_1_1)
-                 .clean_session(true)
-                 .connect_timeout(std::chrono::seconds(20));
-    if (!user.empty()) b.user_name(user);
-    if (!password.empty()) b.password(password);
-    if (ssl) b.ssl(*ssl);
-    client_.connect(b.finalize())->wait();
-  }
-  // True when the broker granted the subscription (SUBACK below 0x80).
-  bool subscribe(const std::string& filter, int qos = 1) {
-    try {
-      auto tok = client_.subscribe(filter, qos);
-      tok->wait();
-      auto codes = tok->get_subscribe_response().get_reason_codes();
-      return codes.empty() || codes[0] < 0x80;
-    } catch (const mqtt::exception&) {
-      return false;
-    }
-  }
-  // QoS 1 by default: returns once the broker acknowledged it (allowed or not).
-  void publish(const std::string& topic, const std::string& payload, int qos = 1, bool retained = false) {
-    client_.publish(topic, payload, qos, retained)->wait();
-  }
-  bool got(const std::string& topic, const std::string& payload) {
-    std::lock_guard lk(mu_);
-    return received_.count(topic + "|" + payload) + received_.count(topic + "|" + payload + "|retained") > 0;
-  }
-  bool got_retained(const std::string& topic, const std::string& payload) {
-    std::lock_guard lk(mu_);
-    return received_.count(topic + "|" + payload + "|retained") > 0;
-  }
-  std::set<std::string> received() {
-    std::lock_guard lk(mu_);
-    return received_;
-  }
-  bool connected() { return client_.is_connected(); }
+// An MQTT login as the agents speak it (MQTT 3.1.1); the test connects (to see a refusal).
+ProbeOptions mqtt_3_1_1_login(const std::string& user, const std::string& password,
+                              std::optional<ProbeTls> tls = std::nullopt) {
+  ProbeOptions options;
+  options.login(user, password).as_agent_speaks().connect_later().timeout(std::chrono::seconds(20));
+  if (tls) options.over_tls(*tls);
+  return options;
+}
 
- private:
-  mqtt::async_client client_;
-  std::mutex mu_;
-  std::set<std::string> received_;
-};
+// Everything `client` received, as "topic|payload" (with "|retained" for a retained one).
+std::set<std::string> received(MqttProbe& client) {
+  std::set<std::string> out;
+  for (const auto& m : client.messages()) out.insert(m.topic + "|" + m.payload + (m.retained ? "|retained" : ""));
+  return out;
+}
 
 // A NATS connection through libnats, as the aggregators' JetStream link makes it.
 class NatsClient {
@@ -332,10 +285,10 @@ class NatsAccess : public ::testing::Test {
   void SetUp() override { cluster = std::make_unique<GeneratedCluster>(dir.path(), 3); }
   std::string secret(const std::string& user) { return cluster->secret(user); }
   // An MQTT login on node `node`; fails the test when refused.
-  std::unique_ptr<MqttClient> mqtt_login(int node, const std::string& id, const std::string& user) {
-    auto c = std::make_unique<MqttClient>(cluster->mqtt_uri(node), id);
+  std::unique_ptr<MqttProbe> mqtt_login(int node, const std::string& id, const std::string& user) {
+    auto c = std::make_unique<MqttProbe>(cluster->mqtt_uri(node), id, mqtt_3_1_1_login(user, secret(user)));
     try {
-      c->connect(user, secret(user));
+      c->connect();
     } catch (const mqtt::exception& e) {
       throw std::runtime_error("MQTT login " + user + " on node " + std::to_string(node + 1) + ": " + e.what() + "\n" +
                                cluster->logs());
@@ -394,9 +347,9 @@ TEST_F(NatsAccess, AgentPublishesOnlyItsOwnTopics) {
   agg->record("postwatch.v1.*.*.*.state");
   agg->record("postwatch.v1.*.*.*.heartbeat");
   auto kabul = mqtt_login(0, "kabul", "agent.kabul.gw-1");
-  ASSERT_TRUE(kabul->subscribe(kKabul + "/confirm"));
+  ASSERT_TRUE(kabul->try_subscribe(kKabul + "/confirm"));
   auto ops = mqtt_login(0, "ops", "ops-1");
-  ASSERT_TRUE(ops->subscribe("postwatch/v1/feed/#"));
+  ASSERT_TRUE(ops->try_subscribe("postwatch/v1/feed/#"));
   auto forger = mqtt_login(0, "forger", "agent.bamako.gw-1");
 
   const auto kabul_partition = partition_subject("asia", "kabul", "gw-1");
@@ -453,17 +406,17 @@ TEST_F(NatsAccess, AgentPublishesOnlyItsOwnTopics) {
 // the feed, not the MQTT listener's internal delivery subjects.
 TEST_F(NatsAccess, AgentReadsOnlyItsOwnConfirmations) {
   auto bamako = mqtt_login(1, "bamako", "agent.bamako.gw-1");
-  EXPECT_FALSE(bamako->subscribe(kKabul + "/confirm"));
-  EXPECT_FALSE(bamako->subscribe("postwatch/v1/+/+/+/confirm"));
-  EXPECT_FALSE(bamako->subscribe("postwatch/v1/feed/#"));
-  EXPECT_FALSE(bamako->subscribe(kKabul + "/events", 0));
-  EXPECT_FALSE(bamako->subscribe("$MQTT/sub/#"));
-  EXPECT_FALSE(bamako->subscribe("#"));
+  EXPECT_FALSE(bamako->try_subscribe(kKabul + "/confirm"));
+  EXPECT_FALSE(bamako->try_subscribe("postwatch/v1/+/+/+/confirm"));
+  EXPECT_FALSE(bamako->try_subscribe("postwatch/v1/feed/#"));
+  EXPECT_FALSE(bamako->try_subscribe(kKabul + "/events", 0));
+  EXPECT_FALSE(bamako->try_subscribe("$MQTT/sub/#"));
+  EXPECT_FALSE(bamako->try_subscribe("#"));
   EXPECT_NE(
       cluster->log(1).find(violation("Subscription", "agent.bamako.gw-1", "postwatch.v1.asia.kabul.gw-1.confirm")),
       std::string::npos)
       << cluster->log(1);
-  ASSERT_TRUE(bamako->subscribe(kBamako + "/confirm", 1)) << cluster->log(1);
+  ASSERT_TRUE(bamako->try_subscribe(kBamako + "/confirm", 1)) << cluster->log(1);
 
   // The aggregator confirms to kabul first, then to bamako: by the time bamako has its own, it
   // would have had kabul's too (one publisher, and bamako's subscriptions on one node).
@@ -472,7 +425,7 @@ TEST_F(NatsAccess, AgentReadsOnlyItsOwnConfirmations) {
   agg->publish(kBamako + "/confirm", "to-bamako");
   ASSERT_TRUE(wait_until([&] { return bamako->got(kBamako + "/confirm", "to-bamako"); }, 10s)) << cluster->logs();
   EXPECT_FALSE(bamako->got(kKabul + "/confirm", "to-kabul"));
-  EXPECT_EQ(bamako->received().size(), 1u);
+  EXPECT_EQ(received(*bamako).size(), 1u);
 }
 
 // The aggregator's retained confirmation reaches the agent's QoS 1 subscription: live, on
@@ -481,13 +434,13 @@ TEST_F(NatsAccess, AgentReadsOnlyItsOwnConfirmations) {
 TEST_F(NatsAccess, RetainedConfirmationReachesTheAgentsQos1Subscription) {
   auto agg = mqtt_login(0, "agg", "postwatch-aggregator");
   auto live = mqtt_login(2, "bamako-live", "agent.bamako.gw-1");
-  ASSERT_TRUE(live->subscribe(kBamako + "/confirm", 1));
+  ASSERT_TRUE(live->try_subscribe(kBamako + "/confirm", 1));
   agg->publish(kBamako + "/confirm", "confirm-1", 1, true);
   EXPECT_TRUE(wait_until([&] { return live->got(kBamako + "/confirm", "confirm-1"); }, 10s)) << cluster->logs();
   live.reset();
 
   auto same_node = mqtt_login(0, "bamako-later", "agent.bamako.gw-1");
-  ASSERT_TRUE(same_node->subscribe(kBamako + "/confirm", 1));
+  ASSERT_TRUE(same_node->try_subscribe(kBamako + "/confirm", 1));
   EXPECT_TRUE(wait_until([&] { return same_node->got_retained(kBamako + "/confirm", "confirm-1"); }, 10s));
   same_node.reset();
 
@@ -495,7 +448,7 @@ TEST_F(NatsAccess, RetainedConfirmationReachesTheAgentsQos1Subscription) {
   EXPECT_TRUE(wait_until(
       [&] {
         auto other = mqtt_login(2, "bamako-other-" + std::to_string(++attempt), "agent.bamako.gw-1");
-        return other->subscribe(kBamako + "/confirm", 1) &&
+        return other->try_subscribe(kBamako + "/confirm", 1) &&
                wait_until([&] { return other->got_retained(kBamako + "/confirm", "confirm-1"); }, 1s);
       },
       20s));
@@ -506,9 +459,9 @@ TEST_F(NatsAccess, RetainedConfirmationReachesTheAgentsQos1Subscription) {
 // the owner's, the nodes' files hold bcrypt hashes, not the passwords.
 TEST_F(NatsAccess, WrongCredentialsAndWrongProtocolsAreRefused) {
   auto refused = [&](const std::string& user, const std::string& password) {
-    MqttClient c(cluster->mqtt_uri(0), "refused");
+    MqttProbe c(cluster->mqtt_uri(0), "refused", mqtt_3_1_1_login(user, password));
     try {
-      c.connect(user, password);
+      c.connect();
       return false;
     } catch (const mqtt::exception&) {
       return true;
@@ -661,9 +614,9 @@ TEST_F(NatsAccess, OperatorsReadTheFeedOnly) {
   auto agg = mqtt_login(0, "agg", "postwatch-aggregator");
   agg->publish("postwatch/v1/feed/goals/7", "{\"status\":\"red\"}", 1, true);
   auto ops = mqtt_login(0, "ops", "ops-1");
-  EXPECT_FALSE(ops->subscribe("postwatch/v1/+/+/+/state"));
-  EXPECT_FALSE(ops->subscribe(kBamako + "/confirm"));
-  ASSERT_TRUE(ops->subscribe("postwatch/v1/feed/#", 1)) << cluster->log(0);
+  EXPECT_FALSE(ops->try_subscribe("postwatch/v1/+/+/+/state"));
+  EXPECT_FALSE(ops->try_subscribe(kBamako + "/confirm"));
+  ASSERT_TRUE(ops->try_subscribe("postwatch/v1/feed/#", 1)) << cluster->log(0);
   EXPECT_TRUE(wait_until([&] { return ops->got_retained("postwatch/v1/feed/goals/7", "{\"status\":\"red\"}"); }, 10s));
   ops->publish("postwatch/v1/feed/goals/7", "forged");
   EXPECT_NE(cluster->log(0).find(violation("Publish", "ops-1", "postwatch.v1.feed.goals.7")), std::string::npos);
@@ -701,9 +654,13 @@ client impostor "/O=Postwatch/OU=bamako/CN=agent.bamako.gw-1" other-ca
                             "--keyfile", (certs / "server.key").string()});
   EXPECT_NE(cluster.generator_output().find("posture: mutual TLS"), std::string::npos) << cluster.generator_output();
   auto ssl = [&](const std::string& cert) {
-    auto b = mqtt::ssl_options_builder().trust_store((certs / "ca.pem").string()).enable_server_cert_auth(true);
-    if (!cert.empty()) b.key_store((certs / (cert + ".pem")).string()).private_key((certs / (cert + ".key")).string());
-    return b.finalize();
+    ProbeTls tls(certs / "ca.pem");
+    tls.verify_host = false;
+    if (!cert.empty()) {
+      tls.cert = certs / (cert + ".pem");
+      tls.key = certs / (cert + ".key");
+    }
+    return tls;
   };
   const auto uri = cluster.mqtt_uri(0, "ssl");
   auto agg_link = std::make_unique<NatsClient>(cluster.client_port(0), "postwatch-aggregator",
@@ -711,8 +668,8 @@ client impostor "/O=Postwatch/OU=bamako/CN=agent.bamako.gw-1" other-ca
   ASSERT_EQ(agg_link->status(), NATS_OK);
   agg_link->record("postwatch.v1.*.*.*.state");
 
-  MqttClient bamako(uri, "bamako");
-  ASSERT_NO_THROW(bamako.connect("", "", ssl("bamako"))) << cluster.log(0);
+  MqttProbe bamako(uri, "bamako", mqtt_3_1_1_login("", "", ssl("bamako")));
+  ASSERT_NO_THROW(bamako.connect()) << cluster.log(0);
   const std::string dn = "CN=agent.bamako.gw-1,OU=bamako,O=Postwatch";
   bamako.publish(kKabul + "/state", "forged");
   EXPECT_NE(cluster.log(0).find(violation("Publish", dn, "postwatch.v1.asia.kabul.gw-1.state")), std::string::npos)
@@ -721,17 +678,17 @@ client impostor "/O=Postwatch/OU=bamako/CN=agent.bamako.gw-1" other-ca
   EXPECT_TRUE(
       wait_until([&] { return agg_link->got("postwatch.v1.sub-saharan-africa.bamako.gw-1.state", "online"); }, 10s));
   EXPECT_FALSE(agg_link->got("postwatch.v1.asia.kabul.gw-1.state", "forged"));
-  ASSERT_TRUE(bamako.subscribe(kBamako + "/confirm", 1));
+  ASSERT_TRUE(bamako.try_subscribe(kBamako + "/confirm", 1));
 
-  MqttClient aggregator(uri, "aggregator");
-  ASSERT_NO_THROW(aggregator.connect("", "", ssl("aggregator"))) << cluster.log(0);
+  MqttProbe aggregator(uri, "aggregator", mqtt_3_1_1_login("", "", ssl("aggregator")));
+  ASSERT_NO_THROW(aggregator.connect()) << cluster.log(0);
   aggregator.publish(kBamako + "/confirm", "confirmed", 1, true);
   EXPECT_TRUE(wait_until([&] { return bamako.got(kBamako + "/confirm", "confirmed"); }, 10s));
 
   auto refused = [&](const std::string& cert, const std::string& user, const std::string& password) {
-    MqttClient c(uri, "refused-" + cert);
+    MqttProbe c(uri, "refused-" + cert, mqtt_3_1_1_login(user, password, ssl(cert)));
     try {
-      c.connect(user, password, ssl(cert));
+      c.connect();
       return false;
     } catch (const mqtt::exception&) {
       return true;

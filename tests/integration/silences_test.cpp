@@ -2,8 +2,11 @@
 // "Silences and maintenance windows"): a silence holds a red alarm's notification but not the
 // board, and once it expires the alarm is told; a maintenance window keeps its post from
 // counting as silent; silences need an operator, refuse bad bodies, and survive a restart.
-#include "feed_test_support.hpp"
+#include "postwatch/clock.hpp"
 #include "postwatch/topics.hpp"
+#include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
+#include "support/mqtt_probe.hpp"
 #include "support/webhook_receiver.hpp"
 
 #include <gtest/gtest.h>
@@ -49,14 +52,14 @@ std::optional<json> open_alarm(AggregatorProcess& agg, const std::string& kind, 
 }
 
 // An agent's birth (online) or death (offline) on its state topic.
-void agent_state(RawPublisher& pub, const std::string& region, const std::string& post, bool online) {
+void agent_state(MqttProbe& pub, const std::string& region, const std::string& post, bool online) {
   AgentState s;
   s.agent_id = "t1";
   s.post_id = post;
   s.online = online;
   s.at_ms = now_utc_ms();
   s.heartbeat_interval_s = 30;
-  pub.raw(topics::agent_topic(region, post, "t1", topics::Channel::State), encode_agent_state(s));
+  pub.publish(topics::agent_topic(region, post, "t1", topics::Channel::State), encode_agent_state(s));
 }
 
 }  // namespace
@@ -75,8 +78,8 @@ TEST(Silences, ASilenceHoldsTheNotificationNotTheBoardAndOnceItEndsTheAlarmIsTol
   EXPECT_EQ(silence["state"], "active");
   EXPECT_EQ(silence["created_by"], "duty officer");
 
-  RawPublisher pub(broker.uri(), "silence-test-publisher");
-  pub.event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
+  MqttProbe pub(broker.uri(), "silence-test-publisher");
+  pub.publish_event("sub-saharan-africa", "bamako", "terrorism_threat_level", 5);
   // The board shows the truth: goal 7 red, its alarm open, marked as silenced.
   std::optional<json> a;
   ASSERT_TRUE(wait_until([&] { return (a = open_alarm(agg, "goal", "7")).has_value(); }, 10s)) << agg.process().log();
@@ -112,11 +115,11 @@ TEST(Silences, AMaintenanceWindowKeepsItsPostFromCountingAsSilent) {
                                           {"duration_s", 600}});
   ASSERT_EQ(window.status, 201) << window.body;
   const std::uint64_t id = window.json()["id"];
-  RawPublisher pub(broker.uri(), "maintenance-test-publisher");
+  MqttProbe pub(broker.uri(), "maintenance-test-publisher");
   // Two posts report, then both agents go offline: only the one without a window is silent.
   for (auto [region, post] : {std::pair{"asia", "kabul"}, std::pair{"sub-saharan-africa", "dakar"}}) {
     agent_state(pub, region, post, true);
-    pub.event(region, post, "terrorism_threat_level", 2);
+    pub.publish_event(region, post, "terrorism_threat_level", 2);
   }
   ASSERT_TRUE(wait_until([&] { return agg.get("/api/v1/posts/dakar").value("last_seen_ms", 0) > 0; }, 10s));
   for (auto [region, post] : {std::pair{"asia", "kabul"}, std::pair{"sub-saharan-africa", "dakar"}})

@@ -6,6 +6,7 @@
 #include "postwatch/agent/spool_store.hpp"
 #include "support/aggregator_process.hpp"
 #include "support/link_shaper.hpp"
+#include "support/loopback_agent_config.hpp"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
@@ -37,11 +38,7 @@ TEST(ThinLink, AnUrgentReadingCrossesA64KbitLinkWithA600msRoundTripWhileTheBackl
   AggregatorProcess aggregator(broker, dir);
   LinkShaper link(broker.port(), LinkProfile{64'000, std::chrono::milliseconds(600), 0.02});
 
-  agent::AgentConfig cfg;
-  cfg.broker_uri = link.uri();
-  cfg.agent_id = "sat-1";
-  cfg.post_id = "bamako";
-  cfg.allow_plaintext = true;
+  auto cfg = loopback_agent_config(link.uri(), "sat-1", "bamako");
   cfg.heartbeat_interval = std::chrono::seconds(5);
   cfg.uplink_max_kbit_s = 48;  // below the link's 64: the agent's queue, not the link's, holds the backlog
   cfg.compression = BatchCompression::ZstdDictionary;

@@ -4,10 +4,12 @@
 // agent_trust_test.cpp and aggregator_key_test.cpp.
 #pragma once
 
-#include "feed_test_support.hpp"
 #include "postwatch/catalogue.hpp"
+#include "postwatch/clock.hpp"
 #include "postwatch/enrolment.hpp"
 #include "postwatch/topics.hpp"
+#include "support/aggregator_process.hpp"
+#include "support/feed_http.hpp"
 
 #include <gtest/gtest.h>
 

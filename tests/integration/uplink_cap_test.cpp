@@ -5,6 +5,7 @@
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/memory_backlog.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/loopback_agent_config.hpp"
 #include "support/mqtt_fault_proxy.hpp"
 
 #include <gtest/gtest.h>
@@ -21,11 +22,7 @@ TEST(UplinkCap, A64KbitAgentStaysWithinFivePercentOfItsCapOverAMinute) {
   MosquittoBroker broker;
   AggregatorProcess aggregator(broker, dir);
   MqttFaultProxy link(broker.port());
-  agent::AgentConfig cfg;
-  cfg.broker_uri = link.uri();
-  cfg.agent_id = "thin-1";
-  cfg.post_id = "bamako";
-  cfg.allow_plaintext = true;
+  auto cfg = loopback_agent_config(link.uri(), "thin-1", "bamako");
   cfg.heartbeat_interval = std::chrono::seconds(5);
   cfg.uplink_max_kbit_s = 64;  // 8000 bytes/s
   auto catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(catalogue_path()));

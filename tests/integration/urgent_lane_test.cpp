@@ -5,6 +5,7 @@
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/spool_store.hpp"
 #include "support/aggregator_process.hpp"
+#include "support/loopback_agent_config.hpp"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
@@ -19,11 +20,7 @@ namespace {
 constexpr int kBacklog = 50'000;
 
 agent::AgentConfig thin_agent(const MosquittoBroker& broker, const std::string& id, std::uint32_t kbit_s) {
-  agent::AgentConfig cfg;
-  cfg.broker_uri = broker.uri();
-  cfg.agent_id = id;
-  cfg.post_id = "bamako";
-  cfg.allow_plaintext = true;
+  auto cfg = loopback_agent_config(broker.uri(), id, "bamako");
   cfg.heartbeat_interval = std::chrono::seconds(2);
   cfg.uplink_max_kbit_s = kbit_s;
   return cfg;

@@ -7,11 +7,12 @@
 // the aggregator applies it. Never asserts timing; the figures go in docs/performance.md.
 //
 //   postwatch-bench-rollout [--agents N]   (default 200; each agent holds about 10 MB)
-#include "integration/feed_test_support.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/fleet_bundle.hpp"
+#include "support/agent_config_file.hpp"
 #include "support/aggregator_process.hpp"
 #include "support/catalogue_edit.hpp"
+#include "support/feed_http.hpp"
 #include "support/test_support.hpp"
 
 #include <nlohmann/json.hpp>
@@ -51,15 +52,11 @@ struct Bench {
     for (int i = 0; i < n; ++i) {
       const auto home = dir.path() / ("a" + std::to_string(i));
       fs::create_directories(home);
-      json config{{"broker_uri", broker.uri()},
-                  {"agent_id", "r" + std::to_string(i)},
-                  {"post_id", posts[static_cast<std::size_t>(i) % posts.size()]},
-                  {"allow_plaintext", true},
-                  {"catalogue_file", catalogue_path().string()},
-                  {"spool", {{"dir", (home / "spool").string()}, {"fsync", "never"}}},
-                  {"heartbeat_interval_s", 5},
-                  {"fleet", {{"key_file", pub.string()}}}};
-      std::ofstream(home / "agent.json") << config.dump(2);
+      AgentConfigFile(broker.uri(), "r" + std::to_string(i), posts[static_cast<std::size_t>(i) % posts.size()],
+                      home / "spool")
+          .set("heartbeat_interval_s", 5)
+          .set("fleet", {{"key_file", pub.string()}})
+          .write(home / "agent.json");
       agents.push_back(
           std::make_unique<ChildProcess>(std::vector<std::string>{(binary_dir() / "agent" / "postwatch-agent").string(),
                                                                   "run", "--config", (home / "agent.json").string()},
