@@ -98,6 +98,25 @@ std::string entry_name(const char* section, std::size_t i, const std::string& id
   return os.str();
 }
 
+// A section entry's string id; `entry` becomes the name errors use for it ("posts 'x'").
+std::string read_id(const Reader& r, const json& j, const char* section, std::size_t i, std::string& entry) {
+  std::string id = r.str(j, entry_name(section, i, ""), "id");
+  entry = entry_name(section, i, id);
+  return id;
+}
+
+// A list of goal numbers, each one the catalogue defines.
+std::vector<int> read_goal_refs(const Reader& r, const json& j, const std::string& entry,
+                                const std::set<int>& goal_ids) {
+  std::vector<int> out;
+  for (const auto& g : r.array(j, entry, "goals")) {
+    int id = r.integer(g, entry, "goal reference");
+    if (!goal_ids.count(id)) r.fail(entry, "unknown goal " + std::to_string(id));
+    out.push_back(id);
+  }
+  return out;
+}
+
 std::string fnv1a_hex(std::string_view text) {
   std::uint64_t h = 1469598103934665603ULL;
   for (unsigned char c : text) {
@@ -196,26 +215,22 @@ std::vector<Goal> read_goals(const Reader& r, const json& root) {
 }
 
 // Every goal in exactly one pillar, the one it names.
-std::vector<Pillar> read_pillars(const Reader& r, const json& root, const std::vector<Goal>& goals) {
-  std::set<int> goal_ids;
-  for (const auto& g : goals) goal_ids.insert(g.id);
+std::vector<Pillar> read_pillars(const Reader& r, const json& root, const std::vector<Goal>& goals,
+                                 const std::set<int>& goal_ids) {
   std::vector<Pillar> out;
   const auto& pillars = r.array(root, "(top level)", "pillars");
   std::set<int> goals_in_pillars;
   for (std::size_t i = 0; i < pillars.size(); ++i) {
     const auto& p = pillars[i];
     Pillar pillar;
-    pillar.id = r.str(p, entry_name("pillars", i, ""), "id");
-    std::string entry = entry_name("pillars", i, pillar.id);
+    std::string entry;
+    pillar.id = read_id(r, p, "pillars", i, entry);
     pillar.name = r.str(p, entry, "name");
     pillar.name_nl = r.str(p, entry, "name_nl", false);
-    for (const auto& g : r.array(p, entry, "goals")) {
-      int id = r.integer(g, entry, "goal reference");
-      if (!goal_ids.count(id)) r.fail(entry, "unknown goal " + std::to_string(id));
+    pillar.goals = read_goal_refs(r, p, entry, goal_ids);
+    for (int id : pillar.goals)
       if (!goals_in_pillars.insert(id).second)
         r.fail(entry, "goal " + std::to_string(id) + " is in more than one pillar");
-      pillar.goals.push_back(id);
-    }
     out.push_back(std::move(pillar));
   }
   for (const auto& g : goals) {
@@ -234,14 +249,10 @@ std::vector<Threat> read_threats(const Reader& r, const json& root, const std::s
   const auto& threats = r.array(root, "(top level)", "threats");
   for (std::size_t i = 0; i < threats.size(); ++i) {
     Threat t;
-    t.id = r.str(threats[i], entry_name("threats", i, ""), "id");
-    std::string entry = entry_name("threats", i, t.id);
+    std::string entry;
+    t.id = read_id(r, threats[i], "threats", i, entry);
     t.name = r.str(threats[i], entry, "name");
-    for (const auto& g : r.array(threats[i], entry, "goals")) {
-      int id = r.integer(g, entry, "goal reference");
-      if (!goal_ids.count(id)) r.fail(entry, "unknown goal " + std::to_string(id));
-      t.goals.push_back(id);
-    }
+    t.goals = read_goal_refs(r, threats[i], entry, goal_ids);
     if (!ids.insert(t.id).second) r.fail(entry, "duplicate threat id");
     out.push_back(std::move(t));
   }
@@ -254,8 +265,8 @@ std::vector<Region> read_regions(const Reader& r, const json& root) {
   const auto& regions = r.array(root, "(top level)", "regions");
   for (std::size_t i = 0; i < regions.size(); ++i) {
     Region reg;
-    reg.id = r.str(regions[i], entry_name("regions", i, ""), "id");
-    std::string entry = entry_name("regions", i, reg.id);
+    std::string entry;
+    reg.id = read_id(r, regions[i], "regions", i, entry);
     reg.name = r.str(regions[i], entry, "name");
     if (!is_valid_node_id(reg.id)) r.fail(entry, "id must match ^[a-z0-9][a-z0-9-]{0,47}$");
     if (!ids.insert(reg.id).second) r.fail(entry, "duplicate region id");
@@ -271,8 +282,8 @@ std::vector<Post> read_posts(const Reader& r, const json& root, const RegionInde
   const auto& posts = r.array(root, "(top level)", "posts");
   for (std::size_t i = 0; i < posts.size(); ++i) {
     Post p;
-    p.id = r.str(posts[i], entry_name("posts", i, ""), "id");
-    std::string entry = entry_name("posts", i, p.id);
+    std::string entry;
+    p.id = read_id(r, posts[i], "posts", i, entry);
     p.city = r.str(posts[i], entry, "city");
     p.country = r.str(posts[i], entry, "country");
     p.region = r.str(posts[i], entry, "region");
@@ -331,8 +342,8 @@ void read_urgency(const Reader& r, const json& j, const std::string& entry, Indi
 Indicator read_indicator(const Reader& r, const json& j, std::size_t i, const std::set<int>& goal_ids,
                          const std::set<std::string>& threat_ids) {
   Indicator ind;
-  ind.id = r.str(j, entry_name("indicators", i, ""), "id");
-  std::string entry = entry_name("indicators", i, ind.id);
+  std::string entry;
+  ind.id = read_id(r, j, "indicators", i, entry);
   if (!is_valid_indicator_id(ind.id)) r.fail(entry, "id must match ^[a-z][a-z0-9_]{1,47}$");
   ind.name = r.str(j, entry, "name");
   ind.unit = r.str(j, entry, "unit", false);
@@ -399,7 +410,7 @@ IndicatorCatalogue IndicatorCatalogue::parse(std::string_view text, const std::s
   c.goals_ = read_goals(r, root);
   std::set<int> goal_ids;
   for (const auto& g : c.goals_) goal_ids.insert(g.id);
-  c.pillars_ = read_pillars(r, root, c.goals_);
+  c.pillars_ = read_pillars(r, root, c.goals_, goal_ids);
   c.threats_ = read_threats(r, root, goal_ids);
   c.regions_ = read_regions(r, root);
   for (std::uint32_t i = 0; i < c.regions_.size(); ++i) c.region_ix_.emplace(c.regions_[i].id, i);

@@ -1,5 +1,7 @@
 #include "support/test_support.hpp"
 
+#include "postwatch/catalogue.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -269,6 +271,10 @@ std::string shell_quoted(const std::string& s) {
 }
 
 std::filesystem::path catalogue_path() { return POSTWATCH_TEST_CATALOGUE; }
+const IndicatorCatalogue& shipped_catalogue() {
+  static const IndicatorCatalogue c = IndicatorCatalogue::load(catalogue_path());
+  return c;
+}
 std::filesystem::path binary_dir() { return POSTWATCH_TEST_BINARY_DIR; }
 std::filesystem::path source_dir() { return POSTWATCH_TEST_SOURCE_DIR; }
 

@@ -9,6 +9,10 @@
 #include <string>
 #include <vector>
 
+namespace postwatch {
+class IndicatorCatalogue;
+}
+
 namespace postwatch::test {
 
 // A free TCP port on 127.0.0.1 (bound then released).
@@ -104,6 +108,8 @@ CommandResult run_shell(const std::string& command);
 std::string shell_quoted(const std::string& s);
 
 std::filesystem::path catalogue_path();
+// The shipped catalogue (catalogue_path()), loaded once per test program.
+const IndicatorCatalogue& shipped_catalogue();
 // The build tree (PROJECT_BINARY_DIR) and the source tree this build was configured from.
 std::filesystem::path binary_dir();
 std::filesystem::path source_dir();

@@ -21,10 +21,7 @@ using namespace postwatch::agent;
 
 namespace {
 
-const IndicatorCatalogue& catalogue() {
-  static const IndicatorCatalogue c = IndicatorCatalogue::load(test::catalogue_path());
-  return c;
-}
+const IndicatorCatalogue& catalogue() { return test::shipped_catalogue(); }
 
 std::string config_error(const std::string& json) {
   test::TempDir dir;

@@ -16,10 +16,7 @@ namespace fbw = postwatch::wire::v1;
 
 namespace {
 
-const IndicatorCatalogue& catalogue() {
-  static const IndicatorCatalogue c = IndicatorCatalogue::load(test::catalogue_path());
-  return c;
-}
+const IndicatorCatalogue& catalogue() { return test::shipped_catalogue(); }
 
 std::shared_ptr<const BatchDictionary> dictionary() {
   static const auto d = BatchDictionary::for_catalogue(catalogue());

@@ -24,10 +24,7 @@ std::shared_ptr<spdlog::logger> quiet() {
   return std::make_shared<spdlog::logger>("q", std::make_shared<spdlog::sinks::null_sink_mt>());
 }
 
-const IndicatorCatalogue& catalogue() {
-  static const IndicatorCatalogue c = IndicatorCatalogue::load(test::catalogue_path());
-  return c;
-}
+const IndicatorCatalogue& catalogue() { return test::shipped_catalogue(); }
 
 constexpr std::int64_t kNow = 1'800'000'000'000;
 constexpr std::int64_t kHour = 3'600'000;

@@ -87,10 +87,7 @@ namespace {
 using test::day;
 constexpr std::int64_t kMinute = 60'000, kHour = 60 * kMinute;
 
-const IndicatorCatalogue& catalogue() {
-  static const IndicatorCatalogue c = IndicatorCatalogue::load(test::catalogue_path());
-  return c;
-}
+const IndicatorCatalogue& catalogue() { return test::shipped_catalogue(); }
 const TargetCatalogue& targets() {
   static const TargetCatalogue t = TargetCatalogue::load(test::catalogue_path(), catalogue());
   return t;

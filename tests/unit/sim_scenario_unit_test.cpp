@@ -15,10 +15,7 @@ using namespace postwatch::sim;
 
 namespace {
 
-const IndicatorCatalogue& catalogue() {
-  static const IndicatorCatalogue c = IndicatorCatalogue::load(test::catalogue_path());
-  return c;
-}
+const IndicatorCatalogue& catalogue() { return test::shipped_catalogue(); }
 
 Scenario parse(const std::string& text) { return parse_scenario(text, "test.json", catalogue()); }
 

@@ -12,10 +12,7 @@ using nlohmann::json;
 
 namespace {
 
-const IndicatorCatalogue& catalogue() {
-  static const IndicatorCatalogue c = IndicatorCatalogue::load(test::catalogue_path());
-  return c;
-}
+const IndicatorCatalogue& catalogue() { return test::shipped_catalogue(); }
 
 std::int64_t day(const char* date) { return *parse_date_ms(date); }
 

@@ -118,7 +118,8 @@ TEST(TargetProgress, ADecreasingIsBetterTargetCountsFallingAsProgress) {
   EXPECT_EQ(p.status, Trajectory::OnTrack);
   std::vector<FigureReading> rising{{year(1), 10.5}, {year(2), 11.0}};
   EXPECT_EQ(assess_target(t, rising, year(0), year(2)).status, Trajectory::MovingAway);
-  EXPECT_EQ(assess_target(t, std::vector<FigureReading>{{year(2), 3.5}}, year(0), year(2)).status, Trajectory::Achieved);
+  EXPECT_EQ(assess_target(t, std::vector<FigureReading>{{year(2), 3.5}}, year(0), year(2)).status,
+            Trajectory::Achieved);
 }
 
 TEST(TargetProgress, TheNamesAreTheApisAndReadingsMayComeInAnyOrder) {
