@@ -1,6 +1,7 @@
 #include "command_line.hpp"
 
 #include "postwatch/catalogue.hpp"
+#include "postwatch/command_line_start.hpp"
 #include "postwatch/secret_file.hpp"
 
 #include <boost/program_options.hpp>
@@ -163,21 +164,10 @@ std::variant<CommandLine, int> parse_command_line(int argc, char** argv) {
   CommandLineUnits units(cl.options);
   const auto desc = describe(cl, units);
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "postwatch-aggregator: " << e.what() << "\n(see --help)\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  if (vm.count("version")) {
-    std::cout << "postwatch-aggregator " << POSTWATCH_VERSION << " (wire schema v1)\n";
-    return 0;
-  }
+  if (auto status =
+          start_command_line(argc, argv, desc, "postwatch-aggregator",
+                             std::string("postwatch-aggregator ") + POSTWATCH_VERSION + " (wire schema v1)", vm))
+    return *status;
   auto why = apply(units, cl.options);
   if (why.empty()) why = options_problem(cl.options);
   if (!why.empty()) {

@@ -41,12 +41,7 @@ HttpReply https_get(unsigned short port, const Certificate& c, const std::string
     feedhttp::request<feedhttp::string_body> req{feedhttp::verb::get, target, 11};
     req.set(feedhttp::field::host, "127.0.0.1");
     for (const auto& [k, v] : headers) req.set(k, v);
-    feedhttp::write(stream, req);
-    beast::flat_buffer buf;
-    feedhttp::response<feedhttp::string_body> res;
-    feedhttp::read(stream, buf, res);
-    reply.status = static_cast<int>(res.result_int());
-    reply.body = res.body();
+    reply = http_exchange(stream, req);
   } catch (const std::exception&) {
     reply.status = 0;
   }

@@ -39,10 +39,27 @@ struct HttpReply {
   }
 };
 
+// One request over a connected stream, plain or TLS: the reply, header names in lower case.
+template <class Stream>
+HttpReply http_exchange(Stream& stream, const feedhttp::request<feedhttp::string_body>& req) {
+  HttpReply reply;
+  feedhttp::write(stream, req);
+  boost::beast::flat_buffer buf;
+  feedhttp::response<feedhttp::string_body> res;
+  feedhttp::read(stream, buf, res);
+  reply.status = static_cast<int>(res.result_int());
+  reply.body = res.body();
+  for (const auto& f : res) {
+    std::string name(f.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    reply.headers[name] = std::string(f.value());
+  }
+  return reply;
+}
+
 inline HttpReply http_call(unsigned short port, feedhttp::verb method, const std::string& target,
                            const std::map<std::string, std::string>& headers = {}, const std::string& body = "") {
   namespace beast = boost::beast;
-  HttpReply reply;
   try {
     boost::asio::io_context io;
     beast::tcp_stream stream(io);
@@ -53,23 +70,13 @@ inline HttpReply http_call(unsigned short port, feedhttp::verb method, const std
     for (const auto& [k, v] : headers) req.set(k, v);
     req.body() = body;
     req.prepare_payload();
-    feedhttp::write(stream, req);
-    beast::flat_buffer buf;
-    feedhttp::response<feedhttp::string_body> res;
-    feedhttp::read(stream, buf, res);
-    reply.status = static_cast<int>(res.result_int());
-    reply.body = res.body();
-    for (const auto& f : res) {
-      std::string name(f.name_string());
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      reply.headers[name] = std::string(f.value());
-    }
+    auto reply = http_exchange(stream, req);
     beast::error_code ec;
     stream.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+    return reply;
   } catch (const std::exception&) {
-    reply.status = 0;
+    return {};  // status 0: the request failed
   }
-  return reply;
 }
 
 inline std::map<std::string, std::string> bearer(const std::string& token) {

@@ -79,9 +79,6 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
 int run(const Options& opt) {
   Context c;
   c.opt = opt;
-  c.catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(test::catalogue_path()));
-  c.log = std::make_shared<spdlog::logger>("agent", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  c.log->set_level(spdlog::level::warn);
   c.report.config("events", opt.events);
   c.report.config("batch_max_events", opt.batch);
   c.report.config("max_inflight_batches", opt.inflight);
@@ -105,16 +102,7 @@ int run(const Options& opt) {
   std::cout << "postwatch-bench-agent: " << opt.events << " events, batch " << opt.batch << ", in-flight "
             << opt.inflight << ", " << std::thread::hardware_concurrency() << " CPUs, broker " << broker.uri()
             << "\n\n";
-  c.report.print(std::cout);
-  if (!opt.json_file.empty()) {
-    std::ofstream out(opt.json_file);
-    out << c.report.json().dump(2) << "\n";
-    if (!out) {
-      std::cerr << "postwatch-bench-agent: cannot write " << opt.json_file << "\n";
-      return 1;
-    }
-  }
-  return 0;
+  return c.finish("postwatch-bench-agent", opt.json_file);
 }
 
 }  // namespace

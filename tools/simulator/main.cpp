@@ -12,6 +12,7 @@
 #include "uplink_relay.hpp"
 
 #include "postwatch/clock.hpp"
+#include "postwatch/command_line_start.hpp"
 #include "postwatch/secret_file.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -164,21 +165,9 @@ std::variant<Options, int> parse_options(int argc, char** argv) {
       "--processes: every agent takes fleet bundles signed by these keys (fleet.pub) and remote commands, so "
       "rollouts through the aggregator reach the simulated fleet (docs/fleet.md)");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "postwatch-sim: " << e.what() << "\n(see --help)\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  if (vm.count("version")) {
-    std::cout << "postwatch-sim " << POSTWATCH_VERSION << "\n";
-    return 0;
-  }
+  if (auto status =
+          start_command_line(argc, argv, desc, "postwatch-sim", std::string("postwatch-sim ") + POSTWATCH_VERSION, vm))
+    return *status;
   if (!(o.rate > 0 && o.rate <= 100000) || !(o.duration_s >= 0) || !(o.drain_s >= 0 && o.drain_s <= 86400)) {
     std::cerr << "postwatch-sim: need 0 < --rate <= 100000, --duration >= 0 and 0 <= --drain <= 86400\n";
     return 2;

@@ -1,5 +1,7 @@
 #include "rollup/status_board.hpp"
 
+#include "postwatch/name_table.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -8,33 +10,22 @@
 
 namespace postwatch::aggregator {
 
-std::string_view to_string(AlarmKind k) {
-  switch (k) {
-    case AlarmKind::Goal: return "goal";
-    case AlarmKind::PostSilent: return "post_silent";
-    case AlarmKind::TopicMismatch: return "topic_mismatch";
-    case AlarmKind::ClockOffset: return "clock_offset";
-    case AlarmKind::StoreFailing: return "store_failing";
-  }
-  return "goal";
-}
+namespace {
+constexpr NameTable<AlarmKind, 5> kAlarmKindNames{{{AlarmKind::Goal, "goal"},
+                                                   {AlarmKind::PostSilent, "post_silent"},
+                                                   {AlarmKind::TopicMismatch, "topic_mismatch"},
+                                                   {AlarmKind::ClockOffset, "clock_offset"},
+                                                   {AlarmKind::StoreFailing, "store_failing"}}};
+constexpr NameTable<StatusScope, 2> kStatusScopeNames{{{StatusScope::Goal, "goal"}, {StatusScope::Pillar, "pillar"}}};
+}  // namespace
 
-std::optional<AlarmKind> parse_alarm_kind(std::string_view s) {
-  for (auto k : kAlarmKinds)
-    if (to_string(k) == s) return k;
-  return std::nullopt;
-}
-
-std::string_view to_string(StatusScope s) { return s == StatusScope::Goal ? "goal" : "pillar"; }
+std::string_view to_string(AlarmKind k) { return kAlarmKindNames.name(k); }
+std::optional<AlarmKind> parse_alarm_kind(std::string_view s) { return kAlarmKindNames.parse(s); }
+std::string_view to_string(StatusScope s) { return kStatusScopeNames.name(s); }
+std::optional<StatusScope> parse_status_scope(std::string_view s) { return kStatusScopeNames.parse(s); }
 
 void to_json(nlohmann::json& j, AlarmKind k) { j = to_string(k); }
 void to_json(nlohmann::json& j, StatusScope s) { j = to_string(s); }
-
-std::optional<StatusScope> parse_status_scope(std::string_view s) {
-  if (s == "goal") return StatusScope::Goal;
-  if (s == "pillar") return StatusScope::Pillar;
-  return std::nullopt;
-}
 
 StatusBoard::StatusBoard(const IndicatorCatalogue& catalogue, BoardPolicy policy)
     : catalogue_(catalogue), policy_(policy), goals_(catalogue.goals().size()), pillars_(catalogue.pillars().size()) {}

@@ -1,5 +1,6 @@
 #include "store/stored_batch.hpp"
 
+#include "postwatch/name_table.hpp"
 #include "store/event_store.hpp"
 
 #include <algorithm>
@@ -10,21 +11,15 @@
 namespace postwatch::aggregator {
 
 // The refusal names (event_sink.hpp): kept in the store's rows, so they live with it.
-std::string_view to_string(EventRefusal r) {
-  switch (r) {
-    case EventRefusal::None: return "";
-    case EventRefusal::Future: return "future";
-    case EventRefusal::UnknownIndicator: return "unknown_indicator";
-    case EventRefusal::BadValue: return "bad_value";
-  }
-  return "";
-}
+namespace {
+constexpr NameTable<EventRefusal, 4> kRefusalNames{{{EventRefusal::None, ""},
+                                                    {EventRefusal::Future, "future"},
+                                                    {EventRefusal::UnknownIndicator, "unknown_indicator"},
+                                                    {EventRefusal::BadValue, "bad_value"}}};
+}  // namespace
 
-std::optional<EventRefusal> parse_event_refusal(std::string_view s) {
-  for (auto r : {EventRefusal::None, EventRefusal::Future, EventRefusal::UnknownIndicator, EventRefusal::BadValue})
-    if (to_string(r) == s) return r;
-  return std::nullopt;
-}
+std::string_view to_string(EventRefusal r) { return kRefusalNames.name(r); }
+std::optional<EventRefusal> parse_event_refusal(std::string_view s) { return kRefusalNames.parse(s); }
 
 namespace {
 

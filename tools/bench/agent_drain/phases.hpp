@@ -5,6 +5,7 @@
 #include "agent_drain/common.hpp"
 #include "agent_drain/report.hpp"
 #include "agent_drain/subscriber.hpp"
+#include "bench_run.hpp"
 #include "postwatch/agent/agent.hpp"
 #include "postwatch/agent/spool_store.hpp"
 #include "postwatch/catalogue.hpp"
@@ -24,12 +25,9 @@ struct Options {
   std::string json_file;
 };
 
-struct Context {
+struct Context : BenchRun {
+  Context() : BenchRun(test::catalogue_path(), "agent") {}
   Options opt;
-  test::TempDir work;
-  std::shared_ptr<const IndicatorCatalogue> catalogue;
-  std::shared_ptr<spdlog::logger> log;
-  Report report;
   std::string events_topic;
 };
 

@@ -29,7 +29,7 @@ void phase_child(Context& c, Subscriber& sub, const std::string& broker_uri) {
   const std::string bin = POSTWATCH_BENCH_AGENT_BINARY;
   c.report.section("agent_process", "memory/CPU: postwatch-agent run (child process, own spool)");
   if (!fs::exists(bin)) {
-    c.report.add_text("error", "skipped", bin + " not found");
+    c.report.text("error", "skipped", bin + " not found");
     return;
   }
   auto cfg_file = c.work.path() / "agent.json";
@@ -57,7 +57,7 @@ void phase_child(Context& c, Subscriber& sub, const std::string& broker_uri) {
   const double idle_wall = seconds_since(t0);
   if (!child.running()) {
     std::cerr << "postwatch-agent exited early:\n" << child.log() << "\n";
-    c.report.add_text("error", "skipped", "postwatch-agent exited early (see stderr)");
+    c.report.text("error", "skipped", "postwatch-agent exited early (see stderr)");
     return;
   }
   const double idle_rss = static_cast<double>(status_kb(pid, "VmRSS"));
@@ -175,8 +175,8 @@ double phase_baseline(Context& c, Subscriber& sub, const std::string& broker_uri
   const bool all_done = std::all_of(rounds.begin(), rounds.end(), [](const Round& r) { return r.done; });
 
   c.report.section("baseline", "baseline: bare Paho publisher, same pre-encoded payloads, QoS 1, same window");
-  c.report.add_text("completed", "completed",
-                    all_done ? std::to_string(rounds.size()) + " rounds, median shown" : "NO (timed out)");
+  c.report.text("completed", "completed",
+                all_done ? std::to_string(rounds.size()) + " rounds, median shown" : "NO (timed out)");
   c.report.add("messages_per_s", "messages/s", static_cast<double>(med.counts.messages) / med.total_s, "msg/s");
   const double rate = events_per_s(med);
   c.report.add("events_per_s", "events/s", rate, "events/s");

@@ -234,7 +234,7 @@ double phase_drain(Context& c, Subscriber& sub, const std::string& broker_uri, c
   agent.stop();
 
   c.report.section("drain", "drain: Agent over the full spool -> Mosquitto -> Paho subscriber (QoS 1)");
-  c.report.add_text("completed", "completed", done ? "yes" : connected ? "NO (timed out)" : "NO (no connection)");
+  c.report.text("completed", "completed", done ? "yes" : connected ? "NO (timed out)" : "NO (no connection)");
   c.report.add("reopen_seconds", "spool re-open (recovery scan)", reopen_s, "s", 2);
   c.report.add("read_us_per_event", "spool read+decode, 1 thread, no broker", read_n ? 1e6 * read_s / read_n : 0,
                "us/event", 3);

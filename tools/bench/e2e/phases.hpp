@@ -3,6 +3,7 @@
 // aggregator is measured.
 #pragma once
 
+#include "bench_run.hpp"
 #include "e2e/common.hpp"
 #include "e2e/in_process_aggregator.hpp"
 #include "e2e/publisher.hpp"
@@ -37,12 +38,9 @@ constexpr std::size_t kScalingBatch = 10;
 inline const std::vector<std::size_t> kScalingAgents{10, 100, 1000, 10000};
 constexpr std::size_t kMaxEventsPerRun = 3'000'000;
 
-struct Context {
+struct Context : BenchRun {
+  Context() : BenchRun(POSTWATCH_BENCH_CATALOGUE, "aggregator") {}
   Options opt;
-  test::TempDir work;
-  std::shared_ptr<const IndicatorCatalogue> catalogue;
-  std::shared_ptr<spdlog::logger> log;
-  Report report;
   std::unique_ptr<test::MosquittoBroker> broker;
   std::string broker_pid;
   std::unique_ptr<Publisher> pub;

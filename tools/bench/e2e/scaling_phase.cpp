@@ -123,9 +123,6 @@ int run(const Options& opt) {
   const auto started = Clock::now();
   Context c;
   c.opt = opt;
-  c.catalogue = std::make_shared<const IndicatorCatalogue>(IndicatorCatalogue::load(POSTWATCH_BENCH_CATALOGUE));
-  c.log = std::make_shared<spdlog::logger>("aggregator", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  c.log->set_level(spdlog::level::warn);
   c.report.config("seconds_per_run", opt.seconds);
   c.report.config("connections", opt.connections);
   c.report.config("inflight_per_connection", opt.inflight);
@@ -165,16 +162,7 @@ int run(const Options& opt) {
   c.report.add("wall_seconds", "wall time of this benchmark", seconds_since(started), "s", 1);
   std::cout << "postwatch-bench-e2e: " << std::thread::hardware_concurrency() << " CPUs, " << opt.connections
             << " publisher connections x " << opt.inflight << " in flight, ~" << opt.seconds << " s per run\n";
-  c.report.print(std::cout);
-  if (!opt.json_file.empty()) {
-    std::ofstream out(opt.json_file);
-    out << c.report.json().dump(2) << "\n";
-    if (!out) {
-      std::cerr << "postwatch-bench-e2e: cannot write " << opt.json_file << "\n";
-      return 1;
-    }
-  }
-  return 0;
+  return c.finish("postwatch-bench-e2e", opt.json_file);
 }
 
 }  // namespace postwatch::bench::e2e
