@@ -39,11 +39,15 @@ std::optional<HostPort> parse_authority(std::string rest, std::uint16_t default_
   return hp;
 }
 
-bool is_tls_scheme(const std::string& uri) {
+}  // namespace
+
+bool is_tls_broker_uri(const std::string& uri) {
   return uri.starts_with("ssl://") || uri.starts_with("mqtts://") || uri.starts_with("wss://");
 }
 
-}  // namespace
+bool is_plaintext_broker_uri(const std::string& uri) {
+  return uri.starts_with("tcp://") || uri.starts_with("mqtt://") || uri.starts_with("ws://");
+}
 
 std::string HostPort::text() const {
   return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
@@ -86,7 +90,7 @@ std::optional<BrokerProxy> effective_proxy(const std::string& broker_uri, const 
   }
   // Paho C 1.3.12 reads these itself when no proxy is set (MQTTProtocol_connect), with or
   // without the http:// prefix.
-  const char* name = is_tls_scheme(broker_uri) ? "https_proxy" : "http_proxy";
+  const char* name = is_tls_broker_uri(broker_uri) ? "https_proxy" : "http_proxy";
   const char* env = std::getenv(name);
   if (!env || !*env) return std::nullopt;
   std::string value = env;

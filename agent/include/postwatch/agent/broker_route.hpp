@@ -16,6 +16,11 @@ struct HostPort {
   std::uint16_t port = 0;
   std::string text() const;  // host:port ([v6]:port)
 };
+// ssl://, mqtts:// or wss://: a broker reached over TLS.
+bool is_tls_broker_uri(const std::string& uri);
+// tcp://, mqtt:// or ws://: a broker reached in plaintext.
+bool is_plaintext_broker_uri(const std::string& uri);
+
 // tcp://host:port, ssl://[v6]:port, mqtts://host, ws://host:port/mqtt, wss://host (default ports
 // 1883, 8883, 80, 443); nullopt if unparsable.
 std::optional<HostPort> broker_host_port(const std::string& broker_uri);
