@@ -662,7 +662,8 @@ void stall_consumer(std::chrono::seconds hold, const std::string& client_id) {
   expect_absorbed(a, sent_a, sa.accepted() - acc_a);
   expect_absorbed(b, sent_b, sb.accepted() - acc_b);
   aggregator.process().signal(SIGCONT);
-  ASSERT_TRUE(aggregator.process().running());
+  ASSERT_TRUE(aggregator.process().running())
+      << "exit status " << aggregator.process().wait(0ms) << "\nAGGREGATOR LOG\n" << tail(aggregator.process().log());
   sa.stop();
   sb.stop();
   EXPECT_EQ(sa.refused() + sb.refused(), 0u);
