@@ -21,10 +21,6 @@
 #include <utility>
 #include <vector>
 
-#ifndef POSTWATCH_BENCH_AGENT_BINARY
-#define POSTWATCH_BENCH_AGENT_BINARY "postwatch-agent"
-#endif
-
 namespace postwatch::bench::agent_drain {
 
 using namespace std::chrono_literals;

@@ -1,4 +1,5 @@
 // What the parts of postwatch-bench-e2e share: the names they use, and CPU seconds read from /proc.
+// CMake passes the catalogue and the agent program (POSTWATCH_BENCH_CATALOGUE, _AGENT_BINARY).
 #pragma once
 
 #include "proc_stats.hpp"
@@ -11,13 +12,6 @@
 #include <map>
 #include <string>
 #include <utility>
-
-#ifndef POSTWATCH_BENCH_CATALOGUE
-#define POSTWATCH_BENCH_CATALOGUE "catalogue/gbvs.json"
-#endif
-#ifndef POSTWATCH_BENCH_AGENT_BINARY
-#define POSTWATCH_BENCH_AGENT_BINARY "postwatch-agent"
-#endif
 
 namespace postwatch::bench::e2e {
 
