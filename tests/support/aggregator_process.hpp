@@ -34,10 +34,18 @@ class AggregatorProcess {
   AggregatorProcess(const std::string& broker_uri, const TempDir& dir, std::vector<std::string> extra_args = {},
                     const std::string& client_id = "", std::chrono::seconds ready_within = kReadyWithin)
       : http_port_(free_port()),
-        proc_(make_args(broker_uri, dir, extra_args, client_id), dir.path() / "aggregator.log") {
+        proc_(make_args(http_port_, broker_uri, dir, extra_args, client_id), dir.path() / "aggregator.log") {
     bool ready =
         wait_until([&] { return http_get(http_port_, "/readyz").status == 200 || !proc_.running(); }, ready_within);
     if (!ready || !proc_.running()) throw std::runtime_error("aggregator did not become ready:\n" + proc_.log());
+  }
+  // An aggregator that must never become ready (a refused login, say): runs it until its log
+  // holds `expected`, it exits or `within` passes, then stops it; returns its log.
+  static std::string log_until(const std::string& broker_uri, const TempDir& dir, std::vector<std::string> extra_args,
+                               const std::string& expected, std::chrono::seconds within = kReadyWithin) {
+    ChildProcess proc(make_args(free_port(), broker_uri, dir, extra_args, ""), dir.path() / "aggregator.log");
+    wait_until([&] { return proc.log().find(expected) != std::string::npos || !proc.running(); }, within);
+    return proc.log();
   }
   unsigned short port() const { return http_port_; }
   ChildProcess& process() { return proc_; }
@@ -65,15 +73,15 @@ class AggregatorProcess {
   }
 
  private:
-  std::vector<std::string> make_args(const std::string& broker_uri, const TempDir& dir,
-                                     const std::vector<std::string>& extra, const std::string& client_id) {
+  static std::vector<std::string> make_args(unsigned short http_port, const std::string& broker_uri, const TempDir& dir,
+                                            const std::vector<std::string>& extra, const std::string& client_id) {
     std::vector<std::string> a = {(binary_dir() / "aggregator" / "postwatch-aggregator").string(),
                                   "--broker",
                                   broker_uri,
                                   "--http-port",
-                                  std::to_string(http_port_),
+                                  std::to_string(http_port),
                                   "--client-id",
-                                  client_id.empty() ? "agg-" + std::to_string(http_port_) : client_id,
+                                  client_id.empty() ? "agg-" + std::to_string(http_port) : client_id,
                                   "--data-dir",
                                   (dir.path() / "aggregator-data").string()};
     // The source tree's catalogue and fast, undebounced defaults for tests, unless the test sets its own.
