@@ -2,11 +2,12 @@
 
 #include "catalogue_reader.hpp"
 
+#include "postwatch/whole_file.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -207,11 +208,9 @@ std::vector<Post> read_posts(const CatalogueReader& r, const json& root, const R
 }  // namespace catalogue_reading
 
 IndicatorCatalogue IndicatorCatalogue::load(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw CatalogueError(file.string() + ": cannot open catalogue file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse(ss.str(), file.string());
+  auto text = read_whole_file(file);
+  if (!text) throw CatalogueError(file.string() + ": cannot open catalogue file");
+  return parse(*text, file.string());
 }
 
 IndicatorCatalogue IndicatorCatalogue::parse(std::string_view text, const std::string& origin) {
