@@ -5,11 +5,7 @@
 
 #include "postwatch/agent/broker_route.hpp"
 #include "postwatch/secret_file.hpp"
-
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
+#include "postwatch/whole_file.hpp"
 
 namespace postwatch::agent {
 
@@ -52,14 +48,13 @@ std::vector<ConfigProblem> AgentConfig::check_consistency() const {
 }
 
 bool read_config_text(const std::filesystem::path& file, std::string& out, std::vector<ConfigProblem>& problems) {
-  std::ifstream in(file);
-  if (!in) {
-    problems.push_back({"", std::string("cannot open config file: ") + std::strerror(errno)});
+  std::string error;
+  auto text = read_whole_file(file, &error);
+  if (!text) {
+    problems.push_back({"", "cannot open config file: " + error});
     return false;
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  out = text.str();
+  out = std::move(*text);
   return true;
 }
 

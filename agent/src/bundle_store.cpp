@@ -1,5 +1,7 @@
 #include "postwatch/agent/bundle_store.hpp"
 
+#include "postwatch/whole_file.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
@@ -9,7 +11,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 namespace postwatch::agent {
@@ -91,12 +92,10 @@ BundleStore::BundleStore(std::filesystem::path dir) : dir_(std::move(dir)) {
   if (ec) throw std::runtime_error(dir_.string() + ": cannot create the fleet state directory: " + ec.message());
   ::chmod(dir_.c_str(), 0700);
   const auto file = dir_ / "state.json";
-  std::ifstream in(file);
-  if (!in) return;  // the first start: the board's own files, nothing tried
-  std::stringstream text;
-  text << in.rdbuf();
+  auto text = read_whole_file(file);
+  if (!text) return;  // the first start: the board's own files, nothing tried
   try {
-    json j = json::parse(text.str());
+    json j = json::parse(*text);
     state_.current = versions_from(j.at("current"));
     state_.previous = versions_from(j.at("previous"));
     if (const auto& t = j.at("trial"); !t.is_null())
@@ -113,11 +112,7 @@ BundleStore::BundleStore(std::filesystem::path dir) : dir_(std::move(dir)) {
 }
 
 std::string BundleStore::bundle_text(std::uint64_t version) const {
-  std::ifstream in(dir_ / bundle_file_name(version));
-  if (!in) return {};
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return read_whole_file(dir_ / bundle_file_name(version)).value_or(std::string{});
 }
 
 void BundleStore::save(const BundleState& next) {

@@ -2,6 +2,7 @@
 
 #include "postwatch/agent/event_file.hpp"
 #include "postwatch/clock.hpp"
+#include "postwatch/whole_file.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -183,13 +184,12 @@ bool DropDirectoryWatcher::ingest_claimed(const fs::path& claimed) {
                std::to_string(config_.max_file_bytes) + "; split it\nnothing was ingested\n");
     return true;
   }
-  std::ifstream in(claimed, std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) {
+  auto text = read_whole_file(claimed);
+  if (!text) {
     finish(claimed, "failed", "cannot read the file\nnothing was ingested\n");
     return true;
   }
-  ParsedEvents parsed = parse_event_lines(text, event_file_format(claimed), *catalogue_);
+  ParsedEvents parsed = parse_event_lines(*text, event_file_format(claimed), *catalogue_);
   std::size_t done = read_progress(claimed);
   if (!parsed.ok() || parsed.events.empty()) {
     std::ostringstream reason;

@@ -3,6 +3,7 @@
 #include "postwatch/agent/spool_segment.hpp"
 #include "postwatch/agent/spool_store.hpp"
 #include "postwatch/clock.hpp"
+#include "postwatch/whole_file.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -144,8 +145,7 @@ void SpoolStore::report_cut(const Segment& seg, RecordStatus st, std::size_t off
 // everything before that point is kept. A segment that cannot be read at all is discarded (no
 // header) or set aside (damaged header, another key): `aside_suffix` is then its new suffix.
 SpoolStore::Scan SpoolStore::scan_segment(Segment& seg, std::string& aside_suffix) {
-  std::ifstream in(seg.path, std::ios::binary);
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string data = read_whole_file(seg.path).value_or(std::string{});  // unreadable: no header
   const std::string name = seg.path.string();
   auto header = SegmentFormat::parse(data, seg.format);
   if (header != HeaderStatus::Ok) {

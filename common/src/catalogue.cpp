@@ -1,10 +1,13 @@
 #include "postwatch/catalogue.hpp"
 
+#include "catalogue_reader.hpp"
+
+#include "postwatch/whole_file.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -41,55 +44,7 @@ bool is_valid_node_id(std::string_view id) {
   return true;
 }
 
-namespace {
-
-bool is_valid_indicator_id(std::string_view id) {
-  if (id.size() < 2 || id.size() > 48 || !(id[0] >= 'a' && id[0] <= 'z')) return false;
-  return std::all_of(id.begin(), id.end(),
-                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
-}
-
-// Builds error messages of the form "<file>: <entry>: <problem>".
-class Reader {
- public:
-  explicit Reader(std::string origin) : origin_(std::move(origin)) {}
-
-  [[noreturn]] void fail(const std::string& entry, const std::string& problem) const {
-    throw CatalogueError(origin_ + ": " + entry + ": " + problem);
-  }
-
-  const json& member(const json& obj, const std::string& entry, const char* key) const {
-    if (!obj.is_object()) fail(entry, "expected an object");
-    auto it = obj.find(key);
-    if (it == obj.end()) fail(entry, std::string("missing field '") + key + "'");
-    return *it;
-  }
-  std::string str(const json& obj, const std::string& entry, const char* key, bool required = true) const {
-    if (!required && !obj.contains(key)) return {};
-    const auto& v = member(obj, entry, key);
-    if (!v.is_string()) fail(entry, std::string("field '") + key + "' must be a string");
-    return v.get<std::string>();
-  }
-  double num(const json& obj, const std::string& entry, const char* key) const {
-    const auto& v = member(obj, entry, key);
-    if (!v.is_number()) fail(entry, std::string("field '") + key + "' must be a number");
-    double d = v.get<double>();
-    if (!std::isfinite(d)) fail(entry, std::string("field '") + key + "' must be finite");
-    return d;
-  }
-  int integer(const json& v, const std::string& entry, const char* what) const {
-    if (!v.is_number_integer()) fail(entry, std::string(what) + " must be an integer");
-    return v.get<int>();
-  }
-  const json& array(const json& obj, const std::string& entry, const char* key) const {
-    const auto& v = member(obj, entry, key);
-    if (!v.is_array()) fail(entry, std::string("field '") + key + "' must be an array");
-    return v;
-  }
-
- private:
-  std::string origin_;
-};
+namespace catalogue_reading {
 
 std::string entry_name(const char* section, std::size_t i, const std::string& id) {
   std::ostringstream os;
@@ -98,15 +53,16 @@ std::string entry_name(const char* section, std::size_t i, const std::string& id
   return os.str();
 }
 
-// A section entry's string id; `entry` becomes the name errors use for it ("posts 'x'").
-std::string read_id(const Reader& r, const json& j, const char* section, std::size_t i, std::string& entry) {
+std::string read_id(const CatalogueReader& r, const json& j, const char* section, std::size_t i, std::string& entry) {
   std::string id = r.str(j, entry_name(section, i, ""), "id");
   entry = entry_name(section, i, id);
   return id;
 }
 
+namespace {
+
 // A list of goal numbers, each one the catalogue defines.
-std::vector<int> read_goal_refs(const Reader& r, const json& j, const std::string& entry,
+std::vector<int> read_goal_refs(const CatalogueReader& r, const json& j, const std::string& entry,
                                 const std::set<int>& goal_ids) {
   std::vector<int> out;
   for (const auto& g : r.array(j, entry, "goals")) {
@@ -128,65 +84,10 @@ std::string fnv1a_hex(std::string_view text) {
   return buf;
 }
 
-// The fields of an indicator the posts report: its thresholds, how posts' readings combine,
-// and the goals it feeds.
-void read_board_fields(const Reader& r, const json& j, const std::string& entry, const std::set<int>& goal_ids,
-                       Indicator& ind) {
-  ind.baseline = r.num(j, entry, "baseline");
-  ind.amber = r.num(j, entry, "amber");
-  ind.red = r.num(j, entry, "red");
-  std::string dir = r.str(j, entry, "direction");
-  if (dir == "higher_is_worse")
-    ind.direction = Direction::HigherIsWorse;
-  else if (dir == "lower_is_worse")
-    ind.direction = Direction::LowerIsWorse;
-  else
-    r.fail(entry, "direction '" + dir + "' is not higher_is_worse or lower_is_worse");
-  std::string agg = r.str(j, entry, "aggregation");
-  if (agg == "max")
-    ind.aggregation = Aggregation::Max;
-  else if (agg == "sum")
-    ind.aggregation = Aggregation::Sum;
-  else if (agg == "mean")
-    ind.aggregation = Aggregation::Mean;
-  else if (agg == "min")
-    ind.aggregation = Aggregation::Min;
-  else
-    r.fail(entry, "aggregation '" + agg + "' is not max, sum, mean or min");
-  const auto& win = r.member(j, entry, "window_s");
-  if (!win.is_number_integer() || win.get<std::int64_t>() < 0) r.fail(entry, "window_s must be an integer >= 0");
-  ind.window_s = win.get<std::int64_t>();
-
-  if (ind.kind != ValueKind::Text) {
-    if (ind.min > ind.max) r.fail(entry, "min must not exceed max");
-    if (ind.baseline < ind.min || ind.baseline > ind.max) r.fail(entry, "baseline must lie within [min, max]");
-    if (ind.direction == Direction::HigherIsWorse) {
-      if (!(ind.baseline < ind.amber && ind.amber < ind.red))
-        r.fail(entry, "thresholds must satisfy baseline < amber < red for higher_is_worse (got baseline " +
-                          nlohmann::json(ind.baseline).dump() + ", amber " + nlohmann::json(ind.amber).dump() +
-                          ", red " + nlohmann::json(ind.red).dump() + ")");
-    } else if (!(ind.baseline > ind.amber && ind.amber > ind.red)) {
-      r.fail(entry, "thresholds must satisfy baseline > amber > red for lower_is_worse");
-    }
-  }
-  if (ind.kind == ValueKind::Count && ind.window_s == 0) r.fail(entry, "a count needs window_s > 0");
-
-  const auto& gw = r.array(j, entry, "goals");
-  if (gw.empty()) r.fail(entry, "must feed at least one goal");
-  for (const auto& g : gw) {
-    GoalWeight w;
-    w.goal = r.integer(r.member(g, entry, "goal"), entry, "goal reference");
-    w.weight = r.num(g, entry, "weight");
-    if (!goal_ids.count(w.goal)) r.fail(entry, "unknown goal " + std::to_string(w.goal));
-    if (!(w.weight > 0 && w.weight <= 1)) r.fail(entry, "goal weight must be in (0, 1]");
-    ind.goals.push_back(w);
-  }
-}
-
 // The catalogue's sections, read in the order their references need: pillars name goals,
 // threats name goals, posts name regions, indicators name goals and threats.
 
-std::uint32_t read_version(const Reader& r, const json& root) {
+std::uint32_t read_version(const CatalogueReader& r, const json& root) {
   auto v = root.find("catalogue_version");
   if (v == root.end()) return 0;
   if (!v->is_number_unsigned() || v->get<std::uint64_t>() > 0xffffffffu)
@@ -194,7 +95,7 @@ std::uint32_t read_version(const Reader& r, const json& root) {
   return static_cast<std::uint32_t>(v->get<std::uint64_t>());
 }
 
-std::vector<Goal> read_goals(const Reader& r, const json& root) {
+std::vector<Goal> read_goals(const CatalogueReader& r, const json& root) {
   std::vector<Goal> out;
   std::set<int> ids;
   const auto& goals = r.array(root, "(top level)", "goals");
@@ -215,7 +116,7 @@ std::vector<Goal> read_goals(const Reader& r, const json& root) {
 }
 
 // Every goal in exactly one pillar, the one it names.
-std::vector<Pillar> read_pillars(const Reader& r, const json& root, const std::vector<Goal>& goals,
+std::vector<Pillar> read_pillars(const CatalogueReader& r, const json& root, const std::vector<Goal>& goals,
                                  const std::set<int>& goal_ids) {
   std::vector<Pillar> out;
   const auto& pillars = r.array(root, "(top level)", "pillars");
@@ -242,7 +143,7 @@ std::vector<Pillar> read_pillars(const Reader& r, const json& root, const std::v
   return out;
 }
 
-std::vector<Threat> read_threats(const Reader& r, const json& root, const std::set<int>& goal_ids) {
+std::vector<Threat> read_threats(const CatalogueReader& r, const json& root, const std::set<int>& goal_ids) {
   std::vector<Threat> out;
   if (!root.contains("threats")) return out;
   std::set<std::string> ids;
@@ -259,7 +160,7 @@ std::vector<Threat> read_threats(const Reader& r, const json& root, const std::s
   return out;
 }
 
-std::vector<Region> read_regions(const Reader& r, const json& root) {
+std::vector<Region> read_regions(const CatalogueReader& r, const json& root) {
   std::vector<Region> out;
   std::set<std::string> ids;
   const auto& regions = r.array(root, "(top level)", "regions");
@@ -276,7 +177,7 @@ std::vector<Region> read_regions(const Reader& r, const json& root) {
 }
 
 template <typename RegionIndex>
-std::vector<Post> read_posts(const Reader& r, const json& root, const RegionIndex& regions) {
+std::vector<Post> read_posts(const CatalogueReader& r, const json& root, const RegionIndex& regions) {
   std::vector<Post> out;
   std::set<std::string> ids;
   const auto& posts = r.array(root, "(top level)", "posts");
@@ -303,99 +204,18 @@ std::vector<Post> read_posts(const Reader& r, const json& root, const RegionInde
   return out;
 }
 
-// Who reports it, and what a ministry figure may not have (the board's fields).
-void read_reporter(const Reader& r, const json& j, const std::string& entry, const std::set<int>& goal_ids,
-                   Indicator& ind) {
-  if (j.contains("reported_by")) {
-    std::string by = r.str(j, entry, "reported_by");
-    if (by == "ministry")
-      ind.reported_by = Reporter::Ministry;
-    else if (by != "posts")
-      r.fail(entry, "reported_by '" + by + "' is not posts or ministry");
-  }
-  ind.min = r.num(j, entry, "min");
-  ind.max = r.num(j, entry, "max");
-  if (ind.reported_by != Reporter::Ministry) return read_board_fields(r, j, entry, goal_ids, ind);
-  // A national figure: it feeds strategy targets, never the board, so nothing of the board's.
-  for (const char* board : {"baseline", "amber", "red", "direction", "aggregation", "window_s", "goals"})
-    if (j.contains(board))
-      r.fail(entry, std::string("'") + board +
-                        "' is for indicators the posts report; a ministry indicator feeds strategy targets, "
-                        "not the board");
-  if (ind.kind == ValueKind::Text) r.fail(entry, "a ministry indicator is a figure, not text");
-  if (ind.min > ind.max) r.fail(entry, "min must not exceed max");
-}
-
-void read_urgency(const Reader& r, const json& j, const std::string& entry, Indicator& ind) {
-  if (!j.contains("urgent")) return;
-  std::string u = r.str(j, entry, "urgent");
-  if (u == "always")
-    ind.urgent = Urgency::Always;
-  else if (u == "at_red")
-    ind.urgent = Urgency::AtRed;
-  else if (u != "no")
-    r.fail(entry, "urgent '" + u + "' is not no, at_red or always");
-  if (ind.urgent == Urgency::AtRed && (ind.reported_by == Reporter::Ministry || ind.kind == ValueKind::Text))
-    r.fail(entry, "urgent 'at_red' needs a red threshold; this indicator has none (use always or no)");
-}
-
-Indicator read_indicator(const Reader& r, const json& j, std::size_t i, const std::set<int>& goal_ids,
-                         const std::set<std::string>& threat_ids) {
-  Indicator ind;
-  std::string entry;
-  ind.id = read_id(r, j, "indicators", i, entry);
-  if (!is_valid_indicator_id(ind.id)) r.fail(entry, "id must match ^[a-z][a-z0-9_]{1,47}$");
-  ind.name = r.str(j, entry, "name");
-  ind.unit = r.str(j, entry, "unit", false);
-  ind.description = r.str(j, entry, "description", false);
-  std::string kind = r.str(j, entry, "kind");
-  if (!parse_value_kind(kind, ind.kind))
-    r.fail(entry, "kind '" + kind + "' is not one of level, count, gauge, boolean, share, text");
-  read_reporter(r, j, entry, goal_ids, ind);
-  read_urgency(r, j, entry, ind);
-  if (j.contains("threats")) {
-    for (const auto& t : r.array(j, entry, "threats")) {
-      if (!t.is_string() || !threat_ids.count(t.get<std::string>())) r.fail(entry, "unknown threat " + t.dump());
-      ind.threats.push_back(t.get<std::string>());
-    }
-  }
-  return ind;
-}
-
-std::vector<Indicator> read_indicators(const Reader& r, const json& root, const std::set<int>& goal_ids,
-                                       const std::set<std::string>& threat_ids) {
-  std::vector<Indicator> out;
-  std::set<std::string> ids;
-  const auto& indicators = r.array(root, "(top level)", "indicators");
-  for (std::size_t i = 0; i < indicators.size(); ++i) {
-    auto ind = read_indicator(r, indicators[i], i, goal_ids, threat_ids);
-    if (!ids.insert(ind.id).second) r.fail(entry_name("indicators", i, ind.id), "duplicate indicator id");
-    out.push_back(std::move(ind));
-  }
-  return out;
-}
-
 }  // namespace
-
-bool Indicator::is_urgent(double number) const {
-  switch (urgent) {
-    case Urgency::Always: return true;
-    case Urgency::AtRed: return direction == Direction::HigherIsWorse ? number >= red : number <= red;
-    case Urgency::No: break;
-  }
-  return false;
-}
+}  // namespace catalogue_reading
 
 IndicatorCatalogue IndicatorCatalogue::load(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw CatalogueError(file.string() + ": cannot open catalogue file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse(ss.str(), file.string());
+  auto text = read_whole_file(file);
+  if (!text) throw CatalogueError(file.string() + ": cannot open catalogue file");
+  return parse(*text, file.string());
 }
 
 IndicatorCatalogue IndicatorCatalogue::parse(std::string_view text, const std::string& origin) {
-  Reader r(origin);
+  using namespace catalogue_reading;
+  CatalogueReader r(origin);
   json root;
   try {
     root = json::parse(text);

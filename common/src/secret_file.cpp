@@ -1,12 +1,12 @@
 #include "postwatch/secret_file.hpp"
 
+#include "postwatch/whole_file.hpp"
+
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <stdexcept>
 
 namespace postwatch {
@@ -38,9 +38,10 @@ std::string read_secret_file(const std::filesystem::path& file) {
     throw std::runtime_error("cannot read " + file.string() + ": " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) throw std::runtime_error(file.string() + " is not a regular file");
   if (auto why = secret_file_exposure(file); !why.empty()) throw std::runtime_error(why);
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + file.string() + ": " + std::strerror(errno));
-  std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string error;
+  auto text = read_whole_file(file, &error);
+  if (!text) throw std::runtime_error("cannot read " + file.string() + ": " + error);
+  std::string secret = std::move(*text);
   if (!secret.empty() && secret.back() == '\n') secret.pop_back();
   if (!secret.empty() && secret.back() == '\r') secret.pop_back();
   if (secret.empty()) throw std::runtime_error(file.string() + " is empty");

@@ -150,7 +150,7 @@ TEST(AggregatorBrokerList, MovesToTheNextBrokerWhenOneIsDown) {
 
 // The broker refuses, on every reconnect, the publish the aggregator had in flight when its
 // connection broke: what Mosquitto does when paho.mqtt.c resends such a publish from buffers
-// it has freed ("disconnected due to malformed packet"; mqtt_ingest.cpp, rebuild()). Paho by
+// it has freed ("disconnected due to malformed packet"; mqtt_ingest_connection.cpp, rebuild()). Paho by
 // itself reconnects and is closed again for ever, and no agent is confirmed again. The
 // aggregator sees the connection closed right after each connect, starts a fresh client, and
 // every event is confirmed and stored once.

@@ -2,7 +2,7 @@
 // bytes, and can misbehave on purpose: drop the client's publishes (so they stay in flight, unacknowledged and never
 // delivered), refuse a client's resent publish (DUP set) by closing the connection, and cut
 // every connection.
-// Together they make the one fault Paho never recovers from by itself (mqtt_ingest.cpp,
+// Together they make the one fault Paho never recovers from by itself (mqtt_ingest_connection.cpp,
 // rebuild()): a message in flight that the broker refuses each time it is sent again.
 #pragma once
 

@@ -102,7 +102,7 @@ class MqttIngest {
   // How soon the io thread tries a Paho call again that the closed delivery gate put off.
   static constexpr std::chrono::milliseconds kGateRetry{20};
   // A connection lost within kQuickLoss of connecting, kQuickLossesBeforeRebuild times in a
-  // row, makes a fresh Paho client (mqtt_ingest.cpp, rebuild()): at most kMaxRebuilds times,
+  // row, makes a fresh Paho client (mqtt_ingest_connection.cpp, rebuild()): at most kMaxRebuilds times,
   // kRebuildSpacing apart.
   static constexpr std::chrono::milliseconds kQuickLoss{1000};
   static constexpr int kQuickLossesBeforeRebuild = 3;
