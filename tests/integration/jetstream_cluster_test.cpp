@@ -1,7 +1,8 @@
 // Scale-out on NATS JetStream (tracker issue 24, docs/scale-out.md): a real 3-node NATS
 // cluster with JetStream and its MQTT listener on loopback, three aggregator instances, the
 // simulated fleet with delivery confirmation. One instance is SIGKILLed mid-stream, one is
-// paused past its lease: every accepted event is applied once, confirmed, and stored.
+// paused past its lease: every accepted event is applied once, confirmed, and stored. A leader
+// paused past its lease writes no board over its successor's.
 #include "integration/jetstream_fleet_support.hpp"
 #include "integration/jetstream_test_support.hpp"
 #include "postwatch/catalogue.hpp"
@@ -21,6 +22,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 #include <map>
@@ -167,6 +169,104 @@ TEST_F(JetStreamCluster, AHolderPausedPastItsLeaseIsFencedAndChangesNothing) {
   auto c2 = two.get("/api/v1/cluster")["counters"];
   EXPECT_GT(c2["fenced_messages"].get<std::uint64_t>() + c2["snapshot_conflicts"].get<std::uint64_t>(), 0u)
       << c2.dump();
+  report({{"one", &one}, {"two", &two}}, &sim);
+}
+
+// The leader paused past its lease (docs/scale-out.md, "One board"): the other instance takes
+// the leader key and raises an alarm the paused one never saw. Back, the old leader writes no
+// board over its successor's (its own clock says its lease could have lapsed, or the board's
+// revision moved on), and gives the leadership up: every image written from the successor's
+// first one with the alarm on shows it.
+TEST_F(JetStreamCluster, ALeaderPausedPastItsLeaseWritesNoBoardOverItsSuccessors) {
+  auto leads = [](AggregatorProcess& a) {
+    auto c = a.get("/api/v1/cluster");
+    return c.is_object() && c["leader"].get<bool>();
+  };
+  AggregatorProcess one(nats.mqtt_uri(0), dir1, cluster_args(nats, "one"), "one");
+  ASSERT_TRUE(wait_until([&] { return leads(one); }, 30s)) << one.get("/api/v1/cluster").dump(1);
+  AggregatorProcess two(nats.mqtt_uri(1), dir2, cluster_args(nats, "two"), "two");
+  ASSERT_TRUE(settles({&one, &two}, 16, 30s));
+  BoardImages written(nats, "ops");
+
+  ChildProcess sim(fleet(nats.mqtt_uri(0), "20"), sim_dir.path() / "sim.log");
+  ASSERT_TRUE(wait_until([&] { return one.get("/api/v1/cluster")["counters"]["messages_applied"] > 200; }, 30s));
+  one.process().signal(SIGSTOP);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto c = two.get("/api/v1/cluster");
+        return c.is_object() && c["leader"].get<bool>() && c["partitions"]["held"].size() == 16;
+      },
+      60s))
+      << two.get("/api/v1/cluster").dump(1);
+
+  // Batches on bamako's topic claiming kabul (the fleet sends none): two raises topic_mismatch.
+  MqttProbe pub(nats.mqtt_uri(1), "forger");
+  postwatch::EventBatch forged{"gw-1", "kabul", postwatch::now_utc_ms(), {}};
+  forged.events.push_back(
+      {1, postwatch::now_utc_ms(), "terrorism_threat_level", postwatch::ValueKind::Level, 5, "", "", {}});
+  for (int i = 0; i < 3; ++i)
+    pub.publish("postwatch/v1/sub-saharan-africa/bamako/evil/events", postwatch::encode_batch(forged));
+  auto raised_in = [](const json& image) -> json {  // the alarm's id and raised_at_ms, or null
+    if (image.is_object())
+      for (const auto& a : image.value("alarms", json::array()))
+        if (a["kind"] == "topic_mismatch" && a["post"] == "bamako") return {a["id"], a["raised_at_ms"]};
+    return nullptr;
+  };
+  json raised;
+  std::size_t first = 0;  // the first image with the alarm
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto images = written.images();
+        for (; first < images.size(); ++first)
+          if (raised = raised_in(images[first]); !raised.is_null()) return true;
+        return false;
+      },
+      20s))
+      << two.get("/api/v1/alarms").dump(1);
+
+  one.process().signal(SIGCONT);
+  // Back, one finds the leader key and its partitions taken.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto c = one.get("/api/v1/cluster");
+        return c.is_object() && !c["leader"].get<bool>() && c["counters"]["leases_lost"] > 0;
+      },
+      20s))
+      << one.get("/api/v1/cluster").dump(1);
+
+  ASSERT_EQ(sim.wait(kSimWait), 0) << sim_summary(sim.log());
+  SimTotals t;
+  ASSERT_TRUE(parse_sim(sim.log(), t));
+  EXPECT_EQ(t.confirmed, t.accepted) << sim_summary(sim.log());
+  ASSERT_TRUE(settles({&one, &two}, 16, 20s));
+  json b1, b2;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        b1 = board(one), b2 = board(two);
+        return b1 == b2 && events_received(b1) == t.accepted;
+      },
+      20s, 200ms))
+      << "one: " << events_received(b1) << " two: " << events_received(b2) << " accepted: " << t.accepted;
+  // What one tried to write after its pause was refused: by its clock, or by the revision.
+  auto c1 = one.get("/api/v1/cluster")["counters"];
+  EXPECT_GT(c1["board_writes_fenced"].get<std::uint64_t>() + c1["board_conflicts"].get<std::uint64_t>(), 0u)
+      << c1.dump();
+  // Nothing written over the new leader's board: every image from its first with the alarm on
+  // has it (the paused one's board never had it).
+  auto images = written.images();
+  auto over = std::find_if(images.begin() + static_cast<std::ptrdiff_t>(first), images.end(),
+                           [&](const json& image) { return raised_in(image) != raised; });
+  EXPECT_TRUE(over == images.end()) << "board image " << over - images.begin() << " of " << images.size()
+                                    << " (the alarm came in " << first << ") has not got it:\n"
+                                    << (over == images.end() ? "" : over->dump().substr(0, 3000));
+  for (auto* a : {&one, &two}) {
+    auto alarms = a->get("/api/v1/alarms");
+    json shown;
+    if (alarms.is_object())
+      for (const auto& x : alarms["alarms"])
+        if (x["kind"] == "topic_mismatch" && x["post"] == "bamako") shown = {x["id"], x["raised_at_ms"]};
+    EXPECT_EQ(shown, raised) << "on port " << a->port() << ": " << alarms.dump().substr(0, 3000);
+  }
   report({{"one", &one}, {"two", &two}}, &sim);
 }
 

@@ -1,16 +1,22 @@
 // What the tests of a cluster on NATS JetStream share (docs/scale-out.md): an instance's
-// cluster options, the wait for a group to settle, and the global state instances must agree on.
+// cluster options, the wait for a group to settle, the global state instances must agree on,
+// and the board images a group's leaders write.
 #pragma once
 
+#include "cluster/nats_link.hpp"
 #include "support/aggregator_process.hpp"
 #include "support/nats_cluster.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -77,5 +83,42 @@ inline std::uint64_t events_received(const nlohmann::json& b) {
     for (const auto& [id, a] : b["agents"].items()) n += a[0].get<std::uint64_t>();
   return n;
 }
+
+// Every board image a group's leaders write, as the group's board bucket stores them, in order
+// (docs/scale-out.md, "One board"): what the instances read, whichever instance wrote it.
+class BoardImages {
+ public:
+  BoardImages(const NatsCluster& nats, const std::string& group) {
+    std::vector<std::string> servers;
+    for (std::size_t at = 0; at < nats.servers().size();) {
+      auto comma = std::min(nats.servers().find(',', at), nats.servers().size());
+      servers.push_back(nats.servers().substr(at, comma - at));
+      at = comma + 1;
+    }
+    link_ = std::make_unique<aggregator::NatsLink>(aggregator::NatsLinkOptions{servers, "board-images", "", "", 5'000});
+    std::string error;
+    bucket_ = link_->bucket("postwatch-" + group + "-board", 0, 3, error);
+    if (bucket_)
+      watch_ = bucket_->watch_all(
+          [this](aggregator::KvEntry e) {
+            if (e.key != "board" || e.deleted) return;
+            std::lock_guard lock(mutex_);
+            images_.push_back(nlohmann::json::parse(e.value, nullptr, false));
+          },
+          &error);
+    if (!watch_) throw std::runtime_error("watching the board of group " + group + ": " + error);
+  }
+  std::vector<nlohmann::json> images() const {
+    std::lock_guard lock(mutex_);
+    return images_;
+  }
+
+ private:
+  std::unique_ptr<aggregator::NatsLink> link_;
+  std::unique_ptr<aggregator::KvBucket> bucket_;
+  std::unique_ptr<aggregator::KvBucket::Watch> watch_;
+  mutable std::mutex mutex_;
+  std::vector<nlohmann::json> images_;
+};
 
 }  // namespace postwatch::test

@@ -410,6 +410,8 @@ json JetStreamCluster::status_json() const {
             {"messages_not_held", k.messages_not_held},
             {"messages_refused", k.messages_refused},
             {"fenced_messages", k.fenced_messages},
+            {"board_writes_fenced", k.board_writes_fenced},
+            {"board_conflicts", k.board_conflicts},
             {"snapshots_written", k.snapshots_written},
             {"snapshot_conflicts", k.snapshot_conflicts},
             {"snapshots_merged", k.snapshots_merged},

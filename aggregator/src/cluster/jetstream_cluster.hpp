@@ -61,6 +61,9 @@ struct JetStreamCounters {
   std::uint64_t messages_applied = 0, messages_acked = 0, messages_not_held = 0, messages_refused = 0;
   std::uint64_t snapshots_written = 0, snapshot_conflicts = 0, snapshots_merged = 0, snapshots_refused = 0;
   std::uint64_t fenced_messages = 0;  // arrived after the lease lapsed locally: not applied
+  // Board images the leader did not write: its lease could have lapsed (or it no longer
+  // leads), or another instance wrote the board since its last write (then it gives up leading).
+  std::uint64_t board_writes_fenced = 0, board_conflicts = 0;
 };
 
 class JetStreamCluster {

@@ -123,7 +123,7 @@ struct JetStreamCluster::Worker {
   ~Worker();
   void start();
   void submit(SnapshotJob job);
-  void write_board(std::string image);                    // on the writer thread, by the leader
+  void write_board(std::string image);                    // on the writer thread, by the leader (fenced)
   void write_shared(std::string key, std::string value);  // on the writer thread; empty value deletes
   // Last snapshots, acknowledgements, leases and member key released; then the thread ends.
   void stop(SnapshotJob last, std::chrono::milliseconds timeout);
@@ -150,6 +150,9 @@ struct JetStreamCluster::Worker {
   void release(std::uint32_t p, std::uint64_t generation);
   void run_job(SnapshotJob& job);  // on the writer thread
   void keep_leadership();
+  void lead_until(SteadyTime sent);             // a leader key written at `sent`: the writer's deadline
+  void give_up_leadership(std::uint64_t term);  // another instance wrote the board in `term`
+  void put_board(const std::string& image);     // on the writer thread
   std::string lease_value() const;
 
   std::weak_ptr<Core> core_;
@@ -177,6 +180,15 @@ struct JetStreamCluster::Worker {
   std::uint64_t next_generation_ = 0;
   std::uint64_t leader_revision_ = 0;
   SteadyTime leader_renewed_at_{}, member_put_at_{};
+  // The leadership as the writer thread sees it, fenced like a partition's: the term (one more
+  // each time the leader key is taken) and until when the key is surely still ours, ¾ of the
+  // lease after the write that took or renewed it was sent (the epoch: not leading).
+  std::atomic<std::uint64_t> leader_term_{0};
+  std::atomic<SteadyTime> leader_valid_until_{SteadyTime{}};
+  // The writer's: the term it writes the board in, the board's revision it last wrote or read
+  // (0: read it before the next write), and whether another instance wrote it in that term.
+  std::uint64_t board_term_ = 0, board_revision_ = 0;
+  bool board_taken_ = false;
   GroupView view_;
   std::string last_logged_problem_;
 };

@@ -318,23 +318,44 @@ void JetStreamCluster::Worker::release(std::uint32_t p, std::uint64_t generation
 }
 
 void JetStreamCluster::Worker::keep_leadership() {
-  auto now = std::chrono::steady_clock::now();
+  auto sent = std::chrono::steady_clock::now();
   if (leader_revision_ == 0) {
     if (auto w = leases_->create(kLeaderKey, lease_value())) {
       leader_revision_ = w.revision;
-      leader_renewed_at_ = now;
+      leader_renewed_at_ = sent;
+      ++leader_term_;
+      lead_until(sent);
       log_->info("cluster {}: {} publishes the goal feed", options_.group, options_.instance);
     }
-  } else if (now - leader_renewed_at_ >= milliseconds(options_.lease_ms / 3)) {
+  } else if (sent - leader_renewed_at_ >= milliseconds(options_.lease_ms / 3)) {
     auto w = leases_->update(kLeaderKey, lease_value(), leader_revision_);
     if (w) {
       leader_revision_ = w.revision;
-      leader_renewed_at_ = now;
-    } else if (w.conflict || now - leader_renewed_at_ >= milliseconds(options_.lease_ms * 3 / 4)) {
+      leader_renewed_at_ = sent;
+      lead_until(sent);
+    } else if (w.conflict || sent - leader_renewed_at_ >= milliseconds(options_.lease_ms * 3 / 4)) {
       leader_revision_ = 0;
+      leader_valid_until_ = SteadyTime{};
+      log_->warn("cluster {}: {} no longer publishes the goal feed: {}", options_.group, options_.instance,
+                 w.conflict ? "another instance holds the leader key" : "its lease could not be renewed in time");
     }
   }
   view_.leader = leader_revision_ != 0;
+}
+
+void JetStreamCluster::Worker::lead_until(SteadyTime sent) {
+  // As a partition's holder stops applying (Core::on_message): the key may pass to another
+  // instance a whole lease after the write, by the server's clock; ¾ of it leaves the margin.
+  leader_valid_until_ = sent + milliseconds(options_.lease_ms * 3 / 4);
+}
+
+void JetStreamCluster::Worker::give_up_leadership(std::uint64_t term) {
+  if (leader_revision_ == 0 || leader_term_ != term) return;
+  // The key is left to lapse: whoever wins it after a lease starts a new term.
+  leader_revision_ = 0;
+  leader_valid_until_ = SteadyTime{};
+  view_.leader = false;
+  to_core([v = view_](Core& c) { c.on_view(v); });
 }
 
 void JetStreamCluster::Worker::stop(SnapshotJob last, std::chrono::milliseconds timeout) {
@@ -355,6 +376,7 @@ void JetStreamCluster::Worker::stop(SnapshotJob last, std::chrono::milliseconds 
       std::vector<std::pair<std::uint32_t, std::uint64_t>> rest;
       for (const auto& [p, h] : held_) rest.emplace_back(p, h.generation);
       for (auto [p, g] : rest) release(p, g);
+      leader_valid_until_ = SteadyTime{};  // no board after the key is gone
       if (leader_revision_ != 0) leases_->remove(kLeaderKey);
       members_->remove(options_.instance);
     }
