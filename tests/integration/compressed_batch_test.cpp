@@ -34,7 +34,9 @@ std::vector<std::int64_t> dictionaries_seen(MqttProbe& tap) {
   std::vector<std::int64_t> out;
   for (const auto& m : tap.messages()) {
     std::span<const std::uint8_t> bytes{reinterpret_cast<const std::uint8_t*>(m.payload.data()), m.payload.size()};
-    out.push_back(is_packed_batch(bytes) ? wire::v1::GetPackedBatch(bytes.data())->dictionary_id() : -1);
+    // Both arms int64: with a uint32 arm, -1 would become 4294967295 (a plain batch misread).
+    out.push_back(is_packed_batch(bytes) ? std::int64_t{wire::v1::GetPackedBatch(bytes.data())->dictionary_id()}
+                                         : std::int64_t{-1});
   }
   return out;
 }
