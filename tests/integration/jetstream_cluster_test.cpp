@@ -1,8 +1,9 @@
 // Scale-out on NATS JetStream (tracker issue 24, docs/scale-out.md): a real 3-node NATS
 // cluster with JetStream and its MQTT listener on loopback, three aggregator instances, the
-// simulated fleet with delivery confirmation. One instance is SIGKILLed mid-stream, one is
-// paused past its lease: every accepted event is applied once, confirmed, and stored. A leader
-// paused past its lease writes no board over its successor's.
+// simulated fleet with delivery confirmation. One instance is SIGKILLed mid-stream, a node
+// leading the events stream dies, one joins mid-stream: every accepted event is applied once,
+// confirmed, and stored. (Paused holders and leaders: jetstream_pause_test.cpp.)
+#include "integration/jetstream_cluster_fixture.hpp"
 #include "integration/jetstream_fleet_support.hpp"
 #include "integration/jetstream_test_support.hpp"
 #include "postwatch/catalogue.hpp"
@@ -34,47 +35,6 @@
 using namespace postwatch::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
-
-namespace {
-
-// Each accepted event once across the union of the instances' stores, and how many rows
-// are there twice (a killed holder's events it stored but had not acknowledged).
-struct StoreUnion {
-  std::uint64_t distinct = 0, rows = 0;
-};
-StoreUnion store_union(const std::vector<const TempDir*>& dirs) {
-  static const auto catalogue = postwatch::IndicatorCatalogue::load(catalogue_path());
-  auto quiet = spdlog::null_logger_mt("store-union-" + std::to_string(dirs.size()) + "-" + std::to_string(::getpid()) +
-                                      "-" + std::to_string(postwatch::now_utc_ms()));
-  std::set<std::tuple<std::string, std::string, std::uint64_t>> distinct;
-  StoreUnion u;
-  for (const auto* dir : dirs) {
-    postwatch::aggregator::EventStore store({dir->path() / "aggregator-data" / "postwatch.sqlite"}, catalogue, quiet);
-    u.rows +=
-        store.replay([&](const postwatch::aggregator::StoredEventRow& r) { distinct.emplace(r.post, r.agent, r.seq); });
-  }
-  u.distinct = distinct.size();
-  return u;
-}
-
-class JetStreamCluster : public ::testing::Test {
- protected:
-  void report(const std::vector<std::pair<std::string, AggregatorProcess*>>& aggs, ChildProcess* sim = nullptr) {
-    if (!HasFailure()) return;
-    for (auto& [name, a] : aggs) {
-      auto log = a->process().log();
-      std::cerr << "--- " << name << (a->process().running() ? "" : " (exited)") << ":\n"
-                << warnings(log) << "... last lines:\n"
-                << log.substr(log.size() > 12000 ? log.size() - 12000 : 0);
-    }
-    for (int i = 0; i < nats.size(); ++i) std::cerr << "--- NATS node " << i << ":\n" << nats_warnings(nats.log(i));
-    if (sim) std::cerr << "--- simulator:\n" << sim_summary(sim->log());
-  }
-  NatsCluster nats{3};
-  TempDir dir1, dir2, dir3, sim_dir;
-};
-
-}  // namespace
 
 TEST_F(JetStreamCluster, FleetWithAKilledInstanceEndsWithEveryEventConfirmedAndAppliedOnce) {
   AggregatorProcess one(nats.mqtt_uri(0), dir1, cluster_args(nats, "one"), "one");
@@ -129,145 +89,6 @@ TEST_F(JetStreamCluster, FleetWithAKilledInstanceEndsWithEveryEventConfirmedAndA
   EXPECT_LT(u.rows - u.distinct, t.accepted / 10) << u.rows << " rows";
 #endif
   report({{"one", &one}, {"two", &two}, {"three", &three}}, &sim);
-}
-
-TEST_F(JetStreamCluster, AHolderPausedPastItsLeaseIsFencedAndChangesNothing) {
-  AggregatorProcess one(nats.mqtt_uri(0), dir1, cluster_args(nats, "one"), "one");
-  AggregatorProcess two(nats.mqtt_uri(1), dir2, cluster_args(nats, "two"), "two");
-  ASSERT_TRUE(settles({&one, &two}, 16, 30s));
-
-  ChildProcess sim(fleet(nats.mqtt_uri(0), "16"), sim_dir.path() / "sim.log");
-  ASSERT_TRUE(wait_until([&] { return two.get("/api/v1/cluster")["counters"]["messages_applied"] > 200; }, 30s));
-  // Paused (a long GC, a frozen VM) well past its lease: one takes its partitions.
-  two.process().signal(SIGSTOP);
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto c = one.get("/api/v1/cluster");
-        return c.is_object() && c["partitions"]["held"].size() == 16;
-      },
-      60s));
-  two.process().signal(SIGCONT);
-  // Back, two finds its leases taken: it gives its partitions up without writing anything.
-  ASSERT_TRUE(wait_until([&] { return two.get("/api/v1/cluster")["counters"]["leases_lost"] > 0; }, 20s))
-      << two.get("/api/v1/cluster").dump(1);
-
-  ASSERT_EQ(sim.wait(kSimWait), 0) << sim_summary(sim.log());
-  SimTotals t;
-  ASSERT_TRUE(parse_sim(sim.log(), t));
-  EXPECT_EQ(t.confirmed, t.accepted) << sim_summary(sim.log());
-  ASSERT_TRUE(settles({&one, &two}, 16, 20s));
-  json b1, b2;
-  EXPECT_TRUE(wait_until(
-      [&] {
-        b1 = board(one), b2 = board(two);
-        return b1 == b2 && events_received(b1) == t.accepted;
-      },
-      20s, 200ms))
-      << "one: " << events_received(b1) << " two: " << events_received(b2) << " accepted: " << t.accepted;
-  // Back from the pause, two applied nothing after its lease lapsed (fenced locally), and
-  // any snapshot it had queued was refused by revision; the counts above are exact anyway.
-  auto c2 = two.get("/api/v1/cluster")["counters"];
-  EXPECT_GT(c2["fenced_messages"].get<std::uint64_t>() + c2["snapshot_conflicts"].get<std::uint64_t>(), 0u)
-      << c2.dump();
-  report({{"one", &one}, {"two", &two}}, &sim);
-}
-
-// The leader paused past its lease (docs/scale-out.md, "One board"): the other instance takes
-// the leader key and raises an alarm the paused one never saw. Back, the old leader writes no
-// board over its successor's (its own clock says its lease could have lapsed, or the board's
-// revision moved on), and gives the leadership up: every image written from the successor's
-// first one with the alarm on shows it.
-TEST_F(JetStreamCluster, ALeaderPausedPastItsLeaseWritesNoBoardOverItsSuccessors) {
-  auto leads = [](AggregatorProcess& a) {
-    auto c = a.get("/api/v1/cluster");
-    return c.is_object() && c["leader"].get<bool>();
-  };
-  AggregatorProcess one(nats.mqtt_uri(0), dir1, cluster_args(nats, "one"), "one");
-  ASSERT_TRUE(wait_until([&] { return leads(one); }, 30s)) << one.get("/api/v1/cluster").dump(1);
-  AggregatorProcess two(nats.mqtt_uri(1), dir2, cluster_args(nats, "two"), "two");
-  ASSERT_TRUE(settles({&one, &two}, 16, 30s));
-  BoardImages written(nats, "ops");
-
-  ChildProcess sim(fleet(nats.mqtt_uri(0), "20"), sim_dir.path() / "sim.log");
-  ASSERT_TRUE(wait_until([&] { return one.get("/api/v1/cluster")["counters"]["messages_applied"] > 200; }, 30s));
-  one.process().signal(SIGSTOP);
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto c = two.get("/api/v1/cluster");
-        return c.is_object() && c["leader"].get<bool>() && c["partitions"]["held"].size() == 16;
-      },
-      60s))
-      << two.get("/api/v1/cluster").dump(1);
-
-  // Batches on bamako's topic claiming kabul (the fleet sends none): two raises topic_mismatch.
-  MqttProbe pub(nats.mqtt_uri(1), "forger");
-  postwatch::EventBatch forged{"gw-1", "kabul", postwatch::now_utc_ms(), {}};
-  forged.events.push_back(
-      {1, postwatch::now_utc_ms(), "terrorism_threat_level", postwatch::ValueKind::Level, 5, "", "", {}});
-  for (int i = 0; i < 3; ++i)
-    pub.publish("postwatch/v1/sub-saharan-africa/bamako/evil/events", postwatch::encode_batch(forged));
-  auto raised_in = [](const json& image) -> json {  // the alarm's id and raised_at_ms, or null
-    if (image.is_object())
-      for (const auto& a : image.value("alarms", json::array()))
-        if (a["kind"] == "topic_mismatch" && a["post"] == "bamako") return {a["id"], a["raised_at_ms"]};
-    return nullptr;
-  };
-  json raised;
-  std::size_t first = 0;  // the first image with the alarm
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto images = written.images();
-        for (; first < images.size(); ++first)
-          if (raised = raised_in(images[first]); !raised.is_null()) return true;
-        return false;
-      },
-      20s))
-      << two.get("/api/v1/alarms").dump(1);
-
-  one.process().signal(SIGCONT);
-  // Back, one finds the leader key and its partitions taken.
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto c = one.get("/api/v1/cluster");
-        return c.is_object() && !c["leader"].get<bool>() && c["counters"]["leases_lost"] > 0;
-      },
-      20s))
-      << one.get("/api/v1/cluster").dump(1);
-
-  ASSERT_EQ(sim.wait(kSimWait), 0) << sim_summary(sim.log());
-  SimTotals t;
-  ASSERT_TRUE(parse_sim(sim.log(), t));
-  EXPECT_EQ(t.confirmed, t.accepted) << sim_summary(sim.log());
-  ASSERT_TRUE(settles({&one, &two}, 16, 20s));
-  json b1, b2;
-  EXPECT_TRUE(wait_until(
-      [&] {
-        b1 = board(one), b2 = board(two);
-        return b1 == b2 && events_received(b1) == t.accepted;
-      },
-      20s, 200ms))
-      << "one: " << events_received(b1) << " two: " << events_received(b2) << " accepted: " << t.accepted;
-  // What one tried to write after its pause was refused: by its clock, or by the revision.
-  auto c1 = one.get("/api/v1/cluster")["counters"];
-  EXPECT_GT(c1["board_writes_fenced"].get<std::uint64_t>() + c1["board_conflicts"].get<std::uint64_t>(), 0u)
-      << c1.dump();
-  // Nothing written over the new leader's board: every image from its first with the alarm on
-  // has it (the paused one's board never had it).
-  auto images = written.images();
-  auto over = std::find_if(images.begin() + static_cast<std::ptrdiff_t>(first), images.end(),
-                           [&](const json& image) { return raised_in(image) != raised; });
-  EXPECT_TRUE(over == images.end()) << "board image " << over - images.begin() << " of " << images.size()
-                                    << " (the alarm came in " << first << ") has not got it:\n"
-                                    << (over == images.end() ? "" : over->dump().substr(0, 3000));
-  for (auto* a : {&one, &two}) {
-    auto alarms = a->get("/api/v1/alarms");
-    json shown;
-    if (alarms.is_object())
-      for (const auto& x : alarms["alarms"])
-        if (x["kind"] == "topic_mismatch" && x["post"] == "bamako") shown = {x["id"], x["raised_at_ms"]};
-    EXPECT_EQ(shown, raised) << "on port " << a->port() << ": " << alarms.dump().substr(0, 3000);
-  }
-  report({{"one", &one}, {"two", &two}}, &sim);
 }
 
 // The engine's own PUBACK is not enough here (docs/scale-out.md, "NATS 2.9 limits"): messages
