@@ -24,15 +24,7 @@ std::filesystem::path default_catalogue_path() {
 
 using nlohmann::json;
 
-std::string_view to_string(Aggregation a) {
-  switch (a) {
-    case Aggregation::Max: return "max";
-    case Aggregation::Sum: return "sum";
-    case Aggregation::Mean: return "mean";
-    case Aggregation::Min: return "min";
-  }
-  return "max";
-}
+std::string_view to_string(Aggregation a) { return catalogue_reading::kAggregationNames.name(a); }
 
 bool is_valid_node_id(std::string_view id) {
   if (id.empty() || id.size() > 48) return false;
@@ -143,65 +135,58 @@ std::vector<Pillar> read_pillars(const CatalogueReader& r, const json& root, con
   return out;
 }
 
-std::vector<Threat> read_threats(const CatalogueReader& r, const json& root, const std::set<int>& goal_ids) {
-  std::vector<Threat> out;
-  if (!root.contains("threats")) return out;
+// A section whose entries have string ids: each entry read by `read_entry(entry json, index,
+// entry name)`, which names the entry through read_id; a second entry with the same id refused.
+template <typename T, typename ReadEntry>
+std::vector<T> read_id_section(const CatalogueReader& r, const json& root, const char* section, const char* what,
+                               ReadEntry read_entry) {
+  std::vector<T> out;
   std::set<std::string> ids;
-  const auto& threats = r.array(root, "(top level)", "threats");
-  for (std::size_t i = 0; i < threats.size(); ++i) {
-    Threat t;
+  const auto& entries = r.array(root, "(top level)", section);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
     std::string entry;
-    t.id = read_id(r, threats[i], "threats", i, entry);
-    t.name = r.str(threats[i], entry, "name");
-    t.goals = read_goal_refs(r, threats[i], entry, goal_ids);
-    if (!ids.insert(t.id).second) r.fail(entry, "duplicate threat id");
+    T t = read_entry(entries[i], i, entry);
+    if (!ids.insert(t.id).second) r.fail(entry, std::string("duplicate ") + what + " id");
     out.push_back(std::move(t));
   }
   return out;
 }
 
+std::vector<Threat> read_threats(const CatalogueReader& r, const json& root, const std::set<int>& goal_ids) {
+  if (!root.contains("threats")) return {};
+  return read_id_section<Threat>(r, root, "threats", "threat", [&](const json& j, std::size_t i, std::string& entry) {
+    Threat t;
+    t.id = read_id(r, j, "threats", i, entry);
+    t.name = r.str(j, entry, "name");
+    t.goals = read_goal_refs(r, j, entry, goal_ids);
+    return t;
+  });
+}
+
 std::vector<Region> read_regions(const CatalogueReader& r, const json& root) {
-  std::vector<Region> out;
-  std::set<std::string> ids;
-  const auto& regions = r.array(root, "(top level)", "regions");
-  for (std::size_t i = 0; i < regions.size(); ++i) {
+  return read_id_section<Region>(r, root, "regions", "region", [&](const json& j, std::size_t i, std::string& entry) {
     Region reg;
-    std::string entry;
-    reg.id = read_id(r, regions[i], "regions", i, entry);
-    reg.name = r.str(regions[i], entry, "name");
+    reg.id = read_id(r, j, "regions", i, entry);
+    reg.name = r.str(j, entry, "name");
     if (!is_valid_node_id(reg.id)) r.fail(entry, "id must match ^[a-z0-9][a-z0-9-]{0,47}$");
-    if (!ids.insert(reg.id).second) r.fail(entry, "duplicate region id");
-    out.push_back(std::move(reg));
-  }
-  return out;
+    return reg;
+  });
 }
 
 template <typename RegionIndex>
 std::vector<Post> read_posts(const CatalogueReader& r, const json& root, const RegionIndex& regions) {
-  std::vector<Post> out;
-  std::set<std::string> ids;
-  const auto& posts = r.array(root, "(top level)", "posts");
-  for (std::size_t i = 0; i < posts.size(); ++i) {
+  return read_id_section<Post>(r, root, "posts", "post", [&](const json& j, std::size_t i, std::string& entry) {
     Post p;
-    std::string entry;
-    p.id = read_id(r, posts[i], "posts", i, entry);
-    p.city = r.str(posts[i], entry, "city");
-    p.country = r.str(posts[i], entry, "country");
-    p.region = r.str(posts[i], entry, "region");
-    p.name_on_cover = r.str(posts[i], entry, "name_on_cover", false);
-    if (posts[i].contains("kind")) {
-      std::string kind = r.str(posts[i], entry, "kind");
-      if (kind == "ministry")
-        p.kind = PostKind::Ministry;
-      else if (kind != "post")
-        r.fail(entry, "kind '" + kind + "' is not post or ministry");
-    }
+    p.id = read_id(r, j, "posts", i, entry);
+    p.city = r.str(j, entry, "city");
+    p.country = r.str(j, entry, "country");
+    p.region = r.str(j, entry, "region");
+    p.name_on_cover = r.str(j, entry, "name_on_cover", false);
+    if (j.contains("kind")) p.kind = r.one_of(j, entry, "kind", kPostKindNames);
     if (!is_valid_node_id(p.id)) r.fail(entry, "id must match ^[a-z0-9][a-z0-9-]{0,47}$");
     if (!regions.count(p.region)) r.fail(entry, "unknown region '" + p.region + "'");
-    if (!ids.insert(p.id).second) r.fail(entry, "duplicate post id");
-    out.push_back(std::move(p));
-  }
-  return out;
+    return p;
+  });
 }
 
 }  // namespace

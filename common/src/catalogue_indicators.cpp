@@ -21,24 +21,8 @@ void read_board_fields(const CatalogueReader& r, const json& j, const std::strin
   ind.baseline = r.num(j, entry, "baseline");
   ind.amber = r.num(j, entry, "amber");
   ind.red = r.num(j, entry, "red");
-  std::string dir = r.str(j, entry, "direction");
-  if (dir == "higher_is_worse")
-    ind.direction = Direction::HigherIsWorse;
-  else if (dir == "lower_is_worse")
-    ind.direction = Direction::LowerIsWorse;
-  else
-    r.fail(entry, "direction '" + dir + "' is not higher_is_worse or lower_is_worse");
-  std::string agg = r.str(j, entry, "aggregation");
-  if (agg == "max")
-    ind.aggregation = Aggregation::Max;
-  else if (agg == "sum")
-    ind.aggregation = Aggregation::Sum;
-  else if (agg == "mean")
-    ind.aggregation = Aggregation::Mean;
-  else if (agg == "min")
-    ind.aggregation = Aggregation::Min;
-  else
-    r.fail(entry, "aggregation '" + agg + "' is not max, sum, mean or min");
+  ind.direction = r.one_of(j, entry, "direction", kDirectionNames);
+  ind.aggregation = r.one_of(j, entry, "aggregation", kAggregationNames);
   const auto& win = r.member(j, entry, "window_s");
   if (!win.is_number_integer() || win.get<std::int64_t>() < 0) r.fail(entry, "window_s must be an integer >= 0");
   ind.window_s = win.get<std::int64_t>();
@@ -72,13 +56,7 @@ void read_board_fields(const CatalogueReader& r, const json& j, const std::strin
 // Who reports it, and what a ministry figure may not have (the board's fields).
 void read_reporter(const CatalogueReader& r, const json& j, const std::string& entry, const std::set<int>& goal_ids,
                    Indicator& ind) {
-  if (j.contains("reported_by")) {
-    std::string by = r.str(j, entry, "reported_by");
-    if (by == "ministry")
-      ind.reported_by = Reporter::Ministry;
-    else if (by != "posts")
-      r.fail(entry, "reported_by '" + by + "' is not posts or ministry");
-  }
+  if (j.contains("reported_by")) ind.reported_by = r.one_of(j, entry, "reported_by", kReporterNames);
   ind.min = r.num(j, entry, "min");
   ind.max = r.num(j, entry, "max");
   if (ind.reported_by != Reporter::Ministry) return read_board_fields(r, j, entry, goal_ids, ind);
@@ -94,13 +72,7 @@ void read_reporter(const CatalogueReader& r, const json& j, const std::string& e
 
 void read_urgency(const CatalogueReader& r, const json& j, const std::string& entry, Indicator& ind) {
   if (!j.contains("urgent")) return;
-  std::string u = r.str(j, entry, "urgent");
-  if (u == "always")
-    ind.urgent = Urgency::Always;
-  else if (u == "at_red")
-    ind.urgent = Urgency::AtRed;
-  else if (u != "no")
-    r.fail(entry, "urgent '" + u + "' is not no, at_red or always");
+  ind.urgent = r.one_of(j, entry, "urgent", kUrgencyNames);
   if (ind.urgent == Urgency::AtRed && (ind.reported_by == Reporter::Ministry || ind.kind == ValueKind::Text))
     r.fail(entry, "urgent 'at_red' needs a red threshold; this indicator has none (use always or no)");
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "postwatch/catalogue.hpp"
+#include "postwatch/name_table.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -15,6 +16,16 @@
 namespace postwatch::catalogue_reading {
 
 using nlohmann::json;
+
+// The names the catalogue file gives its enums' values.
+inline constexpr NameTable<Direction, 2> kDirectionNames{
+    {{Direction::HigherIsWorse, "higher_is_worse"}, {Direction::LowerIsWorse, "lower_is_worse"}}};
+inline constexpr NameTable<Aggregation, 4> kAggregationNames{
+    {{Aggregation::Max, "max"}, {Aggregation::Sum, "sum"}, {Aggregation::Mean, "mean"}, {Aggregation::Min, "min"}}};
+inline constexpr NameTable<Reporter, 2> kReporterNames{{{Reporter::Posts, "posts"}, {Reporter::Ministry, "ministry"}}};
+inline constexpr NameTable<PostKind, 2> kPostKindNames{{{PostKind::Post, "post"}, {PostKind::Ministry, "ministry"}}};
+inline constexpr NameTable<Urgency, 3> kUrgencyNames{
+    {{Urgency::No, "no"}, {Urgency::AtRed, "at_red"}, {Urgency::Always, "always"}}};
 
 // Builds error messages of the form "<file>: <entry>: <problem>".
 class CatalogueReader {
@@ -36,7 +47,14 @@ class CatalogueReader {
     const auto& v = member(obj, entry, key);
     if (!v.is_string()) fail(entry, std::string("field '") + key + "' must be a string");
     return v.get<std::string>();
+  }  // A field naming one of an enum's values ("direction 'x' is not higher_is_worse or ...").
+  template <typename E, std::size_t N>
+  E one_of(const json& obj, const std::string& entry, const char* key, const NameTable<E, N>& names) const {
+    const std::string v = str(obj, entry, key);
+    if (auto e = names.parse(v)) return *e;
+    fail(entry, std::string(key) + " '" + v + "' is not " + names.listed());
   }
+
   double num(const json& obj, const std::string& entry, const char* key) const {
     const auto& v = member(obj, entry, key);
     if (!v.is_number()) fail(entry, std::string("field '") + key + "' must be a number");

@@ -160,6 +160,14 @@ TEST(Catalogue, ErrorsNameFileEntryAndProblem) {
   j = good;
   j["indicators"][0]["reported_by"] = "nobody";
   expect_error(j, {"indicators[0]", "reported_by 'nobody' is not posts or ministry"});
+
+  j = good;
+  j["indicators"][0]["direction"] = "sideways";
+  expect_error(j, {"indicators[0]", "direction 'sideways' is not higher_is_worse or lower_is_worse"});
+
+  j = good;
+  j["indicators"][0]["aggregation"] = "median";
+  expect_error(j, {"indicators[0]", "aggregation 'median' is not max, sum, mean or min"});
 }
 
 TEST(Catalogue, UrgentMustBeNoAtRedOrAlways) {

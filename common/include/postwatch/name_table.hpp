@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -22,6 +23,12 @@ struct NameTable {
     for (const auto& [value, name] : rows)
       if (name == s) return value;
     return std::nullopt;
+  }
+  // "a, b or c": the names, for an error that lists what is allowed.
+  std::string listed() const {
+    std::string out;
+    for (std::size_t i = 0; i < N; ++i) out.append(i == 0 ? "" : i + 1 == N ? " or " : ", ").append(rows[i].second);
+    return out;
   }
 };
 
