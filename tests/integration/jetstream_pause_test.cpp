@@ -95,10 +95,13 @@ TEST_F(JetStreamCluster, ALeaderPausedPastItsLeaseWritesNoBoardOverItsSuccessors
       << one->get("/api/v1/cluster").dump(1);
 
   ASSERT_NO_FATAL_FAILURE(expect_fleet_confirmed_on_one_board(sim, *one, *two));
-  // What one tried to write after its pause was refused: by its clock, or by the revision.
+  // Back, one either tried to write and was refused (by its clock, or by the revision), or its
+  // lease thread saw the key taken first (seen under ASan: then nothing was tried). Either way
+  // it stepped down; that it wrote nothing over the new leader's board is checked below.
   auto c1 = one->get("/api/v1/cluster")["counters"];
-  EXPECT_GT(c1["board_writes_fenced"].get<std::uint64_t>() + c1["board_conflicts"].get<std::uint64_t>(), 0u)
-      << c1.dump();
+  const bool refused = c1["board_writes_fenced"].get<std::uint64_t>() + c1["board_conflicts"].get<std::uint64_t>() > 0;
+  const bool saw_key_taken = one->process().log().find("no longer publishes the goal feed") != std::string::npos;
+  EXPECT_TRUE(refused || saw_key_taken) << c1.dump();
   // Nothing written over the new leader's board: every image from its first with the alarm on
   // has it (the paused one's board never had it).
   auto images = written.images();
