@@ -407,13 +407,18 @@ TEST(ScriptProbe, FailuresAreCountedAndReportedAsHealthEvents) {
   cfg.command = {"/bin/sh", "-c", "sleep 10"};
   cfg.timeout = std::chrono::seconds(1);
   ScriptProbe hanging(cfg, catalogue(), sink.sink(), quiet_log());
+  // Before its first run ends a probe cannot be judged: a bundle on trial waits for it.
+  EXPECT_FALSE(hanging.has_result());
+  EXPECT_EQ(hanging.problem(), "");
   EXPECT_FALSE(hanging.run_once());
+  EXPECT_TRUE(hanging.has_result());
   cfg.command = {"/bin/sh", "-c", "echo 9"};
   ScriptProbe out_of_range(cfg, catalogue(), sink.sink(), quiet_log());
   EXPECT_FALSE(out_of_range.run_once());
   cfg.command = {"/bin/sh", "-c", "echo 4"};
   ScriptProbe good(cfg, catalogue(), sink.sink(), quiet_log());
   EXPECT_TRUE(good.run_once());
+  EXPECT_TRUE(good.has_result());
   EXPECT_EQ(hanging.failures(), 1u);
   EXPECT_EQ(out_of_range.failures(), 1u);
   ASSERT_EQ(sink.size(), 3u);

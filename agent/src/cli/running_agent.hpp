@@ -28,7 +28,10 @@ struct RunningAgent {
   std::vector<std::string> input_problems() const {
     std::vector<std::string> out;
     for (const auto& s : sources)
-      if (auto p = s->problem(); !p.empty()) out.push_back(std::move(p));
+      if (auto p = s->problem(); !p.empty())
+        out.push_back(std::move(p));
+      else if (!s->has_result())
+        out.push_back(std::string(s->name()) + " input: no result yet (its first run has not ended)");
     return out;
   }
 };

@@ -26,6 +26,9 @@ class EventSource {
   // Why the input is not working now (its last run failed), for the health check after a
   // fleet bundle (docs/fleet.md); empty when it is.
   virtual std::string problem() const { return {}; }
+  // False while the input cannot be judged yet (a script probe whose first run has not ended):
+  // a bundle on trial is not called healthy before each of its inputs has shown a result.
+  virtual bool has_result() const { return true; }
 };
 
 }  // namespace postwatch::agent

@@ -53,6 +53,7 @@ class ScriptProbe : public EventSource {
   void stop() override;
   // The last run's failure, until a run succeeds.
   std::string problem() const override;
+  bool has_result() const override { return failures_ + successes_ > 0; }
 
   // Runs the script once and reports the value or the failure; true on success.
   bool run_once();
