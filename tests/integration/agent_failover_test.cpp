@@ -20,7 +20,7 @@ TEST(AgentFailover, AgentsWhoseNodeDiesCarryOnThroughTheNextAndEveryEventIsConfi
   // The instance reads and confirms through nodes 1 and 2; the agents start on node 0.
   // The first instance makes the stream, the buckets and 16 replicated consumers: slow under a sanitizer.
   AggregatorProcess agg(nats.mqtt_uri(1) + "," + nats.mqtt_uri(2), dir, cluster_args(nats, "one"), "one", 60s);
-  ASSERT_TRUE(settles({&agg}, 16, 30s));
+  ASSERT_TRUE(settles({&agg}, nats.partitions(), 30s));
   auto applied = [&] {
     auto c = agg.get("/api/v1/cluster");
     return c.is_object() ? c["counters"]["messages_applied"].get<std::uint64_t>() : 0;

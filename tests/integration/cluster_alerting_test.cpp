@@ -80,9 +80,10 @@ class ClusterAlerting : public ::testing::Test {
   }
   void start_both() {
     start_a(60s);
-    ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get()}, 16) && leads(*a); }, 30s)) << a->process().log();
+    ASSERT_TRUE(wait_until([&] { return cluster_settled({a.get()}, nats.partitions()) && leads(*a); }, 30s))
+        << a->process().log();
     b = std::make_unique<AggregatorProcess>(nats.mqtt_uri(1), dir_b, args(dir_b, "agg-b"), "agg-b");
-    ASSERT_TRUE(settles({a.get(), b.get()}, 16, 30s));
+    ASSERT_TRUE(settles({a.get(), b.get()}, nats.partitions(), 30s));
   }
 
   NatsCluster nats{3};

@@ -2,7 +2,8 @@
 // for every post, published to a single instance on Mosquitto and to three instances on a 3-node NATS cluster,
 // give every cluster instance the board of the single instance: each goal's raw status, score
 // and shown status, each agent's count and highest seq; and the strategy targets the ministry's
-// figures make (they reach one instance's partition, and every instance serves them).
+// figures make (they reach one instance's partition, and every instance serves them). The
+// cluster's leader is SIGKILLed between the two rounds: the survivors still serve that board.
 #include "integration/jetstream_test_support.hpp"
 #include "postwatch/catalogue.hpp"
 #include "postwatch/clock.hpp"
@@ -13,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <csignal>
 #include <set>
 
 using namespace postwatch;
@@ -58,7 +60,7 @@ TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
   AggregatorProcess two(nats.mqtt_uri(1), dir2, args("two"), "two", 60s);
   AggregatorProcess three(nats.mqtt_uri(2), dir3, args("three"), "three", 60s);
   const std::vector<AggregatorProcess*> cluster = {&one, &two, &three};
-  ASSERT_TRUE(settles(cluster, 16, 60s));
+  ASSERT_TRUE(settles(cluster, nats.partitions(), 60s));
 
   // Every post, three level indicators each, in two rounds: terrorism reaches red at a few
   // posts (goal 7 red), military build-up amber at some (goal 5 amber), conflict warnings stay
@@ -66,7 +68,23 @@ TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
   const auto catalogue = IndicatorCatalogue::load(catalogue_path());
   MqttProbe to_single(mosquitto.uri(), "board-single"), to_cluster(nats.mqtt_uri(0), "board-cluster");
   std::uint64_t published = 0;
-  for (int round = 0; round < 2; ++round)
+  std::vector<AggregatorProcess*> survivors;
+  for (int round = 0; round < 2; ++round) {
+    if (round == 1) {
+      // Mid-stream, the leader dies: its partitions and the board pass to the others.
+      AggregatorProcess* leader = nullptr;
+      ASSERT_TRUE(wait_until(
+          [&] {
+            for (auto* a : cluster)
+              if (a->get("/api/v1/cluster").value("leader", false)) leader = a;
+            return leader != nullptr;
+          },
+          20s))
+          << "no instance says it leads";
+      leader->process().signal(SIGKILL);
+      for (auto* a : cluster)
+        if (a != leader) survivors.push_back(a);
+    }
     for (std::size_t p = 0; p < catalogue.posts().size(); ++p) {
       const auto& post = catalogue.posts()[p];
       const int k = static_cast<int>(p) + round * 5;
@@ -78,6 +96,7 @@ TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
         ++published;
       }
     }
+  }
 
   // The ministry's figures: two years of defence spending and licences decided in time.
   EventBatch figures{"ministry", "the-hague", now_utc_ms(), {}};
@@ -107,7 +126,7 @@ TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
   EXPECT_TRUE(wait_until(
       [&] {
         expected = board_and_shown(single);
-        for (auto* a : cluster) {
+        for (auto* a : survivors) {
           seen = board_and_shown(*a);
           if (seen != expected) {
             differs = json::diff(expected, seen).dump();
@@ -131,7 +150,7 @@ TEST(ClusterBoard, TheClusterServesWhatASingleInstanceServesForTheSameEvents) {
   ASSERT_TRUE(targets.is_object());
   EXPECT_EQ(targets["arms_export_decided_in_time"][0], "moving_away") << targets.dump();
   EXPECT_EQ(targets["defence_spending_2_percent"][1].size(), 3u) << targets.dump();
-  for (auto* a : cluster) {
+  for (auto* a : survivors) {
     EXPECT_TRUE(wait_until([&] { return figure_targets(*a) == targets; }, 10s))
         << "instance on port " << a->port() << ": " << figure_targets(*a).dump() << "\nsingle: " << targets.dump();
   }

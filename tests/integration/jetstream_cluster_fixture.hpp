@@ -71,7 +71,8 @@ class JetStreamCluster : public ::testing::Test {
     if (wait_until(
             [&] {
               c = other.get("/api/v1/cluster");
-              return c.is_object() && c["partitions"]["held"].size() == 16 && (!and_leads || c["leader"].get<bool>());
+              return c.is_object() && c["partitions"]["held"].size() == nats.partitions() &&
+                     (!and_leads || c["leader"].get<bool>());
             },
             std::chrono::seconds(60)))
       return ::testing::AssertionSuccess();
@@ -84,7 +85,7 @@ class JetStreamCluster : public ::testing::Test {
     SimTotals t;
     ASSERT_TRUE(parse_sim(sim.log(), t));
     EXPECT_EQ(t.confirmed, t.accepted) << sim_summary(sim.log());
-    ASSERT_TRUE(settles({&a, &b}, 16, std::chrono::seconds(20)));
+    ASSERT_TRUE(settles({&a, &b}, nats.partitions(), std::chrono::seconds(20)));
     nlohmann::json ba, bb;
     EXPECT_TRUE(wait_until(
         [&] {
@@ -92,7 +93,8 @@ class JetStreamCluster : public ::testing::Test {
           return ba == bb && events_received(ba) == t.accepted;
         },
         std::chrono::seconds(20), std::chrono::milliseconds(200)))
-        << "one: " << events_received(ba) << " two: " << events_received(bb) << " accepted: " << t.accepted;
+        << "events on a's board: " << events_received(ba) << ", on b's: " << events_received(bb)
+        << ", accepted: " << t.accepted;
   }
   // Instance `name` on node `node`'s MQTT listener, with that node's data dir.
   std::unique_ptr<AggregatorProcess> instance(int node, const std::string& name) {

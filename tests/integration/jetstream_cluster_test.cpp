@@ -40,7 +40,7 @@ TEST_F(JetStreamCluster, FleetWithAKilledInstanceEndsWithEveryEventConfirmedAndA
   AggregatorProcess one(nats.mqtt_uri(0), dir1, cluster_args(nats, "one"), "one");
   AggregatorProcess two(nats.mqtt_uri(1), dir2, cluster_args(nats, "two"), "two");
   AggregatorProcess three(nats.mqtt_uri(2), dir3, cluster_args(nats, "three"), "three");
-  ASSERT_TRUE(settles({&one, &two, &three}, 16, 30s));
+  ASSERT_TRUE(settles({&one, &two, &three}, nats.partitions(), 30s));
 
   // The default fleet (142 agents, delivery confirmation) through node 1's MQTT listener.
   ChildProcess sim(fleet(nats.mqtt_uri(0), "20"), sim_dir.path() / "sim.log");
@@ -56,7 +56,7 @@ TEST_F(JetStreamCluster, FleetWithAKilledInstanceEndsWithEveryEventConfirmedAndA
   EXPECT_EQ(t.rest.find("never confirmed"), std::string::npos) << sim_summary(sim.log());
 
   // The survivors took two's partitions over and serve one board, counting each event once.
-  ASSERT_TRUE(settles({&one, &three}, 16, 20s));
+  ASSERT_TRUE(settles({&one, &three}, nats.partitions(), 20s));
   json b1, b3;
   EXPECT_TRUE(wait_until(
       [&] {
@@ -99,7 +99,7 @@ TEST_F(JetStreamCluster, KillingTheNodeThatLeadsTheEventsStreamLosesNothing) {
   AggregatorProcess two(nats.mqtt_uri(1), dir2, cluster_args(nats, "two"), "two");
   AggregatorProcess three(nats.mqtt_uri(2), dir3, cluster_args(nats, "three"), "three");
   std::vector<AggregatorProcess*> all = {&one, &two, &three};
-  ASSERT_TRUE(settles(all, 16, 30s));
+  ASSERT_TRUE(settles(all, nats.partitions(), 30s));
   int leader = nats.stream_leader("POSTWATCH_EVENTS");
   ASSERT_GE(leader, 0);
   int agents_node = (leader + 1) % 3;  // the agents keep publishing through the failover
@@ -134,7 +134,7 @@ TEST_F(JetStreamCluster, KillingTheNodeThatLeadsTheEventsStreamLosesNothing) {
   // Every instance drops out while the node's buckets elect new leaders, and its key-value
   // watches come back only when libnats resets their consumers on missed heartbeats (10 s):
   // a CI run under ASan was not settled 30 s after the fleet's end.
-  ASSERT_TRUE(settles(all, 16, 90s));
+  ASSERT_TRUE(settles(all, nats.partitions(), 90s));
   json b1, b2, b3;
   EXPECT_TRUE(wait_until(
       [&] {
@@ -154,7 +154,7 @@ TEST_F(JetStreamCluster, KillingTheNodeThatLeadsTheEventsStreamLosesNothing) {
 TEST_F(JetStreamCluster, AnInstanceJoiningMidStreamTakesOnlyWhatItWins) {
   AggregatorProcess one(nats.mqtt_uri(0), dir1, cluster_args(nats, "one"), "one");
   AggregatorProcess two(nats.mqtt_uri(1), dir2, cluster_args(nats, "two"), "two");
-  ASSERT_TRUE(settles({&one, &two}, 16, 30s));
+  ASSERT_TRUE(settles({&one, &two}, nats.partitions(), 30s));
   auto held = [](AggregatorProcess& a) {
     std::set<unsigned> s;
     auto c = a.get("/api/v1/cluster");  // held: the range below must not outlive it
@@ -171,7 +171,7 @@ TEST_F(JetStreamCluster, AnInstanceJoiningMidStreamTakesOnlyWhatItWins) {
   ASSERT_TRUE(wait_until([&] { return one.get("/api/v1/cluster")["counters"]["messages_applied"] > 200; }, 30s));
   // Joining under load (slower still under a sanitizer): ready once it holds what it won.
   AggregatorProcess three(nats.mqtt_uri(2), dir3, cluster_args(nats, "three"), "three", 60s);
-  ASSERT_TRUE(settles({&one, &two, &three}, 16, 30s));
+  ASSERT_TRUE(settles({&one, &two, &three}, nats.partitions(), 30s));
 
   auto moved = held(three);
   EXPECT_FALSE(moved.empty()) << three.get("/api/v1/cluster").dump() << one.get("/api/v1/cluster").dump();
@@ -202,7 +202,7 @@ TEST_F(JetStreamCluster, AnInstanceJoiningMidStreamTakesOnlyWhatItWins) {
 // and the instance goes on applying good batches.
 TEST_F(JetStreamCluster, HostileInputIsRefusedCountedAndLeavesTheStream) {
   AggregatorProcess one(nats.mqtt_uri(0), dir1, cluster_args(nats, "one"), "one");
-  ASSERT_TRUE(settles({&one}, 16, 30s));
+  ASSERT_TRUE(settles({&one}, nats.partitions(), 30s));
   MqttProbe pub(nats.mqtt_uri(1), "hostile");
   const std::string evil = "postwatch/v1/sub-saharan-africa/bamako/evil/events";
   pub.publish(evil, std::string("not a flatbuffer"));                                 // wrong identifier
@@ -251,7 +251,7 @@ TEST_F(JetStreamCluster, EveryInstanceServesOneBoardAndAnAcknowledgementOutlives
   auto two = std::make_unique<AggregatorProcess>(nats.mqtt_uri(1), dir2, args("two"), "two");
   auto three = std::make_unique<AggregatorProcess>(nats.mqtt_uri(2), dir3, args("three"), "three");
   auto all = [&] { return std::vector<AggregatorProcess*>{one.get(), two.get(), three.get()}; };
-  ASSERT_TRUE(settles(all(), 16, 30s));
+  ASSERT_TRUE(settles(all(), nats.partitions(), 30s));
 
   // What must agree: goal 7's shown status and since_ms, and the alarms (id, level, ack).
   auto shown = [](AggregatorProcess& a) {
@@ -321,7 +321,8 @@ TEST_F(JetStreamCluster, EveryInstanceServesOneBoardAndAnAcknowledgementOutlives
   const auto catalogue = postwatch::IndicatorCatalogue::load(catalogue_path());
   const postwatch::Post* target = nullptr;
   for (const auto& p : catalogue.posts())
-    if (!target && p.id != "kabul" && follower_held.count(postwatch::partitions::partition_of(p.id, 16))) target = &p;
+    if (!target && p.id != "kabul" && follower_held.count(postwatch::partitions::partition_of(p.id, nats.partitions())))
+      target = &p;
   ASSERT_NE(target, nullptr) << "no post on a follower's partitions";
   postwatch::EventBatch forged{"gw-1", "kabul", postwatch::now_utc_ms(), {}};
   forged.events.push_back(
@@ -349,7 +350,7 @@ TEST_F(JetStreamCluster, EveryInstanceServesOneBoardAndAnAcknowledgementOutlives
 // releases its events on it is warned about, and counted where an operator looks.
 TEST_F(JetStreamCluster, AnAgentReleasingOnThePubackIsWarnedAbout) {
   AggregatorProcess one(nats.mqtt_uri(0), dir1, cluster_args(nats, "one"), "one");
-  ASSERT_TRUE(settles({&one}, 16, 30s));
+  ASSERT_TRUE(settles({&one}, nats.partitions(), 30s));
   MqttProbe pub(nats.mqtt_uri(0), "birth-publisher");
   for (bool awaits : {true, false}) {
     postwatch::AgentState birth;

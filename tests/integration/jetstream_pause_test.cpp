@@ -19,7 +19,7 @@ using nlohmann::json;
 TEST_F(JetStreamCluster, AHolderPausedPastItsLeaseIsFencedAndChangesNothing) {
   auto one = instance(0, "one");
   auto two = instance(1, "two");
-  ASSERT_TRUE(settles({one.get(), two.get()}, 16, 30s));
+  ASSERT_TRUE(settles({one.get(), two.get()}, nats.partitions(), 30s));
 
   ChildProcess sim(fleet(nats.mqtt_uri(0), "16"), sim_dir.path() / "sim.log");
   ASSERT_TRUE(wait_until([&] { return two->get("/api/v1/cluster")["counters"]["messages_applied"] > 200; }, 30s));
@@ -52,7 +52,7 @@ TEST_F(JetStreamCluster, ALeaderPausedPastItsLeaseWritesNoBoardOverItsSuccessors
   auto one = instance(0, "one");
   ASSERT_TRUE(wait_until([&] { return leads(*one); }, 30s)) << one->get("/api/v1/cluster").dump(1);
   auto two = instance(1, "two");
-  ASSERT_TRUE(settles({one.get(), two.get()}, 16, 30s));
+  ASSERT_TRUE(settles({one.get(), two.get()}, nats.partitions(), 30s));
   BoardImages written(nats, "ops");
 
   ChildProcess sim(fleet(nats.mqtt_uri(0), "20"), sim_dir.path() / "sim.log");

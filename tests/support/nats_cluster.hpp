@@ -14,6 +14,8 @@ namespace postwatch::test {
 class NatsCluster {
  public:
   explicit NatsCluster(int nodes = 3, unsigned partitions = 16);
+  // How many partition subjects the events are mapped onto (what the instances must settle on).
+  unsigned partitions() const { return partitions_; }
   ~NatsCluster();
   NatsCluster(const NatsCluster&) = delete;
   NatsCluster& operator=(const NatsCluster&) = delete;

@@ -246,7 +246,11 @@ bool JetStreamCluster::ready() const {
   return std::all_of(v.won.begin(), v.won.end(), [&](std::uint32_t p) { return core_->holds(p); });
 }
 
-bool JetStreamCluster::leader() const { return core_->view.leader; }
+bool JetStreamCluster::leader() const {
+  // Every act of the leader (the MQTT goal feed, notifications, escalations) asks here: one
+  // that woke from a pause past its deadline stops at once, before its Worker has run.
+  return core_->view.leader && std::chrono::steady_clock::now() < core_->view.leader_until;
+}
 
 bool JetStreamCluster::owns(std::uint32_t post) const {
   return post < core_->post_partition.size() && core_->holds(core_->post_partition[post]);

@@ -114,8 +114,10 @@ class JetStreamCluster {
   void share_mismatch(const std::string& topic_post, const std::string& claimed, std::int64_t at_ms);
   std::vector<SharedMismatch> take_mismatches();
 
-  bool ready() const;   // connected, a member, and holding every partition it won
-  bool leader() const;  // holds the leader lease: publishes the MQTT goal feed
+  bool ready() const;  // connected, a member, and holding every partition it won
+  // Holds the leader lease and is within its local deadline: publishes the MQTT goal feed and
+  // sends the notifications.
+  bool leader() const;
   bool owns(std::uint32_t post) const;
   const JetStreamCounters& counters() const;
   nlohmann::json status_json() const;

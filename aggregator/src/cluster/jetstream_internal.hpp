@@ -41,6 +41,9 @@ struct SnapshotJob {
   std::vector<Part> parts;
 };
 
+// The leader lease's key in the leases bucket, beside the partitions' "p<N>".
+inline constexpr const char* kLeaderKey = "leader";
+
 // What the Worker last saw of the group, for the Core's status and readiness.
 struct GroupView {
   bool connected = false;
@@ -48,6 +51,9 @@ struct GroupView {
   std::vector<std::string> members;
   std::vector<std::uint32_t> won;  // the partitions this instance wins by rendezvous
   bool leader = false;
+  // The leader's local deadline (¾ of a lease after its last renewal was sent): past it, the
+  // Core acts as a follower even before the Worker says so (a paused leader waking up).
+  SteadyTime leader_until{};
 };
 
 struct JetStreamCluster::Core : std::enable_shared_from_this<JetStreamCluster::Core> {
@@ -152,6 +158,7 @@ struct JetStreamCluster::Worker {
   void keep_leadership();
   void lead_until(SteadyTime sent);             // a leader key written at `sent`: the writer's deadline
   void give_up_leadership(std::uint64_t term);  // another instance wrote the board in `term`
+  void reread_board(std::uint64_t term);        // on the writer thread: `term` goes on leading
   void put_board(const std::string& image);     // on the writer thread
   std::string lease_value() const;
 

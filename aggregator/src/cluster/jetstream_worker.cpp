@@ -18,7 +18,6 @@ using std::chrono::milliseconds;
 
 namespace {
 std::string lease_key(std::uint32_t p) { return "p" + std::to_string(p); }
-constexpr const char* kLeaderKey = "leader";
 }  // namespace
 
 JetStreamCluster::Worker::Worker(std::shared_ptr<Core> core)
@@ -315,47 +314,6 @@ void JetStreamCluster::Worker::release(std::uint32_t p, std::uint64_t generation
   held_.erase(it);
   leases_->remove(lease_key(p));  // the winner takes it on its next poll
   to_core([p, generation](Core& c) { c.on_released(p, generation); });
-}
-
-void JetStreamCluster::Worker::keep_leadership() {
-  auto sent = std::chrono::steady_clock::now();
-  if (leader_revision_ == 0) {
-    if (auto w = leases_->create(kLeaderKey, lease_value())) {
-      leader_revision_ = w.revision;
-      leader_renewed_at_ = sent;
-      ++leader_term_;
-      lead_until(sent);
-      log_->info("cluster {}: {} publishes the goal feed", options_.group, options_.instance);
-    }
-  } else if (sent - leader_renewed_at_ >= milliseconds(options_.lease_ms / 3)) {
-    auto w = leases_->update(kLeaderKey, lease_value(), leader_revision_);
-    if (w) {
-      leader_revision_ = w.revision;
-      leader_renewed_at_ = sent;
-      lead_until(sent);
-    } else if (w.conflict || sent - leader_renewed_at_ >= milliseconds(options_.lease_ms * 3 / 4)) {
-      leader_revision_ = 0;
-      leader_valid_until_ = SteadyTime{};
-      log_->warn("cluster {}: {} no longer publishes the goal feed: {}", options_.group, options_.instance,
-                 w.conflict ? "another instance holds the leader key" : "its lease could not be renewed in time");
-    }
-  }
-  view_.leader = leader_revision_ != 0;
-}
-
-void JetStreamCluster::Worker::lead_until(SteadyTime sent) {
-  // As a partition's holder stops applying (Core::on_message): the key may pass to another
-  // instance a whole lease after the write, by the server's clock; ¾ of it leaves the margin.
-  leader_valid_until_ = sent + milliseconds(options_.lease_ms * 3 / 4);
-}
-
-void JetStreamCluster::Worker::give_up_leadership(std::uint64_t term) {
-  if (leader_revision_ == 0 || leader_term_ != term) return;
-  // The key is left to lapse: whoever wins it after a lease starts a new term.
-  leader_revision_ = 0;
-  leader_valid_until_ = SteadyTime{};
-  view_.leader = false;
-  to_core([v = view_](Core& c) { c.on_view(v); });
 }
 
 void JetStreamCluster::Worker::stop(SnapshotJob last, std::chrono::milliseconds timeout) {
