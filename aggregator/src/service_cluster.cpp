@@ -53,7 +53,9 @@ BoardChanges AggregatorService::Impl::board_tick_clustered(const RollupSnapshot&
   if (!jet->leader()) {
     was_leader = false;
     board.observe(snap);
-    jet->take_acks();  // the leader applies them
+    for (auto& ack : jet->take_acks()) held_acks.push_back(std::move(ack));  // the leader applies them
+    if (held_acks.size() > kMaxHeldAcks)
+      held_acks.erase(held_acks.begin(), held_acks.end() - static_cast<std::ptrdiff_t>(kMaxHeldAcks));
     jet->take_mismatches();
     auto image = jet->take_board();
     if (!image) return {};
@@ -75,11 +77,13 @@ BoardChanges AggregatorService::Impl::board_tick_clustered(const RollupSnapshot&
     for (std::size_t i = 0; i < m.at_ms.size(); ++i)
       board.record_topic_mismatch(m.post, m.claimed[std::min(i, m.claimed.size() - 1)], m.at_ms[i]);
   auto changes = board.tick(snap, silent, now);
-  for (const auto& ack : jet->take_acks()) {
+  for (auto& ack : jet->take_acks()) held_acks.push_back(std::move(ack));
+  for (const auto& ack : held_acks) {
     const Alarm* a = board.find_alarm(ack.alarm);
     if (!a || a->acked_at_ms != 0) continue;
     if (board.acknowledge(ack.alarm, ack.by, ack.comment, ack.at_ms)) changes.alarms.push_back(ack.alarm);
   }
+  held_acks.clear();
   if (!changes.empty() || now - board_published_ms >= 1000) {
     jet->publish_board(encode_board_image(board));
     board_published_ms = now;

@@ -199,6 +199,11 @@ struct AggregatorService::Impl {
   std::function<void()> restart_on_catalogue;
   std::int64_t last_history_ms = 0;
   bool was_leader = false;  // clustered: led at the last tick
+  // Clustered, as a follower: the shared acknowledgements seen, kept (the latest kMaxHeldAcks)
+  // so that one written just before a leader change is applied by the next leader, whichever
+  // instance that is. Applying one twice changes nothing.
+  static constexpr std::size_t kMaxHeldAcks = 10'000;
+  std::vector<JetStreamCluster::SharedAck> held_acks;
   std::int64_t board_published_ms = 0;
   bool stopped = false;
   std::vector<Sent> goal_sent, pillar_sent;

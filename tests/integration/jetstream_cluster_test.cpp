@@ -162,10 +162,12 @@ TEST_F(JetStreamCluster, AnInstanceJoiningMidStreamTakesOnlyWhatItWins) {
     return s;
   };
   auto one_before = held(one), two_before = held(two);
-  auto takeovers = [](AggregatorProcess& a) {
-    return a.get("/api/v1/cluster")["counters"]["takeovers"].get<std::uint64_t>();
+  auto counter = [](AggregatorProcess& a, const char* name) {
+    return a.get("/api/v1/cluster")["counters"][name].get<std::uint64_t>();
   };
-  auto one_takeovers = takeovers(one), two_takeovers = takeovers(two);
+  auto takeovers = [&] { return counter(one, "takeovers") + counter(two, "takeovers"); };
+  auto leases_lost = [&] { return counter(one, "leases_lost") + counter(two, "leases_lost"); };
+  const auto takeovers_before = takeovers(), lost_before = leases_lost();
 
   ChildProcess sim(fleet(nats.mqtt_uri(0), "16"), sim_dir.path() / "sim.log");
   ASSERT_TRUE(wait_until([&] { return one.get("/api/v1/cluster")["counters"]["messages_applied"] > 200; }, 30s));
@@ -179,8 +181,11 @@ TEST_F(JetStreamCluster, AnInstanceJoiningMidStreamTakesOnlyWhatItWins) {
     for (auto p : now) EXPECT_TRUE(was.count(p)) << name << " took partition " << p << " it did not hold before";
     for (auto p : was) EXPECT_TRUE(now.count(p) || moved.count(p)) << name << " lost partition " << p << " to nobody";
   }
-  EXPECT_EQ(takeovers(one), one_takeovers) << "one took something over";
-  EXPECT_EQ(takeovers(two), two_takeovers) << "two took something over";
+  // One and two take nothing over from each other. Starved (a sanitizer build on a loaded
+  // machine), a lease can lapse, and then the other may rightly take that partition: only as
+  // many takeovers as leases lost (0 and 0 on a machine that keeps up).
+  EXPECT_LE(takeovers() - takeovers_before, leases_lost() - lost_before)
+      << one.get("/api/v1/cluster").dump() << two.get("/api/v1/cluster").dump();
 
   ASSERT_EQ(sim.wait(kSimWait), 0) << sim_summary(sim.log());
   SimTotals t;

@@ -4,6 +4,7 @@
 #include "integration/jetstream_cluster_fixture.hpp"
 #include "postwatch/clock.hpp"
 #include "postwatch/wire_codec.hpp"
+#include "support/feed_http.hpp"
 #include "support/mqtt_probe.hpp"
 
 #include <gtest/gtest.h>
@@ -43,7 +44,8 @@ TEST_F(JetStreamCluster, AHolderPausedPastItsLeaseIsFencedAndChangesNothing) {
 // the leader key and raises an alarm the paused one never saw. Back, the old leader writes no
 // board over its successor's (its own clock says its lease could have lapsed, or the board's
 // revision moved on), and gives the leadership up: every image written from the successor's
-// first one with the alarm on shows it.
+// first one with the alarm on shows it. An acknowledgement taken on the follower while the
+// leader is paused, before it could apply it, is served by both once the successor leads.
 TEST_F(JetStreamCluster, ALeaderPausedPastItsLeaseWritesNoBoardOverItsSuccessors) {
   auto leads = [](AggregatorProcess& a) {
     auto c = a.get("/api/v1/cluster");
@@ -57,15 +59,42 @@ TEST_F(JetStreamCluster, ALeaderPausedPastItsLeaseWritesNoBoardOverItsSuccessors
 
   ChildProcess sim(fleet(nats.mqtt_uri(0), "20"), sim_dir.path() / "sim.log");
   ASSERT_TRUE(wait_until([&] { return one->get("/api/v1/cluster")["counters"]["messages_applied"] > 200; }, 30s));
-  ASSERT_TRUE(pause_until_taken_over(*one, *two, true));
 
-  // Batches on bamako's topic claiming kabul (the fleet sends none): two raises topic_mismatch.
+  // Batches on one post's topic claiming another (the fleet sends none) raise topic_mismatch.
   MqttProbe pub(nats.mqtt_uri(1), "forger");
-  postwatch::EventBatch forged{"gw-1", "kabul", postwatch::now_utc_ms(), {}};
-  forged.events.push_back(
-      {1, postwatch::now_utc_ms(), "terrorism_threat_level", postwatch::ValueKind::Level, 5, "", "", {}});
-  for (int i = 0; i < 3; ++i)
-    pub.publish("postwatch/v1/sub-saharan-africa/bamako/evil/events", postwatch::encode_batch(forged));
+  auto forge = [&](const std::string& topic_post, const std::string& region, const std::string& claimed) {
+    postwatch::EventBatch forged{"gw-1", claimed, postwatch::now_utc_ms(), {}};
+    forged.events.push_back(
+        {1, postwatch::now_utc_ms(), "terrorism_threat_level", postwatch::ValueKind::Level, 5, "", "", {}});
+    for (int i = 0; i < 3; ++i)
+      pub.publish("postwatch/v1/" + region + "/" + topic_post + "/evil/events", postwatch::encode_batch(forged));
+  };
+  auto shown_alarm = [](AggregatorProcess& a, const std::string& post) -> json {
+    auto alarms = a.get("/api/v1/alarms");
+    if (alarms.is_object())
+      for (const auto& x : alarms["alarms"])
+        if (x["kind"] == "topic_mismatch" && x["post"] == post) return x;
+    return nullptr;
+  };
+  // Before the pause: one (the leader) raises one on kabul, and two serves it.
+  forge("kabul", "asia", "bamako");
+  json kabul;
+  ASSERT_TRUE(wait_until([&] { return !(kabul = shown_alarm(*two, "kabul")).is_null(); }, 20s))
+      << two->get("/api/v1/alarms").dump(1);
+  // Acknowledged on two while one is paused and still holds the leader key: no leader can
+  // apply it yet, and the next one (two) must not lose it.
+  one->process().signal(SIGSTOP);
+  const bool two_followed = !leads(*two);
+  auto ack = http_call(two->port(), feedhttp::verb::post, "/api/v1/alarms/" + kabul["id"].dump() + "/ack",
+                       {{"Content-Type", "application/json"}}, R"({"by":"duty officer","comment":"seen"})");
+  ASSERT_EQ(ack.status, 200) << ack.body;
+  EXPECT_TRUE(two_followed) << "two led before the ack: the hand-over was not between the ack and its application";
+  ASSERT_TRUE(pause_until_taken_over(*one, *two, true));
+  EXPECT_TRUE(wait_until([&] { return shown_alarm(*two, "kabul").value("acknowledged", false); }, 10s))
+      << shown_alarm(*two, "kabul").dump();
+
+  // Batches on bamako's topic claiming kabul: two, leading now, raises the alarm.
+  forge("bamako", "sub-saharan-africa", "kabul");
   auto raised_in = [](const json& image) -> json {  // the alarm's id and raised_at_ms, or null
     if (image.is_object())
       for (const auto& a : image.value("alarms", json::array()))
@@ -117,6 +146,7 @@ TEST_F(JetStreamCluster, ALeaderPausedPastItsLeaseWritesNoBoardOverItsSuccessors
       for (const auto& x : alarms["alarms"])
         if (x["kind"] == "topic_mismatch" && x["post"] == "bamako") shown = {x["id"], x["raised_at_ms"]};
     EXPECT_EQ(shown, raised) << "on port " << a->port() << ": " << alarms.dump().substr(0, 3000);
+    EXPECT_TRUE(shown_alarm(*a, "kabul").value("acknowledged", false)) << "on port " << a->port();
   }
   report({{"one", one.get()}, {"two", two.get()}}, &sim);
 }

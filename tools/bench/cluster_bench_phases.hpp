@@ -61,10 +61,13 @@ struct KillSample {
   // The restarted instance's store replay, from its log: part of the rejoin.
   std::uint64_t replayed_events = 0;
   double replay_s = 0;
+  // During the rejoin, the longest time a partition's applied seqs stood still: over the
+  // partitions the survivors kept, and over those that moved to the rejoining instance.
+  double rejoin_kept_stall_s = 0, rejoin_moved_stall_s = 0;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(KillSample, victim, partitions, held_s, applying_s, rejoin_ready_s, rejoin_s,
                                    survivors_takeovers, ours_cpu_percent, others_cpu_percent, load_average,
-                                   replayed_events, replay_s)
+                                   replayed_events, replay_s, rejoin_kept_stall_s, rejoin_moved_stall_s)
 
 struct Spread {
   std::size_t n = 0;
@@ -76,15 +79,15 @@ struct TakeoverFigures {
   std::int64_t lease_ms = 0;
   double steady_rate = 0, steady_events_per_s = 0;
   std::vector<KillSample> kills;
-  Spread held, applying, rejoin_ready, rejoin, rejoin_after_replay;
+  Spread held, applying, rejoin_ready, rejoin, rejoin_after_replay, kept_stall, moved_stall;
   std::uint64_t published_events = 0, applied_events = 0;  // at the end, from one instance's global view
   bool all_applied = false;
   std::vector<std::string> mismatch;  // when not all_applied: what each instance and the stream say
   LogProblems log_start, log_kills;   // until the cluster settled; from then on
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TakeoverFigures, lease_ms, steady_rate, steady_events_per_s, kills, held, applying,
-                                   rejoin_ready, rejoin, rejoin_after_replay, published_events, applied_events,
-                                   all_applied, mismatch, log_start, log_kills)
+                                   rejoin_ready, rejoin, rejoin_after_replay, kept_stall, moved_stall, published_events,
+                                   applied_events, all_applied, mismatch, log_start, log_kills)
 
 TakeoverFigures phase_takeover(const Options& opt, const fs::path& binary, const EventMaker& maker, double steady_rate);
 void print_takeover(const TakeoverFigures& f);

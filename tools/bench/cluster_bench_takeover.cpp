@@ -2,6 +2,7 @@
 // its partitions are held and applying again on the survivors, restart it, time its rejoin.
 #include "cluster_bench_aggregators.hpp"
 #include "cluster_bench_phases.hpp"
+#include "cluster_bench_progress.hpp"
 
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -33,17 +35,6 @@ Spread spread(std::vector<double> v) {
   };
   s.p50 = rank(0.50), s.p99 = rank(0.99), s.max = v.back();
   return s;
-}
-
-// Every agent's highest seq as instance i has it ("post/agent" -> seq); empty when it did not answer.
-std::map<std::string, std::uint64_t> highest_seqs(AggregatorGroup& aggs, std::size_t i) {
-  std::map<std::string, std::uint64_t> out;
-  auto a = aggs.get(i, "/api/v1/agents");
-  if (!a.is_object()) return out;
-  for (const auto& x : a["agents"])
-    if (x.contains("events") && x["events"].is_object())
-      out[x.value("id", "")] = x["events"].value("highest_seq", std::uint64_t{0});
-  return out;
 }
 
 // Every agent's events received, summed, as instance i shows them (its global view).
@@ -156,6 +147,8 @@ KillSample kill_and_rejoin(AggregatorGroup& aggs, std::size_t victim, const std:
   std::error_code ec;
   const auto log_from = fs::file_size(aggs.at(victim).log, ec);
   const auto restarted = Clock::now();
+  PartitionStalls stalls(agents, opt.partitions, restarted);
+  stalls.poll(aggs);
   aggs.start(victim);
   bool ready = false;
   while (true) {
@@ -168,9 +161,18 @@ KillSample kill_and_rejoin(AggregatorGroup& aggs, std::size_t victim, const std:
       s.rejoin_ready_s = seconds_between(restarted, Clock::now());
     }
     if (ready && aggs.settled(aggs.all())) break;
+    stalls.poll(aggs);
     std::this_thread::sleep_for(20ms);
   }
   s.rejoin_s = seconds_between(restarted, Clock::now());
+  {
+    stalls.poll(aggs);
+    std::set<std::uint32_t> moved;
+    if (auto vc = aggs.get(victim, "/api/v1/cluster"); vc.is_object())
+      for (const auto& p : vc["partitions"]["held"]) moved.insert(p.get<std::uint32_t>());
+    s.rejoin_kept_stall_s = stalls.longest(moved, false);
+    s.rejoin_moved_stall_s = stalls.longest(moved, true);
+  }
   {
     // "store: replayed 877000 event(s) in 4283 ms"
     std::ifstream in(aggs.at(victim).log);
@@ -290,14 +292,16 @@ TakeoverFigures phase_takeover(const Options& opt, const fs::path& binary, const
   }
   f.all_applied = f.applied_events == f.published_events;
   if (!f.all_applied) f.mismatch = explain_mismatch(aggs, agents, publisher.agent_messages(), nats, opt);
-  std::vector<double> held, applying, ready, rejoin, after_replay;
+  std::vector<double> held, applying, ready, rejoin, after_replay, kept, moved;
   for (const auto& s : f.kills) {
+    kept.push_back(s.rejoin_kept_stall_s), moved.push_back(s.rejoin_moved_stall_s);
     held.push_back(s.held_s), applying.push_back(s.applying_s);
     ready.push_back(s.rejoin_ready_s), rejoin.push_back(s.rejoin_s);
     after_replay.push_back(std::max(0.0, s.rejoin_s - s.replay_s));
   }
   f.held = spread(held), f.applying = spread(applying), f.rejoin_ready = spread(ready), f.rejoin = spread(rejoin);
   f.rejoin_after_replay = spread(after_replay);
+  f.kept_stall = spread(kept), f.moved_stall = spread(moved);
   f.log_kills = aggs.log_problems();
   aggs.save_logs(opt, "takeover", &nats);
   std::cerr << "takeover: stopping\n";
@@ -319,11 +323,15 @@ void print_takeover(const TakeoverFigures& f) {
   row("rejoin: /readyz", f.rejoin_ready);
   row("rejoin: holds its share", f.rejoin);
   row("  of which not replay", f.rejoin_after_replay);
+  row("rejoin: kept, stall", f.kept_stall);
+  row("rejoin: moved, stall", f.moved_stall);
   std::printf(
       "\nheld again = from the SIGKILL until every partition the victim held is in a survivor's held set; applying =\n"
       "until, in each, the new holder has applied an event past what the victim had and what it took over with;\n"
       "rejoin = from the restart until it holds every partition it wins and each is held once; it starts with the\n"
       "replay of the instance's own store, which grows with the load over the phase (\"not replay\": the rest).\n"
+      "stall = during the rejoin, the longest time a partition's applied seqs stood still (the sum of its agents'\n"
+      "highest seqs, the largest any instance shows), over the partitions the survivors kept and those that moved.\n"
       "/api/v1/cluster and /api/v1/agents polled every 20 ms. p99 of fewer than 100 samples is the\n"
       "largest.\n");
   std::string per_kill;
