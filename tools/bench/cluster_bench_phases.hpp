@@ -80,6 +80,7 @@ struct TakeoverFigures {
   double steady_rate = 0, steady_events_per_s = 0;
   std::vector<KillSample> kills;
   Spread held, applying, rejoin_ready, rejoin, rejoin_after_replay, kept_stall, moved_stall;
+  double steady_stall_s = 0;  // the longest stall of any partition over 4 s before the first kill
   std::uint64_t published_events = 0, applied_events = 0;  // at the end, from one instance's global view
   bool all_applied = false;
   std::vector<std::string> mismatch;  // when not all_applied: what each instance and the stream say

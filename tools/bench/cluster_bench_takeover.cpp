@@ -255,6 +255,17 @@ TakeoverFigures phase_takeover(const Options& opt, const fs::path& binary, const
   publisher.start_steady(maker, agents, opt.batch, steady_rate);
   try {
     pause_for(3s);  // every partition applying
+    {
+      // The baseline for the rejoin's stalls: the same measure over a few seconds of no change.
+      const auto from = Clock::now();
+      PartitionStalls stalls(agents, opt.partitions, from);
+      while (Clock::now() - from < 4s) {
+        check_stop();
+        stalls.poll(aggs);
+        std::this_thread::sleep_for(20ms);
+      }
+      f.steady_stall_s = stalls.longest({}, false);
+    }
     for (std::size_t k = 0; k < opt.kills; ++k) {
       const std::size_t victim = k % aggs.size();
       std::cerr << "takeover: kill " << k + 1 << " of " << opt.kills << ": SIGKILL " << aggs.at(victim).id << "... ";
@@ -325,13 +336,15 @@ void print_takeover(const TakeoverFigures& f) {
   row("  of which not replay", f.rejoin_after_replay);
   row("rejoin: kept, stall", f.kept_stall);
   row("rejoin: moved, stall", f.moved_stall);
+  std::printf("%-24s %4s %7s %7s %7.2f\n", "steady, stall", "", "", "", f.steady_stall_s);
   std::printf(
       "\nheld again = from the SIGKILL until every partition the victim held is in a survivor's held set; applying =\n"
       "until, in each, the new holder has applied an event past what the victim had and what it took over with;\n"
       "rejoin = from the restart until it holds every partition it wins and each is held once; it starts with the\n"
       "replay of the instance's own store, which grows with the load over the phase (\"not replay\": the rest).\n"
       "stall = during the rejoin, the longest time a partition's applied seqs stood still (the sum of its agents'\n"
-      "highest seqs, the largest any instance shows), over the partitions the survivors kept and those that moved.\n"
+      "highest seqs, the largest any instance shows), over the partitions the survivors kept and those that moved;\n"
+      "steady = the same over 4 s before the first kill, nothing changing (the measure's own floor).\n"
       "/api/v1/cluster and /api/v1/agents polled every 20 ms. p99 of fewer than 100 samples is the\n"
       "largest.\n");
   std::string per_kill;
