@@ -2,7 +2,8 @@
 // provisioned with the same aggregator key and enrolment secret share one agent key registry
 // through the bucket postwatch-<group>-trust, every entry sealed with that key. One cluster
 // start for every check: an agent enrolled through the cluster is trusted by every instance,
-// also by the one that takes its post over after a SIGKILL; a token works once cluster-wide;
+// also by the one that takes its post over after a SIGKILL; a rotation and a revocation reach
+// every instance; a token works once cluster-wide;
 // entries written straight into the bucket without the key change nothing; an instance
 // provisioned with another key says so, and the others name it.
 #include "integration/jetstream_fleet_support.hpp"
@@ -236,6 +237,27 @@ TEST_F(ClusterTrust, AnAgentEnrolledThroughTheClusterIsTrustedByEveryInstanceAnd
   dead = start(dead_dir, dead_name, dead_name == "agg-a" ? 0 : 1);
   EXPECT_TRUE(wait_until([&] { return agent_key_of(*dead, kAgent) == key_in_force; }, 20s))
       << dead->get("/api/v1/agent-keys").dump();
+  ASSERT_TRUE(settles({survivor.get(), dead.get()}, nats.partitions(), 30s));
+
+  // The agent rotates its key (decided by whichever holds bamako now): both instances put the new
+  // key in force. Then an operator revokes it through one instance: both refuse it.
+  auto rotated = run_shell(shell_quoted(kAgentBinary.string()) + " rotate-key --config " + shell_quoted(gw.string()) +
+                           " --timeout-s 20 2>&1");
+  ASSERT_EQ(rotated.status, 0) << rotated.output;
+  for (auto* agg : {survivor.get(), dead.get()})
+    EXPECT_TRUE(wait_until(
+        [&] {
+          auto k = agent_key_of(*agg, kAgent);
+          return k.is_object() && k["key_id"] != key_in_force["key_id"] && k["rotated_from"] == key_in_force["key_id"];
+        },
+        10s))
+        << agg->get("/api/v1/agent-keys").dump();
+  auto revoked = http_call(dead->port(), feedhttp::verb::post,
+                           std::string("/api/v1/agent-keys/") + kPost + "/" + kAgent + "/revoke");
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  for (auto* agg : {survivor.get(), dead.get()})
+    EXPECT_TRUE(wait_until([&] { return agent_key_of(*agg, kAgent).is_null(); }, 10s))
+        << agg->get("/api/v1/agent-keys").dump();
   const auto port_c = free_port();
   std::vector<std::string> argv = {(binary_dir() / "aggregator" / "postwatch-aggregator").string(),
                                    "--broker",
