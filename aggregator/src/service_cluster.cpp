@@ -44,11 +44,11 @@ void AggregatorService::Impl::make_jetstream_cluster() {
 }
 
 void AggregatorService::Impl::make_shared_trust(const JetStreamClusterOptions& o) {
-  shared_trust =
-      std::make_unique<SharedTrust>(io_context, o, trust.signer(), trust.enrolment_secret(), trust.rotation_grace_ms(),
-                                    SharedTrust::Hooks{[this](std::vector<AgentKey> keys) { trust.merge_shared(keys); },
-                                                       [this](IssuedToken t) { trust.merge_shared(t); }},
-                                    log);
+  shared_trust = std::make_unique<SharedTrust>(
+      io_context, o, trust.signer(), trust.enrolment_secret(), trust.rotation_grace_ms(),
+      SharedTrust::Hooks{[this](const std::vector<AgentKey>& keys) { trust.merge_shared(keys); },
+                         [this](const IssuedToken& t) { trust.merge_shared(t); }},
+      log);
   trust.share_with({[this](const IssuedToken& t) { shared_trust->share_token(t); },
                     [this](std::vector<AgentKey> keys) { shared_trust->share_agent(std::move(keys)); }});
   // What this instance's store holds (enrolled before it joined, or while the cluster was out
@@ -73,7 +73,7 @@ void AggregatorService::Impl::enrol_clustered(const std::string& topic, const st
   auto keys = trust.keys().keys_of_agent(r.post_id, r.agent_id);
   auto token = r.rotation() ? std::nullopt : trust.token(r.token_id);
   shared_trust->decide(std::move(r), {payload.begin(), payload.end()}, std::move(keys), std::move(token), now,
-                       [this, ask = std::move(*ask)](AgentDecision d) {
+                       [this, ask = std::move(*ask)](const AgentDecision& d) {
                          trust.merge_shared(d.keys);  // kept in the store before an acceptance goes out
                          send_enrol_reply(trust.answer_enrol(ask, d.reply, d.changed));
                        });

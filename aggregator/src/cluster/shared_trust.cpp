@@ -118,7 +118,7 @@ bool SharedTrust::setup() {
   if (error.empty() && !link_->connected()) error = "no NATS server answers yet";
   if (error.empty() && !bucket_)
     bucket_ = link_->bucket("postwatch-" + options_.group + "-trust", 0, options_.replicas, error);
-  if (error.empty() && !watch_) watch_ = bucket_->watch_all([this](KvEntry e) { on_entry(e); }, &error);
+  if (error.empty() && !watch_) watch_ = bucket_->watch_all([this](const KvEntry& e) { on_entry(e); }, &error);
   if (error != last_problem_ && !error.empty())
     log_->error("cluster trust: the shared key registry is not reachable: {}", error);
   last_problem_ = error;
