@@ -28,11 +28,11 @@ AccessControl load_access(const AggregatorOptions& o) {
 
 std::vector<std::string> ingest_filters(const AggregatorOptions& o) {
   std::vector<std::string> f = {std::string(topics::state_filter), std::string(topics::heartbeat_filter)};
-  // Clustered, events reach the instances through JetStream partitions (JetStreamCluster), and
-  // enrolment is not taken yet (docs/security.md, "Limits").
+  // Clustered, events reach the instances through JetStream partitions (JetStreamCluster); every
+  // instance hears each enrolment request, and the holder of the post's partition answers it.
+  f.push_back(std::string(topics::enrol_filter));
   if (o.cluster_group.empty()) {
     f.insert(f.begin(), std::string(topics::events_filter));
-    f.push_back(std::string(topics::enrol_filter));
     f.push_back(std::string(command_result_filter));  // remote commands (docs/fleet.md)
   }
   return f;
@@ -294,7 +294,8 @@ void AggregatorService::start() {
   impl_->mqtt.set_on_published([impl = impl_.get()](std::uint64_t id, bool ok) { impl->outbox.on_published(id, ok); });
   impl_->mqtt.start();
   impl_->outbox.start();
-  if (impl_->jet) impl_->jet->start();
+  // The instance joins the group once its aggregator key proved the others' (tick()).
+  if (impl_->shared_trust) impl_->shared_trust->start();
   impl_->repeat(impl_->ticker, impl_->options.tick_ms, &Impl::tick);
   if (impl_->options.confirm_interval_ms > 0)
     impl_->repeat(impl_->confirm_ticker, impl_->options.confirm_interval_ms, &Impl::confirm_tick);
@@ -309,6 +310,7 @@ void AggregatorService::stop() {
   impl_->confirm_ticker.cancel();
   impl_->commit_ticker.cancel();
   impl_->restart_timer.cancel();
+  if (impl_->shared_trust && !impl_->stopped) impl_->shared_trust->stop();
   if (impl_->jet && !impl_->stopped) impl_->jet->stop(std::chrono::seconds(5));
   impl_->stopped = true;
   // Alarms first, then the last confirmations: agents release what the store holds.

@@ -71,8 +71,10 @@ po::options_description describe(CommandLine& cl, CommandLineUnits& u) {
       "rollouts of signed bundles through /api/v1/rollouts (docs/fleet.md)")(
       "keys-dir", po::value(&u.keys_dir)->value_name("DIR"),
       "the aggregator's signing key and enrolment secret, made on first start (default: <data-dir>/keys; "
-      "docs/security.md)")("require-signatures", po::bool_switch(&opts.require_signatures),
-                           "refuse unsigned batches and states from every agent, not only from enrolled ones")(
+      "docs/security.md). In a cluster every instance needs the same aggregator.key and enrolment.secret: copy them "
+      "from the first instance's before the others start (docs/security.md, \"Key custody\")")(
+      "require-signatures", po::bool_switch(&opts.require_signatures),
+      "refuse unsigned batches and states from every agent, not only from enrolled ones")(
       "key-rotation-grace-s", po::value(&u.rotation_grace_s)->default_value(u.rotation_grace_s),
       "an agent key rotated out (postwatch-agent rotate-key) stays valid this long (at least 60)")(
       "notifications", po::value(&u.notifications_file)->value_name("FILE"),

@@ -11,6 +11,7 @@
 #include "cluster/jetstream_cluster.hpp"
 #include "cluster/shared_figures.hpp"
 #include "cluster/shared_outbox.hpp"
+#include "cluster/shared_trust.hpp"
 #include "feed/access.hpp"
 #include "feed/api_routes.hpp"
 #include "feed/http_server.hpp"
@@ -66,6 +67,12 @@ struct AggregatorService::Impl {
   bool owns(std::uint32_t post) const { return !jet || jet->owns(post); }
   json cluster_status() const;
   bool cluster_ready() const { return !jet || jet->ready(); }
+  // Clustered (docs/security.md, "Clusters"): the shared key registry, and what this instance
+  // shares with it.
+  void make_shared_trust(const JetStreamClusterOptions& o);
+  // An enrolment or rotation request: the holder of the post's partition has the shared
+  // registry decide it, so the agent gets one answer.
+  void enrol_clustered(const std::string& topic, const std::string& payload, std::int64_t now);
 
   static std::span<const std::uint8_t> as_bytes(const std::string& payload) {
     return {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()};
@@ -145,6 +152,8 @@ struct AggregatorService::Impl {
   // does an enrolment's acceptance.
   void on_store_progress();
   void publish_reply(const AgentTrust::Reply& r);
+  // A refusal at once; an acceptance once the store holds what it accepted.
+  void send_enrol_reply(AgentTrust::Reply r);
   // Enrolment and rotation acceptances, in order, each once the store holds what it accepted.
   struct HeldReply {
     std::uint64_t after_unit = 0;
@@ -189,7 +198,10 @@ struct AggregatorService::Impl {
   HttpServer http;
   SignaturePrecheck precheck;  // before mqtt: Paho's thread reads it until mqtt stops
   MqttIngest mqtt;
-  std::unique_ptr<JetStreamCluster> jet;  // --cluster-group (on NATS JetStream)
+  std::unique_ptr<JetStreamCluster> jet;      // --cluster-group (on NATS JetStream)
+  std::unique_ptr<SharedTrust> shared_trust;  // with jet
+  bool jet_started = false;                   // once shared_trust->may_join()
+  bool told_staying_out = false;
   ProgressFeed progress_feed;
   ReportWorker report_worker;
   SharedFigures shared_figures{*log};

@@ -8,14 +8,10 @@ void AggregatorService::Impl::dispatch(const std::string& topic, const std::stri
   auto now = now_utc_ms();
   precheck.refresh(trust.keys(), now);  // a key enrolled or revoked reaches Paho's thread
   if (topic.ends_with("/enrol")) {
-    if (auto reply = trust.on_enrol(topic, as_bytes(payload), *catalogue, now)) {
-      if (!reply->after_commit) {  // a refusal promises nothing stored: at once
-        publish_reply(*reply);
-      } else {
-        held_replies.push_back({store.units_handed_over(), std::move(*reply)});
-        release_enrol_replies();
-      }
-    }
+    if (shared_trust)
+      enrol_clustered(topic, payload, now);
+    else if (auto reply = trust.on_enrol(topic, as_bytes(payload), *catalogue, now))
+      send_enrol_reply(std::move(*reply));
     return;
   }
   if (std::string post, agent; parse_command_result_topic(topic, post, agent)) {
@@ -72,6 +68,15 @@ void AggregatorService::Impl::on_store_progress() {
 
 void AggregatorService::Impl::publish_reply(const AgentTrust::Reply& r) {
   outbox.publish(r.topic, std::string(r.payload.begin(), r.payload.end()), false, OutboundPriority::Urgent);
+}
+
+void AggregatorService::Impl::send_enrol_reply(AgentTrust::Reply r) {
+  if (!r.after_commit) {  // a refusal promises nothing stored: at once
+    publish_reply(r);
+    return;
+  }
+  held_replies.push_back({store.units_handed_over(), std::move(r)});
+  release_enrol_replies();
 }
 
 void AggregatorService::Impl::release_enrol_replies() {

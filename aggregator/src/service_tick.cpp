@@ -18,6 +18,18 @@ void AggregatorService::Impl::stream_update(const char* type, json snapshot, Sen
 void AggregatorService::Impl::tick() {
   auto now = now_utc_ms();
   if (jet) jet->tick(now);
+  if (shared_trust) {
+    shared_trust->tick();
+    if (!jet_started && shared_trust->may_join()) {
+      jet->start();
+      jet_started = true;
+    } else if (!jet_started && shared_trust->settled() && !told_staying_out) {
+      told_staying_out = true;
+      log->error(
+          "cluster trust: not joining the group: this instance cannot verify the agents' keys the others "
+          "registered, so it would refuse every enrolled agent's messages");
+    }
+  }
   silent = silent_posts(*catalogue, agents, state, now, LivenessPolicy{options.missed_heartbeats});
   tick_silences(now);
   auto snap = rollup.compute(state, now, silent, board.last().cells);

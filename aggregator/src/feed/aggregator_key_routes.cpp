@@ -20,12 +20,13 @@ using nlohmann::json;
 namespace {
 constexpr std::size_t kListedAgents = 100;
 
-// Each instance of a cluster signs with its own key (docs/security.md, "Limits"): rotating one
-// would leave the others as they are.
+// The instances of a cluster sign with one key the operator provisioned to each (docs/security.md,
+// "Clusters"): rotating it on one instance would leave the others signing with the old one.
 constexpr const char* kClustered =
-    "this aggregator is an instance of a cluster, whose instances each sign with their own key: the aggregator's "
-    "key is not rotated in a cluster yet (docs/security.md, \"Limits\")";  // names listed per group; the counts are
-                                                                           // complete
+    "this aggregator is an instance of a cluster, whose instances share one key the operator provisioned to each: "
+    "the aggregator's key is not rotated in a cluster yet (docs/security.md, \"Limits\")";
+
+// Names are listed per group up to kListedAgents; the counts are complete.
 
 void list_agent(json& list, const std::string& name) {
   if (list.size() < kListedAgents) list.push_back(name);

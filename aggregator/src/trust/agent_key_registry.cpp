@@ -50,6 +50,28 @@ bool from_json(const nlohmann::json& j, AgentKey& out) {
   return !out.post.empty() && !out.agent.empty();
 }
 
+namespace {
+// The earlier of two times, 0 meaning "not yet".
+bool take_earlier(std::int64_t& into, std::int64_t from) {
+  if (from == 0 || (into != 0 && into <= from)) return false;
+  into = from;
+  return true;
+}
+bool take_if_empty(std::string& into, const std::string& from) {
+  if (!into.empty() || from.empty()) return false;
+  into = from;
+  return true;
+}
+}  // namespace
+
+bool merge_key(AgentKey& into, const AgentKey& from) {
+  bool changed = take_earlier(into.revoked_at_ms, from.revoked_at_ms);
+  changed |= take_earlier(into.retires_at_ms, from.retires_at_ms);
+  changed |= take_if_empty(into.token_id, from.token_id);
+  changed |= take_if_empty(into.rotated_from, from.rotated_from);
+  return changed;
+}
+
 const AgentKeyRegistry::Keys* AgentKeyRegistry::keys_of(std::string_view post, std::string_view agent) const {
   auto p = by_post_.find(post);
   if (p == by_post_.end()) return nullptr;
@@ -148,6 +170,28 @@ const AgentKey* AgentKeyRegistry::revoke(std::string_view post, std::string_view
     }
   recount(before, a->second);
   return was_in_force;
+}
+
+bool AgentKeyRegistry::merge(const AgentKey& key) {
+  auto& keys = by_post_[key.post][key.agent];
+  const bool before = has_key_in_force(keys);
+  auto same = std::find_if(keys.begin(), keys.end(), [&](const AgentKey& k) { return k.key_id == key.key_id; });
+  if (same == keys.end()) {
+    put(keys, key);
+  } else {
+    AgentKey merged = *same;
+    if (!merge_key(merged, key)) return false;
+    *same = std::move(merged);
+  }
+  recount(before, keys);
+  return true;
+}
+
+std::vector<AgentKey> AgentKeyRegistry::keys_of_agent(std::string_view post, std::string_view agent) const {
+  std::vector<AgentKey> out;
+  if (const Keys* keys = keys_of(post, agent)) out = *keys;
+  for (auto& k : out) k.verifier.reset();
+  return out;
 }
 
 std::vector<const AgentKey*> AgentKeyRegistry::all() const {

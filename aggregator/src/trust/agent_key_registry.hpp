@@ -39,6 +39,9 @@ struct AgentKey {
 nlohmann::json to_json(const AgentKey& k);
 // False when `j` is not one (a damaged store row).
 bool from_json(const nlohmann::json& j, AgentKey& out);
+// `from` is the same key (same id) as another instance of a cluster saw it: takes up its
+// revocation or rotation, the earlier one when both have one. True when `into` changed.
+bool merge_key(AgentKey& into, const AgentKey& from);
 
 enum class SignatureVerdict : std::uint8_t {
   Signed,    // signed by a key in force for this agent
@@ -84,6 +87,12 @@ class AgentKeyRegistry {
   // Revokes every key of the agent still valid (the key in force and one being rotated out) at
   // `now_ms`; the key that was in force, or null when it had none.
   const AgentKey* revoke(std::string_view post, std::string_view agent, std::int64_t now_ms);
+
+  // A key as another instance of a cluster knows it (docs/security.md, "Clusters"): added when
+  // new, merged (merge_key) when known. True when something changed.
+  bool merge(const AgentKey& key);
+  // The agent's keys, copied (without their verifiers), in the order they came.
+  std::vector<AgentKey> keys_of_agent(std::string_view post, std::string_view agent) const;
 
   bool require_signatures() const { return require_signatures_; }
   // Agents with a key in force; a count kept by add, rotate and revoke, since the stats and

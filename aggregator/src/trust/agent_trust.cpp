@@ -45,49 +45,103 @@ void AgentTrust::keep(const IssuedToken& t) {
   if (persist_) persist_("token/" + t.id, to_json(t).dump());
 }
 
-std::optional<AgentTrust::Reply> AgentTrust::on_enrol(std::string_view topic, std::span<const std::uint8_t> payload,
-                                                      const IndicatorCatalogue& catalogue, std::int64_t now_ms) {
+std::optional<AgentTrust::EnrolAsk> AgentTrust::read_enrol(std::string_view topic,
+                                                           std::span<const std::uint8_t> payload,
+                                                           const IndicatorCatalogue& catalogue, std::int64_t now_ms) {
   topics::AgentTopic t;
-  EnrolRequest r;
+  EnrolAsk ask;
+  EnrolRequest& r = ask.request;
   if (!topics::parse_agent_topic(topic, t) || t.channel != topics::Channel::Enrol ||
       decode_enrol_request(payload, r) != DecodeError::None) {
     ++counters_.enrolments_undecodable;
     log_->warn("ignored an enrolment request on '{}': not a readable EnrolRequest", topic);
     return std::nullopt;
   }
+  ask.region = t.region;
+  ask.post = t.post;
+  ask.agent = t.agent;
   auto post = catalogue.post_index(t.post);
-  EnrolmentDesk::Outcome out;
-  if (r.post_id != t.post || r.agent_id != t.agent) {
-    out.reply = {r.agent_id, r.post_id, r.token_id, false, "the request names another post or agent than its topic",
-                 "",         now_ms};
-  } else if (!post || catalogue.posts()[*post].region != t.region) {
-    out.reply = {r.agent_id, r.post_id, r.token_id, false, "unknown post or region", "", now_ms};
-  } else {
-    out = desk_.redeem(r, payload, now_ms, rotation_grace_ms_);
-  }
+  if (r.post_id != t.post || r.agent_id != t.agent)
+    ask.refusal = EnrolReply{
+        r.agent_id, r.post_id, r.token_id, false, "the request names another post or agent than its topic", "", now_ms};
+  else if (!post || catalogue.posts()[*post].region != t.region)
+    ask.refusal = EnrolReply{r.agent_id, r.post_id, r.token_id, false, "unknown post or region", "", now_ms};
+  return ask;
+}
+
+std::optional<AgentTrust::Reply> AgentTrust::on_enrol(std::string_view topic, std::span<const std::uint8_t> payload,
+                                                      const IndicatorCatalogue& catalogue, std::int64_t now_ms) {
+  auto ask = read_enrol(topic, payload, catalogue, now_ms);
+  if (!ask) return std::nullopt;
+  if (ask->refusal) return answer_enrol(*ask, *ask->refusal, false);
+  auto out = desk_.redeem(ask->request, payload, now_ms, rotation_grace_ms_);
   if (out.changed) {
     if (out.retired) keep(*out.retired);  // both keys go into the store's next commit together
     keep(*out.key);
     if (out.token) keep(*out.token);
   }
+  return answer_enrol(*ask, out.reply, out.changed);
+}
+
+AgentTrust::Reply AgentTrust::answer_enrol(const EnrolAsk& ask, const EnrolReply& reply, bool changed) {
+  const EnrolRequest& r = ask.request;
   if (r.rotation()) {
-    if (out.reply.accepted) {
-      counters_.keys_rotated += out.changed ? 1 : 0;
-      log_->info("agent {}/{} rotated its key from {} to {}; the old key stays valid for {} min", t.post, t.agent,
-                 r.endorsed_by, out.reply.agent_key_id, rotation_grace_ms_ / 60'000);
+    if (reply.accepted) {
+      counters_.keys_rotated += changed ? 1 : 0;
+      log_->info("agent {}/{} rotated its key from {} to {}; the old key stays valid for {} min", ask.post, ask.agent,
+                 r.endorsed_by, reply.agent_key_id, rotation_grace_ms_ / 60'000);
     } else {
       ++counters_.enrolments_refused;
-      log_->warn("refused the key rotation of agent {}/{}: {}", t.post, t.agent, out.reply.reason);
+      log_->warn("refused the key rotation of agent {}/{}: {}", ask.post, ask.agent, reply.reason);
     }
-  } else if (out.reply.accepted) {
+  } else if (reply.accepted) {
     ++counters_.enrolments_accepted;
-    log_->info("agent {}/{} enrolled with key {} (token {})", t.post, t.agent, out.reply.agent_key_id, r.token_id);
+    log_->info("agent {}/{} enrolled with key {} (token {})", ask.post, ask.agent, reply.agent_key_id, r.token_id);
   } else {
     ++counters_.enrolments_refused;
-    log_->warn("refused the enrolment of agent {}/{} (token '{}'): {}", t.post, t.agent, r.token_id, out.reply.reason);
+    log_->warn("refused the enrolment of agent {}/{} (token '{}'): {}", ask.post, ask.agent, r.token_id, reply.reason);
   }
-  return Reply{topics::agent_topic(t.region, t.post, t.agent, topics::Channel::Enrolled),
-               encode_enrol_reply(out.reply, identity_.key), out.reply.accepted};
+  return Reply{topics::agent_topic(ask.region, ask.post, ask.agent, topics::Channel::Enrolled),
+               encode_enrol_reply(reply, identity_.key), reply.accepted};
+}
+
+void AgentTrust::merge_shared(const std::vector<AgentKey>& keys) {
+  for (const auto& k : keys) {
+    const AgentKey* before = keys_.find(k.post, k.agent, k.key_id);
+    const bool was_valid_key = before && !before->revoked();
+    if (!keys_.merge(k)) continue;
+    const AgentKey* now = keys_.find(k.post, k.agent, k.key_id);
+    keep(*now);
+    if (!before)
+      log_->info("agent {}/{}: key {} taken up from the cluster's registry ({})", k.post, k.agent, k.key_id,
+                 now->revoked()    ? "revoked"
+                 : now->in_force() ? "in force"
+                                   : "rotated out");
+    else if (was_valid_key && now->revoked())
+      log_->warn("agent {}/{}: key {} revoked on another instance", k.post, k.agent, k.key_id);
+    if (k.token_id.empty()) continue;
+    IssuedToken used;
+    used.id = k.token_id;
+    used.used_at_ms = k.enrolled_at_ms;
+    used.used_by_key = k.key_id;
+    if (desk_.find(k.token_id))
+      if (const IssuedToken* t = desk_.merge(used)) keep(*t);
+  }
+}
+
+void AgentTrust::merge_shared(const IssuedToken& token) {
+  IssuedToken t = token;
+  for (const auto& k : keys_.keys_of_agent(t.post, t.agent))  // its use may have come first
+    if (k.token_id == t.id && t.used_at_ms == 0) {
+      t.used_at_ms = k.enrolled_at_ms;
+      t.used_by_key = k.key_id;
+    }
+  if (const IssuedToken* kept = desk_.merge(t)) keep(*kept);
+}
+
+std::optional<IssuedToken> AgentTrust::token(std::string_view id) const {
+  const IssuedToken* t = desk_.find(id);
+  return t ? std::optional<IssuedToken>(*t) : std::nullopt;
 }
 
 EnrolmentDesk::Issued AgentTrust::issue(const IndicatorCatalogue& catalogue, const std::string& post,
@@ -96,6 +150,7 @@ EnrolmentDesk::Issued AgentTrust::issue(const IndicatorCatalogue& catalogue, con
   if (!catalogue.post_index(post)) throw std::invalid_argument("unknown post '" + post + "'");
   auto issued = desk_.issue(post, agent, ttl_ms, now_ms);
   keep(*issued.token);
+  if (share_.token) share_.token(*issued.token);
   ++counters_.tokens_issued;
   log_->info("enrolment token {} issued for {}/{} by {}, valid {} min", issued.token->id, post, agent,
              by.empty() ? "anonymous" : by, ttl_ms / 60'000);
@@ -108,6 +163,7 @@ const AgentKey* AgentTrust::revoke(const std::string& post, const std::string& a
   if (!k) return nullptr;
   for (const auto* each : keys_.all())  // the key in force and one still being rotated out
     if (each->post == post && each->agent == agent && each->revoked_at_ms == now_ms) keep(*each);
+  if (share_.agent) share_.agent(keys_.keys_of_agent(post, agent));
   ++counters_.keys_revoked;
   log_->warn("key {} of agent {}/{} revoked by {}: its messages are refused until it enrols again", k->key_id, post,
              agent, by.empty() ? "anonymous" : by);

@@ -64,6 +64,32 @@ class AgentTrust {
   std::optional<Reply> on_enrol(std::string_view topic, std::span<const std::uint8_t> payload,
                                 const IndicatorCatalogue& catalogue, std::int64_t now_ms);
 
+  // Clustered (docs/security.md, "Clusters"), the cluster's shared registry decides instead of
+  // this instance's desk: read_enrol checks what the topic alone decides, answer_enrol signs
+  // the decision, counts and logs it as on_enrol does.
+  struct EnrolAsk {
+    std::string region, post, agent;  // of the topic
+    EnrolRequest request;
+    std::optional<EnrolReply> refusal;  // refused on the topic alone: answer at once
+  };
+  // nullopt: not a readable EnrolRequest (counted and logged).
+  std::optional<EnrolAsk> read_enrol(std::string_view topic, std::span<const std::uint8_t> payload,
+                                     const IndicatorCatalogue& catalogue, std::int64_t now_ms);
+  Reply answer_enrol(const EnrolAsk& ask, const EnrolReply& reply, bool changed);
+  // What this instance shares with the others: each token it issues, and an agent's keys after
+  // it revoked them.
+  struct ShareHooks {
+    std::function<void(const IssuedToken&)> token;
+    std::function<void(std::vector<AgentKey>)> agent;
+  };
+  void share_with(ShareHooks hooks) { share_ = std::move(hooks); }
+  // What the others shared, verified: kept (and persisted) where it adds anything.
+  void merge_shared(const std::vector<AgentKey>& keys);
+  void merge_shared(const IssuedToken& token);
+  std::optional<IssuedToken> token(std::string_view id) const;
+  const std::vector<std::uint8_t>& enrolment_secret() const { return identity_.enrolment_secret; }
+  std::int64_t rotation_grace_ms() const { return rotation_grace_ms_; }
+
   // The API (operator role). `issue` refuses an unknown post (std::invalid_argument).
   EnrolmentDesk::Issued issue(const IndicatorCatalogue& catalogue, const std::string& post, const std::string& agent,
                               std::int64_t ttl_ms, const std::string& by, std::int64_t now_ms);
@@ -102,6 +128,7 @@ class AgentTrust {
   std::shared_ptr<spdlog::logger> log_;
   std::int64_t rotation_grace_ms_;
   std::function<void()> on_key_change_;
+  ShareHooks share_;
   TrustCounters counters_;
 };
 

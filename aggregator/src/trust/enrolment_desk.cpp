@@ -77,6 +77,21 @@ void EnrolmentDesk::load(IssuedToken token) {
   tokens_[id] = std::move(token);
 }
 
+const IssuedToken* EnrolmentDesk::merge(const IssuedToken& token) {
+  auto it = tokens_.find(token.id);
+  if (it == tokens_.end()) return &(tokens_[token.id] = token);
+  IssuedToken& known = it->second;
+  if (known.used_at_ms != 0 || token.used_at_ms == 0) return nullptr;
+  known.used_at_ms = token.used_at_ms;
+  known.used_by_key = token.used_by_key;
+  return &known;
+}
+
+const IssuedToken* EnrolmentDesk::find(std::string_view token_id) const {
+  auto it = tokens_.find(token_id);
+  return it == tokens_.end() ? nullptr : &it->second;
+}
+
 EnrolmentDesk::Outcome EnrolmentDesk::redeem(const EnrolRequest& r, std::span<const std::uint8_t> payload,
                                              std::int64_t now_ms, std::int64_t grace_ms) {
   Outcome out;

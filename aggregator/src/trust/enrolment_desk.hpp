@@ -35,6 +35,10 @@ class EnrolmentDesk {
   };
   Issued issue(std::string post, std::string agent, std::int64_t ttl_ms, std::int64_t now_ms);
   void load(IssuedToken token);  // from the store at start
+  // A token another instance of a cluster issued, or a use it saw (docs/security.md,
+  // "Clusters"); a use, once known, stays. The token when something changed, else null.
+  const IssuedToken* merge(const IssuedToken& token);
+  const IssuedToken* find(std::string_view token_id) const;
 
   struct Outcome {
     EnrolReply reply;                    // to sign and publish
