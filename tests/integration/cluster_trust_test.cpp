@@ -80,7 +80,8 @@ class ClusterTrust : public ::testing::Test {
   }
   std::unique_ptr<AggregatorProcess> start(const TempDir& dir, const std::string& name, int node,
                                            std::chrono::seconds within = kReadyWithin) {
-    return std::make_unique<AggregatorProcess>(nats.mqtt_uri(node), dir, cluster_args(nats, name), name, within);
+    // Keys of its own, provisioned by hand below as the docs say (not the fixture's shared ones).
+    return std::make_unique<AggregatorProcess>(nats.mqtt_uri(node), dir, cluster_args(nats, name, false), name, within);
   }
   fs::path agent_config(const std::string& name) {
     auto file = agent_dir.path() / (name + ".json");
@@ -272,7 +273,7 @@ TEST_F(ClusterTrust, AnAgentEnrolledThroughTheClusterIsTrustedByEveryInstanceAnd
                                    catalogue_path().string(),
                                    "--tick-ms",
                                    "50"};
-  for (const auto& arg : cluster_args(nats, "agg-c")) argv.push_back(arg);
+  for (const auto& arg : cluster_args(nats, "agg-c", false)) argv.push_back(arg);
   ChildProcess c(argv, dir_c.path() / "aggregator.log");
   json cluster_c;
   EXPECT_TRUE(wait_until(

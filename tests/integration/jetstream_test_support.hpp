@@ -30,9 +30,14 @@ inline constexpr const char* kLeaseMs = "6000";
 inline constexpr const char* kLeaseMs = "2000";
 #endif
 
-inline std::vector<std::string> cluster_args(const NatsCluster& nats, const std::string& instance) {
-  return {"--cluster-group", "ops", "--instance-id", instance, "--nats", nats.servers(),
-          "--nats-replicas", "3",   "--lease-ms",    kLeaseMs};
+// With `shared_keys`, the instance signs with the key the cluster's instances share (made with
+// the NatsCluster), as an operator provisions them; without, it makes its own in its data dir.
+inline std::vector<std::string> cluster_args(const NatsCluster& nats, const std::string& instance,
+                                             bool shared_keys = true) {
+  std::vector<std::string> a = {"--cluster-group", "ops", "--instance-id", instance, "--nats", nats.servers(),
+                                "--nats-replicas", "3",   "--lease-ms",    kLeaseMs};
+  if (shared_keys) a.insert(a.end(), {"--keys-dir", nats.keys_dir()});
+  return a;
 }
 
 // Every instance a member, holding every partition it wins, and all of them held once.

@@ -346,6 +346,7 @@ TEST_F(NatsAccess, AgentPublishesOnlyItsOwnTopics) {
   agg->record(partitions::all_subjects());
   agg->record("postwatch.v1.*.*.*.state");
   agg->record("postwatch.v1.*.*.*.heartbeat");
+  agg->record("postwatch.v1.*.*.*.enrol");
   auto kabul = mqtt_login(0, "kabul", "agent.kabul.gw-1");
   ASSERT_TRUE(kabul->try_subscribe(kKabul + "/confirm"));
   auto ops = mqtt_login(0, "ops", "ops-1");
@@ -369,6 +370,8 @@ TEST_F(NatsAccess, AgentPublishesOnlyItsOwnTopics) {
       {topic_of(kabul_partition), kabul_partition},
       {topic_of(wrong_partition), wrong_partition},
       {kKabul + "/confirm", "postwatch.v1.asia.kabul.gw-1.confirm"},
+      {kKabul + "/enrol", "postwatch.v1.asia.kabul.gw-1.enrol"},
+      {kKabul + "/enrolled", "postwatch.v1.asia.kabul.gw-1.enrolled"},
       {"postwatch/v1/feed/goals/1", "postwatch.v1.feed.goals.1"},
   };
   for (const auto& [topic, subject] : forged) forger->publish(topic, "forged");
@@ -382,15 +385,17 @@ TEST_F(NatsAccess, AgentPublishesOnlyItsOwnTopics) {
 
   forger->publish(kBamako + "/state", "genuine-state");
   forger->publish(kBamako + "/events", "genuine-events");
+  forger->publish(kBamako + "/enrol", "genuine-enrol");  // its own enrolment request
   ASSERT_TRUE(wait_until(
       [&] {
         return agg->got("postwatch.v1.sub-saharan-africa.bamako.gw-1.state", "genuine-state") &&
-               agg->got(partition_subject("sub-saharan-africa", "bamako", "gw-1"), "genuine-events");
+               agg->got(partition_subject("sub-saharan-africa", "bamako", "gw-1"), "genuine-events") &&
+               agg->got("postwatch.v1.sub-saharan-africa.bamako.gw-1.enrol", "genuine-enrol");
       },
       10s))
       << cluster->log(0);
   // One publisher, one subscriber connection, one node: the forged ones would have come first.
-  EXPECT_EQ(agg->received().size(), 2u);
+  EXPECT_EQ(agg->received().size(), 3u);
   for (const auto& r : agg->received()) EXPECT_EQ(r.find("forged"), std::string::npos) << r;
 
   auto agg_mqtt = mqtt_login(0, "agg", "postwatch-aggregator");
@@ -417,15 +422,23 @@ TEST_F(NatsAccess, AgentReadsOnlyItsOwnConfirmations) {
       std::string::npos)
       << cluster->log(1);
   ASSERT_TRUE(bamako->try_subscribe(kBamako + "/confirm", 1)) << cluster->log(1);
+  // Its enrolment answer too, and no other agent's.
+  EXPECT_FALSE(bamako->try_subscribe(kKabul + "/enrolled"));
+  ASSERT_TRUE(bamako->try_subscribe(kBamako + "/enrolled", 1)) << cluster->log(1);
 
   // The aggregator confirms to kabul first, then to bamako: by the time bamako has its own, it
   // would have had kabul's too (one publisher, and bamako's subscriptions on one node).
   auto agg = mqtt_login(1, "agg", "postwatch-aggregator");
   agg->publish(kKabul + "/confirm", "to-kabul");
   agg->publish(kBamako + "/confirm", "to-bamako");
+  agg->publish(kKabul + "/enrolled", "answer-to-kabul");
+  agg->publish(kBamako + "/enrolled", "answer-to-bamako");
   ASSERT_TRUE(wait_until([&] { return bamako->got(kBamako + "/confirm", "to-bamako"); }, 10s)) << cluster->logs();
+  ASSERT_TRUE(wait_until([&] { return bamako->got(kBamako + "/enrolled", "answer-to-bamako"); }, 10s))
+      << cluster->logs();
   EXPECT_FALSE(bamako->got(kKabul + "/confirm", "to-kabul"));
-  EXPECT_EQ(received(*bamako).size(), 1u);
+  EXPECT_FALSE(bamako->got(kKabul + "/enrolled", "answer-to-kabul"));
+  EXPECT_EQ(received(*bamako).size(), 2u);
 }
 
 // The aggregator's retained confirmation reaches the agent's QoS 1 subscription: live, on

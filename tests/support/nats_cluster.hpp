@@ -21,6 +21,9 @@ class NatsCluster {
   NatsCluster& operator=(const NatsCluster&) = delete;
 
   int size() const { return static_cast<int>(nodes_.size()); }
+  // The aggregator key and enrolment secret every instance of this cluster is provisioned with
+  // (docs/security.md, "Key custody"), made with the cluster: for --keys-dir.
+  std::string keys_dir() const { return (dir_.path() / "aggregator-keys").string(); }
   // nats://127.0.0.1:<port>,... for --nats.
   std::string servers() const;
   // tcp://127.0.0.1:<mqtt port> of node `i`, for agents and --broker.

@@ -35,10 +35,10 @@ AggregatorGroup::AggregatorGroup(const fs::path& binary, const BrokerSet& broker
     in.argv.insert(in.argv.end(), {"--catalogue", test::catalogue_path().string()});
     in.argv.insert(in.argv.end(), {"--http-port", std::to_string(in.http_port)});
     if (clustered_)
-      in.argv.insert(in.argv.end(),
-                     {"--cluster-group", group, "--instance-id", in.id, "--nats", brokers.nats, "--nats-replicas",
-                      std::to_string(std::min<std::size_t>(3, brokers.mqtt.size())), "--nats-partitions",
-                      std::to_string(opt.partitions), "--lease-ms", std::to_string(opt.lease_ms)});
+      in.argv.insert(in.argv.end(), {"--cluster-group", group, "--instance-id", in.id, "--nats", brokers.nats,
+                                     "--nats-replicas", std::to_string(std::min<std::size_t>(3, brokers.mqtt.size())),
+                                     "--nats-partitions", std::to_string(opt.partitions), "--lease-ms",
+                                     std::to_string(opt.lease_ms), "--keys-dir", brokers.keys_dir});
     instances_.push_back(std::move(in));
   }
   for (std::size_t i = 0; i < instances_.size(); ++i) start(i);

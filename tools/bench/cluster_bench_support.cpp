@@ -116,11 +116,11 @@ std::vector<std::string> children_named(const std::string& comm) {
 BrokerSet broker_set(const test::MosquittoBroker& b) {
   auto pids = children_named("mosquitto");
   if (pids.size() != 1) throw std::runtime_error("cannot find the mosquitto child process in /proc");
-  return {"mosquitto", {b.uri()}, "", {{"mosquitto", pids[0]}}};
+  return {"mosquitto", {b.uri()}, "", {{"mosquitto", pids[0]}}, ""};
 }
 
 BrokerSet broker_set(const test::NatsCluster& n) {
-  BrokerSet s{"nats", {}, n.servers(), {}};
+  BrokerSet s{"nats", {}, n.servers(), {}, n.keys_dir()};
   for (int i = 0; i < n.size(); ++i) s.mqtt.push_back(n.mqtt_uri(i));
   for (const auto& pid : children_named("nats-server")) {
     // The node's name is its config file's: .../n2.conf

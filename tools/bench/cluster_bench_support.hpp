@@ -57,6 +57,7 @@ struct BrokerSet {
   std::vector<std::string> mqtt;  // MQTT listener URIs
   std::string nats;               // --nats servers; empty for Mosquitto
   std::vector<Proc> procs;
+  std::string keys_dir;  // NATS: the aggregator key the cluster's instances share (--keys-dir)
 };
 
 BrokerSet broker_set(const test::MosquittoBroker& b);

@@ -61,7 +61,9 @@ std::vector<std::string> mqtt_stream_api_denies() {
 Permissions aggregator_permissions() {
   const auto feed = subject_of(topics::prefix) + ".feed";
   Permissions p;
-  p.publish = {subject_of(topics::agent_topic("+", "+", "+", topics::Channel::Confirm)), feed, feed + ".>",
+  // Confirmations and resend requests to each agent, and the answers to enrolments (docs/security.md).
+  p.publish = {subject_of(topics::agent_topic("+", "+", "+", topics::Channel::Confirm)),
+               subject_of(topics::agent_topic("+", "+", "+", topics::Channel::Enrolled)), feed, feed + ".>",
                subject_of(topics::prefix) + ".fleet.bundle.>", subject_of(topics::prefix) + ".fleet.command.>",
                // JetStream and key-value (the cluster's stream, leases, members, post snapshots):
                // API requests, key-value puts, acknowledgements, flow control of watchers.
@@ -70,6 +72,7 @@ Permissions aggregator_permissions() {
   p.subscribe = {subject_of(topics::events_filter),
                  subject_of(topics::state_filter),
                  subject_of(topics::heartbeat_filter),
+                 subject_of(topics::enrol_filter),
                  subject_of(topics::prefix) + ".fleet.command-result.>",
                  partitions::all_subjects(),
                  partitions::all_deliver_subjects(),
@@ -104,8 +107,11 @@ Permissions agent_permissions(const AgentLogin& a, std::uint32_t partitions) {
   p.publish = {partition_subject(a, partitions),
                subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::Events)),
                subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::State)),
-               subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::Heartbeat))};
-  p.subscribe = {subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::Confirm)), kMqttDelivery};
+               subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::Heartbeat)),
+               subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::Enrol))};
+  // Its own confirmations and enrolment answer, and nothing else of the aggregator's.
+  p.subscribe = {subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::Confirm)),
+                 subject_of(topics::agent_topic(a.region, a.post, a.agent, Channel::Enrolled)), kMqttDelivery};
   // The fleet bundles addressed to it (docs/fleet.md).
   for (const auto& t : bundle_topics_for(a.region, a.post, a.agent)) p.subscribe.push_back(subject_of(t));
   // Its own remote commands, and its answers to them.

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 namespace postwatch::aggregator {
 
@@ -108,15 +109,18 @@ struct KvBucket::Watch::State {
   std::thread thread;
 };
 
-KvBucket::Watch::Watch(kvWatcher* w, std::function<void(KvEntry)> fn) : state_(std::make_unique<State>()) {
+KvBucket::Watch::Watch(kvWatcher* w, std::function<void(KvEntry)> fn, std::function<void()> on_current)
+    : state_(std::make_unique<State>()) {
   state_->watcher = w;
-  state_->thread = std::thread([s = state_.get(), fn = std::move(fn)] {
+  state_->thread = std::thread([s = state_.get(), fn = std::move(fn), on_current = std::move(on_current)]() mutable {
     while (!s->stop) {
       kvEntry* e = nullptr;
       auto st = kvWatcher_Next(&e, s->watcher, 200);
-      if (st == NATS_OK && e) {  // a null entry marks the end of the initial values
+      if (st == NATS_OK && e) {
         fn(to_entry(e));
         kvEntry_Destroy(e);
+      } else if (st == NATS_OK) {  // a null entry marks the end of the initial values
+        if (on_current) std::exchange(on_current, {})();
       } else if (st == NATS_ILLEGAL_STATE) {
         break;  // stopped
       }
@@ -131,14 +135,15 @@ KvBucket::Watch::~Watch() {
   kvWatcher_Destroy(state_->watcher);
 }
 
-std::unique_ptr<KvBucket::Watch> KvBucket::watch_all(std::function<void(KvEntry)> fn, std::string* error) {
+std::unique_ptr<KvBucket::Watch> KvBucket::watch_all(std::function<void(KvEntry)> fn, std::string* error,
+                                                     std::function<void()> on_current) {
   kvWatcher* w = nullptr;
   auto s = kvStore_WatchAll(&w, kv_, nullptr);
   if (s != NATS_OK) {
     if (error) *error = last_error(s);
     return nullptr;
   }
-  return std::make_unique<Watch>(w, std::move(fn));
+  return std::make_unique<Watch>(w, std::move(fn), std::move(on_current));
 }
 
 NatsSubscription::~NatsSubscription() {

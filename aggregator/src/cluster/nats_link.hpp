@@ -72,7 +72,7 @@ class KvBucket {
   // thread of its own.
   class Watch {
    public:
-    Watch(__kvWatcher* w, std::function<void(KvEntry)> fn);
+    Watch(__kvWatcher* w, std::function<void(KvEntry)> fn, std::function<void()> on_current);
     ~Watch();
     Watch(const Watch&) = delete;
     Watch& operator=(const Watch&) = delete;
@@ -81,7 +81,10 @@ class KvBucket {
     struct State;
     std::unique_ptr<State> state_;
   };
-  std::unique_ptr<Watch> watch_all(std::function<void(KvEntry)> fn, std::string* error = nullptr);
+  // `on_current` (optional) runs once, after the last of the values the bucket held when the
+  // watch began (at once for an empty bucket), on the same thread as `fn`.
+  std::unique_ptr<Watch> watch_all(std::function<void(KvEntry)> fn, std::string* error = nullptr,
+                                   std::function<void()> on_current = {});
 
  private:
   __kvStore* kv_;

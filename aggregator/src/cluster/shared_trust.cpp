@@ -31,6 +31,7 @@ struct SharedTrust::View {
   std::map<std::string, Signer> signers;  // the other instances, by name
   bool connected = false;
   SteadyClock::time_point connected_at{};
+  bool current = false;  // the watch has brought every entry the bucket held when it began
   std::string engine_problem;
   std::uint64_t entries_taken = 0, decided = 0, conflicts = 0;
   std::uint64_t agents_refused = 0;  // agent entries refused: sealed with a key this instance lacks
@@ -118,7 +119,9 @@ bool SharedTrust::setup() {
   if (error.empty() && !link_->connected()) error = "no NATS server answers yet";
   if (error.empty() && !bucket_)
     bucket_ = link_->bucket("postwatch-" + options_.group + "-trust", 0, options_.replicas, error);
-  if (error.empty() && !watch_) watch_ = bucket_->watch_all([this](const KvEntry& e) { on_entry(e); }, &error);
+  if (error.empty() && !watch_)
+    watch_ = bucket_->watch_all([this](const KvEntry& e) { on_entry(e); }, &error,
+                                [this] { to_view([](View& v) { v.current = true; }); });
   if (error != last_problem_ && !error.empty())
     log_->error("cluster trust: the shared key registry is not reachable: {}", error);
   last_problem_ = error;
@@ -313,8 +316,10 @@ AgentDecision SharedTrust::decide_now(const EnrolRequest& r, std::span<const std
 }
 
 bool SharedTrust::settled() const {
-  // The watch brings every entry at once; this leaves them time to arrive.
-  return view_->connected && SteadyClock::now() - view_->connected_at >= milliseconds(2'000);
+  // Once the watch has brought every entry the bucket held (the others' keys, the agents'
+  // entries), the instance can tell whether it may join. The 2 s are a fallback in case the
+  // engine never marks the end of them.
+  return view_->connected && (view_->current || SteadyClock::now() - view_->connected_at >= milliseconds(2'000));
 }
 
 bool SharedTrust::may_join() const {

@@ -73,7 +73,7 @@ class SharedTrust {
   // a key of its own harms nobody). An instance that would refuse every enrolled agent's batches
   // stays out of the group.
   bool may_join() const;
-  bool settled() const;  // connected, and the watch has had its moment
+  bool settled() const;  // connected, and the watch has brought what the bucket held
   void tick();           // logs a change in which instances disagree
   nlohmann::json status_json() const;
 
