@@ -10,6 +10,7 @@
 #include "integration/jetstream_test_support.hpp"
 #include "integration/trust_test_support.hpp"
 #include "postwatch/event_partitions.hpp"
+#include "support/agent_config_file.hpp"
 #include "support/aggregator_process.hpp"
 #include "support/feed_http.hpp"
 #include "support/nats_cluster.hpp"
@@ -85,21 +86,13 @@ class ClusterTrust : public ::testing::Test {
   }
   fs::path agent_config(const std::string& name) {
     auto file = agent_dir.path() / (name + ".json");
-    std::ofstream(file) << json{
-        {"broker_uri", nats.mqtt_uri(0)},
-        {"allow_plaintext", true},
-        {"agent_id", kAgent},
-        {"post_id", kPost},
-        {"catalogue_file", catalogue_path().string()},
-        {"keep_alive_s", 5},
-        {"heartbeat_interval_s", 1},
-        {"batch", {{"max_delay_ms", 10}}},
-        {"identity",
-         {{"key_file", (agent_dir.path() / (name + ".key")).string()},
-          {"aggregator_key_file", (agent_dir.path() / (name + ".pub")).string()}}},
-        {"spool",
-         {{"dir", (agent_dir.path() / (name + "-spool")).string()},
-          {"fsync", "never"}}}}.dump(2);
+    AgentConfigFile(nats.mqtt_uri(0), kAgent, kPost, agent_dir.path() / (name + "-spool"))
+        .set("keep_alive_s", 5)
+        .set("heartbeat_interval_s", 1)
+        .set("batch", {{"max_delay_ms", 10}})
+        .set("identity", {{"key_file", (agent_dir.path() / (name + ".key")).string()},
+                          {"aggregator_key_file", (agent_dir.path() / (name + ".pub")).string()}})
+        .write(file);
     return file;
   }
   std::string issue_token(AggregatorProcess& agg) {
