@@ -237,22 +237,33 @@ void SharedTrust::flush() {
   }
 }
 
+std::optional<SharedTrust::StoredAgent> SharedTrust::read_agent(const std::string& key, std::string& error) {
+  auto e = bucket_->get(key, &error);
+  if (!error.empty()) return std::nullopt;
+  StoredAgent out;
+  if (e) {
+    out.revision = e->revision;
+    auto opened = open_entry(key_.public_key(), options_.group, key, e->value);
+    out.valid = opened.verified && parse_agent_record(opened.body, out.keys);
+    if (!out.valid) out.keys.clear();  // written over: it was refused when it came anyway
+  }
+  return out;
+}
+
+KvWrite SharedTrust::write_agent_entry(const std::string& key, const std::vector<AgentKey>& keys,
+                                       std::uint64_t revision) {
+  auto sealed = seal_entry(key_, options_.group, key, agent_record_body(keys));
+  return revision ? bucket_->update(key, sealed, revision) : bucket_->create(key, sealed);
+}
+
 bool SharedTrust::write_agent(const std::string& key, const std::vector<AgentKey>& keys) {
   for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
     std::string error;
-    auto e = bucket_->get(key, &error);
-    if (!error.empty()) return false;
-    std::vector<AgentKey> shared;
-    bool valid = false;
-    if (e) {
-      auto opened = open_entry(key_.public_key(), options_.group, key, e->value);
-      valid = opened.verified && parse_agent_record(opened.body, shared);
-      if (!valid) shared.clear();  // written over: it was refused when it came anyway
-    }
-    auto merged = merge_keys(shared, keys);
-    if (valid && same_keys(merged, shared)) return true;
-    auto sealed = seal_entry(key_, options_.group, key, agent_record_body(merged));
-    auto w = e ? bucket_->update(key, sealed, e->revision) : bucket_->create(key, sealed);
+    auto shared = read_agent(key, error);
+    if (!shared) return false;
+    auto merged = merge_keys(shared->keys, keys);
+    if (shared->valid && same_keys(merged, shared->keys)) return true;
+    auto w = write_agent_entry(key, merged, shared->revision);
     if (w) return true;
     if (!w.conflict) return false;
     to_view([](View& v) { ++v.conflicts; });
@@ -296,18 +307,12 @@ AgentDecision SharedTrust::decide_now(const EnrolRequest& r, std::span<const std
   if (!token && !r.rotation()) token = read_token(r.token_id);  // issued on another instance just now
   for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
     std::string error;
-    auto e = bucket_->get(key, &error);
-    if (!error.empty()) return refusal("the cluster's key registry cannot be read now (" + error + "); try again");
-    std::vector<AgentKey> shared;
-    if (e) {
-      auto opened = open_entry(key_.public_key(), options_.group, key, e->value);
-      if (!opened.verified || !parse_agent_record(opened.body, shared)) shared.clear();  // refused by the watch
-    }
-    auto d = decide_on_record(secret_, key_, merge_keys(local, shared), token, r, payload, now_ms, grace_ms_);
+    auto shared = read_agent(key, error);
+    if (!shared) return refusal("the cluster's key registry cannot be read now (" + error + "); try again");
+    auto d = decide_on_record(secret_, key_, merge_keys(local, shared->keys), token, r, payload, now_ms, grace_ms_);
     if (!d.changed) return d;
-    auto sealed = seal_entry(key_, options_.group, key, agent_record_body(d.keys));
     // The compare-and-set that keeps one key in force and each token used once, cluster-wide.
-    auto w = e ? bucket_->update(key, sealed, e->revision) : bucket_->create(key, sealed);
+    auto w = write_agent_entry(key, d.keys, shared->revision);
     if (w) return d;
     if (!w.conflict) return refusal("the cluster's key registry refused the write (" + w.error + "); try again");
     to_view([](View& v) { ++v.conflicts; });
@@ -352,11 +357,12 @@ void SharedTrust::tick() {
 
 json SharedTrust::status_json() const {
   const auto& v = *view_;
+  const auto p = problem();
   json instances = json::object();
   for (const auto& [name, s] : v.signers)
     if (v.live(s)) instances[name] = {{"key_id", s.key_id}, {"agrees", s.agrees}};
   return {{"aggregator_key_id", v.own_key_id}, {"key_agrees", key_agrees()},
-          {"instances", std::move(instances)}, {"problem", problem().empty() ? v.engine_problem : problem()},
+          {"instances", std::move(instances)}, {"problem", p.empty() ? v.engine_problem : p},
           {"entries_taken", v.entries_taken},  {"entries_refused", refused_.load()},
           {"enrolments_decided", v.decided},   {"entry_conflicts", v.conflicts}};
 }

@@ -87,6 +87,15 @@ class SharedTrust {
   void put_signer();
   void flush();  // pending tokens and agents
   bool write_agent(const std::string& key, const std::vector<AgentKey>& keys);
+  // An agent's entry as the bucket holds it now; nullopt (and `error`) when it cannot be read.
+  struct StoredAgent {
+    std::uint64_t revision = 0;  // 0: absent
+    std::vector<AgentKey> keys;  // none unless its seal verifies (the watch refused it otherwise)
+    bool valid = false;
+  };
+  std::optional<StoredAgent> read_agent(const std::string& key, std::string& error);
+  // Sealed, by revision (created if `revision` is 0): the compare-and-set every change rests on.
+  KvWrite write_agent_entry(const std::string& key, const std::vector<AgentKey>& keys, std::uint64_t revision);
   std::optional<IssuedToken> read_token(const std::string& id);
   AgentDecision decide_now(const EnrolRequest& r, std::span<const std::uint8_t> payload,
                            const std::vector<AgentKey>& local, std::optional<IssuedToken> token, std::int64_t now_ms);
