@@ -1,15 +1,11 @@
 #include "support/nats_cluster.hpp"
 
 #include "postwatch/event_partitions.hpp"
-#include "postwatch/signing.hpp"
+#include "trust/aggregator_identity.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <csignal>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -17,28 +13,10 @@
 
 namespace postwatch::test {
 
-namespace {
-
-// What an operator copies to every instance before they start; the first start of an
-// aggregator makes the same two files.
-void make_aggregator_keys(const std::filesystem::path& dir) {
-  namespace fs = std::filesystem;
-  fs::create_directories(dir);
-  fs::permissions(dir, fs::perms::owner_all);
-  bool created = false;
-  postwatch::SigningKey::load_or_create(dir / "aggregator.key", created);
-  const auto secret = postwatch::random_bytes(32);
-  const auto file = dir / "enrolment.secret";
-  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  const bool ok = fd >= 0 && ::write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size());
-  if (fd >= 0) ::close(fd);
-  if (!ok) throw std::runtime_error("cannot write " + file.string());
-}
-
-}  // namespace
-
 NatsCluster::NatsCluster(int nodes, unsigned partitions) : partitions_(partitions) {
-  make_aggregator_keys(keys_dir());
+  // What an operator copies to every instance before they start, made as an aggregator's first
+  // start makes it.
+  postwatch::aggregator::AggregatorIdentity::load_or_create(keys_dir());
   nodes_.resize(static_cast<std::size_t>(nodes));
   for (auto& n : nodes_) n = Node{free_port(), free_port(), free_port(), free_port(), nullptr};
   for (int i = 0; i < nodes; ++i) start(i);
