@@ -114,10 +114,18 @@ void JetStreamCluster::Worker::cycle() {
     view_.problem.clear();
     refresh_members();
     renew_due();
-    // A takeover costs a few round trips per post: renewals go between them, so taking
+    // Every consumer first, all at once (a new one takes the engine up to a second); then a
+    // takeover costs a few round trips per post, with renewals between them, so taking
     // several partitions never lets the ones already held lapse.
+    std::vector<std::uint32_t> to_take;
     for (auto p : view_.won)
       if (!held_.count(p)) {
+        to_take.push_back(p);
+        make_consumer(p);
+      }
+    auto wait_until = std::chrono::steady_clock::now() + poll;  // then the next cycle's renewals
+    for (auto p : to_take)
+      if (consumer_made(p, wait_until)) {
         hold(p);
         renew_due();
       }
@@ -255,6 +263,22 @@ void JetStreamCluster::Worker::hold(std::uint32_t p) {
     return;
   }
   held_.emplace(p, std::move(h));
+}
+
+void JetStreamCluster::Worker::make_consumer(std::uint32_t p) {
+  if (consumers_made_.count(p) || consumers_made_.size() >= kConsumersMadeAtOnce) return;
+  // Its error, if any, comes again from subscribe(), which checks the consumer once more.
+  consumers_made_.emplace(p, std::async(std::launch::async, [link = link_.get(), spec = consumer_spec(p)] {
+                            link->ensure_consumer(spec);
+                          }));
+}
+
+bool JetStreamCluster::Worker::consumer_made(std::uint32_t p, SteadyTime deadline) {
+  auto it = consumers_made_.find(p);
+  if (it == consumers_made_.end()) return false;
+  if (it->second.wait_until(deadline) != std::future_status::ready) return false;
+  consumers_made_.erase(it);
+  return true;
 }
 
 ConsumerSpec JetStreamCluster::Worker::consumer_spec(std::uint32_t p) const {
