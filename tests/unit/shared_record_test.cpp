@@ -139,3 +139,27 @@ TEST(SharedRecord, DecidedOnTheAgentsEntryATokenWorksOnceAndOneKeyIsInForce) {
   EXPECT_TRUE(after.keys[0].revoked());
   EXPECT_TRUE(after.keys[1].in_force());
 }
+
+// A key's entry and its token's may reach an instance in either order; the first key that came
+// with the token marks it used, and a use once marked stays.
+TEST(SharedRecord, ATokenIsMarkedUsedByTheKeyThatCameWithItAndStaysSo) {
+  IssuedToken t;
+  t.id = "tok-1";
+  AgentKey rotated, enrolled, other;
+  rotated.key_id = "k0";  // a rotation names no token
+  enrolled.key_id = "k1";
+  enrolled.token_id = "tok-1";
+  enrolled.enrolled_at_ms = kNow;
+  other.key_id = "k2";
+  other.token_id = "tok-1";
+  other.enrolled_at_ms = kNow + 1;
+
+  mark_used(t, std::vector<AgentKey>{rotated});
+  EXPECT_EQ(t.used_at_ms, 0);
+  EXPECT_EQ(t.used_by_key, "");
+  mark_used(t, std::vector<AgentKey>{rotated, enrolled, other});
+  EXPECT_EQ(t.used_at_ms, kNow);
+  EXPECT_EQ(t.used_by_key, "k1");
+  mark_used(t, std::vector<AgentKey>{other});
+  EXPECT_EQ(t.used_by_key, "k1") << "a use once marked stays";
+}

@@ -120,22 +120,17 @@ void AgentTrust::merge_shared(const std::vector<AgentKey>& keys) {
     else if (was_valid_key && now->revoked())
       log_->warn("agent {}/{}: key {} revoked on another instance", k.post, k.agent, k.key_id);
     if (k.token_id.empty()) continue;
-    IssuedToken used;
-    used.id = k.token_id;
-    used.used_at_ms = k.enrolled_at_ms;
-    used.used_by_key = k.key_id;
-    if (desk_.find(k.token_id))
+    if (const IssuedToken* known = desk_.find(k.token_id)) {
+      IssuedToken used = *known;
+      mark_used(used, {&k, 1});
       if (const IssuedToken* t = desk_.merge(used)) keep(*t);
+    }
   }
 }
 
 void AgentTrust::merge_shared(const IssuedToken& token) {
   IssuedToken t = token;
-  for (const auto& k : keys_.keys_of_agent(t.post, t.agent))  // its use may have come first
-    if (k.token_id == t.id && t.used_at_ms == 0) {
-      t.used_at_ms = k.enrolled_at_ms;
-      t.used_by_key = k.key_id;
-    }
+  mark_used(t, keys_.keys_of_agent(t.post, t.agent));  // its use may have come first
   if (const IssuedToken* kept = desk_.merge(t)) keep(*kept);
 }
 

@@ -77,6 +77,16 @@ void EnrolmentDesk::load(IssuedToken token) {
   tokens_[id] = std::move(token);
 }
 
+void mark_used(IssuedToken& token, std::span<const AgentKey> keys) {
+  if (token.used_at_ms != 0) return;
+  for (const auto& k : keys)
+    if (k.token_id == token.id) {
+      token.used_at_ms = k.enrolled_at_ms;
+      token.used_by_key = k.key_id;
+      return;
+    }
+}
+
 const IssuedToken* EnrolmentDesk::merge(const IssuedToken& token) {
   auto it = tokens_.find(token.id);
   if (it == tokens_.end()) return &(tokens_[token.id] = token);

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,10 @@ struct IssuedToken {
 };
 nlohmann::json to_json(const IssuedToken& t);
 bool from_json(const nlohmann::json& j, IssuedToken& out);
+// Marks `token` used by the first of `keys` that came with it, unless it is marked already: in
+// a cluster an instance may hear of a key before its token or after it (docs/security.md,
+// "Clusters").
+void mark_used(IssuedToken& token, std::span<const AgentKey> keys);
 
 class EnrolmentDesk {
  public:

@@ -97,11 +97,7 @@ AgentDecision decide_on_record(const std::vector<std::uint8_t>& enrolment_secret
   for (const auto& k : keys) registry.add(k);
   EnrolmentDesk desk(enrolment_secret, aggregator_key, registry);
   if (token) {
-    for (const auto& k : keys)
-      if (k.token_id == token->id) {
-        token->used_at_ms = k.enrolled_at_ms;
-        token->used_by_key = k.key_id;
-      }
+    mark_used(*token, keys);
     desk.load(std::move(*token));
   }
   auto outcome = desk.redeem(request, payload, now_ms, grace_ms);
