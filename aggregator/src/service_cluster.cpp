@@ -41,6 +41,7 @@ void AggregatorService::Impl::make_jetstream_cluster() {
   if (!options.notifications_file.empty()) shared_outbox = std::make_shared<SharedOutbox>(o, log);
   make_shared_trust(o);
   jet = std::make_unique<JetStreamCluster>(io_context, *catalogue, state, ingest, std::move(o), std::move(hooks), log);
+  clustered_board = std::make_unique<ClusteredBoard>(*catalogue, log);
 }
 
 void AggregatorService::Impl::make_shared_trust(const JetStreamClusterOptions& o) {
@@ -92,45 +93,11 @@ json AggregatorService::Impl::cluster_status() const {
 }
 
 BoardChanges AggregatorService::Impl::board_tick_clustered(const RollupSnapshot& snap, std::int64_t now) {
-  if (!jet->leader()) {
-    was_leader = false;
-    board.observe(snap);
-    for (auto& ack : jet->take_acks()) held_acks.push_back(std::move(ack));  // the leader applies them
-    if (held_acks.size() > kMaxHeldAcks)
-      held_acks.erase(held_acks.begin(), held_acks.end() - static_cast<std::ptrdiff_t>(kMaxHeldAcks));
-    jet->take_mismatches();
-    auto image = jet->take_board();
-    if (!image) return {};
-    BoardImage b;
-    if (auto err = decode_board_image(*image, *catalogue, b); !err.empty()) {
-      log->error("cluster: the leader's board is unreadable ({}); showing the last one", err);
-      return {};
-    }
-    return board.adopt(std::move(b.goals), std::move(b.pillars), std::move(b.alarms));
-  }
-  // A new leader starts from the last image (it showed it until now).
-  if (auto image = jet->take_board(); image && !was_leader) {
-    BoardImage b;
-    if (decode_board_image(*image, *catalogue, b).empty())
-      board.adopt(std::move(b.goals), std::move(b.pillars), std::move(b.alarms));
-  }
-  was_leader = true;
-  for (const auto& m : jet->take_mismatches())
-    for (std::size_t i = 0; i < m.at_ms.size(); ++i)
-      board.record_topic_mismatch(m.post, m.claimed[std::min(i, m.claimed.size() - 1)], m.at_ms[i]);
-  auto changes = board.tick(snap, silent, now);
-  for (auto& ack : jet->take_acks()) held_acks.push_back(std::move(ack));
-  for (const auto& ack : held_acks) {
-    const Alarm* a = board.find_alarm(ack.alarm);
-    if (!a || a->acked_at_ms != 0) continue;
-    if (board.acknowledge(ack.alarm, ack.by, ack.comment, ack.at_ms)) changes.alarms.push_back(ack.alarm);
-  }
-  held_acks.clear();
-  if (!changes.empty() || now - board_published_ms >= 1000) {
-    jet->publish_board(encode_board_image(board));
-    board_published_ms = now;
-  }
-  return changes;
+  bool leader = jet->leader();
+  auto out = clustered_board->tick(board, snap, silent,
+                                   {leader, jet->take_acks(), jet->take_mismatches(), jet->take_board()}, now);
+  if (out.image) jet->publish_board(std::move(*out.image));
+  return out.changes;
 }
 
 }  // namespace postwatch::aggregator

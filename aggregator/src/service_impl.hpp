@@ -8,6 +8,7 @@
 #include "postwatch/aggregator/aggregator_service.hpp"
 
 #include "alerting/alarm_notifier.hpp"
+#include "cluster/clustered_board.hpp"
 #include "cluster/jetstream_cluster.hpp"
 #include "cluster/shared_figures.hpp"
 #include "cluster/shared_outbox.hpp"
@@ -198,9 +199,10 @@ struct AggregatorService::Impl {
   HttpServer http;
   SignaturePrecheck precheck;  // before mqtt: Paho's thread reads it until mqtt stops
   MqttIngest mqtt;
-  std::unique_ptr<JetStreamCluster> jet;      // --cluster-group (on NATS JetStream)
-  std::unique_ptr<SharedTrust> shared_trust;  // with jet
-  bool jet_started = false;                   // once shared_trust->may_join()
+  std::unique_ptr<JetStreamCluster> jet;            // --cluster-group (on NATS JetStream)
+  std::unique_ptr<ClusteredBoard> clustered_board;  // with jet
+  std::unique_ptr<SharedTrust> shared_trust;        // with jet
+  bool jet_started = false;                         // once shared_trust->may_join()
   bool told_staying_out = false;
   ProgressFeed progress_feed;
   ReportWorker report_worker;
@@ -210,13 +212,6 @@ struct AggregatorService::Impl {
   boost::asio::steady_timer ticker, confirm_ticker, commit_ticker, restart_timer;
   std::function<void()> restart_on_catalogue;
   std::int64_t last_history_ms = 0;
-  bool was_leader = false;  // clustered: led at the last tick
-  // Clustered, as a follower: the shared acknowledgements seen, kept (the latest kMaxHeldAcks)
-  // so that one written just before a leader change is applied by the next leader, whichever
-  // instance that is. Applying one twice changes nothing.
-  static constexpr std::size_t kMaxHeldAcks = 10'000;
-  std::vector<JetStreamCluster::SharedAck> held_acks;
-  std::int64_t board_published_ms = 0;
   bool stopped = false;
   std::vector<Sent> goal_sent, pillar_sent;
 };
