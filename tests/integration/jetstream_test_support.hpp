@@ -119,11 +119,13 @@ class BoardImages {
   }
 
  private:
+  // Before the watch: members go in reverse order, and the watch's thread writes these until
+  // the watch is gone (TSan saw the vector destroyed under a running watch).
+  mutable std::mutex mutex_;
+  std::vector<nlohmann::json> images_;
   std::unique_ptr<aggregator::NatsLink> link_;
   std::unique_ptr<aggregator::KvBucket> bucket_;
   std::unique_ptr<aggregator::KvBucket::Watch> watch_;
-  mutable std::mutex mutex_;
-  std::vector<nlohmann::json> images_;
 };
 
 }  // namespace postwatch::test

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,36 +27,70 @@
 namespace postwatch::test {
 
 namespace {
-// One port from the kernel's ephemeral range, bound and released.
-unsigned short any_free_port() {
+// Whether nothing is bound to `port` on loopback now (no SO_REUSEADDR: a port with a
+// connection in TIME_WAIT counts as taken too).
+bool bindable(unsigned short port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    throw std::runtime_error("free_port: bind failed");
-  }
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  addr.sin_port = htons(port);
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return ok;
+}
+
+// Holds `port` for this test process until it exits (a lock on a file named after it), so two
+// tests running at once never pick the same one. A crashed process's locks go with it.
+bool reserve_across_processes(unsigned short port) {
+  static const std::string dir = [] {
+    std::string d = "/tmp/postwatch-test-ports";
+    ::mkdir(d.c_str(), 01777);
+    return d;
+  }();
+  int fd = ::open((dir + "/" + std::to_string(port)).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) return true;  // no shared directory: the bind check alone
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return false;
+  }
+  return true;  // the descriptor stays open: the lock lasts as long as the process
+}
+
+// The kernel's range for the local ports of outgoing connections.
+std::pair<unsigned, unsigned> ephemeral_range() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  unsigned lo = 32768, hi = 60999;
+  in >> lo >> hi;
+  return {lo, hi};
 }
 }  // namespace
 
-// Never the same port twice in one test process: a fixture asking for a dozen ports before
-// starting anything (a NATS cluster: four per node) could otherwise get one twice, and the
-// second server to bind it would die while the first answered for it.
+// A port below the kernel's ephemeral range, picked at random and free now. A port the kernel
+// handed out (bind to 0) came from that range, so between our release and the server's bind
+// an outgoing connection of any test could take it as its local port ("Address already in
+// use", seen in CI). Never the same port twice in one test process: a fixture asking for a
+// dozen ports before starting anything (a NATS cluster: four per node) could otherwise get one
+// twice, and the second server to bind it would die while the first answered for it; nor one
+// another test process holds.
 unsigned short free_port() {
   static std::mutex mutex;
   static std::set<unsigned short> handed_out;
+  static std::mt19937 pick{std::random_device{}()};
+  static const auto ephemeral = ephemeral_range();
+  constexpr unsigned kLowest = 10'000;
+  const unsigned highest = ephemeral.first > kLowest + 1'000 ? ephemeral.first - 1 : 0;
+  if (highest == 0) throw std::runtime_error("free_port: the ephemeral port range leaves no room below it");
   std::lock_guard lock(mutex);
-  for (int attempt = 0; attempt < 64; ++attempt) {
-    auto port = any_free_port();
-    if (handed_out.insert(port).second) return port;
+  std::uniform_int_distribution<unsigned> in_range(kLowest, highest);
+  for (int attempt = 0; attempt < 1'000; ++attempt) {
+    auto port = static_cast<unsigned short>(in_range(pick));
+    if (!handed_out.count(port) && bindable(port) && reserve_across_processes(port)) {
+      handed_out.insert(port);
+      return port;
+    }
   }
-  throw std::runtime_error("free_port: the kernel kept handing out ports already used");
+  throw std::runtime_error("free_port: no free port found below the ephemeral range");
 }
 
 int connect_loopback(unsigned short port) {

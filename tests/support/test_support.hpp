@@ -15,7 +15,8 @@ class IndicatorCatalogue;
 
 namespace postwatch::test {
 
-// A free TCP port on 127.0.0.1 (bound then released).
+// A free TCP port on 127.0.0.1, below the kernel's ephemeral range and held by no other test
+// process (test_support.cpp says why).
 unsigned short free_port();
 bool port_accepts(unsigned short port);
 // A TCP connection to 127.0.0.1:port (blocking); -1 if refused. The caller closes it.
