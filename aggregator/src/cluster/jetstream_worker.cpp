@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <future>
+#include <tuple>
 
 namespace postwatch::aggregator {
 using nlohmann::json;
@@ -69,14 +70,26 @@ bool JetStreamCluster::Worker::setup() {
     view_.problem = "no NATS server answers yet";
     return false;
   }
-  std::string error =
-      link_->ensure_stream({std::string(partitions::events_stream), {partitions::all_subjects()}, options_.replicas});
+  // The events stream and four buckets are replicated streams, which a new group makes: each
+  // costs the engine up to a second here (it elects a Raft group), so all five at once.
   std::string prefix = "postwatch-" + options_.group + "-";
-  if (error.empty() && !members_)
-    members_ = link_->bucket(prefix + "members", options_.lease_ms, options_.replicas, error);
-  if (error.empty() && !leases_)
-    leases_ = link_->bucket(prefix + "leases", options_.lease_ms, options_.replicas, error);
-  if (error.empty() && !posts_) posts_ = link_->bucket(prefix + "posts", 0, options_.replicas, error);
+  std::vector<std::future<std::string>> made;
+  made.push_back(std::async(std::launch::async, [this] {
+    return link_->ensure_stream(
+        {std::string(partitions::events_stream), {partitions::all_subjects()}, options_.replicas});
+  }));
+  for (auto [bucket, name, ttl_ms] :
+       {std::tuple{&members_, "members", options_.lease_ms}, std::tuple{&leases_, "leases", options_.lease_ms},
+        std::tuple{&posts_, "posts", std::int64_t{0}}, std::tuple{&board_, "board", std::int64_t{0}}})
+    if (!*bucket)
+      made.push_back(std::async(std::launch::async, [this, bucket, name = prefix + name, ttl_ms] {
+        std::string error;
+        *bucket = link_->bucket(name, ttl_ms, options_.replicas, error);
+        return error;
+      }));
+  std::string error;
+  for (auto& m : made)
+    if (auto e = m.get(); error.empty()) error = e;
   if (error.empty() && !members_watch_)
     members_watch_ = members_->watch_all(
         [this](KvEntry e) {
@@ -88,7 +101,6 @@ bool JetStreamCluster::Worker::setup() {
           });
         },
         &error);
-  if (error.empty() && !board_) board_ = link_->bucket(prefix + "board", 0, options_.replicas, error);
   if (error.empty() && !board_watch_)
     board_watch_ =
         board_->watch_all([this](KvEntry e) { to_core([e = std::move(e)](Core& c) { c.on_board_entry(e); }); }, &error);
