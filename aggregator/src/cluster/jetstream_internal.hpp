@@ -147,6 +147,8 @@ struct JetStreamCluster::Worker {
   void cycle();
   bool setup();
   void refresh_members();
+  void watch_members(std::string& error);
+  void rewatch_members_if_stale();
   void renew_due();  // member key, leases and leadership whose renewal is due
   void hold(std::uint32_t p);
   ConsumerSpec consumer_spec(std::uint32_t p) const;
@@ -168,6 +170,7 @@ struct JetStreamCluster::Worker {
   void reread_board(std::uint64_t term);        // on the writer thread: `term` goes on leading
   void put_board(const std::string& image);     // on the writer thread
   std::string lease_value() const;
+  std::string why_refused(const std::string& key);  // a lease key's update was refused: why
 
   std::weak_ptr<Core> core_;
   // Copies of what the Core owns that the Worker reads (immutable after construction).
@@ -195,6 +198,8 @@ struct JetStreamCluster::Worker {
   std::uint64_t next_generation_ = 0;
   std::uint64_t leader_revision_ = 0;
   SteadyTime leader_renewed_at_{}, member_put_at_{};
+  // When the members watch was made, and when it last showed our own key's write.
+  SteadyTime members_watched_at_{}, own_key_watched_at_{};
   // The leadership as the writer thread sees it, fenced like a partition's: the term (one more
   // each time the leader key is taken) and until when the key is surely still ours, ¾ of the
   // lease after the write that took or renewed it was sent (the epoch: not leading).

@@ -29,7 +29,8 @@ void JetStreamCluster::Worker::keep_leadership() {
       leader_revision_ = 0;
       leader_valid_until_ = SteadyTime{};
       log_->warn("cluster {}: {} no longer publishes the goal feed: {}", options_.group, options_.instance,
-                 w.conflict ? "another instance holds the leader key" : "its lease could not be renewed in time");
+                 w.conflict ? "the leader key was refused: " + why_refused(std::string(kLeaderKey))
+                            : std::string("its lease could not be renewed in time"));
     }
   }
   const bool changed = view_.leader != (leader_revision_ != 0) || view_.leader_until != leader_valid_until_.load();

@@ -57,11 +57,33 @@ std::string JetStreamCluster::Worker::lease_value() const {
   return json{{"instance", options_.instance}, {"incarnation", incarnation_}, {"at_ms", now_utc_ms()}}.dump();
 }
 
+// A renewal refused by compare-and-set is not always another instance: the key may have
+// expired while the bucket's stream elected a leader, or a renewal of ours that timed out may
+// have been written after all. The log should say which.
+std::string JetStreamCluster::Worker::why_refused(const std::string& key) {
+  std::string error;
+  auto e = leases_->get(key, &error);
+  if (!error.empty()) return "its key moved on (" + error + ")";
+  if (!e || e->deleted) return "its key expired before a renewal reached the engine";
+  auto holder = json::parse(e->value, nullptr, false);
+  auto instance = holder.is_object() ? holder.value("instance", "?") : "?";
+  if (instance == options_.instance && holder.value("incarnation", "") == incarnation_)
+    return "a renewal of ours that timed out was written after all";
+  return "instance " + instance + " holds it";
+}
+
 bool JetStreamCluster::Worker::setup() {
   try {
     if (!link_)
-      link_ = std::make_unique<NatsLink>(NatsLinkOptions{options_.servers, "postwatch-aggregator " + options_.instance,
-                                                         options_.user, options_.password, 2'000});
+      link_ = std::make_unique<NatsLink>(
+          NatsLinkOptions{options_.servers, "postwatch-aggregator " + options_.instance, options_.user,
+                          options_.password, 2'000},
+          [log = log_, group = options_.group](bool up, const std::string& url) {
+            if (up)
+              log->info("cluster {}: NATS connection back, to {}", group, url);
+            else
+              log->warn("cluster {}: NATS connection lost; trying the other servers every 250 ms", group);
+          });
   } catch (const std::runtime_error& e) {
     view_.problem = e.what();
     return false;
@@ -90,17 +112,7 @@ bool JetStreamCluster::Worker::setup() {
   std::string error;
   for (auto& m : made)
     if (auto e = m.get(); error.empty()) error = e;
-  if (error.empty() && !members_watch_)
-    members_watch_ = members_->watch_all(
-        [this](KvEntry e) {
-          boost::asio::post(io_, [this, e = std::move(e)] {
-            if (e.deleted)
-              member_seen_.erase(e.key);  // left on purpose
-            else
-              member_seen_[e.key] = std::chrono::steady_clock::now();
-          });
-        },
-        &error);
+  if (error.empty() && !members_watch_) watch_members(error);
   if (error.empty() && !board_watch_)
     board_watch_ =
         board_->watch_all([this](KvEntry e) { to_core([e = std::move(e)](Core& c) { c.on_board_entry(e); }); }, &error);
@@ -115,6 +127,41 @@ bool JetStreamCluster::Worker::setup() {
   log_->info("cluster {}: on NATS JetStream as {} ({} partitions, lease {} ms)", options_.group, options_.instance,
              options_.partitions, options_.lease_ms);
   return true;
+}
+
+void JetStreamCluster::Worker::watch_members(std::string& error) {
+  members_watched_at_ = own_key_watched_at_ = std::chrono::steady_clock::now();
+  members_watch_ = members_->watch_all(
+      [this](KvEntry e) {
+        boost::asio::post(io_, [this, e = std::move(e)] {
+          auto now = std::chrono::steady_clock::now();
+          if (e.key == options_.instance) own_key_watched_at_ = now;
+          if (e.deleted)
+            member_seen_.erase(e.key);  // left on purpose
+          else
+            member_seen_[e.key] = now;
+        });
+      },
+      &error);
+}
+
+// libnats' watch is an ordered consumer on one node; when that node dies, the watch brings
+// nothing until the engine has a new meta leader and the consumer is made again (30 s and
+// more seen in tests). Our own key, written every third of a lease, tells us: once the watch
+// has shown none of our writes for two leases, it is watched again (and again, every two
+// leases, while making the watch fails).
+void JetStreamCluster::Worker::rewatch_members_if_stale() {
+  auto now = std::chrono::steady_clock::now();
+  auto lease = milliseconds(options_.lease_ms);
+  if (now - member_put_at_ > lease / 2 || now - own_key_watched_at_ < 2 * lease ||
+      now - members_watched_at_ < 2 * lease)
+    return;
+  log_->warn("cluster {}: the members watch has shown none of this instance's writes for {} ms: watching again",
+             options_.group, std::chrono::duration_cast<milliseconds>(now - own_key_watched_at_).count());
+  members_watch_.reset();
+  std::string error;
+  watch_members(error);
+  if (!error.empty()) view_.problem = "watching the members again: " + error;
 }
 
 void JetStreamCluster::Worker::cycle() {
@@ -160,8 +207,10 @@ void JetStreamCluster::Worker::renew_due() {
     auto w = members_->put(options_.instance, lease_value());
     // A put refused in a stream leader's election is tried again at the next poll; it is a
     // problem only once the key is half a lease old (the others drop us at a whole lease).
+    // What we wrote ourselves makes us a member at once: we need not wait for the watch
+    // to show it (it can stall for a while after a node dies, below).
     if (w)
-      member_put_at_ = now;
+      member_put_at_ = member_seen_[options_.instance] = now;
     else if (now - member_put_at_ >= milliseconds(options_.lease_ms / 2))
       view_.problem =
           "could not renew the member key for half a lease (the others drop this instance at a whole "
@@ -197,6 +246,7 @@ void JetStreamCluster::Worker::check_consumers() {
 
 void JetStreamCluster::Worker::refresh_members() {
   if (member_put_at_ == SteadyTime{}) renew_due();  // our own key first
+  rewatch_members_if_stale();
   // A member is one whose key was written within the lease (each writes every L/3). The
   // watch brings every write; 2.9 sends no event when a key expires, so age decides, on our
   // own clock. (Listing the keys instead made an ephemeral consumer on every poll, which
@@ -331,7 +381,7 @@ void JetStreamCluster::Worker::renew(std::uint32_t p, Held& h) {
       c.on_renewed(p, g, until);
     });
   } else if (w.conflict) {
-    lose(p, h.generation, "another instance holds its lease");
+    lose(p, h.generation, "its lease was refused: " + why_refused(lease_key(p)));
   } else if (sent - h.renewed_at >= milliseconds(options_.lease_ms * 3 / 4)) {
     lose(p, h.generation, "its lease could not be renewed in time (" + w.error + ")");
   }

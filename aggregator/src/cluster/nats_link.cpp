@@ -153,7 +153,24 @@ NatsSubscription::~NatsSubscription() {
   natsSubscription_Destroy(sub_);
 }
 
-NatsLink::NatsLink(const NatsLinkOptions& options) : timeout_ms_(options.request_timeout_ms) {
+struct NatsLink::ConnectionEvents {
+  NatsConnectionEvents fn;
+  std::atomic<bool> closing{false};  // our own close: not news
+
+  static void disconnected(natsConnection*, void* self) {
+    auto* e = static_cast<ConnectionEvents*>(self);
+    if (!e->closing) e->fn(false, "");
+  }
+  static void reconnected(natsConnection* nc, void* self) {
+    char url[256] = "";
+    natsConnection_GetConnectedUrl(nc, url, sizeof url);
+    static_cast<ConnectionEvents*>(self)->fn(true, url);
+  }
+  static void closed(natsConnection*, void* self) { delete static_cast<ConnectionEvents*>(self); }
+};
+
+NatsLink::NatsLink(const NatsLinkOptions& options, NatsConnectionEvents on_connection)
+    : timeout_ms_(options.request_timeout_ms) {
   natsOptions* o = nullptr;
   if (natsOptions_Create(&o) != NATS_OK) throw std::runtime_error("nats: out of memory");
   std::vector<const char*> urls;
@@ -166,9 +183,18 @@ NatsLink::NatsLink(const NatsLinkOptions& options) : timeout_ms_(options.request
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
   if (s == NATS_OK) s = natsOptions_SetTimeout(o, options.request_timeout_ms);
   if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, nullptr, nullptr);
+  if (s == NATS_OK && on_connection) {
+    events_ = new ConnectionEvents{std::move(on_connection)};
+    s = natsOptions_SetDisconnectedCB(o, &ConnectionEvents::disconnected, events_);
+    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, &ConnectionEvents::reconnected, events_);
+    if (s == NATS_OK) s = natsOptions_SetClosedCB(o, &ConnectionEvents::closed, events_);
+  }
   if (s == NATS_OK) s = natsConnection_Connect(&nc_, o);
   natsOptions_Destroy(o);
-  if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) throw std::runtime_error("nats: " + last_error(s));
+  if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+    delete events_;  // no connection was made, so no callback comes
+    throw std::runtime_error("nats: " + last_error(s));
+  }
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = options.request_timeout_ms;
@@ -179,6 +205,7 @@ NatsLink::NatsLink(const NatsLinkOptions& options) : timeout_ms_(options.request
 }
 
 NatsLink::~NatsLink() {
+  if (events_) events_->closing = true;  // freed by the closed callback, after this
   jsCtx_Destroy(js_);
   natsConnection_Close(nc_);
   natsConnection_Destroy(nc_);

@@ -130,11 +130,15 @@ struct NatsLinkOptions {
   std::int64_t request_timeout_ms = 2'000;
 };
 
+// Told when the connection drops (`up` false) and when it is back (with the server's URL), on
+// libnats' thread: a node that died shows in the log, not only as slow requests.
+using NatsConnectionEvents = std::function<void(bool up, const std::string& url)>;
+
 class NatsLink {
  public:
   // Connects (retrying in the background if no server answers yet); throws std::runtime_error
   // with libnats' text when the options are unusable.
-  explicit NatsLink(const NatsLinkOptions& options);
+  explicit NatsLink(const NatsLinkOptions& options, NatsConnectionEvents on_connection = {});
   ~NatsLink();
   NatsLink(const NatsLink&) = delete;
   NatsLink& operator=(const NatsLink&) = delete;
@@ -154,6 +158,10 @@ class NatsLink {
   bool consumer_exists(const std::string& stream, const std::string& durable);
 
  private:
+  // Given to libnats' callbacks, which run on its own thread and may come after this link is
+  // gone: freed by the last of them (the connection's closed callback).
+  struct ConnectionEvents;
+  ConnectionEvents* events_ = nullptr;
   __natsConnection* nc_ = nullptr;
   __jsCtx* js_ = nullptr;
   std::int64_t timeout_ms_;
