@@ -16,6 +16,7 @@
 #include <deque>
 #include <future>
 #include <map>
+#include <set>
 #include <thread>
 
 namespace postwatch::aggregator {
@@ -157,7 +158,7 @@ struct JetStreamCluster::Worker {
   // fresh cluster's first instance then holds its 16 partitions in about a second, not 7.
   static constexpr std::size_t kConsumersMadeAtOnce = 16;
   void make_consumer(std::uint32_t p);                       // started unless under way
-  bool consumer_made(std::uint32_t p, SteadyTime deadline);  // done (or failed) by `deadline`
+  bool consumer_made(std::uint32_t p, SteadyTime deadline);  // made by `deadline` (an error: a problem)
   std::unique_ptr<NatsSubscription> subscribe(std::uint32_t p, std::uint64_t generation, std::string& error);
   void check_consumers();
   void renew(std::uint32_t p, Held& h);
@@ -191,8 +192,9 @@ struct JetStreamCluster::Worker {
   std::unique_ptr<NatsLink> link_;
   std::unique_ptr<KvBucket> members_, leases_, posts_, board_;
   std::unique_ptr<KvBucket::Watch> watch_, board_watch_, members_watch_;
-  std::map<std::uint32_t, std::future<void>> consumers_made_;  // after link_: they end before it goes
-  std::map<std::string, SteadyTime> member_seen_;              // member -> when its key was last written
+  std::map<std::uint32_t, std::future<std::string>> consumers_made_;  // after link_: they end before it goes
+  std::set<std::uint32_t> consumers_ready_;                           // made or found by this instance
+  std::map<std::string, SteadyTime> member_seen_;                     // member -> when its key was last written
   std::map<std::uint32_t, Held> held_;
   std::atomic<bool> set_up_{false};  // the buckets exist (the writer reads it)
   std::uint64_t next_generation_ = 0;

@@ -328,18 +328,27 @@ void JetStreamCluster::Worker::hold(std::uint32_t p) {
 }
 
 void JetStreamCluster::Worker::make_consumer(std::uint32_t p) {
-  if (consumers_made_.count(p) || consumers_made_.size() >= kConsumersMadeAtOnce) return;
-  // Its error, if any, comes again from subscribe(), which checks the consumer once more.
+  if (consumers_ready_.count(p) || consumers_made_.count(p) || consumers_made_.size() >= kConsumersMadeAtOnce) return;
   consumers_made_.emplace(p, std::async(std::launch::async, [link = link_.get(), spec = consumer_spec(p)] {
-                            link->ensure_consumer(spec);
+                            return link->ensure_consumer(spec);
                           }));
 }
 
+// Once made (or found), a durable consumer is not checked again before each takeover: a
+// partition still leased to another instance would cost a round trip every poll.
+// check_consumers() makes a held partition's consumer again if it is lost all the same.
 bool JetStreamCluster::Worker::consumer_made(std::uint32_t p, SteadyTime deadline) {
+  if (consumers_ready_.count(p)) return true;
   auto it = consumers_made_.find(p);
   if (it == consumers_made_.end()) return false;
   if (it->second.wait_until(deadline) != std::future_status::ready) return false;
+  auto error = it->second.get();
   consumers_made_.erase(it);
+  if (!error.empty()) {
+    view_.problem = "making the consumer of partition " + std::to_string(p) + ": " + error;
+    return false;
+  }
+  consumers_ready_.insert(p);
   return true;
 }
 
@@ -359,8 +368,7 @@ ConsumerSpec JetStreamCluster::Worker::consumer_spec(std::uint32_t p) const {
 
 std::unique_ptr<NatsSubscription> JetStreamCluster::Worker::subscribe(std::uint32_t p, std::uint64_t generation,
                                                                       std::string& error) {
-  auto spec = consumer_spec(p);
-  if (error = link_->ensure_consumer(spec); !error.empty()) return nullptr;
+  auto spec = consumer_spec(p);  // made before the takeover (consumer_made)
   return link_->subscribe(
       spec.deliver_subject,
       [core = core_, &io = core_io_, p, generation](NatsMessagePtr m) {
