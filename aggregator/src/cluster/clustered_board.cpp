@@ -8,12 +8,16 @@
 
 namespace postwatch::aggregator {
 
+void ClusteredBoard::hold_acks(std::vector<JetStreamCluster::SharedAck>& acks) {
+  for (auto& ack : acks) held_acks_.push_back(std::move(ack));
+  if (held_acks_.size() > kMaxHeldAcks)
+    held_acks_.erase(held_acks_.begin(), held_acks_.end() - static_cast<std::ptrdiff_t>(kMaxHeldAcks));
+}
+
 BoardChanges ClusteredBoard::follow(StatusBoard& board, const RollupSnapshot& snap, Shared& shared) {
   led_ = false;
   board.observe(snap);
-  for (auto& ack : shared.acks) held_acks_.push_back(std::move(ack));
-  if (held_acks_.size() > kMaxHeldAcks)
-    held_acks_.erase(held_acks_.begin(), held_acks_.end() - static_cast<std::ptrdiff_t>(kMaxHeldAcks));
+  hold_acks(shared.acks);
   if (!shared.image) return {};
   BoardImage b;
   if (auto err = decode_board_image(*shared.image, catalogue_, b); !err.empty()) {
@@ -37,7 +41,7 @@ ClusteredBoard::Outcome ClusteredBoard::tick(StatusBoard& board, const RollupSna
     for (std::size_t i = 0; i < m.at_ms.size(); ++i)
       board.record_topic_mismatch(m.post, m.claimed[std::min(i, m.claimed.size() - 1)], m.at_ms[i]);
   Outcome out{board.tick(snap, silent, now_ms), std::nullopt};
-  for (auto& ack : shared.acks) held_acks_.push_back(std::move(ack));
+  hold_acks(shared.acks);
   for (const auto& ack : held_acks_) {
     const Alarm* a = board.find_alarm(ack.alarm);
     if (!a || a->acked_at_ms != 0) continue;

@@ -42,6 +42,7 @@ class ClusteredBoard {
 
  private:
   BoardChanges follow(StatusBoard& board, const RollupSnapshot& snap, Shared& shared);
+  void hold_acks(std::vector<JetStreamCluster::SharedAck>& acks);  // the latest kMaxHeldAcks
   const IndicatorCatalogue& catalogue_;
   std::shared_ptr<spdlog::logger> log_;
   bool led_ = false;  // at the last tick
