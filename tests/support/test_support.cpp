@@ -27,14 +27,19 @@
 namespace postwatch::test {
 
 namespace {
-// Whether nothing is bound to `port` on loopback now (no SO_REUSEADDR: a port with a
-// connection in TIME_WAIT counts as taken too).
-bool bindable(unsigned short port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+sockaddr_in loopback_address(unsigned short port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(port);
+  return addr;
+}
+
+// Whether nothing is bound to `port` on loopback now (no SO_REUSEADDR: a port with a
+// connection in TIME_WAIT counts as taken too).
+bool bindable(unsigned short port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  auto addr = loopback_address(port);
   bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
   return ok;
@@ -95,10 +100,7 @@ unsigned short free_port() {
 
 int connect_loopback(unsigned short port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
+  auto addr = loopback_address(port);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd);
     return -1;
@@ -110,9 +112,7 @@ int listen_loopback(unsigned short& port, const char* who) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  auto a = loopback_address(0);  // the kernel picks the port
   socklen_t len = sizeof a;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 16) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
