@@ -200,8 +200,8 @@ struct JetStreamCluster::Worker {
   std::uint64_t next_generation_ = 0;
   std::uint64_t leader_revision_ = 0;
   SteadyTime leader_renewed_at_{}, member_put_at_{};
-  // When the members watch was made, and when it last showed our own key's write.
-  SteadyTime members_watched_at_{}, own_key_watched_at_{};
+  // When the members watch last showed our own key's write (or was made, if later).
+  SteadyTime own_key_watched_at_{};
   // The leadership as the writer thread sees it, fenced like a partition's: the term (one more
   // each time the leader key is taken) and until when the key is surely still ours, ¾ of the
   // lease after the write that took or renewed it was sent (the epoch: not leading).

@@ -13,7 +13,7 @@ namespace postwatch::aggregator {
 using std::chrono::milliseconds;
 
 void JetStreamCluster::Worker::watch_members(std::string& error) {
-  members_watched_at_ = own_key_watched_at_ = std::chrono::steady_clock::now();
+  own_key_watched_at_ = std::chrono::steady_clock::now();  // as if seen: the watch gets two leases
   members_watch_ = members_->watch_all(
       [this](KvEntry e) {
         boost::asio::post(io_, [this, e = std::move(e)] {
@@ -36,9 +36,7 @@ void JetStreamCluster::Worker::watch_members(std::string& error) {
 void JetStreamCluster::Worker::rewatch_members_if_stale() {
   auto now = std::chrono::steady_clock::now();
   auto lease = milliseconds(options_.lease_ms);
-  if (now - member_put_at_ > lease / 2 || now - own_key_watched_at_ < 2 * lease ||
-      now - members_watched_at_ < 2 * lease)
-    return;
+  if (now - member_put_at_ > lease / 2 || now - own_key_watched_at_ < 2 * lease) return;
   log_->warn("cluster {}: the members watch has shown none of this instance's writes for {} ms: watching again",
              options_.group, std::chrono::duration_cast<milliseconds>(now - own_key_watched_at_).count());
   members_watch_.reset();
