@@ -170,6 +170,23 @@ long long NatsCluster::consumers_pending(const std::string& stream) {
   return total;
 }
 
+std::vector<int> NatsCluster::consumer_nodes(const std::string& stream) {
+  std::vector<int> out;
+  for (int i = 0; i < size(); ++i) {
+    const auto& n = nodes_[static_cast<std::size_t>(i)];
+    if (!n.proc) continue;
+    auto j = nlohmann::json::parse(http_get(n.monitor, "/jsz?consumers=true").body, nullptr, false);
+    if (!j.is_object() || !j.contains("account_details")) continue;
+    for (const auto& a : j["account_details"])
+      for (const auto& d : a.value("stream_detail", nlohmann::json::array()))
+        if (d.value("name", "") == stream)
+          for (const auto& c : d.value("consumer_detail", nlohmann::json::array()))
+            if (c.value("cluster", nlohmann::json::object()).value("leader", "") == "n" + std::to_string(i + 1))
+              out.push_back(i);
+  }
+  return out;
+}
+
 std::string NatsCluster::stream_states(const std::string& stream) {
   std::string out;
   for (int i = 0; i < size(); ++i) {

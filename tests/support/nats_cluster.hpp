@@ -45,6 +45,9 @@ class NatsCluster {
   // message reached its subscriber and was acknowledged, whatever the stream still holds
   // (docs/scale-out.md, "NATS 2.9 limits").
   long long consumers_pending(const std::string& stream);
+  // The node each consumer of `stream` is led by (hosted on, for a single-replica one such as a
+  // key-value watch), as that node reports it; consumers without a leader are left out.
+  std::vector<int> consumer_nodes(const std::string& stream);
   // Every node's copy of `stream` and its consumers with messages pending, for a failure message.
   std::string stream_states(const std::string& stream);
 

@@ -1,6 +1,7 @@
 // Scale-out building blocks without a broker: which instance holds which event partition,
 // which partition a post is on, and the per-post snapshot one holder hands to the next
 // (docs/scale-out.md).
+#include "cluster/nats_link.hpp"
 #include "cluster/partition_rendezvous.hpp"
 #include "cluster/post_partial.hpp"
 #include "ingest/batch_ingest.hpp"
@@ -173,4 +174,23 @@ TEST_F(PostPartialTest, BadPartialsAreRefusedWithAReason) {
   auto p = partial_of(a);
   p.post = "atlantis";
   EXPECT_EQ(decode_partial(encode_partial(p, cat), cat, out), "unknown post 'atlantis'");
+}
+
+// When a key-value watch counts as behind its bucket (docs/scale-out.md, "NATS 2.9 limits"):
+// only once a revision the bucket held stays unshown for the whole limit.
+TEST(WatchLag, ABucketRevisionUnshownForTheLimitMakesTheWatchStale) {
+  using namespace std::chrono_literals;
+  WatchLag lag;
+  const WatchLag::Time t0{};
+  EXPECT_FALSE(lag.stale(10, 10, t0, 2s));       // caught up
+  EXPECT_FALSE(lag.stale(12, 10, t0 + 1s, 2s));  // behind: 12 missing from now on
+  EXPECT_FALSE(lag.stale(13, 11, t0 + 2s, 2s));  // moving, still short of 12
+  EXPECT_TRUE(lag.stale(14, 11, t0 + 3s, 2s));   // 12 unshown for 2 s
+  lag.reset();                                   // watched again: the new watch gets its own limit
+  EXPECT_FALSE(lag.stale(14, 11, t0 + 3s, 2s));
+  EXPECT_FALSE(lag.stale(15, 14, t0 + 4s, 2s));  // 14 shown: now 15 is the one missing, since 4 s
+  EXPECT_FALSE(lag.stale(16, 14, t0 + 5900ms, 2s));
+  EXPECT_TRUE(lag.stale(16, 14, t0 + 6s, 2s));
+  EXPECT_FALSE(lag.stale(16, 16, t0 + 7s, 2s));    // caught up: nothing missing
+  EXPECT_FALSE(lag.stale(17, 16, t0 + 100s, 2s));  // a new write: its own limit from now
 }

@@ -148,8 +148,8 @@ struct JetStreamCluster::Worker {
   void cycle();
   bool setup();
   void refresh_members();
-  void watch_members(std::string& error);
-  void rewatch_members_if_stale();
+  // A watch of `bucket` that is made again when it falls behind (its node died), saying so.
+  std::unique_ptr<KvBucket::Watch> watch(KvBucket& bucket, std::function<void(KvEntry)> fn, std::string& error);
   void renew_due();  // member key, leases and leadership whose renewal is due
   void hold(std::uint32_t p);
   ConsumerSpec consumer_spec(std::uint32_t p) const;
@@ -200,8 +200,6 @@ struct JetStreamCluster::Worker {
   std::uint64_t next_generation_ = 0;
   std::uint64_t leader_revision_ = 0;
   SteadyTime leader_renewed_at_{}, member_put_at_{};
-  // When the members watch last showed our own key's write (or was made, if later).
-  SteadyTime own_key_watched_at_{};
   // The leadership as the writer thread sees it, fenced like a partition's: the term (one more
   // each time the leader key is taken) and until when the key is surely still ours, ¾ of the
   // lease after the write that took or renewed it was sent (the epoch: not leading).

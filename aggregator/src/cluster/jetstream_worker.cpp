@@ -111,13 +111,24 @@ bool JetStreamCluster::Worker::setup() {
   std::string error;
   for (auto& m : made)
     if (auto e = m.get(); error.empty()) error = e;
-  if (error.empty() && !members_watch_) watch_members(error);
+  if (error.empty() && !members_watch_)
+    members_watch_ = watch(
+        *members_,
+        [this](KvEntry e) {
+          boost::asio::post(io_, [this, e = std::move(e)] {
+            if (e.deleted)
+              member_seen_.erase(e.key);  // left on purpose
+            else
+              member_seen_[e.key] = std::chrono::steady_clock::now();
+          });
+        },
+        error);
   if (error.empty() && !board_watch_)
-    board_watch_ =
-        board_->watch_all([this](KvEntry e) { to_core([e = std::move(e)](Core& c) { c.on_board_entry(e); }); }, &error);
+    board_watch_ = watch(
+        *board_, [this](KvEntry e) { to_core([e = std::move(e)](Core& c) { c.on_board_entry(e); }); }, error);
   if (error.empty() && !watch_)
-    watch_ = posts_->watch_all([this](KvEntry e) { to_core([e = std::move(e)](Core& c) { c.on_post_snapshot(e); }); },
-                               &error);
+    watch_ = watch(
+        *posts_, [this](KvEntry e) { to_core([e = std::move(e)](Core& c) { c.on_post_snapshot(e); }); }, error);
   if (!error.empty()) {
     view_.problem = error;
     return false;

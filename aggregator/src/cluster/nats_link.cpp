@@ -2,7 +2,9 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -103,47 +105,122 @@ std::vector<std::string> KvBucket::keys(std::string* error) {
   return out;
 }
 
+bool WatchLag::stale(std::uint64_t bucket_last, std::uint64_t shown, Time now, std::chrono::milliseconds limit) {
+  if (shown >= bucket_last) {
+    missing_ = 0;
+    return false;
+  }
+  if (missing_ == 0 || shown >= missing_) {  // behind, but not on the revision first missed
+    missing_ = bucket_last;
+    missing_since_ = now;
+    return false;
+  }
+  return now - missing_since_ >= limit;
+}
+
 struct KvBucket::Watch::State {
-  kvWatcher* watcher = nullptr;
-  std::atomic<bool> stop{false};
+  kvStore* kv = nullptr;
+  jsCtx* js = nullptr;
+  std::string stream;
+  std::mutex mutex;              // the watcher, between the watch's thread (which swaps it) and stop
+  kvWatcher* watcher = nullptr;  // written only on the watch's thread
+  bool stop = false;
+  std::uint64_t shown = 0;  // the highest revision shown
+  WatchLag lag;
+  std::chrono::steady_clock::time_point next_probe{};
   std::thread thread;
+
+  void probe(const KvWatchOptions& o);
+  void rewatch(const KvWatchOptions& o, std::uint64_t bucket_last);
 };
 
-KvBucket::Watch::Watch(kvWatcher* w, std::function<void(KvEntry)> fn, std::function<void()> on_current)
+void KvBucket::Watch::State::probe(const KvWatchOptions& o) {
+  auto now = std::chrono::steady_clock::now();
+  if (o.stale_after.count() <= 0 || now < next_probe) return;
+  next_probe = now + o.stale_after / 4;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = std::max<std::int64_t>(o.stale_after.count() / 4, 100);  // the destructor may wait on it
+  jsStreamInfo* si = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  if (js_GetStreamInfo(&si, js, stream.c_str(), &jo, &code) != NATS_OK) return;  // asked again next time
+  const std::uint64_t last = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  if (lag.stale(last, shown, now, o.stale_after)) rewatch(o, last);
+}
+
+void KvBucket::Watch::State::rewatch(const KvWatchOptions& o, std::uint64_t bucket_last) {
+  auto why = "has not shown revision " + std::to_string(bucket_last) + " (it showed " + std::to_string(shown) +
+             ") for " + std::to_string(o.stale_after.count()) + " ms";
+  kvWatcher* fresh = nullptr;
+  if (auto s = kvStore_WatchAll(&fresh, kv, nullptr); s != NATS_OK) {
+    if (o.on_rewatch) o.on_rewatch(why + "; watching again failed, tried again shortly: " + last_error(s));
+    return;
+  }
+  kvWatcher* old = nullptr;
+  {
+    std::lock_guard lock(mutex);
+    if (stop) {
+      kvWatcher_Destroy(fresh);
+      return;
+    }
+    old = std::exchange(watcher, fresh);
+  }
+  kvWatcher_Stop(old);
+  kvWatcher_Destroy(old);
+  lag.reset();
+  if (o.on_rewatch) o.on_rewatch(why + ": watching again");
+}
+
+KvBucket::Watch::Watch(kvStore* kv, jsCtx* js, std::string stream, kvWatcher* w, std::function<void(KvEntry)> fn,
+                       KvWatchOptions options)
     : state_(std::make_unique<State>()) {
+  state_->kv = kv;
+  state_->js = js;
+  state_->stream = std::move(stream);
   state_->watcher = w;
-  state_->thread = std::thread([s = state_.get(), fn = std::move(fn), on_current = std::move(on_current)]() mutable {
-    while (!s->stop) {
+  state_->next_probe = std::chrono::steady_clock::now() + options.stale_after / 4;
+  state_->thread = std::thread([s = state_.get(), fn = std::move(fn), o = std::move(options)]() mutable {
+    for (;;) {
       kvEntry* e = nullptr;
       auto st = kvWatcher_Next(&e, s->watcher, 200);
       if (st == NATS_OK && e) {
-        fn(to_entry(e));
+        auto entry = to_entry(e);
         kvEntry_Destroy(e);
+        s->shown = std::max(s->shown, entry.revision);
+        fn(std::move(entry));
       } else if (st == NATS_OK) {  // a null entry marks the end of the initial values
-        if (on_current) std::exchange(on_current, {})();
-      } else if (st == NATS_ILLEGAL_STATE) {
-        break;  // stopped
+        if (o.on_current) std::exchange(o.on_current, {})();
       }
+      {
+        std::lock_guard lock(s->mutex);
+        if (s->stop) break;
+      }
+      if (st == NATS_ILLEGAL_STATE) break;  // stopped by libnats (its connection closed)
+      s->probe(o);
     }
   });
 }
 
 KvBucket::Watch::~Watch() {
-  state_->stop = true;
-  kvWatcher_Stop(state_->watcher);
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->stop = true;
+    kvWatcher_Stop(state_->watcher);
+  }
   if (state_->thread.joinable()) state_->thread.join();
   kvWatcher_Destroy(state_->watcher);
 }
 
 std::unique_ptr<KvBucket::Watch> KvBucket::watch_all(std::function<void(KvEntry)> fn, std::string* error,
-                                                     std::function<void()> on_current) {
+                                                     KvWatchOptions options) {
   kvWatcher* w = nullptr;
   auto s = kvStore_WatchAll(&w, kv_, nullptr);
   if (s != NATS_OK) {
     if (error) *error = last_error(s);
     return nullptr;
   }
-  return std::make_unique<Watch>(w, std::move(fn), std::move(on_current));
+  return std::make_unique<Watch>(kv_, js_, "KV_" + name_, w, std::move(fn), std::move(options));
 }
 
 NatsSubscription::~NatsSubscription() {
@@ -263,7 +340,7 @@ std::unique_ptr<KvBucket> NatsLink::bucket(const std::string& name, std::int64_t
     error = "key-value bucket " + name + ": " + last_error(s);
     return nullptr;
   }
-  return std::make_unique<KvBucket>(kv, name);
+  return std::make_unique<KvBucket>(kv, js_, name);
 }
 
 namespace {

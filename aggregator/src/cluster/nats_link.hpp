@@ -4,6 +4,7 @@
 // aggregator's io_context (docs/scale-out.md).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -53,9 +54,37 @@ class NatsMessage {
 };
 using NatsMessagePtr = std::shared_ptr<NatsMessage>;
 
+// Whether a watch has fallen behind its bucket: given the bucket's last revision and the last
+// the watch has shown, each time it is asked, it says once the watch has not shown for `limit`
+// a revision the bucket held when it was first seen missing. The clock is the caller's.
+class WatchLag {
+ public:
+  using Time = std::chrono::steady_clock::time_point;
+  bool stale(std::uint64_t bucket_last, std::uint64_t shown, Time now, std::chrono::milliseconds limit);
+  void reset() { missing_ = 0; }
+
+ private:
+  std::uint64_t missing_ = 0;  // a revision the watch has not shown yet; 0: none
+  Time missing_since_{};
+};
+
+struct KvWatchOptions {
+  // Runs once, after the last of the values the bucket held when the watch began (at once
+  // for an empty bucket), on the watch's thread.
+  std::function<void()> on_current;
+  // libnats' watch is an ordered consumer on one node: when that node dies, the watch brings
+  // nothing until the engine has a new meta leader and the consumer is made again (30 s and
+  // more seen in tests). With this set, the watch asks the bucket's stream for its last
+  // revision every quarter of it, and watches again once it has not shown for this long a
+  // revision the bucket held: every key's latest value comes again, then every change.
+  // Zero: never.
+  std::chrono::milliseconds stale_after{0};
+  std::function<void(const std::string& what)> on_rewatch;  // told why, on the watch's thread
+};
+
 class KvBucket {
  public:
-  KvBucket(__kvStore* kv, std::string name) : kv_(kv), name_(std::move(name)) {}
+  KvBucket(__kvStore* kv, __jsCtx* js, std::string name) : kv_(kv), js_(js), name_(std::move(name)) {}
   ~KvBucket();
   KvBucket(const KvBucket&) = delete;
   KvBucket& operator=(const KvBucket&) = delete;
@@ -68,11 +97,12 @@ class KvBucket {
   bool remove(const std::string& key);
   std::vector<std::string> keys(std::string* error = nullptr);
 
-  // Every key's latest value, then every change, until stop() or destruction. Runs `fn` on a
-  // thread of its own.
+  // Every key's latest value, then every change, until destruction. Runs `fn` on a thread of
+  // its own.
   class Watch {
    public:
-    Watch(__kvWatcher* w, std::function<void(KvEntry)> fn, std::function<void()> on_current);
+    Watch(__kvStore* kv, __jsCtx* js, std::string stream, __kvWatcher* w, std::function<void(KvEntry)> fn,
+          KvWatchOptions options);
     ~Watch();
     Watch(const Watch&) = delete;
     Watch& operator=(const Watch&) = delete;
@@ -81,13 +111,12 @@ class KvBucket {
     struct State;
     std::unique_ptr<State> state_;
   };
-  // `on_current` (optional) runs once, after the last of the values the bucket held when the
-  // watch began (at once for an empty bucket), on the same thread as `fn`.
   std::unique_ptr<Watch> watch_all(std::function<void(KvEntry)> fn, std::string* error = nullptr,
-                                   std::function<void()> on_current = {});
+                                   KvWatchOptions options = {});
 
  private:
   __kvStore* kv_;
+  __jsCtx* js_;  // the link's, which outlives its buckets
   std::string name_;
 };
 

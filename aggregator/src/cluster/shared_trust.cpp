@@ -119,9 +119,13 @@ bool SharedTrust::setup() {
   if (error.empty() && !link_->connected()) error = "no NATS server answers yet";
   if (error.empty() && !bucket_)
     bucket_ = link_->bucket("postwatch-" + options_.group + "-trust", 0, options_.replicas, error);
-  if (error.empty() && !watch_)
-    watch_ = bucket_->watch_all([this](const KvEntry& e) { on_entry(e); }, &error,
-                                [this] { to_view([](View& v) { v.current = true; }); });
+  if (error.empty() && !watch_) {
+    KvWatchOptions o;
+    o.on_current = [this] { to_view([](View& v) { v.current = true; }); };
+    o.stale_after = std::chrono::milliseconds(2 * options_.lease_ms);  // as the cluster's own (docs/scale-out.md)
+    o.on_rewatch = [log = log_](const std::string& what) { log->warn("cluster trust: the registry's watch {}", what); };
+    watch_ = bucket_->watch_all([this](const KvEntry& e) { on_entry(e); }, &error, std::move(o));
+  }
   if (error != last_problem_ && !error.empty())
     log_->error("cluster trust: the shared key registry is not reachable: {}", error);
   last_problem_ = error;
