@@ -43,6 +43,8 @@ class DeliveryGate {
   void admit();
   // One message handed to the io_context, and one handled there.
   void queued_one() { queued_ += 1; }
+  // Messages handed to the io_context and not handled yet.
+  std::size_t queued() const { return queued_.load(std::memory_order_relaxed); }
   void handled();
   // Opens the gate for good (stop): a paused delivery thread must not hold up a disconnect.
   void release();

@@ -108,6 +108,8 @@ class MqttIngest {
   static constexpr int kQuickLossesBeforeRebuild = 3;
   static constexpr int kMaxRebuilds = 8;
   static constexpr std::chrono::milliseconds kRebuildSpacing{30'000};
+  // The precheck runs on Paho's thread once this many messages wait for the io thread.
+  static constexpr std::size_t kPrecheckFromQueued = 16;
 
  private:
   struct Impl;

@@ -136,8 +136,12 @@ void MqttIngest::Impl::install_handlers() {
     auto self = live();
     if (!self) return;
     self->gate.admit();
+    // Paho's one thread also reads every message: it verifies (and unpacks) only while the io
+    // thread is behind, and leaves the work to the io thread when that keeps up
+    // (docs/performance.md, "Signatures").
     Prechecked pre;
-    if (self->precheck) pre = self->precheck(msg->get_topic(), msg->get_payload_str());
+    if (self->precheck && self->gate.queued() >= kPrecheckFromQueued)
+      pre = self->precheck(msg->get_topic(), msg->get_payload_str());
     self->gate.queued_one();
     asio::post(self->io, [self, msg = std::move(msg), pre = std::move(pre)] {
       if (!self->stopped) self->handler(msg->get_topic(), msg->get_payload_str(), pre);
