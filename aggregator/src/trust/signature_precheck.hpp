@@ -1,5 +1,5 @@
-// Verifies agents' batch signatures on Paho's delivery thread, in parallel with the io thread
-// (docs/aggregator.md, "Signatures off the io thread"). One Ed25519 verification costs 45-70 us
+// Verifies agents' batch signatures on Paho's delivery thread, in parallel with the io thread,
+// while the io thread is behind (docs/aggregator.md, "Signatures off the io thread"). One Ed25519 verification costs 45-70 us
 // here, most of what a signed batch costs the io thread; done here, the io thread only confirms
 // that the key which verified is still the agent's and valid (AgentKeyRegistry::check).
 //
