@@ -191,13 +191,7 @@ TEST_F(ClusterTrust, AnAgentEnrolledThroughTheClusterIsTrustedByEveryInstanceAnd
   ASSERT_TRUE(key_in_force.is_object());
   const auto refused_before = refused_entries(*survivor);
   {
-    std::vector<std::string> servers;
-    for (std::size_t at = 0; at < nats.servers().size();) {
-      auto comma = std::min(nats.servers().find(',', at), nats.servers().size());
-      servers.push_back(nats.servers().substr(at, comma - at));
-      at = comma + 1;
-    }
-    postwatch::aggregator::NatsLink link({servers, "forger", "", "", 5'000});
+    postwatch::aggregator::NatsLink link({nats.server_urls(), "forger", "", "", 5'000});
     ASSERT_TRUE(wait_until([&] { return link.connected(); }, 10s));
     std::string error;
     auto bucket = link.bucket("postwatch-ops-trust", 0, 3, error);

@@ -94,13 +94,8 @@ inline std::uint64_t events_received(const nlohmann::json& b) {
 class BoardImages {
  public:
   BoardImages(const NatsCluster& nats, const std::string& group) {
-    std::vector<std::string> servers;
-    for (std::size_t at = 0; at < nats.servers().size();) {
-      auto comma = std::min(nats.servers().find(',', at), nats.servers().size());
-      servers.push_back(nats.servers().substr(at, comma - at));
-      at = comma + 1;
-    }
-    link_ = std::make_unique<aggregator::NatsLink>(aggregator::NatsLinkOptions{servers, "board-images", "", "", 5'000});
+    link_ = std::make_unique<aggregator::NatsLink>(
+        aggregator::NatsLinkOptions{nats.server_urls(), "board-images", "", "", 5'000});
     std::string error;
     bucket_ = link_->bucket("postwatch-" + group + "-board", 0, 3, error);
     if (bucket_)

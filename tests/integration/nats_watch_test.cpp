@@ -22,16 +22,6 @@ using postwatch::aggregator::NatsLink;
 
 namespace {
 
-std::vector<std::string> split_servers(const std::string& list) {
-  std::vector<std::string> out;
-  for (std::size_t at = 0; at < list.size();) {
-    auto comma = std::min(list.find(',', at), list.size());
-    out.push_back(list.substr(at, comma - at));
-    at = comma + 1;
-  }
-  return out;
-}
-
 // What a watch has shown, waited on.
 struct Shown {
   std::mutex mutex;
@@ -50,7 +40,7 @@ struct Shown {
 TEST(NatsWatch, AWatchWhoseNodeDiesIsMadeAgainAndShowsTheWritesThatFollow) {
   NatsCluster nats;
   ASSERT_TRUE(nats.healthy(30s)) << nats.unhealthy();
-  NatsLink link({split_servers(nats.servers()), "watch-test", "", "", 2'000});
+  NatsLink link({nats.server_urls(), "watch-test", "", "", 2'000});
   ASSERT_TRUE(wait_until([&] { return link.connected(); }, 10s));
   std::string error;
   std::unique_ptr<KvBucket> bucket;
@@ -94,7 +84,8 @@ TEST(NatsWatch, AWatchWhoseNodeDiesIsMadeAgainAndShowsTheWritesThatFollow) {
   // Left to libnats, a watch stalled 18-30 s here (it waits for the engine to make its
   // consumer again); some kills leave it going. A stall longer than the limit must have made
   // the watch again.
-  if (shown_ms > 2 * 2'000)
+  if (shown_ms > 2 * 2'000) {
     EXPECT_FALSE(shown.rewatches.empty()) << "the watch stalled " << shown_ms << " ms and was not made again";
+  }
   EXPECT_EQ(shown.values["before"], "1");  // shown again by the new watch, unchanged
 }

@@ -32,10 +32,15 @@ NatsCluster::~NatsCluster() {
     }
 }
 
+std::vector<std::string> NatsCluster::server_urls() const {
+  std::vector<std::string> out;
+  for (const auto& n : nodes_) out.push_back("nats://127.0.0.1:" + std::to_string(n.client));
+  return out;
+}
+
 std::string NatsCluster::servers() const {
   std::string s;
-  for (const auto& n : nodes_)
-    s += (s.empty() ? "" : ",") + std::string("nats://127.0.0.1:") + std::to_string(n.client);
+  for (const auto& url : server_urls()) s += (s.empty() ? "" : ",") + url;
   return s;
 }
 

@@ -26,6 +26,8 @@ class NatsCluster {
   std::string keys_dir() const { return (dir_.path() / "aggregator-keys").string(); }
   // nats://127.0.0.1:<port>,... for --nats.
   std::string servers() const;
+  // The same, one URL each, for a NatsLink of the test's own.
+  std::vector<std::string> server_urls() const;
   // tcp://127.0.0.1:<mqtt port> of node `i`, for agents and --broker.
   std::string mqtt_uri(int i = 0) const;
   unsigned short mqtt_port(int i = 0) const { return nodes_[static_cast<std::size_t>(i)].mqtt; }

@@ -1,7 +1,8 @@
 // Verifies agents' batch signatures on Paho's delivery thread, in parallel with the io thread,
-// while the io thread is behind (docs/aggregator.md, "Signatures off the io thread"). One Ed25519 verification costs 45-70 us
-// here, most of what a signed batch costs the io thread; done here, the io thread only confirms
-// that the key which verified is still the agent's and valid (AgentKeyRegistry::check).
+// while the io thread is behind (docs/aggregator.md, "Signatures off the io thread"). One
+// Ed25519 verification costs 45-70 us here, most of what a signed batch costs the io thread;
+// done here, the io thread only confirms that the key which verified is still the agent's and
+// valid (AgentKeyRegistry::check).
 //
 // Threads: refresh() on the io thread copies the registry's keys into a snapshot swapped whole;
 // verify() on any thread reads a snapshot. A stale snapshot costs only speed: a key it lacks
